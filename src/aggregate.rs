@@ -1,0 +1,335 @@
+//! Aggregation: how a pixel of one level is made from the 2x2 pixels below it.
+//!
+//! Every method considers only the children that hold data (see [`crate::tile`]); a parent
+//! with no such child holds no data. Levels are built from the level just below, so level
+//! `z` is the method applied `z` times.
+//!
+//! - `Average`: the mean of the children with data, computed in f64 and rounded to nearest
+//!   (ties away from zero) for integer types.
+//! - `Nearest`: the first child with data, in the order top-left, top-right, bottom-left,
+//!   bottom-right.
+//! - `Min` / `Max`: the smallest / largest child with data.
+//! - `Mode`: the most frequent value among the children with data; ties go to the smallest.
+
+use serde::{Deserialize, Serialize};
+
+use crate::dtype::Sample;
+use crate::error::{Error, Result};
+use crate::tile::{fill_value, BandValidity, SampleBuf, Tile, ValidityTest};
+use crate::with_sample_type;
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Resampling {
+    Average,
+    Nearest,
+    Min,
+    Max,
+    Mode,
+}
+
+impl Resampling {
+    pub const ALL: [Resampling; 5] = [
+        Resampling::Average,
+        Resampling::Nearest,
+        Resampling::Min,
+        Resampling::Max,
+        Resampling::Mode,
+    ];
+
+    /// The name GDAL uses (`RESAMPLING=` values and overview metadata).
+    pub fn gdal_name(self) -> &'static str {
+        match self {
+            Resampling::Average => "AVERAGE",
+            Resampling::Nearest => "NEAREST",
+            Resampling::Min => "MIN",
+            Resampling::Max => "MAX",
+            Resampling::Mode => "MODE",
+        }
+    }
+
+    pub fn from_gdal_name(name: &str) -> Result<Resampling> {
+        let upper = name.trim().to_ascii_uppercase();
+        Resampling::ALL
+            .into_iter()
+            .find(|r| r.gdal_name() == upper)
+            .ok_or_else(|| {
+                Error::option(
+                    "RESAMPLING",
+                    name,
+                    "one of AVERAGE, NEAREST, MIN, MAX, MODE (several, comma separated, give \
+                     one per band)",
+                )
+            })
+    }
+}
+
+/// Aggregates a tile to half its size: pixel `(y, x)` of the result comes from pixels
+/// `(2y..2y+2, 2x..2x+2)`. `methods` and `bands` have one entry per band.
+pub fn downsample(tile: &Tile, methods: &[Resampling], bands: &[BandValidity]) -> Tile {
+    assert_eq!(tile.size % 2, 0, "tiles have an even size");
+    let half = tile.size / 2;
+    let mask = tile.mask.as_ref().map(|m| downsample_mask(m, tile.size));
+    let mut data = SampleBuf::zeroed(half * half * tile.bands * tile.dtype.size());
+    with_sample_type!(tile.dtype, T => {
+        let src = tile.data.typed::<T>();
+        let dst = data.typed_mut::<T>();
+        let (n, h) = (tile.size * tile.size, half * half);
+        for b in 0..tile.bands {
+            let band_mask = if bands[b].nodata.is_none() { tile.mask.as_deref() } else { None };
+            let parent_mask = if bands[b].nodata.is_none() { mask.as_deref() } else { None };
+            downsample_band::<T>(
+                methods[b],
+                &src[b * n..(b + 1) * n],
+                band_mask,
+                &bands[b],
+                tile.size,
+                &mut dst[b * h..(b + 1) * h],
+                parent_mask,
+            );
+        }
+    });
+    Tile {
+        dtype: tile.dtype,
+        bands: tile.bands,
+        size: half,
+        data,
+        mask,
+    }
+}
+
+/// A parent pixel holds data when any of its children does.
+fn downsample_mask(mask: &[u8], size: usize) -> Vec<u8> {
+    let half = size / 2;
+    let mut out = vec![0u8; half * half];
+    for y in 0..half {
+        let (r0, r1) = (&mask[2 * y * size..], &mask[(2 * y + 1) * size..]);
+        for x in 0..half {
+            let any = r0[2 * x] | r0[2 * x + 1] | r1[2 * x] | r1[2 * x + 1];
+            out[y * half + x] = if any != 0 { 255 } else { 0 };
+        }
+    }
+    out
+}
+
+fn downsample_band<T: Sample>(
+    method: Resampling,
+    src: &[T],
+    mask: Option<&[u8]>,
+    validity: &BandValidity,
+    size: usize,
+    dst: &mut [T],
+    parent_mask: Option<&[u8]>,
+) {
+    match method {
+        Resampling::Average => reduce(src, mask, validity, size, dst, parent_mask, average::<T>),
+        Resampling::Nearest => reduce(src, mask, validity, size, dst, parent_mask, |v| v[0]),
+        Resampling::Min => reduce(src, mask, validity, size, dst, parent_mask, min::<T>),
+        Resampling::Max => reduce(src, mask, validity, size, dst, parent_mask, max::<T>),
+        Resampling::Mode => reduce(src, mask, validity, size, dst, parent_mask, mode::<T>),
+    }
+}
+
+/// Applies `f` to the children with data of every parent pixel (never to an empty list).
+#[inline(always)]
+fn reduce<T: Sample, F: Fn(&[T]) -> T>(
+    src: &[T],
+    mask: Option<&[u8]>,
+    validity: &BandValidity,
+    size: usize,
+    dst: &mut [T],
+    parent_mask: Option<&[u8]>,
+    f: F,
+) {
+    let half = size / 2;
+    let test = ValidityTest::<T>::new(validity);
+    let fill = fill_value::<T>(validity);
+    // A parent the mask marks as data whose children are all NaN is NaN itself (0 for
+    // integers, which have no NaN and so never get here).
+    let nan = T::from_f64_round(f64::NAN);
+    for y in 0..half {
+        for x in 0..half {
+            let idx = [
+                2 * y * size + 2 * x,
+                2 * y * size + 2 * x + 1,
+                (2 * y + 1) * size + 2 * x,
+                (2 * y + 1) * size + 2 * x + 1,
+            ];
+            let mut vals = [T::default(); 4];
+            let mut n = 0;
+            for i in idx {
+                let v = src[i];
+                if test.holds_data(v) && mask.is_none_or(|m| m[i] != 0) {
+                    vals[n] = v;
+                    n += 1;
+                }
+            }
+            dst[y * half + x] = if n > 0 {
+                f(&vals[..n])
+            } else if parent_mask.is_some_and(|m| m[y * half + x] != 0) {
+                nan
+            } else {
+                fill
+            };
+        }
+    }
+}
+
+#[inline(always)]
+fn average<T: Sample>(v: &[T]) -> T {
+    let sum: f64 = v.iter().map(|x| x.to_f64()).sum();
+    T::from_f64_round(sum / v.len() as f64)
+}
+
+#[inline(always)]
+fn min<T: Sample>(v: &[T]) -> T {
+    v.iter()
+        .copied()
+        .fold(v[0], |a, b| if b < a { b } else { a })
+}
+
+#[inline(always)]
+fn max<T: Sample>(v: &[T]) -> T {
+    v.iter()
+        .copied()
+        .fold(v[0], |a, b| if b > a { b } else { a })
+}
+
+#[inline(always)]
+fn mode<T: Sample>(v: &[T]) -> T {
+    let mut best = v[0];
+    let mut best_count = 0;
+    for &a in v {
+        let count = v.iter().filter(|b| **b == a).count();
+        if count > best_count || (count == best_count && a < best) {
+            best = a;
+            best_count = count;
+        }
+    }
+    best
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::DataType;
+    use proptest::prelude::*;
+
+    /// The reference: a plain, obviously correct reading of the definitions above.
+    fn brute_force(
+        method: Resampling,
+        px: &[(f64, bool)], // the four children: value, holds data
+    ) -> Option<f64> {
+        let valid: Vec<f64> = px.iter().filter(|p| p.1).map(|p| p.0).collect();
+        if valid.is_empty() {
+            return None;
+        }
+        Some(match method {
+            Resampling::Average => valid.iter().sum::<f64>() / valid.len() as f64,
+            Resampling::Nearest => valid[0],
+            Resampling::Min => valid.iter().cloned().fold(f64::INFINITY, f64::min),
+            Resampling::Max => valid.iter().cloned().fold(f64::NEG_INFINITY, f64::max),
+            Resampling::Mode => {
+                let mut sorted = valid.clone();
+                sorted.sort_by(|a, b| a.partial_cmp(b).unwrap());
+                let mut best = (0, 0.0);
+                for v in &sorted {
+                    let c = valid.iter().filter(|w| *w == v).count();
+                    if c > best.0 {
+                        best = (c, *v);
+                    }
+                }
+                best.1
+            }
+        })
+    }
+
+    fn check<T: Sample>(
+        method: Resampling,
+        values: &[T],
+        nodata: Option<f64>,
+        mask: Option<Vec<u8>>,
+    ) {
+        let size = 8;
+        let bands = [BandValidity { nodata }];
+        let mut tile = Tile::empty(T::TYPE, &bands, size);
+        tile.data.typed_mut::<T>().copy_from_slice(values);
+        tile.mask = mask.clone();
+        let out = downsample(&tile, &[method], &bands);
+        let nd = nodata.map(T::from_f64_round);
+        for y in 0..size / 2 {
+            for x in 0..size / 2 {
+                let px: Vec<(f64, bool)> = [(0, 0), (0, 1), (1, 0), (1, 1)]
+                    .iter()
+                    .map(|(dy, dx)| {
+                        let i = (2 * y + dy) * size + 2 * x + dx;
+                        let v = values[i];
+                        let masked = nodata.is_none() && mask.as_ref().is_some_and(|m| m[i] == 0);
+                        (v.to_f64(), !v.is_nan() && Some(v) != nd && !masked)
+                    })
+                    .collect();
+                let got = out.band::<T>(0)[[y, x]];
+                match brute_force(method, &px) {
+                    Some(want) => assert_eq!(
+                        got,
+                        T::from_f64_round(want),
+                        "{method:?} at ({y},{x}) of {px:?}"
+                    ),
+                    None if nodata.is_some() => assert_eq!(Some(got), nd),
+                    None => assert_eq!(
+                        out.mask.as_ref().unwrap()[y * size / 2 + x],
+                        0,
+                        "a parent of masked pixels is masked"
+                    ),
+                }
+            }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn every_method_matches_the_reference_for_integers(
+            method in prop::sample::select(Resampling::ALL.to_vec()),
+            values in prop::collection::vec(-3i16..4, 64),
+            use_nodata in any::<bool>(),
+            mask in prop::collection::vec(prop::sample::select(vec![0u8, 255]), 64)) {
+            if use_nodata {
+                check::<i16>(method, &values, Some(0.0), None);
+            } else {
+                check::<i16>(method, &values, None, Some(mask));
+            }
+        }
+
+        #[test]
+        fn every_method_matches_the_reference_for_floats(
+            method in prop::sample::select(Resampling::ALL.to_vec()),
+            values in prop::collection::vec(prop::sample::select(
+                vec![f32::NAN, -1.5, 0.0, 2.25, 7.0, 1e20]), 64)) {
+            check::<f32>(method, &values, Some(1e20), None);
+        }
+
+        #[test]
+        fn byte_average_rounds_half_up(values in prop::collection::vec(any::<u8>(), 64)) {
+            check::<u8>(Resampling::Average, &values, None, None);
+        }
+    }
+
+    #[test]
+    fn gdal_names() {
+        for r in Resampling::ALL {
+            assert_eq!(Resampling::from_gdal_name(r.gdal_name()).unwrap(), r);
+        }
+        assert_eq!(
+            Resampling::from_gdal_name("average").unwrap(),
+            Resampling::Average
+        );
+        assert!(Resampling::from_gdal_name("CUBIC").is_err());
+    }
+
+    #[test]
+    fn mode_ties_go_to_the_smallest_value() {
+        assert_eq!(mode(&[3u8, 1, 3, 1]), 1);
+        assert_eq!(mode(&[5u8, 2, 5, 9]), 5);
+        let _ = DataType::Byte;
+    }
+}

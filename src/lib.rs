@@ -1,0 +1,11 @@
+//! gridstore: a chunked, multi-resolution store for gridded data, and a GDAL driver for it.
+
+pub mod aggregate;
+pub mod chunk;
+pub mod codec;
+pub mod dtype;
+pub mod error;
+pub mod grid;
+pub mod tile;
+
+pub use error::{Error, ErrorKind, Result};
