@@ -9,3 +9,10 @@ pub mod grid;
 pub mod tile;
 
 pub use error::{Error, ErrorKind, Result};
+pub mod index;
+pub mod ingest;
+pub mod manifest;
+pub mod options;
+pub mod pyramid;
+pub mod storage;
+pub mod store;

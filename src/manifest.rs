@@ -1,0 +1,378 @@
+//! The manifest: the JSON document that describes one snapshot of a store.
+//!
+//! `gridstore.json` at the top of a store is the manifest of the current snapshot; a commit
+//! replaces it atomically. Every snapshot's manifest is also kept as
+//! `snapshots/<id>.json`, which is what history and `SNAPSHOT=` read. Everything a reader
+//! needs to open the store (grid, bands, extent, levels, the index root) is in this one
+//! small document, so opening costs one read whatever the store's size.
+
+use std::collections::BTreeMap;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+
+use crate::aggregate::Resampling;
+use crate::chunk::{self, Encoding};
+use crate::codec::{Compression, Predictor};
+use crate::dtype::DataType;
+use crate::error::{Error, Result};
+use crate::grid::{Georef, Layout, PixelRect, MAX_TILE_SIZE, MIN_TILE_SIZE};
+use crate::index::NodeRef;
+use crate::tile::BandValidity;
+
+pub const FORMAT_NAME: &str = "gridstore";
+/// Bumped whenever a reader of the previous version could misread a store.
+pub const FORMAT_VERSION: u32 = 1;
+pub const MANIFEST_KEY: &str = "gridstore.json";
+pub const SNAPSHOT_PREFIX: &str = "snapshots/";
+
+pub fn snapshot_key(id: u64) -> String {
+    format!("{SNAPSHOT_PREFIX}{id}.json")
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Manifest {
+    /// Always "gridstore": tells this document apart from other JSON.
+    pub format: String,
+    pub format_version: u32,
+    /// Random identifier given at creation; stays with the store.
+    pub store_id: String,
+    pub snapshot: SnapshotInfo,
+    pub grid: GridSpec,
+    pub data_type: DataType,
+    pub bands: Vec<BandSpec>,
+    /// Dataset metadata (GDAL's default domain).
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+    pub encoding: EncodingSpec,
+    /// Aggregation pyramids; the first is the one GDAL shows as overviews.
+    pub pyramids: Vec<PyramidSpec>,
+    /// Level-0 pixels that have ever received data; `None` for an empty store.
+    pub extent: Option<PixelRect>,
+    /// True when every pixel inside the extent holds data in the bands without nodata, so
+    /// GDAL needs no mask band.
+    pub all_valid: bool,
+    /// Reserved for the time axis: `None` means one time step (index 0).
+    #[serde(default)]
+    pub time: Option<serde_json::Value>,
+    pub index: IndexSpec,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct SnapshotInfo {
+    pub id: u64,
+    pub parent: Option<u64>,
+    /// UTC, RFC 3339.
+    pub created: String,
+    /// What wrote this snapshot (tool and arguments).
+    pub writer: String,
+    pub tiles_written: u64,
+    pub tiles_removed: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct GridSpec {
+    /// CRS as WKT; empty when the data has none.
+    pub crs_wkt: String,
+    /// Georeferenced position of the top-left corner of level-0 pixel (0, 0).
+    pub origin: [f64; 2],
+    /// Level-0 pixel size as in a geotransform (y negative for north-up).
+    pub cell_size: [f64; 2],
+    pub tile_size: u32,
+    /// Cells per level step in each direction; always 2.
+    pub factor: u32,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct BandSpec {
+    #[serde(with = "nodata_serde", default)]
+    pub nodata: Option<f64>,
+    #[serde(default)]
+    pub description: String,
+    /// GDAL colour interpretation name (Gray, Red, Palette, ...).
+    pub color_interp: String,
+    #[serde(default)]
+    pub color_table: Option<ColorTable>,
+    #[serde(default)]
+    pub scale: Option<f64>,
+    #[serde(default)]
+    pub offset: Option<f64>,
+    #[serde(default)]
+    pub unit: String,
+    #[serde(default)]
+    pub metadata: BTreeMap<String, String>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct ColorTable {
+    /// GDAL palette interpretation: Gray, RGB, CMYK or HLS.
+    pub interp: String,
+    pub entries: Vec<[i16; 4]>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Serialize, Deserialize)]
+pub struct EncodingSpec {
+    pub compression: Compression,
+    pub level: i32,
+    pub predictor: Predictor,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct PyramidSpec {
+    pub name: String,
+    /// One method per band.
+    pub resampling: Vec<Resampling>,
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct IndexSpec {
+    pub root: Option<NodeRef>,
+    /// Tiles stored in this snapshot, all levels.
+    pub tiles: u64,
+    /// Bytes of chunk objects in this snapshot.
+    pub bytes: u64,
+}
+
+impl Manifest {
+    /// Parses and checks a manifest; `path` names it in error messages.
+    pub fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
+        let bad = |detail: String| Error::BadManifest {
+            path: path.to_path_buf(),
+            detail,
+        };
+        // Look at the version before the rest, so that a newer store is refused with the
+        // right message rather than as a schema error.
+        let value: serde_json::Value = serde_json::from_slice(bytes).map_err(|e| {
+            bad(if e.is_eof() {
+                format!("it ends early ({} bytes), as if truncated", bytes.len())
+            } else {
+                format!("not valid JSON: {e}")
+            })
+        })?;
+        if value.get("format").and_then(|f| f.as_str()) != Some(FORMAT_NAME) {
+            return Err(bad("it has no \"format\": \"gridstore\" entry".into()));
+        }
+        let version = value
+            .get("format_version")
+            .and_then(|v| v.as_u64())
+            .ok_or_else(|| bad("it has no format_version".into()))?;
+        if version > FORMAT_VERSION as u64 {
+            return Err(Error::NewerFormat {
+                path: path.to_path_buf(),
+                found: version as u32,
+                supported: FORMAT_VERSION,
+            });
+        }
+        let m: Manifest =
+            serde_json::from_value(value).map_err(|e| bad(format!("unexpected content: {e}")))?;
+        m.validate().map_err(bad)?;
+        Ok(m)
+    }
+
+    pub fn to_json(&self) -> Vec<u8> {
+        let mut v = serde_json::to_vec_pretty(self).expect("manifests always serialize");
+        v.push(b'\n');
+        v
+    }
+
+    /// Checks the invariants the rest of the code relies on.
+    fn validate(&self) -> std::result::Result<(), String> {
+        let g = &self.grid;
+        if !(MIN_TILE_SIZE..=MAX_TILE_SIZE).contains(&g.tile_size) || g.tile_size % 16 != 0 {
+            return Err(format!("tile size {} is out of range", g.tile_size));
+        }
+        if g.factor != 2 {
+            return Err(format!("aggregation factor {} is not 2", g.factor));
+        }
+        if !(g.cell_size[0].is_finite() && g.cell_size[1].is_finite())
+            || g.cell_size[0] == 0.0
+            || g.cell_size[1] == 0.0
+        {
+            return Err("cell size must be finite and non-zero".into());
+        }
+        if self.bands.is_empty() || self.bands.len() > u16::MAX as usize {
+            return Err(format!("{} bands", self.bands.len()));
+        }
+        if self.pyramids.is_empty()
+            || self
+                .pyramids
+                .iter()
+                .any(|p| p.resampling.len() != self.bands.len())
+        {
+            return Err("every pyramid needs one resampling method per band".into());
+        }
+        if self.extent.is_some_and(|e| e.is_empty()) {
+            return Err("extent is empty; it should be null".into());
+        }
+        Ok(())
+    }
+
+    pub fn georef(&self) -> Georef {
+        Georef {
+            crs_wkt: self.grid.crs_wkt.clone(),
+            origin: self.grid.origin,
+            cell_size: self.grid.cell_size,
+        }
+    }
+
+    pub fn layout(&self) -> Option<Layout> {
+        self.extent
+            .map(|e| Layout::for_extent(e, self.grid.tile_size))
+    }
+
+    pub fn encoding(&self) -> Encoding {
+        Encoding {
+            compression: self.encoding.compression,
+            level: self.encoding.level,
+            predictor: self.encoding.predictor,
+        }
+    }
+
+    pub fn validity(&self) -> Vec<BandValidity> {
+        self.bands
+            .iter()
+            .map(|b| BandValidity { nodata: b.nodata })
+            .collect()
+    }
+
+    pub fn chunk_shape(&self) -> chunk::Expected {
+        chunk::Expected {
+            dtype: self.data_type,
+            bands: self.bands.len(),
+            size: self.grid.tile_size as usize,
+        }
+    }
+
+    /// True when some band has no nodata value, so missing pixels need a mask.
+    pub fn uses_mask(&self) -> bool {
+        self.bands.iter().any(|b| b.nodata.is_none())
+    }
+}
+
+/// Nodata values as JSON: finite numbers as numbers, NaN and infinities as strings (JSON
+/// has no literal for them).
+mod nodata_serde {
+    use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+    #[derive(Serialize, Deserialize)]
+    #[serde(untagged)]
+    enum Repr {
+        Number(f64),
+        Text(String),
+    }
+
+    pub fn serialize<S: Serializer>(v: &Option<f64>, s: S) -> Result<S::Ok, S::Error> {
+        match v {
+            None => s.serialize_none(),
+            Some(x) if x.is_nan() => s.serialize_some("nan"),
+            Some(x) if x.is_infinite() => s.serialize_some(if *x > 0.0 { "inf" } else { "-inf" }),
+            Some(x) => s.serialize_some(x),
+        }
+    }
+
+    pub fn deserialize<'de, D: Deserializer<'de>>(d: D) -> Result<Option<f64>, D::Error> {
+        match Option::<Repr>::deserialize(d)? {
+            None => Ok(None),
+            Some(Repr::Number(x)) => Ok(Some(x)),
+            Some(Repr::Text(t)) => match t.as_str() {
+                "nan" => Ok(Some(f64::NAN)),
+                "inf" => Ok(Some(f64::INFINITY)),
+                "-inf" => Ok(Some(f64::NEG_INFINITY)),
+                other => Err(serde::de::Error::custom(format!("bad nodata {other:?}"))),
+            },
+        }
+    }
+}
+
+#[cfg(test)]
+pub(crate) mod tests {
+    use super::*;
+
+    pub fn sample() -> Manifest {
+        Manifest {
+            format: FORMAT_NAME.into(),
+            format_version: FORMAT_VERSION,
+            store_id: "test".into(),
+            snapshot: SnapshotInfo {
+                id: 1,
+                parent: None,
+                created: "2026-01-01T00:00:00Z".into(),
+                writer: "test".into(),
+                tiles_written: 0,
+                tiles_removed: 0,
+            },
+            grid: GridSpec {
+                crs_wkt: String::new(),
+                origin: [0.0, 0.0],
+                cell_size: [1.0, -1.0],
+                tile_size: 256,
+                factor: 2,
+            },
+            data_type: DataType::Float32,
+            bands: vec![BandSpec {
+                nodata: Some(f64::NAN),
+                description: String::new(),
+                color_interp: "Gray".into(),
+                color_table: None,
+                scale: None,
+                offset: None,
+                unit: String::new(),
+                metadata: BTreeMap::new(),
+            }],
+            metadata: BTreeMap::new(),
+            encoding: EncodingSpec {
+                compression: Compression::Zstd,
+                level: 3,
+                predictor: Predictor::FloatingPoint,
+            },
+            pyramids: vec![PyramidSpec {
+                name: "average".into(),
+                resampling: vec![Resampling::Average],
+            }],
+            extent: Some(PixelRect::new(0, 0, 100, 100)),
+            all_valid: true,
+            time: None,
+            index: IndexSpec {
+                root: None,
+                tiles: 0,
+                bytes: 0,
+            },
+        }
+    }
+
+    #[test]
+    fn round_trips_including_nan_nodata() {
+        let m = sample();
+        let back = Manifest::parse(&m.to_json(), Path::new("x")).unwrap();
+        assert!(back.bands[0].nodata.unwrap().is_nan());
+        let mut a = m.clone();
+        let mut b = back.clone();
+        a.bands[0].nodata = None;
+        b.bands[0].nodata = None;
+        assert_eq!(a, b);
+    }
+
+    #[test]
+    fn newer_versions_are_refused_by_name() {
+        let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        v["format_version"] = 99.into();
+        v["some_future_field"] = "x".into();
+        let e =
+            Manifest::parse(v.to_string().as_bytes(), Path::new("s/gridstore.json")).unwrap_err();
+        assert!(matches!(e, Error::NewerFormat { found: 99, .. }), "{e}");
+        assert!(e.to_string().contains("Upgrade gridstore"));
+    }
+
+    #[test]
+    fn truncation_and_garbage_are_reported() {
+        let json = sample().to_json();
+        let e = Manifest::parse(&json[..json.len() / 2], Path::new("m")).unwrap_err();
+        assert!(e.to_string().contains("truncated"), "{e}");
+        let e = Manifest::parse(b"{\"a\": 1}", Path::new("m")).unwrap_err();
+        assert!(e.to_string().contains("format"), "{e}");
+        let mut m = sample();
+        m.grid.tile_size = 7;
+        let e = Manifest::parse(&m.to_json(), Path::new("m")).unwrap_err();
+        assert!(e.to_string().contains("tile size"), "{e}");
+    }
+}

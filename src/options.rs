@@ -1,0 +1,263 @@
+//! Creation and open options: their GDAL option lists, and parsing into checked values.
+//!
+//! Options arrive as `KEY=VALUE` strings (GDAL `-co` / `-oo`, or CLI flags mapped onto the
+//! same names), are checked here once, and everything after works with typed values.
+
+use crate::aggregate::Resampling;
+use crate::codec::{Compression, Predictor};
+use crate::dtype::DataType;
+use crate::error::{Error, Result};
+use crate::grid::{MAX_TILE_SIZE, MIN_TILE_SIZE};
+
+pub const DEFAULT_TILE_SIZE: u32 = 512;
+
+/// The creation options of the GDAL driver, as the XML list GDAL shows and validates.
+pub fn creation_option_list() -> String {
+    format!(
+        "<CreationOptionList>\
+<Option name='BLOCKSIZE' type='int' min='{MIN_TILE_SIZE}' max='{MAX_TILE_SIZE}' default='{DEFAULT_TILE_SIZE}' \
+description='Tile width and height in pixels, a multiple of 16'/>\
+<Option name='COMPRESS' type='string-select' default='ZSTD' description='Chunk compression'>\
+<Value>ZSTD</Value><Value>DEFLATE</Value><Value>LZ4</Value><Value>NONE</Value></Option>\
+<Option name='LEVEL' type='int' description='Compression level: ZSTD 1-22 (default 3), DEFLATE 1-9 (default 6)'/>\
+<Option name='PREDICTOR' type='string-select' default='YES' \
+description='YES: horizontal differencing for integers, floating point predictor for floats'>\
+<Value>YES</Value><Value>NO</Value><Value>STANDARD</Value><Value>FLOATING_POINT</Value></Option>\
+<Option name='RESAMPLING' type='string' default='AVERAGE' \
+description='How levels are aggregated: AVERAGE, NEAREST, MIN, MAX or MODE; a comma-separated list gives one per band. Bands with a colour table default to NEAREST'/>\
+<Option name='NUM_THREADS' type='string' default='ALL_CPUS' description='Worker threads: a number or ALL_CPUS'/>\
+</CreationOptionList>"
+    )
+}
+
+/// The open options of the GDAL driver.
+pub fn open_option_list() -> String {
+    "<OpenOptionList>\
+<Option name='SNAPSHOT' type='int' description='Open this snapshot of the history (read-only) instead of the current state'/>\
+</OpenOptionList>"
+        .to_string()
+}
+
+/// Looks up `name` (case-insensitively) in `KEY=VALUE` pairs.
+pub fn find<'a>(options: &'a [(String, String)], name: &str) -> Option<&'a str> {
+    options
+        .iter()
+        .rev()
+        .find(|(k, _)| k.eq_ignore_ascii_case(name))
+        .map(|(_, v)| v.as_str())
+}
+
+/// Splits `KEY=VALUE` strings; entries without `=` are kept with an empty value.
+pub fn split_pairs<S: AsRef<str>>(items: &[S]) -> Vec<(String, String)> {
+    items
+        .iter()
+        .map(|s| match s.as_ref().split_once('=') {
+            Some((k, v)) => (k.trim().to_string(), v.trim().to_string()),
+            None => (s.as_ref().trim().to_string(), String::new()),
+        })
+        .collect()
+}
+
+/// Creation options after checking. Some depend on the data (type, colour tables), so
+/// they are resolved by the `resolve_*` methods once the source is known.
+#[derive(Debug, Clone, PartialEq)]
+pub struct CreateOptions {
+    pub tile_size: u32,
+    pub compression: Compression,
+    pub level: i32,
+    predictor: Option<String>,
+    resampling: Option<Vec<Resampling>>,
+    pub threads: usize,
+}
+
+impl CreateOptions {
+    pub fn parse(options: &[(String, String)]) -> Result<CreateOptions> {
+        let tile_size = match find(options, "BLOCKSIZE") {
+            Some(v) => parse_tile_size(v)?,
+            None => DEFAULT_TILE_SIZE,
+        };
+        let compression = match find(options, "COMPRESS") {
+            Some(v) => Compression::from_option(v)?,
+            None => Compression::Zstd,
+        };
+        let level = match find(options, "LEVEL") {
+            Some(v) => {
+                let l: i32 = v.parse().map_err(|_| {
+                    Error::option("LEVEL", v, "a whole number (ZSTD 1-22, DEFLATE 1-9)")
+                })?;
+                compression.check_level(l)?;
+                l
+            }
+            None => compression.default_level(),
+        };
+        let resampling = match find(options, "RESAMPLING") {
+            Some(v) => Some(
+                v.split(',')
+                    .map(Resampling::from_gdal_name)
+                    .collect::<Result<Vec<_>>>()?,
+            ),
+            None => None,
+        };
+        let threads = match find(options, "NUM_THREADS") {
+            Some(v) => parse_threads(v)?,
+            None => all_cpus(),
+        };
+        Ok(CreateOptions {
+            tile_size,
+            compression,
+            level,
+            predictor: find(options, "PREDICTOR").map(str::to_string),
+            resampling,
+            threads,
+        })
+    }
+
+    pub fn resolve_predictor(&self, dtype: DataType) -> Result<Predictor> {
+        match &self.predictor {
+            Some(v) => Predictor::from_option(v, dtype),
+            None => Ok(Predictor::default_for(dtype)),
+        }
+    }
+
+    /// One method per band. Without `RESAMPLING`, bands with a colour table get NEAREST
+    /// (averaging class codes makes no sense) and the others AVERAGE.
+    pub fn resolve_resampling(&self, has_color_table: &[bool]) -> Result<Vec<Resampling>> {
+        let n = has_color_table.len();
+        match &self.resampling {
+            None => Ok(has_color_table
+                .iter()
+                .map(|ct| {
+                    if *ct {
+                        Resampling::Nearest
+                    } else {
+                        Resampling::Average
+                    }
+                })
+                .collect()),
+            Some(one) if one.len() == 1 => Ok(vec![one[0]; n]),
+            Some(list) if list.len() == n => Ok(list.clone()),
+            Some(list) => Err(Error::option(
+                "RESAMPLING",
+                list.iter()
+                    .map(|r| r.gdal_name())
+                    .collect::<Vec<_>>()
+                    .join(","),
+                format!("one method, or one per band ({n} bands)"),
+            )),
+        }
+    }
+}
+
+fn parse_tile_size(v: &str) -> Result<u32> {
+    let expected = format!("a multiple of 16 from {MIN_TILE_SIZE} to {MAX_TILE_SIZE}");
+    let n: u32 = v
+        .parse()
+        .map_err(|_| Error::option("BLOCKSIZE", v, &expected))?;
+    if !(MIN_TILE_SIZE..=MAX_TILE_SIZE).contains(&n) || n % 16 != 0 {
+        return Err(Error::option("BLOCKSIZE", v, expected));
+    }
+    Ok(n)
+}
+
+pub fn parse_threads(v: &str) -> Result<usize> {
+    if v.eq_ignore_ascii_case("ALL_CPUS") {
+        return Ok(all_cpus());
+    }
+    match v.parse::<usize>() {
+        Ok(n) if n >= 1 => Ok(n),
+        _ => Err(Error::option(
+            "NUM_THREADS",
+            v,
+            "a number of threads (1 or more) or ALL_CPUS",
+        )),
+    }
+}
+
+pub fn all_cpus() -> usize {
+    std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(1)
+}
+
+/// Open options after checking.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct OpenOptions {
+    pub snapshot: Option<u64>,
+}
+
+impl OpenOptions {
+    pub fn parse(options: &[(String, String)]) -> Result<OpenOptions> {
+        let snapshot = match find(options, "SNAPSHOT") {
+            Some(v) => Some(v.parse().map_err(|_| {
+                Error::option("SNAPSHOT", v, "a snapshot id, as listed by `gridstore log`")
+            })?),
+            None => None,
+        };
+        Ok(OpenOptions { snapshot })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn opts(items: &[&str]) -> Vec<(String, String)> {
+        split_pairs(items)
+    }
+
+    #[test]
+    fn defaults() {
+        let o = CreateOptions::parse(&[]).unwrap();
+        assert_eq!(o.tile_size, 512);
+        assert_eq!(o.compression, Compression::Zstd);
+        assert_eq!(o.level, 3);
+        assert_eq!(
+            o.resolve_predictor(DataType::Float32).unwrap(),
+            Predictor::FloatingPoint
+        );
+        assert_eq!(
+            o.resolve_resampling(&[false, true]).unwrap(),
+            vec![Resampling::Average, Resampling::Nearest]
+        );
+    }
+
+    #[test]
+    fn values_are_checked_with_helpful_messages() {
+        for (bad, hint) in [
+            ("BLOCKSIZE=100", "multiple of 16"),
+            ("BLOCKSIZE=abc", "multiple of 16"),
+            ("COMPRESS=JPEG", "ZSTD"),
+            ("LEVEL=x", "whole number"),
+            ("RESAMPLING=CUBIC", "AVERAGE"),
+            ("NUM_THREADS=0", "ALL_CPUS"),
+        ] {
+            let e = CreateOptions::parse(&opts(&[bad])).unwrap_err().to_string();
+            assert!(e.contains(hint), "{bad}: {e}");
+        }
+        let e = CreateOptions::parse(&opts(&["COMPRESS=DEFLATE", "LEVEL=12"]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("1 to 9"), "{e}");
+    }
+
+    #[test]
+    fn per_band_resampling_lists() {
+        let o = CreateOptions::parse(&opts(&["RESAMPLING=max,MODE"])).unwrap();
+        assert_eq!(
+            o.resolve_resampling(&[false, false]).unwrap(),
+            vec![Resampling::Max, Resampling::Mode]
+        );
+        assert!(o.resolve_resampling(&[false, false, false]).is_err());
+    }
+
+    #[test]
+    fn option_lists_are_well_formed() {
+        for xml in [creation_option_list(), open_option_list()] {
+            assert_eq!(
+                xml.matches("<Option ").count(),
+                xml.matches("<Option name=").count()
+            );
+            assert!(!xml.contains('"'));
+        }
+    }
+}

@@ -1,0 +1,268 @@
+//! Keeping aggregation levels up to date: after a write, exactly the ancestors of the tiles
+//! it touched are recomputed, level by level, in parallel.
+//!
+//! The writer tells the builder up front which level-0 tiles it will produce, then hands
+//! over each one as soon as it is made ([`PyramidBuilder::offer`]). The builder keeps, for
+//! every parent to recompute, the downsampled quarters received so far; once a parent has
+//! all the quarters it is waiting for, it is ready. Quarters of children the write did not
+//! touch come from the committed state. Because children are reduced to quarters at once
+//! and parents are built as soon as they are complete, memory holds about one row of tiles
+//! per level, whatever the size of the write.
+//!
+//! The result is the same, bit for bit, as building every level from scratch: a tile
+//! depends only on its four children.
+
+use std::collections::{BTreeSet, HashMap};
+use std::sync::Mutex;
+
+use rayon::prelude::*;
+
+use crate::aggregate::{downsample, Resampling};
+use crate::error::Result;
+use crate::grid::TileLoc;
+use crate::index::TileKey;
+use crate::store::Transaction;
+use crate::tile::{BandValidity, Tile};
+use crate::with_sample_type;
+
+/// A parent tile being assembled.
+struct Pending {
+    /// Downsampled children received so far; `None` where a child has no data or has not
+    /// arrived.
+    quarters: [Option<Tile>; 4],
+    /// Which children this write will still hand over.
+    awaited: [bool; 4],
+    /// Which children this write handed over (a received `None` quarter holds no data;
+    /// a child never received is unchanged and comes from the committed state).
+    received: [bool; 4],
+}
+
+impl Pending {
+    fn new() -> Self {
+        Pending {
+            quarters: Default::default(),
+            awaited: [false; 4],
+            received: [false; 4],
+        }
+    }
+}
+
+pub struct PyramidBuilder<'a> {
+    txn: &'a Transaction,
+    time: u32,
+    pyramid: u8,
+    methods: Vec<Resampling>,
+    validity: Vec<BandValidity>,
+    top: u8,
+    state: Mutex<State>,
+}
+
+#[derive(Default)]
+struct State {
+    pending: HashMap<TileLoc, Pending>,
+    ready: Vec<TileLoc>,
+}
+
+impl<'a> PyramidBuilder<'a> {
+    /// Plans the update of `pyramid` up to level `top`, for a write that produces the
+    /// level-0 tiles `dirty`. `forced` lists tiles of upper levels to recompute even though
+    /// none of their children change (the new levels when a store outgrows its top tile).
+    pub fn new(
+        txn: &'a Transaction,
+        time: u32,
+        pyramid: u8,
+        top: u8,
+        dirty: impl IntoIterator<Item = TileLoc>,
+        forced: impl IntoIterator<Item = TileLoc>,
+    ) -> Self {
+        let manifest = &txn.manifest;
+        let mut state = State::default();
+        let mut forced_by_level: HashMap<u8, Vec<TileLoc>> = HashMap::new();
+        for t in forced {
+            forced_by_level.entry(t.level).or_default().push(t);
+        }
+        let mut level: BTreeSet<TileLoc> = dirty.into_iter().collect();
+        for z in 1..=top {
+            let mut parents = BTreeSet::new();
+            for child in &level {
+                let p = child.parent();
+                let entry = state.pending.entry(p).or_insert_with(Pending::new);
+                entry.awaited[child.quadrant()] = true;
+                parents.insert(p);
+            }
+            for t in forced_by_level.remove(&z).unwrap_or_default() {
+                if parents.insert(t) {
+                    state.pending.insert(t, Pending::new());
+                    state.ready.push(t);
+                }
+            }
+            level = parents;
+        }
+        PyramidBuilder {
+            txn,
+            time,
+            pyramid,
+            methods: manifest.pyramids[pyramid as usize].resampling.clone(),
+            validity: manifest.validity(),
+            top,
+            state: Mutex::new(state),
+        }
+    }
+
+    /// The levels above 0 this builder maintains.
+    pub fn top(&self) -> u8 {
+        self.top
+    }
+
+    /// Reduces a freshly written tile to the quarter its parent needs. Call it in the
+    /// worker that made the tile, then pass the result to [`offer`](Self::offer).
+    pub fn quarter_of(&self, tile: Option<&Tile>) -> Option<Tile> {
+        if self.top == 0 {
+            return None;
+        }
+        tile.map(|t| downsample(t, &self.methods, &self.validity))
+    }
+
+    /// Hands over the (downsampled) content of a tile this write produced.
+    pub fn offer(&self, loc: TileLoc, quarter: Option<Tile>) {
+        if loc.level >= self.top {
+            return;
+        }
+        let parent = loc.parent();
+        let mut s = self.state.lock().expect("poisoned");
+        let Some(p) = s.pending.get_mut(&parent) else {
+            return;
+        };
+        let q = loc.quadrant();
+        p.quarters[q] = quarter;
+        p.awaited[q] = false;
+        p.received[q] = true;
+        if !p.awaited.iter().any(|a| *a) {
+            s.ready.push(parent);
+        }
+    }
+
+    /// Builds, stores and hands upward every parent that is complete, until none is.
+    pub fn build_ready(&self) -> Result<()> {
+        loop {
+            let batch: Vec<(TileLoc, Pending)> = {
+                let mut s = self.state.lock().expect("poisoned");
+                let ready = std::mem::take(&mut s.ready);
+                ready
+                    .into_iter()
+                    .filter_map(|t| s.pending.remove(&t).map(|p| (t, p)))
+                    .collect()
+            };
+            if batch.is_empty() {
+                return Ok(());
+            }
+            let done: Vec<(TileLoc, Option<Tile>)> = batch
+                .into_par_iter()
+                .map(|(loc, pending)| {
+                    let tile = self.build(loc, pending)?;
+                    let has_data = self
+                        .txn
+                        .put_tile(TileKey::new(self.time, self.pyramid, loc), &tile)?;
+                    let quarter = if loc.level < self.top && has_data {
+                        Some(downsample(&tile, &self.methods, &self.validity))
+                    } else {
+                        None
+                    };
+                    Ok((loc, quarter))
+                })
+                .collect::<Result<_>>()?;
+            for (loc, quarter) in done {
+                self.offer(loc, quarter);
+            }
+        }
+    }
+
+    /// Builds whatever is still pending (parents of children the write never handed over,
+    /// which then come from the committed state) and checks nothing is left.
+    pub fn finish(&self) -> Result<()> {
+        loop {
+            self.build_ready()?;
+            let mut s = self.state.lock().expect("poisoned");
+            if s.pending.is_empty() {
+                return Ok(());
+            }
+            // Lowest levels first, so their results can still reach their parents.
+            let lowest = s.pending.keys().map(|t| t.level).min().expect("non-empty");
+            let stragglers: Vec<TileLoc> = s
+                .pending
+                .iter_mut()
+                .filter(|(t, _)| t.level == lowest)
+                .map(|(t, p)| {
+                    p.awaited = [false; 4];
+                    *t
+                })
+                .collect();
+            s.ready.extend(stragglers);
+        }
+    }
+
+    /// Assembles a parent from its quarters, fetching the ones this write did not touch.
+    fn build(&self, loc: TileLoc, mut pending: Pending) -> Result<Tile> {
+        let m = &self.txn.manifest;
+        if let Some(base) = self.txn.base() {
+            for (q, child) in loc.children().into_iter().enumerate() {
+                if pending.received[q] {
+                    continue;
+                }
+                let key = TileKey::new(self.time, self.pyramid, child);
+                if let Some(tile) = base.read_tile(&key)? {
+                    pending.quarters[q] = Some(downsample(&tile, &self.methods, &self.validity));
+                }
+            }
+        }
+        Ok(assemble(
+            m.data_type,
+            &self.validity,
+            m.grid.tile_size as usize,
+            &pending.quarters,
+        ))
+    }
+}
+
+/// Places four half-size quarters into one tile; a missing quarter holds no data.
+pub fn assemble(
+    dtype: crate::dtype::DataType,
+    validity: &[BandValidity],
+    size: usize,
+    quarters: &[Option<Tile>; 4],
+) -> Tile {
+    let mut out = Tile::empty(dtype, validity, size);
+    let half = size / 2;
+    let n = size * size;
+    let h = half * half;
+    with_sample_type!(dtype, T => {
+        let dst = out.data.typed_mut::<T>();
+        for (q, quarter) in quarters.iter().enumerate() {
+            let Some(quarter) = quarter else { continue };
+            let (ox, oy) = ((q % 2) * half, (q / 2) * half);
+            let src = quarter.data.typed::<T>();
+            for b in 0..validity.len() {
+                for y in 0..half {
+                    let s = b * h + y * half;
+                    let d = b * n + (oy + y) * size + ox;
+                    dst[d..d + half].copy_from_slice(&src[s..s + half]);
+                }
+            }
+        }
+    });
+    if let Some(mask) = out.mask.as_mut() {
+        for (q, quarter) in quarters.iter().enumerate() {
+            let Some(quarter) = quarter else { continue };
+            let (ox, oy) = ((q % 2) * half, (q / 2) * half);
+            for y in 0..half {
+                let d = (oy + y) * size + ox;
+                match &quarter.mask {
+                    Some(m) => mask[d..d + half].copy_from_slice(&m[y * half..(y + 1) * half]),
+                    None => mask[d..d + half].fill(255),
+                }
+            }
+        }
+    }
+    out.normalize_mask();
+    out
+}

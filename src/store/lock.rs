@@ -1,0 +1,256 @@
+//! One writer at a time.
+//!
+//! A writer creates `writer.lock` (create-if-absent, atomic on file systems and object
+//! stores alike) holding who it is. Readers never look at it. A lock whose process is gone
+//! (same host, and no live process with that pid and start time) is stale: the next writer
+//! removes what the dead write left behind and takes over.
+//!
+//! What a dead write leaves behind is always under the one snapshot id a writer may use,
+//! the committed id + 1, so recovery needs no record of its progress.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::index::NODE_PREFIX;
+use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY};
+use crate::storage::Storage;
+
+pub const LOCK_KEY: &str = "writer.lock";
+
+/// What to do when another writer holds the store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum LockWait {
+    /// Fail at once, naming the holder.
+    Fail,
+    /// Wait up to this long for the holder to finish.
+    Wait(Duration),
+}
+
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct LockInfo {
+    pub host: String,
+    pub pid: u32,
+    /// Start time of the process in clock ticks since boot, to tell a reused pid apart.
+    pub process_start: Option<u64>,
+    /// UTC, RFC 3339.
+    pub started: String,
+    pub writer: String,
+}
+
+impl LockInfo {
+    fn mine(writer: &str) -> LockInfo {
+        let pid = std::process::id();
+        LockInfo {
+            host: hostname(),
+            pid,
+            process_start: process_start_ticks(pid),
+            started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
+            writer: writer.to_string(),
+        }
+    }
+
+    /// True when the holder is known to be gone. A lock of another host is never stale:
+    /// its process cannot be checked from here.
+    pub fn is_stale(&self) -> bool {
+        if self.host != hostname() {
+            return false;
+        }
+        // SAFETY: kill with signal 0 checks for existence only and sends nothing.
+        let alive = unsafe { libc::kill(self.pid as libc::pid_t, 0) } == 0
+            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+        if !alive {
+            return true;
+        }
+        match (self.process_start, process_start_ticks(self.pid)) {
+            (Some(a), Some(b)) => a != b, // the pid now belongs to another process
+            _ => false,
+        }
+    }
+
+    pub fn describe(&self) -> String {
+        format!(
+            "process {} on host {} ({}), since {}",
+            self.pid, self.host, self.writer, self.started
+        )
+    }
+}
+
+/// A held writer lock; released on drop.
+pub struct WriterLock {
+    storage: Arc<dyn Storage>,
+    released: bool,
+}
+
+impl WriterLock {
+    /// Takes the lock, recovering it from a dead writer if need be.
+    pub fn acquire(storage: Arc<dyn Storage>, writer: &str, wait: LockWait) -> Result<WriterLock> {
+        let me = serde_json::to_vec_pretty(&LockInfo::mine(writer)).expect("serializable");
+        let started = Instant::now();
+        loop {
+            if storage.create_new(LOCK_KEY, &me)? {
+                return Ok(WriterLock {
+                    storage,
+                    released: false,
+                });
+            }
+            let holder = read_lock(&*storage)?;
+            match holder {
+                Some(h) if h.is_stale() => {
+                    discard_unfinished_write(&*storage)?;
+                    storage.delete(LOCK_KEY)?;
+                    continue;
+                }
+                None => continue, // released between our attempt and the read
+                Some(h) => {
+                    let give_up = match wait {
+                        LockWait::Fail => true,
+                        LockWait::Wait(limit) => started.elapsed() >= limit,
+                    };
+                    if give_up {
+                        return Err(Error::Locked(format!(
+                            "{}: another write is in progress: {}. Wait for it to finish, or \
+                             ask to wait (open option LOCK_TIMEOUT / --wait)",
+                            storage.location().display(),
+                            h.describe()
+                        )));
+                    }
+                    std::thread::sleep(Duration::from_millis(100));
+                }
+            }
+        }
+    }
+
+    pub fn release(mut self) -> Result<()> {
+        self.released = true;
+        self.storage.delete(LOCK_KEY)
+    }
+}
+
+impl Drop for WriterLock {
+    fn drop(&mut self) {
+        if !self.released {
+            let _ = self.storage.delete(LOCK_KEY);
+        }
+    }
+}
+
+pub fn read_lock(storage: &dyn Storage) -> Result<Option<LockInfo>> {
+    let Some(bytes) = storage.read(LOCK_KEY)? else {
+        return Ok(None);
+    };
+    // A lock file that does not parse was cut short while being created: its writer died
+    // before doing anything, so it counts as stale.
+    Ok(Some(serde_json::from_slice(&bytes).unwrap_or(LockInfo {
+        host: hostname(),
+        pid: 0,
+        process_start: None,
+        started: "unknown".into(),
+        writer: "unknown (damaged lock file)".into(),
+    })))
+}
+
+/// The snapshot id the next (or a dead) writer uses: one past the committed one.
+pub fn next_snapshot_id(storage: &dyn Storage) -> Result<u64> {
+    Ok(match storage.read(MANIFEST_KEY)? {
+        Some(bytes) => {
+            let path = storage.location().join(MANIFEST_KEY);
+            Manifest::parse(&bytes, &path)?.snapshot.id + 1
+        }
+        None => 1,
+    })
+}
+
+/// Removes every object an uncommitted write may have made. Must hold the lock (or own
+/// the stale one).
+pub fn discard_unfinished_write(storage: &dyn Storage) -> Result<u64> {
+    let seq = next_snapshot_id(storage)?;
+    storage.delete_prefix(&format!("chunks/{seq}/"))?;
+    storage.delete_prefix(&format!("{NODE_PREFIX}{seq}/"))?;
+    storage.delete(&snapshot_key(seq))?;
+    Ok(seq)
+}
+
+fn hostname() -> String {
+    let mut buf = [0u8; 256];
+    // SAFETY: the buffer is writable for its whole length, which is what we pass.
+    let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };
+    if rc != 0 {
+        return "unknown".into();
+    }
+    let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
+    String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Field 22 of /proc/<pid>/stat: when the process started, in ticks since boot.
+fn process_start_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name (field 2) may hold spaces and parentheses; fields after it follow
+    // the last ')'.
+    let rest = &stat[stat.rfind(')')? + 2..];
+    rest.split(' ').nth(19)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::storage::LocalStorage;
+
+    #[test]
+    fn a_second_writer_is_refused_with_the_holders_name() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()));
+        let held = WriterLock::acquire(s.clone(), "first", LockWait::Fail).unwrap();
+        let e = WriterLock::acquire(s.clone(), "second", LockWait::Fail)
+            .err()
+            .unwrap();
+        assert!(e.to_string().contains("first"), "{e}");
+        assert!(e.to_string().contains(&std::process::id().to_string()));
+        held.release().unwrap();
+        WriterLock::acquire(s, "second", LockWait::Fail).unwrap();
+    }
+
+    #[test]
+    fn waiting_gives_up_after_the_timeout() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()));
+        let _held = WriterLock::acquire(s.clone(), "first", LockWait::Fail).unwrap();
+        let t = Instant::now();
+        let r = WriterLock::acquire(s, "second", LockWait::Wait(Duration::from_millis(300)));
+        assert!(r.is_err());
+        assert!(t.elapsed() >= Duration::from_millis(300));
+    }
+
+    #[test]
+    fn a_dead_writers_lock_and_debris_are_recovered() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()));
+        // A child process that has exited: its pid is free (or reused, with another start).
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        child.wait().unwrap();
+        let dead = LockInfo {
+            host: hostname(),
+            pid,
+            process_start: Some(1),
+            started: "then".into(),
+            writer: "dead".into(),
+        };
+        s.write(LOCK_KEY, &serde_json::to_vec(&dead).unwrap())
+            .unwrap();
+        s.write("chunks/1/0/0/0/0/0", b"debris").unwrap();
+        s.write("index/1/0", b"debris").unwrap();
+        let lock = WriterLock::acquire(s.clone(), "next", LockWait::Fail).unwrap();
+        assert_eq!(s.read("chunks/1/0/0/0/0/0").unwrap(), None);
+        assert_eq!(s.read("index/1/0").unwrap(), None);
+        lock.release().unwrap();
+    }
+
+    #[test]
+    fn this_process_reads_its_own_start_time() {
+        assert!(process_start_ticks(std::process::id()).is_some());
+        assert!(!LockInfo::mine("me").is_stale());
+    }
+}

@@ -1,0 +1,15 @@
+//! Opening, reading and writing stores.
+//!
+//! - [`Snapshot`]: a read-only view of one committed state. It never changes while open.
+//! - [`Transaction`]: one write. New chunks and index nodes go to new objects named after
+//!   the snapshot being made; `commit` publishes them all at once by replacing the manifest.
+//! - [`lock`]: the one-writer-at-a-time lock and the recovery of writes that died.
+
+pub mod lock;
+mod paths;
+mod snapshot;
+mod transaction;
+
+pub use paths::{resolve_store_path, STORE_EXTENSION};
+pub use snapshot::{Snapshot, DEFAULT_TILE_CACHE_BYTES};
+pub use transaction::{NewStore, Transaction};

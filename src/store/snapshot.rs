@@ -1,0 +1,284 @@
+//! A read-only view of one committed state of a store.
+
+use std::num::NonZeroUsize;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+
+use lru::LruCache;
+use rayon::prelude::*;
+
+use crate::chunk;
+use crate::error::{Error, Result};
+use crate::grid::{Layout, PixelRect, TileLoc};
+use crate::index::{Entry, IndexReader, TileKey};
+use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY};
+use crate::storage::{LocalStorage, Storage};
+use crate::tile::{fill_value, BandValidity, Tile};
+use crate::with_sample_type;
+
+/// Decoded tiles kept per open snapshot, for reads that straddle tile edges.
+pub const DEFAULT_TILE_CACHE_BYTES: usize = 64 << 20;
+/// Index nodes kept decoded per open snapshot (a node is at most ~30 KiB).
+const CACHED_NODES: usize = 256;
+
+pub struct Snapshot {
+    storage: Arc<dyn Storage>,
+    manifest: Manifest,
+    layout: Option<Layout>,
+    validity: Vec<BandValidity>,
+    index: Arc<IndexReader>,
+    tiles: Mutex<LruCache<TileKey, Arc<Tile>>>,
+}
+
+impl Snapshot {
+    /// Opens the current state of the store at `root`, or snapshot `id` of its history.
+    pub fn open(root: &Path, id: Option<u64>) -> Result<Snapshot> {
+        check_store_dir(root)?;
+        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(root));
+        Snapshot::open_in(storage, id)
+    }
+
+    pub fn open_in(storage: Arc<dyn Storage>, id: Option<u64>) -> Result<Snapshot> {
+        let key = match id {
+            Some(id) => snapshot_key(id),
+            None => MANIFEST_KEY.to_string(),
+        };
+        let path = storage.location().join(&key);
+        let bytes = storage.read(&key)?.ok_or_else(|| match id {
+            Some(id) => Error::InvalidInput(format!(
+                "{}: there is no snapshot {id} (it may have been removed by gc); \
+                 `gridstore log` lists the snapshots",
+                storage.location().display()
+            )),
+            None => Error::StoreNotFound {
+                path: storage.location().to_path_buf(),
+                detail: format!(
+                    "{MANIFEST_KEY} is missing; if a creation was interrupted, delete the \
+                     directory and create the store again"
+                ),
+            },
+        })?;
+        let manifest = Manifest::parse(&bytes, &path)?;
+        let index = Arc::new(IndexReader::new(storage.clone(), CACHED_NODES));
+        Ok(Snapshot::from_parts(storage, manifest, index))
+    }
+
+    /// A view of `manifest`, sharing an index reader (and its cache) with other views.
+    pub fn from_parts(
+        storage: Arc<dyn Storage>,
+        manifest: Manifest,
+        index: Arc<IndexReader>,
+    ) -> Snapshot {
+        let tile_bytes =
+            manifest.chunk_shape().size.pow(2) * manifest.bands.len() * manifest.data_type.size();
+        let cached = (DEFAULT_TILE_CACHE_BYTES / tile_bytes.max(1)).max(8);
+        Snapshot {
+            layout: manifest.layout(),
+            validity: manifest.validity(),
+            storage,
+            manifest,
+            index,
+            tiles: Mutex::new(LruCache::new(NonZeroUsize::new(cached).expect("max(8)"))),
+        }
+    }
+
+    pub fn manifest(&self) -> &Manifest {
+        &self.manifest
+    }
+
+    /// `None` for a store with no data yet.
+    pub fn layout(&self) -> Option<&Layout> {
+        self.layout.as_ref()
+    }
+
+    pub fn storage(&self) -> &Arc<dyn Storage> {
+        &self.storage
+    }
+
+    pub fn index(&self) -> &Arc<IndexReader> {
+        &self.index
+    }
+
+    pub fn validity(&self) -> &[BandValidity] {
+        &self.validity
+    }
+
+    pub fn location(&self) -> &Path {
+        self.storage.location()
+    }
+
+    /// The index entry of a tile, if the tile is stored.
+    pub fn entry(&self, key: &TileKey) -> Result<Option<Entry>> {
+        self.index.get(self.manifest.index.root, key)
+    }
+
+    /// Reads and decodes a stored tile; `None` when the tile holds no data.
+    pub fn read_tile(&self, key: &TileKey) -> Result<Option<Tile>> {
+        match self.entry(key)? {
+            Some(e) => self.fetch(key, &e).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    fn object_path(&self, key: &TileKey, e: &Entry) -> PathBuf {
+        self.storage.location().join(key.object_key(e.seq))
+    }
+
+    /// Fetches and decodes the chunk an entry points to, checking it against the entry.
+    pub fn fetch(&self, key: &TileKey, e: &Entry) -> Result<Tile> {
+        let object_key = key.object_key(e.seq);
+        let bytes = self
+            .storage
+            .read(&object_key)?
+            .ok_or_else(|| Error::corrupt(self.object_path(key, e), "chunk object is missing"))?;
+        if bytes.len() != e.size as usize || chunk::stored_checksum(&bytes) != Some(e.crc) {
+            return Err(Error::corrupt(
+                self.object_path(key, e),
+                format!(
+                    "chunk does not match the index ({} bytes with checksum {:08x}; the index \
+                     says {} bytes with {:08x})",
+                    bytes.len(),
+                    chunk::stored_checksum(&bytes).unwrap_or(0),
+                    e.size,
+                    e.crc
+                ),
+            ));
+        }
+        chunk::decode(
+            &bytes,
+            &self.manifest.chunk_shape(),
+            &self.object_path(key, e),
+        )
+    }
+
+    /// A tile through the decoded-tile cache.
+    fn cached_tile(&self, key: &TileKey) -> Result<Option<Arc<Tile>>> {
+        if let Some(t) = self.tiles.lock().expect("poisoned").get(key) {
+            return Ok(Some(t.clone()));
+        }
+        let Some(tile) = self.read_tile(key)? else {
+            return Ok(None);
+        };
+        let tile = Arc::new(tile);
+        self.tiles.lock().expect("poisoned").put(*key, tile.clone());
+        Ok(Some(tile))
+    }
+
+    /// Reads a rectangle of `level` pixels of `pyramid` into `data` (band-sequential,
+    /// `rect.width() * rect.height()` samples per band, the store's data type) and, if
+    /// given, the validity mask into `mask` (255 data, 0 none). Pixels without data get the
+    /// band's fill value. Tiles are decoded in parallel.
+    pub fn read_region(
+        &self,
+        pyramid: u8,
+        level: u8,
+        rect: PixelRect,
+        data: &mut [u8],
+        mut mask: Option<&mut [u8]>,
+    ) -> Result<()> {
+        let (w, h) = (rect.width() as usize, rect.height() as usize);
+        let dsize = self.manifest.data_type.size();
+        let bands = self.manifest.bands.len();
+        assert_eq!(data.len(), w * h * bands * dsize, "data buffer size");
+        self.fill_missing(data, mask.as_deref_mut(), w * h);
+        let ts = self.manifest.grid.tile_size;
+        let range = rect.tiles(level, ts);
+        let keys: Vec<TileKey> = range
+            .iter()
+            .map(|loc| TileKey::new(0, pyramid, loc))
+            .collect();
+        // A request exactly one tile in size needs no cache: GDAL asks for each block once.
+        let whole_tile = keys.len() == 1 && w == ts as usize && h == ts as usize;
+        let tiles: Vec<Option<Arc<Tile>>> = if keys.len() > 1 {
+            keys.par_iter()
+                .map(|k| self.cached_tile(k))
+                .collect::<Result<_>>()?
+        } else if whole_tile {
+            vec![self.read_tile(&keys[0])?.map(Arc::new)]
+        } else {
+            keys.iter()
+                .map(|k| self.cached_tile(k))
+                .collect::<Result<_>>()?
+        };
+        for (key, tile) in keys.iter().zip(&tiles) {
+            if let Some(tile) = tile {
+                copy_tile_into(tile, key.loc(), ts, &rect, data, mask.as_deref_mut());
+            }
+        }
+        Ok(())
+    }
+
+    fn fill_missing(&self, data: &mut [u8], mask: Option<&mut [u8]>, n: usize) {
+        let dsize = self.manifest.data_type.size();
+        with_sample_type!(self.manifest.data_type, T => {
+            for (b, v) in self.validity.iter().enumerate() {
+                let plane: &mut [T] = bytemuck::cast_slice_mut(&mut data[b * n * dsize..(b + 1) * n * dsize]);
+                plane.fill(fill_value::<T>(v));
+            }
+        });
+        if let Some(m) = mask {
+            m.fill(0);
+        }
+    }
+}
+
+/// Copies the part of `tile` (at `loc`) that falls in `rect` into the region buffers.
+fn copy_tile_into(
+    tile: &Tile,
+    loc: TileLoc,
+    tile_size: u32,
+    rect: &PixelRect,
+    data: &mut [u8],
+    mask: Option<&mut [u8]>,
+) {
+    let tr = loc.pixel_rect(tile_size);
+    let part = tr.intersect(rect);
+    if part.is_empty() {
+        return;
+    }
+    let ts = tile_size as usize;
+    let (w, h) = (rect.width() as usize, rect.height() as usize);
+    let dsize = tile.dtype.size();
+    let row_bytes = part.width() as usize * dsize;
+    let (tx, ty) = ((part.x0 - tr.x0) as usize, (part.y0 - tr.y0) as usize);
+    let (rx, ry) = ((part.x0 - rect.x0) as usize, (part.y0 - rect.y0) as usize);
+    for b in 0..tile.bands {
+        let src = tile.band_bytes(b);
+        let dst = &mut data[b * w * h * dsize..(b + 1) * w * h * dsize];
+        for y in 0..part.height() as usize {
+            let s = ((ty + y) * ts + tx) * dsize;
+            let d = ((ry + y) * w + rx) * dsize;
+            dst[d..d + row_bytes].copy_from_slice(&src[s..s + row_bytes]);
+        }
+    }
+    if let Some(mask) = mask {
+        // The mask describes the bands without nodata; a tile without one is all data.
+        for y in 0..part.height() as usize {
+            let d = (ry + y) * w + rx;
+            let dst = &mut mask[d..d + part.width() as usize];
+            match &tile.mask {
+                Some(m) => {
+                    let s = (ty + y) * ts + tx;
+                    dst.copy_from_slice(&m[s..s + part.width() as usize]);
+                }
+                None => dst.fill(255),
+            }
+        }
+    }
+}
+
+/// Explains what is wrong with a path that should be a store directory.
+fn check_store_dir(root: &Path) -> Result<()> {
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => Ok(()),
+        Ok(_) => Err(Error::StoreNotFound {
+            path: root.to_path_buf(),
+            detail: "it is a file, not a store directory".into(),
+        }),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(Error::StoreNotFound {
+            path: root.to_path_buf(),
+            detail: "it does not exist".into(),
+        }),
+        Err(e) => Err(Error::io(root, "opening", e)),
+    }
+}
