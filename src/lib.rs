@@ -9,6 +9,7 @@ pub mod grid;
 pub mod tile;
 
 pub use error::{Error, ErrorKind, Result};
+pub mod gdal;
 pub mod index;
 pub mod ingest;
 pub mod manifest;

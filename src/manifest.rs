@@ -78,6 +78,9 @@ pub struct GridSpec {
     pub origin: [f64; 2],
     /// Level-0 pixel size as in a geotransform (y negative for north-up).
     pub cell_size: [f64; 2],
+    /// False for data that came without a geotransform: GDAL then reports none.
+    #[serde(default = "yes")]
+    pub georeferenced: bool,
     pub tile_size: u32,
     /// Cells per level step in each direction; always 2.
     pub factor: u32,
@@ -249,6 +252,10 @@ impl Manifest {
     }
 }
 
+fn yes() -> bool {
+    true
+}
+
 /// Nodata values as JSON: finite numbers as numbers, NaN and infinities as strings (JSON
 /// has no literal for them).
 mod nodata_serde {
@@ -305,6 +312,7 @@ pub(crate) mod tests {
                 crs_wkt: String::new(),
                 origin: [0.0, 0.0],
                 cell_size: [1.0, -1.0],
+                georeferenced: true,
                 tile_size: 256,
                 factor: 2,
             },

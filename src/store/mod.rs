@@ -10,6 +10,6 @@ mod paths;
 mod snapshot;
 mod transaction;
 
-pub use paths::{resolve_store_path, STORE_EXTENSION};
+pub use paths::{resolve_store_path, NAME_PREFIX, STORE_EXTENSION};
 pub use snapshot::{Snapshot, DEFAULT_TILE_CACHE_BYTES};
 pub use transaction::{NewStore, Transaction};

@@ -1,0 +1,92 @@
+/*
+ * The C ABI between the GDAL driver shim (C++) and the gridstore library (Rust).
+ *
+ * The Rust library implements the gridstore_* functions; the shim implements
+ * gridstore_shim_register(). Every Rust function reports its failures with CPLError()
+ * before returning, catches every panic, and never unwinds into C++.
+ *
+ * Structs are shared with Rust through bindgen, so this header is the single definition.
+ */
+#ifndef GRIDSTORE_CAPI_H
+#define GRIDSTORE_CAPI_H
+
+#include "gdal.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+/* An open store: one snapshot, read-only. Used by one thread at a time. */
+typedef struct GsStore GsStore;
+
+typedef struct GsDatasetInfo {
+    int width;              /* level-0 dataset size in pixels */
+    int height;
+    int band_count;
+    int level_count;        /* levels, including level 0 */
+    int tile_size;          /* block size GDAL should use */
+    int data_type;          /* GDALDataType */
+    int has_geotransform;
+    double geotransform[6];
+    /* Mask flags of the bands without nodata: GMF_ALL_VALID or GMF_PER_DATASET. */
+    int mask_flags;
+} GsDatasetInfo;
+
+typedef struct GsBandInfo {
+    int has_nodata;
+    double nodata;
+    const char *description;
+    const char *color_interp;   /* GDAL name, e.g. "Gray", "Palette" */
+    const char *unit;
+    int has_scale;
+    double scale;
+    int has_offset;
+    double offset;
+    int color_table_size;       /* entries; 0 when the band has none */
+    const short *color_table;   /* 4 values (c1..c4) per entry */
+    int palette_interp;         /* GDALPaletteInterp */
+    const char *resampling;     /* how this band's levels were made, e.g. "AVERAGE" */
+    char **metadata;            /* NULL-terminated KEY=VALUE list, owned by the store */
+} GsBandInfo;
+
+/* 1 when `filename` names a store. Cheap: runs on every GDALOpen in the process. */
+int gridstore_identify(const char *filename, const unsigned char *header, int header_bytes,
+                       int is_directory);
+
+/* Opens a store; NULL on failure (already reported). */
+GsStore *gridstore_open(const char *filename, char **open_options);
+void gridstore_close(GsStore *store);
+
+void gridstore_dataset_info(const GsStore *store, GsDatasetInfo *info);
+/* Strings and lists stay valid until gridstore_close. */
+const char *gridstore_crs_wkt(const GsStore *store);
+char **gridstore_metadata(const GsStore *store, const char *domain);
+void gridstore_band_info(const GsStore *store, int band, GsBandInfo *info);
+void gridstore_level_size(const GsStore *store, int level, int *width, int *height);
+
+/* Reads a window of a level (dataset pixel coordinates of that level) for all bands into
+ * `data` (band-sequential, the store's data type, w*h samples per band) and, if `mask` is
+ * not NULL, the validity mask (255 data, 0 none). `data` may be NULL to read the mask only.
+ * Returns 0 on success. */
+int gridstore_read(GsStore *store, int level, int x, int y, int w, int h, void *data,
+                   unsigned char *mask);
+
+/* gdal_translate -of GRIDSTORE: creates a store from `source`. Returns 0 on success. */
+int gridstore_create_copy(const char *filename, GDALDatasetH source, char **options,
+                          GDALProgressFunc progress, void *progress_data);
+
+/* GDAL's Delete: refuses, and says how to remove a store. Returns 0 on success. */
+int gridstore_delete(const char *filename);
+
+const char *gridstore_creation_option_list(void);
+const char *gridstore_open_option_list(void);
+const char *gridstore_version(void);
+
+/* Implemented by the shim: creates and registers the GRIDSTORE driver. */
+void gridstore_shim_register(void);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif /* GRIDSTORE_CAPI_H */

@@ -1,0 +1,533 @@
+//! The functions the C++ driver shim calls (declared in cpp-shim/gridstore_capi.h), and the
+//! plugin's registration entry point.
+//!
+//! Every function runs inside [`guard`]: failures become `CPLError`s and a failure return
+//! value, and no panic crosses into C++.
+
+use std::ffi::{c_char, c_int, c_uchar, c_void, CString};
+use std::path::Path;
+
+use gdal_sys::{GDALDatasetH, GDALProgressFunc};
+use once_cell::sync::Lazy;
+
+use super::cpl::CPLE_NOT_SUPPORTED;
+use super::cpl::{from_c, from_c_list, guard, install_panic_hook, report_failure, CStringList};
+use super::source::{describe, GdalSource, GMF_ALL_VALID, GMF_PER_DATASET};
+use crate::error::{Error, Result};
+use crate::grid::{Layout, PixelRect};
+use crate::ingest::{create_store, new_store_manifest};
+use crate::manifest::MANIFEST_KEY;
+use crate::options::{self, CreateOptions, OpenOptions};
+use crate::store::{resolve_store_path, NewStore, Snapshot, NAME_PREFIX, STORE_EXTENSION};
+
+#[allow(
+    non_camel_case_types,
+    non_snake_case,
+    non_upper_case_globals,
+    dead_code
+)]
+mod ffi {
+    include!(concat!(env!("OUT_DIR"), "/capi_bindings.rs"));
+}
+pub use ffi::{GsBandInfo, GsDatasetInfo};
+
+/// An open store as the shim holds it (`GsStore *` in C).
+pub struct StoreHandle {
+    snapshot: Snapshot,
+    layout: Layout,
+    info: GsDatasetInfo,
+    crs: CString,
+    metadata: CStringList,
+    image_structure: CStringList,
+    bands: Vec<BandStrings>,
+}
+
+/// The strings a [`GsBandInfo`] points into, owned by the handle.
+struct BandStrings {
+    description: CString,
+    color_interp: CString,
+    unit: CString,
+    palette_interp: c_int,
+    resampling: CString,
+    color_table: Vec<i16>,
+    metadata: CStringList,
+}
+
+/// `GDALPaletteInterp` for a palette interpretation name.
+fn palette_interp_code(name: &str) -> c_int {
+    match name {
+        "Gray" => 0,
+        "CMYK" => 2,
+        "HLS" => 3,
+        _ => 1, // RGB
+    }
+}
+
+fn c_string(s: &str) -> CString {
+    CString::new(s.replace('\0', " ")).expect("NULs were replaced")
+}
+
+impl StoreHandle {
+    fn open(name: &str, open_options: &[(String, String)]) -> Result<StoreHandle> {
+        let opts = OpenOptions::parse(open_options)?;
+        let root = resolve_store_path(name);
+        let snapshot = Snapshot::open(&root, opts.snapshot)?;
+        let m = snapshot.manifest();
+        let layout = *snapshot.layout().ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{}: the store holds no data yet; ingest some (gdal_translate or \
+                 `gridstore ingest`) before opening it",
+                root.display()
+            ))
+        })?;
+        let (w, h) = layout.level_size(0);
+        if w > i32::MAX as i64 || h > i32::MAX as i64 {
+            return Err(Error::NotSupported(format!(
+                "{}: the store is {w} x {h} pixels, more than GDAL can address",
+                root.display()
+            )));
+        }
+        let mask_flags = if m.uses_mask() && !m.all_valid {
+            GMF_PER_DATASET
+        } else {
+            GMF_ALL_VALID
+        };
+        let info = GsDatasetInfo {
+            width: w as c_int,
+            height: h as c_int,
+            band_count: m.bands.len() as c_int,
+            level_count: layout.level_count() as c_int,
+            tile_size: m.grid.tile_size as c_int,
+            data_type: m.data_type.gdal_code() as c_int,
+            has_geotransform: m.grid.georeferenced as c_int,
+            geotransform: m.georef().geotransform(0, layout.base.x0, layout.base.y0),
+            mask_flags,
+        };
+        let pyramid = &m.pyramids[0];
+        let bands = m
+            .bands
+            .iter()
+            .enumerate()
+            .map(|(i, b)| BandStrings {
+                description: c_string(&b.description),
+                color_interp: c_string(&b.color_interp),
+                unit: c_string(&b.unit),
+                palette_interp: palette_interp_code(
+                    b.color_table.as_ref().map_or("RGB", |t| t.interp.as_str()),
+                ),
+                resampling: c_string(pyramid.resampling[i].gdal_name()),
+                color_table: b
+                    .color_table
+                    .as_ref()
+                    .map(|t| t.entries.iter().flatten().copied().collect())
+                    .unwrap_or_default(),
+                metadata: CStringList::new(b.metadata.iter().map(|(k, v)| format!("{k}={v}"))),
+            })
+            .collect();
+        let metadata = CStringList::new(m.metadata.iter().map(|(k, v)| format!("{k}={v}")));
+        let image_structure = CStringList::new([
+            format!("COMPRESSION={}", m.encoding.compression.option_name()),
+            "INTERLEAVE=PIXEL".to_string(),
+        ]);
+        Ok(StoreHandle {
+            crs: c_string(&m.grid.crs_wkt),
+            info,
+            layout,
+            metadata,
+            image_structure,
+            bands,
+            snapshot,
+        })
+    }
+
+    fn band_info(&self, band: usize) -> GsBandInfo {
+        let spec = &self.snapshot.manifest().bands[band];
+        let s = &self.bands[band];
+        GsBandInfo {
+            has_nodata: spec.nodata.is_some() as c_int,
+            nodata: spec.nodata.unwrap_or(0.0),
+            description: s.description.as_ptr(),
+            color_interp: s.color_interp.as_ptr(),
+            unit: s.unit.as_ptr(),
+            has_scale: spec.scale.is_some() as c_int,
+            scale: spec.scale.unwrap_or(1.0),
+            has_offset: spec.offset.is_some() as c_int,
+            offset: spec.offset.unwrap_or(0.0),
+            color_table_size: (s.color_table.len() / 4) as c_int,
+            color_table: s.color_table.as_ptr(),
+            palette_interp: s.palette_interp,
+            resampling: s.resampling.as_ptr(),
+            metadata: s.metadata.as_ptr(),
+        }
+    }
+
+    fn read(
+        &self,
+        level: u8,
+        x: i64,
+        y: i64,
+        w: usize,
+        h: usize,
+        data: Option<&mut [u8]>,
+        mask: Option<&mut [u8]>,
+    ) -> Result<()> {
+        if level as usize >= self.layout.level_count() {
+            return Err(Error::InvalidInput(format!(
+                "no level {level} in this store"
+            )));
+        }
+        let origin = self.layout.level_rect(level);
+        let rect = PixelRect::new(
+            origin.x0 + x,
+            origin.y0 + y,
+            origin.x0 + x + w as i64,
+            origin.y0 + y + h as i64,
+        );
+        let m = self.snapshot.manifest();
+        let mut scratch;
+        let data = match data {
+            Some(d) => d,
+            None => {
+                scratch = vec![0u8; w * h * m.bands.len() * m.data_type.size()];
+                &mut scratch[..]
+            }
+        };
+        self.snapshot.read_region(0, level, rect, data, mask)
+    }
+}
+
+/// Reads GDAL's `char**` option list into pairs.
+///
+/// # Safety
+/// `list` must be null or a valid NULL-terminated string list.
+unsafe fn option_pairs(list: *mut *mut c_char) -> Vec<(String, String)> {
+    // SAFETY: forwarded contract.
+    options::split_pairs(&unsafe { from_c_list(list) })
+}
+
+/// # Safety
+/// `p` must be null or a NUL-terminated string.
+unsafe fn required_str(p: *const c_char, what: &str) -> Result<String> {
+    // SAFETY: forwarded contract.
+    unsafe { from_c(p) }.ok_or_else(|| Error::InvalidInput(format!("{what} is missing")))
+}
+
+/// Tells whether `filename` names a store, looking only at the name and the header bytes.
+pub fn identify(filename: &str, header: &[u8], is_directory: bool) -> bool {
+    if filename.starts_with(NAME_PREFIX) {
+        return true;
+    }
+    let trimmed = filename.trim_end_matches('/');
+    let has_store_suffix = Path::new(trimmed)
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case(STORE_EXTENSION));
+    if has_store_suffix {
+        return true;
+    }
+    if is_directory {
+        return false;
+    }
+    // The manifest itself, as a file dialog returns it.
+    Path::new(filename).file_name().and_then(|n| n.to_str()) == Some(MANIFEST_KEY)
+        && contains(header, b"\"gridstore\"")
+        && contains(header, b"\"format_version\"")
+}
+
+fn contains(hay: &[u8], needle: &[u8]) -> bool {
+    hay.windows(needle.len()).any(|w| w == needle)
+}
+
+#[no_mangle]
+pub extern "C" fn gridstore_identify(
+    filename: *const c_char,
+    header: *const c_uchar,
+    header_bytes: c_int,
+    is_directory: c_int,
+) -> c_int {
+    guard(0, || {
+        // SAFETY: GDAL passes its open-info file name (NUL-terminated) and a header buffer
+        // of `header_bytes` bytes (or null when empty).
+        let name = unsafe { from_c(filename) }.unwrap_or_default();
+        let header = if header.is_null() || header_bytes <= 0 {
+            &[][..]
+        } else {
+            // SAFETY: see above.
+            unsafe { std::slice::from_raw_parts(header, header_bytes as usize) }
+        };
+        Ok(identify(&name, header, is_directory != 0) as c_int)
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn gridstore_open(
+    filename: *const c_char,
+    open_options: *mut *mut c_char,
+) -> *mut StoreHandle {
+    guard(std::ptr::null_mut(), || {
+        // SAFETY: GDAL passes a NUL-terminated name and a valid (or null) option list.
+        let name = unsafe { required_str(filename, "file name")? };
+        let opts = unsafe { option_pairs(open_options) };
+        Ok(Box::into_raw(Box::new(StoreHandle::open(&name, &opts)?)))
+    })
+}
+
+/// # Safety (for all functions taking a handle)
+/// `store` must come from `gridstore_open` and not yet be closed; the shim guarantees it.
+#[no_mangle]
+pub extern "C" fn gridstore_close(store: *mut StoreHandle) {
+    guard((), || {
+        if !store.is_null() {
+            // SAFETY: the pointer came from Box::into_raw in gridstore_open and is closed once.
+            drop(unsafe { Box::from_raw(store) });
+        }
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn gridstore_dataset_info(store: *const StoreHandle, info: *mut GsDatasetInfo) {
+    guard((), || {
+        // SAFETY: valid handle (see gridstore_close) and a writable struct from the shim.
+        unsafe { *info = (*store).info };
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn gridstore_crs_wkt(store: *const StoreHandle) -> *const c_char {
+    // SAFETY: valid handle; the string lives as long as the handle.
+    guard(std::ptr::null(), || Ok(unsafe { (*store).crs.as_ptr() }))
+}
+
+#[no_mangle]
+pub extern "C" fn gridstore_metadata(
+    store: *const StoreHandle,
+    domain: *const c_char,
+) -> *mut *mut c_char {
+    guard(std::ptr::null_mut(), || {
+        // SAFETY: valid handle; domain is null or NUL-terminated.
+        let (s, domain) = unsafe { (&*store, from_c(domain).unwrap_or_default()) };
+        Ok(match domain.as_str() {
+            "" => s.metadata.as_ptr(),
+            "IMAGE_STRUCTURE" => s.image_structure.as_ptr(),
+            _ => std::ptr::null_mut(),
+        })
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn gridstore_band_info(
+    store: *const StoreHandle,
+    band: c_int,
+    info: *mut GsBandInfo,
+) {
+    guard((), || {
+        // SAFETY: valid handle and writable struct; the band index is checked.
+        let s = unsafe { &*store };
+        if band < 0 || band as usize >= s.bands.len() {
+            return Err(Error::InvalidInput(format!("no band {}", band + 1)));
+        }
+        unsafe { *info = s.band_info(band as usize) };
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn gridstore_level_size(
+    store: *const StoreHandle,
+    level: c_int,
+    width: *mut c_int,
+    height: *mut c_int,
+) {
+    guard((), || {
+        // SAFETY: valid handle and writable ints from the shim.
+        let s = unsafe { &*store };
+        let (w, h) = s.layout.level_size(level.clamp(0, 255) as u8);
+        unsafe {
+            *width = w as c_int;
+            *height = h as c_int;
+        }
+        Ok(())
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn gridstore_read(
+    store: *mut StoreHandle,
+    level: c_int,
+    x: c_int,
+    y: c_int,
+    w: c_int,
+    h: c_int,
+    data: *mut c_void,
+    mask: *mut c_uchar,
+) -> c_int {
+    guard(1, || {
+        if w <= 0 || h <= 0 || x < 0 || y < 0 || !(0..=255).contains(&level) {
+            return Err(Error::InvalidInput(format!(
+                "bad window {x},{y} {w}x{h} at level {level}"
+            )));
+        }
+        // SAFETY: valid handle; the shim passes buffers of w*h samples per band (data) and
+        // w*h bytes (mask), or null.
+        let s = unsafe { &*store };
+        let n = w as usize * h as usize;
+        let m = s.snapshot.manifest();
+        let data = (!data.is_null()).then(|| unsafe {
+            std::slice::from_raw_parts_mut(data as *mut u8, n * m.bands.len() * m.data_type.size())
+        });
+        let mask = (!mask.is_null()).then(|| unsafe { std::slice::from_raw_parts_mut(mask, n) });
+        s.read(
+            level as u8,
+            x as i64,
+            y as i64,
+            w as usize,
+            h as usize,
+            data,
+            mask,
+        )?;
+        Ok(0)
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn gridstore_create_copy(
+    filename: *const c_char,
+    source: GDALDatasetH,
+    options: *mut *mut c_char,
+    progress: GDALProgressFunc,
+    progress_data: *mut c_void,
+) -> c_int {
+    guard(1, || {
+        // SAFETY: GDAL passes a NUL-terminated name, an open source dataset that we use
+        // only on this call (and one reader thread at a time), and a valid option list.
+        let name = unsafe { required_str(filename, "target name")? };
+        let opts = CreateOptions::parse(&unsafe { option_pairs(options) })?;
+        let path = resolve_store_path(&name);
+        let named_right = path
+            .extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case(STORE_EXTENSION));
+        if !named_right {
+            return Err(Error::InvalidInput(format!(
+                "{}: name the store *.{STORE_EXTENSION} (for example out.{STORE_EXTENSION}), so \
+                 GDAL recognizes it when opening",
+                path.display()
+            )));
+        }
+        if path.join(MANIFEST_KEY).exists() {
+            return Err(Error::AlreadyExists {
+                path: path.clone(),
+                hint: "gdal_translate does not replace an existing store, which may hold far \
+                       more than this raster. Remove it first with `gridstore rm`, or \
+                       choose another name"
+                    .into(),
+            });
+        }
+        let info = unsafe { describe(source)? };
+        let manifest = new_store_manifest(&info, &opts)?;
+        let reader = unsafe { GdalSource::new(source, &info) };
+        let writer = format!("GDAL CreateCopy of {}", info.description);
+        let mut report = |f: f64| match progress {
+            // SAFETY: GDAL's progress callback with its own data pointer.
+            Some(cb) => unsafe { cb(f, std::ptr::null(), progress_data) != 0 },
+            None => true,
+        };
+        create_store(
+            NewStore { path, manifest },
+            Box::new(reader),
+            opts.threads,
+            &writer,
+            &mut report,
+        )?;
+        Ok(0)
+    })
+}
+
+#[no_mangle]
+pub extern "C" fn gridstore_delete(filename: *const c_char) -> c_int {
+    guard(1, || {
+        // SAFETY: NUL-terminated name from GDAL.
+        let name = unsafe { from_c(filename) }.unwrap_or_default();
+        let path = resolve_store_path(&name);
+        // GDAL "deletes" the target of every CreateCopy first; a store that is not there
+        // yet has nothing to delete.
+        if !path.exists() {
+            return Ok(0);
+        }
+        report_failure(
+            CPLE_NOT_SUPPORTED,
+            &format!(
+                "{}: stores are not deleted through GDAL, so that a gdal_translate or \
+                 gdalmanage call cannot remove a whole collection by accident. Use \
+                 `gridstore rm {}`",
+                path.display(),
+                path.display()
+            ),
+        );
+        Ok(1)
+    })
+}
+
+static CREATION_OPTIONS: Lazy<CString> = Lazy::new(|| c_string(&options::creation_option_list()));
+static OPEN_OPTIONS: Lazy<CString> = Lazy::new(|| c_string(&options::open_option_list()));
+static VERSION: Lazy<CString> = Lazy::new(|| c_string(env!("CARGO_PKG_VERSION")));
+
+#[no_mangle]
+pub extern "C" fn gridstore_creation_option_list() -> *const c_char {
+    guard(std::ptr::null(), || Ok(CREATION_OPTIONS.as_ptr()))
+}
+
+#[no_mangle]
+pub extern "C" fn gridstore_open_option_list() -> *const c_char {
+    guard(std::ptr::null(), || Ok(OPEN_OPTIONS.as_ptr()))
+}
+
+#[no_mangle]
+pub extern "C" fn gridstore_version() -> *const c_char {
+    guard(std::ptr::null(), || Ok(VERSION.as_ptr()))
+}
+
+/// Entry point GDAL calls when it loads `gdal_GRIDSTORE.so` from its plugin path.
+#[no_mangle]
+#[allow(non_snake_case)]
+pub extern "C" fn GDALRegister_GRIDSTORE() {
+    guard((), || {
+        let major: c_int = env!("GRIDSTORE_GDAL_MAJOR")
+            .parse()
+            .expect("set by build.rs");
+        let minor: c_int = env!("GRIDSTORE_GDAL_MINOR")
+            .parse()
+            .expect("set by build.rs");
+        // SAFETY: GDALCheckVersion only compares numbers; it reports a mismatch itself.
+        if unsafe { gdal_sys::GDALCheckVersion(major, minor, c"GRIDSTORE".as_ptr()) } == 0 {
+            return Ok(());
+        }
+        install_panic_hook();
+        // SAFETY: the shim's registration takes no arguments and catches its own exceptions.
+        unsafe { ffi::gridstore_shim_register() };
+        Ok(())
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn identify_is_strict() {
+        assert!(identify("/d/dem.gridstore", b"", true));
+        assert!(identify("/d/dem.gridstore/", b"", true));
+        assert!(identify("/d/missing.gridstore", b"", false));
+        assert!(identify("GRIDSTORE:/anything", b"", false));
+        let header = br#"{ "format": "gridstore", "format_version": 1 }"#;
+        assert!(identify("/d/dem.gridstore/gridstore.json", header, false));
+        assert!(identify("/d/renamed/gridstore.json", header, false));
+        assert!(!identify(
+            "/d/other/gridstore.json",
+            b"{\"type\": \"Feature\"}",
+            false
+        ));
+        assert!(!identify("/d/image.tif", b"II*\0", false));
+        assert!(!identify("/d/dir", b"", true));
+    }
+}

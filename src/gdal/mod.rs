@@ -1,0 +1,6 @@
+//! Everything that talks to GDAL: reading source datasets, and the C ABI the driver shim
+//! (cpp-shim/) calls.
+
+pub mod capi;
+pub mod cpl;
+pub mod source;

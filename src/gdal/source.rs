@@ -1,0 +1,285 @@
+//! Reading a GDAL dataset: what it is (size, georeferencing, bands), and its pixels in
+//! strips for the ingest.
+
+use std::collections::BTreeMap;
+use std::ffi::{c_int, c_void};
+
+use gdal_sys::{GDALDatasetH, GDALRasterBandH};
+
+use crate::dtype::DataType;
+use crate::error::{Error, Result};
+use crate::ingest::{RasterSource, SourceInfo};
+use crate::manifest::{BandSpec, ColorTable};
+
+use super::cpl::{from_c, from_c_list, last_error_message};
+
+// Mask flags of gdal.h (macros, so not in the generated bindings).
+pub const GMF_ALL_VALID: c_int = 0x01;
+pub const GMF_PER_DATASET: c_int = 0x02;
+pub const GMF_ALPHA: c_int = 0x04;
+pub const GMF_NODATA: c_int = 0x08;
+
+fn band(ds: GDALDatasetH, i: usize) -> GDALRasterBandH {
+    // SAFETY: callers pass a valid dataset and an index below its band count.
+    unsafe { gdal_sys::GDALGetRasterBand(ds, i as c_int + 1) }
+}
+
+/// Describes an open GDAL dataset.
+///
+/// # Safety
+/// `ds` must be a valid, open dataset handle, not used by another thread during the call.
+pub unsafe fn describe(ds: GDALDatasetH) -> Result<SourceInfo> {
+    // SAFETY (whole function): `ds` is valid per the contract; every band handle comes from
+    // GDALGetRasterBand with an index below the band count; strings GDAL returns are copied
+    // before the next call that could invalidate them.
+    unsafe {
+        let width = gdal_sys::GDALGetRasterXSize(ds) as usize;
+        let height = gdal_sys::GDALGetRasterYSize(ds) as usize;
+        let count = gdal_sys::GDALGetRasterCount(ds) as usize;
+        if count == 0 {
+            return Err(Error::InvalidInput(
+                "the source has no raster bands (is it a vector dataset, or a container \
+                 of subdatasets? open one of its subdatasets instead)"
+                    .into(),
+            ));
+        }
+        let code = gdal_sys::GDALGetRasterDataType(band(ds, 0));
+        let data_type = DataType::from_gdal_code(code)?;
+        for i in 1..count {
+            let other = gdal_sys::GDALGetRasterDataType(band(ds, i));
+            if other != code {
+                return Err(Error::NotSupported(format!(
+                    "the source's bands have different data types (band 1 is {}, band {} is \
+                     {}); a store holds one type: convert with gdal_translate -ot",
+                    data_type.name(),
+                    i + 1,
+                    DataType::from_gdal_code(other)
+                        .map(|t| t.name())
+                        .unwrap_or("another type")
+                )));
+            }
+        }
+        let mut gt = [0.0f64; 6];
+        let has_gt =
+            gdal_sys::GDALGetGeoTransform(ds, gt.as_mut_ptr()) == gdal_sys::CPLErr::CE_None;
+        let crs_wkt = crs_wkt(ds);
+        let bands = (0..count).map(|i| band_spec(band(ds, i))).collect();
+        let metadata = metadata_map(gdal_sys::GDALGetMetadata(ds, std::ptr::null()));
+        let description = from_c(gdal_sys::GDALGetDescription(ds)).unwrap_or_default();
+        Ok(SourceInfo {
+            description,
+            width,
+            height,
+            data_type,
+            geotransform: has_gt.then_some(gt),
+            crs_wkt,
+            bands,
+            metadata,
+        })
+    }
+}
+
+/// The dataset's CRS as WKT2, which keeps compound and vertical CRSs whole.
+unsafe fn crs_wkt(ds: GDALDatasetH) -> String {
+    // SAFETY: `ds` is valid (caller); the SRS handle is owned by the dataset and only read;
+    // the exported string is freed with VSIFree as GDAL requires.
+    unsafe {
+        let srs = gdal_sys::GDALGetSpatialRef(ds);
+        if srs.is_null() {
+            return String::new();
+        }
+        let options = super::cpl::CStringList::new(["FORMAT=WKT2_2019".to_string()]);
+        let mut out: *mut std::ffi::c_char = std::ptr::null_mut();
+        let err = gdal_sys::OSRExportToWktEx(srs, &mut out, options.as_ptr() as *const *const _);
+        let wkt = if err == 0 { from_c(out) } else { None };
+        gdal_sys::VSIFree(out as *mut c_void);
+        wkt.unwrap_or_default()
+    }
+}
+
+unsafe fn band_spec(b: GDALRasterBandH) -> BandSpec {
+    // SAFETY: `b` is a valid band handle (caller); returned strings are copied at once.
+    unsafe {
+        let mut ok: c_int = 0;
+        let nodata = gdal_sys::GDALGetRasterNoDataValue(b, &mut ok);
+        let nodata = (ok != 0).then_some(nodata);
+        let interp = gdal_sys::GDALGetRasterColorInterpretation(b);
+        let color_interp = from_c(gdal_sys::GDALGetColorInterpretationName(interp))
+            .unwrap_or_else(|| "Undefined".into());
+        let table = gdal_sys::GDALGetRasterColorTable(b);
+        let color_table = (!table.is_null()).then(|| {
+            let n = gdal_sys::GDALGetColorEntryCount(table);
+            let entries = (0..n)
+                .map(|i| {
+                    let e = &*gdal_sys::GDALGetColorEntry(table, i);
+                    [e.c1, e.c2, e.c3, e.c4]
+                })
+                .collect();
+            let interp = gdal_sys::GDALGetPaletteInterpretation(table);
+            ColorTable {
+                interp: from_c(gdal_sys::GDALGetPaletteInterpretationName(interp))
+                    .unwrap_or_else(|| "RGB".into()),
+                entries,
+            }
+        });
+        let scale = gdal_sys::GDALGetRasterScale(b, &mut ok);
+        let scale = (ok != 0 && scale != 1.0).then_some(scale);
+        let offset = gdal_sys::GDALGetRasterOffset(b, &mut ok);
+        let offset = (ok != 0 && offset != 0.0).then_some(offset);
+        BandSpec {
+            nodata,
+            description: from_c(gdal_sys::GDALGetDescription(b)).unwrap_or_default(),
+            color_interp,
+            color_table,
+            scale,
+            offset,
+            unit: from_c(gdal_sys::GDALGetRasterUnitType(b)).unwrap_or_default(),
+            metadata: metadata_map(gdal_sys::GDALGetMetadata(b, std::ptr::null())),
+        }
+    }
+}
+
+unsafe fn metadata_map(list: *mut *mut std::ffi::c_char) -> BTreeMap<String, String> {
+    // SAFETY: GDAL metadata lists are NULL-terminated lists of strings (caller passes one
+    // straight from GDALGetMetadata).
+    unsafe { from_c_list(list) }
+        .into_iter()
+        .filter_map(|kv| {
+            kv.split_once('=')
+                .map(|(k, v)| (k.to_string(), v.to_string()))
+        })
+        .collect()
+}
+
+/// A GDAL dataset as a [`RasterSource`]. It borrows the handle; the caller closes it.
+pub struct GdalSource {
+    ds: GDALDatasetH,
+    width: usize,
+    height: usize,
+    bands: usize,
+    data_type: DataType,
+    mask: Option<GDALRasterBandH>,
+}
+
+// SAFETY: GDAL dataset handles may be used from any thread, one thread at a time. The
+// ingest moves the source to its reader thread and nothing else touches it meanwhile.
+unsafe impl Send for GdalSource {}
+
+impl GdalSource {
+    /// # Safety
+    /// `ds` must stay open, and unused by anyone else, for the life of the source.
+    pub unsafe fn new(ds: GDALDatasetH, info: &SourceInfo) -> GdalSource {
+        // SAFETY: valid handle per the contract. A per-dataset mask (or alpha band) marks
+        // missing pixels beyond nodata; masks derived from nodata need no separate read.
+        let mask = unsafe {
+            let b0 = band(ds, 0);
+            let flags = gdal_sys::GDALGetMaskFlags(b0);
+            let per_dataset = flags & (GMF_PER_DATASET | GMF_ALPHA) != 0;
+            (per_dataset && flags & (GMF_ALL_VALID | GMF_NODATA) == 0)
+                .then(|| gdal_sys::GDALGetMaskBand(b0))
+        };
+        GdalSource {
+            ds,
+            width: info.width,
+            height: info.height,
+            bands: info.bands.len(),
+            data_type: info.data_type,
+            mask,
+        }
+    }
+}
+
+impl RasterSource for GdalSource {
+    fn width(&self) -> usize {
+        self.width
+    }
+
+    fn height(&self) -> usize {
+        self.height
+    }
+
+    fn band_count(&self) -> usize {
+        self.bands
+    }
+
+    fn data_type(&self) -> DataType {
+        self.data_type
+    }
+
+    fn has_mask(&self) -> bool {
+        self.mask.is_some()
+    }
+
+    fn read_rows(
+        &mut self,
+        y0: usize,
+        rows: usize,
+        data: &mut [u8],
+        mask: Option<&mut [u8]>,
+    ) -> Result<()> {
+        assert_eq!(
+            data.len(),
+            rows * self.width * self.bands * self.data_type.size()
+        );
+        let (w, h, y) = (self.width as c_int, rows as c_int, y0 as c_int);
+        // SAFETY: the buffer holds exactly w * h samples of the requested type per band,
+        // band-sequential (GDAL's default spacing for 0, 0, 0); the handle is valid.
+        let err = unsafe {
+            gdal_sys::GDALDatasetRasterIO(
+                self.ds,
+                gdal_sys::GDALRWFlag::GF_Read,
+                0,
+                y,
+                w,
+                h,
+                data.as_mut_ptr() as *mut c_void,
+                w,
+                h,
+                self.data_type.gdal_code(),
+                self.bands as c_int,
+                std::ptr::null_mut(),
+                0,
+                0,
+                0,
+            )
+        };
+        if err != gdal_sys::CPLErr::CE_None {
+            return Err(Error::Gdal(format!(
+                "reading source rows {y0}..{}: {}",
+                y0 + rows,
+                last_error_message()
+            )));
+        }
+        if let (Some(mask_band), Some(mask)) = (self.mask, mask) {
+            assert_eq!(mask.len(), rows * self.width);
+            // SAFETY: as above, one byte per pixel.
+            let err = unsafe {
+                gdal_sys::GDALRasterIO(
+                    mask_band,
+                    gdal_sys::GDALRWFlag::GF_Read,
+                    0,
+                    y,
+                    w,
+                    h,
+                    mask.as_mut_ptr() as *mut c_void,
+                    w,
+                    h,
+                    gdal_sys::GDALDataType::GDT_Byte,
+                    0,
+                    0,
+                )
+            };
+            if err != gdal_sys::CPLErr::CE_None {
+                return Err(Error::Gdal(format!(
+                    "reading the source mask: {}",
+                    last_error_message()
+                )));
+            }
+        }
+        // Drop the source's cached blocks: they are not read again, and keeping them would
+        // make memory grow with the raster instead of staying at one strip.
+        // SAFETY: valid handle; the source is read-only, so nothing dirty is written.
+        unsafe { gdal_sys::GDALFlushCache(self.ds) };
+        Ok(())
+    }
+}
