@@ -30,6 +30,8 @@ typedef struct GsDatasetInfo {
     double geotransform[6];
     /* Mask flags of the bands without nodata: GMF_ALL_VALID or GMF_PER_DATASET. */
     int mask_flags;
+    /* Threads for decoding the blocks of one request (open option NUM_THREADS). */
+    int read_threads;
 } GsDatasetInfo;
 
 typedef struct GsBandInfo {
@@ -70,6 +72,14 @@ void gridstore_level_size(const GsStore *store, int level, int *width, int *heig
  * Returns 0 on success. */
 int gridstore_read(GsStore *store, int level, int x, int y, int w, int h, void *data,
                    unsigned char *mask);
+
+/* Reads `count` blocks of a level straight into GDAL block buffers. Block i is the window
+ * (xs[i], ys[i], ws[i], hs[i]) of the level (dataset pixels); band b of it goes to
+ * blocks[i * band_count + b], a buffer of block_size x block_size samples of the store's
+ * type (rows block_size apart), or nowhere if that pointer is NULL. Blocks are decoded in
+ * parallel when there are enough of them. Returns 0 on success. */
+int gridstore_read_blocks(GsStore *store, int level, int count, const int *xs, const int *ys,
+                          const int *ws, const int *hs, void **blocks, int block_size);
 
 /* gdal_translate -of GRIDSTORE: creates a store from `source`. Returns 0 on success. */
 int gridstore_create_copy(const char *filename, GDALDatasetH source, char **options,

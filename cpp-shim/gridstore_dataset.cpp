@@ -30,10 +30,6 @@ GridstoreDataset::GridstoreDataset(std::shared_ptr<GsStore> store, int level)
 {
     gridstore_dataset_info(m_store.get(), &m_info);
     gridstore_level_size(m_store.get(), level, &nRasterXSize, &nRasterYSize);
-    m_srs.SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
-    const char *wkt = gridstore_crs_wkt(m_store.get());
-    if (wkt && wkt[0])
-        m_srs.importFromWkt(wkt);
     for (int b = 1; b <= m_info.band_count; b++)
         SetBand(b, new GridstoreBand(this, b));
     if (m_info.mask_flags & GMF_PER_DATASET)
@@ -70,7 +66,15 @@ CPLErr GridstoreDataset::GetGeoTransform(double *transform)
 
 const OGRSpatialReference *GridstoreDataset::GetSpatialRef() const
 {
-    return m_srs.IsEmpty() ? GDALPamDataset::GetSpatialRef() : &m_srs;
+    if (!m_srs)
+    {
+        m_srs.reset(new OGRSpatialReference());
+        m_srs->SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+        const char *wkt = gridstore_crs_wkt(m_store.get());
+        if (wkt && wkt[0] && m_srs->importFromWkt(wkt) != OGRERR_NONE)
+            CPLError(CE_Warning, CPLE_AppDefined, "GRIDSTORE: the store's CRS could not be parsed");
+    }
+    return m_srs->IsEmpty() ? GDALPamDataset::GetSpatialRef() : m_srs.get();
 }
 
 void GridstoreDataset::BlockWindow(int blockX, int blockY, int &x, int &y, int &w, int &h) const
@@ -82,38 +86,66 @@ void GridstoreDataset::BlockWindow(int blockX, int blockY, int &x, int &y, int &
     h = std::min(bs, nRasterYSize - y);
 }
 
-CPLErr GridstoreDataset::ReadBlock(int blockX, int blockY, int band, void *image)
+CPLErr GridstoreDataset::ReadBlocks(const std::vector<std::pair<int, int>> &blocks, int band,
+                                    void *image)
 {
-    try
+    // For each block, the destination of every band: `image` for the requested band, a
+    // freshly locked cache block for the others (none if already cached).
+    std::vector<int> xs, ys, ws, hs;
+    std::vector<void *> targets;
+    std::vector<GDALRasterBlock *> locked;
+    std::vector<std::pair<int, std::pair<int, int>>> lockedAt;  // band, block
+    for (const auto &blk : blocks)
     {
         int x, y, w, h;
-        BlockWindow(blockX, blockY, x, y, w, h);
-        const int dataSize = GDALGetDataTypeSizeBytes(static_cast<GDALDataType>(m_info.data_type));
-        m_scratch.resize(static_cast<size_t>(w) * h * dataSize * nBands);
-        if (gridstore_read(m_store.get(), m_level, x, y, w, h, m_scratch.data(), nullptr) != 0)
-            return CE_Failure;
-        const int bs = m_info.tile_size;
+        BlockWindow(blk.first, blk.second, x, y, w, h);
+        xs.push_back(x);
+        ys.push_back(y);
+        ws.push_back(w);
+        hs.push_back(h);
         for (int b = 1; b <= nBands; b++)
         {
             if (b == band)
             {
-                CopyPlane(m_scratch.data(), b - 1, w, h, dataSize, bs, image);
+                targets.push_back(image);
                 continue;
             }
             GDALRasterBand *other = GetRasterBand(b);
-            GDALRasterBlock *block = other->TryGetLockedBlockRef(blockX, blockY);
-            if (block != nullptr)
+            GDALRasterBlock *cached = other->TryGetLockedBlockRef(blk.first, blk.second);
+            if (cached != nullptr)
             {
-                block->DropLock();  // already cached
+                cached->DropLock();
+                targets.push_back(nullptr);
                 continue;
             }
-            block = other->GetLockedBlockRef(blockX, blockY, TRUE);
-            if (block == nullptr)
-                continue;  // no room in the cache: the band reads the block itself later
-            CopyPlane(m_scratch.data(), b - 1, w, h, dataSize, bs, block->GetDataRef());
-            block->DropLock();
+            GDALRasterBlock *fresh = other->GetLockedBlockRef(blk.first, blk.second, TRUE);
+            targets.push_back(fresh ? fresh->GetDataRef() : nullptr);
+            if (fresh)
+            {
+                locked.push_back(fresh);
+                lockedAt.push_back({b, blk});
+            }
         }
-        return CE_None;
+    }
+    const bool ok = gridstore_read_blocks(m_store.get(), m_level, static_cast<int>(blocks.size()),
+                                          xs.data(), ys.data(), ws.data(), hs.data(),
+                                          targets.data(), m_info.tile_size) == 0;
+    for (size_t i = 0; i < locked.size(); i++)
+    {
+        locked[i]->DropLock();
+        // A block that was not filled must not stay in the cache.
+        if (!ok)
+            GetRasterBand(lockedAt[i].first)
+                ->FlushBlock(lockedAt[i].second.first, lockedAt[i].second.second, FALSE);
+    }
+    return ok ? CE_None : CE_Failure;
+}
+
+CPLErr GridstoreDataset::ReadBlock(int blockX, int blockY, int band, void *image)
+{
+    try
+    {
+        return ReadBlocks({{blockX, blockY}}, band, image);
     }
     catch (const std::bad_alloc &)
     {
@@ -124,6 +156,40 @@ CPLErr GridstoreDataset::ReadBlock(int blockX, int blockY, int band, void *image
         CPLError(CE_Failure, CPLE_AppDefined, "GRIDSTORE: unexpected error reading a block");
     }
     return CE_Failure;
+}
+
+void GridstoreDataset::PrefetchBlocks(int x, int y, int w, int h)
+{
+    if (m_info.read_threads < 2 || w <= 0 || h <= 0)
+        return;
+    const int bs = m_info.tile_size;
+    std::vector<std::pair<int, int>> missing;
+    for (int by = y / bs; by <= (y + h - 1) / bs; by++)
+        for (int bx = x / bs; bx <= (x + w - 1) / bs; bx++)
+        {
+            GDALRasterBlock *cached = GetRasterBand(1)->TryGetLockedBlockRef(bx, by);
+            if (cached != nullptr)
+                cached->DropLock();
+            else
+                missing.push_back({bx, by});
+        }
+    // Few blocks decode faster one by one than by waking worker threads.
+    if (missing.size() < kMinPrefetchBlocks)
+        return;
+    // Batches of a few blocks per thread keep the number of locked blocks small.
+    const size_t batch = static_cast<size_t>(m_info.read_threads) * 4;
+    for (size_t start = 0; start < missing.size(); start += batch)
+    {
+        std::vector<std::pair<int, int>> part(
+            missing.begin() + start, missing.begin() + std::min(missing.size(), start + batch));
+        // Band 0 means no band is the caller's: every band goes to the cache. An error
+        // is left to the plain block path, which reports it for its own block.
+        if (ReadBlocks(part, 0, nullptr) != CE_None)
+        {
+            CPLErrorReset();
+            return;
+        }
+    }
 }
 
 CPLErr GridstoreDataset::ReadMaskBlock(int blockX, int blockY, void *image)
@@ -182,6 +248,28 @@ CPLErr GridstoreBand::IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage)
 {
     return static_cast<GridstoreDataset *>(poDS)->ReadBlock(nBlockXOff, nBlockYOff, nBand,
                                                             pImage);
+}
+
+CPLErr GridstoreBand::IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize,
+                                int nYSize, void *pData, int nBufXSize, int nBufYSize,
+                                GDALDataType eBufType, GSpacing nPixelSpace,
+                                GSpacing nLineSpace, GDALRasterIOExtraArg *psExtraArg)
+{
+    // Only full-resolution reads go block by block; downsampled ones go to an overview.
+    if (eRWFlag == GF_Read && nBufXSize == nXSize && nBufYSize == nYSize)
+    {
+        try
+        {
+            static_cast<GridstoreDataset *>(poDS)->PrefetchBlocks(nXOff, nYOff, nXSize, nYSize);
+        }
+        catch (...)
+        {
+            // The prefetch is an optimisation; the plain path below still reads everything.
+        }
+    }
+    return GDALPamRasterBand::IRasterIO(eRWFlag, nXOff, nYOff, nXSize, nYSize, pData,
+                                        nBufXSize, nBufYSize, eBufType, nPixelSpace,
+                                        nLineSpace, psExtraArg);
 }
 
 double GridstoreBand::GetNoDataValue(int *pbSuccess)

@@ -35,6 +35,10 @@ class GridstoreBand final : public GDALPamRasterBand
     double GetOffset(int *pbSuccess = nullptr) override;
     double GetScale(int *pbSuccess = nullptr) override;
     const char *GetUnitType() override;
+    CPLErr IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize, int nYSize,
+                     void *pData, int nBufXSize, int nBufYSize, GDALDataType eBufType,
+                     GSpacing nPixelSpace, GSpacing nLineSpace,
+                     GDALRasterIOExtraArg *psExtraArg) override;
     int GetOverviewCount() override;
     GDALRasterBand *GetOverview(int i) override;
     int GetMaskFlags() override;
@@ -73,17 +77,26 @@ class GridstoreDataset final : public GDALPamDataset
     // Reads block (x, y) of every band, returns band `band` in `image` and puts the other
     // bands in GDAL's block cache, since one chunk holds all bands.
     CPLErr ReadBlock(int blockX, int blockY, int band, void *image);
+    // The same for several blocks at once (decoded in parallel); with `band` 0 every band
+    // goes to the cache.
+    CPLErr ReadBlocks(const std::vector<std::pair<int, int>> &blocks, int band, void *image);
+    // Matches MIN_PARALLEL_BLOCKS on the Rust side.
+    static constexpr size_t kMinPrefetchBlocks = 8;
     CPLErr ReadMaskBlock(int blockX, int blockY, void *image);
+    // Decodes, in parallel, the blocks of a window that GDAL's cache does not hold yet, and
+    // puts them in the cache of every band, so a request spanning many blocks uses every
+    // core instead of decoding block after block.
+    void PrefetchBlocks(int x, int y, int w, int h);
     // The window of block (x, y), clipped to the raster.
     void BlockWindow(int blockX, int blockY, int &x, int &y, int &w, int &h) const;
 
     std::shared_ptr<GsStore> m_store;
     int m_level = 0;
     GsDatasetInfo m_info{};
-    OGRSpatialReference m_srs;
+    // Parsed on first use: parsing WKT initialises PROJ, which costs more than the open.
+    mutable std::unique_ptr<OGRSpatialReference> m_srs;
     std::vector<std::unique_ptr<GridstoreDataset>> m_overviews;
     std::unique_ptr<GridstoreMaskBand> m_mask;
-    std::vector<GByte> m_scratch;
 };
 
 #endif  // GRIDSTORE_DATASET_H

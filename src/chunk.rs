@@ -101,6 +101,29 @@ pub struct Expected {
 /// Decodes a chunk object, checking its checksum and that it matches the store. `path` is
 /// only used in error messages.
 pub fn decode(object: &[u8], expected: &Expected, path: &Path) -> Result<Tile> {
+    let n = expected.size * expected.size;
+    let mut data = SampleBuf::zeroed(n * expected.bands * expected.dtype.size());
+    let mut mask = vec![0u8; n];
+    let has_mask = decode_into(object, expected, path, data.bytes_mut(), Some(&mut mask))?;
+    Ok(Tile {
+        dtype: expected.dtype,
+        bands: expected.bands,
+        size: expected.size,
+        data,
+        mask: has_mask.then_some(mask),
+    })
+}
+
+/// Decodes a chunk straight into caller buffers: `data` takes the bands (band-sequential,
+/// tile-sized planes) and `mask`, if given, the validity mask (all 255 when the chunk has
+/// none). Returns whether the chunk carries a mask.
+pub fn decode_into(
+    object: &[u8],
+    expected: &Expected,
+    path: &Path,
+    data: &mut [u8],
+    mask: Option<&mut [u8]>,
+) -> Result<bool> {
     let bad = |detail: String| Error::corrupt(path, detail);
     if object.len() < HEADER_LEN + TRAILER_LEN {
         return Err(bad(format!(
@@ -164,6 +187,7 @@ pub fn decode(object: &[u8], expected: &Expected, path: &Path) -> Result<Tile> {
     let has_mask = flags & FLAG_MASK != 0;
     let n = w * h;
     let plane_len = n * dtype.size();
+    assert_eq!(data.len(), plane_len * bands, "tile-sized output buffer");
     let raw_len = plane_len * bands + if has_mask { n.div_ceil(8) } else { 0 };
     SCRATCH.with(|scratch| {
         let mut raw = scratch.borrow_mut();
@@ -172,21 +196,20 @@ pub fn decode(object: &[u8], expected: &Expected, path: &Path) -> Result<Tile> {
         compression
             .decompress(&body[HEADER_LEN..], &mut raw)
             .map_err(|e| bad(format!("payload does not decompress: {e}")))?;
-        let mut data = SampleBuf::zeroed(plane_len * bands);
         for (src, dst) in raw[..plane_len * bands]
             .chunks_exact(plane_len)
-            .zip(data.bytes_mut().chunks_exact_mut(plane_len))
+            .zip(data.chunks_exact_mut(plane_len))
         {
             predictor.decode(dtype.size(), w, src, dst);
         }
-        let mask = has_mask.then(|| unpack_bits(&raw[plane_len * bands..], n));
-        Ok(Tile {
-            dtype,
-            bands,
-            size: w,
-            data,
-            mask,
-        })
+        if let Some(mask) = mask {
+            if has_mask {
+                unpack_bits(&raw[plane_len * bands..], mask);
+            } else {
+                mask.fill(255);
+            }
+        }
+        Ok(has_mask)
     })
 }
 
@@ -202,16 +225,14 @@ fn pack_bits(mask: &[u8], out: &mut Vec<u8>) {
     }
 }
 
-fn unpack_bits(bits: &[u8], n: usize) -> Vec<u8> {
-    (0..n)
-        .map(|i| {
-            if bits[i / 8] & (1 << (i % 8)) != 0 {
-                255
-            } else {
-                0
-            }
-        })
-        .collect()
+fn unpack_bits(bits: &[u8], out: &mut [u8]) {
+    for (i, m) in out.iter_mut().enumerate() {
+        *m = if bits[i / 8] & (1 << (i % 8)) != 0 {
+            255
+        } else {
+            0
+        };
+    }
 }
 
 #[cfg(test)]

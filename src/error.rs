@@ -47,7 +47,7 @@ pub enum Error {
     )]
     Corrupt { path: PathBuf, detail: String },
 
-    #[error("{path}: the manifest is damaged ({detail}). Restore it from snapshots/ with `gridstore rollback`, or from a backup")]
+    #[error("{path}: the manifest is damaged ({detail}). Every committed state is kept in the store's snapshots/ folder: copy the newest snapshots/<id>.json over gridstore.json to restore the last one")]
     BadManifest { path: PathBuf, detail: String },
 
     #[error("{path}: written by a newer gridstore (format version {found}); this build reads versions up to {supported}. Upgrade gridstore to open it")]

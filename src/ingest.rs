@@ -218,8 +218,9 @@ pub fn create_store(
         let strip_len = ts as usize * w * source.band_count() * source.data_type().size();
         let with_mask = source.has_mask();
         std::thread::scope(|scope| -> Result<()> {
-            // Two strip buffers circulate: one being read, one being cut into tiles.
-            let (full_tx, full_rx) = mpsc::sync_channel::<Result<Strip>>(1);
+            // Two strip buffers circulate: one being read, one being cut into tiles (the
+            // channel has no room of its own, so no third strip waits in it).
+            let (full_tx, full_rx) = mpsc::sync_channel::<Result<Strip>>(0);
             let (empty_tx, empty_rx) = mpsc::channel::<Strip>();
             let reader = scope.spawn(move || {
                 for row in tiles.row0..tiles.row1 {

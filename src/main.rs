@@ -1,1 +1,19 @@
-fn main() {}
+//! The `gridstore` command: a thin layer over the library. `main` only turns the result of
+//! [`cli::run`] into an exit code and prints errors with their causes on one line.
+
+mod cli;
+
+use std::process::ExitCode;
+
+use clap::Parser;
+
+fn main() -> ExitCode {
+    let args = cli::Args::parse();
+    match cli::run(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("gridstore: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

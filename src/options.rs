@@ -19,7 +19,7 @@ pub fn creation_option_list() -> String {
 description='Tile width and height in pixels, a multiple of 16'/>\
 <Option name='COMPRESS' type='string-select' default='ZSTD' description='Chunk compression'>\
 <Value>ZSTD</Value><Value>DEFLATE</Value><Value>LZ4</Value><Value>NONE</Value></Option>\
-<Option name='LEVEL' type='int' description='Compression level: ZSTD 1-22 (default 3), DEFLATE 1-9 (default 6)'/>\
+<Option name='LEVEL' type='int' description='Compression level: ZSTD 1-22 (default 1), DEFLATE 1-9 (default 6)'/>\
 <Option name='PREDICTOR' type='string-select' default='YES' \
 description='YES: horizontal differencing for integers, floating point predictor for floats'>\
 <Value>YES</Value><Value>NO</Value><Value>STANDARD</Value><Value>FLOATING_POINT</Value></Option>\
@@ -34,6 +34,7 @@ description='How levels are aggregated: AVERAGE, NEAREST, MIN, MAX or MODE; a co
 pub fn open_option_list() -> String {
     "<OpenOptionList>\
 <Option name='SNAPSHOT' type='int' description='Open this snapshot of the history (read-only) instead of the current state'/>\
+<Option name='NUM_THREADS' type='string' default='ALL_CPUS' description='Threads decoding the blocks of one read request: a number or ALL_CPUS'/>\
 </OpenOptionList>"
         .to_string()
 }
@@ -180,9 +181,10 @@ pub fn all_cpus() -> usize {
 }
 
 /// Open options after checking.
-#[derive(Debug, Clone, Default, PartialEq)]
+#[derive(Debug, Clone, PartialEq)]
 pub struct OpenOptions {
     pub snapshot: Option<u64>,
+    pub threads: usize,
 }
 
 impl OpenOptions {
@@ -193,7 +195,11 @@ impl OpenOptions {
             })?),
             None => None,
         };
-        Ok(OpenOptions { snapshot })
+        let threads = match find(options, "NUM_THREADS") {
+            Some(v) => parse_threads(v)?,
+            None => all_cpus(),
+        };
+        Ok(OpenOptions { snapshot, threads })
     }
 }
 
@@ -210,7 +216,7 @@ mod tests {
         let o = CreateOptions::parse(&[]).unwrap();
         assert_eq!(o.tile_size, 512);
         assert_eq!(o.compression, Compression::Zstd);
-        assert_eq!(o.level, 3);
+        assert_eq!(o.level, 1);
         assert_eq!(
             o.resolve_predictor(DataType::Float32).unwrap(),
             Predictor::FloatingPoint

@@ -21,6 +21,10 @@ pub trait Storage: Send + Sync {
     /// Reads a whole object; `Ok(None)` when it does not exist.
     fn read(&self, key: &str) -> Result<Option<Vec<u8>>>;
 
+    /// Reads a whole object into `buf` (replacing its content), so hot read paths can
+    /// reuse one buffer. Returns false when the object does not exist.
+    fn read_into(&self, key: &str, buf: &mut Vec<u8>) -> Result<bool>;
+
     /// Writes a new object (creating any parent "directories"). Not atomic: only objects no
     /// reader can reach yet are written this way.
     fn write(&self, key: &str, data: &[u8]) -> Result<()>;
@@ -92,6 +96,22 @@ impl Storage for LocalStorage {
             Err(e) if e.kind() == IoKind::NotFound => Ok(None),
             Err(e) => Err(Error::io(path, "reading", e)),
         }
+    }
+
+    fn read_into(&self, key: &str, buf: &mut Vec<u8>) -> Result<bool> {
+        use std::io::Read;
+        let path = self.path(key);
+        let mut f = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(path, "reading", e)),
+        };
+        buf.clear();
+        let size = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
+        buf.reserve(size);
+        f.read_to_end(buf)
+            .map_err(|e| Error::io(&path, "reading", e))?;
+        Ok(true)
     }
 
     fn write(&self, key: &str, data: &[u8]) -> Result<()> {

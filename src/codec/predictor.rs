@@ -108,10 +108,7 @@ impl Predictor {
                     .chunks_exact(row_bytes)
                     .zip(dst.chunks_exact_mut(row_bytes))
                 {
-                    shuffle_row(width, cols, src, dst);
-                    for j in (1..dst.len()).rev() {
-                        dst[j] = dst[j].wrapping_sub(dst[j - 1]);
-                    }
+                    shuffle_diff_row(width, cols, src, dst);
                 }
             }
         }
@@ -129,7 +126,7 @@ impl Predictor {
                     .zip(dst.chunks_exact_mut(row_bytes))
                 {
                     match width {
-                        1 => undiff_u8(src, dst),
+                        1 => prefix_sum_bytes(src, dst),
                         2 => undiff_u16(src, dst),
                         4 => undiff_u32(src, dst),
                         8 => undiff_u64(src, dst),
@@ -138,17 +135,11 @@ impl Predictor {
                 }
             }
             Predictor::FloatingPoint => {
-                let mut row = vec![0u8; row_bytes];
                 for (src, dst) in src
                     .chunks_exact(row_bytes)
                     .zip(dst.chunks_exact_mut(row_bytes))
                 {
-                    let mut acc = 0u8;
-                    for (r, s) in row.iter_mut().zip(src) {
-                        acc = acc.wrapping_add(*s);
-                        *r = acc;
-                    }
-                    unshuffle_row(width, cols, &row, dst);
+                    unshuffle_undiff_row(width, cols, src, dst);
                 }
             }
         }
@@ -178,25 +169,156 @@ macro_rules! differencing {
         }
     };
 }
-differencing!(diff_u8, undiff_u8, u8);
+
+/// Bytes have no word to gather; their running sum is [`prefix_sum_bytes`].
+fn diff_u8(src: &[u8], dst: &mut [u8]) {
+    let mut prev = 0u8;
+    for (s, d) in src.iter().zip(dst.iter_mut()) {
+        *d = s.wrapping_sub(prev);
+        prev = *s;
+    }
+}
 differencing!(diff_u16, undiff_u16, u16);
 differencing!(diff_u32, undiff_u32, u32);
 differencing!(diff_u64, undiff_u64, u64);
 
-/// Byte plane `k` (most significant first) of sample `i` goes to `dst[k * cols + i]`.
-fn shuffle_row(width: usize, cols: usize, src: &[u8], dst: &mut [u8]) {
-    for (i, sample) in src.chunks_exact(width).enumerate() {
-        for k in 0..width {
-            dst[k * cols + i] = sample[width - 1 - k];
+/// Byte plane `k` (most significant first) of sample `i` goes to `dst[k * cols + i]`, as
+/// the difference from the byte before it in that order. One pass, writing sequentially.
+fn shuffle_diff_row(width: usize, cols: usize, src: &[u8], dst: &mut [u8]) {
+    let mut prev = 0u8;
+    for k in 0..width {
+        let byte = width - 1 - k;
+        for (i, d) in dst[k * cols..(k + 1) * cols].iter_mut().enumerate() {
+            let b = src[i * width + byte];
+            *d = b.wrapping_sub(prev);
+            prev = b;
         }
     }
 }
 
-fn unshuffle_row(width: usize, cols: usize, src: &[u8], dst: &mut [u8]) {
-    for (i, sample) in dst.chunks_exact_mut(width).enumerate() {
-        for k in 0..width {
-            sample[width - 1 - k] = src[k * cols + i];
+/// Reverses [`shuffle_diff_row`]: a running sum over the row's bytes, then each sample
+/// gathered from its byte planes and written in order.
+fn unshuffle_undiff_row(width: usize, cols: usize, src: &[u8], dst: &mut [u8]) {
+    ROW.with(|row| {
+        let mut row = row.borrow_mut();
+        row.resize(src.len(), 0);
+        prefix_sum_bytes(src, &mut row);
+        // Plane k holds byte `width - 1 - k` of every sample.
+        if width == 4 {
+            let (p0, rest) = row.split_at(cols);
+            let (p1, rest) = rest.split_at(cols);
+            let (p2, p3) = rest.split_at(cols);
+            interleave4(p3, p2, p1, p0, dst);
+        } else {
+            for k in 0..width {
+                let byte = width - 1 - k;
+                for (i, v) in row[k * cols..(k + 1) * cols].iter().enumerate() {
+                    dst[i * width + byte] = *v;
+                }
+            }
         }
+    })
+}
+
+thread_local! {
+    static ROW: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+}
+
+/// `dst[4i..4i+4] = [b0[i], b1[i], b2[i], b3[i]]`: four byte planes back into samples.
+fn interleave4(b0: &[u8], b1: &[u8], b2: &[u8], b3: &[u8], dst: &mut [u8]) {
+    let n = b0.len();
+    debug_assert!(b1.len() == n && b2.len() == n && b3.len() == n && dst.len() == 4 * n);
+    let done = simd::interleave4(b0, b1, b2, b3, dst);
+    for i in done..n {
+        dst[4 * i..4 * i + 4].copy_from_slice(&[b0[i], b1[i], b2[i], b3[i]]);
+    }
+}
+
+/// `dst[i] = src[0] + ... + src[i]` (mod 256).
+fn prefix_sum_bytes(src: &[u8], dst: &mut [u8]) {
+    let (done, mut carry) = simd::prefix_sum_bytes(src, dst);
+    for (a, b) in src[done..].iter().zip(&mut dst[done..]) {
+        carry = carry.wrapping_add(*a);
+        *b = carry;
+    }
+}
+
+/// Vectorised kernels. Each handles a prefix of its input and returns how far it got; the
+/// callers finish the rest with plain loops, which are also the reference the tests use.
+#[cfg(target_arch = "x86_64")]
+mod simd {
+    use std::arch::x86_64::*;
+
+    /// Sixteen bytes per step: the running sum inside a register is built by adding copies
+    /// shifted by 1, 2, 4 and 8 bytes, then the carry from the previous step is added.
+    pub fn prefix_sum_bytes(src: &[u8], dst: &mut [u8]) -> (usize, u8) {
+        let n = src.len().min(dst.len()) / 16 * 16;
+        let mut carry = 0u8;
+        // SAFETY: SSE2 is part of the x86_64 baseline; every load and store touches bytes
+        // [i, i + 16) with i + 16 <= n, inside both slices (unaligned access is used).
+        unsafe {
+            let mut acc = _mm_setzero_si128();
+            let mut i = 0;
+            while i < n {
+                let mut x = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
+                x = _mm_add_epi8(x, _mm_slli_si128(x, 1));
+                x = _mm_add_epi8(x, _mm_slli_si128(x, 2));
+                x = _mm_add_epi8(x, _mm_slli_si128(x, 4));
+                x = _mm_add_epi8(x, _mm_slli_si128(x, 8));
+                x = _mm_add_epi8(x, acc);
+                _mm_storeu_si128(dst.as_mut_ptr().add(i) as *mut __m128i, x);
+                // Broadcast the last byte (the running total) for the next step.
+                let last = _mm_srli_si128(x, 15);
+                let last = _mm_unpacklo_epi8(last, last);
+                let last = _mm_unpacklo_epi16(last, last);
+                acc = _mm_shuffle_epi32(last, 0);
+                i += 16;
+            }
+            if n > 0 {
+                carry = dst[n - 1];
+            }
+        }
+        (n, carry)
+    }
+
+    /// Sixteen samples per step, with two rounds of byte and word unpacking.
+    pub fn interleave4(b0: &[u8], b1: &[u8], b2: &[u8], b3: &[u8], dst: &mut [u8]) -> usize {
+        let n = b0.len() / 16 * 16;
+        // SAFETY: SSE2 is baseline on x86_64; loads read [i, i + 16) of each plane and
+        // stores write [4i, 4i + 64) of dst, all in bounds as i + 16 <= n and
+        // dst.len() == 4 * b0.len() (checked by the caller).
+        unsafe {
+            let mut i = 0;
+            while i < n {
+                let a = _mm_loadu_si128(b0.as_ptr().add(i) as *const __m128i);
+                let b = _mm_loadu_si128(b1.as_ptr().add(i) as *const __m128i);
+                let c = _mm_loadu_si128(b2.as_ptr().add(i) as *const __m128i);
+                let d = _mm_loadu_si128(b3.as_ptr().add(i) as *const __m128i);
+                let ab_lo = _mm_unpacklo_epi8(a, b);
+                let ab_hi = _mm_unpackhi_epi8(a, b);
+                let cd_lo = _mm_unpacklo_epi8(c, d);
+                let cd_hi = _mm_unpackhi_epi8(c, d);
+                let out = dst.as_mut_ptr().add(4 * i) as *mut __m128i;
+                _mm_storeu_si128(out, _mm_unpacklo_epi16(ab_lo, cd_lo));
+                _mm_storeu_si128(out.add(1), _mm_unpackhi_epi16(ab_lo, cd_lo));
+                _mm_storeu_si128(out.add(2), _mm_unpacklo_epi16(ab_hi, cd_hi));
+                _mm_storeu_si128(out.add(3), _mm_unpackhi_epi16(ab_hi, cd_hi));
+                i += 16;
+            }
+        }
+        n
+    }
+}
+
+/// Other architectures use the plain loops.
+#[cfg(not(target_arch = "x86_64"))]
+mod simd {
+    pub fn prefix_sum_bytes(_src: &[u8], _dst: &mut [u8]) -> (usize, u8) {
+        (0, 0)
+    }
+
+    pub fn interleave4(_b0: &[u8], _b1: &[u8], _b2: &[u8], _b3: &[u8], _dst: &mut [u8]) -> usize {
+        0
     }
 }
 
@@ -227,6 +349,34 @@ mod tests {
             for p in [Predictor::None, Predictor::Horizontal, Predictor::FloatingPoint] {
                 prop_assert_eq!(round_trip(p, width, cols, &plane), plane.clone());
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn word_prefix_sum_matches_a_byte_loop(src in prop::collection::vec(any::<u8>(), 0..100)) {
+            let mut want = Vec::new();
+            let mut acc = 0u8;
+            for b in &src {
+                acc = acc.wrapping_add(*b);
+                want.push(acc);
+            }
+            let mut got = vec![0u8; src.len()];
+            prefix_sum_bytes(&src, &mut got);
+            prop_assert_eq!(got, want);
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn vector_interleave_matches_a_loop(n in 0usize..70, seed in any::<u8>()) {
+            let planes: Vec<Vec<u8>> = (0..4u8)
+                .map(|k| (0..n).map(|i| (i as u8).wrapping_mul(31).wrapping_add(seed ^ (k * 64))).collect())
+                .collect();
+            let mut got = vec![0u8; 4 * n];
+            interleave4(&planes[0], &planes[1], &planes[2], &planes[3], &mut got);
+            let want: Vec<u8> = (0..n).flat_map(|i| [planes[0][i], planes[1][i], planes[2][i], planes[3][i]]).collect();
+            prop_assert_eq!(got, want);
         }
     }
 

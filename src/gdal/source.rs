@@ -159,6 +159,8 @@ pub struct GdalSource {
     bands: usize,
     data_type: DataType,
     mask: Option<GDALRasterBandH>,
+    /// Rows read per RasterIO call: whole source blocks, so each block is decoded once.
+    rows_per_read: usize,
 }
 
 // SAFETY: GDAL dataset handles may be used from any thread, one thread at a time. The
@@ -178,8 +180,15 @@ impl GdalSource {
             (per_dataset && flags & (GMF_ALL_VALID | GMF_NODATA) == 0)
                 .then(|| gdal_sys::GDALGetMaskBand(b0))
         };
+        let mut block = (0 as c_int, 0 as c_int);
+        // SAFETY: valid band handle and two writable ints.
+        unsafe { gdal_sys::GDALGetBlockSize(band(ds, 0), &mut block.0, &mut block.1) };
+        // Whole source blocks, at least 64 rows per call, so striped sources (one-row blocks)
+        // are not read a row at a time.
+        let block_rows = block.1.max(1) as usize;
         GdalSource {
             ds,
+            rows_per_read: block_rows * 64usize.div_ceil(block_rows),
             width: info.width,
             height: info.height,
             bands: info.bands.len(),
@@ -215,55 +224,85 @@ impl RasterSource for GdalSource {
         y0: usize,
         rows: usize,
         data: &mut [u8],
+        mut mask: Option<&mut [u8]>,
+    ) -> Result<()> {
+        let dsize = self.data_type.size();
+        assert_eq!(data.len(), rows * self.width * self.bands * dsize);
+        let mut done = 0;
+        while done < rows {
+            // Read up to the next source block boundary, so a block is never split over two
+            // calls and decoded twice.
+            let y = y0 + done;
+            let next_boundary = (y / self.rows_per_read + 1) * self.rows_per_read;
+            let n = (next_boundary - y).min(rows - done);
+            self.read_piece(y, n, rows, done, data, mask.as_deref_mut())?;
+            done += n;
+            // Drop the source's cached blocks: they are not read again, and keeping them
+            // would make memory grow with the raster instead of staying at one piece.
+            // SAFETY: valid handle; the source is read-only, so nothing dirty is written.
+            unsafe { gdal_sys::GDALFlushCache(self.ds) };
+        }
+        Ok(())
+    }
+}
+
+impl GdalSource {
+    /// Reads `n` rows from source row `y` into rows `at..at + n` of a strip of `rows` rows.
+    fn read_piece(
+        &mut self,
+        y: usize,
+        n: usize,
+        rows: usize,
+        at: usize,
+        data: &mut [u8],
         mask: Option<&mut [u8]>,
     ) -> Result<()> {
-        assert_eq!(
-            data.len(),
-            rows * self.width * self.bands * self.data_type.size()
-        );
-        let (w, h, y) = (self.width as c_int, rows as c_int, y0 as c_int);
-        // SAFETY: the buffer holds exactly w * h samples of the requested type per band,
-        // band-sequential (GDAL's default spacing for 0, 0, 0); the handle is valid.
+        let dsize = self.data_type.size();
+        let w = self.width;
+        let band_stride = (rows * w * dsize) as i64;
+        // SAFETY: the window lies inside the source; the buffer spacing (pixel, line, band)
+        // addresses rows `at..at + n` of each band plane of `data`, all within its length.
         let err = unsafe {
-            gdal_sys::GDALDatasetRasterIO(
+            gdal_sys::GDALDatasetRasterIOEx(
                 self.ds,
                 gdal_sys::GDALRWFlag::GF_Read,
                 0,
-                y,
-                w,
-                h,
-                data.as_mut_ptr() as *mut c_void,
-                w,
-                h,
+                y as c_int,
+                w as c_int,
+                n as c_int,
+                data.as_mut_ptr().add(at * w * dsize) as *mut c_void,
+                w as c_int,
+                n as c_int,
                 self.data_type.gdal_code(),
                 self.bands as c_int,
                 std::ptr::null_mut(),
-                0,
-                0,
-                0,
+                dsize as i64,
+                (w * dsize) as i64,
+                band_stride,
+                std::ptr::null_mut(),
             )
         };
         if err != gdal_sys::CPLErr::CE_None {
             return Err(Error::Gdal(format!(
-                "reading source rows {y0}..{}: {}",
-                y0 + rows,
+                "reading source rows {y}..{}: {}",
+                y + n,
                 last_error_message()
             )));
         }
         if let (Some(mask_band), Some(mask)) = (self.mask, mask) {
-            assert_eq!(mask.len(), rows * self.width);
+            let out = &mut mask[at * w..(at + n) * w];
             // SAFETY: as above, one byte per pixel.
             let err = unsafe {
                 gdal_sys::GDALRasterIO(
                     mask_band,
                     gdal_sys::GDALRWFlag::GF_Read,
                     0,
-                    y,
-                    w,
-                    h,
-                    mask.as_mut_ptr() as *mut c_void,
-                    w,
-                    h,
+                    y as c_int,
+                    w as c_int,
+                    n as c_int,
+                    out.as_mut_ptr() as *mut c_void,
+                    w as c_int,
+                    n as c_int,
                     gdal_sys::GDALDataType::GDT_Byte,
                     0,
                     0,
@@ -276,10 +315,6 @@ impl RasterSource for GdalSource {
                 )));
             }
         }
-        // Drop the source's cached blocks: they are not read again, and keeping them would
-        // make memory grow with the raster instead of staying at one strip.
-        // SAFETY: valid handle; the source is read-only, so nothing dirty is written.
-        unsafe { gdal_sys::GDALFlushCache(self.ds) };
         Ok(())
     }
 }

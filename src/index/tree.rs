@@ -404,7 +404,7 @@ mod tests {
             .map(|i| (TileKey::base(i % 500, i / 500), Some(entry(1))))
             .collect();
         let mut sorted = all.clone();
-        sorted.sort_by(|a, b| a.0.cmp(&b.0));
+        sorted.sort_by_key(|a| a.0);
         let mut w = NodeWriter::new(&*storage, &reader, 1);
         let root = apply_changes(&reader, None, &sorted, &mut w).unwrap();
         assert_eq!(w.written(), 197, "196 full leaves and a root");

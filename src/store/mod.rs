@@ -6,6 +6,7 @@
 //! - [`lock`]: the one-writer-at-a-time lock and the recovery of writes that died.
 
 pub mod lock;
+pub mod maintenance;
 mod paths;
 mod snapshot;
 mod transaction;

@@ -126,29 +126,43 @@ impl Snapshot {
 
     /// Fetches and decodes the chunk an entry points to, checking it against the entry.
     pub fn fetch(&self, key: &TileKey, e: &Entry) -> Result<Tile> {
-        let object_key = key.object_key(e.seq);
-        let bytes = self
-            .storage
-            .read(&object_key)?
-            .ok_or_else(|| Error::corrupt(self.object_path(key, e), "chunk object is missing"))?;
-        if bytes.len() != e.size as usize || chunk::stored_checksum(&bytes) != Some(e.crc) {
-            return Err(Error::corrupt(
-                self.object_path(key, e),
-                format!(
-                    "chunk does not match the index ({} bytes with checksum {:08x}; the index \
-                     says {} bytes with {:08x})",
-                    bytes.len(),
-                    chunk::stored_checksum(&bytes).unwrap_or(0),
-                    e.size,
-                    e.crc
-                ),
-            ));
+        self.with_chunk(key, e, |bytes, path| {
+            chunk::decode(bytes, &self.manifest.chunk_shape(), path)
+        })
+    }
+
+    /// Fetches a chunk into a reused per-thread buffer, checks it against its index entry,
+    /// and hands it to `f`.
+    fn with_chunk<T>(
+        &self,
+        key: &TileKey,
+        e: &Entry,
+        f: impl FnOnce(&[u8], &Path) -> Result<T>,
+    ) -> Result<T> {
+        thread_local! {
+            static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
-        chunk::decode(
-            &bytes,
-            &self.manifest.chunk_shape(),
-            &self.object_path(key, e),
-        )
+        BUF.with(|buf| {
+            let mut bytes = buf.borrow_mut();
+            let path = self.object_path(key, e);
+            if !self.storage.read_into(&key.object_key(e.seq), &mut bytes)? {
+                return Err(Error::corrupt(path, "chunk object is missing"));
+            }
+            if bytes.len() != e.size as usize || chunk::stored_checksum(&bytes) != Some(e.crc) {
+                return Err(Error::corrupt(
+                    path,
+                    format!(
+                        "chunk does not match the index ({} bytes with checksum {:08x}; the \
+                         index says {} bytes with {:08x})",
+                        bytes.len(),
+                        chunk::stored_checksum(&bytes).unwrap_or(0),
+                        e.size,
+                        e.crc
+                    ),
+                ));
+            }
+            f(&bytes, &path)
+        })
     }
 
     /// A tile through the decoded-tile cache.
@@ -180,21 +194,32 @@ impl Snapshot {
         let dsize = self.manifest.data_type.size();
         let bands = self.manifest.bands.len();
         assert_eq!(data.len(), w * h * bands * dsize, "data buffer size");
-        self.fill_missing(data, mask.as_deref_mut(), w * h);
         let ts = self.manifest.grid.tile_size;
         let range = rect.tiles(level, ts);
         let keys: Vec<TileKey> = range
             .iter()
             .map(|loc| TileKey::new(0, pyramid, loc))
             .collect();
-        // A request exactly one tile in size needs no cache: GDAL asks for each block once.
-        let whole_tile = keys.len() == 1 && w == ts as usize && h == ts as usize;
+        // A request that is exactly one tile (GDAL's blocks when the dataset is aligned on
+        // the tiles) decodes straight into the caller's buffer, without a cache: GDAL's
+        // block cache already keeps it.
+        if keys.len() == 1 && rect == keys[0].loc().pixel_rect(ts) {
+            return match self.entry(&keys[0])? {
+                Some(e) => self.with_chunk(&keys[0], &e, |bytes, path| {
+                    chunk::decode_into(bytes, &self.manifest.chunk_shape(), path, data, mask)
+                        .map(|_| ())
+                }),
+                None => {
+                    self.fill_missing(data, mask, w * h);
+                    Ok(())
+                }
+            };
+        }
+        self.fill_missing(data, mask.as_deref_mut(), w * h);
         let tiles: Vec<Option<Arc<Tile>>> = if keys.len() > 1 {
             keys.par_iter()
                 .map(|k| self.cached_tile(k))
                 .collect::<Result<_>>()?
-        } else if whole_tile {
-            vec![self.read_tile(&keys[0])?.map(Arc::new)]
         } else {
             keys.iter()
                 .map(|k| self.cached_tile(k))

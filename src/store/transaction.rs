@@ -279,6 +279,6 @@ fn prepare_new_store_dir(path: &Path) -> Result<Option<PathBuf>> {
             })?;
             Ok(Some(path.to_path_buf()))
         }
-        Err(e) => Err(Error::io(path, "checking", e)),
+        Err(e) => Err(Error::io(path, "creating the store directory", e)),
     }
 }

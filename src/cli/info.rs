@@ -1,0 +1,112 @@
+//! `gridstore info`: a human-readable summary of a store.
+
+use std::fmt::Write;
+
+use gridstore::store::Snapshot;
+
+/// The CRS's name: the first quoted string of its WKT.
+fn crs_name(wkt: &str) -> &str {
+    wkt.split('"').nth(1).unwrap_or("(none)")
+}
+
+fn human_bytes(n: u64) -> String {
+    const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
+    let mut v = n as f64;
+    let mut u = 0;
+    while v >= 1024.0 && u + 1 < UNITS.len() {
+        v /= 1024.0;
+        u += 1;
+    }
+    format!("{v:.1} {}", UNITS[u])
+}
+
+pub fn describe(snapshot: &Snapshot) -> String {
+    let m = snapshot.manifest();
+    let g = &m.grid;
+    let mut s = String::new();
+    let _ = writeln!(s, "Store:      {}", snapshot.location().display());
+    let _ = writeln!(
+        s,
+        "Snapshot:   {} ({}, {})",
+        m.snapshot.id, m.snapshot.created, m.snapshot.writer
+    );
+    let _ = writeln!(s, "CRS:        {}", crs_name(&g.crs_wkt));
+    let _ = writeln!(
+        s,
+        "Grid:       origin ({}, {}), cell size ({}, {}), tiles of {}x{} pixels",
+        g.origin[0], g.origin[1], g.cell_size[0], g.cell_size[1], g.tile_size, g.tile_size
+    );
+    let _ = writeln!(
+        s,
+        "Data:       {} band(s) of {}, {} level {}, predictor {:?}",
+        m.bands.len(),
+        m.data_type.name(),
+        m.encoding.compression.option_name(),
+        m.encoding.level,
+        m.encoding.predictor
+    );
+    match (m.extent, snapshot.layout()) {
+        (Some(e), Some(layout)) => {
+            let geo = m.georef();
+            let t0 = geo.geotransform(0, e.x0, e.y0);
+            let t1 = geo.geotransform(0, e.x1, e.y1);
+            let _ = writeln!(
+                s,
+                "Extent:     {} x {} pixels (grid pixels {}..{}, {}..{}), from ({}, {}) to ({}, {})",
+                e.width(),
+                e.height(),
+                e.x0,
+                e.x1,
+                e.y0,
+                e.y1,
+                t0[0],
+                t0[3],
+                t1[0],
+                t1[3]
+            );
+            let sizes: Vec<String> = (0..=layout.top)
+                .map(|z| {
+                    let (w, h) = layout.level_size(z);
+                    format!("{w}x{h}")
+                })
+                .collect();
+            let _ = writeln!(
+                s,
+                "Levels:     {} ({})",
+                layout.level_count(),
+                sizes.join(", ")
+            );
+        }
+        _ => {
+            let _ = writeln!(s, "Extent:     empty (no data yet)");
+        }
+    }
+    for (i, b) in m.bands.iter().enumerate() {
+        let nodata = b.nodata.map_or("none".to_string(), |v| v.to_string());
+        let _ = writeln!(
+            s,
+            "Band {}:     {}, nodata {}, levels by {}{}{}",
+            i + 1,
+            b.color_interp,
+            nodata,
+            m.pyramids[0].resampling[i].gdal_name(),
+            if b.color_table.is_some() {
+                ", colour table"
+            } else {
+                ""
+            },
+            if b.description.is_empty() {
+                String::new()
+            } else {
+                format!(", \"{}\"", b.description)
+            }
+        );
+    }
+    let _ = writeln!(
+        s,
+        "Stored:     {} tiles, {} of chunks",
+        m.index.tiles,
+        human_bytes(m.index.bytes)
+    );
+    s
+}
