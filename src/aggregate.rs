@@ -121,25 +121,31 @@ fn downsample_band<T: Sample>(
     dst: &mut [T],
     parent_mask: Option<&[u8]>,
 ) {
+    let mut run = |all: fn([T; 4]) -> T, some: fn(&[T]) -> T| {
+        reduce(src, mask, validity, size, dst, parent_mask, all, some)
+    };
     match method {
-        Resampling::Average => reduce(src, mask, validity, size, dst, parent_mask, average::<T>),
-        Resampling::Nearest => reduce(src, mask, validity, size, dst, parent_mask, |v| v[0]),
-        Resampling::Min => reduce(src, mask, validity, size, dst, parent_mask, min::<T>),
-        Resampling::Max => reduce(src, mask, validity, size, dst, parent_mask, max::<T>),
-        Resampling::Mode => reduce(src, mask, validity, size, dst, parent_mask, mode::<T>),
+        Resampling::Average => run(|v| T::mean4(v[0], v[1], v[2], v[3]), average::<T>),
+        Resampling::Nearest => run(|v| v[0], |v| v[0]),
+        Resampling::Min => run(|v| min::<T>(&v), min::<T>),
+        Resampling::Max => run(|v| max::<T>(&v), max::<T>),
+        Resampling::Mode => run(|v| mode::<T>(&v), mode::<T>),
     }
 }
 
-/// Applies `f` to the children with data of every parent pixel (never to an empty list).
+/// Computes every parent pixel: `all` when its four children hold data (the common case,
+/// kept branch-light), `some` on the children that do otherwise (never an empty list).
+#[allow(clippy::too_many_arguments)]
 #[inline(always)]
-fn reduce<T: Sample, F: Fn(&[T]) -> T>(
+fn reduce<T: Sample>(
     src: &[T],
     mask: Option<&[u8]>,
     validity: &BandValidity,
     size: usize,
     dst: &mut [T],
     parent_mask: Option<&[u8]>,
-    f: F,
+    all: fn([T; 4]) -> T,
+    some: fn(&[T]) -> T,
 ) {
     let half = size / 2;
     let test = ValidityTest::<T>::new(validity);
@@ -147,25 +153,42 @@ fn reduce<T: Sample, F: Fn(&[T]) -> T>(
     // A parent the mask marks as data whose children are all NaN is NaN itself (0 for
     // integers, which have no NaN and so never get here).
     let nan = T::from_f64_round(f64::NAN);
-    for y in 0..half {
-        for x in 0..half {
+    // Integers without nodata or mask: every child holds data.
+    let always_valid = mask.is_none() && !test.has_nodata() && !T::TYPE.is_float();
+    for (y, out) in dst.chunks_exact_mut(half).enumerate() {
+        let (r0, r1) = src[2 * y * size..(2 * y + 2) * size].split_at(size);
+        if always_valid {
+            for (x, o) in out.iter_mut().enumerate() {
+                *o = all([r0[2 * x], r0[2 * x + 1], r1[2 * x], r1[2 * x + 1]]);
+            }
+            continue;
+        }
+        for (x, o) in out.iter_mut().enumerate() {
+            let v = [r0[2 * x], r0[2 * x + 1], r1[2 * x], r1[2 * x + 1]];
             let idx = [
                 2 * y * size + 2 * x,
                 2 * y * size + 2 * x + 1,
                 (2 * y + 1) * size + 2 * x,
                 (2 * y + 1) * size + 2 * x + 1,
             ];
+            let mut ok = [false; 4];
+            for k in 0..4 {
+                ok[k] = test.holds_data(v[k]) && mask.is_none_or(|m| m[idx[k]] != 0);
+            }
+            if ok == [true; 4] {
+                *o = all(v);
+                continue;
+            }
             let mut vals = [T::default(); 4];
             let mut n = 0;
-            for i in idx {
-                let v = src[i];
-                if test.holds_data(v) && mask.is_none_or(|m| m[i] != 0) {
-                    vals[n] = v;
+            for k in 0..4 {
+                if ok[k] {
+                    vals[n] = v[k];
                     n += 1;
                 }
             }
-            dst[y * half + x] = if n > 0 {
-                f(&vals[..n])
+            *o = if n > 0 {
+                some(&vals[..n])
             } else if parent_mask.is_some_and(|m| m[y * half + x] != 0) {
                 nan
             } else {

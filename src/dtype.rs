@@ -158,6 +158,9 @@ pub trait Sample:
     fn from_f64_round(v: f64) -> Self;
     /// NaN for float types; never true for integers.
     fn is_nan(self) -> bool;
+    /// The mean of four samples, rounded as [`Sample::from_f64_round`] rounds: the fast
+    /// path of the average when all four children hold data.
+    fn mean4(a: Self, b: Self, c: Self, d: Self) -> Self;
     /// Bit pattern as an unsigned integer of the same width, for the horizontal predictor.
     fn to_bits_u64(self) -> u64;
     fn from_bits_u64(bits: u64) -> Self;
@@ -173,8 +176,29 @@ macro_rules! impl_int_sample {
             }
             #[inline]
             fn from_f64_round(v: f64) -> Self {
-                // `as` saturates at the type bounds, which is the clamping we want.
-                v.round() as $t
+                // Round half away from zero without a libm call: truncate, then step by one
+                // when the remainder reaches a half. NaN truncates to 0.
+                let t = v as i64;
+                let frac = v - t as f64;
+                let r = if frac >= 0.5 {
+                    t.saturating_add(1)
+                } else if frac <= -0.5 {
+                    t.saturating_sub(1)
+                } else {
+                    t
+                };
+                r.clamp(<$t>::MIN as i64, <$t>::MAX as i64) as $t
+            }
+            #[inline]
+            fn mean4(a: Self, b: Self, c: Self, d: Self) -> Self {
+                // Exact in integers: (s + 2) / 4 rounds half up for s >= 0, and the mirror
+                // image below zero rounds half down, i.e. half away from zero throughout.
+                let s = a as i64 + b as i64 + c as i64 + d as i64;
+                (if s >= 0 {
+                    (s + 2) >> 2
+                } else {
+                    -((2 - s) >> 2)
+                }) as $t
             }
             #[inline]
             fn is_nan(self) -> bool {
@@ -213,6 +237,10 @@ impl Sample for f32 {
         f32::is_nan(self)
     }
     #[inline]
+    fn mean4(a: Self, b: Self, c: Self, d: Self) -> Self {
+        ((a as f64 + b as f64 + c as f64 + d as f64) / 4.0) as f32
+    }
+    #[inline]
     fn to_bits_u64(self) -> u64 {
         self.to_bits() as u64
     }
@@ -235,6 +263,10 @@ impl Sample for f64 {
     #[inline]
     fn is_nan(self) -> bool {
         f64::is_nan(self)
+    }
+    #[inline]
+    fn mean4(a: Self, b: Self, c: Self, d: Self) -> Self {
+        (a + b + c + d) / 4.0
     }
     #[inline]
     fn to_bits_u64(self) -> u64 {
@@ -309,6 +341,22 @@ mod tests {
         assert_eq!(i16::from_f64_round(-2.5), -3);
         assert_eq!(u8::from_f64_round(300.0), 255);
         assert_eq!(i16::from_f64_round(-1e9), i16::MIN);
+    }
+
+    #[test]
+    fn integer_mean_of_four_matches_rounding_in_f64() {
+        for (a, b, c, d) in [
+            (1i16, 2, 2, 2),
+            (-1, -2, -2, -2),
+            (0, 0, 1, 1),
+            (0, 0, -1, -1),
+            (-3, 3, 5, 7),
+        ] {
+            let want = i16::from_f64_round((a as f64 + b as f64 + c as f64 + d as f64) / 4.0);
+            assert_eq!(i16::mean4(a, b, c, d), want, "{a} {b} {c} {d}");
+        }
+        assert_eq!(u8::mean4(255, 255, 255, 254), 255);
+        assert_eq!(i32::mean4(i32::MIN, i32::MIN, i32::MIN, i32::MIN), i32::MIN);
     }
 
     #[test]

@@ -183,16 +183,54 @@ differencing!(diff_u32, undiff_u32, u32);
 differencing!(diff_u64, undiff_u64, u64);
 
 /// Byte plane `k` (most significant first) of sample `i` goes to `dst[k * cols + i]`, as
-/// the difference from the byte before it in that order. One pass, writing sequentially.
+/// the difference from the byte before it in that order.
 fn shuffle_diff_row(width: usize, cols: usize, src: &[u8], dst: &mut [u8]) {
-    let mut prev = 0u8;
-    for k in 0..width {
-        let byte = width - 1 - k;
-        for (i, d) in dst[k * cols..(k + 1) * cols].iter_mut().enumerate() {
-            let b = src[i * width + byte];
-            *d = b.wrapping_sub(prev);
-            prev = b;
+    if width != 4 {
+        let mut prev = 0u8;
+        for k in 0..width {
+            let byte = width - 1 - k;
+            for (i, d) in dst[k * cols..(k + 1) * cols].iter_mut().enumerate() {
+                let b = src[i * width + byte];
+                *d = b.wrapping_sub(prev);
+                prev = b;
+            }
         }
+        return;
+    }
+    ROW.with(|row| {
+        let mut row = row.borrow_mut();
+        row.resize(src.len(), 0);
+        {
+            let (p0, rest) = row.split_at_mut(cols);
+            let (p1, rest) = rest.split_at_mut(cols);
+            let (p2, p3) = rest.split_at_mut(cols);
+            // Plane 0 is the most significant byte (byte 3 of a little-endian sample).
+            deinterleave4(src, p3, p2, p1, p0);
+        }
+        byte_differences(&row, dst);
+    })
+}
+
+/// The inverse of [`interleave4`]: byte `k` of every 4-byte sample into plane `bk`.
+fn deinterleave4(src: &[u8], b0: &mut [u8], b1: &mut [u8], b2: &mut [u8], b3: &mut [u8]) {
+    let done = simd::deinterleave4(src, b0, b1, b2, b3);
+    for i in done..b0.len() {
+        b0[i] = src[4 * i];
+        b1[i] = src[4 * i + 1];
+        b2[i] = src[4 * i + 2];
+        b3[i] = src[4 * i + 3];
+    }
+}
+
+/// `dst[i] = src[i] - src[i - 1]` (mod 256), with `src[-1] = 0`.
+fn byte_differences(src: &[u8], dst: &mut [u8]) {
+    if src.is_empty() {
+        return;
+    }
+    dst[0] = src[0];
+    // Written over overlapping windows, which the compiler turns into vector subtractions.
+    for ((d, cur), prev) in dst[1..].iter_mut().zip(&src[1..]).zip(src) {
+        *d = cur.wrapping_sub(*prev);
     }
 }
 
@@ -281,6 +319,57 @@ mod simd {
         (n, carry)
     }
 
+    /// Sixteen samples per step: for each byte position, shift it to the bottom of every
+    /// 32-bit lane, mask it, and pack four vectors of lanes down to sixteen bytes.
+    pub fn deinterleave4(
+        src: &[u8],
+        b0: &mut [u8],
+        b1: &mut [u8],
+        b2: &mut [u8],
+        b3: &mut [u8],
+    ) -> usize {
+        let n = b0.len() / 16 * 16;
+        // SAFETY: SSE2 is baseline on x86_64; loads read [4i, 4i + 64) of src (src.len() ==
+        // 4 * b0.len(), checked by the caller through the plane sizes) and stores write
+        // [i, i + 16) of each plane, in bounds as i + 16 <= n.
+        unsafe {
+            let low = _mm_set1_epi32(0xff);
+            let mut i = 0;
+            while i < n {
+                let p = src.as_ptr().add(4 * i) as *const __m128i;
+                let v = [
+                    _mm_loadu_si128(p),
+                    _mm_loadu_si128(p.add(1)),
+                    _mm_loadu_si128(p.add(2)),
+                    _mm_loadu_si128(p.add(3)),
+                ];
+                macro_rules! plane {
+                    ($shift:literal, $out:expr) => {{
+                        let t: [__m128i; 4] = [
+                            _mm_and_si128(_mm_srli_epi32(v[0], $shift), low),
+                            _mm_and_si128(_mm_srli_epi32(v[1], $shift), low),
+                            _mm_and_si128(_mm_srli_epi32(v[2], $shift), low),
+                            _mm_and_si128(_mm_srli_epi32(v[3], $shift), low),
+                        ];
+                        // Values are 0..=255, so the signed 32->16 pack is exact.
+                        let lo = _mm_packs_epi32(t[0], t[1]);
+                        let hi = _mm_packs_epi32(t[2], t[3]);
+                        _mm_storeu_si128(
+                            $out.as_mut_ptr().add(i) as *mut __m128i,
+                            _mm_packus_epi16(lo, hi),
+                        );
+                    }};
+                }
+                plane!(0, b0);
+                plane!(8, b1);
+                plane!(16, b2);
+                plane!(24, b3);
+                i += 16;
+            }
+        }
+        n
+    }
+
     /// Sixteen samples per step, with two rounds of byte and word unpacking.
     pub fn interleave4(b0: &[u8], b1: &[u8], b2: &[u8], b3: &[u8], dst: &mut [u8]) -> usize {
         let n = b0.len() / 16 * 16;
@@ -313,6 +402,16 @@ mod simd {
 /// Other architectures use the plain loops.
 #[cfg(not(target_arch = "x86_64"))]
 mod simd {
+    pub fn deinterleave4(
+        _src: &[u8],
+        _b0: &mut [u8],
+        _b1: &mut [u8],
+        _b2: &mut [u8],
+        _b3: &mut [u8],
+    ) -> usize {
+        0
+    }
+
     pub fn prefix_sum_bytes(_src: &[u8], _dst: &mut [u8]) -> (usize, u8) {
         (0, 0)
     }
@@ -368,6 +467,24 @@ mod tests {
     }
 
     proptest! {
+        #[test]
+        fn vector_deinterleave_inverts_interleave(n in 0usize..70, seed in any::<u8>()) {
+            let src: Vec<u8> = (0..4 * n).map(|i| (i as u8).wrapping_mul(37) ^ seed).collect();
+            let mut planes = vec![vec![0u8; n]; 4];
+            {
+                let [a, b, c, d] = &mut planes[..] else { unreachable!() };
+                deinterleave4(&src, a, b, c, d);
+            }
+            for i in 0..n {
+                for k in 0..4 {
+                    prop_assert_eq!(planes[k][i], src[4 * i + k]);
+                }
+            }
+            let mut back = vec![0u8; 4 * n];
+            interleave4(&planes[0], &planes[1], &planes[2], &planes[3], &mut back);
+            prop_assert_eq!(back, src);
+        }
+
         #[test]
         fn vector_interleave_matches_a_loop(n in 0usize..70, seed in any::<u8>()) {
             let planes: Vec<Vec<u8>> = (0..4u8)

@@ -586,7 +586,7 @@ pub unsafe extern "C" fn gridstore_create_copy(
         }
         let info = unsafe { describe(source)? };
         let manifest = new_store_manifest(&info, &opts)?;
-        let reader = unsafe { GdalSource::new(source, &info) };
+        let mut reader = unsafe { GdalSource::new(source, &info) };
         let writer = format!("GDAL CreateCopy of {}", info.description);
         let mut report = |f: f64| match progress {
             // SAFETY: GDAL's progress callback with its own data pointer.
@@ -595,7 +595,7 @@ pub unsafe extern "C" fn gridstore_create_copy(
         };
         create_store(
             NewStore { path, manifest },
-            Box::new(reader),
+            &mut reader,
             opts.threads,
             &writer,
             &mut report,

@@ -8,7 +8,7 @@ use gdal_sys::{GDALDatasetH, GDALRasterBandH};
 
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
-use crate::ingest::{RasterSource, SourceInfo};
+use crate::ingest::{RasterSource, SourceInfo, Window};
 use crate::manifest::{BandSpec, ColorTable};
 
 use super::cpl::{from_c, from_c_list, last_error_message};
@@ -159,13 +159,9 @@ pub struct GdalSource {
     bands: usize,
     data_type: DataType,
     mask: Option<GDALRasterBandH>,
-    /// Rows read per RasterIO call: whole source blocks, so each block is decoded once.
-    rows_per_read: usize,
+    /// The source's block size (width, height) in pixels.
+    block: (usize, usize),
 }
-
-// SAFETY: GDAL dataset handles may be used from any thread, one thread at a time. The
-// ingest moves the source to its reader thread and nothing else touches it meanwhile.
-unsafe impl Send for GdalSource {}
 
 impl GdalSource {
     /// # Safety
@@ -183,17 +179,14 @@ impl GdalSource {
         let mut block = (0 as c_int, 0 as c_int);
         // SAFETY: valid band handle and two writable ints.
         unsafe { gdal_sys::GDALGetBlockSize(band(ds, 0), &mut block.0, &mut block.1) };
-        // Whole source blocks, at least 64 rows per call, so striped sources (one-row blocks)
-        // are not read a row at a time.
-        let block_rows = block.1.max(1) as usize;
         GdalSource {
             ds,
-            rows_per_read: block_rows * 64usize.div_ceil(block_rows),
             width: info.width,
             height: info.height,
             bands: info.bands.len(),
             data_type: info.data_type,
             mask,
+            block: (block.0.max(1) as usize, block.1.max(1) as usize),
         }
     }
 }
@@ -219,93 +212,66 @@ impl RasterSource for GdalSource {
         self.mask.is_some()
     }
 
-    fn read_rows(
+    fn read_window(
         &mut self,
-        y0: usize,
-        rows: usize,
-        data: &mut [u8],
-        mut mask: Option<&mut [u8]>,
-    ) -> Result<()> {
-        let dsize = self.data_type.size();
-        assert_eq!(data.len(), rows * self.width * self.bands * dsize);
-        let mut done = 0;
-        while done < rows {
-            // Read up to the next source block boundary, so a block is never split over two
-            // calls and decoded twice.
-            let y = y0 + done;
-            let next_boundary = (y / self.rows_per_read + 1) * self.rows_per_read;
-            let n = (next_boundary - y).min(rows - done);
-            self.read_piece(y, n, rows, done, data, mask.as_deref_mut())?;
-            done += n;
-            // Drop the source's cached blocks: they are not read again, and keeping them
-            // would make memory grow with the raster instead of staying at one piece.
-            // SAFETY: valid handle; the source is read-only, so nothing dirty is written.
-            unsafe { gdal_sys::GDALFlushCache(self.ds) };
-        }
-        Ok(())
-    }
-}
-
-impl GdalSource {
-    /// Reads `n` rows from source row `y` into rows `at..at + n` of a strip of `rows` rows.
-    fn read_piece(
-        &mut self,
-        y: usize,
-        n: usize,
-        rows: usize,
-        at: usize,
+        win: Window,
+        size: usize,
         data: &mut [u8],
         mask: Option<&mut [u8]>,
     ) -> Result<()> {
         let dsize = self.data_type.size();
-        let w = self.width;
-        let band_stride = (rows * w * dsize) as i64;
-        // SAFETY: the window lies inside the source; the buffer spacing (pixel, line, band)
-        // addresses rows `at..at + n` of each band plane of `data`, all within its length.
+        assert!(win.w <= size && win.h <= size && data.len() >= size * size * self.bands * dsize);
+        // SAFETY: the window lies inside the source; with these spacings (pixel, line,
+        // band) GDAL writes rows `size` samples apart and bands `size * size` apart, all
+        // within `data` (checked above).
         let err = unsafe {
             gdal_sys::GDALDatasetRasterIOEx(
                 self.ds,
                 gdal_sys::GDALRWFlag::GF_Read,
-                0,
-                y as c_int,
-                w as c_int,
-                n as c_int,
-                data.as_mut_ptr().add(at * w * dsize) as *mut c_void,
-                w as c_int,
-                n as c_int,
+                win.x as c_int,
+                win.y as c_int,
+                win.w as c_int,
+                win.h as c_int,
+                data.as_mut_ptr() as *mut c_void,
+                win.w as c_int,
+                win.h as c_int,
                 self.data_type.gdal_code(),
                 self.bands as c_int,
                 std::ptr::null_mut(),
                 dsize as i64,
-                (w * dsize) as i64,
-                band_stride,
+                (size * dsize) as i64,
+                (size * size * dsize) as i64,
                 std::ptr::null_mut(),
             )
         };
         if err != gdal_sys::CPLErr::CE_None {
             return Err(Error::Gdal(format!(
-                "reading source rows {y}..{}: {}",
-                y + n,
+                "reading source pixels ({}, {}) to ({}, {}): {}",
+                win.x,
+                win.y,
+                win.x + win.w,
+                win.y + win.h,
                 last_error_message()
             )));
         }
         if let (Some(mask_band), Some(mask)) = (self.mask, mask) {
-            let out = &mut mask[at * w..(at + n) * w];
-            // SAFETY: as above, one byte per pixel.
+            assert!(mask.len() >= size * size);
+            // SAFETY: as above, one byte per pixel, rows `size` apart.
             let err = unsafe {
-                gdal_sys::GDALRasterIO(
+                gdal_sys::GDALRasterIOEx(
                     mask_band,
                     gdal_sys::GDALRWFlag::GF_Read,
-                    0,
-                    y as c_int,
-                    w as c_int,
-                    n as c_int,
-                    out.as_mut_ptr() as *mut c_void,
-                    w as c_int,
-                    n as c_int,
+                    win.x as c_int,
+                    win.y as c_int,
+                    win.w as c_int,
+                    win.h as c_int,
+                    mask.as_mut_ptr() as *mut c_void,
+                    win.w as c_int,
+                    win.h as c_int,
                     gdal_sys::GDALDataType::GDT_Byte,
-                    0,
-                    0,
+                    1,
+                    size as i64,
+                    std::ptr::null_mut(),
                 )
             };
             if err != gdal_sys::CPLErr::CE_None {
@@ -316,5 +282,19 @@ impl GdalSource {
             }
         }
         Ok(())
+    }
+
+    fn release(&mut self, tile_size: usize, row_done: bool) {
+        // Blocks that nest inside tiles are never read again once their tile is done; other
+        // layouts (strips, blocks wider than tiles) are kept until the row of tiles is.
+        let nested = self.block.0 < self.width
+            && tile_size % self.block.0 == 0
+            && tile_size % self.block.1 == 0;
+        if row_done || nested {
+            // Drop the source's cached blocks, so memory stays at a few blocks (or one row
+            // of tiles) instead of growing with the raster.
+            // SAFETY: valid handle; the source is read-only, so nothing dirty is written.
+            unsafe { gdal_sys::GDALFlushCache(self.ds) };
+        }
     }
 }
