@@ -166,8 +166,9 @@ impl Manifest {
                 supported: FORMAT_VERSION,
             });
         }
-        let m: Manifest =
-            serde_json::from_value(value).map_err(|e| bad(format!("unexpected content: {e}")))?;
+        let mut de = serde_json::Deserializer::from_slice(bytes);
+        let m: Manifest = serde_path_to_error::deserialize(&mut de)
+            .map_err(|e| bad(format!("at {}: {}", e.path(), e.inner())))?;
         m.validate().map_err(bad)?;
         Ok(m)
     }
@@ -358,6 +359,20 @@ pub(crate) mod tests {
         a.bands[0].nodata = None;
         b.bands[0].nodata = None;
         assert_eq!(a, b);
+    }
+
+    #[test]
+    fn floats_survive_the_manifest_bit_for_bit() {
+        let mut m = sample();
+        m.bands[0].nodata = Some(f32::from_bits(0x60ad78ec) as f64); // 1e20 as a Float32
+        m.grid.origin = [288776.25000080315, 9120760.750028737];
+        m.grid.cell_size = [28.499999999274539, -0.1 + 0.2];
+        let back = Manifest::parse(&m.to_json(), Path::new("x")).unwrap();
+        assert_eq!(
+            back.bands[0].nodata.unwrap().to_bits(),
+            m.bands[0].nodata.unwrap().to_bits()
+        );
+        assert_eq!(back.grid, m.grid);
     }
 
     #[test]

@@ -194,3 +194,46 @@ pub fn guard<T>(failed: T, f: impl FnOnce() -> Result<T, Error>) -> T {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_becomes_a_gdal_error_and_a_failure_value() {
+        install_panic_hook();
+        // SAFETY: resets this thread's GDAL error state.
+        unsafe { gdal_sys::CPLErrorReset() };
+        let got = guard(7, || -> Result<i32, Error> { panic!("boom") });
+        assert_eq!(got, 7);
+        let msg = last_error_message();
+        assert!(
+            msg.contains("internal error (boom") && msg.contains("nothing was committed"),
+            "{msg}"
+        );
+    }
+
+    #[test]
+    fn a_panic_in_a_worker_thread_is_caught_too() {
+        install_panic_hook();
+        let got = guard(0, || -> Result<i32, Error> {
+            use rayon::prelude::*;
+            let v: Vec<i32> = (0..100)
+                .into_par_iter()
+                .map(|i| if i == 57 { panic!("worker {i}") } else { i })
+                .collect();
+            Ok(v.len() as i32)
+        });
+        assert_eq!(got, 0);
+        assert!(last_error_message().contains("internal error"));
+    }
+
+    #[test]
+    fn errors_are_reported_with_their_message() {
+        let got = guard(false, || {
+            Err(Error::InvalidInput("bad thing; do this".into()))
+        });
+        assert!(!got);
+        assert_eq!(last_error_message(), "GRIDSTORE: bad thing; do this");
+    }
+}

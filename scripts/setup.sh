@@ -1,0 +1,39 @@
+#!/usr/bin/env bash
+# Sets up gridstore on Debian 12 and runs the main job:
+# installs the system packages, builds in release mode, installs the GDAL plugin, then
+# ingests a sample raster with gdal_translate, prints gdalinfo with its overviews and writes
+# a quick-look PNG of an overview (all in target/example/).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
+
+echo "== Installing system packages"
+$sudo apt-get update -qq
+$sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+  gdal-bin libgdal-dev libclang-dev clang pkg-config python3-gdal python3-rasterio \
+  python3-numpy binutils curl ca-certificates >/dev/null
+if ! command -v cargo >/dev/null; then
+  echo "== Installing Rust (rustup)"
+  curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal
+  . "$HOME/.cargo/env"
+fi
+
+echo "== Building (release)"
+cargo build --release
+
+echo "== Installing the GDAL plugin"
+gdal-plugin/install.sh
+gdalinfo --format GRIDSTORE | head -n 3
+
+echo "== Main job: a Landsat scene into a store"
+scripts/sample-data.sh
+out=target/example
+mkdir -p "$out"
+rm -rf "$out/landsat.gridstore"
+gdal_translate -of GRIDSTORE -co BLOCKSIZE=64 target/sample-data/L7_ETMs.tif "$out/landsat.gridstore"
+gdalinfo "$out/landsat.gridstore"
+# Level 1 (half resolution) as a true-colour quick look.
+gdal_translate -q -of PNG -ovr 0 -b 3 -b 2 -b 1 -scale 0 120 0 255 \
+  "$out/landsat.gridstore" "$out/quicklook.png"
+target/release/gridstore info "$out/landsat.gridstore"
+echo "== Done: quick look written to $out/quicklook.png"

@@ -1,0 +1,162 @@
+//! Helpers shared by the integration tests: the freshly built plugin, the real GDAL tools
+//! and Python readers, sample data, and checksums.
+#![allow(dead_code)]
+
+use std::path::{Path, PathBuf};
+use std::process::{Command, Output};
+use std::sync::OnceLock;
+
+pub fn root() -> PathBuf {
+    PathBuf::from(env!("CARGO_MANIFEST_DIR"))
+}
+
+/// A folder holding only this build's plugin as `gdal_GRIDSTORE.so`, for GDAL_DRIVER_PATH.
+/// The library is the one cargo built next to this test binary (same profile).
+pub fn plugin_dir() -> &'static Path {
+    static DIR: OnceLock<PathBuf> = OnceLock::new();
+    DIR.get_or_init(|| {
+        let exe = std::env::current_exe().expect("test binary path");
+        let profile_dir = exe
+            .parent()
+            .and_then(Path::parent)
+            .expect("target/<profile>/deps");
+        let lib = profile_dir.join("libgridstore.so");
+        assert!(
+            lib.exists(),
+            "{} is missing: build the plugin first (scripts/test.sh runs `cargo build --release`)",
+            lib.display()
+        );
+        let dir = profile_dir.join(format!("test-gdalplugins-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        std::fs::copy(&lib, dir.join("gdal_GRIDSTORE.so")).unwrap();
+        dir
+    })
+}
+
+/// A command with GDAL set up to load this build's plugin and nothing else from plugins.
+pub fn cmd(program: &str) -> Command {
+    let mut c = Command::new(program);
+    c.env("GDAL_DRIVER_PATH", plugin_dir())
+        .env_remove("CPL_DEBUG")
+        .env("GDAL_PAM_ENABLED", "NO");
+    c
+}
+
+/// Runs a GDAL tool (or any program) and returns its output, whatever its exit status.
+pub fn run(program: &str, args: &[&str]) -> Output {
+    cmd(program)
+        .args(args)
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// Runs and insists on success, returning stdout.
+pub fn ok(program: &str, args: &[&str]) -> String {
+    let out = run(program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed ({:?}):\n{}{}",
+        out.status,
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Runs a helper script from tests/python with Debian's Python (system GDAL, rasterio).
+pub fn python(script: &str, args: &[&str]) -> Output {
+    let path = root().join("tests/python").join(script);
+    let mut c = cmd("/usr/bin/python3");
+    c.arg(path).args(args);
+    c.output()
+        .expect("/usr/bin/python3 (install python3-gdal python3-rasterio)")
+}
+
+pub fn python_ok(script: &str, args: &[&str]) -> String {
+    let out = python(script, args);
+    assert!(
+        out.status.success(),
+        "{script} {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The real sample rasters: $GRIDSTORE_SAMPLE_DATA, ../shared/data, or target/sample-data
+/// (filled by scripts/sample-data.sh).
+pub fn sample(name: &str) -> PathBuf {
+    let mut dirs = Vec::new();
+    if let Ok(d) = std::env::var("GRIDSTORE_SAMPLE_DATA") {
+        dirs.push(PathBuf::from(d));
+    }
+    dirs.push(root().join("../shared/data"));
+    dirs.push(root().join("target/sample-data"));
+    for d in &dirs {
+        let p = d.join(name);
+        if p.exists() {
+            return p;
+        }
+    }
+    panic!("sample raster {name} not found in {dirs:?}: run scripts/sample-data.sh");
+}
+
+/// The checksums `gdalinfo -checksum` prints, in order (bands, then their overviews).
+pub fn checksums(dataset: &str) -> Vec<String> {
+    ok("gdalinfo", &["-checksum", dataset])
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("Checksum=")
+                .or_else(|| l.strip_prefix("Overviews checksum: "))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+/// Band checksums only.
+pub fn band_checksums(dataset: &str) -> Vec<String> {
+    ok("gdalinfo", &["-checksum", dataset])
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("Checksum=").map(str::to_string))
+        .collect()
+}
+
+pub fn tmp() -> tempfile::TempDir {
+    tempfile::Builder::new()
+        .prefix("gridstore-test")
+        .tempdir()
+        .unwrap()
+}
+
+pub fn s(p: &Path) -> &str {
+    p.to_str().expect("utf-8 path")
+}
+
+/// `gdal_translate -of GRIDSTORE src dst` with creation options.
+pub fn ingest(src: &str, dst: &Path, options: &[&str]) {
+    let mut args = vec!["-q", "-of", "GRIDSTORE"];
+    for o in options {
+        args.push("-co");
+        args.push(o);
+    }
+    args.push(src);
+    args.push(s(dst));
+    ok("gdal_translate", &args);
+}
+
+/// Asserts a process ended by itself (no crash signal) and failed, and returns its stderr.
+pub fn failed_cleanly(out: &Output) -> String {
+    use std::os::unix::process::ExitStatusExt;
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert_eq!(out.status.signal(), None, "the process crashed: {stderr}");
+    assert!(
+        !out.status.success(),
+        "expected a failure, got success: {stderr}"
+    );
+    assert!(
+        !stderr.contains("panicked"),
+        "a panic message leaked: {stderr}"
+    );
+    stderr
+}
