@@ -228,3 +228,39 @@ fn stores_open_by_directory_manifest_and_prefix() {
         assert_eq!(band_checksums(name), want, "{name}");
     }
 }
+
+#[test]
+fn progress_is_reported_and_cancelling_leaves_nothing() {
+    let dir = tmp();
+    let src = sample("L7_ETMs.tif");
+    let store = dir.path().join("p.gridstore");
+    let out = python_ok("progress.py", &[s(&src), s(&store)]);
+    assert!(
+        out.contains("completed") && out.contains(" 0.0 1.0"),
+        "{out}"
+    );
+    let cancelled = dir.path().join("c.gridstore");
+    let out = python_ok("progress.py", &[s(&src), s(&cancelled), "0.4"]);
+    assert!(
+        out.contains("cancelled") && out.contains("interrupted"),
+        "{out}"
+    );
+    assert!(
+        !cancelled.exists(),
+        "a cancelled copy leaves nothing behind"
+    );
+    // gdal_translate prints GDAL's progress bar.
+    let text = ok(
+        "gdal_translate",
+        &[
+            "-of",
+            "GRIDSTORE",
+            s(&src),
+            s(&dir.path().join("t.gridstore")),
+        ],
+    );
+    assert!(
+        text.contains("0...10...20...30...40...50...60...70...80...90...100 - done."),
+        "{text}"
+    );
+}

@@ -423,6 +423,28 @@ pub unsafe extern "C" fn gridstore_read(
 /// threads (measured: a 4-block read in a fresh process).
 const MIN_PARALLEL_BLOCKS: usize = 8;
 
+/// The worker pool for decoding with `threads` threads, shared by every dataset handle of
+/// the process that asks for the same number: QGIS opens a handle per thread, and a pool
+/// each would multiply threads.
+fn read_pool(threads: usize) -> Result<std::sync::Arc<rayon::ThreadPool>> {
+    use std::collections::HashMap;
+    use std::sync::{Arc, Mutex};
+    static POOLS: Lazy<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> =
+        Lazy::new(|| Mutex::new(HashMap::new()));
+    let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
+    if let Some(pool) = pools.get(&threads) {
+        return Ok(pool.clone());
+    }
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads)
+        .thread_name(|i| format!("gridstore-read-{i}"))
+        .build()
+        .map_err(|e| Error::InvalidInput(format!("cannot start {threads} reader threads: {e}")))?;
+    let pool = Arc::new(pool);
+    pools.insert(threads, pool.clone());
+    Ok(pool)
+}
+
 /// A block's per-band destinations: `block_size`-strided buffers, or null to skip a band.
 struct BlockTarget {
     x: i64,
@@ -537,9 +559,11 @@ pub unsafe extern "C" fn gridstore_read_blocks(
             .collect();
         let (level, stride) = (level as u8, block_size as usize);
         if n >= MIN_PARALLEL_BLOCKS && s.read_threads > 1 {
-            targets
-                .par_iter()
-                .try_for_each(|t| s.read_block(level, t, stride))?;
+            read_pool(s.read_threads)?.install(|| {
+                targets
+                    .par_iter()
+                    .try_for_each(|t| s.read_block(level, t, stride))
+            })?;
         } else {
             for t in &targets {
                 s.read_block(level, t, stride)?;
