@@ -16,7 +16,8 @@
 extern "C" {
 #endif
 
-/* An open store: one snapshot, read-only. Used by one thread at a time. */
+/* An open store: one snapshot, read-only; or, opened for update, a write session whose
+ * reads see what it wrote. Used by one thread at a time. */
 typedef struct GsStore GsStore;
 
 typedef struct GsDatasetInfo {
@@ -55,8 +56,9 @@ typedef struct GsBandInfo {
 int gridstore_identify(const char *filename, const unsigned char *header, int header_bytes,
                        int is_directory);
 
-/* Opens a store; NULL on failure (already reported). */
-GsStore *gridstore_open(const char *filename, char **open_options);
+/* Opens a store (for update when `update` is 1, which takes the writer lock); NULL on
+ * failure (already reported). */
+GsStore *gridstore_open(const char *filename, char **open_options, int update);
 void gridstore_close(GsStore *store);
 
 void gridstore_dataset_info(const GsStore *store, GsDatasetInfo *info);
@@ -81,7 +83,18 @@ int gridstore_read(GsStore *store, int level, int x, int y, int w, int h, void *
 int gridstore_read_blocks(GsStore *store, int level, int count, const int *xs, const int *ys,
                           const int *ws, const int *hs, void **blocks, int block_size);
 
-/* gdal_translate -of GRIDSTORE: creates a store from `source`. Returns 0 on success. */
+/* Writes band `band` (1-based) of a level-0 window (dataset pixels) from `data`, rows
+ * `stride` samples apart, in the store's data type. Only for stores opened for update.
+ * Nothing is visible to other readers until gridstore_flush. Returns 0 on success. */
+int gridstore_write_block(GsStore *store, int band, int x, int y, int w, int h,
+                          const void *data, int stride);
+
+/* Commits everything written since the last flush, with the levels above it, in one
+ * transaction. A no-op for read-only stores or when nothing was written. 0 on success. */
+int gridstore_flush(GsStore *store);
+
+/* gdal_translate -of GRIDSTORE: creates a store from `source`, or merges `source` into the
+ * store when it exists. Returns 0 on success. */
 int gridstore_create_copy(const char *filename, GDALDatasetH source, char **options,
                           GDALProgressFunc progress, void *progress_data);
 

@@ -25,9 +25,11 @@ void CopyPlane(const GByte *planes, int band, int w, int h, int dataSize, int bl
 /*                           GridstoreDataset                           */
 /************************************************************************/
 
-GridstoreDataset::GridstoreDataset(std::shared_ptr<GsStore> store, int level)
+GridstoreDataset::GridstoreDataset(std::shared_ptr<GsStore> store, int level,
+                                   GDALAccess access)
     : m_store(std::move(store)), m_level(level)
 {
+    eAccess = access;
     gridstore_dataset_info(m_store.get(), &m_info);
     gridstore_level_size(m_store.get(), level, &nRasterXSize, &nRasterYSize);
     for (int b = 1; b <= m_info.band_count; b++)
@@ -42,13 +44,62 @@ GridstoreDataset::GridstoreDataset(std::shared_ptr<GsStore> store, int level)
         GDALDataset::SetMetadata(gridstore_metadata(m_store.get(), "IMAGE_STRUCTURE"),
                                  "IMAGE_STRUCTURE");
         for (int z = 1; z < m_info.level_count; z++)
-            m_overviews.emplace_back(new GridstoreDataset(m_store, z));
+            m_overviews.emplace_back(new GridstoreDataset(m_store, z, access));
     }
 }
 
 GridstoreDataset::~GridstoreDataset()
 {
     FlushCache(true);
+}
+
+void GridstoreDataset::FlushCache(bool bAtClosing)
+{
+    GDALPamDataset::FlushCache(bAtClosing);
+    if (eAccess == GA_Update && m_level == 0)
+    {
+        try
+        {
+            // A failure is reported by the Rust side; nothing of the write is committed.
+            gridstore_flush(m_store.get());
+        }
+        catch (...)
+        {
+            CPLError(CE_Failure, CPLE_AppDefined, "GRIDSTORE: unexpected error committing");
+        }
+    }
+}
+
+CPLErr GridstoreDataset::IBuildOverviews(const char *, int, const int *, int, const int *,
+                                         GDALProgressFunc progress, void *progressData,
+                                         CSLConstList)
+{
+    // gdaladdo on a store: its levels already exist and follow every write.
+    if (progress)
+        progress(1.0, nullptr, progressData);
+    return CE_None;
+}
+
+CPLErr GridstoreDataset::WriteBlock(int blockX, int blockY, int band, const void *image)
+{
+    if (m_level != 0)
+    {
+        CPLError(CE_Failure, CPLE_NotSupported,
+                 "GRIDSTORE: data can only be written at the base level (full resolution); "
+                 "the overviews are aggregation levels recomputed from it on every write");
+        return CE_Failure;
+    }
+    if (eAccess != GA_Update)
+    {
+        CPLError(CE_Failure, CPLE_NoWriteAccess,
+                 "GRIDSTORE: the store was opened read-only; open it in update mode to write");
+        return CE_Failure;
+    }
+    int x, y, w, h;
+    BlockWindow(blockX, blockY, x, y, w, h);
+    return gridstore_write_block(m_store.get(), band, x, y, w, h, image, m_info.tile_size) == 0
+               ? CE_None
+               : CE_Failure;
 }
 
 CPLErr GridstoreDataset::GetGeoTransform(double *transform)
@@ -248,6 +299,20 @@ CPLErr GridstoreBand::IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage)
 {
     return static_cast<GridstoreDataset *>(poDS)->ReadBlock(nBlockXOff, nBlockYOff, nBand,
                                                             pImage);
+}
+
+CPLErr GridstoreBand::IWriteBlock(int nBlockXOff, int nBlockYOff, void *pImage)
+{
+    try
+    {
+        return static_cast<GridstoreDataset *>(poDS)->WriteBlock(nBlockXOff, nBlockYOff, nBand,
+                                                                 pImage);
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_AppDefined, "GRIDSTORE: unexpected error writing a block");
+    }
+    return CE_Failure;
 }
 
 CPLErr GridstoreBand::IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nXSize,

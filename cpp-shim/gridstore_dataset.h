@@ -46,6 +46,7 @@ class GridstoreBand final : public GDALPamRasterBand
 
   protected:
     CPLErr IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage) override;
+    CPLErr IWriteBlock(int nBlockXOff, int nBlockYOff, void *pImage) override;
 
   private:
     GsBandInfo m_info{};
@@ -69,10 +70,17 @@ class GridstoreDataset final : public GDALPamDataset
 
     CPLErr GetGeoTransform(double *transform) override;
     const OGRSpatialReference *GetSpatialRef() const override;
+    // Writes GDAL's dirty blocks, then commits them (base dataset in update mode).
+    void FlushCache(bool bAtClosing) override;
+    // Levels are kept up to date by every write: there is nothing to build.
+    CPLErr IBuildOverviews(const char *resampling, int overviewCount, const int *overviewList,
+                           int bandCount, const int *bandList, GDALProgressFunc progress,
+                           void *progressData, CSLConstList options) override;
 
   private:
     // `level` 0 is the dataset GDAL opens; levels above are its overviews.
-    GridstoreDataset(std::shared_ptr<GsStore> store, int level);
+    GridstoreDataset(std::shared_ptr<GsStore> store, int level, GDALAccess access);
+    CPLErr WriteBlock(int blockX, int blockY, int band, const void *image);
 
     // Reads block (x, y) of every band, returns band `band` in `image` and puts the other
     // bands in GDAL's block cache, since one chunk holds all bands.

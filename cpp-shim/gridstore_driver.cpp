@@ -22,19 +22,12 @@ GDALDataset *GridstoreDataset::Open(GDALOpenInfo *info)
     {
         if (!Identify(info))
             return nullptr;
-        if (info->eAccess == GA_Update)
-        {
-            CPLError(CE_Failure, CPLE_NotSupported,
-                     "GRIDSTORE: %s: opening a store for update is not supported by this "
-                     "version; open it read-only",
-                     info->pszFilename);
-            return nullptr;
-        }
-        GsStore *raw = gridstore_open(info->pszFilename, info->papszOpenOptions);
+        GsStore *raw = gridstore_open(info->pszFilename, info->papszOpenOptions,
+                                      info->eAccess == GA_Update ? 1 : 0);
         if (raw == nullptr)
             return nullptr;
         std::shared_ptr<GsStore> store(raw, gridstore_close);
-        std::unique_ptr<GridstoreDataset> ds(new GridstoreDataset(store, 0));
+        std::unique_ptr<GridstoreDataset> ds(new GridstoreDataset(store, 0, info->eAccess));
         ds->SetDescription(info->pszFilename);
         ds->TryLoadXML();
         return ds.release();

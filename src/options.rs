@@ -8,6 +8,7 @@ use crate::codec::{Compression, Predictor};
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::grid::{MAX_TILE_SIZE, MIN_TILE_SIZE};
+use crate::manifest::Manifest;
 
 pub const DEFAULT_TILE_SIZE: u32 = 512;
 
@@ -26,6 +27,11 @@ description='YES: horizontal differencing for integers, floating point predictor
 <Option name='RESAMPLING' type='string' default='AVERAGE' \
 description='How levels are aggregated: AVERAGE, NEAREST, MIN, MAX or MODE; a comma-separated list gives one per band. Bands with a colour table default to NEAREST'/>\
 <Option name='NUM_THREADS' type='string' default='ALL_CPUS' description='Worker threads: a number or ALL_CPUS'/>\
+<Option name='WARP_RESAMPLING' type='string-select' default='NEAREST' \
+description='How a source in another CRS, cell size or alignment is warped onto the grid of an existing store (gdalwarp -r)'>\
+<Value>NEAREST</Value><Value>BILINEAR</Value><Value>CUBIC</Value><Value>CUBICSPLINE</Value><Value>LANCZOS</Value>\
+<Value>AVERAGE</Value><Value>RMS</Value><Value>MODE</Value><Value>MAX</Value><Value>MIN</Value><Value>MED</Value>\
+<Value>Q1</Value><Value>Q3</Value><Value>SUM</Value></Option>\
 </CreationOptionList>"
     )
 }
@@ -69,6 +75,8 @@ pub struct CreateOptions {
     predictor: Option<String>,
     resampling: Option<Vec<Resampling>>,
     pub threads: usize,
+    /// `gdalwarp -r` name for sources that must be warped onto an existing store's grid.
+    pub warp_resampling: Option<String>,
 }
 
 impl CreateOptions {
@@ -110,7 +118,57 @@ impl CreateOptions {
             predictor: find(options, "PREDICTOR").map(str::to_string),
             resampling,
             threads,
+            warp_resampling: find(options, "WARP_RESAMPLING").map(str::to_string),
         })
+    }
+
+    /// Refuses options that contradict an existing store: its tiles, compression,
+    /// predictor and level methods were fixed when it was made. Only options given
+    /// explicitly (`given`, the raw pairs) count.
+    pub fn check_against(&self, given: &[(String, String)], m: &Manifest) -> Result<()> {
+        let mut conflicts = Vec::new();
+        let mut differs = |name: &str, wanted: String, has: String| {
+            if find(given, name).is_some() && wanted != has {
+                conflicts.push(format!("{name}={wanted} (the store has {has})"));
+            }
+        };
+        differs(
+            "BLOCKSIZE",
+            self.tile_size.to_string(),
+            m.grid.tile_size.to_string(),
+        );
+        differs(
+            "COMPRESS",
+            self.compression.option_name().into(),
+            m.encoding.compression.option_name().into(),
+        );
+        differs("LEVEL", self.level.to_string(), m.encoding.level.to_string());
+        differs(
+            "PREDICTOR",
+            format!("{:?}", self.resolve_predictor(m.data_type)?),
+            format!("{:?}", m.encoding.predictor),
+        );
+        let tables: Vec<bool> = m.bands.iter().map(|b| b.color_table.is_some()).collect();
+        let names = |r: &[Resampling]| {
+            r.iter()
+                .map(|r| r.gdal_name())
+                .collect::<Vec<_>>()
+                .join(",")
+        };
+        differs(
+            "RESAMPLING",
+            names(&self.resolve_resampling(&tables)?),
+            names(&m.pyramids[0].resampling),
+        );
+        if conflicts.is_empty() {
+            return Ok(());
+        }
+        Err(Error::InvalidInput(format!(
+            "the store already exists and its encoding is fixed; these creation options \
+             contradict it: {}. Leave them out to add data to the store, or write to a new \
+             store",
+            conflicts.join(", ")
+        )))
     }
 
     pub fn resolve_predictor(&self, dtype: DataType) -> Result<Predictor> {

@@ -19,7 +19,7 @@ use rayon::prelude::*;
 
 use crate::aggregate::{downsample, Resampling};
 use crate::error::Result;
-use crate::grid::TileLoc;
+use crate::grid::{Layout, PixelRect, TileLoc};
 use crate::index::TileKey;
 use crate::store::Transaction;
 use crate::tile::{BandValidity, Tile};
@@ -35,6 +35,8 @@ struct Pending {
     /// Which children this write handed over (a received `None` quarter holds no data;
     /// a child never received is unchanged and comes from the committed state).
     received: [bool; 4],
+    /// Rebuilt even if no child changed (a tile of a level the store did not have).
+    forced: bool,
 }
 
 impl Pending {
@@ -43,6 +45,7 @@ impl Pending {
             quarters: Default::default(),
             awaited: [false; 4],
             received: [false; 4],
+            forced: false,
         }
     }
 }
@@ -91,8 +94,10 @@ impl<'a> PyramidBuilder<'a> {
                 parents.insert(p);
             }
             for t in forced_by_level.remove(&z).unwrap_or_default() {
-                if parents.insert(t) {
-                    state.pending.insert(t, Pending::new());
+                let newly = parents.insert(t);
+                let entry = state.pending.entry(t).or_insert_with(Pending::new);
+                entry.forced = true;
+                if newly {
                     state.ready.push(t);
                 }
             }
@@ -142,16 +147,50 @@ impl<'a> PyramidBuilder<'a> {
         }
     }
 
+    /// Tells the builder that a tile it was told about did not change after all (no
+    /// source had data in it): its parent takes it from the committed state.
+    pub fn unchanged(&self, loc: TileLoc) {
+        if loc.level >= self.top {
+            return;
+        }
+        let mut s = self.state.lock().expect("poisoned");
+        let parent = loc.parent();
+        let Some(p) = s.pending.get_mut(&parent) else {
+            return;
+        };
+        p.awaited[loc.quadrant()] = false;
+        if !p.awaited.iter().any(|a| *a) {
+            s.ready.push(parent);
+        }
+    }
+
     /// Builds, stores and hands upward every parent that is complete, until none is.
     pub fn build_ready(&self) -> Result<()> {
         loop {
             let batch: Vec<(TileLoc, Pending)> = {
                 let mut s = self.state.lock().expect("poisoned");
                 let ready = std::mem::take(&mut s.ready);
-                ready
-                    .into_iter()
-                    .filter_map(|t| s.pending.remove(&t).map(|p| (t, p)))
-                    .collect()
+                let mut batch = Vec::with_capacity(ready.len());
+                let mut unchanged = Vec::new();
+                for t in ready {
+                    let Some(p) = s.pending.remove(&t) else {
+                        continue;
+                    };
+                    // No child changed: neither does the parent, nor anything above it.
+                    if !p.forced && !p.received.iter().any(|r| *r) {
+                        unchanged.push(t);
+                    } else {
+                        batch.push((t, p));
+                    }
+                }
+                drop(s);
+                for t in unchanged {
+                    self.unchanged(t);
+                }
+                if batch.is_empty() && !self.state.lock().expect("poisoned").ready.is_empty() {
+                    continue;
+                }
+                batch
             };
             if batch.is_empty() {
                 return Ok(());
@@ -222,6 +261,31 @@ impl<'a> PyramidBuilder<'a> {
             &pending.quarters,
         ))
     }
+}
+
+/// The levels a write must update: up to the level at which everything the store will
+/// hold (`reach`: its old extent and what is written) fits in one tile. When that is above
+/// the old top level, every tile of the first new level is listed (to be made from the old
+/// top level) whether or not the write touches it.
+pub fn levels_to_update(
+    old_extent: Option<PixelRect>,
+    reach: PixelRect,
+    tile_size: u32,
+) -> (u8, Vec<TileLoc>) {
+    let top = Layout::for_extent(reach, tile_size).top;
+    let forced = match old_extent {
+        Some(old) if !old.is_empty() => {
+            let old_top = Layout::for_extent(old, tile_size).top;
+            if top > old_top {
+                let level = old_top + 1;
+                old.coarsen(level).tiles(level, tile_size).iter().collect()
+            } else {
+                Vec::new()
+            }
+        }
+        _ => Vec::new(),
+    };
+    (top, forced)
 }
 
 /// Places four half-size quarters into one tile; a missing quarter holds no data.

@@ -1,6 +1,8 @@
 //! Command-line interface: argument definitions and dispatch to one module per command.
 
+mod create;
 mod info;
+mod ingest;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -9,7 +11,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use gridstore::store::maintenance::{history, remove_store, verify};
-use gridstore::store::{resolve_store_path, Snapshot};
+use gridstore::store::{resolve_store_path, Snapshot, STORE_EXTENSION};
 
 #[derive(Parser)]
 #[command(
@@ -44,6 +46,63 @@ enum Command {
     Log { store: String },
     /// Delete a store and everything in it
     Rm { store: String },
+    /// Add rasters of any CRS to a store in one commit; where they overlap, later files win
+    Ingest {
+        /// The store to add to (create it with `gridstore create` or gdal_translate)
+        store: String,
+        /// GDAL-readable rasters, in the order they apply
+        files: Vec<String>,
+        /// Also read file names from this file, one per line
+        #[arg(long, value_name = "FILE")]
+        from_list: Option<PathBuf>,
+        /// How sources not on the store grid are warped (gdalwarp -r names)
+        #[arg(long, short = 'r', default_value = "nearest")]
+        resampling: String,
+        /// Worker threads [default: all cores]
+        #[arg(long)]
+        threads: Option<usize>,
+        /// If another writer holds the store, wait up to this many seconds (0: fail at once)
+        #[arg(long, default_value_t = 0, value_name = "SECONDS")]
+        wait: u64,
+        /// No progress bar
+        #[arg(long, short = 'q')]
+        quiet: bool,
+    },
+    /// Make an empty store on an explicit grid
+    #[command(after_help = "Example: a national grid at 0.5 m, tiles of 512 pixels:\n  \
+        gridstore create dop.gridstore --crs EPSG:25832 --origin 280000 6100000 \\\n    \
+        --cell-size 0.5 --bands 3 --type Byte")]
+    Create {
+        /// The new store's directory (named *.gridstore)
+        store: PathBuf,
+        /// CRS: EPSG code, PROJ string or WKT
+        #[arg(long)]
+        crs: String,
+        /// X and Y of the grid's top-left corner (data may later extend beyond it)
+        #[arg(long, num_args = 2, allow_negative_numbers = true, value_names = ["X", "Y"])]
+        origin: Vec<f64>,
+        /// Cell size: one number for square north-up cells, or X and Y (Y negative)
+        #[arg(long, num_args = 1..=2, allow_negative_numbers = true)]
+        cell_size: Vec<f64>,
+        /// Number of bands
+        #[arg(long, default_value_t = 1)]
+        bands: usize,
+        /// Data type: Byte, UInt16, Int16, UInt32, Int32, Float32, Float64
+        #[arg(long = "type", default_value = "Float32")]
+        data_type: String,
+        /// Nodata value of every band (without one, a mask marks missing pixels)
+        #[arg(long, allow_negative_numbers = true)]
+        nodata: Option<f64>,
+        /// Tile size in pixels
+        #[arg(long, default_value_t = 512)]
+        tile_size: u32,
+        /// Compression: ZSTD, DEFLATE, LZ4 or NONE
+        #[arg(long, default_value = "ZSTD")]
+        compress: String,
+        /// More creation options as KEY=VALUE (LEVEL, PREDICTOR, RESAMPLING), as with -co
+        #[arg(long = "co", value_name = "KEY=VALUE")]
+        options: Vec<String>,
+    },
 }
 
 fn store_path(name: &str) -> PathBuf {
@@ -95,6 +154,61 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     s.id, s.created, s.tiles_written, s.tiles_removed, s.writer
                 );
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Ingest {
+            store,
+            files,
+            from_list,
+            resampling,
+            threads,
+            wait,
+            quiet,
+        } => {
+            ingest::run(ingest::IngestArgs {
+                store: &store_path(&store),
+                files,
+                from_list: from_list.as_deref(),
+                resampling: &resampling,
+                threads: threads.unwrap_or_else(gridstore::options::all_cpus),
+                wait_seconds: wait,
+                quiet,
+            })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Create {
+            store,
+            crs,
+            origin,
+            cell_size,
+            bands,
+            data_type,
+            nodata,
+            tile_size,
+            compress,
+            mut options,
+        } => {
+            let named_right = store
+                .extension()
+                .is_some_and(|e| e.eq_ignore_ascii_case(STORE_EXTENSION));
+            if !named_right {
+                anyhow::bail!(
+                    "{}: name the store *.{STORE_EXTENSION}, so GDAL recognizes it",
+                    store.display()
+                );
+            }
+            options.push(format!("BLOCKSIZE={tile_size}"));
+            options.push(format!("COMPRESS={compress}"));
+            create::run(create::CreateArgs {
+                store,
+                crs,
+                origin,
+                cell_size,
+                bands,
+                data_type,
+                nodata,
+                options,
+            })?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rm { store } => {

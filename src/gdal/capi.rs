@@ -5,19 +5,23 @@
 //! value, and no panic crosses into C++.
 
 use std::ffi::{c_char, c_int, c_uchar, c_void, CString};
-use std::path::Path;
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
 
 use gdal_sys::{GDALDatasetH, GDALProgressFunc};
 use once_cell::sync::Lazy;
 
 use super::cpl::CPLE_NOT_SUPPORTED;
 use super::cpl::{from_c, from_c_list, guard, install_panic_hook, report_failure, CStringList};
+use super::ingest::{ingest_dataset, IngestOptions};
+use super::placement::WarpResampling;
 use super::source::{describe, GdalSource, GMF_ALL_VALID, GMF_PER_DATASET};
 use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect};
-use crate::ingest::{create_store, new_store_manifest};
+use crate::ingest::{create_store, new_store_manifest, Editor};
 use crate::manifest::MANIFEST_KEY;
 use crate::options::{self, CreateOptions, OpenOptions};
+use crate::store::lock::LockWait;
 use crate::store::{resolve_store_path, NewStore, Snapshot, NAME_PREFIX, STORE_EXTENSION};
 
 #[allow(
@@ -33,7 +37,11 @@ pub use ffi::{GsBandInfo, GsDatasetInfo};
 
 /// An open store as the shim holds it (`GsStore *` in C).
 pub struct StoreHandle {
-    snapshot: Snapshot,
+    /// The state reads see: the snapshot opened, or the last one this handle committed.
+    snapshot: RwLock<Arc<Snapshot>>,
+    /// The write session of a dataset opened for update.
+    editor: Option<Mutex<Editor>>,
+    root: PathBuf,
     read_threads: usize,
     layout: Layout,
     info: GsDatasetInfo,
@@ -69,9 +77,23 @@ fn c_string(s: &str) -> CString {
 }
 
 impl StoreHandle {
-    fn open(name: &str, open_options: &[(String, String)]) -> Result<StoreHandle> {
+    fn open(name: &str, open_options: &[(String, String)], update: bool) -> Result<StoreHandle> {
         let opts = OpenOptions::parse(open_options)?;
         let root = resolve_store_path(name);
+        if update && opts.snapshot.is_some() {
+            return Err(Error::InvalidInput(format!(
+                "{}: SNAPSHOT opens a past state, which cannot be changed; open it read-only \
+                 (to make a past state current again, use `gridstore rollback`)",
+                root.display()
+            )));
+        }
+        // The lock first, so that the state opened is the one writes will build on.
+        let editor = if update {
+            let writer = format!("GDAL update of {}", root.display());
+            Some(Editor::open(&root, &writer, LockWait::Fail)?)
+        } else {
+            None
+        };
         let snapshot = Snapshot::open(&root, opts.snapshot)?;
         let m = snapshot.manifest();
         let layout = *snapshot.layout().ok_or_else(|| {
@@ -139,12 +161,55 @@ impl StoreHandle {
             metadata,
             image_structure,
             bands,
-            snapshot,
+            snapshot: RwLock::new(Arc::new(snapshot)),
+            editor: editor.map(Mutex::new),
+            root,
         })
     }
 
+    fn snap(&self) -> Arc<Snapshot> {
+        self.snapshot
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .clone()
+    }
+
+    fn editor(&self) -> Result<std::sync::MutexGuard<'_, Editor>> {
+        match &self.editor {
+            Some(e) => Ok(e.lock().unwrap_or_else(|p| p.into_inner())),
+            None => Err(Error::InvalidInput(
+                "the store was opened read-only; open it in update mode to write".into(),
+            )),
+        }
+    }
+
+    /// Writes band `band` of a level-0 window (dataset pixels; rows `stride` samples apart).
+    fn write(&self, band: usize, win: Window, data: &[u8], stride: usize) -> Result<()> {
+        let rect = PixelRect::new(
+            self.layout.base.x0 + win.x,
+            self.layout.base.y0 + win.y,
+            self.layout.base.x0 + win.x + win.w as i64,
+            self.layout.base.y0 + win.y + win.h as i64,
+        );
+        self.editor()?.write(band, rect, data, stride)
+    }
+
+    /// Commits what was written; later reads see the committed state.
+    fn flush(&self) -> Result<()> {
+        let Some(editor) = &self.editor else {
+            return Ok(());
+        };
+        let mut editor = editor.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(m) = editor.commit(self.read_threads)? {
+            let fresh = Snapshot::open(&self.root, Some(m.snapshot.id))?;
+            *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
+        }
+        Ok(())
+    }
+
     fn band_info(&self, band: usize) -> GsBandInfo {
-        let spec = &self.snapshot.manifest().bands[band];
+        let snap = self.snap();
+        let spec = &snap.manifest().bands[band];
         let s = &self.bands[band];
         GsBandInfo {
             has_nodata: spec.nodata.is_some() as c_int,
@@ -184,7 +249,8 @@ impl StoreHandle {
             origin.x0 + x + w as i64,
             origin.y0 + y + h as i64,
         );
-        let m = self.snapshot.manifest();
+        let snap = self.snap();
+        let m = snap.manifest();
         let mut scratch;
         let data = match data {
             Some(d) => d,
@@ -193,7 +259,14 @@ impl StoreHandle {
                 &mut scratch[..]
             }
         };
-        self.snapshot.read_region(0, level, rect, data, mask)
+        match (&self.editor, level) {
+            (Some(_), 0) => {
+                let mut mask = mask;
+                snap.read_region(0, level, rect, data, mask.as_deref_mut())?;
+                self.editor()?.overlay_read(rect, data, mask)
+            }
+            _ => snap.read_region(0, level, rect, data, mask),
+        }
     }
 }
 
@@ -276,12 +349,64 @@ pub unsafe extern "C" fn gridstore_identify(
 pub unsafe extern "C" fn gridstore_open(
     filename: *const c_char,
     open_options: *mut *mut c_char,
+    update: c_int,
 ) -> *mut StoreHandle {
     guard(std::ptr::null_mut(), || {
         // SAFETY: GDAL passes a NUL-terminated name and a valid (or null) option list.
         let name = unsafe { required_str(filename, "file name")? };
         let opts = unsafe { option_pairs(open_options) };
-        Ok(Box::into_raw(Box::new(StoreHandle::open(&name, &opts)?)))
+        Ok(Box::into_raw(Box::new(StoreHandle::open(
+            &name,
+            &opts,
+            update != 0,
+        )?)))
+    })
+}
+
+/// # Safety
+/// Called by the shim with the pointers cpp-shim/gridstore_capi.h describes.
+#[no_mangle]
+pub unsafe extern "C" fn gridstore_write_block(
+    store: *mut StoreHandle,
+    band: c_int,
+    x: c_int,
+    y: c_int,
+    w: c_int,
+    h: c_int,
+    data: *const c_void,
+    stride: c_int,
+) -> c_int {
+    guard(1, || {
+        // SAFETY: valid handle (see gridstore_close).
+        let s = unsafe { &*store };
+        if w <= 0 || h <= 0 || x < 0 || y < 0 || stride < w || band < 1 {
+            return Err(Error::InvalidInput(format!(
+                "bad write of band {band}: window {x},{y} {w}x{h}, stride {stride}"
+            )));
+        }
+        let dsize = s.snap().manifest().data_type.size();
+        let len = ((h as usize - 1) * stride as usize + w as usize) * dsize;
+        // SAFETY: the shim passes a block buffer with h rows of `stride` samples.
+        let data = unsafe { std::slice::from_raw_parts(data as *const u8, len) };
+        let win = Window {
+            x: x as i64,
+            y: y as i64,
+            w: w as usize,
+            h: h as usize,
+        };
+        s.write(band as usize - 1, win, data, stride as usize)?;
+        Ok(0)
+    })
+}
+
+/// # Safety
+/// Called by the shim with the pointers cpp-shim/gridstore_capi.h describes.
+#[no_mangle]
+pub unsafe extern "C" fn gridstore_flush(store: *mut StoreHandle) -> c_int {
+    guard(1, || {
+        // SAFETY: valid handle (see gridstore_close).
+        unsafe { &*store }.flush()?;
+        Ok(0)
     })
 }
 
@@ -403,7 +528,8 @@ pub unsafe extern "C" fn gridstore_read(
         // w*h bytes (mask), or null.
         let s = unsafe { &*store };
         let n = w as usize * h as usize;
-        let m = s.snapshot.manifest();
+        let snap = s.snap();
+        let m = snap.manifest();
         let data = (!data.is_null()).then(|| unsafe {
             std::slice::from_raw_parts_mut(data as *mut u8, n * m.bands.len() * m.data_type.size())
         });
@@ -473,7 +599,8 @@ unsafe impl Sync for BlockTarget {}
 impl StoreHandle {
     /// Reads one block into its band buffers (rows `stride` samples apart).
     fn read_block(&self, level: u8, t: &BlockTarget, stride: usize) -> Result<()> {
-        let m = self.snapshot.manifest();
+        let snap = self.snap();
+        let m = snap.manifest();
         let dsize = m.data_type.size();
         let ts = m.grid.tile_size as usize;
         // One band, a whole tile, a tile-wide buffer: decode in place.
@@ -587,7 +714,8 @@ pub unsafe extern "C" fn gridstore_create_copy(
         // SAFETY: GDAL passes a NUL-terminated name, an open source dataset that we use
         // only on this call (and one reader thread at a time), and a valid option list.
         let name = unsafe { required_str(filename, "target name")? };
-        let opts = CreateOptions::parse(&unsafe { option_pairs(options) })?;
+        let raw = unsafe { option_pairs(options) };
+        let opts = CreateOptions::parse(&raw)?;
         let path = resolve_store_path(&name);
         let named_right = path
             .extension()
@@ -599,24 +727,19 @@ pub unsafe extern "C" fn gridstore_create_copy(
                 path.display()
             )));
         }
-        if path.join(MANIFEST_KEY).exists() {
-            return Err(Error::AlreadyExists {
-                path: path.clone(),
-                hint: "gdal_translate does not replace an existing store, which may hold far \
-                       more than this raster. Remove it first with `gridstore rm`, or \
-                       choose another name"
-                    .into(),
-            });
-        }
-        let info = unsafe { describe(source)? };
-        let manifest = new_store_manifest(&info, &opts)?;
-        let mut reader = unsafe { GdalSource::new(source, &info) };
-        let writer = format!("GDAL CreateCopy of {}", info.description);
         let mut report = |f: f64| match progress {
             // SAFETY: GDAL's progress callback with its own data pointer.
             Some(cb) => unsafe { cb(f, std::ptr::null(), progress_data) != 0 },
             None => true,
         };
+        if path.join(MANIFEST_KEY).exists() {
+            // SAFETY: the source handle as GDAL passed it, used on this call only.
+            return unsafe { ingest_into_existing(&path, source, &raw, &opts, &mut report) };
+        }
+        let info = unsafe { describe(source)? };
+        let manifest = new_store_manifest(&info, &opts)?;
+        let mut reader = unsafe { GdalSource::new(source, &info) };
+        let writer = format!("GDAL CreateCopy of {}", info.description);
         create_store(
             NewStore { path, manifest },
             &mut reader,
@@ -626,6 +749,38 @@ pub unsafe extern "C" fn gridstore_create_copy(
         )?;
         Ok(0)
     })
+}
+
+/// `gdal_translate` onto an existing store: the source is merged into it (warped onto its
+/// grid if need be); new valid pixels replace old ones, nodata erases nothing.
+///
+/// # Safety
+/// `source` must be a valid dataset handle used by no other thread during the call.
+unsafe fn ingest_into_existing(
+    path: &std::path::Path,
+    source: GDALDatasetH,
+    raw: &[(String, String)],
+    opts: &CreateOptions,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<c_int> {
+    let current = Snapshot::open(path, None)?;
+    opts.check_against(raw, current.manifest())?;
+    drop(current);
+    let resampling = match &opts.warp_resampling {
+        Some(name) => WarpResampling::from_name(name)?,
+        None => WarpResampling::default(),
+    };
+    let ingest = IngestOptions {
+        resampling,
+        threads: opts.threads,
+        wait: LockWait::Fail,
+    };
+    // SAFETY: forwarded contract.
+    let description = unsafe { from_c(gdal_sys::GDALGetDescription(source)) }.unwrap_or_default();
+    let writer = format!("GDAL CreateCopy into the store, from {description}");
+    // SAFETY: forwarded contract.
+    unsafe { ingest_dataset(path, source, &ingest, &writer, progress)? };
+    Ok(0)
 }
 
 /// # Safety

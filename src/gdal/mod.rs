@@ -3,4 +3,7 @@
 
 pub mod capi;
 pub mod cpl;
+pub mod crs;
+pub mod ingest;
+pub mod placement;
 pub mod source;

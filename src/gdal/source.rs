@@ -191,6 +191,14 @@ impl GdalSource {
     }
 }
 
+impl GdalSource {
+    /// Reads pixels converted to `dtype` (a type that holds the source's values exactly).
+    pub fn reading_as(mut self, dtype: DataType) -> GdalSource {
+        self.data_type = dtype;
+        self
+    }
+}
+
 impl RasterSource for GdalSource {
     fn width(&self) -> usize {
         self.width

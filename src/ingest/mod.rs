@@ -7,7 +7,10 @@
 //! source keeps cached (a few of its blocks for tiled sources, one row of tiles for striped
 //! ones): it does not grow with the size of the raster.
 
+mod edit;
+mod merge;
 mod new_store;
+mod overlay;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
@@ -24,7 +27,10 @@ use crate::store::{NewStore, Transaction};
 use crate::tile::{BandValidity, Tile};
 use crate::with_sample_type;
 
+pub use edit::Editor;
+pub use merge::{merge, plan, Job, MergeReport, SourceSet};
 pub use new_store::{new_store_manifest, SourceInfo};
+pub use overlay::{PlacedSource, Scratch};
 
 /// A window of a source raster, in its pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

@@ -1,0 +1,86 @@
+//! `gridstore ingest`: many rasters into a store in one commit, with a progress bar.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::{bail, Context, Result};
+use indicatif::{ProgressBar, ProgressStyle};
+
+use gridstore::gdal::crs::register_drivers;
+use gridstore::gdal::ingest::{ingest_files, IngestOptions};
+use gridstore::gdal::placement::WarpResampling;
+use gridstore::store::lock::LockWait;
+
+pub struct IngestArgs<'a> {
+    pub store: &'a Path,
+    pub files: Vec<String>,
+    pub from_list: Option<&'a Path>,
+    pub resampling: &'a str,
+    pub threads: usize,
+    pub wait_seconds: u64,
+    pub quiet: bool,
+}
+
+/// Reads a list of files: one per line; blank lines and lines starting with `#` are skipped.
+fn read_list(path: &Path) -> Result<Vec<String>> {
+    let text = std::fs::read_to_string(path)
+        .with_context(|| format!("{}: cannot read the list of files", path.display()))?;
+    Ok(text
+        .lines()
+        .map(str::trim)
+        .filter(|l| !l.is_empty() && !l.starts_with('#'))
+        .map(str::to_string)
+        .collect())
+}
+
+pub fn run(args: IngestArgs) -> Result<()> {
+    let mut files = args.files;
+    if let Some(list) = args.from_list {
+        files.extend(read_list(list)?);
+    }
+    if files.is_empty() {
+        bail!("no files to ingest: name them after the store, or give --from-list FILE");
+    }
+    register_drivers();
+    let opts = IngestOptions {
+        resampling: WarpResampling::from_name(args.resampling)?,
+        threads: args.threads,
+        wait: if args.wait_seconds == 0 {
+            LockWait::Fail
+        } else {
+            LockWait::Wait(Duration::from_secs(args.wait_seconds))
+        },
+    };
+    let bar = if args.quiet {
+        ProgressBar::hidden()
+    } else {
+        let bar = ProgressBar::new(1000);
+        bar.set_style(
+            ProgressStyle::with_template(
+                "{spinner} [{elapsed_precise}] [{wide_bar}] {percent:>3}% ETA {eta}",
+            )
+            .expect("valid template"),
+        );
+        bar
+    };
+    let writer = format!("gridstore ingest ({} files)", files.len());
+    let report = ingest_files(args.store, &files, &opts, &writer, &mut |f| {
+        bar.set_position((f * 1000.0) as u64);
+        true
+    });
+    bar.finish_and_clear();
+    let report = report?;
+    match report.committed {
+        Some(m) => println!(
+            "ingested {} file(s): {} tiles changed; now snapshot {}",
+            files.len(),
+            report.tiles_changed,
+            m.snapshot.id
+        ),
+        None => println!(
+            "the {} file(s) hold no data where they fall on the store grid; nothing committed",
+            files.len()
+        ),
+    }
+    Ok(())
+}

@@ -1,0 +1,279 @@
+//! Ingesting sources into an existing store, at the cost of the tiles they touch.
+//!
+//! The plan lists, for every level-0 tile any source touches, the sources that touch it in
+//! the order given. Reader threads take tiles in Z-order (so the parents they complete are
+//! near each other and few are pending at a time), start from the stored tile, lay each
+//! source over it in turn (so a later source wins where sources overlap, as if they were
+//! ingested one by one) and hand the result to encoder threads, which store it and feed the
+//! pyramid builder. Tiles that receive no data stay as they are. Levels are updated once,
+//! for all sources together.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::mpsc;
+
+use rayon::prelude::*;
+
+use crate::error::{Error, Result};
+use crate::grid::{PixelRect, TileLoc};
+use crate::index::TileKey;
+use crate::pyramid::{levels_to_update, PyramidBuilder};
+use crate::store::Transaction;
+use crate::tile::Tile;
+
+/// The sources of one ingest as one reader thread sees them: it lays source `i` over a
+/// tile. Each reader thread gets its own, so none is shared between threads.
+pub trait SourceSet: Send {
+    /// Lays source `source`'s part of level-0 tile `loc` over `tile`; returns the level-0
+    /// pixels that received data.
+    fn overlay(&mut self, source: usize, loc: TileLoc, tile: &mut Tile)
+        -> Result<Option<PixelRect>>;
+}
+
+/// One level-0 tile to update, and the sources that touch it, in order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Job {
+    pub loc: TileLoc,
+    pub sources: Vec<u32>,
+}
+
+/// Lists the tiles the sources' footprints touch, each with its sources in the given order,
+/// sorted in Z-order.
+pub fn plan(footprints: &[PixelRect], tile_size: u32) -> Vec<Job> {
+    let mut by_tile: HashMap<TileLoc, Vec<u32>> = HashMap::new();
+    for (i, f) in footprints.iter().enumerate() {
+        for loc in f.tiles(0, tile_size).iter() {
+            by_tile.entry(loc).or_default().push(i as u32);
+        }
+    }
+    let (c0, r0) = by_tile
+        .keys()
+        .fold((i32::MAX, i32::MAX), |(c, r), t| (c.min(t.col), r.min(t.row)));
+    let mut jobs: Vec<Job> = by_tile
+        .into_iter()
+        .map(|(loc, sources)| Job { loc, sources })
+        .collect();
+    jobs.sort_by_key(|j| z_order((j.loc.col - c0) as u32, (j.loc.row - r0) as u32));
+    jobs
+}
+
+/// Interleaves the bits of `x` and `y`.
+fn z_order(x: u32, y: u32) -> u64 {
+    fn spread(v: u32) -> u64 {
+        let mut v = v as u64;
+        v = (v | (v << 16)) & 0x0000_ffff_0000_ffff;
+        v = (v | (v << 8)) & 0x00ff_00ff_00ff_00ff;
+        v = (v | (v << 4)) & 0x0f0f_0f0f_0f0f_0f0f;
+        v = (v | (v << 2)) & 0x3333_3333_3333_3333;
+        v = (v | (v << 1)) & 0x5555_5555_5555_5555;
+        v
+    }
+    spread(x) | (spread(y) << 1)
+}
+
+/// What an ingest changed.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct MergeReport {
+    /// Level-0 tiles that received data.
+    pub tiles_changed: usize,
+    /// Level-0 pixels that received data.
+    pub written: Option<PixelRect>,
+}
+
+/// A tile on its way from a reader to the encoders; `None` when no source had data in it.
+struct Merged {
+    loc: TileLoc,
+    tile: Option<Tile>,
+}
+
+/// Lays the sources (whose level-0 footprints are `footprints`) over the store in `txn`,
+/// updates the levels, the extent and the validity flag. One reader thread runs per
+/// element of `readers`; `threads` encode. `progress` is called on the calling thread with
+/// the fraction done and returns false to cancel. The caller commits.
+pub fn merge(
+    txn: &mut Transaction,
+    footprints: &[PixelRect],
+    readers: Vec<Box<dyn SourceSet + '_>>,
+    threads: usize,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<MergeReport> {
+    let ts = txn.manifest.grid.tile_size;
+    let jobs = plan(footprints, ts);
+    let old_extent = txn.manifest.extent;
+    let reach = footprints
+        .iter()
+        .fold(old_extent.unwrap_or(PixelRect::new(0, 0, 0, 0)), |a, f| {
+            a.union(f)
+        });
+    if jobs.is_empty() || reach.is_empty() {
+        return Ok(MergeReport::default());
+    }
+    let (top, forced) = levels_to_update(old_extent, reach, ts);
+
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(threads.max(1))
+        .build()
+        .map_err(|e| Error::InvalidInput(format!("cannot start worker threads: {e}")))?;
+    let next = AtomicUsize::new(0);
+    let cancelled = AtomicBool::new(false);
+    let written = std::sync::Mutex::new(None::<PixelRect>);
+    let changed = AtomicUsize::new(0);
+    {
+        let txn = &*txn;
+        let builder = PyramidBuilder::new(txn, 0, 0, top, jobs.iter().map(|j| j.loc), forced);
+        let validity = txn.manifest.validity();
+        let (dtype, size) = (txn.manifest.data_type, ts as usize);
+        std::thread::scope(|scope| -> Result<()> {
+            let (tx, rx) = mpsc::sync_channel::<Merged>(threads.max(1) * 2);
+            let (ticks_tx, ticks_rx) = mpsc::channel::<()>();
+            let (jobs, next, cancelled, written) = (&jobs, &next, &cancelled, &written);
+            let (builder, validity, changed) = (&builder, &validity, &changed);
+            let mut reading = Vec::new();
+            for mut reader in readers {
+                let tx = tx.clone();
+                reading.push(scope.spawn(move || -> Result<()> {
+                    loop {
+                        if cancelled.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(job) = jobs.get(i) else {
+                            return Ok(());
+                        };
+                        let key = TileKey::new(0, 0, job.loc);
+                        let mut tile = match txn.base() {
+                            Some(base) => base.read_tile(&key)?,
+                            None => None,
+                        }
+                        .unwrap_or_else(|| Tile::empty(dtype, validity, size));
+                        let mut covered: Option<PixelRect> = None;
+                        for &s in &job.sources {
+                            if let Some(r) = reader.overlay(s as usize, job.loc, &mut tile)? {
+                                covered = Some(covered.map_or(r, |c| c.union(&r)));
+                            }
+                        }
+                        if let Some(r) = covered {
+                            let mut w = written.lock().expect("poisoned");
+                            *w = Some(w.map_or(r, |c: PixelRect| c.union(&r)));
+                        }
+                        let merged = Merged {
+                            loc: job.loc,
+                            tile: covered.is_some().then_some(tile),
+                        };
+                        if tx.send(merged).is_err() {
+                            return Ok(()); // the encoders stopped: their error is reported
+                        }
+                    }
+                }));
+            }
+            drop(tx);
+            let encoding = scope.spawn(move || {
+                let result = pool.install(|| {
+                    rx.into_iter().par_bridge().try_for_each(|m| {
+                        match &m.tile {
+                            Some(tile) => {
+                                let has_data = txn.put_tile(TileKey::new(0, 0, m.loc), tile)?;
+                                changed.fetch_add(1, Ordering::Relaxed);
+                                builder
+                                    .offer(m.loc, builder.quarter_of(has_data.then_some(tile)));
+                            }
+                            None => builder.unchanged(m.loc),
+                        }
+                        let _ = ticks_tx.send(());
+                        builder.build_ready()
+                    })?;
+                    if cancelled.load(Ordering::Relaxed) {
+                        return Ok(());
+                    }
+                    builder.finish()
+                });
+                if result.is_err() {
+                    cancelled.store(true, Ordering::Relaxed);
+                }
+                result
+            });
+            let total = jobs.len().max(1) as f64;
+            let mut done = 0usize;
+            let mut interrupted = !progress(0.0);
+            for () in ticks_rx {
+                if interrupted {
+                    cancelled.store(true, Ordering::Relaxed);
+                    continue;
+                }
+                done += 1;
+                interrupted = !progress(done as f64 / total);
+            }
+            if interrupted {
+                cancelled.store(true, Ordering::Relaxed);
+            }
+            let mut result = Ok(());
+            for r in reading {
+                let r = r.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
+                if r.is_err() {
+                    cancelled.store(true, Ordering::Relaxed);
+                }
+                result = result.and(r);
+            }
+            let encoded = encoding
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            // A reader's error explains why the encoders stopped, so it comes first.
+            result.and(encoded)?;
+            if interrupted {
+                return Err(Error::Interrupted);
+            }
+            Ok(())
+        })?;
+    }
+    let written = written.into_inner().expect("poisoned");
+    if let Some(w) = written {
+        let m = &mut txn.manifest;
+        let grown = match m.extent {
+            Some(old) => old.union(&w),
+            None => w,
+        };
+        // Pixels outside the old extent may be missing unless the sources filled them all;
+        // keeping track of that exactly is not worth it, so the mask is then read.
+        if Some(grown) != m.extent {
+            m.all_valid = false;
+        }
+        m.extent = Some(grown);
+    }
+    Ok(MergeReport {
+        tiles_changed: changed.into_inner(),
+        written,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn plan_keeps_source_order_per_tile() {
+        let footprints = [
+            PixelRect::new(0, 0, 32, 16),
+            PixelRect::new(-8, 0, 8, 8),
+            PixelRect::new(16, 0, 17, 1),
+        ];
+        let jobs = plan(&footprints, 16);
+        let find = |c, r| {
+            jobs.iter()
+                .find(|j| j.loc == TileLoc::new(0, c, r))
+                .map(|j| j.sources.clone())
+        };
+        assert_eq!(jobs.len(), 3);
+        assert_eq!(find(0, 0), Some(vec![0, 1]));
+        assert_eq!(find(-1, 0), Some(vec![1]));
+        assert_eq!(find(1, 0), Some(vec![0, 2]));
+    }
+
+    #[test]
+    fn z_order_keeps_quads_together() {
+        let mut cells: Vec<(u32, u32)> = (0..4).flat_map(|y| (0..4).map(move |x| (x, y))).collect();
+        cells.sort_by_key(|&(x, y)| z_order(x, y));
+        // The first four cells are the top-left quad.
+        let first: Vec<_> = cells[..4].to_vec();
+        assert_eq!(first, vec![(0, 0), (1, 0), (0, 1), (1, 1)]);
+    }
+}
