@@ -265,18 +265,28 @@ fn gdal_translate_never_deletes_an_existing_store() {
     let dir = tmp();
     let st = store(dir.path());
     let before = checksums(s(&st));
+    // Onto an existing store, gdal_translate adds to it; the same data again changes nothing.
     for target in [st.clone(), st.join("gridstore.json")] {
-        let err = failed_cleanly(&run(
+        ok(
             "gdal_translate",
-            &["-q", "-of", "GRIDSTORE", s(&sample("elev.tif")), s(&target)],
-        ));
-        assert!(
-            err.contains("already exists") && err.contains("gridstore rm"),
-            "{err}"
+            &["-q", "-of", "GRIDSTORE", s(&sample("L7_ETMs.tif")), s(&target)],
         );
-        assert_eq!(checksums(s(&st)), before, "the store is untouched");
+        assert_eq!(checksums(s(&st)), before, "the data is unchanged");
     }
-    // GDAL's own delete refuses too, and says how to remove a store.
+    // Options contradicting the store's fixed encoding are refused, naming them.
+    let err = failed_cleanly(&run(
+        "gdal_translate",
+        &[
+            "-q", "-of", "GRIDSTORE", "-co", "BLOCKSIZE=128", "-co", "COMPRESS=LZ4",
+            s(&sample("L7_ETMs.tif")), s(&st),
+        ],
+    ));
+    assert!(
+        err.contains("BLOCKSIZE=128 (the store has 64)") && err.contains("COMPRESS=LZ4"),
+        "{err}"
+    );
+    assert_eq!(checksums(s(&st)), before);
+    // GDAL's own delete refuses, and says how to remove a store.
     let out = run("gdalmanage", &["delete", s(&st)]);
     assert!(String::from_utf8_lossy(&out.stderr).contains("gridstore rm"));
     assert_eq!(checksums(s(&st)), before);

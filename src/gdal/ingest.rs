@@ -59,17 +59,21 @@ impl Prepared {
         unsafe {
             let info = describe(ds)?;
             let placed = place(ds, &info, m, resampling)?;
+            let n = info.bands.len();
             let view = if placed.is_warped() {
                 // The warped view adds an alpha band (where the source has data) after the
                 // source's bands; the mask reads it, the pixel reads do not.
                 let mut view = describe(placed.ds)?;
-                view.bands.truncate(info.bands.len());
+                view.bands.truncate(n);
                 view
             } else {
                 info
             };
             let nodata = view.bands.iter().map(|b| b.nodata).collect();
-            let source = GdalSource::new(placed.ds, &view).reading_as(m.data_type);
+            let mut source = GdalSource::new(placed.ds, &view).reading_as(m.data_type);
+            if placed.is_warped() {
+                source = source.with_mask_band(n);
+            }
             Ok(Prepared {
                 reader: PlacedSource {
                     source,

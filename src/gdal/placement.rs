@@ -8,9 +8,8 @@
 
 use std::ffi::c_int;
 
-use gdal_sys::{GDALDatasetH, GDALResampleAlg};
+use gdal_sys::GDALDatasetH;
 
-use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::grid::PixelRect;
 use crate::ingest::SourceInfo;
@@ -18,46 +17,41 @@ use crate::manifest::Manifest;
 
 use super::cpl::{last_error_message, CStringList};
 
-/// How a source is resampled when it has to be warped onto the store grid.
+/// How a source is resampled when it has to be warped onto the store grid: a `gdalwarp -r`
+/// method.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct WarpResampling(GDALResampleAlg::Type);
+pub struct WarpResampling(&'static str);
 
 impl Default for WarpResampling {
     /// Nearest neighbour: values arrive unchanged, which classes and counts need.
     fn default() -> Self {
-        WarpResampling(GDALResampleAlg::GRA_NearestNeighbour)
+        WarpResampling("near")
     }
 }
 
+const WARP_METHODS: [&str; 14] = [
+    "near", "bilinear", "cubic", "cubicspline", "lanczos", "average", "rms", "mode", "max",
+    "min", "med", "q1", "q3", "sum",
+];
+
 impl WarpResampling {
-    /// Parses a `gdalwarp -r` method name.
+    /// Parses a `gdalwarp -r` method name (NEAREST is accepted for near).
     pub fn from_name(name: &str) -> Result<WarpResampling> {
-        use GDALResampleAlg::*;
-        let alg = match name.to_ascii_lowercase().as_str() {
-            "near" | "nearest" => GRA_NearestNeighbour,
-            "bilinear" => GRA_Bilinear,
-            "cubic" => GRA_Cubic,
-            "cubicspline" => GRA_CubicSpline,
-            "lanczos" => GRA_Lanczos,
-            "average" => GRA_Average,
-            "rms" => GRA_RMS,
-            "mode" => GRA_Mode,
-            "max" => GRA_Max,
-            "min" => GRA_Min,
-            "med" => GRA_Med,
-            "q1" => GRA_Q1,
-            "q3" => GRA_Q3,
-            "sum" => GRA_Sum,
-            _ => {
-                return Err(Error::option(
-                    "WARP_RESAMPLING",
-                    name,
-                    "one of NEAREST, BILINEAR, CUBIC, CUBICSPLINE, LANCZOS, AVERAGE, RMS, \
-                     MODE, MAX, MIN, MED, Q1, Q3, SUM (gdalwarp's -r names)",
-                ))
-            }
-        };
-        Ok(WarpResampling(alg))
+        let lower = name.to_ascii_lowercase();
+        let lower = if lower == "nearest" { "near".to_string() } else { lower };
+        match WARP_METHODS.iter().find(|m| **m == lower) {
+            Some(m) => Ok(WarpResampling(m)),
+            None => Err(Error::option(
+                "WARP_RESAMPLING",
+                name,
+                "one of NEAREST, BILINEAR, CUBIC, CUBICSPLINE, LANCZOS, AVERAGE, RMS, MODE, \
+                 MAX, MIN, MED, Q1, Q3, SUM (gdalwarp's -r names)",
+            )),
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        self.0
     }
 }
 
@@ -257,11 +251,12 @@ unsafe fn warped(
 ) -> Result<Placed> {
     let name = &source.description;
     let grid = &m.grid;
+    // SAFETY: forwarded contract.
+    unsafe { check_area_of_use(ds, name, &grid.crs_wkt)? };
     let options = CStringList::new([format!("DST_SRS={}", grid.crs_wkt)]);
-    // SAFETY (whole block): `ds` is valid (contract); the transformer and warp options made
-    // here are either handed to the VRT (which destroys the transformer when closed) or
-    // destroyed on every failure path; arrays given to the warp options are allocated
-    // with CPLMalloc because GDALDestroyWarpOptions frees them with CPLFree.
+    // SAFETY (whole block): `ds` is valid (contract); the transformer and the warp app
+    // options made here are destroyed on every path; the VRT GDALWarp returns is owned by
+    // the returned value and refers to `ds`, which the caller keeps open longer.
     unsafe {
         let transformer =
             gdal_sys::GDALCreateGenImgProjTransformer2(ds, std::ptr::null_mut(), options.as_ptr());
@@ -303,58 +298,53 @@ unsafe fn warped(
                 rect.height()
             )));
         }
-        let mut gt = m.georef().geotransform(0, rect.x0, rect.y0);
-        gdal_sys::GDALSetGenImgProjTransformerDstGeoTransform(transformer, gt.as_ptr());
-
-        let n = source.bands.len();
-        let wo = gdal_sys::GDALCreateWarpOptions();
-        let w = &mut *wo;
-        w.hSrcDS = ds;
-        w.eResampleAlg = resampling.0;
-        w.eWorkingDataType = working_type(source.data_type);
-        w.nBandCount = n as c_int;
-        w.panSrcBands = cpl_array::<c_int>(n);
-        w.panDstBands = cpl_array::<c_int>(n);
-        for i in 0..n {
-            *w.panSrcBands.add(i) = i as c_int + 1;
-            *w.panDstBands.add(i) = i as c_int + 1;
+        gdal_sys::GDALDestroyGenImgProjTransformer(transformer);
+        // gdalwarp itself makes the warped view (as `gdalwarp -of VRT` would), so a store
+        // gets exactly what gdalwarp writes onto the same grid: exact transformation,
+        // an alpha band marking where the source has data, its nodata carried over.
+        let gt = m.georef().geotransform(0, rect.x0, rect.y0);
+        if gt[5] >= 0.0 {
+            return Err(Error::NotSupported(format!(
+                "{name}: the store grid is not north-up, so sources in other grids cannot \
+                 be warped onto it"
+            )));
         }
-        // Where the source has no data (outside it, or masked) the alpha band says so.
-        w.nDstAlphaBand = n as c_int + 1;
-        let all_nodata: Option<Vec<f64>> = source.bands.iter().map(|b| b.nodata).collect();
-        let init = match &all_nodata {
-            Some(values) => {
-                w.padfSrcNoDataReal = cpl_array::<f64>(n);
-                w.padfDstNoDataReal = cpl_array::<f64>(n);
-                for (i, v) in values.iter().enumerate() {
-                    *w.padfSrcNoDataReal.add(i) = *v;
-                    *w.padfDstNoDataReal.add(i) = *v;
-                }
-                c"NO_DATA"
-            }
-            None => c"0",
-        };
-        w.papszWarpOptions =
-            gdal_sys::CSLSetNameValue(w.papszWarpOptions, c"INIT_DEST".as_ptr(), init.as_ptr());
-        w.pfnTransformer = Some(gdal_sys::GDALGenImgProjTransform);
-        w.pTransformerArg = transformer;
-        let vrt = gdal_sys::GDALCreateWarpedVRT(
-            ds,
-            rect.width() as c_int,
-            rect.height() as c_int,
-            gt.as_mut_ptr(),
-            wo,
+        let (xmin, ymax) = (gt[0], gt[3]);
+        let xmax = xmin + rect.width() as f64 * gt[1];
+        let ymin = ymax + rect.height() as f64 * gt[5];
+        let args = CStringList::new(
+            [
+                "-of", "VRT", "-t_srs", &grid.crs_wkt, "-te", &fmt(xmin), &fmt(ymin),
+                &fmt(xmax), &fmt(ymax), "-ts", &rect.width().to_string(),
+                &rect.height().to_string(), "-r", resampling.name(), "-et", "0",
+                "-dstalpha", "-q",
+            ]
+            .map(str::to_string),
         );
-        gdal_sys::GDALDestroyWarpOptions(wo);
-        if vrt.is_null() {
-            gdal_sys::GDALDestroyGenImgProjTransformer(transformer);
+        let opts = gdal_sys::GDALWarpAppOptionsNew(args.as_ptr(), std::ptr::null_mut());
+        if opts.is_null() {
             return Err(Error::Gdal(format!(
                 "{name}: cannot set up the warp onto the store grid: {}",
                 last_error_message()
             )));
         }
-        let wkt = c_string(&grid.crs_wkt);
-        gdal_sys::GDALSetProjection(vrt, wkt.as_ptr());
+        let mut sources = [ds];
+        let mut usage_error: c_int = 0;
+        let vrt = gdal_sys::GDALWarp(
+            c"".as_ptr(),
+            std::ptr::null_mut(),
+            1,
+            sources.as_mut_ptr(),
+            opts,
+            &mut usage_error,
+        );
+        gdal_sys::GDALWarpAppOptionsFree(opts);
+        if vrt.is_null() {
+            return Err(Error::Gdal(format!(
+                "{name}: cannot warp the source onto the store grid: {}",
+                last_error_message()
+            )));
+        }
         Ok(Placed {
             ds: vrt,
             owns_ds: true,
@@ -366,16 +356,75 @@ unsafe fn warped(
     }
 }
 
-/// The data type the warper computes in: the source's own, so nearest neighbour copies
-/// values exactly and other methods round once.
-fn working_type(t: DataType) -> gdal_sys::GDALDataType::Type {
-    t.gdal_code()
+/// A coordinate as text that reads back to the same double.
+fn fmt(v: f64) -> String {
+    format!("{v:?}")
 }
 
-/// A CPLMalloc'ed array of `n` zeroed values, for warp options GDAL frees itself.
-unsafe fn cpl_array<T>(n: usize) -> *mut T {
-    // SAFETY: CPLCalloc aborts rather than return null; zero bytes are valid c_int/f64.
-    unsafe { gdal_sys::CPLCalloc(n.max(1), std::mem::size_of::<T>()) as *mut T }
+/// Refuses a source that lies wholly outside the area where the store's CRS is defined
+/// (its EPSG area of use): projections give nonsense far from their area, and placing
+/// data there would scatter it over a huge, meaningless extent.
+unsafe fn check_area_of_use(ds: GDALDatasetH, name: &str, store_wkt: &str) -> Result<()> {
+    let wkt = c_string(store_wkt);
+    // SAFETY (block): the SRS and transformer made here are destroyed before returning;
+    // `ds` is valid (caller); the area name is owned by the SRS and copied before it goes.
+    unsafe {
+        let srs = gdal_sys::OSRNewSpatialReference(wkt.as_ptr());
+        if srs.is_null() {
+            return Ok(());
+        }
+        let (mut w, mut s, mut e, mut n) = (0.0, 0.0, 0.0, 0.0);
+        let mut area: *const std::ffi::c_char = std::ptr::null();
+        let known = gdal_sys::OSRGetAreaOfUse(srs, &mut w, &mut s, &mut e, &mut n, &mut area) != 0;
+        // The first sentence names the area; the rest lists countries.
+        let area_name = super::cpl::from_c(area)
+            .and_then(|a| a.split(". ").next().map(str::to_string))
+            .unwrap_or_else(|| "its area of use".into());
+        gdal_sys::OSRDestroySpatialReference(srs);
+        if !known {
+            return Ok(());
+        }
+        let options = CStringList::new(["DST_SRS=OGC:CRS84".to_string()]);
+        let t = gdal_sys::GDALCreateGenImgProjTransformer2(ds, std::ptr::null_mut(), options.as_ptr());
+        if t.is_null() {
+            // Without a way to lon/lat, the warp itself reports what is wrong.
+            return Ok(());
+        }
+        let mut gt = [0.0f64; 6];
+        let (mut px, mut ln) = (0 as c_int, 0 as c_int);
+        let mut ext = [0.0f64; 4];
+        let err = gdal_sys::GDALSuggestedWarpOutput2(
+            ds,
+            Some(gdal_sys::GDALGenImgProjTransform),
+            t,
+            gt.as_mut_ptr(),
+            &mut px,
+            &mut ln,
+            ext.as_mut_ptr(),
+            0,
+        );
+        gdal_sys::GDALDestroyGenImgProjTransformer(t);
+        if err != gdal_sys::CPLErr::CE_None {
+            return Ok(());
+        }
+        let lat = ext[1] <= n && ext[3] >= s;
+        let lon = if w <= e {
+            ext[0] <= e && ext[2] >= w
+        } else {
+            // The area crosses the antimeridian.
+            ext[2] >= w || ext[0] <= e
+        };
+        if lat && lon {
+            return Ok(());
+        }
+        Err(Error::InvalidInput(format!(
+            "{name}: the source (longitude {:.4} to {:.4}, latitude {:.4} to {:.4}) lies \
+             outside the area where the store's CRS is defined ({area_name}: longitude {w} \
+             to {e}, latitude {s} to {n}); nothing was written. Put it in a store whose CRS \
+             covers it",
+            ext[0], ext[2], ext[1], ext[3]
+        )))
+    }
 }
 
 /// The store cells (level-0 pixels) that a georeferenced extent `[minx, miny, maxx, maxy]`

@@ -192,6 +192,13 @@ impl GdalSource {
 }
 
 impl GdalSource {
+    /// Takes the validity of every pixel from band `index` (0-based; nonzero is data), as
+    /// for the alpha band of a warped view, which GDAL does not report as a mask.
+    pub fn with_mask_band(mut self, index: usize) -> GdalSource {
+        self.mask = Some(band(self.ds, index));
+        self
+    }
+
     /// Reads pixels converted to `dtype` (a type that holds the source's values exactly).
     pub fn reading_as(mut self, dtype: DataType) -> GdalSource {
         self.data_type = dtype;

@@ -248,6 +248,172 @@ pub fn merge(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::ingest::tests::{manifest, MemSource};
+    use crate::ingest::{PlacedSource, Scratch};
+    use crate::store::lock::LockWait;
+    use crate::store::{NewStore, Snapshot};
+    use crate::tile::BandValidity;
+    use proptest::prelude::*;
+    use std::path::Path;
+
+    /// In-memory sources placed on the grid, as one reader sees them.
+    struct MemSet {
+        sources: Vec<PlacedSource<MemSource>>,
+        validity: Vec<BandValidity>,
+        scratch: Scratch,
+    }
+
+    impl SourceSet for MemSet {
+        fn overlay(
+            &mut self,
+            i: usize,
+            loc: TileLoc,
+            tile: &mut Tile,
+        ) -> Result<Option<PixelRect>> {
+            self.sources[i].overlay(loc, tile, &self.validity, &mut self.scratch)
+        }
+    }
+
+    /// A patch: where it goes, its size, a seed for its values, and whether it has holes.
+    type Patch = (i64, i64, usize, usize, u32, bool);
+
+    fn source(p: &Patch, nodata: Option<f64>) -> PlacedSource<MemSource> {
+        let &(x0, y0, w, h, seed, holes) = p;
+        let hole = |i: usize| holes && (i * 7 + seed as usize) % 5 == 0;
+        let plane: Vec<f32> = (0..w * h)
+            .map(|i| match (hole(i), nodata) {
+                (true, Some(nd)) => nd as f32,
+                _ => ((i as u32).wrapping_mul(2654435761) ^ seed) as f32 % 1000.0,
+            })
+            .collect();
+        let mask = (holes && nodata.is_none())
+            .then(|| (0..w * h).map(|i| if hole(i) { 0 } else { 255 }).collect());
+        PlacedSource {
+            source: MemSource {
+                w,
+                h,
+                planes: vec![plane],
+                mask,
+            },
+            x0,
+            y0,
+            nodata: vec![nodata],
+        }
+    }
+
+    fn new_empty(path: &Path, nodata: Option<f64>, ts: u32) {
+        let NewStore { path, manifest } = manifest(path, 1, nodata, ts);
+        Transaction::create(NewStore { path, manifest }, "test")
+            .unwrap()
+            .commit()
+            .unwrap();
+    }
+
+    fn ingest(path: &Path, sources: Vec<PlacedSource<MemSource>>, threads: usize) {
+        let mut txn = Transaction::begin(path, "test", LockWait::Fail).unwrap();
+        let footprints: Vec<PixelRect> = sources.iter().map(|s| s.footprint()).collect();
+        let set = MemSet {
+            sources,
+            validity: txn.manifest.validity(),
+            scratch: Scratch::default(),
+        };
+        merge(&mut txn, &footprints, vec![Box::new(set)], threads, &mut |_| true).unwrap();
+        txn.commit().unwrap();
+    }
+
+    /// Every stored tile of every level, keyed by location.
+    fn all_tiles(path: &Path) -> Vec<(TileLoc, Tile)> {
+        let snap = Snapshot::open(path, None).unwrap();
+        let layout = *snap.layout().unwrap();
+        let ts = layout.tile_size;
+        let mut out = Vec::new();
+        for z in 0..=layout.top {
+            for loc in layout.level_rect(z).tiles(z, ts).iter() {
+                if let Some(t) = snap.read_tile(&TileKey::new(0, 0, loc)).unwrap() {
+                    out.push((loc, t));
+                }
+            }
+        }
+        out
+    }
+
+    proptest! {
+        #![proptest_config(ProptestConfig::with_cases(24))]
+
+        /// Patches merged one commit at a time give the same level-0 data and the same
+        /// levels, bit for bit, as one build from scratch of the final level-0 data.
+        #[test]
+        fn incremental_levels_equal_a_full_rebuild(
+            patches in prop::collection::vec(
+                (-70i64..90, -70i64..90, 1usize..60, 1usize..60, any::<u32>(), any::<bool>()),
+                1..6),
+            masked in any::<bool>(),
+        ) {
+            let nodata = if masked { None } else { Some(-9999.0) };
+            let dir = tempfile::tempdir().unwrap();
+            let step = dir.path().join("step.gridstore");
+            new_empty(&step, nodata, 16);
+            for p in &patches {
+                ingest(&step, vec![source(p, nodata)], 2);
+            }
+            // The final level-0 data as one source, into a fresh store.
+            let snap = Snapshot::open(&step, None).unwrap();
+            let extent = snap.manifest().extent.unwrap();
+            let (w, h) = (extent.width() as usize, extent.height() as usize);
+            let mut data = vec![0u8; w * h * 4];
+            let mut mask = vec![0u8; w * h];
+            snap.read_region(0, 0, extent, &mut data, Some(&mut mask)).unwrap();
+            let whole = PlacedSource {
+                source: MemSource {
+                    w,
+                    h,
+                    planes: vec![bytemuck::cast_slice::<u8, f32>(&data).to_vec()],
+                    mask: masked.then_some(mask),
+                },
+                x0: extent.x0,
+                y0: extent.y0,
+                nodata: vec![nodata],
+            };
+            let fresh = dir.path().join("fresh.gridstore");
+            new_empty(&fresh, nodata, 16);
+            ingest(&fresh, vec![whole], 1);
+            let (a, b) = (all_tiles(&step), all_tiles(&fresh));
+            prop_assert_eq!(a.len(), b.len());
+            for ((la, ta), (lb, tb)) in a.iter().zip(&b) {
+                prop_assert_eq!(la, lb);
+                prop_assert!(ta == tb, "tile {:?} differs", la);
+            }
+        }
+
+        /// Many sources in one ingest equal ingesting them one by one, in order.
+        #[test]
+        fn one_bulk_ingest_equals_sequential_ingests(
+            patches in prop::collection::vec(
+                (-40i64..60, -40i64..60, 1usize..50, 1usize..50, any::<u32>(), any::<bool>()),
+                2..7),
+        ) {
+            let nodata = Some(-1.0);
+            let dir = tempfile::tempdir().unwrap();
+            let (one, many) = (dir.path().join("one.gridstore"), dir.path().join("many.gridstore"));
+            new_empty(&one, nodata, 16);
+            new_empty(&many, nodata, 16);
+            for p in &patches {
+                ingest(&one, vec![source(p, nodata)], 1);
+            }
+            ingest(&many, patches.iter().map(|p| source(p, nodata)).collect(), 2);
+            let (a, b) = (all_tiles(&one), all_tiles(&many));
+            prop_assert_eq!(a.len(), b.len());
+            for ((la, ta), (lb, tb)) in a.iter().zip(&b) {
+                prop_assert_eq!(la, lb);
+                prop_assert!(ta == tb, "tile {:?} differs", la);
+            }
+            let (ma, mb) = (
+                Snapshot::open(&one, None).unwrap().manifest().extent,
+                Snapshot::open(&many, None).unwrap().manifest().extent,
+            );
+            prop_assert_eq!(ma, mb);
+        }
+    }
 
     #[test]
     fn plan_keeps_source_order_per_tile() {
