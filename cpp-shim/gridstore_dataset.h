@@ -67,6 +67,8 @@ class GridstoreDataset final : public GDALPamDataset
                                    char **options, GDALProgressFunc progress,
                                    void *progressData);
     static CPLErr Delete(const char *filename);
+    static GDALDataset *Create(const char *filename, int xSize, int ySize, int bands,
+                               GDALDataType type, char **options);
 
     CPLErr GetGeoTransform(double *transform) override;
     const OGRSpatialReference *GetSpatialRef() const override;

@@ -65,6 +65,19 @@ GDALDataset *GridstoreDataset::CreateCopy(const char *filename, GDALDataset *src
     return nullptr;
 }
 
+GDALDataset *GridstoreDataset::Create(const char *filename, int, int, int, GDALDataType,
+                                      char **)
+{
+    // Advertised because rasterio writes to an existing dataset in place only for drivers
+    // that can Create; a new store needs its grid first, which Create does not give.
+    CPLError(CE_Failure, CPLE_NotSupported,
+             "GRIDSTORE: %s: a new store is made with gdal_translate -of GRIDSTORE (from a "
+             "raster) or `gridstore create` (an empty store on a chosen grid); tools can then "
+             "write into it (gdalwarp onto the existing store, update mode)",
+             filename);
+    return nullptr;
+}
+
 CPLErr GridstoreDataset::Delete(const char *filename)
 {
     try
@@ -100,6 +113,8 @@ extern "C" void gridstore_shim_register(void)
         driver->pfnIdentify = GridstoreDataset::Identify;
         driver->pfnOpen = GridstoreDataset::Open;
         driver->pfnCreateCopy = GridstoreDataset::CreateCopy;
+        driver->pfnCreate = GridstoreDataset::Create;
+        driver->SetMetadataItem(GDAL_DCAP_CREATE, "YES");
         driver->pfnDelete = GridstoreDataset::Delete;
         GetGDALDriverManager()->RegisterDriver(driver);
     }

@@ -142,7 +142,11 @@ impl CreateOptions {
             self.compression.option_name().into(),
             m.encoding.compression.option_name().into(),
         );
-        differs("LEVEL", self.level.to_string(), m.encoding.level.to_string());
+        differs(
+            "LEVEL",
+            self.level.to_string(),
+            m.encoding.level.to_string(),
+        );
         differs(
             "PREDICTOR",
             format!("{:?}", self.resolve_predictor(m.data_type)?),

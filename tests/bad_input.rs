@@ -269,7 +269,13 @@ fn gdal_translate_never_deletes_an_existing_store() {
     for target in [st.clone(), st.join("gridstore.json")] {
         ok(
             "gdal_translate",
-            &["-q", "-of", "GRIDSTORE", s(&sample("L7_ETMs.tif")), s(&target)],
+            &[
+                "-q",
+                "-of",
+                "GRIDSTORE",
+                s(&sample("L7_ETMs.tif")),
+                s(&target),
+            ],
         );
         assert_eq!(checksums(s(&st)), before, "the data is unchanged");
     }
@@ -277,8 +283,15 @@ fn gdal_translate_never_deletes_an_existing_store() {
     let err = failed_cleanly(&run(
         "gdal_translate",
         &[
-            "-q", "-of", "GRIDSTORE", "-co", "BLOCKSIZE=128", "-co", "COMPRESS=LZ4",
-            s(&sample("L7_ETMs.tif")), s(&st),
+            "-q",
+            "-of",
+            "GRIDSTORE",
+            "-co",
+            "BLOCKSIZE=128",
+            "-co",
+            "COMPRESS=LZ4",
+            s(&sample("L7_ETMs.tif")),
+            s(&st),
         ],
     ));
     assert!(

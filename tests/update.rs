@@ -28,6 +28,11 @@ fn make(path: &Path, x0: f64, y0: f64, w: usize, h: usize, value: f64, extra: &[
     python_ok("update_cases.py", &args);
 }
 
+/// The value `make` writes at pixel (col, row) of band 1 of a raster of `value`.
+fn pattern(value: i64, col: i64, row: i64) -> i64 {
+    value + col % 7 + (row % 5) * 10 + 1
+}
+
 /// Value and mask of band 1 at georeferenced points.
 fn probe(dataset: &Path, points: &[(f64, f64)]) -> Vec<String> {
     let coords: Vec<String> = points
@@ -59,7 +64,15 @@ fn snapshots(store: &Path) -> usize {
 /// 5000000), nodata -9999, with 64-pixel tiles.
 fn base_store(dir: &Path) -> PathBuf {
     let a = dir.join("a.tif");
-    make(&a, 500000.0, 5000000.0, 200, 160, 100.0, &["--nodata", "-9999"]);
+    make(
+        &a,
+        500000.0,
+        5000000.0,
+        200,
+        160,
+        100.0,
+        &["--nodata", "-9999"],
+    );
     let st = dir.join("s.gridstore");
     ingest(s(&a), &st, &["BLOCKSIZE=64"]);
     st
@@ -71,7 +84,15 @@ fn new_data_replaces_and_nodata_never_erases() {
     let st = base_store(dir.path());
     // A patch of value 500 over the middle; its top-left quarter is nodata.
     let b = dir.path().join("b.tif");
-    make(&b, 500500.0, 4999500.0, 80, 60, 500.0, &["--nodata", "-9999", "--hole"]);
+    make(
+        &b,
+        500500.0,
+        4999500.0,
+        80,
+        60,
+        500.0,
+        &["--nodata", "-9999", "--hole"],
+    );
     translate_into(&b, &st, &[]);
     let got = probe(
         &st,
@@ -81,9 +102,8 @@ fn new_data_replaces_and_nodata_never_erases() {
             (500005.0, 4999995.0), // outside the patch: unchanged
         ],
     );
-    // Patterns: value + (x % 7) + (y % 5) * 10 + 1, in each raster's own pixels.
-    assert_eq!(got[0], format!("{} 255", 100 + 50 % 7 + (50 % 5) * 10 + 1));
-    assert_eq!(got[1], format!("{} 255", 500 + 79 % 7 + (59 % 5) * 10 + 1));
+    assert_eq!(got[0], format!("{} 255", pattern(100, 50, 50)));
+    assert_eq!(got[1], format!("{} 255", pattern(500, 79, 59)));
     assert_eq!(got[2], "101 255");
     python_ok("levels.py", &[s(&st), s(&st)]);
     assert_eq!(snapshots(&st), 2);
@@ -94,23 +114,42 @@ fn stores_without_nodata_merge_through_their_mask() {
     let dir = tmp();
     let st = dir.path().join("m.gridstore");
     cli_ok(&[
-        "create", s(&st), "--crs", "EPSG:32631", "--origin", "500000", "5000000",
-        "--cell-size", "10", "--tile-size", "64", "--type", "Int16",
+        "create",
+        s(&st),
+        "--crs",
+        "EPSG:32631",
+        "--origin",
+        "500000",
+        "5000000",
+        "--cell-size",
+        "10",
+        "--tile-size",
+        "64",
+        "--type",
+        "Int16",
     ]);
     let a = dir.path().join("a.tif");
-    make(&a, 500000.0, 5000000.0, 100, 100, 7.0, &["--type", "Int16", "--nodata", "0", "--hole"]);
+    make(
+        &a,
+        500000.0,
+        5000000.0,
+        100,
+        100,
+        7.0,
+        &["--type", "Int16", "--nodata", "0", "--hole"],
+    );
     cli_ok(&["ingest", "-q", s(&st), s(&a)]);
     let got = probe(&st, &[(500005.0, 4999995.0), (500995.0, 4999005.0)]);
     // Nodata in the source is a missing pixel of the store (mask 0), data is data.
     assert_eq!(got[0], "0 0");
-    assert_eq!(got[1], format!("{} 255", 7 + 99 % 7 + (99 % 5) * 10 + 1));
+    assert_eq!(got[1], format!("{} 255", pattern(7, 99, 99)));
     // A second source of all data fills the hole but leaves the rest as it was.
     let b = dir.path().join("b.tif");
     make(&b, 500000.0, 5000000.0, 10, 10, 3.0, &["--type", "Int16"]);
     cli_ok(&["ingest", "-q", s(&st), s(&b)]);
     let got = probe(&st, &[(500005.0, 4999995.0), (500995.0, 4999005.0)]);
     assert_eq!(got[0], "4 255");
-    assert_eq!(got[1], format!("{} 255", 7 + 99 % 7 + (99 % 5) * 10 + 1));
+    assert_eq!(got[1], format!("{} 255", pattern(7, 99, 99)));
     python_ok("levels.py", &[s(&st), s(&st)]);
 }
 
@@ -133,10 +172,18 @@ fn the_extent_grows_in_every_direction_with_new_levels() {
         translate_into(&p, &st, &[]);
     }
     let info = ok("gdalinfo", &[s(&st)]);
-    // From x 497000 to 506500 and y 5002500 to 4994600 at 10 m.
-    assert!(info.contains("Size is 950, 790"), "{info}");
-    assert!(info.contains("Origin = (497000.0"), "{info}");
-    assert!(info.contains("5002500.0"), "{info}");
+    // Data from x 497000 to 506500 and y 5002500 to 4994600 at 10 m: grid pixels -300 to
+    // 650 and -250 to 540.
+    let summary = cli_ok(&["info", s(&st)]);
+    assert!(
+        summary.contains("950 x 790 pixels (grid pixels -300..650, -250..540)"),
+        "{summary}"
+    );
+    // GDAL's dataset starts a little further up and left, on a multiple of 2^levels pixels,
+    // so that every overview lines up with the base.
+    assert!(info.contains("Size is 954, 796"), "{info}");
+    assert!(info.contains("Origin = (496960.0"), "{info}");
+    assert!(info.contains("5002560.0"), "{info}");
     let levels = |text: &str| {
         text.lines()
             .find(|l| l.contains("Overviews:"))
@@ -148,12 +195,15 @@ fn the_extent_grows_in_every_direction_with_new_levels() {
         &[
             (497005.0, 4999995.0),
             (500005.0, 5002495.0),
-            (506495.0, 4999905.0),
-            (500105.0, 4995005.0),
+            (506495.0, 4999895.0),
+            (500105.0, 4994995.0),
             (500005.0, 4999995.0),
         ],
     );
-    assert_eq!(got, ["1001 255", "2001 255", "3000 255", "4031 255", "101 255"]);
+    assert_eq!(
+        got,
+        ["1001 255", "2001 255", "3001 255", "4001 255", "101 255"]
+    );
     // Every level, old and new, equals an independent computation from level 0.
     python_ok("levels.py", &[s(&st), s(&st)]);
 }
@@ -164,8 +214,21 @@ fn reprojected_sources_match_gdalwarp_on_the_store_grid() {
     // A geographic store; the UTM 25S Landsat scene and DEM go into it.
     let geo = dir.path().join("geo.gridstore");
     cli_ok(&[
-        "create", s(&geo), "--crs", "EPSG:4326", "--origin", "-35", "-7.8", "--cell-size",
-        "0.0002", "--tile-size", "128", "--type", "Byte", "--bands", "6",
+        "create",
+        s(&geo),
+        "--crs",
+        "EPSG:4326",
+        "--origin",
+        "-35",
+        "-7.8",
+        "--cell-size",
+        "0.0002",
+        "--tile-size",
+        "128",
+        "--type",
+        "Byte",
+        "--bands",
+        "6",
     ]);
     let l7 = sample("L7_ETMs.tif");
     cli_ok(&["ingest", "-q", s(&geo), s(&l7)]);
@@ -183,8 +246,24 @@ fn reprojected_sources_match_gdalwarp_on_the_store_grid() {
     ok(
         "gdalwarp",
         &[
-            "-q", "-t_srs", "EPSG:4326", "-te", &te[0], &te[1], &te[2], &te[3], "-tr", &tr,
-            &tr, "-r", "near", "-et", "0", "-dstalpha", s(&l7), s(&reference),
+            "-q",
+            "-t_srs",
+            "EPSG:4326",
+            "-te",
+            &te[0],
+            &te[1],
+            &te[2],
+            &te[3],
+            "-tr",
+            &tr,
+            &tr,
+            "-r",
+            "near",
+            "-et",
+            "0",
+            "-dstalpha",
+            s(&l7),
+            s(&reference),
         ],
     );
     // Compare the data bands where gdalwarp has data (its alpha band is the mask).
@@ -192,21 +271,54 @@ fn reprojected_sources_match_gdalwarp_on_the_store_grid() {
     ok(
         "gdal_translate",
         &[
-            "-q", "-of", "VRT", "-b", "1", "-b", "2", "-b", "3", "-b", "4", "-b", "5", "-b",
-            "6", "-mask", "7", s(&reference), s(&bands),
+            "-q",
+            "-of",
+            "VRT",
+            "-b",
+            "1",
+            "-b",
+            "2",
+            "-b",
+            "3",
+            "-b",
+            "4",
+            "-b",
+            "5",
+            "-b",
+            "6",
+            "-mask",
+            "7",
+            s(&reference),
+            s(&bands),
         ],
     );
-    let compared: usize = python_ok("update_cases.py", &["same-grid-compare", s(&geo), s(&bands)])
-        .trim()
-        .parse()
-        .unwrap();
+    let compared: usize = python_ok(
+        "update_cases.py",
+        &["same-grid-compare", s(&geo), s(&bands)],
+    )
+    .trim()
+    .parse()
+    .unwrap();
     assert!(compared > 6 * 100_000, "compared {compared} pixels");
 
     // And back: the geographic elevation model of Luxembourg into a UTM store.
     let utm = dir.path().join("utm.gridstore");
     cli_ok(&[
-        "create", s(&utm), "--crs", "EPSG:32631", "--origin", "600000", "5600000",
-        "--cell-size", "250", "--tile-size", "64", "--type", "Int16", "--nodata", "-32768",
+        "create",
+        s(&utm),
+        "--crs",
+        "EPSG:32631",
+        "--origin",
+        "600000",
+        "5600000",
+        "--cell-size",
+        "250",
+        "--tile-size",
+        "64",
+        "--type",
+        "Int16",
+        "--nodata",
+        "-32768",
     ]);
     let elev = sample("elev.tif");
     translate_into(&elev, &utm, &[]);
@@ -225,14 +337,32 @@ fn reprojected_sources_match_gdalwarp_on_the_store_grid() {
     ok(
         "gdalwarp",
         &[
-            "-q", "-t_srs", "EPSG:32631", "-te", &te[0], &te[1], &te[2], &te[3], "-tr", "250",
-            "250", "-r", "near", "-et", "0", s(&elev), s(&reference),
+            "-q",
+            "-t_srs",
+            "EPSG:32631",
+            "-te",
+            &te[0],
+            &te[1],
+            &te[2],
+            &te[3],
+            "-tr",
+            "250",
+            "250",
+            "-r",
+            "near",
+            "-et",
+            "0",
+            s(&elev),
+            s(&reference),
         ],
     );
-    let compared: usize = python_ok("update_cases.py", &["same-grid-compare", s(&utm), s(&reference)])
-        .trim()
-        .parse()
-        .unwrap();
+    let compared: usize = python_ok(
+        "update_cases.py",
+        &["same-grid-compare", s(&utm), s(&reference)],
+    )
+    .trim()
+    .parse()
+    .unwrap();
     assert!(compared > 1000, "compared {compared} pixels");
     python_ok("levels.py", &[s(&utm), s(&utm)]);
 }
@@ -243,18 +373,41 @@ fn warp_resampling_is_chosen_per_ingest() {
     let st = base_store(dir.path());
     // A coarser source (30 m) needs resampling onto the 10 m grid.
     let c = dir.path().join("c.tif");
-    make(&c, 500300.0, 4999700.0, 20, 20, 50.0, &["--cell", "30", "--nodata", "-9999"]);
+    make(
+        &c,
+        500300.0,
+        4999700.0,
+        20,
+        20,
+        50.0,
+        &["--cell", "30", "--nodata", "-9999"],
+    );
     translate_into(&c, &st, &["WARP_RESAMPLING=BILINEAR"]);
     let bilinear = band_checksums(s(&st));
     let st2 = dir.path().join("t.gridstore");
     ingest(s(&dir.path().join("a.tif")), &st2, &["BLOCKSIZE=64"]);
     cli_ok(&["ingest", "-q", "-r", "near", s(&st2), s(&c)]);
-    assert_ne!(band_checksums(s(&st2)), bilinear, "the method makes a difference");
+    assert_ne!(
+        band_checksums(s(&st2)),
+        bilinear,
+        "the method makes a difference"
+    );
     let bad = failed_cleanly(&run(
         "gdal_translate",
-        &["-q", "-of", "GRIDSTORE", "-co", "WARP_RESAMPLING=FANCY", s(&c), s(&st)],
+        &[
+            "-q",
+            "-of",
+            "GRIDSTORE",
+            "-co",
+            "WARP_RESAMPLING=FANCY",
+            s(&c),
+            s(&st),
+        ],
     ));
-    assert!(bad.contains("WARP_RESAMPLING") && bad.contains("BILINEAR"), "{bad}");
+    assert!(
+        bad.contains("WARP_RESAMPLING") && bad.contains("BILINEAR"),
+        "{bad}"
+    );
 }
 
 #[test]
@@ -266,11 +419,25 @@ fn gdalwarp_writes_into_a_store() {
     ok("gdal_translate", &["-q", s(&st), s(&copy)]);
     // A lon/lat raster over part of the store.
     let b = dir.path().join("b.tif");
-    make(&b, 500700.0, 4999300.0, 60, 50, 900.0, &["--nodata", "-9999"]);
+    make(
+        &b,
+        500700.0,
+        4999300.0,
+        60,
+        50,
+        900.0,
+        &["--nodata", "-9999"],
+    );
     let src = dir.path().join("ll.tif");
-    ok("gdalwarp", &["-q", "-t_srs", "EPSG:4326", "-r", "near", s(&b), s(&src)]);
+    ok(
+        "gdalwarp",
+        &["-q", "-t_srs", "EPSG:4326", "-r", "near", s(&b), s(&src)],
+    );
     for target in [&st, &copy] {
-        ok("gdalwarp", &["-q", "-r", "near", "-et", "0", s(&src), s(target)]);
+        ok(
+            "gdalwarp",
+            &["-q", "-r", "near", "-et", "0", s(&src), s(target)],
+        );
     }
     assert_eq!(band_checksums(s(&st)), band_checksums(s(&copy)));
     assert_eq!(snapshots(&st), 2, "one gdalwarp, one commit");
@@ -281,8 +448,18 @@ fn gdalwarp_writes_into_a_store() {
 fn rasterio_writes_a_window_and_the_levels_follow() {
     let dir = tmp();
     let st = base_store(dir.path());
-    python_ok("update_cases.py", &["rasterio-write", s(&st), "10", "20", "30", "15", "777"]);
-    let got = probe(&st, &[(500105.0, 4999795.0), (500395.0, 4999655.0), (500405.0, 4999795.0)]);
+    python_ok(
+        "update_cases.py",
+        &["rasterio-write", s(&st), "10", "20", "30", "15", "777"],
+    );
+    let got = probe(
+        &st,
+        &[
+            (500105.0, 4999795.0),
+            (500395.0, 4999655.0),
+            (500405.0, 4999795.0),
+        ],
+    );
     assert_eq!(got[0], "777 255");
     assert_eq!(got[1], "777 255");
     assert_ne!(got[2], "777 255");
@@ -306,7 +483,10 @@ fn bulk_ingest_equals_ingesting_one_by_one() {
     // Overlapping files, some misaligned, one in another CRS.
     for i in 0..6 {
         let f = dir.path().join(format!("f{i}.tif"));
-        let (x, y) = (500000.0 + i as f64 * 230.0 + (i % 2) as f64 * 5.0, 5000000.0 - i as f64 * 170.0);
+        let (x, y) = (
+            500000.0 + i as f64 * 230.0 + (i % 2) as f64 * 5.0,
+            5000000.0 - i as f64 * 170.0,
+        );
         let mut extra = vec!["--nodata", "-9999"];
         if i % 3 == 0 {
             extra.push("--hole");
@@ -315,24 +495,52 @@ fn bulk_ingest_equals_ingesting_one_by_one() {
         files.push(f);
     }
     let geo = dir.path().join("geo.tif");
-    ok("gdalwarp", &["-q", "-t_srs", "EPSG:4326", s(&files[2]), s(&geo)]);
+    ok(
+        "gdalwarp",
+        &["-q", "-t_srs", "EPSG:4326", s(&files[2]), s(&geo)],
+    );
     files.push(geo);
     let list = dir.path().join("list.txt");
     std::fs::write(
         &list,
-        files.iter().map(|f| format!("{}\n", f.display())).collect::<String>(),
+        files
+            .iter()
+            .map(|f| format!("{}\n", f.display()))
+            .collect::<String>(),
     )
     .unwrap();
     let create = |p: &Path| {
         cli_ok(&[
-            "create", s(p), "--crs", "EPSG:32631", "--origin", "500000", "5000000",
-            "--cell-size", "10", "--tile-size", "32", "--nodata", "-9999",
+            "create",
+            s(p),
+            "--crs",
+            "EPSG:32631",
+            "--origin",
+            "500000",
+            "5000000",
+            "--cell-size",
+            "10",
+            "--tile-size",
+            "32",
+            "--nodata",
+            "-9999",
         ])
     };
-    let (bulk, one) = (dir.path().join("bulk.gridstore"), dir.path().join("one.gridstore"));
+    let (bulk, one) = (
+        dir.path().join("bulk.gridstore"),
+        dir.path().join("one.gridstore"),
+    );
     create(&bulk);
     create(&one);
-    cli_ok(&["ingest", "-q", "--threads", "2", s(&bulk), "--from-list", s(&list)]);
+    cli_ok(&[
+        "ingest",
+        "-q",
+        "--threads",
+        "2",
+        s(&bulk),
+        "--from-list",
+        s(&list),
+    ]);
     for f in &files {
         translate_into(f, &one, &[]);
     }
@@ -346,8 +554,21 @@ fn real_data_in_different_crss_merged_into_one_store() {
     let dir = tmp();
     let st = dir.path().join("world.gridstore");
     cli_ok(&[
-        "create", s(&st), "--crs", "EPSG:4326", "--origin", "-180", "90", "--cell-size",
-        "0.01", "--tile-size", "256", "--type", "Float32", "--nodata", "-32768",
+        "create",
+        s(&st),
+        "--crs",
+        "EPSG:4326",
+        "--origin",
+        "-180",
+        "90",
+        "--cell-size",
+        "0.01",
+        "--tile-size",
+        "256",
+        "--type",
+        "Float32",
+        "--nodata",
+        "-32768",
     ]);
     // Luxembourg (lon/lat, Int16) and Olinda, Brazil (UTM 25S + vertical CRS, Float32).
     let (elev, dem) = (sample("elev.tif"), sample("olinda_dem_utm25s.tif"));
@@ -358,14 +579,39 @@ fn real_data_in_different_crss_merged_into_one_store() {
         let _ = std::fs::remove_file(&reference);
         let warped = dir.path().join("warped.tif");
         let _ = std::fs::remove_file(&warped);
-        ok("gdalwarp", &["-q", "-t_srs", "EPSG:4326", "-tr", "0.01", "0.01", "-tap", "-et", "0", "-r", "near", "-ot", "Float32", "-dstnodata", "-32768", s(src), s(&warped)]);
+        ok(
+            "gdalwarp",
+            &[
+                "-q",
+                "-t_srs",
+                "EPSG:4326",
+                "-tr",
+                "0.01",
+                "0.01",
+                "-tap",
+                "-et",
+                "0",
+                "-r",
+                "near",
+                "-ot",
+                "Float32",
+                "-dstnodata",
+                "-32768",
+                s(src),
+                s(&warped),
+            ],
+        );
         // -tap aligns to multiples of the cell size, as the store grid (origin -180, 90) is.
         ok("gdal_translate", &["-q", s(&warped), s(&reference)]);
-        let n: usize = python_ok("update_cases.py", &["same-grid-compare", s(&st), s(&reference)])
-            .trim()
-            .parse()
-            .unwrap();
-        assert!(n > 100, "{n}");
+        let n: usize = python_ok(
+            "update_cases.py",
+            &["same-grid-compare", s(&st), s(&reference)],
+        )
+        .trim()
+        .parse()
+        .unwrap();
+        // Luxembourg covers thousands of 0.01 degree cells, Olinda's 10 km DEM 81.
+        assert!(n >= 81, "{n}");
     }
     let info = cli_ok(&["info", s(&st)]);
     assert!(info.contains("Levels:"), "{info}");
@@ -377,21 +623,51 @@ fn bad_sources_are_refused_and_nothing_is_written() {
     let st = base_store(dir.path());
     let before = (checksums(s(&st)), snapshots(&st));
     let no_georef = dir.path().join("plain.tif");
-    python_ok("update_cases.py", &["make", s(&no_georef), "0", "0", "10", "10", "1"]);
-    ok("gdal_edit.py", &["-unsetgt", "-unsetsrs", s(&no_georef)]);
+    python_ok(
+        "update_cases.py",
+        &["make", s(&no_georef), "0", "0", "10", "10", "1"],
+    );
+    ok("gdal_edit.py", &["-unsetgt", s(&no_georef)]);
     let two_bands = dir.path().join("two.tif");
-    make(&two_bands, 500000.0, 5000000.0, 10, 10, 1.0, &["--bands", "2"]);
+    make(
+        &two_bands,
+        500000.0,
+        5000000.0,
+        10,
+        10,
+        1.0,
+        &["--bands", "2"],
+    );
     let float64 = dir.path().join("f64.tif");
-    make(&float64, 500000.0, 5000000.0, 10, 10, 1.0, &["--type", "Float64"]);
+    make(
+        &float64,
+        500000.0,
+        5000000.0,
+        10,
+        10,
+        1.0,
+        &["--type", "Float64"],
+    );
     let far = dir.path().join("far.tif");
-    make(&far, 175.0, 1.0, 10, 10, 1.0, &["--epsg", "4326", "--cell", "0.1"]);
+    make(
+        &far,
+        175.0,
+        1.0,
+        10,
+        10,
+        1.0,
+        &["--epsg", "4326", "--cell", "0.1"],
+    );
     for (src, expected) in [
         (&no_georef, "no georeferencing"),
         (&two_bands, "2 band(s) and the store 1"),
         (&float64, "cannot keep every Float64 value"),
         (&far, "outside the area where the store's CRS is defined"),
     ] {
-        let err = failed_cleanly(&run("gdal_translate", &["-q", "-of", "GRIDSTORE", s(src), s(&st)]));
+        let err = failed_cleanly(&run(
+            "gdal_translate",
+            &["-q", "-of", "GRIDSTORE", s(src), s(&st)],
+        ));
         assert!(err.contains(expected), "{}: {err}", src.display());
         let out = run(&gridstore(), &["ingest", "-q", s(&st), s(src)]);
         let err = failed_cleanly(&out);

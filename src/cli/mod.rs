@@ -69,9 +69,11 @@ enum Command {
         quiet: bool,
     },
     /// Make an empty store on an explicit grid
-    #[command(after_help = "Example: a national grid at 0.5 m, tiles of 512 pixels:\n  \
+    #[command(
+        after_help = "Example: a national grid at 0.5 m, tiles of 512 pixels:\n  \
         gridstore create dop.gridstore --crs EPSG:25832 --origin 280000 6100000 \\\n    \
-        --cell-size 0.5 --bands 3 --type Byte")]
+        --cell-size 0.5 --bands 3 --type Byte"
+    )]
     Create {
         /// The new store's directory (named *.gridstore)
         store: PathBuf,

@@ -30,15 +30,31 @@ impl Default for WarpResampling {
 }
 
 const WARP_METHODS: [&str; 14] = [
-    "near", "bilinear", "cubic", "cubicspline", "lanczos", "average", "rms", "mode", "max",
-    "min", "med", "q1", "q3", "sum",
+    "near",
+    "bilinear",
+    "cubic",
+    "cubicspline",
+    "lanczos",
+    "average",
+    "rms",
+    "mode",
+    "max",
+    "min",
+    "med",
+    "q1",
+    "q3",
+    "sum",
 ];
 
 impl WarpResampling {
     /// Parses a `gdalwarp -r` method name (NEAREST is accepted for near).
     pub fn from_name(name: &str) -> Result<WarpResampling> {
         let lower = name.to_ascii_lowercase();
-        let lower = if lower == "nearest" { "near".to_string() } else { lower };
+        let lower = if lower == "nearest" {
+            "near".to_string()
+        } else {
+            lower
+        };
         match WARP_METHODS.iter().find(|m| **m == lower) {
             Some(m) => Ok(WarpResampling(m)),
             None => Err(Error::option(
@@ -314,10 +330,24 @@ unsafe fn warped(
         let ymin = ymax + rect.height() as f64 * gt[5];
         let args = CStringList::new(
             [
-                "-of", "VRT", "-t_srs", &grid.crs_wkt, "-te", &fmt(xmin), &fmt(ymin),
-                &fmt(xmax), &fmt(ymax), "-ts", &rect.width().to_string(),
-                &rect.height().to_string(), "-r", resampling.name(), "-et", "0",
-                "-dstalpha", "-q",
+                "-of",
+                "VRT",
+                "-t_srs",
+                &grid.crs_wkt,
+                "-te",
+                &fmt(xmin),
+                &fmt(ymin),
+                &fmt(xmax),
+                &fmt(ymax),
+                "-ts",
+                &rect.width().to_string(),
+                &rect.height().to_string(),
+                "-r",
+                resampling.name(),
+                "-et",
+                "0",
+                "-dstalpha",
+                "-q",
             ]
             .map(str::to_string),
         );
@@ -385,7 +415,8 @@ unsafe fn check_area_of_use(ds: GDALDatasetH, name: &str, store_wkt: &str) -> Re
             return Ok(());
         }
         let options = CStringList::new(["DST_SRS=OGC:CRS84".to_string()]);
-        let t = gdal_sys::GDALCreateGenImgProjTransformer2(ds, std::ptr::null_mut(), options.as_ptr());
+        let t =
+            gdal_sys::GDALCreateGenImgProjTransformer2(ds, std::ptr::null_mut(), options.as_ptr());
         if t.is_null() {
             // Without a way to lon/lat, the warp itself reports what is wrong.
             return Ok(());
@@ -463,12 +494,19 @@ mod tests {
         let off = [1035.0, 10.0, 0.0, 4980.0, 0.0, -10.0];
         assert_eq!(aligned_offset(&off, [1000.0, 5000.0], [10.0, -10.0]), None);
         let coarse = [1030.0, 20.0, 0.0, 4980.0, 0.0, -20.0];
-        assert_eq!(aligned_offset(&coarse, [1000.0, 5000.0], [10.0, -10.0]), None);
+        assert_eq!(
+            aligned_offset(&coarse, [1000.0, 5000.0], [10.0, -10.0]),
+            None
+        );
     }
 
     #[test]
     fn covering_cells_round_outwards_but_ignore_noise() {
-        let r = cells_covering([1005.0, 4900.0, 1100.0, 4995.0], [1000.0, 5000.0], [10.0, -10.0]);
+        let r = cells_covering(
+            [1005.0, 4900.0, 1100.0, 4995.0],
+            [1000.0, 5000.0],
+            [10.0, -10.0],
+        );
         assert_eq!(r, PixelRect::new(0, 0, 10, 10));
         let exact = cells_covering(
             [1000.0 + 1e-9, 4900.0, 1100.0 - 1e-9, 5000.0],

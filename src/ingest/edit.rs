@@ -102,7 +102,10 @@ impl Editor {
             };
             over = over.saturating_sub(tile.data.len());
             if self.dirty.contains(&loc) {
-                let txn = self.txn.as_ref().expect("tiles are decoded within a transaction");
+                let txn = self
+                    .txn
+                    .as_ref()
+                    .expect("tiles are decoded within a transaction");
                 txn.put_tile(TileKey::new(0, 0, loc), &tile)?;
             }
         }
@@ -115,16 +118,25 @@ impl Editor {
     /// Writing a band's fill value (0 for bands without nodata) onto a pixel that holds no
     /// data leaves it without data: GDAL writes whole blocks back, and the untouched
     /// missing pixels of a block must not turn into zeros.
-    pub fn write(&mut self, band: usize, rect: PixelRect, data: &[u8], stride: usize) -> Result<()> {
+    pub fn write(
+        &mut self,
+        band: usize,
+        rect: PixelRect,
+        data: &[u8],
+        stride: usize,
+    ) -> Result<()> {
         let (dtype, ts, validity, bands) = {
             let m = self.manifest()?;
             (m.data_type, m.grid.tile_size, m.validity(), m.bands.len())
         };
         if band >= bands {
-            return Err(Error::InvalidInput(format!("no band {} in this store", band + 1)));
+            return Err(Error::InvalidInput(format!(
+                "no band {} in this store",
+                band + 1
+            )));
         }
-        let need = ((rect.height().max(1) - 1) as usize * stride + rect.width() as usize)
-            * dtype.size();
+        let need =
+            ((rect.height().max(1) - 1) as usize * stride + rect.width() as usize) * dtype.size();
         if rect.is_empty() || data.len() < need {
             return Err(Error::InvalidInput(format!(
                 "a write of {} x {} pixels came with {} bytes",
@@ -173,7 +185,10 @@ impl Editor {
             let size = tile.size;
             let dsize = tile.dtype.size();
             let bytes = tile.data.bytes();
-            let (tx, ty) = ((part.x0 - tile_rect.x0) as usize, (part.y0 - tile_rect.y0) as usize);
+            let (tx, ty) = (
+                (part.x0 - tile_rect.x0) as usize,
+                (part.y0 - tile_rect.y0) as usize,
+            );
             let (dx, dy) = ((part.x0 - rect.x0) as usize, (part.y0 - rect.y0) as usize);
             let pw = part.width() as usize;
             for b in 0..tile.bands {
@@ -212,7 +227,11 @@ impl Editor {
         self.order.clear();
         let ts = txn.manifest.grid.tile_size;
         let old_extent = txn.manifest.extent;
-        let (top, forced) = levels_to_update(old_extent, old_extent.map_or(written, |e| e.union(&written)), ts);
+        let (top, forced) = levels_to_update(
+            old_extent,
+            old_extent.map_or(written, |e| e.union(&written)),
+            ts,
+        );
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .build()
@@ -226,25 +245,27 @@ impl Editor {
             let txn = &txn;
             let builder = PyramidBuilder::new(txn, 0, 0, top, dirty_list.iter().copied(), forced);
             pool.install(|| {
-                tiles.into_par_iter().try_for_each(|(loc, tile)| -> Result<()> {
-                    let key = TileKey::new(0, 0, loc);
-                    let (tile, has_data) = match tile {
-                        Some(t) => {
-                            let has = txn.put_tile(key, &t)?;
-                            (t, has)
-                        }
-                        // Parked: already in the transaction.
-                        None => match (txn.current_entry(&key)?, txn.base()) {
-                            (Some(e), Some(base)) => (base.fetch(&key, &e)?, true),
-                            _ => {
-                                builder.offer(loc, None);
-                                return builder.build_ready();
+                tiles
+                    .into_par_iter()
+                    .try_for_each(|(loc, tile)| -> Result<()> {
+                        let key = TileKey::new(0, 0, loc);
+                        let (tile, has_data) = match tile {
+                            Some(t) => {
+                                let has = txn.put_tile(key, &t)?;
+                                (t, has)
                             }
-                        },
-                    };
-                    builder.offer(loc, builder.quarter_of(has_data.then_some(&tile)));
-                    builder.build_ready()
-                })?;
+                            // Parked: already in the transaction.
+                            None => match (txn.current_entry(&key)?, txn.base()) {
+                                (Some(e), Some(base)) => (base.fetch(&key, &e)?, true),
+                                _ => {
+                                    builder.offer(loc, None);
+                                    return builder.build_ready();
+                                }
+                            },
+                        };
+                        builder.offer(loc, builder.quarter_of(has_data.then_some(&tile)));
+                        builder.build_ready()
+                    })?;
                 builder.finish()
             })?;
         }
@@ -291,14 +312,11 @@ fn write_part<T: Sample>(
         let s = (y - rect.y0) as usize * stride + (part.x0 - rect.x0) as usize;
         let d = (y - tile_rect.y0) as usize * size + (part.x0 - tile_rect.x0) as usize;
         for (i, value) in src[s..s + part.width() as usize].iter().enumerate() {
-            match (&mut mask, masked) {
-                (Some(m), true) => {
-                    if m[d + i] == 0 && *value == fill {
-                        continue;
-                    }
-                    m[d + i] = 255;
+            if let (Some(m), true) = (&mut mask, masked) {
+                if m[d + i] == 0 && *value == fill {
+                    continue;
                 }
-                _ => {}
+                m[d + i] = 255;
             }
             dst[d + i] = *value;
         }

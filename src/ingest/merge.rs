@@ -26,8 +26,12 @@ use crate::tile::Tile;
 pub trait SourceSet: Send {
     /// Lays source `source`'s part of level-0 tile `loc` over `tile`; returns the level-0
     /// pixels that received data.
-    fn overlay(&mut self, source: usize, loc: TileLoc, tile: &mut Tile)
-        -> Result<Option<PixelRect>>;
+    fn overlay(
+        &mut self,
+        source: usize,
+        loc: TileLoc,
+        tile: &mut Tile,
+    ) -> Result<Option<PixelRect>>;
 }
 
 /// One level-0 tile to update, and the sources that touch it, in order.
@@ -46,9 +50,9 @@ pub fn plan(footprints: &[PixelRect], tile_size: u32) -> Vec<Job> {
             by_tile.entry(loc).or_default().push(i as u32);
         }
     }
-    let (c0, r0) = by_tile
-        .keys()
-        .fold((i32::MAX, i32::MAX), |(c, r), t| (c.min(t.col), r.min(t.row)));
+    let (c0, r0) = by_tile.keys().fold((i32::MAX, i32::MAX), |(c, r), t| {
+        (c.min(t.col), r.min(t.row))
+    });
     let mut jobs: Vec<Job> = by_tile
         .into_iter()
         .map(|(loc, sources)| Job { loc, sources })
@@ -174,8 +178,7 @@ pub fn merge(
                             Some(tile) => {
                                 let has_data = txn.put_tile(TileKey::new(0, 0, m.loc), tile)?;
                                 changed.fetch_add(1, Ordering::Relaxed);
-                                builder
-                                    .offer(m.loc, builder.quarter_of(has_data.then_some(tile)));
+                                builder.offer(m.loc, builder.quarter_of(has_data.then_some(tile)));
                             }
                             None => builder.unchanged(m.loc),
                         }
@@ -317,7 +320,14 @@ mod tests {
             validity: txn.manifest.validity(),
             scratch: Scratch::default(),
         };
-        merge(&mut txn, &footprints, vec![Box::new(set)], threads, &mut |_| true).unwrap();
+        merge(
+            &mut txn,
+            &footprints,
+            vec![Box::new(set)],
+            threads,
+            &mut |_| true,
+        )
+        .unwrap();
         txn.commit().unwrap();
     }
 
