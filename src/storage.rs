@@ -54,13 +54,34 @@ pub struct LocalStorage {
     root: PathBuf,
     /// Directories known to exist, so the write path does not ask the kernel every time.
     made_dirs: Mutex<HashSet<PathBuf>>,
+    /// Files and directories written since the last `sync`, while they are few; `None` once
+    /// there are too many to sync one by one.
+    unsynced: Mutex<Option<Vec<PathBuf>>>,
 }
+
+/// Up to this many new files and directories, `sync` fsyncs them one by one; beyond, one
+/// syncfs() is cheaper. (A small write must not wait for the whole file system to flush
+/// what other programs wrote.)
+const MAX_SYNC_ONE_BY_ONE: usize = 256;
 
 impl LocalStorage {
     pub fn new(root: impl Into<PathBuf>) -> Self {
         LocalStorage {
             root: root.into(),
             made_dirs: Mutex::new(HashSet::new()),
+            unsynced: Mutex::new(Some(Vec::new())),
+        }
+    }
+
+    /// Remembers a new file or directory for the next `sync`.
+    fn written(&self, path: &Path) {
+        let mut unsynced = self.unsynced.lock().expect("poisoned");
+        if let Some(list) = unsynced.as_mut() {
+            if list.len() >= MAX_SYNC_ONE_BY_ONE {
+                *unsynced = None;
+            } else {
+                list.push(path.to_path_buf());
+            }
         }
     }
 
@@ -75,7 +96,20 @@ impl LocalStorage {
         if self.made_dirs.lock().expect("poisoned").contains(dir) {
             return Ok(());
         }
+        // The new directories (up to one that exists) must reach the disk with their files.
+        let mut new_dirs = Vec::new();
+        let mut d = Some(dir);
+        while let Some(x) = d {
+            if x.exists() {
+                break;
+            }
+            new_dirs.push(x.to_path_buf());
+            d = x.parent();
+        }
         fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating a directory", e))?;
+        for x in new_dirs {
+            self.written(&x);
+        }
         self.made_dirs
             .lock()
             .expect("poisoned")
@@ -117,7 +151,9 @@ impl Storage for LocalStorage {
     fn write(&self, key: &str, data: &[u8]) -> Result<()> {
         let path = self.path(key);
         self.ensure_parent(&path)?;
-        fs::write(&path, data).map_err(|e| Error::io(&path, "writing", e))
+        fs::write(&path, data).map_err(|e| Error::io(&path, "writing", e))?;
+        self.written(&path);
+        Ok(())
     }
 
     fn create_new(&self, key: &str, data: &[u8]) -> Result<bool> {
@@ -215,10 +251,33 @@ impl Storage for LocalStorage {
     }
 
     fn sync(&self) -> Result<()> {
-        // One syncfs() makes every file and directory written so far durable, far cheaper
-        // than an fsync per chunk.
-        let dir = fs::File::open(&self.root).map_err(|e| Error::io(&self.root, "opening", e))?;
-        sync_file_system(&dir).map_err(|e| Error::io(&self.root, "syncing", e))
+        let unsynced = self.unsynced.lock().expect("poisoned").replace(Vec::new());
+        match unsynced {
+            // A few objects: fsync each, and the directories holding them (so their names
+            // are durable too).
+            Some(paths) => {
+                let mut dirs: HashSet<PathBuf> = HashSet::new();
+                for p in &paths {
+                    let f = fs::File::open(p).map_err(|e| Error::io(p, "opening", e))?;
+                    f.sync_all().map_err(|e| Error::io(p, "syncing", e))?;
+                    if let Some(parent) = p.parent() {
+                        dirs.insert(parent.to_path_buf());
+                    }
+                }
+                for d in dirs {
+                    let f = fs::File::open(&d).map_err(|e| Error::io(&d, "opening", e))?;
+                    f.sync_all().map_err(|e| Error::io(&d, "syncing", e))?;
+                }
+                Ok(())
+            }
+            // Many: one syncfs() makes every file and directory written so far durable, far
+            // cheaper than an fsync per chunk.
+            None => {
+                let dir =
+                    fs::File::open(&self.root).map_err(|e| Error::io(&self.root, "opening", e))?;
+                sync_file_system(&dir).map_err(|e| Error::io(&self.root, "syncing", e))
+            }
+        }
     }
 }
 

@@ -130,11 +130,26 @@ pub fn merge(
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = mpsc::sync_channel::<Merged>(threads.max(1) * 2);
             let (ticks_tx, ticks_rx) = mpsc::channel::<()>();
+            let ticks_for_encoders = ticks_tx.clone();
             let (jobs, next, cancelled, written) = (&jobs, &next, &cancelled, &written);
             let (builder, validity, changed) = (&builder, &validity, &changed);
+            // Stores a merged tile and hands it to the levels.
+            let encode = move |m: Merged| -> Result<()> {
+                match &m.tile {
+                    Some(tile) => {
+                        let has_data = txn.put_tile(TileKey::new(0, 0, m.loc), tile)?;
+                        changed.fetch_add(1, Ordering::Relaxed);
+                        builder.offer(m.loc, builder.quarter_of(has_data.then_some(tile)));
+                    }
+                    None => builder.unchanged(m.loc),
+                }
+                builder.build_ready()
+            };
+            // With one thread in all, the reader encodes too: nothing runs beside it.
+            let single = threads <= 1 && readers.len() == 1;
             let mut reading = Vec::new();
             for mut reader in readers {
-                let tx = tx.clone();
+                let (tx, ticks_tx) = (tx.clone(), ticks_tx.clone());
                 reading.push(scope.spawn(move || -> Result<()> {
                     loop {
                         if cancelled.load(Ordering::Relaxed) {
@@ -164,26 +179,24 @@ pub fn merge(
                             loc: job.loc,
                             tile: covered.is_some().then_some(tile),
                         };
-                        if tx.send(merged).is_err() {
+                        if single {
+                            encode(merged)?;
+                            let _ = ticks_tx.send(());
+                        } else if tx.send(merged).is_err() {
                             return Ok(()); // the encoders stopped: their error is reported
                         }
                     }
                 }));
             }
             drop(tx);
+            drop(ticks_tx);
             let encoding = scope.spawn(move || {
                 let result = pool.install(|| {
-                    rx.into_iter().par_bridge().try_for_each(|m| {
-                        match &m.tile {
-                            Some(tile) => {
-                                let has_data = txn.put_tile(TileKey::new(0, 0, m.loc), tile)?;
-                                changed.fetch_add(1, Ordering::Relaxed);
-                                builder.offer(m.loc, builder.quarter_of(has_data.then_some(tile)));
-                            }
-                            None => builder.unchanged(m.loc),
-                        }
-                        let _ = ticks_tx.send(());
-                        builder.build_ready()
+                    let (received, ticks) = (rx, ticks_for_encoders);
+                    received.into_iter().par_bridge().try_for_each(|m| {
+                        encode(m)?;
+                        let _ = ticks.send(());
+                        Ok(())
                     })?;
                     if cancelled.load(Ordering::Relaxed) {
                         return Ok(());

@@ -121,14 +121,42 @@ fn overlay_typed<T: Sample>(
     let (mut bx0, mut by0, mut bx1, mut by1) = (usize::MAX, usize::MAX, 0, 0);
     let dst = tile.data.typed_mut::<T>();
     let mut tile_mask = tile.mask.take();
+    let any_masked = masked.iter().any(|m| *m);
     for y in 0..p.h {
+        let si0 = y * size;
+        let di0 = (p.dy + y) * size + p.dx;
+        // The common case: a row where every band holds data everywhere is copied whole.
+        let whole_row = mask.is_none()
+            && (0..nodata.len()).all(|b| {
+                src[b * n + si0..b * n + si0 + p.w]
+                    .iter()
+                    .all(|v| !v.is_nan() && nodata[b] != Some(*v))
+            });
+        if whole_row {
+            for b in 0..nodata.len() {
+                dst[b * n + di0..b * n + di0 + p.w]
+                    .copy_from_slice(&src[b * n + si0..b * n + si0 + p.w]);
+            }
+            if any_masked {
+                if let Some(m) = tile_mask.as_mut() {
+                    m[di0..di0 + p.w].fill(255);
+                }
+            }
+            if p.w > 0 {
+                bx0 = bx0.min(p.dx);
+                bx1 = bx1.max(p.dx + p.w);
+                by0 = by0.min(p.dy + y);
+                by1 = p.dy + y + 1;
+            }
+            continue;
+        }
         let mut row_any = false;
         for x in 0..p.w {
-            let si = y * size + x;
+            let si = si0 + x;
             if mask.is_some_and(|m| m[si] == 0) {
                 continue;
             }
-            let di = (p.dy + y) * size + p.dx + x;
+            let di = di0 + x;
             let (mut any, mut any_masked) = (false, false);
             for b in 0..nodata.len() {
                 let v = src[b * n + si];
