@@ -243,7 +243,24 @@ impl<'a> PyramidBuilder<'a> {
     /// Assembles a parent from its quarters, fetching the ones this write did not touch.
     fn build(&self, loc: TileLoc, mut pending: Pending) -> Result<Tile> {
         let m = &self.txn.manifest;
+        let size = m.grid.tile_size as usize;
         if let Some(base) = self.txn.base() {
+            // The committed parent already holds the quarters of every unchanged child:
+            // one decode instead of one per child. Only for levels the committed state
+            // maintained, and not for tiles being made for a new level.
+            let maintained = base.layout().is_some_and(|l| loc.level <= l.top);
+            if maintained && !pending.forced {
+                let key = TileKey::new(self.time, self.pyramid, loc);
+                let old = base
+                    .read_tile(&key)?
+                    .unwrap_or_else(|| Tile::empty(m.data_type, &self.validity, size));
+                return Ok(replace_quarters(
+                    old,
+                    &self.validity,
+                    &pending.quarters,
+                    &pending.received,
+                ));
+            }
             for (q, child) in loc.children().into_iter().enumerate() {
                 if pending.received[q] {
                     continue;
@@ -286,6 +303,60 @@ pub fn levels_to_update(
         _ => Vec::new(),
     };
     (top, forced)
+}
+
+/// Replaces the quarters of `tile` whose children were received with their new content
+/// (a missing quarter holds no data); the others stay.
+pub fn replace_quarters(
+    mut tile: Tile,
+    validity: &[BandValidity],
+    quarters: &[Option<Tile>; 4],
+    received: &[bool; 4],
+) -> Tile {
+    let size = tile.size;
+    let (half, n) = (size / 2, size * size);
+    let h = half * half;
+    let dtype = tile.dtype;
+    let needs_mask = validity.iter().any(|v| v.nodata.is_none());
+    if needs_mask && tile.mask.is_none() {
+        tile.mask = Some(vec![255; n]);
+    }
+    with_sample_type!(dtype, T => {
+        let dst = tile.data.typed_mut::<T>();
+        for q in (0..4).filter(|q| received[*q]) {
+            let (ox, oy) = ((q % 2) * half, (q / 2) * half);
+            for (b, v) in validity.iter().enumerate() {
+                let fill = crate::tile::fill_value::<T>(v);
+                for y in 0..half {
+                    let d = b * n + (oy + y) * size + ox;
+                    match &quarters[q] {
+                        Some(quarter) => {
+                            let s = b * h + y * half;
+                            dst[d..d + half].copy_from_slice(&quarter.data.typed::<T>()[s..s + half]);
+                        }
+                        None => dst[d..d + half].fill(fill),
+                    }
+                }
+            }
+        }
+    });
+    if let Some(mask) = tile.mask.as_mut() {
+        for q in (0..4).filter(|q| received[*q]) {
+            let (ox, oy) = ((q % 2) * half, (q / 2) * half);
+            for y in 0..half {
+                let d = (oy + y) * size + ox;
+                match quarters[q].as_ref().map(|t| &t.mask) {
+                    Some(Some(m)) => {
+                        mask[d..d + half].copy_from_slice(&m[y * half..(y + 1) * half])
+                    }
+                    Some(None) => mask[d..d + half].fill(255),
+                    None => mask[d..d + half].fill(0),
+                }
+            }
+        }
+    }
+    tile.normalize_mask();
+    tile
 }
 
 /// Places four half-size quarters into one tile; a missing quarter holds no data.
