@@ -35,6 +35,7 @@ fn info_describes_the_store() {
         "Levels:     4 (349x352, 175x176, 88x88, 44x44)",
         "6 band(s) of Byte",
         "tiles",
+        "On disk:",
     ] {
         assert!(text.contains(want), "missing {want:?} in:\n{text}");
     }
