@@ -106,6 +106,22 @@ pub struct BandSpec {
     pub metadata: BTreeMap<String, String>,
 }
 
+impl BandSpec {
+    /// A plain grey band with only a nodata value (or none) set.
+    pub fn gray(nodata: Option<f64>) -> BandSpec {
+        BandSpec {
+            nodata,
+            description: String::new(),
+            color_interp: "Gray".into(),
+            color_table: None,
+            scale: None,
+            offset: None,
+            unit: String::new(),
+            metadata: BTreeMap::new(),
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ColorTable {
     /// GDAL palette interpretation: Gray, RGB, CMYK or HLS.
@@ -318,16 +334,7 @@ pub(crate) mod tests {
                 factor: 2,
             },
             data_type: DataType::Float32,
-            bands: vec![BandSpec {
-                nodata: Some(f64::NAN),
-                description: String::new(),
-                color_interp: "Gray".into(),
-                color_table: None,
-                scale: None,
-                offset: None,
-                unit: String::new(),
-                metadata: BTreeMap::new(),
-            }],
+            bands: vec![BandSpec::gray(Some(f64::NAN))],
             metadata: BTreeMap::new(),
             encoding: EncodingSpec {
                 compression: Compression::Zstd,

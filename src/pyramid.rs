@@ -150,10 +150,14 @@ impl<'a> PyramidBuilder<'a> {
     /// Tells the builder that a tile it was told about did not change after all (no
     /// source had data in it): its parent takes it from the committed state.
     pub fn unchanged(&self, loc: TileLoc) {
+        let mut s = self.state.lock().expect("poisoned");
+        self.settle_unchanged(&mut s, loc);
+    }
+
+    fn settle_unchanged(&self, s: &mut State, loc: TileLoc) {
         if loc.level >= self.top {
             return;
         }
-        let mut s = self.state.lock().expect("poisoned");
         let parent = loc.parent();
         let Some(p) = s.pending.get_mut(&parent) else {
             return;
@@ -164,34 +168,28 @@ impl<'a> PyramidBuilder<'a> {
         }
     }
 
+    /// Takes the parents that are ready to build. A parent none of whose children changed
+    /// is not built: it stays as committed, and so does everything above it.
+    fn take_ready(&self) -> Vec<(TileLoc, Pending)> {
+        let mut s = self.state.lock().expect("poisoned");
+        let mut batch = Vec::new();
+        while let Some(t) = s.ready.pop() {
+            let Some(p) = s.pending.remove(&t) else {
+                continue;
+            };
+            if !p.forced && !p.received.iter().any(|r| *r) {
+                self.settle_unchanged(&mut s, t);
+            } else {
+                batch.push((t, p));
+            }
+        }
+        batch
+    }
+
     /// Builds, stores and hands upward every parent that is complete, until none is.
     pub fn build_ready(&self) -> Result<()> {
         loop {
-            let batch: Vec<(TileLoc, Pending)> = {
-                let mut s = self.state.lock().expect("poisoned");
-                let ready = std::mem::take(&mut s.ready);
-                let mut batch = Vec::with_capacity(ready.len());
-                let mut unchanged = Vec::new();
-                for t in ready {
-                    let Some(p) = s.pending.remove(&t) else {
-                        continue;
-                    };
-                    // No child changed: neither does the parent, nor anything above it.
-                    if !p.forced && !p.received.iter().any(|r| *r) {
-                        unchanged.push(t);
-                    } else {
-                        batch.push((t, p));
-                    }
-                }
-                drop(s);
-                for t in unchanged {
-                    self.unchanged(t);
-                }
-                if batch.is_empty() && !self.state.lock().expect("poisoned").ready.is_empty() {
-                    continue;
-                }
-                batch
-            };
+            let batch = self.take_ready();
             if batch.is_empty() {
                 return Ok(());
             }

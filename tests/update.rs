@@ -56,6 +56,44 @@ fn translate_into(src: &Path, store: &Path, options: &[&str]) -> String {
     ok("gdal_translate", &args)
 }
 
+/// Option words (split at spaces) followed by paths: long tool command lines stay readable.
+fn line<'a>(options: &'a str, paths: &[&'a Path]) -> Vec<&'a str> {
+    options
+        .split_whitespace()
+        .chain(paths.iter().map(|p| s(p)))
+        .collect()
+}
+
+/// `gridstore create STORE OPTIONS`.
+fn create(store: &Path, options: &str) {
+    let mut args = vec!["create", s(store)];
+    args.extend(options.split_whitespace());
+    cli_ok(&args);
+}
+
+/// A dataset's georeferenced bounds, as `gdalwarp -te` takes them.
+fn bounds(dataset: &Path) -> String {
+    let info = ok("gdalinfo", &["-json", s(dataset)]);
+    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
+    let gt: Vec<f64> = serde_json::from_value(v["geoTransform"].clone()).unwrap();
+    let size: Vec<f64> = serde_json::from_value(v["size"].clone()).unwrap();
+    let (xmin, ymax) = (gt[0], gt[3]);
+    let (xmax, ymin) = (xmin + size[0] * gt[1], ymax + size[1] * gt[5]);
+    format!("{xmin} {ymin} {xmax} {ymax}")
+}
+
+/// Compares a store with a reference raster on the same grid, pixel for pixel, validity
+/// included; returns the number of pixels with data compared.
+fn compare_on_grid(store: &Path, reference: &Path) -> usize {
+    python_ok(
+        "update_cases.py",
+        &["same-grid-compare", s(store), s(reference)],
+    )
+    .trim()
+    .parse()
+    .unwrap()
+}
+
 fn snapshots(store: &Path) -> usize {
     cli_ok(&["log", s(store)]).lines().count()
 }
@@ -113,21 +151,10 @@ fn new_data_replaces_and_nodata_never_erases() {
 fn stores_without_nodata_merge_through_their_mask() {
     let dir = tmp();
     let st = dir.path().join("m.gridstore");
-    cli_ok(&[
-        "create",
-        s(&st),
-        "--crs",
-        "EPSG:32631",
-        "--origin",
-        "500000",
-        "5000000",
-        "--cell-size",
-        "10",
-        "--tile-size",
-        "64",
-        "--type",
-        "Int16",
-    ]);
+    create(
+        &st,
+        "--crs EPSG:32631 --origin 500000 5000000 --cell-size 10 --tile-size 64 --type Int16",
+    );
     let a = dir.path().join("a.tif");
     make(
         &a,
@@ -213,156 +240,49 @@ fn reprojected_sources_match_gdalwarp_on_the_store_grid() {
     let dir = tmp();
     // A geographic store; the UTM 25S Landsat scene and DEM go into it.
     let geo = dir.path().join("geo.gridstore");
-    cli_ok(&[
-        "create",
-        s(&geo),
-        "--crs",
-        "EPSG:4326",
-        "--origin",
-        "-35",
-        "-7.8",
-        "--cell-size",
-        "0.0002",
-        "--tile-size",
-        "128",
-        "--type",
-        "Byte",
-        "--bands",
-        "6",
-    ]);
+    create(
+        &geo,
+        "--crs EPSG:4326 --origin -35 -7.8 --cell-size 0.0002 --tile-size 128 --type Byte \
+         --bands 6",
+    );
     let l7 = sample("L7_ETMs.tif");
     cli_ok(&["ingest", "-q", s(&geo), s(&l7)]);
     // gdalwarp onto the same grid (exact transformation, nearest neighbour) for reference:
     // the store's dataset starts on its grid, so its bounds are the target bounds.
-    let info = ok("gdalinfo", &["-json", s(&geo)]);
-    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
-    let gt: Vec<f64> = serde_json::from_value(v["geoTransform"].clone()).unwrap();
-    let size: Vec<f64> = serde_json::from_value(v["size"].clone()).unwrap();
-    let (xmin, ymax) = (gt[0], gt[3]);
-    let (xmax, ymin) = (xmin + size[0] * gt[1], ymax + size[1] * gt[5]);
     let reference = dir.path().join("ref.tif");
-    let te = [xmin, ymin, xmax, ymax].map(|v| v.to_string());
-    let tr = gt[1].to_string();
-    ok(
-        "gdalwarp",
-        &[
-            "-q",
-            "-t_srs",
-            "EPSG:4326",
-            "-te",
-            &te[0],
-            &te[1],
-            &te[2],
-            &te[3],
-            "-tr",
-            &tr,
-            &tr,
-            "-r",
-            "near",
-            "-et",
-            "0",
-            "-dstalpha",
-            s(&l7),
-            s(&reference),
-        ],
+    let options = format!(
+        "-q -t_srs EPSG:4326 -te {} -tr 0.0002 0.0002 -r near -et 0 -dstalpha",
+        bounds(&geo)
     );
+    ok("gdalwarp", &line(&options, &[&l7, &reference]));
     // Compare the data bands where gdalwarp has data (its alpha band is the mask).
     let bands = dir.path().join("ref_bands.vrt");
     ok(
         "gdal_translate",
-        &[
-            "-q",
-            "-of",
-            "VRT",
-            "-b",
-            "1",
-            "-b",
-            "2",
-            "-b",
-            "3",
-            "-b",
-            "4",
-            "-b",
-            "5",
-            "-b",
-            "6",
-            "-mask",
-            "7",
-            s(&reference),
-            s(&bands),
-        ],
+        &line(
+            "-q -of VRT -b 1 -b 2 -b 3 -b 4 -b 5 -b 6 -mask 7",
+            &[&reference, &bands],
+        ),
     );
-    let compared: usize = python_ok(
-        "update_cases.py",
-        &["same-grid-compare", s(&geo), s(&bands)],
-    )
-    .trim()
-    .parse()
-    .unwrap();
+    let compared = compare_on_grid(&geo, &bands);
     assert!(compared > 6 * 100_000, "compared {compared} pixels");
 
     // And back: the geographic elevation model of Luxembourg into a UTM store.
     let utm = dir.path().join("utm.gridstore");
-    cli_ok(&[
-        "create",
-        s(&utm),
-        "--crs",
-        "EPSG:32631",
-        "--origin",
-        "600000",
-        "5600000",
-        "--cell-size",
-        "250",
-        "--tile-size",
-        "64",
-        "--type",
-        "Int16",
-        "--nodata",
-        "-32768",
-    ]);
+    create(
+        &utm,
+        "--crs EPSG:32631 --origin 600000 5600000 --cell-size 250 --tile-size 64 \
+         --type Int16 --nodata -32768",
+    );
     let elev = sample("elev.tif");
     translate_into(&elev, &utm, &[]);
-    let info = ok("gdalinfo", &["-json", s(&utm)]);
-    let v: serde_json::Value = serde_json::from_str(&info).unwrap();
-    let gt: Vec<f64> = serde_json::from_value(v["geoTransform"].clone()).unwrap();
-    let size: Vec<f64> = serde_json::from_value(v["size"].clone()).unwrap();
-    let te = [
-        gt[0],
-        gt[3] + size[1] * gt[5],
-        gt[0] + size[0] * gt[1],
-        gt[3],
-    ]
-    .map(|v| v.to_string());
     let reference = dir.path().join("ref_utm.tif");
-    ok(
-        "gdalwarp",
-        &[
-            "-q",
-            "-t_srs",
-            "EPSG:32631",
-            "-te",
-            &te[0],
-            &te[1],
-            &te[2],
-            &te[3],
-            "-tr",
-            "250",
-            "250",
-            "-r",
-            "near",
-            "-et",
-            "0",
-            s(&elev),
-            s(&reference),
-        ],
+    let options = format!(
+        "-q -t_srs EPSG:32631 -te {} -tr 250 250 -r near -et 0",
+        bounds(&utm)
     );
-    let compared: usize = python_ok(
-        "update_cases.py",
-        &["same-grid-compare", s(&utm), s(&reference)],
-    )
-    .trim()
-    .parse()
-    .unwrap();
+    ok("gdalwarp", &line(&options, &[&elev, &reference]));
+    let compared = compare_on_grid(&utm, &reference);
     assert!(compared > 1000, "compared {compared} pixels");
     python_ok("levels.py", &[s(&utm), s(&utm)]);
 }
@@ -509,29 +429,19 @@ fn bulk_ingest_equals_ingesting_one_by_one() {
             .collect::<String>(),
     )
     .unwrap();
-    let create = |p: &Path| {
-        cli_ok(&[
-            "create",
-            s(p),
-            "--crs",
-            "EPSG:32631",
-            "--origin",
-            "500000",
-            "5000000",
-            "--cell-size",
-            "10",
-            "--tile-size",
-            "32",
-            "--nodata",
-            "-9999",
-        ])
+    let on_grid = |p: &Path| {
+        create(
+            p,
+            "--crs EPSG:32631 --origin 500000 5000000 --cell-size 10 --tile-size 32 \
+             --nodata -9999",
+        )
     };
     let (bulk, one) = (
         dir.path().join("bulk.gridstore"),
         dir.path().join("one.gridstore"),
     );
-    create(&bulk);
-    create(&one);
+    on_grid(&bulk);
+    on_grid(&one);
     cli_ok(&[
         "ingest",
         "-q",
@@ -553,63 +463,29 @@ fn bulk_ingest_equals_ingesting_one_by_one() {
 fn real_data_in_different_crss_merged_into_one_store() {
     let dir = tmp();
     let st = dir.path().join("world.gridstore");
-    cli_ok(&[
-        "create",
-        s(&st),
-        "--crs",
-        "EPSG:4326",
-        "--origin",
-        "-180",
-        "90",
-        "--cell-size",
-        "0.01",
-        "--tile-size",
-        "256",
-        "--type",
-        "Float32",
-        "--nodata",
-        "-32768",
-    ]);
+    create(
+        &st,
+        "--crs EPSG:4326 --origin -180 90 --cell-size 0.01 --tile-size 256 --type Float32 \
+         --nodata -32768",
+    );
     // Luxembourg (lon/lat, Int16) and Olinda, Brazil (UTM 25S + vertical CRS, Float32).
     let (elev, dem) = (sample("elev.tif"), sample("olinda_dem_utm25s.tif"));
     cli_ok(&["ingest", "-q", s(&st), s(&elev), s(&dem)]);
     for src in [&elev, &dem] {
-        // The reference: gdalwarp of the source alone onto the store grid, over its footprint.
+        // The reference: gdalwarp of the source alone onto the store grid, over its
+        // footprint; -tap aligns to multiples of the cell size, as the store grid (origin
+        // -180, 90) is.
         let reference = dir.path().join("ref.tif");
         let _ = std::fs::remove_file(&reference);
-        let warped = dir.path().join("warped.tif");
-        let _ = std::fs::remove_file(&warped);
         ok(
             "gdalwarp",
-            &[
-                "-q",
-                "-t_srs",
-                "EPSG:4326",
-                "-tr",
-                "0.01",
-                "0.01",
-                "-tap",
-                "-et",
-                "0",
-                "-r",
-                "near",
-                "-ot",
-                "Float32",
-                "-dstnodata",
-                "-32768",
-                s(src),
-                s(&warped),
-            ],
+            &line(
+                "-q -t_srs EPSG:4326 -tr 0.01 0.01 -tap -et 0 -r near -ot Float32 \
+                 -dstnodata -32768",
+                &[src, &reference],
+            ),
         );
-        // -tap aligns to multiples of the cell size, as the store grid (origin -180, 90) is.
-        ok("gdal_translate", &["-q", s(&warped), s(&reference)]);
-        let n: usize = python_ok(
-            "update_cases.py",
-            &["same-grid-compare", s(&st), s(&reference)],
-        )
-        .trim()
-        .parse()
-        .unwrap();
+        let n = compare_on_grid(&st, &reference);
         // Luxembourg covers thousands of 0.01 degree cells, Olinda's 10 km DEM 81.
         assert!(n >= 81, "{n}");
     }

@@ -10,7 +10,7 @@ use gridstore::gdal::crs::{register_drivers, wkt_from_user_input};
 use gridstore::ingest::{new_store_manifest, SourceInfo};
 use gridstore::manifest::BandSpec;
 use gridstore::options::{split_pairs, CreateOptions};
-use gridstore::store::{NewStore, Transaction};
+use gridstore::store::{check_store_name, NewStore, Transaction};
 
 pub struct CreateArgs {
     pub store: PathBuf,
@@ -25,6 +25,7 @@ pub struct CreateArgs {
 }
 
 pub fn run(args: CreateArgs) -> Result<()> {
+    check_store_name(&args.store)?;
     register_drivers();
     let crs_wkt = wkt_from_user_input(&args.crs)?;
     let [ox, oy] = args.origin[..] else {
@@ -44,16 +45,6 @@ pub fn run(args: CreateArgs) -> Result<()> {
     }
     let data_type = DataType::from_name(&args.data_type)?;
     let opts = CreateOptions::parse(&split_pairs(&args.options))?;
-    let band = BandSpec {
-        nodata: args.nodata,
-        description: String::new(),
-        color_interp: "Gray".into(),
-        color_table: None,
-        scale: None,
-        offset: None,
-        unit: String::new(),
-        metadata: BTreeMap::new(),
-    };
     let source = SourceInfo {
         description: args.store.display().to_string(),
         width: 0,
@@ -61,7 +52,7 @@ pub fn run(args: CreateArgs) -> Result<()> {
         data_type,
         geotransform: Some([ox, cx, 0.0, oy, 0.0, cy]),
         crs_wkt,
-        bands: vec![band; args.bands],
+        bands: vec![BandSpec::gray(args.nodata); args.bands],
         metadata: BTreeMap::new(),
     };
     let manifest = new_store_manifest(&source, &opts)?;

@@ -11,7 +11,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use gridstore::store::maintenance::{history, remove_store, verify};
-use gridstore::store::{resolve_store_path, Snapshot, STORE_EXTENSION};
+use gridstore::store::{resolve_store_path, Snapshot};
 
 #[derive(Parser)]
 #[command(
@@ -190,15 +190,6 @@ pub fn run(args: Args) -> Result<ExitCode> {
             compress,
             mut options,
         } => {
-            let named_right = store
-                .extension()
-                .is_some_and(|e| e.eq_ignore_ascii_case(STORE_EXTENSION));
-            if !named_right {
-                anyhow::bail!(
-                    "{}: name the store *.{STORE_EXTENSION}, so GDAL recognizes it",
-                    store.display()
-                );
-            }
             options.push(format!("BLOCKSIZE={tile_size}"));
             options.push(format!("COMPRESS={compress}"));
             create::run(create::CreateArgs {

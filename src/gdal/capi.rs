@@ -22,7 +22,9 @@ use crate::ingest::{create_store, new_store_manifest, Editor};
 use crate::manifest::MANIFEST_KEY;
 use crate::options::{self, CreateOptions, OpenOptions};
 use crate::store::lock::LockWait;
-use crate::store::{resolve_store_path, NewStore, Snapshot, NAME_PREFIX, STORE_EXTENSION};
+use crate::store::{
+    check_store_name, resolve_store_path, NewStore, Snapshot, NAME_PREFIX, STORE_EXTENSION,
+};
 
 #[allow(
     non_camel_case_types,
@@ -717,16 +719,7 @@ pub unsafe extern "C" fn gridstore_create_copy(
         let raw = unsafe { option_pairs(options) };
         let opts = CreateOptions::parse(&raw)?;
         let path = resolve_store_path(&name);
-        let named_right = path
-            .extension()
-            .is_some_and(|e| e.eq_ignore_ascii_case(STORE_EXTENSION));
-        if !named_right {
-            return Err(Error::InvalidInput(format!(
-                "{}: name the store *.{STORE_EXTENSION} (for example out.{STORE_EXTENSION}), so \
-                 GDAL recognizes it when opening",
-                path.display()
-            )));
-        }
+        check_store_name(&path)?;
         let mut report = |f: f64| match progress {
             // SAFETY: GDAL's progress callback with its own data pointer.
             Some(cb) => unsafe { cb(f, std::ptr::null(), progress_data) != 0 },

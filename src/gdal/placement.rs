@@ -269,44 +269,28 @@ unsafe fn warped(
     let grid = &m.grid;
     // SAFETY: forwarded contract.
     unsafe { check_area_of_use(ds, name, &grid.crs_wkt)? };
-    let options = CStringList::new([format!("DST_SRS={}", grid.crs_wkt)]);
-    // SAFETY (whole block): `ds` is valid (contract); the transformer and the warp app
-    // options made here are destroyed on every path; the VRT GDALWarp returns is owned by
-    // the returned value and refers to `ds`, which the caller keeps open longer.
-    unsafe {
-        let transformer =
-            gdal_sys::GDALCreateGenImgProjTransformer2(ds, std::ptr::null_mut(), options.as_ptr());
-        if transformer.is_null() {
+    // SAFETY: forwarded contract.
+    let extent = match unsafe { extent_in(ds, &grid.crs_wkt) } {
+        Ok(e) => e,
+        Err(Unplaceable::NoTransformation(why)) => {
             return Err(Error::InvalidInput(format!(
-                "{name}: cannot transform from the source's CRS to the store's: {}",
-                last_error_message()
-            )));
+                "{name}: cannot transform from the source's CRS to the store's: {why}"
+            )))
         }
-        let mut suggested = [0.0f64; 6];
-        let (mut px, mut ln) = (0 as c_int, 0 as c_int);
-        let mut extent = [0.0f64; 4];
-        let err = gdal_sys::GDALSuggestedWarpOutput2(
-            ds,
-            Some(gdal_sys::GDALGenImgProjTransform),
-            transformer,
-            suggested.as_mut_ptr(),
-            &mut px,
-            &mut ln,
-            extent.as_mut_ptr(),
-            0,
-        );
-        if err != gdal_sys::CPLErr::CE_None || !extent.iter().all(|v| v.is_finite()) {
-            gdal_sys::GDALDestroyGenImgProjTransformer(transformer);
+        Err(Unplaceable::NoExtent(why)) => {
             return Err(Error::InvalidInput(format!(
                 "{name}: the source does not overlap the area where the store's CRS is \
-                 defined, so none of it can be placed in the store ({})",
-                last_error_message()
-            )));
+                 defined, so none of it can be placed in the store ({why})"
+            )))
         }
+    };
+    // SAFETY (whole block): `ds` is valid (contract); the warp app options made here are
+    // freed on every path; the VRT GDALWarp returns is owned by the returned value and
+    // refers to `ds`, which the caller keeps open longer.
+    unsafe {
         let rect = cells_covering(extent, grid.origin, grid.cell_size);
         let too_big = rect.width() > i32::MAX as i64 / 2 || rect.height() > i32::MAX as i64 / 2;
         if rect.is_empty() || too_big {
-            gdal_sys::GDALDestroyGenImgProjTransformer(transformer);
             return Err(Error::InvalidInput(format!(
                 "{name}: the source covers {} x {} store cells, which is not a usable area; \
                  check that its georeferencing and CRS are right",
@@ -314,7 +298,6 @@ unsafe fn warped(
                 rect.height()
             )));
         }
-        gdal_sys::GDALDestroyGenImgProjTransformer(transformer);
         // gdalwarp itself makes the warped view (as `gdalwarp -of VRT` would), so a store
         // gets exactly what gdalwarp writes onto the same grid: exact transformation,
         // an alpha band marking where the source has data, its nodata carried over.
@@ -396,7 +379,7 @@ fn fmt(v: f64) -> String {
 /// data there would scatter it over a huge, meaningless extent.
 unsafe fn check_area_of_use(ds: GDALDatasetH, name: &str, store_wkt: &str) -> Result<()> {
     let wkt = c_string(store_wkt);
-    // SAFETY (block): the SRS and transformer made here are destroyed before returning;
+    // SAFETY (block): the SRS made here is destroyed before returning;
     // `ds` is valid (caller); the area name is owned by the SRS and copied before it goes.
     unsafe {
         let srs = gdal_sys::OSRNewSpatialReference(wkt.as_ptr());
@@ -414,30 +397,10 @@ unsafe fn check_area_of_use(ds: GDALDatasetH, name: &str, store_wkt: &str) -> Re
         if !known {
             return Ok(());
         }
-        let options = CStringList::new(["DST_SRS=OGC:CRS84".to_string()]);
-        let t =
-            gdal_sys::GDALCreateGenImgProjTransformer2(ds, std::ptr::null_mut(), options.as_ptr());
-        if t.is_null() {
-            // Without a way to lon/lat, the warp itself reports what is wrong.
+        // Without a way to lon/lat, the warp itself reports what is wrong.
+        let Ok(ext) = extent_in(ds, "OGC:CRS84") else {
             return Ok(());
-        }
-        let mut gt = [0.0f64; 6];
-        let (mut px, mut ln) = (0 as c_int, 0 as c_int);
-        let mut ext = [0.0f64; 4];
-        let err = gdal_sys::GDALSuggestedWarpOutput2(
-            ds,
-            Some(gdal_sys::GDALGenImgProjTransform),
-            t,
-            gt.as_mut_ptr(),
-            &mut px,
-            &mut ln,
-            ext.as_mut_ptr(),
-            0,
-        );
-        gdal_sys::GDALDestroyGenImgProjTransformer(t);
-        if err != gdal_sys::CPLErr::CE_None {
-            return Ok(());
-        }
+        };
         let lat = ext[1] <= n && ext[3] >= s;
         let lon = if w <= e {
             ext[0] <= e && ext[2] >= w
@@ -455,6 +418,49 @@ unsafe fn check_area_of_use(ds: GDALDatasetH, name: &str, store_wkt: &str) -> Re
              covers it",
             ext[0], ext[2], ext[1], ext[3]
         )))
+    }
+}
+
+/// Why a source's footprint cannot be found in a CRS.
+enum Unplaceable {
+    /// GDAL has no transformation from the source's CRS (or position) to it.
+    NoTransformation(String),
+    /// The transformation fails over the source (it lies outside the CRS's domain).
+    NoExtent(String),
+}
+
+/// The source's footprint in `crs` (WKT or any GDAL CRS name), as `[minx, miny, maxx,
+/// maxy]`: the bounds GDAL would suggest for warping it there.
+///
+/// # Safety
+/// `ds` must be a valid open dataset used by no other thread during the call.
+unsafe fn extent_in(ds: GDALDatasetH, crs: &str) -> std::result::Result<[f64; 4], Unplaceable> {
+    let options = CStringList::new([format!("DST_SRS={crs}")]);
+    // SAFETY: `ds` is valid (contract); the transformer is destroyed before returning.
+    unsafe {
+        let t =
+            gdal_sys::GDALCreateGenImgProjTransformer2(ds, std::ptr::null_mut(), options.as_ptr());
+        if t.is_null() {
+            return Err(Unplaceable::NoTransformation(last_error_message()));
+        }
+        let mut gt = [0.0f64; 6];
+        let (mut px, mut ln) = (0 as c_int, 0 as c_int);
+        let mut extent = [0.0f64; 4];
+        let err = gdal_sys::GDALSuggestedWarpOutput2(
+            ds,
+            Some(gdal_sys::GDALGenImgProjTransform),
+            t,
+            gt.as_mut_ptr(),
+            &mut px,
+            &mut ln,
+            extent.as_mut_ptr(),
+            0,
+        );
+        gdal_sys::GDALDestroyGenImgProjTransformer(t);
+        if err != gdal_sys::CPLErr::CE_None || !extent.iter().all(|v| v.is_finite()) {
+            return Err(Unplaceable::NoExtent(last_error_message()));
+        }
+        Ok(extent)
     }
 }
 

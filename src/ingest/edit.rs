@@ -33,6 +33,8 @@ pub struct Editor {
     /// Edited tiles held decoded, and the order they were first held in.
     decoded: HashMap<TileLoc, Tile>,
     order: VecDeque<TileLoc>,
+    /// Sample bytes of the decoded tiles.
+    decoded_bytes: usize,
     /// Every tile edited since the last commit, decoded or parked.
     dirty: BTreeSet<TileLoc>,
     written: Option<PixelRect>,
@@ -50,6 +52,7 @@ impl Editor {
             txn: Some(txn),
             decoded: HashMap::new(),
             order: VecDeque::new(),
+            decoded_bytes: 0,
             dirty: BTreeSet::new(),
             written: None,
         })
@@ -83,6 +86,7 @@ impl Editor {
                 _ => Tile::empty(dtype, &validity, size),
             };
             self.park_if_full(tile.data.len())?;
+            self.decoded_bytes += tile.data.len();
             self.decoded.insert(loc, tile);
             self.order.push_back(loc);
         }
@@ -91,16 +95,14 @@ impl Editor {
 
     /// Parks the oldest decoded tiles until `incoming` more bytes fit the budget.
     fn park_if_full(&mut self, incoming: usize) -> Result<()> {
-        let held: usize = self.decoded.values().map(|t| t.data.len()).sum();
-        let mut over = (held + incoming).saturating_sub(MAX_DECODED_BYTES);
-        while over > 0 {
+        while self.decoded_bytes + incoming > MAX_DECODED_BYTES {
             let Some(loc) = self.order.pop_front() else {
                 break;
             };
             let Some(tile) = self.decoded.remove(&loc) else {
                 continue;
             };
-            over = over.saturating_sub(tile.data.len());
+            self.decoded_bytes -= tile.data.len();
             if self.dirty.contains(&loc) {
                 let txn = self
                     .txn
@@ -225,6 +227,7 @@ impl Editor {
         let dirty = std::mem::take(&mut self.dirty);
         let mut decoded = std::mem::take(&mut self.decoded);
         self.order.clear();
+        self.decoded_bytes = 0;
         let ts = txn.manifest.grid.tile_size;
         let old_extent = txn.manifest.extent;
         let (top, forced) = levels_to_update(
@@ -285,6 +288,7 @@ impl Editor {
         }
         self.decoded.clear();
         self.order.clear();
+        self.decoded_bytes = 0;
         self.dirty.clear();
         self.written = None;
     }

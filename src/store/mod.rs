@@ -11,6 +11,6 @@ mod paths;
 mod snapshot;
 mod transaction;
 
-pub use paths::{resolve_store_path, NAME_PREFIX, STORE_EXTENSION};
+pub use paths::{check_store_name, resolve_store_path, NAME_PREFIX, STORE_EXTENSION};
 pub use snapshot::{Snapshot, DEFAULT_TILE_CACHE_BYTES};
 pub use transaction::{NewStore, Transaction};

@@ -2,6 +2,7 @@
 
 use std::path::{Path, PathBuf};
 
+use crate::error::{Error, Result};
 use crate::manifest::MANIFEST_KEY;
 
 /// Directory suffix of a store.
@@ -19,6 +20,21 @@ pub fn resolve_store_path(name: &str) -> PathBuf {
     }
     // "dem.gridstore/" names the same store as "dem.gridstore".
     PathBuf::from(name.trim_end_matches('/'))
+}
+
+/// Refuses a new store's name that GDAL would not recognize when opening it.
+pub fn check_store_name(path: &Path) -> Result<()> {
+    let named_right = path
+        .extension()
+        .is_some_and(|e| e.eq_ignore_ascii_case(STORE_EXTENSION));
+    if named_right {
+        return Ok(());
+    }
+    Err(Error::InvalidInput(format!(
+        "{}: name the store *.{STORE_EXTENSION} (for example out.{STORE_EXTENSION}), so GDAL \
+         recognizes it when opening",
+        path.display()
+    )))
 }
 
 #[cfg(test)]
