@@ -68,6 +68,23 @@ pub struct SnapshotInfo {
     pub writer: String,
     pub tiles_written: u64,
     pub tiles_removed: u64,
+    /// Set by `gridstore rollback`: the snapshot whose state this one restores.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub restores: Option<u64>,
+    /// Set by each checkpoint of a `gridstore ingest`, so a rerun can resume after it.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub checkpoint: Option<Checkpoint>,
+}
+
+/// How far a multi-commit ingest had got when it committed this snapshot.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Checkpoint {
+    /// Digest of the run's inputs (files, their sizes and times, options): a rerun with the
+    /// same inputs has the same digest.
+    pub run: String,
+    /// Batches of tiles committed so far, and in all.
+    pub done: u64,
+    pub of: u64,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -324,6 +341,8 @@ pub(crate) mod tests {
                 writer: "test".into(),
                 tiles_written: 0,
                 tiles_removed: 0,
+                restores: None,
+                checkpoint: None,
             },
             grid: GridSpec {
                 crs_wkt: String::new(),

@@ -9,6 +9,7 @@ use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::grid::{MAX_TILE_SIZE, MIN_TILE_SIZE};
 use crate::manifest::Manifest;
+use crate::store::lock::LockWait;
 
 pub const DEFAULT_TILE_SIZE: u32 = 512;
 
@@ -32,6 +33,8 @@ description='How a source in another CRS, cell size or alignment is warped onto 
 <Value>NEAREST</Value><Value>BILINEAR</Value><Value>CUBIC</Value><Value>CUBICSPLINE</Value><Value>LANCZOS</Value>\
 <Value>AVERAGE</Value><Value>RMS</Value><Value>MODE</Value><Value>MAX</Value><Value>MIN</Value><Value>MED</Value>\
 <Value>Q1</Value><Value>Q3</Value><Value>SUM</Value></Option>\
+<Option name='LOCK_TIMEOUT' type='float' default='0' \
+description='If another writer holds an existing store, wait up to this many seconds for it (0: fail at once, naming the holder)'/>\
 </CreationOptionList>"
     )
 }
@@ -41,6 +44,8 @@ pub fn open_option_list() -> String {
     "<OpenOptionList>\
 <Option name='SNAPSHOT' type='int' description='Open this snapshot of the history (read-only) instead of the current state'/>\
 <Option name='NUM_THREADS' type='string' default='ALL_CPUS' description='Threads decoding the blocks of one read request: a number or ALL_CPUS'/>\
+<Option name='LOCK_TIMEOUT' type='float' default='0' \
+description='In update mode, if another writer holds the store, wait up to this many seconds for it (0: fail at once, naming the holder)'/>\
 </OpenOptionList>"
         .to_string()
 }
@@ -77,6 +82,8 @@ pub struct CreateOptions {
     pub threads: usize,
     /// `gdalwarp -r` name for sources that must be warped onto an existing store's grid.
     pub warp_resampling: Option<String>,
+    /// What a write into an existing store does while another writer holds it.
+    pub lock_wait: LockWait,
 }
 
 impl CreateOptions {
@@ -119,6 +126,7 @@ impl CreateOptions {
             resampling,
             threads,
             warp_resampling: find(options, "WARP_RESAMPLING").map(str::to_string),
+            lock_wait: parse_lock_wait(find(options, "LOCK_TIMEOUT"))?,
         })
     }
 
@@ -222,6 +230,24 @@ fn parse_tile_size(v: &str) -> Result<u32> {
     Ok(n)
 }
 
+/// `LOCK_TIMEOUT`: seconds to wait for another writer; absent or 0 fails at once.
+pub fn parse_lock_wait(value: Option<&str>) -> Result<LockWait> {
+    let Some(v) = value else {
+        return Ok(LockWait::Fail);
+    };
+    match v.trim().parse::<f64>() {
+        Ok(0.0) => Ok(LockWait::Fail),
+        Ok(s) if s > 0.0 && s.is_finite() && s < 1e9 => {
+            Ok(LockWait::Wait(std::time::Duration::from_secs_f64(s)))
+        }
+        _ => Err(Error::option(
+            "LOCK_TIMEOUT",
+            v,
+            "a number of seconds to wait for another writer, 0 to fail at once",
+        )),
+    }
+}
+
 pub fn parse_threads(v: &str) -> Result<usize> {
     if v.eq_ignore_ascii_case("ALL_CPUS") {
         return Ok(all_cpus());
@@ -247,6 +273,8 @@ pub fn all_cpus() -> usize {
 pub struct OpenOptions {
     pub snapshot: Option<u64>,
     pub threads: usize,
+    /// What opening in update mode does while another writer holds the store.
+    pub lock_wait: LockWait,
 }
 
 impl OpenOptions {
@@ -261,7 +289,11 @@ impl OpenOptions {
             Some(v) => parse_threads(v)?,
             None => all_cpus(),
         };
-        Ok(OpenOptions { snapshot, threads })
+        Ok(OpenOptions {
+            snapshot,
+            threads,
+            lock_wait: parse_lock_wait(find(options, "LOCK_TIMEOUT"))?,
+        })
     }
 }
 
@@ -298,6 +330,8 @@ mod tests {
             ("LEVEL=x", "whole number"),
             ("RESAMPLING=CUBIC", "AVERAGE"),
             ("NUM_THREADS=0", "ALL_CPUS"),
+            ("LOCK_TIMEOUT=-1", "seconds"),
+            ("LOCK_TIMEOUT=soon", "seconds"),
         ] {
             let e = CreateOptions::parse(&opts(&[bad])).unwrap_err().to_string();
             assert!(e.contains(hint), "{bad}: {e}");

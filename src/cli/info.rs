@@ -9,7 +9,7 @@ fn crs_name(wkt: &str) -> &str {
     wkt.split('"').nth(1).unwrap_or("(none)")
 }
 
-fn human_bytes(n: u64) -> String {
+pub fn human_bytes(n: u64) -> String {
     const UNITS: [&str; 5] = ["B", "KiB", "MiB", "GiB", "TiB"];
     let mut v = n as f64;
     let mut u = 0;
@@ -121,7 +121,7 @@ pub fn describe(snapshot: &Snapshot) -> String {
 }
 
 /// Files and bytes under `dir`, recursively; unreadable entries are skipped.
-fn disk_usage(dir: &std::path::Path) -> (u64, u64) {
+pub fn disk_usage(dir: &std::path::Path) -> (u64, u64) {
     let mut stack = vec![dir.to_path_buf()];
     let (mut files, mut bytes) = (0u64, 0u64);
     while let Some(d) = stack.pop() {

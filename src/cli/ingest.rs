@@ -1,13 +1,12 @@
 //! `gridstore ingest`: many rasters into a store in one commit, with a progress bar.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::{bail, Context, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use gridstore::gdal::crs::register_drivers;
-use gridstore::gdal::ingest::{ingest_files, IngestOptions};
+use gridstore::gdal::ingest::{ingest_files, Checkpoints, IngestOptions};
 use gridstore::gdal::placement::WarpResampling;
 use gridstore::store::lock::LockWait;
 
@@ -17,7 +16,9 @@ pub struct IngestArgs<'a> {
     pub from_list: Option<&'a Path>,
     pub resampling: &'a str,
     pub threads: usize,
-    pub wait_seconds: u64,
+    pub wait: LockWait,
+    pub checkpoint_mb: u64,
+    pub restart: bool,
     pub quiet: bool,
 }
 
@@ -45,11 +46,11 @@ pub fn run(args: IngestArgs) -> Result<()> {
     let opts = IngestOptions {
         resampling: WarpResampling::from_name(args.resampling)?,
         threads: args.threads,
-        wait: if args.wait_seconds == 0 {
-            LockWait::Fail
-        } else {
-            LockWait::Wait(Duration::from_secs(args.wait_seconds))
-        },
+        wait: args.wait,
+    };
+    let checkpoints = Checkpoints {
+        bytes: args.checkpoint_mb.max(1) << 20,
+        restart: args.restart,
     };
     let bar = if args.quiet {
         ProgressBar::hidden()
@@ -64,12 +65,27 @@ pub fn run(args: IngestArgs) -> Result<()> {
         bar
     };
     let writer = format!("gridstore ingest ({} files)", files.len());
-    let report = ingest_files(args.store, &files, &opts, &writer, &mut |f| {
+    let report = ingest_files(args.store, &files, &opts, checkpoints, &writer, &mut |f| {
         bar.set_position((f * 1000.0) as u64);
         true
     });
     bar.finish_and_clear();
     let report = report?;
+    if report.already_done {
+        println!(
+            "these {} file(s) were already ingested completely by an earlier run (the current \
+             snapshot is its last commit); nothing to do. --restart ingests them again",
+            files.len()
+        );
+        return Ok(());
+    }
+    if report.resumed_after > 0 {
+        println!(
+            "resumed an interrupted run of the same files: {} of {} checkpoint(s) had been \
+             committed and were skipped",
+            report.resumed_after, report.batches
+        );
+    }
     match report.committed {
         Some(m) => println!(
             "ingested {} file(s): {} tiles changed; now snapshot {}",
@@ -77,6 +93,9 @@ pub fn run(args: IngestArgs) -> Result<()> {
             report.tiles_changed,
             m.snapshot.id
         ),
+        None if report.resumed_after > 0 => {
+            println!("the rest of the files hold no data on the store grid; nothing more committed")
+        }
         None => println!(
             "the {} file(s) hold no data where they fall on the store grid; nothing committed",
             files.len()

@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and dispatch to one module per command.
 
 mod create;
+mod history;
 mod info;
 mod ingest;
 
@@ -10,7 +11,7 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
-use gridstore::store::maintenance::{history, remove_store, verify};
+use gridstore::store::maintenance::{remove_store, verify};
 use gridstore::store::{resolve_store_path, Snapshot};
 
 #[derive(Parser)]
@@ -42,10 +43,38 @@ enum Command {
         #[arg(long)]
         snapshot: Option<u64>,
     },
-    /// List the snapshots of a store, newest first
+    /// List the snapshots of a store, newest first: when, what wrote them, tiles changed
     Log { store: String },
+    /// Make an earlier snapshot the current state again (a new commit: nothing is lost)
+    Rollback {
+        store: String,
+        /// The snapshot to bring back, as listed by `gridstore log`
+        #[arg(long, value_name = "ID")]
+        to: u64,
+        #[command(flatten)]
+        wait: WaitArg,
+    },
+    /// Remove snapshots beyond the newest N, and every object no kept snapshot uses
+    Gc {
+        store: String,
+        /// How many of the newest snapshots to keep (the current one included)
+        #[arg(long, value_name = "N")]
+        keep: usize,
+        #[command(flatten)]
+        wait: WaitArg,
+    },
+    /// Remove what a failed or killed write left behind (the next writer does it too)
+    Repair {
+        store: String,
+        #[command(flatten)]
+        wait: WaitArg,
+    },
     /// Delete a store and everything in it
-    Rm { store: String },
+    Rm {
+        store: String,
+        #[command(flatten)]
+        wait: WaitArg,
+    },
     /// Add rasters of any CRS to a store in one commit; where they overlap, later files win
     Ingest {
         /// The store to add to (create it with `gridstore create` or gdal_translate)
@@ -61,9 +90,15 @@ enum Command {
         /// Worker threads [default: all cores]
         #[arg(long)]
         threads: Option<usize>,
-        /// If another writer holds the store, wait up to this many seconds (0: fail at once)
-        #[arg(long, default_value_t = 0, value_name = "SECONDS")]
-        wait: u64,
+        #[command(flatten)]
+        wait: WaitArg,
+        /// Commit after about this many MB of tiles, so an interrupted run resumes from
+        /// there when started again with the same files
+        #[arg(long, value_name = "MB", default_value_t = gridstore::gdal::ingest::DEFAULT_CHECKPOINT_MB)]
+        checkpoint_mb: u64,
+        /// Start from the first file even if an interrupted run of the same files can resume
+        #[arg(long)]
+        restart: bool,
         /// No progress bar
         #[arg(long, short = 'q')]
         quiet: bool,
@@ -107,6 +142,15 @@ enum Command {
     },
 }
 
+/// What a write does when another writer holds the store.
+#[derive(clap::Args, Clone, Copy)]
+struct WaitArg {
+    /// If another writer holds the store, wait up to this many seconds for it (0: fail at
+    /// once, naming the holder)
+    #[arg(long = "wait", default_value_t = 0.0, value_name = "SECONDS")]
+    seconds: f64,
+}
+
 fn store_path(name: &str) -> PathBuf {
     resolve_store_path(name)
 }
@@ -131,6 +175,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             for p in &report.problems {
                 println!("DAMAGED {}: {}", p.object, p.detail);
             }
+            println!("content digest: {}", report.content_digest);
             println!(
                 "checked snapshot {}: {} index nodes, {} tiles, {} bytes of chunks: {}",
                 snap.manifest().snapshot.id,
@@ -150,12 +195,19 @@ pub fn run(args: Args) -> Result<ExitCode> {
             })
         }
         Command::Log { store } => {
-            for s in history(&store_path(&store))? {
-                println!(
-                    "{:>6}  {}  +{} -{} tiles  {}",
-                    s.id, s.created, s.tiles_written, s.tiles_removed, s.writer
-                );
-            }
+            history::log(&store_path(&store))?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Rollback { store, to, wait } => {
+            history::run_rollback(&store_path(&store), to, wait.seconds)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Gc { store, keep, wait } => {
+            history::run_gc(&store_path(&store), keep, wait.seconds)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Repair { store, wait } => {
+            history::run_repair(&store_path(&store), wait.seconds)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest {
@@ -165,6 +217,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             resampling,
             threads,
             wait,
+            checkpoint_mb,
+            restart,
             quiet,
         } => {
             ingest::run(ingest::IngestArgs {
@@ -173,7 +227,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 from_list: from_list.as_deref(),
                 resampling: &resampling,
                 threads: threads.unwrap_or_else(gridstore::options::all_cpus),
-                wait_seconds: wait,
+                wait: history::lock_wait(wait.seconds),
+                checkpoint_mb,
+                restart,
                 quiet,
             })?;
             Ok(ExitCode::SUCCESS)
@@ -204,9 +260,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
             })?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Rm { store } => {
+        Command::Rm { store, wait } => {
             let path = store_path(&store);
-            remove_store(&path)?;
+            remove_store(&path, history::lock_wait(wait.seconds))?;
             println!("removed {}", path.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -21,7 +21,6 @@ use crate::grid::{Layout, PixelRect};
 use crate::ingest::{create_store, new_store_manifest, Editor};
 use crate::manifest::MANIFEST_KEY;
 use crate::options::{self, CreateOptions, OpenOptions};
-use crate::store::lock::LockWait;
 use crate::store::{
     check_store_name, resolve_store_path, NewStore, Snapshot, NAME_PREFIX, STORE_EXTENSION,
 };
@@ -92,7 +91,7 @@ impl StoreHandle {
         // The lock first, so that the state opened is the one writes will build on.
         let editor = if update {
             let writer = format!("GDAL update of {}", root.display());
-            Some(Editor::open(&root, &writer, LockWait::Fail)?)
+            Some(Editor::open(&root, &writer, opts.lock_wait)?)
         } else {
             None
         };
@@ -766,7 +765,7 @@ unsafe fn ingest_into_existing(
     let ingest = IngestOptions {
         resampling,
         threads: opts.threads,
-        wait: LockWait::Fail,
+        wait: opts.lock_wait,
     };
     // SAFETY: forwarded contract.
     let description = unsafe { from_c(gdal_sys::GDALGetDescription(source)) }.unwrap_or_default();

@@ -10,8 +10,8 @@ use gdal_sys::GDALDatasetH;
 
 use crate::error::{Error, Result};
 use crate::grid::{PixelRect, TileLoc};
-use crate::ingest::{merge, PlacedSource, Scratch, SourceSet};
-use crate::manifest::Manifest;
+use crate::ingest::{merge, merge_jobs, plan, Job, PlacedSource, Scratch, SourceSet};
+use crate::manifest::{Checkpoint, Manifest};
 use crate::store::lock::LockWait;
 use crate::store::Transaction;
 use crate::tile::{BandValidity, Tile};
@@ -178,13 +178,8 @@ pub unsafe fn ingest_dataset(
             scratch: Scratch::default(),
         },
     };
-    let report = merge(
-        &mut txn,
-        &[footprint],
-        vec![Box::new(reader)],
-        opts.threads,
-        progress,
-    )?;
+    let mut readers: Vec<Box<dyn SourceSet>> = vec![Box::new(reader)];
+    let report = merge(&mut txn, &[footprint], &mut readers, opts.threads, progress)?;
     finish(txn, report.tiles_changed)
 }
 
@@ -245,15 +240,49 @@ impl SourceSet for FileSet<'_> {
     }
 }
 
-/// Ingests files into the store at `root` in one commit; where files overlap, the later
-/// one wins. Every file is opened and checked before anything is written.
+/// How `ingest_files` commits: after about this many bytes of level-0 tiles (uncompressed),
+/// so that an interrupted run loses at most that much work.
+pub const DEFAULT_CHECKPOINT_MB: u64 = 2048;
+
+/// How a run of `ingest_files` commits and resumes.
+#[derive(Debug, Clone, Copy)]
+pub struct Checkpoints {
+    /// Commit after about this many bytes of level-0 tiles.
+    pub bytes: u64,
+    /// Ignore an interrupted run of the same inputs and start from the first file.
+    pub restart: bool,
+}
+
+/// What `ingest_files` did.
+#[derive(Debug, Clone)]
+pub struct FilesReport {
+    pub tiles_changed: usize,
+    /// The last manifest committed by this run (`None`: nothing was committed).
+    pub committed: Option<Manifest>,
+    /// Checkpoint batches of the run in all, and how many an earlier, interrupted run of the
+    /// same inputs had already committed (skipped by this one).
+    pub batches: u64,
+    pub resumed_after: u64,
+    /// The current state already holds a completed run of exactly these inputs.
+    pub already_done: bool,
+}
+
+/// Ingests files into the store at `root`; where files overlap, the later one wins, as if
+/// they were ingested one by one. Every file is opened and checked before anything is
+/// written.
+///
+/// The level-0 tiles to write are planned in Z-order and committed in batches
+/// (checkpoints), each with its levels updated, so every commit is a complete state. Each
+/// checkpoint records a digest of the inputs and how many batches are done: started again
+/// with the same inputs after an interruption, the run skips the committed batches.
 pub fn ingest_files(
     root: &Path,
     paths: &[String],
     opts: &IngestOptions,
+    checkpoints: Checkpoints,
     writer: &str,
     progress: &mut dyn FnMut(f64) -> bool,
-) -> Result<IngestReport> {
+) -> Result<FilesReport> {
     let mut txn = Transaction::begin(root, writer, opts.wait)?;
     let mut footprints = Vec::with_capacity(paths.len());
     for path in paths {
@@ -265,7 +294,31 @@ pub fn ingest_files(
         footprints.push(p.footprint());
     }
     let manifest = txn.manifest.clone();
-    let readers: Vec<Box<dyn SourceSet + '_>> = (0..opts.threads.max(1))
+    let jobs = plan(&footprints, manifest.grid.tile_size);
+    let tile_bytes = (manifest.grid.tile_size as u64).pow(2)
+        * manifest.bands.len() as u64
+        * manifest.data_type.size() as u64;
+    let per_batch = (checkpoints.bytes / tile_bytes.max(1)).max(1) as usize;
+    let batches: Vec<&[Job]> = jobs.chunks(per_batch).collect();
+    let run = run_digest(&manifest, paths, opts, per_batch)?;
+    let mut report = FilesReport {
+        tiles_changed: 0,
+        committed: None,
+        batches: batches.len() as u64,
+        resumed_after: 0,
+        already_done: false,
+    };
+    if let Some(c) = &manifest.snapshot.checkpoint {
+        if c.run == run && c.of == report.batches && !checkpoints.restart {
+            report.resumed_after = c.done;
+            report.already_done = c.done == c.of;
+        }
+    }
+    if report.already_done {
+        txn.abort();
+        return Ok(report);
+    }
+    let mut readers: Vec<Box<dyn SourceSet + '_>> = (0..opts.threads.max(1))
         .map(|_| {
             Box::new(FileSet {
                 paths,
@@ -279,8 +332,78 @@ pub fn ingest_files(
             }) as Box<dyn SourceSet + '_>
         })
         .collect();
-    let report = merge(&mut txn, &footprints, readers, opts.threads, progress)?;
-    finish(txn, report.tiles_changed)
+    let total = jobs.len().max(1) as f64;
+    let mut done_jobs: usize = batches[..report.resumed_after as usize]
+        .iter()
+        .map(|b| b.len())
+        .sum();
+    let start = report.resumed_after as usize;
+    for (i, batch) in batches.iter().enumerate().skip(start) {
+        let before = done_jobs;
+        let mut batch_progress =
+            |f: f64| progress((before as f64 + f * batch.len() as f64) / total);
+        let merged = merge_jobs(
+            &mut txn,
+            &footprints,
+            batch,
+            &mut readers,
+            opts.threads,
+            &mut batch_progress,
+        )?;
+        done_jobs += batch.len();
+        if merged.tiles_changed == 0 {
+            continue; // nothing to commit; the next batch goes on in the same write
+        }
+        report.tiles_changed += merged.tiles_changed;
+        txn.set_checkpoint(Checkpoint {
+            run: run.clone(),
+            done: i as u64 + 1,
+            of: report.batches,
+        });
+        if i + 1 == batches.len() {
+            report.committed = Some(txn.commit()?);
+            return Ok(report);
+        }
+        let (committed, next) = txn.commit_and_continue()?;
+        report.committed = Some(committed);
+        txn = next;
+    }
+    txn.abort();
+    Ok(report)
+}
+
+/// A digest of what a run of `ingest_files` reads and how it splits the work: the store,
+/// each file's name, size and modification time, the options that change the result, and
+/// the batch size. A rerun resumes only if all of these are the same.
+fn run_digest(
+    m: &Manifest,
+    paths: &[String],
+    opts: &IngestOptions,
+    per_batch: usize,
+) -> Result<String> {
+    use sha2::{Digest, Sha256};
+    let mut h = Sha256::new();
+    h.update(m.store_id.as_bytes());
+    h.update(format!("{:?}", opts.resampling).as_bytes());
+    h.update((per_batch as u64).to_le_bytes());
+    for path in paths {
+        // Files named through GDAL's virtual file systems have no metadata here; their
+        // names alone identify them.
+        let meta = std::fs::metadata(path).ok();
+        let name = std::fs::canonicalize(path)
+            .map(|p| p.to_string_lossy().into_owned())
+            .unwrap_or_else(|_| path.clone());
+        h.update((name.len() as u64).to_le_bytes());
+        h.update(name.as_bytes());
+        let size = meta.as_ref().map_or(0, |m| m.len());
+        let modified = meta
+            .and_then(|m| m.modified().ok())
+            .and_then(|t| t.duration_since(std::time::UNIX_EPOCH).ok())
+            .map_or(0, |d| d.as_nanos());
+        h.update(size.to_le_bytes());
+        h.update(modified.to_le_bytes());
+    }
+    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
 }
 
 /// Names the file in an error that does not already.

@@ -97,21 +97,45 @@ struct Merged {
 pub fn merge(
     txn: &mut Transaction,
     footprints: &[PixelRect],
-    readers: Vec<Box<dyn SourceSet + '_>>,
+    readers: &mut [Box<dyn SourceSet + '_>],
+    threads: usize,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<MergeReport> {
+    let jobs = plan(footprints, txn.manifest.grid.tile_size);
+    merge_jobs(txn, footprints, &jobs, readers, threads, progress)
+}
+
+/// The level-0 pixels `jobs` may change: each tile's part of the footprints of its sources.
+fn reach_of(jobs: &[Job], footprints: &[PixelRect], tile_size: u32) -> Option<PixelRect> {
+    jobs.iter()
+        .flat_map(|j| {
+            let tile = j.loc.pixel_rect(tile_size);
+            j.sources
+                .iter()
+                .map(move |&s| footprints[s as usize].intersect(&tile))
+        })
+        .filter(|r| !r.is_empty())
+        .reduce(|a, b| a.union(&b))
+}
+
+/// [`merge`] for some of the planned jobs only (one checkpoint of a long ingest).
+pub fn merge_jobs(
+    txn: &mut Transaction,
+    footprints: &[PixelRect],
+    jobs: &[Job],
+    readers: &mut [Box<dyn SourceSet + '_>],
     threads: usize,
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<MergeReport> {
     let ts = txn.manifest.grid.tile_size;
-    let jobs = plan(footprints, ts);
     let old_extent = txn.manifest.extent;
-    let reach = footprints
-        .iter()
-        .fold(old_extent.unwrap_or(PixelRect::new(0, 0, 0, 0)), |a, f| {
-            a.union(f)
-        });
-    if jobs.is_empty() || reach.is_empty() {
+    let Some(touched) = reach_of(jobs, footprints, ts) else {
         return Ok(MergeReport::default());
-    }
+    };
+    let reach = match old_extent {
+        Some(e) => e.union(&touched),
+        None => touched,
+    };
     let (top, forced) = levels_to_update(old_extent, reach, ts);
 
     let pool = rayon::ThreadPoolBuilder::new()
@@ -131,7 +155,7 @@ pub fn merge(
             let (tx, rx) = mpsc::sync_channel::<Merged>(threads.max(1) * 2);
             let (ticks_tx, ticks_rx) = mpsc::channel::<()>();
             let ticks_for_encoders = ticks_tx.clone();
-            let (jobs, next, cancelled, written) = (&jobs, &next, &cancelled, &written);
+            let (next, cancelled, written) = (&next, &cancelled, &written);
             let (builder, validity, changed) = (&builder, &validity, &changed);
             // Stores a merged tile and hands it to the levels.
             let encode = move |m: Merged| -> Result<()> {
@@ -148,7 +172,7 @@ pub fn merge(
             // With one thread in all, the reader encodes too: nothing runs beside it.
             let single = threads <= 1 && readers.len() == 1;
             let mut reading = Vec::new();
-            for mut reader in readers {
+            for reader in readers.iter_mut() {
                 let (tx, ticks_tx) = (tx.clone(), ticks_tx.clone());
                 reading.push(scope.spawn(move || -> Result<()> {
                     loop {
@@ -326,6 +350,17 @@ mod tests {
     }
 
     fn ingest(path: &Path, sources: Vec<PlacedSource<MemSource>>, threads: usize) {
+        ingest_in_batches(path, sources, threads, usize::MAX);
+    }
+
+    /// Ingests the sources committing after every `per_batch` planned tiles, as the
+    /// checkpoints of a long ingest do.
+    fn ingest_in_batches(
+        path: &Path,
+        sources: Vec<PlacedSource<MemSource>>,
+        threads: usize,
+        per_batch: usize,
+    ) {
         let mut txn = Transaction::begin(path, "test", LockWait::Fail).unwrap();
         let footprints: Vec<PixelRect> = sources.iter().map(|s| s.footprint()).collect();
         let set = MemSet {
@@ -333,15 +368,21 @@ mod tests {
             validity: txn.manifest.validity(),
             scratch: Scratch::default(),
         };
-        merge(
-            &mut txn,
-            &footprints,
-            vec![Box::new(set)],
-            threads,
-            &mut |_| true,
-        )
-        .unwrap();
-        txn.commit().unwrap();
+        let mut readers: Vec<Box<dyn SourceSet>> = vec![Box::new(set)];
+        let jobs = plan(&footprints, txn.manifest.grid.tile_size);
+        for batch in jobs.chunks(per_batch) {
+            merge_jobs(
+                &mut txn,
+                &footprints,
+                batch,
+                &mut readers,
+                threads,
+                &mut |_| true,
+            )
+            .unwrap();
+            txn = txn.commit_and_continue().unwrap().1;
+        }
+        txn.abort();
     }
 
     /// Every stored tile of every level, keyed by location.
@@ -408,12 +449,14 @@ mod tests {
             }
         }
 
-        /// Many sources in one ingest equal ingesting them one by one, in order.
+        /// Many sources in one ingest equal ingesting them one by one, in order, also when
+        /// the ingest commits in batches of planned tiles (checkpoints).
         #[test]
         fn one_bulk_ingest_equals_sequential_ingests(
             patches in prop::collection::vec(
                 (-40i64..60, -40i64..60, 1usize..50, 1usize..50, any::<u32>(), any::<bool>()),
                 2..7),
+            per_batch in prop_oneof![Just(usize::MAX), 1usize..6],
         ) {
             let nodata = Some(-1.0);
             let dir = tempfile::tempdir().unwrap();
@@ -423,7 +466,7 @@ mod tests {
             for p in &patches {
                 ingest(&one, vec![source(p, nodata)], 1);
             }
-            ingest(&many, patches.iter().map(|p| source(p, nodata)).collect(), 2);
+            ingest_in_batches(&many, patches.iter().map(|p| source(p, nodata)).collect(), 2, per_batch);
             let (a, b) = (all_tiles(&one), all_tiles(&many));
             prop_assert_eq!(a.len(), b.len());
             for ((la, ta), (lb, tb)) in a.iter().zip(&b) {

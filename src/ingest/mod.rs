@@ -28,7 +28,7 @@ use crate::tile::{BandValidity, Tile};
 use crate::with_sample_type;
 
 pub use edit::Editor;
-pub use merge::{merge, plan, Job, MergeReport, SourceSet};
+pub use merge::{merge, merge_jobs, plan, Job, MergeReport, SourceSet};
 pub use new_store::{new_store_manifest, SourceInfo};
 pub use overlay::{PlacedSource, Scratch};
 

@@ -68,6 +68,8 @@ pub fn new_store_manifest(source: &SourceInfo, opts: &CreateOptions) -> Result<M
             writer: String::new(),
             tiles_written: 0,
             tiles_removed: 0,
+            restores: None,
+            checkpoint: None,
         },
         grid: GridSpec {
             crs_wkt: source.crs_wkt.clone(),

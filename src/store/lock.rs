@@ -82,6 +82,25 @@ impl LockInfo {
 pub struct WriterLock {
     storage: Arc<dyn Storage>,
     released: bool,
+    /// Set when taking the lock meant recovering it from a writer that died.
+    recovered: Option<Recovered>,
+}
+
+/// A dead writer's lock, taken over, and what its write had left.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Recovered {
+    pub holder: LockInfo,
+    pub cleanup: Cleanup,
+}
+
+/// What removing an unfinished write found.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Cleanup {
+    /// The snapshot id the unfinished write was making.
+    pub seq: u64,
+    /// Objects of it that were found and removed (chunks, index nodes, its manifest, a
+    /// half-written replacement of `gridstore.json`).
+    pub removed: Vec<String>,
 }
 
 impl WriterLock {
@@ -89,18 +108,21 @@ impl WriterLock {
     pub fn acquire(storage: Arc<dyn Storage>, writer: &str, wait: LockWait) -> Result<WriterLock> {
         let me = serde_json::to_vec_pretty(&LockInfo::mine(writer)).expect("serializable");
         let started = Instant::now();
+        let mut recovered = None;
         loop {
             if storage.create_new(LOCK_KEY, &me)? {
                 return Ok(WriterLock {
                     storage,
                     released: false,
+                    recovered,
                 });
             }
             let holder = read_lock(&*storage)?;
             match holder {
                 Some(h) if h.is_stale() => {
-                    discard_unfinished_write(&*storage)?;
+                    let cleanup = discard_unfinished_write(&*storage)?;
                     storage.delete(LOCK_KEY)?;
+                    recovered = Some(Recovered { holder: h, cleanup });
                     continue;
                 }
                 None => continue, // released between our attempt and the read
@@ -121,6 +143,11 @@ impl WriterLock {
                 }
             }
         }
+    }
+
+    /// The dead writer this lock was taken over from, if any.
+    pub fn recovered(&self) -> Option<&Recovered> {
+        self.recovered.as_ref()
     }
 
     pub fn release(mut self) -> Result<()> {
@@ -165,12 +192,30 @@ pub fn next_snapshot_id(storage: &dyn Storage) -> Result<u64> {
 
 /// Removes every object an uncommitted write may have made. Must hold the lock (or own
 /// the stale one).
-pub fn discard_unfinished_write(storage: &dyn Storage) -> Result<u64> {
+pub fn discard_unfinished_write(storage: &dyn Storage) -> Result<Cleanup> {
     let seq = next_snapshot_id(storage)?;
-    storage.delete_prefix(&format!("chunks/{seq}/"))?;
-    storage.delete_prefix(&format!("{NODE_PREFIX}{seq}/"))?;
-    storage.delete(&snapshot_key(seq))?;
-    Ok(seq)
+    let mut removed = Vec::new();
+    for prefix in ["chunks/".to_string(), NODE_PREFIX.to_string()] {
+        if storage.list(&prefix)?.contains(&seq.to_string()) {
+            let key = format!("{prefix}{seq}/");
+            storage.delete_prefix(&key)?;
+            removed.push(key);
+        }
+    }
+    let manifest = snapshot_key(seq);
+    if storage.read(&manifest)?.is_some() {
+        storage.delete(&manifest)?;
+        removed.push(manifest);
+    }
+    // A replace of gridstore.json cut short leaves its temporary file (`.gridstore.json.*`).
+    let partial = format!(".{MANIFEST_KEY}.");
+    for name in storage.list("")? {
+        if name.starts_with(&partial) {
+            storage.delete(&name)?;
+            removed.push(name);
+        }
+    }
+    Ok(Cleanup { seq, removed })
 }
 
 fn hostname() -> String {

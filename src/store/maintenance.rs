@@ -1,15 +1,20 @@
 //! Whole-store operations that are not reads or writes of data: checking every object,
-//! listing history, removing a store.
+//! repairing after a crash, removing a store.
 
 use std::path::Path;
 
 use rayon::prelude::*;
 
 use crate::error::{Error, Result};
-use crate::index::{Node, TileKey};
-use crate::manifest::{snapshot_key, Manifest, SnapshotInfo, MANIFEST_KEY};
+use crate::index::{Entry, Node, TileKey};
+use crate::manifest::MANIFEST_KEY;
+use sha2::{Digest, Sha256};
 
-use super::lock::{LockWait, WriterLock};
+use std::sync::Arc;
+
+use crate::storage::{LocalStorage, Storage};
+
+use super::lock::{discard_unfinished_write, Cleanup, LockWait, Recovered, WriterLock, LOCK_KEY};
 use super::snapshot::Snapshot;
 
 /// One problem `verify` found.
@@ -25,13 +30,17 @@ pub struct VerifyReport {
     pub nodes_checked: u64,
     pub bytes_checked: u64,
     pub problems: Vec<Problem>,
+    /// SHA-256 of the snapshot's content: its extent and every tile's key, chunk size and
+    /// chunk checksum. Two states with equal digests read the same, whichever writes made
+    /// them (the snapshot that wrote a chunk does not count).
+    pub content_digest: String,
 }
 
 /// Checks every object the snapshot refers to: index nodes (checksums), and every chunk
 /// (present, size and checksum as the index says, decodes). Changes nothing.
 pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
-    let mut tiles: Vec<(TileKey, crate::index::Entry)> = Vec::new();
+    let mut tiles: Vec<(TileKey, Entry)> = Vec::new();
     let root = snapshot.manifest().index.root;
     let visited = snapshot.index().visit_nodes(root, &mut |_, node| {
         report.nodes_checked += 1;
@@ -46,6 +55,7 @@ pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
             detail: e.to_string(),
         });
     }
+    report.content_digest = content_digest(snapshot.manifest(), &tiles);
     let results: Vec<(u64, Option<Problem>)> = tiles
         .par_iter()
         .map(|(key, entry)| match snapshot.fetch(key, entry) {
@@ -77,39 +87,40 @@ pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
     Ok(report)
 }
 
-/// The snapshots of a store, newest first, following parents from the current one until
-/// the history ends or was removed.
-pub fn history(root: &Path) -> Result<Vec<SnapshotInfo>> {
-    let current = Snapshot::open(root, None)?;
-    let storage = current.storage().clone();
-    let mut out = vec![current.manifest().snapshot.clone()];
-    let mut next = current.manifest().snapshot.parent;
-    while let Some(id) = next {
-        let key = snapshot_key(id);
-        let Some(bytes) = storage.read(&key)? else {
-            break; // removed by gc
-        };
-        let m = Manifest::parse(&bytes, &storage.location().join(key))?;
-        next = m.snapshot.parent;
-        out.push(m.snapshot);
+fn content_digest(m: &crate::manifest::Manifest, tiles: &[(TileKey, Entry)]) -> String {
+    let mut h = Sha256::new();
+    match m.extent {
+        Some(e) => {
+            for v in [e.x0, e.y0, e.x1, e.y1] {
+                h.update(v.to_le_bytes());
+            }
+        }
+        None => h.update(b"no extent"),
     }
-    Ok(out)
+    for (k, e) in tiles {
+        h.update(k.time.to_le_bytes());
+        h.update([k.pyramid, k.level]);
+        h.update(k.col.to_le_bytes());
+        h.update(k.row.to_le_bytes());
+        h.update(e.size.to_le_bytes());
+        h.update(e.crc.to_le_bytes());
+    }
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Deletes a store. Refuses anything that is not a store, and a store being written.
-pub fn remove_store(root: &Path) -> Result<()> {
+pub fn remove_store(root: &Path, wait: LockWait) -> Result<()> {
     let is_store = root.join(MANIFEST_KEY).is_file();
     // A creation that died leaves a directory with a lock but no manifest yet.
-    let is_unfinished = root.is_dir() && !is_store && root.join(super::lock::LOCK_KEY).is_file();
+    let is_unfinished = root.is_dir() && !is_store && root.join(LOCK_KEY).is_file();
     if !is_store && !is_unfinished {
         return Err(Error::StoreNotFound {
             path: root.to_path_buf(),
             detail: "there is no gridstore.json, so nothing was removed".into(),
         });
     }
-    let storage: std::sync::Arc<dyn crate::storage::Storage> =
-        std::sync::Arc::new(crate::storage::LocalStorage::new(root));
-    let lock = WriterLock::acquire(storage, "gridstore rm", LockWait::Fail)?;
+    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(root));
+    let lock = WriterLock::acquire(storage, "gridstore rm", wait)?;
     // Remove the manifest first: from then on the directory is no store, even if removing
     // the rest is interrupted.
     if is_store {
@@ -119,4 +130,67 @@ pub fn remove_store(root: &Path) -> Result<()> {
     std::fs::remove_dir_all(root).map_err(|e| Error::io(root, "removing", e))?;
     drop(lock); // its file went with the directory
     Ok(())
+}
+
+/// What `repair` found and did.
+#[derive(Debug, Clone, PartialEq)]
+pub struct RepairReport {
+    /// The lock of a writer that died, taken over; its unfinished write was removed.
+    pub recovered: Option<Recovered>,
+    /// Leftovers of an unfinished write found without a lock, and removed.
+    pub cleanup: Cleanup,
+    /// The store was an interrupted creation (nothing ever committed), and was removed.
+    pub removed_unfinished_creation: bool,
+}
+
+/// Removes what a failed write left behind: takes over a dead writer's lock and deletes
+/// everything its write made. A store whose creation never committed is removed. A live
+/// writer is never disturbed: its lock makes this wait or fail like any other writer.
+pub fn repair(root: &Path, wait: LockWait) -> Result<RepairReport> {
+    let unfinished = is_unfinished_creation(root);
+    if !unfinished {
+        Snapshot::open(root, None)?; // a store, before a lock is taken in it
+    }
+    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(root));
+    let lock = WriterLock::acquire(storage.clone(), "gridstore repair", wait)?;
+    let recovered = lock.recovered().cloned();
+    if unfinished && !root.join(MANIFEST_KEY).exists() {
+        std::fs::remove_dir_all(root).map_err(|e| Error::io(root, "removing", e))?;
+        drop(lock); // its file went with the directory
+        return Ok(RepairReport {
+            cleanup: Cleanup {
+                seq: 1,
+                removed: Vec::new(),
+            },
+            recovered,
+            removed_unfinished_creation: true,
+        });
+    }
+    let cleanup = discard_unfinished_write(&*storage)?;
+    lock.release()?;
+    Ok(RepairReport {
+        recovered,
+        cleanup,
+        removed_unfinished_creation: false,
+    })
+}
+
+/// Names a store directory may hold before its first commit.
+const UNFINISHED_STORE_ENTRIES: [&str; 4] = [LOCK_KEY, "chunks", "index", "snapshots"];
+
+/// True for a directory left by a store creation that never committed: it has a writer
+/// lock, no manifest, and nothing but objects a creation writes.
+pub fn is_unfinished_creation(root: &Path) -> bool {
+    if root.join(MANIFEST_KEY).exists() || !root.join(LOCK_KEY).is_file() {
+        return false;
+    }
+    let Ok(entries) = std::fs::read_dir(root) else {
+        return false;
+    };
+    let partial = format!(".{MANIFEST_KEY}.");
+    entries.flatten().all(|e| {
+        let name = e.file_name();
+        let name = name.to_string_lossy();
+        UNFINISHED_STORE_ENTRIES.contains(&name.as_ref()) || name.starts_with(&partial)
+    })
 }

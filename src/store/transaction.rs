@@ -19,17 +19,24 @@ use std::sync::{Arc, Mutex};
 use crate::chunk;
 use crate::error::{Error, Result};
 use crate::index::{apply_changes, Entry, IndexReader, NodeWriter, TileKey, NODE_PREFIX};
-use crate::manifest::{snapshot_key, IndexSpec, Manifest, SnapshotInfo, MANIFEST_KEY};
+use crate::manifest::{snapshot_key, Checkpoint, IndexSpec, Manifest, SnapshotInfo, MANIFEST_KEY};
 use crate::storage::{LocalStorage, Storage};
 use crate::tile::Tile;
 
-use super::lock::{LockWait, WriterLock};
+use super::lock::{read_lock, LockWait, WriterLock};
 use super::snapshot::Snapshot;
 
 /// Everything needed to create a store: where, and its manifest without data.
 pub struct NewStore {
     pub path: PathBuf,
     pub manifest: Manifest,
+}
+
+struct Restored {
+    snapshot: u64,
+    index: IndexSpec,
+    tiles_written: u64,
+    tiles_removed: u64,
 }
 
 pub struct Transaction {
@@ -41,6 +48,9 @@ pub struct Transaction {
     seq: u64,
     writer: String,
     changes: Mutex<BTreeMap<TileKey, Option<Entry>>>,
+    /// Set by `restore`: the state this write brings back, and how many tiles that changes.
+    restored: Option<Restored>,
+    checkpoint: Option<Checkpoint>,
     lock: Option<WriterLock>,
     /// Set when this transaction made the store directory: an abort removes it.
     created_dir: Option<PathBuf>,
@@ -77,6 +87,8 @@ impl Transaction {
             seq: 1,
             writer: writer.to_string(),
             changes: Mutex::new(BTreeMap::new()),
+            restored: None,
+            checkpoint: None,
             lock: Some(lock),
             created_dir,
             finished: false,
@@ -89,6 +101,15 @@ impl Transaction {
         // Check that this is a store before taking a lock in it.
         Snapshot::open(root, None)?;
         let lock = WriterLock::acquire(storage.clone(), writer, wait)?;
+        Transaction::continue_under(storage, lock, writer)
+    }
+
+    /// A write under a lock already held, from the state committed now.
+    fn continue_under(
+        storage: Arc<dyn Storage>,
+        lock: WriterLock,
+        writer: &str,
+    ) -> Result<Transaction> {
         // Read the current state only now: another writer may have committed meanwhile.
         let base = Arc::new(Snapshot::open_in(storage.clone(), None)?);
         let manifest = base.manifest().clone();
@@ -100,6 +121,8 @@ impl Transaction {
             manifest,
             writer: writer.to_string(),
             changes: Mutex::new(BTreeMap::new()),
+            restored: None,
+            checkpoint: None,
             lock: Some(lock),
             created_dir: None,
             finished: false,
@@ -158,8 +181,55 @@ impl Transaction {
         self.changes.lock().expect("poisoned").len()
     }
 
+    /// Makes this write bring back the state of an earlier snapshot (`gridstore rollback`)
+    /// instead of changing tiles: its index, extent and metadata become current again.
+    /// `tiles_written` and `tiles_removed` say how many tiles that changes.
+    pub fn restore(&mut self, earlier: &Manifest, tiles_written: u64, tiles_removed: u64) {
+        assert!(
+            self.changed_tiles() == 0,
+            "a restoring write changes no tiles itself"
+        );
+        let snapshot = self.manifest.snapshot.clone();
+        self.manifest = earlier.clone();
+        self.manifest.snapshot = snapshot;
+        self.restored = Some(Restored {
+            snapshot: earlier.snapshot.id,
+            index: earlier.index.clone(),
+            tiles_written,
+            tiles_removed,
+        });
+    }
+
+    /// Records how far a multi-commit ingest has got, in the snapshot this write makes.
+    pub fn set_checkpoint(&mut self, checkpoint: Checkpoint) {
+        self.checkpoint = Some(checkpoint);
+    }
+
     /// Publishes everything written, atomically. Returns the committed manifest.
     pub fn commit(mut self) -> Result<Manifest> {
+        let committed = self.publish()?;
+        if let Some(lock) = self.lock.take() {
+            lock.release()?;
+        }
+        Ok(committed)
+    }
+
+    /// Commits, and starts the next write from the new state without letting go of the
+    /// lock, so no other writer comes in between (an ingest's checkpoints).
+    pub fn commit_and_continue(mut self) -> Result<(Manifest, Transaction)> {
+        let committed = self.publish()?;
+        let lock = self.lock.take().expect("a live transaction holds the lock");
+        let next = Transaction::continue_under(self.storage.clone(), lock, &self.writer)?;
+        Ok((committed, next))
+    }
+
+    /// Writes the index and the manifest and makes the manifest current. From its return
+    /// on, nothing may be rolled back.
+    fn publish(&mut self) -> Result<Manifest> {
+        if let Some(r) = self.restored.take() {
+            self.manifest.index = r.index;
+            return self.publish_manifest(r.tiles_written, r.tiles_removed, Some(r.snapshot));
+        }
         let changes: Vec<(TileKey, Option<Entry>)> =
             std::mem::take(&mut *self.changes.lock().expect("poisoned"))
                 .into_iter()
@@ -189,23 +259,38 @@ impl Transaction {
             tiles: tiles.max(0) as u64,
             bytes: bytes.max(0) as u64,
         };
+        self.publish_manifest(written, removed, None)
+    }
+
+    fn publish_manifest(
+        &mut self,
+        tiles_written: u64,
+        tiles_removed: u64,
+        restores: Option<u64>,
+    ) -> Result<Manifest> {
         self.manifest.snapshot = SnapshotInfo {
             id: self.seq,
             parent: self.base.as_ref().map(|b| b.manifest().snapshot.id),
             created: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             writer: self.writer.clone(),
-            tiles_written: written,
-            tiles_removed: removed,
+            tiles_written,
+            tiles_removed,
+            restores,
+            checkpoint: self.checkpoint.take(),
         };
         let json = self.manifest.to_json();
         self.storage.write(&snapshot_key(self.seq), &json)?;
         self.storage.sync()?;
-        self.storage.replace(MANIFEST_KEY, &json)?;
+        if let Err(e) = self.storage.replace(MANIFEST_KEY, &json) {
+            // The replace may have failed after the rename (syncing the directory): then
+            // the write is current and its objects must stay.
+            if self.storage.read(MANIFEST_KEY).ok().flatten().as_deref() == Some(&json[..]) {
+                self.finished = true;
+            }
+            return Err(e);
+        }
         // Committed: from here on nothing may be rolled back.
         self.finished = true;
-        if let Some(lock) = self.lock.take() {
-            lock.release()?;
-        }
         Ok(self.manifest.clone())
     }
 
@@ -239,6 +324,31 @@ impl Drop for Transaction {
     }
 }
 
+/// A creation of this store died before committing: empties the directory so the store
+/// can be created afresh. Refused while the creating process is alive.
+fn take_over_unfinished_creation(path: &Path) -> Result<Option<PathBuf>> {
+    let holder = read_lock(&LocalStorage::new(path))?;
+    if let Some(h) = holder.filter(|h| !h.is_stale()) {
+        return Err(Error::Locked(format!(
+            "{}: this store is being created by {}; wait for it to finish",
+            path.display(),
+            h.describe()
+        )));
+    }
+    let entries = std::fs::read_dir(path).map_err(|e| Error::io(path, "listing", e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(path, "listing", e))?;
+        let p = entry.path();
+        let removed = if p.is_dir() {
+            std::fs::remove_dir_all(&p)
+        } else {
+            std::fs::remove_file(&p)
+        };
+        removed.map_err(|e| Error::io(&p, "removing what an interrupted creation left", e))?;
+    }
+    Ok(Some(path.to_path_buf()))
+}
+
 /// Makes sure `path` can become a new store. Returns the directory if this call made it.
 fn prepare_new_store_dir(path: &Path) -> Result<Option<PathBuf>> {
     match std::fs::metadata(path) {
@@ -250,6 +360,9 @@ fn prepare_new_store_dir(path: &Path) -> Result<Option<PathBuf>> {
                            into it"
                         .into(),
                 });
+            }
+            if super::maintenance::is_unfinished_creation(path) {
+                return take_over_unfinished_creation(path);
             }
             let leftovers = std::fs::read_dir(path)
                 .map_err(|e| Error::io(path, "listing", e))?

@@ -1,0 +1,119 @@
+//! `gridstore log`, `rollback`, `gc` and `repair`: the commands about a store's history
+//! and its recovery after a failed write.
+
+use std::path::Path;
+use std::time::Duration;
+
+use anyhow::Result;
+
+use gridstore::manifest::SnapshotInfo;
+use gridstore::store::history::{gc, history, rollback};
+use gridstore::store::lock::LockWait;
+use gridstore::store::maintenance::repair;
+
+use super::info::{disk_usage, human_bytes};
+
+/// `--wait SECONDS`: 0 fails at once when another writer holds the store.
+pub fn lock_wait(seconds: f64) -> LockWait {
+    if seconds > 0.0 {
+        LockWait::Wait(Duration::from_secs_f64(seconds))
+    } else {
+        LockWait::Fail
+    }
+}
+
+pub fn log(store: &Path) -> Result<()> {
+    println!(
+        "{:>8}  {:<20}  {:>9}  {:>9}  writer",
+        "snapshot", "created (UTC)", "written", "removed"
+    );
+    for s in history(store)? {
+        println!(
+            "{:>8}  {:<20}  {:>9}  {:>9}  {}",
+            s.id,
+            s.created,
+            s.tiles_written,
+            s.tiles_removed,
+            describe_writer(&s)
+        );
+    }
+    Ok(())
+}
+
+fn describe_writer(s: &SnapshotInfo) -> String {
+    let mut text = s.writer.clone();
+    if let Some(c) = &s.checkpoint {
+        text.push_str(&format!(" [checkpoint {} of {}]", c.done, c.of));
+    }
+    if let Some(r) = s.restores {
+        text.push_str(&format!(" [restores snapshot {r}]"));
+    }
+    text
+}
+
+pub fn run_rollback(store: &Path, to: u64, wait: f64) -> Result<()> {
+    let m = rollback(store, to, lock_wait(wait))?;
+    println!(
+        "snapshot {to} is current again, as snapshot {} ({} tiles differ from before, {} \
+         removed); `gridstore rollback --to {}` undoes this",
+        m.snapshot.id,
+        m.snapshot.tiles_written,
+        m.snapshot.tiles_removed,
+        m.snapshot.id - 1
+    );
+    Ok(())
+}
+
+pub fn run_gc(store: &Path, keep: usize, wait: f64) -> Result<()> {
+    let (_, before) = disk_usage(store);
+    let r = gc(store, keep, lock_wait(wait))?;
+    let (_, after) = disk_usage(store);
+    let kept: Vec<String> = r.kept.iter().map(u64::to_string).collect();
+    println!(
+        "kept snapshot(s) {}; removed {} snapshot(s), {} chunk(s), {} index node(s): {} freed",
+        kept.join(", "),
+        r.snapshots_removed,
+        r.chunks_removed,
+        r.nodes_removed,
+        human_bytes(before.saturating_sub(after))
+    );
+    Ok(())
+}
+
+pub fn run_repair(store: &Path, wait: f64) -> Result<()> {
+    let r = repair(store, lock_wait(wait))?;
+    if r.removed_unfinished_creation {
+        println!(
+            "{}: its creation had been interrupted before anything was committed; removed it",
+            store.display()
+        );
+        return Ok(());
+    }
+    if let Some(rec) = &r.recovered {
+        println!(
+            "the writer lock of {} was left by a process that is gone; took it over",
+            rec.holder.describe()
+        );
+    }
+    let removed: Vec<&String> = r
+        .recovered
+        .iter()
+        .flat_map(|rec| &rec.cleanup.removed)
+        .chain(&r.cleanup.removed)
+        .collect();
+    if removed.is_empty() {
+        println!("nothing to repair: no unfinished write was found");
+    } else {
+        println!(
+            "removed what the unfinished write of snapshot {} left: {}",
+            r.cleanup.seq,
+            removed
+                .iter()
+                .map(|s| s.as_str())
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
+    }
+    println!("the committed state is untouched; `gridstore verify` checks it");
+    Ok(())
+}
