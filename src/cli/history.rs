@@ -42,7 +42,7 @@ pub fn log(store: &Path) -> Result<()> {
 
 fn describe_writer(s: &SnapshotInfo) -> String {
     let mut text = s.writer.clone();
-    if let Some(c) = &s.checkpoint {
+    if let Some(c) = s.checkpoint.as_ref().filter(|c| c.of > 1) {
         text.push_str(&format!(" [checkpoint {} of {}]", c.done, c.of));
     }
     if let Some(r) = s.restores {
