@@ -59,6 +59,16 @@ pub struct LocalStorage {
     unsynced: Mutex<Option<Vec<PathBuf>>>,
 }
 
+/// A temporary file next to `path`: `.<name>.<pid>.<suffix>`, so what a killed process
+/// left can be told apart and removed (docs/FORMAT.md §7).
+fn temporary_beside(path: &Path, suffix: &str) -> PathBuf {
+    let name = path
+        .file_name()
+        .and_then(|n| n.to_str())
+        .unwrap_or("object");
+    path.with_file_name(format!(".{name}.{}.{suffix}", std::process::id()))
+}
+
 /// Up to this many new files and directories, `sync` fsyncs them one by one; beyond, one
 /// syncfs() is cheaper. (A small write must not wait for the whole file system to flush
 /// what other programs wrote.)
@@ -159,21 +169,23 @@ impl Storage for LocalStorage {
     fn create_new(&self, key: &str, data: &[u8]) -> Result<bool> {
         let path = self.path(key);
         self.ensure_parent(&path)?;
-        let mut f = match fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-        {
-            Ok(f) => f,
-            Err(e) if e.kind() == IoKind::AlreadyExists => return Ok(false),
-            Err(e) => return Err(Error::io(&path, "creating", e)),
-        };
-        let written = f.write_all(data).and_then(|_| f.sync_all());
+        // The object must appear with its whole content or not at all: a process killed
+        // between creating a file and writing it would leave an empty lock that nobody
+        // could attribute. So the content goes to a temporary file first, which a hard
+        // link then publishes under the key, failing if the key exists (like O_EXCL).
+        let tmp = temporary_beside(&path, "new");
+        let written = fs::File::create(&tmp).and_then(|mut f| f.write_all(data));
         if let Err(e) = written {
-            let _ = fs::remove_file(&path);
-            return Err(Error::io(&path, "writing", e));
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(&tmp, "writing", e));
         }
-        Ok(true)
+        let linked = fs::hard_link(&tmp, &path);
+        let _ = fs::remove_file(&tmp);
+        match linked {
+            Ok(()) => Ok(true),
+            Err(e) if e.kind() == IoKind::AlreadyExists => Ok(false),
+            Err(e) => Err(Error::io(&path, "creating", e)),
+        }
     }
 
     fn replace(&self, key: &str, data: &[u8]) -> Result<()> {
@@ -181,13 +193,7 @@ impl Storage for LocalStorage {
         self.ensure_parent(&path)?;
         // Write a temporary file beside the target, make it durable, then rename it over the
         // target: rename is atomic on POSIX file systems.
-        let tmp = path.with_file_name(format!(
-            ".{}.{}.tmp",
-            path.file_name()
-                .and_then(|n| n.to_str())
-                .unwrap_or("object"),
-            std::process::id()
-        ));
+        let tmp = temporary_beside(&path, "tmp");
         let written = (|| {
             let mut f = fs::File::create(&tmp)?;
             f.write_all(data)?;

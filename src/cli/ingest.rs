@@ -71,6 +71,12 @@ pub fn run(args: IngestArgs) -> Result<()> {
     });
     bar.finish_and_clear();
     let report = report?;
+    if let Some(r) = &report.recovered {
+        println!(
+            "took over the writer lock of {}, which is gone; removed its unfinished write",
+            r.holder.describe()
+        );
+    }
     if report.already_done {
         println!(
             "these {} file(s) were already ingested completely by an earlier run (the current \

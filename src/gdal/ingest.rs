@@ -12,7 +12,7 @@ use crate::error::{Error, Result};
 use crate::grid::{PixelRect, TileLoc};
 use crate::ingest::{merge, merge_jobs, plan, Job, PlacedSource, Scratch, SourceSet};
 use crate::manifest::{Checkpoint, Manifest};
-use crate::store::lock::LockWait;
+use crate::store::lock::{LockWait, Recovered};
 use crate::store::Transaction;
 use crate::tile::{BandValidity, Tile};
 
@@ -265,6 +265,8 @@ pub struct FilesReport {
     pub resumed_after: u64,
     /// The current state already holds a completed run of exactly these inputs.
     pub already_done: bool,
+    /// A writer that had died holding the lock, taken over (its unfinished write removed).
+    pub recovered: Option<Recovered>,
 }
 
 /// Ingests files into the store at `root`; where files overlap, the later one wins, as if
@@ -307,6 +309,7 @@ pub fn ingest_files(
         batches: batches.len() as u64,
         resumed_after: 0,
         already_done: false,
+        recovered: txn.recovered().cloned(),
     };
     if let Some(c) = &manifest.snapshot.checkpoint {
         if c.run == run && c.of == report.batches && !checkpoints.restart {

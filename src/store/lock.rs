@@ -20,6 +20,9 @@ use crate::storage::Storage;
 
 pub const LOCK_KEY: &str = "writer.lock";
 
+/// The pid given to a lock whose file does not parse (no process has pid 0).
+const DAMAGED_LOCK_PID: u32 = 0;
+
 /// What to do when another writer holds the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockWait {
@@ -55,6 +58,9 @@ impl LockInfo {
     /// True when the holder is known to be gone. A lock of another host is never stale:
     /// its process cannot be checked from here.
     pub fn is_stale(&self) -> bool {
+        if self.pid == DAMAGED_LOCK_PID {
+            return true;
+        }
         if self.host != hostname() {
             return false;
         }
@@ -168,11 +174,12 @@ pub fn read_lock(storage: &dyn Storage) -> Result<Option<LockInfo>> {
     let Some(bytes) = storage.read(LOCK_KEY)? else {
         return Ok(None);
     };
-    // A lock file that does not parse was cut short while being created: its writer died
-    // before doing anything, so it counts as stale.
+    // Locks appear with their whole content (`Storage::create_new`), so one that does not
+    // parse was damaged after its writer wrote it (a power loss before it reached the
+    // disk): that writer is gone, and the lock counts as stale.
     Ok(Some(serde_json::from_slice(&bytes).unwrap_or(LockInfo {
         host: hostname(),
-        pid: 0,
+        pid: DAMAGED_LOCK_PID,
         process_start: None,
         started: "unknown".into(),
         writer: "unknown (damaged lock file)".into(),
@@ -207,15 +214,38 @@ pub fn discard_unfinished_write(storage: &dyn Storage) -> Result<Cleanup> {
         storage.delete(&manifest)?;
         removed.push(manifest);
     }
-    // A replace of gridstore.json cut short leaves its temporary file (`.gridstore.json.*`).
-    let partial = format!(".{MANIFEST_KEY}.");
+    // A replace of gridstore.json cut short leaves its temporary file
+    // (`.gridstore.json.<pid>.tmp`), a lock creation cut short its own
+    // (`.writer.lock.<pid>.new`). Only those of processes that are gone are removed: another
+    // writer may be creating its lock right now.
     for name in storage.list("")? {
-        if name.starts_with(&partial) {
+        if temporary_of_dead_process(&name) {
             storage.delete(&name)?;
             removed.push(name);
         }
     }
     Ok(Cleanup { seq, removed })
+}
+
+/// True for `.<gridstore.json|writer.lock>.<pid>.<tmp|new>` when process `pid` is gone.
+fn temporary_of_dead_process(name: &str) -> bool {
+    let rest = [MANIFEST_KEY, LOCK_KEY]
+        .iter()
+        .find_map(|key| name.strip_prefix(&format!(".{key}.")));
+    let Some(pid) = rest
+        .and_then(|r| r.split('.').next())
+        .and_then(|p| p.parse::<u32>().ok())
+    else {
+        return false;
+    };
+    let probe = LockInfo {
+        host: hostname(),
+        pid,
+        process_start: None,
+        started: String::new(),
+        writer: String::new(),
+    };
+    probe.is_stale()
 }
 
 fn hostname() -> String {
@@ -291,6 +321,49 @@ mod tests {
         assert_eq!(s.read("chunks/1/0/0/0/0/0").unwrap(), None);
         assert_eq!(s.read("index/1/0").unwrap(), None);
         lock.release().unwrap();
+    }
+
+    #[test]
+    fn an_empty_lock_file_is_stale_and_temporaries_of_dead_processes_go() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()));
+        s.write(LOCK_KEY, b"").unwrap();
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let dead = child.id();
+        child.wait().unwrap();
+        let leftovers = [
+            format!(".{LOCK_KEY}.{dead}.new"),
+            format!(".{MANIFEST_KEY}.{dead}.tmp"),
+        ];
+        for name in &leftovers {
+            s.write(name, b"partial").unwrap();
+        }
+        let mine = format!(".{MANIFEST_KEY}.{}.tmp", std::process::id());
+        s.write(&mine, b"in progress").unwrap();
+        let lock = WriterLock::acquire(s.clone(), "next", LockWait::Fail).unwrap();
+        let removed = &lock.recovered().unwrap().cleanup.removed;
+        for name in &leftovers {
+            assert!(removed.contains(name), "{removed:?}");
+            assert_eq!(s.read(name).unwrap(), None);
+        }
+        assert!(
+            s.read(&mine).unwrap().is_some(),
+            "a live process's file was removed"
+        );
+        lock.release().unwrap();
+    }
+
+    #[test]
+    fn a_lock_appears_whole_or_not_at_all() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()));
+        let held = WriterLock::acquire(s.clone(), "first", LockWait::Fail).unwrap();
+        let info = read_lock(&*s).unwrap().unwrap();
+        assert_eq!(info.pid, std::process::id());
+        assert_eq!(info.writer, "first");
+        // No temporary file is left beside it.
+        assert_eq!(s.list("").unwrap(), vec![LOCK_KEY.to_string()]);
+        held.release().unwrap();
     }
 
     #[test]

@@ -187,10 +187,11 @@ pub fn is_unfinished_creation(root: &Path) -> bool {
     let Ok(entries) = std::fs::read_dir(root) else {
         return false;
     };
-    let partial = format!(".{MANIFEST_KEY}.");
+    let temporaries = [format!(".{MANIFEST_KEY}."), format!(".{LOCK_KEY}.")];
     entries.flatten().all(|e| {
         let name = e.file_name();
         let name = name.to_string_lossy();
-        UNFINISHED_STORE_ENTRIES.contains(&name.as_ref()) || name.starts_with(&partial)
+        UNFINISHED_STORE_ENTRIES.contains(&name.as_ref())
+            || temporaries.iter().any(|t| name.starts_with(t.as_str()))
     })
 }

@@ -129,6 +129,12 @@ impl Transaction {
         })
     }
 
+    /// The writer that died holding the lock this write took over, if any; its unfinished
+    /// write was removed.
+    pub fn recovered(&self) -> Option<&super::lock::Recovered> {
+        self.lock.as_ref()?.recovered()
+    }
+
     /// The committed state this write started from (`None` when creating).
     pub fn base(&self) -> Option<&Arc<Snapshot>> {
         self.base.as_ref()

@@ -1,0 +1,295 @@
+#!/usr/bin/python3
+"""Kills writers with SIGKILL at random moments and checks that no committed state is lost.
+
+A fixed sequence of writes runs against a store, first without interruption to learn every
+state a commit can produce (the reference), then again and again with each write killed
+at a random moment. After every kill:
+  - the store opens (gdalinfo),
+  - `gridstore verify` passes (every object present, every checksum right),
+  - its content digest is one of the states the killed write could have left: the state
+    before it, one of its checkpoints, or the state after it (nothing half-written, and
+    nothing committed before the kill lost),
+  - the write is then run again (an interrupted ingest resumes from its last checkpoint;
+    the killed process's lock and debris are recovered by the next writer, or by
+    `gridstore repair`) and must reach exactly the reference state after it.
+
+The writes cover a multi-checkpoint `gridstore ingest` (with a source in another CRS,
+warped), a gdal_translate merge, a GDAL update-mode session, a rollback and a gc; all of
+them update the aggregation levels.
+
+Usage: crash_harness.py [--kills N] [--seed S] [--work DIR] [--gridstore EXE] [--plugin-dir D]
+The plugin folder must hold gdal_GRIDSTORE.so (default: a copy of target/release's build).
+Exit status 0 when every check held; 1 with the first failure explained.
+"""
+import argparse
+import json
+import os
+import random
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+
+import numpy as np
+from osgeo import gdal
+
+gdal.UseExceptions()
+
+REPO = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TILE = 64
+CHECKPOINT_MB = "1"  # 1 MiB of 64x64 Float32 tiles: 64 tiles per checkpoint
+
+
+def parse_args():
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--kills", type=int, default=200)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--work", help="folder for stores and sources (default: a temporary one)")
+    p.add_argument("--gridstore", default=os.path.join(REPO, "target/release/gridstore"))
+    p.add_argument("--plugin-dir", help="folder holding gdal_GRIDSTORE.so")
+    return p.parse_args()
+
+
+class Harness:
+    def __init__(self, args, work):
+        self.args = args
+        self.work = work
+        self.rng = random.Random(args.seed)
+        self.env = dict(os.environ, GDAL_PAM_ENABLED="NO")
+        self.env["GDAL_DRIVER_PATH"] = args.plugin_dir or self._plugin_copy()
+        self.sources = os.path.join(work, "sources")
+        os.makedirs(self.sources, exist_ok=True)
+        self.outcomes = {}
+
+    def _plugin_copy(self):
+        d = os.path.join(self.work, "plugin")
+        os.makedirs(d, exist_ok=True)
+        shutil.copy(os.path.join(REPO, "target/release/libgridstore.so"),
+                    os.path.join(d, "gdal_GRIDSTORE.so"))
+        return d
+
+    # --- sources -------------------------------------------------------------------
+
+    def make_sources(self):
+        rng = np.random.default_rng(self.args.seed)
+        drv = gdal.GetDriverByName("GTiff")
+
+        def raster(name, x0, y0, w, h, epsg=3857, cell=1.0, nodata_hole=False):
+            path = os.path.join(self.sources, name)
+            ds = drv.Create(path, w, h, 1, gdal.GDT_Float32)
+            ds.SetGeoTransform([x0, cell, 0, y0, 0, -cell])
+            ds.SetProjection(f"EPSG:{epsg}")
+            a = (rng.random((h, w)) * 1000).astype("float32")
+            if nodata_hole:
+                a[: h // 3, : w // 3] = -1
+            b = ds.GetRasterBand(1)
+            b.SetNoDataValue(-1)
+            b.WriteArray(a)
+            ds = None
+            return path
+
+        self.base = raster("base.tif", 0, 0, 256, 256)
+        # Overlapping tiles that grow the extent in every direction, some with holes.
+        self.ingest_files = [
+            raster(f"f{i:02d}.tif", (i % 4) * 300 - 150, -(i // 4) * 300 + 150, 450, 450,
+                   nodata_hole=(i % 3 == 0))
+            for i in range(12)
+        ]
+        # One in geographic coordinates near the store's origin: warped onto the grid.
+        self.ingest_files.append(
+            raster("geo.tif", 0.0005, 0.0015, 120, 120, epsg=4326, cell=0.00002))
+        self.patch = raster("patch.tif", 100, -100, 200, 200, nodata_hole=True)
+
+    # --- the writes --------------------------------------------------------------------
+
+    def writes(self):
+        """(name, argv) of each write of one round, in order."""
+        g, store = self.args.gridstore, self.store
+        edit = [sys.executable, __file__, "--edit", store]
+        return [
+            ("ingest", [g, "ingest", "-q", "--checkpoint-mb", CHECKPOINT_MB, store]
+             + self.ingest_files),
+            ("translate", ["gdal_translate", "-q", "-of", "GRIDSTORE", self.patch, store]),
+            ("update-mode", edit),
+            ("rollback", [g, "rollback", store, "--to", "2"]),
+            ("gc", [g, "gc", store, "--keep", "2"]),
+        ]
+
+    def create(self, store):
+        self.run(["gdal_translate", "-q", "-of", "GRIDSTORE", "-co", f"BLOCKSIZE={TILE}",
+                  self.base, store])
+
+    # --- tools -------------------------------------------------------------------------
+
+    def run(self, argv, check=True):
+        r = subprocess.run(argv, env=self.env, capture_output=True, text=True)
+        if check and r.returncode != 0:
+            raise Failure(f"{' '.join(argv)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
+        return r
+
+    def digest(self, store, snapshot=None):
+        argv = [self.args.gridstore, "verify", store]
+        if snapshot is not None:
+            argv += ["--snapshot", str(snapshot)]
+        r = self.run(argv, check=False)
+        if r.returncode != 0:
+            raise Failure(f"verify failed:\n{r.stdout}{r.stderr}")
+        for line in r.stdout.splitlines():
+            if line.startswith("content digest: "):
+                return line.split(": ", 1)[1]
+        raise Failure(f"verify printed no digest:\n{r.stdout}")
+
+    def snapshot_ids(self, store):
+        m = json.load(open(os.path.join(store, "gridstore.json")))
+        return m["snapshot"]["id"]
+
+    # --- reference ---------------------------------------------------------------------
+
+    def reference(self):
+        """Runs one round without kills; returns per write (before, checkpoints, after)
+        digests and its duration."""
+        self.store = os.path.join(self.work, "reference.gridstore")
+        shutil.rmtree(self.store, ignore_errors=True)
+        self.create(self.store)
+        self.initial = os.path.join(self.work, "initial.gridstore")
+        shutil.rmtree(self.initial, ignore_errors=True)
+        shutil.copytree(self.store, self.initial)
+        states = []
+        for name, argv in self.writes():
+            before_id = self.snapshot_ids(self.store)
+            before = self.digest(self.store)
+            t = time.monotonic()
+            self.run(argv)
+            took = time.monotonic() - t
+            after_id = self.snapshot_ids(self.store)
+            # Every commit of the write: checkpoints of an ingest are states a kill may
+            # leave too.
+            middle = {self.digest(self.store, i) for i in range(before_id + 1, after_id)}
+            after = self.digest(self.store)
+            states.append((name, before, middle, after, took))
+            print(f"reference: {name}: {after_id - before_id} commit(s), {took:.2f} s",
+                  flush=True)
+        return states
+
+    # --- the kills ---------------------------------------------------------------------
+
+    def kill_round(self, states, kills_left):
+        self.store = os.path.join(self.work, "victim.gridstore")
+        shutil.rmtree(self.store, ignore_errors=True)
+        shutil.copytree(self.initial, self.store)
+        done = 0
+        for (name, argv), (_, before, middle, after, took) in zip(self.writes(), states):
+            if done >= kills_left:
+                break
+            # Kill anywhere from before the process does anything to just after it ends.
+            delay = self.rng.uniform(0, took * 1.1)
+            p = subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.PIPE)
+            time.sleep(delay)
+            finished_first = p.poll() is not None
+            if not finished_first:
+                p.send_signal(signal.SIGKILL)
+            p.wait()
+            done += 1
+            self.check_after_kill(name, before, middle, after, finished_first, p)
+            # Then the write is completed (resumed) and must reach the reference state. A gc
+            # leaves the content as it was whether or not it finished, so it always reruns.
+            if name == "gc" or self.digest(self.store) != after:
+                self.run(argv)
+                got = self.digest(self.store)
+                if got != after:
+                    raise Failure(f"{name}: run again after the kill, it reached {got}, "
+                                  f"not the reference state {after}")
+        self.check_no_debris()
+        return done
+
+    def check_no_debris(self):
+        """After a repair, nothing of a killed write may remain: no lock, no temporary
+        files, no objects of a snapshot id beyond the current one."""
+        self.run([self.args.gridstore, "repair", self.store])
+        names = set(os.listdir(self.store))
+        extra = names - {"gridstore.json", "chunks", "index", "snapshots"}
+        if extra:
+            raise Failure(f"left behind after repair: {sorted(extra)}")
+        current = self.snapshot_ids(self.store)
+        for prefix in ("chunks", "index"):
+            for seq in os.listdir(os.path.join(self.store, prefix)):
+                if int(seq) > current:
+                    raise Failure(f"{prefix}/{seq}/ of an unfinished write was left behind "
+                                  f"(current snapshot {current})")
+
+    def check_after_kill(self, name, before, middle, after, finished_first, p):
+        if finished_first and p.returncode != 0:
+            raise Failure(f"{name} failed by itself:\n{p.stderr.read().decode()}")
+        # Half of the time the next writer recovers the lock; half of the time repair does.
+        if self.rng.random() < 0.5:
+            self.run([self.args.gridstore, "repair", self.store])
+        r = self.run(["gdalinfo", self.store], check=False)
+        if r.returncode != 0:
+            raise Failure(f"after killing {name}, the store does not open:\n{r.stderr}")
+        got = self.digest(self.store)
+        if name == "gc":
+            # The snapshot gc keeps besides the current one must still be whole.
+            self.digest(self.store, self.snapshot_ids(self.store) - 1)
+        if got == before == after:
+            outcome = "unchanged"
+        elif got == before:
+            outcome = "before"
+        elif got in middle:
+            outcome = "checkpoint"
+        elif got == after:
+            outcome = "after"
+        else:
+            raise Failure(f"after killing {name}, the store holds a state no commit made "
+                          f"({got})")
+        key = (name, outcome)
+        self.outcomes[key] = self.outcomes.get(key, 0) + 1
+
+
+class Failure(Exception):
+    pass
+
+
+def edit_session(store):
+    """The update-mode write: a GDAL session that writes windows and commits at close."""
+    ds = gdal.OpenEx(store, gdal.OF_UPDATE | gdal.OF_RASTER)
+    band = ds.GetRasterBand(1)
+    rng = np.random.default_rng(7)
+    for i in range(6):
+        a = (rng.random((150, 150)) * 50 + 2000 + i).astype("float32")
+        band.WriteArray(a, 20 + i * 40, 20 + i * 30)
+    ds = None
+
+
+def main():
+    if len(sys.argv) == 3 and sys.argv[1] == "--edit":
+        edit_session(sys.argv[2])
+        return 0
+    args = parse_args()
+    work = args.work or tempfile.mkdtemp(prefix="crash-harness-")
+    os.makedirs(work, exist_ok=True)
+    h = Harness(args, work)
+    h.make_sources()
+    try:
+        states = h.reference()
+        kills, rounds = 0, 0
+        while kills < args.kills:
+            kills += h.kill_round(states, args.kills - kills)
+            rounds += 1
+    except Failure as e:
+        print(f"FAILED after {sum(h.outcomes.values())} kill(s): {e}", file=sys.stderr)
+        print(f"the store is kept in {h.store}", file=sys.stderr)
+        return 1
+    print(f"{kills} kill(s) in {rounds} round(s): every store opened, verified, and held a "
+          "committed state; every write completed afterwards reached the reference state")
+    for (name, outcome), n in sorted(h.outcomes.items()):
+        print(f"  {name:<12} left the state {outcome:<10} {n:>4} time(s)")
+    if not args.work:
+        shutil.rmtree(work, ignore_errors=True)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
