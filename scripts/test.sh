@@ -6,6 +6,8 @@ cd "$(dirname "$0")/.."
 scripts/sample-data.sh
 # The integration tests drive GDAL with the freshly built plugin (target/release).
 cargo build --release
+# Each test process copies the plugin into a folder of its own; drop those of earlier runs.
+rm -rf target/release/test-gdalplugins-*
 if command -v cargo-nextest >/dev/null; then
   cargo nextest run --release --no-fail-fast "$@"
 else

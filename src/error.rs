@@ -34,12 +34,13 @@ pub enum Error {
     #[error("{path}: no gridstore here ({detail}). Check the path; a store is a directory named *.gridstore with a gridstore.json inside")]
     StoreNotFound { path: PathBuf, detail: String },
 
-    #[error("{path}: {action} failed: {source}")]
+    // The I/O error is part of the message, not a separate cause, so that tools printing
+    // an error with its causes do not repeat it.
+    #[error("{path}: {action} failed: {cause}{}", io_hint(cause))]
     Io {
         path: PathBuf,
         action: &'static str,
-        #[source]
-        source: std::io::Error,
+        cause: std::io::Error,
     },
 
     #[error(
@@ -103,7 +104,7 @@ impl Error {
         Error::Io {
             path: path.as_ref().to_path_buf(),
             action,
-            source,
+            cause: source,
         }
     }
 
@@ -124,5 +125,20 @@ impl Error {
             value: value.into(),
             expected: expected.into(),
         }
+    }
+}
+
+/// What to do about I/O failures whose fix is plain.
+fn io_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::ENOSPC) | Some(libc::EDQUOT) => {
+            ". The disk is full: nothing of this write was committed and the store is as it \
+             was; free some space and run the write again"
+        }
+        Some(libc::EROFS) => ". The file system is read-only",
+        Some(libc::EACCES) | Some(libc::EPERM) => {
+            ". Permission denied: check who owns the store and its folders"
+        }
+        _ => "",
     }
 }

@@ -62,6 +62,7 @@ class Harness:
         self.sources = os.path.join(work, "sources")
         os.makedirs(self.sources, exist_ok=True)
         self.outcomes = {}
+        self.phases = {}
 
     def _plugin_copy(self):
         d = os.path.join(self.work, "plugin")
@@ -183,8 +184,10 @@ class Harness:
         for (name, argv), (_, before, middle, after, took) in zip(self.writes(), states):
             if done >= kills_left:
                 break
-            # Kill anywhere from before the process does anything to just after it ends.
-            delay = self.rng.uniform(0, took * 1.1)
+            # Kill anywhere from before the process does anything to just after it ends;
+            # half of the kills in the second half, where short writes do their writing
+            # (the first half of them is mostly starting up).
+            delay = self.rng.uniform(0 if self.rng.random() < 0.5 else took * 0.5, took * 1.1)
             p = subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE)
             time.sleep(delay)
@@ -223,6 +226,14 @@ class Harness:
     def check_after_kill(self, name, before, middle, after, finished_first, p):
         if finished_first and p.returncode != 0:
             raise Failure(f"{name} failed by itself:\n{p.stderr.read().decode()}")
+        # Was the write under way: its lock taken, perhaps objects of the next snapshot
+        # written?
+        if os.path.exists(os.path.join(self.store, "writer.lock")):
+            nxt = str(self.snapshot_ids(self.store) + 1)
+            wrote = any(os.path.exists(os.path.join(self.store, d, nxt))
+                        for d in ("chunks", "index"))
+            phase = "while writing objects" if wrote else "holding the lock"
+            self.phases[phase] = self.phases.get(phase, 0) + 1
         # Half of the time the next writer recovers the lock; half of the time repair does.
         if self.rng.random() < 0.5:
             self.run([self.args.gridstore, "repair", self.store])
@@ -286,6 +297,9 @@ def main():
           "committed state; every write completed afterwards reached the reference state")
     for (name, outcome), n in sorted(h.outcomes.items()):
         print(f"  {name:<12} left the state {outcome:<10} {n:>4} time(s)")
+    for phase, n in sorted(h.phases.items()):
+        print(f"  killed {phase}: {n} time(s) (a lock or objects of the unfinished write "
+              "were left, and recovered)")
     if not args.work:
         shutil.rmtree(work, ignore_errors=True)
     return 0

@@ -52,6 +52,9 @@ fn chain(storage: &dyn Storage, current: &Manifest, limit: usize) -> Result<Vec<
 /// Makes snapshot `to` the current state again, as a new commit: the snapshots after it
 /// stay in the history, so a rollback can itself be rolled back.
 pub fn rollback(root: &Path, to: u64, wait: LockWait) -> Result<Manifest> {
+    // A snapshot that does not exist is reported as such, even while another writer holds
+    // the lock.
+    Snapshot::open(root, Some(to))?;
     let mut txn = Transaction::begin(root, &format!("gridstore rollback --to {to}"), wait)?;
     let base = txn.base().expect("an existing store has a base").clone();
     let current = base.manifest();

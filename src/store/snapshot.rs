@@ -53,8 +53,8 @@ impl Snapshot {
             None => Error::StoreNotFound {
                 path: storage.location().to_path_buf(),
                 detail: format!(
-                    "{MANIFEST_KEY} is missing; if a creation was interrupted, delete the \
-                     directory and create the store again"
+                    "{MANIFEST_KEY} is missing; if a creation was interrupted, `gridstore \
+                     repair` removes what it left, then create the store again"
                 ),
             },
         })?;

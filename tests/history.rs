@@ -1,0 +1,562 @@
+//! A store's history through the real tools: `gridstore log`, `rollback`, `gc` and
+//! `repair`, with GDAL reading current and past snapshots.
+//!
+//! What a snapshot holds is read here from its objects as docs/FORMAT.md describes them
+//! (manifest, index nodes), independently of the library, so that what gc removes and what
+//! log counts can be checked against the bytes on disk.
+
+mod common;
+use common::*;
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::path::{Path, PathBuf};
+use std::time::{Duration, SystemTime};
+
+fn gridstore() -> &'static str {
+    env!("CARGO_BIN_EXE_gridstore")
+}
+
+fn cli_ok(args: &[&str]) -> String {
+    ok(gridstore(), args)
+}
+
+/// A raster from `update_cases.py make`: VALUE plus column and row patterns, 10 m cells in
+/// UTM 31N, nodata -9999.
+fn make(path: &Path, x0: f64, y0: f64, w: usize, h: usize, value: f64) {
+    let args = [x0, y0, w as f64, h as f64, value].map(|v| v.to_string());
+    let mut all = vec!["make", s(path)];
+    all.extend(args.iter().map(String::as_str));
+    all.extend(["--nodata", "-9999"]);
+    python_ok("update_cases.py", &all);
+}
+
+fn translate_into(src: &Path, store: &Path) {
+    ok(
+        "gdal_translate",
+        &["-q", "-of", "GRIDSTORE", s(src), s(store)],
+    );
+}
+
+/// A 200 x 160 store with 64-pixel tiles (4 x 3 tiles at level 0, three levels) made by
+/// gdal_translate: snapshot 1.
+fn base_store(dir: &Path) -> PathBuf {
+    let a = dir.join("a.tif");
+    make(&a, 500000.0, 5000000.0, 200, 160, 100.0);
+    let st = dir.join("s.gridstore");
+    ingest(s(&a), &st, &["BLOCKSIZE=64"]);
+    st
+}
+
+/// `gdalinfo -checksum` of a past snapshot: bands, then overviews.
+fn checksums_at(store: &Path, id: u64) -> Vec<String> {
+    let option = format!("SNAPSHOT={id}");
+    ok("gdalinfo", &["-checksum", "-oo", &option, s(store)])
+        .lines()
+        .filter_map(|l| {
+            let l = l.trim();
+            l.strip_prefix("Checksum=")
+                .or_else(|| l.strip_prefix("Overviews checksum: "))
+                .map(str::to_string)
+        })
+        .collect()
+}
+
+fn size_line(store: &Path) -> String {
+    ok("gdalinfo", &[s(store)])
+        .lines()
+        .find(|l| l.starts_with("Size is"))
+        .expect("gdalinfo prints the size")
+        .to_string()
+}
+
+/// The content digest `gridstore verify` prints, insisting that it found no problem.
+fn digest(store: &Path, snapshot: Option<u64>) -> String {
+    let id = snapshot.map(|i| i.to_string());
+    let mut args = vec!["verify", s(store)];
+    if let Some(id) = &id {
+        args.extend(["--snapshot", id.as_str()]);
+    }
+    let out = cli_ok(&args);
+    assert!(out.contains("no problems"), "{out}");
+    out.lines()
+        .find_map(|l| l.strip_prefix("content digest: "))
+        .unwrap_or_else(|| panic!("no digest in:\n{out}"))
+        .to_string()
+}
+
+/// One row of `gridstore log`.
+#[derive(Debug)]
+struct LogRow {
+    id: u64,
+    created: SystemTime,
+    written: u64,
+    removed: u64,
+    writer: String,
+}
+
+fn log(store: &Path) -> Vec<LogRow> {
+    let out = cli_ok(&["log", s(store)]);
+    let mut lines = out.lines();
+    let header = lines.next().unwrap_or_default();
+    for column in ["snapshot", "created", "written", "removed", "writer"] {
+        assert!(header.contains(column), "no {column} column:\n{out}");
+    }
+    lines
+        .map(|l| {
+            let words: Vec<&str> = l.split_whitespace().collect();
+            assert!(words.len() >= 5, "short log row {l:?}");
+            LogRow {
+                id: words[0].parse().unwrap(),
+                created: humantime::parse_rfc3339(words[1])
+                    .unwrap_or_else(|e| panic!("{l:?}: the time is not RFC 3339: {e}")),
+                written: words[2].parse().unwrap(),
+                removed: words[3].parse().unwrap(),
+                writer: words[4..].join(" "),
+            }
+        })
+        .collect()
+}
+
+fn ids(rows: &[LogRow]) -> Vec<u64> {
+    rows.iter().map(|r| r.id).collect()
+}
+
+/// Every file under `dir`, relative to it, with its size.
+fn files(dir: &Path) -> BTreeMap<String, u64> {
+    fn walk(root: &Path, dir: &Path, out: &mut BTreeMap<String, u64>) {
+        for e in std::fs::read_dir(dir).unwrap() {
+            let e = e.unwrap();
+            let meta = e.metadata().unwrap();
+            if meta.is_dir() {
+                walk(root, &e.path(), out);
+            } else {
+                let rel = e.path().strip_prefix(root).unwrap().to_owned();
+                out.insert(rel.to_str().unwrap().to_string(), meta.len());
+            }
+        }
+    }
+    let mut out = BTreeMap::new();
+    walk(dir, dir, &mut out);
+    out
+}
+
+/// A tile's key `(t, p, z, col, row)` and its index entry `(seq, size, crc)`.
+type Key = (u32, u8, u8, i32, i32);
+type Entry = (u64, u32, u32);
+
+/// What a snapshot holds: its tiles, and every object it reaches (index nodes and chunks).
+#[derive(Default)]
+struct Contents {
+    tiles: BTreeMap<Key, Entry>,
+    objects: BTreeSet<String>,
+}
+
+fn contents(store: &Path, id: u64) -> Contents {
+    let path = store.join(format!("snapshots/{id}.json"));
+    let manifest: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    let mut c = Contents::default();
+    let root = &manifest["index"]["root"];
+    if !root.is_null() {
+        let (seq, node) = (root["seq"].as_u64().unwrap(), root["id"].as_u64().unwrap());
+        read_node(store, &format!("index/{seq}/{node}"), &mut c);
+    }
+    c
+}
+
+fn read_node(store: &Path, key: &str, c: &mut Contents) {
+    let bytes = std::fs::read(store.join(key)).unwrap_or_else(|e| panic!("{key}: {e}"));
+    let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
+    assert_eq!(&bytes[..4], b"GSIX", "{key} is no index node");
+    let leaf = bytes[5] == 0;
+    let (count, len) = (u32_at(&bytes, 8) as usize, u32_at(&bytes, 12) as usize);
+    let body = zstd::decode_all(&bytes[16..16 + len]).unwrap();
+    let width = if leaf { 30 } else { 26 };
+    assert_eq!(body.len(), count * width, "{key}");
+    c.objects.insert(key.to_string());
+    for e in body.chunks_exact(width) {
+        let (t, p, z) = (u32_at(e, 0), e[4], e[5]);
+        let (col, row) = (u32_at(e, 6) as i32, u32_at(e, 10) as i32);
+        let seq = u64_at(e, 14);
+        if leaf {
+            c.tiles
+                .insert((t, p, z, col, row), (seq, u32_at(e, 22), u32_at(e, 26)));
+            c.objects
+                .insert(format!("chunks/{seq}/{t}/{p}/{z}/{row}/{col}"));
+        } else {
+            read_node(store, &format!("index/{seq}/{}", u32_at(e, 22)), c);
+        }
+    }
+}
+
+/// Tiles written (new, or with another chunk) and removed going from `before` to `after`.
+fn differences(before: &Contents, after: &Contents) -> (u64, u64) {
+    let written = after
+        .tiles
+        .iter()
+        .filter(|(k, e)| before.tiles.get(k) != Some(e))
+        .count();
+    let removed = before
+        .tiles
+        .keys()
+        .filter(|k| !after.tiles.contains_key(k))
+        .count();
+    (written as u64, removed as u64)
+}
+
+#[test]
+fn log_lists_every_snapshot_newest_first() {
+    let started = SystemTime::now() - Duration::from_secs(1);
+    let dir = tmp();
+    let st = dir.path().join("log.gridstore");
+    cli_ok(&[
+        "create",
+        s(&st),
+        "--crs",
+        "EPSG:32631",
+        "--origin",
+        "500000",
+        "5000000",
+        "--cell-size",
+        "10",
+        "--tile-size",
+        "64",
+        "--nodata",
+        "-9999",
+    ]);
+    let a = dir.path().join("a.tif");
+    make(&a, 500000.0, 5000000.0, 200, 160, 100.0);
+    cli_ok(&["ingest", "-q", s(&st), s(&a)]);
+    // Beyond the right edge: new tiles, and a level more.
+    let b = dir.path().join("b.tif");
+    make(&b, 501800.0, 4999500.0, 300, 50, 700.0);
+    translate_into(&b, &st);
+    // Back to before b: its tiles are removed again.
+    cli_ok(&["rollback", s(&st), "--to", "2"]);
+
+    let rows = log(&st);
+    assert_eq!(ids(&rows), [4, 3, 2, 1], "{rows:#?}");
+    let writers: [&[&str]; 4] = [
+        &["gridstore rollback --to 2", "[restores snapshot 2]"],
+        &["GDAL CreateCopy into the store, from", "b.tif"],
+        &["gridstore ingest"],
+        &["gridstore create"],
+    ];
+    for (row, words) in rows.iter().zip(writers) {
+        for w in words {
+            assert!(row.writer.contains(w), "{row:?} should say {w:?}");
+        }
+    }
+    let now = SystemTime::now();
+    for pair in rows.windows(2) {
+        assert!(
+            pair[0].created >= pair[1].created,
+            "not newest first: {rows:#?}"
+        );
+    }
+    for row in &rows {
+        assert!(row.created >= started && row.created <= now, "{row:?}");
+    }
+    // The counts are those of the tiles each commit changed, as its index says.
+    let held: Vec<Contents> = (1..=4).map(|id| contents(&st, id)).collect();
+    assert!(held[0].tiles.is_empty());
+    assert_eq!((rows[3].written, rows[3].removed), (0, 0));
+    for id in 2..=4usize {
+        let row = &rows[4 - id];
+        let expected = differences(&held[id - 2], &held[id - 1]);
+        assert_eq!((row.written, row.removed), expected, "{row:?}");
+    }
+    assert!(
+        rows[0].removed > 0,
+        "the rollback removed b's tiles: {rows:#?}"
+    );
+    assert_eq!(rows[1].removed, 0);
+    assert!(rows[1].written > 0);
+}
+
+#[test]
+fn rollback_restores_an_earlier_state_and_can_be_undone() {
+    let dir = tmp();
+    let st = base_store(dir.path());
+    // Checksums and digest of each state while it is the current one.
+    let mut at: BTreeMap<u64, (Vec<String>, String)> = BTreeMap::new();
+    at.insert(1, (checksums(s(&st)), digest(&st, None)));
+    let b = dir.path().join("b.tif");
+    make(&b, 500500.0, 4999500.0, 80, 60, 500.0);
+    cli_ok(&["ingest", "-q", s(&st), s(&b)]);
+    at.insert(2, (checksums(s(&st)), digest(&st, None)));
+    // Left of and above the origin: the extent grows and a level is added.
+    let c = dir.path().join("c.tif");
+    make(&c, 499000.0, 5001000.0, 120, 110, 900.0);
+    translate_into(&c, &st);
+    at.insert(3, (checksums(s(&st)), digest(&st, None)));
+    let size_at_3 = size_line(&st);
+    assert_ne!(size_at_3, "Size is 200, 160");
+    assert!(
+        at[&1].0 != at[&2].0 && at[&2].0 != at[&3].0 && at[&1].1 != at[&3].1,
+        "every commit changed the data: {at:?}"
+    );
+    for (id, (sums, _)) in &at {
+        assert_eq!(&checksums_at(&st, *id), sums, "snapshot {id} read back");
+    }
+
+    let out = cli_ok(&["rollback", s(&st), "--to", "1"]);
+    assert!(
+        out.contains("snapshot 1 is current again, as snapshot 4"),
+        "{out}"
+    );
+    assert!(
+        out.contains("gridstore rollback --to 3"),
+        "the undo is named: {out}"
+    );
+    assert_eq!(checksums(s(&st)), at[&1].0);
+    assert_eq!(digest(&st, None), at[&1].1);
+    assert_eq!(size_line(&st), "Size is 200, 160");
+    let rows = log(&st);
+    assert_eq!(ids(&rows), [4, 3, 2, 1], "nothing is lost: {rows:#?}");
+    assert!(
+        rows[0].writer.contains("[restores snapshot 1]"),
+        "{rows:#?}"
+    );
+    // The later states are still there to read.
+    assert_eq!(checksums_at(&st, 3), at[&3].0);
+
+    // Rolling the rollback back returns to the state it replaced.
+    let out = cli_ok(&["rollback", s(&st), "--to", "3"]);
+    assert!(out.contains("as snapshot 5"), "{out}");
+    assert_eq!(checksums(s(&st)), at[&3].0);
+    assert_eq!(digest(&st, None), at[&3].1);
+    assert_eq!(size_line(&st), size_at_3);
+    let rows = log(&st);
+    assert_eq!(ids(&rows), [5, 4, 3, 2, 1]);
+    assert!(
+        rows[0].writer.contains("[restores snapshot 3]"),
+        "{rows:#?}"
+    );
+
+    // Refusals change nothing and leave no lock behind.
+    let before = files(&st);
+    for (to, expected) in [
+        ("5", "snapshot 5 is already the current state"),
+        ("42", "there is no snapshot 42"),
+    ] {
+        let err = failed_cleanly(&run(gridstore(), &["rollback", s(&st), "--to", to]));
+        assert!(err.contains(expected), "rollback --to {to}: {err}");
+        assert_eq!(files(&st), before, "rollback --to {to} changed the store");
+    }
+    assert_eq!(ids(&log(&st)), [5, 4, 3, 2, 1]);
+}
+
+#[test]
+fn gc_removes_only_what_no_kept_snapshot_needs() {
+    let dir = tmp();
+    let st = base_store(dir.path());
+    // Six commits. Patches replace some tiles (and always their ancestors) and leave the
+    // others shared with snapshot 1; 4 restores 2, so it reaches the index node and the
+    // chunks that snapshot 2 wrote.
+    let patch = |name: &str, x: f64, y: f64, w: usize, h: usize, value: f64| {
+        let p = dir.path().join(name);
+        make(&p, x, y, w, h, value);
+        p
+    };
+    // Tile (0, 0), then tile (2, 1), through both writers.
+    translate_into(&patch("p2.tif", 500100.0, 4999900.0, 40, 30, 500.0), &st);
+    let p3 = patch("p3.tif", 501350.0, 4999250.0, 40, 30, 900.0);
+    cli_ok(&["ingest", "-q", s(&st), s(&p3)]);
+    cli_ok(&["rollback", s(&st), "--to", "2"]);
+    // Tile (2, 2), then tiles (0, 0) and (1, 0) again.
+    let p5 = patch("p5.tif", 501500.0, 4998700.0, 40, 25, 1300.0);
+    cli_ok(&["ingest", "-q", s(&st), s(&p5)]);
+    translate_into(&patch("p6.tif", 500300.0, 4999800.0, 60, 30, 1700.0), &st);
+    assert_eq!(ids(&log(&st)), [6, 5, 4, 3, 2, 1]);
+
+    let all: Vec<u64> = (1..=6).collect();
+    let (kept, removed) = (vec![4, 5, 6], vec![1, 2, 3]);
+    let sums: BTreeMap<u64, Vec<String>> = all.iter().map(|&i| (i, checksums_at(&st, i))).collect();
+    let digests: BTreeMap<u64, String> = all.iter().map(|&i| (i, digest(&st, Some(i)))).collect();
+    let held: BTreeMap<u64, Contents> = all.iter().map(|&i| (i, contents(&st, i))).collect();
+    let distinct: BTreeSet<&String> = digests.values().collect();
+    assert_eq!(distinct.len(), 5, "only 4 repeats a state: {digests:?}");
+    assert_eq!(sums[&4], sums[&2]);
+    let needed: BTreeSet<String> = kept.iter().flat_map(|i| held[i].objects.clone()).collect();
+    let garbage: BTreeSet<String> = removed
+        .iter()
+        .flat_map(|i| held[i].objects.clone())
+        .filter(|o| !needed.contains(o))
+        .collect();
+    // The history exercises what it should: kept snapshots need objects written by removed
+    // ones (a node of 2, chunks of 1), and some objects of 1 are garbage beside them.
+    assert!(needed.contains("index/2/0"), "{needed:?}");
+    assert!(needed.iter().any(|o| o.starts_with("chunks/1/")));
+    assert!(
+        garbage.iter().any(|o| o.starts_with("chunks/1/")),
+        "{garbage:?}"
+    );
+    assert!(
+        garbage.iter().any(|o| o.starts_with("chunks/3/")),
+        "{garbage:?}"
+    );
+    let before = files(&st);
+    let objects_before: BTreeSet<&String> = before
+        .keys()
+        .filter(|f| f.starts_with("chunks/") || f.starts_with("index/"))
+        .collect();
+    let referenced: BTreeSet<&String> = needed.iter().chain(&garbage).collect();
+    assert_eq!(
+        objects_before, referenced,
+        "every object belongs to some snapshot"
+    );
+
+    let out = cli_ok(&["gc", s(&st), "--keep", "3"]);
+    let garbage_chunks = garbage.iter().filter(|o| o.starts_with("chunks/")).count();
+    let expected = format!(
+        "kept snapshot(s) 6, 5, 4; removed 3 snapshot(s), {garbage_chunks} chunk(s), {} index \
+         node(s)",
+        garbage.len() - garbage_chunks
+    );
+    assert!(out.contains(&expected), "expected {expected:?}, got {out}");
+
+    let after = files(&st);
+    for o in &needed {
+        assert!(
+            after.contains_key(o),
+            "gc removed {o}, which a kept snapshot uses"
+        );
+    }
+    for o in &garbage {
+        assert!(
+            !after.contains_key(o),
+            "gc left {o}, which only removed snapshots used"
+        );
+    }
+    let objects_after: BTreeSet<&String> = after
+        .keys()
+        .filter(|f| f.starts_with("chunks/") || f.starts_with("index/"))
+        .collect();
+    assert_eq!(objects_after, needed.iter().collect());
+    let manifests: Vec<&String> = after
+        .keys()
+        .filter(|f| f.starts_with("snapshots/"))
+        .collect();
+    assert_eq!(
+        manifests,
+        ["snapshots/4.json", "snapshots/5.json", "snapshots/6.json"]
+    );
+    let (size_before, size_after): (u64, u64) = (before.values().sum(), after.values().sum());
+    assert!(
+        size_after < size_before,
+        "{size_before} -> {size_after} bytes"
+    );
+
+    for id in &kept {
+        assert_eq!(digest(&st, Some(*id)), digests[id], "snapshot {id}");
+        assert_eq!(checksums_at(&st, *id), sums[id], "snapshot {id}");
+    }
+    assert_eq!(checksums(s(&st)), sums[&6]);
+    assert_eq!(
+        ids(&log(&st)),
+        kept.iter().rev().copied().collect::<Vec<_>>()
+    );
+    for id in &removed {
+        let option = format!("SNAPSHOT={id}");
+        let err = failed_cleanly(&run("gdalinfo", &["-oo", &option, s(&st)]));
+        assert!(
+            err.contains(&format!("no snapshot {id}")) && err.contains("gc"),
+            "{err}"
+        );
+        let id = id.to_string();
+        let err = failed_cleanly(&run(gridstore(), &["verify", s(&st), "--snapshot", &id]));
+        assert!(err.contains("gc"), "{err}");
+    }
+
+    // Nothing is left for a second gc; and keeping nothing is refused.
+    let out = cli_ok(&["gc", s(&st), "--keep", "3"]);
+    assert!(
+        out.contains("removed 0 snapshot(s), 0 chunk(s), 0 index node(s)"),
+        "{out}"
+    );
+    assert_eq!(files(&st), after);
+    let err = failed_cleanly(&run(gridstore(), &["gc", s(&st), "--keep", "0"]));
+    assert!(err.contains("--keep must be at least 1"), "{err}");
+    assert_eq!(files(&st), after);
+}
+
+/// What an interrupted creation leaves: a lock of `pid`, objects of snapshot 1 (none that
+/// a new creation of the same raster writes), and no gridstore.json.
+fn unfinished_creation(path: &Path, pid: u32, process_start: Option<u64>) {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let lock = serde_json::json!({
+        "host": host.trim(),
+        "pid": pid,
+        "process_start": process_start,
+        "started": "2024-05-01T10:00:00Z",
+        "writer": "GDAL CreateCopy of a.tif",
+    });
+    std::fs::create_dir_all(path.join("chunks/1/0/0/0/9")).unwrap();
+    std::fs::write(path.join("writer.lock"), lock.to_string()).unwrap();
+    std::fs::write(path.join("chunks/1/0/0/0/9/9"), b"half a chunk").unwrap();
+    std::fs::create_dir_all(path.join("index/1")).unwrap();
+    std::fs::write(path.join("index/1/7"), b"half a node").unwrap();
+}
+
+/// When this process started, in clock ticks since boot, as a writer's lock records it.
+fn own_start_ticks() -> u64 {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap();
+    let after_name = &stat[stat.rfind(')').unwrap() + 2..];
+    after_name.split(' ').nth(19).unwrap().parse().unwrap()
+}
+
+#[test]
+fn an_interrupted_creation_is_removed_or_taken_over_but_not_while_alive() {
+    let dir = tmp();
+    let a = dir.path().join("a.tif");
+    make(&a, 500000.0, 5000000.0, 200, 160, 100.0);
+    let mut child = std::process::Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    // Start tick 1: if the pid is reused meanwhile, it is by another process.
+    let dead_start = Some(1);
+
+    let repaired = dir.path().join("repaired.gridstore");
+    unfinished_creation(&repaired, dead, dead_start);
+    let out = cli_ok(&["repair", s(&repaired)]);
+    assert!(out.contains("creation had been interrupted"), "{out}");
+    assert!(!repaired.exists(), "repair left {:?}", files(&repaired));
+
+    let retried = dir.path().join("retried.gridstore");
+    unfinished_creation(&retried, dead, dead_start);
+    ingest(s(&a), &retried, &["BLOCKSIZE=64"]);
+    assert_eq!(band_checksums(s(&retried)), band_checksums(s(&a)));
+    digest(&retried, None);
+    assert_eq!(ids(&log(&retried)), [1]);
+    let left = files(&retried);
+    for debris in ["writer.lock", "chunks/1/0/0/0/9/9", "index/1/7"] {
+        assert!(
+            !left.contains_key(debris),
+            "{debris} is still there: {left:?}"
+        );
+    }
+
+    // A creation still running (this very process) is left alone.
+    let me = std::process::id();
+    let running = dir.path().join("running.gridstore");
+    unfinished_creation(&running, me, Some(own_start_ticks()));
+    let before = files(&running);
+    let holder = format!("process {me} on host");
+    let err = failed_cleanly(&run(gridstore(), &["repair", s(&running)]));
+    assert!(
+        err.contains("another write is in progress") && err.contains(&holder),
+        "{err}"
+    );
+    assert_eq!(files(&running), before);
+    let err = failed_cleanly(&run(
+        "gdal_translate",
+        &["-q", "-of", "GRIDSTORE", s(&a), s(&running)],
+    ));
+    assert!(
+        err.contains("being created by") && err.contains(&holder),
+        "{err}"
+    );
+    assert_eq!(files(&running), before);
+}
