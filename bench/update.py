@@ -145,6 +145,44 @@ def probe(path, i, env):
     return open_s, read_s
 
 
+def stored_tiles(path):
+    """The stored-tile count `gridstore info` reports for a store, or None if it cannot open it."""
+    info = subprocess.run([GRIDSTORE, "info", path], capture_output=True, text=True,
+                          check=False)
+    if info.returncode != 0:
+        return None
+    stored = next(l for l in info.stdout.splitlines() if l.startswith("Stored:"))
+    return stored.split()[1]
+
+
+def scale_stores(work, env):
+    """The two stores of the scale part, in work: a 16384x16384 Byte store in 16-pixel tiles
+    (about 1.4 million stored tiles with its levels) and a 160x160 one (139 tiles), made with
+    gdal_translate from generated rasters. The big one takes minutes to build, so it is kept
+    and reused (rebuilt if it does not open, e.g. after an interrupted build); the small one
+    is rebuilt. Returns ((big, small), {path: stored tiles})."""
+    big_src = os.path.join(work, "big-byte.tif")
+    small_src = os.path.join(work, "small-byte.tif")
+    if not os.path.exists(big_src):
+        run(["gdal_create", "-q", "-outsize", "16384", "16384", "-ot", "Byte", "-burn", "7",
+             "-a_srs", "EPSG:32633", "-a_ullr", "0", "163840", "163840", "0",
+             "-co", "TILED=YES", big_src], env)
+    if not os.path.exists(small_src):
+        run(["gdal_translate", "-q", "-srcwin", "0", "0", "160", "160", big_src, small_src],
+            env)
+    big, small = (os.path.join(work, n) for n in ("million.gridstore", "hundred.gridstore"))
+    if os.path.exists(big) and stored_tiles(big) is None:
+        remove(big)
+    if not os.path.exists(big):
+        build = run(["gdal_translate", "-q", "-of", "GRIDSTORE", "-co", "BLOCKSIZE=16",
+                     big_src, big], env)
+        print(f"(built the million-tile store in {build:.0f} s)", flush=True)
+    remove(small)
+    run(["gdal_translate", "-q", "-of", "GRIDSTORE", "-co", "BLOCKSIZE=16", small_src,
+         small], env)
+    return (big, small), {path: stored_tiles(path) for path in (big, small)}
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=5)
@@ -236,29 +274,7 @@ def main():
 
     # 3. Open and read cost against store size.
     if want("scale") and not a.skip_scale:
-        big_src = os.path.join(a.work, "big-byte.tif")
-        small_src = os.path.join(a.work, "small-byte.tif")
-        if not os.path.exists(big_src):
-            run(["gdal_create", "-q", "-outsize", "16384", "16384", "-ot", "Byte", "-burn", "7",
-                 "-a_srs", "EPSG:32633", "-a_ullr", "0", "163840", "163840", "0",
-                 "-co", "TILED=YES", big_src], env)
-        if not os.path.exists(small_src):
-            run(["gdal_translate", "-q", "-srcwin", "0", "0", "160", "160", big_src, small_src],
-                env)
-        big, small = (os.path.join(a.work, n) for n in ("million.gridstore", "hundred.gridstore"))
-        if not os.path.exists(big):
-            build = run(["gdal_translate", "-q", "-of", "GRIDSTORE", "-co", "BLOCKSIZE=16",
-                         big_src, big], env)
-            print(f"(built the million-tile store in {build:.0f} s)", flush=True)
-        remove(small)
-        run(["gdal_translate", "-q", "-of", "GRIDSTORE", "-co", "BLOCKSIZE=16", small_src,
-             small], env)
-        counts = {}
-        for path in (big, small):
-            info = subprocess.run([GRIDSTORE, "info", path], capture_output=True, text=True,
-                                  check=True).stdout
-            stored = next(l for l in info.splitlines() if l.startswith("Stored:"))
-            counts[path] = stored.split()[1]
+        (big, small), counts = scale_stores(a.work, env)
         # Each window is read twice, in two fresh processes: the first finds the chunk files
         # outside the page cache (on a million-file store, mostly), the second inside it, as
         # for the small store, whose few files stay cached. Both are reported.

@@ -32,6 +32,11 @@ pub trait Storage: Send + Sync {
     /// Creates an object only if it does not exist; `Ok(false)` when it already does.
     fn create_new(&self, key: &str, data: &[u8]) -> Result<bool>;
 
+    /// Replaces object `key` with `new` only if it still holds exactly `expected`, and
+    /// returns whether it did (taking over a dead writer's lock: two writers that both
+    /// saw it stale must not both take it). On object storage, a `PUT` with `If-Match`.
+    fn claim(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<bool>;
+
     /// Replaces an object atomically and durably: a reader sees the old or the new content,
     /// never a mix, and after a crash the new content survives if this returned `Ok`.
     fn replace(&self, key: &str, data: &[u8]) -> Result<()>;
@@ -59,14 +64,17 @@ pub struct LocalStorage {
     unsynced: Mutex<Option<Vec<PathBuf>>>,
 }
 
-/// A temporary file next to `path`: `.<name>.<pid>.<suffix>`, so what a killed process
-/// left can be told apart and removed (docs/FORMAT.md §7).
+/// A temporary file next to `path`: `.<name>.<pid>.<n>.<suffix>`, so what a killed
+/// process left can be told apart and removed (docs/FORMAT.md §7); `n` keeps the threads
+/// of one process apart.
 fn temporary_beside(path: &Path, suffix: &str) -> PathBuf {
+    static NEXT: std::sync::atomic::AtomicU64 = std::sync::atomic::AtomicU64::new(0);
+    let n = NEXT.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
     let name = path
         .file_name()
         .and_then(|n| n.to_str())
         .unwrap_or("object");
-    path.with_file_name(format!(".{name}.{}.{suffix}", std::process::id()))
+    path.with_file_name(format!(".{name}.{}.{n}.{suffix}", std::process::id()))
 }
 
 /// Up to this many new files and directories, `sync` fsyncs them one by one; beyond, one
@@ -186,6 +194,26 @@ impl Storage for LocalStorage {
             Err(e) if e.kind() == IoKind::AlreadyExists => Ok(false),
             Err(e) => Err(Error::io(&path, "creating", e)),
         }
+    }
+
+    fn claim(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<bool> {
+        let path = self.path(key);
+        // Moving the object aside is the atomic step: of several claimants, one succeeds.
+        let aside = temporary_beside(&path, "claim");
+        match fs::rename(&path, &aside) {
+            Ok(()) => {}
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(&path, "claiming", e)),
+        }
+        let held = fs::read(&aside).map_err(|e| Error::io(&aside, "reading", e))?;
+        if held != expected {
+            // Someone replaced it since the caller read it: put theirs back.
+            let _ = fs::hard_link(&aside, &path);
+            let _ = fs::remove_file(&aside);
+            return Ok(false);
+        }
+        let _ = fs::remove_file(&aside);
+        self.create_new(key, new)
     }
 
     fn replace(&self, key: &str, data: &[u8]) -> Result<()> {

@@ -72,8 +72,13 @@ pub fn run(args: IngestArgs) -> Result<()> {
     bar.finish_and_clear();
     let report = report?;
     if let Some(r) = &report.recovered {
+        let removed = if r.cleanup.removed.is_empty() {
+            "it had written nothing"
+        } else {
+            "removed its unfinished write"
+        };
         println!(
-            "took over the writer lock of {}, which is gone; removed its unfinished write",
+            "took over the writer lock of {}, which is gone; {removed}",
             r.holder.describe()
         );
     }

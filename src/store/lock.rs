@@ -67,7 +67,9 @@ impl LockInfo {
         // SAFETY: kill with signal 0 checks for existence only and sends nothing.
         let alive = unsafe { libc::kill(self.pid as libc::pid_t, 0) } == 0
             || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        if !alive {
+        // A killed process its parent has not reaped yet (a zombie) still has its pid, but
+        // will never write again.
+        if !alive || process_state(self.pid) == Some('Z') {
             return true;
         }
         match (self.process_start, process_start_ticks(self.pid)) {
@@ -114,40 +116,54 @@ impl WriterLock {
     pub fn acquire(storage: Arc<dyn Storage>, writer: &str, wait: LockWait) -> Result<WriterLock> {
         let me = serde_json::to_vec_pretty(&LockInfo::mine(writer)).expect("serializable");
         let started = Instant::now();
-        let mut recovered = None;
         loop {
             if storage.create_new(LOCK_KEY, &me)? {
                 return Ok(WriterLock {
                     storage,
                     released: false,
-                    recovered,
+                    recovered: None,
                 });
             }
-            let holder = read_lock(&*storage)?;
-            match holder {
-                Some(h) if h.is_stale() => {
+            let Some(raw) = storage.read(LOCK_KEY)? else {
+                continue; // released between our attempt and the read
+            };
+            let h = parse_lock(&raw);
+            if h.is_stale() {
+                // Take the dead writer's lock over in one step, then clean up under our own
+                // lock, so that no other writer starts (or cleans up) meanwhile.
+                if storage.claim(LOCK_KEY, &raw, &me)? {
                     let cleanup = discard_unfinished_write(&*storage)?;
-                    storage.delete(LOCK_KEY)?;
-                    recovered = Some(Recovered { holder: h, cleanup });
+                    return Ok(WriterLock {
+                        storage,
+                        released: false,
+                        recovered: Some(Recovered { holder: h, cleanup }),
+                    });
+                }
+                continue; // another writer took it over first
+            }
+            let waited = match wait {
+                LockWait::Fail => None,
+                LockWait::Wait(limit) if started.elapsed() >= limit => Some(limit),
+                LockWait::Wait(_) => {
+                    std::thread::sleep(Duration::from_millis(100));
                     continue;
                 }
-                None => continue, // released between our attempt and the read
-                Some(h) => {
-                    let give_up = match wait {
-                        LockWait::Fail => true,
-                        LockWait::Wait(limit) => started.elapsed() >= limit,
-                    };
-                    if give_up {
-                        return Err(Error::Locked(format!(
-                            "{}: another write is in progress: {}. Wait for it to finish, or \
-                             ask to wait (open option LOCK_TIMEOUT / --wait)",
-                            storage.location().display(),
-                            h.describe()
-                        )));
-                    }
-                    std::thread::sleep(Duration::from_millis(100));
-                }
-            }
+            };
+            let what_now = match waited {
+                None => "Wait for it to finish, or let this write wait for it: \
+                         `--wait <seconds>` on the command line, LOCK_TIMEOUT=<seconds> as a \
+                         GDAL open (-oo) or creation (-co) option"
+                    .to_string(),
+                Some(limit) => format!(
+                    "Waited {:.0} s for it; try again later, or wait longer",
+                    limit.as_secs_f64()
+                ),
+            };
+            return Err(Error::Locked(format!(
+                "{}: another write is in progress: {}. {what_now}",
+                storage.location().display(),
+                h.describe()
+            )));
         }
     }
 
@@ -171,19 +187,20 @@ impl Drop for WriterLock {
 }
 
 pub fn read_lock(storage: &dyn Storage) -> Result<Option<LockInfo>> {
-    let Some(bytes) = storage.read(LOCK_KEY)? else {
-        return Ok(None);
-    };
+    Ok(storage.read(LOCK_KEY)?.map(|bytes| parse_lock(&bytes)))
+}
+
+fn parse_lock(bytes: &[u8]) -> LockInfo {
     // Locks appear with their whole content (`Storage::create_new`), so one that does not
     // parse was damaged after its writer wrote it (a power loss before it reached the
     // disk): that writer is gone, and the lock counts as stale.
-    Ok(Some(serde_json::from_slice(&bytes).unwrap_or(LockInfo {
+    serde_json::from_slice(bytes).unwrap_or(LockInfo {
         host: hostname(),
         pid: DAMAGED_LOCK_PID,
         process_start: None,
         started: "unknown".into(),
         writer: "unknown (damaged lock file)".into(),
-    })))
+    })
 }
 
 /// The snapshot id the next (or a dead) writer uses: one past the committed one.
@@ -215,8 +232,8 @@ pub fn discard_unfinished_write(storage: &dyn Storage) -> Result<Cleanup> {
         removed.push(manifest);
     }
     // A replace of gridstore.json cut short leaves its temporary file
-    // (`.gridstore.json.<pid>.tmp`), a lock creation cut short its own
-    // (`.writer.lock.<pid>.new`). Only those of processes that are gone are removed: another
+    // (`.gridstore.json.<pid>.<n>.tmp`), a lock creation or takeover cut short its own
+    // (`.writer.lock.<pid>.<n>.new|claim`). Only those of processes that are gone are removed: another
     // writer may be creating its lock right now.
     for name in storage.list("")? {
         if temporary_of_dead_process(&name) {
@@ -227,7 +244,7 @@ pub fn discard_unfinished_write(storage: &dyn Storage) -> Result<Cleanup> {
     Ok(Cleanup { seq, removed })
 }
 
-/// True for `.<gridstore.json|writer.lock>.<pid>.<tmp|new>` when process `pid` is gone.
+/// True for `.<gridstore.json|writer.lock>.<pid>.<n>.<suffix>` when process `pid` is gone.
 fn temporary_of_dead_process(name: &str) -> bool {
     let rest = [MANIFEST_KEY, LOCK_KEY]
         .iter()
@@ -257,6 +274,12 @@ fn hostname() -> String {
     }
     let end = buf.iter().position(|b| *b == 0).unwrap_or(buf.len());
     String::from_utf8_lossy(&buf[..end]).into_owned()
+}
+
+/// Field 3 of /proc/<pid>/stat: R running, S sleeping, Z zombie, ...
+fn process_state(pid: u32) -> Option<char> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat[stat.rfind(')')? + 2..].chars().next()
 }
 
 /// Field 22 of /proc/<pid>/stat: when the process started, in ticks since boot.
@@ -332,8 +355,8 @@ mod tests {
         let dead = child.id();
         child.wait().unwrap();
         let leftovers = [
-            format!(".{LOCK_KEY}.{dead}.new"),
-            format!(".{MANIFEST_KEY}.{dead}.tmp"),
+            format!(".{LOCK_KEY}.{dead}.0.new"),
+            format!(".{MANIFEST_KEY}.{dead}.3.tmp"),
         ];
         for name in &leftovers {
             s.write(name, b"partial").unwrap();
@@ -364,6 +387,60 @@ mod tests {
         // No temporary file is left beside it.
         assert_eq!(s.list("").unwrap(), vec![LOCK_KEY.to_string()]);
         held.release().unwrap();
+    }
+
+    #[test]
+    fn of_writers_racing_to_take_over_a_dead_lock_one_wins() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()));
+        for round in 0..20 {
+            s.write(LOCK_KEY, b"").unwrap(); // damaged, so stale
+            let start = std::sync::Barrier::new(4);
+            let won = std::sync::atomic::AtomicUsize::new(0);
+            std::thread::scope(|scope| {
+                for _ in 0..4 {
+                    scope.spawn(|| {
+                        start.wait();
+                        match WriterLock::acquire(s.clone(), "racer", LockWait::Fail) {
+                            Ok(lock) => {
+                                won.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+                                // Hold it until every racer has tried.
+                                std::thread::sleep(Duration::from_millis(300));
+                                lock.release().unwrap();
+                            }
+                            Err(e) => assert!(e.to_string().contains("racer"), "{e}"),
+                        }
+                    });
+                }
+            });
+            assert_eq!(won.into_inner(), 1, "round {round}");
+            assert_eq!(s.read(LOCK_KEY).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn a_killed_writer_not_yet_reaped_is_gone() {
+        let mut child = std::process::Command::new("sleep")
+            .arg("30")
+            .spawn()
+            .unwrap();
+        let info = LockInfo {
+            host: hostname(),
+            pid: child.id(),
+            process_start: process_start_ticks(child.id()),
+            started: "now".into(),
+            writer: "sleep".into(),
+        };
+        assert!(!info.is_stale());
+        child.kill().unwrap();
+        // Not reaped yet: a zombie, once the kill has landed.
+        let t = Instant::now();
+        while process_state(child.id()) != Some('Z') && t.elapsed() < Duration::from_secs(5) {
+            std::thread::sleep(Duration::from_millis(10));
+        }
+        assert!(info.is_stale());
+        child.wait().unwrap();
+        assert!(info.is_stale());
     }
 
     #[test]
