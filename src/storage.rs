@@ -185,7 +185,8 @@ impl Storage for LocalStorage {
         let written = fs::File::create(&tmp).and_then(|mut f| f.write_all(data));
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
-            return Err(Error::io(&tmp, "writing", e));
+            // Named after the object, not the temporary file nobody knows of.
+            return Err(Error::io(&path, "creating", e));
         }
         let linked = fs::hard_link(&tmp, &path);
         let _ = fs::remove_file(&tmp);
@@ -229,7 +230,7 @@ impl Storage for LocalStorage {
         })();
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
-            return Err(Error::io(&tmp, "writing", e));
+            return Err(Error::io(&path, "replacing", e));
         }
         if let Err(e) = fs::rename(&tmp, &path) {
             let _ = fs::remove_file(&tmp);

@@ -35,11 +35,11 @@ NO_SPACE = "No space left on device"
 # Where a write stands when it fails, told by the object its error names, in the order a
 # write goes through them.
 PHASES = [
-    ("taking the lock", re.compile(r"\.writer\.lock\.\d+\.new")),
+    ("taking the lock", re.compile(r"/writer\.lock: ")),
     ("writing chunks", re.compile(r"/chunks/\d+/")),
     ("writing index nodes", re.compile(r"/index/\d+/")),
     ("writing the snapshot manifest", re.compile(r"/snapshots/\d+\.json")),
-    ("replacing gridstore.json", re.compile(r"\.gridstore\.json\.\d+\.tmp")),
+    ("replacing gridstore.json", re.compile(r"/gridstore\.json: ")),
 ]
 
 
