@@ -50,15 +50,7 @@ fn base_store(dir: &Path) -> PathBuf {
 /// `gdalinfo -checksum` of a past snapshot: bands, then overviews.
 fn checksums_at(store: &Path, id: u64) -> Vec<String> {
     let option = format!("SNAPSHOT={id}");
-    ok("gdalinfo", &["-checksum", "-oo", &option, s(store)])
-        .lines()
-        .filter_map(|l| {
-            let l = l.trim();
-            l.strip_prefix("Checksum=")
-                .or_else(|| l.strip_prefix("Overviews checksum: "))
-                .map(str::to_string)
-        })
-        .collect()
+    checksums_opened_with(s(store), &["-oo", &option])
 }
 
 fn size_line(store: &Path) -> String {

@@ -23,6 +23,25 @@ pub const LOCK_KEY: &str = "writer.lock";
 /// The pid given to a lock whose file does not parse (no process has pid 0).
 const DAMAGED_LOCK_PID: u32 = 0;
 
+/// Called once when a write starts waiting for another writer's lock, with the holder and
+/// the longest wait; set by programs that want to tell their user (the CLI does).
+static WAIT_NOTICE: std::sync::OnceLock<fn(&LockInfo, Duration)> = std::sync::OnceLock::new();
+
+/// A duration as seconds, without decimals when it has none.
+pub fn seconds(d: Duration) -> String {
+    let s = d.as_secs_f64();
+    if s.fract() == 0.0 {
+        format!("{s:.0}")
+    } else {
+        format!("{s:.1}")
+    }
+}
+
+/// Sets what is called when a write starts waiting for the lock (once per process).
+pub fn set_wait_notice(notice: fn(&LockInfo, Duration)) {
+    let _ = WAIT_NOTICE.set(notice);
+}
+
 /// What to do when another writer holds the store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum LockWait {
@@ -116,6 +135,7 @@ impl WriterLock {
     pub fn acquire(storage: Arc<dyn Storage>, writer: &str, wait: LockWait) -> Result<WriterLock> {
         let me = serde_json::to_vec_pretty(&LockInfo::mine(writer)).expect("serializable");
         let started = Instant::now();
+        let mut told = false;
         loop {
             if storage.create_new(LOCK_KEY, &me)? {
                 return Ok(WriterLock {
@@ -144,7 +164,13 @@ impl WriterLock {
             let waited = match wait {
                 LockWait::Fail => None,
                 LockWait::Wait(limit) if started.elapsed() >= limit => Some(limit),
-                LockWait::Wait(_) => {
+                LockWait::Wait(limit) => {
+                    if !told {
+                        if let Some(notice) = WAIT_NOTICE.get() {
+                            notice(&h, limit);
+                        }
+                        told = true;
+                    }
                     std::thread::sleep(Duration::from_millis(100));
                     continue;
                 }
@@ -155,8 +181,8 @@ impl WriterLock {
                          GDAL open (-oo) or creation (-co) option"
                     .to_string(),
                 Some(limit) => format!(
-                    "Waited {:.0} s for it; try again later, or wait longer",
-                    limit.as_secs_f64()
+                    "Waited {} s for it; try again later, or wait longer",
+                    seconds(limit)
                 ),
             };
             return Err(Error::Locked(format!(

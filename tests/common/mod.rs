@@ -103,7 +103,15 @@ pub fn sample(name: &str) -> PathBuf {
 
 /// The checksums `gdalinfo -checksum` prints, in order (bands, then their overviews).
 pub fn checksums(dataset: &str) -> Vec<String> {
-    ok("gdalinfo", &["-checksum", dataset])
+    checksums_opened_with(dataset, &[])
+}
+
+/// `checksums`, with more gdalinfo arguments (open options, for example).
+pub fn checksums_opened_with(dataset: &str, args: &[&str]) -> Vec<String> {
+    let mut all = vec!["-checksum"];
+    all.extend_from_slice(args);
+    all.push(dataset);
+    ok("gdalinfo", &all)
         .lines()
         .filter_map(|l| {
             let l = l.trim();
