@@ -660,3 +660,60 @@ fn a_killed_ingest_is_repaired_and_then_resumes_to_the_same_state() {
     );
     assert_eq!(digest(&st), digest(&uninterrupted));
 }
+
+/// A lock file naming `pid` on this host, as a writer writes it.
+fn plant_lock(store: &Path, pid: u32, writer: &str) {
+    let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let lock = serde_json::json!({
+        "host": host.trim(), "pid": pid, "process_start": null,
+        "started": "2026-01-01T00:00:00Z", "writer": writer,
+    });
+    std::fs::write(store.join("writer.lock"), lock.to_string()).unwrap();
+}
+
+#[test]
+fn gdal_writers_say_when_they_wait_and_when_they_take_over_a_dead_lock() {
+    let dir = tmp();
+    let st = base_store(dir.path(), "s.gridstore");
+    let patch = constant(&dir.path().join("p.tif"), 0, 0, 64, 64, 5);
+
+    // A lock of a process that has exited: gdal_translate takes it over and says so.
+    let mut child = Command::new("true").spawn().unwrap();
+    let dead = child.id();
+    child.wait().unwrap();
+    plant_lock(&st, dead, "a writer that died");
+    let out = translate_into(&patch, &st, &[]);
+    assert_success("gdal_translate over a dead lock", &out);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("Warning")
+            && err.contains(&format!("took over the writer lock of process {dead}")),
+        "{err}"
+    );
+    assert_eq!(values(&st, 0, 0, 64, 64), "5");
+
+    // A live holder (this test process): an update open that may wait says whom it waits
+    // for, then gives up naming it.
+    plant_lock(&st, std::process::id(), "the test");
+    let out = run(
+        "gdal_translate",
+        &[
+            "-q",
+            "-of",
+            "GRIDSTORE",
+            "-co",
+            "LOCK_TIMEOUT=0.5",
+            s(&patch),
+            s(&st),
+        ],
+    );
+    assert!(!out.status.success());
+    let err = String::from_utf8_lossy(&out.stderr);
+    let me = format!("process {}", std::process::id());
+    assert!(
+        err.contains("waiting up to 0.5 s") && err.contains(&me),
+        "{err}"
+    );
+    assert!(err.contains("Waited 0.5 s"), "{err}");
+    std::fs::remove_file(st.join("writer.lock")).unwrap();
+}

@@ -12,7 +12,9 @@ use gdal_sys::{GDALDatasetH, GDALProgressFunc};
 use once_cell::sync::Lazy;
 
 use super::cpl::CPLE_NOT_SUPPORTED;
-use super::cpl::{from_c, from_c_list, guard, install_panic_hook, report_failure, CStringList};
+use super::cpl::{
+    from_c, from_c_list, guard, install_panic_hook, report_failure, report_warning, CStringList,
+};
 use super::ingest::{ingest_dataset, IngestOptions};
 use super::placement::WarpResampling;
 use super::source::{describe, GdalSource, GMF_ALL_VALID, GMF_PER_DATASET};
@@ -91,7 +93,11 @@ impl StoreHandle {
         // The lock first, so that the state opened is the one writes will build on.
         let editor = if update {
             let writer = format!("GDAL update of {}", root.display());
-            Some(Editor::open(&root, &writer, opts.lock_wait)?)
+            let editor = Editor::open(&root, &writer, opts.lock_wait)?;
+            if let Some(r) = editor.recovered() {
+                report_warning(&recovery_message(r));
+            }
+            Some(editor)
         } else {
             None
         };
@@ -771,8 +777,24 @@ unsafe fn ingest_into_existing(
     let description = unsafe { from_c(gdal_sys::GDALGetDescription(source)) }.unwrap_or_default();
     let writer = format!("GDAL CreateCopy into the store, from {description}");
     // SAFETY: forwarded contract.
-    unsafe { ingest_dataset(path, source, &ingest, &writer, progress)? };
+    let report = unsafe { ingest_dataset(path, source, &ingest, &writer, progress)? };
+    if let Some(r) = &report.recovered {
+        report_warning(&recovery_message(r));
+    }
     Ok(0)
+}
+
+/// What a write says when it took over the lock of a writer that died.
+fn recovery_message(r: &crate::store::lock::Recovered) -> String {
+    let what = if r.cleanup.removed.is_empty() {
+        "it had written nothing"
+    } else {
+        "its unfinished write was removed"
+    };
+    format!(
+        "took over the writer lock of {}, which is gone; {what}",
+        r.holder.describe()
+    )
 }
 
 /// # Safety
@@ -837,6 +859,15 @@ pub extern "C" fn GDALRegister_GRIDSTORE() {
             return Ok(());
         }
         install_panic_hook();
+        // A write waiting for another writer's lock (LOCK_TIMEOUT) says so, or QGIS would
+        // seem to hang.
+        crate::store::lock::set_wait_notice(|holder, limit| {
+            report_warning(&format!(
+                "waiting up to {} s for another write to finish: {}",
+                crate::store::lock::seconds(limit),
+                holder.describe()
+            ))
+        });
         // SAFETY: the shim's registration takes no arguments and catches its own exceptions.
         unsafe { ffi::gridstore_shim_register() };
         Ok(())

@@ -47,6 +47,22 @@ pub fn report_failure(number: c_int, message: &str) {
     };
 }
 
+/// Emits a GDAL warning (`CE_Warning`): something the user should know that did not stop
+/// the operation.
+pub fn report_warning(message: &str) {
+    let text = CString::new(format!("GRIDSTORE: {message}").replace('\0', " "))
+        .expect("NULs were replaced");
+    // SAFETY: "%s" with one NUL-terminated string argument is a valid format call.
+    unsafe {
+        gdal_sys::CPLError(
+            gdal_sys::CPLErr::CE_Warning,
+            CPLE_APP_DEFINED,
+            c"%s".as_ptr(),
+            text.as_ptr(),
+        )
+    };
+}
+
 pub fn report(e: &Error) {
     report_failure(error_number(e.kind()), &e.to_string());
 }

@@ -35,6 +35,8 @@ pub struct IngestReport {
     pub tiles_changed: usize,
     /// The committed manifest, or `None` when no source held any data (nothing committed).
     pub committed: Option<Manifest>,
+    /// A writer that had died holding the lock, taken over (its unfinished write removed).
+    pub recovered: Option<Recovered>,
 }
 
 /// A source placed on the store grid, ready to lay over tiles.
@@ -184,16 +186,17 @@ pub unsafe fn ingest_dataset(
 }
 
 fn finish(txn: Transaction, tiles_changed: usize) -> Result<IngestReport> {
-    if tiles_changed == 0 {
+    let recovered = txn.recovered().cloned();
+    let committed = if tiles_changed == 0 {
         txn.abort();
-        return Ok(IngestReport {
-            tiles_changed,
-            committed: None,
-        });
-    }
+        None
+    } else {
+        Some(txn.commit()?)
+    };
     Ok(IngestReport {
         tiles_changed,
-        committed: Some(txn.commit()?),
+        committed,
+        recovered,
     })
 }
 

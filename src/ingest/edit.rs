@@ -58,6 +58,11 @@ impl Editor {
         })
     }
 
+    /// The writer that died holding the lock this session took over, if any.
+    pub fn recovered(&self) -> Option<&crate::store::lock::Recovered> {
+        self.txn.as_ref()?.recovered()
+    }
+
     fn txn(&mut self) -> Result<&mut Transaction> {
         if self.txn.is_none() {
             self.txn = Some(Transaction::begin(&self.root, &self.writer, self.wait)?);
