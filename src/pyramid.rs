@@ -15,10 +15,8 @@
 use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 
-use rayon::prelude::*;
-
 use crate::aggregate::{downsample, Resampling};
-use crate::error::Result;
+use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect, TileLoc};
 use crate::index::TileKey;
 use crate::store::Transaction;
@@ -188,30 +186,43 @@ impl<'a> PyramidBuilder<'a> {
 
     /// Builds, stores and hands upward every parent that is complete, until none is.
     pub fn build_ready(&self) -> Result<()> {
-        loop {
-            let batch = self.take_ready();
-            if batch.is_empty() {
-                return Ok(());
-            }
-            let done: Vec<(TileLoc, Option<Tile>)> = batch
-                .into_par_iter()
-                .map(|(loc, pending)| {
-                    let tile = self.build(loc, pending)?;
-                    let has_data = self
-                        .txn
-                        .put_tile(TileKey::new(self.time, self.pyramid, loc), &tile)?;
-                    let quarter = if loc.level < self.top && has_data {
-                        Some(downsample(&tile, &self.methods, &self.validity))
-                    } else {
-                        None
-                    };
-                    Ok((loc, quarter))
-                })
-                .collect::<Result<_>>()?;
-            for (loc, quarter) in done {
-                self.offer(loc, quarter);
-            }
+        let failure: Mutex<Option<Error>> = Mutex::new(None);
+        rayon::scope(|scope| self.spawn_ready(scope, &failure));
+        match failure.into_inner().expect("poisoned") {
+            Some(e) => Err(e),
+            None => Ok(()),
         }
+    }
+
+    /// Starts building every parent that is ready, each as its own task.
+    fn spawn_ready<'s>(&'s self, scope: &rayon::Scope<'s>, failure: &'s Mutex<Option<Error>>) {
+        for (loc, pending) in self.take_ready() {
+            scope.spawn(move |scope| {
+                if let Err(e) = self.build_and_store(scope, failure, loc, pending) {
+                    failure.lock().expect("poisoned").get_or_insert(e);
+                }
+            });
+        }
+    }
+
+    fn build_and_store<'s>(
+        &'s self,
+        scope: &rayon::Scope<'s>,
+        failure: &'s Mutex<Option<Error>>,
+        loc: TileLoc,
+        pending: Pending,
+    ) -> Result<()> {
+        let tile = self.build(loc, pending)?;
+        let has_data = !tile.is_empty(&self.validity);
+        let quarter = (loc.level < self.top && has_data)
+            .then(|| downsample(&tile, &self.methods, &self.validity));
+        self.offer(loc, quarter);
+        // The parent may be complete now: it is built by another task while this one
+        // encodes, so a chain of levels does not wait for every encoder in turn.
+        self.spawn_ready(scope, failure);
+        self.txn
+            .put_tile(TileKey::new(self.time, self.pyramid, loc), &tile)?;
+        Ok(())
     }
 
     /// Builds whatever is still pending (parents of children the write never handed over,

@@ -138,7 +138,7 @@ pub fn merge_jobs(
     };
     let (top, forced) = levels_to_update(old_extent, reach, ts);
 
-    let pool = rayon::ThreadPoolBuilder::new()
+    let pool = &rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
         .map_err(|e| Error::InvalidInput(format!("cannot start worker threads: {e}")))?;
@@ -161,13 +161,22 @@ pub fn merge_jobs(
             let encode = move |m: Merged| -> Result<()> {
                 match &m.tile {
                     Some(tile) => {
-                        let has_data = txn.put_tile(TileKey::new(0, 0, m.loc), tile)?;
-                        changed.fetch_add(1, Ordering::Relaxed);
+                        let has_data = !tile.is_empty(validity);
                         builder.offer(m.loc, builder.quarter_of(has_data.then_some(tile)));
+                        // The levels above go on while this tile is encoded.
+                        let (stored, built) = rayon::join(
+                            || txn.put_tile(TileKey::new(0, 0, m.loc), tile),
+                            || builder.build_ready(),
+                        );
+                        stored?;
+                        changed.fetch_add(1, Ordering::Relaxed);
+                        built
                     }
-                    None => builder.unchanged(m.loc),
+                    None => {
+                        builder.unchanged(m.loc);
+                        builder.build_ready()
+                    }
                 }
-                builder.build_ready()
             };
             // With one thread in all, the reader encodes too: nothing runs beside it.
             let single = threads <= 1 && readers.len() == 1;
@@ -204,7 +213,9 @@ pub fn merge_jobs(
                             tile: covered.is_some().then_some(tile),
                         };
                         if single {
-                            encode(merged)?;
+                            // In the pool, so that the levels it starts stay on its one
+                            // thread.
+                            pool.install(|| encode(merged))?;
                             let _ = ticks_tx.send(());
                         } else if tx.send(merged).is_err() {
                             return Ok(()); // the encoders stopped: their error is reported
@@ -215,18 +226,30 @@ pub fn merge_jobs(
             drop(tx);
             drop(ticks_tx);
             let encoding = scope.spawn(move || {
-                let result = pool.install(|| {
-                    let (received, ticks) = (rx, ticks_for_encoders);
-                    received.into_iter().par_bridge().try_for_each(|m| {
-                        encode(m)?;
-                        let _ = ticks.send(());
-                        Ok(())
-                    })?;
+                let (received, ticks) = (rx, ticks_for_encoders);
+                let result = if single {
+                    // The reader encodes, in the pool's one thread: wait for it outside the
+                    // pool, which a wait inside would block.
+                    for _ in received {}
+                    drop(ticks);
                     if cancelled.load(Ordering::Relaxed) {
-                        return Ok(());
+                        Ok(())
+                    } else {
+                        pool.install(|| builder.finish())
                     }
-                    builder.finish()
-                });
+                } else {
+                    pool.install(|| {
+                        received.into_iter().par_bridge().try_for_each(|m| {
+                            encode(m)?;
+                            let _ = ticks.send(());
+                            Ok(())
+                        })?;
+                        if cancelled.load(Ordering::Relaxed) {
+                            return Ok(());
+                        }
+                        builder.finish()
+                    })
+                };
                 if result.is_err() {
                     cancelled.store(true, Ordering::Relaxed);
                 }
