@@ -9,13 +9,7 @@ use clap::Parser;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
-    gridstore::store::lock::set_wait_notice(|holder, limit| {
-        eprintln!(
-            "gridstore: waiting up to {} s for another write to finish: {}",
-            gridstore::store::lock::seconds(limit),
-            holder.describe()
-        );
-    });
+    gridstore::store::lock::set_wait_notice(|message| eprintln!("gridstore: {message}"));
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {

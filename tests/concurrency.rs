@@ -243,15 +243,6 @@ fn ingest_command(store: &Path, options: &[&str], files: &[PathBuf]) -> Command 
     c
 }
 
-fn translate_into(src: &Path, store: &Path, options: &[&str]) -> Output {
-    let mut args = vec!["-q", "-of", "GRIDSTORE"];
-    for o in options {
-        args.extend(["-co", o]);
-    }
-    args.extend([s(src), s(store)]);
-    run("gdal_translate", &args)
-}
-
 /// Distinct values of a window, as the reader reports them.
 type Window = Vec<f64>;
 

@@ -30,13 +30,6 @@ fn make(path: &Path, x0: f64, y0: f64, w: usize, h: usize, value: f64) {
     python_ok("update_cases.py", &all);
 }
 
-fn translate_into(src: &Path, store: &Path) {
-    ok(
-        "gdal_translate",
-        &["-q", "-of", "GRIDSTORE", s(src), s(store)],
-    );
-}
-
 /// A 200 x 160 store with 64-pixel tiles (4 x 3 tiles at level 0, three levels) made by
 /// gdal_translate: snapshot 1.
 fn base_store(dir: &Path) -> PathBuf {
@@ -223,7 +216,7 @@ fn log_lists_every_snapshot_newest_first() {
     // Beyond the right edge: new tiles, and a level more.
     let b = dir.path().join("b.tif");
     make(&b, 501800.0, 4999500.0, 300, 50, 700.0);
-    translate_into(&b, &st);
+    translate_into_ok(&b, &st, &[]);
     // Back to before b: its tiles are removed again.
     cli_ok(&["rollback", s(&st), "--to", "2"]);
 
@@ -281,7 +274,7 @@ fn rollback_restores_an_earlier_state_and_can_be_undone() {
     // Left of and above the origin: the extent grows and a level is added.
     let c = dir.path().join("c.tif");
     make(&c, 499000.0, 5001000.0, 120, 110, 900.0);
-    translate_into(&c, &st);
+    translate_into_ok(&c, &st, &[]);
     at.insert(3, (checksums(s(&st)), digest(&st, None)));
     let size_at_3 = size_line(&st);
     assert_ne!(size_at_3, "Size is 200, 160");
@@ -353,14 +346,22 @@ fn gc_removes_only_what_no_kept_snapshot_needs() {
         p
     };
     // Tile (0, 0), then tile (2, 1), through both writers.
-    translate_into(&patch("p2.tif", 500100.0, 4999900.0, 40, 30, 500.0), &st);
+    translate_into_ok(
+        &patch("p2.tif", 500100.0, 4999900.0, 40, 30, 500.0),
+        &st,
+        &[],
+    );
     let p3 = patch("p3.tif", 501350.0, 4999250.0, 40, 30, 900.0);
     cli_ok(&["ingest", "-q", s(&st), s(&p3)]);
     cli_ok(&["rollback", s(&st), "--to", "2"]);
     // Tile (2, 2), then tiles (0, 0) and (1, 0) again.
     let p5 = patch("p5.tif", 501500.0, 4998700.0, 40, 25, 1300.0);
     cli_ok(&["ingest", "-q", s(&st), s(&p5)]);
-    translate_into(&patch("p6.tif", 500300.0, 4999800.0, 60, 30, 1700.0), &st);
+    translate_into_ok(
+        &patch("p6.tif", 500300.0, 4999800.0, 60, 30, 1700.0),
+        &st,
+        &[],
+    );
     assert_eq!(ids(&log(&st)), [6, 5, 4, 3, 2, 1]);
 
     let all: Vec<u64> = (1..=6).collect();

@@ -47,15 +47,6 @@ fn probe(dataset: &Path, points: &[(f64, f64)]) -> Vec<String> {
         .collect()
 }
 
-fn translate_into(src: &Path, store: &Path, options: &[&str]) -> String {
-    let mut args = vec!["-q", "-of", "GRIDSTORE"];
-    for o in options {
-        args.extend(["-co", o]);
-    }
-    args.extend([s(src), s(store)]);
-    ok("gdal_translate", &args)
-}
-
 /// Option words (split at spaces) followed by paths: long tool command lines stay readable.
 fn line<'a>(options: &'a str, paths: &[&'a Path]) -> Vec<&'a str> {
     options
@@ -132,7 +123,7 @@ fn new_data_replaces_and_nodata_never_erases() {
         500.0,
         &["--nodata", "-9999", "--hole"],
     );
-    translate_into(&b, &st, &[]);
+    translate_into_ok(&b, &st, &[]);
     let got = probe(
         &st,
         &[
@@ -197,7 +188,7 @@ fn the_extent_grows_in_every_direction_with_new_levels() {
     for (i, (x, y, v)) in places.iter().enumerate() {
         let p = dir.path().join(format!("p{i}.tif"));
         make(&p, *x, *y, 50, 40, v * 1000.0, &["--nodata", "-9999"]);
-        translate_into(&p, &st, &[]);
+        translate_into_ok(&p, &st, &[]);
     }
     let info = ok("gdalinfo", &[s(&st)]);
     // Data from x 497000 to 506500 and y 5002500 to 4994600 at 10 m: grid pixels -300 to
@@ -276,7 +267,7 @@ fn reprojected_sources_match_gdalwarp_on_the_store_grid() {
          --type Int16 --nodata -32768",
     );
     let elev = sample("elev.tif");
-    translate_into(&elev, &utm, &[]);
+    translate_into_ok(&elev, &utm, &[]);
     let reference = dir.path().join("ref_utm.tif");
     let options = format!(
         "-q -t_srs EPSG:32631 -te {} -tr 250 250 -r near -et 0",
@@ -303,7 +294,7 @@ fn warp_resampling_is_chosen_per_ingest() {
         50.0,
         &["--cell", "30", "--nodata", "-9999"],
     );
-    translate_into(&c, &st, &["WARP_RESAMPLING=BILINEAR"]);
+    translate_into_ok(&c, &st, &["WARP_RESAMPLING=BILINEAR"]);
     let bilinear = band_checksums(s(&st));
     let st2 = dir.path().join("t.gridstore");
     ingest(s(&dir.path().join("a.tif")), &st2, &["BLOCKSIZE=64"]);
@@ -453,7 +444,7 @@ fn bulk_ingest_equals_ingesting_one_by_one() {
         s(&list),
     ]);
     for f in &files {
-        translate_into(f, &one, &[]);
+        translate_into_ok(f, &one, &[]);
     }
     assert_eq!(checksums(s(&bulk)), checksums(s(&one)));
     assert_eq!(snapshots(&bulk), 2, "one commit for all files");

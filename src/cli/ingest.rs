@@ -72,15 +72,7 @@ pub fn run(args: IngestArgs) -> Result<()> {
     bar.finish_and_clear();
     let report = report?;
     if let Some(r) = &report.recovered {
-        let removed = if r.cleanup.removed.is_empty() {
-            "it had written nothing"
-        } else {
-            "removed its unfinished write"
-        };
-        println!(
-            "took over the writer lock of {}, which is gone; {removed}",
-            r.holder.describe()
-        );
+        println!("{}", r.describe());
     }
     if report.already_done {
         println!(

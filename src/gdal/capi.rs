@@ -95,7 +95,7 @@ impl StoreHandle {
             let writer = format!("GDAL update of {}", root.display());
             let editor = Editor::open(&root, &writer, opts.lock_wait)?;
             if let Some(r) = editor.recovered() {
-                report_warning(&recovery_message(r));
+                report_warning(&r.describe());
             }
             Some(editor)
         } else {
@@ -779,22 +779,9 @@ unsafe fn ingest_into_existing(
     // SAFETY: forwarded contract.
     let report = unsafe { ingest_dataset(path, source, &ingest, &writer, progress)? };
     if let Some(r) = &report.recovered {
-        report_warning(&recovery_message(r));
+        report_warning(&r.describe());
     }
     Ok(0)
-}
-
-/// What a write says when it took over the lock of a writer that died.
-fn recovery_message(r: &crate::store::lock::Recovered) -> String {
-    let what = if r.cleanup.removed.is_empty() {
-        "it had written nothing"
-    } else {
-        "its unfinished write was removed"
-    };
-    format!(
-        "took over the writer lock of {}, which is gone; {what}",
-        r.holder.describe()
-    )
 }
 
 /// # Safety
@@ -861,13 +848,7 @@ pub extern "C" fn GDALRegister_GRIDSTORE() {
         install_panic_hook();
         // A write waiting for another writer's lock (LOCK_TIMEOUT) says so, or QGIS would
         // seem to hang.
-        crate::store::lock::set_wait_notice(|holder, limit| {
-            report_warning(&format!(
-                "waiting up to {} s for another write to finish: {}",
-                crate::store::lock::seconds(limit),
-                holder.describe()
-            ))
-        });
+        crate::store::lock::set_wait_notice(report_warning);
         // SAFETY: the shim's registration takes no arguments and catches its own exceptions.
         unsafe { ffi::gridstore_shim_register() };
         Ok(())

@@ -34,33 +34,20 @@ fn error_number(kind: ErrorKind) -> c_int {
 
 /// Emits a GDAL error (`CE_Failure`) with a message.
 pub fn report_failure(number: c_int, message: &str) {
-    let text = CString::new(format!("GRIDSTORE: {message}").replace('\0', " "))
-        .expect("NULs were replaced");
-    // SAFETY: "%s" with one NUL-terminated string argument is a valid format call.
-    unsafe {
-        gdal_sys::CPLError(
-            gdal_sys::CPLErr::CE_Failure,
-            number,
-            c"%s".as_ptr(),
-            text.as_ptr(),
-        )
-    };
+    emit(gdal_sys::CPLErr::CE_Failure, number, message);
 }
 
 /// Emits a GDAL warning (`CE_Warning`): something the user should know that did not stop
 /// the operation.
 pub fn report_warning(message: &str) {
+    emit(gdal_sys::CPLErr::CE_Warning, CPLE_APP_DEFINED, message);
+}
+
+fn emit(class: gdal_sys::CPLErr::Type, number: c_int, message: &str) {
     let text = CString::new(format!("GRIDSTORE: {message}").replace('\0', " "))
         .expect("NULs were replaced");
     // SAFETY: "%s" with one NUL-terminated string argument is a valid format call.
-    unsafe {
-        gdal_sys::CPLError(
-            gdal_sys::CPLErr::CE_Warning,
-            CPLE_APP_DEFINED,
-            c"%s".as_ptr(),
-            text.as_ptr(),
-        )
-    };
+    unsafe { gdal_sys::CPLError(class, number, c"%s".as_ptr(), text.as_ptr()) };
 }
 
 pub fn report(e: &Error) {

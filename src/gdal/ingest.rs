@@ -305,7 +305,7 @@ pub fn ingest_files(
         * manifest.data_type.size() as u64;
     let per_batch = (checkpoints.bytes / tile_bytes.max(1)).max(1) as usize;
     let batches: Vec<&[Job]> = jobs.chunks(per_batch).collect();
-    let run = run_digest(&manifest, paths, opts, per_batch)?;
+    let run = run_digest(&manifest, paths, opts, per_batch);
     let mut report = FilesReport {
         tiles_changed: 0,
         committed: None,
@@ -381,12 +381,7 @@ pub fn ingest_files(
 /// A digest of what a run of `ingest_files` reads and how it splits the work: the store,
 /// each file's name, size and modification time, the options that change the result, and
 /// the batch size. A rerun resumes only if all of these are the same.
-fn run_digest(
-    m: &Manifest,
-    paths: &[String],
-    opts: &IngestOptions,
-    per_batch: usize,
-) -> Result<String> {
+fn run_digest(m: &Manifest, paths: &[String], opts: &IngestOptions, per_batch: usize) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(m.store_id.as_bytes());
@@ -409,7 +404,7 @@ fn run_digest(
         h.update(size.to_le_bytes());
         h.update(modified.to_le_bytes());
     }
-    Ok(h.finalize().iter().map(|b| format!("{b:02x}")).collect())
+    h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
 /// Names the file in an error that does not already.

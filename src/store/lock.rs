@@ -25,10 +25,10 @@ const DAMAGED_LOCK_PID: u32 = 0;
 
 /// Called once when a write starts waiting for another writer's lock, with the holder and
 /// the longest wait; set by programs that want to tell their user (the CLI does).
-static WAIT_NOTICE: std::sync::OnceLock<fn(&LockInfo, Duration)> = std::sync::OnceLock::new();
+static WAIT_NOTICE: std::sync::OnceLock<fn(&str)> = std::sync::OnceLock::new();
 
 /// A duration as seconds, without decimals when it has none.
-pub fn seconds(d: Duration) -> String {
+fn seconds(d: Duration) -> String {
     let s = d.as_secs_f64();
     if s.fract() == 0.0 {
         format!("{s:.0}")
@@ -38,7 +38,7 @@ pub fn seconds(d: Duration) -> String {
 }
 
 /// Sets what is called when a write starts waiting for the lock (once per process).
-pub fn set_wait_notice(notice: fn(&LockInfo, Duration)) {
+pub fn set_wait_notice(notice: fn(&str)) {
     let _ = WAIT_NOTICE.set(notice);
 }
 
@@ -88,12 +88,15 @@ impl LockInfo {
             || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
         // A killed process its parent has not reaped yet (a zombie) still has its pid, but
         // will never write again.
-        if !alive || process_state(self.pid) == Some('Z') {
+        let Some(now) = ProcessStat::read(self.pid) else {
+            return !alive;
+        };
+        if !alive || now.state == 'Z' {
             return true;
         }
-        match (self.process_start, process_start_ticks(self.pid)) {
-            (Some(a), Some(b)) => a != b, // the pid now belongs to another process
-            _ => false,
+        match self.process_start {
+            Some(start) => start != now.start_ticks, // the pid now belongs to another process
+            None => false,
         }
     }
 
@@ -118,6 +121,21 @@ pub struct WriterLock {
 pub struct Recovered {
     pub holder: LockInfo,
     pub cleanup: Cleanup,
+}
+
+impl Recovered {
+    /// What a writer tells its user after taking the lock over.
+    pub fn describe(&self) -> String {
+        let what = if self.cleanup.removed.is_empty() {
+            "it had written nothing"
+        } else {
+            "its unfinished write was removed"
+        };
+        format!(
+            "took over the writer lock of {}, which is gone; {what}",
+            self.holder.describe()
+        )
+    }
 }
 
 /// What removing an unfinished write found.
@@ -167,7 +185,11 @@ impl WriterLock {
                 LockWait::Wait(limit) => {
                     if !told {
                         if let Some(notice) = WAIT_NOTICE.get() {
-                            notice(&h, limit);
+                            notice(&format!(
+                                "waiting up to {} s for another write to finish: {}",
+                                seconds(limit),
+                                h.describe()
+                            ));
                         }
                         told = true;
                     }
@@ -302,19 +324,28 @@ fn hostname() -> String {
     String::from_utf8_lossy(&buf[..end]).into_owned()
 }
 
-/// Field 3 of /proc/<pid>/stat: R running, S sleeping, Z zombie, ...
-fn process_state(pid: u32) -> Option<char> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat[stat.rfind(')')? + 2..].chars().next()
+/// What /proc/<pid>/stat says of a process that matters to a lock.
+struct ProcessStat {
+    /// Field 3: R running, S sleeping, Z zombie, ...
+    state: char,
+    /// Field 22: when the process started, in ticks since boot.
+    start_ticks: u64,
 }
 
-/// Field 22 of /proc/<pid>/stat: when the process started, in ticks since boot.
+impl ProcessStat {
+    fn read(pid: u32) -> Option<ProcessStat> {
+        let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+        // The command name (field 2) may hold spaces and parentheses; fields after it
+        // follow the last ')'.
+        let mut fields = stat[stat.rfind(')')? + 2..].split(' ');
+        let state = fields.next()?.chars().next()?;
+        let start_ticks = fields.nth(18)?.parse().ok()?;
+        Some(ProcessStat { state, start_ticks })
+    }
+}
+
 fn process_start_ticks(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // The command name (field 2) may hold spaces and parentheses; fields after it follow
-    // the last ')'.
-    let rest = &stat[stat.rfind(')')? + 2..];
-    rest.split(' ').nth(19)?.parse().ok()
+    ProcessStat::read(pid).map(|s| s.start_ticks)
 }
 
 #[cfg(test)]
@@ -461,7 +492,9 @@ mod tests {
         child.kill().unwrap();
         // Not reaped yet: a zombie, once the kill has landed.
         let t = Instant::now();
-        while process_state(child.id()) != Some('Z') && t.elapsed() < Duration::from_secs(5) {
+        while ProcessStat::read(child.id()).map(|s| s.state) != Some('Z')
+            && t.elapsed() < Duration::from_secs(5)
+        {
             std::thread::sleep(Duration::from_millis(10));
         }
         assert!(info.is_stale());

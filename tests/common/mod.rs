@@ -101,6 +101,26 @@ pub fn sample(name: &str) -> PathBuf {
     panic!("sample raster {name} not found in {dirs:?}: run scripts/sample-data.sh");
 }
 
+/// The arguments of `gdal_translate -q -of GRIDSTORE [-co OPTION]... SRC STORE`.
+fn translate_into_args<'a>(src: &'a Path, store: &'a Path, options: &[&'a str]) -> Vec<&'a str> {
+    let mut args = vec!["-q", "-of", "GRIDSTORE"];
+    for o in options {
+        args.extend(["-co", o]);
+    }
+    args.extend([s(src), s(store)]);
+    args
+}
+
+/// `gdal_translate` of `src` into (or as) the store, whatever its outcome.
+pub fn translate_into(src: &Path, store: &Path, options: &[&str]) -> Output {
+    run("gdal_translate", &translate_into_args(src, store, options))
+}
+
+/// `translate_into`, insisting on success.
+pub fn translate_into_ok(src: &Path, store: &Path, options: &[&str]) -> String {
+    ok("gdal_translate", &translate_into_args(src, store, options))
+}
+
 /// The checksums `gdalinfo -checksum` prints, in order (bands, then their overviews).
 pub fn checksums(dataset: &str) -> Vec<String> {
     checksums_opened_with(dataset, &[])
