@@ -272,6 +272,11 @@ impl Manifest {
             .collect()
     }
 
+    /// Bytes of one decoded tile, all bands.
+    pub fn tile_bytes(&self) -> usize {
+        (self.grid.tile_size as usize).pow(2) * self.bands.len() * self.data_type.size()
+    }
+
     pub fn chunk_shape(&self) -> chunk::Expected {
         chunk::Expected {
             dtype: self.data_type,

@@ -56,7 +56,21 @@ pub struct PyramidBuilder<'a> {
     validity: Vec<BandValidity>,
     top: u8,
     state: Mutex<State>,
+    /// For a small write, the committed parents it rebuilds, fetched ahead of need.
+    ahead: Vec<(TileLoc, Mutex<Ahead>)>,
 }
+
+/// A committed parent fetched ahead ([`PyramidBuilder::fetch_ahead`]).
+enum Ahead {
+    Waiting,
+    Fetched(Result<Option<Tile>>),
+    /// Taken by the build, or read by it before the fetch came to it.
+    Taken,
+}
+
+/// Committed parents are fetched ahead while they take at most this much memory decoded:
+/// a small write then finds them ready instead of decoding one per level in turn.
+const AHEAD_MAX_BYTES: usize = 64 << 20;
 
 #[derive(Default)]
 struct State {
@@ -101,6 +115,25 @@ impl<'a> PyramidBuilder<'a> {
             }
             level = parents;
         }
+        // The parents `build` will start from their committed version.
+        let maintained = txn.base().and_then(|b| b.layout()).map(|l| l.top);
+        let mut from_committed: Vec<TileLoc> = state
+            .pending
+            .iter()
+            .filter(|(t, p)| !p.forced && maintained.is_some_and(|top| t.level <= top))
+            .map(|(t, _)| *t)
+            .collect();
+        // Lowest levels first: they are needed first.
+        from_committed.sort_by_key(|t| (t.level, t.row, t.col));
+        let tile_bytes = manifest.tile_bytes().max(1);
+        let ahead = if from_committed.len() <= AHEAD_MAX_BYTES / tile_bytes {
+            from_committed
+                .into_iter()
+                .map(|t| (t, Mutex::new(Ahead::Waiting)))
+                .collect()
+        } else {
+            Vec::new()
+        };
         PyramidBuilder {
             txn,
             time,
@@ -109,7 +142,49 @@ impl<'a> PyramidBuilder<'a> {
             validity: manifest.validity(),
             top,
             state: Mutex::new(state),
+            ahead,
         }
+    }
+
+    /// Fetches and decodes the committed parents a small write will rebuild, lowest level
+    /// first, so that the chain of levels above a write does not wait for one decode per
+    /// level. Runs on threads of its own, outside the encoders' pool (`part` of `parts`
+    /// each): a build that needs a parent being fetched waits for it, which must not hold
+    /// up a pool thread that the fetch itself needs. Optional: a parent not fetched yet
+    /// when its build needs it is read by the build.
+    pub fn fetch_ahead(&self, part: usize, parts: usize) {
+        for (loc, slot) in self.ahead.iter().skip(part).step_by(parts.max(1)) {
+            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+            if matches!(*slot, Ahead::Waiting) {
+                *slot = Ahead::Fetched(self.read_committed(*loc));
+            }
+        }
+    }
+
+    /// How many threads [`fetch_ahead`](Self::fetch_ahead) is worth (0 when nothing is
+    /// fetched ahead).
+    pub fn fetch_ahead_parts(&self) -> usize {
+        self.ahead.len().min(2)
+    }
+
+    fn read_committed(&self, loc: TileLoc) -> Result<Option<Tile>> {
+        match self.txn.base() {
+            Some(base) => base.read_tile(&TileKey::new(self.time, self.pyramid, loc)),
+            None => Ok(None),
+        }
+    }
+
+    /// The committed version of a parent: fetched ahead, or read now.
+    fn committed(&self, loc: TileLoc) -> Result<Option<Tile>> {
+        if let Some((_, slot)) = self.ahead.iter().find(|(t, _)| *t == loc) {
+            // Held while reading, so a fetch that has not come to this parent yet skips it.
+            let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
+            return match std::mem::replace(&mut *slot, Ahead::Taken) {
+                Ahead::Fetched(fetched) => fetched,
+                Ahead::Waiting | Ahead::Taken => self.read_committed(loc),
+            };
+        }
+        self.read_committed(loc)
     }
 
     /// The levels above 0 this builder maintains.
@@ -217,11 +292,16 @@ impl<'a> PyramidBuilder<'a> {
         let quarter = (loc.level < self.top && has_data)
             .then(|| downsample(&tile, &self.methods, &self.validity));
         self.offer(loc, quarter);
-        // The parent may be complete now: it is built by another task while this one
-        // encodes, so a chain of levels does not wait for every encoder in turn.
+        // The encode is left to any thread, and the parent, if complete now, is spawned
+        // after it: a thread takes its own newest task first and others steal the oldest,
+        // so this thread goes on up the chain of levels while another encodes.
+        scope.spawn(move |_| {
+            let key = TileKey::new(self.time, self.pyramid, loc);
+            if let Err(e) = self.txn.put_tile(key, &tile) {
+                failure.lock().expect("poisoned").get_or_insert(e);
+            }
+        });
         self.spawn_ready(scope, failure);
-        self.txn
-            .put_tile(TileKey::new(self.time, self.pyramid, loc), &tile)?;
         Ok(())
     }
 
@@ -259,9 +339,8 @@ impl<'a> PyramidBuilder<'a> {
             // maintained, and not for tiles being made for a new level.
             let maintained = base.layout().is_some_and(|l| loc.level <= l.top);
             if maintained && !pending.forced {
-                let key = TileKey::new(self.time, self.pyramid, loc);
-                let old = base
-                    .read_tile(&key)?
+                let old = self
+                    .committed(loc)?
                     .unwrap_or_else(|| Tile::empty(m.data_type, &self.validity, size));
                 return Ok(replace_quarters(
                     old,

@@ -10,7 +10,7 @@ use gdal_sys::GDALDatasetH;
 
 use crate::error::{Error, Result};
 use crate::grid::{PixelRect, TileLoc};
-use crate::ingest::{merge, merge_jobs, plan, Job, PlacedSource, Scratch, SourceSet};
+use crate::ingest::{merge, merge_jobs, plan, Job, Laid, PlacedSource, Scratch, SourceSet};
 use crate::manifest::{Checkpoint, Manifest};
 use crate::store::lock::{LockWait, Recovered};
 use crate::store::Transaction;
@@ -150,7 +150,7 @@ struct OneDataset {
 }
 
 impl SourceSet for OneDataset {
-    fn overlay(&mut self, _: usize, loc: TileLoc, tile: &mut Tile) -> Result<Option<PixelRect>> {
+    fn overlay(&mut self, _: usize, loc: TileLoc, tile: &mut Tile) -> Result<Laid> {
         let o = &mut self.overlay;
         self.prepared
             .reader
@@ -214,12 +214,7 @@ struct FileSet<'a> {
 const OPEN_FILES_PER_READER: usize = 16;
 
 impl SourceSet for FileSet<'_> {
-    fn overlay(
-        &mut self,
-        source: usize,
-        loc: TileLoc,
-        tile: &mut Tile,
-    ) -> Result<Option<PixelRect>> {
+    fn overlay(&mut self, source: usize, loc: TileLoc, tile: &mut Tile) -> Result<Laid> {
         let at = match self.open.iter().position(|(i, _)| *i == source) {
             Some(at) => at,
             None => {
@@ -300,10 +295,7 @@ pub fn ingest_files(
     }
     let manifest = txn.manifest.clone();
     let jobs = plan(&footprints, manifest.grid.tile_size);
-    let tile_bytes = (manifest.grid.tile_size as u64).pow(2)
-        * manifest.bands.len() as u64
-        * manifest.data_type.size() as u64;
-    let per_batch = (checkpoints.bytes / tile_bytes.max(1)).max(1) as usize;
+    let per_batch = (checkpoints.bytes / manifest.tile_bytes().max(1) as u64).max(1) as usize;
     let batches: Vec<&[Job]> = jobs.chunks(per_batch).collect();
     let run = run_digest(&manifest, paths, opts, per_batch);
     let mut report = FilesReport {

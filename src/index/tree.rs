@@ -19,6 +19,10 @@ pub const INTERNAL_MAX: usize = 512;
 pub struct IndexReader {
     storage: Arc<dyn Storage>,
     cache: Mutex<LruCache<NodeRef, Arc<Node>>>,
+    /// Held while a node is fetched, so that threads missing the same node at once (the
+    /// first parallel read of a fresh dataset: every thread starts at the root) fetch it
+    /// once between them.
+    fetching: Mutex<()>,
 }
 
 impl IndexReader {
@@ -28,12 +32,18 @@ impl IndexReader {
             cache: Mutex::new(LruCache::new(
                 NonZeroUsize::new(cached_nodes.max(1)).expect("max(1)"),
             )),
+            fetching: Mutex::new(()),
         }
     }
 
     pub fn node(&self, r: NodeRef) -> Result<Arc<Node>> {
         if let Some(n) = self.cache.lock().expect("poisoned").get(&r) {
             return Ok(n.clone());
+        }
+        // The guard protects no data, so a panic elsewhere cannot leave anything half done.
+        let _fetching = self.fetching.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(n) = self.cache.lock().expect("poisoned").get(&r) {
+            return Ok(n.clone()); // fetched by another thread meanwhile
         }
         let key = r.object_key();
         let bytes = self.storage.read(&key)?.ok_or_else(|| {

@@ -252,29 +252,16 @@ impl Editor {
         {
             let txn = &txn;
             let builder = PyramidBuilder::new(txn, 0, 0, top, dirty_list.iter().copied(), forced);
-            pool.install(|| {
-                tiles
-                    .into_par_iter()
-                    .try_for_each(|(loc, tile)| -> Result<()> {
-                        let key = TileKey::new(0, 0, loc);
-                        let (tile, has_data) = match tile {
-                            Some(t) => {
-                                let has = txn.put_tile(key, &t)?;
-                                (t, has)
-                            }
-                            // Parked: already in the transaction.
-                            None => match (txn.current_entry(&key)?, txn.base()) {
-                                (Some(e), Some(base)) => (base.fetch(&key, &e)?, true),
-                                _ => {
-                                    builder.offer(loc, None);
-                                    return builder.build_ready();
-                                }
-                            },
-                        };
-                        builder.offer(loc, builder.quarter_of(has_data.then_some(&tile)));
-                        builder.build_ready()
-                    })?;
-                builder.finish()
+            std::thread::scope(|scope| {
+                // The committed parents of a small flush are decoded beside its tiles.
+                let (builder, parts) = (&builder, builder.fetch_ahead_parts());
+                for part in 0..parts {
+                    scope.spawn(move || builder.fetch_ahead(part, parts));
+                }
+                pool.install(|| {
+                    store_tiles(txn, builder, tiles)?;
+                    builder.finish()
+                })
             })?;
         }
         let m = &mut txn.manifest;
@@ -337,4 +324,34 @@ impl Drop for Editor {
     fn drop(&mut self) {
         self.abort();
     }
+}
+
+/// Stores the tiles of a flush and hands them to the levels: each parked tile (`None`) is
+/// already in the transaction and is read back.
+fn store_tiles(
+    txn: &Transaction,
+    builder: &PyramidBuilder,
+    tiles: Vec<(TileLoc, Option<Tile>)>,
+) -> Result<()> {
+    tiles
+        .into_par_iter()
+        .try_for_each(|(loc, tile)| -> Result<()> {
+            let key = TileKey::new(0, 0, loc);
+            let (tile, has_data) = match tile {
+                Some(t) => {
+                    let has = txn.put_tile(key, &t)?;
+                    (t, has)
+                }
+                // Parked: already in the transaction.
+                None => match (txn.current_entry(&key)?, txn.base()) {
+                    (Some(e), Some(base)) => (base.fetch(&key, &e)?, true),
+                    _ => {
+                        builder.offer(loc, None);
+                        return builder.build_ready();
+                    }
+                },
+            };
+            builder.offer(loc, builder.quarter_of(has_data.then_some(&tile)));
+            builder.build_ready()
+        })
 }

@@ -14,24 +14,21 @@ use std::sync::mpsc;
 
 use rayon::prelude::*;
 
+use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::grid::{PixelRect, TileLoc};
 use crate::index::TileKey;
+use crate::ingest::Laid;
 use crate::pyramid::{levels_to_update, PyramidBuilder};
 use crate::store::Transaction;
-use crate::tile::Tile;
+use crate::tile::{BandValidity, Tile};
 
 /// The sources of one ingest as one reader thread sees them: it lays source `i` over a
 /// tile. Each reader thread gets its own, so none is shared between threads.
 pub trait SourceSet: Send {
-    /// Lays source `source`'s part of level-0 tile `loc` over `tile`; returns the level-0
-    /// pixels that received data.
-    fn overlay(
-        &mut self,
-        source: usize,
-        loc: TileLoc,
-        tile: &mut Tile,
-    ) -> Result<Option<PixelRect>>;
+    /// Lays source `source`'s part of level-0 tile `loc` over `tile`; says which level-0
+    /// pixels received data.
+    fn overlay(&mut self, source: usize, loc: TileLoc, tile: &mut Tile) -> Result<Laid>;
 }
 
 /// One level-0 tile to update, and the sources that touch it, in order.
@@ -118,6 +115,69 @@ fn reach_of(jobs: &[Job], footprints: &[PixelRect], tile_size: u32) -> Option<Pi
         .reduce(|a, b| a.union(&b))
 }
 
+/// Lays a job's sources over its stored tile, in order; returns the tile and the level-0
+/// pixels that received data.
+///
+/// A source whose footprint covers the whole tile may leave nothing of what was stored
+/// there: then the stored tile need not be read and decoded (a tile-sized patch costs one
+/// decode less). The last such source is laid over an empty tile first; if it filled every
+/// pixel of every band, what the tile held and the sources before it cannot show, and only
+/// the sources after it are laid on top. Otherwise everything is done in order from the
+/// stored tile.
+fn merge_tile(
+    txn: &Transaction,
+    footprints: &[PixelRect],
+    job: &Job,
+    reader: &mut dyn SourceSet,
+    dtype: DataType,
+    validity: &[BandValidity],
+) -> Result<(Tile, Option<PixelRect>)> {
+    let size = txn.manifest.grid.tile_size;
+    let key = TileKey::new(0, 0, job.loc);
+    let base = txn.base();
+    let stored = match base {
+        Some(b) => b.entry(&key)?.map(|e| (b, e)),
+        None => None,
+    };
+    let tile_rect = job.loc.pixel_rect(size);
+    let covering = job
+        .sources
+        .iter()
+        .rposition(|&s| footprints[s as usize].intersect(&tile_rect) == tile_rect);
+    if let (Some(_), Some(last)) = (stored, covering) {
+        let mut tile = Tile::empty(dtype, validity, size as usize);
+        let laid = reader.overlay(job.sources[last] as usize, job.loc, &mut tile)?;
+        if laid.whole_tile {
+            let rest = &job.sources[last + 1..];
+            let covered = lay(reader, job.loc, rest, &mut tile, laid.covered)?;
+            return Ok((tile, covered));
+        }
+    }
+    let mut tile = match stored {
+        Some((b, e)) => b.fetch(&key, &e)?,
+        None => Tile::empty(dtype, validity, size as usize),
+    };
+    let covered = lay(reader, job.loc, &job.sources, &mut tile, None)?;
+    Ok((tile, covered))
+}
+
+/// Lays `sources` over `tile` in order; returns `covered` grown by the pixels that
+/// received data.
+fn lay(
+    reader: &mut dyn SourceSet,
+    loc: TileLoc,
+    sources: &[u32],
+    tile: &mut Tile,
+    mut covered: Option<PixelRect>,
+) -> Result<Option<PixelRect>> {
+    for &s in sources {
+        if let Some(r) = reader.overlay(s as usize, loc, tile)?.covered {
+            covered = Some(covered.map_or(r, |c| c.union(&r)));
+        }
+    }
+    Ok(covered)
+}
+
 /// [`merge`] for some of the planned jobs only (one checkpoint of a long ingest).
 pub fn merge_jobs(
     txn: &mut Transaction,
@@ -150,7 +210,7 @@ pub fn merge_jobs(
         let txn = &*txn;
         let builder = PyramidBuilder::new(txn, 0, 0, top, jobs.iter().map(|j| j.loc), forced);
         let validity = txn.manifest.validity();
-        let (dtype, size) = (txn.manifest.data_type, ts as usize);
+        let dtype = txn.manifest.data_type;
         std::thread::scope(|scope| -> Result<()> {
             let (tx, rx) = mpsc::sync_channel::<Merged>(threads.max(1) * 2);
             let (ticks_tx, ticks_rx) = mpsc::channel::<()>();
@@ -163,10 +223,11 @@ pub fn merge_jobs(
                     Some(tile) => {
                         let has_data = !tile.is_empty(validity);
                         builder.offer(m.loc, builder.quarter_of(has_data.then_some(tile)));
-                        // The levels above go on while this tile is encoded.
-                        let (stored, built) = rayon::join(
-                            || txn.put_tile(TileKey::new(0, 0, m.loc), tile),
+                        // The levels above go on while this tile is encoded, on this
+                        // thread: the encode is the part another thread can take.
+                        let (built, stored) = rayon::join(
                             || builder.build_ready(),
+                            || txn.put_tile(TileKey::new(0, 0, m.loc), tile),
                         );
                         stored?;
                         changed.fetch_add(1, Ordering::Relaxed);
@@ -192,18 +253,8 @@ pub fn merge_jobs(
                         let Some(job) = jobs.get(i) else {
                             return Ok(());
                         };
-                        let key = TileKey::new(0, 0, job.loc);
-                        let mut tile = match txn.base() {
-                            Some(base) => base.read_tile(&key)?,
-                            None => None,
-                        }
-                        .unwrap_or_else(|| Tile::empty(dtype, validity, size));
-                        let mut covered: Option<PixelRect> = None;
-                        for &s in &job.sources {
-                            if let Some(r) = reader.overlay(s as usize, job.loc, &mut tile)? {
-                                covered = Some(covered.map_or(r, |c| c.union(&r)));
-                            }
-                        }
+                        let (tile, covered) =
+                            merge_tile(txn, footprints, job, &mut **reader, dtype, validity)?;
                         if let Some(r) = covered {
                             let mut w = written.lock().expect("poisoned");
                             *w = Some(w.map_or(r, |c: PixelRect| c.union(&r)));
@@ -222,6 +273,12 @@ pub fn merge_jobs(
                         }
                     }
                 }));
+            }
+            // The committed parents a small write rebuilds are decoded while its tiles are
+            // being read.
+            let parts = builder.fetch_ahead_parts();
+            for part in 0..parts {
+                scope.spawn(move || builder.fetch_ahead(part, parts));
             }
             drop(tx);
             drop(ticks_tx);
@@ -327,12 +384,7 @@ mod tests {
     }
 
     impl SourceSet for MemSet {
-        fn overlay(
-            &mut self,
-            i: usize,
-            loc: TileLoc,
-            tile: &mut Tile,
-        ) -> Result<Option<PixelRect>> {
+        fn overlay(&mut self, i: usize, loc: TileLoc, tile: &mut Tile) -> Result<Laid> {
             self.sources[i].overlay(loc, tile, &self.validity, &mut self.scratch)
         }
     }
@@ -501,6 +553,55 @@ mod tests {
                 Snapshot::open(&many, None).unwrap().manifest().extent,
             );
             prop_assert_eq!(ma, mb);
+        }
+    }
+
+    /// Ingests one source; the error, if the merge fails.
+    fn try_ingest(path: &Path, source: PlacedSource<MemSource>) -> Result<()> {
+        let mut txn = Transaction::begin(path, "test", LockWait::Fail).unwrap();
+        let footprints = [source.footprint()];
+        let set = MemSet {
+            sources: vec![source],
+            validity: txn.manifest.validity(),
+            scratch: Scratch::default(),
+        };
+        let mut readers: Vec<Box<dyn SourceSet>> = vec![Box::new(set)];
+        merge(&mut txn, &footprints, &mut readers, 2, &mut |_| true)?;
+        txn.commit().map(|_| ())
+    }
+
+    #[test]
+    fn a_source_filling_a_whole_tile_does_not_read_the_stored_one() {
+        for nodata in [Some(-9999.0), None] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("s.gridstore");
+            new_empty(&path, nodata, 16);
+            ingest(&path, vec![source(&(0, 0, 32, 16, 1, false), nodata)], 1);
+            // Damage both stored level-0 tiles: reading either one fails.
+            let snap = Snapshot::open(&path, None).unwrap();
+            for col in [0, 1] {
+                let key = TileKey::new(0, 0, TileLoc::new(0, col, 0));
+                let e = snap.entry(&key).unwrap().unwrap();
+                let file = path.join(key.object_key(e.seq));
+                let mut bytes = std::fs::read(&file).unwrap();
+                let mid = bytes.len() / 2;
+                bytes[mid] ^= 0x55;
+                std::fs::write(&file, bytes).unwrap();
+            }
+            // A source with data in every pixel of tile 0 replaces it without reading it.
+            try_ingest(&path, source(&(0, 0, 16, 16, 2, false), nodata)).unwrap();
+            let snap = Snapshot::open(&path, None).unwrap();
+            let got = snap.read_tile(&TileKey::base(0, 0)).unwrap().unwrap();
+            let mut want = Tile::empty(DataType::Float32, snap.validity(), 16);
+            let mut s = Scratch::default();
+            source(&(0, 0, 16, 16, 2, false), nodata)
+                .overlay(TileLoc::new(0, 0, 0), &mut want, snap.validity(), &mut s)
+                .unwrap();
+            assert!(got == want, "{nodata:?}");
+            // A source with holes over tile 1 must keep what the stored tile has under
+            // them, so it reads it, and finds the damage.
+            let err = try_ingest(&path, source(&(16, 0, 16, 16, 3, true), nodata)).unwrap_err();
+            assert!(err.to_string().contains("checksum"), "{err}");
         }
     }
 

@@ -30,7 +30,7 @@ use crate::with_sample_type;
 pub use edit::Editor;
 pub use merge::{merge, merge_jobs, plan, Job, MergeReport, SourceSet};
 pub use new_store::{new_store_manifest, SourceInfo};
-pub use overlay::{PlacedSource, Scratch};
+pub use overlay::{Laid, PlacedSource, Scratch};
 
 /// A window of a source raster, in its pixels.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]

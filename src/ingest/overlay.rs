@@ -38,20 +38,20 @@ impl<S: RasterSource> PlacedSource<S> {
     }
 
     /// Lays the source's part of level-0 tile `loc` over `tile` (which has the store's data
-    /// type, converted from the source's by the source). Returns the level-0 pixels that
-    /// received data, if any.
+    /// type, converted from the source's by the source). Says which level-0 pixels received
+    /// data.
     pub fn overlay(
         &mut self,
         loc: TileLoc,
         tile: &mut Tile,
         validity: &[BandValidity],
         scratch: &mut Scratch,
-    ) -> Result<Option<PixelRect>> {
+    ) -> Result<Laid> {
         let size = tile.size;
         let tile_rect = loc.pixel_rect(size as u32);
         let part = tile_rect.intersect(&self.footprint());
         if part.is_empty() {
-            return Ok(None);
+            return Ok(Laid::default());
         }
         let win = Window {
             x: (part.x0 - self.x0) as usize,
@@ -76,20 +76,33 @@ impl<S: RasterSource> PlacedSource<S> {
             h: win.h,
         };
         let mask = self.source.has_mask().then_some(&scratch.mask[..]);
-        let covered = with_sample_type!(tile.dtype, T => {
+        let (covered, every_pixel) = with_sample_type!(tile.dtype, T => {
             let src: &[T] = bytemuck::cast_slice(&bytemuck::cast_slice::<u64, u8>(&scratch.data)[..bytes]);
             overlay_typed::<T>(tile, src, mask, placement, &self.nodata, validity)
         });
         tile.normalize_mask();
-        Ok(covered.map(|(x0, y0, x1, y1)| {
-            PixelRect::new(
-                tile_rect.x0 + x0 as i64,
-                tile_rect.y0 + y0 as i64,
-                tile_rect.x0 + x1 as i64,
-                tile_rect.y0 + y1 as i64,
-            )
-        }))
+        Ok(Laid {
+            covered: covered.map(|(x0, y0, x1, y1)| {
+                PixelRect::new(
+                    tile_rect.x0 + x0 as i64,
+                    tile_rect.y0 + y0 as i64,
+                    tile_rect.x0 + x1 as i64,
+                    tile_rect.y0 + y1 as i64,
+                )
+            }),
+            whole_tile: every_pixel && part == tile_rect,
+        })
     }
+}
+
+/// What laying a source over a tile did.
+#[derive(Debug, Clone, Copy, Default, PartialEq)]
+pub struct Laid {
+    /// The bounding box of the level-0 pixels that received data, if any did.
+    pub covered: Option<PixelRect>,
+    /// Every pixel of the tile received data in every band: nothing of what the tile held
+    /// before is left.
+    pub whole_tile: bool,
 }
 
 /// Where a source window sits in a tile: its top-left at `(dx, dy)`, `w` x `h` pixels.
@@ -102,7 +115,8 @@ struct Placement {
 }
 
 /// Copies the source pixels that hold data into the tile; returns the bounding box (tile
-/// pixels, half-open) of the pixels that did.
+/// pixels, half-open) of the pixels that did, and whether every pixel of the placement
+/// received data in every band.
 fn overlay_typed<T: Sample>(
     tile: &mut Tile,
     src: &[T],
@@ -110,7 +124,7 @@ fn overlay_typed<T: Sample>(
     p: Placement,
     src_nodata: &[Option<f64>],
     validity: &[BandValidity],
-) -> Option<(usize, usize, usize, usize)> {
+) -> (Option<(usize, usize, usize, usize)>, bool) {
     let size = tile.size;
     let n = size * size;
     let nodata: Vec<Option<T>> = src_nodata
@@ -122,6 +136,7 @@ fn overlay_typed<T: Sample>(
     let dst = tile.data.typed_mut::<T>();
     let mut tile_mask = tile.mask.take();
     let any_masked = masked.iter().any(|m| *m);
+    let mut every_pixel = true;
     for y in 0..p.h {
         let si0 = y * size;
         let di0 = (p.dy + y) * size + p.dx;
@@ -154,6 +169,7 @@ fn overlay_typed<T: Sample>(
         for x in 0..p.w {
             let si = si0 + x;
             if mask.is_some_and(|m| m[si] == 0) {
+                every_pixel = false;
                 continue;
             }
             let di = di0 + x;
@@ -161,6 +177,7 @@ fn overlay_typed<T: Sample>(
             for b in 0..nodata.len() {
                 let v = src[b * n + si];
                 if v.is_nan() || nodata[b] == Some(v) {
+                    every_pixel = false;
                     continue;
                 }
                 dst[b * n + di] = v;
@@ -184,7 +201,7 @@ fn overlay_typed<T: Sample>(
         }
     }
     tile.mask = tile_mask;
-    (bx0 < bx1).then_some((bx0, by0, bx1, by1))
+    ((bx0 < bx1).then_some((bx0, by0, bx1, by1)), every_pixel)
 }
 
 #[cfg(test)]
@@ -216,13 +233,14 @@ mod tests {
         let got = a
             .overlay(TileLoc::new(0, 0, 0), &mut tile, &validity, &mut s)
             .unwrap();
-        assert_eq!(got, Some(PixelRect::new(0, 0, 6, 6)));
+        assert_eq!(got.covered, Some(PixelRect::new(0, 0, 6, 6)));
+        assert!(!got.whole_tile);
         // A source of nodata over the same pixels changes nothing.
         let mut b = placed(0, 0, 16, 16, -1.0);
         let got = b
             .overlay(TileLoc::new(0, 0, 0), &mut tile, &validity, &mut s)
             .unwrap();
-        assert_eq!(got, None);
+        assert_eq!(got, Laid::default());
         assert_eq!(tile.band::<f32>(0)[[5, 5]], 1.0);
         assert_eq!(tile.band::<f32>(0)[[6, 6]], -9.0);
         // A source with data replaces.
@@ -243,8 +261,50 @@ mod tests {
         let got = src
             .overlay(TileLoc::new(0, 1, 0), &mut tile, &validity, &mut s)
             .unwrap();
-        assert_eq!(got, Some(PixelRect::new(19, 0, 21, 1)));
+        assert_eq!(got.covered, Some(PixelRect::new(19, 0, 21, 1)));
         let mask = tile.mask.as_ref().unwrap();
         assert_eq!((mask[2], mask[3], mask[4], mask[5]), (0, 255, 255, 0));
+    }
+
+    #[test]
+    fn a_tile_is_whole_only_when_every_band_of_every_pixel_received_data() {
+        let validity = [BandValidity { nodata: None }, BandValidity { nodata: None }];
+        let two_bands = |hole_in_second: bool| PlacedSource {
+            source: MemSource {
+                w: 16,
+                h: 16,
+                planes: vec![vec![1.0; 256], {
+                    let mut p = vec![2.0; 256];
+                    if hole_in_second {
+                        p[37] = -1.0;
+                    }
+                    p
+                }],
+                mask: None,
+            },
+            x0: 0,
+            y0: 0,
+            nodata: vec![Some(-1.0), Some(-1.0)],
+        };
+        let mut s = Scratch::default();
+        let loc = TileLoc::new(0, 0, 0);
+        let mut tile = Tile::empty(DataType::Float32, &validity, 16);
+        let laid = two_bands(false)
+            .overlay(loc, &mut tile, &validity, &mut s)
+            .unwrap();
+        assert!(laid.whole_tile);
+        // One band missing at one pixel: what the tile held there must stay.
+        let mut tile = Tile::empty(DataType::Float32, &validity, 16);
+        let laid = two_bands(true)
+            .overlay(loc, &mut tile, &validity, &mut s)
+            .unwrap();
+        assert!(!laid.whole_tile);
+        assert_eq!(laid.covered, Some(PixelRect::new(0, 0, 16, 16)));
+        // Covering only part of the tile is never whole.
+        let mut tile = Tile::empty(DataType::Float32, &validity, 16);
+        let laid = placed(0, 0, 16, 15, 1.0)
+            .overlay(loc, &mut tile, &validity[..1], &mut s)
+            .unwrap();
+        assert!(!laid.whole_tile);
     }
 }

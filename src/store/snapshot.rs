@@ -69,9 +69,7 @@ impl Snapshot {
         manifest: Manifest,
         index: Arc<IndexReader>,
     ) -> Snapshot {
-        let tile_bytes =
-            manifest.chunk_shape().size.pow(2) * manifest.bands.len() * manifest.data_type.size();
-        let cached = (DEFAULT_TILE_CACHE_BYTES / tile_bytes.max(1)).max(8);
+        let cached = (DEFAULT_TILE_CACHE_BYTES / manifest.tile_bytes().max(1)).max(8);
         Snapshot {
             layout: manifest.layout(),
             validity: manifest.validity(),
