@@ -19,6 +19,7 @@ Writes DIR/update-results.md and prints it.
 """
 import argparse
 import os
+import random
 import shutil
 import statistics
 import subprocess
@@ -52,6 +53,15 @@ def remove(path):
 
 def median(values):
     return statistics.median(values)
+
+
+def ratio_interval(a, b, resamples=4000, seed=1):
+    """A 90% bootstrap interval of median(a) / median(b), each sample resampled on its own:
+    one that holds 1.00 says the two cannot be told apart from the noise of this run."""
+    rng = random.Random(seed)
+    ratios = sorted(median(rng.choices(a, k=len(a))) / median(rng.choices(b, k=len(b)))
+                    for _ in range(resamples))
+    return ratios[int(0.05 * resamples)], ratios[int(0.95 * resamples) - 1]
 
 
 def make_patch(surface, patch):
@@ -302,8 +312,11 @@ def main():
                          f"{1000 * median(times[path][2]):.2f} |")
         ob, os_ = median(times[big][0]), median(times[small][0])
         rb, rs = median(times[big][1]), median(times[small][1])
-        block += ["", f"Million / hundred: open {ob / os_:.2f}x, window read {rb / rs:.2f}x "
-                  f"(median of {4 * a.runs + 1} fresh processes each).", ""]
+        (olo, ohi), (rlo, rhi) = (ratio_interval(times[big][0], times[small][0]),
+                                  ratio_interval(times[big][1], times[small][1]))
+        block += ["", f"Million / hundred: open {ob / os_:.2f}x (90% interval {olo:.2f} to "
+                  f"{ohi:.2f}), window read {rb / rs:.2f}x (90% interval {rlo:.2f} to "
+                  f"{rhi:.2f}); medians of {4 * a.runs + 1} fresh processes each.", ""]
         lines += block
         print("\n".join(block), flush=True)
 

@@ -43,8 +43,9 @@ GridstoreDataset::GridstoreDataset(std::shared_ptr<GsStore> store, int level,
         GDALDataset::SetMetadata(gridstore_metadata(m_store.get(), ""));
         GDALDataset::SetMetadata(gridstore_metadata(m_store.get(), "IMAGE_STRUCTURE"),
                                  "IMAGE_STRUCTURE");
-        for (int z = 1; z < m_info.level_count; z++)
-            m_overviews.emplace_back(new GridstoreDataset(m_store, z, access));
+        // Each level becomes a dataset when first asked for (GetOverview): opening a store
+        // must not cost more for the levels a large store has.
+        m_overviews.resize(m_info.level_count > 1 ? m_info.level_count - 1 : 0);
     }
 }
 
@@ -380,9 +381,22 @@ int GridstoreBand::GetOverviewCount()
 
 GDALRasterBand *GridstoreBand::GetOverview(int i)
 {
-    auto &overviews = static_cast<GridstoreDataset *>(poDS)->m_overviews;
+    auto *ds = static_cast<GridstoreDataset *>(poDS);
+    auto &overviews = ds->m_overviews;
     if (i < 0 || i >= static_cast<int>(overviews.size()))
         return nullptr;
+    if (!overviews[i])
+    {
+        try
+        {
+            overviews[i].reset(new GridstoreDataset(ds->m_store, i + 1, ds->GetAccess()));
+        }
+        catch (...)
+        {
+            CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: cannot open overview %d", i);
+            return nullptr;
+        }
+    }
     return overviews[i]->GetRasterBand(nBand);
 }
 
