@@ -18,6 +18,7 @@ Usage: bench/update.py [--runs N] [--work DIR] [--skip-scale]
 Writes DIR/update-results.md and prints it.
 """
 import argparse
+import json
 import os
 import random
 import shutil
@@ -169,6 +170,17 @@ def stored_tiles(path):
     return stored.split()[1]
 
 
+def current_index(path):
+    """Whether the store's root index node has the version this build writes (2): a store
+    kept from an older build would measure the older index."""
+    with open(os.path.join(path, "gridstore.json")) as f:
+        root = json.load(f)["index"]["root"]
+    if root is None:
+        return True
+    with open(os.path.join(path, "index", str(root["seq"]), str(root["id"])), "rb") as f:
+        return f.read(5)[4] == 2
+
+
 def scale_stores(work, env):
     """The two stores of the scale part, in work: a 16384x16384 Byte store in 16-pixel tiles
     (about 1.4 million stored tiles with its levels) and a 160x160 one (139 tiles), made with
@@ -185,7 +197,7 @@ def scale_stores(work, env):
         run(["gdal_translate", "-q", "-srcwin", "0", "0", "160", "160", big_src, small_src],
             env)
     big, small = (os.path.join(work, n) for n in ("million.gridstore", "hundred.gridstore"))
-    if os.path.exists(big) and stored_tiles(big) is None:
+    if os.path.exists(big) and (stored_tiles(big) is None or not current_index(big)):
         remove(big)
     if not os.path.exists(big):
         build = run(["gdal_translate", "-q", "-of", "GRIDSTORE", "-co", "BLOCKSIZE=16",
