@@ -152,7 +152,7 @@ impl<'a> PyramidBuilder<'a> {
     /// each): a build that needs a parent being fetched waits for it, which must not hold
     /// up a pool thread that the fetch itself needs. Optional: a parent not fetched yet
     /// when its build needs it is read by the build.
-    pub fn fetch_ahead(&self, part: usize, parts: usize) {
+    fn fetch_ahead(&self, part: usize, parts: usize) {
         for (loc, slot) in self.ahead.iter().skip(part).step_by(parts.max(1)) {
             let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
             if matches!(*slot, Ahead::Waiting) {
@@ -161,10 +161,13 @@ impl<'a> PyramidBuilder<'a> {
         }
     }
 
-    /// How many threads [`fetch_ahead`](Self::fetch_ahead) is worth (0 when nothing is
-    /// fetched ahead).
-    pub fn fetch_ahead_parts(&self) -> usize {
-        self.ahead.len().min(2)
+    /// Starts [`fetch_ahead`](Self::fetch_ahead) on threads of `scope` (none when nothing
+    /// is fetched ahead).
+    pub fn start_fetch_ahead<'s>(&'s self, scope: &'s std::thread::Scope<'s, '_>) {
+        let parts = self.ahead.len().min(2);
+        for part in 0..parts {
+            scope.spawn(move || self.fetch_ahead(part, parts));
+        }
     }
 
     fn read_committed(&self, loc: TileLoc) -> Result<Option<Tile>> {

@@ -254,12 +254,9 @@ impl Editor {
             let builder = PyramidBuilder::new(txn, 0, 0, top, dirty_list.iter().copied(), forced);
             std::thread::scope(|scope| {
                 // The committed parents of a small flush are decoded beside its tiles.
-                let (builder, parts) = (&builder, builder.fetch_ahead_parts());
-                for part in 0..parts {
-                    scope.spawn(move || builder.fetch_ahead(part, parts));
-                }
+                builder.start_fetch_ahead(scope);
                 pool.install(|| {
-                    store_tiles(txn, builder, tiles)?;
+                    store_tiles(txn, &builder, tiles)?;
                     builder.finish()
                 })
             })?;

@@ -276,10 +276,7 @@ pub fn merge_jobs(
             }
             // The committed parents a small write rebuilds are decoded while its tiles are
             // being read.
-            let parts = builder.fetch_ahead_parts();
-            for part in 0..parts {
-                scope.spawn(move || builder.fetch_ahead(part, parts));
-            }
+            builder.start_fetch_ahead(scope);
             drop(tx);
             drop(ticks_tx);
             let encoding = scope.spawn(move || {
