@@ -11,6 +11,8 @@
 //! - `Min` / `Max`: the smallest / largest child with data.
 //! - `Mode`: the most frequent value among the children with data; ties go to the smallest.
 
+use std::ops::Range;
+
 use serde::{Deserialize, Serialize};
 
 use crate::dtype::Sample;
@@ -64,49 +66,81 @@ impl Resampling {
     }
 }
 
+/// Rows of a tile reduced to half size: what a changed tile hands its parent. `data` holds
+/// `rows.len() / 2` rows of `size / 2` samples per band (band-sequential); `mask` the
+/// validity of the bands without nodata, `None` when the rows had no mask (all valid).
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reduced {
+    /// The rows of the source tile these come from (even bounds).
+    pub rows: Range<usize>,
+    pub data: SampleBuf,
+    pub mask: Option<Vec<u8>>,
+}
+
 /// Aggregates a tile to half its size: pixel `(y, x)` of the result comes from pixels
 /// `(2y..2y+2, 2x..2x+2)`. `methods` and `bands` have one entry per band.
-pub fn downsample(tile: &Tile, methods: &[Resampling], bands: &[BandValidity]) -> Tile {
+pub fn downsample(tile: &Tile, methods: &[Resampling], bands: &[BandValidity]) -> Reduced {
+    downsample_rows(tile, 0..tile.size, methods, bands)
+}
+
+/// [`downsample`] for the rows `rows` of a tile only (even bounds): a parent pixel depends
+/// only on the 2 x 2 pixels below it, so a change confined to some rows changes only the
+/// parent rows above them.
+pub fn downsample_rows(
+    tile: &Tile,
+    rows: Range<usize>,
+    methods: &[Resampling],
+    bands: &[BandValidity],
+) -> Reduced {
     assert_eq!(tile.size % 2, 0, "tiles have an even size");
-    let half = tile.size / 2;
-    let mask = tile.mask.as_ref().map(|m| downsample_mask(m, tile.size));
-    let mut data = SampleBuf::zeroed(half * half * tile.bands * tile.dtype.size());
+    assert!(
+        rows.start % 2 == 0 && rows.end % 2 == 0 && rows.end <= tile.size,
+        "rows {rows:?} of a tile of {} have even bounds",
+        tile.size
+    );
+    let (size, half) = (tile.size, tile.size / 2);
+    let (n, out_n) = (size * size, half * rows.len() / 2);
+    let part = rows.start * size..rows.end * size;
+    let mask = tile
+        .mask
+        .as_ref()
+        .map(|m| downsample_mask(&m[part.clone()], size));
+    let mut data = SampleBuf::zeroed(out_n * tile.bands * tile.dtype.size());
     with_sample_type!(tile.dtype, T => {
         let src = tile.data.typed::<T>();
         let dst = data.typed_mut::<T>();
-        let (n, h) = (tile.size * tile.size, half * half);
         for b in 0..tile.bands {
-            let band_mask = if bands[b].nodata.is_none() { tile.mask.as_deref() } else { None };
+            let band_mask = if bands[b].nodata.is_none() {
+                tile.mask.as_deref().map(|m| &m[part.clone()])
+            } else {
+                None
+            };
             let parent_mask = if bands[b].nodata.is_none() { mask.as_deref() } else { None };
+            let plane = &src[b * n..(b + 1) * n];
             downsample_band::<T>(
                 methods[b],
-                &src[b * n..(b + 1) * n],
+                &plane[part.clone()],
                 band_mask,
                 &bands[b],
-                tile.size,
-                &mut dst[b * h..(b + 1) * h],
+                size,
+                &mut dst[b * out_n..(b + 1) * out_n],
                 parent_mask,
             );
         }
     });
-    Tile {
-        dtype: tile.dtype,
-        bands: tile.bands,
-        size: half,
-        data,
-        mask,
-    }
+    Reduced { rows, data, mask }
 }
 
-/// A parent pixel holds data when any of its children does.
+/// A parent pixel holds data when any of its children does. `mask` holds whole rows of
+/// `size` pixels, an even number of them.
 fn downsample_mask(mask: &[u8], size: usize) -> Vec<u8> {
     let half = size / 2;
-    let mut out = vec![0u8; half * half];
-    for y in 0..half {
+    let mut out = vec![0u8; mask.len() / 4];
+    for (y, row) in out.chunks_exact_mut(half).enumerate() {
         let (r0, r1) = (&mask[2 * y * size..], &mask[(2 * y + 1) * size..]);
-        for x in 0..half {
+        for (x, o) in row.iter_mut().enumerate() {
             let any = r0[2 * x] | r0[2 * x + 1] | r1[2 * x] | r1[2 * x + 1];
-            out[y * half + x] = if any != 0 { 255 } else { 0 };
+            *o = if any != 0 { 255 } else { 0 };
         }
     }
     out
@@ -291,7 +325,7 @@ mod tests {
                         (v.to_f64(), !v.is_nan() && Some(v) != nd && !masked)
                     })
                     .collect();
-                let got = out.band::<T>(0)[[y, x]];
+                let got = out.data.typed::<T>()[y * (size / 2) + x];
                 match brute_force(method, &px) {
                     Some(want) => assert_eq!(
                         got,
@@ -354,5 +388,37 @@ mod tests {
         assert_eq!(mode(&[3u8, 1, 3, 1]), 1);
         assert_eq!(mode(&[5u8, 2, 5, 9]), 5);
         let _ = DataType::Byte;
+    }
+
+    #[test]
+    fn downsampling_some_rows_gives_those_rows_of_the_whole() {
+        let size = 16;
+        let bands = [
+            BandValidity { nodata: None },
+            BandValidity { nodata: Some(0.0) },
+        ];
+        let mut tile = Tile::empty(DataType::Float32, &bands, size);
+        for (i, v) in tile.data.typed_mut::<f32>().iter_mut().enumerate() {
+            *v = ((i * 37) % 11) as f32;
+        }
+        tile.mask = Some(
+            (0..size * size)
+                .map(|i| if i % 5 == 0 { 0 } else { 255 })
+                .collect(),
+        );
+        let methods = [Resampling::Average, Resampling::Mode];
+        let whole = downsample(&tile, &methods, &bands);
+        let (half, h) = (size / 2, (size / 2) * (size / 2));
+        let part = downsample_rows(&tile, 4..10, &methods, &bands);
+        assert_eq!(part.rows, 4..10);
+        for b in 0..2 {
+            let rows = &whole.data.typed::<f32>()[b * h + 2 * half..b * h + 5 * half];
+            assert_eq!(
+                &part.data.typed::<f32>()[b * 3 * half..(b + 1) * 3 * half],
+                rows
+            );
+        }
+        let mask = whole.mask.unwrap();
+        assert_eq!(part.mask.unwrap(), mask[2 * half..5 * half]);
     }
 }

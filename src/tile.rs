@@ -5,6 +5,8 @@
 //! it (NaN always counts as missing in float bands); bands without one share a per-tile mask
 //! (255 = data, 0 = none), which exists only when some pixel is missing.
 
+use std::ops::Range;
+
 use ndarray::{ArrayView2, ArrayViewMut2};
 
 use crate::dtype::{DataType, Sample};
@@ -123,6 +125,18 @@ impl Tile {
         }
     }
 
+    /// A tile of zero samples and no mask, for a caller that fills it: memory of rows it
+    /// never writes is never touched.
+    pub fn zeroed(dtype: DataType, bands: usize, size: usize) -> Tile {
+        Tile {
+            dtype,
+            bands,
+            size,
+            data: SampleBuf::zeroed(size * size * bands * dtype.size()),
+            mask: None,
+        }
+    }
+
     pub fn pixels(&self) -> usize {
         self.size * self.size
     }
@@ -153,27 +167,29 @@ impl Tile {
 
     /// True when no band holds data at any pixel: such tiles are not stored.
     pub fn is_empty(&self, bands: &[BandValidity]) -> bool {
-        with_sample_type!(self.dtype, T => self.is_empty_typed::<T>(bands))
+        !self.rows_hold_data(bands, 0..self.size)
     }
 
-    fn is_empty_typed<T: Sample>(&self, bands: &[BandValidity]) -> bool {
+    /// True when some band holds data at some pixel of the rows `rows`.
+    pub fn rows_hold_data(&self, bands: &[BandValidity], rows: Range<usize>) -> bool {
+        with_sample_type!(self.dtype, T => self.rows_hold_data_typed::<T>(bands, rows))
+    }
+
+    fn rows_hold_data_typed<T: Sample>(&self, bands: &[BandValidity], rows: Range<usize>) -> bool {
         let n = self.pixels();
+        let part = rows.start * self.size..rows.end * self.size;
         let typed = self.data.typed::<T>();
-        for (b, v) in bands.iter().enumerate() {
-            let plane = &typed[b * n..(b + 1) * n];
+        bands.iter().enumerate().any(|(b, v)| {
+            let plane = &typed[b * n..(b + 1) * n][part.clone()];
             let test = ValidityTest::<T>::new(v);
-            let any = match (&self.mask, test.has_nodata()) {
+            match (&self.mask, test.has_nodata()) {
                 (Some(mask), false) => plane
                     .iter()
-                    .zip(mask)
+                    .zip(&mask[part.clone()])
                     .any(|(x, m)| *m != 0 && test.holds_data(*x)),
                 _ => plane.iter().any(|x| test.holds_data(*x)),
-            };
-            if any {
-                return false;
             }
-        }
-        true
+        })
     }
 
     /// Drops a mask that marks every pixel valid, so it is not stored.

@@ -129,6 +129,22 @@ impl Snapshot {
         })
     }
 
+    /// The chunk object of a stored tile, checked against its index entry but not decoded
+    /// (a level update decodes only the part it changes); `None` when the tile holds no
+    /// data.
+    pub fn read_object(&self, key: &TileKey) -> Result<Option<StoredChunk>> {
+        let Some(e) = self.entry(key)? else {
+            return Ok(None);
+        };
+        let path = self.object_path(key, &e);
+        let mut bytes = Vec::new();
+        if !self.storage.read_into(&key.object_key(e.seq), &mut bytes)? {
+            return Err(Error::corrupt(path, "chunk object is missing"));
+        }
+        check_against_entry(&bytes, &e, &path)?;
+        Ok(Some(StoredChunk { bytes, path }))
+    }
+
     /// Fetches a chunk into a reused per-thread buffer, checks it against its index entry,
     /// and hands it to `f`.
     fn with_chunk<T>(
@@ -146,19 +162,7 @@ impl Snapshot {
             if !self.storage.read_into(&key.object_key(e.seq), &mut bytes)? {
                 return Err(Error::corrupt(path, "chunk object is missing"));
             }
-            if bytes.len() != e.size as usize || chunk::stored_checksum(&bytes) != Some(e.crc) {
-                return Err(Error::corrupt(
-                    path,
-                    format!(
-                        "chunk does not match the index ({} bytes with checksum {:08x}; the \
-                         index says {} bytes with {:08x})",
-                        bytes.len(),
-                        chunk::stored_checksum(&bytes).unwrap_or(0),
-                        e.size,
-                        e.crc
-                    ),
-                ));
-            }
+            check_against_entry(&bytes, e, &path)?;
             f(&bytes, &path)
         })
     }
@@ -304,4 +308,28 @@ fn check_store_dir(root: &Path) -> Result<()> {
         }),
         Err(e) => Err(Error::io(root, "opening", e)),
     }
+}
+
+/// A chunk object as stored, and where it is (for error messages).
+pub struct StoredChunk {
+    pub bytes: Vec<u8>,
+    pub path: PathBuf,
+}
+
+/// Checks that a fetched chunk object is the one its index entry names.
+fn check_against_entry(bytes: &[u8], e: &Entry, path: &Path) -> Result<()> {
+    if bytes.len() == e.size as usize && chunk::stored_checksum(bytes) == Some(e.crc) {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        path,
+        format!(
+            "chunk does not match the index ({} bytes with checksum {:08x}; the index says {} \
+             bytes with {:08x})",
+            bytes.len(),
+            chunk::stored_checksum(bytes).unwrap_or(0),
+            e.size,
+            e.crc
+        ),
+    ))
 }

@@ -13,10 +13,11 @@
 //! died.
 
 use std::collections::BTreeMap;
+use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::chunk;
+use crate::chunk::{self, Chunk};
 use crate::error::{Error, Result};
 use crate::index::{apply_changes, Entry, IndexReader, NodeWriter, TileKey, NODE_PREFIX};
 use crate::manifest::{snapshot_key, Checkpoint, IndexSpec, Manifest, SnapshotInfo, MANIFEST_KEY};
@@ -24,7 +25,7 @@ use crate::storage::{LocalStorage, Storage};
 use crate::tile::Tile;
 
 use super::lock::{read_lock, LockWait, WriterLock};
-use super::snapshot::Snapshot;
+use super::snapshot::{Snapshot, StoredChunk};
 
 /// Everything needed to create a store: where, and its manifest without data.
 pub struct NewStore {
@@ -168,7 +169,30 @@ impl Transaction {
             }
             return Ok(false);
         }
-        let object = chunk::encode(tile, &self.manifest.encoding())?;
+        self.store_object(key, chunk::encode(tile, &self.manifest.encoding())?)?;
+        Ok(true)
+    }
+
+    /// Stores a tile that holds data and differs from its committed chunk `committed` only
+    /// in the rows `changed`: the compressed strips of the other rows are copied from it
+    /// instead of being encoded again (a level update above a small write).
+    pub fn put_changed_rows(
+        &self,
+        key: TileKey,
+        tile: &Tile,
+        committed: &StoredChunk,
+        changed: Range<usize>,
+    ) -> Result<()> {
+        let old = Chunk::parse(
+            &committed.bytes,
+            &self.manifest.chunk_shape(),
+            &committed.path,
+        )?;
+        let object = chunk::encode_reusing(tile, &self.manifest.encoding(), Some((&old, changed)))?;
+        self.store_object(key, object)
+    }
+
+    fn store_object(&self, key: TileKey, object: Vec<u8>) -> Result<()> {
         self.storage.write(&key.object_key(self.seq), &object)?;
         let entry = Entry {
             seq: self.seq,
@@ -179,7 +203,7 @@ impl Transaction {
             .lock()
             .expect("poisoned")
             .insert(key, Some(entry));
-        Ok(true)
+        Ok(())
     }
 
     /// Number of tiles written or removed so far.

@@ -9,25 +9,36 @@
 //! and parents are built as soon as they are complete, memory holds about one row of tiles
 //! per level, whatever the size of the write.
 //!
+//! A parent that the committed state already holds is updated in place, and only in the
+//! rows its changed children cover: it decodes just the chunk strips of those rows, and
+//! re-encodes just those strips (the others are copied as they are). It then hands its
+//! own parent only those rows, reduced. So a small write costs a few strips per level, not
+//! a whole tile per level.
+//!
 //! The result is the same, bit for bit, as building every level from scratch: a tile
-//! depends only on its four children.
+//! depends only on its four children, and a parent row only on the two child rows below.
 
-use std::collections::{BTreeSet, HashMap};
+mod place;
+
+use std::collections::{BTreeSet, HashMap, HashSet};
+use std::ops::Range;
 use std::sync::Mutex;
 
-use crate::aggregate::{downsample, Resampling};
+use crate::aggregate::{downsample, downsample_rows, Resampling};
+use crate::chunk::Chunk;
 use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect, TileLoc};
 use crate::index::TileKey;
-use crate::store::Transaction;
+use crate::store::{StoredChunk, Transaction};
 use crate::tile::{BandValidity, Tile};
-use crate::with_sample_type;
+
+pub use place::Handed;
+use place::{assemble, parent_rows, place};
 
 /// A parent tile being assembled.
 struct Pending {
-    /// Downsampled children received so far; `None` where a child has no data or has not
-    /// arrived.
-    quarters: [Option<Tile>; 4],
+    /// What the children received so far handed over (`None` from a child without data).
+    quarters: [Handed; 4],
     /// Which children this write will still hand over.
     awaited: [bool; 4],
     /// Which children this write handed over (a received `None` quarter holds no data;
@@ -55,6 +66,10 @@ pub struct PyramidBuilder<'a> {
     methods: Vec<Resampling>,
     validity: Vec<BandValidity>,
     top: u8,
+    /// The top level the committed state maintains (`None`: no committed state).
+    committed_top: Option<u8>,
+    /// Tiles made for a level the committed state did not have.
+    forced: HashSet<TileLoc>,
     state: Mutex<State>,
     /// For a small write, the committed parents it rebuilds, fetched ahead of need.
     ahead: Vec<(TileLoc, Mutex<Ahead>)>,
@@ -63,7 +78,7 @@ pub struct PyramidBuilder<'a> {
 /// A committed parent fetched ahead ([`PyramidBuilder::fetch_ahead`]).
 enum Ahead {
     Waiting,
-    Fetched(Result<Option<Tile>>),
+    Fetched(Result<Option<StoredChunk>>),
     /// Taken by the build, or read by it before the fetch came to it.
     Taken,
 }
@@ -92,8 +107,9 @@ impl<'a> PyramidBuilder<'a> {
     ) -> Self {
         let manifest = &txn.manifest;
         let mut state = State::default();
+        let forced: HashSet<TileLoc> = forced.into_iter().collect();
         let mut forced_by_level: HashMap<u8, Vec<TileLoc>> = HashMap::new();
-        for t in forced {
+        for t in forced.iter().copied() {
             forced_by_level.entry(t.level).or_default().push(t);
         }
         let mut level: BTreeSet<TileLoc> = dirty.into_iter().collect();
@@ -116,11 +132,11 @@ impl<'a> PyramidBuilder<'a> {
             level = parents;
         }
         // The parents `build` will start from their committed version.
-        let maintained = txn.base().and_then(|b| b.layout()).map(|l| l.top);
+        let committed_top = txn.base().and_then(|b| b.layout()).map(|l| l.top);
         let mut from_committed: Vec<TileLoc> = state
             .pending
             .iter()
-            .filter(|(t, p)| !p.forced && maintained.is_some_and(|top| t.level <= top))
+            .filter(|(t, p)| !p.forced && committed_top.is_some_and(|top| t.level <= top))
             .map(|(t, _)| *t)
             .collect();
         // Lowest levels first: they are needed first.
@@ -141,12 +157,14 @@ impl<'a> PyramidBuilder<'a> {
             methods: manifest.pyramids[pyramid as usize].resampling.clone(),
             validity: manifest.validity(),
             top,
+            committed_top,
+            forced,
             state: Mutex::new(state),
             ahead,
         }
     }
 
-    /// Fetches and decodes the committed parents a small write will rebuild, lowest level
+    /// Fetches the committed parents a small write will rebuild, lowest level
     /// first, so that the chain of levels above a write does not wait for one decode per
     /// level. Runs on threads of its own, outside the encoders' pool (`part` of `parts`
     /// each): a build that needs a parent being fetched waits for it, which must not hold
@@ -170,15 +188,15 @@ impl<'a> PyramidBuilder<'a> {
         }
     }
 
-    fn read_committed(&self, loc: TileLoc) -> Result<Option<Tile>> {
+    fn read_committed(&self, loc: TileLoc) -> Result<Option<StoredChunk>> {
         match self.txn.base() {
-            Some(base) => base.read_tile(&TileKey::new(self.time, self.pyramid, loc)),
+            Some(base) => base.read_object(&TileKey::new(self.time, self.pyramid, loc)),
             None => Ok(None),
         }
     }
 
-    /// The committed version of a parent: fetched ahead, or read now.
-    fn committed(&self, loc: TileLoc) -> Result<Option<Tile>> {
+    /// The committed chunk of a parent: fetched ahead, or read now.
+    fn committed(&self, loc: TileLoc) -> Result<Option<StoredChunk>> {
         if let Some((_, slot)) = self.ahead.iter().find(|(t, _)| *t == loc) {
             // Held while reading, so a fetch that has not come to this parent yet skips it.
             let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
@@ -195,9 +213,17 @@ impl<'a> PyramidBuilder<'a> {
         self.top
     }
 
-    /// Reduces a freshly written tile to the quarter its parent needs. Call it in the
-    /// worker that made the tile, then pass the result to [`offer`](Self::offer).
-    pub fn quarter_of(&self, tile: Option<&Tile>) -> Option<Tile> {
+    /// True when the tile `loc` is updated from its committed version (in place), rather
+    /// than made from its four children: a tile of a level the committed state maintains,
+    /// and not one made for a new level.
+    fn in_place(&self, loc: TileLoc) -> bool {
+        self.committed_top.is_some_and(|top| loc.level <= top) && !self.forced.contains(&loc)
+    }
+
+    /// Reduces a freshly written tile (`None`: it holds no data) to what its parent needs.
+    /// Call it in the worker that made the tile, then pass the result to
+    /// [`offer`](Self::offer).
+    pub fn quarter_of(&self, tile: Option<&Tile>) -> Handed {
         if self.top == 0 {
             return None;
         }
@@ -205,7 +231,7 @@ impl<'a> PyramidBuilder<'a> {
     }
 
     /// Hands over the (downsampled) content of a tile this write produced.
-    pub fn offer(&self, loc: TileLoc, quarter: Option<Tile>) {
+    pub fn offer(&self, loc: TileLoc, quarter: Handed) {
         if loc.level >= self.top {
             return;
         }
@@ -290,17 +316,19 @@ impl<'a> PyramidBuilder<'a> {
         loc: TileLoc,
         pending: Pending,
     ) -> Result<()> {
-        let tile = self.build(loc, pending)?;
-        let has_data = !tile.is_empty(&self.validity);
-        let quarter = (loc.level < self.top && has_data)
-            .then(|| downsample(&tile, &self.methods, &self.validity));
-        self.offer(loc, quarter);
+        let built = self.build(loc, pending)?;
+        if loc.level < self.top {
+            let quarter = built.has_data.then(|| {
+                let rows = built.handed_rows.clone();
+                downsample_rows(&built.tile, rows, &self.methods, &self.validity)
+            });
+            self.offer(loc, quarter);
+        }
         // The encode is left to any thread, and the parent, if complete now, is spawned
         // after it: a thread takes its own newest task first and others steal the oldest,
         // so this thread goes on up the chain of levels while another encodes.
         scope.spawn(move |_| {
-            let key = TileKey::new(self.time, self.pyramid, loc);
-            if let Err(e) = self.txn.put_tile(key, &tile) {
+            if let Err(e) = self.store(loc, built) {
                 failure.lock().expect("poisoned").get_or_insert(e);
             }
         });
@@ -332,26 +360,15 @@ impl<'a> PyramidBuilder<'a> {
         }
     }
 
-    /// Assembles a parent from its quarters, fetching the ones this write did not touch.
-    fn build(&self, loc: TileLoc, mut pending: Pending) -> Result<Tile> {
+    /// Makes a parent from what its changed children handed over: in place from its
+    /// committed version, or from its four children.
+    fn build(&self, loc: TileLoc, mut pending: Pending) -> Result<Built> {
         let m = &self.txn.manifest;
         let size = m.grid.tile_size as usize;
+        if self.in_place(loc) {
+            return self.update(loc, &pending);
+        }
         if let Some(base) = self.txn.base() {
-            // The committed parent already holds the quarters of every unchanged child:
-            // one decode instead of one per child. Only for levels the committed state
-            // maintained, and not for tiles being made for a new level.
-            let maintained = base.layout().is_some_and(|l| loc.level <= l.top);
-            if maintained && !pending.forced {
-                let old = self
-                    .committed(loc)?
-                    .unwrap_or_else(|| Tile::empty(m.data_type, &self.validity, size));
-                return Ok(replace_quarters(
-                    old,
-                    &self.validity,
-                    &pending.quarters,
-                    &pending.received,
-                ));
-            }
             for (q, child) in loc.children().into_iter().enumerate() {
                 if pending.received[q] {
                     continue;
@@ -362,13 +379,114 @@ impl<'a> PyramidBuilder<'a> {
                 }
             }
         }
-        Ok(assemble(
-            m.data_type,
-            &self.validity,
-            m.grid.tile_size as usize,
-            &pending.quarters,
-        ))
+        let tile = assemble(m.data_type, &self.validity, size, &pending.quarters);
+        Ok(Built {
+            has_data: !tile.is_empty(&self.validity),
+            tile,
+            changed: 0..size,
+            handed_rows: 0..size,
+            committed: None,
+        })
     }
+
+    /// Updates a parent the committed state holds, in the rows its changed children cover.
+    fn update(&self, loc: TileLoc, pending: &Pending) -> Result<Built> {
+        let m = &self.txn.manifest;
+        let size = m.grid.tile_size as usize;
+        let changed = (0..4)
+            .filter(|q| pending.received[*q])
+            .map(|q| parent_rows(q, &pending.quarters[q], size))
+            .reduce(|a, b| a.start.min(b.start)..a.end.max(b.end))
+            .unwrap_or(0..0);
+        // Aggregation pairs rows, so the rows handed upward start and end even.
+        let changed = changed.start & !1..(changed.end + 1).min(size) & !1;
+        // A parent updated in place takes only the changed rows; one made from its
+        // children takes whole quarters.
+        let whole = loc.level < self.top && !self.in_place(loc.parent());
+        let committed = self.committed(loc)?;
+        let mut decoded = 0..size;
+        let tile = if let Some(stored) = &committed {
+            let chunk = Chunk::parse(&stored.bytes, &m.chunk_shape(), &stored.path)?;
+            // Strips that will not be copied must be decoded to be encoded again.
+            let needed = if whole || !chunk.strips_reusable(&m.encoding()) {
+                0..size
+            } else {
+                changed.clone()
+            };
+            // Rows left undecoded are never read: zeroed memory that is never written
+            // costs no page of memory.
+            let mut tile = Tile::zeroed(m.data_type, self.validity.len(), size);
+            let mut mask = chunk.has_mask().then(|| vec![0u8; size * size]);
+            chunk.decode_rows_into(needed.clone(), tile.data.bytes_mut(), mask.as_deref_mut())?;
+            tile.mask = mask;
+            decoded = chunk.strip_span(needed);
+            place(
+                &mut tile,
+                &self.validity,
+                &pending.quarters,
+                &pending.received,
+            );
+            if !tile.rows_hold_data(&self.validity, changed.clone()) && decoded != (0..size) {
+                // Whether the tile still holds data depends on the rows not decoded: decode
+                // them too (the mask is whole already). Rare: only writes that erase data.
+                let data = tile.data.bytes_mut();
+                chunk.decode_rows_into(0..decoded.start, data, None)?;
+                chunk.decode_rows_into(decoded.end..size, data, None)?;
+                decoded = 0..size;
+            }
+            tile
+        } else {
+            // Nothing committed: the children the write did not touch hold no data.
+            let mut tile = Tile::empty(m.data_type, &self.validity, size);
+            place(
+                &mut tile,
+                &self.validity,
+                &pending.quarters,
+                &pending.received,
+            );
+            tile
+        };
+        let has_data = if decoded == (0..size) {
+            !tile.is_empty(&self.validity)
+        } else {
+            true // the changed rows, decoded, hold data
+        };
+        Ok(Built {
+            tile,
+            has_data,
+            handed_rows: if whole { 0..size } else { changed.clone() },
+            changed,
+            committed,
+        })
+    }
+
+    /// Stores a built tile: only its changed strips are encoded when the committed chunk
+    /// holds the others.
+    fn store(&self, loc: TileLoc, built: Built) -> Result<()> {
+        let key = TileKey::new(self.time, self.pyramid, loc);
+        match &built.committed {
+            Some(stored) if built.has_data => {
+                self.txn
+                    .put_changed_rows(key, &built.tile, stored, built.changed)
+            }
+            _ => self.txn.put_tile(key, &built.tile).map(|_| ()),
+        }
+    }
+}
+
+/// A parent made by [`PyramidBuilder::build`].
+struct Built {
+    /// The tile: whole, or, when updated in place, right in the rows its chunk strips
+    /// that meet `changed` cover (the only rows encoded and handed upward).
+    tile: Tile,
+    /// Whether the tile holds data anywhere.
+    has_data: bool,
+    /// The rows that may differ from the committed version (even bounds).
+    changed: Range<usize>,
+    /// The rows to hand to the parent (even bounds, decoded).
+    handed_rows: Range<usize>,
+    /// The committed chunk, when the tile was updated in place from it.
+    committed: Option<StoredChunk>,
 }
 
 /// The levels a write must update: up to the level at which everything the store will
@@ -394,101 +512,4 @@ pub fn levels_to_update(
         _ => Vec::new(),
     };
     (top, forced)
-}
-
-/// Replaces the quarters of `tile` whose children were received with their new content
-/// (a missing quarter holds no data); the others stay.
-pub fn replace_quarters(
-    mut tile: Tile,
-    validity: &[BandValidity],
-    quarters: &[Option<Tile>; 4],
-    received: &[bool; 4],
-) -> Tile {
-    let size = tile.size;
-    let (half, n) = (size / 2, size * size);
-    let h = half * half;
-    let dtype = tile.dtype;
-    let needs_mask = validity.iter().any(|v| v.nodata.is_none());
-    if needs_mask && tile.mask.is_none() {
-        tile.mask = Some(vec![255; n]);
-    }
-    with_sample_type!(dtype, T => {
-        let dst = tile.data.typed_mut::<T>();
-        for q in (0..4).filter(|q| received[*q]) {
-            let (ox, oy) = ((q % 2) * half, (q / 2) * half);
-            for (b, v) in validity.iter().enumerate() {
-                let fill = crate::tile::fill_value::<T>(v);
-                for y in 0..half {
-                    let d = b * n + (oy + y) * size + ox;
-                    match &quarters[q] {
-                        Some(quarter) => {
-                            let s = b * h + y * half;
-                            dst[d..d + half].copy_from_slice(&quarter.data.typed::<T>()[s..s + half]);
-                        }
-                        None => dst[d..d + half].fill(fill),
-                    }
-                }
-            }
-        }
-    });
-    if let Some(mask) = tile.mask.as_mut() {
-        for q in (0..4).filter(|q| received[*q]) {
-            let (ox, oy) = ((q % 2) * half, (q / 2) * half);
-            for y in 0..half {
-                let d = (oy + y) * size + ox;
-                match quarters[q].as_ref().map(|t| &t.mask) {
-                    Some(Some(m)) => {
-                        mask[d..d + half].copy_from_slice(&m[y * half..(y + 1) * half])
-                    }
-                    Some(None) => mask[d..d + half].fill(255),
-                    None => mask[d..d + half].fill(0),
-                }
-            }
-        }
-    }
-    tile.normalize_mask();
-    tile
-}
-
-/// Places four half-size quarters into one tile; a missing quarter holds no data.
-pub fn assemble(
-    dtype: crate::dtype::DataType,
-    validity: &[BandValidity],
-    size: usize,
-    quarters: &[Option<Tile>; 4],
-) -> Tile {
-    let mut out = Tile::empty(dtype, validity, size);
-    let half = size / 2;
-    let n = size * size;
-    let h = half * half;
-    with_sample_type!(dtype, T => {
-        let dst = out.data.typed_mut::<T>();
-        for (q, quarter) in quarters.iter().enumerate() {
-            let Some(quarter) = quarter else { continue };
-            let (ox, oy) = ((q % 2) * half, (q / 2) * half);
-            let src = quarter.data.typed::<T>();
-            for b in 0..validity.len() {
-                for y in 0..half {
-                    let s = b * h + y * half;
-                    let d = b * n + (oy + y) * size + ox;
-                    dst[d..d + half].copy_from_slice(&src[s..s + half]);
-                }
-            }
-        }
-    });
-    if let Some(mask) = out.mask.as_mut() {
-        for (q, quarter) in quarters.iter().enumerate() {
-            let Some(quarter) = quarter else { continue };
-            let (ox, oy) = ((q % 2) * half, (q / 2) * half);
-            for y in 0..half {
-                let d = (oy + y) * size + ox;
-                match &quarter.mask {
-                    Some(m) => mask[d..d + half].copy_from_slice(&m[y * half..(y + 1) * half]),
-                    None => mask[d..d + half].fill(255),
-                }
-            }
-        }
-    }
-    out.normalize_mask();
-    out
 }

@@ -1,0 +1,95 @@
+//! Placing what changed children hand over into their parent tile.
+//!
+//! A child hands over some of its rows reduced to half size ([`Reduced`]), or nothing at
+//! all when it holds no data any more. Child `q` (0 top-left, 1 top-right, 2 bottom-left,
+//! 3 bottom-right) fills the parent's quadrant `q`, and its rows `r` become the parent rows
+//! `qy * T/2 + r/2` of that quadrant.
+
+use std::ops::Range;
+
+use crate::aggregate::Reduced;
+use crate::dtype::DataType;
+use crate::tile::{fill_value, BandValidity, Tile};
+use crate::with_sample_type;
+
+/// What one child hands its parent: `None` for a child without data, whose whole quadrant
+/// then holds no data.
+pub type Handed = Option<Reduced>;
+
+/// The parent rows that a child's hand-over covers.
+pub fn parent_rows(quadrant: usize, handed: &Handed, size: usize) -> Range<usize> {
+    let half = size / 2;
+    let top = (quadrant / 2) * half;
+    match handed {
+        Some(r) => top + r.rows.start / 2..top + r.rows.end / 2,
+        None => top..top + half,
+    }
+}
+
+/// Writes the hand-overs of the children in `received` into `tile`; the rest of the tile
+/// stays as it is. Rows of the tile that nothing covers must hold what they held before.
+pub fn place(
+    tile: &mut Tile,
+    validity: &[BandValidity],
+    handed: &[Handed; 4],
+    received: &[bool; 4],
+) {
+    let size = tile.size;
+    let (half, n) = (size / 2, size * size);
+    if validity.iter().any(|v| v.nodata.is_none()) && tile.mask.is_none() {
+        tile.mask = Some(vec![255; n]);
+    }
+    let dtype = tile.dtype;
+    for q in (0..4).filter(|q| received[*q]) {
+        let rows = parent_rows(q, &handed[q], size);
+        let left = (q % 2) * half;
+        let height = rows.len();
+        with_sample_type!(dtype, T => {
+            let dst = tile.data.typed_mut::<T>();
+            for (b, v) in validity.iter().enumerate() {
+                let fill = fill_value::<T>(v);
+                for y in 0..height {
+                    let d = b * n + (rows.start + y) * size + left;
+                    match &handed[q] {
+                        Some(r) => {
+                            let s = (b * height + y) * half;
+                            dst[d..d + half].copy_from_slice(&r.data.typed::<T>()[s..s + half]);
+                        }
+                        None => dst[d..d + half].fill(fill),
+                    }
+                }
+            }
+        });
+        if let Some(mask) = tile.mask.as_mut() {
+            for y in 0..height {
+                let d = (rows.start + y) * size + left;
+                let row = &mut mask[d..d + half];
+                match &handed[q] {
+                    Some(Reduced { mask: Some(m), .. }) => {
+                        row.copy_from_slice(&m[y * half..(y + 1) * half])
+                    }
+                    Some(Reduced { mask: None, .. }) => row.fill(255),
+                    None => row.fill(0),
+                }
+            }
+        }
+    }
+    tile.normalize_mask();
+}
+
+/// A tile made of four whole quarters; a missing one holds no data.
+pub fn assemble(
+    dtype: DataType,
+    validity: &[BandValidity],
+    size: usize,
+    quarters: &[Handed; 4],
+) -> Tile {
+    let mut out = Tile::empty(dtype, validity, size);
+    let present = quarters.each_ref().map(|q| q.is_some());
+    for r in quarters.iter().flatten() {
+        assert_eq!(r.rows, 0..size, "assembled quarters are whole");
+    }
+    // `Tile::empty` starts with a mask of "no data", so the missing quarters keep it.
+    place(&mut out, validity, quarters, &present);
+    out
+}
