@@ -33,7 +33,7 @@ use crate::store::{StoredChunk, Transaction};
 use crate::tile::{BandValidity, Tile};
 
 pub use place::Handed;
-use place::{assemble, parent_rows, place};
+use place::{assemble, handed_rows, place, quadrant_rows};
 
 /// A parent tile being assembled.
 struct Pending {
@@ -71,14 +71,23 @@ pub struct PyramidBuilder<'a> {
     /// Tiles made for a level the committed state did not have.
     forced: HashSet<TileLoc>,
     state: Mutex<State>,
-    /// For a small write, the committed parents it rebuilds, fetched ahead of need.
-    ahead: Vec<(TileLoc, Mutex<Ahead>)>,
+    /// For a small write, the committed parents it rebuilds, fetched ahead of need, with
+    /// the rows each will need decoded if every planned child changes.
+    ahead: Vec<(TileLoc, Range<usize>, Mutex<Ahead>)>,
 }
 
-/// A committed parent fetched ahead ([`PyramidBuilder::fetch_ahead`]).
+/// A committed parent opened for an update in place: its chunk, and the tile with the
+/// rows `decoded` decoded (the other rows hold zeros).
+struct Opened {
+    stored: StoredChunk,
+    tile: Tile,
+    decoded: Range<usize>,
+}
+
+/// A committed parent fetched and decoded ahead ([`PyramidBuilder::fetch_ahead`]).
 enum Ahead {
     Waiting,
-    Fetched(Result<Option<StoredChunk>>),
+    Fetched(Result<Option<Opened>>),
     /// Taken by the build, or read by it before the fetch came to it.
     Taken,
 }
@@ -112,7 +121,8 @@ impl<'a> PyramidBuilder<'a> {
         for t in forced.iter().copied() {
             forced_by_level.entry(t.level).or_default().push(t);
         }
-        let mut level: BTreeSet<TileLoc> = dirty.into_iter().collect();
+        let dirty_base: BTreeSet<TileLoc> = dirty.into_iter().collect();
+        let mut level = dirty_base.clone();
         for z in 1..=top {
             let mut parents = BTreeSet::new();
             for child in &level {
@@ -131,21 +141,20 @@ impl<'a> PyramidBuilder<'a> {
             }
             level = parents;
         }
-        // The parents `build` will start from their committed version.
+        // The parents `build` will update in place from their committed version.
         let committed_top = txn.base().and_then(|b| b.layout()).map(|l| l.top);
-        let mut from_committed: Vec<TileLoc> = state
-            .pending
-            .iter()
-            .filter(|(t, p)| !p.forced && committed_top.is_some_and(|top| t.level <= top))
-            .map(|(t, _)| *t)
-            .collect();
+        let size = manifest.grid.tile_size as usize;
+        let planned = planned_rows(&dirty_base, top, size, |t| {
+            updated_in_place(t, committed_top, &forced)
+        });
+        let mut from_committed: Vec<(TileLoc, Range<usize>)> = planned.into_iter().collect();
         // Lowest levels first: they are needed first.
-        from_committed.sort_by_key(|t| (t.level, t.row, t.col));
+        from_committed.sort_by_key(|(t, _)| (t.level, t.row, t.col));
         let tile_bytes = manifest.tile_bytes().max(1);
         let ahead = if from_committed.len() <= AHEAD_MAX_BYTES / tile_bytes {
             from_committed
                 .into_iter()
-                .map(|t| (t, Mutex::new(Ahead::Waiting)))
+                .map(|(t, rows)| (t, rows, Mutex::new(Ahead::Waiting)))
                 .collect()
         } else {
             Vec::new()
@@ -164,17 +173,18 @@ impl<'a> PyramidBuilder<'a> {
         }
     }
 
-    /// Fetches the committed parents a small write will rebuild, lowest level
-    /// first, so that the chain of levels above a write does not wait for one decode per
-    /// level. Runs on threads of its own, outside the encoders' pool (`part` of `parts`
-    /// each): a build that needs a parent being fetched waits for it, which must not hold
-    /// up a pool thread that the fetch itself needs. Optional: a parent not fetched yet
-    /// when its build needs it is read by the build.
+    /// Fetches the committed parents a small write will update, and decodes the rows
+    /// they will need, lowest level first, while the write reads its sources: the chain
+    /// of levels above a write then finds them ready. Runs on threads of its own, outside
+    /// the encoders' pool (`part` of `parts` each): a build that needs a parent being
+    /// fetched waits for it, which must not hold up a pool thread that the fetch itself
+    /// needs. Optional: a parent not fetched yet when its build needs it is read by the
+    /// build.
     fn fetch_ahead(&self, part: usize, parts: usize) {
-        for (loc, slot) in self.ahead.iter().skip(part).step_by(parts.max(1)) {
+        for (loc, rows, slot) in self.ahead.iter().skip(part).step_by(parts.max(1)) {
             let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
             if matches!(*slot, Ahead::Waiting) {
-                *slot = Ahead::Fetched(self.read_committed(*loc));
+                *slot = Ahead::Fetched(self.open_committed(*loc, rows.clone()));
             }
         }
     }
@@ -188,24 +198,62 @@ impl<'a> PyramidBuilder<'a> {
         }
     }
 
-    fn read_committed(&self, loc: TileLoc) -> Result<Option<StoredChunk>> {
-        match self.txn.base() {
-            Some(base) => base.read_object(&TileKey::new(self.time, self.pyramid, loc)),
+    /// Reads the committed chunk of `loc` and decodes the strips of `rows` (all of them
+    /// when its strips cannot be copied into the new chunk, which must then be encoded
+    /// whole).
+    fn open_committed(&self, loc: TileLoc, rows: Range<usize>) -> Result<Option<Opened>> {
+        let Some(base) = self.txn.base() else {
+            return Ok(None);
+        };
+        match base.read_object(&TileKey::new(self.time, self.pyramid, loc))? {
+            Some(stored) => self.decode_committed(stored, rows).map(Some),
             None => Ok(None),
         }
     }
 
-    /// The committed chunk of a parent: fetched ahead, or read now.
-    fn committed(&self, loc: TileLoc) -> Result<Option<StoredChunk>> {
-        if let Some((_, slot)) = self.ahead.iter().find(|(t, _)| *t == loc) {
+    fn decode_committed(&self, stored: StoredChunk, rows: Range<usize>) -> Result<Opened> {
+        let m = &self.txn.manifest;
+        let size = m.grid.tile_size as usize;
+        let chunk = Chunk::parse(&stored.bytes, &m.chunk_shape(), &stored.path)?;
+        let rows = if chunk.strips_reusable(&m.encoding()) {
+            rows
+        } else {
+            0..size
+        };
+        // Rows left undecoded are never read: zeroed memory that is never written costs no
+        // page of memory.
+        let mut tile = Tile::zeroed(m.data_type, self.validity.len(), size);
+        let mut mask = chunk.has_mask().then(|| vec![0u8; size * size]);
+        chunk.decode_rows_into(rows.clone(), tile.data.bytes_mut(), mask.as_deref_mut())?;
+        tile.mask = mask;
+        let decoded = chunk.strip_span(rows);
+        drop(chunk);
+        Ok(Opened {
+            stored,
+            tile,
+            decoded,
+        })
+    }
+
+    /// The committed version of a parent with at least the rows `rows` decoded: fetched
+    /// ahead, or read now.
+    fn committed(&self, loc: TileLoc, rows: Range<usize>) -> Result<Option<Opened>> {
+        if let Some((_, _, slot)) = self.ahead.iter().find(|(t, _, _)| *t == loc) {
             // Held while reading, so a fetch that has not come to this parent yet skips it.
             let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
-            return match std::mem::replace(&mut *slot, Ahead::Taken) {
-                Ahead::Fetched(fetched) => fetched,
-                Ahead::Waiting | Ahead::Taken => self.read_committed(loc),
-            };
+            if let Ahead::Fetched(fetched) = std::mem::replace(&mut *slot, Ahead::Taken) {
+                return match fetched? {
+                    Some(o) if rows.is_empty() || covers(&o.decoded, &rows) => Ok(Some(o)),
+                    // Fewer rows changed than planned, elsewhere: decode what is missing.
+                    Some(o) => {
+                        let all = hull(&o.decoded, &rows);
+                        self.decode_committed(o.stored, all).map(Some)
+                    }
+                    None => Ok(None),
+                };
+            }
         }
-        self.read_committed(loc)
+        self.open_committed(loc, rows)
     }
 
     /// The levels above 0 this builder maintains.
@@ -217,7 +265,7 @@ impl<'a> PyramidBuilder<'a> {
     /// than made from its four children: a tile of a level the committed state maintains,
     /// and not one made for a new level.
     fn in_place(&self, loc: TileLoc) -> bool {
-        self.committed_top.is_some_and(|top| loc.level <= top) && !self.forced.contains(&loc)
+        updated_in_place(loc, self.committed_top, &self.forced)
     }
 
     /// Reduces a freshly written tile (`None`: it holds no data) to what its parent needs.
@@ -395,47 +443,14 @@ impl<'a> PyramidBuilder<'a> {
         let size = m.grid.tile_size as usize;
         let changed = (0..4)
             .filter(|q| pending.received[*q])
-            .map(|q| parent_rows(q, &pending.quarters[q], size))
-            .reduce(|a, b| a.start.min(b.start)..a.end.max(b.end))
-            .unwrap_or(0..0);
-        // Aggregation pairs rows, so the rows handed upward start and end even.
-        let changed = changed.start & !1..(changed.end + 1).min(size) & !1;
+            .map(|q| quadrant_rows(q, handed_rows(&pending.quarters[q], size), size))
+            .reduce(|a, b| hull(&a, &b))
+            .map_or(0..0, |r| even_rows(r, size));
         // A parent updated in place takes only the changed rows; one made from its
         // children takes whole quarters.
-        let whole = loc.level < self.top && !self.in_place(loc.parent());
-        let committed = self.committed(loc)?;
-        let mut decoded = 0..size;
-        let tile = if let Some(stored) = &committed {
-            let chunk = Chunk::parse(&stored.bytes, &m.chunk_shape(), &stored.path)?;
-            // Strips that will not be copied must be decoded to be encoded again.
-            let needed = if whole || !chunk.strips_reusable(&m.encoding()) {
-                0..size
-            } else {
-                changed.clone()
-            };
-            // Rows left undecoded are never read: zeroed memory that is never written
-            // costs no page of memory.
-            let mut tile = Tile::zeroed(m.data_type, self.validity.len(), size);
-            let mut mask = chunk.has_mask().then(|| vec![0u8; size * size]);
-            chunk.decode_rows_into(needed.clone(), tile.data.bytes_mut(), mask.as_deref_mut())?;
-            tile.mask = mask;
-            decoded = chunk.strip_span(needed);
-            place(
-                &mut tile,
-                &self.validity,
-                &pending.quarters,
-                &pending.received,
-            );
-            if !tile.rows_hold_data(&self.validity, changed.clone()) && decoded != (0..size) {
-                // Whether the tile still holds data depends on the rows not decoded: decode
-                // them too (the mask is whole already). Rare: only writes that erase data.
-                let data = tile.data.bytes_mut();
-                chunk.decode_rows_into(0..decoded.start, data, None)?;
-                chunk.decode_rows_into(decoded.end..size, data, None)?;
-                decoded = 0..size;
-            }
-            tile
-        } else {
+        let whole = self.hands_whole(loc);
+        let needed = if whole { 0..size } else { changed.clone() };
+        let Some(opened) = self.committed(loc, needed)? else {
             // Nothing committed: the children the write did not touch hold no data.
             let mut tile = Tile::empty(m.data_type, &self.validity, size);
             place(
@@ -444,8 +459,34 @@ impl<'a> PyramidBuilder<'a> {
                 &pending.quarters,
                 &pending.received,
             );
-            tile
+            return Ok(Built {
+                has_data: !tile.is_empty(&self.validity),
+                tile,
+                handed_rows: if whole { 0..size } else { changed.clone() },
+                changed,
+                committed: None,
+            });
         };
+        let Opened {
+            stored,
+            mut tile,
+            mut decoded,
+        } = opened;
+        place(
+            &mut tile,
+            &self.validity,
+            &pending.quarters,
+            &pending.received,
+        );
+        if !tile.rows_hold_data(&self.validity, changed.clone()) && decoded != (0..size) {
+            // Whether the tile still holds data depends on the rows not decoded: decode them
+            // too (the mask is whole already). Rare: only writes that erase data get here.
+            let chunk = Chunk::parse(&stored.bytes, &m.chunk_shape(), &stored.path)?;
+            let data = tile.data.bytes_mut();
+            chunk.decode_rows_into(0..decoded.start, data, None)?;
+            chunk.decode_rows_into(decoded.end..size, data, None)?;
+            decoded = 0..size;
+        }
         let has_data = if decoded == (0..size) {
             !tile.is_empty(&self.validity)
         } else {
@@ -456,8 +497,14 @@ impl<'a> PyramidBuilder<'a> {
             has_data,
             handed_rows: if whole { 0..size } else { changed.clone() },
             changed,
-            committed,
+            committed: Some(stored),
         })
+    }
+
+    /// True when `loc` must hand its parent whole quarters: the parent is made from its
+    /// children, not updated in place.
+    fn hands_whole(&self, loc: TileLoc) -> bool {
+        loc.level < self.top && !self.in_place(loc.parent())
     }
 
     /// Stores a built tile: only its changed strips are encoded when the committed chunk
@@ -487,6 +534,59 @@ struct Built {
     handed_rows: Range<usize>,
     /// The committed chunk, when the tile was updated in place from it.
     committed: Option<StoredChunk>,
+}
+
+/// True when tile `loc` is updated from its committed version: a tile of a level the
+/// committed state maintains (up to `committed_top`), not one made for a new level.
+fn updated_in_place(loc: TileLoc, committed_top: Option<u8>, forced: &HashSet<TileLoc>) -> bool {
+    committed_top.is_some_and(|top| loc.level <= top) && !forced.contains(&loc)
+}
+
+/// The rows of each parent updated in place that change if every level-0 tile in `dirty`
+/// does: what to decode ahead. Level-0 tiles hand over all their rows; a parent updated
+/// in place hands over its changed rows, one made from its children all of them.
+fn planned_rows(
+    dirty: &BTreeSet<TileLoc>,
+    top: u8,
+    size: usize,
+    in_place: impl Fn(TileLoc) -> bool,
+) -> HashMap<TileLoc, Range<usize>> {
+    let mut planned = HashMap::new();
+    let mut handed: Vec<(TileLoc, Range<usize>)> = dirty.iter().map(|t| (*t, 0..size)).collect();
+    for _ in 1..=top {
+        let mut parents: HashMap<TileLoc, Range<usize>> = HashMap::new();
+        for (child, rows) in handed {
+            let r = quadrant_rows(child.quadrant(), rows, size);
+            parents
+                .entry(child.parent())
+                .and_modify(|x| *x = hull(x, &r))
+                .or_insert(r);
+        }
+        handed = Vec::with_capacity(parents.len());
+        for (p, rows) in parents {
+            let rows = even_rows(rows, size);
+            let whole = p.level < top && !in_place(p.parent());
+            handed.push((p, if whole { 0..size } else { rows.clone() }));
+            if in_place(p) {
+                planned.insert(p, if whole { 0..size } else { rows });
+            }
+        }
+    }
+    planned
+}
+
+/// The smallest range holding both.
+fn hull(a: &Range<usize>, b: &Range<usize>) -> Range<usize> {
+    a.start.min(b.start)..a.end.max(b.end)
+}
+
+fn covers(outer: &Range<usize>, inner: &Range<usize>) -> bool {
+    outer.start <= inner.start && inner.end <= outer.end
+}
+
+/// `rows` widened to even bounds: aggregation pairs rows.
+fn even_rows(rows: Range<usize>, size: usize) -> Range<usize> {
+    rows.start & !1..(rows.end + 1).min(size) & !1
 }
 
 /// The levels a write must update: up to the level at which everything the store will

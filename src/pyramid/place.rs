@@ -16,14 +16,15 @@ use crate::with_sample_type;
 /// then holds no data.
 pub type Handed = Option<Reduced>;
 
-/// The parent rows that a child's hand-over covers.
-pub fn parent_rows(quadrant: usize, handed: &Handed, size: usize) -> Range<usize> {
-    let half = size / 2;
-    let top = (quadrant / 2) * half;
-    match handed {
-        Some(r) => top + r.rows.start / 2..top + r.rows.end / 2,
-        None => top..top + half,
-    }
+/// The child rows a hand-over covers: all of them for a child without data.
+pub fn handed_rows(handed: &Handed, size: usize) -> Range<usize> {
+    handed.as_ref().map_or(0..size, |r| r.rows.clone())
+}
+
+/// The parent rows that child rows `rows` (even bounds) of child `quadrant` become.
+pub fn quadrant_rows(quadrant: usize, rows: Range<usize>, size: usize) -> Range<usize> {
+    let top = (quadrant / 2) * (size / 2);
+    top + rows.start / 2..top + rows.end / 2
 }
 
 /// Writes the hand-overs of the children in `received` into `tile`; the rest of the tile
@@ -41,7 +42,7 @@ pub fn place(
     }
     let dtype = tile.dtype;
     for q in (0..4).filter(|q| received[*q]) {
-        let rows = parent_rows(q, &handed[q], size);
+        let rows = quadrant_rows(q, handed_rows(&handed[q], size), size);
         let left = (q % 2) * half;
         let height = rows.len();
         with_sample_type!(dtype, T => {
