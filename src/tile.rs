@@ -33,6 +33,16 @@ impl SampleBuf {
         }
     }
 
+    /// A buffer of the first `len` bytes of `words`.
+    pub fn from_words(words: Vec<u64>, len: usize) -> Self {
+        assert!(
+            len <= words.len() * 8,
+            "{len} bytes do not fit in {} words",
+            words.len()
+        );
+        SampleBuf { words, len }
+    }
+
     pub fn len(&self) -> usize {
         self.len
     }

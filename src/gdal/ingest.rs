@@ -8,6 +8,7 @@ use std::path::Path;
 
 use gdal_sys::GDALDatasetH;
 
+use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::grid::{PixelRect, TileLoc};
 use crate::ingest::{merge, merge_jobs, plan, Job, Laid, PlacedSource, Scratch, SourceSet};
@@ -156,6 +157,17 @@ impl SourceSet for OneDataset {
             .reader
             .overlay(loc, tile, &o.validity, &mut o.scratch)
     }
+
+    fn whole_tile(
+        &mut self,
+        _: usize,
+        loc: TileLoc,
+        dtype: DataType,
+        size: usize,
+    ) -> Result<Option<Tile>> {
+        let scratch = &mut self.overlay.scratch;
+        self.prepared.reader.whole_tile(loc, dtype, size, scratch)
+    }
 }
 
 /// Merges an open dataset into the store at `root` and commits.
@@ -213,8 +225,10 @@ struct FileSet<'a> {
 /// mostly read together, and a handful of open files covers the neighbourhood.
 const OPEN_FILES_PER_READER: usize = 16;
 
-impl SourceSet for FileSet<'_> {
-    fn overlay(&mut self, source: usize, loc: TileLoc, tile: &mut Tile) -> Result<Laid> {
+impl FileSet<'_> {
+    /// Where source `source` is in `open`, opened now if it is not open (closing the
+    /// longest open one if too many are).
+    fn open(&mut self, source: usize) -> Result<usize> {
         let at = match self.open.iter().position(|(i, _)| *i == source) {
             Some(at) => at,
             None => {
@@ -230,11 +244,30 @@ impl SourceSet for FileSet<'_> {
                 self.open.len() - 1
             }
         };
+        Ok(at)
+    }
+}
+
+impl SourceSet for FileSet<'_> {
+    fn overlay(&mut self, source: usize, loc: TileLoc, tile: &mut Tile) -> Result<Laid> {
+        let at = self.open(source)?;
         let o = &mut self.overlay;
         self.open[at]
             .1
             .reader
             .overlay(loc, tile, &o.validity, &mut o.scratch)
+    }
+
+    fn whole_tile(
+        &mut self,
+        source: usize,
+        loc: TileLoc,
+        dtype: DataType,
+        size: usize,
+    ) -> Result<Option<Tile>> {
+        let at = self.open(source)?;
+        let scratch = &mut self.overlay.scratch;
+        self.open[at].1.reader.whole_tile(loc, dtype, size, scratch)
     }
 }
 

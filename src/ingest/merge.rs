@@ -29,6 +29,18 @@ pub trait SourceSet: Send {
     /// Lays source `source`'s part of level-0 tile `loc` over `tile`; says which level-0
     /// pixels received data.
     fn overlay(&mut self, source: usize, loc: TileLoc, tile: &mut Tile) -> Result<Laid>;
+
+    /// Source `source`'s part of level-0 tile `loc` as a tile of its own, if the source
+    /// fills every pixel of every band there (see [`PlacedSource::whole_tile`]).
+    ///
+    /// [`PlacedSource::whole_tile`]: crate::ingest::PlacedSource::whole_tile
+    fn whole_tile(
+        &mut self,
+        source: usize,
+        loc: TileLoc,
+        dtype: DataType,
+        size: usize,
+    ) -> Result<Option<Tile>>;
 }
 
 /// One level-0 tile to update, and the sources that touch it, in order.
@@ -120,10 +132,10 @@ fn reach_of(jobs: &[Job], footprints: &[PixelRect], tile_size: u32) -> Option<Pi
 ///
 /// A source whose footprint covers the whole tile may leave nothing of what was stored
 /// there: then the stored tile need not be read and decoded (a tile-sized patch costs one
-/// decode less). The last such source is laid over an empty tile first; if it filled every
-/// pixel of every band, what the tile held and the sources before it cannot show, and only
-/// the sources after it are laid on top. Otherwise everything is done in order from the
-/// stored tile.
+/// decode less). If the last such source fills every pixel of every band, what the tile
+/// held and the sources before it cannot show: its pixels become the tile, and only the
+/// sources after it are laid on top. Otherwise everything is done in order from the stored
+/// tile.
 fn merge_tile(
     txn: &Transaction,
     footprints: &[PixelRect],
@@ -145,11 +157,10 @@ fn merge_tile(
         .iter()
         .rposition(|&s| footprints[s as usize].intersect(&tile_rect) == tile_rect);
     if let (Some(_), Some(last)) = (stored, covering) {
-        let mut tile = Tile::empty(dtype, validity, size as usize);
-        let laid = reader.overlay(job.sources[last] as usize, job.loc, &mut tile)?;
-        if laid.whole_tile {
+        let source = job.sources[last] as usize;
+        if let Some(mut tile) = reader.whole_tile(source, job.loc, dtype, size as usize)? {
             let rest = &job.sources[last + 1..];
-            let covered = lay(reader, job.loc, rest, &mut tile, laid.covered)?;
+            let covered = lay(reader, job.loc, rest, &mut tile, Some(tile_rect))?;
             return Ok((tile, covered));
         }
     }
@@ -383,6 +394,16 @@ mod tests {
     impl SourceSet for MemSet {
         fn overlay(&mut self, i: usize, loc: TileLoc, tile: &mut Tile) -> Result<Laid> {
             self.sources[i].overlay(loc, tile, &self.validity, &mut self.scratch)
+        }
+
+        fn whole_tile(
+            &mut self,
+            i: usize,
+            loc: TileLoc,
+            dtype: DataType,
+            size: usize,
+        ) -> Result<Option<Tile>> {
+            self.sources[i].whole_tile(loc, dtype, size, &mut self.scratch)
         }
     }
 

@@ -2,10 +2,10 @@
 //! replace the stored ones; where it has none (nodata, masked, outside it), the stored
 //! values stay. Nodata in a source never erases data.
 
-use crate::dtype::Sample;
+use crate::dtype::{DataType, Sample};
 use crate::error::Result;
 use crate::grid::{PixelRect, TileLoc};
-use crate::tile::{BandValidity, Tile};
+use crate::tile::{BandValidity, SampleBuf, Tile};
 use crate::with_sample_type;
 
 use super::{RasterSource, Window};
@@ -35,6 +35,64 @@ impl<S: RasterSource> PlacedSource<S> {
             self.x0 + self.source.width() as i64,
             self.y0 + self.source.height() as i64,
         )
+    }
+
+    /// The source's part of level-0 tile `loc` as a tile of its own, when the source covers
+    /// the whole tile and holds data at every pixel of every band: nothing of what lies
+    /// under it can show, so the caller needs no tile to lay it over. The window read
+    /// becomes the tile, without a copy. `None` otherwise (the caller lays the source as
+    /// usual, which reads it again).
+    pub fn whole_tile(
+        &mut self,
+        loc: TileLoc,
+        dtype: DataType,
+        size: usize,
+        scratch: &mut Scratch,
+    ) -> Result<Option<Tile>> {
+        let tile_rect = loc.pixel_rect(size as u32);
+        if tile_rect.intersect(&self.footprint()) != tile_rect {
+            return Ok(None);
+        }
+        let win = Window {
+            x: (tile_rect.x0 - self.x0) as usize,
+            y: (tile_rect.y0 - self.y0) as usize,
+            w: size,
+            h: size,
+        };
+        let bands = self.source.band_count();
+        let bytes = size * size * bands * dtype.size();
+        // Freshly zeroed memory is mapped on first write, which the read is.
+        if scratch.data.len() < bytes.div_ceil(8) {
+            scratch.data = vec![0; bytes.div_ceil(8)];
+        }
+        let data = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut scratch.data)[..bytes];
+        let mask = if self.source.has_mask() {
+            scratch.mask.resize(size * size, 0);
+            Some(&mut scratch.mask[..])
+        } else {
+            None
+        };
+        self.source.read_window(win, size, data, mask)?;
+        if self.source.has_mask() && scratch.mask[..size * size].contains(&0) {
+            return Ok(None);
+        }
+        let full = with_sample_type!(dtype, T => {
+            let src: &[T] = bytemuck::cast_slice(&bytemuck::cast_slice::<u64, u8>(&scratch.data)[..bytes]);
+            src.chunks_exact(size * size).zip(&self.nodata).all(|(plane, nodata)| {
+                let nodata = nodata.map(T::from_f64_round);
+                plane.iter().all(|v| !v.is_nan() && nodata != Some(*v))
+            })
+        });
+        if !full {
+            return Ok(None);
+        }
+        Ok(Some(Tile {
+            dtype,
+            bands,
+            size,
+            data: SampleBuf::from_words(std::mem::take(&mut scratch.data), bytes),
+            mask: None,
+        }))
     }
 
     /// Lays the source's part of level-0 tile `loc` over `tile` (which has the store's data
@@ -76,7 +134,7 @@ impl<S: RasterSource> PlacedSource<S> {
             h: win.h,
         };
         let mask = self.source.has_mask().then_some(&scratch.mask[..]);
-        let (covered, every_pixel) = with_sample_type!(tile.dtype, T => {
+        let covered = with_sample_type!(tile.dtype, T => {
             let src: &[T] = bytemuck::cast_slice(&bytemuck::cast_slice::<u64, u8>(&scratch.data)[..bytes]);
             overlay_typed::<T>(tile, src, mask, placement, &self.nodata, validity)
         });
@@ -90,7 +148,6 @@ impl<S: RasterSource> PlacedSource<S> {
                     tile_rect.y0 + y1 as i64,
                 )
             }),
-            whole_tile: every_pixel && part == tile_rect,
         })
     }
 }
@@ -100,9 +157,6 @@ impl<S: RasterSource> PlacedSource<S> {
 pub struct Laid {
     /// The bounding box of the level-0 pixels that received data, if any did.
     pub covered: Option<PixelRect>,
-    /// Every pixel of the tile received data in every band: nothing of what the tile held
-    /// before is left.
-    pub whole_tile: bool,
 }
 
 /// Where a source window sits in a tile: its top-left at `(dx, dy)`, `w` x `h` pixels.
@@ -115,8 +169,7 @@ struct Placement {
 }
 
 /// Copies the source pixels that hold data into the tile; returns the bounding box (tile
-/// pixels, half-open) of the pixels that did, and whether every pixel of the placement
-/// received data in every band.
+/// pixels, half-open) of the pixels that did.
 fn overlay_typed<T: Sample>(
     tile: &mut Tile,
     src: &[T],
@@ -124,7 +177,7 @@ fn overlay_typed<T: Sample>(
     p: Placement,
     src_nodata: &[Option<f64>],
     validity: &[BandValidity],
-) -> (Option<(usize, usize, usize, usize)>, bool) {
+) -> Option<(usize, usize, usize, usize)> {
     let size = tile.size;
     let n = size * size;
     let nodata: Vec<Option<T>> = src_nodata
@@ -136,7 +189,6 @@ fn overlay_typed<T: Sample>(
     let dst = tile.data.typed_mut::<T>();
     let mut tile_mask = tile.mask.take();
     let any_masked = masked.iter().any(|m| *m);
-    let mut every_pixel = true;
     for y in 0..p.h {
         let si0 = y * size;
         let di0 = (p.dy + y) * size + p.dx;
@@ -169,7 +221,6 @@ fn overlay_typed<T: Sample>(
         for x in 0..p.w {
             let si = si0 + x;
             if mask.is_some_and(|m| m[si] == 0) {
-                every_pixel = false;
                 continue;
             }
             let di = di0 + x;
@@ -177,7 +228,6 @@ fn overlay_typed<T: Sample>(
             for b in 0..nodata.len() {
                 let v = src[b * n + si];
                 if v.is_nan() || nodata[b] == Some(v) {
-                    every_pixel = false;
                     continue;
                 }
                 dst[b * n + di] = v;
@@ -201,7 +251,7 @@ fn overlay_typed<T: Sample>(
         }
     }
     tile.mask = tile_mask;
-    ((bx0 < bx1).then_some((bx0, by0, bx1, by1)), every_pixel)
+    (bx0 < bx1).then_some((bx0, by0, bx1, by1))
 }
 
 #[cfg(test)]
@@ -234,7 +284,6 @@ mod tests {
             .overlay(TileLoc::new(0, 0, 0), &mut tile, &validity, &mut s)
             .unwrap();
         assert_eq!(got.covered, Some(PixelRect::new(0, 0, 6, 6)));
-        assert!(!got.whole_tile);
         // A source of nodata over the same pixels changes nothing.
         let mut b = placed(0, 0, 16, 16, -1.0);
         let got = b
@@ -267,13 +316,12 @@ mod tests {
     }
 
     #[test]
-    fn a_tile_is_whole_only_when_every_band_of_every_pixel_received_data() {
-        let validity = [BandValidity { nodata: None }, BandValidity { nodata: None }];
+    fn a_source_is_a_whole_tile_only_when_every_band_of_every_pixel_holds_data() {
         let two_bands = |hole_in_second: bool| PlacedSource {
             source: MemSource {
                 w: 16,
                 h: 16,
-                planes: vec![vec![1.0; 256], {
+                planes: vec![(0..256).map(|i| i as f32).collect(), {
                     let mut p = vec![2.0; 256];
                     if hole_in_second {
                         p[37] = -1.0;
@@ -288,23 +336,22 @@ mod tests {
         };
         let mut s = Scratch::default();
         let loc = TileLoc::new(0, 0, 0);
-        let mut tile = Tile::empty(DataType::Float32, &validity, 16);
-        let laid = two_bands(false)
-            .overlay(loc, &mut tile, &validity, &mut s)
-            .unwrap();
-        assert!(laid.whole_tile);
+        let tile = two_bands(false)
+            .whole_tile(loc, DataType::Float32, 16, &mut s)
+            .unwrap()
+            .expect("every pixel holds data");
+        assert_eq!(tile.band::<f32>(0)[[2, 3]], 35.0);
+        assert_eq!(tile.band::<f32>(1)[[15, 15]], 2.0);
+        assert_eq!(tile.mask, None);
         // One band missing at one pixel: what the tile held there must stay.
-        let mut tile = Tile::empty(DataType::Float32, &validity, 16);
-        let laid = two_bands(true)
-            .overlay(loc, &mut tile, &validity, &mut s)
-            .unwrap();
-        assert!(!laid.whole_tile);
-        assert_eq!(laid.covered, Some(PixelRect::new(0, 0, 16, 16)));
+        let none = two_bands(true).whole_tile(loc, DataType::Float32, 16, &mut s);
+        assert!(none.unwrap().is_none());
         // Covering only part of the tile is never whole.
-        let mut tile = Tile::empty(DataType::Float32, &validity, 16);
-        let laid = placed(0, 0, 16, 15, 1.0)
-            .overlay(loc, &mut tile, &validity[..1], &mut s)
-            .unwrap();
-        assert!(!laid.whole_tile);
+        let part = placed(0, 0, 16, 15, 1.0).whole_tile(loc, DataType::Float32, 16, &mut s);
+        assert!(part.unwrap().is_none());
+        // The window read is the tile: the scratch buffer went with it and is made anew.
+        let again =
+            two_bands(false).whole_tile(TileLoc::new(0, 0, 0), DataType::Float32, 16, &mut s);
+        assert_eq!(again.unwrap().unwrap(), tile);
     }
 }
