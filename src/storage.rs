@@ -1,10 +1,10 @@
 //! Where a store's objects live.
 //!
 //! The store talks to its objects through the small [`Storage`] trait: whole-object reads
-//! and writes by key, one atomic replace for the manifest, and listing for maintenance only
-//! (opening and reading never list). Keys are `/`-separated relative paths. The local file
-//! system is the backend here; the trait maps one to one onto object storage (GET, PUT,
-//! conditional PUT, DELETE, LIST).
+//! and writes by key, ranged reads, one atomic replace for the manifest, and listing for
+//! maintenance only (opening and reading never list). Keys are `/`-separated relative
+//! paths. The local file system is the backend here; the trait maps one to one onto object
+//! storage (GET, ranged GET, PUT, conditional PUT, DELETE, LIST).
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
@@ -25,9 +25,45 @@ pub trait Storage: Send + Sync {
     /// reuse one buffer. Returns false when the object does not exist.
     fn read_into(&self, key: &str, buf: &mut Vec<u8>) -> Result<bool>;
 
+    /// Reads up to `len` bytes of an object from `offset` into `buf` (replacing its
+    /// content; fewer where the object ends). Returns false when the object does not exist.
+    fn read_range(&self, key: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<bool> {
+        let Some(all) = self.read(key)? else {
+            return Ok(false);
+        };
+        let start = (offset as usize).min(all.len());
+        buf.clear();
+        buf.extend_from_slice(&all[start..(start + len).min(all.len())]);
+        Ok(true)
+    }
+
     /// Writes a new object (creating any parent "directories"). Not atomic: only objects no
     /// reader can reach yet are written this way.
     fn write(&self, key: &str, data: &[u8]) -> Result<()>;
+
+    /// Writes a new object made of `parts` one after the other: bytes, or ranges of
+    /// existing objects, which a backend may copy without reading them (a level update
+    /// keeps most of a chunk as it was). Like [`write`](Storage::write) otherwise.
+    fn write_parts(&self, key: &str, parts: &[Part<'_>]) -> Result<()> {
+        let mut data = Vec::new();
+        let mut range = Vec::new();
+        for part in parts {
+            match part {
+                Part::Bytes(b) => data.extend_from_slice(b),
+                Part::Copy { key, offset, len } => {
+                    if !self.read_range(key, *offset, *len, &mut range)? || range.len() != *len {
+                        return Err(Error::io(
+                            self.location().join(key),
+                            "copying from",
+                            std::io::Error::from(IoKind::UnexpectedEof),
+                        ));
+                    }
+                    data.extend_from_slice(&range);
+                }
+            }
+        }
+        self.write(key, &data)
+    }
 
     /// Creates an object only if it does not exist; `Ok(false)` when it already does.
     fn create_new(&self, key: &str, data: &[u8]) -> Result<bool>;
@@ -52,6 +88,18 @@ pub trait Storage: Send + Sync {
 
     /// Makes every object written so far durable. Called before a commit publishes them.
     fn sync(&self) -> Result<()>;
+}
+
+/// A piece of an object written by [`Storage::write_parts`].
+#[derive(Debug, Clone, Copy)]
+pub enum Part<'a> {
+    Bytes(&'a [u8]),
+    /// `len` bytes of object `key` from `offset`.
+    Copy {
+        key: &'a str,
+        offset: u64,
+        len: usize,
+    },
 }
 
 /// Objects as files under a directory.
@@ -171,12 +219,44 @@ impl Storage for LocalStorage {
         Ok(true)
     }
 
+    fn read_range(&self, key: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<bool> {
+        use std::os::unix::fs::FileExt;
+        let path = self.path(key);
+        let f = match fs::File::open(&path) {
+            Ok(f) => f,
+            Err(e) if e.kind() == IoKind::NotFound => return Ok(false),
+            Err(e) => return Err(Error::io(path, "reading", e)),
+        };
+        buf.clear();
+        buf.resize(len, 0);
+        let mut got = 0;
+        while got < len {
+            match f.read_at(&mut buf[got..], offset + got as u64) {
+                Ok(0) => break,
+                Ok(n) => got += n,
+                Err(e) if e.kind() == IoKind::Interrupted => {}
+                Err(e) => return Err(Error::io(&path, "reading", e)),
+            }
+        }
+        buf.truncate(got);
+        Ok(true)
+    }
+
     fn write(&self, key: &str, data: &[u8]) -> Result<()> {
+        self.write_parts(key, &[Part::Bytes(data)])
+    }
+
+    fn write_parts(&self, key: &str, parts: &[Part<'_>]) -> Result<()> {
         let path = self.path(key);
         self.ensure_parent(&path)?;
         let mut f = fs::File::create(&path).map_err(|e| Error::io(&path, "writing", e))?;
-        f.write_all(data)
+        for part in parts {
+            match *part {
+                Part::Bytes(data) => f.write_all(data),
+                Part::Copy { key, offset, len } => copy_range(&self.path(key), offset, len, &mut f),
+            }
             .map_err(|e| Error::io(&path, "writing", e))?;
+        }
         if self.written(&path) {
             // The commit will fsync this file: start writing it to disk now, so that the
             // fsync finds the work done instead of waiting for it.
@@ -367,6 +447,66 @@ fn start_writeback(f: &fs::File) {
 
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_f: &fs::File) {}
+
+/// Appends `len` bytes of file `from` at `offset` to `to`. The kernel copies them between
+/// files (`copy_file_range`), without bringing them into this process.
+fn copy_range(from: &Path, offset: u64, len: usize, to: &mut fs::File) -> std::io::Result<()> {
+    use std::io::{Read, Seek};
+    let src = fs::File::open(from)?;
+    let mut done = copy_in_kernel(&src, offset, len, to);
+    if done < len {
+        // Not supported here (or the source ended early): copy the rest through memory.
+        let mut rest = Vec::with_capacity(len - done);
+        let mut src = src;
+        src.seek(std::io::SeekFrom::Start(offset + done as u64))?;
+        src.take((len - done) as u64).read_to_end(&mut rest)?;
+        to.write_all(&rest)?;
+        done += rest.len();
+        if done < len {
+            return Err(std::io::Error::new(
+                IoKind::UnexpectedEof,
+                format!(
+                    "{} ends before the {len} bytes to copy from {offset}",
+                    from.display()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// Copies as much as `copy_file_range` will of `len` bytes at `offset` of `src` to the end
+/// of `dst`; returns how many bytes it copied.
+#[cfg(target_os = "linux")]
+fn copy_in_kernel(src: &fs::File, offset: u64, len: usize, dst: &mut fs::File) -> usize {
+    use std::os::fd::AsRawFd;
+    let mut done = 0usize;
+    while done < len {
+        let mut off_in = (offset + done as u64) as libc::loff_t;
+        // SAFETY: both descriptors stay open for the call; `off_in` is a valid pointer to a
+        // local, and a null output offset means "at the file position", which it advances.
+        let n = unsafe {
+            libc::copy_file_range(
+                src.as_raw_fd(),
+                &mut off_in,
+                dst.as_raw_fd(),
+                std::ptr::null_mut(),
+                len - done,
+                0,
+            )
+        };
+        if n <= 0 {
+            break; // unsupported, across file systems, or the end of the source
+        }
+        done += n as usize;
+    }
+    done
+}
+
+#[cfg(not(target_os = "linux"))]
+fn copy_in_kernel(_: &fs::File, _: u64, _: usize, _: &mut fs::File) -> usize {
+    0
+}
 
 #[cfg(target_os = "linux")]
 fn sync_file_system(dir: &fs::File) -> std::io::Result<()> {

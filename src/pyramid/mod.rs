@@ -25,11 +25,11 @@ use std::ops::Range;
 use std::sync::Mutex;
 
 use crate::aggregate::{downsample, downsample_rows, Resampling};
-use crate::chunk::Chunk;
+use crate::chunk;
 use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect, TileLoc};
 use crate::index::TileKey;
-use crate::store::{StoredChunk, Transaction};
+use crate::store::{ChunkRef, Transaction};
 use crate::tile::{BandValidity, Tile};
 
 pub use place::Handed;
@@ -76,18 +76,19 @@ pub struct PyramidBuilder<'a> {
     ahead: Vec<(TileLoc, Range<usize>, Mutex<Ahead>)>,
 }
 
-/// A committed parent opened for an update in place: its chunk, and the tile with the
-/// rows `decoded` decoded (the other rows hold zeros).
+/// A committed parent opened for an update in place: the tile with the rows `decoded`
+/// decoded (the other rows hold zeros), and its chunk when the new chunk can take the other
+/// strips from it (`None`: the tile was decoded whole, and is encoded whole).
 struct Opened {
-    stored: StoredChunk,
     tile: Tile,
     decoded: Range<usize>,
+    strips_from: Option<ChunkRef>,
 }
 
 /// A committed parent fetched and decoded ahead ([`PyramidBuilder::fetch_ahead`]).
 enum Ahead {
     Waiting,
-    Fetched(Result<Option<Opened>>),
+    Fetched(Box<Result<Option<Opened>>>),
     /// Taken by the build, or read by it before the fetch came to it.
     Taken,
 }
@@ -184,7 +185,7 @@ impl<'a> PyramidBuilder<'a> {
         for (loc, rows, slot) in self.ahead.iter().skip(part).step_by(parts.max(1)) {
             let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
             if matches!(*slot, Ahead::Waiting) {
-                *slot = Ahead::Fetched(self.open_committed(*loc, rows.clone()));
+                *slot = Ahead::Fetched(Box::new(self.open_committed(*loc, rows.clone())));
             }
         }
     }
@@ -192,47 +193,61 @@ impl<'a> PyramidBuilder<'a> {
     /// Starts [`fetch_ahead`](Self::fetch_ahead) on threads of `scope` (none when nothing
     /// is fetched ahead).
     pub fn start_fetch_ahead<'s>(&'s self, scope: &'s std::thread::Scope<'s, '_>) {
-        let parts = self.ahead.len().min(2);
+        let parts = self.ahead.len().min(1);
         for part in 0..parts {
             scope.spawn(move || self.fetch_ahead(part, parts));
         }
     }
 
-    /// Reads the committed chunk of `loc` and decodes the strips of `rows` (all of them
-    /// when its strips cannot be copied into the new chunk, which must then be encoded
-    /// whole).
+    /// Opens the committed chunk of `loc` and decodes the strips of `rows`, reading only
+    /// them; or all of it when its strips cannot go into the new chunk as they are (a chunk
+    /// of an older layout), which must then be encoded whole.
     fn open_committed(&self, loc: TileLoc, rows: Range<usize>) -> Result<Option<Opened>> {
         let Some(base) = self.txn.base() else {
             return Ok(None);
         };
-        match base.read_object(&TileKey::new(self.time, self.pyramid, loc))? {
-            Some(stored) => self.decode_committed(stored, rows).map(Some),
-            None => Ok(None),
-        }
-    }
-
-    fn decode_committed(&self, stored: StoredChunk, rows: Range<usize>) -> Result<Opened> {
         let m = &self.txn.manifest;
         let size = m.grid.tile_size as usize;
-        let chunk = Chunk::parse(&stored.bytes, &m.chunk_shape(), &stored.path)?;
-        let rows = if chunk.strips_reusable(&m.encoding()) {
-            rows
-        } else {
-            0..size
+        let key = TileKey::new(self.time, self.pyramid, loc);
+        let Some(c) = base.read_head(&key)? else {
+            return Ok(None);
         };
         // Rows left undecoded are never read: zeroed memory that is never written costs no
         // page of memory.
         let mut tile = Tile::zeroed(m.data_type, self.validity.len(), size);
-        let mut mask = chunk.has_mask().then(|| vec![0u8; size * size]);
-        chunk.decode_rows_into(rows.clone(), tile.data.bytes_mut(), mask.as_deref_mut())?;
+        let mut mask = c.head.has_mask().then(|| vec![0u8; size * size]);
+        if !c.head.strips_reusable(&m.encoding()) {
+            let Some(whole) = base.read_tile(&key)? else {
+                return Ok(None);
+            };
+            return Ok(Some(Opened {
+                tile: whole,
+                decoded: 0..size,
+                strips_from: None,
+            }));
+        }
+        let data = tile.data.bytes_mut();
+        let read = |offset, len| base.read_chunk_range(&c, offset, len);
+        let decoded = chunk::read_rows(&c.head, rows, read, data, mask.as_deref_mut(), &c.path)?;
         tile.mask = mask;
-        let decoded = chunk.strip_span(rows);
-        drop(chunk);
-        Ok(Opened {
-            stored,
+        Ok(Some(Opened {
             tile,
             decoded,
-        })
+            strips_from: Some(c),
+        }))
+    }
+
+    /// Decodes the rows `rows` of an opened parent too (whole strips; the mask is whole
+    /// already).
+    fn decode_more(&self, mut opened: Opened, rows: Range<usize>) -> Result<Opened> {
+        let (Some(c), Some(base)) = (&opened.strips_from, self.txn.base()) else {
+            return Ok(opened); // decoded whole
+        };
+        let read = |offset, len| base.read_chunk_range(c, offset, len);
+        let data = opened.tile.data.bytes_mut();
+        let span = chunk::read_rows(&c.head, rows, read, data, None, &c.path)?;
+        opened.decoded = hull(&opened.decoded, &span);
+        Ok(opened)
     }
 
     /// The committed version of a parent with at least the rows `rows` decoded: fetched
@@ -242,12 +257,13 @@ impl<'a> PyramidBuilder<'a> {
             // Held while reading, so a fetch that has not come to this parent yet skips it.
             let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
             if let Ahead::Fetched(fetched) = std::mem::replace(&mut *slot, Ahead::Taken) {
-                return match fetched? {
+                return match (*fetched)? {
                     Some(o) if rows.is_empty() || covers(&o.decoded, &rows) => Ok(Some(o)),
-                    // Fewer rows changed than planned, elsewhere: decode what is missing.
+                    // Other rows changed than planned: decode the span from what was
+                    // decoded to them (so what is decoded stays one range of rows).
                     Some(o) => {
                         let all = hull(&o.decoded, &rows);
-                        self.decode_committed(o.stored, all).map(Some)
+                        self.decode_more(o, all).map(Some)
                     }
                     None => Ok(None),
                 };
@@ -467,37 +483,33 @@ impl<'a> PyramidBuilder<'a> {
                 committed: None,
             });
         };
-        let Opened {
-            stored,
-            mut tile,
-            mut decoded,
-        } = opened;
+        let mut opened = opened;
         place(
-            &mut tile,
+            &mut opened.tile,
             &self.validity,
             &pending.quarters,
             &pending.received,
         );
-        if !tile.rows_hold_data(&self.validity, changed.clone()) && decoded != (0..size) {
+        let partial = opened.decoded != (0..size);
+        if partial && !opened.tile.rows_hold_data(&self.validity, changed.clone()) {
             // Whether the tile still holds data depends on the rows not decoded: decode them
-            // too (the mask is whole already). Rare: only writes that erase data get here.
-            let chunk = Chunk::parse(&stored.bytes, &m.chunk_shape(), &stored.path)?;
-            let data = tile.data.bytes_mut();
-            chunk.decode_rows_into(0..decoded.start, data, None)?;
-            chunk.decode_rows_into(decoded.end..size, data, None)?;
-            decoded = 0..size;
+            // too (whole strips outside the decoded ones, so the placed rows stay). Rare:
+            // only writes that erase data get here.
+            let (before, after) = (0..opened.decoded.start, opened.decoded.end..size);
+            opened = self.decode_more(opened, before)?;
+            opened = self.decode_more(opened, after)?;
         }
-        let has_data = if decoded == (0..size) {
-            !tile.is_empty(&self.validity)
+        let has_data = if opened.decoded == (0..size) {
+            !opened.tile.is_empty(&self.validity)
         } else {
             true // the changed rows, decoded, hold data
         };
         Ok(Built {
-            tile,
+            tile: opened.tile,
             has_data,
             handed_rows: if whole { 0..size } else { changed.clone() },
             changed,
-            committed: Some(stored),
+            committed: opened.strips_from,
         })
     }
 
@@ -533,7 +545,7 @@ struct Built {
     /// The rows to hand to the parent (even bounds, decoded).
     handed_rows: Range<usize>,
     /// The committed chunk, when the tile was updated in place from it.
-    committed: Option<StoredChunk>,
+    committed: Option<ChunkRef>,
 }
 
 /// True when tile `loc` is updated from its committed version: a tile of a level the

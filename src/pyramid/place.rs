@@ -37,7 +37,11 @@ pub fn place(
 ) {
     let size = tile.size;
     let (half, n) = (size / 2, size * size);
-    if validity.iter().any(|v| v.nodata.is_none()) && tile.mask.is_none() {
+    // A tile without a mask has data everywhere; it needs one only when a hand-over
+    // brings pixels without data (to bands that have no nodata value to show it).
+    let brings_missing =
+        (0..4).any(|q| received[q] && !matches!(&handed[q], Some(Reduced { mask: None, .. })));
+    if validity.iter().any(|v| v.nodata.is_none()) && tile.mask.is_none() && brings_missing {
         tile.mask = Some(vec![255; n]);
     }
     let dtype = tile.dtype;

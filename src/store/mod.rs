@@ -13,5 +13,5 @@ mod snapshot;
 mod transaction;
 
 pub use paths::{check_store_name, resolve_store_path, NAME_PREFIX, STORE_EXTENSION};
-pub use snapshot::{Snapshot, StoredChunk, DEFAULT_TILE_CACHE_BYTES};
+pub use snapshot::{ChunkRef, Snapshot, DEFAULT_TILE_CACHE_BYTES};
 pub use transaction::{NewStore, Transaction};

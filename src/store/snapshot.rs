@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 use lru::LruCache;
 use rayon::prelude::*;
 
-use crate::chunk;
+use crate::chunk::{self, Head};
 use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect, TileLoc};
 use crate::index::{Entry, IndexReader, TileKey};
@@ -129,20 +129,52 @@ impl Snapshot {
         })
     }
 
-    /// The chunk object of a stored tile, checked against its index entry but not decoded
-    /// (a level update decodes only the part it changes); `None` when the tile holds no
-    /// data.
-    pub fn read_object(&self, key: &TileKey) -> Result<Option<StoredChunk>> {
+    /// The head of a stored tile's chunk, checked against its own checksum and the index
+    /// entry, for reading the chunk in part ([`read_chunk_range`]); `None` when the tile
+    /// holds no data.
+    ///
+    /// [`read_chunk_range`]: Snapshot::read_chunk_range
+    pub fn read_head(&self, key: &TileKey) -> Result<Option<ChunkRef>> {
         let Some(e) = self.entry(key)? else {
             return Ok(None);
         };
+        let object = key.object_key(e.seq);
         let path = self.object_path(key, &e);
         let mut bytes = Vec::new();
-        if !self.storage.read_into(&key.object_key(e.seq), &mut bytes)? {
+        let probe = chunk::HEAD_PROBE_LEN.min(e.size as usize);
+        if !self.storage.read_range(&object, 0, probe, &mut bytes)? {
             return Err(Error::corrupt(path, "chunk object is missing"));
         }
-        check_against_entry(&bytes, &e, &path)?;
-        Ok(Some(StoredChunk { bytes, path }))
+        if let Some(len) = Head::len_from(&bytes).filter(|len| *len > bytes.len()) {
+            self.storage.read_range(&object, 0, len, &mut bytes)?;
+        }
+        let head = Head::parse(&bytes, &self.manifest.chunk_shape(), &path)?;
+        if head.object_len() != e.size as usize {
+            return Err(Error::corrupt(
+                path,
+                format!(
+                    "chunk of {} bytes does not match the index ({} bytes)",
+                    head.object_len(),
+                    e.size
+                ),
+            ));
+        }
+        Ok(Some(ChunkRef { object, path, head }))
+    }
+
+    /// `len` bytes of a chunk from `offset`; a chunk that ends before is damaged.
+    pub fn read_chunk_range(&self, c: &ChunkRef, offset: usize, len: usize) -> Result<Vec<u8>> {
+        let mut bytes = Vec::new();
+        let found = self
+            .storage
+            .read_range(&c.object, offset as u64, len, &mut bytes)?;
+        if !found || bytes.len() != len {
+            return Err(Error::corrupt(
+                &c.path,
+                "chunk object is missing or cut short",
+            ));
+        }
+        Ok(bytes)
     }
 
     /// Fetches a chunk into a reused per-thread buffer, checks it against its index entry,
@@ -310,10 +342,13 @@ fn check_store_dir(root: &Path) -> Result<()> {
     }
 }
 
-/// A chunk object as stored, and where it is (for error messages).
-pub struct StoredChunk {
-    pub bytes: Vec<u8>,
+/// A stored chunk known by its head, to be read in part.
+pub struct ChunkRef {
+    /// Its object key.
+    pub object: String,
+    /// Where it is, for messages.
     pub path: PathBuf,
+    pub head: Head,
 }
 
 /// Checks that a fetched chunk object is the one its index entry names.

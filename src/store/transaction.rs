@@ -17,15 +17,15 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
-use crate::chunk::{self, Chunk};
+use crate::chunk::{self, Piece};
 use crate::error::{Error, Result};
 use crate::index::{apply_changes, Entry, IndexReader, NodeWriter, TileKey, NODE_PREFIX};
 use crate::manifest::{snapshot_key, Checkpoint, IndexSpec, Manifest, SnapshotInfo, MANIFEST_KEY};
-use crate::storage::{LocalStorage, Storage};
+use crate::storage::{LocalStorage, Part, Storage};
 use crate::tile::Tile;
 
 use super::lock::{read_lock, LockWait, WriterLock};
-use super::snapshot::{Snapshot, StoredChunk};
+use super::snapshot::{ChunkRef, Snapshot};
 
 /// Everything needed to create a store: where, and its manifest without data.
 pub struct NewStore {
@@ -174,36 +174,54 @@ impl Transaction {
     }
 
     /// Stores a tile that holds data and differs from its committed chunk `committed` only
-    /// in the rows `changed`: the compressed strips of the other rows are copied from it
-    /// instead of being encoded again (a level update above a small write).
+    /// in the rows `changed`: only the strips of those rows are encoded; the others are
+    /// copied from the committed object by the storage, without being read (a level update
+    /// above a small write).
     pub fn put_changed_rows(
         &self,
         key: TileKey,
         tile: &Tile,
-        committed: &StoredChunk,
+        committed: &ChunkRef,
         changed: Range<usize>,
     ) -> Result<()> {
-        let old = Chunk::parse(
-            &committed.bytes,
-            &self.manifest.chunk_shape(),
-            &committed.path,
-        )?;
-        let object = chunk::encode_reusing(tile, &self.manifest.encoding(), Some((&old, changed)))?;
-        self.store_object(key, object)
+        let enc = self.manifest.encoding();
+        let parts = chunk::encode_parts(tile, &enc, Some((&committed.head, changed)))?;
+        let trailer = parts.crc.to_le_bytes();
+        let mut list = Vec::with_capacity(parts.pieces.len() + 1);
+        for piece in &parts.pieces {
+            list.push(match piece {
+                Piece::Fresh(r) => Part::Bytes(&parts.fresh[r.clone()]),
+                Piece::Old(r) => Part::Copy {
+                    key: &committed.object,
+                    offset: r.start as u64,
+                    len: r.len(),
+                },
+            });
+        }
+        list.push(Part::Bytes(&trailer));
+        self.storage.write_parts(&key.object_key(self.seq), &list)?;
+        self.record(key, parts.len, parts.crc);
+        Ok(())
     }
 
     fn store_object(&self, key: TileKey, object: Vec<u8>) -> Result<()> {
         self.storage.write(&key.object_key(self.seq), &object)?;
+        let crc = chunk::stored_checksum(&object).expect("encoded chunks have a trailer");
+        self.record(key, object.len(), crc);
+        Ok(())
+    }
+
+    /// Records a chunk this write stored, for the index.
+    fn record(&self, key: TileKey, size: usize, crc: u32) {
         let entry = Entry {
             seq: self.seq,
-            size: object.len() as u32,
-            crc: chunk::stored_checksum(&object).expect("encoded chunks have a trailer"),
+            size: size as u32,
+            crc,
         };
         self.changes
             .lock()
             .expect("poisoned")
             .insert(key, Some(entry));
-        Ok(())
     }
 
     /// Number of tiles written or removed so far.
