@@ -39,6 +39,8 @@ use std::cell::RefCell;
 use std::ops::Range;
 use std::path::Path;
 
+use rayon::prelude::*;
+
 use crate::codec::{Compression, Predictor};
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
@@ -52,6 +54,8 @@ const VERSION_1: u8 = 1;
 pub const HEADER_LEN: usize = 28;
 pub const TRAILER_LEN: usize = 4;
 const FLAG_MASK: u16 = 1;
+/// A tile with at least this many strips to encode has them encoded in parallel.
+const PARALLEL_STRIPS: usize = 4;
 /// Bytes per frame in the table: length and CRC-32C.
 const TABLE_ENTRY_LEN: usize = 8;
 /// Bytes a reader of part of a chunk fetches first: its head, for tiles of up to 4096 rows
@@ -155,43 +159,75 @@ pub fn encode_parts(
         (_, piece) => pieces.push(piece),
     };
     let row_bytes = tile.size * width;
-    SCRATCH.with(|scratch| -> Result<()> {
-        let mut raw = scratch.borrow_mut();
-        let compress = |raw: &[u8], fresh: &mut Vec<u8>| -> Result<(usize, u32)> {
-            let start = fresh.len();
-            enc.compression.compress(enc.level, raw, fresh)?;
-            Ok((fresh.len() - start, crc32c::crc32c(&fresh[start..])))
-        };
-        for b in 0..tile.bands {
-            let plane = tile.band_bytes(b);
-            for s in 0..strips {
-                let r = s * rows..((s + 1) * rows).min(tile.size);
-                let kept = reuse.as_ref().filter(|(_, changed)| !overlaps(&r, changed));
-                if let Some((old, _)) = kept {
-                    let f = old.frames[b * strips + s];
-                    table.push((f.len, f.crc));
-                    push(Piece::Old(f.offset..f.offset + f.len), &mut pieces);
-                    continue;
-                }
-                raw.clear();
-                let bytes = &plane[r.start * row_bytes..r.end * row_bytes];
-                enc.predictor.encode(width, tile.size, bytes, &mut raw);
-                let start = fresh.len();
-                let (len, crc) = compress(&raw, &mut fresh)?;
-                table.push((len, crc));
-                push(Piece::Fresh(start..start + len), &mut pieces);
-            }
-        }
-        if let Some(mask) = &tile.mask {
+    let strip = |s: usize| s * rows..((s + 1) * rows).min(tile.size);
+    // Appends strip `s` of band `b`, encoded, to `out`; returns its length and CRC.
+    let encode_strip = |b: usize, s: usize, out: &mut Vec<u8>| -> Result<(usize, u32)> {
+        let r = strip(s);
+        let bytes = &tile.band_bytes(b)[r.start * row_bytes..r.end * row_bytes];
+        SCRATCH.with(|scratch| {
+            let mut raw = scratch.borrow_mut();
             raw.clear();
-            pack_bits(mask, &mut raw);
+            enc.predictor.encode(width, tile.size, bytes, &mut raw);
+            let start = out.len();
+            enc.compression.compress(enc.level, &raw, out)?;
+            Ok((out.len() - start, crc32c::crc32c(&out[start..])))
+        })
+    };
+    let kept = |s: usize| {
+        reuse
+            .as_ref()
+            .filter(|(_, changed)| !overlaps(&strip(s), changed))
+            .map(|(old, _)| old)
+    };
+    // A big tile's strips are spread over the worker threads, so that the last tile of a
+    // write is not encoded by one thread while the others wait. Only inside a worker pool,
+    // which sets how many threads a write may use.
+    let to_encode: Vec<(usize, usize)> = (0..tile.bands)
+        .flat_map(|b| (0..strips).map(move |s| (b, s)))
+        .filter(|(_, s)| kept(*s).is_none())
+        .collect();
+    let mut apart: std::vec::IntoIter<Result<EncodedStrip>> =
+        if to_encode.len() >= PARALLEL_STRIPS && rayon::current_thread_index().is_some() {
+            to_encode
+                .par_iter()
+                .map(|&(b, s)| {
+                    let mut out = Vec::new();
+                    encode_strip(b, s, &mut out).map(|f| (out, f))
+                })
+                .collect::<Vec<_>>()
+                .into_iter()
+        } else {
+            Vec::new().into_iter()
+        };
+    for b in 0..tile.bands {
+        for s in 0..strips {
+            if let Some(old) = kept(s) {
+                let f = old.frames[b * strips + s];
+                table.push((f.len, f.crc));
+                push(Piece::Old(f.offset..f.offset + f.len), &mut pieces);
+                continue;
+            }
             let start = fresh.len();
-            let (len, crc) = compress(&raw, &mut fresh)?;
+            let (len, crc) = match apart.next() {
+                Some(encoded) => {
+                    let (bytes, frame) = encoded?;
+                    fresh.extend_from_slice(&bytes);
+                    frame
+                }
+                None => encode_strip(b, s, &mut fresh)?,
+            };
             table.push((len, crc));
             push(Piece::Fresh(start..start + len), &mut pieces);
         }
-        Ok(())
-    })?;
+    }
+    if let Some(mask) = &tile.mask {
+        let mut packed = Vec::with_capacity(mask.len() / 8);
+        pack_bits(mask, &mut packed);
+        let start = fresh.len();
+        enc.compression.compress(enc.level, &packed, &mut fresh)?;
+        table.push((fresh.len() - start, crc32c::crc32c(&fresh[start..])));
+        push(Piece::Fresh(start..fresh.len()), &mut pieces);
+    }
     let frames_len: usize = table.iter().map(|(len, _)| len).sum();
     let payload_len = u32::try_from(head_len - HEADER_LEN + frames_len)
         .map_err(|_| Error::InvalidInput("a tile compresses to more than 4 GiB".into()))?;
@@ -228,6 +264,9 @@ pub fn encode_parts(
         crc,
     })
 }
+
+/// A strip encoded on its own buffer: its bytes, and its length and CRC.
+type EncodedStrip = (Vec<u8>, (usize, u32));
 
 /// The length of a version 2 head with `frames` frames.
 fn head_len(frames: usize) -> usize {
@@ -898,6 +937,22 @@ mod tests {
         let mut want = with_rows_of(&a, &b, 8..12);
         want.mask = b.mask.clone(); // the mask is always encoded whole
         assert_eq!(back, want);
+    }
+
+    #[test]
+    fn strips_encoded_in_parallel_give_the_same_chunk() {
+        let tile = random_tile(DataType::Float32, 3, 32, 9, true);
+        let enc = zstd_float();
+        let alone = encode(&tile, &enc).unwrap();
+        let pool = rayon::ThreadPoolBuilder::new()
+            .num_threads(2)
+            .build()
+            .unwrap();
+        let together = pool.install(|| encode(&tile, &enc).unwrap());
+        assert_eq!(alone, together);
+        let head = head_of(&alone, &tile);
+        let parts = pool.install(|| encode_parts(&tile, &enc, Some((&head, 4..20))).unwrap());
+        assert_eq!(assemble(&parts, &alone), alone);
     }
 
     #[test]
