@@ -171,10 +171,13 @@ def stored_tiles(path):
 
 
 def current_index(path):
-    """Whether the store's root index node has the version this build writes (2): a store
-    kept from an older build would measure the older index."""
+    """Whether the store has the format version and root index node version this build
+    writes (2 both): a store kept from an older build would measure the older format."""
     with open(os.path.join(path, "gridstore.json")) as f:
-        root = json.load(f)["index"]["root"]
+        manifest = json.load(f)
+    if manifest["format_version"] != 2:
+        return False
+    root = manifest["index"]["root"]
     if root is None:
         return True
     with open(os.path.join(path, "index", str(root["seq"]), str(root["id"])), "rb") as f:
