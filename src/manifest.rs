@@ -17,14 +17,12 @@ use crate::codec::{Compression, Predictor};
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::grid::{Georef, Layout, PixelRect, MAX_TILE_SIZE, MIN_TILE_SIZE};
-use crate::index::{ChunkKeys, NodeRef};
+use crate::index::NodeRef;
 use crate::tile::BandValidity;
 
 pub const FORMAT_NAME: &str = "gridstore";
-/// Bumped whenever a reader of the previous version could misread a store. Version 2
-/// names chunks flat within each write's directory; version 1 stores keep their nested
-/// names when written to.
-pub const FORMAT_VERSION: u32 = 2;
+/// Bumped whenever a reader of the previous version could misread a store.
+pub const FORMAT_VERSION: u32 = 1;
 pub const MANIFEST_KEY: &str = "gridstore.json";
 pub const SNAPSHOT_PREFIX: &str = "snapshots/";
 
@@ -277,11 +275,6 @@ impl Manifest {
     /// Bytes of one decoded tile, all bands.
     pub fn tile_bytes(&self) -> usize {
         (self.grid.tile_size as usize).pow(2) * self.bands.len() * self.data_type.size()
-    }
-
-    /// How this store names its chunk objects.
-    pub fn chunk_keys(&self) -> ChunkKeys {
-        ChunkKeys::of_format(self.format_version)
     }
 
     pub fn chunk_shape(&self) -> chunk::Expected {

@@ -190,7 +190,7 @@ fn read_node(store: &Path, key: &str, c: &mut Contents) {
             c.tiles
                 .insert((t, p, z, col, row), (seq, second as u32, crc));
             c.objects
-                .insert(format!("chunks/{seq}/{t}.{p}.{z}.{row}.{col}"));
+                .insert(format!("chunks/{seq}/{t}/{p}/{z}/{row}/{col}"));
         } else {
             read_node(store, &format!("index/{seq}/{second}"), c);
         }

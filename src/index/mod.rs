@@ -65,60 +65,11 @@ impl TileKey {
     }
 
     /// The object holding this tile's chunk when written by snapshot `seq`.
-    pub fn object_key(&self, seq: u64, keys: ChunkKeys) -> String {
-        let (t, p, z, row, col) = (self.time, self.pyramid, self.level, self.row, self.col);
-        match keys {
-            ChunkKeys::Nested => format!("chunks/{seq}/{t}/{p}/{z}/{row}/{col}"),
-            ChunkKeys::Flat => format!("chunks/{seq}/{t}.{p}.{z}.{row}.{col}"),
-        }
-    }
-}
-
-/// How a store names chunk objects under `chunks/<seq>/` (docs/FORMAT.md §1).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ChunkKeys {
-    /// `t/p/z/row/col`: the first stores (format version 1).
-    Nested,
-    /// `t.p.z.row.col`: one directory per write, so a small write makes one directory,
-    /// not one per level and row of tiles (format version 2).
-    Flat,
-}
-
-impl ChunkKeys {
-    /// The naming of stores of format version `version`.
-    pub fn of_format(version: u32) -> ChunkKeys {
-        if version >= 2 {
-            ChunkKeys::Flat
-        } else {
-            ChunkKeys::Nested
-        }
-    }
-
-    /// How many levels of "directories" a chunk key has under `chunks/<seq>/`.
-    pub fn depth(self) -> usize {
-        match self {
-            ChunkKeys::Nested => 5,
-            ChunkKeys::Flat => 1,
-        }
-    }
-
-    /// The tile a chunk key under `chunks/<seq>/` holds (`rest` is the part after it).
-    pub fn parse(self, rest: &str) -> Option<TileKey> {
-        let sep = match self {
-            ChunkKeys::Nested => '/',
-            ChunkKeys::Flat => '.',
-        };
-        let parts: Vec<&str> = rest.split(sep).collect();
-        let [t, p, z, row, col] = parts[..] else {
-            return None;
-        };
-        Some(TileKey {
-            time: t.parse().ok()?,
-            pyramid: p.parse().ok()?,
-            level: z.parse().ok()?,
-            row: row.parse().ok()?,
-            col: col.parse().ok()?,
-        })
+    pub fn object_key(&self, seq: u64) -> String {
+        format!(
+            "chunks/{seq}/{}/{}/{}/{}/{}",
+            self.time, self.pyramid, self.level, self.row, self.col
+        )
     }
 }
 
@@ -158,20 +109,6 @@ impl NodeRef {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    #[test]
-    fn chunk_keys_name_and_parse_both_layouts() {
-        let key = TileKey::new(3, 1, TileLoc::new(2, -5, 7));
-        let nested = key.object_key(12, ChunkKeys::Nested);
-        let flat = key.object_key(12, ChunkKeys::Flat);
-        assert_eq!(nested, "chunks/12/3/1/2/7/-5");
-        assert_eq!(flat, "chunks/12/3.1.2.7.-5");
-        assert_eq!(ChunkKeys::Nested.parse("3/1/2/7/-5"), Some(key));
-        assert_eq!(ChunkKeys::Flat.parse("3.1.2.7.-5"), Some(key));
-        assert_eq!(ChunkKeys::Flat.parse("3/1/2/7/-5"), None);
-        assert_eq!(ChunkKeys::of_format(1), ChunkKeys::Nested);
-        assert_eq!(ChunkKeys::of_format(2), ChunkKeys::Flat);
-    }
 
     #[test]
     fn keys_order_by_time_pyramid_level_then_block() {

@@ -589,35 +589,6 @@ mod tests {
     }
 
     #[test]
-    fn a_version_1_store_keeps_its_nested_chunk_names() {
-        let dir = tempfile::tempdir().unwrap();
-        let NewStore { path, mut manifest } =
-            manifest(&dir.path().join("old.gridstore"), 1, None, 16);
-        manifest.format_version = 1;
-        let new = NewStore {
-            path: path.clone(),
-            manifest,
-        };
-        Transaction::create(new, "test").unwrap().commit().unwrap();
-        ingest(&path, vec![source(&(0, 0, 40, 20, 1, false), None)], 2);
-        ingest(&path, vec![source(&(8, 8, 10, 10, 2, false), None)], 2);
-        let snap = Snapshot::open(&path, None).unwrap();
-        assert_eq!(snap.manifest().format_version, 1);
-        let tiles = all_tiles(&path);
-        assert_eq!(
-            tiles.len(),
-            9,
-            "6 level-0 tiles, 2 of level 1, 1 of level 2"
-        );
-        for (loc, _) in tiles {
-            let e = snap.entry(&TileKey::new(0, 0, loc)).unwrap().unwrap();
-            let (z, row, col) = (loc.level, loc.row, loc.col);
-            let nested = format!("chunks/{}/0/0/{z}/{row}/{col}", e.seq);
-            assert!(path.join(&nested).is_file(), "{nested}");
-        }
-    }
-
-    #[test]
     fn a_source_filling_a_whole_tile_does_not_read_the_stored_one() {
         for nodata in [Some(-9999.0), None] {
             let dir = tempfile::tempdir().unwrap();
@@ -629,7 +600,7 @@ mod tests {
             for col in [0, 1] {
                 let key = TileKey::new(0, 0, TileLoc::new(0, col, 0));
                 let e = snap.entry(&key).unwrap().unwrap();
-                let file = path.join(key.object_key(e.seq, snap.manifest().chunk_keys()));
+                let file = path.join(key.object_key(e.seq));
                 let mut bytes = std::fs::read(&file).unwrap();
                 let mid = bytes.len() / 2;
                 bytes[mid] ^= 0x55;

@@ -63,7 +63,7 @@ pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
             Err(e) => (
                 0,
                 Some(Problem {
-                    object: key.object_key(entry.seq, snapshot.manifest().chunk_keys()),
+                    object: key.object_key(entry.seq),
                     detail: e.to_string(),
                 }),
             ),

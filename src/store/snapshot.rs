@@ -119,9 +119,7 @@ impl Snapshot {
     }
 
     fn object_path(&self, key: &TileKey, e: &Entry) -> PathBuf {
-        self.storage
-            .location()
-            .join(key.object_key(e.seq, self.manifest.chunk_keys()))
+        self.storage.location().join(key.object_key(e.seq))
     }
 
     /// Fetches and decodes the chunk an entry points to, checking it against the entry.
@@ -140,7 +138,7 @@ impl Snapshot {
         let Some(e) = self.entry(key)? else {
             return Ok(None);
         };
-        let object = key.object_key(e.seq, self.manifest.chunk_keys());
+        let object = key.object_key(e.seq);
         let path = self.object_path(key, &e);
         let mut bytes = Vec::new();
         let probe = chunk::HEAD_PROBE_LEN.min(e.size as usize);
@@ -193,10 +191,7 @@ impl Snapshot {
         BUF.with(|buf| {
             let mut bytes = buf.borrow_mut();
             let path = self.object_path(key, e);
-            if !self.storage.read_into(
-                &key.object_key(e.seq, self.manifest.chunk_keys()),
-                &mut bytes,
-            )? {
+            if !self.storage.read_into(&key.object_key(e.seq), &mut bytes)? {
                 return Err(Error::corrupt(path, "chunk object is missing"));
             }
             check_against_entry(&bytes, e, &path)?;

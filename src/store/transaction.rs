@@ -199,15 +199,13 @@ impl Transaction {
             });
         }
         list.push(Part::Bytes(&trailer));
-        let object = key.object_key(self.seq, self.manifest.chunk_keys());
-        self.storage.write_parts(&object, &list)?;
+        self.storage.write_parts(&key.object_key(self.seq), &list)?;
         self.record(key, parts.len, parts.crc);
         Ok(())
     }
 
     fn store_object(&self, key: TileKey, object: Vec<u8>) -> Result<()> {
-        let name = key.object_key(self.seq, self.manifest.chunk_keys());
-        self.storage.write(&name, &object)?;
+        self.storage.write(&key.object_key(self.seq), &object)?;
         let crc = chunk::stored_checksum(&object).expect("encoded chunks have a trailer");
         self.record(key, object.len(), crc);
         Ok(())
