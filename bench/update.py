@@ -170,17 +170,25 @@ def stored_tiles(path):
     return stored.split()[1]
 
 
-def current_index(path):
-    """Whether the store has the format version and root index node version this build
-    writes (2 both): a store kept from an older build would measure the older format."""
+def current_format(path):
+    """Whether the store is written the way this build writes stores: manifest format 1,
+    version 2 index nodes and version 2 chunks. A store kept from an older build would
+    measure the older format (one of a newer build does not even open)."""
     with open(os.path.join(path, "gridstore.json")) as f:
         manifest = json.load(f)
-    if manifest["format_version"] != 2:
+    if manifest["format_version"] != 1:
         return False
     root = manifest["index"]["root"]
     if root is None:
         return True
     with open(os.path.join(path, "index", str(root["seq"]), str(root["id"])), "rb") as f:
+        if f.read(5)[4] != 2:
+            return False
+    # The first chunk found, walking down the chunk directories.
+    at = os.path.join(path, "chunks")
+    while os.path.isdir(at):
+        at = os.path.join(at, sorted(os.listdir(at))[0])
+    with open(at, "rb") as f:
         return f.read(5)[4] == 2
 
 
@@ -200,7 +208,7 @@ def scale_stores(work, env):
         run(["gdal_translate", "-q", "-srcwin", "0", "0", "160", "160", big_src, small_src],
             env)
     big, small = (os.path.join(work, n) for n in ("million.gridstore", "hundred.gridstore"))
-    if os.path.exists(big) and (stored_tiles(big) is None or not current_index(big)):
+    if os.path.exists(big) and (stored_tiles(big) is None or not current_format(big)):
         remove(big)
     if not os.path.exists(big):
         build = run(["gdal_translate", "-q", "-of", "GRIDSTORE", "-co", "BLOCKSIZE=16",

@@ -176,13 +176,13 @@ impl<'a> PyramidBuilder<'a> {
 
     /// Fetches the committed parents a small write will update, and decodes the rows
     /// they will need, lowest level first, while the write reads its sources: the chain
-    /// of levels above a write then finds them ready. Runs on threads of its own, outside
-    /// the encoders' pool (`part` of `parts` each): a build that needs a parent being
-    /// fetched waits for it, which must not hold up a pool thread that the fetch itself
-    /// needs. Optional: a parent not fetched yet when its build needs it is read by the
-    /// build.
-    fn fetch_ahead(&self, part: usize, parts: usize) {
-        for (loc, rows, slot) in self.ahead.iter().skip(part).step_by(parts.max(1)) {
+    /// of levels above a write then finds them ready. Runs on a thread of its own, outside
+    /// the encoders' pool: a build that needs a parent being fetched waits for it, which
+    /// must not hold up a pool thread that the fetch itself needs. One thread is enough,
+    /// and leaves the other core to the reader. Optional: a parent not fetched yet when its
+    /// build needs it is read by the build.
+    fn fetch_ahead(&self) {
+        for (loc, rows, slot) in &self.ahead {
             let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
             if matches!(*slot, Ahead::Waiting) {
                 *slot = Ahead::Fetched(Box::new(self.open_committed(*loc, rows.clone())));
@@ -190,12 +190,11 @@ impl<'a> PyramidBuilder<'a> {
         }
     }
 
-    /// Starts [`fetch_ahead`](Self::fetch_ahead) on threads of `scope` (none when nothing
+    /// Starts [`fetch_ahead`](Self::fetch_ahead) on a thread of `scope` (none when nothing
     /// is fetched ahead).
     pub fn start_fetch_ahead<'s>(&'s self, scope: &'s std::thread::Scope<'s, '_>) {
-        let parts = self.ahead.len().min(1);
-        for part in 0..parts {
-            scope.spawn(move || self.fetch_ahead(part, parts));
+        if !self.ahead.is_empty() {
+            scope.spawn(move || self.fetch_ahead());
         }
     }
 
