@@ -1,6 +1,5 @@
 //! A read-only view of one committed state of a store.
 
-use std::num::NonZeroUsize;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
@@ -27,7 +26,7 @@ pub struct Snapshot {
     layout: Option<Layout>,
     validity: Vec<BandValidity>,
     index: Arc<IndexReader>,
-    tiles: Mutex<LruCache<TileKey, Arc<Tile>>>,
+    tiles: Mutex<TileCache>,
 }
 
 impl Snapshot {
@@ -76,7 +75,7 @@ impl Snapshot {
             storage,
             manifest,
             index,
-            tiles: Mutex::new(LruCache::new(NonZeroUsize::new(cached).expect("max(8)"))),
+            tiles: Mutex::new(TileCache::new(cached)),
         }
     }
 
@@ -367,4 +366,54 @@ fn check_against_entry(bytes: &[u8], e: &Entry, path: &Path) -> Result<()> {
             e.crc
         ),
     ))
+}
+
+/// Decoded tiles, least recently used out first, up to `cap` of them. The map grows as
+/// tiles come: a store of small tiles allows hundreds of thousands, and making room for
+/// all of them up front would cost every open a large zeroed allocation.
+struct TileCache {
+    map: LruCache<TileKey, Arc<Tile>>,
+    cap: usize,
+}
+
+impl TileCache {
+    fn new(cap: usize) -> Self {
+        TileCache {
+            map: LruCache::unbounded(),
+            cap: cap.max(1),
+        }
+    }
+
+    fn get(&mut self, key: &TileKey) -> Option<&Arc<Tile>> {
+        self.map.get(key)
+    }
+
+    fn put(&mut self, key: TileKey, tile: Arc<Tile>) {
+        if self.map.len() >= self.cap && !self.map.contains(&key) {
+            self.map.pop_lru();
+        }
+        self.map.put(key, tile);
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dtype::DataType;
+
+    #[test]
+    fn the_tile_cache_keeps_the_most_recently_used_up_to_its_cap() {
+        let tile = Arc::new(Tile::empty(DataType::Byte, &[], 16));
+        let key = |c| TileKey::base(c, 0);
+        let mut cache = TileCache::new(2);
+        cache.put(key(1), tile.clone());
+        cache.put(key(2), tile.clone());
+        assert!(cache.get(&key(1)).is_some()); // 1 is now the most recent
+        cache.put(key(3), tile.clone());
+        assert!(cache.get(&key(2)).is_none(), "the least recently used goes");
+        assert!(cache.get(&key(1)).is_some() && cache.get(&key(3)).is_some());
+        cache.put(key(3), tile); // replacing does not evict
+        assert!(cache.get(&key(1)).is_some());
+        assert_eq!(cache.map.len(), 2);
+    }
 }
