@@ -145,7 +145,7 @@ pub fn encode_parts(
         old.strips_reusable(enc)
             && (old.size, old.bands, old.dtype) == (tile.size, tile.bands, tile.dtype)
     });
-    let count = tile.bands * strips + usize::from(tile.mask.is_some());
+    let count = frame_count(tile.bands, tile.size, rows, tile.mask.is_some());
     let head_len = head_len(count);
     // (length, CRC) of every frame, and where its bytes come from. The head goes first, in
     // room kept for it.
@@ -268,6 +268,12 @@ pub fn encode_parts(
 /// A strip encoded on its own buffer: its bytes, and its length and CRC.
 type EncodedStrip = (Vec<u8>, (usize, u32));
 
+/// How many frames a version 2 chunk has: one per strip of `rows` rows of each band of a
+/// `size`-pixel tile, and one for the mask.
+fn frame_count(bands: usize, size: usize, rows: usize, masked: bool) -> usize {
+    bands * size.div_ceil(rows) + usize::from(masked)
+}
+
 /// The length of a version 2 head with `frames` frames.
 fn head_len(frames: usize) -> usize {
     HEADER_LEN + TABLE_ENTRY_LEN * frames + 4
@@ -361,8 +367,8 @@ impl Head {
         let flags = u16::from_le_bytes([start[10], start[11]]);
         let height = u32::from_le_bytes(start[16..20].try_into().expect("4 bytes")) as usize;
         let rows = u16::from_le_bytes([start[24], start[25]]) as usize;
-        let frames = bands * height.div_ceil(rows.max(1)) + usize::from(flags & FLAG_MASK != 0);
-        Some(head_len(frames))
+        let masked = flags & FLAG_MASK != 0;
+        Some(head_len(frame_count(bands, height, rows.max(1), masked)))
     }
 
     /// Checks the head at the start of `start` (at least [`len_from`](Head::len_from)
@@ -440,7 +446,7 @@ impl Head {
         if rows == 0 {
             return Err(bad("the chunk's strips have no rows".into()));
         }
-        let count = bands * w.div_ceil(rows) + usize::from(has_mask);
+        let count = frame_count(bands, w, rows, has_mask);
         let len = head_len(count);
         if start.len() < len {
             return Err(bad(format!(

@@ -250,10 +250,21 @@ impl Storage for LocalStorage {
         let path = self.path(key);
         self.ensure_parent(&path)?;
         let mut f = fs::File::create(&path).map_err(|e| Error::io(&path, "writing", e))?;
+        // The object copied from, opened once for all its ranges.
+        let mut source: Option<(&str, PathBuf, fs::File)> = None;
         for part in parts {
             match *part {
                 Part::Bytes(data) => f.write_all(data),
-                Part::Copy { key, offset, len } => copy_range(&self.path(key), offset, len, &mut f),
+                Part::Copy { key, offset, len } => {
+                    if source.as_ref().is_none_or(|(k, _, _)| *k != key) {
+                        let from = self.path(key);
+                        let src =
+                            fs::File::open(&from).map_err(|e| Error::io(&from, "reading", e))?;
+                        source = Some((key, from, src));
+                    }
+                    let (_, from, src) = source.as_ref().expect("opened above");
+                    copy_range(src, from, offset, len, &mut f)
+                }
             }
             .map_err(|e| Error::io(&path, "writing", e))?;
         }
@@ -448,29 +459,33 @@ fn start_writeback(f: &fs::File) {
 #[cfg(not(target_os = "linux"))]
 fn start_writeback(_f: &fs::File) {}
 
-/// Appends `len` bytes of file `from` at `offset` to `to`. The kernel copies them between
-/// files (`copy_file_range`), without bringing them into this process.
-fn copy_range(from: &Path, offset: u64, len: usize, to: &mut fs::File) -> std::io::Result<()> {
-    use std::io::{Read, Seek};
-    let src = fs::File::open(from)?;
-    let mut done = copy_in_kernel(&src, offset, len, to);
+/// Appends `len` bytes of the file `src` (at `from`, for messages) at `offset` to `to`.
+/// The kernel copies them between files (`copy_file_range`), without bringing them into
+/// this process.
+fn copy_range(
+    src: &fs::File,
+    from: &Path,
+    offset: u64,
+    len: usize,
+    to: &mut fs::File,
+) -> std::io::Result<()> {
+    use std::os::unix::fs::FileExt;
+    let done = copy_in_kernel(src, offset, len, to);
     if done < len {
         // Not supported here (or the source ended early): copy the rest through memory.
-        let mut rest = Vec::with_capacity(len - done);
-        let mut src = src;
-        src.seek(std::io::SeekFrom::Start(offset + done as u64))?;
-        src.take((len - done) as u64).read_to_end(&mut rest)?;
-        to.write_all(&rest)?;
-        done += rest.len();
-        if done < len {
-            return Err(std::io::Error::new(
-                IoKind::UnexpectedEof,
-                format!(
-                    "{} ends before the {len} bytes to copy from {offset}",
-                    from.display()
+        let mut rest = vec![0; len - done];
+        src.read_exact_at(&mut rest, offset + done as u64)
+            .map_err(|e| match e.kind() {
+                IoKind::UnexpectedEof => std::io::Error::new(
+                    IoKind::UnexpectedEof,
+                    format!(
+                        "{} ends before the {len} bytes to copy from {offset}",
+                        from.display()
+                    ),
                 ),
-            ));
-        }
+                _ => e,
+            })?;
+        to.write_all(&rest)?;
     }
     Ok(())
 }
@@ -530,6 +545,44 @@ fn sync_file_system(_dir: &fs::File) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn objects_are_written_from_parts_and_ranges_of_others() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(dir.path());
+        let a: Vec<u8> = (0..100).collect();
+        s.write("x/a", &a).unwrap();
+        let parts = [
+            Part::Bytes(b"<"),
+            Part::Copy {
+                key: "x/a",
+                offset: 10,
+                len: 5,
+            },
+            Part::Copy {
+                key: "x/a",
+                offset: 50,
+                len: 3,
+            },
+            Part::Bytes(b">"),
+        ];
+        s.write_parts("y/b", &parts).unwrap();
+        let want = [b"<".as_slice(), &a[10..15], &a[50..53], b">"].concat();
+        assert_eq!(s.read("y/b").unwrap().unwrap(), want);
+        let mut range = Vec::new();
+        assert!(s.read_range("y/b", 1, 5, &mut range).unwrap());
+        assert_eq!(range, a[10..15]);
+        assert!(s.read_range("y/b", 9, 50, &mut range).unwrap());
+        assert_eq!(range, b">", "a range stops where the object ends");
+        // A range past the end of the object copied from is an error, not a short object.
+        let past = [Part::Copy {
+            key: "x/a",
+            offset: 98,
+            len: 5,
+        }];
+        let e = s.write_parts("y/c", &past).unwrap_err();
+        assert!(e.to_string().contains("ends before"), "{e}");
+    }
 
     #[test]
     fn objects_round_trip_and_missing_is_none() {

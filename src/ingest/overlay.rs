@@ -37,6 +37,37 @@ impl<S: RasterSource> PlacedSource<S> {
         )
     }
 
+    /// Reads the level-0 pixels `part` (inside the source) into `scratch`, from its top-left
+    /// corner, as a tile of `size` x `size` pixels per band (`bytes` in all), and the
+    /// source's mask if it has one.
+    fn read(
+        &mut self,
+        part: PixelRect,
+        size: usize,
+        bytes: usize,
+        scratch: &mut Scratch,
+    ) -> Result<()> {
+        let win = Window {
+            x: (part.x0 - self.x0) as usize,
+            y: (part.y0 - self.y0) as usize,
+            w: part.width() as usize,
+            h: part.height() as usize,
+        };
+        // Freshly zeroed memory is mapped on first write, which the read is (a buffer that
+        // [`whole_tile`](Self::whole_tile) took is made anew this way).
+        if scratch.data.len() < bytes.div_ceil(8) {
+            scratch.data = vec![0; bytes.div_ceil(8)];
+        }
+        let data = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut scratch.data)[..bytes];
+        let mask = if self.source.has_mask() {
+            scratch.mask.resize(size * size, 0);
+            Some(&mut scratch.mask[..])
+        } else {
+            None
+        };
+        self.source.read_window(win, size, data, mask)
+    }
+
     /// The source's part of level-0 tile `loc` as a tile of its own, when the source covers
     /// the whole tile and holds data at every pixel of every band: nothing of what lies
     /// under it can show, so the caller needs no tile to lay it over. The window read
@@ -53,26 +84,9 @@ impl<S: RasterSource> PlacedSource<S> {
         if tile_rect.intersect(&self.footprint()) != tile_rect {
             return Ok(None);
         }
-        let win = Window {
-            x: (tile_rect.x0 - self.x0) as usize,
-            y: (tile_rect.y0 - self.y0) as usize,
-            w: size,
-            h: size,
-        };
         let bands = self.source.band_count();
         let bytes = size * size * bands * dtype.size();
-        // Freshly zeroed memory is mapped on first write, which the read is.
-        if scratch.data.len() < bytes.div_ceil(8) {
-            scratch.data = vec![0; bytes.div_ceil(8)];
-        }
-        let data = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut scratch.data)[..bytes];
-        let mask = if self.source.has_mask() {
-            scratch.mask.resize(size * size, 0);
-            Some(&mut scratch.mask[..])
-        } else {
-            None
-        };
-        self.source.read_window(win, size, data, mask)?;
+        self.read(tile_rect, size, bytes, scratch)?;
         if self.source.has_mask() && scratch.mask[..size * size].contains(&0) {
             return Ok(None);
         }
@@ -111,27 +125,13 @@ impl<S: RasterSource> PlacedSource<S> {
         if part.is_empty() {
             return Ok(Laid::default());
         }
-        let win = Window {
-            x: (part.x0 - self.x0) as usize,
-            y: (part.y0 - self.y0) as usize,
-            w: part.width() as usize,
-            h: part.height() as usize,
-        };
         let bytes = size * size * tile.bands * tile.dtype.size();
-        scratch.data.resize(bytes.div_ceil(8), 0);
-        let data = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut scratch.data)[..bytes];
-        let mask = if self.source.has_mask() {
-            scratch.mask.resize(size * size, 0);
-            Some(&mut scratch.mask[..])
-        } else {
-            None
-        };
-        self.source.read_window(win, size, data, mask)?;
+        self.read(part, size, bytes, scratch)?;
         let placement = Placement {
             dx: (part.x0 - tile_rect.x0) as usize,
             dy: (part.y0 - tile_rect.y0) as usize,
-            w: win.w,
-            h: win.h,
+            w: part.width() as usize,
+            h: part.height() as usize,
         };
         let mask = self.source.has_mask().then_some(&scratch.mask[..]);
         let covered = with_sample_type!(tile.dtype, T => {

@@ -44,8 +44,6 @@ struct Pending {
     /// Which children this write handed over (a received `None` quarter holds no data;
     /// a child never received is unchanged and comes from the committed state).
     received: [bool; 4],
-    /// Rebuilt even if no child changed (a tile of a level the store did not have).
-    forced: bool,
 }
 
 impl Pending {
@@ -54,7 +52,6 @@ impl Pending {
             quarters: Default::default(),
             awaited: [false; 4],
             received: [false; 4],
-            forced: false,
         }
     }
 }
@@ -134,8 +131,7 @@ impl<'a> PyramidBuilder<'a> {
             }
             for t in forced_by_level.remove(&z).unwrap_or_default() {
                 let newly = parents.insert(t);
-                let entry = state.pending.entry(t).or_insert_with(Pending::new);
-                entry.forced = true;
+                state.pending.entry(t).or_insert_with(Pending::new);
                 if newly {
                     state.ready.push(t);
                 }
@@ -342,7 +338,8 @@ impl<'a> PyramidBuilder<'a> {
             let Some(p) = s.pending.remove(&t) else {
                 continue;
             };
-            if !p.forced && !p.received.iter().any(|r| *r) {
+            // A tile made for a new level is built even if none of its children changed.
+            if !self.forced.contains(&t) && !p.received.iter().any(|r| *r) {
                 self.settle_unchanged(&mut s, t);
             } else {
                 batch.push((t, p));
