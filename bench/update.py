@@ -172,7 +172,7 @@ def stored_tiles(path):
 
 def current_format(path):
     """Whether the store is written the way this build writes stores: manifest format 1,
-    version 2 index nodes and version 2 chunks. A store kept from an older build would
+    version 3 index nodes and version 2 chunks. A store kept from an older build would
     measure the older format (one of a newer build does not even open)."""
     with open(os.path.join(path, "gridstore.json")) as f:
         manifest = json.load(f)
@@ -182,7 +182,7 @@ def current_format(path):
     if root is None:
         return True
     with open(os.path.join(path, "index", str(root["seq"]), str(root["id"])), "rb") as f:
-        if f.read(5)[4] != 2:
+        if f.read(5)[4] != 3:
             return False
     # The first chunk found, walking down the chunk directories.
     at = os.path.join(path, "chunks")

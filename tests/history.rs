@@ -149,53 +149,38 @@ fn contents(store: &Path, id: u64) -> Contents {
     c
 }
 
-/// Reads an index node as docs/FORMAT.md §4 describes version 2 (written here
+/// Reads an index node as docs/FORMAT.md §4 describes version 3 (written here
 /// independently of the library), and the nodes below it.
 fn read_node(store: &Path, key: &str, c: &mut Contents) {
     let bytes = std::fs::read(store.join(key)).unwrap_or_else(|e| panic!("{key}: {e}"));
     let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
     assert_eq!(&bytes[..4], b"GSIX", "{key} is no index node");
-    assert_eq!(bytes[4], 2, "{key}: writers write node version 2");
+    assert_eq!(bytes[4], 3, "{key}: writers write node version 3");
     let leaf = bytes[5] == 0;
     let (count, len) = (u32_at(&bytes, 8) as usize, u32_at(&bytes, 12) as usize);
-    let body = &bytes[16..16 + len];
-    let mut at = 0;
-    let varint = |at: &mut usize| {
-        let mut v = 0u64;
-        let mut shift = 0;
-        loop {
-            let b = body[*at];
-            *at += 1;
-            v |= ((b & 0x7f) as u64) << shift;
-            if b & 0x80 == 0 {
-                return v;
-            }
-            shift += 7;
-        }
-    };
+    let record = if leaf { 30 } else { 26 };
+    assert_eq!(
+        len,
+        count * record,
+        "{key}: the body holds exactly its records"
+    );
+    assert_eq!(bytes.len(), 16 + len + 4, "{key}: header, body, checksum");
     c.objects.insert(key.to_string());
-    let mut key_fields = [0i64; 5];
-    for _ in 0..count {
-        for f in key_fields.iter_mut() {
-            let z = varint(&mut at);
-            *f += ((z >> 1) as i64) ^ -((z & 1) as i64);
-        }
-        let [t, p, z, col, row] = key_fields;
-        let (t, p, z, col, row) = (t as u32, p as u8, z as u8, col as i32, row as i32);
-        let seq = varint(&mut at);
-        let second = varint(&mut at);
+    for r in bytes[16..16 + len].chunks_exact(record) {
+        let t = u32_at(r, 0);
+        let (p, z) = (r[4], r[5]);
+        let (col, row) = (u32_at(r, 6) as i32, u32_at(r, 10) as i32);
+        let seq = u64::from_le_bytes(r[14..22].try_into().unwrap());
+        let second = u32_at(r, 22);
         if leaf {
-            let crc = u32::from_le_bytes(body[at..at + 4].try_into().unwrap());
-            at += 4;
             c.tiles
-                .insert((t, p, z, col, row), (seq, second as u32, crc));
+                .insert((t, p, z, col, row), (seq, second, u32_at(r, 26)));
             c.objects
                 .insert(format!("chunks/{seq}/{t}/{p}/{z}/{row}/{col}"));
         } else {
             read_node(store, &format!("index/{seq}/{second}"), c);
         }
     }
-    assert_eq!(at, body.len(), "{key}: the body holds exactly its entries");
 }
 
 /// Tiles written (new, or with another chunk) and removed going from `before` to `after`.

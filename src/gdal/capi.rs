@@ -19,7 +19,8 @@ use super::ingest::{ingest_dataset, IngestOptions};
 use super::placement::WarpResampling;
 use super::source::{describe, GdalSource, GMF_ALL_VALID, GMF_PER_DATASET};
 use crate::error::{Error, Result};
-use crate::grid::{Layout, PixelRect};
+use crate::grid::{Layout, PixelRect, TileLoc};
+use crate::index::{Entry, TileKey};
 use crate::ingest::{create_store, new_store_manifest, Editor};
 use crate::manifest::MANIFEST_KEY;
 use crate::options::{self, CreateOptions, OpenOptions};
@@ -243,19 +244,8 @@ impl StoreHandle {
         data: Option<&mut [u8]>,
         mask: Option<&mut [u8]>,
     ) -> Result<()> {
-        let Window { x, y, w, h } = win;
-        if level as usize >= self.layout.level_count() {
-            return Err(Error::InvalidInput(format!(
-                "no level {level} in this store"
-            )));
-        }
-        let origin = self.layout.level_rect(level);
-        let rect = PixelRect::new(
-            origin.x0 + x,
-            origin.y0 + y,
-            origin.x0 + x + w as i64,
-            origin.y0 + y + h as i64,
-        );
+        let Window { w, h, .. } = win;
+        let rect = self.level_pixels(level, win)?;
         let snap = self.snap();
         let m = snap.manifest();
         let mut scratch;
@@ -274,6 +264,24 @@ impl StoreHandle {
             }
             _ => snap.read_region(0, level, rect, data, mask),
         }
+    }
+}
+
+impl StoreHandle {
+    /// Where a window of a level's dataset lies in that level's pixels.
+    fn level_pixels(&self, level: u8, win: Window) -> Result<PixelRect> {
+        if level as usize >= self.layout.level_count() {
+            return Err(Error::InvalidInput(format!(
+                "no level {level} in this store"
+            )));
+        }
+        let origin = self.layout.level_rect(level);
+        Ok(PixelRect::new(
+            origin.x0 + win.x,
+            origin.y0 + win.y,
+            origin.x0 + win.x + win.w as i64,
+            origin.y0 + win.y + win.h as i64,
+        ))
     }
 }
 
@@ -578,6 +586,9 @@ fn read_pool(threads: usize) -> Result<std::sync::Arc<rayon::ThreadPool>> {
     Ok(pool)
 }
 
+/// A block that is one whole stored tile, with the tile's index entry.
+type DirectTile = (TileKey, Option<Entry>);
+
 /// A block's per-band destinations: `block_size`-strided buffers, or null to skip a band.
 struct BlockTarget {
     x: i64,
@@ -604,6 +615,25 @@ unsafe impl Send for BlockTarget {}
 unsafe impl Sync for BlockTarget {}
 
 impl StoreHandle {
+    /// The stored tile a block is, when it can be decoded straight into GDAL's buffer: one
+    /// band, a block that is exactly one tile (the dataset's origin is on the tile grid),
+    /// and no unflushed writes to lay over it.
+    fn direct_tile(&self, level: u8, t: &BlockTarget, stride: usize) -> Option<TileKey> {
+        let ts = self.layout.tile_size as usize;
+        if self.editor.is_some()
+            || t.bands.len() != 1
+            || t.bands[0].is_null()
+            || (t.w, t.h, stride) != (ts, ts, ts)
+        {
+            return None;
+        }
+        let rect = self.level_pixels(level, t.window()).ok()?;
+        let tiles = rect.tiles(level, self.layout.tile_size);
+        let loc = TileLoc::new(level, tiles.col0, tiles.row0);
+        (tiles.len() == 1 && loc.pixel_rect(self.layout.tile_size) == rect)
+            .then(|| TileKey::new(0, 0, loc))
+    }
+
     /// Reads one block into its band buffers (rows `stride` samples apart).
     fn read_block(&self, level: u8, t: &BlockTarget, stride: usize) -> Result<()> {
         let snap = self.snap();
@@ -692,16 +722,34 @@ pub unsafe extern "C" fn gridstore_read_blocks(
             })
             .collect();
         let (level, stride) = (level as u8, block_size as usize);
-        if n >= MIN_PARALLEL_BLOCKS && s.read_threads > 1 {
-            read_pool(s.read_threads)?.install(|| {
-                targets
-                    .par_iter()
-                    .try_for_each(|t| s.read_block(level, t, stride))
-            })?;
-        } else {
-            for t in &targets {
-                s.read_block(level, t, stride)?;
+        // The index entries of the blocks that are whole tiles are resolved here, in one
+        // walk, before the threads start (see IndexReader::get_many).
+        let snap = s.snap();
+        let direct: Vec<Option<TileKey>> = targets
+            .iter()
+            .map(|t| s.direct_tile(level, t, stride))
+            .collect();
+        let wanted: Vec<TileKey> = direct.iter().flatten().copied().collect();
+        let mut found = snap.entries(&wanted)?.into_iter();
+        let plan: Vec<(&BlockTarget, Option<DirectTile>)> = targets
+            .iter()
+            .zip(&direct)
+            .map(|(t, k)| (t, k.map(|k| (k, found.next().expect("one entry per key")))))
+            .collect();
+        let read = |(t, direct): &(&BlockTarget, Option<DirectTile>)| match direct {
+            Some((key, entry)) => {
+                let bytes = stride * stride * snap.manifest().data_type.size();
+                // SAFETY: see BlockTarget; a direct block's one buffer holds stride * stride
+                // samples.
+                let out = unsafe { std::slice::from_raw_parts_mut(t.bands[0], bytes) };
+                snap.read_tile_into(key, *entry, out, None)
             }
+            None => s.read_block(level, t, stride),
+        };
+        if n >= MIN_PARALLEL_BLOCKS && s.read_threads > 1 {
+            read_pool(s.read_threads)?.install(|| plan.par_iter().try_for_each(read))?;
+        } else {
+            plan.iter().try_for_each(read)?;
         }
         Ok(0)
     })

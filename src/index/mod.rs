@@ -12,7 +12,7 @@ use std::cmp::Ordering;
 
 use serde::{Deserialize, Serialize};
 
-pub use node::{Node, NODE_PREFIX};
+pub use node::{Node, RecordValue, Records, NODE_PREFIX};
 pub use tree::{apply_changes, IndexReader, NodeWriter, INTERNAL_MAX, LEAF_MAX};
 
 use crate::grid::TileLoc;

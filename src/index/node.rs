@@ -3,7 +3,7 @@
 //! ```text
 //! offset size  field
 //!   0     4    magic "GSIX"
-//!   4     1    node format version (2; version 1 is still read)
+//!   4     1    node format version (3; versions 1 and 2 are still read)
 //!   5     1    kind: 0 leaf, 1 internal
 //!   6     2    reserved, zero
 //!   8     4    entry count
@@ -12,17 +12,18 @@
 //! 16+n    4    CRC-32C of bytes [0, 16 + n)
 //! ```
 //!
-//! Version 2 bodies are not compressed: entries are sorted, so each key is written as the
-//! differences of its fields from the previous key's (zigzag LEB128 varints, mostly one
-//! byte each), which makes them about as small as compressing would, and a fresh process
-//! decodes a full leaf in microseconds instead of first setting up a decompressor (the
-//! first window read of a large store reads several nodes). A leaf entry continues with
-//! the chunk's snapshot and size (varints) and its CRC-32C (4 bytes); an internal entry
-//! with the child's snapshot and node id (varints).
+//! A version 3 body is the entries as fixed-width records, in key order, uncompressed: a
+//! 14-byte key (time u32, pyramid u8, level u8, col i32, row i32), then for a leaf the
+//! chunk's snapshot u64, size u32 and CRC-32C u32 (30 bytes), for an internal node the
+//! child's snapshot u64 and node id u32 (26 bytes). All little-endian. A node in memory
+//! is its object's bytes as read: a lookup binary-searches the records where they lie, so
+//! a fresh process pays for reading a node, and not for decoding all of it (the first read
+//! of a window in a large store walks down two or three nodes of a thousand entries each).
 //!
-//! Version 1 bodies are zstd-compressed fixed records: a 14-byte key (time u32, pyramid
-//! u8, level u8, col i32, row i32), then for a leaf the snapshot u64, size u32 and CRC-32C
-//! u32, for an internal node the snapshot u64 and node id u32. All little-endian.
+//! Version 2 bodies (still read) hold the same entries delta-encoded as varints; version 1
+//! bodies are the version 3 records, zstd-compressed.
+
+use std::marker::PhantomData;
 
 use crate::codec::Compression;
 use crate::error::{Error, Result};
@@ -31,74 +32,209 @@ use super::{Entry, NodeRef, TileKey};
 
 pub const NODE_PREFIX: &str = "index/";
 const MAGIC: [u8; 4] = *b"GSIX";
-const VERSION: u8 = 2;
+const VERSION: u8 = 3;
+/// Delta-encoded varint records, still read.
+const VERSION_2: u8 = 2;
 /// The zstd-compressed fixed records of the first stores, still read.
 const VERSION_1: u8 = 1;
 const HEADER_LEN: usize = 16;
 const KEY_LEN: usize = 14;
-const LEAF_ENTRY_LEN: usize = KEY_LEN + 16;
 /// Most entries a version-1 node may claim (more than any node ever held).
 const MAX_V1_ENTRIES: usize = 1 << 16;
-const INTERNAL_ENTRY_LEN: usize = KEY_LEN + 12;
-/// Node bodies are small and read often; a fast level is enough for their regular bytes.
+
+/// What a record holds after its key.
+pub trait RecordValue: Copy {
+    const LEN: usize;
+    /// The node kind byte of nodes of these records.
+    const KIND: u8;
+    fn get(b: &[u8]) -> Self;
+    fn put(&self, out: &mut Vec<u8>);
+}
+
+impl RecordValue for Entry {
+    const LEN: usize = 16;
+    const KIND: u8 = 0;
+    fn get(b: &[u8]) -> Self {
+        Entry {
+            seq: u64::from_le_bytes(b[0..8].try_into().expect("8")),
+            size: u32::from_le_bytes(b[8..12].try_into().expect("4")),
+            crc: u32::from_le_bytes(b[12..16].try_into().expect("4")),
+        }
+    }
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.size.to_le_bytes());
+        out.extend_from_slice(&self.crc.to_le_bytes());
+    }
+}
+
+impl RecordValue for NodeRef {
+    const LEN: usize = 12;
+    const KIND: u8 = 1;
+    fn get(b: &[u8]) -> Self {
+        NodeRef {
+            seq: u64::from_le_bytes(b[0..8].try_into().expect("8")),
+            id: u32::from_le_bytes(b[8..12].try_into().expect("4")),
+        }
+    }
+    fn put(&self, out: &mut Vec<u8>) {
+        out.extend_from_slice(&self.seq.to_le_bytes());
+        out.extend_from_slice(&self.id.to_le_bytes());
+    }
+}
+
+/// A node's entries in key order, as the fixed-width records of a version 3 object, held
+/// in that object's bytes (header and checksum included), so that the node is written and
+/// searched as it is, without copying or decoding.
+#[derive(Clone)]
+pub struct Records<V> {
+    object: Vec<u8>,
+    count: usize,
+    value: PhantomData<V>,
+}
+
+impl<V: RecordValue> Records<V> {
+    const RECORD_LEN: usize = KEY_LEN + V::LEN;
+
+    /// The records of `items` (sorted by key), as a complete version 3 object.
+    fn build(items: impl ExactSizeIterator<Item = (TileKey, V)>) -> Self {
+        let count = items.len();
+        let body_len = count * Self::RECORD_LEN;
+        let mut object = Vec::with_capacity(HEADER_LEN + body_len + 4);
+        object.extend_from_slice(&MAGIC);
+        object.extend_from_slice(&[VERSION, V::KIND, 0, 0]);
+        object.extend_from_slice(&(count as u32).to_le_bytes());
+        object.extend_from_slice(&(body_len as u32).to_le_bytes());
+        for (k, v) in items {
+            put_key(&mut object, &k);
+            v.put(&mut object);
+        }
+        let crc = crc32c::crc32c(&object);
+        object.extend_from_slice(&crc.to_le_bytes());
+        Records {
+            object,
+            count,
+            value: PhantomData,
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+
+    fn record(&self, i: usize) -> &[u8] {
+        let at = HEADER_LEN + i * Self::RECORD_LEN;
+        &self.object[at..at + Self::RECORD_LEN]
+    }
+
+    pub fn key(&self, i: usize) -> TileKey {
+        get_key(self.record(i))
+    }
+
+    pub fn value(&self, i: usize) -> V {
+        V::get(&self.record(i)[KEY_LEN..])
+    }
+
+    pub fn get(&self, i: usize) -> (TileKey, V) {
+        (self.key(i), self.value(i))
+    }
+
+    pub fn iter(&self) -> impl ExactSizeIterator<Item = (TileKey, V)> + '_ {
+        (0..self.count).map(|i| self.get(i))
+    }
+
+    /// Where `key` is (`Ok`), or where it would go (`Err`).
+    pub fn search(&self, key: &TileKey) -> std::result::Result<usize, usize> {
+        let (mut lo, mut hi) = (0, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            match self.key(mid).cmp(key) {
+                std::cmp::Ordering::Less => lo = mid + 1,
+                std::cmp::Ordering::Greater => hi = mid,
+                std::cmp::Ordering::Equal => return Ok(mid),
+            }
+        }
+        Err(lo)
+    }
+
+    /// How many records come first whose key satisfies `pred` (which must hold for a
+    /// prefix of the records).
+    pub fn partition_point(&self, pred: impl Fn(&TileKey) -> bool) -> usize {
+        let (mut lo, mut hi) = (0, self.count);
+        while lo < hi {
+            let mid = lo + (hi - lo) / 2;
+            if pred(&self.key(mid)) {
+                lo = mid + 1;
+            } else {
+                hi = mid;
+            }
+        }
+        lo
+    }
+}
+
+impl<V: RecordValue + PartialEq> PartialEq for Records<V> {
+    fn eq(&self, other: &Self) -> bool {
+        self.count == other.count && self.iter().eq(other.iter())
+    }
+}
+
+impl<V: RecordValue + std::fmt::Debug> std::fmt::Debug for Records<V> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_list().entries(self.iter()).finish()
+    }
+}
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum Node {
-    Leaf(Vec<(TileKey, Entry)>),
+    Leaf(Records<Entry>),
     /// Children with the first key each holds; child `i` holds the keys from its first key
     /// up to the next child's first key (the first child also holds everything below).
-    Internal(Vec<(TileKey, NodeRef)>),
+    Internal(Records<NodeRef>),
 }
 
 impl Node {
-    pub fn encode(&self) -> Result<Vec<u8>> {
-        let mut out = Vec::with_capacity(HEADER_LEN + self.len() * 16);
-        out.extend_from_slice(&MAGIC);
-        out.push(VERSION);
-        out.push(self.kind());
-        out.extend_from_slice(&[0, 0]);
-        out.extend_from_slice(&(self.len() as u32).to_le_bytes());
-        out.extend_from_slice(&[0; 4]); // body length, filled below
-        let mut prev = KeyFields::default();
-        match self {
-            Node::Leaf(entries) => {
-                for (k, e) in entries {
-                    prev = put_key_delta(&mut out, prev, k);
-                    put_varint(&mut out, e.seq);
-                    put_varint(&mut out, e.size as u64);
-                    out.extend_from_slice(&e.crc.to_le_bytes());
-                }
-            }
-            Node::Internal(children) => {
-                for (k, r) in children {
-                    prev = put_key_delta(&mut out, prev, k);
-                    put_varint(&mut out, r.seq);
-                    put_varint(&mut out, r.id as u64);
-                }
-            }
-        }
-        let body_len = (out.len() - HEADER_LEN) as u32;
-        out[12..16].copy_from_slice(&body_len.to_le_bytes());
-        let crc = crc32c::crc32c(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        Ok(out)
+    pub fn leaf(entries: Vec<(TileKey, Entry)>) -> Node {
+        Node::Leaf(Records::build(entries.into_iter()))
     }
 
-    fn kind(&self) -> u8 {
+    pub fn internal(children: Vec<(TileKey, NodeRef)>) -> Node {
+        Node::Internal(Records::build(children.into_iter()))
+    }
+
+    /// The node's object, as it is written.
+    pub fn bytes(&self) -> &[u8] {
         match self {
-            Node::Leaf(_) => 0,
-            Node::Internal(_) => 1,
+            Node::Leaf(r) => &r.object,
+            Node::Internal(r) => &r.object,
         }
     }
 
-    fn len(&self) -> usize {
+    pub fn len(&self) -> usize {
         match self {
-            Node::Leaf(e) => e.len(),
-            Node::Internal(c) => c.len(),
+            Node::Leaf(r) => r.len(),
+            Node::Internal(r) => r.len(),
         }
     }
 
-    pub fn decode(bytes: &[u8], key: &str) -> Result<Node> {
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub fn first_key(&self) -> Option<TileKey> {
+        (!self.is_empty()).then(|| match self {
+            Node::Leaf(r) => r.key(0),
+            Node::Internal(r) => r.key(0),
+        })
+    }
+
+    /// Checks a node object read from storage (`key` names it in messages) and takes it as
+    /// the node; a version 3 object is used as it is, older ones are converted.
+    pub fn decode(bytes: Vec<u8>, key: &str) -> Result<Node> {
         let bad = |detail: String| Error::corrupt(key, format!("index node: {detail}"));
         if bytes.len() < HEADER_LEN + 4 || bytes[0..4] != MAGIC {
             return Err(bad(format!(
@@ -111,11 +247,11 @@ impl Node {
         if crc32c::crc32c(body) != want {
             return Err(bad("checksum mismatch".into()));
         }
-        if bytes[4] != VERSION && bytes[4] != VERSION_1 {
+        let version = bytes[4];
+        if ![VERSION, VERSION_2, VERSION_1].contains(&version) {
             return Err(Error::NotSupported(format!(
-                "{key}: index node version {} is newer than this build supports; upgrade \
-                 gridstore",
-                bytes[4]
+                "{key}: index node version {version} is newer than this build supports; \
+                 upgrade gridstore"
             )));
         }
         let count = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
@@ -128,100 +264,79 @@ impl Node {
             1 => false,
             k => return Err(bad(format!("unknown node kind {k}"))),
         };
-        let body = &body[HEADER_LEN..];
-        if bytes[4] == VERSION {
-            return decode_deltas(body, leaf, count).ok_or_else(|| {
-                bad(format!(
-                    "body does not hold {count} {} entries",
-                    if leaf { "leaf" } else { "internal" }
-                ))
-            });
-        }
-        // Version 1: zstd-compressed fixed records. A count that the body cannot hold is
-        // refused before anything is allocated for it.
-        let entry_len = if leaf {
-            LEAF_ENTRY_LEN
-        } else {
-            INTERNAL_ENTRY_LEN
+        let wrong_count = || {
+            bad(format!(
+                "body does not hold {count} {} entries",
+                if leaf { "leaf" } else { "internal" }
+            ))
         };
-        if count > MAX_V1_ENTRIES {
-            return Err(bad(format!("entry count {count} is implausible")));
-        }
-        let mut raw = vec![0u8; count * entry_len];
-        Compression::Zstd.decompress(body, &mut raw).map_err(bad)?;
-        let entries = raw.chunks_exact(entry_len);
-        Ok(if leaf {
-            Node::Leaf(
-                entries
-                    .map(|e| {
-                        (
-                            get_key(e),
-                            Entry {
-                                seq: u64::from_le_bytes(e[14..22].try_into().expect("8")),
-                                size: u32::from_le_bytes(e[22..26].try_into().expect("4")),
-                                crc: u32::from_le_bytes(e[26..30].try_into().expect("4")),
-                            },
-                        )
+        let record_len = KEY_LEN + if leaf { Entry::LEN } else { NodeRef::LEN };
+        match version {
+            VERSION => {
+                if count.checked_mul(record_len) != Some(body_len) {
+                    return Err(wrong_count());
+                }
+                Ok(if leaf {
+                    Node::Leaf(Records {
+                        object: bytes,
+                        count,
+                        value: PhantomData,
                     })
-                    .collect(),
-            )
-        } else {
-            Node::Internal(
-                entries
-                    .map(|e| {
-                        (
-                            get_key(e),
-                            NodeRef {
-                                seq: u64::from_le_bytes(e[14..22].try_into().expect("8")),
-                                id: u32::from_le_bytes(e[22..26].try_into().expect("4")),
-                            },
-                        )
+                } else {
+                    Node::Internal(Records {
+                        object: bytes,
+                        count,
+                        value: PhantomData,
                     })
-                    .collect(),
-            )
-        })
-    }
-
-    pub fn first_key(&self) -> Option<TileKey> {
-        match self {
-            Node::Leaf(e) => e.first().map(|x| x.0),
-            Node::Internal(c) => c.first().map(|x| x.0),
+                })
+            }
+            VERSION_2 => decode_deltas(&body[HEADER_LEN..], leaf, count).ok_or_else(wrong_count),
+            _ => {
+                // Version 1: the version 3 records, zstd-compressed. A count that cannot
+                // be right is refused before anything is allocated for it.
+                if count > MAX_V1_ENTRIES {
+                    return Err(bad(format!("entry count {count} is implausible")));
+                }
+                let mut raw = vec![0u8; count * record_len];
+                Compression::Zstd
+                    .decompress(&body[HEADER_LEN..], &mut raw)
+                    .map_err(bad)?;
+                let records = raw.chunks_exact(record_len);
+                Ok(if leaf {
+                    Node::Leaf(Records::build(
+                        records.map(|r| (get_key(r), Entry::get(&r[KEY_LEN..]))),
+                    ))
+                } else {
+                    Node::Internal(Records::build(
+                        records.map(|r| (get_key(r), NodeRef::get(&r[KEY_LEN..]))),
+                    ))
+                })
+            }
         }
     }
 }
 
-/// The fields of the key before, which the next key is written relative to.
+fn put_key(out: &mut Vec<u8>, k: &TileKey) {
+    out.extend_from_slice(&k.time.to_le_bytes());
+    out.push(k.pyramid);
+    out.push(k.level);
+    out.extend_from_slice(&k.col.to_le_bytes());
+    out.extend_from_slice(&k.row.to_le_bytes());
+}
+
+fn get_key(b: &[u8]) -> TileKey {
+    TileKey {
+        time: u32::from_le_bytes(b[0..4].try_into().expect("4")),
+        pyramid: b[4],
+        level: b[5],
+        col: i32::from_le_bytes(b[6..10].try_into().expect("4")),
+        row: i32::from_le_bytes(b[10..14].try_into().expect("4")),
+    }
+}
+
+/// The fields of the key before, which a version 2 key is written relative to.
 #[derive(Default, Clone, Copy)]
 struct KeyFields([i64; 5]);
-
-impl KeyFields {
-    fn of(k: &TileKey) -> KeyFields {
-        KeyFields([
-            k.time as i64,
-            k.pyramid as i64,
-            k.level as i64,
-            k.col as i64,
-            k.row as i64,
-        ])
-    }
-}
-
-fn put_key_delta(out: &mut Vec<u8>, prev: KeyFields, k: &TileKey) -> KeyFields {
-    let now = KeyFields::of(k);
-    for (a, b) in now.0.iter().zip(prev.0) {
-        let d = a - b;
-        put_varint(out, ((d << 1) ^ (d >> 63)) as u64);
-    }
-    now
-}
-
-fn put_varint(out: &mut Vec<u8>, mut v: u64) {
-    while v >= 0x80 {
-        out.push(v as u8 | 0x80);
-        v >>= 7;
-    }
-    out.push(v as u8);
-}
 
 /// Reads version-2 entries; `None` if the body does not hold exactly `count` of them.
 fn decode_deltas(body: &[u8], leaf: bool, count: usize) -> Option<Node> {
@@ -255,7 +370,7 @@ fn decode_deltas(body: &[u8], leaf: bool, count: usize) -> Option<Node> {
             let crc = u32::from_le_bytes(r.take(4)?.try_into().ok()?);
             entries.push((key, Entry { seq, size, crc }));
         }
-        Node::Leaf(entries)
+        Node::leaf(entries)
     } else {
         let mut children = Vec::with_capacity(count);
         for _ in 0..count {
@@ -264,7 +379,7 @@ fn decode_deltas(body: &[u8], leaf: bool, count: usize) -> Option<Node> {
             let id = u32::try_from(r.varint()?).ok()?;
             children.push((key, NodeRef { seq, id }));
         }
-        Node::Internal(children)
+        Node::internal(children)
     };
     (r.at == body.len()).then_some(node)
 }
@@ -296,16 +411,6 @@ impl Reader<'_> {
     }
 }
 
-fn get_key(b: &[u8]) -> TileKey {
-    TileKey {
-        time: u32::from_le_bytes(b[0..4].try_into().expect("4")),
-        pyramid: b[4],
-        level: b[5],
-        col: i32::from_le_bytes(b[6..10].try_into().expect("4")),
-        row: i32::from_le_bytes(b[10..14].try_into().expect("4")),
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -315,43 +420,85 @@ mod tests {
         Entry { seq, size, crc }
     }
 
+    /// The records of a node as version 1 or 3 lay them out.
+    fn fixed_records(node: &Node) -> Vec<u8> {
+        let mut body = Vec::new();
+        match node {
+            Node::Leaf(entries) => entries.iter().for_each(|(k, e)| {
+                put_key(&mut body, &k);
+                e.put(&mut body);
+            }),
+            Node::Internal(children) => children.iter().for_each(|(k, r)| {
+                put_key(&mut body, &k);
+                r.put(&mut body);
+            }),
+        }
+        body
+    }
+
+    /// An object of an older version around `body`.
+    fn object(version: u8, node: &Node, body: &[u8]) -> Vec<u8> {
+        let mut out = MAGIC.to_vec();
+        let kind = matches!(node, Node::Internal(_)) as u8;
+        out.extend_from_slice(&[version, kind, 0, 0]);
+        out.extend_from_slice(&(node.len() as u32).to_le_bytes());
+        out.extend_from_slice(&(body.len() as u32).to_le_bytes());
+        out.extend_from_slice(body);
+        with_crc(out)
+    }
+
     /// A version-1 node, as the first stores wrote them.
     fn encode_v1(node: &Node) -> Vec<u8> {
         let mut body = Vec::new();
-        let put_key = |body: &mut Vec<u8>, k: &TileKey| {
-            body.extend_from_slice(&k.time.to_le_bytes());
-            body.push(k.pyramid);
-            body.push(k.level);
-            body.extend_from_slice(&k.col.to_le_bytes());
-            body.extend_from_slice(&k.row.to_le_bytes());
+        Compression::Zstd
+            .compress(1, &fixed_records(node), &mut body)
+            .unwrap();
+        object(VERSION_1, node, &body)
+    }
+
+    /// A version-2 node: each key field as a zigzag varint of its difference from the key
+    /// before, then the value's fields as varints (a leaf's CRC as 4 bytes).
+    fn encode_v2(node: &Node) -> Vec<u8> {
+        fn varint(out: &mut Vec<u8>, mut v: u64) {
+            while v >= 0x80 {
+                out.push(v as u8 | 0x80);
+                v >>= 7;
+            }
+            out.push(v as u8);
+        }
+        let fields = |k: &TileKey| {
+            [
+                k.time as i64,
+                k.pyramid as i64,
+                k.level as i64,
+                k.col as i64,
+                k.row as i64,
+            ]
+        };
+        let mut body = Vec::new();
+        let mut prev = [0i64; 5];
+        let mut key = |body: &mut Vec<u8>, k: &TileKey| {
+            let now = fields(k);
+            for (a, b) in now.iter().zip(prev) {
+                let d = a - b;
+                varint(body, ((d << 1) ^ (d >> 63)) as u64);
+            }
+            prev = now;
         };
         match node {
-            Node::Leaf(entries) => {
-                for (k, e) in entries {
-                    put_key(&mut body, k);
-                    body.extend_from_slice(&e.seq.to_le_bytes());
-                    body.extend_from_slice(&e.size.to_le_bytes());
-                    body.extend_from_slice(&e.crc.to_le_bytes());
-                }
-            }
-            Node::Internal(children) => {
-                for (k, r) in children {
-                    put_key(&mut body, k);
-                    body.extend_from_slice(&r.seq.to_le_bytes());
-                    body.extend_from_slice(&r.id.to_le_bytes());
-                }
-            }
+            Node::Leaf(entries) => entries.iter().for_each(|(k, e)| {
+                key(&mut body, &k);
+                varint(&mut body, e.seq);
+                varint(&mut body, e.size as u64);
+                body.extend_from_slice(&e.crc.to_le_bytes());
+            }),
+            Node::Internal(children) => children.iter().for_each(|(k, r)| {
+                key(&mut body, &k);
+                varint(&mut body, r.seq);
+                varint(&mut body, r.id as u64);
+            }),
         }
-        let mut out = MAGIC.to_vec();
-        out.extend_from_slice(&[VERSION_1, node.kind(), 0, 0]);
-        out.extend_from_slice(&(node.len() as u32).to_le_bytes());
-        out.extend_from_slice(&[0; 4]);
-        Compression::Zstd.compress(1, &body, &mut out).unwrap();
-        let n = (out.len() - HEADER_LEN) as u32;
-        out[12..16].copy_from_slice(&n.to_le_bytes());
-        let crc = crc32c::crc32c(&out);
-        out.extend_from_slice(&crc.to_le_bytes());
-        out
+        object(VERSION_2, node, &body)
     }
 
     fn with_crc(mut body: Vec<u8>) -> Vec<u8> {
@@ -362,7 +509,7 @@ mod tests {
 
     #[test]
     fn nodes_round_trip_and_damage_is_detected() {
-        let leaf = Node::Leaf(vec![
+        let leaf = Node::leaf(vec![
             (TileKey::base(-3, 7), entry(9, 1234, 0xdeadbeef)),
             (TileKey::base(5, -2_000_000), entry(u64::MAX, u32::MAX, 0)),
             (
@@ -376,7 +523,7 @@ mod tests {
                 entry(0, 0, 1),
             ),
         ]);
-        let internal = Node::Internal(vec![
+        let internal = Node::internal(vec![
             (TileKey::base(1, 2), NodeRef { seq: 4, id: 17 }),
             (
                 TileKey::base(1, 3),
@@ -386,36 +533,36 @@ mod tests {
                 },
             ),
         ]);
-        for n in [leaf, internal, Node::Leaf(vec![])] {
-            let mut bytes = n.encode().unwrap();
+        for n in [leaf, internal, Node::leaf(vec![])] {
+            let mut bytes = n.bytes().to_vec();
             assert_eq!(bytes[4], VERSION);
-            assert_eq!(Node::decode(&bytes, "k").unwrap(), n);
-            // The first stores' nodes still read the same.
-            assert_eq!(Node::decode(&encode_v1(&n), "k").unwrap(), n);
+            assert_eq!(Node::decode(bytes.clone(), "k").unwrap(), n);
+            // Nodes of earlier versions still read the same.
+            assert_eq!(Node::decode(encode_v1(&n), "k").unwrap(), n);
+            assert_eq!(Node::decode(encode_v2(&n), "k").unwrap(), n);
             let mid = bytes.len() / 2;
             bytes[mid] ^= 0x40;
-            assert!(Node::decode(&bytes, "k").is_err());
-            assert!(Node::decode(&bytes[..10], "k").is_err());
+            assert!(Node::decode(bytes.clone(), "k").is_err());
+            assert!(Node::decode(bytes[..10].to_vec(), "k").is_err());
         }
     }
 
     #[test]
-    fn a_full_leaf_of_neighbours_is_small() {
-        let entries: Vec<_> = (0..crate::index::LEAF_MAX as i32)
-            .map(|i| {
-                (
-                    TileKey::base(i % 32, i / 32),
-                    entry(3, 40_000 + i as u32, 0x1234_5678),
-                )
-            })
+    fn lookups_find_every_key_and_place_the_missing_ones() {
+        let keys: Vec<TileKey> = (0..300)
+            .map(|i| TileKey::base(2 * (i % 20), i / 20))
             .collect();
-        let bytes = Node::Leaf(entries).encode().unwrap();
-        // Keys of one or two bytes a field, size in three, CRC in four: 13 to 14 bytes each.
-        assert!(
-            bytes.len() < 15 * crate::index::LEAF_MAX,
-            "{} bytes",
-            bytes.len()
-        );
+        let mut sorted = keys.clone();
+        sorted.sort();
+        let node = Node::leaf(sorted.iter().map(|k| (*k, entry(1, 2, 3))).collect());
+        let Node::Leaf(r) = &node else { unreachable!() };
+        for (i, k) in sorted.iter().enumerate() {
+            assert_eq!(r.search(k), Ok(i));
+            assert_eq!(r.partition_point(|x| x < k), i);
+            // An odd column is never stored: it belongs just after its even neighbour.
+            let gap = TileKey::base(k.col + 1, k.row);
+            assert_eq!(r.search(&gap), Err(sorted.partition_point(|x| *x < gap)));
+        }
     }
 
     proptest! {
@@ -423,14 +570,22 @@ mod tests {
         /// decoding returns a node or an error and never panics or allocates wildly.
         #[test]
         fn any_body_with_a_valid_checksum_decodes_or_fails_cleanly(
-            kind in 0u8..3, count in 0u32..5000, body in prop::collection::vec(any::<u8>(), 0..300)
+            version in 1u8..4, kind in 0u8..3, count in 0u32..5000,
+            body in prop::collection::vec(any::<u8>(), 0..300)
         ) {
             let mut bytes = MAGIC.to_vec();
-            bytes.extend_from_slice(&[VERSION, kind, 0, 0]);
+            bytes.extend_from_slice(&[version, kind, 0, 0]);
             bytes.extend_from_slice(&count.to_le_bytes());
             bytes.extend_from_slice(&(body.len() as u32).to_le_bytes());
             bytes.extend_from_slice(&body);
-            let _ = Node::decode(&with_crc(bytes), "k");
+            if let Ok(node) = Node::decode(with_crc(bytes), "k") {
+                // Whatever decoded can be searched and read through.
+                prop_assert_eq!(node.len(), count as usize);
+                if let Node::Leaf(r) = &node {
+                    let _ = r.search(&TileKey::base(0, 0));
+                    prop_assert_eq!(r.iter().count(), count as usize);
+                }
+            }
         }
 
         #[test]
@@ -439,10 +594,11 @@ mod tests {
             seq in any::<u64>(), size in any::<u32>(), crc in any::<u32>()) {
             keys.sort();
             keys.dedup();
-            let node = Node::Leaf(keys.iter().map(|&(time, pyramid, level, col, row)| {
+            let node = Node::leaf(keys.iter().map(|&(time, pyramid, level, col, row)| {
                 (TileKey { time, pyramid, level, col, row }, entry(seq, size, crc))
             }).collect());
-            prop_assert_eq!(Node::decode(&node.encode().unwrap(), "k").unwrap(), node);
+            prop_assert_eq!(&Node::decode(node.bytes().to_vec(), "k").unwrap(), &node);
+            prop_assert_eq!(&Node::decode(encode_v2(&node), "k").unwrap(), &node);
         }
     }
 }

@@ -5,14 +5,23 @@ use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
 
+use super::node::Records;
 use super::{Entry, Node, NodeRef, TileKey};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 
-/// Most entries a leaf holds (about 30 KiB before compression).
+/// Most entries a leaf holds (about 12 KiB encoded).
+#[cfg(not(test))]
 pub const LEAF_MAX: usize = 1024;
-/// Most children an internal node holds.
-pub const INTERNAL_MAX: usize = 512;
+/// Most children an internal node holds. A first read in a fresh process pays for every
+/// level it walks down, so internal nodes are wide: two levels index two million tiles.
+#[cfg(not(test))]
+pub const INTERNAL_MAX: usize = 2048;
+/// Unit tests use small nodes, so that modest trees are several levels deep.
+#[cfg(test)]
+pub const LEAF_MAX: usize = 64;
+#[cfg(test)]
+pub const INTERNAL_MAX: usize = 8;
 
 /// Reads index nodes, keeping recently used ones decoded in memory. Nodes are immutable, so
 /// a cached node never goes stale.
@@ -49,7 +58,7 @@ impl IndexReader {
         let bytes = self.storage.read(&key)?.ok_or_else(|| {
             Error::corrupt(self.storage.location().join(&key), "index node is missing")
         })?;
-        let node = Arc::new(Node::decode(&bytes, &key)?);
+        let node = Arc::new(Node::decode(bytes, &key)?);
         self.cache.lock().expect("poisoned").put(r, node.clone());
         Ok(node)
     }
@@ -64,17 +73,42 @@ impl IndexReader {
             return Ok(None);
         };
         loop {
-            let node = self.node(at)?;
-            match &*node {
-                Node::Leaf(entries) => {
-                    return Ok(entries
-                        .binary_search_by(|(k, _)| k.cmp(key))
-                        .ok()
-                        .map(|i| entries[i].1))
-                }
-                Node::Internal(children) => at = children[child_for(children, key)].1,
+            match step(&*self.node(at)?, key) {
+                Step::Found(e) => return Ok(e),
+                Step::Child(c) => at = c,
             }
         }
+    }
+
+    /// The entries for many keys at once, in the order given. Each node on the way is
+    /// fetched once, by the calling thread. A read of many tiles resolves them this way
+    /// before its threads start: in a fresh process every thread would otherwise miss the
+    /// same few nodes at once and wait in turn for them.
+    pub fn get_many(&self, root: Option<NodeRef>, keys: &[TileKey]) -> Result<Vec<Option<Entry>>> {
+        let Some(root) = root else {
+            return Ok(vec![None; keys.len()]);
+        };
+        // The nodes of one request are few (a root, an internal node, a leaf or two).
+        let mut held: Vec<(NodeRef, Arc<Node>)> = Vec::new();
+        keys.iter()
+            .map(|key| {
+                let mut at = root;
+                loop {
+                    let node = match held.iter().find(|(r, _)| *r == at) {
+                        Some((_, n)) => n.clone(),
+                        None => {
+                            let n = self.node(at)?;
+                            held.push((at, n.clone()));
+                            n
+                        }
+                    };
+                    match step(&node, key) {
+                        Step::Found(e) => return Ok(e),
+                        Step::Child(c) => at = c,
+                    }
+                }
+            })
+            .collect()
     }
 
     /// Calls `f` for every entry with `lo <= key < hi`, in key order.
@@ -101,21 +135,21 @@ impl IndexReader {
         let node = self.node(at)?;
         match &*node {
             Node::Leaf(entries) => {
-                let start = entries.partition_point(|(k, _)| k < lo);
-                for (k, e) in &entries[start..] {
-                    if k >= hi {
+                let start = entries.partition_point(|k| k < lo);
+                for (k, e) in entries.iter().skip(start) {
+                    if k >= *hi {
                         break;
                     }
-                    f(*k, *e)?;
+                    f(k, e)?;
                 }
             }
             Node::Internal(children) => {
                 let first = child_for(children, lo);
-                for (k, child) in &children[first..] {
-                    if k >= hi {
+                for (k, child) in children.iter().skip(first) {
+                    if k >= *hi {
                         break;
                     }
-                    self.range_in(*child, lo, hi, f)?;
+                    self.range_in(child, lo, hi, f)?;
                 }
             }
         }
@@ -132,19 +166,30 @@ impl IndexReader {
         let node = self.node(r)?;
         f(r, &node)?;
         if let Node::Internal(children) = &*node {
-            for (_, c) in children {
-                self.visit_nodes(Some(*c), f)?;
+            for (_, c) in children.iter() {
+                self.visit_nodes(Some(c), f)?;
             }
         }
         Ok(())
     }
 }
 
+/// One step of a lookup: the entry of `key` if `node` is a leaf, else the child to go on to.
+enum Step {
+    Found(Option<Entry>),
+    Child(NodeRef),
+}
+
+fn step(node: &Node, key: &TileKey) -> Step {
+    match node {
+        Node::Leaf(entries) => Step::Found(entries.search(key).ok().map(|i| entries.value(i))),
+        Node::Internal(children) => Step::Child(children.value(child_for(children, key))),
+    }
+}
+
 /// The child of an internal node that holds `key`.
-fn child_for(children: &[(TileKey, NodeRef)], key: &TileKey) -> usize {
-    children
-        .partition_point(|(k, _)| k <= key)
-        .saturating_sub(1)
+fn child_for(children: &Records<NodeRef>, key: &TileKey) -> usize {
+    children.partition_point(|k| k <= key).saturating_sub(1)
 }
 
 /// Writes the nodes of one commit as `index/<seq>/<n>`.
@@ -171,7 +216,7 @@ impl<'a> NodeWriter<'a> {
             id: self.next_id,
         };
         self.next_id += 1;
-        self.storage.write(&r.object_key(), &node.encode()?)?;
+        self.storage.write(&r.object_key(), node.bytes())?;
         let first = node.first_key().expect("nodes written are never empty");
         self.reader.remember(r, node);
         Ok((first, r))
@@ -215,7 +260,7 @@ pub fn apply_changes(
     // Shrink from the top while the root has a single child.
     loop {
         match &*reader.node(root)? {
-            Node::Internal(c) if c.len() == 1 => root = c[0].1,
+            Node::Internal(c) if c.len() == 1 => root = c.value(0),
             _ => return Ok(Some(root)),
         }
     }
@@ -230,22 +275,27 @@ fn apply_node(
 ) -> Result<Vec<(TileKey, NodeRef)>> {
     let node = reader.node(at)?;
     match &*node {
-        Node::Leaf(entries) => write_leaves(merge(entries, changes), writer),
+        Node::Leaf(entries) => {
+            let entries: Vec<_> = entries.iter().collect();
+            write_leaves(merge(&entries, changes), writer)
+        }
         Node::Internal(children) => {
             let mut out = Vec::with_capacity(children.len() + 1);
             let mut rest = changes;
             for (i, (first, child)) in children.iter().enumerate() {
                 // This child takes the changes below the next child's first key.
-                let take = match children.get(i + 1) {
-                    Some((next, _)) => rest.partition_point(|(k, _)| k < next),
-                    None => rest.len(),
+                let take = if i + 1 < children.len() {
+                    let next = children.key(i + 1);
+                    rest.partition_point(|(k, _)| *k < next)
+                } else {
+                    rest.len()
                 };
                 let (mine, later) = rest.split_at(take);
                 rest = later;
                 if mine.is_empty() {
-                    out.push((*first, *child));
+                    out.push((first, child));
                 } else {
-                    out.extend(apply_node(reader, *child, mine, writer)?);
+                    out.extend(apply_node(reader, child, mine, writer)?);
                 }
             }
             write_internals(out, writer)
@@ -304,7 +354,7 @@ fn write_leaves(
 ) -> Result<Vec<(TileKey, NodeRef)>> {
     even_runs(entries, LEAF_MAX)
         .into_iter()
-        .map(|run| writer.write(Node::Leaf(run)))
+        .map(|run| writer.write(Node::leaf(run)))
         .collect()
 }
 
@@ -314,7 +364,7 @@ fn write_internals(
 ) -> Result<Vec<(TileKey, NodeRef)>> {
     even_runs(children, INTERNAL_MAX)
         .into_iter()
-        .map(|run| writer.write(Node::Internal(run)))
+        .map(|run| writer.write(Node::internal(run)))
         .collect()
 }
 
@@ -348,6 +398,10 @@ mod tests {
         for (k, e) in model {
             assert_eq!(reader.get(root, k).unwrap(), Some(*e));
         }
+        // A batch lookup, keys out of order and some absent, agrees with the model.
+        let asked: Vec<TileKey> = (-50..6050).rev().step_by(7).map(key).collect();
+        let want: Vec<Option<Entry>> = asked.iter().map(|k| model.get(k).copied()).collect();
+        assert_eq!(reader.get_many(root, &asked).unwrap(), want);
         let mut seen = Vec::new();
         let lo = TileKey {
             time: 0,
@@ -417,11 +471,26 @@ mod tests {
         sorted.sort_by_key(|a| a.0);
         let mut w = NodeWriter::new(&*storage, &reader, 1);
         let root = apply_changes(&reader, None, &sorted, &mut w).unwrap();
-        assert_eq!(w.written(), 197, "196 full leaves and a root");
+        // Full nodes, level by level, up to a single root.
+        let (mut level, mut nodes, mut depth) = (all.len().div_ceil(LEAF_MAX), 0, 0);
+        loop {
+            nodes += level;
+            depth += 1;
+            if level == 1 {
+                break;
+            }
+            level = level.div_ceil(INTERNAL_MAX);
+        }
+        assert!(depth >= 3, "the test wants a tree with internal levels");
+        assert_eq!(w.written() as usize, nodes);
         let mut w = NodeWriter::new(&*storage, &reader, 2);
         let change = [(TileKey::base(7, 7), Some(entry(2)))];
         let root2 = apply_changes(&reader, root, &change, &mut w).unwrap();
-        assert_eq!(w.written(), 2, "one leaf and the root");
+        assert_eq!(
+            w.written() as usize,
+            depth,
+            "one node per level: the path to the tile"
+        );
         assert_eq!(
             reader.get(root2, &TileKey::base(7, 7)).unwrap(),
             Some(entry(2))

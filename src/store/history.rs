@@ -84,7 +84,7 @@ fn count_differences(index: &IndexReader, from: &Manifest, to: &Manifest) -> Res
         let mut out = BTreeMap::new();
         index.visit_nodes(m.index.root, &mut |_, node| {
             if let Node::Leaf(entries) = node {
-                out.extend(entries.iter().copied());
+                out.extend(entries.iter());
             }
             Ok(())
         })?;
@@ -200,10 +200,10 @@ fn mark(
         return Ok(()); // shared with a snapshot marked before: so is everything below it
     }
     match &*index.node(at)? {
-        Node::Leaf(entries) => chunks.extend(entries.iter().map(|(k, e)| (e.seq, *k))),
+        Node::Leaf(entries) => chunks.extend(entries.iter().map(|(k, e)| (e.seq, k))),
         Node::Internal(children) => {
-            for (_, child) in children {
-                mark(index, Some(*child), nodes, chunks)?;
+            for (_, child) in children.iter() {
+                mark(index, Some(child), nodes, chunks)?;
             }
         }
     }

@@ -45,7 +45,7 @@ pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
     let visited = snapshot.index().visit_nodes(root, &mut |_, node| {
         report.nodes_checked += 1;
         if let Node::Leaf(entries) = node {
-            tiles.extend(entries.iter().copied());
+            tiles.extend(entries.iter());
         }
         Ok(())
     });

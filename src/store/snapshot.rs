@@ -109,6 +109,12 @@ impl Snapshot {
         self.index.get(self.manifest.index.root, key)
     }
 
+    /// The index entries of many tiles, in one walk of the index on this thread (see
+    /// [`IndexReader::get_many`]).
+    pub fn entries(&self, keys: &[TileKey]) -> Result<Vec<Option<Entry>>> {
+        self.index.get_many(self.manifest.index.root, keys)
+    }
+
     /// Reads and decodes a stored tile; `None` when the tile holds no data.
     pub fn read_tile(&self, key: &TileKey) -> Result<Option<Tile>> {
         match self.entry(key)? {
@@ -198,17 +204,69 @@ impl Snapshot {
         })
     }
 
-    /// A tile through the decoded-tile cache.
-    fn cached_tile(&self, key: &TileKey) -> Result<Option<Arc<Tile>>> {
-        if let Some(t) = self.tiles.lock().expect("poisoned").get(key) {
-            return Ok(Some(t.clone()));
+    /// Tiles through the decoded-tile cache, `None` for those that hold no data. The index
+    /// entries of the tiles not cached are resolved first, on this thread; their chunks are
+    /// then read and decoded in parallel.
+    fn cached_tiles(&self, keys: &[TileKey]) -> Result<Vec<Option<Arc<Tile>>>> {
+        let mut tiles = vec![None; keys.len()];
+        let mut missing = Vec::new();
+        {
+            let mut cache = self.tiles.lock().expect("poisoned");
+            for (i, k) in keys.iter().enumerate() {
+                match cache.get(k) {
+                    Some(t) => tiles[i] = Some(t.clone()),
+                    None => missing.push(i),
+                }
+            }
         }
-        let Some(tile) = self.read_tile(key)? else {
-            return Ok(None);
+        let wanted: Vec<TileKey> = missing.iter().map(|&i| keys[i]).collect();
+        let entries = self.entries(&wanted)?;
+        let fetch = |(key, entry): (&TileKey, &Option<Entry>)| -> Result<Option<Arc<Tile>>> {
+            let Some(e) = entry else { return Ok(None) };
+            let tile = Arc::new(self.fetch(key, e)?);
+            self.tiles.lock().expect("poisoned").put(*key, tile.clone());
+            Ok(Some(tile))
         };
-        let tile = Arc::new(tile);
-        self.tiles.lock().expect("poisoned").put(*key, tile.clone());
-        Ok(Some(tile))
+        let fetched: Vec<Option<Arc<Tile>>> = if wanted.len() > 1 {
+            wanted
+                .par_iter()
+                .zip(&entries)
+                .map(fetch)
+                .collect::<Result<_>>()?
+        } else {
+            wanted
+                .iter()
+                .zip(&entries)
+                .map(fetch)
+                .collect::<Result<_>>()?
+        };
+        for (i, t) in missing.into_iter().zip(fetched) {
+            tiles[i] = t;
+        }
+        Ok(tiles)
+    }
+
+    /// Decodes the whole tile `key`, whose index entry is `entry`, straight into `data`
+    /// (and `mask`), tile-sized buffers in the layout of [`Snapshot::read_region`]; a tile
+    /// without data is filled as missing.
+    pub fn read_tile_into(
+        &self,
+        key: &TileKey,
+        entry: Option<Entry>,
+        data: &mut [u8],
+        mask: Option<&mut [u8]>,
+    ) -> Result<()> {
+        match entry {
+            Some(e) => self.with_chunk(key, &e, |bytes, path| {
+                chunk::decode_into(bytes, &self.manifest.chunk_shape(), path, data, mask)
+                    .map(|_| ())
+            }),
+            None => {
+                let ts = self.manifest.grid.tile_size as usize;
+                self.fill_missing(data, mask, ts * ts);
+                Ok(())
+            }
+        }
     }
 
     /// Reads a rectangle of `level` pixels of `pyramid` into `data` (band-sequential,
@@ -237,27 +295,10 @@ impl Snapshot {
         // the tiles) decodes straight into the caller's buffer, without a cache: GDAL's
         // block cache already keeps it.
         if keys.len() == 1 && rect == keys[0].loc().pixel_rect(ts) {
-            return match self.entry(&keys[0])? {
-                Some(e) => self.with_chunk(&keys[0], &e, |bytes, path| {
-                    chunk::decode_into(bytes, &self.manifest.chunk_shape(), path, data, mask)
-                        .map(|_| ())
-                }),
-                None => {
-                    self.fill_missing(data, mask, w * h);
-                    Ok(())
-                }
-            };
+            return self.read_tile_into(&keys[0], self.entry(&keys[0])?, data, mask);
         }
         self.fill_missing(data, mask.as_deref_mut(), w * h);
-        let tiles: Vec<Option<Arc<Tile>>> = if keys.len() > 1 {
-            keys.par_iter()
-                .map(|k| self.cached_tile(k))
-                .collect::<Result<_>>()?
-        } else {
-            keys.iter()
-                .map(|k| self.cached_tile(k))
-                .collect::<Result<_>>()?
-        };
+        let tiles = self.cached_tiles(&keys)?;
         for (key, tile) in keys.iter().zip(&tiles) {
             if let Some(tile) = tile {
                 copy_tile_into(tile, key.loc(), ts, &rect, data, mask.as_deref_mut());
