@@ -77,6 +77,25 @@ pub trait Storage: Send + Sync {
     /// never a mix, and after a crash the new content survives if this returned `Ok`.
     fn replace(&self, key: &str, data: &[u8]) -> Result<()>;
 
+    /// A [`replace`](Storage::replace) in two halves, for a commit: this half writes what
+    /// will replace `key` so that the next [`sync`](Storage::sync) makes it durable with
+    /// everything else the commit wrote; [`publish`](Storage::publish) then only puts it in
+    /// place. The commit point waits for one fsync fewer. Dropped unpublished, it is
+    /// discarded.
+    fn stage(&self, key: &str, data: &[u8]) -> Result<Staged> {
+        Ok(Staged {
+            key: key.to_string(),
+            data: data.to_vec(),
+            file: None,
+        })
+    }
+
+    /// Puts a [`stage`](Storage::stage)d object in place, atomically and durably as
+    /// `replace` does.
+    fn publish(&self, staged: Staged) -> Result<()> {
+        self.replace(&staged.key, &staged.data)
+    }
+
     /// Deletes an object; deleting a missing object is not an error.
     fn delete(&self, key: &str) -> Result<()>;
 
@@ -88,6 +107,23 @@ pub trait Storage: Send + Sync {
 
     /// Makes every object written so far durable. Called before a commit publishes them.
     fn sync(&self) -> Result<()>;
+}
+
+/// An object written by [`Storage::stage`], waiting for [`Storage::publish`].
+pub struct Staged {
+    key: String,
+    /// The content, for a backend that writes it when publishing.
+    data: Vec<u8>,
+    /// A local temporary file holding the content, removed if never published.
+    file: Option<PathBuf>,
+}
+
+impl Drop for Staged {
+    fn drop(&mut self) {
+        if let Some(f) = self.file.take() {
+            let _ = fs::remove_file(f);
+        }
+    }
 }
 
 /// A piece of an object written by [`Storage::write_parts`].
@@ -334,6 +370,44 @@ impl Storage for LocalStorage {
             let _ = fs::remove_file(&tmp);
             return Err(Error::io(&path, "replacing", e));
         }
+        if let Err(e) = fs::rename(&tmp, &path) {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(&path, "replacing", e));
+        }
+        // The rename itself is durable only once the directory is synced.
+        if let Some(dir) = path.parent() {
+            fs::File::open(dir)
+                .and_then(|d| d.sync_all())
+                .map_err(|e| Error::io(dir, "syncing", e))?;
+        }
+        Ok(())
+    }
+
+    fn stage(&self, key: &str, data: &[u8]) -> Result<Staged> {
+        let path = self.path(key);
+        self.ensure_parent(&path)?;
+        // The temporary file `replace` would write, left for the commit's sync to make
+        // durable.
+        let tmp = temporary_beside(&path, "tmp");
+        let staged = Staged {
+            key: key.to_string(),
+            data: Vec::new(),
+            file: Some(tmp.clone()),
+        };
+        let mut f = fs::File::create(&tmp).map_err(|e| Error::io(&path, "replacing", e))?;
+        f.write_all(data)
+            .map_err(|e| Error::io(&path, "replacing", e))?;
+        if self.written(&tmp) {
+            start_writeback(&f);
+        }
+        Ok(staged)
+    }
+
+    fn publish(&self, mut staged: Staged) -> Result<()> {
+        let path = self.path(&staged.key);
+        let Some(tmp) = staged.file.take() else {
+            return self.replace(&staged.key, &staged.data);
+        };
         if let Err(e) = fs::rename(&tmp, &path) {
             let _ = fs::remove_file(&tmp);
             return Err(Error::io(&path, "replacing", e));
@@ -606,6 +680,22 @@ mod tests {
         assert!(s.create_new("lock", b"1").unwrap());
         assert!(!s.create_new("lock", b"2").unwrap());
         assert_eq!(s.read("lock").unwrap().unwrap(), b"1");
+    }
+
+    #[test]
+    fn a_staged_replace_takes_effect_only_when_published() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(dir.path());
+        s.replace("m.json", b"1").unwrap();
+        let staged = s.stage("m.json", b"2").unwrap();
+        assert_eq!(s.read("m.json").unwrap().unwrap(), b"1");
+        s.sync().unwrap();
+        s.publish(staged).unwrap();
+        assert_eq!(s.read("m.json").unwrap().unwrap(), b"2");
+        // One dropped unpublished changes nothing and leaves no file behind.
+        drop(s.stage("m.json", b"3").unwrap());
+        assert_eq!(s.read("m.json").unwrap().unwrap(), b"2");
+        assert_eq!(s.list("").unwrap(), vec!["m.json".to_string()]);
     }
 
     #[test]

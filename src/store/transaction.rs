@@ -328,8 +328,9 @@ impl Transaction {
         };
         let json = self.manifest.to_json();
         self.storage.write(&snapshot_key(self.seq), &json)?;
+        let manifest = self.storage.stage(MANIFEST_KEY, &json)?;
         self.storage.sync()?;
-        if let Err(e) = self.storage.replace(MANIFEST_KEY, &json) {
+        if let Err(e) = self.storage.publish(manifest) {
             // The replace may have failed after the rename (syncing the directory): then
             // the write is current and its objects must stay.
             if self.storage.read(MANIFEST_KEY).ok().flatten().as_deref() == Some(&json[..]) {
