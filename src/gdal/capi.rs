@@ -267,24 +267,6 @@ impl StoreHandle {
     }
 }
 
-impl StoreHandle {
-    /// Where a window of a level's dataset lies in that level's pixels.
-    fn level_pixels(&self, level: u8, win: Window) -> Result<PixelRect> {
-        if level as usize >= self.layout.level_count() {
-            return Err(Error::InvalidInput(format!(
-                "no level {level} in this store"
-            )));
-        }
-        let origin = self.layout.level_rect(level);
-        Ok(PixelRect::new(
-            origin.x0 + win.x,
-            origin.y0 + win.y,
-            origin.x0 + win.x + win.w as i64,
-            origin.y0 + win.y + win.h as i64,
-        ))
-    }
-}
-
 /// A window of a level, in dataset pixels of that level.
 #[derive(Clone, Copy)]
 struct Window {
@@ -615,6 +597,22 @@ unsafe impl Send for BlockTarget {}
 unsafe impl Sync for BlockTarget {}
 
 impl StoreHandle {
+    /// Where a window of a level's dataset lies in that level's pixels.
+    fn level_pixels(&self, level: u8, win: Window) -> Result<PixelRect> {
+        if level as usize >= self.layout.level_count() {
+            return Err(Error::InvalidInput(format!(
+                "no level {level} in this store"
+            )));
+        }
+        let origin = self.layout.level_rect(level);
+        Ok(PixelRect::new(
+            origin.x0 + win.x,
+            origin.y0 + win.y,
+            origin.x0 + win.x + win.w as i64,
+            origin.y0 + win.y + win.h as i64,
+        ))
+    }
+
     /// The stored tile a block is, when it can be decoded straight into GDAL's buffer: one
     /// band, a block that is exactly one tile (the dataset's origin is on the tile grid),
     /// and no unflushed writes to lay over it.
