@@ -337,22 +337,29 @@ impl Storage for LocalStorage {
 
     fn claim(&self, key: &str, expected: &[u8], new: &[u8]) -> Result<bool> {
         let path = self.path(key);
-        // Moving the object aside is the atomic step: of several claimants, one succeeds.
-        let aside = temporary_beside(&path, "claim");
-        match fs::rename(&path, &aside) {
-            Ok(()) => {}
+        // Claimants take turns, so checking the object and replacing it is one step for
+        // them. Nobody else changes it meanwhile: other writers only create it where it is
+        // missing (it is not) or delete their own (its holder is the one being replaced).
+        // (Moving the object aside to check it, as this once did, left a moment without
+        // it, in which a third writer could create it while the second put back the
+        // first's: two holders.)
+        let _turn = ClaimTurn::take(&path)?;
+        match fs::read(&path) {
+            Ok(held) if held == expected => {}
+            Ok(_) => return Ok(false),
             Err(e) if e.kind() == IoKind::NotFound => return Ok(false),
             Err(e) => return Err(Error::io(&path, "claiming", e)),
         }
-        let held = fs::read(&aside).map_err(|e| Error::io(&aside, "reading", e))?;
-        if held != expected {
-            // Someone replaced it since the caller read it: put theirs back.
-            let _ = fs::hard_link(&aside, &path);
-            let _ = fs::remove_file(&aside);
-            return Ok(false);
+        // Renamed over it: a reader finds the old content or the new, never nothing.
+        let tmp = temporary_beside(&path, "claim");
+        let replaced = fs::File::create(&tmp)
+            .and_then(|mut f| f.write_all(new))
+            .and_then(|()| fs::rename(&tmp, &path));
+        if let Err(e) = replaced {
+            let _ = fs::remove_file(&tmp);
+            return Err(Error::io(&path, "claiming", e));
         }
-        let _ = fs::remove_file(&aside);
-        self.create_new(key, new)
+        Ok(true)
     }
 
     fn replace(&self, key: &str, data: &[u8]) -> Result<()> {
@@ -519,6 +526,43 @@ fn sync_each(paths: &[PathBuf]) -> Result<()> {
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .fold(mine, Result::and)
     })
+}
+
+/// A turn at claiming an object: an exclusive advisory lock (`flock`) on the directory
+/// holding it, held until dropped. The kernel releases it when its holder exits, so a
+/// claimant that dies leaves nothing stale behind, and no file is added to the store.
+struct ClaimTurn {
+    _locked: fs::File,
+}
+
+impl ClaimTurn {
+    fn take(path: &Path) -> Result<ClaimTurn> {
+        let dir = path.parent().unwrap_or(Path::new("."));
+        let file = fs::File::open(dir).map_err(|e| Error::io(dir, "opening", e))?;
+        lock_exclusive(&file).map_err(|e| Error::io(dir, "locking", e))?;
+        Ok(ClaimTurn { _locked: file })
+    }
+}
+
+#[cfg(unix)]
+fn lock_exclusive(f: &fs::File) -> std::io::Result<()> {
+    use std::os::fd::AsRawFd;
+    loop {
+        // SAFETY: flock only uses the descriptor, which `f` keeps open for the call.
+        if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX) } == 0 {
+            return Ok(());
+        }
+        let e = std::io::Error::last_os_error();
+        if e.kind() != IoKind::Interrupted {
+            return Err(e);
+        }
+    }
+}
+
+/// Without advisory locks, claimants are not serialized.
+#[cfg(not(unix))]
+fn lock_exclusive(_f: &fs::File) -> std::io::Result<()> {
+    Ok(())
 }
 
 /// Asks the kernel to start writing a file's data to disk, without waiting for it. Only a
