@@ -377,17 +377,7 @@ impl Storage for LocalStorage {
             let _ = fs::remove_file(&tmp);
             return Err(Error::io(&path, "replacing", e));
         }
-        if let Err(e) = fs::rename(&tmp, &path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io(&path, "replacing", e));
-        }
-        // The rename itself is durable only once the directory is synced.
-        if let Some(dir) = path.parent() {
-            fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io(dir, "syncing", e))?;
-        }
-        Ok(())
+        rename_into_place(&tmp, &path)
     }
 
     fn stage(&self, key: &str, data: &[u8]) -> Result<Staged> {
@@ -415,17 +405,7 @@ impl Storage for LocalStorage {
         let Some(tmp) = staged.file.take() else {
             return self.replace(&staged.key, &staged.data);
         };
-        if let Err(e) = fs::rename(&tmp, &path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io(&path, "replacing", e));
-        }
-        // The rename itself is durable only once the directory is synced.
-        if let Some(dir) = path.parent() {
-            fs::File::open(dir)
-                .and_then(|d| d.sync_all())
-                .map_err(|e| Error::io(dir, "syncing", e))?;
-        }
-        Ok(())
+        rename_into_place(&tmp, &path)
     }
 
     fn delete(&self, key: &str) -> Result<()> {
@@ -526,6 +506,22 @@ fn sync_each(paths: &[PathBuf]) -> Result<()> {
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .fold(mine, Result::and)
     })
+}
+
+/// Renames a written temporary file over `path` (atomic on POSIX file systems), then syncs
+/// the directory, without which the rename itself is not durable. The temporary file goes
+/// if the rename fails.
+fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
+    if let Err(e) = fs::rename(tmp, path) {
+        let _ = fs::remove_file(tmp);
+        return Err(Error::io(path, "replacing", e));
+    }
+    if let Some(dir) = path.parent() {
+        fs::File::open(dir)
+            .and_then(|d| d.sync_all())
+            .map_err(|e| Error::io(dir, "syncing", e))?;
+    }
+    Ok(())
 }
 
 /// A turn at claiming an object: an exclusive advisory lock (`flock`) on the directory
