@@ -10,7 +10,7 @@ use super::{Entry, Node, NodeRef, TileKey};
 use crate::error::{Error, Result};
 use crate::storage::Storage;
 
-/// Most entries a leaf holds (about 12 KiB encoded).
+/// Most entries a leaf holds (30 KiB as version 3 records).
 #[cfg(not(test))]
 pub const LEAF_MAX: usize = 1024;
 /// Most children an internal node holds. A first read in a fresh process pays for every

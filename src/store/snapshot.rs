@@ -17,7 +17,7 @@ use crate::with_sample_type;
 
 /// Decoded tiles kept per open snapshot, for reads that straddle tile edges.
 pub const DEFAULT_TILE_CACHE_BYTES: usize = 64 << 20;
-/// Index nodes kept decoded per open snapshot (a node is at most ~30 KiB).
+/// Index nodes kept per open snapshot (a node is at most about 52 KiB: 2048 children).
 const CACHED_NODES: usize = 256;
 
 pub struct Snapshot {
