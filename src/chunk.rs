@@ -254,7 +254,7 @@ pub fn encode_parts(
     // The object's checksum, from the checksums of its pieces: copied frames need not be
     // read to be summed.
     let crc = table.iter().fold(crc32c::crc32c(&head), |acc, (len, crc)| {
-        crc32c::crc32c_combine(acc, *crc, *len)
+        crate::checksum::crc32c_combine(acc, *crc, *len)
     });
     fresh[..head_len].copy_from_slice(&head);
     Ok(Parts {

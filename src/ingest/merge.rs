@@ -252,44 +252,59 @@ pub fn merge_jobs(
             };
             // With one thread in all, the reader encodes too: nothing runs beside it.
             let single = threads <= 1 && readers.len() == 1;
-            let mut reading = Vec::new();
-            for reader in readers.iter_mut() {
-                let (tx, ticks_tx) = (tx.clone(), ticks_tx.clone());
-                reading.push(scope.spawn(move || -> Result<()> {
-                    loop {
-                        if cancelled.load(Ordering::Relaxed) {
-                            return Ok(());
-                        }
-                        let i = next.fetch_add(1, Ordering::Relaxed);
-                        let Some(job) = jobs.get(i) else {
-                            return Ok(());
-                        };
-                        let (tile, covered) =
-                            merge_tile(txn, footprints, job, &mut **reader, dtype, validity)?;
-                        if let Some(r) = covered {
-                            let mut w = written.lock().expect("poisoned");
-                            *w = Some(w.map_or(r, |c: PixelRect| c.union(&r)));
-                        }
-                        let merged = Merged {
-                            loc: job.loc,
-                            tile: covered.is_some().then_some(tile),
-                        };
-                        if single {
-                            // In the pool, so that the levels it starts stay on its one
-                            // thread.
-                            pool.install(|| encode(merged))?;
-                            let _ = ticks_tx.send(());
-                        } else if tx.send(merged).is_err() {
-                            return Ok(()); // the encoders stopped: their error is reported
-                        }
+            // Takes jobs until none is left (or the ingest stops), merges each and hands
+            // it on; `between` runs after each tile.
+            let read = move |reader: &mut dyn SourceSet,
+                             tx: mpsc::SyncSender<Merged>,
+                             ticks_tx: mpsc::Sender<()>,
+                             between: &mut dyn FnMut()|
+                  -> Result<()> {
+                loop {
+                    if cancelled.load(Ordering::Relaxed) {
+                        return Ok(());
                     }
-                }));
+                    let i = next.fetch_add(1, Ordering::Relaxed);
+                    let Some(job) = jobs.get(i) else {
+                        return Ok(());
+                    };
+                    let (tile, covered) =
+                        merge_tile(txn, footprints, job, reader, dtype, validity)?;
+                    if let Some(r) = covered {
+                        let mut w = written.lock().expect("poisoned");
+                        *w = Some(w.map_or(r, |c: PixelRect| c.union(&r)));
+                    }
+                    let merged = Merged {
+                        loc: job.loc,
+                        tile: covered.is_some().then_some(tile),
+                    };
+                    if single {
+                        // In the pool, so that the levels it starts stay on its one thread.
+                        pool.install(|| encode(merged))?;
+                        let _ = ticks_tx.send(());
+                    } else if tx.send(merged).is_err() {
+                        return Ok(()); // the encoders stopped: their error is reported
+                    }
+                    between();
+                }
+            };
+            // One reader reads on this thread: a thread of its own would cost a start-up,
+            // and a memory arena of its own warmed from cold, on the path of a small write.
+            let mut inline = None;
+            let mut reading = Vec::new();
+            match readers {
+                [only] => inline = Some(only),
+                _ => {
+                    for reader in readers.iter_mut() {
+                        let (tx, ticks_tx) = (tx.clone(), ticks_tx.clone());
+                        reading.push(
+                            scope.spawn(move || read(&mut **reader, tx, ticks_tx, &mut || {})),
+                        );
+                    }
+                }
             }
             // The committed parents a small write rebuilds are decoded while its tiles are
             // being read.
             builder.start_fetch_ahead(scope);
-            drop(tx);
-            drop(ticks_tx);
             let encoding = scope.spawn(move || {
                 let (received, ticks) = (rx, ticks_for_encoders);
                 let result = if single {
@@ -323,18 +338,43 @@ pub fn merge_jobs(
             let total = jobs.len().max(1) as f64;
             let mut done = 0usize;
             let mut interrupted = !progress(0.0);
-            for () in ticks_rx {
-                if interrupted {
+            // Counts a stored tile and reports progress, or stops the ingest when told to.
+            let mut tick = |interrupted: &mut bool| {
+                if *interrupted {
                     cancelled.store(true, Ordering::Relaxed);
-                    continue;
+                    return;
                 }
                 done += 1;
-                interrupted = !progress(done as f64 / total);
-            }
-            if interrupted {
-                cancelled.store(true, Ordering::Relaxed);
-            }
+                *interrupted = !progress(done as f64 / total);
+                if *interrupted {
+                    cancelled.store(true, Ordering::Relaxed);
+                }
+            };
             let mut result = Ok(());
+            match inline {
+                Some(reader) => {
+                    // Progress is reported between tiles, from the tiles stored so far.
+                    let ticks = &ticks_rx;
+                    let interrupted = &mut interrupted;
+                    let tick = &mut tick;
+                    let mut between = || {
+                        while ticks.try_recv().is_ok() {
+                            tick(interrupted);
+                        }
+                    };
+                    result = read(&mut **reader, tx, ticks_tx, &mut between);
+                    if result.is_err() {
+                        cancelled.store(true, Ordering::Relaxed);
+                    }
+                }
+                None => {
+                    drop(tx);
+                    drop(ticks_tx);
+                }
+            }
+            for () in ticks_rx {
+                tick(&mut interrupted);
+            }
             for r in reading {
                 let r = r.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
                 if r.is_err() {
@@ -586,6 +626,88 @@ mod tests {
         let mut readers: Vec<Box<dyn SourceSet>> = vec![Box::new(set)];
         merge(&mut txn, &footprints, &mut readers, 2, &mut |_| true)?;
         txn.commit().map(|_| ())
+    }
+
+    /// A source set that counts the tiles read from it.
+    struct Counting {
+        set: MemSet,
+        read: std::sync::Arc<AtomicUsize>,
+    }
+
+    impl SourceSet for Counting {
+        fn overlay(&mut self, i: usize, loc: TileLoc, tile: &mut Tile) -> Result<Laid> {
+            self.read.fetch_add(1, Ordering::Relaxed);
+            self.set.overlay(i, loc, tile)
+        }
+
+        fn whole_tile(
+            &mut self,
+            i: usize,
+            loc: TileLoc,
+            dtype: DataType,
+            size: usize,
+        ) -> Result<Option<Tile>> {
+            self.read.fetch_add(1, Ordering::Relaxed);
+            self.set.whole_tile(i, loc, dtype, size)
+        }
+    }
+
+    /// Merges one source (read on the calling thread) with `threads` encoders, reporting
+    /// progress to `progress`, and commits; returns the outcome and how many tiles were
+    /// read from the source.
+    fn merge_one(
+        path: &Path,
+        p: &Patch,
+        threads: usize,
+        progress: &mut dyn FnMut(f64) -> bool,
+    ) -> (Result<()>, usize) {
+        let mut txn = Transaction::begin(path, "test", LockWait::Fail).unwrap();
+        let source = source(p, None);
+        let footprints = [source.footprint()];
+        let read = std::sync::Arc::new(AtomicUsize::new(0));
+        let set = Counting {
+            set: MemSet {
+                sources: vec![source],
+                validity: txn.manifest.validity(),
+                scratch: Scratch::default(),
+            },
+            read: read.clone(),
+        };
+        let mut readers: Vec<Box<dyn SourceSet>> = vec![Box::new(set)];
+        let merged = merge(&mut txn, &footprints, &mut readers, threads, progress);
+        let outcome = merged.and_then(|_| txn.commit().map(|_| ()));
+        (outcome, read.load(Ordering::Relaxed))
+    }
+
+    #[test]
+    fn one_reader_reports_progress_to_the_end_and_can_be_cancelled() {
+        // 8 x 6 tiles of 16 pixels.
+        let patch: Patch = (0, 0, 128, 96, 5, false);
+        for threads in [1, 2] {
+            let dir = tempfile::tempdir().unwrap();
+            let path = dir.path().join("s.gridstore");
+            new_empty(&path, None, 16);
+            let mut seen = Vec::new();
+            let (outcome, read) = merge_one(&path, &patch, threads, &mut |f| {
+                seen.push(f);
+                true
+            });
+            outcome.unwrap();
+            assert_eq!(read, 48);
+            assert_eq!(seen.first(), Some(&0.0), "{threads} threads");
+            assert_eq!(seen.last(), Some(&1.0), "{threads} threads");
+            assert!(seen.windows(2).all(|w| w[0] <= w[1]), "{seen:?}");
+            let before = all_tiles(&path);
+
+            // Cancelled a third of the way: reading stops soon after (progress is reported
+            // while the source is read, not only once it has all been), the merge fails as
+            // interrupted, and the store is as it was.
+            let (outcome, read) =
+                merge_one(&path, &(0, 0, 128, 96, 6, false), threads, &mut |f| f < 0.3);
+            assert!(matches!(outcome, Err(Error::Interrupted)), "{outcome:?}");
+            assert!(read < 40, "{threads} threads: {read} of 48 tiles read");
+            assert!(all_tiles(&path) == before, "{threads} threads");
+        }
     }
 
     #[test]
