@@ -338,6 +338,9 @@ pub fn merge_jobs(
             let total = jobs.len().max(1) as f64;
             let mut done = 0usize;
             let mut interrupted = !progress(0.0);
+            if interrupted {
+                cancelled.store(true, Ordering::Relaxed);
+            }
             // Counts a stored tile and reports progress, or stops the ingest when told to.
             let mut tick = |interrupted: &mut bool| {
                 if *interrupted {
@@ -706,6 +709,12 @@ mod tests {
                 merge_one(&path, &(0, 0, 128, 96, 6, false), threads, &mut |f| f < 0.3);
             assert!(matches!(outcome, Err(Error::Interrupted)), "{outcome:?}");
             assert!(read < 40, "{threads} threads: {read} of 48 tiles read");
+            assert!(all_tiles(&path) == before, "{threads} threads");
+
+            // Cancelled before it starts: nothing is read.
+            let (outcome, read) = merge_one(&path, &patch, threads, &mut |_| false);
+            assert!(matches!(outcome, Err(Error::Interrupted)), "{outcome:?}");
+            assert_eq!(read, 0, "{threads} threads");
             assert!(all_tiles(&path) == before, "{threads} threads");
         }
     }
