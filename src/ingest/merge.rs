@@ -432,10 +432,24 @@ mod tests {
         sources: Vec<PlacedSource<MemSource>>,
         validity: Vec<BandValidity>,
         scratch: Scratch,
+        /// How many times a source was read (for tests that watch reading stop).
+        reads: std::sync::Arc<AtomicUsize>,
+    }
+
+    impl MemSet {
+        fn new(sources: Vec<PlacedSource<MemSource>>, validity: Vec<BandValidity>) -> MemSet {
+            MemSet {
+                sources,
+                validity,
+                scratch: Scratch::default(),
+                reads: Default::default(),
+            }
+        }
     }
 
     impl SourceSet for MemSet {
         fn overlay(&mut self, i: usize, loc: TileLoc, tile: &mut Tile) -> Result<Laid> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
             self.sources[i].overlay(loc, tile, &self.validity, &mut self.scratch)
         }
 
@@ -446,6 +460,7 @@ mod tests {
             dtype: DataType,
             size: usize,
         ) -> Result<Option<Tile>> {
+            self.reads.fetch_add(1, Ordering::Relaxed);
             self.sources[i].whole_tile(loc, dtype, size, &mut self.scratch)
         }
     }
@@ -499,11 +514,7 @@ mod tests {
     ) {
         let mut txn = Transaction::begin(path, "test", LockWait::Fail).unwrap();
         let footprints: Vec<PixelRect> = sources.iter().map(|s| s.footprint()).collect();
-        let set = MemSet {
-            sources,
-            validity: txn.manifest.validity(),
-            scratch: Scratch::default(),
-        };
+        let set = MemSet::new(sources, txn.manifest.validity());
         let mut readers: Vec<Box<dyn SourceSet>> = vec![Box::new(set)];
         let jobs = plan(&footprints, txn.manifest.grid.tile_size);
         for batch in jobs.chunks(per_batch) {
@@ -621,38 +632,10 @@ mod tests {
     fn try_ingest(path: &Path, source: PlacedSource<MemSource>) -> Result<()> {
         let mut txn = Transaction::begin(path, "test", LockWait::Fail).unwrap();
         let footprints = [source.footprint()];
-        let set = MemSet {
-            sources: vec![source],
-            validity: txn.manifest.validity(),
-            scratch: Scratch::default(),
-        };
+        let set = MemSet::new(vec![source], txn.manifest.validity());
         let mut readers: Vec<Box<dyn SourceSet>> = vec![Box::new(set)];
         merge(&mut txn, &footprints, &mut readers, 2, &mut |_| true)?;
         txn.commit().map(|_| ())
-    }
-
-    /// A source set that counts the tiles read from it.
-    struct Counting {
-        set: MemSet,
-        read: std::sync::Arc<AtomicUsize>,
-    }
-
-    impl SourceSet for Counting {
-        fn overlay(&mut self, i: usize, loc: TileLoc, tile: &mut Tile) -> Result<Laid> {
-            self.read.fetch_add(1, Ordering::Relaxed);
-            self.set.overlay(i, loc, tile)
-        }
-
-        fn whole_tile(
-            &mut self,
-            i: usize,
-            loc: TileLoc,
-            dtype: DataType,
-            size: usize,
-        ) -> Result<Option<Tile>> {
-            self.read.fetch_add(1, Ordering::Relaxed);
-            self.set.whole_tile(i, loc, dtype, size)
-        }
     }
 
     /// Merges one source (read on the calling thread) with `threads` encoders, reporting
@@ -667,19 +650,12 @@ mod tests {
         let mut txn = Transaction::begin(path, "test", LockWait::Fail).unwrap();
         let source = source(p, None);
         let footprints = [source.footprint()];
-        let read = std::sync::Arc::new(AtomicUsize::new(0));
-        let set = Counting {
-            set: MemSet {
-                sources: vec![source],
-                validity: txn.manifest.validity(),
-                scratch: Scratch::default(),
-            },
-            read: read.clone(),
-        };
+        let set = MemSet::new(vec![source], txn.manifest.validity());
+        let reads = set.reads.clone();
         let mut readers: Vec<Box<dyn SourceSet>> = vec![Box::new(set)];
         let merged = merge(&mut txn, &footprints, &mut readers, threads, progress);
         let outcome = merged.and_then(|_| txn.commit().map(|_| ()));
-        (outcome, read.load(Ordering::Relaxed))
+        (outcome, reads.load(Ordering::Relaxed))
     }
 
     #[test]
