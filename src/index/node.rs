@@ -56,9 +56,9 @@ impl RecordValue for Entry {
     const KIND: u8 = 0;
     fn get(b: &[u8]) -> Self {
         Entry {
-            seq: u64::from_le_bytes(b[0..8].try_into().expect("8")),
-            size: u32::from_le_bytes(b[8..12].try_into().expect("4")),
-            crc: u32::from_le_bytes(b[12..16].try_into().expect("4")),
+            seq: u64_at(b, 0),
+            size: u32_at(b, 8),
+            crc: u32_at(b, 12),
         }
     }
     fn put(&self, out: &mut Vec<u8>) {
@@ -73,8 +73,8 @@ impl RecordValue for NodeRef {
     const KIND: u8 = 1;
     fn get(b: &[u8]) -> Self {
         NodeRef {
-            seq: u64::from_le_bytes(b[0..8].try_into().expect("8")),
-            id: u32::from_le_bytes(b[8..12].try_into().expect("4")),
+            seq: u64_at(b, 0),
+            id: u32_at(b, 8),
         }
     }
     fn put(&self, out: &mut Vec<u8>) {
@@ -96,6 +96,15 @@ pub struct Records<V> {
 impl<V: RecordValue> Records<V> {
     const RECORD_LEN: usize = KEY_LEN + V::LEN;
 
+    /// Records held in a checked version 3 object of `count` records.
+    fn from_object(object: Vec<u8>, count: usize) -> Self {
+        Records {
+            object,
+            count,
+            value: PhantomData,
+        }
+    }
+
     /// The records of `items` (sorted by key), as a complete version 3 object.
     fn build(items: impl ExactSizeIterator<Item = (TileKey, V)>) -> Self {
         let count = items.len();
@@ -111,11 +120,7 @@ impl<V: RecordValue> Records<V> {
         }
         let crc = crc32c::crc32c(&object);
         object.extend_from_slice(&crc.to_le_bytes());
-        Records {
-            object,
-            count,
-            value: PhantomData,
-        }
+        Records::from_object(object, count)
     }
 
     pub fn len(&self) -> usize {
@@ -149,16 +154,12 @@ impl<V: RecordValue> Records<V> {
 
     /// Where `key` is (`Ok`), or where it would go (`Err`).
     pub fn search(&self, key: &TileKey) -> std::result::Result<usize, usize> {
-        let (mut lo, mut hi) = (0, self.count);
-        while lo < hi {
-            let mid = lo + (hi - lo) / 2;
-            match self.key(mid).cmp(key) {
-                std::cmp::Ordering::Less => lo = mid + 1,
-                std::cmp::Ordering::Greater => hi = mid,
-                std::cmp::Ordering::Equal => return Ok(mid),
-            }
+        let at = self.partition_point(|k| k < key);
+        if at < self.count && self.key(at) == *key {
+            Ok(at)
+        } else {
+            Err(at)
         }
-        Err(lo)
     }
 
     /// How many records come first whose key satisfies `pred` (which must hold for a
@@ -243,7 +244,7 @@ impl Node {
             )));
         }
         let (body, tail) = bytes.split_at(bytes.len() - 4);
-        let want = u32::from_le_bytes(tail.try_into().expect("4 bytes"));
+        let want = u32_at(tail, 0);
         if crc32c::crc32c(body) != want {
             return Err(bad("checksum mismatch".into()));
         }
@@ -254,8 +255,8 @@ impl Node {
                  upgrade gridstore"
             )));
         }
-        let count = u32::from_le_bytes(bytes[8..12].try_into().expect("4 bytes")) as usize;
-        let body_len = u32::from_le_bytes(bytes[12..16].try_into().expect("4 bytes")) as usize;
+        let count = u32_at(&bytes, 8) as usize;
+        let body_len = u32_at(&bytes, 12) as usize;
         if HEADER_LEN + body_len != body.len() {
             return Err(bad("body length does not match the object size".into()));
         }
@@ -277,17 +278,9 @@ impl Node {
                     return Err(wrong_count());
                 }
                 Ok(if leaf {
-                    Node::Leaf(Records {
-                        object: bytes,
-                        count,
-                        value: PhantomData,
-                    })
+                    Node::Leaf(Records::from_object(bytes, count))
                 } else {
-                    Node::Internal(Records {
-                        object: bytes,
-                        count,
-                        value: PhantomData,
-                    })
+                    Node::Internal(Records::from_object(bytes, count))
                 })
             }
             VERSION_2 => decode_deltas(&body[HEADER_LEN..], leaf, count).ok_or_else(wrong_count),
@@ -326,12 +319,22 @@ fn put_key(out: &mut Vec<u8>, k: &TileKey) {
 
 fn get_key(b: &[u8]) -> TileKey {
     TileKey {
-        time: u32::from_le_bytes(b[0..4].try_into().expect("4")),
+        time: u32_at(b, 0),
         pyramid: b[4],
         level: b[5],
-        col: i32::from_le_bytes(b[6..10].try_into().expect("4")),
-        row: i32::from_le_bytes(b[10..14].try_into().expect("4")),
+        col: u32_at(b, 6) as i32,
+        row: u32_at(b, 10) as i32,
     }
+}
+
+/// The little-endian `u32` at `at` (which the caller has checked lies within `b`).
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+/// The little-endian `u64` at `at` (which the caller has checked lies within `b`).
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
 }
 
 /// The fields of the key before, which a version 2 key is written relative to.
