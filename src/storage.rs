@@ -351,11 +351,9 @@ impl Storage for LocalStorage {
             Err(e) => return Err(Error::io(&path, "claiming", e)),
         }
         // Renamed over it: a reader finds the old content or the new, never nothing.
-        let tmp = temporary_beside(&path, "claim");
-        let replaced = fs::File::create(&tmp)
-            .and_then(|mut f| f.write_all(new))
-            .and_then(|()| fs::rename(&tmp, &path));
-        if let Err(e) = replaced {
+        let (tmp, _) = write_temporary(&path, "claim", new, false)
+            .map_err(|e| Error::io(&path, "claiming", e))?;
+        if let Err(e) = fs::rename(&tmp, &path) {
             let _ = fs::remove_file(&tmp);
             return Err(Error::io(&path, "claiming", e));
         }
@@ -367,16 +365,8 @@ impl Storage for LocalStorage {
         self.ensure_parent(&path)?;
         // Write a temporary file beside the target, make it durable, then rename it over the
         // target: rename is atomic on POSIX file systems.
-        let tmp = temporary_beside(&path, "tmp");
-        let written = (|| {
-            let mut f = fs::File::create(&tmp)?;
-            f.write_all(data)?;
-            f.sync_all()
-        })();
-        if let Err(e) = written {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io(&path, "replacing", e));
-        }
+        let (tmp, _) = write_temporary(&path, "tmp", data, true)
+            .map_err(|e| Error::io(&path, "replacing", e))?;
         rename_into_place(&tmp, &path)
     }
 
@@ -385,19 +375,16 @@ impl Storage for LocalStorage {
         self.ensure_parent(&path)?;
         // The temporary file `replace` would write, left for the commit's sync to make
         // durable.
-        let tmp = temporary_beside(&path, "tmp");
-        let staged = Staged {
-            key: key.to_string(),
-            data: Vec::new(),
-            file: Some(tmp.clone()),
-        };
-        let mut f = fs::File::create(&tmp).map_err(|e| Error::io(&path, "replacing", e))?;
-        f.write_all(data)
+        let (tmp, f) = write_temporary(&path, "tmp", data, false)
             .map_err(|e| Error::io(&path, "replacing", e))?;
         if self.written(&tmp) {
             start_writeback(&f);
         }
-        Ok(staged)
+        Ok(Staged {
+            key: key.to_string(),
+            data: Vec::new(),
+            file: Some(tmp),
+        })
     }
 
     fn publish(&self, mut staged: Staged) -> Result<()> {
@@ -506,6 +493,33 @@ fn sync_each(paths: &[PathBuf]) -> Result<()> {
             .map(|h| h.join().unwrap_or_else(|p| std::panic::resume_unwind(p)))
             .fold(mine, Result::and)
     })
+}
+
+/// Writes `data` to a new temporary file beside `path` (see [`temporary_beside`]), synced
+/// to disk if `durable`; returns its name and the open file. Nothing is left behind if it
+/// fails.
+fn write_temporary(
+    path: &Path,
+    suffix: &str,
+    data: &[u8],
+    durable: bool,
+) -> std::io::Result<(PathBuf, fs::File)> {
+    let tmp = temporary_beside(path, suffix);
+    let written = (|| {
+        let mut f = fs::File::create(&tmp)?;
+        f.write_all(data)?;
+        if durable {
+            f.sync_all()?;
+        }
+        Ok(f)
+    })();
+    match written {
+        Ok(f) => Ok((tmp, f)),
+        Err(e) => {
+            let _ = fs::remove_file(&tmp);
+            Err(e)
+        }
+    }
 }
 
 /// Renames a written temporary file over `path` (atomic on POSIX file systems), then syncs
