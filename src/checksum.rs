@@ -9,10 +9,10 @@
 //! polynomial, up to the pre- and post-conditioning the two inputs already carry. Appending
 //! `n` bytes multiplies the first message by `x^(8n)`, so
 //! `crc(a ++ b) = crc(a) * x^(8n) mod P  xor  crc(b)`. The power is built from a table of
-//! `x^(2^k) mod P` with one multiplication per set bit of `n`, each 32 shift-and-xor steps:
-//! about 0.3 µs per join. (The classic matrix-squaring method, which the `crc32c` crate
-//! uses, squares 32x32 bit matrices at every step: about 16 µs per join, 7% of the CPU time
-//! of a small write in a profile.)
+//! `x^(2^k) mod P` with one multiplication per set bit of `n`, each 32 shift-and-xor steps.
+//! The classic matrix-squaring method, which the `crc32c` crate uses, squares 32x32 bit
+//! matrices at every step and is about fifty times slower (`cargo bench --bench
+//! checksum_join`; docs/PERFORMANCE.md).
 //!
 //! Bits are reflected, as CRC-32C computes them: the most significant bit of a `u32` is
 //! the coefficient of `x^0`.
