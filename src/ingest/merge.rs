@@ -233,11 +233,14 @@ pub fn merge_jobs(
                 match &m.tile {
                     Some(tile) => {
                         let has_data = !tile.is_empty(validity);
-                        builder.offer(m.loc, builder.quarter_of(has_data.then_some(tile)));
-                        // The levels above go on while this tile is encoded, on this
-                        // thread: the encode is the part another thread can take.
+                        // The levels above (this tile's quarter first) go on while this
+                        // tile is encoded, on this thread: the encode is the part another
+                        // thread can take.
                         let (built, stored) = rayon::join(
-                            || builder.build_ready(),
+                            || {
+                                builder.offer(m.loc, builder.quarter_of(has_data.then_some(tile)));
+                                builder.build_ready()
+                            },
                             || txn.put_tile(TileKey::new(0, 0, m.loc), tile),
                         );
                         stored?;
