@@ -353,10 +353,7 @@ impl Storage for LocalStorage {
         // Renamed over it: a reader finds the old content or the new, never nothing.
         let (tmp, _) = write_temporary(&path, "claim", new, false)
             .map_err(|e| Error::io(&path, "claiming", e))?;
-        if let Err(e) = fs::rename(&tmp, &path) {
-            let _ = fs::remove_file(&tmp);
-            return Err(Error::io(&path, "claiming", e));
-        }
+        rename_over(&tmp, &path).map_err(|e| Error::io(&path, "claiming", e))?;
         Ok(true)
     }
 
@@ -522,14 +519,18 @@ fn write_temporary(
     }
 }
 
-/// Renames a written temporary file over `path` (atomic on POSIX file systems), then syncs
-/// the directory, without which the rename itself is not durable. The temporary file goes
-/// if the rename fails.
-fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
-    if let Err(e) = fs::rename(tmp, path) {
+/// Renames a written temporary file over `path` (atomic on POSIX file systems); the
+/// temporary file goes if the rename fails.
+fn rename_over(tmp: &Path, path: &Path) -> std::io::Result<()> {
+    fs::rename(tmp, path).inspect_err(|_| {
         let _ = fs::remove_file(tmp);
-        return Err(Error::io(path, "replacing", e));
-    }
+    })
+}
+
+/// [`rename_over`], then a sync of the directory, without which the rename itself is not
+/// durable.
+fn rename_into_place(tmp: &Path, path: &Path) -> Result<()> {
+    rename_over(tmp, path).map_err(|e| Error::io(path, "replacing", e))?;
     if let Some(dir) = path.parent() {
         fs::File::open(dir)
             .and_then(|d| d.sync_all())

@@ -344,15 +344,15 @@ pub fn merge_jobs(
             if interrupted {
                 cancelled.store(true, Ordering::Relaxed);
             }
-            // Counts a stored tile and reports progress, or stops the ingest when told to.
+            // Counts a stored tile and reports progress, or stops the ingest when told to
+            // (once stopped, nothing more is reported).
             let mut tick = |interrupted: &mut bool| {
                 if *interrupted {
-                    cancelled.store(true, Ordering::Relaxed);
                     return;
                 }
                 done += 1;
-                *interrupted = !progress(done as f64 / total);
-                if *interrupted {
+                if !progress(done as f64 / total) {
+                    *interrupted = true;
                     cancelled.store(true, Ordering::Relaxed);
                 }
             };
