@@ -262,10 +262,15 @@ pub fn parse_threads(v: &str) -> Result<usize> {
     }
 }
 
+/// The CPUs this process may use. Asked once: the standard library reads the cgroup
+/// files anew on every call, and every open of a store would pay for it.
 pub fn all_cpus() -> usize {
-    std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(1)
+    static CPUS: once_cell::sync::Lazy<usize> = once_cell::sync::Lazy::new(|| {
+        std::thread::available_parallelism()
+            .map(|n| n.get())
+            .unwrap_or(1)
+    });
+    *CPUS
 }
 
 /// Open options after checking.

@@ -49,13 +49,7 @@ impl Snapshot {
                  `gridstore log` lists the snapshots",
                 storage.location().display()
             )),
-            None => Error::StoreNotFound {
-                path: storage.location().to_path_buf(),
-                detail: format!(
-                    "{MANIFEST_KEY} is missing; if a creation was interrupted, `gridstore \
-                     repair` removes what it left, then create the store again"
-                ),
-            },
+            None => no_manifest(storage.location()),
         })?;
         let manifest = Manifest::parse(&bytes, &path)?;
         let index = Arc::new(IndexReader::new(storage.clone(), CACHED_NODES));
@@ -367,6 +361,27 @@ fn copy_tile_into(
 }
 
 /// Explains what is wrong with a path that should be a store directory.
+/// Checks that `root` is a store (a directory with a manifest) without reading it: enough
+/// before taking a lock there, which reads the manifest anyway once it holds the lock.
+pub fn check_is_store(root: &Path) -> Result<()> {
+    check_store_dir(root)?;
+    match std::fs::symlink_metadata(root.join(MANIFEST_KEY)) {
+        Ok(_) => Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(no_manifest(root)),
+        Err(e) => Err(Error::io(root.join(MANIFEST_KEY), "opening", e)),
+    }
+}
+
+fn no_manifest(root: &Path) -> Error {
+    Error::StoreNotFound {
+        path: root.to_path_buf(),
+        detail: format!(
+            "{MANIFEST_KEY} is missing; if a creation was interrupted, `gridstore repair` \
+             removes what it left, then create the store again"
+        ),
+    }
+}
+
 fn check_store_dir(root: &Path) -> Result<()> {
     match std::fs::metadata(root) {
         Ok(m) if m.is_dir() => Ok(()),

@@ -99,8 +99,9 @@ impl Transaction {
     /// Starts a write to an existing store, from its latest committed state.
     pub fn begin(root: &Path, writer: &str, wait: LockWait) -> Result<Transaction> {
         let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(root));
-        // Check that this is a store before taking a lock in it.
-        Snapshot::open(root, None)?;
+        // Check that this is a store before taking a lock in it; its manifest is read once
+        // the lock is held.
+        super::snapshot::check_is_store(root)?;
         let lock = WriterLock::acquire(storage.clone(), writer, wait)?;
         Transaction::continue_under(storage, lock, writer)
     }
