@@ -174,7 +174,7 @@ def stored_tiles(path):
 
 def current_format(path):
     """Whether the store is written the way this build writes stores: manifest format 1,
-    version 3 index nodes and version 2 chunks. A store kept from an older build would
+    version 4 index nodes and version 3 chunks. A store kept from an older build would
     measure the older format (one of a newer build does not even open)."""
     with open(os.path.join(path, "gridstore.json")) as f:
         manifest = json.load(f)
@@ -184,14 +184,14 @@ def current_format(path):
     if root is None:
         return True
     with open(os.path.join(path, "index", str(root["seq"]), str(root["id"])), "rb") as f:
-        if f.read(5)[4] != 3:
+        if f.read(5)[4] != 4:
             return False
     # The first chunk found, walking down the chunk directories.
     at = os.path.join(path, "chunks")
     while os.path.isdir(at):
         at = os.path.join(at, sorted(os.listdir(at))[0])
     with open(at, "rb") as f:
-        return f.read(5)[4] == 2
+        return f.read(5)[4] == 3
 
 
 def scale_stores(work, env):

@@ -125,9 +125,9 @@ fn files(dir: &Path) -> BTreeMap<String, u64> {
     out
 }
 
-/// A tile's key `(t, p, z, col, row)` and its index entry `(seq, size, crc)`.
+/// A tile's key `(t, p, z, col, row)` and its index entry `(seq, size, crc, base)`.
 type Key = (u32, u8, u8, i32, i32);
-type Entry = (u64, u32, u32);
+type Entry = (u64, u32, u32, u64);
 
 /// What a snapshot holds: its tiles, and every object it reaches (index nodes and chunks).
 #[derive(Default)]
@@ -149,16 +149,16 @@ fn contents(store: &Path, id: u64) -> Contents {
     c
 }
 
-/// Reads an index node as docs/FORMAT.md §4 describes version 3 (written here
+/// Reads an index node as docs/FORMAT.md §4 describes version 4 (written here
 /// independently of the library), and the nodes below it.
 fn read_node(store: &Path, key: &str, c: &mut Contents) {
     let bytes = std::fs::read(store.join(key)).unwrap_or_else(|e| panic!("{key}: {e}"));
     let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
     assert_eq!(&bytes[..4], b"GSIX", "{key} is no index node");
-    assert_eq!(bytes[4], 3, "{key}: writers write node version 3");
+    assert_eq!(bytes[4], 4, "{key}: writers write node version 4");
     let leaf = bytes[5] == 0;
     let (count, len) = (u32_at(&bytes, 8) as usize, u32_at(&bytes, 12) as usize);
-    let record = if leaf { 30 } else { 26 };
+    let record = if leaf { 38 } else { 26 };
     assert_eq!(
         len,
         count * record,
@@ -173,10 +173,16 @@ fn read_node(store: &Path, key: &str, c: &mut Contents) {
         let seq = u64::from_le_bytes(r[14..22].try_into().unwrap());
         let second = u32_at(r, 22);
         if leaf {
+            let base = u64::from_le_bytes(r[30..38].try_into().unwrap());
             c.tiles
-                .insert((t, p, z, col, row), (seq, second, u32_at(r, 26)));
+                .insert((t, p, z, col, row), (seq, second, u32_at(r, 26), base));
             c.objects
                 .insert(format!("chunks/{seq}/{t}/{p}/{z}/{row}/{col}"));
+            // A chunk that keeps frames in an older chunk of its tile reaches that one.
+            if base != 0 {
+                c.objects
+                    .insert(format!("chunks/{base}/{t}/{p}/{z}/{row}/{col}"));
+            }
         } else {
             read_node(store, &format!("index/{seq}/{second}"), c);
         }
@@ -485,6 +491,70 @@ fn gc_removes_only_what_no_kept_snapshot_needs() {
 
 /// What an interrupted creation leaves: a lock of `pid`, objects of snapshot 1 (none that
 /// a new creation of the same raster writes), and no gridstore.json.
+#[test]
+fn gc_keeps_the_chunks_that_updated_levels_keep_frames_in() {
+    let dir = tmp();
+    // 512 x 512 Float32 in 256-pixel tiles: 2 x 2 tiles at level 0, one at level 1, whose
+    // chunk is cut in strips of 64 rows.
+    let a = dir.path().join("a.tif");
+    make(&a, 500000.0, 5000000.0, 512, 512, 100.0);
+    let st = dir.path().join("s.gridstore");
+    ingest(s(&a), &st, &["BLOCKSIZE=256"]);
+    // A patch in the top left tile changes the upper half of the level-1 tile: its new
+    // chunk holds those strips and keeps the others in the chunk snapshot 1 wrote.
+    let p = dir.path().join("p.tif");
+    make(&p, 500100.0, 4999900.0, 50, 40, 900.0);
+    translate_into_ok(&p, &st, &[]);
+    let top = (0u32, 0u8, 1u8, 0i32, 0i32);
+    let held = contents(&st, 2);
+    let (seq, _, _, base) = held.tiles[&top];
+    assert_eq!((seq, base), (2, 1), "{:?}", held.tiles);
+    let sums = checksums(s(&st));
+    let digest_before = digest(&st, None);
+
+    let out = cli_ok(&["gc", s(&st), "--keep", "1"]);
+    assert!(
+        out.contains("kept snapshot(s) 2; removed 1 snapshot(s)"),
+        "{out}"
+    );
+    let after = files(&st);
+    assert!(!after.contains_key("snapshots/1.json"));
+    assert!(
+        after.contains_key("chunks/1/0/0/1/0/0"),
+        "gc removed the base of a kept chunk: {after:?}"
+    );
+    assert_eq!(
+        after
+            .keys()
+            .filter(|f| f.starts_with("chunks/") || f.starts_with("index/"))
+            .collect::<BTreeSet<_>>(),
+        held.objects.iter().collect::<BTreeSet<_>>()
+    );
+    assert_eq!(checksums(s(&st)), sums);
+    assert_eq!(digest(&st, None), digest_before);
+
+    // Without its base, the chunk is reported damaged, never read as something else.
+    std::fs::remove_file(st.join("chunks/1/0/0/1/0/0")).unwrap();
+    let out = run(gridstore(), &["verify", s(&st)]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains("chunks/1/0/0/1/0/0") && said.contains("missing"),
+        "{said}"
+    );
+    // (gdalinfo reports a checksum it cannot compute, and exits with success.)
+    let out = run("gdalinfo", &["-checksum", s(&st)]);
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(
+        err.contains("chunks/1/0/0/1/0/0") && err.contains("damaged"),
+        "{err}"
+    );
+}
+
 fn unfinished_creation(path: &Path, pid: u32, process_start: Option<u64>) {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let lock = serde_json::json!({

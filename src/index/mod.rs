@@ -86,11 +86,23 @@ impl PartialOrd for TileKey {
 }
 
 /// Where a tile's chunk is: written by snapshot `seq`, `size` bytes, with this CRC-32C.
+/// A chunk that keeps some of its frames in an older chunk of the same tile (a level
+/// update that rewrote only what changed) names the snapshot that wrote that one as its
+/// `base`; 0 when the chunk holds all of its frames.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub seq: u64,
     pub size: u32,
     pub crc: u32,
+    #[serde(default)]
+    pub base: u64,
+}
+
+impl Entry {
+    /// The snapshot whose chunk of the same tile holds frames this one refers to, if any.
+    pub fn base(&self) -> Option<u64> {
+        (self.base != 0).then_some(self.base)
+    }
 }
 
 /// An index node object: `index/<seq>/<id>`.

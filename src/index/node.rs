@@ -3,7 +3,7 @@
 //! ```text
 //! offset size  field
 //!   0     4    magic "GSIX"
-//!   4     1    node format version (3; versions 1 and 2 are still read)
+//!   4     1    node format version (4; versions 1 to 3 are still read)
 //!   5     1    kind: 0 leaf, 1 internal
 //!   6     2    reserved, zero
 //!   8     4    entry count
@@ -12,16 +12,18 @@
 //! 16+n    4    CRC-32C of bytes [0, 16 + n)
 //! ```
 //!
-//! A version 3 body is the entries as fixed-width records, in key order, uncompressed: a
+//! A version 4 body is the entries as fixed-width records, in key order, uncompressed: a
 //! 14-byte key (time u32, pyramid u8, level u8, col i32, row i32), then for a leaf the
-//! chunk's snapshot u64, size u32 and CRC-32C u32 (30 bytes), for an internal node the
-//! child's snapshot u64 and node id u32 (26 bytes). All little-endian. A node in memory
-//! is its object's bytes as read: a lookup binary-searches the records where they lie, so
-//! a fresh process pays for reading a node, and not for decoding all of it (the first read
-//! of a window in a large store walks down two or three nodes of a thousand entries each).
+//! chunk's snapshot u64, size u32, CRC-32C u32 and base snapshot u64 (0: none; 38 bytes),
+//! for an internal node the child's snapshot u64 and node id u32 (26 bytes). All
+//! little-endian. A node in memory is its object's bytes as read: a lookup binary-searches
+//! the records where they lie, so a fresh process pays for reading a node, and not for
+//! decoding all of it (the first read of a window in a large store walks down two or three
+//! nodes of a thousand entries each).
 //!
-//! Version 2 bodies (still read) hold the same entries delta-encoded as varints; version 1
-//! bodies are the version 3 records, zstd-compressed.
+//! Version 3 bodies (still read, and searched where they lie too) are the same records
+//! without the base (30-byte leaf records); version 2 bodies hold those entries
+//! delta-encoded as varints; version 1 bodies are version 3 records, zstd-compressed.
 
 use std::marker::PhantomData;
 
@@ -32,7 +34,9 @@ use super::{Entry, NodeRef, TileKey};
 
 pub const NODE_PREFIX: &str = "index/";
 const MAGIC: [u8; 4] = *b"GSIX";
-const VERSION: u8 = 3;
+const VERSION: u8 = 4;
+/// Fixed records without a chunk's base, still read (and searched in place).
+const VERSION_3: u8 = 3;
 /// Delta-encoded varint records, still read.
 const VERSION_2: u8 = 2;
 /// The zstd-compressed fixed records of the first stores, still read.
@@ -44,32 +48,45 @@ const MAX_V1_ENTRIES: usize = 1 << 16;
 
 /// What a record holds after its key.
 pub trait RecordValue: Copy {
+    /// Its length in the records this build writes.
     const LEN: usize;
+    /// Its length in version 1 and 3 records.
+    const V3_LEN: usize;
     /// The node kind byte of nodes of these records.
     const KIND: u8;
+    /// The value from its record bytes, of either length.
     fn get(b: &[u8]) -> Self;
     fn put(&self, out: &mut Vec<u8>);
 }
 
 impl RecordValue for Entry {
-    const LEN: usize = 16;
+    const LEN: usize = 24;
+    const V3_LEN: usize = 16;
     const KIND: u8 = 0;
     fn get(b: &[u8]) -> Self {
         Entry {
             seq: u64_at(b, 0),
             size: u32_at(b, 8),
             crc: u32_at(b, 12),
+            // Chunks indexed by version 3 nodes were written before bases existed.
+            base: if b.len() >= Self::LEN {
+                u64_at(b, 16)
+            } else {
+                0
+            },
         }
     }
     fn put(&self, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.seq.to_le_bytes());
         out.extend_from_slice(&self.size.to_le_bytes());
         out.extend_from_slice(&self.crc.to_le_bytes());
+        out.extend_from_slice(&self.base.to_le_bytes());
     }
 }
 
 impl RecordValue for NodeRef {
     const LEN: usize = 12;
+    const V3_LEN: usize = 12;
     const KIND: u8 = 1;
     fn get(b: &[u8]) -> Self {
         NodeRef {
@@ -83,32 +100,34 @@ impl RecordValue for NodeRef {
     }
 }
 
-/// A node's entries in key order, as the fixed-width records of a version 3 object, held
-/// in that object's bytes (header and checksum included), so that the node is written and
-/// searched as it is, without copying or decoding.
+/// A node's entries in key order, as the fixed-width records of a version 3 or 4 object,
+/// held in that object's bytes (header and checksum included), so that the node is written
+/// and searched as it is, without copying or decoding.
 #[derive(Clone)]
 pub struct Records<V> {
     object: Vec<u8>,
     count: usize,
+    /// Bytes per record: key and value, as the object's version lays them out.
+    record_len: usize,
     value: PhantomData<V>,
 }
 
 impl<V: RecordValue> Records<V> {
-    const RECORD_LEN: usize = KEY_LEN + V::LEN;
-
-    /// Records held in a checked version 3 object of `count` records.
-    fn from_object(object: Vec<u8>, count: usize) -> Self {
+    /// Records held in a checked object of `count` records of `value_len`-byte values.
+    fn from_object(object: Vec<u8>, count: usize, value_len: usize) -> Self {
         Records {
             object,
             count,
+            record_len: KEY_LEN + value_len,
             value: PhantomData,
         }
     }
 
-    /// The records of `items` (sorted by key), as a complete version 3 object.
+    /// The records of `items` (sorted by key), as a complete object of the version this
+    /// build writes.
     fn build(items: impl ExactSizeIterator<Item = (TileKey, V)>) -> Self {
         let count = items.len();
-        let body_len = count * Self::RECORD_LEN;
+        let body_len = count * (KEY_LEN + V::LEN);
         let mut object = Vec::with_capacity(HEADER_LEN + body_len + 4);
         object.extend_from_slice(&MAGIC);
         object.extend_from_slice(&[VERSION, V::KIND, 0, 0]);
@@ -120,7 +139,7 @@ impl<V: RecordValue> Records<V> {
         }
         let crc = crc32c::crc32c(&object);
         object.extend_from_slice(&crc.to_le_bytes());
-        Records::from_object(object, count)
+        Records::from_object(object, count, V::LEN)
     }
 
     pub fn len(&self) -> usize {
@@ -132,8 +151,8 @@ impl<V: RecordValue> Records<V> {
     }
 
     fn record(&self, i: usize) -> &[u8] {
-        let at = HEADER_LEN + i * Self::RECORD_LEN;
-        &self.object[at..at + Self::RECORD_LEN]
+        let at = HEADER_LEN + i * self.record_len;
+        &self.object[at..at + self.record_len]
     }
 
     pub fn key(&self, i: usize) -> TileKey {
@@ -234,7 +253,7 @@ impl Node {
     }
 
     /// Checks a node object read from storage (`key` names it in messages) and takes it as
-    /// the node; a version 3 object is used as it is, older ones are converted.
+    /// the node; a version 3 or 4 object is used as it is, older ones are converted.
     pub fn decode(bytes: Vec<u8>, key: &str) -> Result<Node> {
         let bad = |detail: String| Error::corrupt(key, format!("index node: {detail}"));
         if bytes.len() < HEADER_LEN + 4 || bytes[0..4] != MAGIC {
@@ -249,7 +268,7 @@ impl Node {
             return Err(bad("checksum mismatch".into()));
         }
         let version = bytes[4];
-        if ![VERSION, VERSION_2, VERSION_1].contains(&version) {
+        if ![VERSION, VERSION_3, VERSION_2, VERSION_1].contains(&version) {
             return Err(Error::NotSupported(format!(
                 "{key}: index node version {version} is newer than this build supports; \
                  upgrade gridstore"
@@ -271,16 +290,22 @@ impl Node {
                 if leaf { "leaf" } else { "internal" }
             ))
         };
-        let record_len = KEY_LEN + if leaf { Entry::LEN } else { NodeRef::LEN };
+        let value_len = match (leaf, version) {
+            (true, VERSION) => Entry::LEN,
+            (true, _) => Entry::V3_LEN,
+            (false, VERSION) => NodeRef::LEN,
+            (false, _) => NodeRef::V3_LEN,
+        };
+        let record_len = KEY_LEN + value_len;
         match version {
-            VERSION => {
+            VERSION | VERSION_3 => {
                 if count.checked_mul(record_len) != Some(body_len) {
                     return Err(wrong_count());
                 }
                 Ok(if leaf {
-                    Node::Leaf(Records::from_object(bytes, count))
+                    Node::Leaf(Records::from_object(bytes, count, value_len))
                 } else {
-                    Node::Internal(Records::from_object(bytes, count))
+                    Node::Internal(Records::from_object(bytes, count, value_len))
                 })
             }
             VERSION_2 => decode_deltas(&body[HEADER_LEN..], leaf, count).ok_or_else(wrong_count),
@@ -371,7 +396,15 @@ fn decode_deltas(body: &[u8], leaf: bool, count: usize) -> Option<Node> {
             let seq = r.varint()?;
             let size = u32::try_from(r.varint()?).ok()?;
             let crc = u32::from_le_bytes(r.take(4)?.try_into().ok()?);
-            entries.push((key, Entry { seq, size, crc }));
+            entries.push((
+                key,
+                Entry {
+                    seq,
+                    size,
+                    crc,
+                    base: 0,
+                },
+            ));
         }
         Node::leaf(entries)
     } else {
@@ -419,17 +452,37 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
-    fn entry(seq: u64, size: u32, crc: u32) -> Entry {
-        Entry { seq, size, crc }
+    fn entry(seq: u64, size: u32, crc: u32, base: u64) -> Entry {
+        Entry {
+            seq,
+            size,
+            crc,
+            base,
+        }
     }
 
-    /// The records of a node as version 1 or 3 lay them out.
+    /// The node as one of a version without bases holds it: every base 0.
+    fn without_bases(node: &Node) -> Node {
+        match node {
+            Node::Leaf(entries) => Node::leaf(
+                entries
+                    .iter()
+                    .map(|(k, e)| (k, Entry { base: 0, ..e }))
+                    .collect(),
+            ),
+            other => other.clone(),
+        }
+    }
+
+    /// The records of a node as version 1 or 3 lay them out (no bases).
     fn fixed_records(node: &Node) -> Vec<u8> {
         let mut body = Vec::new();
         match node {
             Node::Leaf(entries) => entries.iter().for_each(|(k, e)| {
                 put_key(&mut body, &k);
-                e.put(&mut body);
+                let mut value = Vec::new();
+                e.put(&mut value);
+                body.extend_from_slice(&value[..Entry::V3_LEN]);
             }),
             Node::Internal(children) => children.iter().for_each(|(k, r)| {
                 put_key(&mut body, &k);
@@ -448,6 +501,11 @@ mod tests {
         out.extend_from_slice(&(body.len() as u32).to_le_bytes());
         out.extend_from_slice(body);
         with_crc(out)
+    }
+
+    /// A version-3 node: fixed records without bases.
+    fn encode_v3(node: &Node) -> Vec<u8> {
+        object(VERSION_3, node, &fixed_records(node))
     }
 
     /// A version-1 node, as the first stores wrote them.
@@ -513,8 +571,11 @@ mod tests {
     #[test]
     fn nodes_round_trip_and_damage_is_detected() {
         let leaf = Node::leaf(vec![
-            (TileKey::base(-3, 7), entry(9, 1234, 0xdeadbeef)),
-            (TileKey::base(5, -2_000_000), entry(u64::MAX, u32::MAX, 0)),
+            (TileKey::base(-3, 7), entry(9, 1234, 0xdeadbeef, 3)),
+            (
+                TileKey::base(5, -2_000_000),
+                entry(u64::MAX, u32::MAX, 0, u64::MAX - 1),
+            ),
             (
                 TileKey {
                     time: u32::MAX,
@@ -523,7 +584,7 @@ mod tests {
                     col: i32::MIN,
                     row: i32::MAX,
                 },
-                entry(0, 0, 1),
+                entry(0, 0, 1, 0),
             ),
         ]);
         let internal = Node::internal(vec![
@@ -540,9 +601,12 @@ mod tests {
             let mut bytes = n.bytes().to_vec();
             assert_eq!(bytes[4], VERSION);
             assert_eq!(Node::decode(bytes.clone(), "k").unwrap(), n);
-            // Nodes of earlier versions still read the same.
-            assert_eq!(Node::decode(encode_v1(&n), "k").unwrap(), n);
-            assert_eq!(Node::decode(encode_v2(&n), "k").unwrap(), n);
+            // Nodes of earlier versions still read the same, without the bases they did
+            // not hold.
+            let old = without_bases(&n);
+            assert_eq!(Node::decode(encode_v3(&n), "k").unwrap(), old);
+            assert_eq!(Node::decode(encode_v1(&n), "k").unwrap(), old);
+            assert_eq!(Node::decode(encode_v2(&n), "k").unwrap(), old);
             let mid = bytes.len() / 2;
             bytes[mid] ^= 0x40;
             assert!(Node::decode(bytes.clone(), "k").is_err());
@@ -557,14 +621,18 @@ mod tests {
             .collect();
         let mut sorted = keys.clone();
         sorted.sort();
-        let node = Node::leaf(sorted.iter().map(|k| (*k, entry(1, 2, 3))).collect());
-        let Node::Leaf(r) = &node else { unreachable!() };
-        for (i, k) in sorted.iter().enumerate() {
-            assert_eq!(r.search(k), Ok(i));
-            assert_eq!(r.partition_point(|x| x < k), i);
-            // An odd column is never stored: it belongs just after its even neighbour.
-            let gap = TileKey::base(k.col + 1, k.row);
-            assert_eq!(r.search(&gap), Err(sorted.partition_point(|x| *x < gap)));
+        let node = Node::leaf(sorted.iter().map(|k| (*k, entry(1, 2, 3, 4))).collect());
+        // Version 3 records are searched where they lie too.
+        let v3 = Node::decode(encode_v3(&node), "k").unwrap();
+        for node in [node, v3] {
+            let Node::Leaf(r) = &node else { unreachable!() };
+            for (i, k) in sorted.iter().enumerate() {
+                assert_eq!(r.search(k), Ok(i));
+                assert_eq!(r.partition_point(|x| x < k), i);
+                // An odd column is never stored: it belongs just after its even neighbour.
+                let gap = TileKey::base(k.col + 1, k.row);
+                assert_eq!(r.search(&gap), Err(sorted.partition_point(|x| *x < gap)));
+            }
         }
     }
 
@@ -573,7 +641,7 @@ mod tests {
         /// decoding returns a node or an error and never panics or allocates wildly.
         #[test]
         fn any_body_with_a_valid_checksum_decodes_or_fails_cleanly(
-            version in 1u8..4, kind in 0u8..3, count in 0u32..5000,
+            version in 1u8..5, kind in 0u8..3, count in 0u32..5000,
             body in prop::collection::vec(any::<u8>(), 0..300)
         ) {
             let mut bytes = MAGIC.to_vec();
@@ -594,14 +662,14 @@ mod tests {
         #[test]
         fn sorted_leaves_round_trip(mut keys in prop::collection::vec(
             (0u32..3, 0u8..2, 0u8..20, -5000i32..5000, -5000i32..5000), 0..200),
-            seq in any::<u64>(), size in any::<u32>(), crc in any::<u32>()) {
+            seq in any::<u64>(), size in any::<u32>(), crc in any::<u32>(), base in any::<u64>()) {
             keys.sort();
             keys.dedup();
             let node = Node::leaf(keys.iter().map(|&(time, pyramid, level, col, row)| {
-                (TileKey { time, pyramid, level, col, row }, entry(seq, size, crc))
+                (TileKey { time, pyramid, level, col, row }, entry(seq, size, crc, base))
             }).collect());
             prop_assert_eq!(&Node::decode(node.bytes().to_vec(), "k").unwrap(), &node);
-            prop_assert_eq!(&Node::decode(encode_v2(&node), "k").unwrap(), &node);
+            prop_assert_eq!(&Node::decode(encode_v2(&node), "k").unwrap(), &without_bases(&node));
         }
     }
 }

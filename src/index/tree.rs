@@ -380,6 +380,7 @@ mod tests {
             seq,
             size: seq as u32 * 3,
             crc: seq as u32 ^ 0x5555,
+            base: seq / 2,
         }
     }
 

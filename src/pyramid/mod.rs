@@ -222,7 +222,7 @@ impl<'a> PyramidBuilder<'a> {
             }));
         }
         let data = tile.data.bytes_mut();
-        let read = |offset, len| base.read_chunk_range(&c, offset, len);
+        let read = |at, offset, len| base.read_chunk_range(&c, at, offset, len);
         let decoded = chunk::read_rows(&c.head, rows, read, data, mask.as_deref_mut(), &c.path)?;
         tile.mask = mask;
         Ok(Some(Opened {
@@ -238,7 +238,7 @@ impl<'a> PyramidBuilder<'a> {
         let (Some(c), Some(base)) = (&opened.strips_from, self.txn.base()) else {
             return Ok(opened); // decoded whole
         };
-        let read = |offset, len| base.read_chunk_range(c, offset, len);
+        let read = |at, offset, len| base.read_chunk_range(c, at, offset, len);
         let data = opened.tile.data.bytes_mut();
         let span = chunk::read_rows(&c.head, rows, read, data, None, &c.path)?;
         opened.decoded = hull(&opened.decoded, &span);

@@ -128,8 +128,8 @@ pub fn gc(root: &Path, keep: usize, wait: LockWait) -> Result<GcReport> {
         ..GcReport::default()
     };
 
-    // Mark: every node and chunk a kept snapshot reaches. Snapshots share most of their
-    // index, so a node seen before is not walked again.
+    // Mark: every node and chunk a kept snapshot reaches, and the chunks those keep frames
+    // in. Snapshots share most of their index, so a node seen before is not walked again.
     let index = current.index();
     let mut nodes: HashSet<NodeRef> = HashSet::new();
     let mut chunks: HashSet<(u64, TileKey)> = HashSet::new();
@@ -200,7 +200,15 @@ fn mark(
         return Ok(()); // shared with a snapshot marked before: so is everything below it
     }
     match &*index.node(at)? {
-        Node::Leaf(entries) => chunks.extend(entries.iter().map(|(k, e)| (e.seq, k))),
+        Node::Leaf(entries) => {
+            for (k, e) in entries.iter() {
+                chunks.insert((e.seq, k));
+                // A chunk that keeps frames in an older chunk of its tile needs that one too.
+                if let Some(base) = e.base() {
+                    chunks.insert((base, k));
+                }
+            }
+        }
         Node::Internal(children) => {
             for (_, child) in children.iter() {
                 mark(index, Some(child), nodes, chunks)?;

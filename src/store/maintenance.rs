@@ -5,6 +5,7 @@ use std::path::Path;
 
 use rayon::prelude::*;
 
+use crate::chunk::Head;
 use crate::error::{Error, Result};
 use crate::index::{Entry, Node, TileKey};
 use crate::manifest::MANIFEST_KEY;
@@ -30,9 +31,10 @@ pub struct VerifyReport {
     pub nodes_checked: u64,
     pub bytes_checked: u64,
     pub problems: Vec<Problem>,
-    /// SHA-256 of the snapshot's content: its extent and every tile's key, chunk size and
-    /// chunk checksum. Two states with equal digests read the same, whichever writes made
-    /// them (the snapshot that wrote a chunk does not count).
+    /// SHA-256 of the snapshot's content: its extent and every tile's key and the length
+    /// and checksum of each of its chunk's frames. Two states with equal digests read the
+    /// same, whichever writes made them: neither the snapshot that wrote a chunk counts, nor
+    /// whether its frames are kept in it or in its base.
     pub content_digest: String,
 }
 
@@ -55,25 +57,29 @@ pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
             detail: e.to_string(),
         });
     }
-    report.content_digest = content_digest(snapshot.manifest(), &tiles);
-    let results: Vec<(u64, Option<Problem>)> = tiles
+    let results: Vec<(u64, Result<FrameSums>)> = tiles
         .par_iter()
-        .map(|(key, entry)| match snapshot.fetch(key, entry) {
-            Ok(_) => (entry.size as u64, None),
-            Err(e) => (
-                0,
-                Some(Problem {
-                    object: key.object_key(entry.seq),
-                    detail: e.to_string(),
-                }),
-            ),
+        .map(|(key, entry)| match snapshot.check_chunk(key, entry) {
+            Ok(head) => (entry.size as u64, Ok(frame_sums(&head, entry))),
+            Err(e) => (0, Err(e)),
         })
         .collect();
-    for (bytes, problem) in results {
+    let mut frames = Vec::with_capacity(tiles.len());
+    for ((key, entry), (bytes, checked)) in tiles.iter().zip(results) {
         report.tiles_checked += 1;
         report.bytes_checked += bytes;
-        report.problems.extend(problem);
+        match checked {
+            Ok(sums) => frames.push(sums),
+            Err(e) => {
+                frames.push(Vec::new());
+                report.problems.push(Problem {
+                    object: key.object_key(entry.seq),
+                    detail: e.to_string(),
+                });
+            }
+        }
     }
+    report.content_digest = content_digest(snapshot.manifest(), &tiles, &frames);
     let m = snapshot.manifest();
     if report.problems.is_empty() && report.tiles_checked != m.index.tiles {
         report.problems.push(Problem {
@@ -87,7 +93,27 @@ pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
     Ok(report)
 }
 
-fn content_digest(m: &crate::manifest::Manifest, tiles: &[(TileKey, Entry)]) -> String {
+/// (length, CRC-32C) of each frame of a chunk.
+type FrameSums = Vec<(u32, u32)>;
+
+/// (length, CRC-32C) of every frame of a chunk: what it holds, wherever its frames are
+/// kept. A chunk of the first format, one stream without a table, counts as one frame
+/// with the object's checksum.
+fn frame_sums(head: &Head, entry: &Entry) -> FrameSums {
+    if !head.has_frame_table() {
+        return vec![(entry.size, entry.crc)];
+    }
+    head.frames()
+        .iter()
+        .map(|f| (f.len as u32, f.crc))
+        .collect()
+}
+
+fn content_digest(
+    m: &crate::manifest::Manifest,
+    tiles: &[(TileKey, Entry)],
+    frames: &[FrameSums],
+) -> String {
     let mut h = Sha256::new();
     match m.extent {
         Some(e) => {
@@ -97,13 +123,16 @@ fn content_digest(m: &crate::manifest::Manifest, tiles: &[(TileKey, Entry)]) -> 
         }
         None => h.update(b"no extent"),
     }
-    for (k, e) in tiles {
+    for ((k, _), sums) in tiles.iter().zip(frames) {
         h.update(k.time.to_le_bytes());
         h.update([k.pyramid, k.level]);
         h.update(k.col.to_le_bytes());
         h.update(k.row.to_le_bytes());
-        h.update(e.size.to_le_bytes());
-        h.update(e.crc.to_le_bytes());
+        h.update((sums.len() as u32).to_le_bytes());
+        for (len, crc) in sums {
+            h.update(len.to_le_bytes());
+            h.update(crc.to_le_bytes());
+        }
     }
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }

@@ -6,7 +6,7 @@ use std::sync::{Arc, Mutex};
 use lru::LruCache;
 use rayon::prelude::*;
 
-use crate::chunk::{self, Head};
+use crate::chunk::{self, Chunk, Head, Location};
 use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect, TileLoc};
 use crate::index::{Entry, IndexReader, TileKey};
@@ -123,9 +123,13 @@ impl Snapshot {
 
     /// Fetches and decodes the chunk an entry points to, checking it against the entry.
     pub fn fetch(&self, key: &TileKey, e: &Entry) -> Result<Tile> {
-        self.with_chunk(key, e, |bytes, path| {
-            chunk::decode(bytes, &self.manifest.chunk_shape(), path)
-        })
+        self.with_chunk(key, e, |c| c.decode())
+    }
+
+    /// Fetches, checks and decodes the chunk an entry points to, and returns its head:
+    /// everything `gridstore verify` asks of a chunk.
+    pub fn check_chunk(&self, key: &TileKey, e: &Entry) -> Result<Head> {
+        self.with_chunk(key, e, |c| c.decode().map(|_| c.head().clone()))
     }
 
     /// The head of a stored tile's chunk, checked against its own checksum and the index
@@ -158,34 +162,56 @@ impl Snapshot {
                 ),
             ));
         }
-        Ok(Some(ChunkRef { object, path, head }))
+        check_base_against_entry(&head, &e, &path)?;
+        Ok(Some(ChunkRef {
+            key: *key,
+            seq: e.seq,
+            object,
+            path,
+            head,
+        }))
     }
 
-    /// `len` bytes of a chunk from `offset`; a chunk that ends before is damaged.
-    pub fn read_chunk_range(&self, c: &ChunkRef, offset: usize, len: usize) -> Result<Vec<u8>> {
+    /// `len` bytes from `offset` of a chunk, or of its base; a chunk that ends before is
+    /// damaged.
+    pub fn read_chunk_range(
+        &self,
+        c: &ChunkRef,
+        at: Location,
+        offset: usize,
+        len: usize,
+    ) -> Result<Vec<u8>> {
+        let (object, whose) = match (at, c.head.base()) {
+            (Location::Base, Some(base)) => (
+                c.key.object_key(base),
+                format!(", which {} keeps frames in,", c.path.display()),
+            ),
+            _ => (c.object.clone(), String::new()),
+        };
         let mut bytes = Vec::new();
         let found = self
             .storage
-            .read_range(&c.object, offset as u64, len, &mut bytes)?;
+            .read_range(&object, offset as u64, len, &mut bytes)?;
         if !found || bytes.len() != len {
             return Err(Error::corrupt(
-                &c.path,
-                "chunk object is missing or cut short",
+                self.storage.location().join(&object),
+                format!("chunk object{whose} is missing or cut short"),
             ));
         }
         Ok(bytes)
     }
 
     /// Fetches a chunk into a reused per-thread buffer, checks it against its index entry,
-    /// and hands it to `f`.
+    /// fetches the part of its base it keeps frames in, if any, and hands the chunk to `f`.
     fn with_chunk<T>(
         &self,
         key: &TileKey,
         e: &Entry,
-        f: impl FnOnce(&[u8], &Path) -> Result<T>,
+        f: impl FnOnce(&Chunk<'_>) -> Result<T>,
     ) -> Result<T> {
         thread_local! {
             static BUF: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
+            static BASE: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
         }
         BUF.with(|buf| {
             let mut bytes = buf.borrow_mut();
@@ -194,7 +220,29 @@ impl Snapshot {
                 return Err(Error::corrupt(path, "chunk object is missing"));
             }
             check_against_entry(&bytes, e, &path)?;
-            f(&bytes, &path)
+            let chunk = Chunk::parse(&bytes, &self.manifest.chunk_shape(), &path)?;
+            check_base_against_entry(chunk.head(), e, &path)?;
+            let (Some(base), Some(span)) = (chunk.head().base(), chunk.head().base_span()) else {
+                return f(&chunk);
+            };
+            BASE.with(|held| {
+                let mut held = held.borrow_mut();
+                let base_key = key.object_key(base);
+                let base_path = self.storage.location().join(&base_key);
+                let found =
+                    self.storage
+                        .read_range(&base_key, span.start as u64, span.len(), &mut held)?;
+                if !found || held.len() != span.len() {
+                    return Err(Error::corrupt(
+                        &base_path,
+                        format!(
+                            "chunk object is missing or cut short: {} keeps frames in it",
+                            path.display()
+                        ),
+                    ));
+                }
+                f(&chunk.with_base(&held, span.start, &base_path))
+            })
         })
     }
 
@@ -251,9 +299,9 @@ impl Snapshot {
         mask: Option<&mut [u8]>,
     ) -> Result<()> {
         match entry {
-            Some(e) => self.with_chunk(key, &e, |bytes, path| {
-                chunk::decode_into(bytes, &self.manifest.chunk_shape(), path, data, mask)
-                    .map(|_| ())
+            Some(e) => self.with_chunk(key, &e, |c| {
+                let size = self.manifest.grid.tile_size as usize;
+                c.decode_rows_into(0..size, data, mask)
             }),
             None => {
                 let ts = self.manifest.grid.tile_size as usize;
@@ -399,6 +447,9 @@ fn check_store_dir(root: &Path) -> Result<()> {
 
 /// A stored chunk known by its head, to be read in part.
 pub struct ChunkRef {
+    pub key: TileKey,
+    /// The snapshot that wrote it.
+    pub seq: u64,
     /// Its object key.
     pub object: String,
     /// Where it is, for messages.
@@ -420,6 +471,21 @@ fn check_against_entry(bytes: &[u8], e: &Entry, path: &Path) -> Result<()> {
             chunk::stored_checksum(bytes).unwrap_or(0),
             e.size,
             e.crc
+        ),
+    ))
+}
+
+/// Checks that a chunk names the base its index entry names.
+fn check_base_against_entry(head: &Head, e: &Entry, path: &Path) -> Result<()> {
+    if head.base() == e.base() {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        path,
+        format!(
+            "chunk keeps frames in the chunk of snapshot {}, the index says {}",
+            head.base().map_or("none".into(), |b| b.to_string()),
+            e.base().map_or("none".into(), |b| b.to_string())
         ),
     ))
 }

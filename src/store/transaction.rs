@@ -186,38 +186,54 @@ impl Transaction {
         changed: Range<usize>,
     ) -> Result<()> {
         let enc = self.manifest.encoding();
-        let parts = chunk::encode_parts(tile, &enc, Some((&committed.head, changed)))?;
+        let reuse = chunk::Reuse {
+            old: &committed.head,
+            old_seq: committed.seq,
+            changed,
+        };
+        let parts = chunk::encode_parts(tile, &enc, Some(reuse))?;
         let trailer = parts.crc.to_le_bytes();
+        let old_base = committed.head.base().map(|b| key.object_key(b));
+        fn copy<'p>(object: &'p str, r: &Range<usize>) -> Part<'p> {
+            Part::Copy {
+                key: object,
+                offset: r.start as u64,
+                len: r.len(),
+            }
+        }
         let mut list = Vec::with_capacity(parts.pieces.len() + 1);
         for piece in &parts.pieces {
             list.push(match piece {
                 Piece::Fresh(r) => Part::Bytes(&parts.fresh[r.clone()]),
-                Piece::Old(r) => Part::Copy {
-                    key: &committed.object,
-                    offset: r.start as u64,
-                    len: r.len(),
-                },
+                Piece::Old(r) => copy(&committed.object, r),
+                Piece::OldBase(r) => copy(
+                    old_base
+                        .as_deref()
+                        .expect("only a chunk with a base has frames copied from it"),
+                    r,
+                ),
             });
         }
         list.push(Part::Bytes(&trailer));
         self.storage.write_parts(&key.object_key(self.seq), &list)?;
-        self.record(key, parts.len, parts.crc);
+        self.record(key, parts.len, parts.crc, parts.base);
         Ok(())
     }
 
     fn store_object(&self, key: TileKey, object: Vec<u8>) -> Result<()> {
         self.storage.write(&key.object_key(self.seq), &object)?;
         let crc = chunk::stored_checksum(&object).expect("encoded chunks have a trailer");
-        self.record(key, object.len(), crc);
+        self.record(key, object.len(), crc, 0);
         Ok(())
     }
 
     /// Records a chunk this write stored, for the index.
-    fn record(&self, key: TileKey, size: usize, crc: u32) {
+    fn record(&self, key: TileKey, size: usize, crc: u32, base: u64) {
         let entry = Entry {
             seq: self.seq,
             size: size as u32,
             crc,
+            base,
         };
         self.changes
             .lock()

@@ -1,0 +1,260 @@
+//! Decoding chunk objects: whole, or only the strips of some rows.
+
+use std::ops::Range;
+use std::path::Path;
+
+use super::{stored_checksum, Expected, Head, HEADER_LEN, TRAILER_LEN, VERSION_1};
+use crate::dtype::DataType;
+use crate::error::{Error, Result};
+use crate::tile::{SampleBuf, Tile};
+
+/// Decodes a chunk object that holds all of its frames, checking its checksum and that it
+/// matches the store. `path` is only used in error messages.
+pub fn decode(object: &[u8], expected: &Expected, path: &Path) -> Result<Tile> {
+    Chunk::parse(object, expected, path)?.decode()
+}
+
+/// Decodes a chunk that holds all of its frames straight into caller buffers: `data`
+/// takes the bands (band-sequential, tile-sized planes) and `mask`, if given, the validity
+/// mask (all 255 when the chunk has none). Returns whether the chunk carries a mask.
+pub fn decode_into(
+    object: &[u8],
+    expected: &Expected,
+    path: &Path,
+    data: &mut [u8],
+    mask: Option<&mut [u8]>,
+) -> Result<bool> {
+    let chunk = Chunk::parse(object, expected, path)?;
+    chunk.decode_rows_into(0..expected.size, data, mask)?;
+    Ok(chunk.head.has_mask)
+}
+
+/// The bytes of a chunk's base that hold its frames there ([`Head::base_span`]).
+struct BaseBytes<'a> {
+    bytes: &'a [u8],
+    /// Where `bytes` start in the base object.
+    start: usize,
+    path: &'a Path,
+}
+
+/// A whole chunk object whose checksum and head have been checked, with the part of its
+/// base it refers to once given ([`Chunk::with_base`]).
+pub struct Chunk<'a> {
+    head: Head,
+    object: &'a [u8],
+    path: &'a Path,
+    base: Option<BaseBytes<'a>>,
+}
+
+impl<'a> Chunk<'a> {
+    /// Checks a chunk object against its checksum and the store (`path` is only used in
+    /// error messages).
+    pub fn parse(object: &'a [u8], expected: &Expected, path: &'a Path) -> Result<Chunk<'a>> {
+        let bad = |detail: String| Error::corrupt(path, detail);
+        if object.len() < HEADER_LEN + TRAILER_LEN {
+            return Err(bad(format!(
+                "chunk is truncated ({} bytes, a chunk has at least {})",
+                object.len(),
+                HEADER_LEN + TRAILER_LEN
+            )));
+        }
+        let body = &object[..object.len() - TRAILER_LEN];
+        let want = stored_checksum(object).expect("length checked above");
+        let got = crc32c::crc32c(body);
+        if want != got {
+            return Err(bad(format!(
+                "chunk checksum mismatch (stored {want:08x}, computed {got:08x}): the chunk \
+                 was changed or truncated after it was written"
+            )));
+        }
+        let head = Head::parse(object, expected, path)?;
+        if head.object_len != object.len() {
+            return Err(bad(format!(
+                "payload length {} does not match the object size {}",
+                head.object_len - HEADER_LEN - TRAILER_LEN,
+                object.len()
+            )));
+        }
+        Ok(Chunk {
+            head,
+            object,
+            path,
+            base: None,
+        })
+    }
+
+    pub fn head(&self) -> &Head {
+        &self.head
+    }
+
+    /// Gives the chunk the bytes of its base that [`Head::base_span`] names: `bytes`, read
+    /// from offset `start` of the base object at `path`. Frames taken from there are
+    /// checked against their checksums when decoded.
+    pub fn with_base(mut self, bytes: &'a [u8], start: usize, path: &'a Path) -> Chunk<'a> {
+        self.base = Some(BaseBytes { bytes, start, path });
+        self
+    }
+
+    /// Frame `i`'s bytes, whether they must be checked, and the path of the object they
+    /// are in (for messages).
+    fn frame(&self, i: usize) -> Result<(&[u8], bool, &Path)> {
+        let f = self.head.frames[i];
+        if !f.in_base {
+            return Ok((&self.object[f.offset..f.offset + f.len], false, self.path));
+        }
+        let base = self.base.as_ref().ok_or_else(|| {
+            Error::corrupt(
+                self.path,
+                "the chunk keeps frames in a base chunk that was not read",
+            )
+        })?;
+        let bytes = f
+            .offset
+            .checked_sub(base.start)
+            .and_then(|at| base.bytes.get(at..at + f.len))
+            .ok_or_else(|| {
+                Error::corrupt(
+                    base.path,
+                    format!(
+                        "the chunk {} keeps frame {i} here, which this object does not hold",
+                        self.path.display()
+                    ),
+                )
+            })?;
+        Ok((bytes, true, self.path))
+    }
+
+    /// Decodes the whole tile.
+    pub fn decode(&self) -> Result<Tile> {
+        let (dtype, bands, size): (DataType, usize, usize) =
+            (self.head.dtype, self.head.bands, self.head.size);
+        let n = size * size;
+        let mut data = SampleBuf::zeroed(n * bands * dtype.size());
+        let mut mask = vec![0u8; n];
+        self.decode_rows_into(0..size, data.bytes_mut(), Some(&mut mask))?;
+        Ok(Tile {
+            dtype,
+            bands,
+            size,
+            data,
+            mask: self.head.has_mask.then_some(mask),
+        })
+    }
+
+    /// Decodes the strips that meet `rows` (the whole chunk for a version 1 chunk) into
+    /// `data` (band-sequential, tile-sized planes: other rows are left alone) and, if given,
+    /// the whole validity mask into `mask` (all 255 when the chunk has none).
+    pub fn decode_rows_into(
+        &self,
+        rows: Range<usize>,
+        data: &mut [u8],
+        mask: Option<&mut [u8]>,
+    ) -> Result<()> {
+        let head = &self.head;
+        let plane_len = head.size * head.size * head.dtype.size();
+        assert_eq!(
+            data.len(),
+            plane_len * head.bands,
+            "tile-sized output buffer"
+        );
+        if head.version == VERSION_1 {
+            let (bytes, check, path) = self.frame(0)?;
+            return head.decode_frame(0, bytes, check, data, mask, path);
+        }
+        if !rows.is_empty() {
+            for b in 0..head.bands {
+                for i in head.band_frames(b, rows.clone()) {
+                    let (bytes, check, path) = self.frame(i)?;
+                    head.decode_frame(i, bytes, check, data, None, path)?;
+                }
+            }
+        }
+        match (mask, head.mask_frame()) {
+            (Some(m), Some(i)) => {
+                let (bytes, check, path) = self.frame(i)?;
+                head.decode_frame(i, bytes, check, data, Some(m), path)
+            }
+            (Some(m), None) => {
+                m.fill(255);
+                Ok(())
+            }
+            (None, _) => Ok(()),
+        }
+    }
+}
+
+/// Which object a frame is read from: the chunk's own, or its base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Location {
+    Object,
+    Base,
+}
+
+/// Decodes the strips of a chunk (version 2 or later) that meet `rows`, and its whole mask
+/// (all 255 when it has none) into `mask` if given, fetching only their frames through
+/// `read(location, offset, len)` and checking each against its own checksum: an update in
+/// place needs no more of a chunk. Returns the rows decoded.
+pub fn read_rows(
+    head: &Head,
+    rows: Range<usize>,
+    mut read: impl FnMut(Location, usize, usize) -> Result<Vec<u8>>,
+    data: &mut [u8],
+    mask: Option<&mut [u8]>,
+    path: &Path,
+) -> Result<Range<usize>> {
+    assert!(
+        head.version != VERSION_1,
+        "only strips of version 2 chunks and later are read alone"
+    );
+    let location = |i: usize| match head.frames[i].in_base {
+        true => Location::Base,
+        false => Location::Object,
+    };
+    if !rows.is_empty() {
+        for b in 0..head.bands {
+            let frames = head.band_frames(b, rows.clone());
+            // Frames next to each other in one object are fetched together.
+            let mut i = frames.start;
+            while i < frames.end {
+                let first = head.frames[i];
+                let mut end = i + 1;
+                while end < frames.end
+                    && location(end) == location(i)
+                    && head.frames[end].offset
+                        == head.frames[end - 1].offset + head.frames[end - 1].len
+                {
+                    end += 1;
+                }
+                let last = head.frames[end - 1];
+                let bytes = read(
+                    location(i),
+                    first.offset,
+                    last.offset + last.len - first.offset,
+                )?;
+                for j in i..end {
+                    let f = head.frames[j];
+                    let at = f.offset - first.offset;
+                    let frame = bytes.get(at..at + f.len).ok_or_else(|| {
+                        Error::corrupt(path, format!("chunk ends inside frame {j}"))
+                    })?;
+                    head.decode_frame(j, frame, true, data, None, path)?;
+                }
+                i = end;
+            }
+        }
+    }
+    if let Some(mask) = mask {
+        match head.mask_frame() {
+            Some(i) => {
+                let f = head.frames[i];
+                let bytes = read(location(i), f.offset, f.len)?;
+                if bytes.len() != f.len {
+                    return Err(Error::corrupt(path, "chunk ends inside its mask"));
+                }
+                head.decode_frame(i, &bytes, true, data, Some(mask), path)?;
+            }
+            None => mask.fill(255),
+        }
+    }
+    Ok(head.strip_span(rows))
+}

@@ -1,0 +1,367 @@
+//! The head of a chunk: what it holds, and where each of its frames is.
+
+use std::ops::Range;
+use std::path::Path;
+
+use super::{
+    frame_count, head_len, strip_rows, unpack_bits, Encoding, Expected, BASE_FIELD_LEN, FLAG_MASK,
+    HEADER_LEN, MAGIC, SCRATCH, TABLE_ENTRY_LEN, TRAILER_LEN, V2_TABLE_ENTRY_LEN, VERSION,
+    VERSION_1, VERSION_2,
+};
+use crate::codec::{Compression, Predictor};
+use crate::dtype::DataType;
+use crate::error::{Error, Result};
+
+/// Where a frame lies, and its CRC-32C: at `offset` in its chunk object, or, when
+/// `in_base`, in the chunk's base.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Frame {
+    pub offset: usize,
+    pub len: usize,
+    pub crc: u32,
+    pub in_base: bool,
+}
+
+/// The checked head of a chunk: what it holds and, from version 2 on, where each frame
+/// lies.
+#[derive(Debug, Clone)]
+pub struct Head {
+    pub(super) version: u8,
+    pub(super) compression: Compression,
+    pub(super) predictor: Predictor,
+    pub(super) dtype: DataType,
+    pub(super) bands: usize,
+    pub(super) size: usize,
+    pub(super) has_mask: bool,
+    /// Rows per strip; a version 1 chunk is one strip holding everything, mask included.
+    pub(super) strip_rows: usize,
+    pub(super) frames: Vec<Frame>,
+    /// The snapshot whose chunk of the same tile holds the frames `in_base` (0: none).
+    pub(super) base: u64,
+    /// The length of the whole object.
+    pub(super) object_len: usize,
+}
+
+fn u16_at(b: &[u8], at: usize) -> usize {
+    u16::from_le_bytes([b[at], b[at + 1]]) as usize
+}
+
+fn u32_at(b: &[u8], at: usize) -> u32 {
+    u32::from_le_bytes(b[at..at + 4].try_into().expect("4 bytes"))
+}
+
+fn u64_at(b: &[u8], at: usize) -> u64 {
+    u64::from_le_bytes(b[at..at + 8].try_into().expect("8 bytes"))
+}
+
+impl Head {
+    /// The length of the head of a chunk from its first bytes (the fixed fields), or
+    /// `None` when they are too few (then [`parse`](Head::parse) says what is wrong).
+    pub fn len_from(start: &[u8]) -> Option<usize> {
+        if start.len() < HEADER_LEN {
+            return None;
+        }
+        let version = start[4];
+        if version == VERSION_1 {
+            return Some(HEADER_LEN);
+        }
+        let bands = u16_at(start, 8);
+        let masked = u16_at(start, 10) as u16 & FLAG_MASK != 0;
+        let height = u32_at(start, 16) as usize;
+        let rows = u16_at(start, 24);
+        Some(head_len(
+            version,
+            frame_count(bands, height, rows.max(1), masked),
+        ))
+    }
+
+    /// Checks the head at the start of `start` (at least [`len_from`](Head::len_from)
+    /// bytes of the object) against the store and its own checksum.
+    pub fn parse(start: &[u8], expected: &Expected, path: &Path) -> Result<Head> {
+        let bad = |detail: String| Error::corrupt(path, detail);
+        if start.len() < HEADER_LEN + TRAILER_LEN {
+            return Err(bad(format!(
+                "chunk is truncated ({} bytes, a chunk has at least {})",
+                start.len(),
+                HEADER_LEN + TRAILER_LEN
+            )));
+        }
+        if start[0..4] != MAGIC {
+            return Err(bad("not a gridstore chunk (bad magic bytes)".into()));
+        }
+        let version = start[4];
+        if version > VERSION {
+            return Err(Error::NotSupported(format!(
+                "{}: chunk format version {version} is newer than this build supports \
+                 ({VERSION}); upgrade gridstore",
+                path.display(),
+            )));
+        }
+        if version < VERSION_1 {
+            return Err(bad(format!("unknown chunk format version {version}")));
+        }
+        let compression = Compression::from_code(start[5])
+            .ok_or_else(|| bad(format!("unknown compression code {}", start[5])))?;
+        let predictor = Predictor::from_code(start[6])
+            .ok_or_else(|| bad(format!("unknown predictor code {}", start[6])))?;
+        let dtype = DataType::from_gdal_code(start[7] as u32)
+            .map_err(|_| bad(format!("unknown data type code {}", start[7])))?;
+        let bands = u16_at(start, 8);
+        let has_mask = u16_at(start, 10) as u16 & FLAG_MASK != 0;
+        let (w, h) = (u32_at(start, 12) as usize, u32_at(start, 16) as usize);
+        let object_len = HEADER_LEN + u32_at(start, 20) as usize + TRAILER_LEN;
+        if dtype != expected.dtype
+            || bands != expected.bands
+            || w != expected.size
+            || h != expected.size
+        {
+            return Err(bad(format!(
+                "chunk holds {bands} band(s) of {} at {w}x{h}, but the store has {} band(s) \
+                 of {} at {}x{}",
+                dtype.name(),
+                expected.bands,
+                expected.dtype.name(),
+                expected.size,
+                expected.size
+            )));
+        }
+        let mut head = Head {
+            version,
+            compression,
+            predictor,
+            dtype,
+            bands,
+            size: w,
+            has_mask,
+            strip_rows: w.max(1),
+            frames: vec![Frame {
+                offset: HEADER_LEN,
+                len: object_len - HEADER_LEN - TRAILER_LEN,
+                crc: 0,
+                in_base: false,
+            }],
+            base: 0,
+            object_len,
+        };
+        if version == VERSION_1 {
+            return Ok(head);
+        }
+        let rows = u16_at(start, 24);
+        if rows == 0 {
+            return Err(bad("the chunk's strips have no rows".into()));
+        }
+        let count = frame_count(bands, w, rows, has_mask);
+        let len = head_len(version, count);
+        if start.len() < len {
+            return Err(bad(format!(
+                "the head of {len} bytes runs past the {} bytes read",
+                start.len()
+            )));
+        }
+        let (want, got) = (u32_at(start, len - 4), crc32c::crc32c(&start[..len - 4]));
+        if want != got {
+            return Err(bad(format!(
+                "chunk head checksum mismatch (stored {want:08x}, computed {got:08x}): the \
+                 chunk was changed after it was written"
+            )));
+        }
+        head.strip_rows = rows;
+        head.frames.clear();
+        let (table, entry_len) = match version {
+            VERSION_2 => (HEADER_LEN, V2_TABLE_ENTRY_LEN),
+            _ => {
+                head.base = u64_at(start, HEADER_LEN);
+                (HEADER_LEN + BASE_FIELD_LEN, TABLE_ENTRY_LEN)
+            }
+        };
+        // Frames stored here follow the head in table order; the others are in the base.
+        let mut at = len;
+        for i in 0..count {
+            let entry = table + entry_len * i;
+            let frame_len = u32_at(start, entry) as usize;
+            let crc = u32_at(start, entry + 4);
+            let elsewhere = match version {
+                VERSION_2 => 0,
+                _ => u32_at(start, entry + 8) as usize,
+            };
+            if elsewhere == 0 {
+                head.frames.push(Frame {
+                    offset: at,
+                    len: frame_len,
+                    crc,
+                    in_base: false,
+                });
+                at += frame_len;
+            } else {
+                if head.base == 0 {
+                    return Err(bad(format!(
+                        "frame {i} is in a base chunk, but the chunk names none"
+                    )));
+                }
+                head.frames.push(Frame {
+                    offset: elsewhere,
+                    len: frame_len,
+                    crc,
+                    in_base: true,
+                });
+            }
+        }
+        if at + TRAILER_LEN != object_len {
+            return Err(bad(format!(
+                "the frames hold {} bytes, the payload {}",
+                at - len,
+                object_len - TRAILER_LEN - len
+            )));
+        }
+        Ok(head)
+    }
+
+    pub fn has_mask(&self) -> bool {
+        self.has_mask
+    }
+
+    /// The length of the whole object.
+    pub fn object_len(&self) -> usize {
+        self.object_len
+    }
+
+    /// Where each frame is, in table order (a version 1 chunk is one frame, without a
+    /// checksum of its own).
+    pub fn frames(&self) -> &[Frame] {
+        &self.frames
+    }
+
+    /// False for a chunk of the first format: one stream, without a table of frames.
+    pub fn has_frame_table(&self) -> bool {
+        self.version != VERSION_1
+    }
+
+    /// The snapshot whose chunk of the same tile holds some of this chunk's frames.
+    pub fn base(&self) -> Option<u64> {
+        (self.base != 0).then_some(self.base)
+    }
+
+    /// The bytes of the base chunk that hold this chunk's frames there: what a reader of
+    /// the whole tile fetches of the base (`None`: no frame is there).
+    pub fn base_span(&self) -> Option<Range<usize>> {
+        let mut there = self.frames.iter().filter(|f| f.in_base);
+        let first = there.next()?;
+        Some(there.fold(first.offset..first.offset + first.len, |r, f| {
+            r.start.min(f.offset)..r.end.max(f.offset + f.len)
+        }))
+    }
+
+    /// True when [`encode_parts`](super::encode_parts) with `enc` reuses this chunk's
+    /// strips: it is cut in strips as this build cuts them, with the same codec and
+    /// predictor. (The codec level is not recorded, but it is fixed per store.)
+    pub fn strips_reusable(&self, enc: &Encoding) -> bool {
+        self.version >= VERSION_2
+            && self.compression == enc.compression
+            && self.predictor == enc.predictor
+            && self.strip_rows == strip_rows(self.size, self.dtype.size())
+    }
+
+    /// The rows the strips that meet `rows` cover: what decoding `rows` decodes.
+    pub fn strip_span(&self, rows: Range<usize>) -> Range<usize> {
+        if rows.is_empty() {
+            return 0..0;
+        }
+        let r = self.strip_rows;
+        (rows.start / r) * r..(rows.end.div_ceil(r) * r).min(self.size)
+    }
+
+    pub(super) fn strips(&self) -> usize {
+        self.size.div_ceil(self.strip_rows)
+    }
+
+    /// Decodes frame `i`, whose bytes are `bytes`, into its rows of `data` (band-sequential
+    /// tile planes) or, for the mask frame, into `mask`. `check` verifies the frame's own
+    /// checksum (a reader that checked the whole object need not, for frames stored in
+    /// it).
+    pub(super) fn decode_frame(
+        &self,
+        i: usize,
+        bytes: &[u8],
+        check: bool,
+        data: &mut [u8],
+        mask: Option<&mut [u8]>,
+        path: &Path,
+    ) -> Result<()> {
+        let bad = |detail: String| Error::corrupt(path, detail);
+        let (size, width) = (self.size, self.dtype.size());
+        let n = size * size;
+        let plane_len = n * width;
+        let mask_len = if self.has_mask { n.div_ceil(8) } else { 0 };
+        if check && crc32c::crc32c(bytes) != self.frames[i].crc {
+            let whose = if self.frames[i].in_base {
+                " (kept in the chunk's base)"
+            } else {
+                ""
+            };
+            return Err(bad(format!(
+                "frame {i}{whose} checksum mismatch: the chunk was changed after it was written"
+            )));
+        }
+        SCRATCH.with(|scratch| -> Result<()> {
+            let mut raw = scratch.borrow_mut();
+            if self.version == VERSION_1 {
+                raw.clear();
+                raw.resize(plane_len * self.bands + mask_len, 0);
+                self.compression
+                    .decompress(bytes, &mut raw)
+                    .map_err(|e| bad(format!("payload does not decompress: {e}")))?;
+                for (src, dst) in raw[..plane_len * self.bands]
+                    .chunks_exact(plane_len)
+                    .zip(data.chunks_exact_mut(plane_len))
+                {
+                    self.predictor.decode(width, size, src, dst);
+                }
+                if let Some(mask) = mask {
+                    match self.has_mask {
+                        true => unpack_bits(&raw[plane_len * self.bands..], mask),
+                        false => mask.fill(255),
+                    }
+                }
+                return Ok(());
+            }
+            let strips = self.strips();
+            if i == self.bands * strips {
+                let Some(mask) = mask else { return Ok(()) };
+                raw.clear();
+                raw.resize(mask_len, 0);
+                self.compression
+                    .decompress(bytes, &mut raw)
+                    .map_err(|e| bad(format!("the mask does not decompress: {e}")))?;
+                unpack_bits(&raw, mask);
+                return Ok(());
+            }
+            let (b, s) = (i / strips, i % strips);
+            let row_bytes = size * width;
+            let r = s * self.strip_rows..((s + 1) * self.strip_rows).min(size);
+            let out = &mut data[b * plane_len..(b + 1) * plane_len]
+                [r.start * row_bytes..r.end * row_bytes];
+            raw.clear();
+            raw.resize(out.len(), 0);
+            self.compression
+                .decompress(bytes, &mut raw)
+                .map_err(|e| bad(format!("band {} strip {s} does not decompress: {e}", b + 1)))?;
+            self.predictor.decode(width, size, &raw, out);
+            Ok(())
+        })
+    }
+
+    /// The frames (by index) that hold the strips meeting `rows` of band `b`.
+    pub(super) fn band_frames(&self, b: usize, rows: Range<usize>) -> Range<usize> {
+        if self.version == VERSION_1 {
+            return 0..1;
+        }
+        let span = self.strip_span(rows);
+        let strips = self.strips();
+        b * strips + span.start / self.strip_rows..b * strips + span.end.div_ceil(self.strip_rows)
+    }
+
+    /// The index of the mask frame, if the chunk has one of its own.
+    pub(super) fn mask_frame(&self) -> Option<usize> {
+        (self.has_mask && self.version != VERSION_1).then(|| self.frames.len() - 1)
+    }
+}

@@ -1,0 +1,172 @@
+//! The chunk object: one tile of one level, all bands, compressed, with checksums.
+//!
+//! Layout of version 3, the one written (all integers little-endian; docs/FORMAT.md §5):
+//!
+//! ```text
+//! offset     size  field
+//!   0         4    magic "GSCK"
+//!   4         1    chunk format version (3; versions 1 and 2 are still read)
+//!   5         1    compression code        (0 none, 1 zstd, 2 deflate, 3 lz4)
+//!   6         1    predictor code          (0 none, 1 horizontal, 2 floating point)
+//!   7         1    data type (GDALDataType code)
+//!   8         2    band count
+//!  10         2    flags                   (bit 0: a validity mask follows the bands)
+//!  12         4    tile width in pixels
+//!  16         4    tile height in pixels
+//!  20         4    payload length n        (the object is 28 + n + 4 bytes)
+//!  24         2    rows per strip R
+//!  26         2    reserved, zero
+//!  28         8    base: the snapshot whose chunk of this tile holds the frames this one
+//!                  refers to (0: none, every frame is here)
+//!  36         12F  frame table: per frame, its length, its CRC-32C, and where it is (0:
+//!                  in this object; otherwise its offset in the base chunk)
+//!  36+12F     4    CRC-32C of bytes [0, 36 + 12F): the head
+//!  40+12F     ..   the frames stored here, in table order
+//!  28+n       4    CRC-32C of bytes [0, 28 + n): the whole object
+//! ```
+//!
+//! Each band is cut into strips of R rows (the last may be shorter); every strip is
+//! compressed on its own after the predictor, as one frame, band after band; then, if
+//! flagged, one frame holds the mask packed one bit per pixel (row-major, least significant
+//! bit first, 1 = data). Decompressed and concatenated, the frames are the version 1
+//! payload, which is one compressed stream with no table.
+//!
+//! Strips are what make a level update cheap: a parent whose change is confined to some
+//! rows reads, checks and decodes only the frames of those rows ([`read_rows`]), and writes
+//! a chunk holding only the frames it re-encoded ([`encode_parts`]): the others stay where
+//! they are, in the chunk it updated, which becomes the new chunk's *base*. A chunk never
+//! refers to more than one base, and a base never refers to another: a reader fetches at
+//! most two objects per tile. The frames' own checksums make this safe: a frame read from
+//! the base is checked against the CRC the referring chunk's table holds.
+//!
+//! Version 2 is version 3 without the base field, with 8-byte table entries (length and
+//! CRC): every frame is in the object. A version 2 chunk can be the base of a version 3 one.
+
+mod decode;
+mod encode;
+mod head;
+
+#[cfg(test)]
+mod tests;
+
+pub use decode::{decode, decode_into, read_rows, Chunk, Location};
+pub use encode::{encode, encode_parts, Parts, Piece, Reuse};
+pub use head::{Frame, Head};
+
+use std::cell::RefCell;
+
+use crate::codec::{Compression, Predictor};
+use crate::dtype::DataType;
+
+pub const MAGIC: [u8; 4] = *b"GSCK";
+/// The version this build writes.
+pub const VERSION: u8 = 3;
+/// Frames all in the object, 8-byte table entries. Still read, and a valid base.
+const VERSION_2: u8 = 2;
+/// The first version: one compressed stream, no strips. Still read.
+const VERSION_1: u8 = 1;
+/// The fixed fields every version starts with.
+pub const HEADER_LEN: usize = 28;
+pub const TRAILER_LEN: usize = 4;
+/// Version 3: the base's snapshot, after the fixed fields.
+const BASE_FIELD_LEN: usize = 8;
+/// Bytes per frame in a version 3 table: length, CRC-32C and where the frame is.
+const TABLE_ENTRY_LEN: usize = 12;
+/// Bytes per frame in a version 2 table: length and CRC-32C.
+const V2_TABLE_ENTRY_LEN: usize = 8;
+const FLAG_MASK: u16 = 1;
+/// A tile with at least this many strips to encode has them encoded in parallel.
+const PARALLEL_STRIPS: usize = 4;
+/// Bytes a reader of part of a chunk fetches first: its head, for tiles of up to 4096 rows
+/// in strips of 32 (more is fetched when a head is longer).
+pub const HEAD_PROBE_LEN: usize = 4096;
+/// Uncompressed bytes a strip of one band aims at: large enough to compress as well as a
+/// whole tile, small enough that a change of a few rows re-encodes little else.
+#[cfg(not(test))]
+const STRIP_TARGET_BYTES: usize = 64 << 10;
+/// Strips are never thinner than this (an even number: strip edges must stay on even rows,
+/// which aggregation pairs).
+#[cfg(not(test))]
+const MIN_STRIP_ROWS: usize = 16;
+// Unit tests use tiles of 16 to 64 pixels: tiny strips give them several strips per tile,
+// so that the strip logic, not only the one-strip case, is what they test.
+#[cfg(test)]
+const STRIP_TARGET_BYTES: usize = 64;
+#[cfg(test)]
+const MIN_STRIP_ROWS: usize = 2;
+
+/// How chunks are encoded; fixed per store.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Encoding {
+    pub compression: Compression,
+    pub level: i32,
+    pub predictor: Predictor,
+}
+
+/// The rows per strip a writer uses for tiles of `size` pixels with samples of
+/// `sample_size` bytes: a power of two, at least 16, at most the tile.
+pub fn strip_rows(size: usize, sample_size: usize) -> usize {
+    let rows = (STRIP_TARGET_BYTES / (size * sample_size).max(1)).max(1);
+    rows.next_power_of_two().clamp(MIN_STRIP_ROWS, size.max(1))
+}
+
+thread_local! {
+    // The predictor output and the decompressed strips are reused per thread, which keeps
+    // the hot path free of large allocations.
+    static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
+}
+
+/// What a reader expects of a chunk: the store's data type, band count and tile size.
+#[derive(Debug, Clone, Copy)]
+pub struct Expected {
+    pub dtype: DataType,
+    pub bands: usize,
+    pub size: usize,
+}
+
+/// The CRC-32C a chunk object carries in its trailer (also kept in the tile index).
+pub fn stored_checksum(object: &[u8]) -> Option<u32> {
+    let tail = object.get(object.len().checked_sub(TRAILER_LEN)?..)?;
+    Some(u32::from_le_bytes(tail.try_into().ok()?))
+}
+
+/// How many frames a chunk of strips has: one per strip of `rows` rows of each band of a
+/// `size`-pixel tile, and one for the mask.
+fn frame_count(bands: usize, size: usize, rows: usize, masked: bool) -> usize {
+    bands * size.div_ceil(rows) + usize::from(masked)
+}
+
+/// The length of the head of a chunk of `version` with `frames` frames.
+fn head_len(version: u8, frames: usize) -> usize {
+    match version {
+        VERSION_1 => HEADER_LEN,
+        VERSION_2 => HEADER_LEN + V2_TABLE_ENTRY_LEN * frames + 4,
+        _ => HEADER_LEN + BASE_FIELD_LEN + TABLE_ENTRY_LEN * frames + 4,
+    }
+}
+
+fn overlaps(a: &std::ops::Range<usize>, b: &std::ops::Range<usize>) -> bool {
+    a.start < b.end && b.start < a.end
+}
+
+fn pack_bits(mask: &[u8], out: &mut Vec<u8>) {
+    for chunk in mask.chunks(8) {
+        let mut byte = 0u8;
+        for (i, m) in chunk.iter().enumerate() {
+            if *m != 0 {
+                byte |= 1 << i;
+            }
+        }
+        out.push(byte);
+    }
+}
+
+fn unpack_bits(bits: &[u8], out: &mut [u8]) {
+    for (i, m) in out.iter_mut().enumerate() {
+        *m = if bits[i / 8] & (1 << (i % 8)) != 0 {
+            255
+        } else {
+            0
+        };
+    }
+}

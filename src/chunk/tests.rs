@@ -1,0 +1,533 @@
+use std::ops::Range;
+use std::path::Path;
+
+use super::*;
+use crate::dtype::Sample;
+use crate::tile::{BandValidity, Tile};
+use crate::with_sample_type;
+use proptest::prelude::*;
+
+fn random_tile(dtype: DataType, bands: usize, size: usize, seed: u64, mask: bool) -> Tile {
+    let v: Vec<BandValidity> = (0..bands).map(|_| BandValidity { nodata: None }).collect();
+    let mut t = Tile::empty(dtype, &v, size);
+    let mut x = seed | 1;
+    with_sample_type!(dtype, T => {
+        for (i, s) in t.data.typed_mut::<T>().iter_mut().enumerate() {
+            x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+            // Mix smooth and noisy values so the predictors see both.
+            let smooth = (i % size) as f64 * 0.5 + (i / size) as f64;
+            *s = T::from_f64_round(if x % 3 == 0 { (x % 200) as f64 } else { smooth });
+        }
+    });
+    t.mask = mask.then(|| {
+        (0..size * size)
+            .map(|i| if i % 7 == 0 { 0 } else { 255 })
+            .collect()
+    });
+    t
+}
+
+fn expected(t: &Tile) -> Expected {
+    Expected {
+        dtype: t.dtype,
+        bands: t.bands,
+        size: t.size,
+    }
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    #[test]
+    fn every_type_codec_and_predictor_round_trips(
+        dtype in prop::sample::select(DataType::ALL.to_vec()),
+        compression in prop::sample::select(vec![Compression::None, Compression::Zstd,
+                                                 Compression::Deflate, Compression::Lz4]),
+        predictor in prop::sample::select(vec![Predictor::None, Predictor::Horizontal,
+                                               Predictor::FloatingPoint]),
+        bands in 1usize..4, seed in any::<u64>(), mask in any::<bool>()) {
+        let tile = random_tile(dtype, bands, 16, seed, mask);
+        let enc = Encoding { compression, level: compression.default_level(), predictor };
+        let obj = encode(&tile, &enc).unwrap();
+        let back = decode(&obj, &expected(&tile), Path::new("t")).unwrap();
+        prop_assert_eq!(back, tile);
+    }
+
+    #[test]
+    fn any_flipped_byte_is_detected(pos in any::<prop::sample::Index>(), bit in 0u8..8) {
+        let tile = random_tile(DataType::Float32, 2, 32, 7, true);
+        let enc = Encoding { compression: Compression::Zstd, level: 3,
+                             predictor: Predictor::FloatingPoint };
+        let mut obj = encode(&tile, &enc).unwrap();
+        let i = pos.index(obj.len());
+        obj[i] ^= 1 << bit;
+        prop_assert!(decode(&obj, &expected(&tile), Path::new("t")).is_err());
+    }
+}
+
+/// A chunk as the first stores wrote it: the whole content as one compressed stream.
+fn encode_version_1(tile: &Tile, enc: &Encoding) -> Vec<u8> {
+    let mut raw = Vec::new();
+    for b in 0..tile.bands {
+        enc.predictor
+            .encode(tile.dtype.size(), tile.size, tile.band_bytes(b), &mut raw);
+    }
+    if let Some(mask) = &tile.mask {
+        pack_bits(mask, &mut raw);
+    }
+    let mut out = MAGIC.to_vec();
+    out.extend([1, enc.compression.code(), enc.predictor.code()]);
+    out.push(tile.dtype.gdal_code() as u8);
+    out.extend((tile.bands as u16).to_le_bytes());
+    out.extend((tile.mask.is_some() as u16).to_le_bytes());
+    out.extend((tile.size as u32).to_le_bytes());
+    out.extend((tile.size as u32).to_le_bytes());
+    let mut packed = Vec::new();
+    enc.compression
+        .compress(enc.level, &raw, &mut packed)
+        .unwrap();
+    out.extend((packed.len() as u32).to_le_bytes());
+    out.extend([0u8; 4]);
+    out.extend(packed);
+    let crc = crc32c::crc32c(&out);
+    out.extend(crc.to_le_bytes());
+    out
+}
+
+/// A chunk as version 2 wrote it, from a version 3 chunk that holds all its frames: no
+/// base field, 8-byte table entries.
+fn as_version_2(v3: &[u8], t: &Tile) -> Vec<u8> {
+    let head = head_of(v3, t);
+    assert_eq!(head.base(), None);
+    let frames = head.frames.len();
+    let mut out = v3[..HEADER_LEN].to_vec();
+    out[4] = 2;
+    let body: Vec<u8> = head
+        .frames
+        .iter()
+        .flat_map(|f| v3[f.offset..f.offset + f.len].to_vec())
+        .collect();
+    let payload = V2_TABLE_ENTRY_LEN * frames + 4 + body.len();
+    out[20..24].copy_from_slice(&(payload as u32).to_le_bytes());
+    for f in &head.frames {
+        out.extend((f.len as u32).to_le_bytes());
+        out.extend(f.crc.to_le_bytes());
+    }
+    let head_crc = crc32c::crc32c(&out);
+    out.extend(head_crc.to_le_bytes());
+    out.extend(body);
+    let crc = crc32c::crc32c(&out);
+    out.extend(crc.to_le_bytes());
+    out
+}
+
+/// `tile` with rows `rows` of every band (and the mask) taken from `other`.
+fn with_rows_of(tile: &Tile, other: &Tile, rows: Range<usize>) -> Tile {
+    let mut out = tile.clone();
+    let row = tile.size * tile.dtype.size();
+    let plane = tile.size * row;
+    for b in 0..tile.bands {
+        let r = b * plane + rows.start * row..b * plane + rows.end * row;
+        out.data.bytes_mut()[r.clone()].copy_from_slice(&other.data.bytes()[r]);
+    }
+    if let (Some(m), Some(o)) = (out.mask.as_mut(), other.mask.as_ref()) {
+        let r = rows.start * tile.size..rows.end * tile.size;
+        m[r.clone()].copy_from_slice(&o[r]);
+    }
+    out
+}
+
+fn zstd_float() -> Encoding {
+    Encoding {
+        compression: Compression::Zstd,
+        level: 1,
+        predictor: Predictor::FloatingPoint,
+    }
+}
+
+/// The object [`encode_parts`] describes, its copied ranges taken from `old` and
+/// `old_base`.
+fn assemble(parts: &Parts, old: &[u8], old_base: &[u8]) -> Vec<u8> {
+    let mut out = Vec::new();
+    for piece in &parts.pieces {
+        match piece {
+            Piece::Fresh(r) => out.extend_from_slice(&parts.fresh[r.clone()]),
+            Piece::Old(r) => out.extend_from_slice(&old[r.clone()]),
+            Piece::OldBase(r) => out.extend_from_slice(&old_base[r.clone()]),
+        }
+    }
+    out.extend_from_slice(&parts.crc.to_le_bytes());
+    assert_eq!(out.len(), parts.len);
+    out
+}
+
+fn head_of(object: &[u8], t: &Tile) -> Head {
+    Chunk::parse(object, &expected(t), Path::new("t"))
+        .unwrap()
+        .head()
+        .clone()
+}
+
+/// Decodes `object`, reading its base frames from `base` (the whole base object).
+fn decode_with(object: &[u8], base: &[u8], t: &Tile) -> crate::error::Result<Tile> {
+    let chunk = Chunk::parse(object, &expected(t), Path::new("c"))?;
+    match chunk.head().base_span() {
+        Some(span) => {
+            let bytes = base.get(span.clone()).unwrap_or(&[]);
+            chunk.with_base(bytes, span.start, Path::new("b")).decode()
+        }
+        None => chunk.decode(),
+    }
+}
+
+/// (length, CRC) of every frame: the same frames wherever each is kept.
+fn frames_of(object: &[u8], t: &Tile) -> Vec<(usize, u32)> {
+    head_of(object, t)
+        .frames
+        .iter()
+        .map(|f| (f.len, f.crc))
+        .collect()
+}
+
+fn reuse(old: &Head, old_seq: u64, changed: Range<usize>) -> Option<Reuse<'_>> {
+    Some(Reuse {
+        old,
+        old_seq,
+        changed,
+    })
+}
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(64))]
+    /// Re-encoding only the strips of changed rows gives a chunk that reads as the new
+    /// tile and holds the frames a whole encode gives, wherever it keeps them.
+    #[test]
+    fn reencoding_changed_rows_equals_encoding_the_tile(
+        dtype in prop::sample::select(DataType::ALL.to_vec()),
+        compression in prop::sample::select(vec![Compression::None, Compression::Zstd,
+                                                 Compression::Deflate, Compression::Lz4]),
+        bands in 1usize..3, mask in any::<bool>(),
+        a in 0usize..32, len in 0usize..32, seed in any::<u64>()) {
+        let old = random_tile(dtype, bands, 32, seed, mask);
+        let changed = a.min(32 - len)..(a + len).min(32);
+        let new = with_rows_of(&old, &random_tile(dtype, bands, 32, seed ^ 99, mask),
+                               changed.clone());
+        let enc = Encoding { compression, level: compression.default_level(),
+                             predictor: Predictor::default_for(dtype) };
+        let old_obj = encode(&old, &enc).unwrap();
+        let head = head_of(&old_obj, &old);
+        prop_assert!(head.strips_reusable(&enc));
+        let parts = encode_parts(&new, &enc, reuse(&head, 7, changed)).unwrap();
+        prop_assert!(parts.base == 0 || parts.base == 7);
+        let obj = assemble(&parts, &old_obj, &[]);
+        prop_assert_eq!(decode_with(&obj, &old_obj, &new).unwrap(), new.clone());
+        prop_assert_eq!(frames_of(&obj, &new), frames_of(&encode(&new, &enc).unwrap(), &new));
+    }
+}
+
+#[test]
+fn a_small_change_keeps_the_other_strips_in_the_old_chunk() {
+    let (a, b) = (
+        random_tile(DataType::Float32, 2, 32, 1, true),
+        random_tile(DataType::Float32, 2, 32, 2, true),
+    );
+    let enc = zstd_float();
+    let old = encode(&a, &enc).unwrap();
+    let head = head_of(&old, &a);
+    assert_eq!(head.strip_span(8..12), 8..12);
+    // Told that only rows 8..12 changed, the encoder refers to every other strip in the
+    // old chunk, whatever the tile holds there, and copies nothing (the mask is always
+    // encoded afresh).
+    let parts = encode_parts(&b, &enc, reuse(&head, 5, 8..12)).unwrap();
+    assert_eq!(parts.base, 5);
+    assert!(
+        parts.pieces.iter().all(|p| matches!(p, Piece::Fresh(_))),
+        "{:?}",
+        parts.pieces
+    );
+    let new = assemble(&parts, &old, &[]);
+    let new_head = head_of(&new, &a);
+    assert_eq!(new_head.base(), Some(5));
+    // 2 strips of 2 rows in each of 2 bands, and the mask.
+    assert_eq!(new_head.frames.iter().filter(|f| !f.in_base).count(), 5);
+    assert!(new.len() < old.len() / 3, "{} of {}", new.len(), old.len());
+    let back = decode_with(&new, &old, &a).unwrap();
+    let mut want = with_rows_of(&a, &b, 8..12);
+    want.mask = b.mask.clone(); // the mask is always encoded whole
+    assert_eq!(back, want);
+    // Without the base, the new chunk cannot be read.
+    let e = Chunk::parse(&new, &expected(&a), Path::new("c"))
+        .unwrap()
+        .decode()
+        .unwrap_err();
+    assert!(e.to_string().contains("base"), "{e}");
+}
+
+#[test]
+fn an_update_of_an_update_refers_to_the_first_chunk_and_copies_what_the_second_held() {
+    let tiles: Vec<Tile> = (0..3)
+        .map(|i| random_tile(DataType::Float32, 1, 32, 10 + i, false))
+        .collect();
+    let enc = zstd_float();
+    // Seq 1 holds everything; seq 2 changed rows 0..4; seq 3 changes rows 8..10.
+    let first = encode(&tiles[0], &enc).unwrap();
+    let t2 = with_rows_of(&tiles[0], &tiles[1], 0..4);
+    let p2 = encode_parts(&t2, &enc, reuse(&head_of(&first, &t2), 1, 0..4)).unwrap();
+    let second = assemble(&p2, &first, &[]);
+    assert_eq!(p2.base, 1);
+    let t3 = with_rows_of(&t2, &tiles[2], 8..10);
+    let h2 = head_of(&second, &t3);
+    let p3 = encode_parts(&t3, &enc, reuse(&h2, 2, 8..10)).unwrap();
+    // Still based on seq 1, never on seq 2: the strips seq 2 held are copied from it.
+    assert_eq!(p3.base, 1);
+    assert!(p3.pieces.contains(&Piece::Old(
+        h2.frames[0].offset..h2.frames[1].offset + h2.frames[1].len
+    )));
+    let third = assemble(&p3, &second, &first);
+    assert_eq!(decode_with(&third, &first, &t3).unwrap(), t3);
+    assert_eq!(
+        frames_of(&third, &t3),
+        frames_of(&encode(&t3, &enc).unwrap(), &t3)
+    );
+}
+
+#[test]
+fn a_chunk_that_would_keep_little_in_its_base_holds_everything() {
+    let (a, b) = (
+        random_tile(DataType::Float32, 1, 32, 3, false),
+        random_tile(DataType::Float32, 1, 32, 4, false),
+    );
+    let enc = zstd_float();
+    let old = encode(&a, &enc).unwrap();
+    let head = head_of(&old, &a);
+    // 28 of 32 rows change: the 2 strips left are under a quarter of the chunk.
+    let parts = encode_parts(&b, &enc, reuse(&head, 3, 2..30)).unwrap();
+    assert_eq!(parts.base, 0);
+    let new = assemble(&parts, &old, &[]);
+    assert_eq!(head_of(&new, &a).base(), None);
+    assert_eq!(
+        decode(&new, &expected(&a), Path::new("c")).unwrap(),
+        with_rows_of(&a, &b, 2..30)
+    );
+}
+
+#[test]
+fn a_version_2_chunk_still_decodes_and_serves_as_a_base() {
+    let (a, b) = (
+        random_tile(DataType::Int16, 2, 32, 5, true),
+        random_tile(DataType::Int16, 2, 32, 6, true),
+    );
+    let enc = Encoding {
+        compression: Compression::Zstd,
+        level: 1,
+        predictor: Predictor::Horizontal,
+    };
+    let v2 = as_version_2(&encode(&a, &enc).unwrap(), &a);
+    assert_eq!(decode(&v2, &expected(&a), Path::new("t")).unwrap(), a);
+    let head = head_of(&v2, &a);
+    assert!(head.strips_reusable(&enc));
+    let parts = encode_parts(&b, &enc, reuse(&head, 9, 0..2)).unwrap();
+    assert_eq!(parts.base, 9);
+    let new = assemble(&parts, &v2, &[]);
+    let mut want = with_rows_of(&a, &b, 0..2);
+    want.mask = b.mask.clone();
+    assert_eq!(decode_with(&new, &v2, &a).unwrap(), want);
+}
+
+#[test]
+fn strips_encoded_in_parallel_give_the_same_chunk() {
+    let tile = random_tile(DataType::Float32, 3, 32, 9, true);
+    let enc = zstd_float();
+    let alone = encode(&tile, &enc).unwrap();
+    let pool = rayon::ThreadPoolBuilder::new()
+        .num_threads(2)
+        .build()
+        .unwrap();
+    let together = pool.install(|| encode(&tile, &enc).unwrap());
+    assert_eq!(alone, together);
+    let head = head_of(&alone, &tile);
+    let parts = pool.install(|| encode_parts(&tile, &enc, reuse(&head, 1, 4..20)).unwrap());
+    let new = assemble(&parts, &alone, &[]);
+    assert_eq!(frames_of(&new, &tile), frames_of(&alone, &tile));
+}
+
+#[test]
+fn a_damaged_frame_in_the_base_or_copied_from_it_is_detected() {
+    let (a, b) = (
+        random_tile(DataType::Float32, 1, 32, 1, false),
+        random_tile(DataType::Float32, 1, 32, 2, false),
+    );
+    let enc = zstd_float();
+    let mut old = encode(&a, &enc).unwrap();
+    let head = head_of(&old, &a);
+    let kept = head.frames[head.frames.len() - 1];
+    // Kept in the base: the damage is found when the new chunk is read.
+    let parts = encode_parts(&b, &enc, reuse(&head, 1, 0..2)).unwrap();
+    assert_eq!(parts.base, 1);
+    let new = assemble(&parts, &old, &[]);
+    old[kept.offset + kept.len / 2] ^= 0x10;
+    let e = decode_with(&new, &old, &a).unwrap_err();
+    assert!(e.to_string().contains("checksum mismatch"), "{e}");
+    // Copied without being read (too little would stay in the base): the new object's
+    // checksum, combined from the frames' own, does not match the damaged bytes.
+    let parts = encode_parts(&b, &enc, reuse(&head, 1, 0..30)).unwrap();
+    assert_eq!(parts.base, 0);
+    let copied = assemble(&parts, &old, &[]);
+    let e = decode(&copied, &expected(&a), Path::new("c")).unwrap_err();
+    assert!(e.to_string().contains("checksum mismatch"), "{e}");
+}
+
+#[test]
+fn reading_rows_fetches_and_checks_only_their_frames() {
+    let tile = random_tile(DataType::Int16, 2, 32, 5, true);
+    let mut obj = encode(&tile, &zstd_float()).unwrap();
+    let head = head_of(&obj, &tile);
+    // Unit tests write strips of 2 rows: rows 5..9 lie in the strips of rows 4..10.
+    assert_eq!(head.strip_span(5..9), 4..10);
+    let mut data = vec![0xAAu8; tile.data.len()];
+    let mut mask = vec![0u8; 32 * 32];
+    let mut fetched = Vec::new();
+    let read = |at: Location, offset: usize, len: usize| {
+        assert_eq!(at, Location::Object);
+        fetched.push(offset..offset + len);
+        Ok(obj[offset..offset + len].to_vec())
+    };
+    let p = Path::new("t");
+    let rows = read_rows(&head, 5..9, read, &mut data, Some(&mut mask), p).unwrap();
+    assert_eq!(rows, 4..10);
+    // One read per band and one for the mask, of 3 strips each.
+    assert_eq!(fetched.len(), 3, "{fetched:?}");
+    assert_eq!(Some(mask), tile.mask.clone());
+    let row = 32 * 2;
+    for b in 0..2 {
+        for y in 0..32 {
+            let r = b * 32 * row + y * row..b * 32 * row + (y + 1) * row;
+            if (4..10).contains(&y) {
+                assert_eq!(data[r.clone()], tile.data.bytes()[r], "band {b} row {y}");
+            } else {
+                assert!(data[r].iter().all(|v| *v == 0xAA), "band {b} row {y}");
+            }
+        }
+    }
+    // A damaged frame it reads is reported; one it does not read cannot matter to it.
+    let f = head.frames[head.band_frames(1, 5..9).start];
+    obj[f.offset] ^= 1;
+    let read = |_: Location, offset: usize, len: usize| Ok(obj[offset..offset + len].to_vec());
+    let e = read_rows(&head, 5..9, read, &mut data, None, p).unwrap_err();
+    assert!(
+        e.to_string().contains("frame") && e.to_string().contains("damaged"),
+        "{e}"
+    );
+    let read = |_: Location, offset: usize, len: usize| Ok(obj[offset..offset + len].to_vec());
+    assert!(read_rows(&head, 20..22, read, &mut data, None, p).is_ok());
+}
+
+#[test]
+fn reading_rows_of_an_updated_chunk_takes_each_frame_from_where_it_is() {
+    let (a, b) = (
+        random_tile(DataType::Float32, 1, 32, 7, false),
+        random_tile(DataType::Float32, 1, 32, 8, false),
+    );
+    let enc = zstd_float();
+    let old = encode(&a, &enc).unwrap();
+    let parts = encode_parts(&b, &enc, reuse(&head_of(&old, &a), 1, 6..8)).unwrap();
+    let new = assemble(&parts, &old, &[]);
+    let head = head_of(&new, &a);
+    let mut data = vec![0u8; a.data.len()];
+    let mut from = Vec::new();
+    let read = |at: Location, offset: usize, len: usize| {
+        from.push(at);
+        let object = if at == Location::Base { &old } else { &new };
+        Ok(object[offset..offset + len].to_vec())
+    };
+    read_rows(&head, 4..10, read, &mut data, None, Path::new("t")).unwrap();
+    // Strips 4..6 and 8..10 are in the base, 6..8 in the new chunk.
+    assert_eq!(from, [Location::Base, Location::Object, Location::Base]);
+    let want = with_rows_of(&a, &b, 6..8);
+    let row = 32 * 4;
+    assert_eq!(
+        data[4 * row..10 * row],
+        want.data.bytes()[4 * row..10 * row]
+    );
+}
+
+#[test]
+fn version_1_chunks_still_decode_and_are_reencoded_whole() {
+    for mask in [false, true] {
+        let tile = random_tile(DataType::Float32, 2, 32, 11, mask);
+        let enc = zstd_float();
+        let v1 = encode_version_1(&tile, &enc);
+        assert_eq!(decode(&v1, &expected(&tile), Path::new("t")).unwrap(), tile);
+        let head = head_of(&v1, &tile);
+        assert!(!head.strips_reusable(&enc));
+        assert_eq!(head.strip_span(3..4), 0..32, "one stream: all or nothing");
+        let other = random_tile(DataType::Float32, 2, 32, 12, mask);
+        let parts = encode_parts(&other, &enc, reuse(&head, 1, 0..2)).unwrap();
+        assert!(parts.pieces.iter().all(|p| matches!(p, Piece::Fresh(_))));
+        assert_eq!(parts.base, 0);
+        assert_eq!(assemble(&parts, &v1, &[]), encode(&other, &enc).unwrap());
+    }
+}
+
+#[test]
+fn a_frame_table_that_does_not_add_up_is_corruption() {
+    let tile = random_tile(DataType::Byte, 1, 32, 3, false);
+    let mut obj = encode(&tile, &zstd_float()).unwrap();
+    // One byte more for the first frame, and checksums that match again: the frames
+    // now run past the payload.
+    let table = HEADER_LEN + BASE_FIELD_LEN;
+    let first = u32::from_le_bytes(obj[table..table + 4].try_into().unwrap());
+    obj[table..table + 4].copy_from_slice(&(first + 1).to_le_bytes());
+    let head_end = Head::len_from(&obj).unwrap() - 4;
+    let crc = crc32c::crc32c(&obj[..head_end]);
+    obj[head_end..head_end + 4].copy_from_slice(&crc.to_le_bytes());
+    let end = obj.len() - 4;
+    let crc = crc32c::crc32c(&obj[..end]);
+    obj[end..].copy_from_slice(&crc.to_le_bytes());
+    let e = decode(&obj, &expected(&tile), Path::new("c/1")).unwrap_err();
+    assert!(e.to_string().contains("frames hold"), "{e}");
+}
+
+#[test]
+fn a_frame_in_a_base_the_chunk_does_not_name_is_corruption() {
+    let tile = random_tile(DataType::Byte, 1, 32, 3, false);
+    let mut obj = encode(&tile, &zstd_float()).unwrap();
+    let at = HEADER_LEN + BASE_FIELD_LEN + 8;
+    obj[at..at + 4].copy_from_slice(&100u32.to_le_bytes());
+    let head_end = Head::len_from(&obj).unwrap() - 4;
+    let crc = crc32c::crc32c(&obj[..head_end]);
+    obj[head_end..head_end + 4].copy_from_slice(&crc.to_le_bytes());
+    let e = Head::parse(&obj, &expected(&tile), Path::new("c/1")).unwrap_err();
+    assert!(e.to_string().contains("names none"), "{e}");
+}
+
+#[test]
+fn truncation_is_reported_as_corruption() {
+    let tile = random_tile(DataType::UInt16, 1, 64, 3, false);
+    let enc = Encoding {
+        compression: Compression::Zstd,
+        level: 3,
+        predictor: Predictor::Horizontal,
+    };
+    let obj = encode(&tile, &enc).unwrap();
+    for cut in [0, 10, obj.len() / 2, obj.len() - 1] {
+        let e = decode(&obj[..cut], &expected(&tile), Path::new("c/0/0")).unwrap_err();
+        assert!(
+            e.to_string().contains("c/0/0") && e.to_string().contains("damaged"),
+            "{e}"
+        );
+    }
+}
+
+#[test]
+fn a_chunk_of_another_shape_is_refused() {
+    let tile = random_tile(DataType::Byte, 3, 16, 1, false);
+    let enc = Encoding {
+        compression: Compression::Lz4,
+        level: 0,
+        predictor: Predictor::None,
+    };
+    let obj = encode(&tile, &enc).unwrap();
+    let mut other = expected(&tile);
+    other.bands = 2;
+    assert!(decode(&obj, &other, Path::new("x")).is_err());
+}
