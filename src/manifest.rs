@@ -17,12 +17,13 @@ use crate::codec::{Compression, Predictor};
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::grid::{Georef, Layout, PixelRect, MAX_TILE_SIZE, MIN_TILE_SIZE};
-use crate::index::NodeRef;
+use crate::index::{ChunkNaming, NodeRef};
 use crate::tile::BandValidity;
 
 pub const FORMAT_NAME: &str = "gridstore";
-/// Bumped whenever a reader of the previous version could misread a store.
-pub const FORMAT_VERSION: u32 = 1;
+/// Bumped whenever a reader of the previous version could misread a store. Version 2 names
+/// chunk objects by row of tiles (docs/FORMAT.md §1); stores of version 1 keep their names.
+pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST_KEY: &str = "gridstore.json";
 pub const SNAPSHOT_PREFIX: &str = "snapshots/";
 
@@ -170,6 +171,16 @@ pub struct IndexSpec {
 }
 
 impl Manifest {
+    /// How this store names its chunk objects: fixed by the format version it was
+    /// created with.
+    pub fn chunk_naming(&self) -> ChunkNaming {
+        if self.format_version >= 2 {
+            ChunkNaming::RowDirectories
+        } else {
+            ChunkNaming::Nested
+        }
+    }
+
     /// Parses and checks a manifest; `path` names it in error messages.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
         let bad = |detail: String| Error::BadManifest {

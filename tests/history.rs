@@ -140,6 +140,7 @@ fn contents(store: &Path, id: u64) -> Contents {
     let path = store.join(format!("snapshots/{id}.json"));
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    assert_eq!(manifest["format_version"], 2, "stores are made in format 2");
     let mut c = Contents::default();
     let root = &manifest["index"]["root"];
     if !root.is_null() {
@@ -147,6 +148,12 @@ fn contents(store: &Path, id: u64) -> Contents {
         read_node(store, &format!("index/{seq}/{node}"), &mut c);
     }
     c
+}
+
+/// The object of a chunk of tile (t, p, z, col, row) written by snapshot `seq`, named as a
+/// store of format 2 names it (docs/FORMAT.md §1).
+fn chunk_object(seq: u64, (t, p, z, col, row): Key) -> String {
+    format!("chunks/{seq}/{t}.{p}.{z}.{row}/{col}")
 }
 
 /// Reads an index node as docs/FORMAT.md §4 describes version 4 (written here
@@ -176,12 +183,10 @@ fn read_node(store: &Path, key: &str, c: &mut Contents) {
             let base = u64::from_le_bytes(r[30..38].try_into().unwrap());
             c.tiles
                 .insert((t, p, z, col, row), (seq, second, u32_at(r, 26), base));
-            c.objects
-                .insert(format!("chunks/{seq}/{t}/{p}/{z}/{row}/{col}"));
+            c.objects.insert(chunk_object(seq, (t, p, z, col, row)));
             // A chunk that keeps frames in an older chunk of its tile reaches that one.
             if base != 0 {
-                c.objects
-                    .insert(format!("chunks/{base}/{t}/{p}/{z}/{row}/{col}"));
+                c.objects.insert(chunk_object(base, (t, p, z, col, row)));
             }
         } else {
             read_node(store, &format!("index/{seq}/{second}"), c);
@@ -520,7 +525,7 @@ fn gc_keeps_the_chunks_that_updated_levels_keep_frames_in() {
     let after = files(&st);
     assert!(!after.contains_key("snapshots/1.json"));
     assert!(
-        after.contains_key("chunks/1/0/0/1/0/0"),
+        after.contains_key("chunks/1/0.0.1.0/0"),
         "gc removed the base of a kept chunk: {after:?}"
     );
     assert_eq!(
@@ -534,7 +539,7 @@ fn gc_keeps_the_chunks_that_updated_levels_keep_frames_in() {
     assert_eq!(digest(&st, None), digest_before);
 
     // Without its base, the chunk is reported damaged, never read as something else.
-    std::fs::remove_file(st.join("chunks/1/0/0/1/0/0")).unwrap();
+    std::fs::remove_file(st.join("chunks/1/0.0.1.0/0")).unwrap();
     let out = run(gridstore(), &["verify", s(&st)]);
     let said = format!(
         "{}{}",
@@ -543,16 +548,75 @@ fn gc_keeps_the_chunks_that_updated_levels_keep_frames_in() {
     );
     assert!(!out.status.success(), "{said}");
     assert!(
-        said.contains("chunks/1/0/0/1/0/0") && said.contains("missing"),
+        said.contains("chunks/1/0.0.1.0/0") && said.contains("missing"),
         "{said}"
     );
     // (gdalinfo reports a checksum it cannot compute, and exits with success.)
     let out = run("gdalinfo", &["-checksum", s(&st)]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("chunks/1/0/0/1/0/0") && err.contains("damaged"),
+        err.contains("chunks/1/0.0.1.0/0") && err.contains("damaged"),
         "{err}"
     );
+}
+
+/// Turns a store of format 2 into one of format 1, as the first builds wrote them: chunk
+/// objects named `chunks/<id>/<t>/<p>/<z>/<row>/<col>`, and `format_version` 1.
+fn as_format_1(store: &Path) {
+    for (name, _) in files(store) {
+        let Some(rest) = name.strip_prefix("chunks/") else {
+            if name == "gridstore.json" || name.starts_with("snapshots/") {
+                let path = store.join(&name);
+                let text = std::fs::read_to_string(&path).unwrap();
+                let old = text.replace("\"format_version\": 2", "\"format_version\": 1");
+                assert_ne!(old, text, "{name}");
+                std::fs::write(path, old).unwrap();
+            }
+            continue;
+        };
+        let parts: Vec<&str> = rest.split('/').collect();
+        let [seq, row_dir, col] = parts[..] else {
+            panic!("{name} is not named as format 2 names chunks")
+        };
+        let nested = format!("chunks/{seq}/{}/{col}", row_dir.replace('.', "/"));
+        std::fs::create_dir_all(store.join(&nested).parent().unwrap()).unwrap();
+        std::fs::rename(store.join(&name), store.join(&nested)).unwrap();
+        let _ = std::fs::remove_dir(store.join(format!("chunks/{seq}/{row_dir}")));
+    }
+}
+
+#[test]
+fn a_store_of_format_1_keeps_its_nested_chunk_names() {
+    let dir = tmp();
+    let new = base_store(dir.path());
+    let first = dir.path().join("first");
+    std::fs::create_dir(&first).unwrap();
+    let old = base_store(&first);
+    as_format_1(&old);
+    assert_eq!(checksums(s(&old)), checksums(s(&new)), "it reads as before");
+    // Written into by this build, it stays in format 1: new chunks get nested names.
+    let p = dir.path().join("p.tif");
+    make(&p, 500100.0, 4999900.0, 90, 70, 700.0);
+    for st in [&old, &new] {
+        translate_into_ok(&p, st, &[]);
+    }
+    assert_eq!(checksums(s(&old)), checksums(s(&new)));
+    assert_eq!(digest(&old, None), digest(&new, None));
+    let written: Vec<String> = files(&old)
+        .into_keys()
+        .filter(|f| f.starts_with("chunks/2/"))
+        .collect();
+    assert!(!written.is_empty());
+    for f in &written {
+        assert_eq!(f.split('/').count(), 7, "{f} is not a nested name");
+    }
+    let manifest = std::fs::read_to_string(old.join("gridstore.json")).unwrap();
+    assert!(manifest.contains("\"format_version\": 1"), "{manifest}");
+    // gc walks its nested names too.
+    let out = cli_ok(&["gc", s(&old), "--keep", "1"]);
+    assert!(out.contains("removed 1 snapshot(s)"), "{out}");
+    assert_eq!(checksums(s(&old)), checksums(s(&new)));
+    assert_eq!(digest(&old, None), digest(&new, None));
 }
 
 fn unfinished_creation(path: &Path, pid: u32, process_start: Option<u64>) {
@@ -564,9 +628,9 @@ fn unfinished_creation(path: &Path, pid: u32, process_start: Option<u64>) {
         "started": "2024-05-01T10:00:00Z",
         "writer": "GDAL CreateCopy of a.tif",
     });
-    std::fs::create_dir_all(path.join("chunks/1/0/0/0/9")).unwrap();
+    std::fs::create_dir_all(path.join("chunks/1/0.0.0.9")).unwrap();
     std::fs::write(path.join("writer.lock"), lock.to_string()).unwrap();
-    std::fs::write(path.join("chunks/1/0/0/0/9/9"), b"half a chunk").unwrap();
+    std::fs::write(path.join("chunks/1/0.0.0.9/9"), b"half a chunk").unwrap();
     std::fs::create_dir_all(path.join("index/1")).unwrap();
     std::fs::write(path.join("index/1/7"), b"half a node").unwrap();
 }
@@ -602,7 +666,7 @@ fn an_interrupted_creation_is_removed_or_taken_over_but_not_while_alive() {
     digest(&retried, None);
     assert_eq!(ids(&log(&retried)), [1]);
     let left = files(&retried);
-    for debris in ["writer.lock", "chunks/1/0/0/0/9/9", "index/1/7"] {
+    for debris in ["writer.lock", "chunks/1/0.0.0.9/9", "index/1/7"] {
         assert!(
             !left.contains_key(debris),
             "{debris} is still there: {left:?}"

@@ -64,12 +64,58 @@ impl TileKey {
         )
     }
 
-    /// The object holding this tile's chunk when written by snapshot `seq`.
-    pub fn object_key(&self, seq: u64) -> String {
-        format!(
-            "chunks/{seq}/{}/{}/{}/{}/{}",
-            self.time, self.pyramid, self.level, self.row, self.col
-        )
+    /// The object holding this tile's chunk when written by snapshot `seq`, named as
+    /// `naming` says.
+    pub fn object_key(&self, seq: u64, naming: ChunkNaming) -> String {
+        let (t, p, z, row, col) = (self.time, self.pyramid, self.level, self.row, self.col);
+        match naming {
+            ChunkNaming::RowDirectories => format!("chunks/{seq}/{t}.{p}.{z}.{row}/{col}"),
+            ChunkNaming::Nested => format!("chunks/{seq}/{t}/{p}/{z}/{row}/{col}"),
+        }
+    }
+
+    /// The tile whose chunk is `rest`, a key below `chunks/<seq>/` named as `naming` says.
+    pub fn from_object_key(rest: &str, naming: ChunkNaming) -> Option<TileKey> {
+        let fields: Vec<&str> = match naming {
+            ChunkNaming::RowDirectories => {
+                let (row_dir, col) = rest.split_once('/')?;
+                let mut f: Vec<&str> = row_dir.split('.').collect();
+                f.push(col);
+                f
+            }
+            ChunkNaming::Nested => rest.split('/').collect(),
+        };
+        let [t, p, z, row, col] = fields[..] else {
+            return None;
+        };
+        Some(TileKey {
+            time: t.parse().ok()?,
+            pyramid: p.parse().ok()?,
+            level: z.parse().ok()?,
+            row: row.parse().ok()?,
+            col: col.parse().ok()?,
+        })
+    }
+}
+
+/// How a store names its chunk objects under `chunks/<seq>/` (docs/FORMAT.md §1), fixed
+/// when the store is created.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ChunkNaming {
+    /// `<t>.<p>.<z>.<row>/<col>`: one directory per row of tiles a write touches, so a
+    /// small write makes few directories (format version 2 on).
+    RowDirectories,
+    /// `<t>/<p>/<z>/<row>/<col>`: the stores of format version 1.
+    Nested,
+}
+
+impl ChunkNaming {
+    /// How many directory levels below `chunks/<seq>/` a chunk's key has.
+    pub fn depth(self) -> usize {
+        match self {
+            ChunkNaming::RowDirectories => 2,
+            ChunkNaming::Nested => 5,
+        }
     }
 }
 
@@ -137,6 +183,36 @@ mod tests {
                 ..TileKey::base(-5, -5)
             } > up
         );
+    }
+
+    #[test]
+    fn object_keys_name_the_tile_and_read_back() {
+        let k = TileKey {
+            time: 2,
+            pyramid: 1,
+            level: 3,
+            col: -4,
+            row: 17,
+        };
+        let rows = k.object_key(9, ChunkNaming::RowDirectories);
+        assert_eq!(rows, "chunks/9/2.1.3.17/-4");
+        let nested = k.object_key(9, ChunkNaming::Nested);
+        assert_eq!(nested, "chunks/9/2/1/3/17/-4");
+        for (key, naming) in [
+            (rows, ChunkNaming::RowDirectories),
+            (nested, ChunkNaming::Nested),
+        ] {
+            let rest = key.strip_prefix("chunks/9/").unwrap();
+            assert_eq!(rest.matches('/').count() + 1, naming.depth());
+            assert_eq!(TileKey::from_object_key(rest, naming), Some(k));
+        }
+        for junk in ["2.1.3/-4", "2.1.3.17.5/-4", "a.1.3.17/-4", "2/1/3/17"] {
+            assert_eq!(
+                TileKey::from_object_key(junk, ChunkNaming::RowDirectories),
+                None
+            );
+            assert_eq!(TileKey::from_object_key(junk, ChunkNaming::Nested), None);
+        }
     }
 
     #[test]

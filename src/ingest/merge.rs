@@ -710,7 +710,7 @@ mod tests {
             for col in [0, 1] {
                 let key = TileKey::new(0, 0, TileLoc::new(0, col, 0));
                 let e = snap.entry(&key).unwrap().unwrap();
-                let file = path.join(key.object_key(e.seq));
+                let file = path.join(key.object_key(e.seq, snap.manifest().chunk_naming()));
                 let mut bytes = std::fs::read(&file).unwrap();
                 let mid = bytes.len() / 2;
                 bytes[mid] ^= 0x55;

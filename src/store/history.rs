@@ -150,16 +150,18 @@ pub fn gc(root: &Path, keep: usize, wait: LockWait) -> Result<GcReport> {
         }
     }
     let used_seqs: HashSet<u64> = chunks.iter().map(|(seq, _)| *seq).collect();
+    let naming = current.manifest().chunk_naming();
     for seq in numbered(&*storage, CHUNK_PREFIX)? {
         let prefix = format!("{CHUNK_PREFIX}{seq}/");
-        let objects = list_deep(&*storage, &prefix, 5)?;
+        let objects = list_deep(&*storage, &prefix, naming.depth())?;
         if !used_seqs.contains(&seq) {
             storage.delete_prefix(&prefix)?;
             report.chunks_removed += objects.len();
             continue;
         }
         for rest in objects {
-            let used = chunk_key(&rest).is_some_and(|k| chunks.contains(&(seq, k)));
+            let used =
+                TileKey::from_object_key(&rest, naming).is_some_and(|k| chunks.contains(&(seq, k)));
             if !used {
                 storage.delete(&format!("{prefix}{rest}"))?;
                 report.chunks_removed += 1;
@@ -243,19 +245,4 @@ fn list_deep(storage: &dyn Storage, prefix: &str, depth: usize) -> Result<Vec<St
         .into_iter()
         .map(|k| k.trim_end_matches('/').to_string())
         .collect())
-}
-
-/// The tile a chunk key (`t/p/z/row/col`, under `chunks/<seq>/`) holds.
-fn chunk_key(rest: &str) -> Option<TileKey> {
-    let parts: Vec<&str> = rest.split('/').collect();
-    let [t, p, z, row, col] = parts[..] else {
-        return None;
-    };
-    Some(TileKey {
-        time: t.parse().ok()?,
-        pyramid: p.parse().ok()?,
-        level: z.parse().ok()?,
-        row: row.parse().ok()?,
-        col: col.parse().ok()?,
-    })
 }

@@ -73,7 +73,7 @@ pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
             Err(e) => {
                 frames.push(Vec::new());
                 report.problems.push(Problem {
-                    object: key.object_key(entry.seq),
+                    object: key.object_key(entry.seq, snapshot.manifest().chunk_naming()),
                     detail: e.to_string(),
                 });
             }

@@ -118,7 +118,9 @@ impl Snapshot {
     }
 
     fn object_path(&self, key: &TileKey, e: &Entry) -> PathBuf {
-        self.storage.location().join(key.object_key(e.seq))
+        self.storage
+            .location()
+            .join(key.object_key(e.seq, self.manifest.chunk_naming()))
     }
 
     /// Fetches and decodes the chunk an entry points to, checking it against the entry.
@@ -141,7 +143,7 @@ impl Snapshot {
         let Some(e) = self.entry(key)? else {
             return Ok(None);
         };
-        let object = key.object_key(e.seq);
+        let object = key.object_key(e.seq, self.manifest.chunk_naming());
         let path = self.object_path(key, &e);
         let mut bytes = Vec::new();
         let probe = chunk::HEAD_PROBE_LEN.min(e.size as usize);
@@ -183,7 +185,7 @@ impl Snapshot {
     ) -> Result<Vec<u8>> {
         let (object, whose) = match (at, c.head.base()) {
             (Location::Base, Some(base)) => (
-                c.key.object_key(base),
+                c.key.object_key(base, self.manifest.chunk_naming()),
                 format!(", which {} keeps frames in,", c.path.display()),
             ),
             _ => (c.object.clone(), String::new()),
@@ -216,7 +218,10 @@ impl Snapshot {
         BUF.with(|buf| {
             let mut bytes = buf.borrow_mut();
             let path = self.object_path(key, e);
-            if !self.storage.read_into(&key.object_key(e.seq), &mut bytes)? {
+            if !self.storage.read_into(
+                &key.object_key(e.seq, self.manifest.chunk_naming()),
+                &mut bytes,
+            )? {
                 return Err(Error::corrupt(path, "chunk object is missing"));
             }
             check_against_entry(&bytes, e, &path)?;
@@ -227,7 +232,7 @@ impl Snapshot {
             };
             BASE.with(|held| {
                 let mut held = held.borrow_mut();
-                let base_key = key.object_key(base);
+                let base_key = key.object_key(base, self.manifest.chunk_naming());
                 let base_path = self.storage.location().join(&base_key);
                 let found =
                     self.storage

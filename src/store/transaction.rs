@@ -193,7 +193,10 @@ impl Transaction {
         };
         let parts = chunk::encode_parts(tile, &enc, Some(reuse))?;
         let trailer = parts.crc.to_le_bytes();
-        let old_base = committed.head.base().map(|b| key.object_key(b));
+        let old_base = committed
+            .head
+            .base()
+            .map(|b| key.object_key(b, self.manifest.chunk_naming()));
         fn copy<'p>(object: &'p str, r: &Range<usize>) -> Part<'p> {
             Part::Copy {
                 key: object,
@@ -215,13 +218,19 @@ impl Transaction {
             });
         }
         list.push(Part::Bytes(&trailer));
-        self.storage.write_parts(&key.object_key(self.seq), &list)?;
+        self.storage.write_parts(
+            &key.object_key(self.seq, self.manifest.chunk_naming()),
+            &list,
+        )?;
         self.record(key, parts.len, parts.crc, parts.base);
         Ok(())
     }
 
     fn store_object(&self, key: TileKey, object: Vec<u8>) -> Result<()> {
-        self.storage.write(&key.object_key(self.seq), &object)?;
+        self.storage.write(
+            &key.object_key(self.seq, self.manifest.chunk_naming()),
+            &object,
+        )?;
         let crc = chunk::stored_checksum(&object).expect("encoded chunks have a trailer");
         self.record(key, object.len(), crc, 0);
         Ok(())
