@@ -15,6 +15,7 @@ use std::ops::Range;
 
 use serde::{Deserialize, Serialize};
 
+use crate::area::Area;
 use crate::dtype::Sample;
 use crate::error::{Error, Result};
 use crate::tile::{fill_value, BandValidity, SampleBuf, Tile, ValidityTest};
@@ -66,78 +67,97 @@ impl Resampling {
     }
 }
 
-/// Rows of a tile reduced to half size: what a changed tile hands its parent. `data` holds
-/// `rows.len() / 2` rows of `size / 2` samples per band (band-sequential); `mask` the
-/// validity of the bands without nodata, `None` when the rows had no mask (all valid).
+/// An area of a tile reduced to half size: what a changed tile hands its parent. `data`
+/// holds `area.rows.len() / 2` rows of `area.cols.len() / 2` samples per band
+/// (band-sequential); `mask` the validity of the bands without nodata, in the same layout,
+/// `None` when the tile had no mask (all valid).
 #[derive(Debug, Clone, PartialEq)]
 pub struct Reduced {
-    /// The rows of the source tile these come from (even bounds).
-    pub rows: Range<usize>,
+    /// The pixels of the source tile these come from (even bounds).
+    pub area: Area,
     pub data: SampleBuf,
     pub mask: Option<Vec<u8>>,
+}
+
+impl Reduced {
+    /// Samples per band, and per mask.
+    pub fn pixels(&self) -> usize {
+        self.area.pixels() / 4
+    }
 }
 
 /// Aggregates a tile to half its size: pixel `(y, x)` of the result comes from pixels
 /// `(2y..2y+2, 2x..2x+2)`. `methods` and `bands` have one entry per band.
 pub fn downsample(tile: &Tile, methods: &[Resampling], bands: &[BandValidity]) -> Reduced {
-    downsample_rows(tile, 0..tile.size, methods, bands)
+    downsample_area(tile, &Area::whole(tile.size), methods, bands)
 }
 
-/// [`downsample`] for the rows `rows` of a tile only (even bounds): a parent pixel depends
-/// only on the 2 x 2 pixels below it, so a change confined to some rows changes only the
-/// parent rows above them.
-pub fn downsample_rows(
+/// [`downsample`] for the pixels of `area` only (even bounds): a parent pixel depends only
+/// on the 2 x 2 pixels below it, so a change confined to an area of a tile changes only the
+/// parent pixels above it.
+pub fn downsample_area(
     tile: &Tile,
-    rows: Range<usize>,
+    area: &Area,
     methods: &[Resampling],
     bands: &[BandValidity],
 ) -> Reduced {
     assert_eq!(tile.size % 2, 0, "tiles have an even size");
+    let even = |r: &Range<usize>| r.start % 2 == 0 && r.end % 2 == 0 && r.end <= tile.size;
     assert!(
-        rows.start % 2 == 0 && rows.end % 2 == 0 && rows.end <= tile.size,
-        "rows {rows:?} of a tile of {} have even bounds",
+        even(&area.rows) && even(&area.cols),
+        "area {area:?} of a tile of {} has even bounds",
         tile.size
     );
-    let (size, half) = (tile.size, tile.size / 2);
-    let (n, out_n) = (size * size, half * rows.len() / 2);
-    let part = rows.start * size..rows.end * size;
-    let mask = tile
-        .mask
-        .as_ref()
-        .map(|m| downsample_mask(&m[part.clone()], size));
+    let size = tile.size;
+    let n = size * size;
+    let out_n = area.pixels() / 4;
+    let mask = tile.mask.as_ref().map(|m| downsample_mask(m, size, area));
     let mut data = SampleBuf::zeroed(out_n * tile.bands * tile.dtype.size());
     with_sample_type!(tile.dtype, T => {
         let src = tile.data.typed::<T>();
         let dst = data.typed_mut::<T>();
         for b in 0..tile.bands {
-            let band_mask = if bands[b].nodata.is_none() {
-                tile.mask.as_deref().map(|m| &m[part.clone()])
-            } else {
-                None
-            };
+            let band_mask = if bands[b].nodata.is_none() { tile.mask.as_deref() } else { None };
             let parent_mask = if bands[b].nodata.is_none() { mask.as_deref() } else { None };
-            let plane = &src[b * n..(b + 1) * n];
             downsample_band::<T>(
                 methods[b],
-                &plane[part.clone()],
-                band_mask,
+                Children { plane: &src[b * n..(b + 1) * n], mask: band_mask, size, area },
                 &bands[b],
-                size,
                 &mut dst[b * out_n..(b + 1) * out_n],
                 parent_mask,
             );
         }
     });
-    Reduced { rows, data, mask }
+    Reduced {
+        area: area.clone(),
+        data,
+        mask,
+    }
 }
 
-/// A parent pixel holds data when any of its children does. `mask` holds whole rows of
-/// `size` pixels, an even number of them.
-fn downsample_mask(mask: &[u8], size: usize) -> Vec<u8> {
-    let half = size / 2;
-    let mut out = vec![0u8; mask.len() / 4];
-    for (y, row) in out.chunks_exact_mut(half).enumerate() {
-        let (r0, r1) = (&mask[2 * y * size..], &mask[(2 * y + 1) * size..]);
+/// The pixels of one band of a tile that an area of its parent comes from.
+#[derive(Clone, Copy)]
+struct Children<'a, T> {
+    /// The whole band, `size` x `size`.
+    plane: &'a [T],
+    /// The tile's mask, if the band has no nodata and the tile a mask.
+    mask: Option<&'a [u8]>,
+    size: usize,
+    /// The pixels to reduce (even bounds).
+    area: &'a Area,
+}
+
+/// A parent pixel holds data when any of its children does. `mask` is a whole tile's of
+/// `size` pixels; the result covers `area` halved.
+fn downsample_mask(mask: &[u8], size: usize, area: &Area) -> Vec<u8> {
+    let (h, w) = (area.rows.len() / 2, area.cols.len() / 2);
+    let mut out = vec![0u8; h * w];
+    if w == 0 {
+        return out;
+    }
+    for (y, row) in out.chunks_exact_mut(w).enumerate() {
+        let at = (area.rows.start + 2 * y) * size + area.cols.start;
+        let (r0, r1) = (&mask[at..], &mask[at + size..]);
         for (x, o) in row.iter_mut().enumerate() {
             let any = r0[2 * x] | r0[2 * x + 1] | r1[2 * x] | r1[2 * x + 1];
             *o = if any != 0 { 255 } else { 0 };
@@ -148,15 +168,13 @@ fn downsample_mask(mask: &[u8], size: usize) -> Vec<u8> {
 
 fn downsample_band<T: Sample>(
     method: Resampling,
-    src: &[T],
-    mask: Option<&[u8]>,
+    children: Children<'_, T>,
     validity: &BandValidity,
-    size: usize,
     dst: &mut [T],
     parent_mask: Option<&[u8]>,
 ) {
     let mut run = |all: fn([T; 4]) -> T, some: fn(&[T]) -> T| {
-        reduce(src, mask, validity, size, dst, parent_mask, all, some)
+        reduce(children, validity, dst, parent_mask, all, some)
     };
     match method {
         Resampling::Average => run(|v| T::mean4(v[0], v[1], v[2], v[3]), average::<T>),
@@ -169,19 +187,25 @@ fn downsample_band<T: Sample>(
 
 /// Computes every parent pixel: `all` when its four children hold data (the common case,
 /// kept branch-light), `some` on the children that do otherwise (never an empty list).
-#[allow(clippy::too_many_arguments)]
 #[inline(always)]
 fn reduce<T: Sample>(
-    src: &[T],
-    mask: Option<&[u8]>,
+    children: Children<'_, T>,
     validity: &BandValidity,
-    size: usize,
     dst: &mut [T],
     parent_mask: Option<&[u8]>,
     all: fn([T; 4]) -> T,
     some: fn(&[T]) -> T,
 ) {
-    let half = size / 2;
+    let Children {
+        plane: src,
+        mask,
+        size,
+        area,
+    } = children;
+    let w = area.cols.len() / 2;
+    if w == 0 {
+        return;
+    }
     let test = ValidityTest::<T>::new(validity);
     let fill = fill_value::<T>(validity);
     // A parent the mask marks as data whose children are all NaN is NaN itself (0 for
@@ -189,8 +213,9 @@ fn reduce<T: Sample>(
     let nan = T::from_f64_round(f64::NAN);
     // Integers without nodata or mask: every child holds data.
     let always_valid = mask.is_none() && !test.has_nodata() && !T::TYPE.is_float();
-    for (y, out) in dst.chunks_exact_mut(half).enumerate() {
-        let (r0, r1) = src[2 * y * size..(2 * y + 2) * size].split_at(size);
+    for (y, out) in dst.chunks_exact_mut(w).enumerate() {
+        let top = (area.rows.start + 2 * y) * size + area.cols.start;
+        let (r0, r1) = (&src[top..top + 2 * w], &src[top + size..top + size + 2 * w]);
         if always_valid {
             for (x, o) in out.iter_mut().enumerate() {
                 *o = all([r0[2 * x], r0[2 * x + 1], r1[2 * x], r1[2 * x + 1]]);
@@ -200,10 +225,10 @@ fn reduce<T: Sample>(
         for (x, o) in out.iter_mut().enumerate() {
             let v = [r0[2 * x], r0[2 * x + 1], r1[2 * x], r1[2 * x + 1]];
             let idx = [
-                2 * y * size + 2 * x,
-                2 * y * size + 2 * x + 1,
-                (2 * y + 1) * size + 2 * x,
-                (2 * y + 1) * size + 2 * x + 1,
+                top + 2 * x,
+                top + 2 * x + 1,
+                top + size + 2 * x,
+                top + size + 2 * x + 1,
             ];
             let mut ok = [false; 4];
             for k in 0..4 {
@@ -223,7 +248,7 @@ fn reduce<T: Sample>(
             }
             *o = if n > 0 {
                 some(&vals[..n])
-            } else if parent_mask.is_some_and(|m| m[y * half + x] != 0) {
+            } else if parent_mask.is_some_and(|m| m[y * w + x] != 0) {
                 nan
             } else {
                 fill
@@ -391,7 +416,7 @@ mod tests {
     }
 
     #[test]
-    fn downsampling_some_rows_gives_those_rows_of_the_whole() {
+    fn downsampling_an_area_gives_that_part_of_the_whole() {
         let size = 16;
         let bands = [
             BandValidity { nodata: None },
@@ -409,16 +434,39 @@ mod tests {
         let methods = [Resampling::Average, Resampling::Mode];
         let whole = downsample(&tile, &methods, &bands);
         let (half, h) = (size / 2, (size / 2) * (size / 2));
-        let part = downsample_rows(&tile, 4..10, &methods, &bands);
-        assert_eq!(part.rows, 4..10);
-        for b in 0..2 {
-            let rows = &whole.data.typed::<f32>()[b * h + 2 * half..b * h + 5 * half];
-            assert_eq!(
-                &part.data.typed::<f32>()[b * 3 * half..(b + 1) * 3 * half],
-                rows
+        for area in [
+            Area::new(4..10, 0..16),
+            Area::new(2..8, 6..14),
+            Area::new(0..16, 14..16),
+        ] {
+            let part = downsample_area(&tile, &area, &methods, &bands);
+            assert_eq!(part.area, area);
+            let (rows, cols) = (
+                area.rows.start / 2..area.rows.end / 2,
+                area.cols.start / 2..area.cols.end / 2,
             );
+            let want = |plane: &[f32]| -> Vec<f32> {
+                rows.clone()
+                    .flat_map(|y| cols.clone().map(move |x| plane[y * half + x]))
+                    .collect()
+            };
+            for b in 0..2 {
+                let n = part.pixels();
+                assert_eq!(
+                    part.data.typed::<f32>()[b * n..(b + 1) * n],
+                    want(&whole.data.typed::<f32>()[b * h..(b + 1) * h])[..],
+                    "{area:?} band {b}"
+                );
+            }
+            let mask: Vec<f32> = whole
+                .mask
+                .as_ref()
+                .unwrap()
+                .iter()
+                .map(|m| *m as f32)
+                .collect();
+            let got: Vec<f32> = part.mask.unwrap().iter().map(|m| *m as f32).collect();
+            assert_eq!(got, want(&mask), "{area:?} mask");
         }
-        let mask = whole.mask.unwrap();
-        assert_eq!(part.mask.unwrap(), mask[2 * half..5 * half]);
     }
 }

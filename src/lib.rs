@@ -1,6 +1,7 @@
 //! gridstore: a chunked, multi-resolution store for gridded data, and a GDAL driver for it.
 
 pub mod aggregate;
+pub mod area;
 pub mod checksum;
 pub mod chunk;
 pub mod codec;

@@ -5,10 +5,9 @@
 //! it (NaN always counts as missing in float bands); bands without one share a per-tile mask
 //! (255 = data, 0 = none), which exists only when some pixel is missing.
 
-use std::ops::Range;
-
 use ndarray::{ArrayView2, ArrayViewMut2};
 
+use crate::area::Area;
 use crate::dtype::{DataType, Sample};
 use crate::with_sample_type;
 
@@ -177,28 +176,30 @@ impl Tile {
 
     /// True when no band holds data at any pixel: such tiles are not stored.
     pub fn is_empty(&self, bands: &[BandValidity]) -> bool {
-        !self.rows_hold_data(bands, 0..self.size)
+        !self.area_holds_data(bands, &Area::whole(self.size))
     }
 
     /// True when some band holds data at some pixel of the rows `rows`.
-    pub fn rows_hold_data(&self, bands: &[BandValidity], rows: Range<usize>) -> bool {
-        with_sample_type!(self.dtype, T => self.rows_hold_data_typed::<T>(bands, rows))
+    pub fn area_holds_data(&self, bands: &[BandValidity], area: &Area) -> bool {
+        with_sample_type!(self.dtype, T => self.area_holds_data_typed::<T>(bands, area))
     }
 
-    fn rows_hold_data_typed<T: Sample>(&self, bands: &[BandValidity], rows: Range<usize>) -> bool {
+    fn area_holds_data_typed<T: Sample>(&self, bands: &[BandValidity], area: &Area) -> bool {
         let n = self.pixels();
-        let part = rows.start * self.size..rows.end * self.size;
         let typed = self.data.typed::<T>();
+        let rows = |y: usize| y * self.size + area.cols.start..y * self.size + area.cols.end;
         bands.iter().enumerate().any(|(b, v)| {
-            let plane = &typed[b * n..(b + 1) * n][part.clone()];
+            let plane = &typed[b * n..(b + 1) * n];
             let test = ValidityTest::<T>::new(v);
-            match (&self.mask, test.has_nodata()) {
-                (Some(mask), false) => plane
-                    .iter()
-                    .zip(&mask[part.clone()])
-                    .any(|(x, m)| *m != 0 && test.holds_data(*x)),
-                _ => plane.iter().any(|x| test.holds_data(*x)),
-            }
+            area.rows
+                .clone()
+                .any(|y| match (&self.mask, test.has_nodata()) {
+                    (Some(mask), false) => plane[rows(y)]
+                        .iter()
+                        .zip(&mask[rows(y)])
+                        .any(|(x, m)| *m != 0 && test.holds_data(*x)),
+                    _ => plane[rows(y)].iter().any(|x| test.holds_data(*x)),
+                })
         })
     }
 

@@ -1,9 +1,9 @@
 //! Decoding chunk objects: whole, or only the strips of some rows.
 
-use std::ops::Range;
 use std::path::Path;
 
 use super::{stored_checksum, Expected, Head, HEADER_LEN, TRAILER_LEN, VERSION_1};
+use crate::area::Area;
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::tile::{SampleBuf, Tile};
@@ -25,7 +25,7 @@ pub fn decode_into(
     mask: Option<&mut [u8]>,
 ) -> Result<bool> {
     let chunk = Chunk::parse(object, expected, path)?;
-    chunk.decode_rows_into(0..expected.size, data, mask)?;
+    chunk.decode_into(data, mask)?;
     Ok(chunk.head.has_mask)
 }
 
@@ -131,7 +131,7 @@ impl<'a> Chunk<'a> {
         let n = size * size;
         let mut data = SampleBuf::zeroed(n * bands * dtype.size());
         let mut mask = vec![0u8; n];
-        self.decode_rows_into(0..size, data.bytes_mut(), Some(&mut mask))?;
+        self.decode_into(data.bytes_mut(), Some(&mut mask))?;
         Ok(Tile {
             dtype,
             bands,
@@ -141,12 +141,18 @@ impl<'a> Chunk<'a> {
         })
     }
 
-    /// Decodes the strips that meet `rows` (the whole chunk for a version 1 chunk) into
-    /// `data` (band-sequential, tile-sized planes: other rows are left alone) and, if given,
-    /// the whole validity mask into `mask` (all 255 when the chunk has none).
-    pub fn decode_rows_into(
+    /// Decodes the whole tile into `data` (band-sequential, tile-sized planes) and, if
+    /// given, the validity mask into `mask` (all 255 when the chunk has none).
+    pub fn decode_into(&self, data: &mut [u8], mask: Option<&mut [u8]>) -> Result<()> {
+        self.decode_area_into(&Area::whole(self.head.size), data, mask)
+    }
+
+    /// Decodes the blocks that meet `area` (the whole chunk for a version 1 chunk) into
+    /// `data` (band-sequential, tile-sized planes: other pixels are left alone) and, if
+    /// given, the whole validity mask into `mask` (all 255 when the chunk has none).
+    pub fn decode_area_into(
         &self,
-        rows: Range<usize>,
+        area: &Area,
         data: &mut [u8],
         mask: Option<&mut [u8]>,
     ) -> Result<()> {
@@ -161,12 +167,12 @@ impl<'a> Chunk<'a> {
             let (bytes, check, path) = self.frame(0)?;
             return head.decode_frame(0, bytes, check, data, mask, path);
         }
-        if !rows.is_empty() {
-            for b in 0..head.bands {
-                for i in head.band_frames(b, rows.clone()) {
-                    let (bytes, check, path) = self.frame(i)?;
-                    head.decode_frame(i, bytes, check, data, None, path)?;
-                }
+        let blocks = head.blocks_meeting(area);
+        for b in 0..head.bands {
+            for &k in &blocks {
+                let i = head.frame_of(b, k);
+                let (bytes, check, path) = self.frame(i)?;
+                head.decode_frame(i, bytes, check, data, None, path)?;
             }
         }
         match (mask, head.mask_frame()) {
@@ -190,58 +196,59 @@ pub enum Location {
     Base,
 }
 
-/// Decodes the strips of a chunk (version 2 or later) that meet `rows`, and its whole mask
-/// (all 255 when it has none) into `mask` if given, fetching only their frames through
-/// `read(location, offset, len)` and checking each against its own checksum: an update in
-/// place needs no more of a chunk. Returns the rows decoded.
-pub fn read_rows(
+/// Decodes blocks `blocks` (by index, as [`Head::blocks_meeting`] gives them) of every band
+/// of a chunk (version 2 or later), and its whole mask (all 255 when it has none) into
+/// `mask` if given, fetching only their frames through `read(location, offset, len)` and
+/// checking each against its own checksum: an update in place needs no more of a chunk.
+pub fn read_blocks(
     head: &Head,
-    rows: Range<usize>,
+    blocks: &[usize],
     mut read: impl FnMut(Location, usize, usize) -> Result<Vec<u8>>,
     data: &mut [u8],
     mask: Option<&mut [u8]>,
     path: &Path,
-) -> Result<Range<usize>> {
+) -> Result<()> {
     assert!(
         head.version != VERSION_1,
-        "only strips of version 2 chunks and later are read alone"
+        "only blocks of version 2 chunks and later are read alone"
     );
     let location = |i: usize| match head.frames[i].in_base {
         true => Location::Base,
         false => Location::Object,
     };
-    if !rows.is_empty() {
-        for b in 0..head.bands {
-            let frames = head.band_frames(b, rows.clone());
-            // Frames next to each other in one object are fetched together.
-            let mut i = frames.start;
-            while i < frames.end {
-                let first = head.frames[i];
-                let mut end = i + 1;
-                while end < frames.end
-                    && location(end) == location(i)
-                    && head.frames[end].offset
-                        == head.frames[end - 1].offset + head.frames[end - 1].len
-                {
-                    end += 1;
-                }
-                let last = head.frames[end - 1];
-                let bytes = read(
-                    location(i),
-                    first.offset,
-                    last.offset + last.len - first.offset,
-                )?;
-                for j in i..end {
-                    let f = head.frames[j];
-                    let at = f.offset - first.offset;
-                    let frame = bytes.get(at..at + f.len).ok_or_else(|| {
-                        Error::corrupt(path, format!("chunk ends inside frame {j}"))
-                    })?;
-                    head.decode_frame(j, frame, true, data, None, path)?;
-                }
-                i = end;
+    let mut frames: Vec<usize> = (0..head.bands)
+        .flat_map(|b| blocks.iter().map(move |&k| head.frame_of(b, k)))
+        .collect();
+    frames.sort_unstable();
+    frames.dedup();
+    // Frames next to each other in one object are fetched together.
+    let mut at = 0;
+    while at < frames.len() {
+        let i = frames[at];
+        let mut end = at + 1;
+        while end < frames.len() {
+            let (prev, next) = (head.frames[frames[end - 1]], head.frames[frames[end]]);
+            if location(frames[end]) != location(i) || next.offset != prev.offset + prev.len {
+                break;
             }
+            end += 1;
         }
+        let first = head.frames[i];
+        let last = head.frames[frames[end - 1]];
+        let bytes = read(
+            location(i),
+            first.offset,
+            last.offset + last.len - first.offset,
+        )?;
+        for &j in &frames[at..end] {
+            let f = head.frames[j];
+            let from = f.offset - first.offset;
+            let frame = bytes
+                .get(from..from + f.len)
+                .ok_or_else(|| Error::corrupt(path, format!("chunk ends inside frame {j}")))?;
+            head.decode_frame(j, frame, true, data, None, path)?;
+        }
+        at = end;
     }
     if let Some(mask) = mask {
         match head.mask_frame() {
@@ -256,5 +263,5 @@ pub fn read_rows(
             None => mask.fill(255),
         }
     }
-    Ok(head.strip_span(rows))
+    Ok(())
 }

@@ -5,9 +5,10 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::{
-    frame_count, head_len, overlaps, pack_bits, strip_rows, Encoding, Head, FLAG_MASK, MAGIC,
-    PARALLEL_STRIPS, SCRATCH, TRAILER_LEN, VERSION,
+    block_size, frame_count, head_len, pack_bits, Encoding, Head, FLAG_MASK, MAGIC,
+    PARALLEL_BLOCKS, SCRATCH, TRAILER_LEN, VERSION,
 };
+use crate::area::Area;
 use crate::error::{Error, Result};
 use crate::tile::Tile;
 
@@ -47,12 +48,12 @@ pub enum Piece {
     OldBase(Range<usize>),
 }
 
-/// The chunk a tile is an update of: the tile equals it outside the rows `changed`.
+/// The chunk a tile is an update of: the tile equals it outside the area `changed`.
 pub struct Reuse<'a> {
     pub old: &'a Head,
     /// The snapshot that wrote the old chunk.
     pub old_seq: u64,
-    pub changed: Range<usize>,
+    pub changed: Area,
 }
 
 /// A new chunk keeps referring to frames of an older chunk only while they are at least
@@ -73,28 +74,48 @@ enum Source {
     InOldBase(super::Frame),
 }
 
-/// Encodes a tile as [`Parts`]. With `reuse`, the strips that lie wholly outside the
-/// changed rows are not encoded: the caller vouches that the tile equals the old chunk
-/// there. The new chunk refers to them where they are (the old chunk, or the old chunk's
-/// own base: there is never more than one base), or copies them when too few of its bytes
-/// would stay elsewhere ([`MIN_BASE_SHARE`]). Strips are reused only when
-/// [`Head::strips_reusable`] says so (a caller that decoded only part of the old chunk must
-/// check that first); otherwise the whole tile is encoded. Every frame is byte for byte
-/// what [`encode`] gives, wherever it is kept.
+/// Encodes a tile as [`Parts`]. With `reuse`, the blocks that lie wholly outside the
+/// changed area are not encoded: the caller vouches that the tile equals the old chunk
+/// there. The new chunk cuts the tile as the old one did and refers to those blocks where
+/// they are (the old chunk, or the old chunk's own base: there is never more than one
+/// base), or copies them when too few of its bytes would stay elsewhere
+/// ([`MIN_BASE_SHARE`]). Blocks are reused only when [`Head::frames_reusable`] says so (a
+/// caller that decoded only part of the old chunk must check that first); otherwise the
+/// whole tile is encoded, in the blocks of [`block_size`]. Every frame is byte for byte
+/// what encoding the whole tile in the same blocks gives, wherever it is kept.
 pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Result<Parts> {
     let width = tile.dtype.size();
-    let rows = strip_rows(tile.size, width);
-    let strips = tile.size.div_ceil(rows);
     let reuse = reuse.filter(|r| {
-        r.old.strips_reusable(enc)
+        r.old.frames_reusable(enc)
             && (r.old.size, r.old.bands, r.old.dtype) == (tile.size, tile.bands, tile.dtype)
     });
-    let count = frame_count(tile.bands, tile.size, rows, tile.mask.is_some());
-    let strip = |s: usize| s * rows..((s + 1) * rows).min(tile.size);
-    // Where each band strip comes from (the mask, last, is always encoded afresh).
-    let sources: Vec<Source> = (0..tile.bands * strips)
+    let (block_rows, block_cols) = match &reuse {
+        Some(r) => r.old.block_shape(),
+        None => {
+            let side = block_size(tile.size, width);
+            (side, side)
+        }
+    };
+    let across = tile.size.div_ceil(block_cols);
+    let per_band = tile.size.div_ceil(block_rows) * across;
+    let count = frame_count(
+        tile.bands,
+        tile.size,
+        block_rows,
+        block_cols,
+        tile.mask.is_some(),
+    );
+    let block = |k: usize| {
+        let (r, c) = ((k / across) * block_rows, (k % across) * block_cols);
+        Area::new(
+            r..(r + block_rows).min(tile.size),
+            c..(c + block_cols).min(tile.size),
+        )
+    };
+    // Where each band block comes from (the mask, last, is always encoded afresh).
+    let sources: Vec<Source> = (0..tile.bands * per_band)
         .map(|i| match &reuse {
-            Some(r) if !overlaps(&strip(i % strips), &r.changed) => {
+            Some(r) if !block(i % per_band).meets(&r.changed) => {
                 let f = r.old.frames[i];
                 if f.in_base {
                     Source::InOldBase(f)
@@ -105,21 +126,24 @@ pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Re
             _ => Source::Encode,
         })
         .collect();
-    let row_bytes = tile.size * width;
-    // Appends strip `s` of band `b`, encoded, to `out`; returns its length and CRC.
-    let encode_strip = |b: usize, s: usize, out: &mut Vec<u8>| -> Result<(usize, u32)> {
-        let r = strip(s);
-        let bytes = &tile.band_bytes(b)[r.start * row_bytes..r.end * row_bytes];
+    // Appends block `k` of band `b`, encoded, to `out`; returns its length and CRC.
+    let encode_block = |b: usize, k: usize, out: &mut Vec<u8>| -> Result<(usize, u32)> {
+        let area = block(k);
+        let plane = tile.band_bytes(b);
         SCRATCH.with(|scratch| {
             let mut raw = scratch.borrow_mut();
             raw.clear();
-            enc.predictor.encode(width, tile.size, bytes, &mut raw);
+            for y in area.rows.clone() {
+                let at = (y * tile.size + area.cols.start) * width;
+                let row = &plane[at..at + area.cols.len() * width];
+                enc.predictor.encode(width, area.cols.len(), row, &mut raw);
+            }
             let start = out.len();
             enc.compression.compress(enc.level, &raw, out)?;
             Ok((out.len() - start, crc32c::crc32c(&out[start..])))
         })
     };
-    // The new frames, each on a buffer of its own. A big tile's strips are spread over the
+    // The new frames, each on a buffer of its own. A big tile's blocks are spread over the
     // worker threads, so that the last tile of a write is not encoded by one thread while
     // the others wait. Only inside a worker pool, which sets how many threads a write may
     // use.
@@ -128,10 +152,10 @@ pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Re
         .collect();
     let encode_one = |&i: &usize| -> Result<(Vec<u8>, (usize, u32))> {
         let mut out = Vec::new();
-        encode_strip(i / strips, i % strips, &mut out).map(|f| (out, f))
+        encode_block(i / per_band, i % per_band, &mut out).map(|f| (out, f))
     };
     let mut encoded: Vec<(Vec<u8>, (usize, u32))> =
-        if to_encode.len() >= PARALLEL_STRIPS && rayon::current_thread_index().is_some() {
+        if to_encode.len() >= PARALLEL_BLOCKS && rayon::current_thread_index().is_some() {
             to_encode
                 .par_iter()
                 .map(encode_one)
@@ -232,8 +256,8 @@ pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Re
     head.extend_from_slice(&(tile.size as u32).to_le_bytes());
     head.extend_from_slice(&(tile.size as u32).to_le_bytes());
     head.extend_from_slice(&payload_len.to_le_bytes());
-    head.extend_from_slice(&(rows as u16).to_le_bytes());
-    head.extend_from_slice(&[0u8; 2]);
+    head.extend_from_slice(&(block_rows as u16).to_le_bytes());
+    head.extend_from_slice(&(block_cols as u16).to_le_bytes());
     head.extend_from_slice(&base.to_le_bytes());
     for &(len, crc, at) in &table {
         let at = u32::try_from(at)

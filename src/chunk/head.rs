@@ -4,10 +4,11 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::{
-    frame_count, head_len, strip_rows, unpack_bits, Encoding, Expected, BASE_FIELD_LEN, FLAG_MASK,
-    HEADER_LEN, MAGIC, SCRATCH, TABLE_ENTRY_LEN, TRAILER_LEN, V2_TABLE_ENTRY_LEN, VERSION,
-    VERSION_1, VERSION_2,
+    frame_count, head_len, unpack_bits, Encoding, Expected, BASE_FIELD_LEN, FLAG_MASK, HEADER_LEN,
+    MAGIC, SCRATCH, TABLE_ENTRY_LEN, TRAILER_LEN, V2_TABLE_ENTRY_LEN, VERSION, VERSION_1,
+    VERSION_2,
 };
+use crate::area::Area;
 use crate::codec::{Compression, Predictor};
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
@@ -22,8 +23,8 @@ pub struct Frame {
     pub in_base: bool,
 }
 
-/// The checked head of a chunk: what it holds and, from version 2 on, where each frame
-/// lies.
+/// The checked head of a chunk: what it holds, how its bands are cut in blocks and, from
+/// version 2 on, where each frame lies.
 #[derive(Debug, Clone)]
 pub struct Head {
     pub(super) version: u8,
@@ -33,8 +34,10 @@ pub struct Head {
     pub(super) bands: usize,
     pub(super) size: usize,
     pub(super) has_mask: bool,
-    /// Rows per strip; a version 1 chunk is one strip holding everything, mask included.
-    pub(super) strip_rows: usize,
+    /// Rows and columns per block; a version 1 chunk is one block holding everything, mask
+    /// included.
+    pub(super) block_rows: usize,
+    pub(super) block_cols: usize,
     pub(super) frames: Vec<Frame>,
     /// The snapshot whose chunk of the same tile holds the frames `in_base` (0: none).
     pub(super) base: u64,
@@ -68,10 +71,10 @@ impl Head {
         let bands = u16_at(start, 8);
         let masked = u16_at(start, 10) as u16 & FLAG_MASK != 0;
         let height = u32_at(start, 16) as usize;
-        let rows = u16_at(start, 24);
+        let (rows, cols) = block_shape(version, start, height);
         Some(head_len(
             version,
-            frame_count(bands, height, rows.max(1), masked),
+            frame_count(bands, height, rows.max(1), cols.max(1), masked),
         ))
     }
 
@@ -133,7 +136,8 @@ impl Head {
             bands,
             size: w,
             has_mask,
-            strip_rows: w.max(1),
+            block_rows: w.max(1),
+            block_cols: w.max(1),
             frames: vec![Frame {
                 offset: HEADER_LEN,
                 len: object_len - HEADER_LEN - TRAILER_LEN,
@@ -146,11 +150,13 @@ impl Head {
         if version == VERSION_1 {
             return Ok(head);
         }
-        let rows = u16_at(start, 24);
-        if rows == 0 {
-            return Err(bad("the chunk's strips have no rows".into()));
+        let (rows, cols) = block_shape(version, start, w);
+        if rows == 0 || cols == 0 {
+            return Err(bad(format!(
+                "the chunk's blocks of {rows} x {cols} pixels cut nothing"
+            )));
         }
-        let count = frame_count(bands, w, rows, has_mask);
+        let count = frame_count(bands, w, rows, cols, has_mask);
         let len = head_len(version, count);
         if start.len() < len {
             return Err(bad(format!(
@@ -165,7 +171,8 @@ impl Head {
                  chunk was changed after it was written"
             )));
         }
-        head.strip_rows = rows;
+        head.block_rows = rows;
+        head.block_cols = cols;
         head.frames.clear();
         let (table, entry_len) = match version {
             VERSION_2 => (HEADER_LEN, V2_TABLE_ENTRY_LEN),
@@ -252,32 +259,74 @@ impl Head {
     }
 
     /// True when [`encode_parts`](super::encode_parts) with `enc` reuses this chunk's
-    /// strips: it is cut in strips as this build cuts them, with the same codec and
-    /// predictor. (The codec level is not recorded, but it is fixed per store.)
-    pub fn strips_reusable(&self, enc: &Encoding) -> bool {
+    /// frames: it has a table of frames (version 2 or later), and the same codec and
+    /// predictor. (The codec level is not recorded, but it is fixed per store.) The new
+    /// chunk keeps its blocks.
+    pub fn frames_reusable(&self, enc: &Encoding) -> bool {
         self.version >= VERSION_2
             && self.compression == enc.compression
             && self.predictor == enc.predictor
-            && self.strip_rows == strip_rows(self.size, self.dtype.size())
     }
 
-    /// The rows the strips that meet `rows` cover: what decoding `rows` decodes.
-    pub fn strip_span(&self, rows: Range<usize>) -> Range<usize> {
-        if rows.is_empty() {
-            return 0..0;
+    /// The tile's width and height in pixels.
+    pub fn size(&self) -> usize {
+        self.size
+    }
+
+    /// Rows and columns per block.
+    pub fn block_shape(&self) -> (usize, usize) {
+        (self.block_rows, self.block_cols)
+    }
+
+    fn blocks_across(&self) -> usize {
+        self.size.div_ceil(self.block_cols)
+    }
+
+    /// Blocks per band.
+    pub fn blocks(&self) -> usize {
+        self.size.div_ceil(self.block_rows) * self.blocks_across()
+    }
+
+    /// The pixels block `k` of each band covers (blocks row by row).
+    pub fn block_area(&self, k: usize) -> Area {
+        let (by, bx) = (k / self.blocks_across(), k % self.blocks_across());
+        let (r, c) = (by * self.block_rows, bx * self.block_cols);
+        Area::new(
+            r..(r + self.block_rows).min(self.size),
+            c..(c + self.block_cols).min(self.size),
+        )
+    }
+
+    /// The blocks that meet `area`, in order.
+    pub fn blocks_meeting(&self, area: &Area) -> Vec<usize> {
+        let area = area.intersect(&Area::whole(self.size));
+        if area.is_empty() {
+            return Vec::new();
         }
-        let r = self.strip_rows;
-        (rows.start / r) * r..(rows.end.div_ceil(r) * r).min(self.size)
+        let across = self.blocks_across();
+        let rows = area.rows.start / self.block_rows..area.rows.end.div_ceil(self.block_rows);
+        let cols = area.cols.start / self.block_cols..area.cols.end.div_ceil(self.block_cols);
+        rows.flat_map(|by| cols.clone().map(move |bx| by * across + bx))
+            .collect()
     }
 
-    pub(super) fn strips(&self) -> usize {
-        self.size.div_ceil(self.strip_rows)
+    /// The frame holding block `k` of band `b`.
+    pub(super) fn frame_of(&self, b: usize, k: usize) -> usize {
+        if self.version == VERSION_1 {
+            return 0;
+        }
+        b * self.blocks() + k
     }
 
-    /// Decodes frame `i`, whose bytes are `bytes`, into its rows of `data` (band-sequential
-    /// tile planes) or, for the mask frame, into `mask`. `check` verifies the frame's own
-    /// checksum (a reader that checked the whole object need not, for frames stored in
-    /// it).
+    /// The index of the mask frame, if the chunk has one of its own.
+    pub(super) fn mask_frame(&self) -> Option<usize> {
+        (self.has_mask && self.version != VERSION_1).then(|| self.frames.len() - 1)
+    }
+
+    /// Decodes frame `i`, whose bytes are `bytes`, into its pixels of `data`
+    /// (band-sequential tile planes) or, for the mask frame, into `mask`. `check` verifies
+    /// the frame's own checksum (a reader that checked the whole object need not, for
+    /// frames stored in it).
     pub(super) fn decode_frame(
         &self,
         i: usize,
@@ -324,8 +373,7 @@ impl Head {
                 }
                 return Ok(());
             }
-            let strips = self.strips();
-            if i == self.bands * strips {
+            if Some(i) == self.mask_frame() {
                 let Some(mask) = mask else { return Ok(()) };
                 raw.clear();
                 raw.resize(mask_len, 0);
@@ -335,33 +383,32 @@ impl Head {
                 unpack_bits(&raw, mask);
                 return Ok(());
             }
-            let (b, s) = (i / strips, i % strips);
-            let row_bytes = size * width;
-            let r = s * self.strip_rows..((s + 1) * self.strip_rows).min(size);
-            let out = &mut data[b * plane_len..(b + 1) * plane_len]
-                [r.start * row_bytes..r.end * row_bytes];
+            let (b, k) = (i / self.blocks(), i % self.blocks());
+            let area = self.block_area(k);
+            let row_bytes = area.cols.len() * width;
             raw.clear();
-            raw.resize(out.len(), 0);
+            raw.resize(area.rows.len() * row_bytes, 0);
             self.compression
                 .decompress(bytes, &mut raw)
-                .map_err(|e| bad(format!("band {} strip {s} does not decompress: {e}", b + 1)))?;
-            self.predictor.decode(width, size, &raw, out);
+                .map_err(|e| bad(format!("band {} block {k} does not decompress: {e}", b + 1)))?;
+            let plane = &mut data[b * plane_len..(b + 1) * plane_len];
+            // Each row of the block goes where it belongs in the tile, through the
+            // predictor, which works row by row.
+            for (y, src) in area.rows.clone().zip(raw.chunks_exact(row_bytes)) {
+                let at = (y * size + area.cols.start) * width;
+                self.predictor
+                    .decode(width, area.cols.len(), src, &mut plane[at..at + row_bytes]);
+            }
             Ok(())
         })
     }
+}
 
-    /// The frames (by index) that hold the strips meeting `rows` of band `b`.
-    pub(super) fn band_frames(&self, b: usize, rows: Range<usize>) -> Range<usize> {
-        if self.version == VERSION_1 {
-            return 0..1;
-        }
-        let span = self.strip_span(rows);
-        let strips = self.strips();
-        b * strips + span.start / self.strip_rows..b * strips + span.end.div_ceil(self.strip_rows)
-    }
-
-    /// The index of the mask frame, if the chunk has one of its own.
-    pub(super) fn mask_frame(&self) -> Option<usize> {
-        (self.has_mask && self.version != VERSION_1).then(|| self.frames.len() - 1)
+/// Rows and columns per block in a head of `version`, for tiles `size` pixels wide.
+fn block_shape(version: u8, start: &[u8], size: usize) -> (usize, usize) {
+    let rows = u16_at(start, 24);
+    match version {
+        VERSION_2 => (rows, size),
+        _ => (rows, u16_at(start, 26)),
     }
 }

@@ -14,8 +14,8 @@
 //!  12         4    tile width in pixels
 //!  16         4    tile height in pixels
 //!  20         4    payload length n        (the object is 28 + n + 4 bytes)
-//!  24         2    rows per strip R
-//!  26         2    reserved, zero
+//!  24         2    rows per block R
+//!  26         2    columns per block C
 //!  28         8    base: the snapshot whose chunk of this tile holds the frames this one
 //!                  refers to (0: none, every frame is here)
 //!  36         12F  frame table: per frame, its length, its CRC-32C, and where it is (0:
@@ -25,22 +25,27 @@
 //!  28+n       4    CRC-32C of bytes [0, 28 + n): the whole object
 //! ```
 //!
-//! Each band is cut into strips of R rows (the last may be shorter); every strip is
-//! compressed on its own after the predictor, as one frame, band after band; then, if
-//! flagged, one frame holds the mask packed one bit per pixel (row-major, least significant
-//! bit first, 1 = data). Decompressed and concatenated, the frames are the version 1
-//! payload, which is one compressed stream with no table.
+//! Each band is cut into blocks of R rows and C columns (those at the right and bottom
+//! edges may be smaller), row of blocks after row of blocks; every block is compressed on
+//! its own after the predictor (applied to each of its rows), as one frame, band after band;
+//! then, if flagged, one frame holds the mask packed one bit per pixel (row-major, least
+//! significant bit first, 1 = data).
 //!
-//! Strips are what make a level update cheap: a parent whose change is confined to some
-//! rows reads, checks and decodes only the frames of those rows ([`read_rows`]), and writes
-//! a chunk holding only the frames it re-encoded ([`encode_parts`]): the others stay where
-//! they are, in the chunk it updated, which becomes the new chunk's *base*. A chunk never
-//! refers to more than one base, and a base never refers to another: a reader fetches at
-//! most two objects per tile. The frames' own checksums make this safe: a frame read from
-//! the base is checked against the CRC the referring chunk's table holds.
+//! Blocks are what make a level update cheap: a change under one child of a parent lands in
+//! one quadrant of it, and one quarter of that quadrant at the level above, and so on. A
+//! parent reads, checks and decodes only the frames of the blocks it must complete
+//! ([`read_blocks`]), and writes a chunk holding only the frames it re-encoded
+//! ([`encode_parts`]): the others stay where they are, in the chunk it updated, which
+//! becomes the new chunk's *base*. A chunk never refers to more than one base, and a base
+//! never refers to another: a reader fetches at most two objects per tile. The frames' own
+//! checksums make this safe: a frame read from the base is checked against the CRC the
+//! referring chunk's table holds.
 //!
-//! Version 2 is version 3 without the base field, with 8-byte table entries (length and
-//! CRC): every frame is in the object. A version 2 chunk can be the base of a version 3 one.
+//! Version 2 is version 3 with strips (blocks as wide as the tile: the reserved field at 26
+//! is 0), without the base field, and with 8-byte table entries (length and CRC): every
+//! frame is in the object. A version 2 chunk can be the base of a version 3 one, which then
+//! keeps its strips. Version 1 is one compressed stream with no table: concatenated, the
+//! frames of a chunk of strips decompress to its payload.
 
 mod decode;
 mod encode;
@@ -49,7 +54,7 @@ mod head;
 #[cfg(test)]
 mod tests;
 
-pub use decode::{decode, decode_into, read_rows, Chunk, Location};
+pub use decode::{decode, decode_into, read_blocks, Chunk, Location};
 pub use encode::{encode, encode_parts, Parts, Piece, Reuse};
 pub use head::{Frame, Head};
 
@@ -75,25 +80,25 @@ const TABLE_ENTRY_LEN: usize = 12;
 /// Bytes per frame in a version 2 table: length and CRC-32C.
 const V2_TABLE_ENTRY_LEN: usize = 8;
 const FLAG_MASK: u16 = 1;
-/// A tile with at least this many strips to encode has them encoded in parallel.
-const PARALLEL_STRIPS: usize = 4;
-/// Bytes a reader of part of a chunk fetches first: its head, for tiles of up to 4096 rows
-/// in strips of 32 (more is fetched when a head is longer).
+/// A tile with at least this many blocks to encode has them encoded in parallel.
+const PARALLEL_BLOCKS: usize = 4;
+/// Bytes a reader of part of a chunk fetches first: its head, for up to 336 frames (more is
+/// fetched when a head is longer).
 pub const HEAD_PROBE_LEN: usize = 4096;
-/// Uncompressed bytes a strip of one band aims at: large enough to compress as well as a
-/// whole tile, small enough that a change of a few rows re-encodes little else.
+/// Uncompressed bytes a block of one band holds at most: large enough to compress as well
+/// as a whole tile, small enough that a change in one corner re-encodes little else.
 #[cfg(not(test))]
-const STRIP_TARGET_BYTES: usize = 64 << 10;
-/// Strips are never thinner than this (an even number: strip edges must stay on even rows,
-/// which aggregation pairs).
+const BLOCK_TARGET_BYTES: usize = 64 << 10;
+/// Blocks are never narrower than this (an even number: block edges must stay on even rows
+/// and columns, which aggregation pairs).
 #[cfg(not(test))]
-const MIN_STRIP_ROWS: usize = 16;
-// Unit tests use tiles of 16 to 64 pixels: tiny strips give them several strips per tile,
-// so that the strip logic, not only the one-strip case, is what they test.
+const MIN_BLOCK: usize = 16;
+// Unit tests use tiles of 16 to 64 pixels: tiny blocks give them many blocks per tile, so
+// that the block logic, not only the one-block case, is what they test.
 #[cfg(test)]
-const STRIP_TARGET_BYTES: usize = 64;
+const BLOCK_TARGET_BYTES: usize = 64;
 #[cfg(test)]
-const MIN_STRIP_ROWS: usize = 2;
+const MIN_BLOCK: usize = 2;
 
 /// How chunks are encoded; fixed per store.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -103,11 +108,20 @@ pub struct Encoding {
     pub predictor: Predictor,
 }
 
-/// The rows per strip a writer uses for tiles of `size` pixels with samples of
-/// `sample_size` bytes: a power of two, at least 16, at most the tile.
-pub fn strip_rows(size: usize, sample_size: usize) -> usize {
-    let rows = (STRIP_TARGET_BYTES / (size * sample_size).max(1)).max(1);
-    rows.next_power_of_two().clamp(MIN_STRIP_ROWS, size.max(1))
+/// The side of the square blocks a writer cuts tiles of `size` pixels with samples of
+/// `sample_size` bytes into: the whole tile if it fits the target, else the largest power of
+/// two whose square does (128 for Float32, 256 for Byte), never below [`MIN_BLOCK`]. A
+/// quadrant of a tile of power-of-two size is then whole blocks, and so is each quarter of
+/// it down to one block.
+pub fn block_size(size: usize, sample_size: usize) -> usize {
+    if size * size * sample_size <= BLOCK_TARGET_BYTES {
+        return size.max(1);
+    }
+    let mut side = MIN_BLOCK;
+    while (2 * side) * (2 * side) * sample_size <= BLOCK_TARGET_BYTES {
+        side *= 2;
+    }
+    side.min(size)
 }
 
 thread_local! {
@@ -130,10 +144,10 @@ pub fn stored_checksum(object: &[u8]) -> Option<u32> {
     Some(u32::from_le_bytes(tail.try_into().ok()?))
 }
 
-/// How many frames a chunk of strips has: one per strip of `rows` rows of each band of a
-/// `size`-pixel tile, and one for the mask.
-fn frame_count(bands: usize, size: usize, rows: usize, masked: bool) -> usize {
-    bands * size.div_ceil(rows) + usize::from(masked)
+/// How many frames a chunk of blocks has: one per block of `rows` x `cols` pixels of each
+/// band of a `size`-pixel tile, and one for the mask.
+fn frame_count(bands: usize, size: usize, rows: usize, cols: usize, masked: bool) -> usize {
+    bands * size.div_ceil(rows) * size.div_ceil(cols) + usize::from(masked)
 }
 
 /// The length of the head of a chunk of `version` with `frames` frames.
@@ -143,10 +157,6 @@ fn head_len(version: u8, frames: usize) -> usize {
         VERSION_2 => HEADER_LEN + V2_TABLE_ENTRY_LEN * frames + 4,
         _ => HEADER_LEN + BASE_FIELD_LEN + TABLE_ENTRY_LEN * frames + 4,
     }
-}
-
-fn overlaps(a: &std::ops::Range<usize>, b: &std::ops::Range<usize>) -> bool {
-    a.start < b.end && b.start < a.end
 }
 
 fn pack_bits(mask: &[u8], out: &mut Vec<u8>) {

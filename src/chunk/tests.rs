@@ -1,7 +1,7 @@
-use std::ops::Range;
 use std::path::Path;
 
 use super::*;
+use crate::area::Area;
 use crate::dtype::Sample;
 use crate::tile::{BandValidity, Tile};
 use crate::with_sample_type;
@@ -93,24 +93,45 @@ fn encode_version_1(tile: &Tile, enc: &Encoding) -> Vec<u8> {
     out
 }
 
-/// A chunk as version 2 wrote it, from a version 3 chunk that holds all its frames: no
-/// base field, 8-byte table entries.
-fn as_version_2(v3: &[u8], t: &Tile) -> Vec<u8> {
-    let head = head_of(v3, t);
-    assert_eq!(head.base(), None);
-    let frames = head.frames.len();
-    let mut out = v3[..HEADER_LEN].to_vec();
-    out[4] = 2;
-    let body: Vec<u8> = head
-        .frames
-        .iter()
-        .flat_map(|f| v3[f.offset..f.offset + f.len].to_vec())
-        .collect();
-    let payload = V2_TABLE_ENTRY_LEN * frames + 4 + body.len();
-    out[20..24].copy_from_slice(&(payload as u32).to_le_bytes());
-    for f in &head.frames {
-        out.extend((f.len as u32).to_le_bytes());
-        out.extend(f.crc.to_le_bytes());
+/// A chunk as version 2 wrote it: each band in strips of `rows` rows as wide as the tile,
+/// 8-byte table entries, no base field.
+fn encode_version_2(tile: &Tile, enc: &Encoding, rows: usize) -> Vec<u8> {
+    let width = tile.dtype.size();
+    let row_bytes = tile.size * width;
+    let mut frames: Vec<Vec<u8>> = Vec::new();
+    for b in 0..tile.bands {
+        for strip in tile.band_bytes(b).chunks(rows * row_bytes) {
+            let mut raw = Vec::new();
+            enc.predictor.encode(width, tile.size, strip, &mut raw);
+            let mut out = Vec::new();
+            enc.compression.compress(enc.level, &raw, &mut out).unwrap();
+            frames.push(out);
+        }
+    }
+    if let Some(mask) = &tile.mask {
+        let mut packed = Vec::new();
+        pack_bits(mask, &mut packed);
+        let mut out = Vec::new();
+        enc.compression
+            .compress(enc.level, &packed, &mut out)
+            .unwrap();
+        frames.push(out);
+    }
+    let body: Vec<u8> = frames.concat();
+    let mut out = MAGIC.to_vec();
+    out.extend([2, enc.compression.code(), enc.predictor.code()]);
+    out.push(tile.dtype.gdal_code() as u8);
+    out.extend((tile.bands as u16).to_le_bytes());
+    out.extend((tile.mask.is_some() as u16).to_le_bytes());
+    out.extend((tile.size as u32).to_le_bytes());
+    out.extend((tile.size as u32).to_le_bytes());
+    let payload = V2_TABLE_ENTRY_LEN * frames.len() + 4 + body.len();
+    out.extend((payload as u32).to_le_bytes());
+    out.extend((rows as u16).to_le_bytes());
+    out.extend([0u8; 2]);
+    for f in &frames {
+        out.extend((f.len() as u32).to_le_bytes());
+        out.extend(crc32c::crc32c(f).to_le_bytes());
     }
     let head_crc = crc32c::crc32c(&out);
     out.extend(head_crc.to_le_bytes());
@@ -120,18 +141,23 @@ fn as_version_2(v3: &[u8], t: &Tile) -> Vec<u8> {
     out
 }
 
-/// `tile` with rows `rows` of every band (and the mask) taken from `other`.
-fn with_rows_of(tile: &Tile, other: &Tile, rows: Range<usize>) -> Tile {
+/// `tile` with the pixels of `area` of every band (and the mask) taken from `other`.
+fn with_area_of(tile: &Tile, other: &Tile, area: &Area) -> Tile {
     let mut out = tile.clone();
-    let row = tile.size * tile.dtype.size();
-    let plane = tile.size * row;
+    let w = tile.dtype.size();
+    let plane = tile.size * tile.size * w;
     for b in 0..tile.bands {
-        let r = b * plane + rows.start * row..b * plane + rows.end * row;
-        out.data.bytes_mut()[r.clone()].copy_from_slice(&other.data.bytes()[r]);
+        for y in area.rows.clone() {
+            let at = b * plane + (y * tile.size + area.cols.start) * w;
+            let r = at..at + area.cols.len() * w;
+            out.data.bytes_mut()[r.clone()].copy_from_slice(&other.data.bytes()[r]);
+        }
     }
     if let (Some(m), Some(o)) = (out.mask.as_mut(), other.mask.as_ref()) {
-        let r = rows.start * tile.size..rows.end * tile.size;
-        m[r.clone()].copy_from_slice(&o[r]);
+        for y in area.rows.clone() {
+            let r = y * tile.size + area.cols.start..y * tile.size + area.cols.end;
+            m[r.clone()].copy_from_slice(&o[r]);
+        }
     }
     out
 }
@@ -188,7 +214,7 @@ fn frames_of(object: &[u8], t: &Tile) -> Vec<(usize, u32)> {
         .collect()
 }
 
-fn reuse(old: &Head, old_seq: u64, changed: Range<usize>) -> Option<Reuse<'_>> {
+fn reuse(old: &Head, old_seq: u64, changed: Area) -> Option<Reuse<'_>> {
     Some(Reuse {
         old,
         old_seq,
@@ -196,26 +222,38 @@ fn reuse(old: &Head, old_seq: u64, changed: Range<usize>) -> Option<Reuse<'_>> {
     })
 }
 
+/// The frames of the whole tile, encoded in the blocks of `like` (as an update keeps them).
+fn frames_like(tile: &Tile, enc: &Encoding, like: &Head) -> Vec<(usize, u32)> {
+    let everything = Reuse {
+        old: like,
+        old_seq: 1,
+        changed: Area::whole(tile.size),
+    };
+    let parts = encode_parts(tile, enc, Some(everything)).unwrap();
+    let obj = assemble(&parts, &[], &[]);
+    frames_of(&obj, tile)
+}
+
 proptest! {
     #![proptest_config(ProptestConfig::with_cases(64))]
-    /// Re-encoding only the strips of changed rows gives a chunk that reads as the new
+    /// Re-encoding only the blocks of a changed area gives a chunk that reads as the new
     /// tile and holds the frames a whole encode gives, wherever it keeps them.
     #[test]
-    fn reencoding_changed_rows_equals_encoding_the_tile(
+    fn reencoding_a_changed_area_equals_encoding_the_tile(
         dtype in prop::sample::select(DataType::ALL.to_vec()),
         compression in prop::sample::select(vec![Compression::None, Compression::Zstd,
                                                  Compression::Deflate, Compression::Lz4]),
         bands in 1usize..3, mask in any::<bool>(),
-        a in 0usize..32, len in 0usize..32, seed in any::<u64>()) {
+        r0 in 0usize..32, h in 0usize..32, c0 in 0usize..32, w in 0usize..32,
+        seed in any::<u64>()) {
         let old = random_tile(dtype, bands, 32, seed, mask);
-        let changed = a.min(32 - len)..(a + len).min(32);
-        let new = with_rows_of(&old, &random_tile(dtype, bands, 32, seed ^ 99, mask),
-                               changed.clone());
+        let changed = Area::new(r0.min(32 - h)..(r0 + h).min(32), c0.min(32 - w)..(c0 + w).min(32));
+        let new = with_area_of(&old, &random_tile(dtype, bands, 32, seed ^ 99, mask), &changed);
         let enc = Encoding { compression, level: compression.default_level(),
                              predictor: Predictor::default_for(dtype) };
         let old_obj = encode(&old, &enc).unwrap();
         let head = head_of(&old_obj, &old);
-        prop_assert!(head.strips_reusable(&enc));
+        prop_assert!(head.frames_reusable(&enc));
         let parts = encode_parts(&new, &enc, reuse(&head, 7, changed)).unwrap();
         prop_assert!(parts.base == 0 || parts.base == 7);
         let obj = assemble(&parts, &old_obj, &[]);
@@ -225,7 +263,22 @@ proptest! {
 }
 
 #[test]
-fn a_small_change_keeps_the_other_strips_in_the_old_chunk() {
+fn tiles_are_cut_in_square_blocks_of_the_target_size() {
+    // Unit tests aim at 64-byte blocks.
+    assert_eq!(block_size(32, 4), 4);
+    assert_eq!(block_size(32, 1), 8);
+    assert_eq!(block_size(4, 4), 4, "a tile that fits is one block");
+    let tile = random_tile(DataType::Float32, 2, 32, 1, true);
+    let head = head_of(&encode(&tile, &zstd_float()).unwrap(), &tile);
+    assert_eq!(head.block_shape(), (4, 4));
+    assert_eq!(head.blocks(), 64);
+    assert_eq!(head.frames().len(), 2 * 64 + 1);
+    assert_eq!(head.block_area(9), Area::new(4..8, 4..8));
+    assert_eq!(head.blocks_meeting(&Area::new(3..5, 30..32)), [7, 15]);
+}
+
+#[test]
+fn a_small_change_keeps_the_other_blocks_in_the_old_chunk() {
     let (a, b) = (
         random_tile(DataType::Float32, 2, 32, 1, true),
         random_tile(DataType::Float32, 2, 32, 2, true),
@@ -233,11 +286,12 @@ fn a_small_change_keeps_the_other_strips_in_the_old_chunk() {
     let enc = zstd_float();
     let old = encode(&a, &enc).unwrap();
     let head = head_of(&old, &a);
-    assert_eq!(head.strip_span(8..12), 8..12);
-    // Told that only rows 8..12 changed, the encoder refers to every other strip in the
+    let changed = Area::new(8..12, 4..12);
+    assert_eq!(head.blocks_meeting(&changed), [17, 18]);
+    // Told that only that area changed, the encoder refers to every other block in the
     // old chunk, whatever the tile holds there, and copies nothing (the mask is always
     // encoded afresh).
-    let parts = encode_parts(&b, &enc, reuse(&head, 5, 8..12)).unwrap();
+    let parts = encode_parts(&b, &enc, reuse(&head, 5, changed.clone())).unwrap();
     assert_eq!(parts.base, 5);
     assert!(
         parts.pieces.iter().all(|p| matches!(p, Piece::Fresh(_))),
@@ -247,11 +301,11 @@ fn a_small_change_keeps_the_other_strips_in_the_old_chunk() {
     let new = assemble(&parts, &old, &[]);
     let new_head = head_of(&new, &a);
     assert_eq!(new_head.base(), Some(5));
-    // 2 strips of 2 rows in each of 2 bands, and the mask.
+    // 2 blocks in each of 2 bands, and the mask.
     assert_eq!(new_head.frames.iter().filter(|f| !f.in_base).count(), 5);
-    assert!(new.len() < old.len() / 3, "{} of {}", new.len(), old.len());
+    assert!(new.len() < old.len() / 5, "{} of {}", new.len(), old.len());
     let back = decode_with(&new, &old, &a).unwrap();
-    let mut want = with_rows_of(&a, &b, 8..12);
+    let mut want = with_area_of(&a, &b, &Area::new(8..12, 4..12));
     want.mask = b.mask.clone(); // the mask is always encoded whole
     assert_eq!(back, want);
     // Without the base, the new chunk cannot be read.
@@ -268,20 +322,22 @@ fn an_update_of_an_update_refers_to_the_first_chunk_and_copies_what_the_second_h
         .map(|i| random_tile(DataType::Float32, 1, 32, 10 + i, false))
         .collect();
     let enc = zstd_float();
-    // Seq 1 holds everything; seq 2 changed rows 0..4; seq 3 changes rows 8..10.
+    // Seq 1 holds everything; seq 2 changed the top left block; seq 3 changes another.
     let first = encode(&tiles[0], &enc).unwrap();
-    let t2 = with_rows_of(&tiles[0], &tiles[1], 0..4);
-    let p2 = encode_parts(&t2, &enc, reuse(&head_of(&first, &t2), 1, 0..4)).unwrap();
+    let (a2, a3) = (Area::new(0..4, 0..4), Area::new(8..12, 16..20));
+    let t2 = with_area_of(&tiles[0], &tiles[1], &a2);
+    let p2 = encode_parts(&t2, &enc, reuse(&head_of(&first, &t2), 1, a2)).unwrap();
     let second = assemble(&p2, &first, &[]);
     assert_eq!(p2.base, 1);
-    let t3 = with_rows_of(&t2, &tiles[2], 8..10);
+    let t3 = with_area_of(&t2, &tiles[2], &a3);
     let h2 = head_of(&second, &t3);
-    let p3 = encode_parts(&t3, &enc, reuse(&h2, 2, 8..10)).unwrap();
-    // Still based on seq 1, never on seq 2: the strips seq 2 held are copied from it.
+    let p3 = encode_parts(&t3, &enc, reuse(&h2, 2, a3)).unwrap();
+    // Still based on seq 1, never on seq 2: the block seq 2 held is copied from it.
     assert_eq!(p3.base, 1);
-    assert!(p3.pieces.contains(&Piece::Old(
-        h2.frames[0].offset..h2.frames[1].offset + h2.frames[1].len
-    )));
+    let held = h2.frames[0];
+    assert!(p3
+        .pieces
+        .contains(&Piece::Old(held.offset..held.offset + held.len)));
     let third = assemble(&p3, &second, &first);
     assert_eq!(decode_with(&third, &first, &t3).unwrap(), t3);
     assert_eq!(
@@ -299,19 +355,20 @@ fn a_chunk_that_would_keep_little_in_its_base_holds_everything() {
     let enc = zstd_float();
     let old = encode(&a, &enc).unwrap();
     let head = head_of(&old, &a);
-    // 28 of 32 rows change: the 2 strips left are under a quarter of the chunk.
-    let parts = encode_parts(&b, &enc, reuse(&head, 3, 2..30)).unwrap();
+    // Rows 4..32 change: the 8 blocks left are under a quarter of the chunk.
+    let changed = Area::new(4..32, 0..32);
+    let parts = encode_parts(&b, &enc, reuse(&head, 3, changed.clone())).unwrap();
     assert_eq!(parts.base, 0);
     let new = assemble(&parts, &old, &[]);
     assert_eq!(head_of(&new, &a).base(), None);
     assert_eq!(
         decode(&new, &expected(&a), Path::new("c")).unwrap(),
-        with_rows_of(&a, &b, 2..30)
+        with_area_of(&a, &b, &changed)
     );
 }
 
 #[test]
-fn a_version_2_chunk_still_decodes_and_serves_as_a_base() {
+fn a_version_2_chunk_still_decodes_and_an_update_keeps_its_strips() {
     let (a, b) = (
         random_tile(DataType::Int16, 2, 32, 5, true),
         random_tile(DataType::Int16, 2, 32, 6, true),
@@ -321,20 +378,28 @@ fn a_version_2_chunk_still_decodes_and_serves_as_a_base() {
         level: 1,
         predictor: Predictor::Horizontal,
     };
-    let v2 = as_version_2(&encode(&a, &enc).unwrap(), &a);
+    let v2 = encode_version_2(&a, &enc, 4);
     assert_eq!(decode(&v2, &expected(&a), Path::new("t")).unwrap(), a);
     let head = head_of(&v2, &a);
-    assert!(head.strips_reusable(&enc));
-    let parts = encode_parts(&b, &enc, reuse(&head, 9, 0..2)).unwrap();
+    assert!(head.frames_reusable(&enc));
+    assert_eq!(
+        head.block_shape(),
+        (4, 32),
+        "strips are blocks as wide as the tile"
+    );
+    let changed = Area::new(0..2, 0..6);
+    let parts = encode_parts(&b, &enc, reuse(&head, 9, changed.clone())).unwrap();
     assert_eq!(parts.base, 9);
     let new = assemble(&parts, &v2, &[]);
-    let mut want = with_rows_of(&a, &b, 0..2);
+    assert_eq!(head_of(&new, &a).block_shape(), (4, 32));
+    let mut want = with_area_of(&a, &b, &Area::new(0..4, 0..32));
     want.mask = b.mask.clone();
     assert_eq!(decode_with(&new, &v2, &a).unwrap(), want);
+    assert_eq!(frames_of(&new, &want), frames_like(&want, &enc, &head));
 }
 
 #[test]
-fn strips_encoded_in_parallel_give_the_same_chunk() {
+fn blocks_encoded_in_parallel_give_the_same_chunk() {
     let tile = random_tile(DataType::Float32, 3, 32, 9, true);
     let enc = zstd_float();
     let alone = encode(&tile, &enc).unwrap();
@@ -345,7 +410,8 @@ fn strips_encoded_in_parallel_give_the_same_chunk() {
     let together = pool.install(|| encode(&tile, &enc).unwrap());
     assert_eq!(alone, together);
     let head = head_of(&alone, &tile);
-    let parts = pool.install(|| encode_parts(&tile, &enc, reuse(&head, 1, 4..20)).unwrap());
+    let parts = pool
+        .install(|| encode_parts(&tile, &enc, reuse(&head, 1, Area::new(4..20, 0..32))).unwrap());
     let new = assemble(&parts, &alone, &[]);
     assert_eq!(frames_of(&new, &tile), frames_of(&alone, &tile));
 }
@@ -361,7 +427,7 @@ fn a_damaged_frame_in_the_base_or_copied_from_it_is_detected() {
     let head = head_of(&old, &a);
     let kept = head.frames[head.frames.len() - 1];
     // Kept in the base: the damage is found when the new chunk is read.
-    let parts = encode_parts(&b, &enc, reuse(&head, 1, 0..2)).unwrap();
+    let parts = encode_parts(&b, &enc, reuse(&head, 1, Area::new(0..2, 0..2))).unwrap();
     assert_eq!(parts.base, 1);
     let new = assemble(&parts, &old, &[]);
     old[kept.offset + kept.len / 2] ^= 0x10;
@@ -369,7 +435,7 @@ fn a_damaged_frame_in_the_base_or_copied_from_it_is_detected() {
     assert!(e.to_string().contains("checksum mismatch"), "{e}");
     // Copied without being read (too little would stay in the base): the new object's
     // checksum, combined from the frames' own, does not match the damaged bytes.
-    let parts = encode_parts(&b, &enc, reuse(&head, 1, 0..30)).unwrap();
+    let parts = encode_parts(&b, &enc, reuse(&head, 1, Area::new(0..28, 0..32))).unwrap();
     assert_eq!(parts.base, 0);
     let copied = assemble(&parts, &old, &[]);
     let e = decode(&copied, &expected(&a), Path::new("c")).unwrap_err();
@@ -377,12 +443,13 @@ fn a_damaged_frame_in_the_base_or_copied_from_it_is_detected() {
 }
 
 #[test]
-fn reading_rows_fetches_and_checks_only_their_frames() {
+fn reading_blocks_fetches_and_checks_only_their_frames() {
     let tile = random_tile(DataType::Int16, 2, 32, 5, true);
     let mut obj = encode(&tile, &zstd_float()).unwrap();
     let head = head_of(&obj, &tile);
-    // Unit tests write strips of 2 rows: rows 5..9 lie in the strips of rows 4..10.
-    assert_eq!(head.strip_span(5..9), 4..10);
+    // Unit tests write blocks of 4 x 4: rows 5..9 of columns 2..6 lie in four of them.
+    let blocks = head.blocks_meeting(&Area::new(5..9, 2..6));
+    assert_eq!(blocks, [8, 9, 16, 17]);
     let mut data = vec![0xAAu8; tile.data.len()];
     let mut mask = vec![0u8; 32 * 32];
     let mut fetched = Vec::new();
@@ -392,44 +459,48 @@ fn reading_rows_fetches_and_checks_only_their_frames() {
         Ok(obj[offset..offset + len].to_vec())
     };
     let p = Path::new("t");
-    let rows = read_rows(&head, 5..9, read, &mut data, Some(&mut mask), p).unwrap();
-    assert_eq!(rows, 4..10);
-    // One read per band and one for the mask, of 3 strips each.
-    assert_eq!(fetched.len(), 3, "{fetched:?}");
+    read_blocks(&head, &blocks, read, &mut data, Some(&mut mask), p).unwrap();
+    // Two runs of neighbouring frames per band, and the mask.
+    assert_eq!(fetched.len(), 5, "{fetched:?}");
     assert_eq!(Some(mask), tile.mask.clone());
-    let row = 32 * 2;
+    let decoded = Area::new(4..12, 0..8);
+    let w = 2;
     for b in 0..2 {
         for y in 0..32 {
-            let r = b * 32 * row + y * row..b * 32 * row + (y + 1) * row;
-            if (4..10).contains(&y) {
-                assert_eq!(data[r.clone()], tile.data.bytes()[r], "band {b} row {y}");
-            } else {
-                assert!(data[r].iter().all(|v| *v == 0xAA), "band {b} row {y}");
+            for x in 0..32 {
+                let at = (b * 32 * 32 + y * 32 + x) * w;
+                let here = &data[at..at + w];
+                if decoded.contains(&Area::new(y..y + 1, x..x + 1)) {
+                    assert_eq!(here, &tile.data.bytes()[at..at + w], "band {b} ({y}, {x})");
+                } else {
+                    assert!(here.iter().all(|v| *v == 0xAA), "band {b} ({y}, {x})");
+                }
             }
         }
     }
     // A damaged frame it reads is reported; one it does not read cannot matter to it.
-    let f = head.frames[head.band_frames(1, 5..9).start];
+    let f = head.frames[head.frame_of(1, 16)];
     obj[f.offset] ^= 1;
     let read = |_: Location, offset: usize, len: usize| Ok(obj[offset..offset + len].to_vec());
-    let e = read_rows(&head, 5..9, read, &mut data, None, p).unwrap_err();
+    let e = read_blocks(&head, &blocks, read, &mut data, None, p).unwrap_err();
     assert!(
         e.to_string().contains("frame") && e.to_string().contains("damaged"),
         "{e}"
     );
     let read = |_: Location, offset: usize, len: usize| Ok(obj[offset..offset + len].to_vec());
-    assert!(read_rows(&head, 20..22, read, &mut data, None, p).is_ok());
+    assert!(read_blocks(&head, &[40], read, &mut data, None, p).is_ok());
 }
 
 #[test]
-fn reading_rows_of_an_updated_chunk_takes_each_frame_from_where_it_is() {
+fn reading_blocks_of_an_updated_chunk_takes_each_frame_from_where_it_is() {
     let (a, b) = (
         random_tile(DataType::Float32, 1, 32, 7, false),
         random_tile(DataType::Float32, 1, 32, 8, false),
     );
     let enc = zstd_float();
     let old = encode(&a, &enc).unwrap();
-    let parts = encode_parts(&b, &enc, reuse(&head_of(&old, &a), 1, 6..8)).unwrap();
+    let changed = Area::new(4..8, 4..8);
+    let parts = encode_parts(&b, &enc, reuse(&head_of(&old, &a), 1, changed.clone())).unwrap();
     let new = assemble(&parts, &old, &[]);
     let head = head_of(&new, &a);
     let mut data = vec![0u8; a.data.len()];
@@ -439,15 +510,18 @@ fn reading_rows_of_an_updated_chunk_takes_each_frame_from_where_it_is() {
         let object = if at == Location::Base { &old } else { &new };
         Ok(object[offset..offset + len].to_vec())
     };
-    read_rows(&head, 4..10, read, &mut data, None, Path::new("t")).unwrap();
-    // Strips 4..6 and 8..10 are in the base, 6..8 in the new chunk.
+    read_blocks(&head, &[8, 9, 10], read, &mut data, None, Path::new("t")).unwrap();
+    // Block 9 (rows 4..8, columns 4..8) is in the new chunk, its neighbours in the base.
     assert_eq!(from, [Location::Base, Location::Object, Location::Base]);
-    let want = with_rows_of(&a, &b, 6..8);
-    let row = 32 * 4;
-    assert_eq!(
-        data[4 * row..10 * row],
-        want.data.bytes()[4 * row..10 * row]
-    );
+    let want = with_area_of(&a, &b, &changed);
+    let got = Tile {
+        data: crate::tile::SampleBuf::from_words(bytemuck::cast_slice(&data).to_vec(), data.len()),
+        ..want.clone()
+    };
+    for y in 4..8 {
+        let r = y * 32 * 4..(y * 32 + 12) * 4;
+        assert_eq!(got.data.bytes()[r.clone()], want.data.bytes()[r], "row {y}");
+    }
 }
 
 #[test]
@@ -458,10 +532,10 @@ fn version_1_chunks_still_decode_and_are_reencoded_whole() {
         let v1 = encode_version_1(&tile, &enc);
         assert_eq!(decode(&v1, &expected(&tile), Path::new("t")).unwrap(), tile);
         let head = head_of(&v1, &tile);
-        assert!(!head.strips_reusable(&enc));
-        assert_eq!(head.strip_span(3..4), 0..32, "one stream: all or nothing");
+        assert!(!head.frames_reusable(&enc));
+        assert_eq!(head.blocks(), 1, "one stream: all or nothing");
         let other = random_tile(DataType::Float32, 2, 32, 12, mask);
-        let parts = encode_parts(&other, &enc, reuse(&head, 1, 0..2)).unwrap();
+        let parts = encode_parts(&other, &enc, reuse(&head, 1, Area::new(0..2, 0..2))).unwrap();
         assert!(parts.pieces.iter().all(|p| matches!(p, Piece::Fresh(_))));
         assert_eq!(parts.base, 0);
         assert_eq!(assemble(&parts, &v1, &[]), encode(&other, &enc).unwrap());

@@ -10,22 +10,24 @@
 //! per level, whatever the size of the write.
 //!
 //! A parent that the committed state already holds is updated in place, and only in the
-//! rows its changed children cover: it decodes just the chunk strips of those rows, and
-//! re-encodes just those strips (the others are copied as they are). It then hands its
-//! own parent only those rows, reduced. So a small write costs a few strips per level, not
-//! a whole tile per level.
+//! area its changed children cover: it decodes just the chunk blocks of that area that the
+//! hand-overs do not fill, and re-encodes just the blocks of the area (the new chunk keeps
+//! the others where they are). It then hands its own parent only that area, reduced. A
+//! change under one child is a quadrant of its parent, a sixteenth of the grandparent, and
+//! so on: a small write costs a few blocks per level, not a whole tile per level.
 //!
 //! The result is the same, bit for bit, as building every level from scratch: a tile
-//! depends only on its four children, and a parent row only on the two child rows below.
+//! depends only on its four children, and a parent pixel only on the 2 x 2 child pixels
+//! below it.
 
 mod place;
 
 use std::collections::{BTreeSet, HashMap, HashSet};
-use std::ops::Range;
 use std::sync::Mutex;
 
-use crate::aggregate::{downsample, downsample_rows, Resampling};
-use crate::chunk;
+use crate::aggregate::{downsample, downsample_area, Resampling};
+use crate::area::{covered_by_quadrants, Area};
+use crate::chunk::{self, Head};
 use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect, TileLoc};
 use crate::index::TileKey;
@@ -33,7 +35,7 @@ use crate::store::{ChunkRef, Transaction};
 use crate::tile::{BandValidity, Tile};
 
 pub use place::Handed;
-use place::{assemble, handed_rows, place, quadrant_rows};
+use place::{assemble, handed_area, place};
 
 /// A parent tile being assembled.
 struct Pending {
@@ -69,17 +71,43 @@ pub struct PyramidBuilder<'a> {
     forced: HashSet<TileLoc>,
     state: Mutex<State>,
     /// For a small write, the committed parents it rebuilds, fetched ahead of need, with
-    /// the rows each will need decoded if every planned child changes.
-    ahead: Vec<(TileLoc, Range<usize>, Mutex<Ahead>)>,
+    /// what each will need if every planned child changes.
+    ahead: Vec<(TileLoc, Need, Mutex<Ahead>)>,
 }
 
-/// A committed parent opened for an update in place: the tile with the rows `decoded`
-/// decoded (the other rows hold zeros), and its chunk when the new chunk can take the other
-/// strips from it (`None`: the tile was decoded whole, and is encoded whole).
+/// What an update in place needs of a parent's committed chunk: every pixel of `area`
+/// right, where the hand-overs placed in the quadrants (`covered`, one area each, empty
+/// for a child that hands nothing) do not already fill it.
+#[derive(Debug, Clone, Default)]
+struct Need {
+    area: Area,
+    covered: [Area; 4],
+}
+
+impl Need {
+    /// The blocks of a chunk with head `head` to decode for this need.
+    fn blocks(&self, head: &Head) -> Vec<usize> {
+        head.blocks_meeting(&self.area)
+            .into_iter()
+            .filter(|&k| !covered_by_quadrants(&head.block_area(k), &self.covered, head.size()))
+            .collect()
+    }
+}
+
+/// A committed parent opened for an update in place: the tile with the blocks `decoded`
+/// decoded (the others hold zeros), and its chunk when the new chunk can keep the other
+/// blocks in it (`chunk` and `decoded` are `None` when the tile was decoded whole, and is
+/// encoded whole).
 struct Opened {
     tile: Tile,
-    decoded: Range<usize>,
-    strips_from: Option<ChunkRef>,
+    decoded: Option<Vec<bool>>,
+    chunk: Option<ChunkRef>,
+}
+
+impl Opened {
+    fn is_complete(&self) -> bool {
+        self.decoded.as_ref().is_none_or(|d| d.iter().all(|x| *x))
+    }
 }
 
 /// A committed parent fetched and decoded ahead ([`PyramidBuilder::fetch_ahead`]).
@@ -141,17 +169,17 @@ impl<'a> PyramidBuilder<'a> {
         // The parents `build` will update in place from their committed version.
         let committed_top = txn.base().and_then(|b| b.layout()).map(|l| l.top);
         let size = manifest.grid.tile_size as usize;
-        let planned = planned_rows(&dirty_base, top, size, |t| {
+        let planned = planned_needs(&dirty_base, top, size, |t| {
             updated_in_place(t, committed_top, &forced)
         });
-        let mut from_committed: Vec<(TileLoc, Range<usize>)> = planned.into_iter().collect();
+        let mut from_committed: Vec<(TileLoc, Need)> = planned.into_iter().collect();
         // Lowest levels first: they are needed first.
         from_committed.sort_by_key(|(t, _)| (t.level, t.row, t.col));
         let tile_bytes = manifest.tile_bytes().max(1);
         let ahead = if from_committed.len() <= AHEAD_MAX_BYTES / tile_bytes {
             from_committed
                 .into_iter()
-                .map(|(t, rows)| (t, rows, Mutex::new(Ahead::Waiting)))
+                .map(|(t, need)| (t, need, Mutex::new(Ahead::Waiting)))
                 .collect()
         } else {
             Vec::new()
@@ -170,7 +198,7 @@ impl<'a> PyramidBuilder<'a> {
         }
     }
 
-    /// Fetches the committed parents a small write will update, and decodes the rows
+    /// Fetches the committed parents a small write will update, and decodes the blocks
     /// they will need, lowest level first, while the write reads its sources: the chain
     /// of levels above a write then finds them ready. Runs on a thread of its own, outside
     /// the encoders' pool: a build that needs a parent being fetched waits for it, which
@@ -178,10 +206,10 @@ impl<'a> PyramidBuilder<'a> {
     /// and leaves the other core to the reader. Optional: a parent not fetched yet when its
     /// build needs it is read by the build.
     fn fetch_ahead(&self) {
-        for (loc, rows, slot) in &self.ahead {
+        for (loc, need, slot) in &self.ahead {
             let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
             if matches!(*slot, Ahead::Waiting) {
-                *slot = Ahead::Fetched(Box::new(self.open_committed(*loc, rows.clone())));
+                *slot = Ahead::Fetched(Box::new(self.open_committed(*loc, need)));
             }
         }
     }
@@ -194,10 +222,10 @@ impl<'a> PyramidBuilder<'a> {
         }
     }
 
-    /// Opens the committed chunk of `loc` and decodes the strips of `rows`, reading only
-    /// them; or all of it when its strips cannot go into the new chunk as they are (a chunk
-    /// of an older layout), which must then be encoded whole.
-    fn open_committed(&self, loc: TileLoc, rows: Range<usize>) -> Result<Option<Opened>> {
+    /// Opens the committed chunk of `loc` and decodes the blocks `need` asks for, reading
+    /// only them; or all of it when its frames cannot go into the new chunk as they are (a
+    /// chunk of the first format), which must then be encoded whole.
+    fn open_committed(&self, loc: TileLoc, need: &Need) -> Result<Option<Opened>> {
         let Some(base) = self.txn.base() else {
             return Ok(None);
         };
@@ -207,64 +235,79 @@ impl<'a> PyramidBuilder<'a> {
         let Some(c) = base.read_head(&key)? else {
             return Ok(None);
         };
-        // Rows left undecoded are never read: zeroed memory that is never written costs no
-        // page of memory.
-        let mut tile = Tile::zeroed(m.data_type, self.validity.len(), size);
-        let mut mask = c.head.has_mask().then(|| vec![0u8; size * size]);
-        if !c.head.strips_reusable(&m.encoding()) {
+        if !c.head.frames_reusable(&m.encoding()) {
             let Some(whole) = base.read_tile(&key)? else {
                 return Ok(None);
             };
             return Ok(Some(Opened {
                 tile: whole,
-                decoded: 0..size,
-                strips_from: None,
+                decoded: None,
+                chunk: None,
             }));
         }
-        let data = tile.data.bytes_mut();
+        // Blocks left undecoded are never read: zeroed memory that is never written costs
+        // no page of memory.
+        let mut tile = Tile::zeroed(m.data_type, self.validity.len(), size);
+        let mut mask = c.head.has_mask().then(|| vec![0u8; size * size]);
+        let blocks = need.blocks(&c.head);
         let read = |at, offset, len| base.read_chunk_range(&c, at, offset, len);
-        let decoded = chunk::read_rows(&c.head, rows, read, data, mask.as_deref_mut(), &c.path)?;
+        let data = tile.data.bytes_mut();
+        chunk::read_blocks(&c.head, &blocks, read, data, mask.as_deref_mut(), &c.path)?;
         tile.mask = mask;
+        let mut decoded = vec![false; c.head.blocks()];
+        for k in blocks {
+            decoded[k] = true;
+        }
         Ok(Some(Opened {
             tile,
-            decoded,
-            strips_from: Some(c),
+            decoded: Some(decoded),
+            chunk: Some(c),
         }))
     }
 
-    /// Decodes the rows `rows` of an opened parent too (whole strips; the mask is whole
-    /// already).
-    fn decode_more(&self, mut opened: Opened, rows: Range<usize>) -> Result<Opened> {
-        let (Some(c), Some(base)) = (&opened.strips_from, self.txn.base()) else {
+    /// Decodes the blocks `blocks` of an opened parent too, those not decoded yet (the
+    /// mask is whole already).
+    fn decode_more(&self, mut opened: Opened, blocks: &[usize]) -> Result<Opened> {
+        let (Some(c), Some(decoded), Some(base)) =
+            (&opened.chunk, opened.decoded.as_mut(), self.txn.base())
+        else {
             return Ok(opened); // decoded whole
         };
+        let missing: Vec<usize> = blocks.iter().copied().filter(|&k| !decoded[k]).collect();
+        if missing.is_empty() {
+            return Ok(opened);
+        }
         let read = |at, offset, len| base.read_chunk_range(c, at, offset, len);
         let data = opened.tile.data.bytes_mut();
-        let span = chunk::read_rows(&c.head, rows, read, data, None, &c.path)?;
-        opened.decoded = hull(&opened.decoded, &span);
+        chunk::read_blocks(&c.head, &missing, read, data, None, &c.path)?;
+        for k in missing {
+            decoded[k] = true;
+        }
         Ok(opened)
     }
 
-    /// The committed version of a parent with at least the rows `rows` decoded: fetched
-    /// ahead, or read now.
-    fn committed(&self, loc: TileLoc, rows: Range<usize>) -> Result<Option<Opened>> {
+    /// The committed version of a parent with at least what `need` asks for decoded:
+    /// fetched ahead, or read now.
+    fn committed(&self, loc: TileLoc, need: &Need) -> Result<Option<Opened>> {
         if let Some((_, _, slot)) = self.ahead.iter().find(|(t, _, _)| *t == loc) {
             // Held while reading, so a fetch that has not come to this parent yet skips it.
             let mut slot = slot.lock().unwrap_or_else(|p| p.into_inner());
             if let Ahead::Fetched(fetched) = std::mem::replace(&mut *slot, Ahead::Taken) {
                 return match (*fetched)? {
-                    Some(o) if rows.is_empty() || covers(&o.decoded, &rows) => Ok(Some(o)),
-                    // Other rows changed than planned: decode the span from what was
-                    // decoded to them (so what is decoded stays one range of rows).
+                    // Other children may have changed than planned: decode what this need
+                    // asks for and the fetch did not.
                     Some(o) => {
-                        let all = hull(&o.decoded, &rows);
-                        self.decode_more(o, all).map(Some)
+                        let blocks = o.chunk.as_ref().map(|c| need.blocks(&c.head));
+                        match blocks {
+                            Some(blocks) => self.decode_more(o, &blocks).map(Some),
+                            None => Ok(Some(o)),
+                        }
                     }
                     None => Ok(None),
                 };
             }
         }
-        self.open_committed(loc, rows)
+        self.open_committed(loc, need)
     }
 
     /// The levels above 0 this builder maintains.
@@ -379,8 +422,7 @@ impl<'a> PyramidBuilder<'a> {
         let built = self.build(loc, pending)?;
         if loc.level < self.top {
             let quarter = built.has_data.then(|| {
-                let rows = built.handed_rows.clone();
-                downsample_rows(&built.tile, rows, &self.methods, &self.validity)
+                downsample_area(&built.tile, &built.handed, &self.methods, &self.validity)
             });
             self.offer(loc, quarter);
         }
@@ -443,26 +485,37 @@ impl<'a> PyramidBuilder<'a> {
         Ok(Built {
             has_data: !tile.is_empty(&self.validity),
             tile,
-            changed: 0..size,
-            handed_rows: 0..size,
+            changed: Area::whole(size),
+            handed: Area::whole(size),
             committed: None,
         })
     }
 
-    /// Updates a parent the committed state holds, in the rows its changed children cover.
+    /// Updates a parent the committed state holds, in the area its changed children cover.
     fn update(&self, loc: TileLoc, pending: &Pending) -> Result<Built> {
         let m = &self.txn.manifest;
         let size = m.grid.tile_size as usize;
-        let changed = (0..4)
-            .filter(|q| pending.received[*q])
-            .map(|q| quadrant_rows(q, handed_rows(&pending.quarters[q], size), size))
-            .reduce(|a, b| hull(&a, &b))
-            .map_or(0..0, |r| even_rows(r, size));
-        // A parent updated in place takes only the changed rows; one made from its
+        let covered: [Area; 4] = std::array::from_fn(|q| match pending.received[q] {
+            true => handed_area(&pending.quarters[q], size).in_parent(q, size),
+            false => Area::default(),
+        });
+        let changed = covered
+            .iter()
+            .fold(Area::default(), |a, b| a.hull(b))
+            .even(size);
+        // A parent updated in place takes only the changed area; one made from its
         // children takes whole quarters.
         let whole = self.hands_whole(loc);
-        let needed = if whole { 0..size } else { changed.clone() };
-        let Some(opened) = self.committed(loc, needed)? else {
+        let handed = if whole {
+            Area::whole(size)
+        } else {
+            changed.clone()
+        };
+        let need = Need {
+            area: handed.clone(),
+            covered,
+        };
+        let Some(mut opened) = self.committed(loc, &need)? else {
             // Nothing committed: the children the write did not touch hold no data.
             let mut tile = Tile::empty(m.data_type, &self.validity, size);
             place(
@@ -474,38 +527,38 @@ impl<'a> PyramidBuilder<'a> {
             return Ok(Built {
                 has_data: !tile.is_empty(&self.validity),
                 tile,
-                handed_rows: if whole { 0..size } else { changed.clone() },
+                handed,
                 changed,
                 committed: None,
             });
         };
-        let mut opened = opened;
         place(
             &mut opened.tile,
             &self.validity,
             &pending.quarters,
             &pending.received,
         );
-        let partial = opened.decoded != (0..size);
-        if partial && !opened.tile.rows_hold_data(&self.validity, changed.clone()) {
-            // Whether the tile still holds data depends on the rows not decoded: decode them
-            // too (whole strips outside the decoded ones, so the placed rows stay). Rare:
-            // only writes that erase data get here.
-            let (before, after) = (0..opened.decoded.start, opened.decoded.end..size);
-            opened = self.decode_more(opened, before)?;
-            opened = self.decode_more(opened, after)?;
+        if !opened.is_complete() && !opened.tile.area_holds_data(&self.validity, &changed) {
+            // Whether the tile still holds data depends on the blocks not decoded: decode
+            // them too (the placed pixels stay, since those blocks lie outside what
+            // changed). Rare: only writes that erase data get here.
+            let all: Vec<usize> = opened
+                .decoded
+                .as_ref()
+                .map_or(Vec::new(), |d| (0..d.len()).collect());
+            opened = self.decode_more(opened, &all)?;
         }
-        let has_data = if opened.decoded == (0..size) {
+        let has_data = if opened.is_complete() {
             !opened.tile.is_empty(&self.validity)
         } else {
-            true // the changed rows, decoded, hold data
+            true // the changed area, complete, holds data
         };
         Ok(Built {
             tile: opened.tile,
             has_data,
-            handed_rows: if whole { 0..size } else { changed.clone() },
+            handed,
             changed,
-            committed: opened.strips_from,
+            committed: opened.chunk,
         })
     }
 
@@ -515,14 +568,14 @@ impl<'a> PyramidBuilder<'a> {
         loc.level < self.top && !self.in_place(loc.parent())
     }
 
-    /// Stores a built tile: only its changed strips are encoded when the committed chunk
-    /// holds the others.
+    /// Stores a built tile: only the blocks of its changed area are encoded when the
+    /// committed chunk holds the others.
     fn store(&self, loc: TileLoc, built: Built) -> Result<()> {
         let key = TileKey::new(self.time, self.pyramid, loc);
         match &built.committed {
             Some(stored) if built.has_data => {
                 self.txn
-                    .put_changed_rows(key, &built.tile, stored, built.changed)
+                    .put_changed_area(key, &built.tile, stored, built.changed)
             }
             _ => self.txn.put_tile(key, &built.tile).map(|_| ()),
         }
@@ -531,15 +584,15 @@ impl<'a> PyramidBuilder<'a> {
 
 /// A parent made by [`PyramidBuilder::build`].
 struct Built {
-    /// The tile: whole, or, when updated in place, right in the rows its chunk strips
-    /// that meet `changed` cover (the only rows encoded and handed upward).
+    /// The tile: whole, or, when updated in place, right in the blocks that meet `handed`
+    /// (the only ones encoded and handed upward).
     tile: Tile,
     /// Whether the tile holds data anywhere.
     has_data: bool,
-    /// The rows that may differ from the committed version (even bounds).
-    changed: Range<usize>,
-    /// The rows to hand to the parent (even bounds, decoded).
-    handed_rows: Range<usize>,
+    /// The pixels that may differ from the committed version (even bounds).
+    changed: Area,
+    /// The pixels to hand to the parent (even bounds, all right).
+    handed: Area,
     /// The committed chunk, when the tile was updated in place from it.
     committed: Option<ChunkRef>,
 }
@@ -550,51 +603,38 @@ fn updated_in_place(loc: TileLoc, committed_top: Option<u8>, forced: &HashSet<Ti
     committed_top.is_some_and(|top| loc.level <= top) && !forced.contains(&loc)
 }
 
-/// The rows of each parent updated in place that change if every level-0 tile in `dirty`
-/// does: what to decode ahead. Level-0 tiles hand over all their rows; a parent updated
-/// in place hands over its changed rows, one made from its children all of them.
-fn planned_rows(
+/// What each parent updated in place needs if every level-0 tile in `dirty` changes: what
+/// to decode ahead. Level-0 tiles hand over all of themselves; a parent updated in place
+/// hands over its changed area, one made from its children all of itself.
+fn planned_needs(
     dirty: &BTreeSet<TileLoc>,
     top: u8,
     size: usize,
     in_place: impl Fn(TileLoc) -> bool,
-) -> HashMap<TileLoc, Range<usize>> {
+) -> HashMap<TileLoc, Need> {
     let mut planned = HashMap::new();
-    let mut handed: Vec<(TileLoc, Range<usize>)> = dirty.iter().map(|t| (*t, 0..size)).collect();
+    let mut handed: Vec<(TileLoc, Area)> = dirty.iter().map(|t| (*t, Area::whole(size))).collect();
     for _ in 1..=top {
-        let mut parents: HashMap<TileLoc, Range<usize>> = HashMap::new();
-        for (child, rows) in handed {
-            let r = quadrant_rows(child.quadrant(), rows, size);
-            parents
-                .entry(child.parent())
-                .and_modify(|x| *x = hull(x, &r))
-                .or_insert(r);
+        let mut parents: HashMap<TileLoc, [Area; 4]> = HashMap::new();
+        for (child, area) in handed {
+            let q = child.quadrant();
+            parents.entry(child.parent()).or_default()[q] = area.in_parent(q, size);
         }
         handed = Vec::with_capacity(parents.len());
-        for (p, rows) in parents {
-            let rows = even_rows(rows, size);
+        for (p, covered) in parents {
+            let changed = covered
+                .iter()
+                .fold(Area::default(), |a, b| a.hull(b))
+                .even(size);
             let whole = p.level < top && !in_place(p.parent());
-            handed.push((p, if whole { 0..size } else { rows.clone() }));
+            let area = if whole { Area::whole(size) } else { changed };
+            handed.push((p, area.clone()));
             if in_place(p) {
-                planned.insert(p, if whole { 0..size } else { rows });
+                planned.insert(p, Need { area, covered });
             }
         }
     }
     planned
-}
-
-/// The smallest range holding both.
-fn hull(a: &Range<usize>, b: &Range<usize>) -> Range<usize> {
-    a.start.min(b.start)..a.end.max(b.end)
-}
-
-fn covers(outer: &Range<usize>, inner: &Range<usize>) -> bool {
-    outer.start <= inner.start && inner.end <= outer.end
-}
-
-/// `rows` widened to even bounds: aggregation pairs rows.
-fn even_rows(rows: Range<usize>, size: usize) -> Range<usize> {
-    rows.start & !1..(rows.end + 1).min(size) & !1
 }
 
 /// The levels a write must update: up to the level at which everything the store will

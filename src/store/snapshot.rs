@@ -304,10 +304,7 @@ impl Snapshot {
         mask: Option<&mut [u8]>,
     ) -> Result<()> {
         match entry {
-            Some(e) => self.with_chunk(key, &e, |c| {
-                let size = self.manifest.grid.tile_size as usize;
-                c.decode_rows_into(0..size, data, mask)
-            }),
+            Some(e) => self.with_chunk(key, &e, |c| c.decode_into(data, mask)),
             None => {
                 let ts = self.manifest.grid.tile_size as usize;
                 self.fill_missing(data, mask, ts * ts);

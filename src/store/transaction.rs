@@ -17,6 +17,7 @@ use std::ops::Range;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
+use crate::area::Area;
 use crate::chunk::{self, Piece};
 use crate::error::{Error, Result};
 use crate::index::{apply_changes, Entry, IndexReader, NodeWriter, TileKey, NODE_PREFIX};
@@ -175,15 +176,15 @@ impl Transaction {
     }
 
     /// Stores a tile that holds data and differs from its committed chunk `committed` only
-    /// in the rows `changed`: only the strips of those rows are encoded; the others are
-    /// copied from the committed object by the storage, without being read (a level update
-    /// above a small write).
-    pub fn put_changed_rows(
+    /// in the area `changed`: only the blocks of that area are encoded; the new chunk keeps
+    /// the others where they are, or has the storage copy them without reading them (a
+    /// level update above a small write).
+    pub fn put_changed_area(
         &self,
         key: TileKey,
         tile: &Tile,
         committed: &ChunkRef,
-        changed: Range<usize>,
+        changed: Area,
     ) -> Result<()> {
         let enc = self.manifest.encoding();
         let reuse = chunk::Reuse {
