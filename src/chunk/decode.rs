@@ -1,4 +1,4 @@
-//! Decoding chunk objects: whole, or only the strips of some rows.
+//! Decoding chunk objects: whole, or only some of their blocks.
 
 use std::path::Path;
 

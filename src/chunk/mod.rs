@@ -68,7 +68,7 @@ pub const MAGIC: [u8; 4] = *b"GSCK";
 pub const VERSION: u8 = 3;
 /// Frames all in the object, 8-byte table entries. Still read, and a valid base.
 const VERSION_2: u8 = 2;
-/// The first version: one compressed stream, no strips. Still read.
+/// The first version: one compressed stream, no blocks. Still read.
 const VERSION_1: u8 = 1;
 /// The fixed fields every version starts with.
 pub const HEADER_LEN: usize = 28;
@@ -125,7 +125,7 @@ pub fn block_size(size: usize, sample_size: usize) -> usize {
 }
 
 thread_local! {
-    // The predictor output and the decompressed strips are reused per thread, which keeps
+    // The predictor output and the decompressed blocks are reused per thread, which keeps
     // the hot path free of large allocations.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
