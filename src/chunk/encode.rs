@@ -5,8 +5,8 @@ use std::ops::Range;
 use rayon::prelude::*;
 
 use super::{
-    block_size, frame_count, head_len, pack_bits, Encoding, Head, FLAG_MASK, MAGIC,
-    PARALLEL_BLOCKS, SCRATCH, TRAILER_LEN, VERSION,
+    block_size, frame_count, head_len, pack_bits, Encoding, Head, BLOCK, FLAG_MASK,
+    FLAG_WHOLE_BLOCKS, MAGIC, PARALLEL_BLOCKS, SCRATCH, TRAILER_LEN, VERSION,
 };
 use crate::area::Area;
 use crate::error::{Error, Result};
@@ -89,11 +89,15 @@ pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Re
         r.old.frames_reusable(enc)
             && (r.old.size, r.old.bands, r.old.dtype) == (tile.size, tile.bands, tile.dtype)
     });
-    let (block_rows, block_cols) = match &reuse {
-        Some(r) => r.old.block_shape(),
+    // An update keeps the old chunk's blocks, and how its predictor ran over them.
+    let (block_rows, block_cols, whole_blocks) = match &reuse {
+        Some(r) => {
+            let (rows, cols) = r.old.block_shape();
+            (rows, cols, r.old.predicts_whole_blocks())
+        }
         None => {
             let side = block_size(tile.size, width);
-            (side, side)
+            (side, side, true)
         }
     };
     let across = tile.size.div_ceil(block_cols);
@@ -130,13 +134,33 @@ pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Re
     let encode_block = |b: usize, k: usize, out: &mut Vec<u8>| -> Result<(usize, u32)> {
         let area = block(k);
         let plane = tile.band_bytes(b);
+        let row_bytes = area.cols.len() * width;
+        let row = |y: usize| {
+            let at = (y * tile.size + area.cols.start) * width;
+            &plane[at..at + row_bytes]
+        };
         SCRATCH.with(|scratch| {
             let mut raw = scratch.borrow_mut();
             raw.clear();
-            for y in area.rows.clone() {
-                let at = (y * tile.size + area.cols.start) * width;
-                let row = &plane[at..at + area.cols.len() * width];
-                enc.predictor.encode(width, area.cols.len(), row, &mut raw);
+            if !whole_blocks {
+                for y in area.rows.clone() {
+                    enc.predictor
+                        .encode(width, area.cols.len(), row(y), &mut raw);
+                }
+            } else if area.cols.len() == tile.size {
+                // Whole rows: the block lies in the tile as one run.
+                let at = area.rows.start * row_bytes;
+                let run = &plane[at..at + area.rows.len() * row_bytes];
+                enc.predictor.encode(width, area.pixels(), run, &mut raw);
+            } else {
+                BLOCK.with(|block| {
+                    let mut block = block.borrow_mut();
+                    block.clear();
+                    for y in area.rows.clone() {
+                        block.extend_from_slice(row(y));
+                    }
+                    enc.predictor.encode(width, area.pixels(), &block, &mut raw);
+                });
             }
             let start = out.len();
             enc.compression.compress(enc.level, &raw, out)?;
@@ -251,7 +275,8 @@ pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Re
     head.push(enc.predictor.code());
     head.push(tile.dtype.gdal_code() as u8);
     head.extend_from_slice(&(tile.bands as u16).to_le_bytes());
-    let flags = if tile.mask.is_some() { FLAG_MASK } else { 0 };
+    let flags = if tile.mask.is_some() { FLAG_MASK } else { 0 }
+        | if whole_blocks { FLAG_WHOLE_BLOCKS } else { 0 };
     head.extend_from_slice(&flags.to_le_bytes());
     head.extend_from_slice(&(tile.size as u32).to_le_bytes());
     head.extend_from_slice(&(tile.size as u32).to_le_bytes());

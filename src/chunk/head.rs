@@ -4,9 +4,9 @@ use std::ops::Range;
 use std::path::Path;
 
 use super::{
-    frame_count, head_len, unpack_bits, Encoding, Expected, BASE_FIELD_LEN, FLAG_MASK, HEADER_LEN,
-    MAGIC, SCRATCH, TABLE_ENTRY_LEN, TRAILER_LEN, V2_TABLE_ENTRY_LEN, VERSION, VERSION_1,
-    VERSION_2,
+    frame_count, head_len, unpack_bits, Encoding, Expected, BASE_FIELD_LEN, BLOCK, FLAG_MASK,
+    FLAG_WHOLE_BLOCKS, HEADER_LEN, MAGIC, SCRATCH, TABLE_ENTRY_LEN, TRAILER_LEN,
+    V2_TABLE_ENTRY_LEN, VERSION, VERSION_1, VERSION_2,
 };
 use crate::area::Area;
 use crate::codec::{Compression, Predictor};
@@ -38,6 +38,8 @@ pub struct Head {
     /// included.
     pub(super) block_rows: usize,
     pub(super) block_cols: usize,
+    /// Whether the predictor ran over each block as one sequence, not row by row.
+    pub(super) whole_blocks: bool,
     pub(super) frames: Vec<Frame>,
     /// The snapshot whose chunk of the same tile holds the frames `in_base` (0: none).
     pub(super) base: u64,
@@ -110,7 +112,9 @@ impl Head {
         let dtype = DataType::from_gdal_code(start[7] as u32)
             .map_err(|_| bad(format!("unknown data type code {}", start[7])))?;
         let bands = u16_at(start, 8);
-        let has_mask = u16_at(start, 10) as u16 & FLAG_MASK != 0;
+        let flags = u16_at(start, 10) as u16;
+        let has_mask = flags & FLAG_MASK != 0;
+        let whole_blocks = version == VERSION && flags & FLAG_WHOLE_BLOCKS != 0;
         let (w, h) = (u32_at(start, 12) as usize, u32_at(start, 16) as usize);
         let object_len = HEADER_LEN + u32_at(start, 20) as usize + TRAILER_LEN;
         if dtype != expected.dtype
@@ -138,6 +142,7 @@ impl Head {
             has_mask,
             block_rows: w.max(1),
             block_cols: w.max(1),
+            whole_blocks,
             frames: vec![Frame {
                 offset: HEADER_LEN,
                 len: object_len - HEADER_LEN - TRAILER_LEN,
@@ -278,6 +283,11 @@ impl Head {
         (self.block_rows, self.block_cols)
     }
 
+    /// Whether the predictor runs over each block as one sequence (else row by row).
+    pub fn predicts_whole_blocks(&self) -> bool {
+        self.whole_blocks
+    }
+
     fn blocks_across(&self) -> usize {
         self.size.div_ceil(self.block_cols)
     }
@@ -392,13 +402,38 @@ impl Head {
                 .decompress(bytes, &mut raw)
                 .map_err(|e| bad(format!("band {} block {k} does not decompress: {e}", b + 1)))?;
             let plane = &mut data[b * plane_len..(b + 1) * plane_len];
-            // Each row of the block goes where it belongs in the tile, through the
-            // predictor, which works row by row.
-            for (y, src) in area.rows.clone().zip(raw.chunks_exact(row_bytes)) {
-                let at = (y * size + area.cols.start) * width;
-                self.predictor
-                    .decode(width, area.cols.len(), src, &mut plane[at..at + row_bytes]);
+            if !self.whole_blocks {
+                // Each row of the block goes where it belongs in the tile, through the
+                // predictor, row by row.
+                for (y, src) in area.rows.clone().zip(raw.chunks_exact(row_bytes)) {
+                    let at = (y * size + area.cols.start) * width;
+                    self.predictor.decode(
+                        width,
+                        area.cols.len(),
+                        src,
+                        &mut plane[at..at + row_bytes],
+                    );
+                }
+                return Ok(());
             }
+            let samples = area.pixels();
+            if area.cols.len() == size {
+                // Whole rows: the block lies in the tile as one run.
+                let at = area.rows.start * size * width;
+                self.predictor
+                    .decode(width, samples, &raw, &mut plane[at..at + raw.len()]);
+                return Ok(());
+            }
+            BLOCK.with(|block| {
+                let mut block = block.borrow_mut();
+                block.clear();
+                block.resize(raw.len(), 0);
+                self.predictor.decode(width, samples, &raw, &mut block);
+                for (y, src) in area.rows.clone().zip(block.chunks_exact(row_bytes)) {
+                    let at = (y * size + area.cols.start) * width;
+                    plane[at..at + row_bytes].copy_from_slice(src);
+                }
+            });
             Ok(())
         })
     }
