@@ -288,10 +288,15 @@ impl Storage for LocalStorage {
         let mut f = fs::File::create(&path).map_err(|e| Error::io(&path, "writing", e))?;
         // The object copied from, opened once for all its ranges.
         let mut source: Option<(&str, PathBuf, fs::File)> = None;
+        // Runs of bytes between copies go to the file in one call each.
+        let mut pending: Vec<&[u8]> = Vec::new();
+        let written = |e| Error::io(&path, "writing", e);
         for part in parts {
             match *part {
-                Part::Bytes(data) => f.write_all(data),
+                Part::Bytes(data) => pending.push(data),
                 Part::Copy { key, offset, len } => {
+                    write_all_slices(&mut f, &pending).map_err(written)?;
+                    pending.clear();
                     if source.as_ref().is_none_or(|(k, _, _)| *k != key) {
                         let from = self.path(key);
                         let src =
@@ -299,11 +304,11 @@ impl Storage for LocalStorage {
                         source = Some((key, from, src));
                     }
                     let (_, from, src) = source.as_ref().expect("opened above");
-                    copy_range(src, from, offset, len, &mut f)
+                    copy_range(src, from, offset, len, &mut f).map_err(written)?;
                 }
             }
-            .map_err(|e| Error::io(&path, "writing", e))?;
         }
+        write_all_slices(&mut f, &pending).map_err(written)?;
         if self.written(&path) {
             // The commit will fsync this file: start writing it to disk now, so that the
             // fsync finds the work done instead of waiting for it.
@@ -573,6 +578,25 @@ fn lock_exclusive(f: &fs::File) -> std::io::Result<()> {
 /// Without advisory locks, claimants are not serialized.
 #[cfg(not(unix))]
 fn lock_exclusive(_f: &fs::File) -> std::io::Result<()> {
+    Ok(())
+}
+
+/// Writes every byte of `slices`, in order, with as few calls as the file takes.
+fn write_all_slices(f: &mut fs::File, slices: &[&[u8]]) -> std::io::Result<()> {
+    let mut io: Vec<std::io::IoSlice<'_>> = slices
+        .iter()
+        .filter(|s| !s.is_empty())
+        .map(|s| std::io::IoSlice::new(s))
+        .collect();
+    let mut rest = &mut io[..];
+    while !rest.is_empty() {
+        match f.write_vectored(rest) {
+            Ok(0) => return Err(IoKind::WriteZero.into()),
+            Ok(n) => std::io::IoSlice::advance_slices(&mut rest, n),
+            Err(e) if e.kind() == IoKind::Interrupted => {}
+            Err(e) => return Err(e),
+        }
+    }
     Ok(())
 }
 

@@ -1,4 +1,5 @@
-//! Encoding tiles into chunk objects, whole or as an update of an older chunk.
+//! Encoding tiles into chunk objects: whole, block row by block row as a tile arrives, or
+//! as an update of an older chunk.
 
 use std::ops::Range;
 
@@ -9,25 +10,28 @@ use super::{
     FLAG_WHOLE_BLOCKS, MAGIC, PARALLEL_BLOCKS, SCRATCH, TRAILER_LEN, VERSION,
 };
 use crate::area::Area;
+use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::tile::Tile;
 
 /// Encodes a tile into a chunk object that holds all of its frames.
 pub fn encode(tile: &Tile, enc: &Encoding) -> Result<Vec<u8>> {
     let parts = encode_parts(tile, enc, None)?;
-    // Without an old chunk, the head and every frame are one fresh run.
-    assert_eq!(parts.pieces, [Piece::Fresh(0..parts.fresh.len())]);
-    let mut out = parts.fresh;
-    out.extend_from_slice(&parts.crc.to_le_bytes());
-    Ok(out)
+    assert!(
+        parts.copies_nothing(),
+        "a chunk encoded whole holds all its frames"
+    );
+    Ok(parts.object(&[], &[]))
 }
 
-/// A chunk object as pieces: runs of fresh bytes (the head, newly encoded frames) and
-/// ranges of older objects (frames copied), then the trailer (the CRC-32C `crc`). Frames
-/// the chunk refers to in its `base` are in no piece.
+/// A chunk object as pieces, in order: the head, newly encoded frames, and ranges of older
+/// objects (frames copied), then the trailer (the CRC-32C `crc`). Frames the chunk refers
+/// to in its `base` are in no piece. The storage writes the pieces as they are, so the
+/// frames are never gathered into one buffer.
 pub struct Parts {
-    /// The head, then the newly encoded frames.
-    pub fresh: Vec<u8>,
+    pub head: Vec<u8>,
+    /// The newly encoded frames, which [`Piece::New`] names by index.
+    pub frames: Vec<NewFrame>,
     pub pieces: Vec<Piece>,
     pub crc: u32,
     /// The length of the whole object.
@@ -37,11 +41,46 @@ pub struct Parts {
     pub base: u64,
 }
 
+impl Parts {
+    /// True when every piece is the head or a new frame.
+    pub fn copies_nothing(&self) -> bool {
+        self.pieces
+            .iter()
+            .all(|p| matches!(p, Piece::Head | Piece::New(_)))
+    }
+
+    /// The bytes of a piece that is not a copy.
+    pub fn bytes(&self, piece: &Piece) -> Option<&[u8]> {
+        match piece {
+            Piece::Head => Some(&self.head),
+            Piece::New(i) => Some(&self.frames[*i].bytes),
+            Piece::Old(_) | Piece::OldBase(_) => None,
+        }
+    }
+
+    /// The whole object, its copied ranges taken from `old` and `old_base`.
+    pub fn object(&self, old: &[u8], old_base: &[u8]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.len);
+        for piece in &self.pieces {
+            match piece {
+                Piece::Old(r) => out.extend_from_slice(&old[r.clone()]),
+                Piece::OldBase(r) => out.extend_from_slice(&old_base[r.clone()]),
+                fresh => out.extend_from_slice(self.bytes(fresh).expect("not a copy")),
+            }
+        }
+        out.extend_from_slice(&self.crc.to_le_bytes());
+        debug_assert_eq!(out.len(), self.len);
+        out
+    }
+}
+
 /// Where a run of bytes of a [`Parts`] comes from.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Piece {
-    /// A range of [`Parts::fresh`].
-    Fresh(Range<usize>),
+    /// [`Parts::head`].
+    Head,
+    /// A frame of [`Parts::frames`].
+    New(usize),
     /// A range of the old chunk's object.
     Old(Range<usize>),
     /// A range of the old chunk's base.
@@ -63,6 +102,188 @@ pub struct Reuse<'a> {
 /// n times the frames the tile still uses there.
 const MIN_BASE_SHARE: usize = 4;
 
+/// How a chunk cuts its tile: blocks of `rows` x `cols` pixels of a `size`-pixel tile,
+/// and whether the predictor runs over each block as one sequence.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Blocks {
+    size: usize,
+    rows: usize,
+    cols: usize,
+    whole: bool,
+}
+
+impl Blocks {
+    /// The blocks a writer cuts a new chunk of a `size`-pixel tile of `dtype` into.
+    pub fn for_new(size: usize, dtype: DataType) -> Blocks {
+        let side = block_size(size, dtype.size());
+        Blocks {
+            size,
+            rows: side,
+            cols: side,
+            whole: true,
+        }
+    }
+
+    /// The blocks of an existing chunk, which an update of it keeps.
+    fn of(head: &Head) -> Blocks {
+        let (rows, cols) = head.block_shape();
+        Blocks {
+            size: head.size(),
+            rows,
+            cols,
+            whole: head.predicts_whole_blocks(),
+        }
+    }
+
+    /// Rows per block.
+    pub fn rows(&self) -> usize {
+        self.rows
+    }
+
+    /// Rows of blocks.
+    pub fn block_rows(&self) -> usize {
+        self.size.div_ceil(self.rows)
+    }
+
+    fn across(&self) -> usize {
+        self.size.div_ceil(self.cols)
+    }
+
+    /// Blocks per band.
+    pub fn per_band(&self) -> usize {
+        self.block_rows() * self.across()
+    }
+
+    /// The pixels block `k` covers (blocks row by row).
+    fn block(&self, k: usize) -> Area {
+        let (r, c) = (
+            (k / self.across()) * self.rows,
+            (k % self.across()) * self.cols,
+        );
+        Area::new(
+            r..(r + self.rows).min(self.size),
+            c..(c + self.cols).min(self.size),
+        )
+    }
+}
+
+/// A frame encoded on its own buffer, with its CRC-32C.
+pub struct NewFrame {
+    bytes: Vec<u8>,
+    crc: u32,
+}
+
+/// Encodes block `k` of one band whose rows, from row `first_row` of the tile on, are
+/// `plane` (whole rows of the tile, one after the other).
+fn encode_block(
+    blocks: &Blocks,
+    enc: &Encoding,
+    width: usize,
+    plane: &[u8],
+    first_row: usize,
+    k: usize,
+) -> Result<NewFrame> {
+    let area = blocks.block(k);
+    let tile_row = blocks.size * width;
+    let row_bytes = area.cols.len() * width;
+    let row = |y: usize| {
+        let at = (y - first_row) * tile_row + area.cols.start * width;
+        &plane[at..at + row_bytes]
+    };
+    SCRATCH.with(|scratch| {
+        let mut raw = scratch.borrow_mut();
+        raw.clear();
+        if !blocks.whole {
+            for y in area.rows.clone() {
+                enc.predictor
+                    .encode(width, area.cols.len(), row(y), &mut raw);
+            }
+        } else if area.cols.len() == blocks.size {
+            // Whole rows: the block lies in the tile as one run.
+            let at = (area.rows.start - first_row) * row_bytes;
+            let run = &plane[at..at + area.rows.len() * row_bytes];
+            enc.predictor.encode(width, area.pixels(), run, &mut raw);
+        } else {
+            BLOCK.with(|block| {
+                let mut block = block.borrow_mut();
+                block.clear();
+                for y in area.rows.clone() {
+                    block.extend_from_slice(row(y));
+                }
+                enc.predictor.encode(width, area.pixels(), &block, &mut raw);
+            });
+        }
+        let mut bytes = Vec::new();
+        enc.compression.compress(enc.level, &raw, &mut bytes)?;
+        let crc = crc32c::crc32c(&bytes);
+        Ok(NewFrame { bytes, crc })
+    })
+}
+
+/// Encodes the blocks of block row `i` of every band of a tile of `dtype` cut as `blocks`,
+/// from `band_rows`: for each band, the tile's rows of that block row. Returns them band
+/// after band, left to right: what [`encode_from_frames`] takes, block row after block
+/// row. A tile can so be encoded while the rest of it is still being read.
+pub fn encode_block_row(
+    blocks: &Blocks,
+    enc: &Encoding,
+    dtype: DataType,
+    band_rows: &[&[u8]],
+    i: usize,
+) -> Result<Vec<NewFrame>> {
+    let across = blocks.across();
+    band_rows
+        .iter()
+        .flat_map(|rows| (0..across).map(move |j| (rows, i * across + j)))
+        .map(|(rows, k)| encode_block(blocks, enc, dtype.size(), rows, i * blocks.rows, k))
+        .collect()
+}
+
+/// The chunk of a tile of `bands` bands of `dtype` cut as `blocks`, all of whose frames
+/// are encoded: `rows_of_frames[i]` holds what [`encode_block_row`] gave for block row
+/// `i`. `mask` is the tile's validity mask, if it has one.
+pub fn encode_from_frames(
+    blocks: &Blocks,
+    enc: &Encoding,
+    dtype: DataType,
+    bands: usize,
+    rows_of_frames: Vec<Vec<NewFrame>>,
+    mask: Option<&[u8]>,
+) -> Result<Parts> {
+    assert_eq!(
+        rows_of_frames.len(),
+        blocks.block_rows(),
+        "one list per block row"
+    );
+    let across = blocks.across();
+    // Block rows come band after band; the table wants bands one after the other.
+    let mut by_band: Vec<Vec<Option<NewFrame>>> = (0..bands)
+        .map(|_| (0..blocks.per_band()).map(|_| None).collect())
+        .collect();
+    for (i, row) in rows_of_frames.into_iter().enumerate() {
+        assert_eq!(
+            row.len(),
+            bands * across,
+            "every band's blocks of block row {i}"
+        );
+        for (n, frame) in row.into_iter().enumerate() {
+            by_band[n / across][i * across + n % across] = Some(frame);
+        }
+    }
+    let frames: Vec<NewFrame> = by_band
+        .into_iter()
+        .flatten()
+        .map(|f| f.expect("every block encoded"))
+        .collect();
+    let sources = vec![Source::Encode; frames.len()];
+    let shape = Shape {
+        blocks: *blocks,
+        dtype,
+        bands,
+    };
+    assemble(&shape, enc, &sources, frames, mask, None)
+}
+
 /// How a frame of the new chunk is made.
 #[derive(Clone, Copy)]
 enum Source {
@@ -81,8 +302,8 @@ enum Source {
 /// base), or copies them when too few of its bytes would stay elsewhere
 /// ([`MIN_BASE_SHARE`]). Blocks are reused only when [`Head::frames_reusable`] says so (a
 /// caller that decoded only part of the old chunk must check that first); otherwise the
-/// whole tile is encoded, in the blocks of [`block_size`]. Every frame is byte for byte
-/// what encoding the whole tile in the same blocks gives, wherever it is kept.
+/// whole tile is encoded, in the blocks of [`Blocks::for_new`]. Every frame is byte for
+/// byte what encoding the whole tile in the same blocks gives, wherever it is kept.
 pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Result<Parts> {
     let width = tile.dtype.size();
     let reuse = reuse.filter(|r| {
@@ -90,36 +311,15 @@ pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Re
             && (r.old.size, r.old.bands, r.old.dtype) == (tile.size, tile.bands, tile.dtype)
     });
     // An update keeps the old chunk's blocks, and how its predictor ran over them.
-    let (block_rows, block_cols, whole_blocks) = match &reuse {
-        Some(r) => {
-            let (rows, cols) = r.old.block_shape();
-            (rows, cols, r.old.predicts_whole_blocks())
-        }
-        None => {
-            let side = block_size(tile.size, width);
-            (side, side, true)
-        }
+    let blocks = match &reuse {
+        Some(r) => Blocks::of(r.old),
+        None => Blocks::for_new(tile.size, tile.dtype),
     };
-    let across = tile.size.div_ceil(block_cols);
-    let per_band = tile.size.div_ceil(block_rows) * across;
-    let count = frame_count(
-        tile.bands,
-        tile.size,
-        block_rows,
-        block_cols,
-        tile.mask.is_some(),
-    );
-    let block = |k: usize| {
-        let (r, c) = ((k / across) * block_rows, (k % across) * block_cols);
-        Area::new(
-            r..(r + block_rows).min(tile.size),
-            c..(c + block_cols).min(tile.size),
-        )
-    };
+    let per_band = blocks.per_band();
     // Where each band block comes from (the mask, last, is always encoded afresh).
     let sources: Vec<Source> = (0..tile.bands * per_band)
         .map(|i| match &reuse {
-            Some(r) if !block(i % per_band).meets(&r.changed) => {
+            Some(r) if !blocks.block(i % per_band).meets(&r.changed) => {
                 let f = r.old.frames[i];
                 if f.in_base {
                     Source::InOldBase(f)
@@ -130,43 +330,6 @@ pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Re
             _ => Source::Encode,
         })
         .collect();
-    // Appends block `k` of band `b`, encoded, to `out`; returns its length and CRC.
-    let encode_block = |b: usize, k: usize, out: &mut Vec<u8>| -> Result<(usize, u32)> {
-        let area = block(k);
-        let plane = tile.band_bytes(b);
-        let row_bytes = area.cols.len() * width;
-        let row = |y: usize| {
-            let at = (y * tile.size + area.cols.start) * width;
-            &plane[at..at + row_bytes]
-        };
-        SCRATCH.with(|scratch| {
-            let mut raw = scratch.borrow_mut();
-            raw.clear();
-            if !whole_blocks {
-                for y in area.rows.clone() {
-                    enc.predictor
-                        .encode(width, area.cols.len(), row(y), &mut raw);
-                }
-            } else if area.cols.len() == tile.size {
-                // Whole rows: the block lies in the tile as one run.
-                let at = area.rows.start * row_bytes;
-                let run = &plane[at..at + area.rows.len() * row_bytes];
-                enc.predictor.encode(width, area.pixels(), run, &mut raw);
-            } else {
-                BLOCK.with(|block| {
-                    let mut block = block.borrow_mut();
-                    block.clear();
-                    for y in area.rows.clone() {
-                        block.extend_from_slice(row(y));
-                    }
-                    enc.predictor.encode(width, area.pixels(), &block, &mut raw);
-                });
-            }
-            let start = out.len();
-            enc.compression.compress(enc.level, &raw, out)?;
-            Ok((out.len() - start, crc32c::crc32c(&out[start..])))
-        })
-    };
     // The new frames, each on a buffer of its own. A big tile's blocks are spread over the
     // worker threads, so that the last tile of a write is not encoded by one thread while
     // the others wait. Only inside a worker pool, which sets how many threads a write may
@@ -174,11 +337,17 @@ pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Re
     let to_encode: Vec<usize> = (0..sources.len())
         .filter(|&i| matches!(sources[i], Source::Encode))
         .collect();
-    let encode_one = |&i: &usize| -> Result<(Vec<u8>, (usize, u32))> {
-        let mut out = Vec::new();
-        encode_block(i / per_band, i % per_band, &mut out).map(|f| (out, f))
+    let encode_one = |&i: &usize| {
+        encode_block(
+            &blocks,
+            enc,
+            width,
+            tile.band_bytes(i / per_band),
+            0,
+            i % per_band,
+        )
     };
-    let mut encoded: Vec<(Vec<u8>, (usize, u32))> =
+    let encoded: Vec<NewFrame> =
         if to_encode.len() >= PARALLEL_BLOCKS && rayon::current_thread_index().is_some() {
             to_encode
                 .par_iter()
@@ -187,20 +356,53 @@ pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Re
         } else {
             to_encode.iter().map(encode_one).collect::<Result<_>>()?
         };
-    if let Some(mask) = &tile.mask {
+    let shape = Shape {
+        blocks,
+        dtype: tile.dtype,
+        bands: tile.bands,
+    };
+    let old = reuse.as_ref().map(|r| (r.old.base, r.old_seq));
+    assemble(&shape, enc, &sources, encoded, tile.mask.as_deref(), old)
+}
+
+/// What a chunk holds: its blocks, type and bands.
+struct Shape {
+    blocks: Blocks,
+    dtype: DataType,
+    bands: usize,
+}
+
+/// Puts a chunk together: the frames `sources` say are encoded come from `encoded`, in
+/// order; the mask, if any, is encoded here. `old` is (the old chunk's base, the snapshot
+/// that wrote it) when `sources` keep frames of an old chunk.
+fn assemble(
+    shape: &Shape,
+    enc: &Encoding,
+    sources: &[Source],
+    mut encoded: Vec<NewFrame>,
+    mask: Option<&[u8]>,
+    old: Option<(u64, u64)>,
+) -> Result<Parts> {
+    let Blocks {
+        size,
+        rows,
+        cols,
+        whole,
+    } = shape.blocks;
+    let count = frame_count(shape.bands, size, rows, cols, mask.is_some());
+    if let Some(mask) = mask {
         let mut packed = Vec::with_capacity(mask.len() / 8);
         pack_bits(mask, &mut packed);
-        let mut out = Vec::new();
-        enc.compression.compress(enc.level, &packed, &mut out)?;
-        let crc = crc32c::crc32c(&out);
-        let len = out.len();
-        encoded.push((out, (len, crc)));
+        let mut bytes = Vec::new();
+        enc.compression.compress(enc.level, &packed, &mut bytes)?;
+        let crc = crc32c::crc32c(&bytes);
+        encoded.push(NewFrame { bytes, crc });
     }
 
     // Refer to the kept frames where they are, or copy them if too few bytes would stay
     // there. The base is the old chunk itself, or its own base if it has one: frames
     // stored in an old chunk that has a base are copied, so no chain of bases forms.
-    let (old_base, old_seq) = reuse.as_ref().map_or((0, 0), |r| (r.old.base, r.old_seq));
+    let (old_base, old_seq) = old.unwrap_or((0, 0));
     let new_base = if old_base != 0 { old_base } else { old_seq };
     let referable = |s: &Source| match s {
         Source::InOld(_) => old_base == 0,
@@ -213,34 +415,30 @@ pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Re
     };
     let referred: usize = sources.iter().filter(|s| referable(s)).map(len_of).sum();
     let total: usize = sources.iter().map(len_of).sum::<usize>()
-        + encoded.iter().map(|(_, (len, _))| len).sum::<usize>();
+        + encoded.iter().map(|f| f.bytes.len()).sum::<usize>();
     let keep_base = referred > 0 && referred * MIN_BASE_SHARE >= total;
 
     let head_len = head_len(VERSION, count);
     // (length, CRC, where) of every frame, where = 0 for frames stored in the new object.
     let mut table: Vec<(usize, u32, usize)> = Vec::with_capacity(count);
     let local_len = total - if keep_base { referred } else { 0 };
-    let mut fresh = Vec::with_capacity(head_len + encoded.iter().map(|e| e.0.len()).sum::<usize>());
-    fresh.resize(head_len, 0);
-    let mut pieces = vec![Piece::Fresh(0..head_len)];
+    let mut pieces = vec![Piece::Head];
     let push = |piece: Piece, pieces: &mut Vec<Piece>| match (pieces.last_mut(), piece) {
-        (Some(Piece::Fresh(a)), Piece::Fresh(b)) if a.end == b.start => a.end = b.end,
         (Some(Piece::Old(a)), Piece::Old(b)) if a.end == b.start => a.end = b.end,
         (Some(Piece::OldBase(a)), Piece::OldBase(b)) if a.end == b.start => a.end = b.end,
         (_, piece) => pieces.push(piece),
     };
-    let mut new_frames = encoded.into_iter();
-    let mut append_fresh = |fresh: &mut Vec<u8>, pieces: &mut Vec<Piece>| {
-        let (bytes, (len, crc)) = new_frames.next().expect("one encoded frame per fresh one");
-        let start = fresh.len();
-        fresh.extend_from_slice(&bytes);
-        push(Piece::Fresh(start..start + len), pieces);
-        (len, crc)
+    let mut next_new = 0;
+    let mut append_new = |pieces: &mut Vec<Piece>| {
+        let f = &encoded[next_new];
+        push(Piece::New(next_new), pieces);
+        next_new += 1;
+        (f.bytes.len(), f.crc)
     };
-    for s in &sources {
+    for s in sources {
         match *s {
             Source::Encode => {
-                let (len, crc) = append_fresh(&mut fresh, &mut pieces);
+                let (len, crc) = append_new(&mut pieces);
                 table.push((len, crc, 0));
             }
             _ if keep_base && referable(s) => {
@@ -259,11 +457,12 @@ pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Re
             }
         }
     }
-    if tile.mask.is_some() {
-        let (len, crc) = append_fresh(&mut fresh, &mut pieces);
+    if mask.is_some() {
+        let (len, crc) = append_new(&mut pieces);
         table.push((len, crc, 0));
     }
     debug_assert_eq!(table.len(), count);
+    debug_assert_eq!(next_new, encoded.len());
 
     let payload_len = u32::try_from(head_len - super::HEADER_LEN + local_len)
         .map_err(|_| Error::InvalidInput("a tile compresses to more than 4 GiB".into()))?;
@@ -273,16 +472,16 @@ pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Re
     head.push(VERSION);
     head.push(enc.compression.code());
     head.push(enc.predictor.code());
-    head.push(tile.dtype.gdal_code() as u8);
-    head.extend_from_slice(&(tile.bands as u16).to_le_bytes());
-    let flags = if tile.mask.is_some() { FLAG_MASK } else { 0 }
-        | if whole_blocks { FLAG_WHOLE_BLOCKS } else { 0 };
+    head.push(shape.dtype.gdal_code() as u8);
+    head.extend_from_slice(&(shape.bands as u16).to_le_bytes());
+    let flags =
+        if mask.is_some() { FLAG_MASK } else { 0 } | if whole { FLAG_WHOLE_BLOCKS } else { 0 };
     head.extend_from_slice(&flags.to_le_bytes());
-    head.extend_from_slice(&(tile.size as u32).to_le_bytes());
-    head.extend_from_slice(&(tile.size as u32).to_le_bytes());
+    head.extend_from_slice(&(size as u32).to_le_bytes());
+    head.extend_from_slice(&(size as u32).to_le_bytes());
     head.extend_from_slice(&payload_len.to_le_bytes());
-    head.extend_from_slice(&(block_rows as u16).to_le_bytes());
-    head.extend_from_slice(&(block_cols as u16).to_le_bytes());
+    head.extend_from_slice(&(rows as u16).to_le_bytes());
+    head.extend_from_slice(&(cols as u16).to_le_bytes());
     head.extend_from_slice(&base.to_le_bytes());
     for &(len, crc, at) in &table {
         let at = u32::try_from(at)
@@ -302,10 +501,10 @@ pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Re
         .fold(crc32c::crc32c(&head), |acc, &(len, crc, _)| {
             crate::checksum::crc32c_combine(acc, crc, len)
         });
-    fresh[..head_len].copy_from_slice(&head);
     Ok(Parts {
         len: head_len + local_len + TRAILER_LEN,
-        fresh,
+        head,
+        frames: encoded,
         pieces,
         crc,
         base,

@@ -56,7 +56,10 @@ mod head;
 mod tests;
 
 pub use decode::{decode, decode_into, read_blocks, Chunk, Location};
-pub use encode::{encode, encode_parts, Parts, Piece, Reuse};
+pub use encode::{
+    encode, encode_block_row, encode_from_frames, encode_parts, Blocks, NewFrame, Parts, Piece,
+    Reuse,
+};
 pub use head::{Frame, Head};
 
 use std::cell::RefCell;

@@ -173,15 +173,7 @@ fn zstd_float() -> Encoding {
 /// The object [`encode_parts`] describes, its copied ranges taken from `old` and
 /// `old_base`.
 fn assemble(parts: &Parts, old: &[u8], old_base: &[u8]) -> Vec<u8> {
-    let mut out = Vec::new();
-    for piece in &parts.pieces {
-        match piece {
-            Piece::Fresh(r) => out.extend_from_slice(&parts.fresh[r.clone()]),
-            Piece::Old(r) => out.extend_from_slice(&old[r.clone()]),
-            Piece::OldBase(r) => out.extend_from_slice(&old_base[r.clone()]),
-        }
-    }
-    out.extend_from_slice(&parts.crc.to_le_bytes());
+    let out = parts.object(old, old_base);
     assert_eq!(out.len(), parts.len);
     out
 }
@@ -294,11 +286,7 @@ fn a_small_change_keeps_the_other_blocks_in_the_old_chunk() {
     // encoded afresh).
     let parts = encode_parts(&b, &enc, reuse(&head, 5, changed.clone())).unwrap();
     assert_eq!(parts.base, 5);
-    assert!(
-        parts.pieces.iter().all(|p| matches!(p, Piece::Fresh(_))),
-        "{:?}",
-        parts.pieces
-    );
+    assert!(parts.copies_nothing(), "{:?}", parts.pieces);
     let new = assemble(&parts, &old, &[]);
     let new_head = head_of(&new, &a);
     assert_eq!(new_head.base(), Some(5));
@@ -397,6 +385,36 @@ fn a_version_2_chunk_still_decodes_and_an_update_keeps_its_strips() {
     want.mask = b.mask.clone();
     assert_eq!(decode_with(&new, &v2, &a).unwrap(), want);
     assert_eq!(frames_of(&new, &want), frames_like(&want, &enc, &head));
+}
+
+#[test]
+fn a_tile_encoded_block_row_by_block_row_is_the_chunk_encode_gives() {
+    for (dtype, bands, mask) in [(DataType::Float32, 2, false), (DataType::Byte, 3, true)] {
+        let tile = random_tile(dtype, bands, 32, 4, mask);
+        let enc = zstd_float();
+        let blocks = Blocks::for_new(32, dtype);
+        let plane = 32 * 32 * dtype.size();
+        let rows = blocks.rows() * 32 * dtype.size();
+        let frames: Vec<Vec<NewFrame>> = (0..blocks.block_rows())
+            .map(|i| {
+                let band_rows: Vec<&[u8]> = (0..bands)
+                    .map(|b| {
+                        let start = b * plane + i * rows;
+                        &tile.data.bytes()[start..(start + rows).min((b + 1) * plane)]
+                    })
+                    .collect();
+                encode_block_row(&blocks, &enc, dtype, &band_rows, i).unwrap()
+            })
+            .collect();
+        let streamed =
+            encode_from_frames(&blocks, &enc, dtype, bands, frames, tile.mask.as_deref()).unwrap();
+        assert!(streamed.copies_nothing());
+        assert_eq!(
+            streamed.object(&[], &[]),
+            encode(&tile, &enc).unwrap(),
+            "{dtype:?}"
+        );
+    }
 }
 
 #[test]
@@ -537,7 +555,7 @@ fn version_1_chunks_still_decode_and_are_reencoded_whole() {
         assert_eq!(head.blocks(), 1, "one stream: all or nothing");
         let other = random_tile(DataType::Float32, 2, 32, 12, mask);
         let parts = encode_parts(&other, &enc, reuse(&head, 1, Area::new(0..2, 0..2))).unwrap();
-        assert!(parts.pieces.iter().all(|p| matches!(p, Piece::Fresh(_))));
+        assert!(parts.copies_nothing());
         assert_eq!(parts.base, 0);
         assert_eq!(assemble(&parts, &v1, &[]), encode(&other, &enc).unwrap());
     }

@@ -4,6 +4,7 @@
 
 use std::collections::VecDeque;
 use std::ffi::CString;
+use std::ops::Range;
 use std::path::Path;
 
 use gdal_sys::GDALDatasetH;
@@ -158,15 +159,19 @@ impl SourceSet for OneDataset {
             .overlay(loc, tile, &o.validity, &mut o.scratch)
     }
 
-    fn whole_tile(
+    fn whole_rows(
         &mut self,
         _: usize,
         loc: TileLoc,
+        rows: Range<usize>,
         dtype: DataType,
         size: usize,
-    ) -> Result<Option<Tile>> {
+        out: &mut [u8],
+    ) -> Result<bool> {
         let scratch = &mut self.overlay.scratch;
-        self.prepared.reader.whole_tile(loc, dtype, size, scratch)
+        self.prepared
+            .reader
+            .whole_rows(loc, rows, dtype, size, out, scratch)
     }
 }
 
@@ -258,16 +263,21 @@ impl SourceSet for FileSet<'_> {
             .overlay(loc, tile, &o.validity, &mut o.scratch)
     }
 
-    fn whole_tile(
+    fn whole_rows(
         &mut self,
         source: usize,
         loc: TileLoc,
+        rows: Range<usize>,
         dtype: DataType,
         size: usize,
-    ) -> Result<Option<Tile>> {
+        out: &mut [u8],
+    ) -> Result<bool> {
         let at = self.open(source)?;
         let scratch = &mut self.overlay.scratch;
-        self.open[at].1.reader.whole_tile(loc, dtype, size, scratch)
+        self.open[at]
+            .1
+            .reader
+            .whole_rows(loc, rows, dtype, size, out, scratch)
     }
 }
 

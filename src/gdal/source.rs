@@ -231,13 +231,15 @@ impl RasterSource for GdalSource {
         &mut self,
         win: Window,
         size: usize,
+        band_stride: usize,
         data: &mut [u8],
         mask: Option<&mut [u8]>,
     ) -> Result<()> {
         let dsize = self.data_type.size();
-        assert!(win.w <= size && win.h <= size && data.len() >= size * size * self.bands * dsize);
+        assert!(win.w <= size && win.h * size <= band_stride);
+        assert!(data.len() >= ((self.bands - 1) * band_stride + win.h * size) * dsize);
         // SAFETY: the window lies inside the source; with these spacings (pixel, line,
-        // band) GDAL writes rows `size` samples apart and bands `size * size` apart, all
+        // band) GDAL writes rows `size` samples apart and bands `band_stride` apart, all
         // within `data` (checked above).
         let err = unsafe {
             gdal_sys::GDALDatasetRasterIOEx(
@@ -255,7 +257,7 @@ impl RasterSource for GdalSource {
                 std::ptr::null_mut(),
                 dsize as i64,
                 (size * dsize) as i64,
-                (size * size * dsize) as i64,
+                (band_stride * dsize) as i64,
                 std::ptr::null_mut(),
             )
         };
@@ -270,7 +272,7 @@ impl RasterSource for GdalSource {
             )));
         }
         if let (Some(mask_band), Some(mask)) = (self.mask, mask) {
-            assert!(mask.len() >= size * size);
+            assert!(mask.len() >= win.h * size);
             // SAFETY: as above, one byte per pixel, rows `size` apart.
             let err = unsafe {
                 gdal_sys::GDALRasterIOEx(

@@ -9,11 +9,13 @@
 //! for all sources together.
 
 use std::collections::HashMap;
+use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::mpsc;
 
 use rayon::prelude::*;
 
+use crate::chunk::{encode_block_row, encode_from_frames, Blocks, Encoding, NewFrame, Parts};
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::grid::{PixelRect, TileLoc};
@@ -21,7 +23,7 @@ use crate::index::TileKey;
 use crate::ingest::Laid;
 use crate::pyramid::{levels_to_update, PyramidBuilder};
 use crate::store::Transaction;
-use crate::tile::{BandValidity, Tile};
+use crate::tile::{BandValidity, SampleBuf, Tile};
 
 /// The sources of one ingest as one reader thread sees them: it lays source `i` over a
 /// tile. Each reader thread gets its own, so none is shared between threads.
@@ -30,17 +32,20 @@ pub trait SourceSet: Send {
     /// pixels received data.
     fn overlay(&mut self, source: usize, loc: TileLoc, tile: &mut Tile) -> Result<Laid>;
 
-    /// Source `source`'s part of level-0 tile `loc` as a tile of its own, if the source
-    /// fills every pixel of every band there (see [`PlacedSource::whole_tile`]).
+    /// Reads rows `rows` of level-0 tile `loc` from source `source` into `out` (every
+    /// band's rows, band after band), if the source fills every pixel of every band there
+    /// (see [`PlacedSource::whole_rows`]).
     ///
-    /// [`PlacedSource::whole_tile`]: crate::ingest::PlacedSource::whole_tile
-    fn whole_tile(
+    /// [`PlacedSource::whole_rows`]: crate::ingest::PlacedSource::whole_rows
+    fn whole_rows(
         &mut self,
         source: usize,
         loc: TileLoc,
+        rows: Range<usize>,
         dtype: DataType,
         size: usize,
-    ) -> Result<Option<Tile>>;
+        out: &mut [u8],
+    ) -> Result<bool>;
 }
 
 /// One level-0 tile to update, and the sources that touch it, in order.
@@ -94,10 +99,29 @@ pub struct MergeReport {
 }
 
 /// A tile on its way from a reader to the encoders; `None` when no source had data in it.
+/// `encoded` is its chunk when the reader encoded it already ([`read_streamed`]).
 struct Merged {
     loc: TileLoc,
     tile: Option<Tile>,
+    encoded: Option<Parts>,
 }
+
+/// A merge of at most this many tiles per encoder thread reads each tile that one source
+/// fills in rows of blocks, and has the encoders encode each row while it reads the next
+/// ([`read_streamed`]): with so few tiles there is no next tile to read while one is
+/// encoded, and a one-tile patch would otherwise read, then encode, one after the other.
+const STREAMED_TILES_PER_THREAD: usize = 1;
+
+/// Where a reader has the tiles it reads in rows of blocks encoded, and how.
+#[derive(Clone, Copy)]
+struct Streaming<'p> {
+    pool: &'p rayon::ThreadPool,
+    enc: Encoding,
+}
+
+/// What [`merge_tile`] made of a job: the tile, the level-0 pixels that received data, and
+/// the tile's chunk when it was encoded while it was read.
+type MergedTile = (Tile, Option<PixelRect>, Option<Parts>);
 
 /// Lays the sources (whose level-0 footprints are `footprints`) over the store in `txn`,
 /// updates the levels, the extent and the validity flag. One reader thread runs per
@@ -135,7 +159,8 @@ fn reach_of(jobs: &[Job], footprints: &[PixelRect], tile_size: u32) -> Option<Pi
 /// decode less). If the last such source fills every pixel of every band, what the tile
 /// held and the sources before it cannot show: its pixels become the tile, and only the
 /// sources after it are laid on top. Otherwise everything is done in order from the stored
-/// tile.
+/// tile. With `streaming`, such a tile that no source after it touches is read in rows of
+/// blocks and encoded as it comes.
 fn merge_tile(
     txn: &Transaction,
     footprints: &[PixelRect],
@@ -143,7 +168,8 @@ fn merge_tile(
     reader: &mut dyn SourceSet,
     dtype: DataType,
     validity: &[BandValidity],
-) -> Result<(Tile, Option<PixelRect>)> {
+    streaming: Option<Streaming<'_>>,
+) -> Result<MergedTile> {
     let size = txn.manifest.grid.tile_size;
     let key = TileKey::new(0, 0, job.loc);
     let base = txn.base();
@@ -158,10 +184,15 @@ fn merge_tile(
         .rposition(|&s| footprints[s as usize].intersect(&tile_rect) == tile_rect);
     if let (Some(_), Some(last)) = (stored, covering) {
         let source = job.sources[last] as usize;
-        if let Some(mut tile) = reader.whole_tile(source, job.loc, dtype, size as usize)? {
-            let rest = &job.sources[last + 1..];
+        let rest = &job.sources[last + 1..];
+        let shape = (dtype, validity.len(), size as usize);
+        let whole = match streaming {
+            Some(s) if rest.is_empty() => read_streamed(reader, source, job.loc, shape, s)?,
+            _ => read_whole(reader, source, job.loc, shape)?.map(|tile| (tile, None)),
+        };
+        if let Some((mut tile, encoded)) = whole {
             let covered = lay(reader, job.loc, rest, &mut tile, Some(tile_rect))?;
-            return Ok((tile, covered));
+            return Ok((tile, covered, encoded));
         }
     }
     let mut tile = match stored {
@@ -169,7 +200,105 @@ fn merge_tile(
         None => Tile::empty(dtype, validity, size as usize),
     };
     let covered = lay(reader, job.loc, &job.sources, &mut tile, None)?;
-    Ok((tile, covered))
+    Ok((tile, covered, None))
+}
+
+/// Tile `loc` as source `source` holds it, if the source fills every pixel of every band
+/// there; `shape` is (data type, bands, tile size).
+fn read_whole(
+    reader: &mut dyn SourceSet,
+    source: usize,
+    loc: TileLoc,
+    (dtype, bands, size): (DataType, usize, usize),
+) -> Result<Option<Tile>> {
+    let mut data = SampleBuf::zeroed(size * size * bands * dtype.size());
+    let whole = reader.whole_rows(source, loc, 0..size, dtype, size, data.bytes_mut())?;
+    Ok(whole.then_some(Tile {
+        dtype,
+        bands,
+        size,
+        data,
+        mask: None,
+    }))
+}
+
+/// [`read_whole`], a row of blocks at a time: each row of blocks is encoded on the pool
+/// while the next is read. Returns the tile and its chunk.
+fn read_streamed(
+    reader: &mut dyn SourceSet,
+    source: usize,
+    loc: TileLoc,
+    (dtype, bands, size): (DataType, usize, usize),
+    streaming: Streaming<'_>,
+) -> Result<Option<(Tile, Option<Parts>)>> {
+    let blocks = Blocks::for_new(size, dtype);
+    let width = dtype.size();
+    let plane = size * size * width;
+    let row_of_blocks = blocks.rows() * size * width;
+    let mut data = SampleBuf::zeroed(plane * bands);
+    // Several bands are read into one buffer, band after band, then moved to their planes.
+    let mut scratch: Vec<u64> = Vec::new();
+    let mut encoded: Vec<Option<Result<Vec<NewFrame>>>> =
+        (0..blocks.block_rows()).map(|_| None).collect();
+    let enc = streaming.enc;
+    let whole = streaming.pool.in_place_scope(|scope| -> Result<bool> {
+        // Every band plane cut in rows of blocks: each is written here once, then only read
+        // by the task that encodes it.
+        let mut planes: Vec<_> = data
+            .bytes_mut()
+            .chunks_mut(plane)
+            .map(|p| p.chunks_mut(row_of_blocks))
+            .collect();
+        for (i, slot) in encoded.iter_mut().enumerate() {
+            let rows = i * blocks.rows()..((i + 1) * blocks.rows()).min(size);
+            let mut band_rows: Vec<&mut [u8]> = planes
+                .iter_mut()
+                .map(|p| p.next().expect("a row of blocks per band"))
+                .collect();
+            let whole = if let [only] = &mut band_rows[..] {
+                reader.whole_rows(source, loc, rows, dtype, size, only)?
+            } else {
+                let len = band_rows.iter().map(|r| r.len()).sum::<usize>();
+                scratch.resize(len.div_ceil(8), 0);
+                let read = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut scratch)[..len];
+                let whole = reader.whole_rows(source, loc, rows, dtype, size, read)?;
+                for (to, from) in band_rows.iter_mut().zip(read.chunks(len / bands)) {
+                    to.copy_from_slice(from);
+                }
+                whole
+            };
+            if !whole {
+                return Ok(false);
+            }
+            let band_rows: Vec<&[u8]> = band_rows.into_iter().map(|r| &*r).collect();
+            if i + 1 == blocks.block_rows() {
+                // The last row: nothing is left to read, so this thread encodes it while
+                // the pool finishes the others.
+                *slot = Some(encode_block_row(&blocks, &enc, dtype, &band_rows, i));
+            } else {
+                scope.spawn(move |_| {
+                    *slot = Some(encode_block_row(&blocks, &enc, dtype, &band_rows, i));
+                });
+            }
+        }
+        Ok(true)
+    })?;
+    if !whole {
+        return Ok(None);
+    }
+    let rows_of_frames = encoded
+        .into_iter()
+        .map(|f| f.expect("every row of blocks was encoded"))
+        .collect::<Result<Vec<_>>>()?;
+    let chunk = encode_from_frames(&blocks, &enc, dtype, bands, rows_of_frames, None)?;
+    let tile = Tile {
+        dtype,
+        bands,
+        size,
+        data,
+        mask: None,
+    };
+    Ok(Some((tile, Some(chunk))))
 }
 
 /// Lays `sources` over `tile` in order; returns `covered` grown by the pixels that
@@ -236,12 +365,16 @@ pub fn merge_jobs(
                         // The levels above (this tile's quarter first) go on while this
                         // tile is encoded, on this thread: the encode is the part another
                         // thread can take.
+                        let key = TileKey::new(0, 0, m.loc);
                         let (built, stored) = rayon::join(
                             || {
                                 builder.offer(m.loc, builder.quarter_of(has_data.then_some(tile)));
                                 builder.build_ready()
                             },
-                            || txn.put_tile(TileKey::new(0, 0, m.loc), tile),
+                            || match m.encoded {
+                                Some(chunk) => txn.put_encoded(key, &chunk),
+                                None => txn.put_tile(key, tile),
+                            },
                         );
                         stored?;
                         changed.fetch_add(1, Ordering::Relaxed);
@@ -255,6 +388,13 @@ pub fn merge_jobs(
             };
             // With one thread in all, the reader encodes too: nothing runs beside it.
             let single = threads <= 1 && readers.len() == 1;
+            let streaming = (readers.len() == 1
+                && threads > 1
+                && jobs.len() <= threads * STREAMED_TILES_PER_THREAD)
+                .then(|| Streaming {
+                    pool,
+                    enc: txn.manifest.encoding(),
+                });
             // Takes jobs until none is left (or the ingest stops), merges each and hands
             // it on; `between` runs after each tile.
             let read = move |reader: &mut dyn SourceSet,
@@ -270,8 +410,8 @@ pub fn merge_jobs(
                     let Some(job) = jobs.get(i) else {
                         return Ok(());
                     };
-                    let (tile, covered) =
-                        merge_tile(txn, footprints, job, reader, dtype, validity)?;
+                    let (tile, covered, encoded) =
+                        merge_tile(txn, footprints, job, reader, dtype, validity, streaming)?;
                     if let Some(r) = covered {
                         let mut w = written.lock().expect("poisoned");
                         *w = Some(w.map_or(r, |c: PixelRect| c.union(&r)));
@@ -279,6 +419,7 @@ pub fn merge_jobs(
                     let merged = Merged {
                         loc: job.loc,
                         tile: covered.is_some().then_some(tile),
+                        encoded,
                     };
                     if single {
                         // In the pool, so that the levels it starts stay on its one thread.
@@ -319,6 +460,21 @@ pub fn merge_jobs(
                         Ok(())
                     } else {
                         pool.install(|| builder.finish())
+                    }
+                } else if streaming.is_some() {
+                    // The reader has the pool encode rows of blocks while it reads: no pool
+                    // thread may wait for tiles then, or none might be left for those rows.
+                    // Tiles are taken one by one outside the pool, each using all of it.
+                    let each = received.into_iter().try_for_each(|m| {
+                        pool.install(|| encode(m))?;
+                        let _ = ticks.send(());
+                        Ok(())
+                    });
+                    match each {
+                        Ok(()) if !cancelled.load(Ordering::Relaxed) => {
+                            pool.install(|| builder.finish())
+                        }
+                        other => other,
                     }
                 } else {
                     pool.install(|| {
@@ -456,15 +612,19 @@ mod tests {
             self.sources[i].overlay(loc, tile, &self.validity, &mut self.scratch)
         }
 
-        fn whole_tile(
+        fn whole_rows(
             &mut self,
             i: usize,
             loc: TileLoc,
+            rows: Range<usize>,
             dtype: DataType,
             size: usize,
-        ) -> Result<Option<Tile>> {
-            self.reads.fetch_add(1, Ordering::Relaxed);
-            self.sources[i].whole_tile(loc, dtype, size, &mut self.scratch)
+            out: &mut [u8],
+        ) -> Result<bool> {
+            if rows.start == 0 {
+                self.reads.fetch_add(1, Ordering::Relaxed);
+            }
+            self.sources[i].whole_rows(loc, rows, dtype, size, out, &mut self.scratch)
         }
     }
 
@@ -731,6 +891,52 @@ mod tests {
             let err = try_ingest(&path, source(&(16, 0, 16, 16, 3, true), nodata)).unwrap_err();
             assert!(err.to_string().contains("checksum"), "{err}");
         }
+    }
+
+    #[test]
+    fn a_tile_read_in_rows_of_blocks_is_stored_as_one_read_at_once() {
+        // Two stores with the same tiles; a patch filling tile 1 of each, merged with two
+        // threads (read in rows of blocks, encoded as they come) and with one (at once).
+        let stores: Vec<_> = [2, 1]
+            .iter()
+            .map(|threads| {
+                let dir = tempfile::tempdir().unwrap();
+                let path = dir.path().join("s.gridstore");
+                new_empty(&path, None, 32);
+                ingest(&path, vec![source(&(0, 0, 64, 32, 1, false), None)], 1);
+                let reads = |path: &Path| {
+                    let mut txn = Transaction::begin(path, "test", LockWait::Fail).unwrap();
+                    let patch = source(&(32, 0, 32, 32, 2, false), None);
+                    let footprints = [patch.footprint()];
+                    let set = MemSet::new(vec![patch], txn.manifest.validity());
+                    let reads = set.reads.clone();
+                    let mut readers: Vec<Box<dyn SourceSet>> = vec![Box::new(set)];
+                    merge(&mut txn, &footprints, &mut readers, *threads, &mut |_| true).unwrap();
+                    txn.commit().unwrap();
+                    reads.load(Ordering::Relaxed)
+                };
+                assert_eq!(
+                    reads(&path),
+                    1,
+                    "{threads} threads: the source is read once"
+                );
+                (dir, path)
+            })
+            .collect();
+        let chunk = |path: &Path| {
+            let snap = Snapshot::open(path, None).unwrap();
+            let key = TileKey::new(0, 0, TileLoc::new(0, 1, 0));
+            let e = snap.entry(&key).unwrap().unwrap();
+            (
+                e.seq,
+                std::fs::read(path.join(key.object_key(e.seq, snap.manifest().chunk_naming())))
+                    .unwrap(),
+            )
+        };
+        let (streamed, at_once) = (chunk(&stores[0].1), chunk(&stores[1].1));
+        assert_eq!(streamed.0, 3, "written by the patch");
+        assert!(streamed.1 == at_once.1, "the same chunk, byte for byte");
+        assert!(all_tiles(&stores[0].1) == all_tiles(&stores[1].1));
     }
 
     #[test]

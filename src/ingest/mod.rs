@@ -50,14 +50,15 @@ pub trait RasterSource {
     /// True when the source marks missing pixels with a mask beyond nodata values (an
     /// alpha band or a per-dataset mask), which `read_window` then fills in.
     fn has_mask(&self) -> bool;
-    /// Reads `win` of every band, converted to `data_type()`, into a square buffer of
-    /// `size` x `size` pixels per band (band-sequential, rows `size` apart), starting at its
-    /// top-left corner; and, when the source has one, the mask (255 data, 0 none) into
-    /// `mask`, laid out the same.
+    /// Reads `win` of every band, converted to `data_type()`, into `data`: rows `size`
+    /// samples apart, bands `band_stride` samples apart (`size * size` for a tile-sized
+    /// buffer), starting at its top-left corner; and, when the source has one, the mask
+    /// (255 data, 0 none) into `mask`, rows `size` apart.
     fn read_window(
         &mut self,
         win: Window,
         size: usize,
+        band_stride: usize,
         data: &mut [u8],
         mask: Option<&mut [u8]>,
     ) -> Result<()>;
@@ -180,7 +181,13 @@ fn read_tile(
         h: size.min(source.height() - y),
     };
     let mut src_mask = source.has_mask().then(|| vec![255u8; size * size]);
-    source.read_window(win, size, tile.data.bytes_mut(), src_mask.as_deref_mut())?;
+    source.read_window(
+        win,
+        size,
+        size * size,
+        tile.data.bytes_mut(),
+        src_mask.as_deref_mut(),
+    )?;
     // Pixels the source covers hold data, unless its mask says otherwise.
     if let Some(mask) = tile.mask.as_mut() {
         for row in mask.chunks_exact_mut(size).take(win.h) {
@@ -262,6 +269,7 @@ pub(crate) mod tests {
             &mut self,
             win: Window,
             size: usize,
+            band_stride: usize,
             data: &mut [u8],
             mask: Option<&mut [u8]>,
         ) -> Result<()> {
@@ -269,7 +277,7 @@ pub(crate) mod tests {
             for (b, p) in self.planes.iter().enumerate() {
                 for y in 0..win.h {
                     let s = (win.y + y) * self.w + win.x;
-                    let d = b * size * size + y * size;
+                    let d = b * band_stride + y * size;
                     out[d..d + win.w].copy_from_slice(&p[s..s + win.w]);
                 }
             }

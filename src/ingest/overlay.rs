@@ -5,7 +5,7 @@
 use crate::dtype::{DataType, Sample};
 use crate::error::Result;
 use crate::grid::{PixelRect, TileLoc};
-use crate::tile::{BandValidity, SampleBuf, Tile};
+use crate::tile::{BandValidity, Tile};
 use crate::with_sample_type;
 
 use super::{RasterSource, Window};
@@ -65,48 +65,54 @@ impl<S: RasterSource> PlacedSource<S> {
         } else {
             None
         };
-        self.source.read_window(win, size, data, mask)
+        self.source.read_window(win, size, size * size, data, mask)
     }
 
-    /// The source's part of level-0 tile `loc` as a tile of its own, when the source covers
-    /// the whole tile and holds data at every pixel of every band: nothing of what lies
-    /// under it can show, so the caller needs no tile to lay it over. The window read
-    /// becomes the tile, without a copy. `None` otherwise (the caller lays the source as
-    /// usual, which reads it again).
-    pub fn whole_tile(
+    /// Reads rows `rows` of level-0 tile `loc` (of `size` pixels) from the source into
+    /// `out` (every band's rows, band after band, as `dtype`), when the source covers the
+    /// whole tile and holds data at every pixel of every band there: nothing of what lies
+    /// under them can show, so they need no tile to be laid over. False otherwise, with
+    /// `out` left in any state (the caller then lays the source as usual, which reads it
+    /// again). A tile read so, row by row or at once, needs no copy.
+    pub fn whole_rows(
         &mut self,
         loc: TileLoc,
+        rows: std::ops::Range<usize>,
         dtype: DataType,
         size: usize,
+        out: &mut [u8],
         scratch: &mut Scratch,
-    ) -> Result<Option<Tile>> {
+    ) -> Result<bool> {
         let tile_rect = loc.pixel_rect(size as u32);
         if tile_rect.intersect(&self.footprint()) != tile_rect {
-            return Ok(None);
+            return Ok(false);
         }
-        let bands = self.source.band_count();
-        let bytes = size * size * bands * dtype.size();
-        self.read(tile_rect, size, bytes, scratch)?;
-        if self.source.has_mask() && scratch.mask[..size * size].contains(&0) {
-            return Ok(None);
+        let height = rows.len();
+        let win = Window {
+            x: (tile_rect.x0 - self.x0) as usize,
+            y: (tile_rect.y0 - self.y0) as usize + rows.start,
+            w: size,
+            h: height,
+        };
+        let mask = if self.source.has_mask() {
+            scratch.mask.resize(height * size, 0);
+            Some(&mut scratch.mask[..])
+        } else {
+            None
+        };
+        self.source
+            .read_window(win, size, height * size, out, mask)?;
+        if self.source.has_mask() && scratch.mask[..height * size].contains(&0) {
+            return Ok(false);
         }
         let full = with_sample_type!(dtype, T => {
-            let src: &[T] = bytemuck::cast_slice(&bytemuck::cast_slice::<u64, u8>(&scratch.data)[..bytes]);
-            src.chunks_exact(size * size).zip(&self.nodata).all(|(plane, nodata)| {
+            let src: &[T] = bytemuck::cast_slice(out);
+            src.chunks_exact(height * size).zip(&self.nodata).all(|(plane, nodata)| {
                 let nodata = nodata.map(T::from_f64_round);
                 plane.iter().all(|v| !v.is_nan() && nodata != Some(*v))
             })
         });
-        if !full {
-            return Ok(None);
-        }
-        Ok(Some(Tile {
-            dtype,
-            bands,
-            size,
-            data: SampleBuf::from_words(std::mem::take(&mut scratch.data), bytes),
-            mask: None,
-        }))
+        Ok(full)
     }
 
     /// Lays the source's part of level-0 tile `loc` over `tile` (which has the store's data
@@ -336,22 +342,38 @@ mod tests {
         };
         let mut s = Scratch::default();
         let loc = TileLoc::new(0, 0, 0);
-        let tile = two_bands(false)
-            .whole_tile(loc, DataType::Float32, 16, &mut s)
-            .unwrap()
-            .expect("every pixel holds data");
-        assert_eq!(tile.band::<f32>(0)[[2, 3]], 35.0);
-        assert_eq!(tile.band::<f32>(1)[[15, 15]], 2.0);
-        assert_eq!(tile.mask, None);
+        let f32s = |b: &[u8]| -> Vec<f32> { bytemuck::cast_slice(b).to_vec() };
+        let mut out = vec![0u64; 2 * 256 / 2];
+        let bytes = bytemuck::cast_slice_mut::<u64, u8>(&mut out);
+        let whole = two_bands(false).whole_rows(loc, 0..16, DataType::Float32, 16, bytes, &mut s);
+        assert!(whole.unwrap(), "every pixel holds data");
+        let all = f32s(bytes);
+        assert_eq!((all[2 * 16 + 3], all[256 + 255]), (35.0, 2.0));
+        // Rows of it, band after band, read the same.
+        let mut rows = vec![0u64; 2 * 4 * 16 / 2];
+        let part = bytemuck::cast_slice_mut::<u64, u8>(&mut rows);
+        let whole = two_bands(false).whole_rows(loc, 4..8, DataType::Float32, 16, part, &mut s);
+        assert!(whole.unwrap());
+        let part = f32s(part);
+        assert_eq!(part[..64], all[64..128]);
+        assert_eq!(part[64..], all[256 + 64..256 + 128]);
         // One band missing at one pixel: what the tile held there must stay.
-        let none = two_bands(true).whole_tile(loc, DataType::Float32, 16, &mut s);
-        assert!(none.unwrap().is_none());
+        let none = two_bands(true).whole_rows(loc, 0..16, DataType::Float32, 16, bytes, &mut s);
+        assert!(!none.unwrap());
+        // The rows around that pixel are whole.
+        let mut rows = vec![0u64; 2 * 2 * 16 / 2];
+        let part = bytemuck::cast_slice_mut::<u64, u8>(&mut rows);
+        assert!(two_bands(true)
+            .whole_rows(loc, 0..2, DataType::Float32, 16, part, &mut s)
+            .unwrap());
+        assert!(!two_bands(true)
+            .whole_rows(loc, 2..4, DataType::Float32, 16, part, &mut s)
+            .unwrap());
         // Covering only part of the tile is never whole.
-        let part = placed(0, 0, 16, 15, 1.0).whole_tile(loc, DataType::Float32, 16, &mut s);
-        assert!(part.unwrap().is_none());
-        // The window read is the tile: the scratch buffer went with it and is made anew.
-        let again =
-            two_bands(false).whole_tile(TileLoc::new(0, 0, 0), DataType::Float32, 16, &mut s);
-        assert_eq!(again.unwrap().unwrap(), tile);
+        let mut one = vec![0u64; 256 / 2];
+        let one = bytemuck::cast_slice_mut::<u64, u8>(&mut one);
+        let part =
+            placed(0, 0, 16, 15, 1.0).whole_rows(loc, 0..16, DataType::Float32, 16, one, &mut s);
+        assert!(!part.unwrap());
     }
 }

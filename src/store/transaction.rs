@@ -171,7 +171,15 @@ impl Transaction {
             }
             return Ok(false);
         }
-        self.store_object(key, chunk::encode(tile, &self.manifest.encoding())?)?;
+        let parts = chunk::encode_parts(tile, &self.manifest.encoding(), None)?;
+        self.store_parts(key, &parts, None)?;
+        Ok(true)
+    }
+
+    /// Stores a tile that holds data as `chunk`, the chunk (holding all its frames) it was
+    /// encoded into.
+    pub fn put_encoded(&self, key: TileKey, chunk: &chunk::Parts) -> Result<bool> {
+        self.store_parts(key, chunk, None)?;
         Ok(true)
     }
 
@@ -193,14 +201,25 @@ impl Transaction {
             changed,
         };
         let parts = chunk::encode_parts(tile, &enc, Some(reuse))?;
+        self.store_parts(key, &parts, Some(committed))
+    }
+
+    /// Writes a chunk as its parts: its own bytes as they lie in their buffers, and the
+    /// ranges it copies from `committed` (the chunk it updates) or that chunk's base.
+    fn store_parts(
+        &self,
+        key: TileKey,
+        parts: &chunk::Parts,
+        committed: Option<&ChunkRef>,
+    ) -> Result<()> {
+        let naming = self.manifest.chunk_naming();
         let trailer = parts.crc.to_le_bytes();
         let old_base = committed
-            .head
-            .base()
-            .map(|b| key.object_key(b, self.manifest.chunk_naming()));
-        fn copy<'p>(object: &'p str, r: &Range<usize>) -> Part<'p> {
+            .and_then(|c| c.head.base())
+            .map(|b| key.object_key(b, naming));
+        fn copy<'p>(object: Option<&'p str>, r: &Range<usize>) -> Part<'p> {
             Part::Copy {
-                key: object,
+                key: object.expect("only an update copies ranges, of its chunk or its base"),
                 offset: r.start as u64,
                 len: r.len(),
             }
@@ -208,32 +227,15 @@ impl Transaction {
         let mut list = Vec::with_capacity(parts.pieces.len() + 1);
         for piece in &parts.pieces {
             list.push(match piece {
-                Piece::Fresh(r) => Part::Bytes(&parts.fresh[r.clone()]),
-                Piece::Old(r) => copy(&committed.object, r),
-                Piece::OldBase(r) => copy(
-                    old_base
-                        .as_deref()
-                        .expect("only a chunk with a base has frames copied from it"),
-                    r,
-                ),
+                Piece::Old(r) => copy(committed.map(|c| c.object.as_str()), r),
+                Piece::OldBase(r) => copy(old_base.as_deref(), r),
+                fresh => Part::Bytes(parts.bytes(fresh).expect("not a copy")),
             });
         }
         list.push(Part::Bytes(&trailer));
-        self.storage.write_parts(
-            &key.object_key(self.seq, self.manifest.chunk_naming()),
-            &list,
-        )?;
+        self.storage
+            .write_parts(&key.object_key(self.seq, naming), &list)?;
         self.record(key, parts.len, parts.crc, parts.base);
-        Ok(())
-    }
-
-    fn store_object(&self, key: TileKey, object: Vec<u8>) -> Result<()> {
-        self.storage.write(
-            &key.object_key(self.seq, self.manifest.chunk_naming()),
-            &object,
-        )?;
-        let crc = chunk::stored_checksum(&object).expect("encoded chunks have a trailer");
-        self.record(key, object.len(), crc, 0);
         Ok(())
     }
 
