@@ -135,10 +135,88 @@ pub fn downsample_area(
     }
 }
 
+/// [`downsample`] for rows `rows` of a tile of `size` pixels without a mask, held apart:
+/// `band_rows[b]` are band `b`'s rows, as bytes of `dtype` (what a tile read a row of
+/// blocks at a time has ready before the rest of it). [`Reduced::join`] puts such parts
+/// back together.
+pub fn downsample_rows(
+    dtype: crate::dtype::DataType,
+    band_rows: &[&[u8]],
+    rows: Range<usize>,
+    size: usize,
+    methods: &[Resampling],
+    bands: &[BandValidity],
+) -> Reduced {
+    assert!(
+        rows.start % 2 == 0 && rows.len() % 2 == 0,
+        "rows {rows:?} have even bounds"
+    );
+    let area = Area::new(0..rows.len(), 0..size);
+    let out_n = area.pixels() / 4;
+    let mut data = SampleBuf::zeroed(out_n * band_rows.len() * dtype.size());
+    with_sample_type!(dtype, T => {
+        let dst = data.typed_mut::<T>();
+        for (b, plane) in band_rows.iter().enumerate() {
+            let plane: &[T] = bytemuck::cast_slice(plane);
+            downsample_band::<T>(
+                methods[b],
+                Children { plane, mask: None, size, area: &area },
+                &bands[b],
+                &mut dst[b * out_n..(b + 1) * out_n],
+                None,
+            );
+        }
+    });
+    Reduced {
+        area: Area::new(rows, 0..size),
+        data,
+        mask: None,
+    }
+}
+
+impl Reduced {
+    /// The reduction of the rows of `parts` together: parts of the same columns of one
+    /// tile, without masks, whose rows follow each other.
+    pub fn join(parts: Vec<Reduced>, dtype: crate::dtype::DataType, bands: usize) -> Reduced {
+        let first = parts.first().expect("at least one part").area.clone();
+        let rows = first.rows.start..parts.last().expect("non-empty").area.rows.end;
+        let area = Area::new(rows, first.cols.clone());
+        let (width, out_n) = (dtype.size(), area.pixels() / 4);
+        let mut data = SampleBuf::zeroed(out_n * bands * width);
+        let out = data.bytes_mut();
+        let (mut at, mut next_row) = (0, area.rows.start);
+        for part in &parts {
+            assert!(
+                part.mask.is_none() && part.area.cols == first.cols,
+                "parts of one kind"
+            );
+            assert_eq!(
+                part.area.rows.start, next_row,
+                "parts in the order of their rows"
+            );
+            next_row = part.area.rows.end;
+            let n = part.pixels();
+            for b in 0..bands {
+                let to = (b * out_n + at) * width;
+                out[to..to + n * width]
+                    .copy_from_slice(&part.data.bytes()[b * n * width..(b + 1) * n * width]);
+            }
+            at += n;
+        }
+        assert_eq!(at, out_n, "the parts cover their rows");
+        Reduced {
+            area,
+            data,
+            mask: None,
+        }
+    }
+}
+
 /// The pixels of one band of a tile that an area of its parent comes from.
 #[derive(Clone, Copy)]
 struct Children<'a, T> {
-    /// The whole band, `size` x `size`.
+    /// The band's rows, `size` samples each, from the tile's first row or from the
+    /// area's.
     plane: &'a [T],
     /// The tile's mask, if the band has no nodata and the tile a mask.
     mask: Option<&'a [u8]>,
@@ -413,6 +491,37 @@ mod tests {
         assert_eq!(mode(&[3u8, 1, 3, 1]), 1);
         assert_eq!(mode(&[5u8, 2, 5, 9]), 5);
         let _ = DataType::Byte;
+    }
+
+    #[test]
+    fn rows_held_apart_reduce_and_join_to_the_whole() {
+        let size = 16;
+        let bands = [
+            BandValidity { nodata: Some(-1.0) },
+            BandValidity { nodata: None },
+        ];
+        let mut tile = Tile::empty(DataType::Float32, &bands, size);
+        for (i, v) in tile.data.typed_mut::<f32>().iter_mut().enumerate() {
+            *v = ((i * 37) % 11) as f32 + if i % 9 == 0 { -1.0 } else { 0.0 };
+        }
+        tile.mask = None; // every pixel valid in the band without nodata
+        let methods = [Resampling::Average, Resampling::Max];
+        let whole = downsample(&tile, &methods, &bands);
+        let plane = size * size * 4;
+        let parts: Vec<Reduced> = [0..6, 6..12, 12..16]
+            .into_iter()
+            .map(|rows| {
+                let band_rows: Vec<&[u8]> = (0..2)
+                    .map(|b| {
+                        &tile.data.bytes()
+                            [b * plane + rows.start * size * 4..b * plane + rows.end * size * 4]
+                    })
+                    .collect();
+                downsample_rows(DataType::Float32, &band_rows, rows, size, &methods, &bands)
+            })
+            .collect();
+        assert_eq!(parts[1].area, Area::new(6..12, 0..16));
+        assert_eq!(Reduced::join(parts, DataType::Float32, 2), whole);
     }
 
     #[test]

@@ -145,7 +145,8 @@ impl Blocks {
         self.size.div_ceil(self.rows)
     }
 
-    fn across(&self) -> usize {
+    /// Blocks in a row of blocks.
+    pub fn across(&self) -> usize {
         self.size.div_ceil(self.cols)
     }
 
@@ -231,12 +232,25 @@ pub fn encode_block_row(
     band_rows: &[&[u8]],
     i: usize,
 ) -> Result<Vec<NewFrame>> {
-    let across = blocks.across();
     band_rows
         .iter()
-        .flat_map(|rows| (0..across).map(move |j| (rows, i * across + j)))
-        .map(|(rows, k)| encode_block(blocks, enc, dtype.size(), rows, i * blocks.rows, k))
+        .flat_map(|rows| (0..blocks.across()).map(move |j| (rows, j)))
+        .map(|(rows, j)| encode_block_in_row(blocks, enc, dtype, rows, i, j))
         .collect()
+}
+
+/// Block `j` of block row `i` of one band, whose rows of that block row are `rows`: one
+/// frame of [`encode_block_row`].
+pub fn encode_block_in_row(
+    blocks: &Blocks,
+    enc: &Encoding,
+    dtype: DataType,
+    rows: &[u8],
+    i: usize,
+    j: usize,
+) -> Result<NewFrame> {
+    let k = i * blocks.across() + j;
+    encode_block(blocks, enc, dtype.size(), rows, i * blocks.rows, k)
 }
 
 /// The chunk of a tile of `bands` bands of `dtype` cut as `blocks`, all of whose frames

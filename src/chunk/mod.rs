@@ -57,8 +57,8 @@ mod tests;
 
 pub use decode::{decode, decode_into, read_blocks, Chunk, Location};
 pub use encode::{
-    encode, encode_block_row, encode_from_frames, encode_parts, Blocks, NewFrame, Parts, Piece,
-    Reuse,
+    encode, encode_block_in_row, encode_block_row, encode_from_frames, encode_parts, Blocks,
+    NewFrame, Parts, Piece, Reuse,
 };
 pub use head::{Frame, Head};
 

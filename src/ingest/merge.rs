@@ -15,7 +15,8 @@ use std::sync::mpsc;
 
 use rayon::prelude::*;
 
-use crate::chunk::{encode_block_row, encode_from_frames, Blocks, Encoding, NewFrame, Parts};
+use crate::aggregate::{downsample_rows, Reduced, Resampling};
+use crate::chunk::{encode_block_in_row, encode_from_frames, Blocks, Encoding, NewFrame, Parts};
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::grid::{PixelRect, TileLoc};
@@ -99,11 +100,19 @@ pub struct MergeReport {
 }
 
 /// A tile on its way from a reader to the encoders; `None` when no source had data in it.
-/// `encoded` is its chunk when the reader encoded it already ([`read_streamed`]).
+/// `streamed` holds its chunk and quarter when the reader made them already
+/// ([`read_streamed`]).
 struct Merged {
     loc: TileLoc,
     tile: Option<Tile>,
-    encoded: Option<Parts>,
+    streamed: Option<Streamed>,
+}
+
+/// A tile's chunk, and the quarter it hands its parent (`None`: no parent is built), made
+/// while the tile was read.
+struct Streamed {
+    chunk: Parts,
+    quarter: Option<Reduced>,
 }
 
 /// A merge of at most this many tiles per encoder thread reads each tile that one source
@@ -112,16 +121,18 @@ struct Merged {
 /// encoded, and a one-tile patch would otherwise read, then encode, one after the other.
 const STREAMED_TILES_PER_THREAD: usize = 1;
 
-/// Where a reader has the tiles it reads in rows of blocks encoded, and how.
+/// Where a reader has the tiles it reads in rows of blocks encoded, and how; and how they
+/// are reduced for their parents, if any.
 #[derive(Clone, Copy)]
 struct Streaming<'p> {
     pool: &'p rayon::ThreadPool,
     enc: Encoding,
+    reduction: Option<(&'p [Resampling], &'p [BandValidity])>,
 }
 
 /// What [`merge_tile`] made of a job: the tile, the level-0 pixels that received data, and
-/// the tile's chunk when it was encoded while it was read.
-type MergedTile = (Tile, Option<PixelRect>, Option<Parts>);
+/// the tile's chunk and quarter when they were made while it was read.
+type MergedTile = (Tile, Option<PixelRect>, Option<Streamed>);
 
 /// Lays the sources (whose level-0 footprints are `footprints`) over the store in `txn`,
 /// updates the levels, the extent and the validity flag. One reader thread runs per
@@ -222,15 +233,16 @@ fn read_whole(
     }))
 }
 
-/// [`read_whole`], a row of blocks at a time: each row of blocks is encoded on the pool
-/// while the next is read. Returns the tile and its chunk.
+/// [`read_whole`], a row of blocks at a time: each row of blocks is encoded, and reduced
+/// for the parent, on the pool while the next is read. Returns the tile, its chunk and its
+/// quarter.
 fn read_streamed(
     reader: &mut dyn SourceSet,
     source: usize,
     loc: TileLoc,
     (dtype, bands, size): (DataType, usize, usize),
     streaming: Streaming<'_>,
-) -> Result<Option<(Tile, Option<Parts>)>> {
+) -> Result<Option<(Tile, Option<Streamed>)>> {
     let blocks = Blocks::for_new(size, dtype);
     let width = dtype.size();
     let plane = size * size * width;
@@ -238,18 +250,23 @@ fn read_streamed(
     let mut data = SampleBuf::zeroed(plane * bands);
     // Several bands are read into one buffer, band after band, then moved to their planes.
     let mut scratch: Vec<u64> = Vec::new();
-    let mut encoded: Vec<Option<Result<Vec<NewFrame>>>> =
-        (0..blocks.block_rows()).map(|_| None).collect();
+    // Per row of blocks: its frames (band after band, left to right) and its quarter.
+    let frames_per_row = bands * blocks.across();
+    let mut frames: Vec<Vec<Option<Result<NewFrame>>>> = (0..blocks.block_rows())
+        .map(|_| (0..frames_per_row).map(|_| None).collect())
+        .collect();
+    let mut quarters: Vec<Option<Reduced>> = (0..blocks.block_rows()).map(|_| None).collect();
     let enc = streaming.enc;
     let whole = streaming.pool.in_place_scope(|scope| -> Result<bool> {
         // Every band plane cut in rows of blocks: each is written here once, then only read
-        // by the task that encodes it.
+        // by the tasks that encode and reduce it.
         let mut planes: Vec<_> = data
             .bytes_mut()
             .chunks_mut(plane)
             .map(|p| p.chunks_mut(row_of_blocks))
             .collect();
-        for (i, slot) in encoded.iter_mut().enumerate() {
+        let rows_of_work = frames.iter_mut().zip(quarters.iter_mut()).enumerate();
+        for (i, (slots, quarter)) in rows_of_work {
             let rows = i * blocks.rows()..((i + 1) * blocks.rows()).min(size);
             let mut band_rows: Vec<&mut [u8]> = planes
                 .iter_mut()
@@ -271,14 +288,32 @@ fn read_streamed(
                 return Ok(false);
             }
             let band_rows: Vec<&[u8]> = band_rows.into_iter().map(|r| &*r).collect();
-            if i + 1 == blocks.block_rows() {
-                // The last row: nothing is left to read, so this thread encodes it while
-                // the pool finishes the others.
-                *slot = Some(encode_block_row(&blocks, &enc, dtype, &band_rows, i));
-            } else {
-                scope.spawn(move |_| {
-                    *slot = Some(encode_block_row(&blocks, &enc, dtype, &band_rows, i));
-                });
+            // The last row: nothing is left to read, so this thread does its work while
+            // the pool finishes the rest.
+            let last = i + 1 == blocks.block_rows();
+            let rows = i * blocks.rows()..((i + 1) * blocks.rows()).min(size);
+            if let Some((methods, validity)) = streaming.reduction {
+                let band_rows = band_rows.clone();
+                let reduce = move || {
+                    let reduced = downsample_rows(dtype, &band_rows, rows, size, methods, validity);
+                    *quarter = Some(reduced);
+                };
+                match last {
+                    true => reduce(),
+                    false => scope.spawn(move |_| reduce()),
+                }
+            }
+            for (n, slot) in slots.iter_mut().enumerate() {
+                let rows = band_rows[n / blocks.across()];
+                let mut encode = move || {
+                    let frame =
+                        encode_block_in_row(&blocks, &enc, dtype, rows, i, n % blocks.across());
+                    *slot = Some(frame);
+                };
+                match last {
+                    true => encode(),
+                    false => scope.spawn(move |_| encode()),
+                }
             }
         }
         Ok(true)
@@ -286,11 +321,21 @@ fn read_streamed(
     if !whole {
         return Ok(None);
     }
-    let rows_of_frames = encoded
+    let rows_of_frames = frames
         .into_iter()
-        .map(|f| f.expect("every row of blocks was encoded"))
+        .map(|row| {
+            row.into_iter()
+                .map(|f| f.expect("every block was encoded"))
+                .collect::<Result<Vec<_>>>()
+        })
         .collect::<Result<Vec<_>>>()?;
     let chunk = encode_from_frames(&blocks, &enc, dtype, bands, rows_of_frames, None)?;
+    let quarter = streaming.reduction.map(|_| {
+        let parts = quarters
+            .into_iter()
+            .map(|q| q.expect("every row was reduced"));
+        Reduced::join(parts.collect(), dtype, bands)
+    });
     let tile = Tile {
         dtype,
         bands,
@@ -298,7 +343,7 @@ fn read_streamed(
         data,
         mask: None,
     };
-    Ok(Some((tile, Some(chunk))))
+    Ok(Some((tile, Some(Streamed { chunk, quarter }))))
 }
 
 /// Lays `sources` over `tile` in order; returns `covered` grown by the pixels that
@@ -366,13 +411,20 @@ pub fn merge_jobs(
                         // tile is encoded, on this thread: the encode is the part another
                         // thread can take.
                         let key = TileKey::new(0, 0, m.loc);
+                        let (chunk, quarter) = match m.streamed {
+                            Some(s) => (Some(s.chunk), Some(s.quarter)),
+                            None => (None, None),
+                        };
                         let (built, stored) = rayon::join(
                             || {
-                                builder.offer(m.loc, builder.quarter_of(has_data.then_some(tile)));
+                                let quarter = quarter.unwrap_or_else(|| {
+                                    builder.quarter_of(has_data.then_some(tile))
+                                });
+                                builder.offer(m.loc, quarter);
                                 builder.build_ready()
                             },
-                            || match m.encoded {
-                                Some(chunk) => txn.put_encoded(key, &chunk),
+                            || match &chunk {
+                                Some(chunk) => txn.put_encoded(key, chunk),
                                 None => txn.put_tile(key, tile),
                             },
                         );
@@ -394,6 +446,7 @@ pub fn merge_jobs(
                 .then(|| Streaming {
                     pool,
                     enc: txn.manifest.encoding(),
+                    reduction: builder.reduction(),
                 });
             // Takes jobs until none is left (or the ingest stops), merges each and hands
             // it on; `between` runs after each tile.
@@ -419,7 +472,7 @@ pub fn merge_jobs(
                     let merged = Merged {
                         loc: job.loc,
                         tile: covered.is_some().then_some(tile),
-                        encoded,
+                        streamed: encoded,
                     };
                     if single {
                         // In the pool, so that the levels it starts stay on its one thread.

@@ -332,6 +332,12 @@ impl<'a> PyramidBuilder<'a> {
         tile.map(|t| downsample(t, &self.methods, &self.validity))
     }
 
+    /// How a tile is reduced for its parent (each band's method, and what holds data in
+    /// it); `None` when no parent is built.
+    pub fn reduction(&self) -> Option<(&[Resampling], &[BandValidity])> {
+        (self.top > 0).then_some((&self.methods, &self.validity))
+    }
+
     /// Hands over the (downsampled) content of a tile this write produced.
     pub fn offer(&self, loc: TileLoc, quarter: Handed) {
         if loc.level >= self.top {
