@@ -175,7 +175,7 @@ impl Manifest {
     /// created with.
     pub fn chunk_naming(&self) -> ChunkNaming {
         if self.format_version >= 2 {
-            ChunkNaming::RowDirectories
+            ChunkNaming::Blocks
         } else {
             ChunkNaming::Nested
         }

@@ -151,9 +151,12 @@ fn contents(store: &Path, id: u64) -> Contents {
 }
 
 /// The object of a chunk of tile (t, p, z, col, row) written by snapshot `seq`, named as a
-/// store of format 2 names it (docs/FORMAT.md §1).
+/// store of format 2 names it (docs/FORMAT.md §1): in the directory of the 16 x 16 block of
+/// level-0 tiles that holds its top-left corner.
 fn chunk_object(seq: u64, (t, p, z, col, row): Key) -> String {
-    format!("chunks/{seq}/{t}.{p}.{z}.{row}/{col}")
+    let block = |i: i32| (i64::from(i) << z) >> 4;
+    let (brow, bcol) = (block(row), block(col));
+    format!("chunks/{seq}/{t}.{p}.{brow}.{bcol}/{z}.{row}.{col}")
 }
 
 /// Reads an index node as docs/FORMAT.md §4 describes version 4 (written here
@@ -525,7 +528,7 @@ fn gc_keeps_the_chunks_that_updated_levels_keep_frames_in() {
     let after = files(&st);
     assert!(!after.contains_key("snapshots/1.json"));
     assert!(
-        after.contains_key("chunks/1/0.0.1.0/0"),
+        after.contains_key("chunks/1/0.0.0.0/1.0.0"),
         "gc removed the base of a kept chunk: {after:?}"
     );
     assert_eq!(
@@ -539,7 +542,7 @@ fn gc_keeps_the_chunks_that_updated_levels_keep_frames_in() {
     assert_eq!(digest(&st, None), digest_before);
 
     // Without its base, the chunk is reported damaged, never read as something else.
-    std::fs::remove_file(st.join("chunks/1/0.0.1.0/0")).unwrap();
+    std::fs::remove_file(st.join("chunks/1/0.0.0.0/1.0.0")).unwrap();
     let out = run(gridstore(), &["verify", s(&st)]);
     let said = format!(
         "{}{}",
@@ -548,14 +551,14 @@ fn gc_keeps_the_chunks_that_updated_levels_keep_frames_in() {
     );
     assert!(!out.status.success(), "{said}");
     assert!(
-        said.contains("chunks/1/0.0.1.0/0") && said.contains("missing"),
+        said.contains("chunks/1/0.0.0.0/1.0.0") && said.contains("missing"),
         "{said}"
     );
     // (gdalinfo reports a checksum it cannot compute, and exits with success.)
     let out = run("gdalinfo", &["-checksum", s(&st)]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("chunks/1/0.0.1.0/0") && err.contains("damaged"),
+        err.contains("chunks/1/0.0.0.0/1.0.0") && err.contains("damaged"),
         "{err}"
     );
 }
@@ -563,10 +566,10 @@ fn gc_keeps_the_chunks_that_updated_levels_keep_frames_in() {
 /// Turns a store of format 2 into one of format 1, as the first builds wrote them: chunk
 /// objects named `chunks/<id>/<t>/<p>/<z>/<row>/<col>`, and `format_version` 1.
 fn as_format_1(store: &Path) {
-    for (name, _) in files(store) {
+    for name in files(store).keys() {
         let Some(rest) = name.strip_prefix("chunks/") else {
             if name == "gridstore.json" || name.starts_with("snapshots/") {
-                let path = store.join(&name);
+                let path = store.join(name);
                 let text = std::fs::read_to_string(&path).unwrap();
                 let old = text.replace("\"format_version\": 2", "\"format_version\": 1");
                 assert_ne!(old, text, "{name}");
@@ -575,13 +578,18 @@ fn as_format_1(store: &Path) {
             continue;
         };
         let parts: Vec<&str> = rest.split('/').collect();
-        let [seq, row_dir, col] = parts[..] else {
+        let [seq, dir, file] = parts[..] else {
             panic!("{name} is not named as format 2 names chunks")
         };
-        let nested = format!("chunks/{seq}/{}/{col}", row_dir.replace('.', "/"));
+        let (dir, file): (Vec<&str>, Vec<&str>) =
+            (dir.split('.').collect(), file.split('.').collect());
+        let (&[t, p, _, _], &[z, row, col]) = (&dir[..], &file[..]) else {
+            panic!("{name} is not named as format 2 names chunks")
+        };
+        let nested = format!("chunks/{seq}/{t}/{p}/{z}/{row}/{col}");
         std::fs::create_dir_all(store.join(&nested).parent().unwrap()).unwrap();
-        std::fs::rename(store.join(&name), store.join(&nested)).unwrap();
-        let _ = std::fs::remove_dir(store.join(format!("chunks/{seq}/{row_dir}")));
+        std::fs::rename(store.join(name), store.join(&nested)).unwrap();
+        let _ = std::fs::remove_dir(store.join(name).parent().unwrap());
     }
 }
 
@@ -628,9 +636,9 @@ fn unfinished_creation(path: &Path, pid: u32, process_start: Option<u64>) {
         "started": "2024-05-01T10:00:00Z",
         "writer": "GDAL CreateCopy of a.tif",
     });
-    std::fs::create_dir_all(path.join("chunks/1/0.0.0.9")).unwrap();
+    std::fs::create_dir_all(path.join("chunks/1/0.0.0.0")).unwrap();
     std::fs::write(path.join("writer.lock"), lock.to_string()).unwrap();
-    std::fs::write(path.join("chunks/1/0.0.0.9/9"), b"half a chunk").unwrap();
+    std::fs::write(path.join("chunks/1/0.0.0.0/0.9.9"), b"half a chunk").unwrap();
     std::fs::create_dir_all(path.join("index/1")).unwrap();
     std::fs::write(path.join("index/1/7"), b"half a node").unwrap();
 }
@@ -666,7 +674,7 @@ fn an_interrupted_creation_is_removed_or_taken_over_but_not_while_alive() {
     digest(&retried, None);
     assert_eq!(ids(&log(&retried)), [1]);
     let left = files(&retried);
-    for debris in ["writer.lock", "chunks/1/0.0.0.9/9", "index/1/7"] {
+    for debris in ["writer.lock", "chunks/1/0.0.0.0/0.9.9", "index/1/7"] {
         assert!(
             !left.contains_key(debris),
             "{debris} is still there: {left:?}"

@@ -64,37 +64,60 @@ impl TileKey {
         )
     }
 
+    /// The 16 x 16 block of level-0 tiles (row, column) that holds this tile's top-left
+    /// corner: the one a tile of level 0 is in, and the one of its children's top-left
+    /// child for a tile above.
+    fn base_block(&self) -> (i64, i64) {
+        let z = u32::from(self.level);
+        let corner = |i: i32| (i64::from(i) << z) >> BLOCK_SHIFT;
+        (corner(self.row), corner(self.col))
+    }
+
     /// The object holding this tile's chunk when written by snapshot `seq`, named as
     /// `naming` says.
     pub fn object_key(&self, seq: u64, naming: ChunkNaming) -> String {
         let (t, p, z, row, col) = (self.time, self.pyramid, self.level, self.row, self.col);
         match naming {
-            ChunkNaming::RowDirectories => format!("chunks/{seq}/{t}.{p}.{z}.{row}/{col}"),
+            ChunkNaming::Blocks => {
+                let (brow, bcol) = self.base_block();
+                format!("chunks/{seq}/{t}.{p}.{brow}.{bcol}/{z}.{row}.{col}")
+            }
             ChunkNaming::Nested => format!("chunks/{seq}/{t}/{p}/{z}/{row}/{col}"),
         }
     }
 
     /// The tile whose chunk is `rest`, a key below `chunks/<seq>/` named as `naming` says.
     pub fn from_object_key(rest: &str, naming: ChunkNaming) -> Option<TileKey> {
-        let fields: Vec<&str> = match naming {
-            ChunkNaming::RowDirectories => {
-                let (row_dir, col) = rest.split_once('/')?;
-                let mut f: Vec<&str> = row_dir.split('.').collect();
-                f.push(col);
-                f
+        let number = |s: &str| s.parse::<i64>().ok();
+        let key = |t: &str, p: &str, z: &str, row: &str, col: &str| {
+            Some(TileKey {
+                time: t.parse().ok()?,
+                pyramid: p.parse().ok()?,
+                level: z.parse().ok()?,
+                row: row.parse().ok()?,
+                col: col.parse().ok()?,
+            })
+        };
+        match naming {
+            ChunkNaming::Blocks => {
+                let (dir, name) = rest.split_once('/')?;
+                let dir: Vec<&str> = dir.split('.').collect();
+                let name: Vec<&str> = name.split('.').collect();
+                let ([t, p, brow, bcol], [z, row, col]) = (&dir[..], &name[..]) else {
+                    return None;
+                };
+                let k = key(t, p, z, row, col)?;
+                // A name in another block's directory is not a chunk of this store.
+                (k.base_block() == (number(brow)?, number(bcol)?)).then_some(k)
             }
-            ChunkNaming::Nested => rest.split('/').collect(),
-        };
-        let [t, p, z, row, col] = fields[..] else {
-            return None;
-        };
-        Some(TileKey {
-            time: t.parse().ok()?,
-            pyramid: p.parse().ok()?,
-            level: z.parse().ok()?,
-            row: row.parse().ok()?,
-            col: col.parse().ok()?,
-        })
+            ChunkNaming::Nested => {
+                let parts: Vec<&str> = rest.split('/').collect();
+                let [t, p, z, row, col] = parts[..] else {
+                    return None;
+                };
+                key(t, p, z, row, col)
+            }
+        }
     }
 }
 
@@ -102,9 +125,10 @@ impl TileKey {
 /// when the store is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkNaming {
-    /// `<t>.<p>.<z>.<row>/<col>`: one directory per row of tiles a write touches, so a
-    /// small write makes few directories (format version 2 on).
-    RowDirectories,
+    /// `<t>.<p>.<brow>.<bcol>/<z>.<row>.<col>`: one directory per 16 x 16 block of
+    /// level-0 tiles, holding them and the tiles above whose top-left corner is in the
+    /// block. A small write makes one directory for all its levels (format version 2 on).
+    Blocks,
     /// `<t>/<p>/<z>/<row>/<col>`: the stores of format version 1.
     Nested,
 }
@@ -113,7 +137,7 @@ impl ChunkNaming {
     /// How many directory levels below `chunks/<seq>/` a chunk's key has.
     pub fn depth(self) -> usize {
         match self {
-            ChunkNaming::RowDirectories => 2,
+            ChunkNaming::Blocks => 2,
             ChunkNaming::Nested => 5,
         }
     }
@@ -194,25 +218,41 @@ mod tests {
             col: -4,
             row: 17,
         };
-        let rows = k.object_key(9, ChunkNaming::RowDirectories);
-        assert_eq!(rows, "chunks/9/2.1.3.17/-4");
+        // Its top-left corner is level-0 tile (136, -32): block (8, -2).
+        let blocks = k.object_key(9, ChunkNaming::Blocks);
+        assert_eq!(blocks, "chunks/9/2.1.8.-2/3.17.-4");
         let nested = k.object_key(9, ChunkNaming::Nested);
         assert_eq!(nested, "chunks/9/2/1/3/17/-4");
-        for (key, naming) in [
-            (rows, ChunkNaming::RowDirectories),
-            (nested, ChunkNaming::Nested),
-        ] {
+        for (key, naming) in [(blocks, ChunkNaming::Blocks), (nested, ChunkNaming::Nested)] {
             let rest = key.strip_prefix("chunks/9/").unwrap();
             assert_eq!(rest.matches('/').count() + 1, naming.depth());
             assert_eq!(TileKey::from_object_key(rest, naming), Some(k));
         }
-        for junk in ["2.1.3/-4", "2.1.3.17.5/-4", "a.1.3.17/-4", "2/1/3/17"] {
+        for junk in [
+            "2.1.8/3.17.-4",
+            "2.1.8.-2/3.17",
+            "2.1.8.-1/3.17.-4",
+            "a.1.8.-2/3.17.-4",
+        ] {
             assert_eq!(
-                TileKey::from_object_key(junk, ChunkNaming::RowDirectories),
-                None
+                TileKey::from_object_key(junk, ChunkNaming::Blocks),
+                None,
+                "{junk}"
             );
             assert_eq!(TileKey::from_object_key(junk, ChunkNaming::Nested), None);
         }
+        // A tile and its ancestors up to the level of 16 x 16 tiles share a directory.
+        let dir = |k: TileKey| {
+            let key = k.object_key(1, ChunkNaming::Blocks);
+            key.rsplit_once('/').unwrap().0.to_string()
+        };
+        let mut loc = TileLoc::new(0, 37, 21);
+        let first = dir(TileKey::new(0, 0, loc));
+        for _ in 0..4 {
+            loc = loc.parent();
+            assert_eq!(dir(TileKey::new(0, 0, loc)), first, "{loc:?}");
+        }
+        assert_ne!(dir(TileKey::base(37, 5)), first);
     }
 
     #[test]
