@@ -273,12 +273,12 @@ fn read_streamed(
                 .map(|p| p.next().expect("a row of blocks per band"))
                 .collect();
             let whole = if let [only] = &mut band_rows[..] {
-                reader.whole_rows(source, loc, rows, dtype, size, only)?
+                reader.whole_rows(source, loc, rows.clone(), dtype, size, only)?
             } else {
                 let len = band_rows.iter().map(|r| r.len()).sum::<usize>();
                 scratch.resize(len.div_ceil(8), 0);
                 let read = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut scratch)[..len];
-                let whole = reader.whole_rows(source, loc, rows, dtype, size, read)?;
+                let whole = reader.whole_rows(source, loc, rows.clone(), dtype, size, read)?;
                 for (to, from) in band_rows.iter_mut().zip(read.chunks(len / bands)) {
                     to.copy_from_slice(from);
                 }
@@ -291,7 +291,6 @@ fn read_streamed(
             // The last row: nothing is left to read, so this thread does its work while
             // the pool finishes the rest.
             let last = i + 1 == blocks.block_rows();
-            let rows = i * blocks.rows()..((i + 1) * blocks.rows()).min(size);
             if let Some((methods, validity)) = streaming.reduction {
                 let band_rows = band_rows.clone();
                 let reduce = move || {
