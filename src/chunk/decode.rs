@@ -2,7 +2,10 @@
 
 use std::path::Path;
 
-use super::{stored_checksum, Expected, Head, HEADER_LEN, TRAILER_LEN, VERSION_1};
+use rayon::prelude::*;
+
+use super::head::BlockDst;
+use super::{stored_checksum, Expected, Head, HEADER_LEN, PARALLEL_FRAMES, TRAILER_LEN, VERSION_1};
 use crate::area::Area;
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
@@ -165,20 +168,31 @@ impl<'a> Chunk<'a> {
         );
         if head.version == VERSION_1 {
             let (bytes, check, path) = self.frame(0)?;
-            return head.decode_frame(0, bytes, check, data, mask, path);
+            return head.decode_whole_v1(bytes, check, data, mask, path);
         }
         let blocks = head.blocks_meeting(area);
-        for b in 0..head.bands {
-            for &k in &blocks {
-                let i = head.frame_of(b, k);
-                let (bytes, check, path) = self.frame(i)?;
-                head.decode_frame(i, bytes, check, data, None, path)?;
-            }
+        let frames: Vec<usize> = (0..head.bands)
+            .flat_map(|b| blocks.iter().map(move |&k| head.frame_of(b, k)))
+            .collect();
+        let dsts = head.block_dsts(data, &frames);
+        let decode = |(i, dst): (usize, BlockDst<'_>)| {
+            let (bytes, check, path) = self.frame(i)?;
+            head.decode_block(i, bytes, check, dst, path)
+        };
+        let mut work = frames.iter().copied().zip(dsts);
+        // Inside a pool, the blocks of one tile are decoded side by side: a reader waiting
+        // for one tile gets it sooner.
+        if frames.len() >= PARALLEL_FRAMES && rayon::current_thread_index().is_some() {
+            work.collect::<Vec<_>>()
+                .into_par_iter()
+                .try_for_each(decode)?;
+        } else {
+            work.try_for_each(decode)?;
         }
         match (mask, head.mask_frame()) {
             (Some(m), Some(i)) => {
                 let (bytes, check, path) = self.frame(i)?;
-                head.decode_frame(i, bytes, check, data, Some(m), path)
+                head.decode_mask(i, bytes, check, m, path)
             }
             (Some(m), None) => {
                 m.fill(255);
@@ -221,6 +235,7 @@ pub fn read_blocks(
         .collect();
     frames.sort_unstable();
     frames.dedup();
+    let mut dsts = head.block_dsts(data, &frames).into_iter();
     // Frames next to each other in one object are fetched together.
     let mut at = 0;
     while at < frames.len() {
@@ -246,7 +261,8 @@ pub fn read_blocks(
             let frame = bytes
                 .get(from..from + f.len)
                 .ok_or_else(|| Error::corrupt(path, format!("chunk ends inside frame {j}")))?;
-            head.decode_frame(j, frame, true, data, None, path)?;
+            let dst = dsts.next().expect("one destination per frame");
+            head.decode_block(j, frame, true, dst, path)?;
         }
         at = end;
     }
@@ -258,7 +274,7 @@ pub fn read_blocks(
                 if bytes.len() != f.len {
                     return Err(Error::corrupt(path, "chunk ends inside its mask"));
                 }
-                head.decode_frame(i, &bytes, true, data, Some(mask), path)?;
+                head.decode_mask(i, &bytes, true, mask, path)?;
             }
             None => mask.fill(255),
         }

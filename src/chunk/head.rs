@@ -1,10 +1,11 @@
 //! The head of a chunk: what it holds, and where each of its frames is.
 
+use std::marker::PhantomData;
 use std::ops::Range;
 use std::path::Path;
 
 use super::{
-    frame_count, head_len, unpack_bits, Encoding, Expected, BASE_FIELD_LEN, BLOCK, FLAG_MASK,
+    frame_count, head_len, unpack_bits, Encoding, Expected, BASE_FIELD_LEN, FLAG_MASK,
     FLAG_WHOLE_BLOCKS, HEADER_LEN, MAGIC, SCRATCH, TABLE_ENTRY_LEN, TRAILER_LEN,
     V2_TABLE_ENTRY_LEN, VERSION, VERSION_1, VERSION_2,
 };
@@ -333,108 +334,195 @@ impl Head {
         (self.has_mask && self.version != VERSION_1).then(|| self.frames.len() - 1)
     }
 
-    /// Decodes frame `i`, whose bytes are `bytes`, into its pixels of `data`
-    /// (band-sequential tile planes) or, for the mask frame, into `mask`. `check` verifies
-    /// the frame's own checksum (a reader that checked the whole object need not, for
-    /// frames stored in it).
-    pub(super) fn decode_frame(
+    /// Checks frame `i`'s bytes against its checksum, if `check` (a reader that checked
+    /// the whole object need not, for frames stored in it).
+    fn check_frame(&self, i: usize, bytes: &[u8], check: bool, path: &Path) -> Result<()> {
+        if !check || crc32c::crc32c(bytes) == self.frames[i].crc {
+            return Ok(());
+        }
+        let whose = match self.frames[i].in_base {
+            true => " (kept in the chunk's base)",
+            false => "",
+        };
+        Err(Error::corrupt(
+            path,
+            format!(
+                "frame {i}{whose} checksum mismatch: the chunk was changed after it was written"
+            ),
+        ))
+    }
+
+    /// Decodes a version 1 chunk's one frame into `data` (band-sequential tile planes)
+    /// and, if given, its mask into `mask`.
+    pub(super) fn decode_whole_v1(
         &self,
-        i: usize,
         bytes: &[u8],
         check: bool,
         data: &mut [u8],
         mask: Option<&mut [u8]>,
         path: &Path,
     ) -> Result<()> {
-        let bad = |detail: String| Error::corrupt(path, detail);
+        self.check_frame(0, bytes, check, path)?;
         let (size, width) = (self.size, self.dtype.size());
-        let n = size * size;
-        let plane_len = n * width;
-        let mask_len = if self.has_mask { n.div_ceil(8) } else { 0 };
-        if check && crc32c::crc32c(bytes) != self.frames[i].crc {
-            let whose = if self.frames[i].in_base {
-                " (kept in the chunk's base)"
-            } else {
-                ""
-            };
-            return Err(bad(format!(
-                "frame {i}{whose} checksum mismatch: the chunk was changed after it was written"
-            )));
-        }
-        SCRATCH.with(|scratch| -> Result<()> {
+        let plane_len = size * size * width;
+        let mask_len = if self.has_mask {
+            (size * size).div_ceil(8)
+        } else {
+            0
+        };
+        SCRATCH.with(|scratch| {
             let mut raw = scratch.borrow_mut();
-            if self.version == VERSION_1 {
-                raw.clear();
-                raw.resize(plane_len * self.bands + mask_len, 0);
-                self.compression
-                    .decompress(bytes, &mut raw)
-                    .map_err(|e| bad(format!("payload does not decompress: {e}")))?;
-                for (src, dst) in raw[..plane_len * self.bands]
-                    .chunks_exact(plane_len)
-                    .zip(data.chunks_exact_mut(plane_len))
-                {
-                    self.predictor.decode(width, size, src, dst);
-                }
-                if let Some(mask) = mask {
-                    match self.has_mask {
-                        true => unpack_bits(&raw[plane_len * self.bands..], mask),
-                        false => mask.fill(255),
-                    }
-                }
-                return Ok(());
-            }
-            if Some(i) == self.mask_frame() {
-                let Some(mask) = mask else { return Ok(()) };
-                raw.clear();
-                raw.resize(mask_len, 0);
-                self.compression
-                    .decompress(bytes, &mut raw)
-                    .map_err(|e| bad(format!("the mask does not decompress: {e}")))?;
-                unpack_bits(&raw, mask);
-                return Ok(());
-            }
-            let (b, k) = (i / self.blocks(), i % self.blocks());
-            let area = self.block_area(k);
-            let row_bytes = area.cols.len() * width;
             raw.clear();
-            raw.resize(area.rows.len() * row_bytes, 0);
+            raw.resize(plane_len * self.bands + mask_len, 0);
             self.compression
                 .decompress(bytes, &mut raw)
-                .map_err(|e| bad(format!("band {} block {k} does not decompress: {e}", b + 1)))?;
-            let plane = &mut data[b * plane_len..(b + 1) * plane_len];
-            if !self.whole_blocks {
-                // Each row of the block goes where it belongs in the tile, through the
-                // predictor, row by row.
-                for (y, src) in area.rows.clone().zip(raw.chunks_exact(row_bytes)) {
-                    let at = (y * size + area.cols.start) * width;
-                    self.predictor.decode(
-                        width,
-                        area.cols.len(),
-                        src,
-                        &mut plane[at..at + row_bytes],
-                    );
-                }
-                return Ok(());
+                .map_err(|e| Error::corrupt(path, format!("payload does not decompress: {e}")))?;
+            for (src, dst) in raw[..plane_len * self.bands]
+                .chunks_exact(plane_len)
+                .zip(data.chunks_exact_mut(plane_len))
+            {
+                self.predictor.decode(width, size, src, dst);
             }
-            let samples = area.pixels();
-            if area.cols.len() == size {
-                // Whole rows: the block lies in the tile as one run.
-                let at = area.rows.start * size * width;
-                self.predictor
-                    .decode(width, samples, &raw, &mut plane[at..at + raw.len()]);
-                return Ok(());
-            }
-            BLOCK.with(|block| {
-                let mut block = block.borrow_mut();
-                block.clear();
-                block.resize(raw.len(), 0);
-                self.predictor.decode(width, samples, &raw, &mut block);
-                for (y, src) in area.rows.clone().zip(block.chunks_exact(row_bytes)) {
-                    let at = (y * size + area.cols.start) * width;
-                    plane[at..at + row_bytes].copy_from_slice(src);
+            if let Some(mask) = mask {
+                match self.has_mask {
+                    true => unpack_bits(&raw[plane_len * self.bands..], mask),
+                    false => mask.fill(255),
                 }
-            });
+            }
             Ok(())
+        })
+    }
+
+    /// Decodes the mask frame `i` into `mask` (one byte per pixel).
+    pub(super) fn decode_mask(
+        &self,
+        i: usize,
+        bytes: &[u8],
+        check: bool,
+        mask: &mut [u8],
+        path: &Path,
+    ) -> Result<()> {
+        self.check_frame(i, bytes, check, path)?;
+        SCRATCH.with(|scratch| {
+            let mut raw = scratch.borrow_mut();
+            raw.clear();
+            raw.resize((self.size * self.size).div_ceil(8), 0);
+            self.compression
+                .decompress(bytes, &mut raw)
+                .map_err(|e| Error::corrupt(path, format!("the mask does not decompress: {e}")))?;
+            unpack_bits(&raw, mask);
+            Ok(())
+        })
+    }
+
+    /// Where each of `frames` (frames of blocks, each named once) decodes to in `data`
+    /// (band-sequential tile planes): one [`BlockDst`] per frame, in the order given. They
+    /// reach disjoint bytes, so frames can be decoded on several threads at once.
+    pub(super) fn block_dsts<'a>(&self, data: &'a mut [u8], frames: &[usize]) -> Vec<BlockDst<'a>> {
+        let width = self.dtype.size();
+        let plane_len = self.size * self.size * width;
+        assert_eq!(
+            data.len(),
+            plane_len * self.bands,
+            "tile-sized output buffer"
+        );
+        assert!(
+            self.version != VERSION_1 && frames.iter().all(|&i| i < self.bands * self.blocks()),
+            "frames of blocks"
+        );
+        let mut named = vec![false; self.bands * self.blocks()];
+        for &i in frames {
+            assert!(
+                !std::mem::replace(&mut named[i], true),
+                "frame {i} named twice"
+            );
+        }
+        let ptr = data.as_mut_ptr();
+        frames
+            .iter()
+            .map(|&i| {
+                let (b, k) = (i / self.blocks(), i % self.blocks());
+                let area = self.block_area(k);
+                BlockDst {
+                    ptr,
+                    first: b * plane_len + (area.rows.start * self.size + area.cols.start) * width,
+                    stride: self.size * width,
+                    row_bytes: area.cols.len() * width,
+                    rows: area.rows.len(),
+                    _planes: PhantomData,
+                }
+            })
+            .collect()
+    }
+
+    /// Decodes block frame `i`, whose bytes are `bytes`, into `dst` (from
+    /// [`Head::block_dsts`]).
+    pub(super) fn decode_block(
+        &self,
+        i: usize,
+        bytes: &[u8],
+        check: bool,
+        dst: BlockDst<'_>,
+        path: &Path,
+    ) -> Result<()> {
+        self.check_frame(i, bytes, check, path)?;
+        let width = self.dtype.size();
+        SCRATCH.with(|scratch| {
+            let mut raw = scratch.borrow_mut();
+            raw.clear();
+            raw.resize(dst.rows * dst.row_bytes, 0);
+            self.compression.decompress(bytes, &mut raw).map_err(|e| {
+                let (b, k) = (i / self.blocks(), i % self.blocks());
+                Error::corrupt(
+                    path,
+                    format!("band {} block {k} does not decompress: {e}", b + 1),
+                )
+            })?;
+            let cols = dst.row_bytes / width;
+            if self.whole_blocks {
+                self.predictor
+                    .decode_block(width, cols, &raw, dst.into_rows());
+            } else {
+                for (src, row) in raw.chunks_exact(dst.row_bytes).zip(dst.into_rows()) {
+                    self.predictor.decode(width, cols, src, row);
+                }
+            }
+            Ok(())
+        })
+    }
+}
+
+/// Where one block decodes to in a tile's band-sequential planes: `rows` runs of
+/// `row_bytes` bytes, `stride` apart, from byte `first`. [`Head::block_dsts`] hands out
+/// one per block; blocks do not overlap, so each is the only way to its bytes, like the
+/// `&mut` it was cut from.
+pub(super) struct BlockDst<'a> {
+    ptr: *mut u8,
+    first: usize,
+    stride: usize,
+    row_bytes: usize,
+    rows: usize,
+    _planes: PhantomData<&'a mut [u8]>,
+}
+
+// SAFETY: a BlockDst is the only handle on its bytes (see Head::block_dsts), so it may move
+// to another thread as the `&mut [u8]` it stands for could.
+unsafe impl Send for BlockDst<'_> {}
+
+impl<'a> BlockDst<'a> {
+    /// The block's rows, top to bottom, each handed out once.
+    fn into_rows(self) -> impl Iterator<Item = &'a mut [u8]> {
+        (0..self.rows).map(move |y| {
+            // SAFETY: Head::block_dsts cut this from a `&'a mut [u8]` of whole tile planes
+            // and the block's rows lie inside them (its area is inside the tile); no other
+            // BlockDst reaches these bytes (blocks of one band do not overlap, and bands
+            // are separate planes), and each row is made once, so no two live slices alias.
+            unsafe {
+                std::slice::from_raw_parts_mut(
+                    self.ptr.add(self.first + y * self.stride),
+                    self.row_bytes,
+                )
+            }
         })
     }
 }

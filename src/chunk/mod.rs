@@ -91,6 +91,9 @@ const FLAG_MASK: u16 = 1;
 const FLAG_WHOLE_BLOCKS: u16 = 2;
 /// A tile with at least this many blocks to encode has them encoded in parallel.
 const PARALLEL_BLOCKS: usize = 4;
+/// A tile read inside a pool with at least this many frames to decode has them decoded in
+/// parallel.
+const PARALLEL_FRAMES: usize = 4;
 /// Bytes a reader of part of a chunk fetches first: its head, for up to 336 frames (more is
 /// fetched when a head is longer).
 pub const HEAD_PROBE_LEN: usize = 4096;
@@ -137,7 +140,7 @@ thread_local! {
     // The predictor output and the decompressed blocks are reused per thread, which keeps
     // the hot path free of large allocations.
     static SCRATCH: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
-    // A block's samples gathered from the rows of a tile, or decoded before they go there.
+    // A block's samples gathered from the rows of a tile.
     static BLOCK: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
 }
 

@@ -127,9 +127,9 @@ impl Predictor {
                 {
                     match width {
                         1 => prefix_sum_bytes(src, dst),
-                        2 => undiff_u16(src, dst),
-                        4 => undiff_u32(src, dst),
-                        8 => undiff_u64(src, dst),
+                        2 => _ = undiff_u16(0, src, dst),
+                        4 => _ = undiff_u32(0, src, dst),
+                        8 => _ = undiff_u64(0, src, dst),
                         _ => unreachable!("no {width}-byte samples"),
                     }
                 }
@@ -142,6 +142,63 @@ impl Predictor {
                     unshuffle_undiff_row(width, cols, src, dst);
                 }
             }
+        }
+    }
+    /// Reverses [`Predictor::encode`] of a block predicted as one sequence of
+    /// `src.len() / width` samples, laid out as rows of `cols` samples, writing each row
+    /// into the next of `rows`: a block goes straight into its place in a tile, without
+    /// an intermediate copy.
+    pub fn decode_block<'a>(
+        self,
+        width: usize,
+        cols: usize,
+        src: &[u8],
+        rows: impl Iterator<Item = &'a mut [u8]>,
+    ) {
+        let row_bytes = width * cols;
+        let src_rows = src.chunks_exact(row_bytes);
+        match self {
+            Predictor::None => {
+                for (src, dst) in src_rows.zip(rows) {
+                    dst.copy_from_slice(src);
+                }
+            }
+            Predictor::Horizontal => {
+                // The running sum carries from the end of one row to the start of the next.
+                let mut carry = 0u64;
+                for (src, dst) in src_rows.zip(rows) {
+                    carry = match width {
+                        1 => prefix_sum_bytes_from(carry as u8, src, dst) as u64,
+                        2 => undiff_u16(carry as u16, src, dst) as u64,
+                        4 => undiff_u32(carry as u32, src, dst) as u64,
+                        8 => undiff_u64(carry, src, dst),
+                        _ => unreachable!("no {width}-byte samples"),
+                    };
+                }
+            }
+            Predictor::FloatingPoint => ROW.with(|sums| {
+                // The byte planes span the whole block: row y is samples [y·cols, (y+1)·cols)
+                // of every plane.
+                let mut sums = sums.borrow_mut();
+                sums.resize(src.len(), 0);
+                prefix_sum_bytes(src, &mut sums);
+                let samples = src.len() / width;
+                for (y, dst) in rows.take(samples / cols.max(1)).enumerate() {
+                    let plane =
+                        |k: usize| &sums[k * samples + y * cols..k * samples + (y + 1) * cols];
+                    // Plane k holds byte `width - 1 - k` of every sample.
+                    if width == 4 {
+                        interleave4(plane(3), plane(2), plane(1), plane(0), dst);
+                    } else {
+                        for k in 0..width {
+                            let byte = width - 1 - k;
+                            for (i, v) in plane(k).iter().enumerate() {
+                                dst[i * width + byte] = *v;
+                            }
+                        }
+                    }
+                }
+            }),
         }
     }
 }
@@ -159,13 +216,14 @@ macro_rules! differencing {
             }
         }
 
-        fn $undiff(src: &[u8], dst: &mut [u8]) {
+        /// The running sum of `src`'s samples, starting from `acc`; returns the last.
+        fn $undiff(mut acc: $t, src: &[u8], dst: &mut [u8]) -> $t {
             const N: usize = std::mem::size_of::<$t>();
-            let mut acc: $t = 0;
             for (s, d) in src.chunks_exact(N).zip(dst.chunks_exact_mut(N)) {
                 acc = acc.wrapping_add(<$t>::from_le_bytes(s.try_into().expect("exact chunk")));
                 d.copy_from_slice(&acc.to_le_bytes());
             }
+            acc
         }
     };
 }
@@ -274,11 +332,17 @@ fn interleave4(b0: &[u8], b1: &[u8], b2: &[u8], b3: &[u8], dst: &mut [u8]) {
 
 /// `dst[i] = src[0] + ... + src[i]` (mod 256).
 fn prefix_sum_bytes(src: &[u8], dst: &mut [u8]) {
-    let (done, mut carry) = simd::prefix_sum_bytes(src, dst);
+    prefix_sum_bytes_from(0, src, dst);
+}
+
+/// `dst[i] = carry + src[0] + ... + src[i]` (mod 256); returns the last sum.
+fn prefix_sum_bytes_from(carry: u8, src: &[u8], dst: &mut [u8]) -> u8 {
+    let (done, mut carry) = simd::prefix_sum_bytes(carry, src, dst);
     for (a, b) in src[done..].iter().zip(&mut dst[done..]) {
         carry = carry.wrapping_add(*a);
         *b = carry;
     }
+    carry
 }
 
 /// Vectorised kernels. Each handles a prefix of its input and returns how far it got; the
@@ -289,13 +353,12 @@ mod simd {
 
     /// Sixteen bytes per step: the running sum inside a register is built by adding copies
     /// shifted by 1, 2, 4 and 8 bytes, then the carry from the previous step is added.
-    pub fn prefix_sum_bytes(src: &[u8], dst: &mut [u8]) -> (usize, u8) {
+    pub fn prefix_sum_bytes(mut carry: u8, src: &[u8], dst: &mut [u8]) -> (usize, u8) {
         let n = src.len().min(dst.len()) / 16 * 16;
-        let mut carry = 0u8;
         // SAFETY: SSE2 is part of the x86_64 baseline; every load and store touches bytes
         // [i, i + 16) with i + 16 <= n, inside both slices (unaligned access is used).
         unsafe {
-            let mut acc = _mm_setzero_si128();
+            let mut acc = _mm_set1_epi8(carry as i8);
             let mut i = 0;
             while i < n {
                 let mut x = _mm_loadu_si128(src.as_ptr().add(i) as *const __m128i);
@@ -412,8 +475,8 @@ mod simd {
         0
     }
 
-    pub fn prefix_sum_bytes(_src: &[u8], _dst: &mut [u8]) -> (usize, u8) {
-        (0, 0)
+    pub fn prefix_sum_bytes(carry: u8, _src: &[u8], _dst: &mut [u8]) -> (usize, u8) {
+        (0, carry)
     }
 
     pub fn interleave4(_b0: &[u8], _b1: &[u8], _b2: &[u8], _b3: &[u8], _dst: &mut [u8]) -> usize {
@@ -453,16 +516,46 @@ mod tests {
 
     proptest! {
         #[test]
-        fn word_prefix_sum_matches_a_byte_loop(src in prop::collection::vec(any::<u8>(), 0..100)) {
+        fn word_prefix_sum_matches_a_byte_loop(
+            src in prop::collection::vec(any::<u8>(), 0..100), carry in any::<u8>()) {
             let mut want = Vec::new();
-            let mut acc = 0u8;
+            let mut acc = carry;
             for b in &src {
                 acc = acc.wrapping_add(*b);
                 want.push(acc);
             }
             let mut got = vec![0u8; src.len()];
-            prefix_sum_bytes(&src, &mut got);
+            let last = prefix_sum_bytes_from(carry, &src, &mut got);
+            prop_assert_eq!(last, acc);
             prop_assert_eq!(got, want);
+        }
+
+        /// A block decoded into its place in a wider plane reads as the block decoded on
+        /// its own and copied there row by row.
+        #[test]
+        fn a_block_decodes_into_its_place(width in prop::sample::select(vec![1usize, 2, 4, 8]),
+            cols in 1usize..40, rows in 1usize..6, pad in 0usize..9, seed in any::<u64>()) {
+            let mut x = seed;
+            let block: Vec<u8> = (0..width * cols * rows).map(|_| {
+                x = x.wrapping_mul(6364136223846793005).wrapping_add(1442695040888963407);
+                (x >> 56) as u8
+            }).collect();
+            let stride = width * (cols + pad);
+            for p in [Predictor::None, Predictor::Horizontal, Predictor::FloatingPoint] {
+                let mut encoded = Vec::new();
+                p.encode(width, cols * rows, &block, &mut encoded);
+                let mut want = vec![7u8; stride * rows];
+                let mut alone = vec![0u8; block.len()];
+                p.decode(width, cols * rows, &encoded, &mut alone);
+                for (y, row) in alone.chunks_exact(width * cols).enumerate() {
+                    want[y * stride..y * stride + row.len()].copy_from_slice(row);
+                }
+                let mut got = vec![7u8; stride * rows];
+                let row_bytes = width * cols;
+                p.decode_block(width, cols, &encoded, got.chunks_mut(stride).map(|r| &mut r[..row_bytes]));
+                prop_assert_eq!(&alone, &block);
+                prop_assert_eq!(got, want);
+            }
         }
     }
 

@@ -746,6 +746,9 @@ pub unsafe extern "C" fn gridstore_read_blocks(
         };
         if n >= MIN_PARALLEL_BLOCKS && s.read_threads > 1 {
             read_pool(s.read_threads)?.install(|| plan.par_iter().try_for_each(read))?;
+        } else if s.read_threads > 1 {
+            // Few blocks: each is read in turn, its frames decoded side by side.
+            read_pool(s.read_threads)?.install(|| plan.iter().try_for_each(read))?;
         } else {
             plan.iter().try_for_each(read)?;
         }
