@@ -10,10 +10,12 @@ before that work (--before, 3fc4724 by default) against the current build, on th
   copied as gdal_GRIDSTORE.so into a folder of its own (target/bench/plugins-before,
   target/bench/plugins-after) that child processes get as GDAL_DRIVER_PATH, so each loads
   that build and no other plugin; a check process confirms which file GDAL mapped.
-- The stores are the two of bench/update.py's scale part (its `scale_stores`): a 16384x16384
-  Byte store in 16-pixel tiles (about 1.4 million stored tiles with its levels, built once and
-  kept in target/bench) and a 160x160 one (139 tiles). The format did not change, so both
-  builds open the same stores.
+- The stores are made like the two of bench/update.py's scale part (its `scale_stores`): a
+  16384x16384 Byte store in 16-pixel tiles (about 1.4 million stored tiles with its levels,
+  built once and kept in target/bench as history-million.gridstore) and a 160x160 one (139
+  tiles). The BEFORE build writes them, in the format it knows; the AFTER build reads that
+  format too (later builds write a newer one, which BEFORE cannot read), so both builds open
+  the same bytes.
 - Every figure comes from a fresh process, timed inside it (interpreter start-up, loading
   GDAL and the plugin are left out), as in bench/update.py: open is `gdal.Open`, first band,
   size; a read is one window (128x128, 64 tiles, aligned on the tile grid) at the base level
@@ -178,8 +180,10 @@ def main():
     print(f"BEFORE {before_name} (LOCK_TIMEOUT open option: {lock_b}); "
           f"AFTER {after_name} (LOCK_TIMEOUT open option: {lock_a})", flush=True)
 
-    # The stores, made by the AFTER build (the format is the same for both).
-    (big, small), counts = update.scale_stores(work, env_a)
+    # The stores, made by the BEFORE build: both builds read its format.
+    (big, small), counts = update.scale_stores(
+        work, env_b, names=("history-million.gridstore", "history-hundred.gridstore"),
+        this_build=False)
     stores = [(big, "16384x16384"), (small, "160x160")]
     kinds = ["base", "overview"]
     load_start = os.getloadavg()

@@ -194,12 +194,13 @@ def current_format(path):
         return f.read(5)[4] == 3
 
 
-def scale_stores(work, env):
+def scale_stores(work, env, names=("million.gridstore", "hundred.gridstore"), this_build=True):
     """The two stores of the scale part, in work: a 16384x16384 Byte store in 16-pixel tiles
     (about 1.4 million stored tiles with its levels) and a 160x160 one (139 tiles), made with
-    gdal_translate from generated rasters. The big one takes minutes to build, so it is kept
-    and reused (rebuilt if it does not open, e.g. after an interrupted build); the small one
-    is rebuilt. Returns ((big, small), {path: stored tiles})."""
+    gdal_translate from generated rasters, by the plugin `env` loads, under `names`. The big
+    one takes minutes to build, so it is kept and reused (rebuilt if it does not open, e.g.
+    after an interrupted build, or, if `this_build`, if it is not in this build's format); the
+    small one is rebuilt. Returns ((big, small), {path: stored tiles})."""
     big_src = os.path.join(work, "big-byte.tif")
     small_src = os.path.join(work, "small-byte.tif")
     if not os.path.exists(big_src):
@@ -209,8 +210,9 @@ def scale_stores(work, env):
     if not os.path.exists(small_src):
         run(["gdal_translate", "-q", "-srcwin", "0", "0", "160", "160", big_src, small_src],
             env)
-    big, small = (os.path.join(work, n) for n in ("million.gridstore", "hundred.gridstore"))
-    if os.path.exists(big) and (stored_tiles(big) is None or not current_format(big)):
+    big, small = (os.path.join(work, n) for n in names)
+    if os.path.exists(big) and (stored_tiles(big) is None
+                                or (this_build and not current_format(big))):
         remove(big)
     if not os.path.exists(big):
         build = run(["gdal_translate", "-q", "-of", "GRIDSTORE", "-co", "BLOCKSIZE=16",
