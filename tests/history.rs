@@ -497,19 +497,17 @@ fn gc_removes_only_what_no_kept_snapshot_needs() {
     assert_eq!(files(&st), after);
 }
 
-/// What an interrupted creation leaves: a lock of `pid`, objects of snapshot 1 (none that
-/// a new creation of the same raster writes), and no gridstore.json.
 #[test]
 fn gc_keeps_the_chunks_that_updated_levels_keep_frames_in() {
     let dir = tmp();
     // 512 x 512 Float32 in 256-pixel tiles: 2 x 2 tiles at level 0, one at level 1, whose
-    // chunk is cut in strips of 64 rows.
+    // chunk is cut in 2 x 2 blocks of 128 x 128.
     let a = dir.path().join("a.tif");
     make(&a, 500000.0, 5000000.0, 512, 512, 100.0);
     let st = dir.path().join("s.gridstore");
     ingest(s(&a), &st, &["BLOCKSIZE=256"]);
-    // A patch in the top left tile changes the upper half of the level-1 tile: its new
-    // chunk holds those strips and keeps the others in the chunk snapshot 1 wrote.
+    // A patch in the top left tile changes the top left quadrant of the level-1 tile: its
+    // new chunk holds that block and keeps the others in the chunk snapshot 1 wrote.
     let p = dir.path().join("p.tif");
     make(&p, 500100.0, 4999900.0, 50, 40, 900.0);
     translate_into_ok(&p, &st, &[]);
@@ -627,6 +625,8 @@ fn a_store_of_format_1_keeps_its_nested_chunk_names() {
     assert_eq!(digest(&old, None), digest(&new, None));
 }
 
+/// What an interrupted creation leaves: a lock of `pid`, objects of snapshot 1 (none that
+/// a new creation of the same raster writes), and no gridstore.json.
 fn unfinished_creation(path: &Path, pid: u32, process_start: Option<u64>) {
     let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
     let lock = serde_json::json!({
