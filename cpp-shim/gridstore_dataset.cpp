@@ -81,15 +81,20 @@ CPLErr GridstoreDataset::IBuildOverviews(const char *, int, const int *, int, co
     return CE_None;
 }
 
+bool GridstoreDataset::RefuseOverviewWrite()
+{
+    if (m_level == 0)
+        return false;
+    CPLError(CE_Failure, CPLE_NotSupported,
+             "GRIDSTORE: data can only be written at the base level (full resolution); "
+             "the overviews are aggregation levels recomputed from it on every write");
+    return true;
+}
+
 CPLErr GridstoreDataset::WriteBlock(int blockX, int blockY, int band, const void *image)
 {
-    if (m_level != 0)
-    {
-        CPLError(CE_Failure, CPLE_NotSupported,
-                 "GRIDSTORE: data can only be written at the base level (full resolution); "
-                 "the overviews are aggregation levels recomputed from it on every write");
+    if (RefuseOverviewWrite())
         return CE_Failure;
-    }
     if (eAccess != GA_Update)
     {
         CPLError(CE_Failure, CPLE_NoWriteAccess,
@@ -321,6 +326,10 @@ CPLErr GridstoreBand::IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nX
                                 GDALDataType eBufType, GSpacing nPixelSpace,
                                 GSpacing nLineSpace, GDALRasterIOExtraArg *psExtraArg)
 {
+    // A write to an overview fails here, at the call, rather than later when GDAL's block
+    // cache flushes it (when the caller may no longer be looking at errors).
+    if (eRWFlag == GF_Write && static_cast<GridstoreDataset *>(poDS)->RefuseOverviewWrite())
+        return CE_Failure;
     // Only full-resolution reads go block by block; downsampled ones go to an overview.
     if (eRWFlag == GF_Read && nBufXSize == nXSize && nBufYSize == nYSize)
     {

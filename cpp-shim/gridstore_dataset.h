@@ -83,6 +83,8 @@ class GridstoreDataset final : public GDALPamDataset
     // `level` 0 is the dataset GDAL opens; levels above are its overviews.
     GridstoreDataset(std::shared_ptr<GsStore> store, int level, GDALAccess access);
     CPLErr WriteBlock(int blockX, int blockY, int band, const void *image);
+    // On an overview: reports that only the base level takes writes, and returns true.
+    bool RefuseOverviewWrite();
 
     // Reads block (x, y) of every band, returns band `band` in `image` and puts the other
     // bands in GDAL's block cache, since one chunk holds all bands.
