@@ -21,8 +21,9 @@ before that work (--before, 3fc4724 by default) against the current build, on th
   size; a read is one window (128x128, 64 tiles, aligned on the tile grid) at the base level
   or at the first overview (on an overview too small for that, the largest whole number of
   tiles that leaves a tile of room: 64x64 on the small store), at a different place for each
-  window. Each window is first read once by a process whose
-  figures are dropped (so chunk files are in the page cache for both builds), then by both
+  window; or the 64 tiles of such a window at the base level read one by one with ReadBlock
+  (the block path gdal_translate and QGIS's renderer use). Each window is first read once by
+  a process whose figures are dropped (so chunk files are in the page cache for both builds), then by both
   builds, the order swapping window by window (AB, BA, AB, ...), so drift hits both.
 - --runs N rounds of --windows K windows per store and read kind: medians of N*K fresh
   processes per build (2*N*K for open), after/before ratios of the medians, and a 90%
@@ -70,7 +71,13 @@ n = 128 if min(w, h) >= 128 + bs else (min(w, h) // bs - 1) * bs
 x = (sx % ((w - n) // bs + 1)) * bs
 y = (sy % ((h - n) // bs + 1)) * bs
 t2 = time.perf_counter()
-b.ReadRaster(x, y, n, n)
+if kind == "blocks":
+    # Block by block, as gdal_translate and QGIS's renderer read: one tile per call.
+    for by in range(y // bs, (y + n) // bs):
+        for bx in range(x // bs, (x + n) // bs):
+            b.ReadBlock(bx, by)
+else:
+    b.ReadRaster(x, y, n, n)
 t3 = time.perf_counter()
 print(t1 - t0, t3 - t2, n, w, h, bs)
 """
@@ -185,7 +192,7 @@ def main():
         work, env_b, names=("history-million.gridstore", "history-hundred.gridstore"),
         this_build=False)
     stores = [(big, "16384x16384"), (small, "160x160")]
-    kinds = ["base", "overview"]
+    kinds = ["base", "overview", "blocks"]
     load_start = os.getloadavg()
     started = datetime.datetime.now()
 
@@ -215,8 +222,11 @@ def main():
         lines = [("open", opens)]
         for kind in kinds:
             n, w, h, bs = shape[(path, kind)]
-            where = "base level" if kind == "base" else f"first overview ({w}x{h})"
-            what = f"{n}x{n} window read, {where}, {(n // bs) ** 2} tiles"
+            if kind == "blocks":
+                what = f"{(n // bs) ** 2} tiles of a {n}x{n} window read one by one (ReadBlock)"
+            else:
+                where = "base level" if kind == "base" else f"first overview ({w}x{h})"
+                what = f"{n}x{n} window read, {where}, {(n // bs) ** 2} tiles"
             lines.append((what, {b: [rd for _, rd in samples[(path, kind)][b]] for b in builds}))
         for what, values in lines:
             mb, ma = median(values["before"]), median(values["after"])

@@ -94,6 +94,15 @@ const PARALLEL_BLOCKS: usize = 4;
 /// A tile read inside a pool with at least this many frames to decode has them decoded in
 /// parallel.
 const PARALLEL_FRAMES: usize = 4;
+
+/// Whether a whole tile of `bands` bands of `dtype`, `size` pixels wide, cut as writers cut
+/// it, has frames enough to be decoded side by side when read inside a pool. A reader of
+/// one tile enters a pool only then: for a tile of one frame the hand-over to the pool
+/// costs more than the decode.
+pub fn decodes_side_by_side(size: usize, dtype: DataType, bands: usize) -> bool {
+    let blocks = Blocks::for_new(size, dtype);
+    bands * blocks.block_rows() * blocks.across() >= PARALLEL_FRAMES
+}
 /// Bytes a reader of part of a chunk fetches first: its head, for up to 336 frames (more is
 /// fetched when a head is longer).
 pub const HEAD_PROBE_LEN: usize = 4096;

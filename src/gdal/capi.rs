@@ -18,6 +18,7 @@ use super::cpl::{
 use super::ingest::{ingest_dataset, IngestOptions};
 use super::placement::WarpResampling;
 use super::source::{describe, GdalSource, GMF_ALL_VALID, GMF_PER_DATASET};
+use crate::chunk::decodes_side_by_side;
 use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect, TileLoc};
 use crate::index::{Entry, TileKey};
@@ -744,9 +745,12 @@ pub unsafe extern "C" fn gridstore_read_blocks(
             }
             None => s.read_block(level, t, stride),
         };
+        let m = snap.manifest();
+        let frames_side_by_side =
+            decodes_side_by_side(m.grid.tile_size as usize, m.data_type, bands);
         if n >= MIN_PARALLEL_BLOCKS && s.read_threads > 1 {
             read_pool(s.read_threads)?.install(|| plan.par_iter().try_for_each(read))?;
-        } else if s.read_threads > 1 {
+        } else if s.read_threads > 1 && frames_side_by_side {
             // Few blocks: each is read in turn, its frames decoded side by side.
             read_pool(s.read_threads)?.install(|| plan.iter().try_for_each(read))?;
         } else {
