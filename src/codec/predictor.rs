@@ -144,6 +144,7 @@ impl Predictor {
             }
         }
     }
+
     /// Reverses [`Predictor::encode`] of a block predicted as one sequence of
     /// `src.len() / width` samples, laid out as rows of `cols` samples, writing each row
     /// into the next of `rows`: a block goes straight into its place in a tile, without
@@ -184,19 +185,7 @@ impl Predictor {
                 prefix_sum_bytes(src, &mut sums);
                 let samples = src.len() / width;
                 for (y, dst) in rows.take(samples / cols.max(1)).enumerate() {
-                    let plane =
-                        |k: usize| &sums[k * samples + y * cols..k * samples + (y + 1) * cols];
-                    // Plane k holds byte `width - 1 - k` of every sample.
-                    if width == 4 {
-                        interleave4(plane(3), plane(2), plane(1), plane(0), dst);
-                    } else {
-                        for k in 0..width {
-                            let byte = width - 1 - k;
-                            for (i, v) in plane(k).iter().enumerate() {
-                                dst[i * width + byte] = *v;
-                            }
-                        }
-                    }
+                    gather_samples(width, &sums, samples, y * cols, dst);
                 }
             }),
         }
@@ -299,21 +288,26 @@ fn unshuffle_undiff_row(width: usize, cols: usize, src: &[u8], dst: &mut [u8]) {
         let mut row = row.borrow_mut();
         row.resize(src.len(), 0);
         prefix_sum_bytes(src, &mut row);
-        // Plane k holds byte `width - 1 - k` of every sample.
-        if width == 4 {
-            let (p0, rest) = row.split_at(cols);
-            let (p1, rest) = rest.split_at(cols);
-            let (p2, p3) = rest.split_at(cols);
-            interleave4(p3, p2, p1, p0, dst);
-        } else {
-            for k in 0..width {
-                let byte = width - 1 - k;
-                for (i, v) in row[k * cols..(k + 1) * cols].iter().enumerate() {
-                    dst[i * width + byte] = *v;
-                }
+        gather_samples(width, &row, cols, 0, dst);
+    })
+}
+
+/// Writes into `dst` the samples `from..from + dst.len() / width` of `planes`: `width`
+/// byte planes of `plane_len` bytes each, plane k holding byte `width - 1 - k` of every
+/// sample.
+fn gather_samples(width: usize, planes: &[u8], plane_len: usize, from: usize, dst: &mut [u8]) {
+    let n = dst.len() / width;
+    let plane = |k: usize| &planes[k * plane_len + from..k * plane_len + from + n];
+    if width == 4 {
+        interleave4(plane(3), plane(2), plane(1), plane(0), dst);
+    } else {
+        for k in 0..width {
+            let byte = width - 1 - k;
+            for (i, v) in plane(k).iter().enumerate() {
+                dst[i * width + byte] = *v;
             }
         }
-    })
+    }
 }
 
 thread_local! {
