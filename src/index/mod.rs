@@ -68,7 +68,11 @@ impl TileKey {
     /// corner: the one a tile of level 0 is in, and the one of its children's top-left
     /// child for a tile above.
     fn base_block(&self) -> (i64, i64) {
-        let z = u32::from(self.level);
+        // No store has a level above MAX_LEVEL (32), where an i32 index shifted still fits
+        // an i64. The bound only matters for a name that is no chunk of the store (a level
+        // the key's u8 allows but no store reaches), which then parses to a block its name
+        // does not give instead of overflowing the shift.
+        let z = u32::from(self.level.min(crate::grid::MAX_LEVEL));
         let corner = |i: i32| (i64::from(i) << z) >> BLOCK_SHIFT;
         (corner(self.row), corner(self.col))
     }
@@ -233,6 +237,7 @@ mod tests {
             "2.1.8.-2/3.17",
             "2.1.8.-1/3.17.-4",
             "a.1.8.-2/3.17.-4",
+            "2.1.0.0/200.5.5",
         ] {
             assert_eq!(
                 TileKey::from_object_key(junk, ChunkNaming::Blocks),
