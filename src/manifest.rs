@@ -26,6 +26,11 @@ pub const FORMAT_NAME: &str = "gridstore";
 pub const FORMAT_VERSION: u32 = 2;
 pub const MANIFEST_KEY: &str = "gridstore.json";
 pub const SNAPSHOT_PREFIX: &str = "snapshots/";
+/// The largest snapshot id a store may reach. Ids name objects (`chunks/<id>/`,
+/// `index/<id>/`, `snapshots/<id>.json`), so they must never wrap: a commit that would go
+/// past this fails before it writes anything. 2^53 - 1 also keeps every id exact in
+/// readers that hold JSON numbers as doubles.
+pub const MAX_SNAPSHOT_ID: u64 = (1 << 53) - 1;
 
 pub fn snapshot_key(id: u64) -> String {
     format!("{SNAPSHOT_PREFIX}{id}.json")
