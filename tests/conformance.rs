@@ -42,6 +42,16 @@ fn byte_store(dir: &Path) -> PathBuf {
     store
 }
 
+/// A raster on the grid of `byte_store`'s store, over part of it, whose values (200 and
+/// 201) change the store's statistics when written into it.
+fn make_patch(dir: &Path, patch: &Path) {
+    let src = dir.join("src.tif");
+    let args = "-q -srcwin 100 100 500 400 -scale 0 255 200 201";
+    let mut all: Vec<&str> = args.split_whitespace().collect();
+    all.extend([s(&src), s(patch)]);
+    ok("gdal_translate", &all);
+}
+
 #[test]
 fn mask_flags_of_an_alpha_band_are_gtiffs() {
     for bands in ["4", "2"] {
@@ -166,24 +176,7 @@ fn statistics_are_never_kept_in_a_sidecar() {
     // An update changes the statistics; they are those of the new state, as a fresh copy
     // of it has them.
     let patch = dir.path().join("patch.tif");
-    ok(
-        "gdal_translate",
-        &[
-            "-q",
-            "-srcwin",
-            "100",
-            "100",
-            "500",
-            "400",
-            "-scale",
-            "0",
-            "255",
-            "200",
-            "201",
-            s(&dir.path().join("src.tif")),
-            s(&patch),
-        ],
-    );
+    make_patch(dir.path(), &patch);
     translate_into_ok(&patch, &store, &[]);
     let after = statistics(&store);
     assert_ne!(after, before, "the patch did not change the statistics");
@@ -312,4 +305,43 @@ fn sizes_gdal_cannot_hold_never_reach_it() {
             assert!(err.contains(s(&store)), "{extent:?}: {err}");
         }
     }
+}
+
+/// Whether QGIS's Python bindings are installed (CI installs them: .ci/run).
+fn qgis_installed() -> bool {
+    cmd("/usr/bin/python3")
+        .args(["-c", "import qgis.core"])
+        .output()
+        .is_ok_and(|o| o.status.success())
+}
+
+#[test]
+fn qgis_uses_stores_as_it_uses_other_rasters() {
+    if !qgis_installed() {
+        println!("skipped: QGIS is not installed (apt-get install qgis python3-qgis)");
+        return;
+    }
+    let dir = tmp();
+    let store = byte_store(dir.path());
+    let work = tmp();
+    let patch = work.path().join("patch.tif");
+    make_patch(dir.path(), &patch);
+    std::fs::remove_file(dir.path().join("src.tif")).unwrap();
+    let script = root().join("tests/python/qgis_checks.py");
+    let out = cmd("/usr/bin/python3")
+        .arg(script)
+        .args([s(&store), s(&patch), s(work.path())])
+        // As QGIS users run it: PAM on, no display, a profile of its own.
+        .env("GDAL_PAM_ENABLED", "YES")
+        .env("QT_QPA_PLATFORM", "offscreen")
+        .env("QGIS_CUSTOM_CONFIG_PATH", work.path().join("profile"))
+        .env("XDG_RUNTIME_DIR", work.path())
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "qgis_checks.py failed:\n{stdout}{}",
+        stderr(&out)
+    );
 }
