@@ -72,19 +72,20 @@ GridstoreDataset::~GridstoreDataset()
 
 void GridstoreDataset::FlushCache(bool bAtClosing)
 {
-    GDALPamDataset::FlushCache(bAtClosing);
-    if (eAccess == GA_Update && m_level == 0)
+    try
     {
-        try
-        {
-            // A failure is reported by the Rust side; nothing of the write is committed.
-            if (gridstore_flush(m_store.get()) == 0)
-                ForgetStatistics();
-        }
-        catch (...)
-        {
-            CPLError(CE_Failure, CPLE_AppDefined, "GRIDSTORE: unexpected error committing");
-        }
+        GDALPamDataset::FlushCache(bAtClosing);
+        // A failure is reported by the Rust side; nothing of the write is committed.
+        if (eAccess == GA_Update && m_level == 0 && gridstore_flush(m_store.get()) == 0)
+            ForgetStatistics();
+    }
+    catch (const std::bad_alloc &)
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: out of memory committing");
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_AppDefined, "GRIDSTORE: unexpected error committing");
     }
 }
 
@@ -111,6 +112,20 @@ CPLErr GridstoreDataset::IBuildOverviews(const char *, int overviewCount,
                                          const int *overviewList, int, const int *,
                                          GDALProgressFunc progress, void *progressData,
                                          CSLConstList)
+{
+    try
+    {
+        return CheckOverviewRequest(overviewCount, overviewList, progress, progressData);
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: out of memory checking levels");
+    }
+    return CE_Failure;
+}
+
+CPLErr GridstoreDataset::CheckOverviewRequest(int overviewCount, const int *overviewList,
+                                              GDALProgressFunc progress, void *progressData)
 {
     // gdaladdo, QGIS's "Build pyramids": the store's levels are its own, made and kept up
     // to date by every write. Asking for ones it has succeeds at once; anything else is

@@ -89,6 +89,9 @@ class GridstoreDataset final : public GDALPamDataset
     // Whether the last band is an alpha band that GDAL's own rule makes the mask of the
     // others (2 or 4 bands, Byte or UInt16), as GTiff reports for the same bands.
     bool AlphaIsMask();
+    // IBuildOverviews' work: succeeds for levels the store has, refuses anything else.
+    CPLErr CheckOverviewRequest(int overviewCount, const int *overviewList,
+                                GDALProgressFunc progress, void *progressData);
     // The overview factor of level `level` (2^level).
     static int LevelFactor(int level);
     // Drops the statistics GDAL computed on the bands: after a commit they describe a

@@ -327,6 +327,13 @@ fn qgis_uses_stores_as_it_uses_other_rasters() {
     let patch = work.path().join("patch.tif");
     make_patch(dir.path(), &patch);
     std::fs::remove_file(dir.path().join("src.tif")).unwrap();
+    let runtime = work.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
     let script = root().join("tests/python/qgis_checks.py");
     let out = cmd("/usr/bin/python3")
         .arg(script)
@@ -335,7 +342,7 @@ fn qgis_uses_stores_as_it_uses_other_rasters() {
         .env("GDAL_PAM_ENABLED", "YES")
         .env("QT_QPA_PLATFORM", "offscreen")
         .env("QGIS_CUSTOM_CONFIG_PATH", work.path().join("profile"))
-        .env("XDG_RUNTIME_DIR", work.path())
+        .env("XDG_RUNTIME_DIR", &runtime)
         .output()
         .unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
