@@ -190,6 +190,13 @@ fn statistics_are_never_kept_in_a_sidecar() {
 }
 
 #[test]
+fn a_handle_open_for_update_forgets_its_statistics_when_it_commits() {
+    let dir = tmp();
+    let store = byte_store(dir.path());
+    conformance(&["update-stats", s(&store)]);
+}
+
+#[test]
 fn building_pyramids_succeeds_for_the_stores_levels_and_refuses_others() {
     let dir = tmp();
     let store = byte_store(dir.path());

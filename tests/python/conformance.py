@@ -13,6 +13,8 @@ Usage:
   conformance.py mask-flags SOURCE STORE       mask flags and mask values band by band
                                                equal the source's (GTiff) ones
   conformance.py nodata STORE NODATA|none      band 1's nodata value
+  conformance.py update-stats STORE            a handle open for update forgets the
+                                               statistics computed before its commit
   conformance.py errors MISSING DAMAGED SOURCE TARGET
                                                exception types, error classes and messages
                                                rasterio and GDAL give for a missing store,
@@ -116,6 +118,26 @@ def check_nodata(store, want):
     print(f"ok nodata {got}")
 
 
+def check_update_forgets_statistics(store):
+    ds = gdal.Open(store, gdal.GA_Update)
+    band = ds.GetRasterBand(1)
+    before = band.ComputeStatistics(False)
+    kept = {k: v for k, v in band.GetMetadata().items() if not k.startswith("STATISTICS_")}
+    assert band.GetMetadataItem("STATISTICS_MEAN") is not None
+    band.WriteArray(np.full((64, 64), 255 - int(before[0]), np.uint8), 0, 0)
+    ds.FlushCache()
+    left = [k for k in band.GetMetadata() if k.startswith("STATISTICS_")]
+    assert not left, f"statistics of the state before the commit are kept: {left}"
+    assert {k: v for k, v in band.GetMetadata().items()} == kept, "other metadata changed"
+    after = band.ComputeStatistics(False)
+    assert after != before, (before, after)
+    ds = None
+    fresh = gdal.Open(store)
+    again = fresh.GetRasterBand(1).ComputeStatistics(False)
+    assert again == after, (again, after)
+    print("ok update-stats")
+
+
 def gdal_error(action):
     """Runs `action` with GDAL exceptions off; returns (error class number, message)."""
     gdal.DontUseExceptions()
@@ -177,6 +199,8 @@ def main():
         check_mask_flags(*args)
     elif cmd == "nodata":
         check_nodata(*args)
+    elif cmd == "update-stats":
+        check_update_forgets_statistics(*args)
     elif cmd == "errors":
         check_errors(*args)
     else:
