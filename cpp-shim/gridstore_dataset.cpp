@@ -30,10 +30,17 @@ GridstoreDataset::GridstoreDataset(std::shared_ptr<GsStore> store, int level,
     : m_store(std::move(store)), m_level(level)
 {
     eAccess = access;
+    // Statistics, histograms and other metadata GDAL derives from the pixels describe one
+    // snapshot, but PAM would keep them in a .aux.xml sidecar (inside the store when it is
+    // opened by its manifest, beside it when opened by its directory) that outlives the
+    // next write, so readers would see old figures for new data. PAM is off for stores:
+    // no sidecar is read or written, and derived metadata lives as long as the handle.
+    nPamFlags |= GPF_DISABLED;
     gridstore_dataset_info(m_store.get(), &m_info);
     gridstore_level_size(m_store.get(), level, &nRasterXSize, &nRasterYSize);
     for (int b = 1; b <= m_info.band_count; b++)
         SetBand(b, new GridstoreBand(this, b));
+    m_alphaIsMask = AlphaIsMask();
     if (m_info.mask_flags & GMF_PER_DATASET)
         m_mask.reset(new GridstoreMaskBand(this));
     if (level == 0)
@@ -51,34 +58,121 @@ GridstoreDataset::GridstoreDataset(std::shared_ptr<GsStore> store, int level,
 
 GridstoreDataset::~GridstoreDataset()
 {
-    FlushCache(true);
+    // A destructor must not throw: an exception here would end the process.
+    try
+    {
+        FlushCache(true);
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_AppDefined, "GRIDSTORE: unexpected error closing %s",
+                 GetDescription());
+    }
 }
 
 void GridstoreDataset::FlushCache(bool bAtClosing)
 {
-    GDALPamDataset::FlushCache(bAtClosing);
-    if (eAccess == GA_Update && m_level == 0)
+    try
     {
-        try
-        {
-            // A failure is reported by the Rust side; nothing of the write is committed.
-            gridstore_flush(m_store.get());
-        }
-        catch (...)
-        {
-            CPLError(CE_Failure, CPLE_AppDefined, "GRIDSTORE: unexpected error committing");
-        }
+        GDALPamDataset::FlushCache(bAtClosing);
+        // A failure is reported by the Rust side; nothing of the write is committed.
+        if (eAccess == GA_Update && m_level == 0 && gridstore_flush(m_store.get()) == 0)
+            ForgetStatistics();
+    }
+    catch (const std::bad_alloc &)
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: out of memory committing");
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_AppDefined, "GRIDSTORE: unexpected error committing");
     }
 }
 
-CPLErr GridstoreDataset::IBuildOverviews(const char *, int, const int *, int, const int *,
+void GridstoreDataset::ForgetStatistics()
+{
+    for (int b = 1; b <= nBands; b++)
+    {
+        GDALRasterBand *band = GetRasterBand(b);
+        CPLStringList kept;
+        for (CSLConstList item = band->GetMetadata(); item && *item; item++)
+            if (!STARTS_WITH(*item, "STATISTICS_"))
+                kept.AddString(*item);
+        // Through the base class, as the metadata the store itself gives is set.
+        band->GDALMajorObject::SetMetadata(kept.List());
+    }
+}
+
+int GridstoreDataset::LevelFactor(int level)
+{
+    return 1 << level;
+}
+
+CPLErr GridstoreDataset::IBuildOverviews(const char *, int overviewCount,
+                                         const int *overviewList, int, const int *,
                                          GDALProgressFunc progress, void *progressData,
                                          CSLConstList)
 {
-    // gdaladdo on a store: its levels already exist and follow every write.
+    try
+    {
+        return CheckOverviewRequest(overviewCount, overviewList, progress, progressData);
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: out of memory checking levels");
+    }
+    return CE_Failure;
+}
+
+CPLErr GridstoreDataset::CheckOverviewRequest(int overviewCount, const int *overviewList,
+                                              GDALProgressFunc progress, void *progressData)
+{
+    // gdaladdo, QGIS's "Build pyramids": the store's levels are its own, made and kept up
+    // to date by every write. Asking for ones it has succeeds at once; anything else is
+    // refused, since reporting success while building nothing would mislead.
+    const int top = m_info.level_count - 1;
+    const CPLString has =
+        top >= 1 ? CPLString().Printf("the store has levels 2..%d", LevelFactor(top))
+                 : CPLString("the store is small enough to have no levels above full "
+                             "resolution");
+    if (overviewCount <= 0)
+    {
+        CPLError(CE_Failure, CPLE_NotSupported,
+                 "GRIDSTORE: %s: a store's levels cannot be removed: they are part of the "
+                 "store and every write keeps them up to date (%s)",
+                 GetDescription(), has.c_str());
+        return CE_Failure;
+    }
+    CPLString missing;
+    for (int i = 0; i < overviewCount; i++)
+    {
+        bool exists = false;
+        for (int level = 1; level <= top && !exists; level++)
+            exists = overviewList[i] == LevelFactor(level);
+        if (!exists)
+            missing += CPLString().Printf("%s%d", missing.empty() ? "" : ", ", overviewList[i]);
+    }
+    if (!missing.empty())
+    {
+        CPLError(CE_Failure, CPLE_NotSupported,
+                 "GRIDSTORE: %s: cannot build overview level(s) %s: levels are built by every "
+                 "write; %s. Nothing was done",
+                 GetDescription(), missing.c_str(), has.c_str());
+        return CE_Failure;
+    }
     if (progress)
         progress(1.0, nullptr, progressData);
     return CE_None;
+}
+
+bool GridstoreDataset::AlphaIsMask()
+{
+    if (nBands != 2 && nBands != 4)
+        return false;
+    GDALRasterBand *alpha = GetRasterBand(nBands);
+    const GDALDataType type = alpha->GetRasterDataType();
+    return alpha->GetColorInterpretation() == GCI_AlphaBand &&
+           (type == GDT_Byte || type == GDT_UInt16);
 }
 
 bool GridstoreDataset::RefuseOverviewWrite()
@@ -123,13 +217,22 @@ CPLErr GridstoreDataset::GetGeoTransform(double *transform)
 
 const OGRSpatialReference *GridstoreDataset::GetSpatialRef() const
 {
-    if (!m_srs)
+    try
     {
-        m_srs.reset(new OGRSpatialReference());
-        m_srs->SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
-        const char *wkt = gridstore_crs_wkt(m_store.get());
-        if (wkt && wkt[0] && m_srs->importFromWkt(wkt) != OGRERR_NONE)
-            CPLError(CE_Warning, CPLE_AppDefined, "GRIDSTORE: the store's CRS could not be parsed");
+        if (!m_srs)
+        {
+            m_srs.reset(new OGRSpatialReference());
+            m_srs->SetAxisMappingStrategy(OAMS_TRADITIONAL_GIS_ORDER);
+            const char *wkt = gridstore_crs_wkt(m_store.get());
+            if (wkt && wkt[0] && m_srs->importFromWkt(wkt) != OGRERR_NONE)
+                CPLError(CE_Warning, CPLE_AppDefined,
+                         "GRIDSTORE: the store's CRS could not be parsed");
+        }
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: out of memory reading the CRS");
+        return nullptr;
     }
     return m_srs->IsEmpty() ? GDALPamDataset::GetSpatialRef() : m_srs.get();
 }
@@ -409,17 +512,22 @@ GDALRasterBand *GridstoreBand::GetOverview(int i)
     return overviews[i]->GetRasterBand(nBand);
 }
 
+// Bands with nodata, and the bands of an RGBA or gray+alpha store, take GDAL's own mask
+// logic, so their flags are what GTiff reports for the same bands: GMF_NODATA; or
+// GMF_ALPHA | GMF_PER_DATASET with the alpha band as mask, and GMF_ALL_VALID for the alpha
+// band itself. Other bands without nodata have the store's per-dataset validity mask.
 int GridstoreBand::GetMaskFlags()
 {
-    if (m_info.has_nodata)
+    auto *ds = static_cast<GridstoreDataset *>(poDS);
+    if (m_info.has_nodata || ds->m_alphaIsMask)
         return GDALPamRasterBand::GetMaskFlags();
-    return static_cast<GridstoreDataset *>(poDS)->m_info.mask_flags;
+    return ds->m_info.mask_flags;
 }
 
 GDALRasterBand *GridstoreBand::GetMaskBand()
 {
     auto *ds = static_cast<GridstoreDataset *>(poDS);
-    if (!m_info.has_nodata && ds->m_mask)
+    if (!m_info.has_nodata && !ds->m_alphaIsMask && ds->m_mask)
         return ds->m_mask.get();
     return GDALPamRasterBand::GetMaskBand();
 }

@@ -74,7 +74,8 @@ class GridstoreDataset final : public GDALPamDataset
     const OGRSpatialReference *GetSpatialRef() const override;
     // Writes GDAL's dirty blocks, then commits them (base dataset in update mode).
     void FlushCache(bool bAtClosing) override;
-    // Levels are kept up to date by every write: there is nothing to build.
+    // Levels are kept up to date by every write: asking for levels the store has succeeds
+    // without doing anything; asking for others (or to remove them) is refused.
     CPLErr IBuildOverviews(const char *resampling, int overviewCount, const int *overviewList,
                            int bandCount, const int *bandList, GDALProgressFunc progress,
                            void *progressData, CSLConstList options) override;
@@ -85,6 +86,17 @@ class GridstoreDataset final : public GDALPamDataset
     CPLErr WriteBlock(int blockX, int blockY, int band, const void *image);
     // On an overview: reports that only the base level takes writes, and returns true.
     bool RefuseOverviewWrite();
+    // Whether the last band is an alpha band that GDAL's own rule makes the mask of the
+    // others (2 or 4 bands, Byte or UInt16), as GTiff reports for the same bands.
+    bool AlphaIsMask();
+    // IBuildOverviews' work: succeeds for levels the store has, refuses anything else.
+    CPLErr CheckOverviewRequest(int overviewCount, const int *overviewList,
+                                GDALProgressFunc progress, void *progressData);
+    // The overview factor of level `level` (2^level).
+    static int LevelFactor(int level);
+    // Drops the statistics GDAL computed on the bands: after a commit they describe a
+    // state that is gone.
+    void ForgetStatistics();
 
     // Reads block (x, y) of every band, returns band `band` in `image` and puts the other
     // bands in GDAL's block cache, since one chunk holds all bands.
@@ -109,6 +121,8 @@ class GridstoreDataset final : public GDALPamDataset
     mutable std::unique_ptr<OGRSpatialReference> m_srs;
     std::vector<std::unique_ptr<GridstoreDataset>> m_overviews;
     std::unique_ptr<GridstoreMaskBand> m_mask;
+    // Set by the constructor once the bands exist (see AlphaIsMask).
+    bool m_alphaIsMask = false;
 };
 
 #endif  // GRIDSTORE_DATASET_H

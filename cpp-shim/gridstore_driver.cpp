@@ -29,7 +29,7 @@ GDALDataset *GridstoreDataset::Open(GDALOpenInfo *info)
         std::shared_ptr<GsStore> store(raw, gridstore_close);
         std::unique_ptr<GridstoreDataset> ds(new GridstoreDataset(store, 0, info->eAccess));
         ds->SetDescription(info->pszFilename);
-        ds->TryLoadXML();
+        // No TryLoadXML: PAM is off for stores (see the GridstoreDataset constructor).
         return ds.release();
     }
     catch (const std::bad_alloc &)

@@ -17,7 +17,7 @@ use super::cpl::{
 };
 use super::ingest::{ingest_dataset, IngestOptions};
 use super::placement::WarpResampling;
-use super::source::{describe, GdalSource, GMF_ALL_VALID, GMF_PER_DATASET};
+use super::source::{describe, drop_impossible_nodata, GdalSource, GMF_ALL_VALID, GMF_PER_DATASET};
 use crate::chunk::decodes_side_by_side;
 use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect, TileLoc};
@@ -49,6 +49,8 @@ pub struct StoreHandle {
     root: PathBuf,
     read_threads: usize,
     layout: Layout,
+    /// Width and height of each level's dataset, checked to be sizes GDAL can hold.
+    level_sizes: Vec<(c_int, c_int)>,
     info: GsDatasetInfo,
     crs: CString,
     metadata: CStringList,
@@ -112,23 +114,18 @@ impl StoreHandle {
                 root.display()
             ))
         })?;
-        let (w, h) = layout.level_size(0);
-        if w > i32::MAX as i64 || h > i32::MAX as i64 {
-            return Err(Error::NotSupported(format!(
-                "{}: the store is {w} x {h} pixels, more than GDAL can address",
-                root.display()
-            )));
-        }
+        let level_sizes = gdal_sizes(&root, m, &layout)?;
+        let (w, h) = level_sizes[0];
         let mask_flags = if m.uses_mask() && !m.all_valid {
             GMF_PER_DATASET
         } else {
             GMF_ALL_VALID
         };
         let info = GsDatasetInfo {
-            width: w as c_int,
-            height: h as c_int,
+            width: w,
+            height: h,
             band_count: m.bands.len() as c_int,
-            level_count: layout.level_count() as c_int,
+            level_count: level_sizes.len() as c_int,
             tile_size: m.grid.tile_size as c_int,
             data_type: m.data_type.gdal_code() as c_int,
             has_geotransform: m.grid.georeferenced as c_int,
@@ -136,7 +133,16 @@ impl StoreHandle {
             mask_flags,
             read_threads: opts.threads.min(c_int::MAX as usize) as c_int,
         };
-        let pyramid = &m.pyramids[0];
+        let pyramid = m
+            .pyramids
+            .first()
+            .filter(|p| p.resampling.len() == m.bands.len())
+            .ok_or_else(|| {
+                damaged(
+                    &root,
+                    "it names no level resampling method for some of its bands".into(),
+                )
+            })?;
         let bands = m
             .bands
             .iter()
@@ -167,6 +173,7 @@ impl StoreHandle {
             crs: c_string(&m.grid.crs_wkt),
             info,
             layout,
+            level_sizes,
             metadata,
             image_structure,
             bands,
@@ -268,6 +275,73 @@ impl StoreHandle {
     }
 }
 
+/// The manifest of the store at `root` is damaged: `detail` says how.
+fn damaged(root: &Path, detail: String) -> Error {
+    Error::BadManifest {
+        path: root.join(MANIFEST_KEY),
+        detail,
+    }
+}
+
+/// The dataset size of every level, checked against what GDAL can hold: a width and height
+/// from 1 to `INT_MAX` (a zero-width dataset makes GDAL divide by zero), bands, and a block
+/// whose bytes fit in an `int`. Checked here, at open, whatever the manifest reader already
+/// checked, because a size GDAL cannot hold crashes the whole process (QGIS, a server).
+fn gdal_sizes(
+    root: &Path,
+    m: &crate::manifest::Manifest,
+    layout: &Layout,
+) -> Result<Vec<(c_int, c_int)>> {
+    let tile = m.grid.tile_size as i64;
+    let block_bytes = tile
+        .saturating_mul(tile)
+        .saturating_mul(m.data_type.size() as i64);
+    if tile < 1 || block_bytes > c_int::MAX as i64 {
+        return Err(damaged(
+            root,
+            format!("its tile size {tile} is not a usable block size"),
+        ));
+    }
+    if m.bands.is_empty() {
+        return Err(damaged(root, "it lists no bands".into()));
+    }
+    let base = layout.base;
+    let size = |a: i64, b: i64| b.checked_sub(a).filter(|d| *d >= 1);
+    let (Some(w), Some(h)) = (size(base.x0, base.x1), size(base.y0, base.y1)) else {
+        return Err(damaged(
+            root,
+            format!(
+                "its extent ({}, {}) to ({}, {}) is empty or beyond the range of pixel \
+                 coordinates",
+                base.x0, base.y0, base.x1, base.y1
+            ),
+        ));
+    };
+    if w > c_int::MAX as i64 || h > c_int::MAX as i64 {
+        return Err(Error::NotSupported(format!(
+            "{}: the store is {w} x {h} pixels, more than GDAL can address (at most {} \
+             a side). If it should not be this large, its manifest is damaged: run \
+             `gridstore verify`",
+            root.display(),
+            c_int::MAX
+        )));
+    }
+    (0..layout.level_count())
+        .map(|level| {
+            let (lw, lh) = layout.level_size(level as u8);
+            let fits = |v: i64| (1..=c_int::MAX as i64).contains(&v);
+            if fits(lw) && fits(lh) {
+                Ok((lw as c_int, lh as c_int))
+            } else {
+                Err(damaged(
+                    root,
+                    format!("its level {level} would be {lw} x {lh} pixels"),
+                ))
+            }
+        })
+        .collect()
+}
+
 /// A window of a level, in dataset pixels of that level.
 #[derive(Clone, Copy)]
 struct Window {
@@ -293,25 +367,34 @@ unsafe fn required_str(p: *const c_char, what: &str) -> Result<String> {
     unsafe { from_c(p) }.ok_or_else(|| Error::InvalidInput(format!("{what} is missing")))
 }
 
-/// Tells whether `filename` names a store, looking only at the name and the header bytes.
+/// Tells whether `filename` names a store, looking only at the name and the header bytes:
+/// GDAL asks every driver on every open, before GTiff's turn.
+///
+/// A store's own directory, and a file named like a manifest that is one or may have been
+/// one (empty, not JSON, or in a `*.gridstore` directory), are claimed even when damaged, so
+/// that opening them gives the store's own error saying what is wrong rather than GDAL's
+/// "not recognized as a supported file format".
 pub fn identify(filename: &str, header: &[u8], is_directory: bool) -> bool {
     if filename.starts_with(NAME_PREFIX) {
         return true;
     }
-    let trimmed = filename.trim_end_matches('/');
-    let has_store_suffix = Path::new(trimmed)
-        .extension()
-        .is_some_and(|e| e.eq_ignore_ascii_case(STORE_EXTENSION));
-    if has_store_suffix {
+    let is_store_dir = |p: &Path| {
+        p.extension()
+            .is_some_and(|e| e.eq_ignore_ascii_case(STORE_EXTENSION))
+    };
+    let path = Path::new(filename.trim_end_matches('/'));
+    if is_store_dir(path) {
         return true;
     }
-    if is_directory {
+    if is_directory || path.file_name().and_then(|n| n.to_str()) != Some(MANIFEST_KEY) {
         return false;
     }
-    // The manifest itself, as a file dialog returns it.
-    Path::new(filename).file_name().and_then(|n| n.to_str()) == Some(MANIFEST_KEY)
-        && contains(header, b"\"gridstore\"")
-        && contains(header, b"\"format_version\"")
+    // The manifest, as a file dialog returns it.
+    let first = header.iter().find(|b| !b.is_ascii_whitespace());
+    path.parent().is_some_and(is_store_dir)
+        || first != Some(&b'{')
+        || contains(header, b"\"gridstore\"")
+        || contains(header, b"\"format_version\"")
 }
 
 fn contains(hay: &[u8], needle: &[u8]) -> bool {
@@ -494,10 +577,17 @@ pub unsafe extern "C" fn gridstore_level_size(
     guard((), || {
         // SAFETY: valid handle and writable ints from the shim.
         let s = unsafe { &*store };
-        let (w, h) = s.layout.level_size(level.clamp(0, 255) as u8);
+        let Some(&(w, h)) = usize::try_from(level)
+            .ok()
+            .and_then(|l| s.level_sizes.get(l))
+        else {
+            return Err(Error::InvalidInput(format!(
+                "no level {level} in this store"
+            )));
+        };
         unsafe {
-            *width = w as c_int;
-            *height = h as c_int;
+            *width = w;
+            *height = h;
         }
         Ok(())
     })
@@ -787,7 +877,10 @@ pub unsafe extern "C" fn gridstore_create_copy(
             // SAFETY: the source handle as GDAL passed it, used on this call only.
             return unsafe { ingest_into_existing(&path, source, &raw, &opts, &mut report) };
         }
-        let info = unsafe { describe(source)? };
+        let mut info = unsafe { describe(source)? };
+        drop_impossible_nodata(&mut info)
+            .iter()
+            .for_each(|w| report_warning(w));
         let manifest = new_store_manifest(&info, &opts)?;
         let mut reader = unsafe { GdalSource::new(source, &info) };
         let writer = format!("GDAL CreateCopy of {}", info.description);
@@ -928,5 +1021,68 @@ mod tests {
         ));
         assert!(!identify("/d/image.tif", b"II*\0", false));
         assert!(!identify("/d/dir", b"", true));
+        assert!(!identify("/d/gridstore.json", b"", true));
+        assert!(!identify("/d/other.json", b"", false));
+    }
+
+    #[test]
+    fn sizes_gdal_cannot_hold_are_refused() {
+        let m = crate::manifest::tests::sample();
+        let root = Path::new("/d/x.gridstore");
+        let layout = |x0: i64, x1: i64, top: u8| Layout {
+            tile_size: 256,
+            base: PixelRect::new(x0, 0, x1, 100),
+            top,
+        };
+        let sizes = gdal_sizes(root, &m, &layout(0, 1000, 2)).unwrap();
+        assert_eq!(sizes, vec![(1000, 100), (500, 50), (250, 25)]);
+        for (x0, x1, top) in [
+            (0, 0, 0),
+            (10, 5, 0),
+            (-(1 << 62), 1 << 62, 0),
+            (i64::MIN, i64::MAX, 0),
+        ] {
+            let err = gdal_sizes(root, &m, &layout(x0, x1, top)).unwrap_err();
+            assert_eq!(err.kind(), crate::error::ErrorKind::Corrupt, "{err}");
+            assert!(
+                err.to_string().contains("/d/x.gridstore/gridstore.json"),
+                "{err}"
+            );
+        }
+        let err = gdal_sizes(root, &m, &layout(0, 1 << 31, 0)).unwrap_err();
+        assert_eq!(err.kind(), crate::error::ErrorKind::NotSupported, "{err}");
+        assert!(
+            err.to_string().contains("more than GDAL can address"),
+            "{err}"
+        );
+        let mut no_tiles = m.clone();
+        no_tiles.grid.tile_size = 0;
+        assert!(gdal_sizes(root, &no_tiles, &layout(0, 1000, 2)).is_err());
+        let mut no_bands = m.clone();
+        no_bands.bands.clear();
+        assert!(gdal_sizes(root, &no_bands, &layout(0, 1000, 2)).is_err());
+    }
+
+    #[test]
+    fn identify_claims_damaged_manifests() {
+        // Empty, truncated or garbled: the store's own error says what is wrong.
+        assert!(identify("/d/renamed/gridstore.json", b"", false));
+        assert!(identify(
+            "/d/renamed/gridstore.json",
+            b"\0\x17garbage",
+            false
+        ));
+        assert!(identify(
+            "/d/renamed/gridstore.json",
+            b"{\"format\": \"gridstore\", \"format_version\": 2, \"store_id\": \"ab",
+            false
+        ));
+        // Inside a store directory, whatever it holds.
+        assert!(identify(
+            "/d/dem.gridstore/gridstore.json",
+            b"{\"type\": \"Feature\"}",
+            false
+        ));
+        assert!(identify("/d/dem.GRIDSTORE/gridstore.json", b"", false));
     }
 }

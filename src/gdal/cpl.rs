@@ -20,10 +20,15 @@ pub const CPLE_NOT_SUPPORTED: c_int = 6;
 pub const CPLE_NO_WRITE_ACCESS: c_int = 8;
 pub const CPLE_USER_INTERRUPT: c_int = 9;
 
+/// The `CPLErrorNum` GDAL's own drivers use for each kind of failure, so that callers
+/// (rasterio's exception classes, QGIS's messages) tell them apart the usual way: a missing
+/// dataset fails to open, a failed read or write is a file I/O error, damaged contents are
+/// the driver's own ("application defined") error.
 fn error_number(kind: ErrorKind) -> c_int {
     match kind {
         ErrorKind::NotFound => CPLE_OPEN_FAILED,
-        ErrorKind::Io | ErrorKind::Corrupt => CPLE_FILE_IO,
+        ErrorKind::Io => CPLE_FILE_IO,
+        ErrorKind::Corrupt => CPLE_APP_DEFINED,
         ErrorKind::NotSupported => CPLE_NOT_SUPPORTED,
         ErrorKind::IllegalArgument => CPLE_ILLEGAL_ARG,
         ErrorKind::Interrupted => CPLE_USER_INTERRUPT,
@@ -52,6 +57,35 @@ fn emit(class: gdal_sys::CPLErr::Type, number: c_int, message: &str) {
 
 pub fn report(e: &Error) {
     report_failure(error_number(e.kind()), &e.to_string());
+}
+
+/// While alive, GDAL errors on this thread are kept from the user: the last one stays
+/// readable with [`last_error_message`], but nothing is printed. For probing calls whose
+/// failures are expected and handled, such as transforming the corners of a source that
+/// lie off the Earth (a geostationary view): GDAL reports each such point as an error,
+/// which would print `ERROR 1` lines on a run that succeeds.
+pub struct QuietErrors {
+    // GDAL's handler stack is per thread: the guard must be dropped on the thread that
+    // pushed it.
+    _same_thread: std::marker::PhantomData<*const ()>,
+}
+
+impl QuietErrors {
+    pub fn push() -> QuietErrors {
+        // SAFETY: pushes GDAL's own quiet handler on this thread's stack; `Drop` pops it on
+        // the same thread (the type is neither Send nor Sync).
+        unsafe { gdal_sys::CPLPushErrorHandler(Some(gdal_sys::CPLQuietErrorHandler)) };
+        QuietErrors {
+            _same_thread: std::marker::PhantomData,
+        }
+    }
+}
+
+impl Drop for QuietErrors {
+    fn drop(&mut self) {
+        // SAFETY: pops the handler `push` pushed, on the thread that pushed it.
+        unsafe { gdal_sys::CPLPopErrorHandler() };
+    }
 }
 
 /// The message of the last GDAL error on this thread.

@@ -18,9 +18,9 @@ use crate::store::lock::{LockWait, Recovered};
 use crate::store::Transaction;
 use crate::tile::{BandValidity, Tile};
 
-use super::cpl::last_error_message;
+use super::cpl::{last_error_message, report_warning};
 use super::placement::{place, Placed, WarpResampling};
-use super::source::{describe, GdalSource};
+use super::source::{describe, drop_impossible_nodata, GdalSource};
 
 /// How an ingest into an existing store runs.
 #[derive(Debug, Clone, Copy)]
@@ -48,6 +48,9 @@ struct Prepared {
     reader: PlacedSource<GdalSource>,
     _placed: Placed,
     _opened: Option<OpenedDataset>,
+    /// What the user should hear about the source (nodata values dropped), for the caller
+    /// to report once: a source is prepared again by each reader thread that reads it.
+    warnings: Vec<String>,
 }
 
 impl Prepared {
@@ -61,13 +64,16 @@ impl Prepared {
     ) -> Result<Prepared> {
         // SAFETY (block): forwarded contract; the placed dataset lives in the same value.
         unsafe {
-            let info = describe(ds)?;
+            let mut info = describe(ds)?;
+            let warnings = drop_impossible_nodata(&mut info);
             let placed = place(ds, &info, m, resampling)?;
             let n = info.bands.len();
             let view = if placed.is_warped() {
                 // The warped view adds an alpha band (where the source has data) after the
-                // source's bands; the mask reads it, the pixel reads do not.
+                // source's bands; the mask reads it, the pixel reads do not. It carries the
+                // source's nodata over, already warned about.
                 let mut view = describe(placed.ds)?;
+                drop_impossible_nodata(&mut view);
                 view.bands.truncate(n);
                 view
             } else {
@@ -87,6 +93,7 @@ impl Prepared {
                 },
                 _placed: placed,
                 _opened: opened,
+                warnings,
             })
         }
     }
@@ -189,6 +196,7 @@ pub unsafe fn ingest_dataset(
     let mut txn = Transaction::begin(root, writer, opts.wait)?;
     // SAFETY: forwarded contract.
     let prepared = unsafe { Prepared::new(ds, None, &txn.manifest, opts.resampling)? };
+    prepared.warnings.iter().for_each(|w| report_warning(w));
     let footprint = prepared.footprint();
     let reader = OneDataset {
         prepared,
@@ -334,6 +342,7 @@ pub fn ingest_files(
         // SAFETY: `opened` lives in the value, which is dropped right after.
         let p = unsafe { Prepared::new(ds, Some(opened), &txn.manifest, opts.resampling) }
             .map_err(|e| prefix_error(path, e))?;
+        p.warnings.iter().for_each(|w| report_warning(w));
         footprints.push(p.footprint());
     }
     let manifest = txn.manifest.clone();

@@ -15,7 +15,7 @@ use crate::grid::PixelRect;
 use crate::ingest::SourceInfo;
 use crate::manifest::Manifest;
 
-use super::cpl::{last_error_message, CStringList};
+use super::cpl::{last_error_message, CStringList, QuietErrors};
 
 /// How a source is resampled when it has to be warped onto the store grid: a `gdalwarp -r`
 /// method.
@@ -436,6 +436,9 @@ enum Unplaceable {
 /// `ds` must be a valid open dataset used by no other thread during the call.
 unsafe fn extent_in(ds: GDALDatasetH, crs: &str) -> std::result::Result<[f64; 4], Unplaceable> {
     let options = CStringList::new([format!("DST_SRS={crs}")]);
+    // Points that do not transform (off the Earth, outside the CRS's domain) are expected
+    // here and left out of the extent; a failure of the whole is reported by the caller.
+    let _quiet = QuietErrors::push();
     // SAFETY: `ds` is valid (contract); the transformer is destroyed before returning.
     unsafe {
         let t =

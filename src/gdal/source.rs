@@ -24,7 +24,7 @@ fn band(ds: GDALDatasetH, i: usize) -> GDALRasterBandH {
     unsafe { gdal_sys::GDALGetRasterBand(ds, i as c_int + 1) }
 }
 
-/// Describes an open GDAL dataset.
+/// Describes an open GDAL dataset, as GDAL reports it (see [`drop_impossible_nodata`]).
 ///
 /// # Safety
 /// `ds` must be a valid, open dataset handle, not used by another thread during the call.
@@ -137,6 +137,43 @@ unsafe fn band_spec(b: GDALRasterBandH) -> BandSpec {
             metadata: metadata_map(gdal_sys::GDALGetMetadata(b, std::ptr::null())),
         }
     }
+}
+
+/// Whether a pixel of type `dtype` can hold the value `nodata`. Integer bands cannot hold a
+/// fraction, NaN, or a value out of their range, such as -1 on a Byte band (common in real
+/// files); float bands can hold any value GDAL reads as nodata.
+pub fn nodata_can_occur(nodata: f64, dtype: DataType) -> bool {
+    let (lo, hi) = match dtype {
+        DataType::Byte => (0.0, u8::MAX as f64),
+        DataType::UInt16 => (0.0, u16::MAX as f64),
+        DataType::Int16 => (i16::MIN as f64, i16::MAX as f64),
+        DataType::UInt32 => (0.0, u32::MAX as f64),
+        DataType::Int32 => (i32::MIN as f64, i32::MAX as f64),
+        DataType::Float32 | DataType::Float64 => return true,
+    };
+    nodata.fract() == 0.0 && (lo..=hi).contains(&nodata)
+}
+
+/// Drops the nodata values that no pixel of the source's type can equal: they mark no
+/// pixel, so every pixel of such a band is data, and the store keeps only nodata values
+/// its type holds. Returns one sentence per dropped value, for the caller to warn with.
+pub fn drop_impossible_nodata(info: &mut SourceInfo) -> Vec<String> {
+    let dtype = info.data_type;
+    let name = &info.description;
+    info.bands
+        .iter_mut()
+        .enumerate()
+        .filter_map(|(i, band)| {
+            let nodata = band.nodata.filter(|nd| !nodata_can_occur(*nd, dtype))?;
+            band.nodata = None;
+            Some(format!(
+                "{name}: band {}'s nodata value {nodata} cannot occur in a {} band, so it \
+                 marks no pixel; it was dropped, and every pixel of the band is read as data",
+                i + 1,
+                dtype.name()
+            ))
+        })
+        .collect()
 }
 
 unsafe fn metadata_map(list: *mut *mut std::ffi::c_char) -> BTreeMap<String, String> {
@@ -312,6 +349,36 @@ impl RasterSource for GdalSource {
             // of tiles) instead of growing with the raster.
             // SAFETY: valid handle; the source is read-only, so nothing dirty is written.
             unsafe { gdal_sys::GDALFlushCache(self.ds) };
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn nodata_values_an_integer_type_cannot_hold_cannot_occur() {
+        for (nd, dtype) in [
+            (-1.0, DataType::Byte),
+            (256.0, DataType::Byte),
+            (0.5, DataType::UInt16),
+            (f64::NAN, DataType::Int16),
+            (-32769.0, DataType::Int16),
+            (4294967296.0, DataType::UInt32),
+            (f64::INFINITY, DataType::Int32),
+        ] {
+            assert!(!nodata_can_occur(nd, dtype), "{nd} in {dtype:?}");
+        }
+        for (nd, dtype) in [
+            (0.0, DataType::Byte),
+            (255.0, DataType::Byte),
+            (-32768.0, DataType::Int16),
+            (i32::MIN as f64, DataType::Int32),
+            (f64::NAN, DataType::Float32),
+            (-1e300, DataType::Float64),
+        ] {
+            assert!(nodata_can_occur(nd, dtype), "{nd} in {dtype:?}");
         }
     }
 }
