@@ -910,33 +910,29 @@ struct TopTile {
 }
 
 fn top_tile(store: &Path) -> TopTile {
-    for (leaf, records) in current_leaves(store) {
-        let top = records
-            .iter()
-            .enumerate()
-            .max_by_key(|(_, r)| r.level())
-            .map(|(i, _)| i)
-            .unwrap();
-        let r = &records[top];
-        let z = u32::from(r.level());
-        let (row, col) = (r.row(), r.col());
-        let block = |i: i32| (i64::from(i) << z) >> 4;
-        let key = format!(
-            "chunks/{}/0.0.{}.{}/{z}.{row}.{col}",
-            r.seq(),
-            block(row),
-            block(col)
-        );
-        assert_eq!(r.seq(), 2, "the patch rewrote the top tile in snapshot 2");
-        return TopTile {
-            store: store.to_path_buf(),
-            chunk: store.join(key),
-            leaf,
-            records,
-            at: top,
-        };
+    // The base store's current index is one leaf (nine tiles).
+    let (leaf, records) = current_leaves(store).into_iter().next().expect("a leaf");
+    let at = (0..records.len())
+        .max_by_key(|&i| records[i].level())
+        .expect("a tile");
+    let r = &records[at];
+    let z = u32::from(r.level());
+    let (row, col) = (r.row(), r.col());
+    let block = |i: i32| (i64::from(i) << z) >> 4;
+    let key = format!(
+        "chunks/{}/0.0.{}.{}/{z}.{row}.{col}",
+        r.seq(),
+        block(row),
+        block(col)
+    );
+    assert_eq!(r.seq(), 2, "the patch rewrote the top tile in snapshot 2");
+    TopTile {
+        store: store.to_path_buf(),
+        chunk: store.join(key),
+        leaf,
+        records,
+        at,
     }
-    panic!("no leaf in {}", store.display());
 }
 
 impl TopTile {
@@ -1136,18 +1132,16 @@ fn edit_manifests(store: &Path, edit: &dyn Fn(&mut Value)) {
     }
 }
 
-#[test]
-fn manifest_with_an_enormous_extent() {
-    // Far beyond anything i64 pixel arithmetic has room for: gdalinfo -checksum once died
-    // of SIGFPE on the zero-width dataset this gave.
+/// A manifest whose extent (level-0 pixels) is `x0, y0, x1, y1`, in the current manifest
+/// and snapshot 2's: every field of it is a valid i64, and no store can have it.
+fn extent_case(x0: i64, y0: i64, x1: i64, y1: i64) {
     let base = base();
-    let huge = 1i64 << 62;
     assert_no_problems(run_case(
         &base,
         &Case {
             craft: &|site| {
                 edit_manifests(&site.store, &|m| {
-                    m["extent"] = json!({"x0": -huge, "y0": -huge, "x1": huge, "y1": huge});
+                    m["extent"] = json!({"x0": x0, "y0": y0, "x1": x1, "y1": y1});
                 });
                 Vec::new()
             },
@@ -1165,6 +1159,22 @@ fn manifest_with_an_enormous_extent() {
             ],
         },
     ));
+}
+
+#[test]
+fn manifest_with_an_enormous_extent() {
+    // 2^63 pixels across, which overflows i64 widths: GDAL was handed a dataset 0 pixels
+    // wide (gdalinfo -checksum once died of SIGFPE on it).
+    let huge = 1i64 << 62;
+    extent_case(-huge, -huge, huge, huge);
+}
+
+#[test]
+fn manifest_with_an_extent_at_the_end_of_the_i64_range() {
+    // A small extent (807 pixels square) whose corner lies beyond any tile column or row
+    // an i32 can number, and with no room left for arithmetic on its coordinates.
+    let far = i64::MAX - 807;
+    extent_case(far, far, i64::MAX, i64::MAX);
 }
 
 #[test]
@@ -1436,17 +1446,23 @@ fn mkfifo(path: &Path) {
     assert!(out.status.success(), "mkfifo {}: {out:?}", path.display());
 }
 
-#[test]
-fn fifo_in_place_of_the_manifest() {
+/// A device where a file should be: a symlink to /dev/zero, which reads forever.
+fn zero_device(path: &Path) {
+    std::os::unix::fs::symlink("/dev/zero", path).unwrap();
+}
+
+/// Puts what `make` makes (a FIFO, a device) in place of the manifest: every command must
+/// fail quickly, without blocking on it or reading it forever.
+fn special_manifest(make: fn(&Path)) {
     let base = base();
-    let names = &["gridstore.json", "not a regular file", "fifo"];
+    let names = &["gridstore.json", "not a regular file", "fifo", "device"];
     assert_no_problems(run_case(
         &base,
         &Case {
             craft: &|site| {
                 let m = site.store.join("gridstore.json");
                 std::fs::remove_file(&m).unwrap();
-                mkfifo(&m);
+                make(&m);
                 Vec::new()
             },
             names,
@@ -1466,17 +1482,18 @@ fn fifo_in_place_of_the_manifest() {
     ));
 }
 
-#[test]
-fn fifo_in_place_of_a_chunk() {
+/// Puts what `make` makes in place of the top tile's chunk: every reader of it must fail
+/// quickly.
+fn special_chunk(make: fn(&Path)) {
     let base = base();
-    let names = &["chunks/2/", "not a regular file", "fifo"];
+    let names = &["chunks/2/", "not a regular file", "fifo", "device"];
     assert_no_problems(run_case(
         &base,
         &Case {
             craft: &|site| {
                 let chunk = top_tile(&site.store).chunk;
                 std::fs::remove_file(&chunk).unwrap();
-                mkfifo(&chunk);
+                make(&chunk);
                 Vec::new()
             },
             names,
@@ -1490,6 +1507,26 @@ fn fifo_in_place_of_a_chunk() {
             ],
         },
     ));
+}
+
+#[test]
+fn fifo_in_place_of_the_manifest() {
+    special_manifest(mkfifo);
+}
+
+#[test]
+fn fifo_in_place_of_a_chunk() {
+    special_chunk(mkfifo);
+}
+
+#[test]
+fn device_in_place_of_the_manifest() {
+    special_manifest(zero_device);
+}
+
+#[test]
+fn device_in_place_of_a_chunk() {
+    special_chunk(zero_device);
 }
 
 // ---------------------------------------------------------------------------------------
