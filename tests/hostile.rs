@@ -11,10 +11,13 @@
 //!
 //! Objects are crafted from docs/FORMAT.md with this file's own small encoders (index nodes
 //! §4, chunk heads §5, manifests §3), and every checksum is recomputed, so that what is
-//! tested is the decoders' own checks, not the CRCs. Where a command must fail, its message
-//! must name the damaged object (its key, such as `index/2/0`, `chunks/2/...` or
-//! `gridstore.json`) or say what is wrong in a few words; the wording is matched loosely and
-//! case-insensitively (see [`Case`]).
+//! tested is the decoders' own checks, not the CRCs. Where a command must fail (a non-zero
+//! exit; `gdalinfo -checksum` exits 0 after a band failed to read, so there its `ERROR`
+//! lines count), its message must name the damaged object (its key, such as `index/2/0`,
+//! `chunks/2/...` or `gridstore.json`) or say what is wrong in a few words; the wording is
+//! matched loosely and case-insensitively (see [`Case`]).
+//!
+//! Set HOSTILE_VERBOSE=1 (with `-- --nocapture`) to see how every command ended.
 //!
 //! All failures of a test are gathered and reported together, one line per command, so a
 //! run shows everything that misbehaves rather than the first thing.
@@ -200,6 +203,18 @@ fn mentions(text: &str, needles: &[&str]) -> bool {
     needles.iter().any(|n| text.contains(&n.to_lowercase()))
 }
 
+/// What a program says when it ran out of address space or threads: it tried to use more
+/// than [`MEMORY_LIMIT`] (a number read from a file, or a file read to its end that has
+/// none), so a clean-looking error that says this is no pass.
+const EXHAUSTED: &[&str] = &[
+    "out of memory",
+    "memory allocation of",
+    "Cannot allocate memory",
+    "os error 12",
+    "Resource temporarily unavailable",
+    "os error 11",
+];
+
 /// What is wrong with how a command ended, if anything. `names` are what a clear error
 /// message mentions (any one of them).
 fn judge(ran: &Ran, expect: Expect, names: &[&str]) -> Option<String> {
@@ -214,9 +229,17 @@ fn judge(ran: &Ran, expect: Expect, names: &[&str]) -> Option<String> {
         return Some(format!("{}; output: {}", signal_name(sig), ran.tail()));
     }
     let text = ran.text();
-    if text.contains("panicked") || text.contains("memory allocation of") {
+    if text.contains("panicked") {
         return Some(format!(
-            "exit {:?} after a panic or failed allocation: {}",
+            "exit {:?} after a panic: {}",
+            status.code(),
+            ran.tail()
+        ));
+    }
+    if EXHAUSTED.iter().any(|m| text.contains(m)) {
+        return Some(format!(
+            "exit {:?} after running into the memory bound (without it, it would have taken \
+             the machine's memory or threads): {}",
             status.code(),
             ran.tail()
         ));
