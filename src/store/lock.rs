@@ -608,3 +608,117 @@ mod tests {
         assert!(!LockInfo::mine("me").is_stale());
     }
 }
+
+/// What an unfinished write leaves is removed only when no snapshot can reach it.
+#[cfg(test)]
+mod unfinished_writes {
+    use super::*;
+    use crate::index::NodeRef;
+    use crate::manifest::tests::sample;
+    use crate::storage::LocalStorage;
+
+    /// The manifest of snapshot `id`, made from `parent`, its index rooted at `root`.
+    fn manifest(id: u64, parent: Option<u64>, root: Option<NodeRef>) -> Manifest {
+        let mut m = sample();
+        m.snapshot.id = id;
+        m.snapshot.parent = parent;
+        m.index.root = root;
+        m
+    }
+
+    /// A store whose committed state is `current`, holding the snapshot manifests `kept`
+    /// and objects under snapshots 1 to 5.
+    fn store(current: &Manifest, kept: &[Manifest]) -> (tempfile::TempDir, Arc<dyn Storage>) {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()));
+        s.write(MANIFEST_KEY, &current.to_json()).unwrap();
+        for m in kept {
+            s.write(&snapshot_key(m.snapshot.id), &m.to_json()).unwrap();
+        }
+        for seq in 1..=5 {
+            s.write(&format!("chunks/{seq}/0.0.0.0/0.0.0"), b"chunk")
+                .unwrap();
+            s.write(&format!("index/{seq}/0"), b"node").unwrap();
+        }
+        (dir, s)
+    }
+
+    fn objects(s: &dyn Storage) -> Vec<String> {
+        let mut all = s.list("snapshots/").unwrap();
+        for prefix in ["chunks/", "index/"] {
+            all.extend(
+                s.list(prefix)
+                    .unwrap()
+                    .iter()
+                    .map(|n| format!("{prefix}{n}")),
+            );
+        }
+        all.sort();
+        all
+    }
+
+    fn root(seq: u64) -> Option<NodeRef> {
+        Some(NodeRef { seq, id: 0 })
+    }
+
+    #[test]
+    fn an_unfinished_write_of_the_committed_state_is_removed() {
+        let three = manifest(3, Some(2), root(3));
+        let (_d, s) = store(&three, &[three.clone(), manifest(4, Some(3), root(4))]);
+        let cleanup = discard_unfinished_write(&*s).unwrap();
+        assert_eq!(cleanup.seq, 4);
+        assert_eq!(
+            cleanup.removed,
+            ["chunks/4/", "index/4/", "snapshots/4.json"]
+        );
+    }
+
+    #[test]
+    fn nothing_is_removed_from_a_store_whose_manifest_is_older_than_its_history() {
+        let three = manifest(3, Some(2), root(3));
+        let later = [manifest(4, Some(3), root(4)), manifest(5, Some(4), root(5))];
+        // gridstore.json replaced by snapshot 3 while 4 and 5 exist; then with its id
+        // lowered to 3 but its index left at snapshot 5's; then a snapshot 4 that was not
+        // written from the committed state.
+        let lowered = manifest(3, Some(2), root(5));
+        let cases = [
+            (three.clone(), later.to_vec(), "snapshots/5.json"),
+            (lowered, Vec::new(), "index/5/0"),
+            (
+                three,
+                vec![manifest(4, Some(1), root(4))],
+                "snapshots/4.json",
+            ),
+        ];
+        for (current, kept, named) in cases {
+            let (_d, s) = store(&current, &kept);
+            let before = objects(&*s);
+            let e = discard_unfinished_write(&*s).unwrap_err().to_string();
+            assert!(
+                e.contains(named) && e.to_lowercase().contains("nothing was removed"),
+                "{e}"
+            );
+            assert_eq!(objects(&*s), before);
+            // A writer taking over a dead writer's lock is refused the same way, and lets
+            // the lock go.
+            s.write(LOCK_KEY, b"").unwrap();
+            let e = WriterLock::acquire(s.clone(), "next", LockWait::Fail).err();
+            assert!(e.unwrap().to_string().contains(named));
+            assert_eq!(objects(&*s), before);
+            assert_eq!(s.read(LOCK_KEY).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn the_last_snapshot_id_takes_no_write_but_a_lock_is_still_recovered() {
+        let last = manifest(MAX_SNAPSHOT_ID, Some(MAX_SNAPSHOT_ID - 1), root(3));
+        let (_d, s) = store(&last, std::slice::from_ref(&last));
+        let e = next_snapshot_id(&*s).unwrap_err().to_string();
+        assert!(e.contains("largest a store may reach"), "{e}");
+        let before = objects(&*s);
+        s.write(LOCK_KEY, b"").unwrap();
+        let lock = WriterLock::acquire(s.clone(), "next", LockWait::Fail).unwrap();
+        assert!(lock.recovered().unwrap().cleanup.removed.is_empty());
+        assert_eq!(objects(&*s), before);
+    }
+}
