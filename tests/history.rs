@@ -703,3 +703,210 @@ fn an_interrupted_creation_is_removed_or_taken_over_but_not_while_alive() {
     );
     assert_eq!(files(&running), before);
 }
+
+// Crafted damage. Index nodes are written with valid checksums (through the library's own
+// encoder), and manifests carry none, so what stops each command is its own checks.
+
+/// A store of three snapshots: the base, then a patch of tile (0, 0) through GDAL, then
+/// one of tile (2, 1) through the CLI. Snapshot 1's chunks of the patched tiles are
+/// garbage for a gc keeping one snapshot.
+fn store_of_three(dir: &Path) -> PathBuf {
+    let st = base_store(dir);
+    let p2 = dir.join("p2.tif");
+    make(&p2, 500100.0, 4999900.0, 40, 30, 500.0);
+    translate_into_ok(&p2, &st, &[]);
+    let p3 = dir.join("p3.tif");
+    make(&p3, 501350.0, 4999250.0, 40, 30, 900.0);
+    cli_ok(&["ingest", "-q", s(&st), s(&p3)]);
+    assert_eq!(ids(&log(&st)), [3, 2, 1]);
+    st
+}
+
+/// Changes a manifest's JSON in place.
+fn edit_json(path: &Path, change: impl FnOnce(&mut serde_json::Value)) {
+    let mut m: serde_json::Value = serde_json::from_slice(&std::fs::read(path).unwrap()).unwrap();
+    change(&mut m);
+    std::fs::write(path, serde_json::to_vec_pretty(&m).unwrap()).unwrap();
+}
+
+/// The root of the current index, as gridstore.json names it.
+fn current_root(store: &Path) -> gridstore::index::NodeRef {
+    let m: serde_json::Value =
+        serde_json::from_slice(&std::fs::read(store.join("gridstore.json")).unwrap()).unwrap();
+    serde_json::from_value(m["index"]["root"].clone()).unwrap()
+}
+
+/// Asserts that `args` fails cleanly, saying each of `says`, and changes no file.
+fn refused(store: &Path, args: &[&str], says: &[&str]) -> String {
+    let before = files(store);
+    let err = failed_cleanly(&run(gridstore(), args));
+    for word in says {
+        assert!(err.contains(word), "{args:?} should say {word:?}: {err}");
+    }
+    assert_eq!(files(store), before, "{args:?} changed the store");
+    err
+}
+
+#[test]
+fn a_damaged_index_stops_gc_and_every_walk_before_anything_is_removed() {
+    use gridstore::index::Node;
+    let dir = tmp();
+    let st = store_of_three(dir.path());
+    let root = current_root(&st);
+    let key = root.object_key();
+    let path = st.join(&key);
+    let first = Node::decode(std::fs::read(&path).unwrap(), &key)
+        .unwrap()
+        .first_key()
+        .unwrap();
+    // The root made to point to itself, then made empty.
+    let crafted = [
+        Node::internal(vec![(first, root)]),
+        Node::internal(Vec::new()),
+    ];
+    for node in crafted {
+        std::fs::write(&path, node.bytes()).unwrap();
+        let stopped = ["damaged index", key.as_str()];
+        let err = refused(&st, &["gc", s(&st), "--keep", "1"], &stopped);
+        assert!(err.contains("gc stopped before removing anything"), "{err}");
+        refused(&st, &["rollback", s(&st), "--to", "1"], &stopped);
+        let verify = run(gridstore(), &["verify", s(&st)]);
+        let said = format!(
+            "{}{}",
+            String::from_utf8_lossy(&verify.stdout),
+            failed_cleanly(&verify)
+        );
+        assert!(
+            said.contains("damaged index") && said.contains(&key),
+            "{said}"
+        );
+        // A read through GDAL reports it too, and ends.
+        let read = run("gdalinfo", &["-checksum", s(&st)]);
+        use std::os::unix::process::ExitStatusExt;
+        assert_eq!(read.status.signal(), None);
+        let said = String::from_utf8_lossy(&read.stderr);
+        assert!(said.contains("damaged index"), "{said}");
+    }
+}
+
+#[test]
+fn a_gc_whose_index_holds_fewer_tiles_than_its_manifest_removes_nothing() {
+    let dir = tmp();
+    let st = store_of_three(dir.path());
+    edit_json(&st.join("gridstore.json"), |m| {
+        let tiles = m["index"]["tiles"].as_u64().unwrap();
+        m["index"]["tiles"] = (tiles + 1).into();
+    });
+    let err = refused(
+        &st,
+        &["gc", s(&st), "--keep", "1"],
+        &["snapshots/3.json", "records"],
+    );
+    assert!(err.contains("gc stopped before removing anything"), "{err}");
+}
+
+#[test]
+fn a_parent_cycle_in_the_history_is_damage_not_an_endless_walk() {
+    let dir = tmp();
+    let st = store_of_three(dir.path());
+    // Snapshot 2 claims 3, its child, as its parent.
+    edit_json(&st.join("snapshots/2.json"), |m| {
+        m["snapshot"]["parent"] = 3.into()
+    });
+    let says = ["damaged history", "snapshots/2.json"];
+    refused(&st, &["log", s(&st)], &says);
+    refused(&st, &["gc", s(&st), "--keep", "3"], &says);
+    // A parent that skips ahead is no better.
+    edit_json(&st.join("snapshots/2.json"), |m| {
+        m["snapshot"]["parent"] = 2.into()
+    });
+    refused(&st, &["log", s(&st)], &says);
+}
+
+#[test]
+fn a_store_at_the_last_snapshot_id_takes_no_write() {
+    let dir = tmp();
+    let st = base_store(dir.path());
+    let last = gridstore::manifest::MAX_SNAPSHOT_ID;
+    edit_json(&st.join("gridstore.json"), |m| {
+        m["snapshot"]["id"] = last.into()
+    });
+    let p = dir.path().join("p.tif");
+    make(&p, 500100.0, 4999900.0, 40, 30, 500.0);
+    refused(
+        &st,
+        &["ingest", "-q", s(&st), s(&p)],
+        &["gridstore.json", "largest a store may reach"],
+    );
+    refused(&st, &["rollback", s(&st), "--to", "1"], &["largest"]);
+}
+
+#[test]
+fn repair_removes_nothing_from_a_store_whose_manifest_is_older_than_its_history() {
+    let dir = tmp();
+    let st = store_of_three(dir.path());
+    let manifest = st.join("gridstore.json");
+    let current = std::fs::read(&manifest).unwrap();
+    // gridstore.json put back to snapshot 1 while 2 and 3 exist: what lies under snapshot
+    // 2 is theirs, not an unfinished write's.
+    std::fs::copy(st.join("snapshots/1.json"), &manifest).unwrap();
+    refused(
+        &st,
+        &["repair", s(&st)],
+        &["snapshots/3.json", "Nothing was removed"],
+    );
+    let p = dir.path().join("p.tif");
+    make(&p, 500100.0, 4999900.0, 40, 30, 500.0);
+    refused(&st, &["ingest", "-q", s(&st), s(&p)], &["snapshots/3.json"]);
+    refused(
+        &st,
+        &["rollback", s(&st), "--to", "3"],
+        &["snapshots/3.json"],
+    );
+    // Its id lowered, the rest left as it was: its index is snapshot 3's.
+    std::fs::write(&manifest, &current).unwrap();
+    edit_json(&manifest, |m| {
+        m["snapshot"]["id"] = 1.into();
+        m["snapshot"]["parent"] = serde_json::Value::Null;
+    });
+    refused(
+        &st,
+        &["repair", s(&st)],
+        &["gridstore.json", "nothing was removed"],
+    );
+    refused(&st, &["gc", s(&st), "--keep", "1"], &["gridstore.json"]);
+}
+
+#[test]
+fn gc_leaves_names_that_are_no_object_of_the_store() {
+    let dir = tmp();
+    let st = store_of_three(dir.path());
+    let planted = [
+        "chunks/1/0.0.0.0/notes.txt",
+        "chunks/1/0.0.0.0/0.+0.0",
+        "chunks/01/0.0.0.0/0.0.0",
+        "chunks/1/README",
+        "index/1/00",
+        "index/1/notes.txt",
+        "index/x/0",
+        "snapshots/+1.json",
+        "snapshots/old.json",
+    ];
+    for name in planted {
+        let path = st.join(name);
+        std::fs::create_dir_all(path.parent().unwrap()).unwrap();
+        std::fs::write(&path, b"not gridstore's").unwrap();
+    }
+    let out = cli_ok(&["gc", s(&st), "--keep", "1"]);
+    assert!(out.contains("removed 2 snapshot(s)"), "{out}");
+    assert!(
+        out.contains(&format!("left {} name(s)", planted.len())),
+        "{out}"
+    );
+    let after = files(&st);
+    for name in planted {
+        assert!(after.contains_key(name), "gc removed {name}: {out}");
+    }
+    // And what the store does need still reads.
+    digest(&st, None);
+}

@@ -77,6 +77,18 @@ pub fn run_gc(store: &Path, keep: usize, wait: f64) -> Result<()> {
         r.nodes_removed,
         human_bytes(before.saturating_sub(after))
     );
+    if !r.unknown_left.is_empty() {
+        let names: Vec<String> = r
+            .unknown_left
+            .iter()
+            .map(|n| n.escape_debug().to_string())
+            .collect();
+        println!(
+            "left {} name(s) that are no object of the store, untouched: {}",
+            names.len(),
+            names.join(", ")
+        );
+    }
     Ok(())
 }
 

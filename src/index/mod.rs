@@ -13,7 +13,7 @@ use std::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 
 pub use node::{Node, RecordValue, Records, NODE_PREFIX};
-pub use tree::{apply_changes, IndexReader, NodeWriter, INTERNAL_MAX, LEAF_MAX};
+pub use tree::{apply_changes, IndexReader, NodeWriter, Tree, INTERNAL_MAX, LEAF_MAX, MAX_DEPTH};
 
 use crate::grid::TileLoc;
 
@@ -46,6 +46,18 @@ impl TileKey {
     /// A level-0 tile of the first time step.
     pub fn base(col: i32, row: i32) -> Self {
         TileKey::new(0, 0, TileLoc::new(0, col, row))
+    }
+
+    /// The tile as messages name it.
+    pub fn describe(&self) -> String {
+        let TileKey {
+            time,
+            pyramid,
+            level,
+            col,
+            row,
+        } = *self;
+        format!("(time {time}, pyramid {pyramid}, level {level}, column {col}, row {row})")
     }
 
     pub fn loc(&self) -> TileLoc {

@@ -171,6 +171,20 @@ impl<V: RecordValue> Records<V> {
         (0..self.count).map(|i| self.get(i))
     }
 
+    /// True when every key is greater than the one before.
+    fn keys_increase(&self) -> bool {
+        let mut keys = (0..self.count).map(|i| self.key(i));
+        let Some(mut prev) = keys.next() else {
+            return true;
+        };
+        keys.all(|k| std::mem::replace(&mut prev, k) < k)
+    }
+
+    /// The last key; the records are never empty once checked.
+    pub fn last_key(&self) -> Option<TileKey> {
+        self.count.checked_sub(1).map(|i| self.key(i))
+    }
+
     /// Where `key` is (`Ok`), or where it would go (`Err`).
     pub fn search(&self, key: &TileKey) -> std::result::Result<usize, usize> {
         let at = self.partition_point(|k| k < key);
@@ -252,6 +266,13 @@ impl Node {
         })
     }
 
+    pub fn last_key(&self) -> Option<TileKey> {
+        match self {
+            Node::Leaf(r) => r.last_key(),
+            Node::Internal(r) => r.last_key(),
+        }
+    }
+
     /// Checks a node object read from storage (`key` names it in messages) and takes it as
     /// the node; a version 3 or 4 object is used as it is, older ones are converted.
     pub fn decode(bytes: Vec<u8>, key: &str) -> Result<Node> {
@@ -297,18 +318,18 @@ impl Node {
             (false, _) => NodeRef::V3_LEN,
         };
         let record_len = KEY_LEN + value_len;
-        match version {
+        let node = match version {
             VERSION | VERSION_3 => {
                 if count.checked_mul(record_len) != Some(body_len) {
                     return Err(wrong_count());
                 }
-                Ok(if leaf {
+                if leaf {
                     Node::Leaf(Records::from_object(bytes, count, value_len))
                 } else {
                     Node::Internal(Records::from_object(bytes, count, value_len))
-                })
+                }
             }
-            VERSION_2 => decode_deltas(&body[HEADER_LEN..], leaf, count).ok_or_else(wrong_count),
+            VERSION_2 => decode_deltas(&body[HEADER_LEN..], leaf, count).ok_or_else(wrong_count)?,
             _ => {
                 // Version 1: the version 3 records, zstd-compressed. A count that cannot
                 // be right is refused before anything is allocated for it.
@@ -320,7 +341,7 @@ impl Node {
                     .decompress(&body[HEADER_LEN..], &mut raw)
                     .map_err(bad)?;
                 let records = raw.chunks_exact(record_len);
-                Ok(if leaf {
+                if leaf {
                     Node::Leaf(Records::build(
                         records.map(|r| (get_key(r), Entry::get(&r[KEY_LEN..]))),
                     ))
@@ -328,10 +349,75 @@ impl Node {
                     Node::Internal(Records::build(
                         records.map(|r| (get_key(r), NodeRef::get(&r[KEY_LEN..]))),
                     ))
-                })
+                }
+            }
+        };
+        node.check_records()
+            .map_err(|detail| damaged(key, detail))?;
+        Ok(node)
+    }
+
+    /// What every node a writer makes satisfies, whatever its place in a tree: it holds
+    /// entries (an empty tree has no root rather than an empty one), its keys strictly
+    /// increase, and each leaf entry names a chunk that has bytes and whose base, if any, is
+    /// older than it. One pass over the records, made once per node read from storage.
+    fn check_records(&self) -> std::result::Result<(), String> {
+        if self.is_empty() {
+            return Err("the node holds no entries".into());
+        }
+        let sorted = match self {
+            Node::Leaf(r) => r.keys_increase(),
+            Node::Internal(r) => r.keys_increase(),
+        };
+        if !sorted {
+            return Err("its keys are not in strictly increasing order".into());
+        }
+        let Node::Leaf(entries) = self else {
+            return Ok(());
+        };
+        for (k, e) in entries.iter() {
+            if e.size == 0 {
+                return Err(format!("the chunk of tile {} has size 0", k.describe()));
+            }
+            if e.base().is_some_and(|b| b >= e.seq) {
+                return Err(format!(
+                    "the chunk of tile {} (snapshot {}) keeps frames in a chunk of \
+                     snapshot {}, which is not older",
+                    k.describe(),
+                    e.seq,
+                    e.base
+                ));
             }
         }
+        Ok(())
     }
+
+    /// Checks what the node points to against the object it was read from, `at`: a leaf
+    /// written by snapshot `at.seq` can only name chunks that snapshot or earlier ones
+    /// wrote. (An internal node's children are checked as a walk steps down to them.)
+    pub fn check_written_by(&self, at: NodeRef, key: &str) -> Result<()> {
+        let Node::Leaf(entries) = self else {
+            return Ok(());
+        };
+        match entries.iter().find(|(_, e)| e.seq > at.seq) {
+            Some((k, e)) => Err(damaged(
+                key,
+                format!(
+                    "written by snapshot {}, it names a chunk of a later snapshot ({}) for \
+                     tile {}",
+                    at.seq,
+                    e.seq,
+                    k.describe()
+                ),
+            )),
+            None => Ok(()),
+        }
+    }
+}
+
+/// The error for an index node `key` whose content is impossible for a writer to make.
+pub(super) fn damaged(key: impl AsRef<std::path::Path>, detail: impl std::fmt::Display) -> Error {
+    Error::corrupt(key, format!("damaged index: {detail}"))
 }
 
 fn put_key(out: &mut Vec<u8>, k: &TileKey) {
@@ -571,11 +657,11 @@ mod tests {
     #[test]
     fn nodes_round_trip_and_damage_is_detected() {
         let leaf = Node::leaf(vec![
-            (TileKey::base(-3, 7), entry(9, 1234, 0xdeadbeef, 3)),
             (
                 TileKey::base(5, -2_000_000),
                 entry(u64::MAX, u32::MAX, 0, u64::MAX - 1),
             ),
+            (TileKey::base(-3, 7), entry(9, 1234, 0xdeadbeef, 3)),
             (
                 TileKey {
                     time: u32::MAX,
@@ -584,7 +670,7 @@ mod tests {
                     col: i32::MIN,
                     row: i32::MAX,
                 },
-                entry(0, 0, 1, 0),
+                entry(1, 1, 1, 0),
             ),
         ]);
         let internal = Node::internal(vec![
@@ -597,7 +683,7 @@ mod tests {
                 },
             ),
         ]);
-        for n in [leaf, internal, Node::leaf(vec![])] {
+        for n in [leaf, internal] {
             let mut bytes = n.bytes().to_vec();
             assert_eq!(bytes[4], VERSION);
             assert_eq!(Node::decode(bytes.clone(), "k").unwrap(), n);
@@ -612,6 +698,39 @@ mod tests {
             assert!(Node::decode(bytes.clone(), "k").is_err());
             assert!(Node::decode(bytes[..10].to_vec(), "k").is_err());
         }
+    }
+
+    #[test]
+    fn nodes_no_writer_makes_are_refused_in_every_version() {
+        let e = entry(5, 10, 0, 0);
+        let (a, b) = (TileKey::base(0, 0), TileKey::base(1, 0));
+        let r = NodeRef { seq: 1, id: 0 };
+        let cases = [
+            (Node::leaf(vec![]), "holds no entries"),
+            (Node::internal(vec![]), "holds no entries"),
+            (Node::leaf(vec![(b, e), (a, e)]), "strictly increasing"),
+            (Node::leaf(vec![(a, e), (a, e)]), "strictly increasing"),
+            (Node::internal(vec![(b, r), (a, r)]), "strictly increasing"),
+            (Node::leaf(vec![(a, entry(5, 0, 0, 0))]), "size 0"),
+        ];
+        for (node, says) in cases {
+            for bytes in [
+                node.bytes().to_vec(),
+                encode_v3(&node),
+                encode_v2(&node),
+                encode_v1(&node),
+            ] {
+                let e = Node::decode(bytes, "index/1/0").unwrap_err().to_string();
+                assert!(e.contains("damaged index") && e.contains(says), "{e}");
+                assert!(e.contains("index/1/0"), "{e}");
+            }
+        }
+        // A base that is not older than its chunk (only version 4 nodes hold bases).
+        let node = Node::leaf(vec![(a, entry(5, 10, 0, 5))]);
+        let e = Node::decode(node.bytes().to_vec(), "k")
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("which is not older"), "{e}");
     }
 
     #[test]
@@ -660,14 +779,16 @@ mod tests {
         }
 
         #[test]
-        fn sorted_leaves_round_trip(mut keys in prop::collection::vec(
-            (0u32..3, 0u8..2, 0u8..20, -5000i32..5000, -5000i32..5000), 0..200),
-            seq in any::<u64>(), size in any::<u32>(), crc in any::<u32>(), base in any::<u64>()) {
+        fn sorted_leaves_round_trip(keys in prop::collection::vec(
+            (0u32..3, 0u8..2, 0u8..20, -5000i32..5000, -5000i32..5000), 1..200),
+            seq in 1..u64::MAX, size in 1..u32::MAX, crc in any::<u32>(), base in any::<u64>()) {
+            let base = base % seq; // older than the chunk, or none
+            let mut keys: Vec<TileKey> = keys.iter().map(|&(time, pyramid, level, col, row)| {
+                TileKey { time, pyramid, level, col, row }
+            }).collect();
             keys.sort();
             keys.dedup();
-            let node = Node::leaf(keys.iter().map(|&(time, pyramid, level, col, row)| {
-                (TileKey { time, pyramid, level, col, row }, entry(seq, size, crc, base))
-            }).collect());
+            let node = Node::leaf(keys.iter().map(|&k| (k, entry(seq, size, crc, base))).collect());
             prop_assert_eq!(&Node::decode(node.bytes().to_vec(), "k").unwrap(), &node);
             prop_assert_eq!(&Node::decode(encode_v2(&node), "k").unwrap(), &without_bases(&node));
         }

@@ -4,20 +4,19 @@
 //! Every commit leaves its manifest in `snapshots/<id>.json`, and objects are never
 //! overwritten, so each snapshot stays readable until `gc` expires it.
 
-use std::collections::{BTreeMap, HashSet};
+use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::index::{Entry, IndexReader, Node, NodeRef, TileKey, NODE_PREFIX};
-use crate::manifest::{snapshot_key, Manifest, SnapshotInfo};
+use crate::index::{Entry, IndexReader, Node, NodeRef, TileKey, Tree, NODE_PREFIX};
+use crate::manifest::{snapshot_key, Manifest, SnapshotInfo, SNAPSHOT_PREFIX};
 use crate::storage::{LocalStorage, Storage};
 
-use super::lock::{LockWait, WriterLock};
+use super::lock::{check_next_id_is_free, LockWait, WriterLock};
 use super::snapshot::Snapshot;
 use super::transaction::Transaction;
 
-const SNAPSHOT_PREFIX: &str = "snapshots/";
 const CHUNK_PREFIX: &str = "chunks/";
 
 /// The snapshots of a store, newest first, following parents from the current one until
@@ -30,23 +29,79 @@ pub fn history(root: &Path) -> Result<Vec<SnapshotInfo>> {
         .collect())
 }
 
-/// Up to `limit` manifests from `current` back through its parents.
+/// Up to `limit` manifests from `current` back through its parents. A snapshot's parent is
+/// always older than it, which is checked at each step: so the walk ends (after at most as
+/// many steps as there are snapshot files), and a cycle or a parent that is not older is
+/// reported as damaged history rather than followed.
 fn chain(storage: &dyn Storage, current: &Manifest, limit: usize) -> Result<Vec<Manifest>> {
     let mut out = vec![current.clone()];
-    let mut next = current.snapshot.parent;
-    while let Some(id) = next {
+    loop {
+        let child = out.last().expect("starts with the current manifest");
+        let Some(id) = child.snapshot.parent else {
+            break;
+        };
         if out.len() >= limit {
             break;
+        }
+        let child_key = snapshot_key(child.snapshot.id);
+        if id >= child.snapshot.id {
+            return Err(damaged_history(
+                storage.location().join(child_key),
+                format!(
+                    "snapshot {} names snapshot {id} as its parent, which is not older",
+                    child.snapshot.id
+                ),
+            ));
         }
         let key = snapshot_key(id);
         let Some(bytes) = storage.read(&key)? else {
             break; // expired by gc
         };
-        let m = Manifest::parse(&bytes, &storage.location().join(key))?;
-        next = m.snapshot.parent;
+        let path = storage.location().join(&key);
+        let m = Manifest::parse(&bytes, &path)?;
+        if m.snapshot.id != id {
+            return Err(damaged_history(
+                path,
+                format!(
+                    "the file of snapshot {id} describes snapshot {}",
+                    m.snapshot.id
+                ),
+            ));
+        }
         out.push(m);
     }
     Ok(out)
+}
+
+/// The error for a snapshot manifest at `path` that does not fit in the store's history.
+fn damaged_history(path: impl AsRef<Path>, detail: impl std::fmt::Display) -> Error {
+    Error::corrupt(path, format!("damaged history: {detail}"))
+}
+
+/// The id of the snapshot whose manifest is `snapshots/<name>`, if `name` is one a writer
+/// gives (`<id>.json`, the id written as Rust writes it: no sign, no leading zero).
+pub(super) fn snapshot_id_of(name: &str) -> Option<u64> {
+    canonical_number(name.strip_suffix(".json")?)
+}
+
+/// `name` as a number, if it is written exactly as a writer writes that number.
+fn canonical_number<T: std::str::FromStr + ToString>(name: &str) -> Option<T> {
+    let n: T = name.parse().ok()?;
+    (n.to_string() == name).then_some(n)
+}
+
+/// The ids of the snapshot manifests kept in `snapshots/`, and the names there that are
+/// none (left alone).
+pub(super) fn snapshot_files(storage: &dyn Storage) -> Result<(Vec<u64>, Vec<String>)> {
+    let mut ids = Vec::new();
+    let mut others = Vec::new();
+    for name in storage.list(SNAPSHOT_PREFIX)? {
+        match snapshot_id_of(&name) {
+            Some(id) => ids.push(id),
+            None => others.push(format!("{SNAPSHOT_PREFIX}{name}")),
+        }
+    }
+    Ok((ids, others))
 }
 
 /// Makes snapshot `to` the current state again, as a new commit: the snapshots after it
@@ -64,12 +119,35 @@ pub fn rollback(root: &Path, to: u64, wait: LockWait) -> Result<Manifest> {
             root.display()
         )));
     }
+    let earlier_key = snapshot_key(to);
+    // A snapshot newer than the current state cannot be in its history (ids only grow):
+    // making its index current under a smaller id would name chunks of later snapshots.
+    if to > current.snapshot.id {
+        return Err(damaged_history(
+            root.join(&earlier_key),
+            format!(
+                "snapshot {to} is newer than the current state (snapshot {}), which no \
+                 commit can leave behind; gridstore.json may have been replaced by an older \
+                 snapshot. Nothing was changed",
+                current.snapshot.id
+            ),
+        ));
+    }
     let earlier = Snapshot::open_in(base.storage().clone(), Some(to))?;
     let earlier = earlier.manifest();
     if earlier.store_id != current.store_id {
         return Err(Error::corrupt(
-            root.join(snapshot_key(to)),
+            root.join(&earlier_key),
             "this snapshot belongs to another store (its store_id differs)",
+        ));
+    }
+    if earlier.snapshot.id != to {
+        return Err(damaged_history(
+            root.join(&earlier_key),
+            format!(
+                "the file of snapshot {to} describes snapshot {}",
+                earlier.snapshot.id
+            ),
         ));
     }
     let (written, removed) = count_differences(base.index(), current, earlier)?;
@@ -78,22 +156,38 @@ pub fn rollback(root: &Path, to: u64, wait: LockWait) -> Result<Manifest> {
 }
 
 /// How many tiles differ between two states: present in `to` with another chunk or not
-/// in `from` (written), and present in `from` only (removed).
+/// in `from` (written), and present in `from` only (removed). Both indexes are walked
+/// completely and must hold the tile counts their manifests record.
 fn count_differences(index: &IndexReader, from: &Manifest, to: &Manifest) -> Result<(u64, u64)> {
     let all = |m: &Manifest| -> Result<BTreeMap<TileKey, Entry>> {
         let mut out = BTreeMap::new();
-        index.visit_nodes(m.index.root, &mut |_, node| {
+        let found = index.visit_nodes(Tree::of(m), &mut |_, node| {
             if let Node::Leaf(entries) = node {
                 out.extend(entries.iter());
             }
             Ok(())
         })?;
+        check_tile_count(&**index.storage(), m, found)?;
         Ok(out)
     };
     let (old, new) = (all(from)?, all(to)?);
     let written = new.iter().filter(|(k, e)| old.get(k) != Some(e)).count();
     let removed = old.keys().filter(|k| !new.contains_key(k)).count();
     Ok((written as u64, removed as u64))
+}
+
+/// Checks that a complete walk of the index of snapshot `m` found the tiles it records.
+fn check_tile_count(storage: &dyn Storage, m: &Manifest, found: u64) -> Result<()> {
+    if found == m.index.tiles {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        storage.location().join(snapshot_key(m.snapshot.id)),
+        format!(
+            "damaged index: snapshot {} records {} tiles but its index holds {found}",
+            m.snapshot.id, m.index.tiles
+        ),
+    ))
 }
 
 /// What `gc` removed.
@@ -104,10 +198,17 @@ pub struct GcReport {
     pub snapshots_removed: usize,
     pub chunks_removed: usize,
     pub nodes_removed: usize,
+    /// Names under `snapshots/`, `chunks/` and `index/` that are no object a writer makes,
+    /// left where they are: gc deletes only what it knows to be a store's own.
+    pub unknown_left: Vec<String>,
 }
 
 /// Keeps the `keep` newest snapshots of the history (the current one among them) and
 /// removes every other snapshot, and every chunk and index node no kept snapshot uses.
+///
+/// Nothing is removed unless the history and the index of every kept snapshot were walked
+/// completely, without finding damage, and each index holds the tiles its manifest
+/// records: a damaged index could hide objects that are still needed.
 ///
 /// Holds the writer lock, so no write adds objects meanwhile. Readers of the current state
 /// are unaffected; a reader that opened a snapshot being removed may find its chunks gone
@@ -122,127 +223,172 @@ pub fn gc(root: &Path, keep: usize, wait: LockWait) -> Result<GcReport> {
     let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(root));
     let lock = WriterLock::acquire(storage.clone(), "gridstore gc", wait)?;
     let current = Snapshot::open_in(storage.clone(), None)?;
-    let kept = chain(&*storage, current.manifest(), keep)?;
+    let stopped = |e: Error| match e {
+        Error::Corrupt { path, detail } => Error::corrupt(
+            path,
+            format!("{detail}; gc stopped before removing anything"),
+        ),
+        other => other,
+    };
+    let next = current.manifest().snapshot.id.saturating_add(1);
+    check_next_id_is_free(&*storage, Some(current.manifest()), next).map_err(stopped)?;
+    let (snapshot_ids, mut unknown) = snapshot_files(&*storage)?;
+    let kept = chain(&*storage, current.manifest(), keep).map_err(stopped)?;
+    let marked = mark(&*storage, current.index(), &kept).map_err(stopped)?;
     let mut report = GcReport {
         kept: kept.iter().map(|m| m.snapshot.id).collect(),
         ..GcReport::default()
     };
 
-    // Mark: every node and chunk a kept snapshot reaches, and the chunks those keep frames
-    // in. Snapshots share most of their index, so a node seen before is not walked again.
-    let index = current.index();
-    let mut nodes: HashSet<NodeRef> = HashSet::new();
-    let mut chunks: HashSet<(u64, TileKey)> = HashSet::new();
-    for m in &kept {
-        mark(index, m.index.root, &mut nodes, &mut chunks)?;
-    }
-
     // Sweep. Expired manifests go first: once they are gone nobody can open those
     // snapshots, so removing their objects next is safe even if interrupted.
     let kept_ids: HashSet<u64> = report.kept.iter().copied().collect();
-    for name in storage.list(SNAPSHOT_PREFIX)? {
-        let id = name
-            .strip_suffix(".json")
-            .and_then(|s| s.parse::<u64>().ok());
-        if id.is_some_and(|id| !kept_ids.contains(&id)) {
-            storage.delete(&format!("{SNAPSHOT_PREFIX}{name}"))?;
-            report.snapshots_removed += 1;
-        }
+    for id in snapshot_ids.into_iter().filter(|id| !kept_ids.contains(id)) {
+        storage.delete(&snapshot_key(id))?;
+        report.snapshots_removed += 1;
     }
-    let used_seqs: HashSet<u64> = chunks.iter().map(|(seq, _)| *seq).collect();
     let naming = current.manifest().chunk_naming();
-    for seq in numbered(&*storage, CHUNK_PREFIX)? {
-        let prefix = format!("{CHUNK_PREFIX}{seq}/");
-        let objects = list_deep(&*storage, &prefix, naming.depth())?;
-        if !used_seqs.contains(&seq) {
-            storage.delete_prefix(&prefix)?;
-            report.chunks_removed += objects.len();
-            continue;
-        }
-        for rest in objects {
-            let used =
-                TileKey::from_object_key(&rest, naming).is_some_and(|k| chunks.contains(&(seq, k)));
-            if !used {
-                storage.delete(&format!("{prefix}{rest}"))?;
-                report.chunks_removed += 1;
-            }
-        }
-    }
-    for seq in numbered(&*storage, NODE_PREFIX)? {
-        let prefix = format!("{NODE_PREFIX}{seq}/");
-        let ids = storage.list(&prefix)?;
-        let unused: Vec<&String> = ids
-            .iter()
-            .filter(|id| {
-                let used = id.parse().ok().map(|id| NodeRef { seq, id });
-                !used.is_some_and(|r| nodes.contains(&r))
-            })
-            .collect();
-        if unused.len() == ids.len() {
-            storage.delete_prefix(&prefix)?;
-        } else {
-            for id in &unused {
-                storage.delete(&format!("{prefix}{id}"))?;
-            }
-        }
-        report.nodes_removed += unused.len();
-    }
+    let (removed, left) = sweep(&*storage, CHUNK_PREFIX, naming.depth(), |seq, rest| {
+        let key = TileKey::from_object_key(rest, naming)?;
+        // Only a name a writer would give that tile: another spelling of the same numbers
+        // is no chunk of the store.
+        (key.object_key(seq, naming) == format!("{CHUNK_PREFIX}{seq}/{rest}"))
+            .then(|| marked.chunks.contains(&(seq, key)))
+    })?;
+    report.chunks_removed = removed;
+    unknown.extend(left);
+    let (removed, left) = sweep(&*storage, NODE_PREFIX, 1, |seq, rest| {
+        let id = canonical_number(rest)?;
+        Some(marked.nodes.contains_key(&NodeRef { seq, id }))
+    })?;
+    report.nodes_removed = removed;
+    unknown.extend(left);
+    report.unknown_left = unknown;
     lock.release()?;
     Ok(report)
 }
 
-fn mark(
-    index: &IndexReader,
-    at: Option<NodeRef>,
-    nodes: &mut HashSet<NodeRef>,
-    chunks: &mut HashSet<(u64, TileKey)>,
+/// Refuses a store holding the manifest of a snapshot newer than its current state: no
+/// commit leaves one (a write that dies before committing leaves its manifest, but the
+/// next writer removes it before anything else), so `gridstore.json` was replaced by an
+/// older state, and the newer snapshots may still be wanted.
+pub(super) fn check_no_later_snapshot(
+    storage: &dyn Storage,
+    current: u64,
+    snapshot_ids: &[u64],
 ) -> Result<()> {
-    let Some(at) = at else { return Ok(()) };
-    if !nodes.insert(at) {
-        return Ok(()); // shared with a snapshot marked before: so is everything below it
+    // The manifest one past the current state may be an unfinished write's.
+    let next = current.saturating_add(1);
+    match snapshot_ids.iter().copied().filter(|&id| id > next).max() {
+        Some(later) => Err(damaged_history(
+            storage.location().join(snapshot_key(later)),
+            format!(
+                "this snapshot is newer than the store's current state (snapshot {current}), \
+                 which no commit leaves behind: gridstore.json may have been replaced by \
+                 an older snapshot. If so, copy the newest snapshots/<id>.json over it; \
+                 `gridstore rollback` goes back to an earlier state safely. Nothing was \
+                 removed"
+            ),
+        )),
+        None => Ok(()),
     }
-    match &*index.node(at)? {
-        Node::Leaf(entries) => {
-            for (k, e) in entries.iter() {
-                chunks.insert((e.seq, k));
-                // A chunk that keeps frames in an older chunk of its tile needs that one too.
-                if let Some(base) = e.base() {
-                    chunks.insert((base, k));
+}
+
+/// What the kept snapshots reach.
+struct Marked {
+    /// Every index node, with the number of tiles below it.
+    nodes: HashMap<NodeRef, u64>,
+    /// Every chunk, as (the snapshot that wrote it, its tile): the chunks the indexes name
+    /// and the ones those keep frames in.
+    chunks: HashSet<(u64, TileKey)>,
+}
+
+/// Walks the index of every snapshot in `kept` completely. Snapshots share most of their
+/// index, so a node walked for one is not walked again for the next.
+fn mark(storage: &dyn Storage, index: &IndexReader, kept: &[Manifest]) -> Result<Marked> {
+    let mut marked = Marked {
+        nodes: HashMap::new(),
+        chunks: HashSet::new(),
+    };
+    for m in kept {
+        let chunks = &mut marked.chunks;
+        let found = index.visit_new_nodes(Tree::of(m), &mut marked.nodes, &mut |_, node| {
+            if let Node::Leaf(entries) = node {
+                for (k, e) in entries.iter() {
+                    chunks.insert((e.seq, k));
+                    // A chunk that keeps frames in an older chunk of its tile needs that
+                    // one too.
+                    if let Some(base) = e.base() {
+                        chunks.insert((base, k));
+                    }
+                }
+            }
+            Ok(())
+        })?;
+        check_tile_count(storage, m, found)?;
+    }
+    Ok(marked)
+}
+
+/// Removes the objects under `<prefix><seq>/` (`depth` levels below it) that `used` says
+/// no kept snapshot uses (`Some(false)`). Names that are no object of the store (`used`
+/// gives `None`, or a directory name that is no snapshot id) are left where they are.
+/// Returns how many objects were removed, and the names left.
+fn sweep(
+    storage: &dyn Storage,
+    prefix: &str,
+    depth: usize,
+    used: impl Fn(u64, &str) -> Option<bool>,
+) -> Result<(usize, Vec<String>)> {
+    let (mut removed, mut unknown) = (0, Vec::new());
+    for name in storage.list(prefix)? {
+        let Some(seq) = canonical_number::<u64>(&name) else {
+            unknown.push(format!("{prefix}{name}"));
+            continue;
+        };
+        let dir = format!("{prefix}{seq}/");
+        let (objects, odd) = list_deep(storage, &dir, depth);
+        let mut kept_any = !odd.is_empty();
+        unknown.extend(odd);
+        for rest in objects {
+            match used(seq, &rest) {
+                Some(false) => {
+                    storage.delete(&format!("{dir}{rest}"))?;
+                    removed += 1;
+                }
+                Some(true) => kept_any = true,
+                None => {
+                    unknown.push(format!("{dir}{rest}"));
+                    kept_any = true;
                 }
             }
         }
-        Node::Internal(children) => {
-            for (_, child) in children.iter() {
-                mark(index, Some(child), nodes, chunks)?;
-            }
+        if !kept_any {
+            storage.delete_prefix(&dir)?; // the directories left empty
         }
     }
-    Ok(())
+    Ok((removed, unknown))
 }
 
-/// The snapshot-id directories under `prefix` (`chunks/` or `index/`).
-fn numbered(storage: &dyn Storage, prefix: &str) -> Result<Vec<u64>> {
-    Ok(storage
-        .list(prefix)?
-        .iter()
-        .filter_map(|n| n.parse().ok())
-        .collect())
-}
-
-/// Keys `depth` levels below `prefix`, relative to it.
-fn list_deep(storage: &dyn Storage, prefix: &str, depth: usize) -> Result<Vec<String>> {
+/// Keys `depth` levels below `prefix`, relative to it; and the keys (with the prefix)
+/// that could not be listed on the way down (a file where a directory belongs, say),
+/// which are then no object of the store's.
+fn list_deep(storage: &dyn Storage, prefix: &str, depth: usize) -> (Vec<String>, Vec<String>) {
     let mut level = vec![String::new()];
+    let mut odd = Vec::new();
     for _ in 0..depth {
         let mut next = Vec::new();
         for rel in &level {
-            for name in storage.list(&format!("{prefix}{rel}"))? {
-                next.push(format!("{rel}{name}/"));
+            match storage.list(&format!("{prefix}{rel}")) {
+                Ok(names) => next.extend(names.into_iter().map(|n| format!("{rel}{n}/"))),
+                Err(_) => odd.push(format!("{prefix}{}", rel.trim_end_matches('/'))),
             }
         }
         level = next;
     }
-    Ok(level
+    let objects = level
         .into_iter()
         .map(|k| k.trim_end_matches('/').to_string())
-        .collect())
+        .collect();
+    (objects, odd)
 }

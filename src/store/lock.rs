@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::NODE_PREFIX;
-use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY};
+use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY, MAX_SNAPSHOT_ID};
 use crate::storage::Storage;
 
 pub const LOCK_KEY: &str = "writer.lock";
@@ -170,7 +170,14 @@ impl WriterLock {
                 // Take the dead writer's lock over in one step, then clean up under our own
                 // lock, so that no other writer starts (or cleans up) meanwhile.
                 if storage.claim(LOCK_KEY, &raw, &me)? {
-                    let cleanup = discard_unfinished_write(&*storage)?;
+                    let cleanup = match discard_unfinished_write(&*storage) {
+                        Ok(c) => c,
+                        Err(e) => {
+                            // Refused (a damaged store): the lock is ours, let it go.
+                            let _ = storage.delete(LOCK_KEY);
+                            return Err(e);
+                        }
+                    };
                     return Ok(WriterLock {
                         storage,
                         released: false,
@@ -253,31 +260,124 @@ fn parse_lock(bytes: &[u8]) -> LockInfo {
 
 /// The snapshot id the next (or a dead) writer uses: one past the committed one.
 pub fn next_snapshot_id(storage: &dyn Storage) -> Result<u64> {
-    Ok(match storage.read(MANIFEST_KEY)? {
-        Some(bytes) => {
-            let path = storage.location().join(MANIFEST_KEY);
-            Manifest::parse(&bytes, &path)?.snapshot.id + 1
+    let committed = committed_manifest(storage)?;
+    snapshot_after(storage, committed.map_or(0, |m| m.snapshot.id))
+}
+
+/// The store's committed manifest; `None` before its first commit.
+fn committed_manifest(storage: &dyn Storage) -> Result<Option<Manifest>> {
+    let Some(bytes) = storage.read(MANIFEST_KEY)? else {
+        return Ok(None);
+    };
+    let path = storage.location().join(MANIFEST_KEY);
+    Manifest::parse(&bytes, &path).map(Some)
+}
+
+/// The id of the snapshot after `committed`. Ids name objects, so they never wrap: a store
+/// at [`MAX_SNAPSHOT_ID`] takes no more writes, and says so before anything is written.
+pub fn snapshot_after(storage: &dyn Storage, committed: u64) -> Result<u64> {
+    committed
+        .checked_add(1)
+        .filter(|id| *id <= MAX_SNAPSHOT_ID)
+        .ok_or_else(|| {
+            Error::corrupt(
+                storage.location().join(MANIFEST_KEY),
+                format!(
+                    "its snapshot id {committed} is the largest a store may reach \
+                     ({MAX_SNAPSHOT_ID}), so no further snapshot can be written; no real \
+                     history gets that far, so the manifest was probably altered. Nothing was \
+                     written"
+                ),
+            )
+        })
+}
+
+/// Checks that no snapshot can reach what lies under snapshot id `seq`, the one after the
+/// committed state `committed`, so that it may be removed (what an unfinished write left)
+/// or written:
+/// - the committed index's root is no newer than the committed snapshot (every walk checks
+///   that what lies below a node is older still, so no read of it reaches a later id);
+/// - no snapshot manifest newer than `seq` exists, and one of `seq` (an unfinished write
+///   writes it just before its commit point) was written from the committed state.
+///
+/// Older snapshots reach only older ids, as the committed state does. A store that fails
+/// these checks had its `gridstore.json` replaced or altered; nothing is removed from it.
+pub fn check_next_id_is_free(
+    storage: &dyn Storage,
+    committed: Option<&Manifest>,
+    seq: u64,
+) -> Result<()> {
+    let committed_id = committed.map_or(0, |m| m.snapshot.id);
+    let manifest_path = storage.location().join(MANIFEST_KEY);
+    if let Some(root) = committed.and_then(|m| m.index.root) {
+        if root.seq > committed_id {
+            return Err(Error::corrupt(
+                manifest_path,
+                format!(
+                    "its index root {} was written by a later snapshot than its own id \
+                     ({committed_id}) says, so the manifest was altered and objects of \
+                     snapshot {seq} may be in use; nothing was removed. Restore gridstore.json \
+                     from the newest snapshots/<id>.json",
+                    root.object_key()
+                ),
+            ));
         }
-        None => 1,
-    })
+    }
+    let (ids, _) = super::history::snapshot_files(storage)?;
+    super::history::check_no_later_snapshot(storage, committed_id, &ids)?;
+    let key = snapshot_key(seq);
+    if !ids.contains(&seq) {
+        return Ok(());
+    }
+    let Some(bytes) = storage.read(&key)? else {
+        return Ok(());
+    };
+    // One that does not parse was cut short while being written: no reader can open it.
+    let Ok(unfinished) = Manifest::parse(&bytes, &storage.location().join(&key)) else {
+        return Ok(());
+    };
+    let from_committed = committed.map(|m| m.snapshot.id);
+    if unfinished.snapshot.parent != from_committed || unfinished.snapshot.id != seq {
+        return Err(Error::corrupt(
+            storage.location().join(&key),
+            format!(
+                "damaged history: this snapshot is no unfinished write of the committed \
+                 state (snapshot {committed_id}): it says it is snapshot {} with parent {}; \
+                 gridstore.json may have been replaced by an older snapshot, so nothing was \
+                 removed",
+                unfinished.snapshot.id,
+                unfinished
+                    .snapshot
+                    .parent
+                    .map_or("none".to_string(), |p| p.to_string())
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// Removes every object an uncommitted write may have made. Must hold the lock (or own
-/// the stale one).
+/// the stale one). Removes nothing a snapshot can reach: see [`check_next_id_is_free`].
 pub fn discard_unfinished_write(storage: &dyn Storage) -> Result<Cleanup> {
-    let seq = next_snapshot_id(storage)?;
+    let committed = committed_manifest(storage)?;
+    let committed_id = committed.as_ref().map_or(0, |m| m.snapshot.id);
     let mut removed = Vec::new();
-    for prefix in ["chunks/".to_string(), NODE_PREFIX.to_string()] {
-        if storage.list(&prefix)?.contains(&seq.to_string()) {
-            let key = format!("{prefix}{seq}/");
-            storage.delete_prefix(&key)?;
-            removed.push(key);
+    // At the last id no writer can have started, so nothing lies under the next one.
+    let seq = committed_id.saturating_add(1);
+    if seq <= MAX_SNAPSHOT_ID {
+        check_next_id_is_free(storage, committed.as_ref(), seq)?;
+        for prefix in ["chunks/".to_string(), NODE_PREFIX.to_string()] {
+            if storage.list(&prefix)?.contains(&seq.to_string()) {
+                let key = format!("{prefix}{seq}/");
+                storage.delete_prefix(&key)?;
+                removed.push(key);
+            }
         }
-    }
-    let manifest = snapshot_key(seq);
-    if storage.read(&manifest)?.is_some() {
-        storage.delete(&manifest)?;
-        removed.push(manifest);
+        let manifest = snapshot_key(seq);
+        if storage.read(&manifest)?.is_some() {
+            storage.delete(&manifest)?;
+            removed.push(manifest);
+        }
     }
     // A replace of gridstore.json cut short leaves its temporary file
     // (`.gridstore.json.<pid>.<n>.tmp`), a lock creation or takeover cut short its own
@@ -506,5 +606,119 @@ mod tests {
     fn this_process_reads_its_own_start_time() {
         assert!(process_start_ticks(std::process::id()).is_some());
         assert!(!LockInfo::mine("me").is_stale());
+    }
+}
+
+/// What an unfinished write leaves is removed only when no snapshot can reach it.
+#[cfg(test)]
+mod unfinished_writes {
+    use super::*;
+    use crate::index::NodeRef;
+    use crate::manifest::tests::sample;
+    use crate::storage::LocalStorage;
+
+    /// The manifest of snapshot `id`, made from `parent`, its index rooted at `root`.
+    fn manifest(id: u64, parent: Option<u64>, root: Option<NodeRef>) -> Manifest {
+        let mut m = sample();
+        m.snapshot.id = id;
+        m.snapshot.parent = parent;
+        m.index.root = root;
+        m
+    }
+
+    /// A store whose committed state is `current`, holding the snapshot manifests `kept`
+    /// and objects under snapshots 1 to 5.
+    fn store(current: &Manifest, kept: &[Manifest]) -> (tempfile::TempDir, Arc<dyn Storage>) {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()));
+        s.write(MANIFEST_KEY, &current.to_json()).unwrap();
+        for m in kept {
+            s.write(&snapshot_key(m.snapshot.id), &m.to_json()).unwrap();
+        }
+        for seq in 1..=5 {
+            s.write(&format!("chunks/{seq}/0.0.0.0/0.0.0"), b"chunk")
+                .unwrap();
+            s.write(&format!("index/{seq}/0"), b"node").unwrap();
+        }
+        (dir, s)
+    }
+
+    fn objects(s: &dyn Storage) -> Vec<String> {
+        let mut all = s.list("snapshots/").unwrap();
+        for prefix in ["chunks/", "index/"] {
+            all.extend(
+                s.list(prefix)
+                    .unwrap()
+                    .iter()
+                    .map(|n| format!("{prefix}{n}")),
+            );
+        }
+        all.sort();
+        all
+    }
+
+    fn root(seq: u64) -> Option<NodeRef> {
+        Some(NodeRef { seq, id: 0 })
+    }
+
+    #[test]
+    fn an_unfinished_write_of_the_committed_state_is_removed() {
+        let three = manifest(3, Some(2), root(3));
+        let (_d, s) = store(&three, &[three.clone(), manifest(4, Some(3), root(4))]);
+        let cleanup = discard_unfinished_write(&*s).unwrap();
+        assert_eq!(cleanup.seq, 4);
+        assert_eq!(
+            cleanup.removed,
+            ["chunks/4/", "index/4/", "snapshots/4.json"]
+        );
+    }
+
+    #[test]
+    fn nothing_is_removed_from_a_store_whose_manifest_is_older_than_its_history() {
+        let three = manifest(3, Some(2), root(3));
+        let later = [manifest(4, Some(3), root(4)), manifest(5, Some(4), root(5))];
+        // gridstore.json replaced by snapshot 3 while 4 and 5 exist; then with its id
+        // lowered to 3 but its index left at snapshot 5's; then a snapshot 4 that was not
+        // written from the committed state.
+        let lowered = manifest(3, Some(2), root(5));
+        let cases = [
+            (three.clone(), later.to_vec(), "snapshots/5.json"),
+            (lowered, Vec::new(), "index/5/0"),
+            (
+                three,
+                vec![manifest(4, Some(1), root(4))],
+                "snapshots/4.json",
+            ),
+        ];
+        for (current, kept, named) in cases {
+            let (_d, s) = store(&current, &kept);
+            let before = objects(&*s);
+            let e = discard_unfinished_write(&*s).unwrap_err().to_string();
+            assert!(
+                e.contains(named) && e.to_lowercase().contains("nothing was removed"),
+                "{e}"
+            );
+            assert_eq!(objects(&*s), before);
+            // A writer taking over a dead writer's lock is refused the same way, and lets
+            // the lock go.
+            s.write(LOCK_KEY, b"").unwrap();
+            let e = WriterLock::acquire(s.clone(), "next", LockWait::Fail).err();
+            assert!(e.unwrap().to_string().contains(named));
+            assert_eq!(objects(&*s), before);
+            assert_eq!(s.read(LOCK_KEY).unwrap(), None);
+        }
+    }
+
+    #[test]
+    fn the_last_snapshot_id_takes_no_write_but_a_lock_is_still_recovered() {
+        let last = manifest(MAX_SNAPSHOT_ID, Some(MAX_SNAPSHOT_ID - 1), root(3));
+        let (_d, s) = store(&last, std::slice::from_ref(&last));
+        let e = next_snapshot_id(&*s).unwrap_err().to_string();
+        assert!(e.contains("largest a store may reach"), "{e}");
+        let before = objects(&*s);
+        s.write(LOCK_KEY, b"").unwrap();
+        let lock = WriterLock::acquire(s.clone(), "next", LockWait::Fail).unwrap();
+        assert!(lock.recovered().unwrap().cleanup.removed.is_empty());
+        assert_eq!(objects(&*s), before);
     }
 }

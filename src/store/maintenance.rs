@@ -7,7 +7,7 @@ use rayon::prelude::*;
 
 use crate::chunk::Head;
 use crate::error::{Error, Result};
-use crate::index::{Entry, Node, TileKey};
+use crate::index::{Entry, Node, TileKey, Tree};
 use crate::manifest::MANIFEST_KEY;
 use sha2::{Digest, Sha256};
 
@@ -43,8 +43,10 @@ pub struct VerifyReport {
 pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
     let mut report = VerifyReport::default();
     let mut tiles: Vec<(TileKey, Entry)> = Vec::new();
-    let root = snapshot.manifest().index.root;
-    let visited = snapshot.index().visit_nodes(root, &mut |_, node| {
+    // The walk checks every node's place in the tree too: a damaged index (a node that
+    // loops back, one too deep, keys out of place) is a problem found, not a hang.
+    let tree = Tree::of(snapshot.manifest());
+    let visited = snapshot.index().visit_nodes(tree, &mut |_, node| {
         report.nodes_checked += 1;
         if let Node::Leaf(entries) = node {
             tiles.extend(entries.iter());

@@ -9,7 +9,7 @@ use rayon::prelude::*;
 use crate::chunk::{self, Chunk, Head, Location};
 use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect, TileLoc};
-use crate::index::{Entry, IndexReader, TileKey};
+use crate::index::{Entry, IndexReader, TileKey, Tree};
 use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY};
 use crate::storage::{LocalStorage, Storage};
 use crate::tile::{fill_value, BandValidity, Tile};
@@ -100,13 +100,13 @@ impl Snapshot {
 
     /// The index entry of a tile, if the tile is stored.
     pub fn entry(&self, key: &TileKey) -> Result<Option<Entry>> {
-        self.index.get(self.manifest.index.root, key)
+        self.index.get(Tree::of(&self.manifest), key)
     }
 
     /// The index entries of many tiles, in one walk of the index on this thread (see
     /// [`IndexReader::get_many`]).
     pub fn entries(&self, keys: &[TileKey]) -> Result<Vec<Option<Entry>>> {
-        self.index.get_many(self.manifest.index.root, keys)
+        self.index.get_many(Tree::of(&self.manifest), keys)
     }
 
     /// Reads and decodes a stored tile; `None` when the tile holds no data.

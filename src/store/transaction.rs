@@ -20,12 +20,12 @@ use std::sync::{Arc, Mutex};
 use crate::area::Area;
 use crate::chunk::{self, Piece};
 use crate::error::{Error, Result};
-use crate::index::{apply_changes, Entry, IndexReader, NodeWriter, TileKey, NODE_PREFIX};
+use crate::index::{apply_changes, Entry, IndexReader, NodeWriter, TileKey, Tree, NODE_PREFIX};
 use crate::manifest::{snapshot_key, Checkpoint, IndexSpec, Manifest, SnapshotInfo, MANIFEST_KEY};
 use crate::storage::{LocalStorage, Part, Storage};
 use crate::tile::Tile;
 
-use super::lock::{read_lock, LockWait, WriterLock};
+use super::lock::{check_next_id_is_free, read_lock, snapshot_after, LockWait, WriterLock};
 use super::snapshot::{ChunkRef, Snapshot};
 
 /// Everything needed to create a store: where, and its manifest without data.
@@ -116,9 +116,13 @@ impl Transaction {
         // Read the current state only now: another writer may have committed meanwhile.
         let base = Arc::new(Snapshot::open_in(storage.clone(), None)?);
         let manifest = base.manifest().clone();
+        // Nothing is written under an id that is used up, or that a snapshot can reach
+        // (the objects there would be overwritten, and removed again if this write fails).
+        let seq = snapshot_after(&*storage, manifest.snapshot.id)?;
+        check_next_id_is_free(&*storage, Some(&manifest), seq)?;
         Ok(Transaction {
             index: base.index().clone(),
-            seq: manifest.snapshot.id + 1,
+            seq,
             storage,
             base: Some(base),
             manifest,
@@ -311,7 +315,13 @@ impl Transaction {
             std::mem::take(&mut *self.changes.lock().expect("poisoned"))
                 .into_iter()
                 .collect();
-        let root = self.base.as_ref().and_then(|b| b.manifest().index.root);
+        let tree = match &self.base {
+            Some(b) => Tree::of(b.manifest()),
+            None => Tree {
+                root: None,
+                snapshot: 0,
+            },
+        };
         let (mut tiles, mut bytes) = (
             self.manifest.index.tiles as i64,
             self.manifest.index.bytes as i64,
@@ -330,7 +340,7 @@ impl Transaction {
             }
         }
         let mut nodes = NodeWriter::new(&*self.storage, &self.index, self.seq);
-        let new_root = apply_changes(&self.index, root, &changes, &mut nodes)?;
+        let new_root = apply_changes(&self.index, tree, &changes, &mut nodes)?;
         self.manifest.index = IndexSpec {
             root: new_root,
             tiles: tiles.max(0) as u64,
