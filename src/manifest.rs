@@ -18,6 +18,7 @@ use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::grid::{Georef, Layout, PixelRect};
 use crate::index::{ChunkNaming, NodeRef};
+use crate::text::printable;
 use crate::tile::BandValidity;
 
 mod validate;
@@ -195,9 +196,10 @@ impl Manifest {
 
     /// Parses and checks a manifest; `path` names it in error messages.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
+        // Details quote the manifest (serde names the unknown value it met): escaped.
         let bad = |detail: String| Error::BadManifest {
             path: path.to_path_buf(),
-            detail,
+            detail: printable(&detail).into_owned(),
         };
         // Look at the version before the rest, so that a newer store is refused with the
         // right message rather than as a schema error.
@@ -242,7 +244,7 @@ impl Manifest {
         validate::validate(self).map_err(|refusal| match refusal {
             Refusal::Damaged(detail) => Error::BadManifest {
                 path: path.to_path_buf(),
-                detail,
+                detail: printable(&detail).into_owned(),
             },
             Refusal::NeedsNewer(what) => Error::NotSupported(format!("{}: {what}", path.display())),
         })
@@ -439,6 +441,16 @@ pub(crate) mod tests {
             Manifest::parse(v.to_string().as_bytes(), Path::new("s/gridstore.json")).unwrap_err();
         assert!(matches!(e, Error::NewerFormat { found: 99, .. }), "{e}");
         assert!(e.to_string().contains("Upgrade gridstore"));
+    }
+
+    #[test]
+    fn values_quoted_from_a_manifest_are_escaped() {
+        let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        v["data_type"] = "\u{1b}]0;owned\u{7}".into();
+        let e = Manifest::parse(v.to_string().as_bytes(), Path::new("m")).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("\\x1b]0;owned\\x07"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
     }
 
     #[test]
