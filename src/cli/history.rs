@@ -2,7 +2,6 @@
 //! and its recovery after a failed write.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Result;
 
@@ -12,15 +11,6 @@ use gridstore::store::lock::LockWait;
 use gridstore::store::maintenance::repair;
 
 use super::info::{disk_usage, human_bytes};
-
-/// `--wait SECONDS`: 0 fails at once when another writer holds the store.
-pub fn lock_wait(seconds: f64) -> LockWait {
-    if seconds > 0.0 {
-        LockWait::Wait(Duration::from_secs_f64(seconds))
-    } else {
-        LockWait::Fail
-    }
-}
 
 pub fn log(store: &Path) -> Result<()> {
     println!(
@@ -51,8 +41,8 @@ fn describe_writer(s: &SnapshotInfo) -> String {
     text
 }
 
-pub fn run_rollback(store: &Path, to: u64, wait: f64) -> Result<()> {
-    let m = rollback(store, to, lock_wait(wait))?;
+pub fn run_rollback(store: &Path, to: u64, wait: LockWait) -> Result<()> {
+    let m = rollback(store, to, wait)?;
     println!(
         "snapshot {to} is current again, as snapshot {} ({} tiles differ from before, {} \
          removed); `gridstore rollback --to {}` undoes this",
@@ -64,9 +54,9 @@ pub fn run_rollback(store: &Path, to: u64, wait: f64) -> Result<()> {
     Ok(())
 }
 
-pub fn run_gc(store: &Path, keep: usize, wait: f64) -> Result<()> {
+pub fn run_gc(store: &Path, keep: usize, wait: LockWait) -> Result<()> {
     let (_, before) = disk_usage(store);
-    let r = gc(store, keep, lock_wait(wait))?;
+    let r = gc(store, keep, wait)?;
     let (_, after) = disk_usage(store);
     let kept: Vec<String> = r.kept.iter().map(u64::to_string).collect();
     println!(
@@ -80,8 +70,8 @@ pub fn run_gc(store: &Path, keep: usize, wait: f64) -> Result<()> {
     Ok(())
 }
 
-pub fn run_repair(store: &Path, wait: f64) -> Result<()> {
-    let r = repair(store, lock_wait(wait))?;
+pub fn run_repair(store: &Path, wait: LockWait) -> Result<()> {
+    let r = repair(store, wait)?;
     if r.removed_unfinished_creation {
         println!(
             "{}: its creation had been interrupted before anything was committed; removed it",
