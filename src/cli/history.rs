@@ -8,7 +8,8 @@ use anyhow::Result;
 use gridstore::manifest::SnapshotInfo;
 use gridstore::store::history::{gc, history, rollback};
 use gridstore::store::lock::LockWait;
-use gridstore::store::maintenance::repair;
+use gridstore::store::maintenance::{check_store_to_change, repair};
+use gridstore::text::printable;
 
 use super::info::{disk_usage, human_bytes};
 
@@ -21,7 +22,7 @@ pub fn log(store: &Path) -> Result<()> {
         println!(
             "{:>8}  {:<20}  {:>9}  {:>9}  {}",
             s.id,
-            s.created,
+            printable(&s.created),
             s.tiles_written,
             s.tiles_removed,
             describe_writer(&s)
@@ -31,7 +32,7 @@ pub fn log(store: &Path) -> Result<()> {
 }
 
 fn describe_writer(s: &SnapshotInfo) -> String {
-    let mut text = s.writer.clone();
+    let mut text = printable(&s.writer).into_owned();
     if let Some(c) = s.checkpoint.as_ref().filter(|c| c.of > 1) {
         text.push_str(&format!(" [checkpoint {} of {}]", c.done, c.of));
     }
@@ -42,6 +43,7 @@ fn describe_writer(s: &SnapshotInfo) -> String {
 }
 
 pub fn run_rollback(store: &Path, to: u64, wait: LockWait) -> Result<()> {
+    check_store_to_change(store, "rollback")?;
     let m = rollback(store, to, wait)?;
     println!(
         "snapshot {to} is current again, as snapshot {} ({} tiles differ from before, {} \
@@ -55,6 +57,7 @@ pub fn run_rollback(store: &Path, to: u64, wait: LockWait) -> Result<()> {
 }
 
 pub fn run_gc(store: &Path, keep: usize, wait: LockWait) -> Result<()> {
+    check_store_to_change(store, "gc")?;
     let (_, before) = disk_usage(store);
     let r = gc(store, keep, wait)?;
     let (_, after) = disk_usage(store);
@@ -99,7 +102,7 @@ pub fn run_repair(store: &Path, wait: LockWait) -> Result<()> {
             r.cleanup.seq,
             removed
                 .iter()
-                .map(|s| s.as_str())
+                .map(|s| printable(s))
                 .collect::<Vec<_>>()
                 .join(", ")
         );
