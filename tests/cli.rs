@@ -312,3 +312,24 @@ fn store_text_is_printed_with_control_characters_escaped() {
         );
     }
 }
+
+#[test]
+fn an_enormous_extent_is_a_damaged_manifest_not_a_zero_width_dataset() {
+    let dir = tmp();
+    let st = store(dir.path());
+    let path = st.join("gridstore.json");
+    let mut v: serde_json::Value = serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
+    // x1 - x0 overflows i64: the dataset used to be 0 pixels wide, and GDAL divided by it.
+    v["extent"] = serde_json::json!({"x0": -(1i64 << 62), "y0": 0, "x1": 1i64 << 62, "y1": 352});
+    std::fs::write(&path, v.to_string()).unwrap();
+    for (program, args) in [
+        ("gdalinfo", vec!["-checksum", s(&st)]),
+        (gridstore().to_str().unwrap(), vec!["info", s(&st)]),
+    ] {
+        let err = failed_cleanly(&run(program, &args));
+        assert!(
+            err.contains("the manifest is damaged") && err.contains("extent"),
+            "{program}: {err}"
+        );
+    }
+}

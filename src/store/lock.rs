@@ -64,6 +64,10 @@ pub struct LockInfo {
     pub damage: Option<String>,
 }
 
+/// Largest lock file: its writer name is the one long field, and is bounded like a
+/// manifest's text.
+pub const MAX_LOCK_BYTES: u64 = 2 * crate::manifest::MAX_TEXT_BYTES as u64;
+
 /// Longest host name a lock may give (Linux allows 64 bytes, other systems 255).
 const MAX_HOST_BYTES: usize = 255;
 /// How far in the future a lock's `started` may be before it counts as impossible: clocks
@@ -89,6 +93,12 @@ impl LockInfo {
     /// Reads a lock file strictly: `Err` says what makes it impossible (it does not parse,
     /// or names a pid, start time or host no writer could have had).
     pub fn parse(bytes: &[u8]) -> std::result::Result<LockInfo, String> {
+        if bytes.len() as u64 > MAX_LOCK_BYTES {
+            return Err(format!(
+                "it is {} bytes long, larger than any lock",
+                bytes.len()
+            ));
+        }
         let info: LockInfo = serde_json::from_slice(bytes).map_err(|e| {
             if bytes.is_empty() {
                 "the file is empty".to_string()

@@ -18,6 +18,7 @@ use crate::storage::{LocalStorage, Storage};
 
 use super::lock::{
     discard_unfinished_write, Cleanup, LockInfo, LockWait, Recovered, WriterLock, LOCK_KEY,
+    MAX_LOCK_BYTES,
 };
 use super::snapshot::Snapshot;
 
@@ -304,7 +305,8 @@ fn unfinished_creation(root: &Path) -> std::result::Result<(), String> {
         Ok(m) => return Err(format!("its {LOCK_KEY} is {}", kind_of(&m.file_type()))),
         Err(_) => return Err(format!("it has no {LOCK_KEY}")),
     }
-    let bytes = std::fs::read(&lock).map_err(|e| format!("its {LOCK_KEY} cannot be read: {e}"))?;
+    let bytes = read_small(&lock, MAX_LOCK_BYTES)
+        .map_err(|e| format!("its {LOCK_KEY} cannot be read: {e}"))?;
     LockInfo::parse(&bytes)
         .map_err(|why| format!("its {LOCK_KEY} is not a gridstore lock: {why}"))?;
     let entries = std::fs::read_dir(root).map_err(|e| format!("it cannot be listed: {e}"))?;
@@ -322,13 +324,28 @@ fn unfinished_creation(root: &Path) -> std::result::Result<(), String> {
         };
         if !expected {
             return Err(format!(
-                "it holds {} {:?}, which no gridstore creation writes",
+                "it holds {} \"{}\", which no gridstore creation writes",
                 kind_of_entry(&kind),
                 printable(&name)
             ));
         }
     }
     Ok(())
+}
+
+/// The content of a file of at most `most` bytes; a longer one is an error, unread.
+fn read_small(path: &Path, most: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(most + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > most {
+        return Err(std::io::Error::other(format!(
+            "it is larger than any lock ({most} bytes)"
+        )));
+    }
+    Ok(bytes)
 }
 
 fn kind_of_entry(t: &std::fs::FileType) -> &'static str {
