@@ -16,6 +16,11 @@ pub const FACTOR: i64 = 2;
 pub const MIN_TILE_SIZE: u32 = 16;
 pub const MAX_TILE_SIZE: u32 = 4096;
 
+/// How far (in tiles of level 0) a store's extent may reach from the origin in any
+/// direction. Tile columns and rows are `i32`; this bound leaves room for the differences,
+/// doublings and `+ 1`s done on them, and with 16-pixel tiles still allows 2^33 pixels.
+pub const MAX_TILE_INDEX: i64 = 1 << 29;
+
 /// Highest level a store may reach; with 16-pixel tiles this covers 2^36 pixels a side.
 pub const MAX_LEVEL: u8 = 32;
 

@@ -19,3 +19,4 @@ pub mod options;
 pub mod pyramid;
 pub mod storage;
 pub mod store;
+pub mod text;

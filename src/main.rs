@@ -6,14 +6,18 @@ mod cli;
 use std::process::ExitCode;
 
 use clap::Parser;
+use gridstore::text::printable;
 
 fn main() -> ExitCode {
     let args = cli::Args::parse();
-    gridstore::store::lock::set_wait_notice(|message| eprintln!("gridstore: {message}"));
+    gridstore::store::lock::set_wait_notice(|message| {
+        eprintln!("gridstore: {}", printable(message))
+    });
     match cli::run(args) {
         Ok(code) => code,
         Err(e) => {
-            eprintln!("gridstore: {e:#}");
+            // Messages may quote a store's text (or a file name in it): escaped.
+            eprintln!("gridstore: {}", printable(&format!("{e:#}")));
             ExitCode::FAILURE
         }
     }

@@ -16,9 +16,17 @@ use crate::chunk::{self, Encoding};
 use crate::codec::{Compression, Predictor};
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
-use crate::grid::{Georef, Layout, PixelRect, MAX_TILE_SIZE, MIN_TILE_SIZE};
+use crate::grid::{Georef, Layout, PixelRect};
 use crate::index::{ChunkNaming, NodeRef};
+use crate::text::printable;
 use crate::tile::BandValidity;
+
+mod validate;
+
+use validate::Refusal;
+pub use validate::{
+    MAX_COLOR_ENTRIES, MAX_METADATA_ITEMS, MAX_NAME_BYTES, MAX_TEXT_BYTES, MAX_TILE_BYTES,
+};
 
 pub const FORMAT_NAME: &str = "gridstore";
 /// Bumped whenever a reader of the previous version could misread a store. Version 2 names
@@ -188,9 +196,10 @@ impl Manifest {
 
     /// Parses and checks a manifest; `path` names it in error messages.
     pub fn parse(bytes: &[u8], path: &Path) -> Result<Manifest> {
+        // Details quote the manifest (serde names the unknown value it met): escaped.
         let bad = |detail: String| Error::BadManifest {
             path: path.to_path_buf(),
-            detail,
+            detail: printable(&detail).into_owned(),
         };
         // Look at the version before the rest, so that a newer store is refused with the
         // right message rather than as a schema error.
@@ -218,7 +227,7 @@ impl Manifest {
         let mut de = serde_json::Deserializer::from_slice(bytes);
         let m: Manifest = serde_path_to_error::deserialize(&mut de)
             .map_err(|e| bad(format!("at {}: {}", e.path(), e.inner())))?;
-        m.validate().map_err(bad)?;
+        m.validate(path)?;
         Ok(m)
     }
 
@@ -228,36 +237,37 @@ impl Manifest {
         v
     }
 
-    /// Checks the invariants the rest of the code relies on.
-    fn validate(&self) -> std::result::Result<(), String> {
-        let g = &self.grid;
-        if !(MIN_TILE_SIZE..=MAX_TILE_SIZE).contains(&g.tile_size) || g.tile_size % 16 != 0 {
-            return Err(format!("tile size {} is out of range", g.tile_size));
+    /// Checks every field against the bounds the rest of the code relies on (see
+    /// [`validate`]); `path` names the manifest in the error. Writers may call it before
+    /// committing, so that they never publish a manifest readers would refuse.
+    pub fn validate(&self, path: &Path) -> Result<()> {
+        validate::validate(self).map_err(|refusal| match refusal {
+            Refusal::Damaged(detail) => Error::BadManifest {
+                path: path.to_path_buf(),
+                detail: printable(&detail).into_owned(),
+            },
+            Refusal::NeedsNewer(what) => Error::NotSupported(format!("{}: {what}", path.display())),
+        })
+    }
+
+    /// The level-0 size of the dataset GDAL shows (see [`Layout`]), or `None` for a store
+    /// with no data yet. GDAL holds raster sizes as C `int`s, so a store wider or taller
+    /// than `i32::MAX` pixels, which the format allows, is refused here with a message
+    /// naming `store`.
+    pub fn raster_size(&self, store: &Path) -> Result<Option<(i32, i32)>> {
+        let Some(layout) = self.layout() else {
+            return Ok(None);
+        };
+        let (w, h) = layout.level_size(0);
+        match (i32::try_from(w), i32::try_from(h)) {
+            (Ok(w), Ok(h)) if w > 0 && h > 0 => Ok(Some((w, h))),
+            _ => Err(Error::NotSupported(format!(
+                "{}: the store is {w} x {h} pixels, more than GDAL can address ({} a side); \
+                 the gridstore command line still reads its history and checks it",
+                store.display(),
+                i32::MAX
+            ))),
         }
-        if g.factor != 2 {
-            return Err(format!("aggregation factor {} is not 2", g.factor));
-        }
-        if !(g.cell_size[0].is_finite() && g.cell_size[1].is_finite())
-            || g.cell_size[0] == 0.0
-            || g.cell_size[1] == 0.0
-        {
-            return Err("cell size must be finite and non-zero".into());
-        }
-        if self.bands.is_empty() || self.bands.len() > u16::MAX as usize {
-            return Err(format!("{} bands", self.bands.len()));
-        }
-        if self.pyramids.is_empty()
-            || self
-                .pyramids
-                .iter()
-                .any(|p| p.resampling.len() != self.bands.len())
-        {
-            return Err("every pyramid needs one resampling method per band".into());
-        }
-        if self.extent.is_some_and(|e| e.is_empty()) {
-            return Err("extent is empty; it should be null".into());
-        }
-        Ok(())
     }
 
     pub fn georef(&self) -> Georef {
@@ -434,6 +444,16 @@ pub(crate) mod tests {
     }
 
     #[test]
+    fn values_quoted_from_a_manifest_are_escaped() {
+        let mut v: serde_json::Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        v["data_type"] = "\u{1b}]0;owned\u{7}".into();
+        let e = Manifest::parse(v.to_string().as_bytes(), Path::new("m")).unwrap_err();
+        let text = e.to_string();
+        assert!(text.contains("\\x1b]0;owned\\x07"), "{text}");
+        assert!(!text.contains('\u{1b}'), "{text}");
+    }
+
+    #[test]
     fn truncation_and_garbage_are_reported() {
         let json = sample().to_json();
         let e = Manifest::parse(&json[..json.len() / 2], Path::new("m")).unwrap_err();
@@ -443,6 +463,6 @@ pub(crate) mod tests {
         let mut m = sample();
         m.grid.tile_size = 7;
         let e = Manifest::parse(&m.to_json(), Path::new("m")).unwrap_err();
-        assert!(e.to_string().contains("tile size"), "{e}");
+        assert!(e.to_string().contains("grid.tile_size 7"), "{e}");
     }
 }

@@ -27,7 +27,7 @@ description='YES: horizontal differencing for integers, floating point predictor
 <Value>YES</Value><Value>NO</Value><Value>STANDARD</Value><Value>FLOATING_POINT</Value></Option>\
 <Option name='RESAMPLING' type='string' default='AVERAGE' \
 description='How levels are aggregated: AVERAGE, NEAREST, MIN, MAX or MODE; a comma-separated list gives one per band. Bands with a colour table default to NEAREST'/>\
-<Option name='NUM_THREADS' type='string' default='ALL_CPUS' description='Worker threads: a number or ALL_CPUS'/>\
+<Option name='NUM_THREADS' type='string' default='ALL_CPUS' description='Worker threads: a number from 1 to {MAX_THREADS}, or ALL_CPUS'/>\
 <Option name='WARP_RESAMPLING' type='string-select' default='NEAREST' \
 description='How a source in another CRS, cell size or alignment is warped onto the grid of an existing store (gdalwarp -r)'>\
 <Value>NEAREST</Value><Value>BILINEAR</Value><Value>CUBIC</Value><Value>CUBICSPLINE</Value><Value>LANCZOS</Value>\
@@ -41,13 +41,14 @@ description='If another writer holds an existing store, wait up to this many sec
 
 /// The open options of the GDAL driver.
 pub fn open_option_list() -> String {
-    "<OpenOptionList>\
+    format!(
+        "<OpenOptionList>\
 <Option name='SNAPSHOT' type='int' description='Open this snapshot of the history (read-only) instead of the current state'/>\
-<Option name='NUM_THREADS' type='string' default='ALL_CPUS' description='Threads decoding the blocks of one read request: a number or ALL_CPUS'/>\
+<Option name='NUM_THREADS' type='string' default='ALL_CPUS' description='Threads decoding the blocks of one read request: a number from 1 to {MAX_THREADS}, or ALL_CPUS'/>\
 <Option name='LOCK_TIMEOUT' type='float' default='0' \
 description='In update mode, if another writer holds the store, wait up to this many seconds for it (0: fail at once, naming the holder)'/>\
 </OpenOptionList>"
-        .to_string()
+    )
 }
 
 /// Looks up `name` (case-insensitively) in `KEY=VALUE` pairs.
@@ -248,16 +249,24 @@ pub fn parse_lock_wait(value: Option<&str>) -> Result<LockWait> {
     }
 }
 
+/// Most threads `NUM_THREADS` may ask for. A fixed number rather than a multiple of the
+/// CPUs, so that a value that works on one machine works on all (scripts move between
+/// laptops and servers, and containers may see few CPUs): above any machine's useful
+/// count even for reads waiting on slow storage, and low enough that starting that many
+/// threads takes milliseconds, not minutes.
+pub const MAX_THREADS: usize = 1024;
+
+/// `NUM_THREADS`: a number from 1 to [`MAX_THREADS`], or `ALL_CPUS`.
 pub fn parse_threads(v: &str) -> Result<usize> {
     if v.eq_ignore_ascii_case("ALL_CPUS") {
         return Ok(all_cpus());
     }
     match v.parse::<usize>() {
-        Ok(n) if n >= 1 => Ok(n),
+        Ok(n) if (1..=MAX_THREADS).contains(&n) => Ok(n),
         _ => Err(Error::option(
             "NUM_THREADS",
             v,
-            "a number of threads (1 or more) or ALL_CPUS",
+            format!("a number of threads from 1 to {MAX_THREADS}, or ALL_CPUS"),
         )),
     }
 }
@@ -270,7 +279,7 @@ pub fn all_cpus() -> usize {
             .map(|n| n.get())
             .unwrap_or(1)
     });
-    *CPUS
+    CPUS.min(MAX_THREADS)
 }
 
 /// Open options after checking.
@@ -345,6 +354,33 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("1 to 9"), "{e}");
+    }
+
+    #[test]
+    fn thread_counts_are_bounded() {
+        for good in ["1", "1024", "ALL_CPUS", "all_cpus"] {
+            let o = OpenOptions::parse(&opts(&[&format!("NUM_THREADS={good}")])).unwrap();
+            assert!((1..=MAX_THREADS).contains(&o.threads), "{good}");
+        }
+        for bad in [
+            "0",
+            "1025",
+            "100000",
+            "18446744073709551616",
+            "-1",
+            "2.5",
+            "",
+        ] {
+            let item = format!("NUM_THREADS={bad}");
+            for e in [
+                OpenOptions::parse(&opts(&[&item])).unwrap_err(),
+                CreateOptions::parse(&opts(&[&item])).unwrap_err(),
+            ] {
+                assert!(matches!(e, Error::InvalidOption { .. }), "{bad}: {e}");
+                assert!(e.to_string().contains("from 1 to 1024"), "{bad}: {e}");
+            }
+        }
+        assert!(all_cpus() <= MAX_THREADS);
     }
 
     #[test]

@@ -2,25 +2,16 @@
 //! and its recovery after a failed write.
 
 use std::path::Path;
-use std::time::Duration;
 
 use anyhow::Result;
 
 use gridstore::manifest::SnapshotInfo;
 use gridstore::store::history::{gc, history, rollback};
 use gridstore::store::lock::LockWait;
-use gridstore::store::maintenance::repair;
+use gridstore::store::maintenance::{check_store_to_change, repair};
+use gridstore::text::printable;
 
 use super::info::{disk_usage, human_bytes};
-
-/// `--wait SECONDS`: 0 fails at once when another writer holds the store.
-pub fn lock_wait(seconds: f64) -> LockWait {
-    if seconds > 0.0 {
-        LockWait::Wait(Duration::from_secs_f64(seconds))
-    } else {
-        LockWait::Fail
-    }
-}
 
 pub fn log(store: &Path) -> Result<()> {
     println!(
@@ -31,7 +22,7 @@ pub fn log(store: &Path) -> Result<()> {
         println!(
             "{:>8}  {:<20}  {:>9}  {:>9}  {}",
             s.id,
-            s.created,
+            printable(&s.created),
             s.tiles_written,
             s.tiles_removed,
             describe_writer(&s)
@@ -41,7 +32,7 @@ pub fn log(store: &Path) -> Result<()> {
 }
 
 fn describe_writer(s: &SnapshotInfo) -> String {
-    let mut text = s.writer.clone();
+    let mut text = printable(&s.writer).into_owned();
     if let Some(c) = s.checkpoint.as_ref().filter(|c| c.of > 1) {
         text.push_str(&format!(" [checkpoint {} of {}]", c.done, c.of));
     }
@@ -51,8 +42,9 @@ fn describe_writer(s: &SnapshotInfo) -> String {
     text
 }
 
-pub fn run_rollback(store: &Path, to: u64, wait: f64) -> Result<()> {
-    let m = rollback(store, to, lock_wait(wait))?;
+pub fn run_rollback(store: &Path, to: u64, wait: LockWait) -> Result<()> {
+    check_store_to_change(store, "rollback")?;
+    let m = rollback(store, to, wait)?;
     println!(
         "snapshot {to} is current again, as snapshot {} ({} tiles differ from before, {} \
          removed); `gridstore rollback --to {}` undoes this",
@@ -64,9 +56,10 @@ pub fn run_rollback(store: &Path, to: u64, wait: f64) -> Result<()> {
     Ok(())
 }
 
-pub fn run_gc(store: &Path, keep: usize, wait: f64) -> Result<()> {
+pub fn run_gc(store: &Path, keep: usize, wait: LockWait) -> Result<()> {
+    check_store_to_change(store, "gc")?;
     let (_, before) = disk_usage(store);
-    let r = gc(store, keep, lock_wait(wait))?;
+    let r = gc(store, keep, wait)?;
     let (_, after) = disk_usage(store);
     let kept: Vec<String> = r.kept.iter().map(u64::to_string).collect();
     println!(
@@ -92,8 +85,8 @@ pub fn run_gc(store: &Path, keep: usize, wait: f64) -> Result<()> {
     Ok(())
 }
 
-pub fn run_repair(store: &Path, wait: f64) -> Result<()> {
-    let r = repair(store, lock_wait(wait))?;
+pub fn run_repair(store: &Path, wait: LockWait) -> Result<()> {
+    let r = repair(store, wait)?;
     if r.removed_unfinished_creation {
         println!(
             "{}: its creation had been interrupted before anything was committed; removed it",
@@ -121,7 +114,7 @@ pub fn run_repair(store: &Path, wait: f64) -> Result<()> {
             r.cleanup.seq,
             removed
                 .iter()
-                .map(|s| s.as_str())
+                .map(|s| printable(s))
                 .collect::<Vec<_>>()
                 .join(", ")
         );

@@ -3,6 +3,7 @@
 use std::fmt::Write;
 
 use gridstore::store::Snapshot;
+use gridstore::text::printable;
 
 /// The CRS's name: the first quoted string of its WKT.
 fn crs_name(wkt: &str) -> &str {
@@ -28,9 +29,11 @@ pub fn describe(snapshot: &Snapshot) -> String {
     let _ = writeln!(
         s,
         "Snapshot:   {} ({}, {})",
-        m.snapshot.id, m.snapshot.created, m.snapshot.writer
+        m.snapshot.id,
+        printable(&m.snapshot.created),
+        printable(&m.snapshot.writer)
     );
-    let _ = writeln!(s, "CRS:        {}", crs_name(&g.crs_wkt));
+    let _ = writeln!(s, "CRS:        {}", printable(crs_name(&g.crs_wkt)));
     let _ = writeln!(
         s,
         "Grid:       origin ({}, {}), cell size ({}, {}), tiles of {}x{} pixels",
@@ -87,7 +90,7 @@ pub fn describe(snapshot: &Snapshot) -> String {
             s,
             "Band {}:     {}, nodata {}, levels by {}{}{}",
             i + 1,
-            b.color_interp,
+            printable(&b.color_interp),
             nodata,
             m.pyramids[0].resampling[i].gdal_name(),
             if b.color_table.is_some() {
@@ -98,7 +101,7 @@ pub fn describe(snapshot: &Snapshot) -> String {
             if b.description.is_empty() {
                 String::new()
             } else {
-                format!(", \"{}\"", b.description)
+                format!(", \"{}\"", printable(&b.description))
             }
         );
     }

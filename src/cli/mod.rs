@@ -11,6 +11,8 @@ use std::process::ExitCode;
 use anyhow::Result;
 use clap::{Parser, Subcommand};
 
+use gridstore::options::{parse_lock_wait, parse_threads};
+use gridstore::store::lock::LockWait;
 use gridstore::store::maintenance::{remove_store, verify};
 use gridstore::store::{resolve_store_path, Snapshot};
 
@@ -87,14 +89,15 @@ enum Command {
         /// How sources not on the store grid are warped (gdalwarp -r names)
         #[arg(long, short = 'r', default_value = "nearest")]
         resampling: String,
-        /// Worker threads [default: all cores]
-        #[arg(long)]
+        /// Worker threads, 1 to 1024 [default: all cores]
+        #[arg(long, value_parser = threads_arg)]
         threads: Option<usize>,
         #[command(flatten)]
         wait: WaitArg,
         /// Commit after about this many MB of tiles, so an interrupted run resumes from
         /// there when started again with the same files
-        #[arg(long, value_name = "MB", default_value_t = gridstore::gdal::ingest::DEFAULT_CHECKPOINT_MB)]
+        #[arg(long, value_name = "MB", default_value_t = gridstore::gdal::ingest::DEFAULT_CHECKPOINT_MB,
+              value_parser = clap::value_parser!(u64).range(1..=MAX_CHECKPOINT_MB))]
         checkpoint_mb: u64,
         /// Start from the first file even if an interrupted run of the same files can resume
         #[arg(long)]
@@ -147,8 +150,22 @@ enum Command {
 struct WaitArg {
     /// If another writer holds the store, wait up to this many seconds for it (0: fail at
     /// once, naming the holder)
-    #[arg(long = "wait", default_value_t = 0.0, value_name = "SECONDS")]
-    seconds: f64,
+    #[arg(long = "wait", default_value = "0", value_name = "SECONDS", value_parser = wait_arg)]
+    policy: LockWait,
+}
+
+/// Largest `--checkpoint-mb`: 1 TiB of tiles between commits (the count is shifted into
+/// bytes).
+const MAX_CHECKPOINT_MB: u64 = 1 << 20;
+
+/// `--threads`, checked as `NUM_THREADS` is.
+fn threads_arg(v: &str) -> Result<usize, String> {
+    parse_threads(v).map_err(|e| e.to_string())
+}
+
+/// `--wait`, checked as `LOCK_TIMEOUT` is.
+fn wait_arg(v: &str) -> Result<LockWait, String> {
+    parse_lock_wait(Some(v)).map_err(|e| e.to_string())
 }
 
 fn store_path(name: &str) -> PathBuf {
@@ -199,15 +216,15 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rollback { store, to, wait } => {
-            history::run_rollback(&store_path(&store), to, wait.seconds)?;
+            history::run_rollback(&store_path(&store), to, wait.policy)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Gc { store, keep, wait } => {
-            history::run_gc(&store_path(&store), keep, wait.seconds)?;
+            history::run_gc(&store_path(&store), keep, wait.policy)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Repair { store, wait } => {
-            history::run_repair(&store_path(&store), wait.seconds)?;
+            history::run_repair(&store_path(&store), wait.policy)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest {
@@ -227,7 +244,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 from_list: from_list.as_deref(),
                 resampling: &resampling,
                 threads: threads.unwrap_or_else(gridstore::options::all_cpus),
-                wait: history::lock_wait(wait.seconds),
+                wait: wait.policy,
                 checkpoint_mb,
                 restart,
                 quiet,
@@ -262,7 +279,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Rm { store, wait } => {
             let path = store_path(&store);
-            remove_store(&path, history::lock_wait(wait.seconds))?;
+            remove_store(&path, wait.policy)?;
             println!("removed {}", path.display());
             Ok(ExitCode::SUCCESS)
         }

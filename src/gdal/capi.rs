@@ -637,17 +637,23 @@ pub unsafe extern "C" fn gridstore_read(
 /// threads (measured: a 4-block read in a fresh process).
 const MIN_PARALLEL_BLOCKS: usize = 8;
 
+/// How many read pools of distinct sizes are kept: handles usually all use the default,
+/// and a process that tries many sizes must not keep threads for each for good.
+const KEPT_READ_POOLS: usize = 4;
+
 /// The worker pool for decoding with `threads` threads, shared by every dataset handle of
 /// the process that asks for the same number: QGIS opens a handle per thread, and a pool
-/// each would multiply threads.
+/// each would multiply threads. The least recently used size is dropped beyond
+/// `KEPT_READ_POOLS` (its threads end once no handle uses it).
 fn read_pool(threads: usize) -> Result<std::sync::Arc<rayon::ThreadPool>> {
-    use std::collections::HashMap;
     use std::sync::{Arc, Mutex};
-    static POOLS: Lazy<Mutex<HashMap<usize, Arc<rayon::ThreadPool>>>> =
-        Lazy::new(|| Mutex::new(HashMap::new()));
+    type Pools = Vec<(usize, Arc<rayon::ThreadPool>)>; // least recently used first
+    static POOLS: Lazy<Mutex<Pools>> = Lazy::new(|| Mutex::new(Vec::new()));
     let mut pools = POOLS.lock().unwrap_or_else(|p| p.into_inner());
-    if let Some(pool) = pools.get(&threads) {
-        return Ok(pool.clone());
+    if let Some(i) = pools.iter().position(|(n, _)| *n == threads) {
+        let hit = pools.remove(i);
+        pools.push(hit.clone());
+        return Ok(hit.1);
     }
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -655,7 +661,10 @@ fn read_pool(threads: usize) -> Result<std::sync::Arc<rayon::ThreadPool>> {
         .build()
         .map_err(|e| Error::InvalidInput(format!("cannot start {threads} reader threads: {e}")))?;
     let pool = Arc::new(pool);
-    pools.insert(threads, pool.clone());
+    if pools.len() >= KEPT_READ_POOLS {
+        pools.remove(0);
+    }
+    pools.push((threads, pool.clone()));
     Ok(pool)
 }
 

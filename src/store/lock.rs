@@ -17,11 +17,9 @@ use crate::error::{Error, Result};
 use crate::index::NODE_PREFIX;
 use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY, MAX_SNAPSHOT_ID};
 use crate::storage::Storage;
+use crate::text::printable;
 
 pub const LOCK_KEY: &str = "writer.lock";
-
-/// The pid given to a lock whose file does not parse (no process has pid 0).
-const DAMAGED_LOCK_PID: u32 = 0;
 
 /// Called once when a write starts waiting for another writer's lock, with the holder and
 /// the longest wait; set by programs that want to tell their user (the CLI does).
@@ -60,7 +58,24 @@ pub struct LockInfo {
     /// UTC, RFC 3339.
     pub started: String,
     pub writer: String,
+    /// Set when the lock file does not parse, or holds what no writer could have written:
+    /// what is wrong with it. Such a lock is stale.
+    #[serde(skip)]
+    pub damage: Option<String>,
 }
+
+/// Largest lock file: its writer name is the one long field, and is bounded like a
+/// manifest's text.
+pub const MAX_LOCK_BYTES: u64 = 2 * crate::manifest::MAX_TEXT_BYTES as u64;
+
+/// Longest host name a lock may give (Linux allows 64 bytes, other systems 255).
+const MAX_HOST_BYTES: usize = 255;
+/// How far in the future a lock's `started` may be before it counts as impossible: clocks
+/// of hosts sharing a store may disagree, and a clock may be stepped back, by far less.
+const FUTURE_SLACK: Duration = Duration::from_secs(24 * 3600);
+/// The largest pid any Linux system gives (PID_MAX_LIMIT on 64-bit systems), for locks of
+/// other hosts whose own limit cannot be read from here.
+const PID_MAX_LIMIT: u32 = 1 << 22;
 
 impl LockInfo {
     fn mine(writer: &str) -> LockInfo {
@@ -71,41 +86,137 @@ impl LockInfo {
             process_start: process_start_ticks(pid),
             started: humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string(),
             writer: writer.to_string(),
+            damage: None,
         }
     }
 
-    /// True when the holder is known to be gone. A lock of another host is never stale:
-    /// its process cannot be checked from here.
+    /// Reads a lock file strictly: `Err` says what makes it impossible (it does not parse,
+    /// or names a pid, start time or host no writer could have had).
+    pub fn parse(bytes: &[u8]) -> std::result::Result<LockInfo, String> {
+        if bytes.len() as u64 > MAX_LOCK_BYTES {
+            return Err(format!(
+                "it is {} bytes long, larger than any lock",
+                bytes.len()
+            ));
+        }
+        let info: LockInfo = serde_json::from_slice(bytes).map_err(|e| {
+            if bytes.is_empty() {
+                "the file is empty".to_string()
+            } else {
+                format!("it is not a gridstore lock: {e}")
+            }
+        })?;
+        match info.impossibility() {
+            Some(why) => Err(why),
+            None => Ok(info),
+        }
+    }
+
+    /// What no live writer could have written in its lock, if anything.
+    fn impossibility(&self) -> Option<String> {
+        let here = self.host == hostname();
+        if self.host.is_empty() || self.host.len() > MAX_HOST_BYTES {
+            return Some(format!("its host name is {} bytes long", self.host.len()));
+        }
+        let pid_max = if here { pid_max() } else { PID_MAX_LIMIT };
+        if self.pid == 0 || self.pid >= pid_max {
+            return Some(format!(
+                "pid {} is outside the range of process ids (1 to {})",
+                self.pid,
+                pid_max - 1
+            ));
+        }
+        if let (true, Some(start), Some(now)) = (here, self.process_start, ticks_since_boot()) {
+            if start > now {
+                return Some(format!(
+                    "its process started at tick {start} after boot, later than now ({now})"
+                ));
+            }
+        }
+        let started = humantime::parse_rfc3339(&self.started)
+            .map_err(|_| format!("its start time {:?} is not a date", self.started));
+        match started {
+            Err(why) => return Some(why),
+            Ok(t) if t > std::time::SystemTime::now() + FUTURE_SLACK => {
+                return Some(format!("its start time {} is in the future", self.started))
+            }
+            Ok(_) => {}
+        }
+        if self.writer.len() > crate::manifest::MAX_TEXT_BYTES {
+            return Some(format!(
+                "its writer name is {} bytes long",
+                self.writer.len()
+            ));
+        }
+        None
+    }
+
+    /// True when the holder is known to be gone, or the lock is damaged. A sound lock of
+    /// another host is never stale: its process cannot be checked from here.
     pub fn is_stale(&self) -> bool {
-        if self.pid == DAMAGED_LOCK_PID {
+        if self.damage.is_some() {
             return true;
         }
-        if self.host != hostname() {
-            return false;
-        }
-        // SAFETY: kill with signal 0 checks for existence only and sends nothing.
-        let alive = unsafe { libc::kill(self.pid as libc::pid_t, 0) } == 0
-            || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
-        // A killed process its parent has not reaped yet (a zombie) still has its pid, but
-        // will never write again.
-        let Some(now) = ProcessStat::read(self.pid) else {
-            return !alive;
-        };
-        if !alive || now.state == 'Z' {
-            return true;
-        }
-        match self.process_start {
-            Some(start) => start != now.start_ticks, // the pid now belongs to another process
-            None => false,
-        }
+        self.host == hostname() && !process_alive(self.pid, self.process_start)
     }
 
+    /// Who holds the lock, for messages; text from the lock file is escaped.
     pub fn describe(&self) -> String {
+        if let Some(why) = &self.damage {
+            return format!("a damaged lock file ({})", printable(why));
+        }
         format!(
             "process {} on host {} ({}), since {}",
-            self.pid, self.host, self.writer, self.started
+            self.pid,
+            printable(&self.host),
+            printable(&self.writer),
+            printable(&self.started)
         )
     }
+}
+
+/// True while process `pid` of this host runs, and (when `start` is known) is the process
+/// that started then rather than a later one given the same pid.
+fn process_alive(pid: u32, start: Option<u64>) -> bool {
+    let Ok(signed) = libc::pid_t::try_from(pid) else {
+        return false; // beyond pid_t; kill() would take it for a process group
+    };
+    if signed <= 0 {
+        return false;
+    }
+    // SAFETY: kill with signal 0 checks for existence only and sends nothing.
+    let alive = unsafe { libc::kill(signed, 0) } == 0
+        || std::io::Error::last_os_error().raw_os_error() == Some(libc::EPERM);
+    // A killed process its parent has not reaped yet (a zombie) still has its pid, but
+    // will never write again.
+    let Some(now) = ProcessStat::read(pid) else {
+        return alive;
+    };
+    if !alive || now.state == 'Z' {
+        return false;
+    }
+    match start {
+        Some(start) => start == now.start_ticks, // else the pid belongs to another process
+        None => true,
+    }
+}
+
+/// One more than the largest pid this system gives (/proc/sys/kernel/pid_max).
+fn pid_max() -> u32 {
+    std::fs::read_to_string("/proc/sys/kernel/pid_max")
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .filter(|n| (2..=PID_MAX_LIMIT).contains(n))
+        .unwrap_or(PID_MAX_LIMIT)
+}
+
+/// Clock ticks since boot, in the unit of /proc/<pid>/stat's start times.
+fn ticks_since_boot() -> Option<u64> {
+    let uptime = std::fs::read_to_string("/proc/uptime").ok()?;
+    let seconds: f64 = uptime.split_whitespace().next()?.parse().ok()?;
+    // SAFETY: sysconf only reads a configuration value.
+    let hz = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    (hz > 0 && seconds.is_finite()).then(|| (seconds * hz as f64).ceil() as u64 + 1)
 }
 
 /// A held writer lock; released on drop.
@@ -248,13 +359,15 @@ pub fn read_lock(storage: &dyn Storage) -> Result<Option<LockInfo>> {
 fn parse_lock(bytes: &[u8]) -> LockInfo {
     // Locks appear with their whole content (`Storage::create_new`), so one that does not
     // parse was damaged after its writer wrote it (a power loss before it reached the
-    // disk): that writer is gone, and the lock counts as stale.
-    serde_json::from_slice(bytes).unwrap_or(LockInfo {
+    // disk), and one naming an impossible process was not written by a writer at all:
+    // either way no writer holds it, and it counts as stale.
+    LockInfo::parse(bytes).unwrap_or_else(|why| LockInfo {
         host: hostname(),
-        pid: DAMAGED_LOCK_PID,
+        pid: 0,
         process_start: None,
         started: "unknown".into(),
-        writer: "unknown (damaged lock file)".into(),
+        writer: "unknown".into(),
+        damage: Some(why),
     })
 }
 
@@ -403,14 +516,7 @@ fn temporary_of_dead_process(name: &str) -> bool {
     else {
         return false;
     };
-    let probe = LockInfo {
-        host: hostname(),
-        pid,
-        process_start: None,
-        started: String::new(),
-        writer: String::new(),
-    };
-    probe.is_stale()
+    !process_alive(pid, None)
 }
 
 fn hostname() -> String {
@@ -453,6 +559,101 @@ mod tests {
     use super::*;
     use crate::storage::LocalStorage;
 
+    fn now_rfc3339() -> String {
+        humantime::format_rfc3339_seconds(std::time::SystemTime::now()).to_string()
+    }
+
+    /// This process's own lock, changed by `edit`, as a lock file's bytes.
+    fn my_lock_with(edit: impl FnOnce(&mut serde_json::Value)) -> Vec<u8> {
+        let mut v = serde_json::to_value(LockInfo::mine("crafted")).unwrap();
+        edit(&mut v);
+        serde_json::to_vec(&v).unwrap()
+    }
+
+    #[test]
+    fn a_lock_naming_an_impossible_pid_is_taken_over() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()));
+        // u32::MAX is -1 as a pid_t: kill(-1, 0) succeeds, and this lock used to block
+        // every writer for good.
+        for pid in [u32::MAX, pid_max(), 0] {
+            let crafted = my_lock_with(|v| v["pid"] = pid.into());
+            let info = parse_lock(&crafted);
+            assert!(info.is_stale(), "pid {pid}: {info:?}");
+            assert!(
+                info.describe().contains("outside the range"),
+                "{}",
+                info.describe()
+            );
+            s.write(LOCK_KEY, &crafted).unwrap();
+            let lock = WriterLock::acquire(s.clone(), "next", LockWait::Fail).unwrap();
+            assert!(lock.recovered().is_some());
+            lock.release().unwrap();
+        }
+        // Another host's pid_max is not known here, but none exceeds the kernel's limit.
+        let other = my_lock_with(|v| {
+            v["host"] = "elsewhere".into();
+            v["pid"] = PID_MAX_LIMIT.into();
+        });
+        assert!(parse_lock(&other).is_stale());
+        let sound = my_lock_with(|v| v["host"] = "elsewhere".into());
+        assert!(!parse_lock(&sound).is_stale());
+    }
+
+    #[test]
+    fn a_lock_from_the_future_or_with_unreadable_fields_is_stale() {
+        let in_a_year = std::time::SystemTime::now() + Duration::from_secs(366 * 86400);
+        for (what, crafted) in [
+            (
+                "in the future",
+                my_lock_with(|v| {
+                    v["started"] = humantime::format_rfc3339_seconds(in_a_year)
+                        .to_string()
+                        .into()
+                }),
+            ),
+            (
+                "later than now",
+                my_lock_with(|v| v["process_start"] = (u64::MAX / 2).into()),
+            ),
+            ("not a date", my_lock_with(|v| v["started"] = "soon".into())),
+            ("host name", my_lock_with(|v| v["host"] = "".into())),
+            ("not a gridstore lock", b"{\"pid\": \"x\"}".to_vec()),
+            ("empty", Vec::new()),
+        ] {
+            let info = parse_lock(&crafted);
+            assert!(info.is_stale(), "{what}: {info:?}");
+            assert!(
+                info.describe().contains(what),
+                "{what}: {}",
+                info.describe()
+            );
+        }
+        // A clock a little ahead of ours is not a reason to take a live writer's lock.
+        let ahead = std::time::SystemTime::now() + Duration::from_secs(600);
+        let soon = my_lock_with(|v| {
+            v["started"] = humantime::format_rfc3339_seconds(ahead).to_string().into()
+        });
+        assert!(!parse_lock(&soon).is_stale());
+    }
+
+    #[test]
+    fn control_characters_of_a_lock_are_escaped_in_messages() {
+        let dir = tempfile::tempdir().unwrap();
+        let s: Arc<dyn Storage> = Arc::new(LocalStorage::new(dir.path()));
+        s.write(
+            LOCK_KEY,
+            &my_lock_with(|v| v["writer"] = "evil\u{1b}[2J\n".into()),
+        )
+        .unwrap();
+        let e = WriterLock::acquire(s, "second", LockWait::Fail)
+            .err()
+            .unwrap();
+        let text = e.to_string();
+        assert!(text.contains("evil\\x1b[2J\\n"), "{text}");
+        assert!(!text.contains('\u{1b}') && !text.contains('\n'), "{text}");
+    }
+
     #[test]
     fn a_second_writer_is_refused_with_the_holders_name() {
         let dir = tempfile::tempdir().unwrap();
@@ -490,8 +691,9 @@ mod tests {
             host: hostname(),
             pid,
             process_start: Some(1),
-            started: "then".into(),
+            started: now_rfc3339(),
             writer: "dead".into(),
+            damage: None,
         };
         s.write(LOCK_KEY, &serde_json::to_vec(&dead).unwrap())
             .unwrap();
@@ -585,8 +787,9 @@ mod tests {
             host: hostname(),
             pid: child.id(),
             process_start: process_start_ticks(child.id()),
-            started: "now".into(),
+            started: now_rfc3339(),
             writer: "sleep".into(),
+            damage: None,
         };
         assert!(!info.is_stale());
         child.kill().unwrap();

@@ -8,14 +8,18 @@ use rayon::prelude::*;
 use crate::chunk::Head;
 use crate::error::{Error, Result};
 use crate::index::{Entry, Node, TileKey, Tree};
-use crate::manifest::MANIFEST_KEY;
+use crate::manifest::{Manifest, MANIFEST_KEY};
+use crate::text::printable;
 use sha2::{Digest, Sha256};
 
 use std::sync::Arc;
 
 use crate::storage::{LocalStorage, Storage};
 
-use super::lock::{discard_unfinished_write, Cleanup, LockWait, Recovered, WriterLock, LOCK_KEY};
+use super::lock::{
+    discard_unfinished_write, Cleanup, LockInfo, LockWait, Recovered, WriterLock, LOCK_KEY,
+    MAX_LOCK_BYTES,
+};
 use super::snapshot::Snapshot;
 
 /// One problem `verify` found.
@@ -139,25 +143,105 @@ fn content_digest(
     h.finalize().iter().map(|b| format!("{b:02x}")).collect()
 }
 
-/// Deletes a store. Refuses anything that is not a store, and a store being written.
-pub fn remove_store(root: &Path, wait: LockWait) -> Result<()> {
-    let is_store = root.join(MANIFEST_KEY).is_file();
-    // A creation that died leaves a directory with a lock but no manifest yet.
-    let is_unfinished = root.is_dir() && !is_store && root.join(LOCK_KEY).is_file();
-    if !is_store && !is_unfinished {
-        return Err(Error::StoreNotFound {
-            path: root.to_path_buf(),
-            detail: "there is no gridstore.json, so nothing was removed".into(),
-        });
+/// What a directory a command is to change or delete turned out to be.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum StoreState {
+    /// A store with a manifest that reads.
+    Committed,
+    /// What a creation that never committed leaves: a gridstore lock, and nothing but
+    /// objects a creation writes.
+    UnfinishedCreation,
+}
+
+/// Checks that `root` is a gridstore store before `command` (`rm`, `gc`, `repair`,
+/// `rollback`) changes or deletes anything in it. A directory that merely holds a file
+/// named `gridstore.json` or `writer.lock` is not one: its manifest must read as a
+/// manifest, or (without one) its lock as a lock and its other entries as what a creation
+/// writes. The error says what is wrong and that nothing was changed.
+pub fn check_store_to_change(root: &Path, command: &str) -> Result<StoreState> {
+    let refuse = |detail: String| Error::StoreNotFound {
+        path: root.to_path_buf(),
+        detail: format!("{detail}; nothing was removed or changed by `gridstore {command}`"),
+    };
+    match std::fs::metadata(root) {
+        Ok(m) if m.is_dir() => {}
+        Ok(_) => return Err(refuse("it is a file, not a store directory".into())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+            return Err(refuse("it does not exist".into()))
+        }
+        Err(e) => return Err(Error::io(root, "opening", e)),
     }
+    let manifest = root.join(MANIFEST_KEY);
+    match std::fs::symlink_metadata(&manifest) {
+        Ok(m) if m.file_type().is_file() => {
+            check_manifest_reads(root, command)?;
+            Ok(StoreState::Committed)
+        }
+        Ok(m) => Err(refuse(format!(
+            "its {MANIFEST_KEY} is {}, not a file",
+            kind_of(&m.file_type())
+        ))),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match unfinished_creation(root) {
+            Ok(()) => Ok(StoreState::UnfinishedCreation),
+            Err(why) => Err(refuse(format!(
+                "it has no {MANIFEST_KEY}, and is not what an interrupted creation leaves \
+                 ({why}). If it is a store, restore its manifest from snapshots/; if not, \
+                 delete it yourself"
+            ))),
+        },
+        Err(e) => Err(Error::io(manifest, "opening", e)),
+    }
+}
+
+/// Reads the manifest through the storage layer (which bounds what it reads) and parses it.
+fn check_manifest_reads(root: &Path, command: &str) -> Result<()> {
+    let storage = LocalStorage::new(root);
+    let path = root.join(MANIFEST_KEY);
+    let bytes = storage.read(MANIFEST_KEY)?.unwrap_or_default();
+    match Manifest::parse(&bytes, &path) {
+        Ok(_) => Ok(()),
+        Err(e @ Error::BadManifest { .. }) => Err(Error::InvalidInput(format!(
+            "{e}. Nothing was removed or changed: `gridstore {command}` acts only on a store \
+             whose manifest reads; if {} is not a store, delete it yourself",
+            root.display()
+        ))),
+        Err(e) => Err(e),
+    }
+}
+
+fn kind_of(t: &std::fs::FileType) -> &'static str {
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else {
+        "a special file (FIFO, socket or device)"
+    }
+}
+
+/// Deletes a store. Refuses anything that is not a store, a store being written, and a
+/// path that is a symbolic link (deleting through it would remove what it points to, and
+/// removing only the link is not deleting the store).
+pub fn remove_store(root: &Path, wait: LockWait) -> Result<()> {
+    if let Ok(target) = std::fs::read_link(root) {
+        return Err(Error::InvalidInput(format!(
+            "{} is a symbolic link to {}; nothing was removed. To delete the store, run \
+             `gridstore rm` on {} itself; to drop only the link, delete it with rm",
+            root.display(),
+            target.display(),
+            target.display()
+        )));
+    }
+    let state = check_store_to_change(root, "rm")?;
     let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(root));
     let lock = WriterLock::acquire(storage, "gridstore rm", wait)?;
     // Remove the manifest first: from then on the directory is no store, even if removing
     // the rest is interrupted.
-    if is_store {
+    if state == StoreState::Committed {
         std::fs::remove_file(root.join(MANIFEST_KEY))
             .map_err(|e| Error::io(root.join(MANIFEST_KEY), "removing", e))?;
     }
+    // remove_dir_all removes symbolic links inside the store without following them.
     std::fs::remove_dir_all(root).map_err(|e| Error::io(root, "removing", e))?;
     drop(lock); // its file went with the directory
     Ok(())
@@ -178,10 +262,8 @@ pub struct RepairReport {
 /// everything its write made. A store whose creation never committed is removed. A live
 /// writer is never disturbed: its lock makes this wait or fail like any other writer.
 pub fn repair(root: &Path, wait: LockWait) -> Result<RepairReport> {
-    let unfinished = is_unfinished_creation(root);
-    if !unfinished {
-        Snapshot::open(root, None)?; // a store, before a lock is taken in it
-    }
+    // A store, before a lock is taken in it.
+    let unfinished = check_store_to_change(root, "repair")? == StoreState::UnfinishedCreation;
     let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(root));
     let lock = WriterLock::acquire(storage.clone(), "gridstore repair", wait)?;
     let recovered = lock.recovered().cloned();
@@ -206,23 +288,72 @@ pub fn repair(root: &Path, wait: LockWait) -> Result<RepairReport> {
     })
 }
 
-/// Names a store directory may hold before its first commit.
-const UNFINISHED_STORE_ENTRIES: [&str; 4] = [LOCK_KEY, "chunks", "index", "snapshots"];
+/// Directories a store may hold before its first commit (besides its lock and the
+/// temporaries of its manifest and lock).
+const UNFINISHED_STORE_DIRS: [&str; 3] = ["chunks", "index", "snapshots"];
 
 /// True for a directory left by a store creation that never committed: it has a writer
-/// lock, no manifest, and nothing but objects a creation writes.
+/// lock that reads as one, no manifest, and nothing but objects a creation writes.
 pub fn is_unfinished_creation(root: &Path) -> bool {
-    if root.join(MANIFEST_KEY).exists() || !root.join(LOCK_KEY).is_file() {
-        return false;
+    !root.join(MANIFEST_KEY).exists() && unfinished_creation(root).is_ok()
+}
+
+/// Checks that `root` (which has no manifest) holds only what a creation writes: `Err`
+/// says what else it holds.
+fn unfinished_creation(root: &Path) -> std::result::Result<(), String> {
+    let lock = root.join(LOCK_KEY);
+    match std::fs::symlink_metadata(&lock) {
+        Ok(m) if m.file_type().is_file() => {}
+        Ok(m) => return Err(format!("its {LOCK_KEY} is {}", kind_of(&m.file_type()))),
+        Err(_) => return Err(format!("it has no {LOCK_KEY}")),
     }
-    let Ok(entries) = std::fs::read_dir(root) else {
-        return false;
-    };
+    let bytes = read_small(&lock, MAX_LOCK_BYTES)
+        .map_err(|e| format!("its {LOCK_KEY} cannot be read: {e}"))?;
+    LockInfo::parse(&bytes)
+        .map_err(|why| format!("its {LOCK_KEY} is not a gridstore lock: {why}"))?;
+    let entries = std::fs::read_dir(root).map_err(|e| format!("it cannot be listed: {e}"))?;
     let temporaries = [format!(".{MANIFEST_KEY}."), format!(".{LOCK_KEY}.")];
-    entries.flatten().all(|e| {
-        let name = e.file_name();
+    for entry in entries {
+        let entry = entry.map_err(|e| format!("it cannot be listed: {e}"))?;
+        let name = entry.file_name();
         let name = name.to_string_lossy();
-        UNFINISHED_STORE_ENTRIES.contains(&name.as_ref())
-            || temporaries.iter().any(|t| name.starts_with(t.as_str()))
-    })
+        let kind = entry.file_type().map_err(|e| format!("{name}: {e}"))?;
+        let expected = if UNFINISHED_STORE_DIRS.contains(&name.as_ref()) {
+            kind.is_dir()
+        } else {
+            kind.is_file()
+                && (name == LOCK_KEY || temporaries.iter().any(|t| name.starts_with(t.as_str())))
+        };
+        if !expected {
+            return Err(format!(
+                "it holds {} \"{}\", which no gridstore creation writes",
+                kind_of_entry(&kind),
+                printable(&name)
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The content of a file of at most `most` bytes; a longer one is an error, unread.
+fn read_small(path: &Path, most: u64) -> std::io::Result<Vec<u8>> {
+    use std::io::Read;
+    let mut bytes = Vec::new();
+    std::fs::File::open(path)?
+        .take(most + 1)
+        .read_to_end(&mut bytes)?;
+    if bytes.len() as u64 > most {
+        return Err(std::io::Error::other(format!(
+            "it is larger than any lock ({most} bytes)"
+        )));
+    }
+    Ok(bytes)
+}
+
+fn kind_of_entry(t: &std::fs::FileType) -> &'static str {
+    if t.is_file() {
+        "a file"
+    } else {
+        kind_of(t)
+    }
 }
