@@ -23,6 +23,10 @@ pub const LEAF_MAX: usize = 64;
 #[cfg(test)]
 pub const INTERNAL_MAX: usize = 8;
 
+/// The longest index node object read: twice the ~2 MiB a version 1 node of the most
+/// entries it may claim could take (nodes written now are at most about 52 KiB).
+const MAX_NODE_LEN: usize = 4 << 20;
+
 /// Reads index nodes, keeping recently used ones decoded in memory. Nodes are immutable, so
 /// a cached node never goes stale.
 pub struct IndexReader {
@@ -55,9 +59,12 @@ impl IndexReader {
             return Ok(n.clone()); // fetched by another thread meanwhile
         }
         let key = r.object_key();
-        let bytes = self.storage.read(&key)?.ok_or_else(|| {
-            Error::corrupt(self.storage.location().join(&key), "index node is missing")
-        })?;
+        let bytes = self
+            .storage
+            .read_at_most(&key, MAX_NODE_LEN)?
+            .ok_or_else(|| {
+                Error::corrupt(self.storage.location().join(&key), "index node is missing")
+            })?;
         let node = Arc::new(Node::decode(bytes, &key)?);
         self.cache.lock().expect("poisoned").put(r, node.clone());
         Ok(node)

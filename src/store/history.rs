@@ -39,7 +39,7 @@ fn chain(storage: &dyn Storage, current: &Manifest, limit: usize) -> Result<Vec<
             break;
         }
         let key = snapshot_key(id);
-        let Some(bytes) = storage.read(&key)? else {
+        let Some(bytes) = storage.read_at_most(&key, super::snapshot::MAX_MANIFEST_LEN)? else {
             break; // expired by gc
         };
         let m = Manifest::parse(&bytes, &storage.location().join(key))?;

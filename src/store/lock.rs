@@ -253,13 +253,15 @@ fn parse_lock(bytes: &[u8]) -> LockInfo {
 
 /// The snapshot id the next (or a dead) writer uses: one past the committed one.
 pub fn next_snapshot_id(storage: &dyn Storage) -> Result<u64> {
-    Ok(match storage.read(MANIFEST_KEY)? {
-        Some(bytes) => {
-            let path = storage.location().join(MANIFEST_KEY);
-            Manifest::parse(&bytes, &path)?.snapshot.id + 1
-        }
-        None => 1,
-    })
+    Ok(
+        match storage.read_at_most(MANIFEST_KEY, super::snapshot::MAX_MANIFEST_LEN)? {
+            Some(bytes) => {
+                let path = storage.location().join(MANIFEST_KEY);
+                Manifest::parse(&bytes, &path)?.snapshot.id + 1
+            }
+            None => 1,
+        },
+    )
 }
 
 /// Removes every object an uncommitted write may have made. Must hold the lock (or own
@@ -275,7 +277,10 @@ pub fn discard_unfinished_write(storage: &dyn Storage) -> Result<Cleanup> {
         }
     }
     let manifest = snapshot_key(seq);
-    if storage.read(&manifest)?.is_some() {
+    if storage
+        .read_at_most(&manifest, super::snapshot::MAX_MANIFEST_LEN)?
+        .is_some()
+    {
         storage.delete(&manifest)?;
         removed.push(manifest);
     }

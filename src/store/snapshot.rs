@@ -19,6 +19,10 @@ use crate::with_sample_type;
 pub const DEFAULT_TILE_CACHE_BYTES: usize = 64 << 20;
 /// Index nodes kept per open snapshot (a node is at most about 52 KiB: 2048 children).
 const CACHED_NODES: usize = 256;
+/// The longest manifest (`gridstore.json` or `snapshots/<id>.json`) read: far beyond what a
+/// store writes (a few KiB, more with long metadata), so that a file planted or grown in
+/// its place is refused rather than read whole.
+pub const MAX_MANIFEST_LEN: usize = 64 << 20;
 
 pub struct Snapshot {
     storage: Arc<dyn Storage>,
@@ -43,14 +47,16 @@ impl Snapshot {
             None => MANIFEST_KEY.to_string(),
         };
         let path = storage.location().join(&key);
-        let bytes = storage.read(&key)?.ok_or_else(|| match id {
-            Some(id) => Error::InvalidInput(format!(
-                "{}: there is no snapshot {id} (it may have been removed by gc); \
+        let bytes = storage
+            .read_at_most(&key, MAX_MANIFEST_LEN)?
+            .ok_or_else(|| match id {
+                Some(id) => Error::InvalidInput(format!(
+                    "{}: there is no snapshot {id} (it may have been removed by gc); \
                  `gridstore log` lists the snapshots",
-                storage.location().display()
-            )),
-            None => no_manifest(storage.location()),
-        })?;
+                    storage.location().display()
+                )),
+                None => no_manifest(storage.location()),
+            })?;
         let manifest = Manifest::parse(&bytes, &path)?;
         let index = Arc::new(IndexReader::new(storage.clone(), CACHED_NODES));
         Ok(Snapshot::from_parts(storage, manifest, index))
@@ -145,15 +151,28 @@ impl Snapshot {
         };
         let object = key.object_key(e.seq, self.manifest.chunk_naming());
         let path = self.object_path(key, &e);
+        let expected = self.manifest.chunk_shape();
+        check_entry_size(&e, &expected, &path)?;
         let mut bytes = Vec::new();
         let probe = chunk::HEAD_PROBE_LEN.min(e.size as usize);
         if !self.storage.read_range(&object, 0, probe, &mut bytes)? {
             return Err(Error::corrupt(path, "chunk object is missing"));
         }
         if let Some(len) = Head::len_from(&bytes).filter(|len| *len > bytes.len()) {
+            // The head lies inside the object, whose length the index records.
+            if len > e.size as usize {
+                return Err(Error::corrupt(
+                    path,
+                    format!(
+                        "the chunk head claims {len} bytes, more than the {} bytes the index \
+                         records for the whole chunk",
+                        e.size
+                    ),
+                ));
+            }
             self.storage.read_range(&object, 0, len, &mut bytes)?;
         }
-        let head = Head::parse(&bytes, &self.manifest.chunk_shape(), &path)?;
+        let head = Head::parse(&bytes, &expected, &path)?;
         if head.object_len() != e.size as usize {
             return Err(Error::corrupt(
                 path,
@@ -218,14 +237,18 @@ impl Snapshot {
         BUF.with(|buf| {
             let mut bytes = buf.borrow_mut();
             let path = self.object_path(key, e);
+            let expected = self.manifest.chunk_shape();
+            check_entry_size(e, &expected, &path)?;
+            // Read only as much as the index records: a longer object is damaged.
             if !self.storage.read_into(
                 &key.object_key(e.seq, self.manifest.chunk_naming()),
+                e.size as usize,
                 &mut bytes,
             )? {
                 return Err(Error::corrupt(path, "chunk object is missing"));
             }
             check_against_entry(&bytes, e, &path)?;
-            let chunk = Chunk::parse(&bytes, &self.manifest.chunk_shape(), &path)?;
+            let chunk = Chunk::parse(&bytes, &expected, &path)?;
             check_base_against_entry(chunk.head(), e, &path)?;
             let (Some(base), Some(span)) = (chunk.head().base(), chunk.head().base_span()) else {
                 return f(&chunk);
@@ -457,6 +480,23 @@ pub struct ChunkRef {
     /// Where it is, for messages.
     pub path: PathBuf,
     pub head: Head,
+}
+
+/// Checks that the chunk size an index entry records is one a tile of this store can have,
+/// before anything is read or allocated for it.
+fn check_entry_size(e: &Entry, expected: &chunk::Expected, path: &Path) -> Result<()> {
+    let max = expected.max_chunk_len();
+    if e.size as usize <= max {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        path,
+        format!(
+            "the index records a chunk of {} bytes, more than any chunk of this store's tiles \
+             can take ({max})",
+            e.size
+        ),
+    ))
 }
 
 /// Checks that a fetched chunk object is the one its index entry names.
