@@ -43,7 +43,10 @@ fn read_all(store: &Path) -> std::process::Output {
 
 fn mkfifo(path: &Path) {
     std::fs::remove_file(path).unwrap();
-    let made = std::process::Command::new("mkfifo").arg(path).status().unwrap();
+    let made = std::process::Command::new("mkfifo")
+        .arg(path)
+        .status()
+        .unwrap();
     assert!(made.success());
 }
 
@@ -60,8 +63,11 @@ fn a_chunk_longer_than_its_index_entry_is_not_read() {
         err.contains(s(&chunk)) && err.contains("more than the") && err.contains("damaged"),
         "{err}"
     );
-    let err = failed_cleanly(&run(gridstore(), &["verify", s(&st)]));
-    assert!(err.contains("more than the"), "{err}");
+    // verify lists the damaged objects on its standard output.
+    let out = run(gridstore(), &["verify", s(&st)]);
+    failed_cleanly(&out);
+    let listed = String::from_utf8_lossy(&out.stdout);
+    assert!(listed.contains("more than the"), "{listed}");
 }
 
 #[test]
@@ -71,10 +77,16 @@ fn a_fifo_in_place_of_a_chunk_or_the_manifest_does_not_block() {
     let chunk = first_chunk(&st);
     mkfifo(&chunk);
     let err = failed_cleanly(&read_all(&st));
-    assert!(err.contains(s(&chunk)) && err.contains("is a FIFO"), "{err}");
+    assert!(
+        err.contains(s(&chunk)) && err.contains("is a FIFO"),
+        "{err}"
+    );
     mkfifo(&st.join("gridstore.json"));
     let err = failed_cleanly(&run("gdalinfo", &[s(&st)]));
-    assert!(err.contains("gridstore.json") && err.contains("is a FIFO"), "{err}");
+    assert!(
+        err.contains("gridstore.json") && err.contains("is a FIFO"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -101,5 +113,42 @@ fn links_planted_where_the_next_commit_writes_do_not_redirect_it() {
     ));
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(std::fs::read_dir(&outside).unwrap().count(), 0);
-    assert_eq!(checksums(s(&st)), before, "the committed state is untouched");
+    assert_eq!(
+        checksums(s(&st)),
+        before,
+        "the committed state is untouched"
+    );
+}
+
+/// Objects are never written over, yet a write may store a tile twice (an edit parks a
+/// tile as a chunk, then changes it again): the second replaces the first, and so does a
+/// tile emptied and filled again.
+#[test]
+fn a_tile_stored_twice_in_one_write_replaces_its_own_chunk() {
+    use gridstore::index::TileKey;
+    use gridstore::store::{lock::LockWait, Snapshot, Transaction};
+    use gridstore::tile::Tile;
+    let dir = tmp();
+    let st = store(dir.path());
+    let txn = Transaction::begin(&st, "test", LockWait::Fail).unwrap();
+    let base = txn.base().unwrap().clone();
+    let extent = txn.manifest.extent.unwrap();
+    let loc = extent
+        .tiles(0, txn.manifest.grid.tile_size)
+        .iter()
+        .next()
+        .unwrap();
+    let key = TileKey::new(0, 0, loc);
+    let mut tile = base.read_tile(&key).unwrap().unwrap();
+    for change in 0..2 {
+        tile.data.bytes_mut()[change] ^= 1;
+        assert!(txn.put_tile(key, &tile).unwrap());
+    }
+    let empty = Tile::empty(tile.dtype, &txn.manifest.validity(), tile.size);
+    assert!(!txn.put_tile(key, &empty).unwrap());
+    tile.data.bytes_mut()[2] ^= 1;
+    assert!(txn.put_tile(key, &tile).unwrap());
+    txn.commit().unwrap();
+    let after = Snapshot::open(&st, None).unwrap().read_tile(&key).unwrap();
+    assert_eq!(after.as_ref(), Some(&tile));
 }
