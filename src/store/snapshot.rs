@@ -47,16 +47,15 @@ impl Snapshot {
             None => MANIFEST_KEY.to_string(),
         };
         let path = storage.location().join(&key);
-        let bytes = storage
-            .read_at_most(&key, MAX_MANIFEST_LEN)?
-            .ok_or_else(|| match id {
-                Some(id) => Error::InvalidInput(format!(
-                    "{}: there is no snapshot {id} (it may have been removed by gc); \
+        let found = storage.read_at_most(&key, MAX_MANIFEST_LEN)?;
+        let bytes = found.ok_or_else(|| match id {
+            Some(id) => Error::InvalidInput(format!(
+                "{}: there is no snapshot {id} (it may have been removed by gc); \
                  `gridstore log` lists the snapshots",
-                    storage.location().display()
-                )),
-                None => no_manifest(storage.location()),
-            })?;
+                storage.location().display()
+            )),
+            None => no_manifest(storage.location()),
+        })?;
         let manifest = Manifest::parse(&bytes, &path)?;
         let index = Arc::new(IndexReader::new(storage.clone(), CACHED_NODES));
         Ok(Snapshot::from_parts(storage, manifest, index))
