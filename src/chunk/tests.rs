@@ -828,3 +828,48 @@ fn every_chunk_written_is_within_the_bound_readers_apply() {
         }
     }
 }
+
+#[test]
+fn a_frame_that_decodes_to_more_than_its_block_is_refused() {
+    for compression in [Compression::Zstd, Compression::Deflate, Compression::Lz4] {
+        let tile = random_tile(DataType::Float32, 2, 32, 5, true);
+        let enc = Encoding {
+            compression,
+            level: compression.default_level(),
+            predictor: Predictor::None,
+        };
+        let obj = encode(&tile, &enc).unwrap();
+        let head = head_of(&obj, &tile);
+        let first = head.frames()[0];
+        // A stream that expands to 128 times the first block, short enough to pass for
+        // its frame, in its place, with every checksum and length made right.
+        let (rows, cols) = head.block_shape();
+        let block = rows * cols * 4;
+        let mut bomb = Vec::new();
+        compression
+            .compress(
+                compression.default_level(),
+                &vec![0; 128 * block],
+                &mut bomb,
+            )
+            .unwrap();
+        assert!(
+            bomb.len() <= compression.max_encoded_len(block),
+            "{compression:?}"
+        );
+        let mut crafted = obj[..first.offset].to_vec();
+        crafted.extend_from_slice(&bomb);
+        crafted.extend_from_slice(&obj[first.offset + first.len..]);
+        let entry = HEADER_LEN + BASE_FIELD_LEN;
+        set_u32(&mut crafted, entry, bomb.len() as u32);
+        set_u32(&mut crafted, entry + 4, crc32c::crc32c(&bomb));
+        let payload = crafted.len() - HEADER_LEN - TRAILER_LEN;
+        set_u32(&mut crafted, 20, payload as u32);
+        reseal(&mut crafted);
+        let e = refusal(&crafted, &tile);
+        assert!(
+            e.contains("band 1 block 0 does not decompress"),
+            "{compression:?}: {e}"
+        );
+    }
+}
