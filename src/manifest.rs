@@ -39,6 +39,10 @@ pub const SNAPSHOT_PREFIX: &str = "snapshots/";
 /// past this fails before it writes anything. 2^53 - 1 also keeps every id exact in
 /// readers that hold JSON numbers as doubles.
 pub const MAX_SNAPSHOT_ID: u64 = (1 << 53) - 1;
+/// The longest manifest (`gridstore.json` or `snapshots/<id>.json`) read: far beyond what a
+/// store writes (a few KiB, more with long metadata), so that a file planted or grown in
+/// its place is refused rather than read whole.
+pub const MAX_MANIFEST_LEN: usize = 64 << 20;
 
 pub fn snapshot_key(id: u64) -> String {
     format!("{SNAPSHOT_PREFIX}{id}.json")

@@ -18,12 +18,21 @@ pub trait Storage: Send + Sync {
     /// Where the store is, for messages.
     fn location(&self) -> &Path;
 
-    /// Reads a whole object; `Ok(None)` when it does not exist.
+    /// Reads a whole object; `Ok(None)` when it does not exist. For objects the store
+    /// knows no bound for (a lock); objects it does know one for are read with
+    /// [`read_at_most`](Storage::read_at_most).
     fn read(&self, key: &str) -> Result<Option<Vec<u8>>>;
 
-    /// Reads a whole object into `buf` (replacing its content), so hot read paths can
-    /// reuse one buffer. Returns false when the object does not exist.
-    fn read_into(&self, key: &str, buf: &mut Vec<u8>) -> Result<bool>;
+    /// Reads a whole object of at most `max_len` bytes; `Ok(None)` when it does not exist.
+    /// A longer object is damaged: an error, and nothing of it is read.
+    fn read_at_most(&self, key: &str, max_len: usize) -> Result<Option<Vec<u8>>> {
+        let mut buf = Vec::new();
+        Ok(self.read_into(key, max_len, &mut buf)?.then_some(buf))
+    }
+
+    /// [`read_at_most`](Storage::read_at_most) into `buf` (replacing its content), so hot
+    /// read paths can reuse one buffer. Returns false when the object does not exist.
+    fn read_into(&self, key: &str, max_len: usize, buf: &mut Vec<u8>) -> Result<bool>;
 
     /// Reads up to `len` bytes of an object from `offset` into `buf` (replacing its
     /// content; fewer where the object ends). Returns false when the object does not exist.
@@ -38,7 +47,8 @@ pub trait Storage: Send + Sync {
     }
 
     /// Writes a new object (creating any parent "directories"). Not atomic: only objects no
-    /// reader can reach yet are written this way.
+    /// reader can reach yet are written this way. An object already at `key` is an error,
+    /// never overwritten: every object is written once, under a name no other has had.
     fn write(&self, key: &str, data: &[u8]) -> Result<()>;
 
     /// Writes a new object made of `parts` one after the other: bytes, or ranges of
@@ -139,9 +149,17 @@ pub enum Part<'a> {
 }
 
 /// Objects as files under a directory.
+///
+/// Nothing found in the directory is trusted to be what gridstore put there. Objects are
+/// read only if they are regular files, opened so that a FIFO or device cannot block the
+/// open, and never followed through a symbolic link in their place. Objects are written
+/// only as new files (`O_CREAT | O_EXCL`, which never follows a symbolic link either), in
+/// directories checked to be real directories, not symbolic links to elsewhere: nothing
+/// planted in a store can redirect a write out of it.
 pub struct LocalStorage {
     root: PathBuf,
-    /// Directories known to exist, so the write path does not ask the kernel every time.
+    /// Directories below the root checked to be real directories (made or found), so the
+    /// write path asks the kernel once per directory.
     made_dirs: Mutex<HashSet<PathBuf>>,
     /// Files and directories written since the last `sync`, while they are few; `None` once
     /// there are too many to sync one by one.
@@ -196,6 +214,9 @@ impl LocalStorage {
         self.root.join(key)
     }
 
+    /// Makes sure the directory holding `path` exists below the root, and that it and
+    /// every directory between it and the root is a real directory: a symbolic link there
+    /// (to a directory outside the store, say) is an error, not followed.
     fn ensure_parent(&self, path: &Path) -> Result<()> {
         let Some(dir) = path.parent() else {
             return Ok(());
@@ -203,26 +224,156 @@ impl LocalStorage {
         if self.made_dirs.lock().expect("poisoned").contains(dir) {
             return Ok(());
         }
-        // The new directories (up to one that exists) must reach the disk with their files.
-        let mut new_dirs = Vec::new();
-        let mut d = Some(dir);
-        while let Some(x) = d {
-            if x.exists() {
-                break;
+        let below = dir.strip_prefix(&self.root).map_err(|_| {
+            Error::InvalidInput(format!(
+                "{}: not inside the store at {}",
+                dir.display(),
+                self.root.display()
+            ))
+        })?;
+        let mut at = self.root.clone();
+        for part in below.components() {
+            let std::path::Component::Normal(name) = part else {
+                return Err(Error::InvalidInput(format!(
+                    "{}: an object name may not leave its directory",
+                    path.display()
+                )));
+            };
+            at.push(name);
+            if self.made_dirs.lock().expect("poisoned").contains(&at) {
+                continue;
             }
-            new_dirs.push(x.to_path_buf());
-            d = x.parent();
+            if self.make_dir(&at)? {
+                // A new directory must reach the disk with its files.
+                let _ = self.written(&at);
+            }
+            self.made_dirs.lock().expect("poisoned").insert(at.clone());
         }
-        fs::create_dir_all(dir).map_err(|e| Error::io(dir, "creating a directory", e))?;
-        for x in new_dirs {
-            let _ = self.written(&x);
-        }
-        self.made_dirs
-            .lock()
-            .expect("poisoned")
-            .insert(dir.to_path_buf());
         Ok(())
     }
+
+    /// Makes directory `dir` unless it is one already; returns whether it made it. Anything
+    /// else there (a symbolic link, a file) is an error.
+    fn make_dir(&self, dir: &Path) -> Result<bool> {
+        match fs::create_dir(dir) {
+            Ok(()) => return Ok(true),
+            Err(e) if e.kind() == IoKind::AlreadyExists => {}
+            Err(e) => return Err(Error::io(dir, "creating a directory", e)),
+        }
+        let found = fs::symlink_metadata(dir).map_err(|e| Error::io(dir, "opening", e))?;
+        if found.is_dir() {
+            return Ok(false);
+        }
+        Err(Error::corrupt(
+            dir,
+            format!(
+                "{} stands where the store keeps a directory; gridstore never makes one, so \
+                 it was put there by something else and nothing is written through it: \
+                 remove it",
+                file_kind(&found.file_type())
+            ),
+        ))
+    }
+}
+
+/// Says what kind of file `t` is, for messages.
+fn file_kind(t: &fs::FileType) -> &'static str {
+    use std::os::unix::fs::FileTypeExt;
+    if t.is_symlink() {
+        "a symbolic link"
+    } else if t.is_dir() {
+        "a directory"
+    } else if t.is_fifo() {
+        "a FIFO (named pipe)"
+    } else if t.is_char_device() || t.is_block_device() {
+        "a device"
+    } else if t.is_socket() {
+        "a socket"
+    } else {
+        "a regular file"
+    }
+}
+
+/// The error for an object that is not a regular file (`what` says what it is).
+fn not_an_object(path: &Path, what: &str) -> Error {
+    Error::corrupt(
+        path,
+        format!(
+            "the object is {what}, not a regular file; gridstore only ever writes regular \
+             files, so it was put there by something else and is not read: remove it"
+        ),
+    )
+}
+
+/// Opens the object at `path` to read it, with its length; `None` when it does not exist.
+/// It must be a regular file: a symbolic link in its place is not followed (`O_NOFOLLOW`),
+/// and a FIFO or device cannot block the open (`O_NONBLOCK`, which changes nothing for a
+/// regular file) before `fstat` finds it is not one.
+fn open_object(path: &Path) -> Result<Option<(fs::File, u64)>> {
+    use std::os::unix::fs::OpenOptionsExt;
+    let opened = fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_NOFOLLOW)
+        .open(path);
+    let f = match opened {
+        Ok(f) => f,
+        Err(e) if e.kind() == IoKind::NotFound => return Ok(None),
+        Err(e) if e.raw_os_error() == Some(libc::ELOOP) => {
+            return Err(not_an_object(path, "a symbolic link"))
+        }
+        // What a socket, or a device without a driver, answers to an open.
+        Err(e) if e.raw_os_error() == Some(libc::ENXIO) => {
+            return Err(not_an_object(path, "a socket or device"))
+        }
+        Err(e) => return Err(Error::io(path, "reading", e)),
+    };
+    let meta = f.metadata().map_err(|e| Error::io(path, "reading", e))?;
+    if !meta.is_file() {
+        return Err(not_an_object(path, file_kind(&meta.file_type())));
+    }
+    Ok(Some((f, meta.len())))
+}
+
+/// Creates a new file at `path` for writing: `O_CREAT | O_EXCL`, so neither a file nor a
+/// symbolic link there is ever written through.
+fn create_file(path: &Path) -> std::io::Result<fs::File> {
+    fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .open(path)
+}
+
+/// The error for a new object whose name is taken.
+fn already_exists(path: &Path) -> Error {
+    Error::AlreadyExists {
+        path: path.to_path_buf(),
+        hint: "A new object is never written over an existing one: run `gridstore repair`".into(),
+    }
+}
+
+/// Reads all of `f`, an object of `len` bytes by its `fstat`, into `buf` (replacing its
+/// content) if that is at most `max_len` bytes; a longer object is an error, and so is one
+/// that grows past `max_len` while being read.
+fn read_whole(path: &Path, f: fs::File, len: u64, max_len: usize, buf: &mut Vec<u8>) -> Result<()> {
+    use std::io::Read;
+    let too_long = |len: u64| {
+        Error::corrupt(
+            path,
+            format!("the object is {len} bytes, more than the {max_len} it may be"),
+        )
+    };
+    if len > max_len as u64 {
+        return Err(too_long(len));
+    }
+    buf.clear();
+    buf.reserve_exact(len as usize);
+    f.take(max_len as u64 + 1)
+        .read_to_end(buf)
+        .map_err(|e| Error::io(path, "reading", e))?;
+    if buf.len() > max_len {
+        return Err(too_long(buf.len() as u64));
+    }
+    Ok(())
 }
 
 impl Storage for LocalStorage {
@@ -232,37 +383,32 @@ impl Storage for LocalStorage {
 
     fn read(&self, key: &str) -> Result<Option<Vec<u8>>> {
         let path = self.path(key);
-        match fs::read(&path) {
-            Ok(data) => Ok(Some(data)),
-            Err(e) if e.kind() == IoKind::NotFound => Ok(None),
-            Err(e) => Err(Error::io(path, "reading", e)),
-        }
+        let Some((f, len)) = open_object(&path)? else {
+            return Ok(None);
+        };
+        let mut buf = Vec::new();
+        // Bounded by the length of a regular file, not by a number read from one.
+        read_whole(&path, f, len, isize::MAX as usize, &mut buf)?;
+        Ok(Some(buf))
     }
 
-    fn read_into(&self, key: &str, buf: &mut Vec<u8>) -> Result<bool> {
-        use std::io::Read;
+    fn read_into(&self, key: &str, max_len: usize, buf: &mut Vec<u8>) -> Result<bool> {
         let path = self.path(key);
-        let mut f = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == IoKind::NotFound => return Ok(false),
-            Err(e) => return Err(Error::io(path, "reading", e)),
+        let Some((f, len)) = open_object(&path)? else {
+            return Ok(false);
         };
-        buf.clear();
-        let size = f.metadata().map(|m| m.len() as usize).unwrap_or(0);
-        buf.reserve(size);
-        f.read_to_end(buf)
-            .map_err(|e| Error::io(&path, "reading", e))?;
+        read_whole(&path, f, len, max_len, buf)?;
         Ok(true)
     }
 
     fn read_range(&self, key: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<bool> {
         use std::os::unix::fs::FileExt;
         let path = self.path(key);
-        let f = match fs::File::open(&path) {
-            Ok(f) => f,
-            Err(e) if e.kind() == IoKind::NotFound => return Ok(false),
-            Err(e) => return Err(Error::io(path, "reading", e)),
+        let Some((f, size)) = open_object(&path)? else {
+            return Ok(false);
         };
+        // Only what the object holds is allocated, whatever length is asked for.
+        let len = size.saturating_sub(offset).min(len as u64) as usize;
         buf.clear();
         buf.resize(len, 0);
         let mut got = 0;
@@ -285,7 +431,10 @@ impl Storage for LocalStorage {
     fn write_parts(&self, key: &str, parts: &[Part<'_>]) -> Result<()> {
         let path = self.path(key);
         self.ensure_parent(&path)?;
-        let mut f = fs::File::create(&path).map_err(|e| Error::io(&path, "writing", e))?;
+        let mut f = create_file(&path).map_err(|e| match e.kind() {
+            IoKind::AlreadyExists => already_exists(&path),
+            _ => Error::io(&path, "writing", e),
+        })?;
         // The object copied from, opened once for all its ranges.
         let mut source: Option<(&str, PathBuf, fs::File)> = None;
         // Runs of bytes between copies go to the file in one call each.
@@ -299,8 +448,9 @@ impl Storage for LocalStorage {
                     pending.clear();
                     if source.as_ref().is_none_or(|(k, _, _)| *k != key) {
                         let from = self.path(key);
-                        let src =
-                            fs::File::open(&from).map_err(|e| Error::io(&from, "reading", e))?;
+                        let Some((src, _)) = open_object(&from)? else {
+                            return Err(Error::io(&from, "copying from", IoKind::NotFound.into()));
+                        };
                         source = Some((key, from, src));
                     }
                     let (_, from, src) = source.as_ref().expect("opened above");
@@ -325,7 +475,7 @@ impl Storage for LocalStorage {
         // could attribute. So the content goes to a temporary file first, which a hard
         // link then publishes under the key, failing if the key exists (like O_EXCL).
         let tmp = temporary_beside(&path, "new");
-        let written = fs::File::create(&tmp).and_then(|mut f| f.write_all(data));
+        let written = create_file(&tmp).and_then(|mut f| f.write_all(data));
         if let Err(e) = written {
             let _ = fs::remove_file(&tmp);
             // Named after the object, not the temporary file nobody knows of.
@@ -349,11 +499,9 @@ impl Storage for LocalStorage {
         // it, in which a third writer could create it while the second put back the
         // first's: two holders.)
         let _turn = ClaimTurn::take(&path)?;
-        match fs::read(&path) {
-            Ok(held) if held == expected => {}
-            Ok(_) => return Ok(false),
-            Err(e) if e.kind() == IoKind::NotFound => return Ok(false),
-            Err(e) => return Err(Error::io(&path, "claiming", e)),
+        match self.read(key)? {
+            Some(held) if held == expected => {}
+            _ => return Ok(false),
         }
         // Renamed over it: a reader finds the old content or the new, never nothing.
         let (tmp, _) = write_temporary(&path, "claim", new, false)
@@ -508,7 +656,7 @@ fn write_temporary(
 ) -> std::io::Result<(PathBuf, fs::File)> {
     let tmp = temporary_beside(path, suffix);
     let written = (|| {
-        let mut f = fs::File::create(&tmp)?;
+        let mut f = create_file(&tmp)?;
         f.write_all(data)?;
         if durable {
             f.sync_all()?;
@@ -785,5 +933,190 @@ mod tests {
         s.replace("m.json", b"2").unwrap();
         assert_eq!(s.read("m.json").unwrap().unwrap(), b"2");
         assert_eq!(s.list("").unwrap(), vec!["m.json".to_string()]);
+    }
+
+    // Hostile directories: what is found in a store was not necessarily put there by
+    // gridstore.
+
+    /// Runs `f` on another thread and fails (rather than hanging the test run) if it has
+    /// not returned after a long while: a read that blocks is what these tests look for.
+    fn without_blocking<T: Send + 'static>(f: impl FnOnce() -> T + Send + 'static) -> T {
+        let (tx, rx) = std::sync::mpsc::channel();
+        std::thread::spawn(move || tx.send(f()));
+        rx.recv_timeout(std::time::Duration::from_secs(60))
+            .expect("the read blocked")
+    }
+
+    fn mkfifo(path: &Path) {
+        use std::os::unix::ffi::OsStrExt;
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).unwrap();
+        // SAFETY: `c` is a NUL-terminated path that lives for the call.
+        assert_eq!(unsafe { libc::mkfifo(c.as_ptr(), 0o600) }, 0);
+    }
+
+    #[test]
+    fn a_fifo_in_place_of_an_object_is_refused_without_blocking() {
+        let dir = tempfile::tempdir().unwrap();
+        fs::create_dir_all(dir.path().join("chunks/1")).unwrap();
+        mkfifo(&dir.path().join("chunks/1/x"));
+        mkfifo(&dir.path().join("gridstore.json"));
+        let root = dir.path().to_path_buf();
+        let errors = without_blocking(move || {
+            let s = LocalStorage::new(&root);
+            let mut buf = Vec::new();
+            [
+                s.read("gridstore.json").map(|_| ()),
+                s.read_at_most("gridstore.json", 1 << 20).map(|_| ()),
+                s.read_into("chunks/1/x", 100, &mut buf).map(|_| ()),
+                s.read_range("chunks/1/x", 0, 100, &mut buf).map(|_| ()),
+                s.write_parts(
+                    "chunks/2/y",
+                    &[Part::Copy {
+                        key: "chunks/1/x",
+                        offset: 0,
+                        len: 10,
+                    }],
+                ),
+            ]
+            .map(|r| r.unwrap_err().to_string())
+        });
+        for e in errors {
+            assert!(e.contains("is a FIFO"), "{e}");
+        }
+    }
+
+    #[test]
+    fn objects_that_are_not_regular_files_are_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::write(outside.path().join("secret"), b"not the store's").unwrap();
+        let s = LocalStorage::new(dir.path());
+        fs::create_dir(dir.path().join("a-directory")).unwrap();
+        std::os::unix::fs::symlink(outside.path().join("secret"), dir.path().join("link")).unwrap();
+        std::os::unix::fs::symlink("/dev/zero", dir.path().join("zero")).unwrap();
+        let e = s.read("a-directory").unwrap_err().to_string();
+        assert!(e.contains("is a directory, not a regular file"), "{e}");
+        for key in ["link", "zero"] {
+            let e = s.read_at_most(key, 1 << 20).unwrap_err().to_string();
+            assert!(e.contains("is a symbolic link"), "{e}");
+        }
+    }
+
+    #[test]
+    fn a_read_never_takes_more_than_the_object_holds_or_may_hold() {
+        let dir = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(dir.path());
+        s.write("o", &[7; 100]).unwrap();
+        // A range far beyond the object allocates only what it holds.
+        let mut buf = Vec::new();
+        assert!(s.read_range("o", 40, 1 << 40, &mut buf).unwrap());
+        assert_eq!(buf, [7; 60]);
+        assert!(buf.capacity() < 1 << 20);
+        assert!(s.read_range("o", 1 << 50, 1 << 40, &mut buf).unwrap());
+        assert!(buf.is_empty());
+        // A bounded read of an object longer than the bound is an error.
+        assert_eq!(s.read_at_most("o", 100).unwrap().unwrap().len(), 100);
+        let e = s.read_at_most("o", 99).unwrap_err().to_string();
+        assert!(e.contains("100 bytes, more than the 99"), "{e}");
+        assert!(s.read_into("o", 10, &mut buf).is_err());
+        assert_eq!(s.read_at_most("missing", 10).unwrap(), None);
+    }
+
+    #[test]
+    fn a_new_object_is_never_written_over_anything() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let s = LocalStorage::new(dir.path());
+        s.write("chunks/1/a", b"first").unwrap();
+        let e = s.write("chunks/1/a", b"second").unwrap_err().to_string();
+        assert!(
+            e.contains("already exists") && e.contains("gridstore repair"),
+            "{e}"
+        );
+        assert_eq!(s.read("chunks/1/a").unwrap().unwrap(), b"first");
+        // Symbolic links planted where the next writes go, to a file outside the store
+        // and to a name there that does not exist yet: neither is written through.
+        let target = outside.path().join("target");
+        fs::write(&target, b"outside").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("chunks/1/b")).unwrap();
+        let dangling = outside.path().join("new");
+        std::os::unix::fs::symlink(&dangling, dir.path().join("chunks/1/c")).unwrap();
+        for key in ["chunks/1/b", "chunks/1/c"] {
+            let e = s.write(key, b"redirected").unwrap_err().to_string();
+            assert!(e.contains("already exists"), "{e}");
+        }
+        assert_eq!(fs::read(&target).unwrap(), b"outside");
+        assert!(!dangling.exists());
+    }
+
+    #[test]
+    fn a_symlinked_directory_does_not_redirect_a_write() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::create_dir(dir.path().join("chunks")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("chunks/7")).unwrap();
+        std::os::unix::fs::symlink(outside.path(), dir.path().join("index")).unwrap();
+        let s = LocalStorage::new(dir.path());
+        for key in ["chunks/7/0/0/a", "chunks/7/b", "index/7/0"] {
+            let e = s.write(key, b"redirected").unwrap_err().to_string();
+            assert!(e.contains("a symbolic link stands where"), "{e}");
+        }
+        let e = s.replace("index/m.json", b"x").unwrap_err().to_string();
+        assert!(e.contains("a symbolic link stands where"), "{e}");
+        assert_eq!(fs::read_dir(outside.path()).unwrap().count(), 0);
+        // A file in place of a directory is refused too.
+        fs::write(dir.path().join("snapshots"), b"").unwrap();
+        let e = s.write("snapshots/1.json", b"{}").unwrap_err().to_string();
+        assert!(e.contains("a regular file stands where"), "{e}");
+        // The store's own directories are fine, and checked once.
+        s.write("chunks/8/a", b"1").unwrap();
+        s.write("chunks/8/b", b"2").unwrap();
+        assert_eq!(s.list("chunks/8/").unwrap(), ["a", "b"]);
+    }
+
+    #[test]
+    fn replace_puts_a_file_in_place_of_a_symlink_without_following_it() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        let target = outside.path().join("m.json");
+        fs::write(&target, b"outside").unwrap();
+        std::os::unix::fs::symlink(&target, dir.path().join("m.json")).unwrap();
+        let s = LocalStorage::new(dir.path());
+        s.replace("m.json", b"1").unwrap();
+        let staged = s.stage("m.json", b"2").unwrap();
+        s.publish(staged).unwrap();
+        let m = fs::symlink_metadata(dir.path().join("m.json")).unwrap();
+        assert!(m.is_file());
+        assert_eq!(s.read("m.json").unwrap().unwrap(), b"2");
+        assert_eq!(fs::read(&target).unwrap(), b"outside");
+    }
+
+    #[test]
+    fn deletes_do_not_follow_symlinks_out_of_the_store() {
+        let dir = tempfile::tempdir().unwrap();
+        let outside = tempfile::tempdir().unwrap();
+        fs::create_dir(outside.path().join("sub")).unwrap();
+        fs::write(outside.path().join("sub/keep"), b"outside").unwrap();
+        fs::write(outside.path().join("keep"), b"outside").unwrap();
+        let s = LocalStorage::new(dir.path());
+        s.write("chunks/3/a", b"1").unwrap();
+        let link = |from: &Path, at: &str| {
+            std::os::unix::fs::symlink(from, dir.path().join(at)).unwrap();
+        };
+        // Inside a tree deleted, as the tree itself, and as one object.
+        link(outside.path(), "chunks/3/link");
+        link(outside.path(), "chunks/4");
+        link(&outside.path().join("keep"), "chunks/3/file-link");
+        link(outside.path(), "gone");
+        s.delete_prefix("chunks/4/").unwrap();
+        assert!(!dir.path().join("chunks/4").exists());
+        s.delete("gone").unwrap();
+        s.delete_prefix("chunks/").unwrap();
+        assert!(!dir.path().join("chunks").exists());
+        assert_eq!(
+            fs::read(outside.path().join("sub/keep")).unwrap(),
+            b"outside"
+        );
+        assert_eq!(fs::read(outside.path().join("keep")).unwrap(), b"outside");
     }
 }

@@ -133,6 +133,13 @@ impl Head {
                 expected.size
             )));
         }
+        let max_len = expected.max_chunk_len();
+        if object_len > max_len {
+            return Err(bad(format!(
+                "the chunk claims {object_len} bytes, more than any chunk of this store's \
+                 tiles can take ({max_len})"
+            )));
+        }
         let mut head = Head {
             version,
             compression,
@@ -154,6 +161,7 @@ impl Head {
             object_len,
         };
         if version == VERSION_1 {
+            head.check_frame_len(0, head.frames[0].len, path)?;
             return Ok(head);
         }
         let (rows, cols) = block_shape(version, start, w);
@@ -164,6 +172,12 @@ impl Head {
         }
         let count = frame_count(bands, w, rows, cols, has_mask);
         let len = head_len(version, count);
+        if len.saturating_add(TRAILER_LEN) > object_len {
+            return Err(bad(format!(
+                "its blocks of {rows} x {cols} pixels make {count} frames, whose table \
+                 takes more than the {object_len} bytes of the chunk"
+            )));
+        }
         if start.len() < len {
             return Err(bad(format!(
                 "the head of {len} bytes runs past the {} bytes read",
@@ -179,7 +193,6 @@ impl Head {
         }
         head.block_rows = rows;
         head.block_cols = cols;
-        head.frames.clear();
         let (table, entry_len) = match version {
             VERSION_2 => (HEADER_LEN, V2_TABLE_ENTRY_LEN),
             _ => {
@@ -187,6 +200,9 @@ impl Head {
                 (HEADER_LEN + BASE_FIELD_LEN, TABLE_ENTRY_LEN)
             }
         };
+        // The table was checked to lie inside the object, so `count` is bounded by the
+        // object's length, itself bounded by the store's tile size.
+        let mut frames = Vec::with_capacity(count);
         // Frames stored here follow the head in table order; the others are in the base.
         let mut at = len;
         for i in 0..count {
@@ -197,21 +213,36 @@ impl Head {
                 VERSION_2 => 0,
                 _ => u32_at(start, entry + 8) as usize,
             };
+            head.check_frame_len(i, frame_len, path)?;
             if elsewhere == 0 {
-                head.frames.push(Frame {
+                frames.push(Frame {
                     offset: at,
                     len: frame_len,
                     crc,
                     in_base: false,
                 });
                 at += frame_len;
+                if at + TRAILER_LEN > object_len {
+                    return Err(bad(format!(
+                        "frame {i} ends at byte {at}, past the payload of the {object_len}-byte \
+                         chunk"
+                    )));
+                }
             } else {
                 if head.base == 0 {
                     return Err(bad(format!(
                         "frame {i} is in a base chunk, but the chunk names none"
                     )));
                 }
-                head.frames.push(Frame {
+                // The base is a chunk of the same tile: it is bounded as this one is.
+                if elsewhere + frame_len > max_len {
+                    return Err(bad(format!(
+                        "frame {i} is kept at bytes {elsewhere}..{} of the base chunk, \
+                         beyond any chunk of this store's tiles ({max_len} bytes)",
+                        elsewhere + frame_len
+                    )));
+                }
+                frames.push(Frame {
                     offset: elsewhere,
                     len: frame_len,
                     crc,
@@ -219,6 +250,7 @@ impl Head {
                 });
             }
         }
+        head.frames = frames;
         if at + TRAILER_LEN != object_len {
             return Err(bad(format!(
                 "the frames hold {} bytes, the payload {}",
@@ -227,6 +259,39 @@ impl Head {
             )));
         }
         Ok(head)
+    }
+
+    /// The bytes frame `i` decodes to: a block of one band, the packed mask, or (version 1)
+    /// the whole tile. Derived from the store's tile shape and the head's blocks alone.
+    fn frame_raw_len(&self, i: usize) -> usize {
+        let (pixels, width) = (self.size * self.size, self.dtype.size());
+        let mask_len = pixels.div_ceil(8);
+        if self.version == VERSION_1 {
+            return self.bands * pixels * width + if self.has_mask { mask_len } else { 0 };
+        }
+        if i >= self.bands * self.blocks() {
+            return mask_len;
+        }
+        let area = self.block_area(i % self.blocks());
+        area.rows.len() * area.cols.len() * width
+    }
+
+    /// Refuses a frame `len` bytes long if the chunk's codec never makes one that long of
+    /// what the frame decodes to: before anything is read or allocated for it.
+    fn check_frame_len(&self, i: usize, len: usize, path: &Path) -> Result<()> {
+        let raw = self.frame_raw_len(i);
+        let max = self.compression.max_encoded_len(raw);
+        if len <= max {
+            return Ok(());
+        }
+        Err(Error::corrupt(
+            path,
+            format!(
+                "frame {i} claims {len} bytes, but {} makes at most {max} of the {raw} bytes \
+                 it decodes to",
+                self.compression.option_name()
+            ),
+        ))
     }
 
     pub fn has_mask(&self) -> bool {

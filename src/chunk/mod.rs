@@ -161,6 +161,35 @@ pub struct Expected {
     pub size: usize,
 }
 
+/// Room a chunk may take beyond its tile's decoded size (see [`Expected::max_chunk_len`]):
+/// its head and frame table, and each frame's codec framing. A tile cut in blocks of a few
+/// pixels (as the unit tests cut theirs), or in strips one row high, needs far less.
+pub const CHUNK_LEN_MARGIN: usize = 1 << 20;
+
+impl Expected {
+    /// The bytes the whole tile decodes to: every band's samples, and the mask packed one
+    /// bit per pixel.
+    pub fn decoded_len(&self) -> usize {
+        let pixels = self.size.saturating_mul(self.size);
+        pixels
+            .saturating_mul(self.bands)
+            .saturating_mul(self.dtype.size())
+            .saturating_add(pixels.div_ceil(8))
+    }
+
+    /// The longest chunk object a tile of this store can be: its decoded size, a
+    /// sixty-fourth more (what codecs add to data that does not compress, at most a
+    /// 255th for zstd and LZ4), and [`CHUNK_LEN_MARGIN`]. Every size read from a chunk
+    /// head or an index entry is checked against this before anything is allocated for
+    /// it, so no number in a file can make a reader allocate more.
+    pub fn max_chunk_len(&self) -> usize {
+        let decoded = self.decoded_len();
+        decoded
+            .saturating_add(decoded / 64)
+            .saturating_add(CHUNK_LEN_MARGIN)
+    }
+}
+
 /// The CRC-32C a chunk object carries in its trailer (also kept in the tile index).
 pub fn stored_checksum(object: &[u8]) -> Option<u32> {
     let tail = object.get(object.len().checked_sub(TRAILER_LEN)?..)?;
@@ -169,17 +198,24 @@ pub fn stored_checksum(object: &[u8]) -> Option<u32> {
 
 /// How many frames a chunk of blocks has: one per block of `rows` x `cols` pixels of each
 /// band of a `size`-pixel tile, and one for the mask.
+/// (Saturating: the fields of a damaged head may claim more than a `usize` holds, and the
+/// result is then checked against the object's length.)
 fn frame_count(bands: usize, size: usize, rows: usize, cols: usize, masked: bool) -> usize {
-    bands * size.div_ceil(rows) * size.div_ceil(cols) + usize::from(masked)
+    bands
+        .saturating_mul(size.div_ceil(rows))
+        .saturating_mul(size.div_ceil(cols))
+        .saturating_add(usize::from(masked))
 }
 
-/// The length of the head of a chunk of `version` with `frames` frames.
+/// The length of the head of a chunk of `version` with `frames` frames (saturating, as
+/// [`frame_count`]).
 fn head_len(version: u8, frames: usize) -> usize {
-    match version {
-        VERSION_1 => HEADER_LEN,
-        VERSION_2 => HEADER_LEN + V2_TABLE_ENTRY_LEN * frames + 4,
-        _ => HEADER_LEN + BASE_FIELD_LEN + TABLE_ENTRY_LEN * frames + 4,
-    }
+    let (fixed, entry) = match version {
+        VERSION_1 => return HEADER_LEN,
+        VERSION_2 => (HEADER_LEN + 4, V2_TABLE_ENTRY_LEN),
+        _ => (HEADER_LEN + BASE_FIELD_LEN + 4, TABLE_ENTRY_LEN),
+    };
+    frames.saturating_mul(entry).saturating_add(fixed)
 }
 
 fn pack_bits(mask: &[u8], out: &mut Vec<u8>) {

@@ -577,6 +577,11 @@ fn a_frame_table_that_does_not_add_up_is_corruption() {
     let crc = crc32c::crc32c(&obj[..end]);
     obj[end..].copy_from_slice(&crc.to_le_bytes());
     let e = decode(&obj, &expected(&tile), Path::new("c/1")).unwrap_err();
+    assert!(e.to_string().contains("past the payload"), "{e}");
+    // One byte fewer: the frames end before the payload does.
+    obj[table..table + 4].copy_from_slice(&(first - 1).to_le_bytes());
+    reseal(&mut obj);
+    let e = decode(&obj, &expected(&tile), Path::new("c/1")).unwrap_err();
     assert!(e.to_string().contains("frames hold"), "{e}");
 }
 
@@ -623,4 +628,248 @@ fn a_chunk_of_another_shape_is_refused() {
     let mut other = expected(&tile);
     other.bands = 2;
     assert!(decode(&obj, &other, Path::new("x")).is_err());
+}
+
+// Crafted heads: each carries valid checksums (the head's and the object's), so what
+// refuses it is the decoder's own checks, before anything is allocated from its numbers.
+
+/// Makes the head checksum (of the head as its fields now describe it) and the object's
+/// checksum right again after a field was changed.
+fn reseal(obj: &mut [u8]) {
+    let head_end = Head::len_from(obj).unwrap() - 4;
+    if head_end + 4 <= obj.len() - TRAILER_LEN {
+        let crc = crc32c::crc32c(&obj[..head_end]);
+        obj[head_end..head_end + 4].copy_from_slice(&crc.to_le_bytes());
+    }
+    let end = obj.len() - TRAILER_LEN;
+    let crc = crc32c::crc32c(&obj[..end]);
+    obj[end..].copy_from_slice(&crc.to_le_bytes());
+}
+
+/// A version 3 chunk of a 32-pixel Float32 tile of two bands and a mask, cut in blocks.
+fn crafted_base() -> (Tile, Vec<u8>) {
+    let tile = random_tile(DataType::Float32, 2, 32, 5, true);
+    let obj = encode(&tile, &zstd_float()).unwrap();
+    assert!(head_of(&obj, &tile).frames().len() > 3, "several frames");
+    (tile, obj)
+}
+
+fn set_u16(obj: &mut [u8], at: usize, v: u16) {
+    obj[at..at + 2].copy_from_slice(&v.to_le_bytes());
+}
+
+fn set_u32(obj: &mut [u8], at: usize, v: u32) {
+    obj[at..at + 4].copy_from_slice(&v.to_le_bytes());
+}
+
+/// The error decoding `obj` gives, which must name the chunk.
+fn refusal(obj: &[u8], tile: &Tile) -> String {
+    let e = decode(obj, &expected(tile), Path::new("chunks/9/x"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("chunks/9/x"), "{e}");
+    e
+}
+
+#[test]
+fn a_head_claiming_a_huge_band_count_is_refused() {
+    let (tile, mut obj) = crafted_base();
+    set_u16(&mut obj, 8, u16::MAX);
+    // The head length this claims saturates rather than overflows.
+    assert!(Head::len_from(&obj).unwrap() > obj.len());
+    reseal(&mut obj);
+    assert!(refusal(&obj, &tile).contains("65535 band(s)"));
+}
+
+#[test]
+fn blocks_of_one_pixel_whose_table_exceeds_the_object_are_refused() {
+    let (tile, mut obj) = crafted_base();
+    set_u16(&mut obj, 24, 1);
+    set_u16(&mut obj, 26, 1);
+    reseal(&mut obj);
+    let e = refusal(&obj, &tile);
+    assert!(e.contains("blocks of 1 x 1 pixels make 2049 frames"), "{e}");
+}
+
+#[test]
+fn a_block_larger_than_the_tile_leaves_frames_that_do_not_add_up() {
+    let (tile, mut obj) = crafted_base();
+    set_u16(&mut obj, 24, u16::MAX);
+    set_u16(&mut obj, 26, u16::MAX);
+    reseal(&mut obj);
+    let e = refusal(&obj, &tile);
+    assert!(
+        e.contains("frames hold") || e.contains("past the payload"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_payload_claiming_gigabytes_is_refused_before_it_is_read() {
+    let (tile, mut obj) = crafted_base();
+    set_u32(&mut obj, 20, u32::MAX);
+    reseal(&mut obj);
+    // Only the head is given, as a reader of part of a chunk has it.
+    let head_len = Head::len_from(&obj).unwrap();
+    let e = Head::parse(&obj[..head_len], &expected(&tile), Path::new("c"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("more than any chunk"), "{e}");
+}
+
+#[test]
+fn a_frame_table_claiming_terabytes_is_refused() {
+    let (tile, mut obj) = crafted_base();
+    let frames = head_of(&obj, &tile).frames().len();
+    for i in 0..frames {
+        set_u32(
+            &mut obj,
+            HEADER_LEN + BASE_FIELD_LEN + TABLE_ENTRY_LEN * i,
+            u32::MAX,
+        );
+    }
+    reseal(&mut obj);
+    let e = refusal(&obj, &tile);
+    assert!(
+        e.contains("frame 0 claims 4294967295 bytes, but ZSTD makes at most"),
+        "{e}"
+    );
+}
+
+#[test]
+fn a_frame_longer_than_its_codec_makes_is_refused() {
+    // Uncompressed frames are exactly as long as what they decode to.
+    let tile = random_tile(DataType::Byte, 1, 32, 3, false);
+    let enc = Encoding {
+        compression: Compression::None,
+        level: 0,
+        predictor: Predictor::None,
+    };
+    let mut obj = encode(&tile, &enc).unwrap();
+    let table = HEADER_LEN + BASE_FIELD_LEN;
+    let first = u32::from_le_bytes(obj[table..table + 4].try_into().unwrap());
+    set_u32(&mut obj, table, first + 1);
+    reseal(&mut obj);
+    let e = refusal(&obj, &tile);
+    assert!(e.contains("but NONE makes at most"), "{e}");
+}
+
+#[test]
+fn a_frame_kept_in_a_base_beyond_any_chunk_is_refused() {
+    let (tile, mut obj) = crafted_base();
+    let entry = HEADER_LEN + BASE_FIELD_LEN;
+    obj[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&1u64.to_le_bytes());
+    set_u32(&mut obj, entry + 8, u32::MAX - 100);
+    reseal(&mut obj);
+    let e = Head::parse(&obj, &expected(&tile), Path::new("c"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("of the base chunk, beyond any chunk"), "{e}");
+    // And one claiming a huge length there.
+    let (_, mut obj) = crafted_base();
+    obj[HEADER_LEN..HEADER_LEN + 8].copy_from_slice(&1u64.to_le_bytes());
+    set_u32(&mut obj, entry, u32::MAX);
+    set_u32(&mut obj, entry + 8, 100);
+    reseal(&mut obj);
+    let e = Head::parse(&obj, &expected(&tile), Path::new("c"))
+        .unwrap_err()
+        .to_string();
+    assert!(e.contains("frame 0 claims"), "{e}");
+}
+
+#[test]
+fn a_version_1_payload_longer_than_its_codec_makes_is_refused() {
+    let tile = random_tile(DataType::Byte, 1, 32, 3, false);
+    let enc = Encoding {
+        compression: Compression::Lz4,
+        level: 0,
+        predictor: Predictor::None,
+    };
+    let v1 = encode_version_1(&tile, &enc);
+    let max = Compression::Lz4.max_encoded_len(32 * 32);
+    let mut obj = v1[..HEADER_LEN].to_vec();
+    obj.resize(HEADER_LEN + max + 1 + TRAILER_LEN, 0);
+    set_u32(&mut obj, 20, (max + 1) as u32);
+    reseal(&mut obj);
+    let e = refusal(&obj, &tile);
+    assert!(e.contains("but LZ4 makes at most"), "{e}");
+}
+
+#[test]
+fn every_chunk_written_is_within_the_bound_readers_apply() {
+    // The bound must hold for the worst chunks writers make: noise, which no codec
+    // shrinks, in the smallest blocks, with every codec.
+    for compression in [
+        Compression::None,
+        Compression::Zstd,
+        Compression::Deflate,
+        Compression::Lz4,
+    ] {
+        for dtype in [DataType::Byte, DataType::Float64] {
+            let mut tile = random_tile(dtype, 3, 64, 9, true);
+            let mut x = 99u64;
+            for b in tile.data.bytes_mut() {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                *b = x as u8;
+            }
+            let enc = Encoding {
+                compression,
+                level: compression.default_level(),
+                predictor: Predictor::None,
+            };
+            let obj = encode(&tile, &enc).unwrap();
+            assert!(obj.len() <= expected(&tile).max_chunk_len());
+            assert_eq!(
+                decode(&obj, &expected(&tile), Path::new("c")).unwrap(),
+                tile
+            );
+        }
+    }
+}
+
+#[test]
+fn a_frame_that_decodes_to_more_than_its_block_is_refused() {
+    for compression in [Compression::Zstd, Compression::Deflate, Compression::Lz4] {
+        let tile = random_tile(DataType::Float32, 2, 32, 5, true);
+        let enc = Encoding {
+            compression,
+            level: compression.default_level(),
+            predictor: Predictor::None,
+        };
+        let obj = encode(&tile, &enc).unwrap();
+        let head = head_of(&obj, &tile);
+        let first = head.frames()[0];
+        // A stream that expands to 128 times the first block, short enough to pass for
+        // its frame, in its place, with every checksum and length made right.
+        let (rows, cols) = head.block_shape();
+        let block = rows * cols * 4;
+        let mut bomb = Vec::new();
+        compression
+            .compress(
+                compression.default_level(),
+                &vec![0; 128 * block],
+                &mut bomb,
+            )
+            .unwrap();
+        assert!(
+            bomb.len() <= compression.max_encoded_len(block),
+            "{compression:?}"
+        );
+        let mut crafted = obj[..first.offset].to_vec();
+        crafted.extend_from_slice(&bomb);
+        crafted.extend_from_slice(&obj[first.offset + first.len..]);
+        let entry = HEADER_LEN + BASE_FIELD_LEN;
+        set_u32(&mut crafted, entry, bomb.len() as u32);
+        set_u32(&mut crafted, entry + 4, crc32c::crc32c(&bomb));
+        let payload = crafted.len() - HEADER_LEN - TRAILER_LEN;
+        set_u32(&mut crafted, 20, payload as u32);
+        reseal(&mut crafted);
+        let e = refusal(&crafted, &tile);
+        assert!(
+            e.contains("band 1 block 0 does not decompress"),
+            "{compression:?}: {e}"
+        );
+    }
 }

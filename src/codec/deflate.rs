@@ -9,6 +9,16 @@ use crate::error::{Error, Result};
 pub const DEFAULT_LEVEL: i32 = 6;
 pub const LEVELS: (i32, i32) = (1, 9);
 
+/// The longest zlib stream DEFLATE makes of `raw_len` bytes: zlib's conservative bound
+/// (`deflateBound` for any settings: stored blocks cost at most an eighth and a sixty-fourth
+/// more, plus 5 bytes of block header), with the 2-byte zlib header and 4-byte checksum.
+pub fn max_encoded_len(raw_len: usize) -> usize {
+    raw_len
+        .saturating_add(raw_len.div_ceil(8))
+        .saturating_add(raw_len.div_ceil(64))
+        .saturating_add(5 + 6)
+}
+
 pub fn compress(level: i32, raw: &[u8], out: &mut Vec<u8>) -> Result<()> {
     let mut enc = ZlibEncoder::new(std::mem::take(out), flate2::Compression::new(level as u32));
     let done = enc.write_all(raw).and_then(|_| enc.finish());

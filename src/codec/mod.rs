@@ -114,8 +114,21 @@ impl Compression {
         }
     }
 
+    /// The longest stream this codec makes of `raw_len` bytes, whatever they hold: a stored
+    /// stream longer than this for what it must decode to was not written by it, and is
+    /// refused before anything is allocated for it.
+    pub fn max_encoded_len(self, raw_len: usize) -> usize {
+        match self {
+            Compression::None => raw_len,
+            Compression::Zstd => zstd::max_encoded_len(raw_len),
+            Compression::Deflate => deflate::max_encoded_len(raw_len),
+            Compression::Lz4 => lz4::max_encoded_len(raw_len),
+        }
+    }
+
     /// Decompresses `packed` into `out`, which must be exactly the uncompressed size. A
-    /// stream that does not fill `out` exactly is an error (`detail` says how).
+    /// stream that does not fill `out` exactly is an error (`detail` says how), and so is
+    /// one that holds more: nothing beyond `out` is ever decoded or allocated.
     pub fn decompress(self, packed: &[u8], out: &mut [u8]) -> std::result::Result<(), String> {
         match self {
             Compression::None => {
@@ -160,6 +173,45 @@ mod tests {
                 c.decompress(&packed, &mut back).unwrap();
                 prop_assert_eq!(&back, &raw);
             }
+        }
+    }
+
+    proptest! {
+        #[test]
+        fn no_stream_is_longer_than_its_codec_bound(data in prop::collection::vec(any::<u8>(), 0..70_000)) {
+            // Random bytes do not compress: the worst case each bound must cover.
+            for c in ALL {
+                let mut packed = Vec::new();
+                c.compress(c.default_level(), &data, &mut packed).unwrap();
+                prop_assert!(packed.len() <= c.max_encoded_len(data.len()), "{:?}", c);
+            }
+        }
+    }
+
+    /// A stream that decodes to more than the caller expects (a "zip bomb": a few bytes
+    /// that expand to gigabytes) is an error, not a larger buffer.
+    #[test]
+    fn a_stream_that_decodes_to_more_than_expected_is_an_error() {
+        let raw = vec![0u8; 1 << 20];
+        for c in ALL {
+            let mut packed = Vec::new();
+            c.compress(c.default_level(), &raw, &mut packed).unwrap();
+            for expected in [raw.len() - 1, 1000, 0] {
+                let mut out = vec![0u8; expected];
+                let e = c.decompress(&packed, &mut out);
+                assert!(e.is_err(), "{c:?} into {expected} bytes");
+            }
+        }
+    }
+
+    #[test]
+    fn a_stream_that_decodes_to_less_than_expected_is_an_error() {
+        let raw = vec![5u8; 4096];
+        for c in ALL {
+            let mut packed = Vec::new();
+            c.compress(c.default_level(), &raw, &mut packed).unwrap();
+            let mut out = vec![0u8; raw.len() + 1];
+            assert!(c.decompress(&packed, &mut out).is_err(), "{c:?}");
         }
     }
 

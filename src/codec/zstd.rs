@@ -16,6 +16,11 @@ thread_local! {
         const { RefCell::new(None) };
 }
 
+/// The longest frame zstd makes of `raw_len` bytes (its own `ZSTD_compressBound`).
+pub fn max_encoded_len(raw_len: usize) -> usize {
+    ::zstd::zstd_safe::compress_bound(raw_len)
+}
+
 pub fn compress(level: i32, raw: &[u8], out: &mut Vec<u8>) -> Result<()> {
     COMPRESSOR.with(|cell| {
         let mut slot = cell.borrow_mut();

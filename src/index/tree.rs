@@ -100,6 +100,10 @@ impl Place {
     }
 }
 
+/// The longest index node object read: twice the ~2 MiB a version 1 node of the most
+/// entries it may claim could take (nodes written now are at most about 52 KiB).
+const MAX_NODE_LEN: usize = 4 << 20;
+
 /// Reads index nodes, keeping recently used ones decoded in memory. Nodes are immutable, so
 /// a cached node never goes stale.
 ///
@@ -150,7 +154,7 @@ impl IndexReader {
         let path = self.path(r);
         let bytes = self
             .storage
-            .read(&r.object_key())?
+            .read_at_most(&r.object_key(), MAX_NODE_LEN)?
             .ok_or_else(|| Error::corrupt(&path, "index node is missing"))?;
         let name = path.to_string_lossy();
         let node = Node::decode(bytes, &name)?;

@@ -54,7 +54,7 @@ fn chain(storage: &dyn Storage, current: &Manifest, limit: usize) -> Result<Vec<
             ));
         }
         let key = snapshot_key(id);
-        let Some(bytes) = storage.read(&key)? else {
+        let Some(bytes) = storage.read_at_most(&key, crate::manifest::MAX_MANIFEST_LEN)? else {
             break; // expired by gc
         };
         let path = storage.location().join(&key);

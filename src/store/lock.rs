@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
 use crate::index::NODE_PREFIX;
-use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY, MAX_SNAPSHOT_ID};
+use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY, MAX_MANIFEST_LEN, MAX_SNAPSHOT_ID};
 use crate::storage::Storage;
 use crate::text::printable;
 
@@ -379,7 +379,7 @@ pub fn next_snapshot_id(storage: &dyn Storage) -> Result<u64> {
 
 /// The store's committed manifest; `None` before its first commit.
 fn committed_manifest(storage: &dyn Storage) -> Result<Option<Manifest>> {
-    let Some(bytes) = storage.read(MANIFEST_KEY)? else {
+    let Some(bytes) = storage.read_at_most(MANIFEST_KEY, MAX_MANIFEST_LEN)? else {
         return Ok(None);
     };
     let path = storage.location().join(MANIFEST_KEY);
@@ -442,7 +442,7 @@ pub fn check_next_id_is_free(
     if !ids.contains(&seq) {
         return Ok(());
     }
-    let Some(bytes) = storage.read(&key)? else {
+    let Some(bytes) = storage.read_at_most(&key, MAX_MANIFEST_LEN)? else {
         return Ok(());
     };
     // One that does not parse was cut short while being written: no reader can open it.
@@ -487,7 +487,7 @@ pub fn discard_unfinished_write(storage: &dyn Storage) -> Result<Cleanup> {
             }
         }
         let manifest = snapshot_key(seq);
-        if storage.read(&manifest)?.is_some() {
+        if storage.read_at_most(&manifest, MAX_MANIFEST_LEN)?.is_some() {
             storage.delete(&manifest)?;
             removed.push(manifest);
         }

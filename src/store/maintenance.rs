@@ -8,7 +8,7 @@ use rayon::prelude::*;
 use crate::chunk::Head;
 use crate::error::{Error, Result};
 use crate::index::{Entry, Node, TileKey, Tree};
-use crate::manifest::{Manifest, MANIFEST_KEY};
+use crate::manifest::{Manifest, MANIFEST_KEY, MAX_MANIFEST_LEN};
 use crate::text::printable;
 use sha2::{Digest, Sha256};
 
@@ -197,7 +197,9 @@ pub fn check_store_to_change(root: &Path, command: &str) -> Result<StoreState> {
 fn check_manifest_reads(root: &Path, command: &str) -> Result<()> {
     let storage = LocalStorage::new(root);
     let path = root.join(MANIFEST_KEY);
-    let bytes = storage.read(MANIFEST_KEY)?.unwrap_or_default();
+    let bytes = storage
+        .read_at_most(MANIFEST_KEY, MAX_MANIFEST_LEN)?
+        .unwrap_or_default();
     match Manifest::parse(&bytes, &path) {
         Ok(_) => Ok(()),
         Err(e @ Error::BadManifest { .. }) => Err(Error::InvalidInput(format!(

@@ -10,7 +10,7 @@ use crate::chunk::{self, Chunk, Head, Location};
 use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect, TileLoc};
 use crate::index::{Entry, IndexReader, TileKey, Tree};
-use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY};
+use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY, MAX_MANIFEST_LEN};
 use crate::storage::{LocalStorage, Storage};
 use crate::tile::{fill_value, BandValidity, Tile};
 use crate::with_sample_type;
@@ -43,7 +43,8 @@ impl Snapshot {
             None => MANIFEST_KEY.to_string(),
         };
         let path = storage.location().join(&key);
-        let bytes = storage.read(&key)?.ok_or_else(|| match id {
+        let found = storage.read_at_most(&key, MAX_MANIFEST_LEN)?;
+        let bytes = found.ok_or_else(|| match id {
             Some(id) => Error::InvalidInput(format!(
                 "{}: there is no snapshot {id} (it may have been removed by gc); \
                  `gridstore log` lists the snapshots",
@@ -145,15 +146,28 @@ impl Snapshot {
         };
         let object = key.object_key(e.seq, self.manifest.chunk_naming());
         let path = self.object_path(key, &e);
+        let expected = self.manifest.chunk_shape();
+        check_entry_size(&e, &expected, &path)?;
         let mut bytes = Vec::new();
         let probe = chunk::HEAD_PROBE_LEN.min(e.size as usize);
         if !self.storage.read_range(&object, 0, probe, &mut bytes)? {
             return Err(Error::corrupt(path, "chunk object is missing"));
         }
         if let Some(len) = Head::len_from(&bytes).filter(|len| *len > bytes.len()) {
+            // The head lies inside the object, whose length the index records.
+            if len > e.size as usize {
+                return Err(Error::corrupt(
+                    path,
+                    format!(
+                        "the chunk head claims {len} bytes, more than the {} bytes the index \
+                         records for the whole chunk",
+                        e.size
+                    ),
+                ));
+            }
             self.storage.read_range(&object, 0, len, &mut bytes)?;
         }
-        let head = Head::parse(&bytes, &self.manifest.chunk_shape(), &path)?;
+        let head = Head::parse(&bytes, &expected, &path)?;
         if head.object_len() != e.size as usize {
             return Err(Error::corrupt(
                 path,
@@ -218,14 +232,18 @@ impl Snapshot {
         BUF.with(|buf| {
             let mut bytes = buf.borrow_mut();
             let path = self.object_path(key, e);
+            let expected = self.manifest.chunk_shape();
+            check_entry_size(e, &expected, &path)?;
+            // Read only as much as the index records: a longer object is damaged.
             if !self.storage.read_into(
                 &key.object_key(e.seq, self.manifest.chunk_naming()),
+                e.size as usize,
                 &mut bytes,
             )? {
                 return Err(Error::corrupt(path, "chunk object is missing"));
             }
             check_against_entry(&bytes, e, &path)?;
-            let chunk = Chunk::parse(&bytes, &self.manifest.chunk_shape(), &path)?;
+            let chunk = Chunk::parse(&bytes, &expected, &path)?;
             check_base_against_entry(chunk.head(), e, &path)?;
             let (Some(base), Some(span)) = (chunk.head().base(), chunk.head().base_span()) else {
                 return f(&chunk);
@@ -457,6 +475,23 @@ pub struct ChunkRef {
     /// Where it is, for messages.
     pub path: PathBuf,
     pub head: Head,
+}
+
+/// Checks that the chunk size an index entry records is one a tile of this store can have,
+/// before anything is read or allocated for it.
+fn check_entry_size(e: &Entry, expected: &chunk::Expected, path: &Path) -> Result<()> {
+    let max = expected.max_chunk_len();
+    if e.size as usize <= max {
+        return Ok(());
+    }
+    Err(Error::corrupt(
+        path,
+        format!(
+            "the index records a chunk of {} bytes, more than any chunk of this store's tiles \
+             can take ({max})",
+            e.size
+        ),
+    ))
 }
 
 /// Checks that a fetched chunk object is the one its index entry names.

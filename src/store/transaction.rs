@@ -171,6 +171,7 @@ impl Transaction {
     pub fn put_tile(&self, key: TileKey, tile: &Tile) -> Result<bool> {
         if tile.is_empty(&self.manifest.validity()) {
             if self.current_entry(&key)?.is_some() {
+                self.drop_own_chunk(key)?;
                 self.changes.lock().expect("poisoned").insert(key, None);
             }
             return Ok(false);
@@ -237,10 +238,24 @@ impl Transaction {
             });
         }
         list.push(Part::Bytes(&trailer));
+        self.drop_own_chunk(key)?;
         self.storage
             .write_parts(&key.object_key(self.seq, naming), &list)?;
         self.record(key, parts.len, parts.crc, parts.base);
         Ok(())
+    }
+
+    /// Deletes the chunk this write stored for `key` earlier, if any, before it stores
+    /// another or none: an edit parks a tile as a chunk, then may change it again. No
+    /// reader can reach that chunk, and objects are never written over.
+    fn drop_own_chunk(&self, key: TileKey) -> Result<()> {
+        let earlier = self.changes.lock().expect("poisoned").get(&key).copied();
+        match earlier {
+            Some(Some(e)) if e.seq == self.seq => self
+                .storage
+                .delete(&key.object_key(self.seq, self.manifest.chunk_naming())),
+            _ => Ok(()),
+        }
     }
 
     /// Records a chunk this write stored, for the index.
