@@ -80,7 +80,7 @@ fn damaged_history(path: impl AsRef<Path>, detail: impl std::fmt::Display) -> Er
 
 /// The id of the snapshot whose manifest is `snapshots/<name>`, if `name` is one a writer
 /// gives (`<id>.json`, the id written as Rust writes it: no sign, no leading zero).
-pub(super) fn snapshot_id_of(name: &str) -> Option<u64> {
+fn snapshot_id_of(name: &str) -> Option<u64> {
     canonical_number(name.strip_suffix(".json")?)
 }
 
