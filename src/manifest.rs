@@ -254,6 +254,22 @@ impl Manifest {
         })
     }
 
+    /// Checks a manifest a writer is about to commit, as [`validate`](Manifest::validate)
+    /// checks one read: a write must never publish what readers would refuse (a text over
+    /// its bound taken from a source's metadata, say). The error says nothing was committed.
+    pub fn check_before_commit(&self) -> Result<()> {
+        validate::validate(self).map_err(|refusal| {
+            let detail = match refusal {
+                Refusal::Damaged(d) | Refusal::NeedsNewer(d) => d,
+            };
+            Error::InvalidInput(format!(
+                "this write would make a manifest that no reader accepts ({}); nothing was \
+                 committed",
+                printable(&detail)
+            ))
+        })
+    }
+
     /// The level-0 size of the dataset GDAL shows (see [`Layout`]), or `None` for a store
     /// with no data yet. GDAL holds raster sizes as C `int`s, so a store wider or taller
     /// than `i32::MAX` pixels, which the format allows, is refused here with a message

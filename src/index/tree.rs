@@ -814,6 +814,8 @@ mod damaged {
         }
 
         fn put(&self, r: NodeRef, node: Node) -> &Self {
+            // Crafted over whatever stood there (objects are otherwise never rewritten).
+            self.storage.delete(&r.object_key()).unwrap();
             self.storage.write(&r.object_key(), node.bytes()).unwrap();
             self
         }

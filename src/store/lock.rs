@@ -886,7 +886,8 @@ mod unfinished_writes {
         let lowered = manifest(3, Some(2), root(5));
         let cases = [
             (three.clone(), later.to_vec(), "snapshots/5.json"),
-            (lowered, Vec::new(), "index/5/0"),
+            // (Reading the manifest already refuses this one: its root is newer than it.)
+            (lowered, Vec::new(), "index.root names snapshot 5"),
             (
                 three,
                 vec![manifest(4, Some(1), root(4))],
@@ -898,7 +899,9 @@ mod unfinished_writes {
             let before = objects(&*s);
             let e = discard_unfinished_write(&*s).unwrap_err().to_string();
             assert!(
-                e.contains(named) && e.to_lowercase().contains("nothing was removed"),
+                e.contains(named)
+                    && (e.to_lowercase().contains("nothing was removed")
+                        || e.contains("the manifest is damaged")),
                 "{e}"
             );
             assert_eq!(objects(&*s), before);

@@ -380,6 +380,7 @@ impl Transaction {
             restores,
             checkpoint: self.checkpoint.take(),
         };
+        self.manifest.check_before_commit()?;
         let json = self.manifest.to_json();
         self.storage.write(&snapshot_key(self.seq), &json)?;
         let manifest = self.storage.stage(MANIFEST_KEY, &json)?;
