@@ -4,6 +4,7 @@
 //! ```text
 //! cargo bench --bench fuzz -- [--execs N] [--seed S] [--targets a,b] [--timeout-restarts K]
 //! cargo bench --bench fuzz -- --write-corpus     # regenerates fuzz/corpus from the encoders
+//! cargo bench --bench fuzz -- --targets T --replay FILE   # runs one saved input again
 //! ```
 //!
 //! `--execs` is the total over the targets (10 million by default), split evenly. Findings
@@ -34,6 +35,7 @@ struct Args {
     targets: Vec<String>,
     child: Option<String>,
     write_corpus: bool,
+    replay: Option<PathBuf>,
 }
 
 fn parse_args() -> Result<Args, String> {
@@ -43,6 +45,7 @@ fn parse_args() -> Result<Args, String> {
         targets: targets::NAMES.iter().map(|s| s.to_string()).collect(),
         child: None,
         write_corpus: false,
+        replay: None,
     };
     let mut it = std::env::args().skip(1);
     while let Some(a) = it.next() {
@@ -55,6 +58,7 @@ fn parse_args() -> Result<Args, String> {
             }
             "--child" => args.child = Some(value("--child")?),
             "--write-corpus" => args.write_corpus = true,
+            "--replay" => args.replay = Some(PathBuf::from(value("--replay")?)),
             "--bench" => {} // added by `cargo bench`
             other => return Err(format!("unknown argument {other:?}")),
         }
@@ -110,6 +114,9 @@ fn main() {
         }
         return;
     }
+    if let Some(file) = &args.replay {
+        replay(file, &args.targets);
+    }
     if let Some(name) = &args.child {
         child(name, &args);
     }
@@ -130,6 +137,23 @@ fn main() {
         args.seed
     );
     std::process::exit(i32::from(findings > 0));
+}
+
+/// Runs the input in `file` through each of `targets` and prints what happened.
+fn replay(file: &std::path::Path, targets: &[String]) -> ! {
+    let input = match std::fs::read(file) {
+        Ok(b) => b,
+        Err(e) => {
+            eprintln!("fuzz: cannot read {}: {e}", file.display());
+            std::process::exit(2);
+        }
+    };
+    for name in targets {
+        if let Some(what) = targets::replay(name, &input) {
+            println!("{what}");
+        }
+    }
+    std::process::exit(0);
 }
 
 /// Runs one target in this process and prints its report, then a line for the parent:

@@ -182,6 +182,33 @@ pub fn run<T: Target>(target: &T, settings: &Settings) -> Report {
     report
 }
 
+/// Runs one input (a saved finding, say) through `target` as [`run`] would, and says what
+/// happened.
+pub fn replay<T: Target>(target: &T, input: &[u8]) -> String {
+    let previous_hook = std::panic::take_hook();
+    std::panic::set_hook(Box::new(|info| {
+        PANIC.with(|p| *p.borrow_mut() = info.to_string());
+    }));
+    let outcome = execute(target, input);
+    std::panic::set_hook(previous_hook);
+    let mut s = format!(
+        "{}: {} in {:.1} ms, largest allocation {} bytes (bound {})",
+        target.name(),
+        if outcome.accepted {
+            "accepted"
+        } else {
+            "refused"
+        },
+        outcome.time.as_secs_f64() * 1e3,
+        outcome.usage.largest,
+        target.alloc_bound(input),
+    );
+    for (kind, detail) in outcome.problems {
+        s += &format!("\n    {kind:?}: {detail}");
+    }
+    s
+}
+
 /// A corpus input, mutated one to four times, its checksums recomputed (nine times in
 /// ten: the tenth exercises the checksum checks themselves).
 fn mutated<T: Target>(target: &T, corpus: &[Vec<u8>], rng: &mut Rng) -> Vec<u8> {

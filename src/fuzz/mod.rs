@@ -11,9 +11,8 @@
 //! allocation over the target's bound (measured by the [`alloc::Counting`] allocator, which
 //! the fuzz binaries install).
 //!
-//! The guidance is structured random mutation, not coverage: the stable toolchain has no
-//! supported way to link libFuzzer's instrumentation (docs/RELIABILITY.md). `tests/fuzz.rs`
-//! runs a short fixed-seed round of every target; `bench/fuzz.rs` is the long run.
+//! `tests/fuzz.rs` runs a short fixed-seed round of every target; `bench/fuzz.rs` is the
+//! long run, coverage-guided when built as `scripts/fuzz.sh` builds it (fuzz/README.md).
 
 pub mod alloc;
 pub mod engine;

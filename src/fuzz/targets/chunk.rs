@@ -451,3 +451,52 @@ fn old_chunk(version: u8, tile: &Tile, enc: &Encoding, rows: usize) -> Vec<u8> {
     object.extend_from_slice(&crc.to_le_bytes());
     object
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// The error a chunk input gets from `Chunk::parse`.
+    fn parse_error(input: &[u8]) -> String {
+        let parts = Input::split(input).unwrap();
+        match Chunk::parse(parts.object, &parts.expected, Path::new("c")) {
+            Ok(_) => "accepted".into(),
+            Err(e) => e.to_string(),
+        }
+    }
+
+    #[test]
+    fn after_a_mutation_the_checksums_are_right_and_the_head_checks_speak() {
+        let seeds = seeds();
+        let v3 = seeds
+            .iter()
+            .find(|s| Input::split(s).unwrap().object[4] == chunk::VERSION)
+            .unwrap();
+        assert!(ChunkTarget.decode(v3).is_some(), "the seed decodes");
+        // One band more than the store has.
+        let mut more_bands = v3.clone();
+        more_bands[PREFIX + 8] += 1;
+        ChunkTarget.fix_checksums(&mut more_bands, false);
+        let e = parse_error(&more_bands);
+        assert!(e.contains("band(s)") && !e.contains("checksum"), "{e}");
+        // The first frame one byte longer than it is.
+        let mut longer = v3.clone();
+        longer[PREFIX + 36] += 1;
+        let e = parse_error(&longer);
+        assert!(
+            e.contains("checksum"),
+            "without the fix, the checksum speaks: {e}"
+        );
+        ChunkTarget.fix_checksums(&mut longer, false);
+        let e = parse_error(&longer);
+        assert!(e.contains("frames hold") && !e.contains("checksum"), "{e}");
+    }
+
+    #[test]
+    fn every_seed_decodes_and_passes_the_reference() {
+        for seed in seeds() {
+            let decoded = ChunkTarget.decode(&seed).expect("a valid chunk decodes");
+            ChunkTarget.check(&seed, decoded).unwrap();
+        }
+    }
+}

@@ -237,3 +237,21 @@ fn old_version(version: u8, node: &Node, body: Vec<u8>) -> Vec<u8> {
     out.extend_from_slice(&crc.to_le_bytes());
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn after_a_mutation_the_checksum_is_right_and_the_count_check_speaks() {
+        for seed in IndexTarget.seeds() {
+            let decoded = IndexTarget.decode(&seed).expect("a valid node decodes");
+            IndexTarget.check(&seed, decoded).unwrap();
+            let mut more = seed.clone();
+            more[8] += 1; // one entry more than the body holds
+            IndexTarget.fix_checksums(&mut more, false);
+            let e = Node::decode(more, "n").unwrap_err().to_string();
+            assert!(!e.contains("checksum"), "{e}");
+        }
+    }
+}

@@ -35,6 +35,18 @@ pub fn run(name: &str, settings: &Settings) -> Option<Report> {
     })
 }
 
+/// Runs one input through the target called `name`; `None` if there is none.
+pub fn replay(name: &str, input: &[u8]) -> Option<String> {
+    Some(match name {
+        "manifest" => engine::replay(&manifest::ManifestTarget, input),
+        "snapshot" => engine::replay(&manifest::SnapshotTarget, input),
+        "lock" => engine::replay(&manifest::LockTarget, input),
+        "index" => engine::replay(&index::IndexTarget, input),
+        "chunk" => engine::replay(&chunk::ChunkTarget, input),
+        other => engine::replay(&codec::CodecTarget(codec_of(other)?), input),
+    })
+}
+
 /// Writes the seeds of every target under `dir` (`fuzz/corpus`); returns how many.
 pub fn write_corpus(dir: &Path) -> std::io::Result<usize> {
     let mut n = engine::write_corpus(&manifest::ManifestTarget, dir)?;
