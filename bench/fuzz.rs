@@ -16,12 +16,10 @@ use std::process::{Command, ExitStatus, Stdio};
 use std::time::Instant;
 
 use gridstore::fuzz::alloc::Counting;
+use gridstore::fuzz::coverage;
 use gridstore::fuzz::engine::HANG_EXIT;
 use gridstore::fuzz::last_input::LastInput;
 use gridstore::fuzz::{targets, Settings};
-
-#[path = "fuzz/coverage.rs"]
-mod coverage;
 
 #[global_allocator]
 static ALLOC: Counting = Counting;

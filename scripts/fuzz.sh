@@ -17,4 +17,4 @@ export CARGO_PROFILE_BENCH_OVERFLOW_CHECKS=true
 export CARGO_PROFILE_BENCH_DEBUG_ASSERTIONS=true
 # With an explicit --target, RUSTFLAGS reach neither build scripts nor proc macros.
 target=$(rustc -vV | sed -n 's/^host: //p')
-exec cargo bench --target "$target" --target-dir "$build" --bench fuzz -- "$@"
+exec cargo bench --target "$target" --target-dir "$build" --features fuzzing --bench fuzz -- "$@"

@@ -15,6 +15,7 @@
 //! long run, coverage-guided when built as `scripts/fuzz.sh` builds it (fuzz/README.md).
 
 pub mod alloc;
+pub mod coverage;
 pub mod engine;
 pub mod last_input;
 pub mod mutate;

@@ -1,9 +1,11 @@
 //! Coverage guidance on the stable toolchain. Built with `-C passes=sancov-module
-//! -C llvm-args=-sanitizer-coverage-inline-8bit-counters` (what `scripts/fuzz.sh` does),
-//! LLVM gives every edge of the instrumented code a byte counter, and each module registers
-//! its counters through `__sanitizer_cov_8bit_counters_init` before `main`. After each
-//! input, [`new_edges`] looks for counters that moved and were never seen to before, and
-//! clears them. Without the instrumentation nothing registers and [`available`] is false.
+//! -C llvm-args=-sanitizer-coverage-inline-8bit-counters` and the `fuzzing` feature (what
+//! `scripts/fuzz.sh` does), LLVM gives every edge of the instrumented code a byte counter,
+//! and each module registers its counters through `__sanitizer_cov_8bit_counters_init`
+//! before `main`. After each input, [`new_edges`] looks for counters that moved and were
+//! never seen to before, and clears them. Without the instrumentation nothing registers and
+//! [`available`] is false. The callback is defined only with the feature: every binary of
+//! an instrumented build links it, and no other build should export it.
 //!
 //! Most modules (the command line, GDAL glue, dependencies no decoder calls) never count
 //! anything while fuzzing: only the modules seen counting are scanned after each input,
@@ -33,6 +35,7 @@ static COUNTERS: Mutex<Counters> = Mutex::new(Counters {
 });
 
 /// Called by each instrumented module's constructor, before `main`.
+#[cfg(feature = "fuzzing")]
 ///
 /// # Safety
 /// `start..stop` must be the module's counter array, live for the whole process (LLVM's
