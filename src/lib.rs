@@ -7,6 +7,9 @@ pub mod chunk;
 pub mod codec;
 pub mod dtype;
 pub mod error;
+/// Fuzz targets and their engine, for `tests/fuzz.rs` and `bench/fuzz.rs`.
+#[doc(hidden)]
+pub mod fuzz;
 pub mod grid;
 pub mod tile;
 
