@@ -817,7 +817,10 @@ fn a_parent_cycle_in_the_history_is_damage_not_an_endless_walk() {
     edit_json(&st.join("snapshots/2.json"), |m| {
         m["snapshot"]["parent"] = 3.into()
     });
-    let says = ["damaged history|not an earlier snapshot", "snapshots/2.json"];
+    let says = [
+        "damaged history|not an earlier snapshot",
+        "snapshots/2.json",
+    ];
     refused(&st, &["log", s(&st)], &says);
     refused(&st, &["gc", s(&st), "--keep", "3"], &says);
     // A parent that skips ahead is no better.

@@ -111,16 +111,15 @@ impl Target for LockTarget {
     }
 
     fn decode(&self, input: &[u8]) -> Option<LockInfo> {
-        // `read_lock` takes what does not parse as a damaged lock; what parses is used.
-        let lock: LockInfo = serde_json::from_slice(input).ok()?;
+        // `read_lock` takes what is refused here as a damaged (stale) lock; what reads is used.
+        let lock = LockInfo::parse(input).ok()?;
         std::hint::black_box(lock.describe());
         Some(lock)
     }
 
     fn check(&self, _input: &[u8], lock: LockInfo) -> Result<(), String> {
         let json = serde_json::to_vec(&lock).map_err(|e| format!("does not serialize: {e}"))?;
-        let back: LockInfo =
-            serde_json::from_slice(&json).map_err(|e| format!("its own JSON is refused: {e}"))?;
+        let back = LockInfo::parse(&json).map_err(|e| format!("its own JSON is refused: {e}"))?;
         if back != lock {
             return Err(format!("reads back as {back:?}, not {lock:?}"));
         }
@@ -287,6 +286,7 @@ fn locks() -> Vec<LockInfo> {
             process_start: Some(123_456_789),
             started: "2026-01-01T00:00:00Z".into(),
             writer: "gridstore ingest a.tif".into(),
+            damage: None,
         },
         LockInfo {
             host: "other-host.example".into(),
@@ -294,6 +294,7 @@ fn locks() -> Vec<LockInfo> {
             process_start: None,
             started: "2025-06-30T23:59:59Z".into(),
             writer: String::new(),
+            damage: None,
         },
     ]
 }
