@@ -42,6 +42,21 @@ impl DataType {
         matches!(self, DataType::Float32 | DataType::Float64)
     }
 
+    /// Whether a sample of this type can hold `value` (a nodata value, say). Integer types
+    /// hold no fraction, NaN or value out of their range (such as -1 for Byte, common as
+    /// nodata in real files); float types hold any value.
+    pub fn can_hold(self, value: f64) -> bool {
+        let (lo, hi) = match self {
+            DataType::Byte => (0.0, u8::MAX as f64),
+            DataType::UInt16 => (0.0, u16::MAX as f64),
+            DataType::Int16 => (i16::MIN as f64, i16::MAX as f64),
+            DataType::UInt32 => (0.0, u32::MAX as f64),
+            DataType::Int32 => (i32::MIN as f64, i32::MAX as f64),
+            DataType::Float32 | DataType::Float64 => return true,
+        };
+        value.fract() == 0.0 && (lo..=hi).contains(&value)
+    }
+
     pub fn name(self) -> &'static str {
         match self {
             DataType::Byte => "Byte",

@@ -3,36 +3,7 @@
 mod common;
 use common::*;
 
-use std::path::{Path, PathBuf};
-
-/// A small valid store to damage.
-fn store(dir: &Path) -> PathBuf {
-    let store = dir.join("ok.gridstore");
-    ingest(s(&sample("L7_ETMs.tif")), &store, &["BLOCKSIZE=64"]);
-    store
-}
-
-fn first_chunk(store: &Path) -> PathBuf {
-    let mut dir = store.join("chunks");
-    loop {
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        entries.sort();
-        let first = entries.into_iter().next().expect("a chunk");
-        if first.is_file() {
-            return first;
-        }
-        dir = first;
-    }
-}
-
-/// gdal_translate of the whole store to a GeoTIFF: reads every chunk.
-fn read_all(store: &Path) -> std::process::Output {
-    let out = store.parent().unwrap().join("out.tif");
-    run("gdal_translate", &["-q", s(store), s(&out)])
-}
+use std::path::PathBuf;
 
 #[test]
 fn missing_store() {
@@ -52,7 +23,7 @@ fn a_file_where_a_store_should_be() {
 #[test]
 fn unreadable_manifest() {
     let dir = tmp();
-    let st = store(dir.path());
+    let st = small_store(dir.path());
     // A manifest that cannot be read as a file (here: a directory in its place).
     std::fs::remove_file(st.join("gridstore.json")).unwrap();
     std::fs::create_dir(st.join("gridstore.json")).unwrap();
@@ -66,7 +37,7 @@ fn unreadable_manifest() {
 #[test]
 fn store_without_manifest() {
     let dir = tmp();
-    let st = store(dir.path());
+    let st = small_store(dir.path());
     std::fs::remove_file(st.join("gridstore.json")).unwrap();
     let err = failed_cleanly(&run("gdalinfo", &[s(&st)]));
     assert!(err.contains("gridstore.json is missing"), "{err}");
@@ -75,7 +46,7 @@ fn store_without_manifest() {
 #[test]
 fn truncated_manifest() {
     let dir = tmp();
-    let st = store(dir.path());
+    let st = small_store(dir.path());
     let m = st.join("gridstore.json");
     let text = std::fs::read(&m).unwrap();
     std::fs::write(&m, &text[..text.len() / 3]).unwrap();
@@ -90,7 +61,7 @@ fn truncated_manifest() {
 #[test]
 fn garbled_manifest() {
     let dir = tmp();
-    let st = store(dir.path());
+    let st = small_store(dir.path());
     let m = st.join("gridstore.json");
     let text = std::fs::read_to_string(&m)
         .unwrap()
@@ -106,7 +77,7 @@ fn garbled_manifest() {
 #[test]
 fn newer_format_version() {
     let dir = tmp();
-    let st = store(dir.path());
+    let st = small_store(dir.path());
     let m = st.join("gridstore.json");
     let text = std::fs::read_to_string(&m)
         .unwrap()
@@ -122,7 +93,7 @@ fn newer_format_version() {
 #[test]
 fn corrupt_chunk_is_detected_not_returned() {
     let dir = tmp();
-    let st = store(dir.path());
+    let st = small_store(dir.path());
     let chunk = first_chunk(&st);
     let mut bytes = std::fs::read(&chunk).unwrap();
     let mid = bytes.len() / 2;
@@ -138,7 +109,7 @@ fn corrupt_chunk_is_detected_not_returned() {
 #[test]
 fn truncated_chunk() {
     let dir = tmp();
-    let st = store(dir.path());
+    let st = small_store(dir.path());
     let chunk = first_chunk(&st);
     let bytes = std::fs::read(&chunk).unwrap();
     std::fs::write(&chunk, &bytes[..bytes.len() - 10]).unwrap();
@@ -149,7 +120,7 @@ fn truncated_chunk() {
 #[test]
 fn missing_chunk() {
     let dir = tmp();
-    let st = store(dir.path());
+    let st = small_store(dir.path());
     std::fs::remove_file(first_chunk(&st)).unwrap();
     let err = failed_cleanly(&read_all(&st));
     assert!(err.contains("chunk object is missing"), "{err}");
@@ -237,7 +208,7 @@ fn bad_creation_option_values() {
 #[test]
 fn bad_open_option_values() {
     let dir = tmp();
-    let st = store(dir.path());
+    let st = small_store(dir.path());
     let err = failed_cleanly(&run("gdalinfo", &["-oo", "SNAPSHOT=abc", s(&st)]));
     assert!(
         err.contains("SNAPSHOT") && err.contains("gridstore log"),
@@ -263,7 +234,7 @@ fn a_target_not_named_gridstore() {
 #[test]
 fn gdal_translate_never_deletes_an_existing_store() {
     let dir = tmp();
-    let st = store(dir.path());
+    let st = small_store(dir.path());
     let before = checksums(s(&st));
     // Onto an existing store, gdal_translate adds to it; the same data again changes nothing.
     for target in [st.clone(), st.join("gridstore.json")] {

@@ -6,39 +6,10 @@
 mod common;
 use common::*;
 
-use std::path::{Path, PathBuf};
+use std::path::Path;
 
 fn gridstore() -> &'static str {
     env!("CARGO_BIN_EXE_gridstore")
-}
-
-/// A small valid store to plant things in.
-fn store(dir: &Path) -> PathBuf {
-    let store = dir.join("ok.gridstore");
-    ingest(s(&sample("L7_ETMs.tif")), &store, &["BLOCKSIZE=64"]);
-    store
-}
-
-fn first_chunk(store: &Path) -> PathBuf {
-    let mut dir = store.join("chunks");
-    loop {
-        let mut entries: Vec<_> = std::fs::read_dir(&dir)
-            .unwrap()
-            .map(|e| e.unwrap().path())
-            .collect();
-        entries.sort();
-        let first = entries.into_iter().next().expect("a chunk");
-        if first.is_file() {
-            return first;
-        }
-        dir = first;
-    }
-}
-
-/// gdal_translate of the whole store to a GeoTIFF: reads every chunk.
-fn read_all(store: &Path) -> std::process::Output {
-    let out = store.parent().unwrap().join("out.tif");
-    run("gdal_translate", &["-q", s(store), s(&out)])
 }
 
 fn mkfifo(path: &Path) {
@@ -53,7 +24,7 @@ fn mkfifo(path: &Path) {
 #[test]
 fn a_chunk_longer_than_its_index_entry_is_not_read() {
     let dir = tmp();
-    let st = store(dir.path());
+    let st = small_store(dir.path());
     let chunk = first_chunk(&st);
     let mut bytes = std::fs::read(&chunk).unwrap();
     bytes.extend(std::iter::repeat_n(0u8, 1 << 20));
@@ -73,7 +44,7 @@ fn a_chunk_longer_than_its_index_entry_is_not_read() {
 #[test]
 fn a_fifo_in_place_of_a_chunk_or_the_manifest_does_not_block() {
     let dir = tmp();
-    let st = store(dir.path());
+    let st = small_store(dir.path());
     let chunk = first_chunk(&st);
     mkfifo(&chunk);
     let err = failed_cleanly(&read_all(&st));
@@ -92,7 +63,7 @@ fn a_fifo_in_place_of_a_chunk_or_the_manifest_does_not_block() {
 #[test]
 fn links_planted_where_the_next_commit_writes_do_not_redirect_it() {
     let dir = tmp();
-    let st = store(dir.path());
+    let st = small_store(dir.path());
     let outside = dir.path().join("outside");
     std::fs::create_dir(&outside).unwrap();
     let before = checksums(s(&st));
@@ -133,7 +104,7 @@ fn a_tile_stored_twice_in_one_write_replaces_its_own_chunk() {
     use gridstore::store::{lock::LockWait, Snapshot, Transaction};
     use gridstore::tile::Tile;
     let dir = tmp();
-    let st = store(dir.path());
+    let st = small_store(dir.path());
     let txn = Transaction::begin(&st, "test", LockWait::Fail).unwrap();
     let base = txn.base().unwrap().clone();
     let extent = txn.manifest.extent.unwrap();

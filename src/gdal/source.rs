@@ -139,21 +139,6 @@ unsafe fn band_spec(b: GDALRasterBandH) -> BandSpec {
     }
 }
 
-/// Whether a pixel of type `dtype` can hold the value `nodata`. Integer bands cannot hold a
-/// fraction, NaN, or a value out of their range, such as -1 on a Byte band (common in real
-/// files); float bands can hold any value GDAL reads as nodata.
-pub fn nodata_can_occur(nodata: f64, dtype: DataType) -> bool {
-    let (lo, hi) = match dtype {
-        DataType::Byte => (0.0, u8::MAX as f64),
-        DataType::UInt16 => (0.0, u16::MAX as f64),
-        DataType::Int16 => (i16::MIN as f64, i16::MAX as f64),
-        DataType::UInt32 => (0.0, u32::MAX as f64),
-        DataType::Int32 => (i32::MIN as f64, i32::MAX as f64),
-        DataType::Float32 | DataType::Float64 => return true,
-    };
-    nodata.fract() == 0.0 && (lo..=hi).contains(&nodata)
-}
-
 /// Drops the nodata values that no pixel of the source's type can equal: they mark no
 /// pixel, so every pixel of such a band is data, and the store keeps only nodata values
 /// its type holds. Returns one sentence per dropped value, for the caller to warn with.
@@ -164,7 +149,7 @@ pub fn drop_impossible_nodata(info: &mut SourceInfo) -> Vec<String> {
         .iter_mut()
         .enumerate()
         .filter_map(|(i, band)| {
-            let nodata = band.nodata.filter(|nd| !nodata_can_occur(*nd, dtype))?;
+            let nodata = band.nodata.filter(|nd| !dtype.can_hold(*nd))?;
             band.nodata = None;
             Some(format!(
                 "{name}: band {}'s nodata value {nodata} cannot occur in a {} band, so it \
@@ -368,7 +353,7 @@ mod tests {
             (4294967296.0, DataType::UInt32),
             (f64::INFINITY, DataType::Int32),
         ] {
-            assert!(!nodata_can_occur(nd, dtype), "{nd} in {dtype:?}");
+            assert!(!dtype.can_hold(nd), "{nd} in {dtype:?}");
         }
         for (nd, dtype) in [
             (0.0, DataType::Byte),
@@ -378,7 +363,7 @@ mod tests {
             (f64::NAN, DataType::Float32),
             (-1e300, DataType::Float64),
         ] {
-            assert!(nodata_can_occur(nd, dtype), "{nd} in {dtype:?}");
+            assert!(dtype.can_hold(nd), "{nd} in {dtype:?}");
         }
     }
 }

@@ -104,15 +104,7 @@ pub fn new_store_manifest(source: &SourceInfo, opts: &CreateOptions) -> Result<M
 
 /// An integer band's nodata value must be one of its values, or nothing could equal it.
 fn check_nodata_fits(nd: f64, dtype: DataType, band: usize) -> Result<()> {
-    let range = match dtype {
-        DataType::Byte => (0.0, 255.0),
-        DataType::UInt16 => (0.0, 65535.0),
-        DataType::Int16 => (-32768.0, 32767.0),
-        DataType::UInt32 => (0.0, u32::MAX as f64),
-        DataType::Int32 => (i32::MIN as f64, i32::MAX as f64),
-        DataType::Float32 | DataType::Float64 => return Ok(()),
-    };
-    if nd.fract() != 0.0 || nd < range.0 || nd > range.1 || nd.is_nan() {
+    if !dtype.can_hold(nd) {
         return Err(Error::InvalidInput(format!(
             "band {}: nodata value {nd} is not a {} value; set one that is with \
              gdal_translate -a_nodata",

@@ -174,7 +174,7 @@ fn check_bands(m: &Manifest) -> Check {
 }
 
 fn check_band(at: &str, b: &BandSpec, dtype: DataType) -> Check {
-    if let Some(nd) = b.nodata.filter(|nd| !nodata_fits(*nd, dtype)) {
+    if let Some(nd) = b.nodata.filter(|nd| !dtype.can_hold(*nd)) {
         return damaged(format!("{at}.nodata {nd} is not a {} value", dtype.name()));
     }
     check_text(&format!("{at}.description"), &b.description)?;
@@ -189,20 +189,6 @@ fn check_band(at: &str, b: &BandSpec, dtype: DataType) -> Check {
         check_color_table(&format!("{at}.color_table"), t)?;
     }
     check_map(&format!("{at}.metadata"), &b.metadata)
-}
-
-/// An integer band's nodata must be one of its values (as creation insists); a float band
-/// may have any, NaN and infinities included.
-fn nodata_fits(nd: f64, dtype: DataType) -> bool {
-    let (lo, hi) = match dtype {
-        DataType::Byte => (0.0, u8::MAX as f64),
-        DataType::UInt16 => (0.0, u16::MAX as f64),
-        DataType::Int16 => (i16::MIN as f64, i16::MAX as f64),
-        DataType::UInt32 => (0.0, u32::MAX as f64),
-        DataType::Int32 => (i32::MIN as f64, i32::MAX as f64),
-        DataType::Float32 | DataType::Float64 => return true,
-    };
-    nd.fract() == 0.0 && (lo..=hi).contains(&nd)
 }
 
 fn check_color_table(at: &str, t: &ColorTable) -> Check {

@@ -188,3 +188,34 @@ pub fn failed_cleanly(out: &Output) -> String {
     );
     stderr
 }
+
+/// A small valid store (a Landsat scene in 64 x 64 tiles) in `dir`, to damage or to plant
+/// things in.
+pub fn small_store(dir: &Path) -> PathBuf {
+    let store = dir.join("ok.gridstore");
+    ingest(s(&sample("L7_ETMs.tif")), &store, &["BLOCKSIZE=64"]);
+    store
+}
+
+/// The first chunk object of a store, in name order.
+pub fn first_chunk(store: &Path) -> PathBuf {
+    let mut dir = store.join("chunks");
+    loop {
+        let mut entries: Vec<_> = std::fs::read_dir(&dir)
+            .unwrap()
+            .map(|e| e.unwrap().path())
+            .collect();
+        entries.sort();
+        let first = entries.into_iter().next().expect("a chunk");
+        if first.is_file() {
+            return first;
+        }
+        dir = first;
+    }
+}
+
+/// gdal_translate of the whole store to a GeoTIFF: reads every chunk.
+pub fn read_all(store: &Path) -> Output {
+    let out = store.parent().unwrap().join("out.tif");
+    run("gdal_translate", &["-q", s(store), s(&out)])
+}
