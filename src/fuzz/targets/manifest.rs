@@ -313,3 +313,26 @@ fn locks() -> Vec<LockInfo> {
         },
     ]
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every seed is a document a writer could write: the parser and its range checks
+    /// accept it, and it passes the reference.
+    fn seeds_decode<T: Target>(target: &T) {
+        for (i, seed) in target.seeds().iter().enumerate() {
+            let decoded = target.decode(seed).unwrap_or_else(|| {
+                panic!("{} seed {i} is refused", target.name());
+            });
+            target.check(seed, decoded).unwrap();
+        }
+    }
+
+    #[test]
+    fn every_seed_decodes_and_passes_the_reference() {
+        seeds_decode(&ManifestTarget);
+        seeds_decode(&SnapshotTarget);
+        seeds_decode(&LockTarget);
+    }
+}
