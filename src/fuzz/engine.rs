@@ -131,9 +131,7 @@ pub fn run<T: Target>(target: &T, settings: &Settings) -> Report {
     let mut last = LastInput::create(&dir.join("last-input")).ok();
     let watchdog = Watchdog::start(dir.join("last-input"));
     let previous_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|info| {
-        PANIC.with(|p| *p.borrow_mut() = info.to_string());
-    }));
+    std::panic::set_hook(Box::new(quiet_hook));
 
     let mut rng = Rng::new(settings.seed);
     let mut findings: BTreeMap<String, Finding> = BTreeMap::new();
@@ -186,9 +184,7 @@ pub fn run<T: Target>(target: &T, settings: &Settings) -> Report {
 /// happened.
 pub fn replay<T: Target>(target: &T, input: &[u8]) -> String {
     let previous_hook = std::panic::take_hook();
-    std::panic::set_hook(Box::new(|info| {
-        PANIC.with(|p| *p.borrow_mut() = info.to_string());
-    }));
+    std::panic::set_hook(Box::new(quiet_hook));
     let outcome = execute(target, input);
     std::panic::set_hook(previous_hook);
     let mut s = format!(
@@ -280,6 +276,52 @@ fn execute<T: Target>(target: &T, input: &[u8]) -> Outcome {
     }
 }
 
+/// Keeps a panic's message and place for the finding instead of printing them. A panic
+/// in the standard library (an arithmetic overflow in `i64::abs`, a slice index) gets the
+/// place in gridstore's own code that called it, which is where the bug is.
+fn quiet_hook(info: &std::panic::PanicHookInfo) {
+    let inside_std = info
+        .location()
+        .is_some_and(|l| own_source(l.file()).is_none());
+    let mut message = info.to_string();
+    if inside_std {
+        let trace = alloc::uncounted(|| std::backtrace::Backtrace::force_capture().to_string());
+        if let Some(place) = own_caller(&trace) {
+            message += &format!(" (reached from {place})");
+        }
+    }
+    PANIC.with(|p| *p.borrow_mut() = message);
+}
+
+/// A path in gridstore's own sources, relative to `src/` (paths in panics and backtraces
+/// are relative to the package, or absolute); `None` for any other file.
+fn own_source(path: &str) -> Option<&str> {
+    let path = path.strip_prefix("./").unwrap_or(path);
+    path.strip_prefix("src/").or_else(|| {
+        path.strip_prefix(env!("CARGO_MANIFEST_DIR"))?
+            .strip_prefix("/src/")
+    })
+}
+
+/// The innermost frame of a backtrace in gridstore's own code outside this harness, as
+/// `src/<file>:<line>`.
+fn own_caller(trace: &str) -> Option<String> {
+    let own: Vec<&str> = trace
+        .lines()
+        .filter_map(|l| l.trim().strip_prefix("at "))
+        .filter_map(own_source)
+        .collect();
+    let place = own
+        .iter()
+        .find(|at| !at.starts_with("fuzz/"))
+        .or(own.first())?;
+    // Line, not column: the same bug reached from the same line is one finding.
+    let line = place
+        .rsplit_once(':')
+        .map_or(*place, |(file_line, _)| file_line);
+    Some(format!("src/{line}"))
+}
+
 fn last_panic() -> String {
     PANIC.with(|p| std::mem::take(&mut *p.borrow_mut()))
 }
@@ -294,7 +336,11 @@ fn record(
     input: &[u8],
 ) {
     let place = match kind {
-        Kind::Panic => detail.split(':').take(3).collect::<Vec<_>>().join(":"),
+        Kind::Panic => {
+            let at = detail.split(':').take(3).collect::<Vec<_>>().join(":");
+            let from = detail.rfind(" (reached from ").map_or("", |i| &detail[i..]);
+            at + from
+        }
         Kind::Mismatch => detail.chars().take(40).collect(),
         Kind::Slow | Kind::OverAllocation | Kind::SeedRefused => String::new(),
     };
@@ -389,3 +435,34 @@ impl Watchdog {
 
 /// The exit status of a process the watchdog ended.
 pub const HANG_EXIT: i32 = 86;
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_panic_in_the_standard_library_is_placed_in_the_code_that_called_it() {
+        let trace = "   0: core::panicking::panic_const::panic_const_neg_overflow
+             at /rustc/abc/library/core/src/panicking.rs:175:17
+   1: core::num::<impl i64>::abs
+             at /rustc/abc/library/core/src/num/mod.rs:418:5
+   2: gridstore::manifest::validate::check_extent::{{closure}}
+             at ./src/manifest/validate.rs:271:52
+   3: gridstore::fuzz::targets::manifest::parse_manifest
+             at ./src/fuzz/targets/manifest.rs:140:13";
+        assert_eq!(
+            own_caller(trace).as_deref(),
+            Some("src/manifest/validate.rs:271")
+        );
+        // Only the harness in the trace: the harness's own frame.
+        let harness = trace.replace("./src/manifest/validate.rs", "/rustc/x.rs");
+        assert_eq!(
+            own_caller(&harness).as_deref(),
+            Some("src/fuzz/targets/manifest.rs:140")
+        );
+        assert_eq!(
+            own_caller("   0: main\n             at /rustc/x.rs:1:1"),
+            None
+        );
+    }
+}

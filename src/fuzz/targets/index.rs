@@ -9,6 +9,10 @@ use crate::index::{Entry, Node, NodeRef, TileKey};
 const NODE_BOUND: usize = 64 << 20;
 const HEADER_LEN: usize = 16;
 
+/// The object every input is read as: a node snapshot 1000 wrote, later than any chunk
+/// or child the seeds name (a reader checks a node's entries against it).
+const WRITER: NodeRef = NodeRef { seq: 1000, id: 0 };
+
 pub struct IndexTarget;
 
 impl Target for IndexTarget {
@@ -20,7 +24,7 @@ impl Target for IndexTarget {
 
     fn seeds(&self) -> Vec<Vec<u8>> {
         let mut out = Vec::new();
-        for n in [0, 1, 3, 300] {
+        for n in [1, 3, 300] {
             let leaf = leaf(n);
             let internal = internal(n);
             for node in [&leaf, &internal] {
@@ -83,7 +87,10 @@ impl Target for IndexTarget {
     }
 
     fn decode(&self, input: &[u8]) -> Option<Node> {
-        let node = Node::decode(input.to_vec(), "index/1/0").ok()?;
+        let key = WRITER.object_key();
+        let node = Node::decode(input.to_vec(), &key).ok()?;
+        // Readers check what a node names against the snapshot that wrote it.
+        node.check_written_by(WRITER, &key).ok()?;
         // What readers do with a node: search it and read its records.
         let probe = TileKey::base(0, 0);
         match &node {
@@ -126,8 +133,16 @@ fn key(i: usize) -> TileKey {
     }
 }
 
+/// `records` in key order, as a writer keeps them (the keys are distinct).
+fn in_key_order<V>(mut records: Vec<(TileKey, V)>) -> Vec<(TileKey, V)> {
+    records.sort_by_key(|(k, _)| *k);
+    records
+}
+
+/// A leaf of `n` entries, written by snapshot `WRITER.seq`: chunks of that snapshot or
+/// earlier ones, each with bytes, some keeping frames in an older chunk (their base).
 fn leaf(n: usize) -> Node {
-    Node::leaf(
+    Node::leaf(in_key_order(
         (0..n)
             .map(|i| {
                 let entry = Entry {
@@ -139,11 +154,12 @@ fn leaf(n: usize) -> Node {
                 (key(i), entry)
             })
             .collect(),
-    )
+    ))
 }
 
+/// An internal node of `n` children, written by earlier snapshots than `WRITER.seq`.
 fn internal(n: usize) -> Node {
-    Node::internal(
+    Node::internal(in_key_order(
         (0..n)
             .map(|i| {
                 let child = NodeRef {
@@ -153,7 +169,7 @@ fn internal(n: usize) -> Node {
                 (key(i * 11), child)
             })
             .collect(),
-    )
+    ))
 }
 
 /// The fixed-width key of a record (docs/FORMAT.md §4).
@@ -249,6 +265,11 @@ mod tests {
             IndexTarget.check(&seed, decoded).unwrap();
             let mut more = seed.clone();
             more[8] += 1; // one entry more than the body holds
+            let e = Node::decode(more.clone(), "n").unwrap_err().to_string();
+            assert!(
+                e.contains("checksum"),
+                "without the fix, the checksum speaks: {e}"
+            );
             IndexTarget.fix_checksums(&mut more, false);
             let e = Node::decode(more, "n").unwrap_err().to_string();
             assert!(!e.contains("checksum"), "{e}");

@@ -161,9 +161,10 @@ fn round_trip(m: &Manifest) -> Result<(), String> {
     Ok(())
 }
 
-/// Valid manifests covering every data type, codec and predictor, with and without
-/// nodata, extent, colour table, index root; snapshot manifests (`history`) also carry
-/// parents, restores and checkpoints.
+/// Manifests a writer could have written (each passes the manifest's range checks),
+/// covering every data type, codec and predictor, with and without nodata, extent, colour
+/// table, index root; snapshot manifests (`history`) also carry parents, restores and
+/// checkpoints, every id in them earlier than the snapshot's own.
 fn manifests(history: bool) -> Vec<Manifest> {
     let mut out = Vec::new();
     for (i, dtype) in DataType::ALL.into_iter().enumerate() {
@@ -184,13 +185,7 @@ fn manifests(history: bool) -> Vec<Manifest> {
             },
         };
         m.grid.tile_size = [256, 512, 16, 4096][i % 4];
-        m.bands[0].nodata = [
-            None,
-            Some(0.0),
-            Some(f64::NAN),
-            Some(-9999.0),
-            Some(f64::INFINITY),
-        ][i % 5];
+        m.bands[0].nodata = nodata(dtype, i);
         if i % 2 == 1 {
             m.extent = None;
             m.index = IndexSpec {
@@ -209,12 +204,16 @@ fn manifests(history: bool) -> Vec<Manifest> {
             m.grid.crs_wkt = String::new();
         }
         if history {
+            // Ids given before this one: the parent, the snapshot restored, the root's.
             m.snapshot.id = 2 + i as u64 * 1000;
             m.snapshot.parent = Some(m.snapshot.id - 1);
             m.snapshot.restores = (i % 3 == 0).then_some(1);
+            if let Some(root) = &mut m.index.root {
+                root.seq = m.snapshot.id - i as u64;
+            }
             m.snapshot.checkpoint = (i % 2 == 0).then(|| Checkpoint {
                 run: format!("{:064x}", i * 7919),
-                done: i as u64,
+                done: 1 + i as u64,
                 of: 10,
             });
             m.snapshot.writer = format!("gridstore ingest --band {i} a.tif");
@@ -222,6 +221,22 @@ fn manifests(history: bool) -> Vec<Manifest> {
         out.push(m);
     }
     out
+}
+
+/// A nodata value a store of `dtype` may have (creation insists that an integer band's is
+/// one of its values; a float band's may be anything, NaN and infinities included).
+fn nodata(dtype: DataType, i: usize) -> Option<f64> {
+    if dtype.is_float() {
+        [
+            None,
+            Some(0.0),
+            Some(f64::NAN),
+            Some(-9999.0),
+            Some(f64::INFINITY),
+        ][i % 5]
+    } else {
+        [None, Some(0.0), Some(255.0)][i % 3]
+    }
 }
 
 fn base_manifest(dtype: DataType, bands: usize) -> Manifest {
@@ -297,4 +312,27 @@ fn locks() -> Vec<LockInfo> {
             damage: None,
         },
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Every seed is a document a writer could write: the parser and its range checks
+    /// accept it, and it passes the reference.
+    fn seeds_decode<T: Target>(target: &T) {
+        for (i, seed) in target.seeds().iter().enumerate() {
+            let decoded = target.decode(seed).unwrap_or_else(|| {
+                panic!("{} seed {i} is refused", target.name());
+            });
+            target.check(seed, decoded).unwrap();
+        }
+    }
+
+    #[test]
+    fn every_seed_decodes_and_passes_the_reference() {
+        seeds_decode(&ManifestTarget);
+        seeds_decode(&SnapshotTarget);
+        seeds_decode(&LockTarget);
+    }
 }
