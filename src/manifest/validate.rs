@@ -254,7 +254,10 @@ fn check_extent(m: &Manifest) -> Check {
         return damaged(format!("extent {} is empty; it should be null", show(&e)));
     }
     let bound = MAX_TILE_INDEX * m.grid.tile_size as i64;
-    if [e.x0, e.y0, e.x1, e.y1].iter().any(|v| v.abs() > bound) {
+    if [e.x0, e.y0, e.x1, e.y1]
+        .iter()
+        .any(|v| v.unsigned_abs() > bound.unsigned_abs())
+    {
         return damaged(format!(
             "extent {} reaches beyond {bound} pixels from the origin ({MAX_TILE_INDEX} tiles \
              of {} pixels), further than any store may grow",
@@ -480,6 +483,10 @@ mod tests {
         });
         damaged_at("it should be null", |v| {
             v["extent"] = json!({"x0": 5, "y0": 0, "x1": 5, "y1": 10});
+        });
+        // The end of the i64 range, whose magnitude i64 cannot hold (found by fuzzing).
+        damaged_at("further than any store may grow", |v| {
+            v["extent"] = json!({"x0": i64::MIN, "y0": 0, "x1": 5, "y1": 10});
         });
         // The largest extent passes, and every level's numbers are sound.
         let mut m = sample();
