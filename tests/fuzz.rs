@@ -13,7 +13,7 @@ static ALLOC: Counting = Counting;
 /// Runs take the process-wide panic hook and allocation counters: one at a time.
 static ONE_RUN: Mutex<()> = Mutex::new(());
 
-/// Executions per target: about 45 s in all in a release build (the targets differ in
+/// Executions per target: about 10 s in all in a release build (the targets differ in
 /// speed by a factor of 20).
 fn execs(target: &str) -> u64 {
     match target {
