@@ -3,7 +3,7 @@
 # build with overflow checks and debug assertions on (arithmetic that wraps on hostile
 # input is a finding too) and with coverage guidance: LLVM's SanitizerCoverage, which the
 # stable toolchain has, gives each edge of gridstore's own code a counter that the fuzzer
-# reads after each input (bench/fuzz/coverage.rs). Arguments go to bench/fuzz.rs, e.g.
+# reads after each input (src/fuzz/coverage.rs). Arguments go to bench/fuzz.rs, e.g.
 #   scripts/fuzz.sh --execs 10000000 --seed 1
 #   scripts/fuzz.sh --targets chunk,index --execs 1000000
 # The build has a target directory of its own, since its flags differ from every other
