@@ -465,17 +465,19 @@ fn writer(path: &Path, pixels_first: bool) -> std::process::Command {
 /// cache), and reaps it.
 fn kill_after(mut child: Child, strips: usize) {
     let stdout = child.stdout.take().unwrap();
-    let mut seen = 0;
-    for line in BufReader::new(stdout).lines() {
-        let line = line.unwrap();
-        assert!(
-            line.starts_with("strip "),
-            "the writer finished early: {line}"
+    let seen = BufReader::new(stdout)
+        .lines()
+        .map_while(Result::ok)
+        .take_while(|line| line.starts_with("strip "))
+        .take(strips)
+        .count();
+    if seen < strips {
+        let out = child.wait_with_output().unwrap();
+        panic!(
+            "the writer stopped after {seen} strips ({:?}): {}",
+            out.status,
+            String::from_utf8_lossy(&out.stderr)
         );
-        seen += 1;
-        if seen == strips {
-            break;
-        }
     }
     child.kill().expect("SIGKILL");
     let status = child.wait().expect("waitpid");
