@@ -41,12 +41,16 @@ const CALC_FLAGS: Flags = Flags {
 /// The format words of one output: 64-pixel tiles in both formats, so that the small test
 /// rasters span several blocks and levels, and a tool's partial writes fill the same blocks.
 fn format_words(flags: Flags, store: bool) -> String {
-    let Flags { format, option } = flags;
-    if store {
-        format!("{format} GRIDSTORE {option} BLOCKSIZE=64")
+    let (name, options): (&str, &[&str]) = if store {
+        ("GRIDSTORE", &["BLOCKSIZE=64"])
     } else {
-        format!("{format} GTiff {option} TILED=YES {option} BLOCKXSIZE=64 {option} BLOCKYSIZE=64")
+        ("GTiff", &["TILED=YES", "BLOCKXSIZE=64", "BLOCKYSIZE=64"])
+    };
+    let mut words = format!("{} {name}", flags.format);
+    for o in options {
+        words += &format!(" {} {o}", flags.option);
     }
+    words
 }
 
 /// Runs `program` twice, with `{of}` in `template` replaced by the output format's words
