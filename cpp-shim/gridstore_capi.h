@@ -33,6 +33,9 @@ typedef struct GsDatasetInfo {
     int mask_flags;
     /* Threads for decoding the blocks of one request (open option NUM_THREADS). */
     int read_threads;
+    /* 1 while a store made by gridstore_create has not been committed yet: its
+     * georeferencing and band settings can still be set. */
+    int creating;
 } GsDatasetInfo;
 
 typedef struct GsBandInfo {
@@ -90,8 +93,28 @@ int gridstore_write_block(GsStore *store, int band, int x, int y, int w, int h,
                           const void *data, int stride);
 
 /* Commits everything written since the last flush, with the levels above it, in one
- * transaction. A no-op for read-only stores or when nothing was written. 0 on success. */
-int gridstore_flush(GsStore *store);
+ * transaction. A no-op for read-only stores or when nothing was written. A store being
+ * created is made by its first commit, even with nothing written; that commit waits for
+ * its geotransform, or for the close (`at_closing` 1). 0 on success. */
+int gridstore_flush(GsStore *store, int at_closing);
+
+/* GDAL's Create: starts a new store at `filename`, `width` x `height` pixels of `bands`
+ * bands of `data_type` (a GDALDataType); nothing is visible at the path until the first
+ * commit (gridstore_flush). NULL on failure (already reported). */
+GsStore *gridstore_create(const char *filename, int width, int height, int bands,
+                          int data_type, char **options);
+
+/* The setters of a store being created: each replaces one part of its description and
+ * returns 0, or reports why it cannot and returns 1. On a store that exists already, a
+ * setter that changes nothing succeeds and any other is refused. Refresh the dataset and
+ * band information afterwards: the strings they held are replaced. */
+int gridstore_set_geotransform(GsStore *store, const double *geotransform);
+/* `wkt`: the CRS as WKT, or "" for none. */
+int gridstore_set_crs(GsStore *store, const char *wkt);
+/* Every field of band `band` (0-based) as `info` gives it (`resampling` is ignored). */
+int gridstore_set_band(GsStore *store, int band, const GsBandInfo *info);
+/* The dataset's metadata (default domain), a NULL-terminated KEY=VALUE list. */
+int gridstore_set_metadata(GsStore *store, char **metadata);
 
 /* gdal_translate -of GRIDSTORE: creates a store from `source`, or merges `source` into the
  * store when it exists. Returns 0 on success. */

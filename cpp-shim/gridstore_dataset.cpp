@@ -76,8 +76,19 @@ void GridstoreDataset::FlushCache(bool bAtClosing)
     {
         GDALPamDataset::FlushCache(bAtClosing);
         // A failure is reported by the Rust side; nothing of the write is committed.
-        if (eAccess == GA_Update && m_level == 0 && gridstore_flush(m_store.get()) == 0)
-            ForgetStatistics();
+        if (eAccess != GA_Update || m_level != 0)
+            return;
+        const bool wasCreating = m_info.creating != 0;
+        if (gridstore_flush(m_store.get(), bAtClosing ? 1 : 0) != 0)
+            return;
+        ForgetStatistics();
+        // The commit that makes a new store replaces what the dataset was told about it.
+        if (wasCreating)
+        {
+            gridstore_dataset_info(m_store.get(), &m_info);
+            if (m_info.creating == 0)
+                RefreshInfo();
+        }
     }
     catch (const std::bad_alloc &)
     {
@@ -101,6 +112,115 @@ void GridstoreDataset::ForgetStatistics()
         // Through the base class, as the metadata the store itself gives is set.
         band->GDALMajorObject::SetMetadata(kept.List());
     }
+}
+
+void GridstoreDataset::RefreshInfo()
+{
+    gridstore_dataset_info(m_store.get(), &m_info);
+    m_srs.reset();
+    for (int b = 1; b <= nBands; b++)
+        static_cast<GridstoreBand *>(GetRasterBand(b))->Refresh();
+    for (auto &overview : m_overviews)
+        if (overview)
+            overview->RefreshInfo();
+}
+
+bool GridstoreDataset::SettingsGoToStore() const
+{
+    return eAccess == GA_Update && m_level == 0;
+}
+
+CPLErr GridstoreDataset::SetGeoTransform(double *transform)
+{
+    try
+    {
+        if (!SettingsGoToStore())
+            return GDALPamDataset::SetGeoTransform(transform);
+        if (gridstore_set_geotransform(m_store.get(), transform) != 0)
+            return CE_Failure;
+        RefreshInfo();
+        return CE_None;
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_AppDefined, "GRIDSTORE: unexpected error setting the "
+                                              "geotransform");
+    }
+    return CE_Failure;
+}
+
+CPLErr GridstoreDataset::SetSpatialRef(const OGRSpatialReference *srs)
+{
+    try
+    {
+        if (!SettingsGoToStore())
+            return GDALPamDataset::SetSpatialRef(srs);
+        // WKT2, as a CreateCopy source's CRS is kept: compound and vertical CRSs stay whole.
+        char *wkt = nullptr;
+        const char *const options[] = {"FORMAT=WKT2_2019", nullptr};
+        if (srs != nullptr && !srs->IsEmpty() && srs->exportToWkt(&wkt, options) != OGRERR_NONE)
+        {
+            CPLFree(wkt);
+            CPLError(CE_Failure, CPLE_AppDefined, "GRIDSTORE: the CRS cannot be written as WKT");
+            return CE_Failure;
+        }
+        const int failed = gridstore_set_crs(m_store.get(), wkt ? wkt : "");
+        CPLFree(wkt);
+        if (failed)
+            return CE_Failure;
+        RefreshInfo();
+        return CE_None;
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_AppDefined, "GRIDSTORE: unexpected error setting the CRS");
+    }
+    return CE_Failure;
+}
+
+CPLErr GridstoreDataset::StoreMetadata(char **next)
+{
+    if (gridstore_set_metadata(m_store.get(), next) != 0)
+        return CE_Failure;
+    RefreshInfo();
+    return CE_None;
+}
+
+CPLErr GridstoreDataset::SetMetadata(char **metadata, const char *domain)
+{
+    try
+    {
+        const bool toStore = SettingsGoToStore() && m_info.creating && (!domain || !*domain);
+        if (toStore && StoreMetadata(metadata) != CE_None)
+            return CE_Failure;
+        return GDALPamDataset::SetMetadata(metadata, domain);
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: out of memory setting metadata");
+    }
+    return CE_Failure;
+}
+
+CPLErr GridstoreDataset::SetMetadataItem(const char *name, const char *value,
+                                         const char *domain)
+{
+    try
+    {
+        if (SettingsGoToStore() && m_info.creating && (!domain || !*domain))
+        {
+            CPLStringList next(CSLDuplicate(GetMetadata()), TRUE);
+            next.SetNameValue(name, value);
+            if (StoreMetadata(next.List()) != CE_None)
+                return CE_Failure;
+        }
+        return GDALPamDataset::SetMetadataItem(name, value, domain);
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: out of memory setting metadata");
+    }
+    return CE_Failure;
 }
 
 int GridstoreDataset::LevelFactor(int level)
@@ -390,18 +510,207 @@ GridstoreBand::GridstoreBand(GridstoreDataset *ds, int band)
         GDALMajorObject::SetMetadata(m_info.metadata);
     else
         GDALMajorObject::SetMetadataItem("RESAMPLING", m_info.resampling);
-    if (m_info.color_table_size > 0)
+    LoadColorTable();
+}
+
+void GridstoreBand::LoadColorTable()
+{
+    m_colorTable.reset();
+    if (m_info.color_table_size <= 0)
+        return;
+    m_colorTable.reset(new GDALColorTable(static_cast<GDALPaletteInterp>(m_info.palette_interp)));
+    for (int i = 0; i < m_info.color_table_size; i++)
     {
-        m_colorTable.reset(
-            new GDALColorTable(static_cast<GDALPaletteInterp>(m_info.palette_interp)));
-        for (int i = 0; i < m_info.color_table_size; i++)
-        {
-            const GDALColorEntry e = {m_info.color_table[4 * i], m_info.color_table[4 * i + 1],
-                                      m_info.color_table[4 * i + 2],
-                                      m_info.color_table[4 * i + 3]};
-            m_colorTable->SetColorEntry(i, &e);
-        }
+        const GDALColorEntry e = {m_info.color_table[4 * i], m_info.color_table[4 * i + 1],
+                                  m_info.color_table[4 * i + 2], m_info.color_table[4 * i + 3]};
+        m_colorTable->SetColorEntry(i, &e);
     }
+}
+
+void GridstoreBand::Refresh()
+{
+    auto *ds = static_cast<GridstoreDataset *>(poDS);
+    gridstore_band_info(ds->m_store.get(), nBand - 1, &m_info);
+    if (ds->m_level > 0)
+        GDALMajorObject::SetMetadataItem("RESAMPLING", m_info.resampling);
+    LoadColorTable();
+}
+
+bool GridstoreBand::SettingsGoToStore() const
+{
+    return static_cast<GridstoreDataset *>(poDS)->SettingsGoToStore();
+}
+
+bool GridstoreBand::Creating() const
+{
+    return SettingsGoToStore() && static_cast<GridstoreDataset *>(poDS)->m_info.creating;
+}
+
+CPLErr GridstoreBand::StoreSettings(const GsBandInfo &next)
+{
+    auto *ds = static_cast<GridstoreDataset *>(poDS);
+    if (gridstore_set_band(ds->m_store.get(), nBand - 1, &next) != 0)
+        return CE_Failure;
+    ds->RefreshInfo();
+    return CE_None;
+}
+
+// Each setter copies the band's settings, changes one, and hands them to the store. The
+// strings they point to live until the call returns.
+
+CPLErr GridstoreBand::SetNoDataValue(double value)
+{
+    if (!SettingsGoToStore())
+        return GDALPamRasterBand::SetNoDataValue(value);
+    GsBandInfo next = m_info;
+    next.has_nodata = 1;
+    next.nodata = value;
+    return StoreSettings(next);
+}
+
+CPLErr GridstoreBand::DeleteNoDataValue()
+{
+    if (!SettingsGoToStore())
+        return GDALPamRasterBand::DeleteNoDataValue();
+    GsBandInfo next = m_info;
+    next.has_nodata = 0;
+    return StoreSettings(next);
+}
+
+CPLErr GridstoreBand::SetColorInterpretation(GDALColorInterp interp)
+{
+    if (!SettingsGoToStore())
+        return GDALPamRasterBand::SetColorInterpretation(interp);
+    GsBandInfo next = m_info;
+    next.color_interp = GDALGetColorInterpretationName(interp);
+    return StoreSettings(next);
+}
+
+CPLErr GridstoreBand::SetColorTable(GDALColorTable *table)
+{
+    if (!SettingsGoToStore())
+        return GDALPamRasterBand::SetColorTable(table);
+    try
+    {
+        std::vector<short> entries;
+        GsBandInfo next = m_info;
+        next.color_table_size = 0;
+        next.color_table = nullptr;
+        if (table != nullptr)
+        {
+            for (int i = 0; i < table->GetColorEntryCount(); i++)
+            {
+                const GDALColorEntry *e = table->GetColorEntry(i);
+                entries.insert(entries.end(), {e->c1, e->c2, e->c3, e->c4});
+            }
+            next.color_table_size = table->GetColorEntryCount();
+            next.color_table = entries.data();
+            next.palette_interp = table->GetPaletteInterpretation();
+        }
+        // A band with a colour table is a palette band, as GTiff makes it; losing its table
+        // makes it grey again.
+        const GDALColorInterp interp = GetColorInterpretation();
+        if (table != nullptr && (interp == GCI_GrayIndex || interp == GCI_Undefined))
+            next.color_interp = GDALGetColorInterpretationName(GCI_PaletteIndex);
+        else if (table == nullptr && interp == GCI_PaletteIndex)
+            next.color_interp = GDALGetColorInterpretationName(GCI_GrayIndex);
+        return StoreSettings(next);
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: out of memory setting a colour table");
+    }
+    return CE_Failure;
+}
+
+CPLErr GridstoreBand::SetUnitType(const char *unit)
+{
+    if (!SettingsGoToStore())
+        return GDALPamRasterBand::SetUnitType(unit);
+    GsBandInfo next = m_info;
+    next.unit = unit ? unit : "";
+    return StoreSettings(next);
+}
+
+CPLErr GridstoreBand::SetScale(double scale)
+{
+    if (!SettingsGoToStore())
+        return GDALPamRasterBand::SetScale(scale);
+    GsBandInfo next = m_info;
+    next.has_scale = 1;
+    next.scale = scale;
+    return StoreSettings(next);
+}
+
+CPLErr GridstoreBand::SetOffset(double offset)
+{
+    if (!SettingsGoToStore())
+        return GDALPamRasterBand::SetOffset(offset);
+    GsBandInfo next = m_info;
+    next.has_offset = 1;
+    next.offset = offset;
+    return StoreSettings(next);
+}
+
+void GridstoreBand::SetDescription(const char *description)
+{
+    try
+    {
+        if (Creating())
+        {
+            GsBandInfo next = m_info;
+            next.description = description ? description : "";
+            if (StoreSettings(next) != CE_None)
+                return;
+        }
+        GDALPamRasterBand::SetDescription(description);
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: out of memory setting a description");
+    }
+}
+
+CPLErr GridstoreBand::SetMetadata(char **metadata, const char *domain)
+{
+    try
+    {
+        if (Creating() && (!domain || !*domain))
+        {
+            GsBandInfo next = m_info;
+            next.metadata = metadata;
+            if (StoreSettings(next) != CE_None)
+                return CE_Failure;
+        }
+        return GDALPamRasterBand::SetMetadata(metadata, domain);
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: out of memory setting metadata");
+    }
+    return CE_Failure;
+}
+
+CPLErr GridstoreBand::SetMetadataItem(const char *name, const char *value, const char *domain)
+{
+    try
+    {
+        if (Creating() && (!domain || !*domain))
+        {
+            CPLStringList next(CSLDuplicate(GetMetadata()), TRUE);
+            next.SetNameValue(name, value);
+            GsBandInfo settings = m_info;
+            settings.metadata = next.List();
+            if (StoreSettings(settings) != CE_None)
+                return CE_Failure;
+        }
+        return GDALPamRasterBand::SetMetadataItem(name, value, domain);
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: out of memory setting metadata");
+    }
+    return CE_Failure;
 }
 
 CPLErr GridstoreBand::IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage)

@@ -44,11 +44,38 @@ class GridstoreBand final : public GDALPamRasterBand
     int GetMaskFlags() override;
     GDALRasterBand *GetMaskBand() override;
 
+    // Band settings. On the base level of a dataset open for update they go to the store
+    // (which takes them while it is being created, and otherwise only unchanged); elsewhere
+    // GDAL's own handling applies.
+    CPLErr SetNoDataValue(double value) override;
+    CPLErr DeleteNoDataValue() override;
+    CPLErr SetColorInterpretation(GDALColorInterp interp) override;
+    CPLErr SetColorTable(GDALColorTable *table) override;
+    CPLErr SetUnitType(const char *unit) override;
+    CPLErr SetScale(double scale) override;
+    CPLErr SetOffset(double offset) override;
+    void SetDescription(const char *description) override;
+    CPLErr SetMetadata(char **metadata, const char *domain = "") override;
+    CPLErr SetMetadataItem(const char *name, const char *value,
+                           const char *domain = "") override;
+
+    // Reads the band's information again (after the store's description changed: the
+    // strings it pointed to are gone).
+    void Refresh();
+
   protected:
     CPLErr IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage) override;
     CPLErr IWriteBlock(int nBlockXOff, int nBlockYOff, void *pImage) override;
 
   private:
+    // Whether settings go to the store (see above).
+    bool SettingsGoToStore() const;
+    // Whether the store is being created (so that descriptions and metadata are stored).
+    bool Creating() const;
+    // Hands `next` (this band's settings with some changed) to the store.
+    CPLErr StoreSettings(const GsBandInfo &next);
+    void LoadColorTable();
+
     GsBandInfo m_info{};
     std::unique_ptr<GDALColorTable> m_colorTable;
 };
@@ -72,6 +99,13 @@ class GridstoreDataset final : public GDALPamDataset
 
     CPLErr GetGeoTransform(double *transform) override;
     const OGRSpatialReference *GetSpatialRef() const override;
+    // Georeferencing and metadata: taken by a store being created (GDAL's Create);
+    // otherwise only a setting that changes nothing is accepted.
+    CPLErr SetGeoTransform(double *transform) override;
+    CPLErr SetSpatialRef(const OGRSpatialReference *srs) override;
+    CPLErr SetMetadata(char **metadata, const char *domain = "") override;
+    CPLErr SetMetadataItem(const char *name, const char *value,
+                           const char *domain = "") override;
     // Writes GDAL's dirty blocks, then commits them (base dataset in update mode).
     void FlushCache(bool bAtClosing) override;
     // Levels are kept up to date by every write: asking for levels the store has succeeds
@@ -97,6 +131,13 @@ class GridstoreDataset final : public GDALPamDataset
     // Drops the statistics GDAL computed on the bands: after a commit they describe a
     // state that is gone.
     void ForgetStatistics();
+    // Reads the dataset's and every band's information again, here and in the overviews
+    // made so far (after the store's description changed).
+    void RefreshInfo();
+    // Whether this is the base level of a store open for update, to which settings go.
+    bool SettingsGoToStore() const;
+    // Hands the default-domain metadata `next` to a store being created.
+    CPLErr StoreMetadata(char **next);
 
     // Reads block (x, y) of every band, returns band `band` in `image` and puts the other
     // bands in GDAL's block cache, since one chunk holds all bands.

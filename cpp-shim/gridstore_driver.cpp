@@ -65,16 +65,30 @@ GDALDataset *GridstoreDataset::CreateCopy(const char *filename, GDALDataset *src
     return nullptr;
 }
 
-GDALDataset *GridstoreDataset::Create(const char *filename, int, int, int, GDALDataType,
-                                      char **)
+GDALDataset *GridstoreDataset::Create(const char *filename, int xSize, int ySize, int bands,
+                                      GDALDataType type, char **options)
 {
-    // Advertised because rasterio writes to an existing dataset in place only for drivers
-    // that can Create; a new store needs its grid first, which Create does not give.
-    CPLError(CE_Failure, CPLE_NotSupported,
-             "GRIDSTORE: %s: a new store is made with gdal_translate -of GRIDSTORE (from a "
-             "raster) or `gridstore create` (an empty store on a chosen grid); tools can then "
-             "write into it (gdalwarp onto the existing store, update mode)",
-             filename);
+    // The store is made by the first commit (a flush once the geotransform is set, or the
+    // close); until then the path holds a store being created that nothing can open.
+    try
+    {
+        GsStore *raw = gridstore_create(filename, xSize, ySize, bands, type, options);
+        if (raw == nullptr)
+            return nullptr;
+        std::shared_ptr<GsStore> store(raw, gridstore_close);
+        std::unique_ptr<GridstoreDataset> ds(new GridstoreDataset(store, 0, GA_Update));
+        ds->SetDescription(filename);
+        return ds.release();
+    }
+    catch (const std::bad_alloc &)
+    {
+        CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: out of memory creating %s", filename);
+    }
+    catch (...)
+    {
+        CPLError(CE_Failure, CPLE_AppDefined, "GRIDSTORE: unexpected error creating %s",
+                 filename);
+    }
     return nullptr;
 }
 

@@ -254,6 +254,15 @@ impl Manifest {
         })
     }
 
+    /// Checks a new description of a store (grid, bands, metadata) before a writer takes
+    /// it, so that a value no reader would accept is refused when it is set.
+    pub fn check_description(&self) -> Result<()> {
+        validate::check_description(self).map_err(|refusal| {
+            let (Refusal::Damaged(d) | Refusal::NeedsNewer(d)) = refusal;
+            Error::InvalidInput(format!("{}; nothing was changed", printable(&d)))
+        })
+    }
+
     /// Checks a manifest a writer is about to commit, as [`validate`](Manifest::validate)
     /// checks one read: a write must never publish what readers would refuse (a text over
     /// its bound taken from a source's metadata, say). The error says nothing was committed.

@@ -203,6 +203,37 @@ impl Tile {
         })
     }
 
+    /// Re-reads a tile made under band validity `from` under `to` (a band's nodata value
+    /// changed): a pixel missing under `from` stays missing (a band that gains a nodata
+    /// value holds it there), and the mask, when `to` needs one, marks the pixels where a
+    /// band without nodata holds data.
+    pub fn revalidate(&mut self, from: &[BandValidity], to: &[BandValidity]) {
+        with_sample_type!(self.dtype, T => self.revalidate_typed::<T>(from, to));
+        self.normalize_mask();
+    }
+
+    fn revalidate_typed<T: Sample>(&mut self, from: &[BandValidity], to: &[BandValidity]) {
+        let n = self.pixels();
+        let old_mask = self.mask.take();
+        let mut mask = to.iter().any(|v| v.nodata.is_none()).then(|| vec![0u8; n]);
+        let data = self.data.typed_mut::<T>();
+        for (b, (was, now)) in from.iter().zip(to).enumerate() {
+            let test = ValidityTest::<T>::new(was);
+            let fill = fill_value::<T>(now);
+            let plane = &mut data[b * n..(b + 1) * n];
+            for (i, x) in plane.iter_mut().enumerate() {
+                let unmasked = test.has_nodata() || old_mask.as_ref().is_none_or(|m| m[i] != 0);
+                let holds = unmasked && test.holds_data(*x);
+                match (now.nodata, mask.as_mut()) {
+                    (Some(_), _) if !holds => *x = fill,
+                    (None, Some(m)) if holds => m[i] = 255,
+                    _ => {}
+                }
+            }
+        }
+        self.mask = mask;
+    }
+
     /// Drops a mask that marks every pixel valid, so it is not stored.
     pub fn normalize_mask(&mut self) {
         if self
@@ -218,6 +249,36 @@ impl Tile {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn revalidating_keeps_missing_pixels_missing() {
+        let none = [BandValidity { nodata: None }];
+        let some = [BandValidity { nodata: Some(-1.0) }];
+        // Made without nodata: pixel 0 written as 0, pixel 1 written as 5, the rest unwritten.
+        let mut t = Tile::empty(DataType::Int16, &none, 4);
+        t.data.typed_mut::<i16>()[1] = 5;
+        let m = t.mask.as_mut().unwrap();
+        m[0] = 255;
+        m[1] = 255;
+        let mut gained = t.clone();
+        gained.revalidate(&none, &some);
+        let v = gained.data.typed::<i16>();
+        assert_eq!((v[0], v[1], v[2], v[15]), (0, 5, -1, -1));
+        assert!(gained.mask.is_none());
+        // And back: the pixels that held -1 are missing, the others hold data.
+        gained.revalidate(&some, &none);
+        let mask = gained.mask.as_ref().unwrap();
+        assert_eq!((mask[0], mask[1], mask[2], mask[15]), (255, 255, 0, 0));
+    }
+
+    #[test]
+    fn revalidating_a_full_tile_drops_its_mask() {
+        let none = [BandValidity { nodata: None }];
+        let mut t = Tile::empty(DataType::Byte, &none, 2);
+        t.mask.as_mut().unwrap().fill(255);
+        t.revalidate(&none, &none);
+        assert!(t.mask.is_none());
+    }
 
     #[test]
     fn empty_tiles_hold_the_fill_value() {

@@ -40,14 +40,27 @@ mod ffi {
 }
 pub use ffi::{GsBandInfo, GsDatasetInfo};
 
+mod create;
+
 /// An open store as the shim holds it (`GsStore *` in C).
 pub struct StoreHandle {
-    /// The state reads see: the snapshot opened, or the last one this handle committed.
+    /// The state reads see: the snapshot opened, or the last one this handle committed
+    /// (while a store is being created, a view of its manifest without tiles).
     snapshot: RwLock<Arc<Snapshot>>,
-    /// The write session of a dataset opened for update.
+    /// The write session of a dataset opened for update, or being created.
     editor: Option<Mutex<Editor>>,
     root: PathBuf,
     read_threads: usize,
+    /// The creation options of a store being created (GDAL's `Create`), needed again when
+    /// it is committed.
+    creation: Option<CreateOptions>,
+    view: View,
+}
+
+/// What the shim is told about a store, built from its manifest; the strings and lists
+/// live here, as long as the handle, or until the manifest of a store being created
+/// changes.
+struct View {
     layout: Layout,
     /// Width and height of each level's dataset, checked to be sizes GDAL can hold.
     level_sizes: Vec<(c_int, c_int)>,
@@ -106,80 +119,14 @@ impl StoreHandle {
             None
         };
         let snapshot = Snapshot::open(&root, opts.snapshot)?;
-        let m = snapshot.manifest();
-        let layout = *snapshot.layout().ok_or_else(|| {
-            Error::InvalidInput(format!(
-                "{}: the store holds no data yet; ingest some (gdal_translate or \
-                 `gridstore ingest`) before opening it",
-                root.display()
-            ))
-        })?;
-        let level_sizes = gdal_sizes(&root, m, &layout)?;
-        let (w, h) = level_sizes[0];
-        let mask_flags = if m.uses_mask() && !m.all_valid {
-            GMF_PER_DATASET
-        } else {
-            GMF_ALL_VALID
-        };
-        let info = GsDatasetInfo {
-            width: w,
-            height: h,
-            band_count: m.bands.len() as c_int,
-            level_count: level_sizes.len() as c_int,
-            tile_size: m.grid.tile_size as c_int,
-            data_type: m.data_type.gdal_code() as c_int,
-            has_geotransform: m.grid.georeferenced as c_int,
-            geotransform: m.georef().geotransform(0, layout.base.x0, layout.base.y0),
-            mask_flags,
-            read_threads: opts.threads.min(c_int::MAX as usize) as c_int,
-        };
-        let pyramid = m
-            .pyramids
-            .first()
-            .filter(|p| p.resampling.len() == m.bands.len())
-            .ok_or_else(|| {
-                damaged(
-                    &root,
-                    "it names no level resampling method for some of its bands".into(),
-                )
-            })?;
-        let bands = m
-            .bands
-            .iter()
-            .enumerate()
-            .map(|(i, b)| BandStrings {
-                description: c_string(&b.description),
-                color_interp: c_string(&b.color_interp),
-                unit: c_string(&b.unit),
-                palette_interp: palette_interp_code(
-                    b.color_table.as_ref().map_or("RGB", |t| t.interp.as_str()),
-                ),
-                resampling: c_string(pyramid.resampling[i].gdal_name()),
-                color_table: b
-                    .color_table
-                    .as_ref()
-                    .map(|t| t.entries.iter().flatten().copied().collect())
-                    .unwrap_or_default(),
-                metadata: CStringList::new(b.metadata.iter().map(|(k, v)| format!("{k}={v}"))),
-            })
-            .collect();
-        let metadata = CStringList::new(m.metadata.iter().map(|(k, v)| format!("{k}={v}")));
-        let image_structure = CStringList::new([
-            format!("COMPRESSION={}", m.encoding.compression.option_name()),
-            "INTERLEAVE=PIXEL".to_string(),
-        ]);
+        let view = View::of(&root, &snapshot, opts.threads, false)?;
         Ok(StoreHandle {
             read_threads: opts.threads,
-            crs: c_string(&m.grid.crs_wkt),
-            info,
-            layout,
-            level_sizes,
-            metadata,
-            image_structure,
-            bands,
+            view,
             snapshot: RwLock::new(Arc::new(snapshot)),
             editor: editor.map(Mutex::new),
             root,
+            creation: None,
         })
     }
 
@@ -202,22 +149,27 @@ impl StoreHandle {
     /// Writes band `band` of a level-0 window (dataset pixels; rows `stride` samples apart).
     fn write(&self, band: usize, win: Window, data: &[u8], stride: usize) -> Result<()> {
         let rect = PixelRect::new(
-            self.layout.base.x0 + win.x,
-            self.layout.base.y0 + win.y,
-            self.layout.base.x0 + win.x + win.w as i64,
-            self.layout.base.y0 + win.y + win.h as i64,
+            self.view.layout.base.x0 + win.x,
+            self.view.layout.base.y0 + win.y,
+            self.view.layout.base.x0 + win.x + win.w as i64,
+            self.view.layout.base.y0 + win.y + win.h as i64,
         );
         self.editor()?.write(band, rect, data, stride)
     }
 
-    /// Commits what was written; later reads see the committed state.
-    fn flush(&self) -> Result<()> {
-        let Some(editor) = &self.editor else {
+    /// Commits what was written; later reads see the committed state. The first commit of
+    /// a store being created waits for its geotransform, or for the close.
+    fn flush(&mut self, at_closing: bool) -> Result<()> {
+        if self.editor.is_none() || !self.ready_to_create(at_closing)? {
             return Ok(());
-        };
-        let mut editor = editor.lock().unwrap_or_else(|p| p.into_inner());
-        if let Some(m) = editor.commit(self.read_threads)? {
+        }
+        let creating = self.is_creating();
+        let committed = self.editor()?.commit(self.read_threads)?;
+        if let Some(m) = committed {
             let fresh = Snapshot::open(&self.root, Some(m.snapshot.id))?;
+            if creating {
+                self.view = View::of(&self.root, &fresh, self.read_threads, false)?;
+            }
             *self.snapshot.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(fresh);
         }
         Ok(())
@@ -226,7 +178,7 @@ impl StoreHandle {
     fn band_info(&self, band: usize) -> GsBandInfo {
         let snap = self.snap();
         let spec = &snap.manifest().bands[band];
-        let s = &self.bands[band];
+        let s = &self.view.bands[band];
         GsBandInfo {
             has_nodata: spec.nodata.is_some() as c_int,
             nodata: spec.nodata.unwrap_or(0.0),
@@ -272,6 +224,84 @@ impl StoreHandle {
             }
             _ => snap.read_region(0, level, rect, data, mask),
         }
+    }
+}
+
+impl View {
+    /// What GDAL is told about `snapshot`; `creating` for a store not made yet.
+    fn of(root: &Path, snapshot: &Snapshot, read_threads: usize, creating: bool) -> Result<View> {
+        let m = snapshot.manifest();
+        let layout = *snapshot.layout().ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "{}: the store holds no data yet; ingest some (gdal_translate or \
+                 `gridstore ingest`) before opening it",
+                root.display()
+            ))
+        })?;
+        let level_sizes = gdal_sizes(root, m, &layout)?;
+        let (w, h) = level_sizes[0];
+        let mask_flags = if m.uses_mask() && !m.all_valid {
+            GMF_PER_DATASET
+        } else {
+            GMF_ALL_VALID
+        };
+        let info = GsDatasetInfo {
+            width: w,
+            height: h,
+            band_count: m.bands.len() as c_int,
+            level_count: level_sizes.len() as c_int,
+            tile_size: m.grid.tile_size as c_int,
+            data_type: m.data_type.gdal_code() as c_int,
+            has_geotransform: m.grid.georeferenced as c_int,
+            geotransform: m.georef().geotransform(0, layout.base.x0, layout.base.y0),
+            mask_flags,
+            read_threads: read_threads.min(c_int::MAX as usize) as c_int,
+            creating: creating as c_int,
+        };
+        let pyramid = m
+            .pyramids
+            .first()
+            .filter(|p| p.resampling.len() == m.bands.len())
+            .ok_or_else(|| {
+                damaged(
+                    root,
+                    "it names no level resampling method for some of its bands".into(),
+                )
+            })?;
+        let bands = m
+            .bands
+            .iter()
+            .enumerate()
+            .map(|(i, b)| BandStrings {
+                description: c_string(&b.description),
+                color_interp: c_string(&b.color_interp),
+                unit: c_string(&b.unit),
+                palette_interp: palette_interp_code(
+                    b.color_table.as_ref().map_or("RGB", |t| t.interp.as_str()),
+                ),
+                resampling: c_string(pyramid.resampling[i].gdal_name()),
+                color_table: b
+                    .color_table
+                    .as_ref()
+                    .map(|t| t.entries.iter().flatten().copied().collect())
+                    .unwrap_or_default(),
+                metadata: CStringList::new(b.metadata.iter().map(|(k, v)| format!("{k}={v}"))),
+            })
+            .collect();
+        let metadata = CStringList::new(m.metadata.iter().map(|(k, v)| format!("{k}={v}")));
+        let image_structure = CStringList::new([
+            format!("COMPRESSION={}", m.encoding.compression.option_name()),
+            "INTERLEAVE=PIXEL".to_string(),
+        ]);
+        Ok(View {
+            crs: c_string(&m.grid.crs_wkt),
+            info,
+            layout,
+            level_sizes,
+            metadata,
+            image_structure,
+            bands,
+        })
     }
 }
 
@@ -483,10 +513,10 @@ pub unsafe extern "C" fn gridstore_write_block(
 /// # Safety
 /// Called by the shim with the pointers cpp-shim/gridstore_capi.h describes.
 #[no_mangle]
-pub unsafe extern "C" fn gridstore_flush(store: *mut StoreHandle) -> c_int {
+pub unsafe extern "C" fn gridstore_flush(store: *mut StoreHandle, at_closing: c_int) -> c_int {
     guard(1, || {
         // SAFETY: valid handle (see gridstore_close).
-        unsafe { &*store }.flush()?;
+        unsafe { &mut *store }.flush(at_closing != 0)?;
         Ok(0)
     })
 }
@@ -515,7 +545,7 @@ pub unsafe extern "C" fn gridstore_dataset_info(
 ) {
     guard((), || {
         // SAFETY: valid handle (see gridstore_close) and a writable struct from the shim.
-        unsafe { *info = (*store).info };
+        unsafe { *info = (*store).view.info };
         Ok(())
     })
 }
@@ -525,7 +555,9 @@ pub unsafe extern "C" fn gridstore_dataset_info(
 #[no_mangle]
 pub unsafe extern "C" fn gridstore_crs_wkt(store: *const StoreHandle) -> *const c_char {
     // SAFETY: valid handle; the string lives as long as the handle.
-    guard(std::ptr::null(), || Ok(unsafe { (*store).crs.as_ptr() }))
+    guard(std::ptr::null(), || {
+        Ok(unsafe { (*store).view.crs.as_ptr() })
+    })
 }
 
 /// # Safety
@@ -539,8 +571,8 @@ pub unsafe extern "C" fn gridstore_metadata(
         // SAFETY: valid handle; domain is null or NUL-terminated.
         let (s, domain) = unsafe { (&*store, from_c(domain).unwrap_or_default()) };
         Ok(match domain.as_str() {
-            "" => s.metadata.as_ptr(),
-            "IMAGE_STRUCTURE" => s.image_structure.as_ptr(),
+            "" => s.view.metadata.as_ptr(),
+            "IMAGE_STRUCTURE" => s.view.image_structure.as_ptr(),
             _ => std::ptr::null_mut(),
         })
     })
@@ -557,7 +589,7 @@ pub unsafe extern "C" fn gridstore_band_info(
     guard((), || {
         // SAFETY: valid handle and writable struct; the band index is checked.
         let s = unsafe { &*store };
-        if band < 0 || band as usize >= s.bands.len() {
+        if band < 0 || band as usize >= s.view.bands.len() {
             return Err(Error::InvalidInput(format!("no band {}", band + 1)));
         }
         unsafe { *info = s.band_info(band as usize) };
@@ -579,7 +611,7 @@ pub unsafe extern "C" fn gridstore_level_size(
         let s = unsafe { &*store };
         let Some(&(w, h)) = usize::try_from(level)
             .ok()
-            .and_then(|l| s.level_sizes.get(l))
+            .and_then(|l| s.view.level_sizes.get(l))
         else {
             return Err(Error::InvalidInput(format!(
                 "no level {level} in this store"
@@ -699,12 +731,12 @@ unsafe impl Sync for BlockTarget {}
 impl StoreHandle {
     /// Where a window of a level's dataset lies in that level's pixels.
     fn level_pixels(&self, level: u8, win: Window) -> Result<PixelRect> {
-        if level as usize >= self.layout.level_count() {
+        if level as usize >= self.view.layout.level_count() {
             return Err(Error::InvalidInput(format!(
                 "no level {level} in this store"
             )));
         }
-        let origin = self.layout.level_rect(level);
+        let origin = self.view.layout.level_rect(level);
         Ok(PixelRect::new(
             origin.x0 + win.x,
             origin.y0 + win.y,
@@ -717,7 +749,7 @@ impl StoreHandle {
     /// band, a block that is exactly one tile (the dataset's origin is on the tile grid),
     /// and no unflushed writes to lay over it.
     fn direct_tile(&self, level: u8, t: &BlockTarget, stride: usize) -> Option<TileKey> {
-        let ts = self.layout.tile_size as usize;
+        let ts = self.view.layout.tile_size as usize;
         if self.editor.is_some()
             || t.bands.len() != 1
             || t.bands[0].is_null()
@@ -726,9 +758,9 @@ impl StoreHandle {
             return None;
         }
         let rect = self.level_pixels(level, t.window()).ok()?;
-        let tiles = rect.tiles(level, self.layout.tile_size);
+        let tiles = rect.tiles(level, self.view.layout.tile_size);
         let loc = TileLoc::new(level, tiles.col0, tiles.row0);
-        (tiles.len() == 1 && loc.pixel_rect(self.layout.tile_size) == rect)
+        (tiles.len() == 1 && loc.pixel_rect(self.view.layout.tile_size) == rect)
             .then(|| TileKey::new(0, 0, loc))
     }
 
@@ -800,7 +832,7 @@ pub unsafe extern "C" fn gridstore_read_blocks(
         // SAFETY: valid handle; the shim passes `count` entries per window array and
         // `count * band_count` block pointers (see the header).
         let s = unsafe { &*store };
-        let bands = s.bands.len();
+        let bands = s.view.bands.len();
         let (xs, ys, ws, hs, ptrs) = unsafe {
             (
                 std::slice::from_raw_parts(xs, n),

@@ -161,7 +161,7 @@ pub fn drop_impossible_nodata(info: &mut SourceInfo) -> Vec<String> {
         .collect()
 }
 
-unsafe fn metadata_map(list: *mut *mut std::ffi::c_char) -> BTreeMap<String, String> {
+pub(crate) unsafe fn metadata_map(list: *mut *mut std::ffi::c_char) -> BTreeMap<String, String> {
     // SAFETY: GDAL metadata lists are NULL-terminated lists of strings (caller passes one
     // straight from GDALGetMetadata).
     unsafe { from_c_list(list) }

@@ -5,6 +5,10 @@
 //! Tiles being edited are kept decoded; past a memory budget the oldest are parked in the
 //! transaction as chunks (invisible to readers until the commit) and decoded again if they
 //! are written or read once more.
+//!
+//! The same session creates a new store for GDAL's `Create`: the store's description
+//! (georeferencing, bands) may still change between writes, every written pixel holds data,
+//! and the first commit makes the store, with the raster's whole size as its extent.
 
 use std::collections::{BTreeSet, HashMap, VecDeque};
 use std::path::{Path, PathBuf};
@@ -18,7 +22,7 @@ use crate::index::TileKey;
 use crate::manifest::Manifest;
 use crate::pyramid::{levels_to_update, PyramidBuilder};
 use crate::store::lock::LockWait;
-use crate::store::Transaction;
+use crate::store::{NewStore, Transaction};
 use crate::tile::{fill_value, BandValidity, Tile};
 use crate::with_sample_type;
 
@@ -38,6 +42,42 @@ pub struct Editor {
     /// Every tile edited since the last commit, decoded or parked.
     dirty: BTreeSet<TileLoc>,
     written: Option<PixelRect>,
+    /// Set for a session that creates its store (GDAL's `Create`).
+    creation: Option<Creation>,
+}
+
+/// What a session creating a store keeps besides its edits.
+struct Creation {
+    /// The raster's pixels, the new store's extent whatever is written.
+    extent: PixelRect,
+    /// The band validity of every nodata setting so far, oldest first: a tile made under
+    /// an older one is brought up to date before it is written again or stored.
+    validities: Vec<Vec<BandValidity>>,
+    /// The validity (index in `validities`) each edited tile was made under.
+    made_under: HashMap<TileLoc, usize>,
+    /// True once the first commit has made the store.
+    committed: bool,
+}
+
+impl Creation {
+    fn current(&self) -> usize {
+        self.validities.len() - 1
+    }
+
+    /// The validity `loc` was made under, when it is not the current one.
+    fn stale(&self, loc: &TileLoc) -> Option<&[BandValidity]> {
+        let at = *self.made_under.get(loc)?;
+        (at != self.current()).then(|| self.validities[at].as_slice())
+    }
+
+    /// Re-reads the edited tile at `loc` under the current validity if it was made under
+    /// an older one.
+    fn bring_up_to_date(&mut self, loc: TileLoc, tile: &mut Tile) {
+        if let Some(from) = self.stale(&loc) {
+            tile.revalidate(from, &self.validities[self.current()]);
+            self.made_under.insert(loc, self.current());
+        }
+    }
 }
 
 impl Editor {
@@ -55,7 +95,63 @@ impl Editor {
             decoded_bytes: 0,
             dirty: BTreeSet::new(),
             written: None,
+            creation: None,
         })
+    }
+
+    /// Starts a session that creates the store `new` describes, `extent` pixels large; the
+    /// directory holds nothing readable until the first commit.
+    pub fn create(new: NewStore, extent: PixelRect, writer: &str) -> Result<Editor> {
+        let validity = new.manifest.validity();
+        let root = new.path.clone();
+        let txn = Transaction::create(new, writer)?;
+        Ok(Editor {
+            root,
+            writer: writer.to_string(),
+            wait: LockWait::Fail,
+            txn: Some(txn),
+            decoded: HashMap::new(),
+            order: VecDeque::new(),
+            decoded_bytes: 0,
+            dirty: BTreeSet::new(),
+            written: None,
+            creation: Some(Creation {
+                extent,
+                validities: vec![validity],
+                made_under: HashMap::new(),
+                committed: false,
+            }),
+        })
+    }
+
+    /// True while the session's store is still being created (before its first commit).
+    pub fn is_creating(&self) -> bool {
+        self.creation.as_ref().is_some_and(|c| !c.committed)
+    }
+
+    /// Changes the description of the store being created (its grid, bands, metadata),
+    /// which `change` makes on a copy of the manifest. Once the store exists, a change that
+    /// leaves the description as it is succeeds and any other is refused.
+    pub fn describe_new_store(
+        &mut self,
+        change: impl FnOnce(&mut Manifest) -> Result<()>,
+    ) -> Result<()> {
+        let mut m = self.manifest()?.clone();
+        change(&mut m)?;
+        if !self.is_creating() {
+            if &m == self.manifest()? {
+                return Ok(());
+            }
+            return Err(settings_are_fixed());
+        }
+        m.check_description()?;
+        let validity = m.validity();
+        self.txn()?.manifest = m;
+        let creation = self.creation.as_mut().expect("checked above");
+        if creation.validities.last() != Some(&validity) {
+            creation.validities.push(validity);
+        }
+        Ok(())
     }
 
     /// The writer that died holding the lock this session took over, if any.
@@ -83,19 +179,27 @@ impl Editor {
     fn tile_mut(&mut self, loc: TileLoc) -> Result<&mut Tile> {
         if !self.decoded.contains_key(&loc) {
             let txn = self.txn()?;
-            let key = TileKey::new(0, 0, loc);
             let m = &txn.manifest;
             let (dtype, size, validity) = (m.data_type, m.grid.tile_size as usize, m.validity());
-            let tile = match (txn.current_entry(&key)?, txn.base()) {
-                (Some(entry), Some(base)) => base.fetch(&key, &entry)?,
-                _ => Tile::empty(dtype, &validity, size),
+            let tile = match txn.read_current(&TileKey::new(0, 0, loc))? {
+                Some(tile) => tile,
+                None => {
+                    if let Some(c) = self.creation.as_mut() {
+                        c.made_under.insert(loc, c.current());
+                    }
+                    Tile::empty(dtype, &validity, size)
+                }
             };
             self.park_if_full(tile.data.len())?;
             self.decoded_bytes += tile.data.len();
             self.decoded.insert(loc, tile);
             self.order.push_back(loc);
         }
-        Ok(self.decoded.get_mut(&loc).expect("just inserted"))
+        let tile = self.decoded.get_mut(&loc).expect("just inserted");
+        if let Some(c) = self.creation.as_mut() {
+            c.bring_up_to_date(loc, tile);
+        }
+        Ok(tile)
     }
 
     /// Parks the oldest decoded tiles until `incoming` more bytes fit the budget.
@@ -109,6 +213,10 @@ impl Editor {
             };
             self.decoded_bytes -= tile.data.len();
             if self.dirty.contains(&loc) {
+                let mut tile = tile;
+                if let Some(c) = self.creation.as_mut() {
+                    c.bring_up_to_date(loc, &mut tile);
+                }
                 let txn = self
                     .txn
                     .as_ref()
@@ -124,7 +232,8 @@ impl Editor {
     ///
     /// Writing a band's fill value (0 for bands without nodata) onto a pixel that holds no
     /// data leaves it without data: GDAL writes whole blocks back, and the untouched
-    /// missing pixels of a block must not turn into zeros.
+    /// missing pixels of a block must not turn into zeros. A raster being created is GDAL's
+    /// own dataset, as a GTiff would be: there every written pixel holds data.
     pub fn write(
         &mut self,
         band: usize,
@@ -153,12 +262,19 @@ impl Editor {
             )));
         }
         let v = validity[band];
+        let fill_is_data = self.creation.is_some();
         for loc in rect.tiles(0, ts).iter() {
             let part = rect.intersect(&loc.pixel_rect(ts));
             let tile = self.tile_mut(loc)?;
+            let to = Placement {
+                rect,
+                part,
+                tile_rect: loc.pixel_rect(ts),
+                fill_is_data,
+            };
             with_sample_type!(dtype, T => {
                 let src: &[T] = bytemuck::cast_slice(&data[..need]);
-                write_part::<T>(tile, band, &v, src, stride, rect, part, loc.pixel_rect(ts));
+                write_part::<T>(tile, band, &v, src, stride, &to);
             });
             tile.normalize_mask();
             self.dirty.insert(loc);
@@ -222,52 +338,77 @@ impl Editor {
     }
 
     /// Commits everything written since the last commit, with its levels. Returns the new
-    /// manifest, or `None` when nothing was written.
+    /// manifest, or `None` when nothing was written. A session creating its store commits
+    /// the first time even with nothing written: the store then exists, without data.
     pub fn commit(&mut self, threads: usize) -> Result<Option<Manifest>> {
-        if self.dirty.is_empty() {
+        let creating = self.is_creating();
+        if self.dirty.is_empty() && !creating {
             return Ok(None);
         }
         let mut txn = self.txn.take().expect("edits happen within a transaction");
-        let written = self.written.take().expect("dirty tiles come from writes");
-        let dirty = std::mem::take(&mut self.dirty);
-        let mut decoded = std::mem::take(&mut self.decoded);
-        self.order.clear();
-        self.decoded_bytes = 0;
+        let written = self.written.take();
+        let reach = match (&self.creation, written) {
+            (Some(c), w) if creating => w.map_or(c.extent, |w| w.union(&c.extent)),
+            (_, w) => w.expect("dirty tiles come from writes"),
+        };
+        let dirty: Vec<TileLoc> = std::mem::take(&mut self.dirty).into_iter().collect();
+        let tiles = self.take_edited(&dirty);
         let ts = txn.manifest.grid.tile_size;
         let old_extent = txn.manifest.extent;
-        let (top, forced) = levels_to_update(
-            old_extent,
-            old_extent.map_or(written, |e| e.union(&written)),
-            ts,
-        );
+        let grown = old_extent.map_or(reach, |e| e.union(&reach));
+        let (top, forced) = levels_to_update(old_extent, grown, ts);
         let pool = rayon::ThreadPoolBuilder::new()
             .num_threads(threads.max(1))
             .build()
             .map_err(|e| Error::InvalidInput(format!("cannot start worker threads: {e}")))?;
-        let dirty_list: Vec<TileLoc> = dirty.iter().copied().collect();
-        let tiles: Vec<(TileLoc, Option<Tile>)> = dirty_list
-            .iter()
-            .map(|loc| (*loc, decoded.remove(loc)))
-            .collect();
+        let gaps = creating.then(|| Gaps::new(reach, ts));
         {
             let txn = &txn;
-            let builder = PyramidBuilder::new(txn, 0, 0, top, dirty_list.iter().copied(), forced);
+            let builder = PyramidBuilder::new(txn, 0, 0, top, dirty.iter().copied(), forced);
             std::thread::scope(|scope| {
                 // The committed parents of a small flush are decoded beside its tiles.
                 builder.start_fetch_ahead(scope);
                 pool.install(|| {
-                    store_tiles(txn, &builder, tiles)?;
+                    store_tiles(txn, &builder, tiles, gaps.as_ref())?;
                     builder.finish()
                 })
             })?;
         }
         let m = &mut txn.manifest;
-        let grown = old_extent.map_or(written, |e| e.union(&written));
-        if Some(grown) != m.extent {
-            m.all_valid = false;
+        match &gaps {
+            // Every pixel of the new store holds data only if every tile was written whole.
+            Some(g) => m.all_valid = dirty.len() == reach.tiles(0, ts).len() && !g.found(),
+            None if Some(grown) != m.extent => m.all_valid = false,
+            None => {}
         }
         m.extent = Some(grown);
-        Ok(Some(txn.commit()?))
+        let committed = txn.commit()?;
+        if let Some(c) = self.creation.as_mut() {
+            c.committed = true;
+            c.made_under.clear();
+            c.validities.drain(..c.validities.len() - 1);
+        }
+        Ok(Some(committed))
+    }
+
+    /// Takes the edited tiles out of the session for a commit, each with the validity it was
+    /// made under if that is no longer the current one.
+    fn take_edited(&mut self, dirty: &[TileLoc]) -> Vec<Edited> {
+        let mut decoded = std::mem::take(&mut self.decoded);
+        self.order.clear();
+        self.decoded_bytes = 0;
+        dirty
+            .iter()
+            .map(|loc| Edited {
+                loc: *loc,
+                tile: decoded.remove(loc),
+                stale_from: self
+                    .creation
+                    .as_ref()
+                    .and_then(|c| c.stale(loc))
+                    .map(<[BandValidity]>::to_vec),
+            })
+            .collect()
     }
 
     /// Drops everything written since the last commit and releases the lock.
@@ -283,18 +424,42 @@ impl Editor {
     }
 }
 
+/// Why a store's georeferencing or band settings cannot be changed once it exists.
+pub fn settings_are_fixed() -> Error {
+    Error::NotSupported(
+        "the georeferencing and band settings of a store are fixed when it is made (by \
+         gdal_translate, `gridstore create`, or the first flush or close of a new GDAL \
+         dataset); they cannot be changed afterwards"
+            .into(),
+    )
+}
+
+/// Where a written window lands in one tile.
+#[derive(Clone, Copy)]
+struct Placement {
+    /// The whole window written, the part of it in this tile, and the tile (level-0 pixels).
+    rect: PixelRect,
+    part: PixelRect,
+    tile_rect: PixelRect,
+    /// Whether writing the fill value onto a pixel without data makes it hold data.
+    fill_is_data: bool,
+}
+
 /// Copies the part of a written window that falls in one tile.
-#[allow(clippy::too_many_arguments)]
 fn write_part<T: Sample>(
     tile: &mut Tile,
     band: usize,
     v: &BandValidity,
     src: &[T],
     stride: usize,
-    rect: PixelRect,
-    part: PixelRect,
-    tile_rect: PixelRect,
+    to: &Placement,
 ) {
+    let Placement {
+        rect,
+        part,
+        tile_rect,
+        fill_is_data,
+    } = *to;
     let size = tile.size;
     let n = size * size;
     let fill = fill_value::<T>(v);
@@ -306,7 +471,7 @@ fn write_part<T: Sample>(
         let d = (y - tile_rect.y0) as usize * size + (part.x0 - tile_rect.x0) as usize;
         for (i, value) in src[s..s + part.width() as usize].iter().enumerate() {
             if let (Some(m), true) = (&mut mask, masked) {
-                if m[d + i] == 0 && *value == fill {
+                if m[d + i] == 0 && *value == fill && !fill_is_data {
                     continue;
                 }
                 m[d + i] = 255;
@@ -323,32 +488,81 @@ impl Drop for Editor {
     }
 }
 
-/// Stores the tiles of a flush and hands them to the levels: each parked tile (`None`) is
-/// already in the transaction and is read back.
+/// A tile of a commit: held decoded, or parked in the transaction (`tile` is `None`).
+struct Edited {
+    loc: TileLoc,
+    tile: Option<Tile>,
+    /// The validity the tile was made under, when the bands' nodata changed since.
+    stale_from: Option<Vec<BandValidity>>,
+}
+
+/// Whether some pixel of a new store's extent holds no data, found as its tiles are stored.
+struct Gaps {
+    extent: PixelRect,
+    tile_size: u32,
+    found: std::sync::atomic::AtomicBool,
+}
+
+impl Gaps {
+    fn new(extent: PixelRect, tile_size: u32) -> Gaps {
+        Gaps {
+            extent,
+            tile_size,
+            found: false.into(),
+        }
+    }
+
+    fn found(&self) -> bool {
+        self.found.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
+    /// Looks at a stored tile (`None`: one without data) for masked pixels in the extent.
+    fn look_at(&self, loc: TileLoc, tile: Option<&Tile>) {
+        let tile_rect = loc.pixel_rect(self.tile_size);
+        let inside = self.extent.intersect(&tile_rect);
+        let gap = match tile.map(|t| &t.mask) {
+            None => true,
+            Some(None) => false,
+            Some(Some(mask)) => (inside.y0..inside.y1).any(|y| {
+                let row = (y - tile_rect.y0) as usize * self.tile_size as usize;
+                let cols = (inside.x0 - tile_rect.x0) as usize..(inside.x1 - tile_rect.x0) as usize;
+                mask[row + cols.start..row + cols.end].contains(&0)
+            }),
+        };
+        if gap {
+            self.found.store(true, std::sync::atomic::Ordering::Relaxed);
+        }
+    }
+}
+
+/// Stores the tiles of a flush and hands them to the levels. A parked tile is already in
+/// the transaction and is read back, and stored again if its validity changed since.
 fn store_tiles(
     txn: &Transaction,
     builder: &PyramidBuilder,
-    tiles: Vec<(TileLoc, Option<Tile>)>,
+    tiles: Vec<Edited>,
+    gaps: Option<&Gaps>,
 ) -> Result<()> {
-    tiles
-        .into_par_iter()
-        .try_for_each(|(loc, tile)| -> Result<()> {
-            let key = TileKey::new(0, 0, loc);
-            let (tile, has_data) = match tile {
-                Some(t) => {
-                    let has = txn.put_tile(key, &t)?;
-                    (t, has)
-                }
-                // Parked: already in the transaction.
-                None => match (txn.current_entry(&key)?, txn.base()) {
-                    (Some(e), Some(base)) => (base.fetch(&key, &e)?, true),
-                    _ => {
-                        builder.offer(loc, None);
-                        return builder.build_ready();
-                    }
-                },
-            };
-            builder.offer(loc, builder.quarter_of(has_data.then_some(&tile)));
-            builder.build_ready()
-        })
+    let current = txn.manifest.validity();
+    tiles.into_par_iter().try_for_each(|e| -> Result<()> {
+        let key = TileKey::new(0, 0, e.loc);
+        let parked = e.tile.is_none();
+        let tile = match e.tile {
+            Some(t) => Some(t),
+            None => txn.read_current(&key)?,
+        };
+        let stored = match (tile, e.stale_from) {
+            (Some(mut t), Some(from)) => {
+                t.revalidate(&from, &current);
+                txn.put_tile(key, &t)?.then_some(t)
+            }
+            (Some(t), None) if !parked => txn.put_tile(key, &t)?.then_some(t),
+            (tile, _) => tile,
+        };
+        if let Some(g) = gaps {
+            g.look_at(e.loc, stored.as_ref());
+        }
+        builder.offer(e.loc, builder.quarter_of(stored.as_ref()));
+        builder.build_ready()
+    })
 }

@@ -27,9 +27,11 @@ use crate::store::{NewStore, Transaction};
 use crate::tile::{BandValidity, Tile};
 use crate::with_sample_type;
 
-pub use edit::Editor;
+pub use edit::{settings_are_fixed, Editor};
 pub use merge::{merge, merge_jobs, plan, Job, MergeReport, SourceSet};
-pub use new_store::{new_store_manifest, SourceInfo};
+pub use new_store::{
+    check_nodata_fits, default_pyramid, grid_placement, new_store_manifest, SourceInfo,
+};
 pub use overlay::{Laid, PlacedSource, Scratch};
 
 /// A window of a source raster, in its pixels.

@@ -28,35 +28,13 @@ pub struct SourceInfo {
 /// The manifest of a new store holding `source`: the grid is the source's own, with its
 /// top-left corner as origin.
 pub fn new_store_manifest(source: &SourceInfo, opts: &CreateOptions) -> Result<Manifest> {
-    let (origin, cell_size, georeferenced) = match source.geotransform {
-        Some(gt) => {
-            if gt[2] != 0.0 || gt[4] != 0.0 {
-                return Err(Error::NotSupported(
-                    "the source grid is rotated or sheared; a store's grid is north-up: \
-                     warp it first with gdalwarp"
-                        .into(),
-                ));
-            }
-            if gt[1] == 0.0 || gt[5] == 0.0 || !gt.iter().all(|v| v.is_finite()) {
-                return Err(Error::InvalidInput(format!(
-                    "the source geotransform {gt:?} has a zero or non-finite cell size"
-                )));
-            }
-            ([gt[0], gt[3]], [gt[1], gt[5]], true)
-        }
-        None => ([0.0, 0.0], [1.0, 1.0], false),
-    };
+    let (origin, cell_size, georeferenced) = grid_placement(source.geotransform)?;
     for (i, b) in source.bands.iter().enumerate() {
         if let Some(nd) = b.nodata {
             check_nodata_fits(nd, source.data_type, i)?;
         }
     }
-    let has_table: Vec<bool> = source
-        .bands
-        .iter()
-        .map(|b| b.color_table.is_some())
-        .collect();
-    let resampling = opts.resolve_resampling(&has_table)?;
+    let pyramid = default_pyramid(&source.bands, opts)?;
     Ok(Manifest {
         format: FORMAT_NAME.into(),
         format_version: FORMAT_VERSION,
@@ -87,10 +65,7 @@ pub fn new_store_manifest(source: &SourceInfo, opts: &CreateOptions) -> Result<M
             level: opts.level,
             predictor: opts.resolve_predictor(source.data_type)?,
         },
-        pyramids: vec![PyramidSpec {
-            name: "default".into(),
-            resampling,
-        }],
+        pyramids: vec![pyramid],
         extent: None,
         all_valid: true,
         time: None,
@@ -102,8 +77,42 @@ pub fn new_store_manifest(source: &SourceInfo, opts: &CreateOptions) -> Result<M
     })
 }
 
+/// Where a grid lies, from a GDAL geotransform: the origin (top-left corner of pixel
+/// (0, 0)), the cell size, and whether it is georeferenced at all (`None`: pixel space).
+pub type Placement = ([f64; 2], [f64; 2], bool);
+
+/// The placement of a raster's own grid, from its geotransform (north-up only).
+pub fn grid_placement(geotransform: Option<[f64; 6]>) -> Result<Placement> {
+    let Some(gt) = geotransform else {
+        return Ok(([0.0, 0.0], [1.0, 1.0], false));
+    };
+    if gt[2] != 0.0 || gt[4] != 0.0 {
+        return Err(Error::NotSupported(
+            "the source grid is rotated or sheared; a store's grid is north-up: \
+             warp it first with gdalwarp"
+                .into(),
+        ));
+    }
+    if gt[1] == 0.0 || gt[5] == 0.0 || !gt.iter().all(|v| v.is_finite()) {
+        return Err(Error::InvalidInput(format!(
+            "the source geotransform {gt:?} has a zero or non-finite cell size"
+        )));
+    }
+    Ok(([gt[0], gt[3]], [gt[1], gt[5]], true))
+}
+
+/// The one pyramid of a new store: each band's levels made as the options say, by
+/// default averaged (nearest for bands with a colour table).
+pub fn default_pyramid(bands: &[BandSpec], opts: &CreateOptions) -> Result<PyramidSpec> {
+    let has_table: Vec<bool> = bands.iter().map(|b| b.color_table.is_some()).collect();
+    Ok(PyramidSpec {
+        name: "default".into(),
+        resampling: opts.resolve_resampling(&has_table)?,
+    })
+}
+
 /// An integer band's nodata value must be one of its values, or nothing could equal it.
-fn check_nodata_fits(nd: f64, dtype: DataType, band: usize) -> Result<()> {
+pub fn check_nodata_fits(nd: f64, dtype: DataType, band: usize) -> Result<()> {
     if !dtype.can_hold(nd) {
         return Err(Error::InvalidInput(format!(
             "band {}: nodata value {nd} is not a {} value; set one that is with \

@@ -46,12 +46,18 @@ pub fn validate(m: &Manifest) -> Check {
     check_reserved(m)?;
     check_identity(m)?;
     check_snapshot(&m.snapshot)?;
-    check_grid(m)?;
-    check_bands(m)?;
+    check_description(m)?;
     check_encoding(m)?;
     check_pyramids(m)?;
     check_extent(m)?;
     check_index(m)
+}
+
+/// Checks what a writer describes a store with: its grid, bands and metadata.
+pub fn check_description(m: &Manifest) -> Check {
+    check_grid(m)?;
+    check_bands(m)?;
+    check_map("metadata", &m.metadata)
 }
 
 /// Features the format reserves room for but this build does not read.

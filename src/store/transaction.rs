@@ -166,6 +166,27 @@ impl Transaction {
         }
     }
 
+    /// Reads back a tile as this write has it so far: the chunk it stored, or else the
+    /// base state's; `None` when neither holds the tile.
+    pub fn read_current(&self, key: &TileKey) -> Result<Option<Tile>> {
+        let Some(entry) = self.current_entry(key)? else {
+            return Ok(None);
+        };
+        let tile = match &self.base {
+            Some(base) => base.fetch(key, &entry)?,
+            // A store being created has no committed state: its chunks are read through a
+            // view of the manifest being written (the chunk layout does not change in a
+            // write).
+            None => Snapshot::from_parts(
+                self.storage.clone(),
+                self.manifest.clone(),
+                self.index.clone(),
+            )
+            .fetch(key, &entry)?,
+        };
+        Ok(Some(tile))
+    }
+
     /// Stores a tile, or records that it holds no data any more. Returns whether it holds
     /// data. Safe to call from many threads for different tiles.
     pub fn put_tile(&self, key: TileKey, tile: &Tile) -> Result<bool> {
