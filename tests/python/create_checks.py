@@ -367,6 +367,9 @@ def no_georef(args):
         ds = driver_for(path).Create(path, w, h, 2, gdal.GDT_Float32, creation_options(path))
         ds.GetRasterBand(1).WriteArray((x * 0.5 + y).astype(np.float32))
         ds.GetRasterBand(2).WriteArray(np.sin(x / 7.0).astype(np.float32))
+        # A GTiff's second band is Undefined unless told; said here, so that the default
+        # colour interpretation of a store's bands is no part of this comparison.
+        ds.GetRasterBand(2).SetColorInterpretation(gdal.GCI_Undefined)
         ds = None
 
 
