@@ -92,6 +92,14 @@ fn snapshots(store: &Path) -> usize {
     ok(&gridstore(), &["log", s(store)]).lines().count() - 1
 }
 
+/// Option words (split at spaces) followed by paths.
+fn line<'a>(options: &'a str, paths: &[&'a Path]) -> Vec<&'a str> {
+    options
+        .split_whitespace()
+        .chain(paths.iter().map(|p| s(p)))
+        .collect()
+}
+
 // ---- gdalwarp --------------------------------------------------------------------------
 
 #[test]
@@ -311,6 +319,39 @@ fn gdal_grid_inverse_distance_on_an_explicit_extent() {
     check(&store, &gtiff, &[]);
 }
 
+// ---- creation options -----------------------------------------------------------------
+
+#[test]
+fn creation_options_are_those_of_create_copy() {
+    let dir = tmp();
+    let layer = polygons(dir.path());
+    let store = dir.path().join("options.gridstore");
+    ok(
+        "gdal_rasterize",
+        &line(
+            "-q -a value -ot Byte -ts 200 150 -of GRIDSTORE -co BLOCKSIZE=32 \
+             -co COMPRESS=DEFLATE -co LEVEL=9 -co RESAMPLING=MODE",
+            &[&layer, &store],
+        ),
+    );
+    let info = ok(&gridstore(), &["info", s(&store)]);
+    for expected in ["tiles of 32x32 pixels", "DEFLATE level 9", "levels by MODE"] {
+        assert!(info.contains(expected), "{expected}:\n{info}");
+    }
+    python_ok("levels.py", &[s(&store), s(&store), "MODE"]);
+    // A bad value is refused before anything is made.
+    for (option, name) in [
+        ("BLOCKSIZE=17", "BLOCKSIZE"),
+        ("COMPRESS=FANCY", "COMPRESS"),
+    ] {
+        let bad = dir.path().join("bad.gridstore");
+        let options = format!("-q -a value -ot Byte -ts 200 150 -of GRIDSTORE -co {option}");
+        let err = failed_cleanly(&run("gdal_rasterize", &line(&options, &[&layer, &bad])));
+        assert!(err.contains(name), "{option}: {err}");
+        assert!(!bad.exists(), "{option}: something was left at the path");
+    }
+}
+
 // ---- rasterio 'w' mode -----------------------------------------------------------------
 
 #[test]
@@ -361,6 +402,20 @@ fn a_colour_table_is_kept() {
     check(&store, &gtiff, &[]);
     let info = ok("gdalinfo", &[s(&store)]);
     assert!(info.contains("ColorInterp=Palette"), "{info}");
+}
+
+#[test]
+fn a_flush_commits_what_was_written_and_the_write_goes_on() {
+    let dir = tmp();
+    let store = dir.path().join("flushed.gridstore");
+    let gtiff = dir.path().join("flushed.tif");
+    python_ok("create_checks.py", &["flush-midway", s(&store), s(&gtiff)]);
+    check(&store, &gtiff, &[]);
+    assert_eq!(
+        snapshots(&store),
+        2,
+        "one commit at the flush, one at the close"
+    );
 }
 
 /// A store's manifest without what differs from one write to another (its id, snapshot,

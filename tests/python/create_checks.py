@@ -25,6 +25,9 @@ palette STORE GTIFF
     A Byte band with a colour table, written through Driver.Create.
 no-georef STORE GTIFF
     A two-band raster created without geotransform or CRS.
+flush-midway STORE GTIFF
+    Driver.Create, the top half written, FlushCache (checked from another handle: the rows
+    written are there, the blocks below hold no data), the bottom half written, closed.
 create-refused PATH TYPE
     Tries Driver.Create of a 64x64 raster of TYPE at PATH; prints "refused <errno>: <msg>"
     or "created".
@@ -373,6 +376,45 @@ def no_georef(args):
         ds = None
 
 
+def flush_midway_one(path, values, check_flush):
+    h, w = values.shape
+    ds = driver_for(path).Create(path, w, h, 1, gdal.GDT_Int32, creation_options(path))
+    ds.SetGeoTransform([700000, 25, 0, 4100000, 0, -25])
+    ds.SetProjection(utm_srs().ExportToWkt())
+    band = ds.GetRasterBand(1)
+    band.WriteArray(values[:h // 2], 0, 0)
+    ds.FlushCache()
+    if check_flush:
+        check_first_commit(path, values)
+    band.WriteArray(values[h // 2:], 0, h // 2)
+    ds = None
+
+
+def check_first_commit(path, values):
+    """Another handle sees the top half written before the flush, and no data in the
+    blocks below it."""
+    h = values.shape[0]
+    other = gdal.Open(path)
+    band = other.GetRasterBand(1)
+    bh = band.GetBlockSize()[1]
+    got, mask = band.ReadAsArray(), band.GetMaskBand().ReadAsArray()
+    first_unwritten = (h // 2 + bh - 1) // bh * bh
+    if not np.array_equal(got[:h // 2], values[:h // 2]) or not mask[:h // 2].all():
+        raise SystemExit("after FlushCache, another handle does not read the rows written")
+    if mask[first_unwritten:].any():
+        raise SystemExit(f"after FlushCache, rows from {first_unwritten} on hold data")
+
+
+def flush_midway(args):
+    """The top half, FlushCache (a first commit, checked through another handle), the
+    bottom half, close."""
+    h, w = 160, 200
+    y, x = np.mgrid[0:h, 0:w]
+    values = (x * 1000 - y * 7 - 30000).astype(np.int32)
+    for path in args:
+        flush_midway_one(path, values, path.endswith(".gridstore"))
+
+
 def create_refused(args):
     path, type_name = args
     gdal.ErrorReset()
@@ -425,4 +467,5 @@ if __name__ == "__main__":
     command, rest = sys.argv[1], sys.argv[2:]
     {"compare": compare, "rasterio-write": rasterio_write, "pixels-first": pixels_first,
      "check-metadata": check_metadata, "palette": palette, "no-georef": no_georef,
-     "create-refused": create_refused, "writer": writer}[command](rest)
+     "create-refused": create_refused, "writer": writer,
+     "flush-midway": flush_midway}[command](rest)
