@@ -6,7 +6,7 @@ gdal_translate ingest of the same data and the same Create writing a GTiff.
    sets the geotransform and CRS, then writes the raster in strips of --strip-rows rows
    with WriteArray, and closes it (the commit and every level happen at close).
 2. gdal_translate -> store: `gdal_translate -of GRIDSTORE` of the same pixels, read from a
-   tiled, ZSTD-compressed GTiff written first by the same writer (source.tif).
+   tiled, ZSTD-compressed GTiff written first by the same writer (source-SIZE.tif).
 3. create -> GTiff: the writer of 1, writing a tiled, ZSTD-compressed GTiff (no levels), for
    reference.
 4. Python baseline: the writer's interpreter with GDAL and numpy loaded and one strip
@@ -14,10 +14,12 @@ gdal_translate ingest of the same data and the same Create writing a GTiff.
 
 Peak memory is the maximum resident set size of the process (`/usr/bin/time -f %M`). Every
 run has the same GDAL_CACHEMAX (printed), the plugin of target/release, and a fresh
-process; the cases take turns run by run. Figures are medians of --runs runs. Nothing is
-asserted: the table is for docs/PERFORMANCE.md.
+process; the cases take turns run by run. Figures are medians of --runs runs. A second
+table repeats 1, 3 and 4 at a quarter and a half of the size, to show whether a writer's
+peak grows with the raster or stays bounded. Nothing is asserted: the tables are for
+docs/PERFORMANCE.md.
 
-Usage: bench/create_memory.py [--runs N] [--work DIR] [--size N] [--cachemax MB]
+Usage: bench/create_memory.py [--runs N] [--work DIR] [--size N] [--cachemax MB] [--no-sizes]
        bench/create_memory.py write PATH SIZE [--strip-rows N] [--baseline]   (one writer)
 """
 import argparse
@@ -104,7 +106,7 @@ def environment(cachemax, plugins):
     return env
 
 
-def cases(work, size, strip_rows):
+def cases(work, size, strip_rows, source):
     """(label, command, output to remove before each run) of every case."""
     me = os.path.abspath(__file__)
     writer = [PY, me, "write"]
@@ -115,8 +117,7 @@ def cases(work, size, strip_rows):
     return [
         ("create -> store", writer + [created, str(size)] + strips, created),
         ("gdal_translate -> store",
-         ["gdal_translate", "-q", "-of", "GRIDSTORE", os.path.join(work, "source.tif"),
-          translated], translated),
+         ["gdal_translate", "-q", "-of", "GRIDSTORE", source, translated], translated),
         ("create -> GTiff", writer + [gtiff, str(size)] + strips, gtiff),
         ("Python baseline", writer + [gtiff, str(size), "--baseline"] + strips, None),
     ]
@@ -141,6 +142,43 @@ def show(command):
     return " ".join(os.path.relpath(w, ROOT) if w.startswith(ROOT) else w for w in command)
 
 
+def median_mib(measurements):
+    return statistics.median(m for _, m in measurements) / 1024
+
+
+def source_for(work, size, strip_rows, env):
+    """The tiled, compressed GTiff gdal_translate reads, written once by the writer."""
+    source = os.path.join(work, f"source-{size}.tif")
+    if not os.path.exists(source):
+        subprocess.run([PY, os.path.abspath(__file__), "write", source + ".part.tif",
+                        str(size), "--strip-rows", str(strip_rows)], env=env, check=True)
+        os.rename(source + ".part.tif", source)
+    return source
+
+
+def print_main_table(a, all_cases, results):
+    print(f"{a.size} x {a.size} Float32, GDAL_CACHEMAX={a.cachemax} MB, strips of "
+          f"{a.strip_rows} rows, median of {a.runs} runs\n")
+    print("| case | peak RSS MiB | wall s | command |")
+    print("|---|---:|---:|---|")
+    for label, command, _ in all_cases:
+        seconds = statistics.median(t for t, _ in results[label])
+        print(f"| {label} | {median_mib(results[label]):.0f} | {seconds:.1f} | "
+              f"`{show(command)}` |")
+
+
+def print_size_table(by_size):
+    """Whether the Create writers' peak grows with the raster: smaller sizes beside the
+    main one."""
+    labels = ["create -> store", "create -> GTiff", "Python baseline"]
+    print("\nPeak RSS MiB by raster size (same cache, strips and runs):\n")
+    print("| size | " + " | ".join(labels) + " |")
+    print("|---:|" + "---:|" * len(labels))
+    for size in sorted(by_size):
+        cells = " | ".join(f"{median_mib(by_size[size][label]):.0f}" for label in labels)
+        print(f"| {size} | {cells} |")
+
+
 def main():
     p = argparse.ArgumentParser()
     p.add_argument("--runs", type=int, default=3)
@@ -148,6 +186,8 @@ def main():
     p.add_argument("--size", type=int, default=16384)
     p.add_argument("--cachemax", type=int, default=256, help="GDAL_CACHEMAX, in MB")
     p.add_argument("--strip-rows", type=int, default=256)
+    p.add_argument("--no-sizes", action="store_true",
+                   help="skip the Create writers at a quarter and half of --size")
     a = p.parse_args()
     if not os.path.exists(PLUGIN):
         raise SystemExit(f"{PLUGIN} is missing: run `cargo build --release` first")
@@ -155,24 +195,19 @@ def main():
     plugins = tempfile.mkdtemp(prefix="gdalplugins-", dir=a.work)
     shutil.copy(PLUGIN, os.path.join(plugins, "gdal_GRIDSTORE.so"))
     env = environment(a.cachemax, plugins)
-    source = os.path.join(a.work, "source.tif")
-    if not os.path.exists(source):
-        subprocess.run([PY, os.path.abspath(__file__), "write", source + ".part.tif",
-                        str(a.size), "--strip-rows", str(a.strip_rows)], env=env, check=True)
-        os.rename(source + ".part.tif", source)
-    all_cases = cases(a.work, a.size, a.strip_rows)
     try:
+        source = source_for(a.work, a.size, a.strip_rows, env)
+        all_cases = cases(a.work, a.size, a.strip_rows, source)
         results = measure_all(all_cases, a.runs, env)
+        by_size = {a.size: results}
+        for size in ([] if a.no_sizes else [a.size // 4, a.size // 2]):
+            writers = [c for c in cases(a.work, size, a.strip_rows, source)
+                       if not c[0].startswith("gdal_translate")]
+            by_size[size] = measure_all(writers, a.runs, env)
     finally:
         shutil.rmtree(plugins)
-    print(f"{a.size} x {a.size} Float32, GDAL_CACHEMAX={a.cachemax} MB, strips of "
-          f"{a.strip_rows} rows, median of {a.runs} runs\n")
-    print("| case | peak RSS MiB | wall s | command |")
-    print("|---|---:|---:|---|")
-    for label, command, _ in all_cases:
-        rss = statistics.median(m for _, m in results[label]) / 1024
-        seconds = statistics.median(t for t, _ in results[label])
-        print(f"| {label} | {rss:.0f} | {seconds:.1f} | `{show(command)}` |")
+    print_main_table(a, all_cases, results)
+    print_size_table(by_size)
 
 
 if __name__ == "__main__":
