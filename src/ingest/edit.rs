@@ -28,6 +28,9 @@ use crate::with_sample_type;
 
 /// Decoded tiles an edit keeps in memory before parking the oldest in the transaction.
 const MAX_DECODED_BYTES: usize = 256 << 20;
+/// Decoded tiles beyond which those written whole are parked first: a writer going row by
+/// row (GDAL tools, rasterio) then holds about one row of tiles, not the whole budget.
+const PARK_WHOLE_TILES_ABOVE: usize = 64 << 20;
 
 pub struct Editor {
     root: PathBuf,
@@ -41,6 +44,9 @@ pub struct Editor {
     decoded_bytes: usize,
     /// Every tile edited since the last commit, decoded or parked.
     dirty: BTreeSet<TileLoc>,
+    /// Samples written into each decoded tile since it was decoded (overlapping writes
+    /// count twice): a tile is taken as written whole once they reach its size.
+    filled: HashMap<TileLoc, usize>,
     written: Option<PixelRect>,
     /// Set for a session that creates its store (GDAL's `Create`).
     creation: Option<Creation>,
@@ -94,6 +100,7 @@ impl Editor {
             order: VecDeque::new(),
             decoded_bytes: 0,
             dirty: BTreeSet::new(),
+            filled: HashMap::new(),
             written: None,
             creation: None,
         })
@@ -114,6 +121,7 @@ impl Editor {
             order: VecDeque::new(),
             decoded_bytes: 0,
             dirty: BTreeSet::new(),
+            filled: HashMap::new(),
             written: None,
             creation: Some(Creation {
                 extent,
@@ -202,28 +210,61 @@ impl Editor {
         Ok(tile)
     }
 
-    /// Parks the oldest decoded tiles until `incoming` more bytes fit the budget.
+    /// Makes room for `incoming` more decoded bytes: past a first threshold the tiles
+    /// written whole are parked, past the budget the oldest.
     fn park_if_full(&mut self, incoming: usize) -> Result<()> {
+        if self.decoded_bytes + incoming > PARK_WHOLE_TILES_ABOVE {
+            let whole: Vec<TileLoc> = self
+                .filled
+                .iter()
+                .filter(|(loc, n)| **n >= self.samples_to_fill(**loc))
+                .map(|(loc, _)| *loc)
+                .collect();
+            for loc in whole {
+                self.park(loc)?;
+            }
+        }
         while self.decoded_bytes + incoming > MAX_DECODED_BYTES {
             let Some(loc) = self.order.pop_front() else {
                 break;
             };
-            let Some(tile) = self.decoded.remove(&loc) else {
-                continue;
-            };
-            self.decoded_bytes -= tile.data.len();
-            if self.dirty.contains(&loc) {
-                let mut tile = tile;
-                if let Some(c) = self.creation.as_mut() {
-                    c.bring_up_to_date(loc, &mut tile);
-                }
-                let txn = self
-                    .txn
-                    .as_ref()
-                    .expect("tiles are decoded within a transaction");
-                txn.put_tile(TileKey::new(0, 0, loc), &tile)?;
-            }
+            self.park(loc)?;
         }
+        Ok(())
+    }
+
+    /// Samples a write must give tile `loc` to fill it: every band of its pixels (within
+    /// the raster, for a store being created).
+    fn samples_to_fill(&self, loc: TileLoc) -> usize {
+        let Some(txn) = self.txn.as_ref() else {
+            return usize::MAX;
+        };
+        let m = &txn.manifest;
+        let mut rect = loc.pixel_rect(m.grid.tile_size);
+        if let Some(c) = &self.creation {
+            rect = rect.intersect(&c.extent);
+        }
+        (rect.width() * rect.height()) as usize * m.bands.len()
+    }
+
+    /// Moves a decoded tile into the transaction (if it was written) and out of memory.
+    fn park(&mut self, loc: TileLoc) -> Result<()> {
+        self.filled.remove(&loc);
+        let Some(mut tile) = self.decoded.remove(&loc) else {
+            return Ok(());
+        };
+        self.decoded_bytes -= tile.data.len();
+        if !self.dirty.contains(&loc) {
+            return Ok(());
+        }
+        if let Some(c) = self.creation.as_mut() {
+            c.bring_up_to_date(loc, &mut tile);
+        }
+        let txn = self
+            .txn
+            .as_ref()
+            .expect("tiles are decoded within a transaction");
+        txn.put_tile(TileKey::new(0, 0, loc), &tile)?;
         Ok(())
     }
 
@@ -278,6 +319,7 @@ impl Editor {
             });
             tile.normalize_mask();
             self.dirty.insert(loc);
+            *self.filled.entry(loc).or_default() += (part.width() * part.height()) as usize;
         }
         self.written = Some(self.written.map_or(rect, |w| w.union(&rect)));
         Ok(())
@@ -396,6 +438,7 @@ impl Editor {
     fn take_edited(&mut self, dirty: &[TileLoc]) -> Vec<Edited> {
         let mut decoded = std::mem::take(&mut self.decoded);
         self.order.clear();
+        self.filled.clear();
         self.decoded_bytes = 0;
         dirty
             .iter()
@@ -418,6 +461,7 @@ impl Editor {
         }
         self.decoded.clear();
         self.order.clear();
+        self.filled.clear();
         self.decoded_bytes = 0;
         self.dirty.clear();
         self.written = None;
