@@ -1,6 +1,7 @@
 #include "gridstore_dataset.h"
 
 #include <algorithm>
+#include <climits>
 #include <cstring>
 #include <new>
 
@@ -320,6 +321,65 @@ CPLErr GridstoreDataset::WriteBlock(int blockX, int blockY, int band, const void
     return gridstore_write_block(m_store.get(), band, x, y, w, h, image, m_info.tile_size) == 0
                ? CE_None
                : CE_Failure;
+}
+
+bool GridstoreDataset::WritesDirectly(GDALRWFlag rw, int w, int h, int bufW, int bufH) const
+{
+    return rw == GF_Write && SettingsGoToStore() && w == bufW && h == bufH;
+}
+
+CPLErr GridstoreDataset::IRasterIO(GDALRWFlag rw, int x, int y, int w, int h, void *data,
+                                   int bufW, int bufH, GDALDataType bufType, int bandCount,
+                                   int *bandMap, GSpacing pixelSpace, GSpacing lineSpace,
+                                   GSpacing bandSpace, GDALRasterIOExtraArg *extra)
+{
+    if (WritesDirectly(rw, w, h, bufW, bufH))
+        return BandBasedRasterIO(rw, x, y, w, h, data, bufW, bufH, bufType, bandCount, bandMap,
+                                 pixelSpace, lineSpace, bandSpace, extra);
+    return GDALPamDataset::IRasterIO(rw, x, y, w, h, data, bufW, bufH, bufType, bandCount,
+                                     bandMap, pixelSpace, lineSpace, bandSpace, extra);
+}
+
+CPLErr GridstoreDataset::WriteWindow(int band, int x, int y, int w, int h, const void *data,
+                                     GDALDataType bufType, GSpacing pixelSpace,
+                                     GSpacing lineSpace)
+{
+    // Blocks of this window that GDAL's cache holds go first (a dirty one is written), so
+    // that none can later overwrite what is written here, or be read back stale.
+    GDALRasterBand *target = GetRasterBand(band);
+    const int bs = m_info.tile_size;
+    for (int by = y / bs; by <= (y + h - 1) / bs; by++)
+        for (int bx = x / bs; bx <= (x + w - 1) / bs; bx++)
+        {
+            GDALRasterBlock *cached = target->TryGetLockedBlockRef(bx, by);
+            if (cached == nullptr)
+                continue;
+            cached->DropLock();
+            if (target->FlushBlock(bx, by, TRUE) != CE_None)
+                return CE_Failure;
+        }
+    const GDALDataType type = target->GetRasterDataType();
+    const int size = GDALGetDataTypeSizeBytes(type);
+    if (bufType == type && pixelSpace == size && lineSpace % size == 0 &&
+        lineSpace / size >= w && lineSpace / size <= INT_MAX)
+        return gridstore_write_block(m_store.get(), band, x, y, w, h, data,
+                                     static_cast<int>(lineSpace / size)) == 0
+                   ? CE_None
+                   : CE_Failure;
+    // Another type or spacing: converted a strip of rows at a time.
+    const int rows = std::max(1, std::min(h, static_cast<int>((16 << 20) / (GIntBig(w) * size))));
+    std::vector<GByte> strip(static_cast<size_t>(rows) * w * size);
+    for (int r = 0; r < h; r += rows)
+    {
+        const int n = std::min(rows, h - r);
+        for (int i = 0; i < n; i++)
+            GDALCopyWords64(static_cast<const GByte *>(data) + (r + i) * lineSpace, bufType,
+                            static_cast<int>(pixelSpace), strip.data() + static_cast<size_t>(i) * w * size,
+                            type, size, w);
+        if (gridstore_write_block(m_store.get(), band, x, y + r, w, n, strip.data(), w) != 0)
+            return CE_Failure;
+    }
+    return CE_None;
 }
 
 CPLErr GridstoreDataset::GetGeoTransform(double *transform)
@@ -740,8 +800,22 @@ CPLErr GridstoreBand::IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nX
 {
     // A write to an overview fails here, at the call, rather than later when GDAL's block
     // cache flushes it (when the caller may no longer be looking at errors).
-    if (eRWFlag == GF_Write && static_cast<GridstoreDataset *>(poDS)->RefuseOverviewWrite())
+    auto *ds = static_cast<GridstoreDataset *>(poDS);
+    if (eRWFlag == GF_Write && ds->RefuseOverviewWrite())
         return CE_Failure;
+    if (ds->WritesDirectly(eRWFlag, nXSize, nYSize, nBufXSize, nBufYSize))
+    {
+        try
+        {
+            return ds->WriteWindow(nBand, nXOff, nYOff, nXSize, nYSize, pData, eBufType,
+                                   nPixelSpace, nLineSpace);
+        }
+        catch (...)
+        {
+            CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: out of memory writing a window");
+            return CE_Failure;
+        }
+    }
     // Only full-resolution reads go block by block; downsampled ones go to an overview.
     if (eRWFlag == GF_Read && nBufXSize == nXSize && nBufYSize == nYSize)
     {

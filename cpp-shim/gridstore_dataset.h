@@ -106,6 +106,12 @@ class GridstoreDataset final : public GDALPamDataset
     CPLErr SetMetadata(char **metadata, const char *domain = "") override;
     CPLErr SetMetadataItem(const char *name, const char *value,
                            const char *domain = "") override;
+    // Full-resolution writes of several bands go band by band to the store (see
+    // WriteWindow); everything else as GDAL does it.
+    CPLErr IRasterIO(GDALRWFlag rw, int x, int y, int w, int h, void *data, int bufW, int bufH,
+                     GDALDataType bufType, int bandCount, int *bandMap, GSpacing pixelSpace,
+                     GSpacing lineSpace, GSpacing bandSpace,
+                     GDALRasterIOExtraArg *extra) override;
     // Writes GDAL's dirty blocks, then commits them (base dataset in update mode).
     void FlushCache(bool bAtClosing) override;
     // Levels are kept up to date by every write: asking for levels the store has succeeds
@@ -118,6 +124,13 @@ class GridstoreDataset final : public GDALPamDataset
     // `level` 0 is the dataset GDAL opens; levels above are its overviews.
     GridstoreDataset(std::shared_ptr<GsStore> store, int level, GDALAccess access);
     CPLErr WriteBlock(int blockX, int blockY, int band, const void *image);
+    // Writes a window of band `band` straight to the store, bypassing GDAL's block cache,
+    // whose dirty blocks would otherwise pile up to GDAL_CACHEMAX before reaching the
+    // store: a window from a buffer of any type and spacing.
+    CPLErr WriteWindow(int band, int x, int y, int w, int h, const void *data,
+                       GDALDataType bufType, GSpacing pixelSpace, GSpacing lineSpace);
+    // Whether a request is a full-resolution write this dataset takes straight to the store.
+    bool WritesDirectly(GDALRWFlag rw, int w, int h, int bufW, int bufH) const;
     // On an overview: reports that only the base level takes writes, and returns true.
     bool RefuseOverviewWrite();
     // Whether the last band is an alpha band that GDAL's own rule makes the mask of the

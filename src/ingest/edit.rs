@@ -26,8 +26,20 @@ use crate::store::{NewStore, Transaction};
 use crate::tile::{fill_value, BandValidity, Tile};
 use crate::with_sample_type;
 
-/// Decoded tiles an edit keeps in memory before parking the oldest in the transaction.
-const MAX_DECODED_BYTES: usize = 256 << 20;
+/// How many bytes of decoded tiles an edit keeps in memory.
+#[derive(Clone, Copy)]
+struct Budget {
+    /// Beyond this, the tiles written whole are parked in the transaction first: a writer
+    /// going row by row (GDAL tools, rasterio) then holds about one row of tiles.
+    whole_tiles_above: usize,
+    /// Beyond this, the oldest tiles are parked.
+    most: usize,
+}
+
+const BUDGET: Budget = Budget {
+    whole_tiles_above: 64 << 20,
+    most: 256 << 20,
+};
 
 pub struct Editor {
     root: PathBuf,
@@ -39,8 +51,12 @@ pub struct Editor {
     order: VecDeque<TileLoc>,
     /// Sample bytes of the decoded tiles.
     decoded_bytes: usize,
+    budget: Budget,
     /// Every tile edited since the last commit, decoded or parked.
     dirty: BTreeSet<TileLoc>,
+    /// Samples written into each decoded tile since it was decoded (overlapping writes
+    /// count twice): a tile is taken as written whole once they reach its size.
+    filled: HashMap<TileLoc, usize>,
     written: Option<PixelRect>,
     /// Set for a session that creates its store (GDAL's `Create`).
     creation: Option<Creation>,
@@ -93,7 +109,9 @@ impl Editor {
             decoded: HashMap::new(),
             order: VecDeque::new(),
             decoded_bytes: 0,
+            budget: BUDGET,
             dirty: BTreeSet::new(),
+            filled: HashMap::new(),
             written: None,
             creation: None,
         })
@@ -113,7 +131,9 @@ impl Editor {
             decoded: HashMap::new(),
             order: VecDeque::new(),
             decoded_bytes: 0,
+            budget: BUDGET,
             dirty: BTreeSet::new(),
+            filled: HashMap::new(),
             written: None,
             creation: Some(Creation {
                 extent,
@@ -202,28 +222,61 @@ impl Editor {
         Ok(tile)
     }
 
-    /// Parks the oldest decoded tiles until `incoming` more bytes fit the budget.
+    /// Makes room for `incoming` more decoded bytes: past a first threshold the tiles
+    /// written whole are parked, past the budget the oldest.
     fn park_if_full(&mut self, incoming: usize) -> Result<()> {
-        while self.decoded_bytes + incoming > MAX_DECODED_BYTES {
+        if self.decoded_bytes + incoming > self.budget.whole_tiles_above {
+            let whole: Vec<TileLoc> = self
+                .filled
+                .iter()
+                .filter(|(loc, n)| **n >= self.samples_to_fill(**loc))
+                .map(|(loc, _)| *loc)
+                .collect();
+            for loc in whole {
+                self.park(loc)?;
+            }
+        }
+        while self.decoded_bytes + incoming > self.budget.most {
             let Some(loc) = self.order.pop_front() else {
                 break;
             };
-            let Some(tile) = self.decoded.remove(&loc) else {
-                continue;
-            };
-            self.decoded_bytes -= tile.data.len();
-            if self.dirty.contains(&loc) {
-                let mut tile = tile;
-                if let Some(c) = self.creation.as_mut() {
-                    c.bring_up_to_date(loc, &mut tile);
-                }
-                let txn = self
-                    .txn
-                    .as_ref()
-                    .expect("tiles are decoded within a transaction");
-                txn.put_tile(TileKey::new(0, 0, loc), &tile)?;
-            }
+            self.park(loc)?;
         }
+        Ok(())
+    }
+
+    /// Samples a write must give tile `loc` to fill it: every band of its pixels (within
+    /// the raster, for a store being created).
+    fn samples_to_fill(&self, loc: TileLoc) -> usize {
+        let Some(txn) = self.txn.as_ref() else {
+            return usize::MAX;
+        };
+        let m = &txn.manifest;
+        let mut rect = loc.pixel_rect(m.grid.tile_size);
+        if let Some(c) = &self.creation {
+            rect = rect.intersect(&c.extent);
+        }
+        (rect.width() * rect.height()) as usize * m.bands.len()
+    }
+
+    /// Moves a decoded tile into the transaction (if it was written) and out of memory.
+    fn park(&mut self, loc: TileLoc) -> Result<()> {
+        self.filled.remove(&loc);
+        let Some(mut tile) = self.decoded.remove(&loc) else {
+            return Ok(());
+        };
+        self.decoded_bytes -= tile.data.len();
+        if !self.dirty.contains(&loc) {
+            return Ok(());
+        }
+        if let Some(c) = self.creation.as_mut() {
+            c.bring_up_to_date(loc, &mut tile);
+        }
+        let txn = self
+            .txn
+            .as_ref()
+            .expect("tiles are decoded within a transaction");
+        txn.put_tile(TileKey::new(0, 0, loc), &tile)?;
         Ok(())
     }
 
@@ -278,6 +331,7 @@ impl Editor {
             });
             tile.normalize_mask();
             self.dirty.insert(loc);
+            *self.filled.entry(loc).or_default() += (part.width() * part.height()) as usize;
         }
         self.written = Some(self.written.map_or(rect, |w| w.union(&rect)));
         Ok(())
@@ -396,6 +450,7 @@ impl Editor {
     fn take_edited(&mut self, dirty: &[TileLoc]) -> Vec<Edited> {
         let mut decoded = std::mem::take(&mut self.decoded);
         self.order.clear();
+        self.filled.clear();
         self.decoded_bytes = 0;
         dirty
             .iter()
@@ -418,6 +473,7 @@ impl Editor {
         }
         self.decoded.clear();
         self.order.clear();
+        self.filled.clear();
         self.decoded_bytes = 0;
         self.dirty.clear();
         self.written = None;
@@ -565,4 +621,176 @@ fn store_tiles(
         builder.offer(e.loc, builder.quarter_of(stored.as_ref()));
         builder.build_ready()
     })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::ingest::create_store;
+    use crate::ingest::tests::{manifest, MemSource};
+    use crate::store::Snapshot;
+
+    const W: usize = 70;
+    const H: usize = 50;
+
+    fn plane() -> Vec<f32> {
+        (0..W * H)
+            .map(|i| ((i * 7919) % 1000) as f32 - 20.0)
+            .collect()
+    }
+
+    /// A session creating a 70 x 50 single-band Float32 store of 16-pixel tiles, whose
+    /// budget holds `tiles` decoded tiles.
+    fn creating(path: &Path, tiles: usize) -> Editor {
+        let mut new = manifest(path, 1, None, 16);
+        new.manifest.extent = None;
+        let extent = PixelRect::new(0, 0, W as i64, H as i64);
+        let mut e = Editor::create(new, extent, "test").unwrap();
+        let tile = 16 * 16 * 4;
+        e.budget = Budget {
+            whole_tiles_above: tile * tiles / 2,
+            most: tile * tiles,
+        };
+        e
+    }
+
+    /// Writes `plane` in 9 x 7 windows in a scattered order.
+    fn write_scattered(e: &mut Editor, plane: &[f32], rows: std::ops::Range<usize>) {
+        let mut windows: Vec<(usize, usize)> = rows
+            .step_by(7)
+            .flat_map(|y| (0..W).step_by(9).map(move |x| (x, y)))
+            .collect();
+        windows.sort_by_key(|(x, y)| (x * 31 + y * 17) % 23);
+        for (x, y) in windows {
+            let (w, h) = (9.min(W - x), 7.min(H - y));
+            let mut buf = Vec::with_capacity(w * h);
+            for r in y..y + h {
+                buf.extend_from_slice(&plane[r * W + x..r * W + x + w]);
+            }
+            let rect = PixelRect::new(x as i64, y as i64, (x + w) as i64, (y + h) as i64);
+            e.write(0, rect, bytemuck::cast_slice(&buf), w).unwrap();
+        }
+    }
+
+    /// Every level of two stores, read whole, with masks.
+    fn levels(path: &Path) -> Vec<(Vec<u8>, Vec<u8>)> {
+        let snap = Snapshot::open(path, None).unwrap();
+        let layout = *snap.layout().unwrap();
+        (0..layout.level_count() as u8)
+            .map(|level| {
+                let rect = layout.level_rect(level);
+                let n = (rect.width() * rect.height()) as usize;
+                let (mut data, mut mask) = (vec![0u8; n * 4], vec![0u8; n]);
+                snap.read_region(0, level, rect, &mut data, Some(&mut mask))
+                    .unwrap();
+                (data, mask)
+            })
+            .collect()
+    }
+
+    /// The same raster made by the ingest of a new store, with `nodata`.
+    fn reference(path: &Path, plane: Vec<f32>, nodata: Option<f64>) {
+        let mut src = MemSource {
+            w: W,
+            h: H,
+            planes: vec![plane],
+            mask: None,
+        };
+        create_store(manifest(path, 1, nodata, 16), &mut src, 2, "t", &mut |_| {
+            true
+        })
+        .unwrap();
+    }
+
+    #[test]
+    fn a_created_store_equals_a_fresh_ingest_of_the_same_pixels() {
+        let dir = tempfile::tempdir().unwrap();
+        let (made, fresh) = (
+            dir.path().join("a.gridstore"),
+            dir.path().join("b.gridstore"),
+        );
+        // A budget of 4 tiles out of 20: most tiles are parked and read back.
+        let mut e = creating(&made, 4);
+        write_scattered(&mut e, &plane(), 0..H);
+        let m = e.commit(2).unwrap().unwrap();
+        assert!(m.all_valid, "every pixel was written");
+        assert_eq!(m.extent, Some(PixelRect::new(0, 0, W as i64, H as i64)));
+        reference(&fresh, plane(), None);
+        assert_eq!(levels(&made), levels(&fresh));
+    }
+
+    #[test]
+    fn nodata_set_after_tiles_were_parked_applies_to_them() {
+        let dir = tempfile::tempdir().unwrap();
+        let (made, fresh) = (
+            dir.path().join("a.gridstore"),
+            dir.path().join("b.gridstore"),
+        );
+        let mut e = creating(&made, 4);
+        let values = plane();
+        write_scattered(&mut e, &values, 0..28);
+        // -20 is a value the plane holds: under the new nodata those pixels hold none.
+        e.describe_new_store(|m| {
+            m.bands[0].nodata = Some(-20.0);
+            Ok(())
+        })
+        .unwrap();
+        write_scattered(&mut e, &values, 28..H);
+        e.commit(2).unwrap().unwrap();
+        reference(&fresh, values, Some(-20.0));
+        assert_eq!(levels(&made), levels(&fresh));
+    }
+
+    #[test]
+    fn pixels_never_written_hold_no_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.gridstore");
+        let mut e = creating(&path, 100);
+        write_scattered(&mut e, &plane(), 0..14);
+        let m = e.commit(1).unwrap().unwrap();
+        assert!(!m.all_valid);
+        let snap = Snapshot::open(&path, None).unwrap();
+        let rect = PixelRect::new(0, 0, W as i64, H as i64);
+        let (mut data, mut mask) = (vec![0u8; W * H * 4], vec![0u8; W * H]);
+        snap.read_region(0, 0, rect, &mut data, Some(&mut mask))
+            .unwrap();
+        assert!(mask[..14 * W].iter().all(|v| *v == 255));
+        assert!(mask[14 * W..].iter().all(|v| *v == 0));
+    }
+
+    #[test]
+    fn a_store_created_without_writes_exists_without_data() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.gridstore");
+        let m = creating(&path, 100).commit(1).unwrap().unwrap();
+        assert_eq!((m.index.tiles, m.snapshot.id), (0, 1));
+        assert!(Snapshot::open(&path, None).unwrap().layout().is_some());
+    }
+
+    #[test]
+    fn a_creation_dropped_before_its_commit_leaves_nothing() {
+        let dir = tempfile::tempdir().unwrap();
+        let path = dir.path().join("a.gridstore");
+        let mut e = creating(&path, 4);
+        write_scattered(&mut e, &plane(), 0..H);
+        assert!(path.exists());
+        drop(e);
+        assert!(!path.exists());
+    }
+
+    #[test]
+    fn the_description_is_fixed_once_the_store_exists() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut e = creating(&dir.path().join("a.gridstore"), 4);
+        e.commit(1).unwrap();
+        assert!(
+            e.describe_new_store(|_| Ok(())).is_ok(),
+            "no change is accepted"
+        );
+        let changed = e.describe_new_store(|m| {
+            m.bands[0].nodata = Some(1.0);
+            Ok(())
+        });
+        assert!(matches!(changed, Err(Error::NotSupported(_))));
+    }
 }
