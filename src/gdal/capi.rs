@@ -82,6 +82,27 @@ struct BandStrings {
     metadata: CStringList,
 }
 
+impl BandStrings {
+    /// The strings of a band whose levels are made by `resampling`.
+    fn of(b: &crate::manifest::BandSpec, resampling: &str) -> BandStrings {
+        BandStrings {
+            description: c_string(&b.description),
+            color_interp: c_string(&b.color_interp),
+            unit: c_string(&b.unit),
+            palette_interp: palette_interp_code(
+                b.color_table.as_ref().map_or("RGB", |t| t.interp.as_str()),
+            ),
+            resampling: c_string(resampling),
+            color_table: b
+                .color_table
+                .as_ref()
+                .map(|t| t.entries.iter().flatten().copied().collect())
+                .unwrap_or_default(),
+            metadata: CStringList::new(b.metadata.iter().map(|(k, v)| format!("{k}={v}"))),
+        }
+    }
+}
+
 /// `GDALPaletteInterp` for a palette interpretation name.
 fn palette_interp_code(name: &str) -> c_int {
     match name {
@@ -89,6 +110,16 @@ fn palette_interp_code(name: &str) -> c_int {
         "CMYK" => 2,
         "HLS" => 3,
         _ => 1, // RGB
+    }
+}
+
+/// The palette interpretation name of a `GDALPaletteInterp`.
+fn palette_interp_name(code: c_int) -> &'static str {
+    match code {
+        0 => "Gray",
+        2 => "CMYK",
+        3 => "HLS",
+        _ => "RGB",
     }
 }
 
@@ -271,22 +302,8 @@ impl View {
         let bands = m
             .bands
             .iter()
-            .enumerate()
-            .map(|(i, b)| BandStrings {
-                description: c_string(&b.description),
-                color_interp: c_string(&b.color_interp),
-                unit: c_string(&b.unit),
-                palette_interp: palette_interp_code(
-                    b.color_table.as_ref().map_or("RGB", |t| t.interp.as_str()),
-                ),
-                resampling: c_string(pyramid.resampling[i].gdal_name()),
-                color_table: b
-                    .color_table
-                    .as_ref()
-                    .map(|t| t.entries.iter().flatten().copied().collect())
-                    .unwrap_or_default(),
-                metadata: CStringList::new(b.metadata.iter().map(|(k, v)| format!("{k}={v}"))),
-            })
+            .zip(&pyramid.resampling)
+            .map(|(b, r)| BandStrings::of(b, r.gdal_name()))
             .collect();
         let metadata = CStringList::new(m.metadata.iter().map(|(k, v)| format!("{k}={v}")));
         let image_structure = CStringList::new([

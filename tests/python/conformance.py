@@ -21,6 +21,7 @@ Usage:
                                                a damaged manifest and a bad creation option
 Prints "ok ..." when every check holds; fails with a message otherwise.
 """
+import os
 import sys
 
 import numpy as np
@@ -180,10 +181,11 @@ def check_errors(missing, damaged, source, target):
     ds, got, msg = gdal_error(lambda: gdal.GetDriverByName("GRIDSTORE").CreateCopy(
         target, src, options=["COMPRESS=JPEG"]))
     assert ds is None and got == gdal.CPLE_IllegalArg and "COMPRESS" in msg, (got, msg)
-    # Create is not how stores are made: not supported.
+    # A type a store cannot hold, asked of Create: not supported, and nothing is made.
     ds, got, msg = gdal_error(lambda: gdal.GetDriverByName("GRIDSTORE").Create(
-        target, 10, 10, 1, gdal.GDT_Byte))
-    assert ds is None and got == gdal.CPLE_NotSupported, (got, msg)
+        target, 10, 10, 1, gdal.GDT_CInt16))
+    assert ds is None and got == gdal.CPLE_NotSupported and "CInt16" in msg, (got, msg)
+    assert not os.path.exists(target), target
     print("ok errors")
 
 

@@ -16,7 +16,7 @@ use std::sync::{Arc, Mutex, RwLock};
 
 use super::super::cpl::{from_c, guard};
 use super::super::source::metadata_map;
-use super::{option_pairs, required_str, StoreHandle, View};
+use super::{option_pairs, palette_interp_name, required_str, StoreHandle, View};
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::grid::PixelRect;
@@ -219,16 +219,6 @@ unsafe fn band_spec(info: &crate::gdal::capi::GsBandInfo) -> Result<BandSpec> {
         // SAFETY: forwarded contract.
         metadata: unsafe { metadata_map(info.metadata) },
     })
-}
-
-/// The name of a `GDALPaletteInterp`.
-fn palette_interp_name(code: c_int) -> &'static str {
-    match code {
-        0 => "Gray",
-        2 => "CMYK",
-        3 => "HLS",
-        _ => "RGB",
-    }
 }
 
 /// # Safety
