@@ -505,12 +505,13 @@ fn an_existing_path_is_refused_and_left_as_it_was() {
 
 // ---- a killed writer -------------------------------------------------------------------
 
-/// The Python writer of create_checks.py, its stdout piped, with a small block cache so
-/// that written blocks reach the driver long before the dataset is closed.
-fn writer(path: &Path, pixels_first: bool) -> std::process::Command {
+/// The Python writer of create_checks.py (a `size` x `size` Float32 raster in strips of 64
+/// rows), its stdout piped, with a small block cache so that written blocks reach the
+/// driver long before the dataset is closed.
+fn writer(path: &Path, size: usize, pixels_first: bool) -> std::process::Command {
     let mut c = cmd("/usr/bin/python3");
     c.arg(root().join("tests/python/create_checks.py"))
-        .args(["writer", s(path), "2048"])
+        .args(["writer", s(path), &size.to_string()])
         .env("GDAL_CACHEMAX", "2")
         .stdout(Stdio::piped())
         .stderr(Stdio::piped());
@@ -520,8 +521,18 @@ fn writer(path: &Path, pixels_first: bool) -> std::process::Command {
     c
 }
 
-/// Kills the writer after it reports `strips` strips written (its blocks flushed from the
-/// cache), and reaps it.
+/// Runs the writer to the end.
+fn write_all(path: &Path, size: usize, pixels_first: bool) {
+    let out = writer(path, size, pixels_first).output().unwrap();
+    assert!(
+        out.status.success(),
+        "writing {}: {}",
+        path.display(),
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// Kills the writer after it reports `strips` strips written, and reaps it.
 fn kill_after(mut child: Child, strips: usize) {
     let stdout = child.stdout.take().unwrap();
     let seen = BufReader::new(stdout)
@@ -543,16 +554,15 @@ fn kill_after(mut child: Child, strips: usize) {
     assert_eq!(status.signal(), Some(libc::SIGKILL), "{status:?}");
 }
 
-/// Kills a Create-based write half way; what it leaves must not open, `gridstore repair`
-/// removes it, and the same write then succeeds and equals the GTiff.
-fn killed_write_leaves_no_store(pixels_first: bool) {
-    let dir = tmp();
-    let store = dir.path().join("killed.gridstore");
-    let child = writer(&store, pixels_first)
+/// Kills a Create-based write of a `size`-pixel square after `strips` strips; what it
+/// leaves must not open and `gridstore repair` removes it; then the same write at that
+/// path succeeds. Returns the store and the path.
+fn kill_then_write_again(dir: &Path, size: usize, strips: usize, pixels_first: bool) -> PathBuf {
+    let store = dir.join("killed.gridstore");
+    let child = writer(&store, size, pixels_first)
         .spawn()
         .expect("start the writer");
-    // 2048 rows in strips of 64: 16 of 32 strips, 8 MB written through a 2 MB cache.
-    kill_after(child, 16);
+    kill_after(child, strips);
     if store.exists() {
         let refused = failed_cleanly(&run("gdalinfo", &[s(&store)]));
         assert!(
@@ -562,21 +572,19 @@ fn killed_write_leaves_no_store(pixels_first: bool) {
         ok(&gridstore(), &["repair", s(&store)]);
         assert!(!store.exists(), "repair removes what the killed write left");
     }
-    let out = writer(&store, pixels_first).output().unwrap();
-    assert!(
-        out.status.success(),
-        "the same Create again: {}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    let gtiff = dir.path().join("reference.tif");
-    let out = writer(&gtiff, pixels_first).output().unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
-    check(&store, &gtiff, &[]);
+    write_all(&store, size, pixels_first);
     assert_eq!(snapshots(&store), 1);
+    store
+}
+
+/// Kills a small write half way (16 of 32 strips: 8 MB written through a 2 MB cache), and
+/// compares the store written again with the GTiff.
+fn killed_write_leaves_no_store(pixels_first: bool) {
+    let dir = tmp();
+    let store = kill_then_write_again(dir.path(), 2048, 16, pixels_first);
+    let gtiff = dir.path().join("reference.tif");
+    write_all(&gtiff, 2048, pixels_first);
+    check(&store, &gtiff, &[]);
 }
 
 #[test]
@@ -587,4 +595,17 @@ fn a_killed_writer_leaves_no_store() {
 #[test]
 fn a_killed_writer_of_pixels_before_georeferencing_leaves_no_store() {
     killed_write_leaves_no_store(true);
+}
+
+/// Past 64 MiB of tiles in memory the driver moves whole tiles into the transaction: a
+/// writer killed after 108 MiB (72 of 96 strips of a 6144-pixel square) leaves chunks
+/// behind, which must stay invisible and be repaired away too.
+#[test]
+fn a_killed_writer_with_tiles_moved_into_its_transaction_leaves_no_store() {
+    let dir = tmp();
+    let store = kill_then_write_again(dir.path(), 6144, 72, false);
+    let gtiff = dir.path().join("reference.tif");
+    write_all(&gtiff, 6144, false);
+    assert_eq!(band_checksums(s(&store)), band_checksums(s(&gtiff)));
+    ok(&gridstore(), &["verify", s(&store)]);
 }
