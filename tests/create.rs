@@ -466,6 +466,17 @@ fn unsupported_types_are_refused_and_nothing_is_left() {
     }
 }
 
+#[test]
+fn a_rotated_geotransform_is_refused_by_the_setter() {
+    let dir = tmp();
+    let store = dir.path().join("rotated.gridstore");
+    let out = python_ok("create_checks.py", &["rotated", s(&store)]);
+    // CPLE_NotSupported is 6; the dataset keeps no geotransform.
+    assert!(out.starts_with("refused 6:"), "{out}");
+    assert!(out.contains("north-up"), "{out}");
+    assert!(out.ends_with("None\n"), "{out}");
+}
+
 /// Every file under `path` (or the file itself) with its contents.
 fn tree(path: &Path) -> BTreeMap<PathBuf, Vec<u8>> {
     let mut files = BTreeMap::new();

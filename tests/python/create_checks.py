@@ -28,6 +28,9 @@ no-georef STORE GTIFF
 flush-midway STORE GTIFF
     Driver.Create, the top half written, FlushCache (checked from another handle: the rows
     written are there, the blocks below hold no data), the bottom half written, closed.
+rotated PATH
+    Driver.Create, then SetGeoTransform of a rotated grid; prints "refused <errno>: <msg>"
+    or "accepted", then the geotransform the dataset reports.
 create-refused PATH TYPE
     Tries Driver.Create of a 64x64 raster of TYPE at PATH; prints "refused <errno>: <msg>"
     or "created".
@@ -415,6 +418,19 @@ def flush_midway(args):
         flush_midway_one(path, values, path.endswith(".gridstore"))
 
 
+def rotated(args):
+    """SetGeoTransform of a rotated grid on a new dataset: prints "refused <errno>: <msg>"
+    or "accepted", then the geotransform the dataset reports."""
+    ds = driver_for(args[0]).Create(args[0], 64, 64, 1, gdal.GDT_Byte, creation_options(args[0]))
+    try:
+        ds.SetGeoTransform([500000, 10, 2, 5000000, 1, -10])
+        print("accepted")
+    except RuntimeError as e:
+        print(f"refused {gdal.GetLastErrorNo()}: {e}")
+    print(ds.GetGeoTransform(can_return_null=True))
+    ds = None
+
+
 def create_refused(args):
     path, type_name = args
     gdal.ErrorReset()
@@ -468,4 +484,4 @@ if __name__ == "__main__":
     {"compare": compare, "rasterio-write": rasterio_write, "pixels-first": pixels_first,
      "check-metadata": check_metadata, "palette": palette, "no-georef": no_georef,
      "create-refused": create_refused, "writer": writer,
-     "flush-midway": flush_midway}[command](rest)
+     "flush-midway": flush_midway, "rotated": rotated}[command](rest)
