@@ -121,6 +121,11 @@ void GridstoreDataset::RefreshInfo()
     m_srs.reset();
     for (int b = 1; b <= nBands; b++)
         static_cast<GridstoreBand *>(GetRasterBand(b))->Refresh();
+    // A band may have become an alpha band, and the first commit tells whether the store
+    // has pixels without data.
+    m_alphaIsMask = AlphaIsMask();
+    if ((m_info.mask_flags & GMF_PER_DATASET) && !m_mask)
+        m_mask.reset(new GridstoreMaskBand(this));
     for (auto &overview : m_overviews)
         if (overview)
             overview->RefreshInfo();
