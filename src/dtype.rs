@@ -145,7 +145,7 @@ impl DataType {
     }
 }
 
-fn gdal_type_name(code: u32) -> &'static str {
+pub fn gdal_type_name(code: u32) -> &'static str {
     match code {
         0 => "Unknown",
         8 => "CInt16",

@@ -286,7 +286,8 @@ impl Editor {
     /// Writing a band's fill value (0 for bands without nodata) onto a pixel that holds no
     /// data leaves it without data: GDAL writes whole blocks back, and the untouched
     /// missing pixels of a block must not turn into zeros. A raster being created is GDAL's
-    /// own dataset, as a GTiff would be: there every written pixel holds data.
+    /// own dataset, as a GTiff would be: there a block (tile) written at all holds data in
+    /// every pixel, those not written holding the fill value.
     pub fn write(
         &mut self,
         band: usize,
@@ -315,15 +316,17 @@ impl Editor {
             )));
         }
         let v = validity[band];
-        let fill_is_data = self.creation.is_some();
+        let raster = self.creation.as_ref().map(|c| c.extent);
         for loc in rect.tiles(0, ts).iter() {
             let part = rect.intersect(&loc.pixel_rect(ts));
             let tile = self.tile_mut(loc)?;
+            if let Some(raster) = raster {
+                holds_data_everywhere(tile, raster.intersect(&loc.pixel_rect(ts)), loc, ts);
+            }
             let to = Placement {
                 rect,
                 part,
                 tile_rect: loc.pixel_rect(ts),
-                fill_is_data,
             };
             with_sample_type!(dtype, T => {
                 let src: &[T] = bytemuck::cast_slice(&data[..need]);
@@ -490,6 +493,23 @@ pub fn settings_are_fixed() -> Error {
     )
 }
 
+/// Marks every pixel of `inside` (the part of tile `loc` within the raster) as holding
+/// data, as a block of a GTiff does once written.
+fn holds_data_everywhere(tile: &mut Tile, inside: PixelRect, loc: TileLoc, tile_size: u32) {
+    let Some(mask) = tile.mask.as_mut() else {
+        return;
+    };
+    let origin = loc.pixel_rect(tile_size);
+    let (x0, x1) = (
+        (inside.x0 - origin.x0) as usize,
+        (inside.x1 - origin.x0) as usize,
+    );
+    for y in (inside.y0 - origin.y0) as usize..(inside.y1 - origin.y0) as usize {
+        let row = y * tile.size;
+        mask[row + x0..row + x1].fill(255);
+    }
+}
+
 /// Where a written window lands in one tile.
 #[derive(Clone, Copy)]
 struct Placement {
@@ -497,8 +517,6 @@ struct Placement {
     rect: PixelRect,
     part: PixelRect,
     tile_rect: PixelRect,
-    /// Whether writing the fill value onto a pixel without data makes it hold data.
-    fill_is_data: bool,
 }
 
 /// Copies the part of a written window that falls in one tile.
@@ -514,7 +532,6 @@ fn write_part<T: Sample>(
         rect,
         part,
         tile_rect,
-        fill_is_data,
     } = *to;
     let size = tile.size;
     let n = size * size;
@@ -527,7 +544,7 @@ fn write_part<T: Sample>(
         let d = (y - tile_rect.y0) as usize * size + (part.x0 - tile_rect.x0) as usize;
         for (i, value) in src[s..s + part.width() as usize].iter().enumerate() {
             if let (Some(m), true) = (&mut mask, masked) {
-                if m[d + i] == 0 && *value == fill && !fill_is_data {
+                if m[d + i] == 0 && *value == fill {
                     continue;
                 }
                 m[d + i] = 255;
@@ -742,7 +759,7 @@ mod tests {
     }
 
     #[test]
-    fn pixels_never_written_hold_no_data() {
+    fn pixels_of_tiles_never_written_hold_no_data() {
         let dir = tempfile::tempdir().unwrap();
         let path = dir.path().join("a.gridstore");
         let mut e = creating(&path, 100);
@@ -754,8 +771,9 @@ mod tests {
         let (mut data, mut mask) = (vec![0u8; W * H * 4], vec![0u8; W * H]);
         snap.read_region(0, 0, rect, &mut data, Some(&mut mask))
             .unwrap();
-        assert!(mask[..14 * W].iter().all(|v| *v == 255));
-        assert!(mask[14 * W..].iter().all(|v| *v == 0));
+        // Rows 0 to 13 were written: the tiles holding them (rows 0 to 15) hold data.
+        assert!(mask[..16 * W].iter().all(|v| *v == 255));
+        assert!(mask[16 * W..].iter().all(|v| *v == 0));
     }
 
     #[test]

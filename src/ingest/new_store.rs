@@ -87,15 +87,14 @@ pub fn grid_placement(geotransform: Option<[f64; 6]>) -> Result<Placement> {
         return Ok(([0.0, 0.0], [1.0, 1.0], false));
     };
     if gt[2] != 0.0 || gt[4] != 0.0 {
-        return Err(Error::NotSupported(
-            "the source grid is rotated or sheared; a store's grid is north-up: \
-             warp it first with gdalwarp"
-                .into(),
-        ));
+        return Err(Error::NotSupported(format!(
+            "the geotransform {gt:?} is rotated or sheared; a store's grid is north-up: \
+             warp the raster first with gdalwarp"
+        )));
     }
     if gt[1] == 0.0 || gt[5] == 0.0 || !gt.iter().all(|v| v.is_finite()) {
         return Err(Error::InvalidInput(format!(
-            "the source geotransform {gt:?} has a zero or non-finite cell size"
+            "the geotransform {gt:?} has a zero or non-finite cell size"
         )));
     }
     Ok(([gt[0], gt[3]], [gt[1], gt[5]], true))

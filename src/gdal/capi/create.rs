@@ -56,7 +56,7 @@ impl StoreHandle {
             data_type: req.data_type,
             geotransform: None,
             crs_wkt: String::new(),
-            bands: vec![BandSpec::gray(None); bands],
+            bands: default_bands(bands),
             metadata: BTreeMap::new(),
         };
         let manifest = new_store_manifest(&source, &opts)?;
@@ -153,6 +153,16 @@ impl StoreHandle {
     }
 }
 
+/// The bands of a new dataset before any is described: grey, and undefined beyond the
+/// first, as a GTiff's are.
+fn default_bands(count: usize) -> Vec<BandSpec> {
+    let mut bands = vec![BandSpec::gray(None); count];
+    for b in bands.iter_mut().skip(1) {
+        b.color_interp = "Undefined".into();
+    }
+    bands
+}
+
 /// The size and band count asked for, checked.
 fn check_shape(req: &Request) -> Result<(usize, usize, usize)> {
     if req.width < 1 || req.height < 1 || req.bands < 1 {
@@ -221,6 +231,18 @@ unsafe fn band_spec(info: &crate::gdal::capi::GsBandInfo) -> Result<BandSpec> {
     })
 }
 
+/// The store type for a `GDALDataType` asked of `Create`, or why there is none.
+fn store_type(name: &str, code: c_int) -> Result<DataType> {
+    let code = u32::try_from(code).unwrap_or(0);
+    DataType::from_gdal_code(code).map_err(|_| {
+        Error::NotSupported(format!(
+            "{name}: a store cannot hold data type {}; the types a store holds are Byte, \
+             UInt16, Int16, UInt32, Int32, Float32 and Float64",
+            crate::dtype::gdal_type_name(code)
+        ))
+    })
+}
+
 /// # Safety
 /// Called by the shim with the pointers cpp-shim/gridstore_capi.h describes.
 #[no_mangle]
@@ -236,9 +258,7 @@ pub unsafe extern "C" fn gridstore_create(
         // SAFETY: GDAL passes a NUL-terminated name and a valid (or null) option list.
         let name = unsafe { required_str(filename, "file name")? };
         let options = unsafe { option_pairs(options) };
-        let data_type = u32::try_from(data_type)
-            .map_err(|_| Error::InvalidInput(format!("data type code {data_type}")))
-            .and_then(DataType::from_gdal_code)?;
+        let data_type = store_type(&name, data_type)?;
         let req = Request {
             name: &name,
             width,
