@@ -12,7 +12,9 @@ Checks:
 - Build pyramids: levels the store has succeed, others fail (FAILED_NOT_SUPPORTED) with
   the driver's message, and nothing is written;
 - a damaged manifest opened by its path gives an invalid layer whose error is the
-  store's own message.
+  store's own message;
+- Save as (QgsRasterFileWriter, which writes through GDAL's Create) to GRIDSTORE makes a
+  store with the pixels, size, geotransform and CRS of the layer saved.
 Prints "ok" when every check holds.
 """
 import os
@@ -24,7 +26,7 @@ os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
 from osgeo import gdal  # noqa: E402 - the same GDAL QGIS runs on, for its error handler
 from qgis.core import (QgsApplication, QgsRaster, QgsRasterBandStats,  # noqa: E402
-                       QgsRasterLayer)
+                       QgsRasterFileWriter, QgsRasterLayer, QgsRasterPipe)
 
 
 def layer(path):
@@ -126,6 +128,27 @@ def check_damaged(store, workdir):
     assert "not recognized" not in text, text
 
 
+def check_save_as(store, workdir):
+    source = layer(store)
+    provider = source.dataProvider()
+    saved = os.path.join(workdir, "saved.gridstore")
+    writer = QgsRasterFileWriter(saved)
+    writer.setOutputFormat("GRIDSTORE")
+    writer.setCreateOptions(["BLOCKSIZE=64"])
+    pipe = QgsRasterPipe()
+    assert pipe.set(provider.clone())
+    err = writer.writeRaster(pipe, provider.xSize(), provider.ySize(), provider.extent(),
+                             provider.crs())
+    assert err == QgsRasterFileWriter.NoError, err
+    a, b = gdal.Open(store), gdal.Open(saved)
+    assert (a.RasterXSize, a.RasterYSize) == (b.RasterXSize, b.RasterYSize)
+    assert a.GetGeoTransform() == b.GetGeoTransform(), (a.GetGeoTransform(), b.GetGeoTransform())
+    assert a.GetSpatialRef().IsSame(b.GetSpatialRef())
+    for i in range(1, a.RasterCount + 1):
+        assert a.GetRasterBand(i).Checksum() == b.GetRasterBand(i).Checksum(), i
+    assert b.GetRasterBand(1).GetOverviewCount() > 0
+
+
 def main():
     store, patch, workdir = sys.argv[1:4]
     app = QgsApplication([], False)
@@ -133,6 +156,7 @@ def main():
     try:
         check_statistics(store, patch, workdir)
         check_pyramids(store)
+        check_save_as(store, workdir)
         check_damaged(store, workdir)
     finally:
         app.exitQgis()
