@@ -23,3 +23,4 @@ pub mod pyramid;
 pub mod storage;
 pub mod store;
 pub mod text;
+pub mod time;
