@@ -11,7 +11,7 @@ echo "== Installing system packages"
 $sudo apt-get update -qq
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
   gdal-bin libgdal-dev libclang-dev clang pkg-config python3-gdal python3-rasterio \
-  python3-numpy binutils curl ca-certificates >/dev/null
+  python3-numpy python3-cftime binutils curl ca-certificates >/dev/null
 if ! command -v cargo >/dev/null; then
   echo "== Installing Rust (rustup)"
   curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal

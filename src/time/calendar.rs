@@ -162,9 +162,9 @@ impl Calendar {
                 self.name()
             ))
         };
-        // About 3.7 million days either side; bounding first keeps all arithmetic below
-        // far from overflow.
-        if days.unsigned_abs() > 4_000_000 {
+        // The supported years lie within about 4.4 million days of 1970; bounding first
+        // keeps all arithmetic below far from overflow.
+        if days.unsigned_abs() > 5_000_000 {
             return Err(out_of_range());
         }
         let (y, m, d) = match self {

