@@ -9,7 +9,8 @@ Usage:
                                 second, == iso.
   cf_time.py make OUT.json SEED COUNT
                                 writes COUNT rows per (calendar, units) pair computed by
-                                cftime from pseudo-random instants, for gridstore to check
+                                cftime from pseudo-random instants, and one per day around
+                                the end of February of the edge years, for gridstore to check
                                 (the other direction). The pairs are the UNITS x CALENDARS
                                 of the Rust side, passed in OUT.json's sibling request file
                                 OUT.json.request ({"calendars": [...], "units": [...],
@@ -101,6 +102,18 @@ def random_instant(rng, cal, first, last, years):
     return base + datetime.timedelta(seconds=rng.randrange(-3 * 86400, 3 * 86400))
 
 
+def edge_instants(rng, cal, years):
+    """Every day from 20 February to 10 March of each edge year and its neighbours (and of
+    October 1582), at a random time of day: the days a wrong leap rule gets wrong."""
+    starts = [(y + d, 2) for y in years for d in (-1, 0, 1) if y + d < 9999] + [(1582, 10)]
+    out = []
+    for year, month in starts:
+        first = cftime.datetime(year, month, 1, calendar=cal, has_year_zero=True)
+        for day in range(19, 39):
+            out.append(first + datetime.timedelta(days=day, seconds=rng.randrange(86400)))
+    return out
+
+
 def make(path, seed, count):
     with open(path + ".request") as f:
         request = json.load(f)
@@ -111,8 +124,9 @@ def make(path, seed, count):
         last = cftime.datetime(9999, 12, 28, calendar=cal, has_year_zero=True)
         for units in request["units"]:
             per_unit = unit_seconds(units, cal)
-            for _ in range(count):
-                when = random_instant(rng, cal, first, last, request["years"])
+            instants = [random_instant(rng, cal, first, last, request["years"])
+                        for _ in range(count)]
+            for when in instants + edge_instants(rng, cal, request["years"]):
                 # Whole units half the time, whole seconds (a fraction of a unit) otherwise.
                 if rng.random() < 0.5:
                     ref = cftime.num2date(0, units, calendar=cal, has_year_zero=True)
