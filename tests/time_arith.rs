@@ -116,8 +116,10 @@ fn gridstore_rows() -> Vec<Value> {
             instants.extend(edge_instants(&mut rng, cal));
             for (i, at) in instants.into_iter().enumerate() {
                 let rounded = i % 2 == 1;
+                let exact = units.to_value(&at);
+                let exact = exact.unwrap_or_else(|e| panic!("{cal}: cannot count {at}: {e}"));
                 let (value, at) = if !rounded {
-                    (units.to_value(&at).unwrap(), at)
+                    (exact, at)
                 } else {
                     // A value with a fraction of a second, away from a tie at half a second.
                     let value =

@@ -143,9 +143,19 @@ pub struct RegularAxis {
 }
 
 impl RegularAxis {
-    /// An axis; the origin must be a date of `calendar`.
+    /// An axis; the origin must be a date of `calendar` and the step longer than zero
+    /// (`Step`'s variants are public, so a step made without [`Step::parse`] is checked
+    /// here; every other method relies on it).
     pub fn new(origin: DateTime, step: Step, calendar: Calendar) -> Result<RegularAxis> {
         origin.to_seconds(calendar)?;
+        let (Step::Seconds(n) | Step::Months(n)) = step;
+        if n <= 0 {
+            return Err(Error::option(
+                "time step",
+                step.format(),
+                "a step longer than zero",
+            ));
+        }
         Ok(RegularAxis {
             origin,
             step,
@@ -402,6 +412,20 @@ mod tests {
         assert!(err.contains("1582-10-10"), "{err}");
         assert_eq!(a.instant(2).unwrap().to_string(), "1582-11-10T00:00:00Z");
         assert_eq!(a.index_of(&a.instant(2).unwrap()), Some(2));
+    }
+
+    #[test]
+    fn axes_refuse_steps_that_are_not_longer_than_zero() {
+        let origin = DateTime::parse("2000-01-01", Calendar::Standard).unwrap();
+        for bad in [
+            Step::Seconds(0),
+            Step::Seconds(-60),
+            Step::Months(0),
+            Step::Months(-1),
+        ] {
+            let err = RegularAxis::new(origin, bad, Calendar::Standard).unwrap_err();
+            assert!(err.to_string().contains("longer than zero"), "{err}");
+        }
     }
 
     #[test]
