@@ -231,8 +231,8 @@ fn in_gregorian_gap(year: i32, month: u8, day: u8) -> bool {
     year == 1582 && month == 10 && (5..=14).contains(&day)
 }
 
-/// The year and month counted from March, so that the leap day is the last day of a
-/// "year": returns (year, month 0..=11 with 0 = March, day of that year 0..=365).
+/// Counts the year from 1 March, so that the leap day is the last day of a "year" and the
+/// month lengths before it never depend on the year: returns (that year, day of it 0..=365).
 fn march_based(y: i64, m: i64, d: i64) -> (i64, i64) {
     let (y, mp) = if m <= 2 { (y - 1, m + 9) } else { (y, m - 3) };
     // 153 days in every five months from March (31+30+31+30+31): this linear form gives

@@ -18,6 +18,8 @@ pub const SECONDS_PER_DAY: i64 = 86_400;
 ///
 /// It does not carry its calendar: the same fields mean the same label in every calendar
 /// where the date exists, and whoever holds a `DateTime` also holds the axis's calendar.
+/// The derived order (year, month, day, hour, minute, second) is chronological in every
+/// calendar.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub struct DateTime {
     year: i32,
