@@ -319,8 +319,10 @@ impl Editor {
         let raster = self.creation.as_ref().map(|c| c.extent);
         for loc in rect.tiles(0, ts).iter() {
             let part = rect.intersect(&loc.pixel_rect(ts));
+            // Marked once, at the tile's first write: the mark is stored with the tile.
+            let first_write = !self.dirty.contains(&loc);
             let tile = self.tile_mut(loc)?;
-            if let Some(raster) = raster {
+            if let (Some(raster), true) = (raster, first_write) {
                 holds_data_everywhere(tile, raster.intersect(&loc.pixel_rect(ts)), loc, ts);
             }
             let to = Placement {

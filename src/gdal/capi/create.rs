@@ -279,6 +279,9 @@ pub unsafe extern "C" fn gridstore_set_geotransform(
     geotransform: *const c_double,
 ) -> c_int {
     guard(1, || {
+        if geotransform.is_null() {
+            return Err(Error::InvalidInput("no geotransform was given".into()));
+        }
         // SAFETY: valid handle (see gridstore_close) and 6 doubles from the shim.
         let (s, gt) = unsafe { (&mut *store, *(geotransform as *const [f64; 6])) };
         s.set_geotransform(gt)?;
@@ -310,6 +313,9 @@ pub unsafe extern "C" fn gridstore_set_band(
     info: *const crate::gdal::capi::GsBandInfo,
 ) -> c_int {
     guard(1, || {
+        if info.is_null() {
+            return Err(Error::InvalidInput("no band settings were given".into()));
+        }
         // SAFETY: valid handle, and band settings whose pointers live for the call.
         let (s, spec) = unsafe { (&mut *store, band_spec(&*info)?) };
         let band = usize::try_from(band)
