@@ -20,6 +20,7 @@ use crate::grid::{Georef, Layout, PixelRect};
 use crate::index::{ChunkNaming, NodeRef};
 use crate::text::printable;
 use crate::tile::BandValidity;
+use crate::time::TimeSpec;
 
 mod validate;
 
@@ -70,9 +71,9 @@ pub struct Manifest {
     /// True when every pixel inside the extent holds data in the bands without nodata, so
     /// GDAL needs no mask band.
     pub all_valid: bool,
-    /// Reserved for the time axis: `None` means one time step (index 0).
+    /// The time axis; `None` for a store of one moment (every tile at tick 0).
     #[serde(default)]
-    pub time: Option<serde_json::Value>,
+    pub time: Option<TimeSpec>,
     pub index: IndexSpec,
 }
 

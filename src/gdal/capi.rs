@@ -250,10 +250,10 @@ impl StoreHandle {
         match (&self.editor, level) {
             (Some(_), 0) => {
                 let mut mask = mask;
-                snap.read_region(0, level, rect, data, mask.as_deref_mut())?;
+                snap.read_region(0, 0, level, rect, data, mask.as_deref_mut())?;
                 self.editor()?.overlay_read(rect, data, mask)
             }
-            _ => snap.read_region(0, level, rect, data, mask),
+            _ => snap.read_region(0, 0, level, rect, data, mask),
         }
     }
 }

@@ -28,6 +28,18 @@ pub struct TileKey {
     pub row: i32,
 }
 
+/// The tick whose keys are the step records of a time axis (docs/FORMAT.md §8), not
+/// tiles: step `t`'s record is key `(STEP_RECORDS, 0, 0, t ^ 2^31 as i32, 0)`, so the
+/// records sort after every tile, in tick order, in a range of their own.
+pub const STEP_RECORDS: u32 = u32::MAX;
+/// Where step records are stored: `steps/<seq>/<t>`.
+pub const STEP_PREFIX: &str = "steps/";
+/// Where chunks are stored: `chunks/<seq>/...`.
+pub const CHUNK_PREFIX: &str = "chunks/";
+/// The prefixes under which a write puts its objects, each in a directory named by its
+/// snapshot id: what discarding an unfinished write removes.
+pub const WRITE_PREFIXES: [&str; 3] = [CHUNK_PREFIX, NODE_PREFIX, STEP_PREFIX];
+
 /// Tiles are ordered in 16x16 blocks within a level, so that nearby tiles share index
 /// leaves both across and down.
 const BLOCK_SHIFT: u32 = 4;
@@ -46,6 +58,45 @@ impl TileKey {
     /// A level-0 tile of the first time step.
     pub fn base(col: i32, row: i32) -> Self {
         TileKey::new(0, 0, TileLoc::new(0, col, row))
+    }
+
+    /// The key of step `t`'s record.
+    pub fn step_record(t: u32) -> Self {
+        TileKey {
+            time: STEP_RECORDS,
+            pyramid: 0,
+            level: 0,
+            col: (t ^ (1 << 31)) as i32,
+            row: 0,
+        }
+    }
+
+    /// The step whose record this key is, if it is one.
+    pub fn recorded_step(&self) -> Option<u32> {
+        let record = (self.time, self.pyramid, self.level, self.row) == (STEP_RECORDS, 0, 0, 0);
+        record.then_some(self.col as u32 ^ (1 << 31))
+    }
+
+    /// The first key after every step record and tile of the index (an exclusive bound).
+    pub fn after_all() -> Self {
+        TileKey {
+            time: STEP_RECORDS,
+            pyramid: 1,
+            level: 0,
+            col: i32::MIN,
+            row: i32::MIN,
+        }
+    }
+
+    /// The first key of tick `t` (an inclusive bound for its tiles).
+    pub fn first_of_tick(t: u32) -> Self {
+        TileKey {
+            time: t,
+            pyramid: 0,
+            level: 0,
+            col: i32::MIN,
+            row: i32::MIN,
+        }
     }
 
     /// The tile as messages name it.
@@ -92,13 +143,16 @@ impl TileKey {
     /// The object holding this tile's chunk when written by snapshot `seq`, named as
     /// `naming` says.
     pub fn object_key(&self, seq: u64, naming: ChunkNaming) -> String {
+        if let Some(t) = self.recorded_step() {
+            return format!("{STEP_PREFIX}{seq}/{t}");
+        }
         let (t, p, z, row, col) = (self.time, self.pyramid, self.level, self.row, self.col);
         match naming {
             ChunkNaming::Blocks => {
                 let (brow, bcol) = self.base_block();
-                format!("chunks/{seq}/{t}.{p}.{brow}.{bcol}/{z}.{row}.{col}")
+                format!("{CHUNK_PREFIX}{seq}/{t}.{p}.{brow}.{bcol}/{z}.{row}.{col}")
             }
-            ChunkNaming::Nested => format!("chunks/{seq}/{t}/{p}/{z}/{row}/{col}"),
+            ChunkNaming::Nested => format!("{CHUNK_PREFIX}{seq}/{t}/{p}/{z}/{row}/{col}"),
         }
     }
 
@@ -207,6 +261,25 @@ impl NodeRef {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn step_records_sort_after_tiles_in_tick_order() {
+        let ticks = [0u32, 1, 15, 16, 17, 1 << 31, (1 << 31) + 1, u32::MAX - 1];
+        let keys: Vec<TileKey> = ticks.iter().map(|&t| TileKey::step_record(t)).collect();
+        for w in keys.windows(2) {
+            assert!(w[0] < w[1], "{w:?}");
+        }
+        for (&t, k) in ticks.iter().zip(&keys) {
+            assert_eq!(k.recorded_step(), Some(t));
+            assert!(*k > TileKey::new(u32::MAX - 1, 255, TileLoc::new(40, i32::MAX, i32::MAX)));
+            assert!(*k < TileKey::after_all());
+        }
+        assert_eq!(
+            TileKey::step_record(7).object_key(3, ChunkNaming::Blocks),
+            "steps/3/7"
+        );
+        assert_eq!(TileKey::base(0, 0).recorded_step(), None);
+    }
 
     #[test]
     fn keys_order_by_time_pyramid_level_then_block() {

@@ -700,7 +700,7 @@ mod tests {
                 let rect = layout.level_rect(level);
                 let n = (rect.width() * rect.height()) as usize;
                 let (mut data, mut mask) = (vec![0u8; n * 4], vec![0u8; n]);
-                snap.read_region(0, level, rect, &mut data, Some(&mut mask))
+                snap.read_region(0, 0, level, rect, &mut data, Some(&mut mask))
                     .unwrap();
                 (data, mask)
             })
@@ -771,7 +771,7 @@ mod tests {
         let snap = Snapshot::open(&path, None).unwrap();
         let rect = PixelRect::new(0, 0, W as i64, H as i64);
         let (mut data, mut mask) = (vec![0u8; W * H * 4], vec![0u8; W * H]);
-        snap.read_region(0, 0, rect, &mut data, Some(&mut mask))
+        snap.read_region(0, 0, 0, rect, &mut data, Some(&mut mask))
             .unwrap();
         // Rows 0 to 13 were written: the tiles holding them (rows 0 to 15) hold data.
         assert!(mask[..16 * W].iter().all(|v| *v == 255));

@@ -149,6 +149,20 @@ pub fn merge(
     merge_jobs(txn, footprints, &jobs, readers, threads, progress)
 }
 
+/// Refuses a write that would add levels above the top of a store holding time steps:
+/// the new levels would be built for the step written only, and the others would read
+/// nothing there.
+fn check_levels_can_grow(txn: &Transaction, forced: &[TileLoc]) -> Result<()> {
+    let steps = txn.manifest.time.as_ref().map_or(0, |t| t.steps);
+    if forced.is_empty() || steps == 0 {
+        return Ok(());
+    }
+    Err(Error::NotSupported(format!(
+        "{}: this slice reaches so far beyond the store's extent that the store would need          more levels, which its {steps} time steps do not have; nothing was written. Append          slices within the store's extent, or make the store with the larger extent first          (gridstore create)",
+        txn.location().display()
+    )))
+}
+
 /// The level-0 pixels `jobs` may change: each tile's part of the footprints of its sources.
 fn reach_of(jobs: &[Job], footprints: &[PixelRect], tile_size: u32) -> Option<PixelRect> {
     jobs.iter()
@@ -182,7 +196,7 @@ fn merge_tile(
     streaming: Option<Streaming<'_>>,
 ) -> Result<MergedTile> {
     let size = txn.manifest.grid.tile_size;
-    let key = TileKey::new(0, 0, job.loc);
+    let key = TileKey::new(txn.tick(), 0, job.loc);
     let base = txn.base();
     let stored = match base {
         Some(b) => b.entry(&key)?.map(|e| (b, e)),
@@ -381,6 +395,7 @@ pub fn merge_jobs(
         None => touched,
     };
     let (top, forced) = levels_to_update(old_extent, reach, ts);
+    check_levels_can_grow(txn, &forced)?;
 
     let pool = &rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
@@ -392,7 +407,8 @@ pub fn merge_jobs(
     let changed = AtomicUsize::new(0);
     {
         let txn = &*txn;
-        let builder = PyramidBuilder::new(txn, 0, 0, top, jobs.iter().map(|j| j.loc), forced);
+        let builder =
+            PyramidBuilder::new(txn, txn.tick(), 0, top, jobs.iter().map(|j| j.loc), forced);
         let validity = txn.manifest.validity();
         let dtype = txn.manifest.data_type;
         std::thread::scope(|scope| -> Result<()> {
@@ -409,7 +425,7 @@ pub fn merge_jobs(
                         // The levels above (this tile's quarter first) go on while this
                         // tile is encoded, on this thread: the encode is the part another
                         // thread can take.
-                        let key = TileKey::new(0, 0, m.loc);
+                        let key = TileKey::new(txn.tick(), 0, m.loc);
                         let (chunk, quarter) = match m.streamed {
                             Some(s) => (Some(s.chunk), Some(s.quarter)),
                             None => (None, None),
@@ -788,7 +804,7 @@ mod tests {
             let (w, h) = (extent.width() as usize, extent.height() as usize);
             let mut data = vec![0u8; w * h * 4];
             let mut mask = vec![0u8; w * h];
-            snap.read_region(0, 0, extent, &mut data, Some(&mut mask)).unwrap();
+            snap.read_region(0, 0, 0, extent, &mut data, Some(&mut mask)).unwrap();
             let whole = PlacedSource {
                 source: MemSource {
                     w,

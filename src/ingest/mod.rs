@@ -347,6 +347,7 @@ pub(crate) mod tests {
         snap.read_region(
             0,
             0,
+            0,
             PixelRect::new(0, 0, w as i64, h as i64),
             &mut buf,
             None,
@@ -357,7 +358,7 @@ pub(crate) mod tests {
         let (lw, lh) = layout.level_size(1);
         let mut l1 = vec![0u8; (lw * lh) as usize * 4];
         let mut m1 = vec![0u8; (lw * lh) as usize];
-        snap.read_region(0, 1, layout.level_rect(1), &mut l1, Some(&mut m1))
+        snap.read_region(0, 0, 1, layout.level_rect(1), &mut l1, Some(&mut m1))
             .unwrap();
         let l1: &[f32] = bytemuck::cast_slice(&l1);
         for y in 0..lh as usize {

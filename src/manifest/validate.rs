@@ -24,7 +24,7 @@ pub const MAX_COLOR_ENTRIES: usize = 65_536;
 /// per thread; 2 GiB is 4096 x 4096 Float64 tiles of 16 bands.
 pub const MAX_TILE_BYTES: u64 = 1 << 31;
 /// The release of gridstore that is to read what this one refuses as "not yet supported".
-pub const NEXT_RELEASE: &str = "0.2";
+pub const NEXT_RELEASE: &str = "0.3";
 
 /// Why a manifest is refused.
 #[derive(Debug, Clone, PartialEq)]
@@ -50,7 +50,42 @@ pub fn validate(m: &Manifest) -> Check {
     check_encoding(m)?;
     check_pyramids(m)?;
     check_extent(m)?;
+    check_time(m)?;
     check_index(m)
+}
+
+/// The time axis: every text a name, the axis's arithmetic sound, its counts consistent
+/// with each other and with the index (each step has a record there).
+fn check_time(m: &Manifest) -> Check {
+    let Some(t) = &m.time else {
+        return Ok(());
+    };
+    let texts = [
+        ("time.calendar", &t.calendar),
+        ("time.origin", &t.origin),
+        ("time.step", &t.step),
+        ("time.units", &t.units),
+    ];
+    for (field, text) in texts {
+        if text.len() > MAX_NAME_BYTES {
+            return damaged(format!("{field} is longer than {MAX_NAME_BYTES} bytes"));
+        }
+    }
+    if let Some(b) = &t.bounds {
+        if b.before.len() > MAX_NAME_BYTES || b.after.len() > MAX_NAME_BYTES {
+            return damaged(format!("time.bounds is longer than {MAX_NAME_BYTES} bytes"));
+        }
+    }
+    if let Err(e) = t.axis() {
+        return damaged(e.to_string());
+    }
+    if t.steps > m.index.tiles {
+        return damaged(format!(
+            "time.steps is {} but the index holds only {} entries",
+            t.steps, m.index.tiles
+        ));
+    }
+    Ok(())
 }
 
 /// Checks what a writer describes a store with: its grid, bands and metadata.
@@ -68,9 +103,6 @@ fn check_reserved(m: &Manifest) -> Check {
             env!("CARGO_PKG_VERSION")
         )))
     };
-    if m.time.is_some() {
-        return newer("a time axis (\"time\" is set)");
-    }
     if m.pyramids.len() > 1 {
         return newer(&format!(
             "more than one pyramid ({} in \"pyramids\")",
@@ -513,20 +545,45 @@ mod tests {
     }
 
     #[test]
+    fn a_time_axis_is_checked_field_by_field() {
+        let axis = json!({"kind": "regular", "calendar": "standard",
+            "origin": "2024-01-01T00:00:00Z", "step": "PT5M",
+            "units": "minutes since 2024-01-01T00:00:00Z", "steps": 0,
+            "first": null, "last": null});
+        let mut v: Value = serde_json::from_slice(&sample().to_json()).unwrap();
+        v["time"] = axis.clone();
+        let ok = Manifest::parse(v.to_string().as_bytes(), Path::new("m")).unwrap();
+        assert!(ok.time.is_some());
+        for (detail, edit) in [
+            ("calendar", json!({"calendar": "julian"})),
+            ("time step", json!({"step": "PT0S"})),
+            ("do not agree", json!({"steps": 1})),
+            ("time units", json!({"units": "months since 2024-01-01"})),
+            ("longer than", json!({"origin": "9".repeat(2000)})),
+            (
+                "index holds only",
+                json!({"steps": 2, "first": 0, "last": 9}),
+            ),
+        ] {
+            damaged_at(detail, |v| {
+                let mut a = axis.clone();
+                for (k, x) in edit.as_object().unwrap() {
+                    a[k] = x.clone();
+                }
+                v["time"] = a;
+            });
+        }
+    }
+
+    #[test]
     fn features_of_later_versions_are_refused_by_name() {
-        let e = refused(|v| v["time"] = json!({"steps": 3}));
-        assert!(matches!(e, Error::NotSupported(_)), "{e}");
-        assert!(
-            e.to_string()
-                .contains("a time axis (\"time\" is set) needs a newer gridstore (0.2 or later"),
-            "{e}"
-        );
         let e = refused(|v| {
             let p = v["pyramids"][0].clone();
             v["pyramids"] = json!([p.clone(), p]);
         });
         assert!(e.to_string().contains("more than one pyramid"), "{e}");
-        assert!(e.to_string().contains("0.2 or later"), "{e}");
+        assert!(matches!(e, Error::NotSupported(_)), "{e}");
+        assert!(e.to_string().contains("0.3 or later"), "{e}");
     }
 
     #[test]

@@ -9,15 +9,15 @@ use std::path::Path;
 use std::sync::Arc;
 
 use crate::error::{Error, Result};
-use crate::index::{Entry, IndexReader, Node, NodeRef, TileKey, Tree, NODE_PREFIX};
+use crate::index::{
+    Entry, IndexReader, Node, NodeRef, TileKey, Tree, CHUNK_PREFIX, NODE_PREFIX, STEP_PREFIX,
+};
 use crate::manifest::{snapshot_key, Manifest, SnapshotInfo, SNAPSHOT_PREFIX};
 use crate::storage::{LocalStorage, Storage};
 
 use super::lock::{check_next_id_is_free, LockWait, WriterLock};
 use super::snapshot::Snapshot;
 use super::transaction::Transaction;
-
-const CHUNK_PREFIX: &str = "chunks/";
 
 /// The snapshots of a store, newest first, following parents from the current one until
 /// the history ends or was removed by `gc`.
@@ -196,6 +196,7 @@ pub struct GcReport {
     /// Ids of the snapshots kept, newest first.
     pub kept: Vec<u64>,
     pub snapshots_removed: usize,
+    /// Chunks and step records removed.
     pub chunks_removed: usize,
     pub nodes_removed: usize,
     /// Names under `snapshots/`, `chunks/` and `index/` that are no object a writer makes,
@@ -262,6 +263,12 @@ pub fn gc(root: &Path, keep: usize, wait: LockWait) -> Result<GcReport> {
         Some(marked.nodes.contains_key(&NodeRef { seq, id }))
     })?;
     report.nodes_removed = removed;
+    unknown.extend(left);
+    let (removed, left) = sweep(&*storage, STEP_PREFIX, 1, |seq, rest| {
+        let t = canonical_number(rest)?;
+        Some(marked.chunks.contains(&(seq, TileKey::step_record(t))))
+    })?;
+    report.chunks_removed += removed;
     unknown.extend(left);
     report.unknown_left = unknown;
     lock.release()?;

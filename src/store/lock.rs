@@ -14,7 +14,7 @@ use std::time::{Duration, Instant};
 use serde::{Deserialize, Serialize};
 
 use crate::error::{Error, Result};
-use crate::index::NODE_PREFIX;
+use crate::index::WRITE_PREFIXES;
 use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY, MAX_MANIFEST_LEN, MAX_SNAPSHOT_ID};
 use crate::storage::Storage;
 use crate::text::printable;
@@ -479,8 +479,8 @@ pub fn discard_unfinished_write(storage: &dyn Storage) -> Result<Cleanup> {
     let seq = committed_id.saturating_add(1);
     if seq <= MAX_SNAPSHOT_ID {
         check_next_id_is_free(storage, committed.as_ref(), seq)?;
-        for prefix in ["chunks/".to_string(), NODE_PREFIX.to_string()] {
-            if storage.list(&prefix)?.contains(&seq.to_string()) {
+        for prefix in WRITE_PREFIXES {
+            if storage.list(prefix)?.contains(&seq.to_string()) {
                 let key = format!("{prefix}{seq}/");
                 storage.delete_prefix(&key)?;
                 removed.push(key);

@@ -21,6 +21,7 @@ use super::lock::{
     MAX_LOCK_BYTES,
 };
 use super::snapshot::Snapshot;
+use super::steps::StepRecord;
 
 /// One problem `verify` found.
 #[derive(Debug, Clone, PartialEq)]
@@ -65,8 +66,8 @@ pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
     }
     let results: Vec<(u64, Result<FrameSums>)> = tiles
         .par_iter()
-        .map(|(key, entry)| match snapshot.check_chunk(key, entry) {
-            Ok(head) => (entry.size as u64, Ok(frame_sums(&head, entry))),
+        .map(|(key, entry)| match check_object(snapshot, key, entry) {
+            Ok(sums) => (entry.size as u64, Ok(sums)),
             Err(e) => (0, Err(e)),
         })
         .collect();
@@ -101,6 +102,32 @@ pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
 
 /// (length, CRC-32C) of each frame of a chunk.
 type FrameSums = Vec<(u32, u32)>;
+
+/// Checks the object an index entry points to: a chunk (present, size and checksum as the
+/// entry says, decodes), or a step record (present, size and checksum, parses, and names
+/// the instant its tick has). Returns what the content digest counts of it: a chunk's
+/// frames, a record as one frame.
+fn check_object(snapshot: &Snapshot, key: &TileKey, entry: &Entry) -> Result<FrameSums> {
+    let Some(t) = key.recorded_step() else {
+        let head = snapshot.check_chunk(key, entry)?;
+        return Ok(frame_sums(&head, entry));
+    };
+    let record = StepRecord::read(&**snapshot.storage(), key, entry)?;
+    let object = key.object_key(entry.seq, snapshot.manifest().chunk_naming());
+    let Some(spec) = &snapshot.manifest().time else {
+        return Err(Error::InvalidInput(format!(
+            "{object}: a step record in a store without a time axis"
+        )));
+    };
+    let instant = spec.axis()?.instant(t)?.to_string();
+    if record.time != instant {
+        return Err(Error::InvalidInput(format!(
+            "{object}: damaged step record: it says {} but its tick {t} is {instant}",
+            record.time
+        )));
+    }
+    Ok(vec![(entry.size, entry.crc)])
+}
 
 /// (length, CRC-32C) of every frame of a chunk: what it holds, wherever its frames are
 /// kept. A chunk of the first format, one stream without a table, counts as one frame

@@ -110,6 +110,38 @@ impl Snapshot {
         self.index.get_many(Tree::of(&self.manifest), keys)
     }
 
+    /// The index entry of time step `t`'s record: `None` when the snapshot does not hold
+    /// that step.
+    pub fn step_entry(&self, t: u32) -> Result<Option<Entry>> {
+        self.entry(&TileKey::step_record(t))
+    }
+
+    /// The record of time step `t`, if the snapshot holds it.
+    pub fn step_record(&self, t: u32) -> Result<Option<super::StepRecord>> {
+        let key = TileKey::step_record(t);
+        match self.entry(&key)? {
+            Some(e) => super::StepRecord::read(&*self.storage, &key, &e).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// The ticks of the time steps held from `from` to `to` (inclusive), in order, at most
+    /// `limit` of them.
+    pub fn steps(&self, from: u32, to: u32, limit: usize) -> Result<Vec<u32>> {
+        let mut out = Vec::new();
+        super::for_each_step(
+            &self.index,
+            Tree::of(&self.manifest),
+            from,
+            to,
+            &mut |t, _| {
+                out.push(t);
+                out.len() < limit
+            },
+        )?;
+        Ok(out)
+    }
+
     /// Reads and decodes a stored tile; `None` when the tile holds no data.
     pub fn read_tile(&self, key: &TileKey) -> Result<Option<Tile>> {
         match self.entry(key)? {
@@ -331,12 +363,13 @@ impl Snapshot {
         }
     }
 
-    /// Reads a rectangle of `level` pixels of `pyramid` into `data` (band-sequential,
+    /// Reads a rectangle of `level` pixels of `pyramid` at tick `time` into `data` (band-sequential,
     /// `rect.width() * rect.height()` samples per band, the store's data type) and, if
     /// given, the validity mask into `mask` (255 data, 0 none). Pixels without data get the
     /// band's fill value. Tiles are decoded in parallel.
     pub fn read_region(
         &self,
+        time: u32,
         pyramid: u8,
         level: u8,
         rect: PixelRect,
@@ -351,7 +384,7 @@ impl Snapshot {
         let range = rect.tiles(level, ts);
         let keys: Vec<TileKey> = range
             .iter()
-            .map(|loc| TileKey::new(0, pyramid, loc))
+            .map(|loc| TileKey::new(time, pyramid, loc))
             .collect();
         // A request that is exactly one tile (GDAL's blocks when the dataset is aligned on
         // the tiles) decodes straight into the caller's buffer, without a cache: GDAL's

@@ -20,13 +20,14 @@ use std::sync::{Arc, Mutex};
 use crate::area::Area;
 use crate::chunk::{self, Piece};
 use crate::error::{Error, Result};
-use crate::index::{apply_changes, Entry, IndexReader, NodeWriter, TileKey, Tree, NODE_PREFIX};
+use crate::index::{apply_changes, Entry, IndexReader, NodeWriter, TileKey, Tree, WRITE_PREFIXES};
 use crate::manifest::{snapshot_key, Checkpoint, IndexSpec, Manifest, SnapshotInfo, MANIFEST_KEY};
 use crate::storage::{LocalStorage, Part, Storage};
 use crate::tile::Tile;
 
 use super::lock::{check_next_id_is_free, read_lock, snapshot_after, LockWait, WriterLock};
 use super::snapshot::{ChunkRef, Snapshot};
+use super::steps::{refresh_counts, StepRecord};
 
 /// Everything needed to create a store: where, and its manifest without data.
 pub struct NewStore {
@@ -54,6 +55,8 @@ pub struct Transaction {
     restored: Option<Restored>,
     checkpoint: Option<Checkpoint>,
     lock: Option<WriterLock>,
+    /// The time step (tick) the tiles written go to: 0 in a store without a time axis.
+    tick: u32,
     /// Set when this transaction made the store directory: an abort removes it.
     created_dir: Option<PathBuf>,
     finished: bool,
@@ -92,6 +95,7 @@ impl Transaction {
             restored: None,
             checkpoint: None,
             lock: Some(lock),
+            tick: 0,
             created_dir,
             finished: false,
         })
@@ -131,6 +135,7 @@ impl Transaction {
             restored: None,
             checkpoint: None,
             lock: Some(lock),
+            tick: 0,
             created_dir: None,
             finished: false,
         })
@@ -149,6 +154,16 @@ impl Transaction {
 
     pub fn seq(&self) -> u64 {
         self.seq
+    }
+
+    /// The time step whose tiles this write writes now.
+    pub fn tick(&self) -> u32 {
+        self.tick
+    }
+
+    /// Makes the tiles written from now on those of time step `t`.
+    pub fn set_tick(&mut self, t: u32) {
+        self.tick = t;
     }
 
     pub fn location(&self) -> &Path {
@@ -279,6 +294,47 @@ impl Transaction {
         }
     }
 
+    /// Records that this write holds time step `t` (a store with a time axis), with what
+    /// its record says. Its tiles are written as any tile is, under tick `t`.
+    pub fn put_step(&self, t: u32, record: &StepRecord) -> Result<()> {
+        let key = TileKey::step_record(t);
+        let bytes = record.encode();
+        self.drop_own_chunk(key)?;
+        self.storage.write(
+            &key.object_key(self.seq, self.manifest.chunk_naming()),
+            &bytes,
+        )?;
+        self.record(key, bytes.len(), crc32c::crc32c(&bytes), 0);
+        Ok(())
+    }
+
+    /// Removes time step `t`: its record and every tile of it, in every pyramid and level.
+    /// Earlier snapshots keep them.
+    pub fn remove_step(&self, t: u32) -> Result<()> {
+        let (lo, hi) = (TileKey::first_of_tick(t), TileKey::first_of_tick(t + 1));
+        let mut keys = vec![TileKey::step_record(t)];
+        if let Some(base) = &self.base {
+            base.index()
+                .range(Tree::of(base.manifest()), &lo, &hi, &mut |k, _| {
+                    keys.push(k);
+                    Ok(())
+                })?;
+        }
+        let own: Vec<TileKey> = {
+            let changes = self.changes.lock().expect("poisoned");
+            changes.range(lo..hi).map(|(k, _)| *k).collect()
+        };
+        keys.extend(own);
+        for key in keys {
+            self.drop_own_chunk(key)?;
+            let present = self.current_entry(&key)?.is_some();
+            if present {
+                self.changes.lock().expect("poisoned").insert(key, None);
+            }
+        }
+        Ok(())
+    }
+
     /// Records a chunk this write stored, for the index.
     fn record(&self, key: TileKey, size: usize, crc: u32, base: u64) {
         let entry = Entry {
@@ -377,12 +433,45 @@ impl Transaction {
         }
         let mut nodes = NodeWriter::new(&*self.storage, &self.index, self.seq);
         let new_root = apply_changes(&self.index, tree, &changes, &mut nodes)?;
+        self.refresh_steps(&changes, new_root)?;
         self.manifest.index = IndexSpec {
             root: new_root,
             tiles: tiles.max(0) as u64,
             bytes: bytes.max(0) as u64,
         };
         self.publish_manifest(written, removed, None)
+    }
+
+    /// Brings the time axis's step counts up to date with the step records `changes` adds
+    /// and removes.
+    fn refresh_steps(
+        &mut self,
+        changes: &[(TileKey, Option<Entry>)],
+        root: Option<crate::index::NodeRef>,
+    ) -> Result<()> {
+        let Some(spec) = self.manifest.time.as_mut() else {
+            return Ok(());
+        };
+        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        for (key, new) in changes {
+            let Some(t) = key.recorded_step() else {
+                continue;
+            };
+            let old = match &self.base {
+                Some(b) => b.entry(key)?,
+                None => None,
+            };
+            match (old.is_some(), new.is_some()) {
+                (false, true) => added.push(t),
+                (true, false) => removed.push(t),
+                _ => {}
+            }
+        }
+        let tree = Tree {
+            root,
+            snapshot: self.seq,
+        };
+        refresh_counts(spec, &self.index, tree, &added, &removed)
     }
 
     fn publish_manifest(
@@ -432,10 +521,11 @@ impl Transaction {
         if let Some(dir) = self.created_dir.take() {
             let _ = std::fs::remove_dir_all(dir);
         } else {
-            let _ = self.storage.delete_prefix(&format!("chunks/{}/", self.seq));
-            let _ = self
-                .storage
-                .delete_prefix(&format!("{NODE_PREFIX}{}/", self.seq));
+            for prefix in WRITE_PREFIXES {
+                let _ = self
+                    .storage
+                    .delete_prefix(&format!("{prefix}{}/", self.seq));
+            }
             let _ = self.storage.delete(&snapshot_key(self.seq));
         }
         // The lock goes last, so no other writer starts while debris is being removed.

@@ -12,12 +12,16 @@
 //!   (`units.rs`).
 //! - [`Step`], [`RegularAxis`]: ISO 8601 durations and the axis `origin + n * step`
 //!   (`step.rs`).
+//! - [`TimeSpec`], [`TimeAxis`]: a store's axis as the manifest holds it, and its ticks
+//!   (`axis.rs`).
 
+mod axis;
 mod calendar;
 mod instant;
 mod step;
 mod units;
 
+pub use axis::{AxisKind, BoundsSpec, TimeAxis, TimeSpec, MAX_TICK};
 pub use calendar::{Calendar, MAX_YEAR, MIN_YEAR};
 pub use instant::{DateTime, SECONDS_PER_DAY};
 pub use step::{RegularAxis, Step};

@@ -6,6 +6,7 @@
 
 use super::calendar::Calendar;
 use super::instant::{DateTime, SECONDS_PER_DAY};
+use super::Step;
 use crate::{Error, Result};
 
 /// The unit of a CF time count. Only units of fixed length: CF's months and years are
@@ -51,6 +52,18 @@ impl TimeUnit {
             TimeUnit::Hour => 3600,
             TimeUnit::Day => SECONDS_PER_DAY,
         }
+    }
+
+    /// The largest unit that divides `step` (days for calendar months and years): the
+    /// natural unit of an axis's values.
+    pub fn for_step(step: Step) -> TimeUnit {
+        let Step::Seconds(s) = step else {
+            return TimeUnit::Day;
+        };
+        [TimeUnit::Day, TimeUnit::Hour, TimeUnit::Minute]
+            .into_iter()
+            .find(|u| s % u.seconds() == 0)
+            .unwrap_or(TimeUnit::Second)
     }
 
     /// The canonical (plural) CF word.

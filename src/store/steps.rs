@@ -1,0 +1,126 @@
+//! Step records: which time steps a snapshot holds, and what wrote each.
+//!
+//! A store with a time axis keeps one record per step in its tile index, under the key
+//! [`TileKey::step_record`], pointing at a small JSON object `steps/<seq>/<t>` (docs/
+//! FORMAT.md §8). Records sort after every tile and in tick order, so listing the steps is
+//! a range walk over the index's last leaves, and finding one a lookup; copy-on-write,
+//! snapshots, rollback, gc and verify cover them as they cover chunks.
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::index::{Entry, IndexReader, TileKey, Tree};
+use crate::storage::Storage;
+use crate::time::TimeSpec;
+
+/// The longest step record read: far beyond what a writer writes (a few hundred bytes).
+pub const MAX_RECORD_BYTES: usize = 64 << 10;
+
+/// What one step's record says.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepRecord {
+    /// The step's instant, ISO 8601 (what its tick gives: a check, and for people).
+    pub time: String,
+    /// Where the step's data came from (a file name, or a tool).
+    pub source: String,
+    /// SHA-256 of what was written as this step (its source's content and the options that
+    /// shaped it), hex: how a rerun of an append recognises a slice already in.
+    pub digest: String,
+}
+
+impl StepRecord {
+    pub fn encode(&self) -> Vec<u8> {
+        serde_json::to_vec(self).expect("a step record always serializes")
+    }
+
+    /// Reads a record object checked against its index entry (size and CRC-32C).
+    pub fn decode(bytes: &[u8], entry: &Entry, object: &str) -> Result<StepRecord> {
+        let damaged =
+            |what: String| Error::InvalidInput(format!("{object}: damaged step record: {what}"));
+        if bytes.len() != entry.size as usize {
+            return Err(damaged(format!(
+                "{} bytes, the index says {}",
+                bytes.len(),
+                entry.size
+            )));
+        }
+        if crc32c::crc32c(bytes) != entry.crc {
+            return Err(damaged("its checksum does not match the index".into()));
+        }
+        serde_json::from_slice(bytes).map_err(|e| damaged(e.to_string()))
+    }
+
+    /// Reads the record of `key` (a step record key) that `entry` points to.
+    pub fn read(storage: &dyn Storage, key: &TileKey, entry: &Entry) -> Result<StepRecord> {
+        let object = key.object_key(entry.seq, crate::index::ChunkNaming::Blocks);
+        if entry.size as usize > MAX_RECORD_BYTES {
+            return Err(Error::InvalidInput(format!(
+                "{object}: damaged step record: the index gives it {} bytes (at most \
+                 {MAX_RECORD_BYTES})",
+                entry.size
+            )));
+        }
+        let bytes = storage
+            .read_at_most(&object, MAX_RECORD_BYTES)?
+            .ok_or_else(|| Error::InvalidInput(format!("{object}: step record missing")))?;
+        StepRecord::decode(&bytes, entry, &object)
+    }
+}
+
+/// Calls `f` with every step of `tree` from tick `from` up to and including `to`, in
+/// time order, with its record's entry; `f` returns false to stop.
+pub fn for_each_step(
+    index: &IndexReader,
+    tree: Tree,
+    from: u32,
+    to: u32,
+    f: &mut dyn FnMut(u32, Entry) -> bool,
+) -> Result<()> {
+    let hi = match to.checked_add(1) {
+        Some(next) => TileKey::step_record(next),
+        None => TileKey::after_all(),
+    };
+    let mut stopped = false;
+    index.range(tree, &TileKey::step_record(from), &hi, &mut |k, e| {
+        if !stopped {
+            let t = k
+                .recorded_step()
+                .expect("the range holds step records only");
+            stopped = !f(t, e);
+        }
+        Ok(())
+    })
+}
+
+/// Brings the manifest's step counts up to date after a commit changed step records:
+/// `added` and `removed` are how many records appeared and went; `tree` is the new index.
+/// The first and last ticks come from the index itself when a step at either end went.
+pub fn refresh_counts(
+    spec: &mut TimeSpec,
+    index: &IndexReader,
+    tree: Tree,
+    added: &[u32],
+    removed: &[u32],
+) -> Result<()> {
+    for &t in added {
+        spec.note_added(t);
+    }
+    spec.steps = spec.steps.saturating_sub(removed.len() as u64);
+    let ends_removed = removed
+        .iter()
+        .any(|&t| Some(t) == spec.first || Some(t) == spec.last);
+    if ends_removed {
+        let (mut first, mut last, mut steps) = (None, None, 0);
+        for_each_step(index, tree, 0, u32::MAX, &mut |t, _| {
+            first = first.or(Some(t));
+            last = Some(t);
+            steps += 1;
+            true
+        })?;
+        (spec.first, spec.last, spec.steps) = (first, last, steps);
+    }
+    if spec.steps == 0 {
+        (spec.first, spec.last) = (None, None);
+    }
+    Ok(())
+}
