@@ -84,6 +84,9 @@ pub fn describe(snapshot: &Snapshot) -> String {
             let _ = writeln!(s, "Extent:     empty (no data yet)");
         }
     }
+    if let Some(line) = time_line(m) {
+        let _ = writeln!(s, "Time:       {line}");
+    }
     for (i, b) in m.bands.iter().enumerate() {
         let nodata = b.nodata.map_or("none".to_string(), |v| v.to_string());
         let _ = writeln!(
@@ -121,6 +124,32 @@ pub fn describe(snapshot: &Snapshot) -> String {
         files
     );
     s
+}
+
+/// The time axis in one line: kind, steps, first and last, step, calendar, units, holes.
+fn time_line(m: &gridstore::manifest::Manifest) -> Option<String> {
+    let spec = m.time.as_ref()?;
+    let axis = spec.axis().ok()?;
+    let span = match (spec.first, spec.last) {
+        (Some(f), Some(l)) => format!(
+            ", {} to {}",
+            axis.label(f).unwrap_or_default(),
+            axis.label(l).unwrap_or_default()
+        ),
+        _ => String::new(),
+    };
+    let step = match spec.kind {
+        gridstore::time::AxisKind::Regular => format!("step {}", spec.step),
+        gridstore::time::AxisKind::Irregular => format!("resolution {}", spec.step),
+    };
+    Some(format!(
+        "{} axis, {} step(s){span}; {step}, {} calendar, values in {}; {} hole(s)",
+        spec.kind.name(),
+        spec.steps,
+        printable(&spec.calendar),
+        printable(&spec.units),
+        spec.holes()
+    ))
 }
 
 /// Files and bytes under `dir`, recursively; unreadable entries are skipped.

@@ -1,5 +1,6 @@
 //! Command-line interface: argument definitions and dispatch to one module per command.
 
+mod append;
 mod create;
 mod history;
 mod info;
@@ -105,6 +106,25 @@ enum Command {
         /// No progress bar
         #[arg(long, short = 'q')]
         quiet: bool,
+    },
+    /// Append time slices to a store (creating it from the first), one commit per slice
+    Append {
+        #[command(flatten)]
+        cmd: append::AppendCmd,
+        /// Worker threads, 1 to 1024 [default: all cores]
+        #[arg(long, value_parser = threads_arg)]
+        threads: Option<usize>,
+        #[command(flatten)]
+        wait: WaitArg,
+    },
+    /// Remove time steps from a store (earlier snapshots keep them)
+    DeleteTime {
+        store: String,
+        /// The times of the steps to remove (ISO 8601)
+        #[arg(required = true)]
+        times: Vec<String>,
+        #[command(flatten)]
+        wait: WaitArg,
     },
     /// Make an empty store on an explicit grid
     #[command(
@@ -275,6 +295,16 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 nodata,
                 options,
             })?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Append { cmd, threads, wait } => {
+            let store = store_path(&cmd.store);
+            let threads = threads.unwrap_or_else(gridstore::options::all_cpus);
+            append::run(&store, cmd, threads, wait.policy)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::DeleteTime { store, times, wait } => {
+            append::delete_time(&store_path(&store), &times, wait.policy)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rm { store, wait } => {

@@ -108,10 +108,10 @@ const GDAL_OF_RASTER: u32 = 0x02;
 const GDAL_OF_VERBOSE_ERROR: u32 = 0x40;
 
 /// A dataset this module opened, closed when dropped.
-struct OpenedDataset(GDALDatasetH);
+pub(crate) struct OpenedDataset(pub(crate) GDALDatasetH);
 
 impl OpenedDataset {
-    fn open(path: &str) -> Result<OpenedDataset> {
+    pub(crate) fn open(path: &str) -> Result<OpenedDataset> {
         let c = CString::new(path).map_err(|_| {
             Error::InvalidInput(format!("{path:?}: a file name cannot contain NUL"))
         })?;
@@ -195,6 +195,36 @@ pub unsafe fn ingest_dataset(
 ) -> Result<IngestReport> {
     let mut txn = Transaction::begin(root, writer, opts.wait)?;
     // SAFETY: forwarded contract.
+    let report = unsafe { merge_dataset(&mut txn, ds, opts, progress)? };
+    finish(txn, report.tiles_changed)
+}
+
+/// Checks that an open dataset can be placed on the grid of the store `m` describes (on it,
+/// or warped onto it), without reading its pixels.
+///
+/// # Safety
+/// `ds` must be valid for the call and used by no other thread meanwhile.
+pub unsafe fn check_placement(
+    ds: GDALDatasetH,
+    m: &Manifest,
+    resampling: WarpResampling,
+) -> Result<()> {
+    // SAFETY: forwarded contract.
+    unsafe { Prepared::new(ds, None, m, resampling) }.map(|_| ())
+}
+
+/// Places an open dataset on the grid of the store `txn` writes and merges it into the
+/// current tick, levels included; the caller commits.
+///
+/// # Safety
+/// `ds` must be valid for the call and used by no other thread meanwhile.
+pub unsafe fn merge_dataset(
+    txn: &mut Transaction,
+    ds: GDALDatasetH,
+    opts: &IngestOptions,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<crate::ingest::MergeReport> {
+    // SAFETY: forwarded contract.
     let prepared = unsafe { Prepared::new(ds, None, &txn.manifest, opts.resampling)? };
     prepared.warnings.iter().for_each(|w| report_warning(w));
     let footprint = prepared.footprint();
@@ -206,8 +236,7 @@ pub unsafe fn ingest_dataset(
         },
     };
     let mut readers: Vec<Box<dyn SourceSet>> = vec![Box::new(reader)];
-    let report = merge(&mut txn, &[footprint], &mut readers, opts.threads, progress)?;
-    finish(txn, report.tiles_changed)
+    merge(txn, &[footprint], &mut readers, opts.threads, progress)
 }
 
 fn finish(txn: Transaction, tiles_changed: usize) -> Result<IngestReport> {

@@ -197,7 +197,7 @@ fn merge_tile(
 ) -> Result<MergedTile> {
     let size = txn.manifest.grid.tile_size;
     let key = TileKey::new(txn.tick(), 0, job.loc);
-    let base = txn.base();
+    let base = txn.committed_for_tick();
     let stored = match base {
         Some(b) => b.entry(&key)?.map(|e| (b, e)),
         None => None,

@@ -167,7 +167,10 @@ impl<'a> PyramidBuilder<'a> {
             level = parents;
         }
         // The parents `build` will update in place from their committed version.
-        let committed_top = txn.base().and_then(|b| b.layout()).map(|l| l.top);
+        let committed_top = txn
+            .committed_for_tick()
+            .and_then(|b| b.layout())
+            .map(|l| l.top);
         let size = manifest.grid.tile_size as usize;
         let planned = planned_needs(&dirty_base, top, size, |t| {
             updated_in_place(t, committed_top, &forced)
@@ -226,7 +229,7 @@ impl<'a> PyramidBuilder<'a> {
     /// only them; or all of it when its frames cannot go into the new chunk as they are (a
     /// chunk of the first format), which must then be encoded whole.
     fn open_committed(&self, loc: TileLoc, need: &Need) -> Result<Option<Opened>> {
-        let Some(base) = self.txn.base() else {
+        let Some(base) = self.txn.committed_for_tick() else {
             return Ok(None);
         };
         let m = &self.txn.manifest;
@@ -268,9 +271,11 @@ impl<'a> PyramidBuilder<'a> {
     /// Decodes the blocks `blocks` of an opened parent too, those not decoded yet (the
     /// mask is whole already).
     fn decode_more(&self, mut opened: Opened, blocks: &[usize]) -> Result<Opened> {
-        let (Some(c), Some(decoded), Some(base)) =
-            (&opened.chunk, opened.decoded.as_mut(), self.txn.base())
-        else {
+        let (Some(c), Some(decoded), Some(base)) = (
+            &opened.chunk,
+            opened.decoded.as_mut(),
+            self.txn.committed_for_tick(),
+        ) else {
             return Ok(opened); // decoded whole
         };
         let missing: Vec<usize> = blocks.iter().copied().filter(|&k| !decoded[k]).collect();
@@ -476,7 +481,7 @@ impl<'a> PyramidBuilder<'a> {
         if self.in_place(loc) {
             return self.update(loc, &pending);
         }
-        if let Some(base) = self.txn.base() {
+        if let Some(base) = self.txn.committed_for_tick() {
             for (q, child) in loc.children().into_iter().enumerate() {
                 if pending.received[q] {
                     continue;

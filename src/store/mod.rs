@@ -15,5 +15,5 @@ mod transaction;
 
 pub use paths::{check_store_name, resolve_store_path, NAME_PREFIX, STORE_EXTENSION};
 pub use snapshot::{ChunkRef, Snapshot, DEFAULT_TILE_CACHE_BYTES};
-pub use steps::{for_each_step, StepRecord, MAX_RECORD_BYTES};
+pub use steps::{delete_steps, for_each_step, StepRecord, MAX_RECORD_BYTES};
 pub use transaction::{NewStore, Transaction};

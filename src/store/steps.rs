@@ -124,3 +124,34 @@ pub fn refresh_counts(
     }
     Ok(())
 }
+
+/// Removes the time steps at `times` (ISO 8601) from the store at `root` in one commit;
+/// history keeps them. Every time must be a step the store holds.
+pub fn delete_steps(
+    root: &std::path::Path,
+    times: &[String],
+    wait: super::lock::LockWait,
+) -> Result<crate::manifest::Manifest> {
+    let mut txn = super::Transaction::begin(root, "gridstore delete-time", wait)?;
+    let spec = txn.manifest.time.clone().ok_or_else(|| {
+        Error::InvalidInput(format!("{}: this store has no time axis", root.display()))
+    })?;
+    let axis = spec.axis()?;
+    let base = txn
+        .base()
+        .cloned()
+        .expect("an existing store has a committed state");
+    for text in times {
+        let at = crate::time::DateTime::parse(text, axis.calendar())?;
+        let t = axis.tick(&at)?;
+        if base.step_entry(t)?.is_none() {
+            return Err(Error::InvalidInput(format!(
+                "{}: holds no step at {at}; nothing was deleted (`gridstore info` lists the \
+                 steps)",
+                root.display()
+            )));
+        }
+        txn.remove_step(t)?;
+    }
+    txn.commit()
+}

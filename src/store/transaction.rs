@@ -57,6 +57,9 @@ pub struct Transaction {
     lock: Option<WriterLock>,
     /// The time step (tick) the tiles written go to: 0 in a store without a time axis.
     tick: u32,
+    /// Ticks whose committed tiles this write removed ([`Transaction::remove_step`]): tiles
+    /// written there start from nothing, not from the committed state.
+    cleared: std::collections::HashSet<u32>,
     /// Set when this transaction made the store directory: an abort removes it.
     created_dir: Option<PathBuf>,
     finished: bool,
@@ -96,6 +99,7 @@ impl Transaction {
             checkpoint: None,
             lock: Some(lock),
             tick: 0,
+            cleared: Default::default(),
             created_dir,
             finished: false,
         })
@@ -136,6 +140,7 @@ impl Transaction {
             checkpoint: None,
             lock: Some(lock),
             tick: 0,
+            cleared: Default::default(),
             created_dir: None,
             finished: false,
         })
@@ -159,6 +164,16 @@ impl Transaction {
     /// The time step whose tiles this write writes now.
     pub fn tick(&self) -> u32 {
         self.tick
+    }
+
+    /// The committed state the tiles of the current tick are laid over and their levels
+    /// updated from: the base, unless this write removed the tick's committed tiles (a step
+    /// being replaced starts from nothing).
+    pub fn committed_for_tick(&self) -> Option<&Arc<Snapshot>> {
+        if self.cleared.contains(&self.tick) {
+            return None;
+        }
+        self.base.as_ref()
     }
 
     /// Makes the tiles written from now on those of time step `t`.
@@ -310,7 +325,8 @@ impl Transaction {
 
     /// Removes time step `t`: its record and every tile of it, in every pyramid and level.
     /// Earlier snapshots keep them.
-    pub fn remove_step(&self, t: u32) -> Result<()> {
+    pub fn remove_step(&mut self, t: u32) -> Result<()> {
+        self.cleared.insert(t);
         let (lo, hi) = (TileKey::first_of_tick(t), TileKey::first_of_tick(t + 1));
         let mut keys = vec![TileKey::step_record(t)];
         if let Some(base) = &self.base {
