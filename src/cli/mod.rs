@@ -5,6 +5,7 @@ mod create;
 mod history;
 mod info;
 mod ingest;
+mod series;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -126,6 +127,8 @@ enum Command {
         #[command(flatten)]
         wait: WaitArg,
     },
+    /// Print one point's values over the time steps of a store (CSV or JSON)
+    Series(series::SeriesCmd),
     /// Make an empty store on an explicit grid
     #[command(
         after_help = "Example: a national grid at 0.5 m, tiles of 512 pixels:\n  \
@@ -305,6 +308,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         Command::DeleteTime { store, times, wait } => {
             append::delete_time(&store_path(&store), &times, wait.policy)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Series(cmd) => {
+            series::run(&store_path(&cmd.store), &cmd)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Rm { store, wait } => {

@@ -9,11 +9,13 @@ pub mod history;
 pub mod lock;
 pub mod maintenance;
 mod paths;
+mod series;
 mod snapshot;
 mod steps;
 mod transaction;
 
 pub use paths::{check_store_name, resolve_store_path, NAME_PREFIX, STORE_EXTENSION};
+pub use series::{point_series, PointSample};
 pub use snapshot::{ChunkRef, Snapshot, DEFAULT_TILE_CACHE_BYTES};
 pub use steps::{delete_steps, for_each_step, StepRecord, MAX_RECORD_BYTES};
 pub use transaction::{NewStore, Transaction};

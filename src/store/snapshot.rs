@@ -173,9 +173,15 @@ impl Snapshot {
     ///
     /// [`read_chunk_range`]: Snapshot::read_chunk_range
     pub fn read_head(&self, key: &TileKey) -> Result<Option<ChunkRef>> {
-        let Some(e) = self.entry(key)? else {
-            return Ok(None);
-        };
+        match self.entry(key)? {
+            Some(e) => self.head_of(key, &e).map(Some),
+            None => Ok(None),
+        }
+    }
+
+    /// [`Snapshot::read_head`] of a tile whose index entry is known.
+    pub fn head_of(&self, key: &TileKey, e: &Entry) -> Result<ChunkRef> {
+        let e = *e;
         let object = key.object_key(e.seq, self.manifest.chunk_naming());
         let path = self.object_path(key, &e);
         let expected = self.manifest.chunk_shape();
@@ -211,13 +217,13 @@ impl Snapshot {
             ));
         }
         check_base_against_entry(&head, &e, &path)?;
-        Ok(Some(ChunkRef {
+        Ok(ChunkRef {
             key: *key,
             seq: e.seq,
             object,
             path,
             head,
-        }))
+        })
     }
 
     /// `len` bytes from `offset` of a chunk, or of its base; a chunk that ends before is
