@@ -103,17 +103,33 @@ pub fn append(
         .iter()
         .map(|s| OpenedDataset::open(s))
         .collect::<Result<_>>()?;
+    let handles: Vec<GDALDatasetH> = opened.iter().map(|o| o.0).collect();
+    // SAFETY: the datasets stay open for the call and are used on this thread only.
+    unsafe { append_datasets(root, slices, &handles, opts, progress) }
+}
+
+/// [`append`] of open datasets (`gdal_translate` hands the driver one), named `names`.
+///
+/// # Safety
+/// Every handle must be valid for the call and used by no other thread meanwhile.
+pub unsafe fn append_datasets(
+    root: &Path,
+    names: &[String],
+    opened: &[GDALDatasetH],
+    opts: &AppendOptions,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<AppendReport> {
     let existing = root.join(MANIFEST_KEY).exists();
     let current = existing.then(|| Snapshot::open(root, None)).transpose()?;
-    // SAFETY: the handles are open and used on this thread only.
+    // SAFETY (block): forwarded contract.
     let (manifest, creates) = match &current {
         Some(s) => (s.manifest().clone(), false),
-        None => unsafe { (new_manifest(root, &opened, slices, opts)?, true) },
+        None => unsafe { (new_manifest(root, opened, names, opts)?, true) },
     };
     let spec = manifest.time.clone().ok_or_else(|| no_axis(root))?;
     let axis = spec.axis()?;
     // SAFETY: as above.
-    let steps = unsafe { plan(&opened, slices, opts, &manifest, &axis, current.as_ref())? };
+    let steps = unsafe { plan(opened, names, opts, &manifest, &axis, current.as_ref())? };
     let mut report = AppendReport {
         axis: spec,
         steps,
@@ -129,7 +145,7 @@ pub fn append(
     }
     drop(current);
     // SAFETY: as above.
-    unsafe { write(root, &opened, slices, opts, manifest, &mut report, progress)? };
+    unsafe { write(root, opened, names, opts, manifest, &mut report, progress)? };
     Ok(report)
 }
 
@@ -146,12 +162,12 @@ fn no_axis(root: &Path) -> Error {
 /// axis the options describe.
 unsafe fn new_manifest(
     root: &Path,
-    opened: &[OpenedDataset],
+    opened: &[GDALDatasetH],
     slices: &[String],
     opts: &AppendOptions,
 ) -> Result<Manifest> {
     check_store_name(root)?;
-    let first = opened[0].0;
+    let first = opened[0];
     // SAFETY (block): a valid handle, used on this thread only.
     unsafe {
         let own = slice_axis(first)?;
@@ -209,7 +225,7 @@ fn new_axis(
 
 /// Every step of every slice, checked: bands and type, grid, tick, order, and what to do.
 unsafe fn plan(
-    opened: &[OpenedDataset],
+    opened: &[GDALDatasetH],
     slices: &[String],
     opts: &AppendOptions,
     m: &Manifest,
@@ -221,11 +237,11 @@ unsafe fn plan(
     let mut planned: Vec<PlannedStep> = Vec::new();
     for (i, (ds, name)) in opened.iter().zip(slices).enumerate() {
         // SAFETY (block): a valid handle, used on this thread only.
-        let steps = unsafe { slice_steps(ds.0, name, &opts.time, axis.calendar())? };
+        let steps = unsafe { slice_steps(*ds, name, &opts.time, axis.calendar())? };
         let digest = slice_digest(name)?;
         for step in steps {
             // SAFETY: as above.
-            unsafe { check_step(ds.0, name, &step, m, opts)? };
+            unsafe { check_step(*ds, name, &step, m, opts)? };
             let tick = axis.tick(&step.at).map_err(|e| in_slice(name, e))?;
             let digest = step_digest(&digest, &step, tick);
             let action = decide(
@@ -331,7 +347,7 @@ fn decide(
 /// Writes the planned steps, one commit per slice, under one hold of the lock.
 unsafe fn write(
     root: &Path,
-    opened: &[OpenedDataset],
+    opened: &[GDALDatasetH],
     slices: &[String],
     opts: &AppendOptions,
     manifest: Manifest,
@@ -361,7 +377,7 @@ unsafe fn write(
         }
         for step in &todo {
             // SAFETY: forwarded contract.
-            unsafe { write_step(&mut txn, ds.0, &slices[i], step, opts)? };
+            unsafe { write_step(&mut txn, *ds, &slices[i], step, opts)? };
             let done = report.steps.iter().position(|s| std::ptr::eq(s, *step));
             if !progress(done.map_or(0.0, |d| (d + 1) as f64 / total)) {
                 return Err(Error::Interrupted);
