@@ -43,7 +43,8 @@ pub unsafe fn translate(
     let asked = TIME_OPTIONS.iter().any(|k| find(raw, k).is_some());
     // SAFETY: forwarded contract.
     let carries = unsafe { carries_time(source) };
-    if !asked && !(carries && store_takes_time(path)?) {
+    let time_write = asked || (carries && store_takes_time(path)?);
+    if !time_write {
         return Ok(false);
     }
     let yes = |k: &str| find(raw, k).is_some_and(|v| v.eq_ignore_ascii_case("YES"));
