@@ -48,12 +48,83 @@ pub struct AppendOptions {
     pub create: Vec<(String, String)>,
     /// Convert slices to this type (a new store gets it): the declared conversion.
     pub data_type: Option<DataType>,
+    /// Store floats as scaled integers of `data_type`: `stored = round((value - offset) /
+    /// scale)`; GDAL reports the scale and offset, so readers unpack. A store made packed
+    /// packs every later slice the same way.
+    pub packing: Option<Packing>,
     pub replace: bool,
     pub insert: bool,
     pub ingest: IngestOptions,
     /// Wait this long for each slice to exist and stop growing.
     pub wait_for_slices: Option<Duration>,
     pub dry_run: bool,
+}
+
+/// Scale and offset of packed values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Packing {
+    pub scale: f64,
+    pub offset: f64,
+}
+
+/// How slices are converted for the store `m` (or a new store): to which type, and packed
+/// with which scale, offset and nodata value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Conversion {
+    dtype: Option<DataType>,
+    packing: Option<(Packing, f64)>,
+}
+
+impl Conversion {
+    fn for_store(opts: &AppendOptions, m: Option<&Manifest>) -> Result<Conversion> {
+        let dtype = opts.data_type.or(m.map(|m| m.data_type));
+        let stored = m.and_then(|m| {
+            let b = m.bands.first()?;
+            Some((
+                Packing {
+                    scale: b.scale?,
+                    offset: b.offset.unwrap_or(0.0),
+                },
+                b.nodata?,
+            ))
+        });
+        let packing = match (opts.packing, stored) {
+            (Some(p), _) => {
+                let t = dtype.filter(|t| !t.is_float()).ok_or_else(|| {
+                    Error::InvalidInput(
+                        "packing (--scale, --offset) needs an integer --type, e.g. UInt16".into(),
+                    )
+                })?;
+                if !(p.scale.is_finite() && p.scale != 0.0 && p.offset.is_finite()) {
+                    return Err(Error::InvalidInput(format!(
+                        "--scale {} --offset {}: the scale must be a non-zero number",
+                        p.scale, p.offset
+                    )));
+                }
+                let nodata = m
+                    .and_then(|m| m.bands[0].nodata)
+                    .unwrap_or(packed_nodata(t));
+                Some((p, nodata))
+            }
+            (None, stored) => stored.filter(|_| dtype.is_some_and(|t| !t.is_float())),
+        };
+        Ok(Conversion {
+            dtype: opts.data_type.or(packing.and(dtype)),
+            packing,
+        })
+    }
+}
+
+/// The nodata value of packed integers: the type's largest value (smallest for signed).
+fn packed_nodata(t: DataType) -> f64 {
+    match t {
+        DataType::Byte => 255.0,
+        DataType::UInt16 => 65535.0,
+        DataType::UInt32 => 4294967295.0,
+        DataType::Int16 => -32768.0,
+        DataType::Int32 => -2147483648.0,
+        _ => f64::NAN,
+    }
 }
 
 /// What is done with a step.
@@ -177,7 +248,8 @@ unsafe fn new_manifest(
         };
         let steps = slice_steps(first, &slices[0], &opts.time, calendar)?;
         let step = &steps[0];
-        let view = band_view(first, &step.bands, opts.data_type)?;
+        let conversion = Conversion::for_store(opts, None)?;
+        let view = band_view(first, &step.bands, conversion)?;
         let mut info = describe(view.handle())?;
         drop_impossible_nodata(&mut info)
             .iter()
@@ -283,7 +355,7 @@ unsafe fn check_step(
     }
     // SAFETY (block): forwarded contract.
     unsafe {
-        let view = band_view(ds, &step.bands, opts.data_type)?;
+        let view = band_view(ds, &step.bands, Conversion::for_store(opts, Some(m))?)?;
         let info = describe(view.handle())?;
         if info.data_type != m.data_type {
             return Err(Error::InvalidInput(format!(
@@ -407,7 +479,8 @@ unsafe fn write_step(
     }
     // SAFETY (block): forwarded contract.
     unsafe {
-        let view = band_view(ds, &step.bands, opts.data_type)?;
+        let conversion = Conversion::for_store(opts, Some(&txn.manifest))?;
+        let view = band_view(ds, &step.bands, conversion)?;
         merge_dataset(txn, view.handle(), &opts.ingest, &mut |_| true)?;
     }
     let record = StepRecord {
@@ -442,23 +515,38 @@ impl Drop for BandView {
     }
 }
 
-unsafe fn band_view(
-    ds: GDALDatasetH,
-    bands: &[usize],
-    dtype: Option<DataType>,
-) -> Result<BandView> {
+unsafe fn band_view(ds: GDALDatasetH, bands: &[usize], to: Conversion) -> Result<BandView> {
     // SAFETY: valid handle (contract).
     let count = unsafe { gdal_sys::GDALGetRasterCount(ds) }.max(0) as usize;
     let all = bands.iter().copied().eq(1..=count);
-    if all && dtype.is_none() {
+    // SAFETY: valid handle (contract); band 1 exists when there are bands.
+    let same_type = to.dtype.is_none_or(|t| unsafe {
+        count > 0
+            && gdal_sys::GDALGetRasterDataType(gdal_sys::GDALGetRasterBand(ds, 1)) as u32
+                == t.gdal_code()
+    });
+    if all && same_type && to.packing.is_none() {
         return Ok(BandView::Whole(ds));
     }
     let mut args: Vec<String> = vec!["-of".into(), "VRT".into()];
     for b in bands {
         args.extend(["-b".into(), b.to_string()]);
     }
-    if let Some(t) = dtype {
+    if let Some(t) = to.dtype {
         args.extend(["-ot".into(), t.name().to_string()]);
+    }
+    if let Some((p, nodata)) = to.packing {
+        let (lo, hi) = (p.offset, p.offset + p.scale);
+        args.extend([
+            "-scale".into(),
+            lo.to_string(),
+            hi.to_string(),
+            "0".into(),
+            "1".into(),
+        ]);
+        args.extend(["-a_scale".into(), p.scale.to_string()]);
+        args.extend(["-a_offset".into(), p.offset.to_string()]);
+        args.extend(["-a_nodata".into(), nodata.to_string()]);
     }
     let c: Vec<CString> = args
         .iter()

@@ -62,6 +62,7 @@ pub unsafe fn translate(
         },
         create: raw.to_vec(),
         data_type: None,
+        packing: None,
         replace: yes("TIME_REPLACE"),
         insert: yes("TIME_INSERT"),
         ingest: IngestOptions {
