@@ -32,12 +32,19 @@ Measured in one run (medians of --runs, sides taking turns):
    disk: small maps, said in the table) against one of 10: open with TIME= and one map read,
    each in a fresh process, with a 90% bootstrap interval of the ratio.
 
-The peers run in a virtualenv of their own (--venv, default target/bench/time-venv), which
-needs zappend, zarr 2 (zappend writes Zarr v2 through zarr 2's API), numcodecs, xarray and
-rioxarray from PyPI; made once with:
+The peers run in a virtualenv of their own (--venv, default target/bench/time-venv), with
+zappend, zarr, numcodecs, xarray and rioxarray (which brings rasterio's wheel, with its own
+GDAL, to read the GeoTIFFs) from PyPI; made once with:
 
     /usr/bin/python3 -m venv target/bench/time-venv
-    target/bench/time-venv/bin/pip install zappend 'zarr<3' rioxarray
+    target/bench/time-venv/bin/pip install zappend==0.8.0 'zarr<3' 'xarray==2025.1.2' \
+        'pandas<3' rioxarray
+
+The pins are zappend 0.8's world: it imports zarr 2's API (`zarr.convenience`), and with
+the xarray of late 2026 its first append fails (a missing store is no longer reported as
+FileNotFoundError). The run of docs/PERFORMANCE.md had zappend 0.8.0, zarr 2.18.7,
+numcodecs 0.15.2, xarray 2025.1.2, pandas 2.3.3, numpy 2.4.6, rioxarray 0.19.0 and
+rasterio 1.4.4.
 
 This script itself runs on Debian's Python, with the system GDAL bindings and the plugin of
 this checkout (target/release/gdalplugins).
@@ -427,6 +434,24 @@ def append_rows(r):
     return rows
 
 
+def without_fsync(store, paths, runs):
+    """What the durable commit costs an append: the last slice deleted (`gridstore
+    delete-time`, untimed) and appended again, as it is and under eatmydata (which makes
+    fsync and syncfs do nothing), taking turns. Not a way to run gridstore: a crash there
+    could lose a commit; it shows what the fsyncs take of the command's time."""
+    if not shutil.which("eatmydata"):
+        print("(eatmydata not installed: no append without fsync)", flush=True)
+        return None
+    last = len(paths) - 1
+    got = {"with": [], "without": []}
+    for i in range(runs):
+        for mode in (("with", "without") if i % 2 == 0 else ("without", "with")):
+            timed([GRIDSTORE, "delete-time", store, iso(last)])
+            prefix = ["eatmydata"] if mode == "without" else []
+            got[mode].append(timed(prefix + append_cmd(store, [paths[last]]))[0])
+    return {"step": last, "with": median(got["with"]), "without": median(got["without"])}
+
+
 # ---------------------------------------------------------------------------------------
 # 3: point series.
 
@@ -637,6 +662,11 @@ def report(a, parts):
                 f"{r['gridstore_rss']:.0f} | {r['zappend_rss']:.0f} |")
         lines += ["", f"gridstore late / early: {l_['gridstore_s'] / e['gridstore_s']:.2f}; "
                   f"zappend late / early: {l_['zappend_call_s'] / e['zappend_call_s']:.2f}", ""]
+    if parts.get("fsync"):
+        f = parts["fsync"]
+        lines += [f"Append at step {f['step']} (after a delete-time of it): "
+                  f"{f['with']:.3f} s as it is, {f['without']:.3f} s with fsync made a no-op "
+                  f"(eatmydata): the durable commit takes {f['with'] - f['without']:.3f} s.", ""]
     if "size" in parts:
         s = parts["size"]
         lines += ["| store | size MB |", "|---|---:|"]
@@ -691,7 +721,7 @@ def main():
     p.add_argument("--long-steps", type=int, default=100_000)
     p.add_argument("--work", default=os.path.join(ROOT, "target", "bench", "time"))
     p.add_argument("--venv", default=VENV)
-    p.add_argument("--only", nargs="+", choices=["append", "series", "maps", "long"],
+    p.add_argument("--only", nargs="+", choices=["append", "fsync", "series", "maps", "long"],
                    help="parts to run (append builds the stores the others read)")
     a = p.parse_args()
     if a.steps < 16 + 10 + a.runs or not 1 <= a.runs <= 16:
@@ -719,6 +749,9 @@ def main():
             "the GeoTIFF slices (ZSTD, predictor)": sum(os.path.getsize(p) for p in paths),
         }
         print(report(a, parts), flush=True)
+    if want("fsync"):
+        parts["fsync"] = without_fsync(store, paths, a.runs)
+        print(report(a, {"fsync": parts["fsync"]}), flush=True)
     if want("series"):
         parts["series"] = series(store, zarr_maps, zarr_series, a.runs)
         print(report(a, {"series": parts["series"]}), flush=True)
