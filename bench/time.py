@@ -434,6 +434,48 @@ def append_rows(r):
     return rows
 
 
+def chunk_bytes(store, first_steps=None):
+    """Bytes of a store's chunk files by level: (level 0, levels above), from the chunk
+    names (`<t>.<p>.<brow>.<bcol>/<z>.<row>.<col>`, docs/FORMAT.md section 1); only ticks
+    below `first_steps` if given."""
+    by_level = [0, 0]
+    for folder, _, files in os.walk(os.path.join(store, "chunks")):
+        base = os.path.basename(folder)
+        if not files or "." not in base:
+            continue
+        if first_steps is not None and int(base.split(".")[0]) >= first_steps:
+            continue
+        for f in files:
+            by_level[f.split(".")[0] != "0"] += os.path.getsize(os.path.join(folder, f))
+    return by_level
+
+
+def sizes(work, store, zarr_maps, zarr_series, paths, variant_steps=100):
+    """Size on disk of each side, gridstore's split into level 0, its levels and the rest
+    (tile index, manifests and step records, with the history of every commit); and, on the
+    first `variant_steps` slices, a store without the predictor, to tell what the
+    floating-point predictor does to this data."""
+    level0, levels = chunk_bytes(store)
+    rows = {
+        "gridstore, all of it (every snapshot kept)": disk_bytes(store),
+        "gridstore, level-0 chunks": level0,
+        "gridstore, level chunks (1 and up)": levels,
+        "Zarr, map chunks (zappend)": disk_bytes(zarr_maps),
+        "Zarr, series chunks": disk_bytes(zarr_series),
+        "the GeoTIFF slices (ZSTD, predictor 3, 256² tiles)": sum(map(os.path.getsize, paths)),
+    }
+    first = {}
+    for name, extra in (("default", []), ("PREDICTOR=NO", ["--co", "PREDICTOR=NO"])):
+        path = os.path.join(work, f"first-{variant_steps}.gridstore")
+        remove(path)
+        timed(append_cmd(path, paths[:variant_steps]) + extra)
+        first[name] = chunk_bytes(path)
+        remove(path)
+    zarr_first = sum(os.path.getsize(os.path.join(zarr_maps, "rain", f"{t}.0.0"))
+                     for t in range(variant_steps))
+    return {"rows": rows, "first": first, "zarr_first": zarr_first, "steps": variant_steps}
+
+
 def without_fsync(store, paths, runs):
     """What the durable commit costs an append: the last slice deleted (`gridstore
     delete-time`, untimed) and appended again, as it is and under eatmydata (which makes
@@ -670,9 +712,12 @@ def report(a, parts):
     if "size" in parts:
         s = parts["size"]
         lines += ["| store | size MB |", "|---|---:|"]
-        for name, b in s.items():
+        for name, b in s["rows"].items():
             lines.append(f"| {name} | {b / 1e6:.1f} |")
-        lines.append("")
+        d, n = s["first"]["default"], s["first"]["PREDICTOR=NO"]
+        lines += ["", f"First {s['steps']} steps, chunk MB (level 0 + levels): gridstore "
+                  f"{d[0] / 1e6:.1f} + {d[1] / 1e6:.1f}, with PREDICTOR=NO {n[0] / 1e6:.1f} + "
+                  f"{n[1] / 1e6:.1f}; zappend's chunks {s['zarr_first'] / 1e6:.1f}", ""]
     if "series" in parts:
         s = parts["series"]
         lines += [
@@ -721,7 +766,7 @@ def main():
     p.add_argument("--long-steps", type=int, default=100_000)
     p.add_argument("--work", default=os.path.join(ROOT, "target", "bench", "time"))
     p.add_argument("--venv", default=VENV)
-    p.add_argument("--only", nargs="+", choices=["append", "fsync", "series", "maps", "long"],
+    p.add_argument("--only", nargs="+", choices=["append", "size", "fsync", "series", "maps", "long"],
                    help="parts to run (append builds the stores the others read)")
     a = p.parse_args()
     if a.steps < 16 + 10 + a.runs or not 1 <= a.runs <= 16:
@@ -742,13 +787,10 @@ def main():
         remove(zarr_series)
         timed([os.path.join(VENV, "bin", "python"), "-c", PEER_RECHUNK, zarr_maps,
                zarr_series])
-        parts["size"] = {
-            "gridstore (with its levels)": disk_bytes(store),
-            "Zarr, map chunks (zappend)": disk_bytes(zarr_maps),
-            "Zarr, series chunks": disk_bytes(zarr_series),
-            "the GeoTIFF slices (ZSTD, predictor)": sum(os.path.getsize(p) for p in paths),
-        }
         print(report(a, parts), flush=True)
+    if want("size"):
+        parts["size"] = sizes(work, store, zarr_maps, zarr_series, paths)
+        print(report(a, {"size": parts["size"]}), flush=True)
     if want("fsync"):
         parts["fsync"] = without_fsync(store, paths, a.runs)
         print(report(a, {"fsync": parts["fsync"]}), flush=True)
