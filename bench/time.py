@@ -455,6 +455,7 @@ def sizes(work, store, zarr_maps, zarr_series, paths, variant_steps=100):
     (tile index, manifests and step records, with the history of every commit); and, on the
     first `variant_steps` slices, a store without the predictor, to tell what the
     floating-point predictor does to this data."""
+    variant_steps = min(variant_steps, len(paths))
     level0, levels = chunk_bytes(store)
     rows = {
         "gridstore, all of it (every snapshot kept)": disk_bytes(store),
