@@ -434,17 +434,11 @@ def append_rows(r):
     return rows
 
 
-def chunk_bytes(store, first_steps=None):
-    """Bytes of a store's chunk files by level: (level 0, levels above), from the chunk
-    names (`<t>.<p>.<brow>.<bcol>/<z>.<row>.<col>`, docs/FORMAT.md section 1); only ticks
-    below `first_steps` if given."""
+def chunk_bytes(store):
+    """Bytes of a store's chunk files by level: [level 0, levels above], from the chunk
+    names (`<z>.<row>.<col>`, docs/FORMAT.md section 1)."""
     by_level = [0, 0]
     for folder, _, files in os.walk(os.path.join(store, "chunks")):
-        base = os.path.basename(folder)
-        if not files or "." not in base:
-            continue
-        if first_steps is not None and int(base.split(".")[0]) >= first_steps:
-            continue
         for f in files:
             by_level[f.split(".")[0] != "0"] += os.path.getsize(os.path.join(folder, f))
     return by_level
@@ -498,7 +492,7 @@ def without_fsync(store, paths, runs):
 # ---------------------------------------------------------------------------------------
 # 3: point series.
 
-def series(store, zarr_maps, zarr_series, runs):
+def series(venv, store, zarr_maps, zarr_series, runs):
     x, y = PIXEL
     got = {"gridstore": [], "zarr_maps": [], "zarr_series": [], "gridstore_rss": []}
     first = {}
@@ -511,7 +505,7 @@ def series(store, zarr_maps, zarr_series, runs):
                 got[name].append(took)
                 values = [float(line.split(",")[1]) for line in out.strip().splitlines()[1:]]
             else:
-                _, _, j = peer(VENV, PEER_SERIES, [path, str(x), str(y)])
+                _, _, j = peer(venv, PEER_SERIES, [path, str(x), str(y)])
                 got[name].append(j["seconds"])
                 values = j["values"]
             first.setdefault(name, values)
@@ -551,7 +545,8 @@ def gdal_sum(path, options):
 
 
 def slice_sum(path):
-    band = gdal.Open(path).GetRasterBand(1)
+    ds = gdal.Open(path)  # kept: a band does not keep its dataset alive
+    band = ds.GetRasterBand(1)
     a = band.ReadAsArray().astype("float64")
     return float(a[a != band.GetNoDataValue()].sum())
 
@@ -580,7 +575,7 @@ def iso(t):
     return instant(t).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
-def maps(work, store, zarr_maps, zarr_series, paths, runs):
+def maps(venv, work, store, zarr_maps, zarr_series, paths, runs):
     """The map of one step (the middle one): full size and 256 x 256 (from level 2 where
     there are levels), each read in a fresh process, timed from the open."""
     t = len(paths) // 2
@@ -589,13 +584,16 @@ def maps(work, store, zarr_maps, zarr_series, paths, runs):
     timed(["gdal_translate", "-q", "-of", "GRIDSTORE", paths[t], plain])
     if abs(gdal_sum(plain, [])["sum"] - slice_sum(paths[t])) > 1e-6 * abs(slice_sum(paths[t])):
         raise SystemExit(f"{plain}: its map does not hold the pixels of {paths[t]}")
+
+    def zarr_map(path, out):
+        how = "full" if out == SIZE else "level"
+        return peer(venv, PEER_MAP, [path, str(t), how])[2]["seconds"]
+
     sides = {
         "gridstore, TIME=": lambda out: gdal_map(store, [f"TIME={iso(t)}"], out)["seconds"],
         "gridstore without time": lambda out: gdal_map(plain, [], out)["seconds"],
-        "Zarr, map chunks (zappend)": lambda out: peer(
-            VENV, PEER_MAP, [zarr_maps, str(t), "full" if out == SIZE else "level"])[2]["seconds"],
-        "Zarr, series chunks": lambda out: peer(
-            VENV, PEER_MAP, [zarr_series, str(t), "full" if out == SIZE else "level"])[2]["seconds"],
+        "Zarr, map chunks (zappend)": lambda out: zarr_map(zarr_maps, out),
+        "Zarr, series chunks": lambda out: zarr_map(zarr_series, out),
     }
     got = {(name, out): [] for name in sides for out in (SIZE, 256)}
     for i in range(4 * runs + 1):
@@ -757,22 +755,21 @@ def report(a, parts):
 
 
 VENV = os.path.join(ROOT, "target", "bench", "time-venv")
+PARTS = ["append", "size", "fsync", "series", "maps", "long"]
 
 
 def main():
-    global VENV
     p = argparse.ArgumentParser()
     p.add_argument("--steps", type=int, default=2016)
     p.add_argument("--runs", type=int, default=5)
     p.add_argument("--long-steps", type=int, default=100_000)
     p.add_argument("--work", default=os.path.join(ROOT, "target", "bench", "time"))
     p.add_argument("--venv", default=VENV)
-    p.add_argument("--only", nargs="+", choices=["append", "size", "fsync", "series", "maps", "long"],
+    p.add_argument("--only", nargs="+", choices=PARTS,
                    help="parts to run (append builds the stores the others read)")
     a = p.parse_args()
     if a.steps < 16 + 10 + a.runs or not 1 <= a.runs <= 16:
         p.error("--steps must be at least 26 + --runs, and --runs 1 to 16")
-    VENV = a.venv
     want = lambda part: not a.only or part in a.only  # noqa: E731
     work = os.path.join(a.work, str(a.steps))
     os.makedirs(work, exist_ok=True)
@@ -782,11 +779,11 @@ def main():
     zarr_series = os.path.join(work, "series.zarr")
     parts = {}
     if want("append"):
-        store, zarr_maps, r = build(work, VENV, paths, a.runs)
+        store, zarr_maps, r = build(work, a.venv, paths, a.runs)
         parts["append"] = append_rows(r)
         parts["append_steps"] = (r["early"], r["late"])
         remove(zarr_series)
-        timed([os.path.join(VENV, "bin", "python"), "-c", PEER_RECHUNK, zarr_maps,
+        timed([os.path.join(a.venv, "bin", "python"), "-c", PEER_RECHUNK, zarr_maps,
                zarr_series])
         print(report(a, parts), flush=True)
     if want("size"):
@@ -796,11 +793,11 @@ def main():
         parts["fsync"] = without_fsync(store, paths, a.runs)
         print(report(a, {"fsync": parts["fsync"]}), flush=True)
     if want("series"):
-        parts["series"] = series(store, zarr_maps, zarr_series, a.runs)
+        parts["series"] = series(a.venv, store, zarr_maps, zarr_series, a.runs)
         print(report(a, {"series": parts["series"]}), flush=True)
     view = (want("maps") or want("long")) and time_view_available(store, paths)
     if want("maps") and view:
-        parts["maps"] = maps(work, store, zarr_maps, zarr_series, paths, a.runs)
+        parts["maps"] = maps(a.venv, work, store, zarr_maps, zarr_series, paths, a.runs)
         print(report(a, {"maps": parts["maps"]}), flush=True)
     if want("long") and view:
         parts["long"] = long_axis(a.work, a.long_steps, a.runs)
