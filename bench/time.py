@@ -770,6 +770,10 @@ def main():
     a = p.parse_args()
     if a.steps < 16 + 10 + a.runs or not 1 <= a.runs <= 16:
         p.error("--steps must be at least 26 + --runs, and --runs 1 to 16")
+    if not os.path.exists(os.path.join(a.venv, "bin", "python")):
+        p.error(f"no virtualenv at {a.venv}: make it as the docstring of bench/time.py says "
+                "(python3 -m venv, then pip install zappend==0.8.0 'zarr<3' "
+                "'xarray==2025.1.2' 'pandas<3' rioxarray), or give --venv")
     want = lambda part: not a.only or part in a.only  # noqa: E731
     work = os.path.join(a.work, str(a.steps))
     os.makedirs(work, exist_ok=True)
