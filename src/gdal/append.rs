@@ -398,7 +398,7 @@ fn decide(
         if !opts.replace {
             return Err(Error::InvalidInput(format!(
                 "{name}: the store already holds the time {at} (written from {}); give \
-                 --replace to replace it",
+                 --replace (-co TIME_REPLACE=YES through GDAL) to replace it",
                 record.source
             )));
         }
@@ -408,7 +408,8 @@ fn decide(
         if tick <= l && !opts.insert {
             return Err(Error::InvalidInput(format!(
                 "{name}: the time {at} is not after the store's last step; an append adds \
-                 steps in time order (give --insert to put it between existing steps)"
+                 steps in time order (give --insert, or -co TIME_INSERT=YES \
+                 through GDAL, to put it between existing steps)"
             )));
         }
     }
