@@ -159,3 +159,36 @@ fn packed_values_round_trip_within_half_a_step() {
         &["packed", s(&raw_path), s(&src), "0.01", "-1", &nodata],
     );
 }
+
+#[test]
+fn a_netcdf_of_several_variables_on_one_grid_becomes_their_bands() {
+    let dir = tmp();
+    let st = dir.path().join("bcsd.gridstore");
+    let nc = sample("bcsd_obs_1999.nc");
+    ok(
+        gridstore(),
+        &["append", s(&st), s(&nc), "--time-step", "P1M", "-q"],
+    );
+    let text = info(&st);
+    assert!(
+        text.contains("12 step(s), 1999-01-31T00:00:00Z to 1999-12-31T00:00:00Z"),
+        "{text}"
+    );
+    assert!(
+        text.contains("\"pr\"") && text.contains("\"tas\""),
+        "{text}"
+    );
+    let series = ok(gridstore(), &["series", s(&st), "40", "20", "--pixel"]);
+    let rows: Vec<Vec<&str>> = series.lines().map(|l| l.split(',').collect()).collect();
+    assert_eq!(rows[0], ["time", "pr", "tas"]);
+    for (column, var) in [(1, "pr"), (2, "tas")] {
+        let source = format!("NETCDF:{}:{var}", s(&nc));
+        let want = ok("gdallocationinfo", &["-valonly", &source, "40", "20"]);
+        let want: Vec<f32> = want.lines().map(|v| v.trim().parse().unwrap()).collect();
+        let got: Vec<f32> = rows[1..]
+            .iter()
+            .map(|r| r[column].parse().unwrap())
+            .collect();
+        assert_eq!(got, want, "{var}");
+    }
+}

@@ -27,6 +27,7 @@ use super::cpl::{last_error_message, report_warning};
 use super::ingest::{check_placement, merge_dataset, IngestOptions, OpenedDataset};
 use super::slice_time::{slice_axis, slice_steps, SliceStep, TimeSource};
 use super::source::{describe, drop_impossible_nodata};
+use super::variables::combine_variables;
 
 /// How a new store's time axis is made (ignored for an existing store).
 #[derive(Debug, Clone, Default)]
@@ -172,7 +173,7 @@ pub fn append(
     }
     let opened: Vec<OpenedDataset> = slices
         .iter()
-        .map(|s| OpenedDataset::open(s))
+        .map(|s| open_slice(s))
         .collect::<Result<_>>()?;
     let handles: Vec<GDALDatasetH> = opened.iter().map(|o| o.0).collect();
     // SAFETY: the datasets stay open for the call and are used on this thread only.
@@ -218,6 +219,13 @@ pub unsafe fn append_datasets(
     // SAFETY: as above.
     unsafe { write(root, opened, names, opts, manifest, &mut report, progress)? };
     Ok(report)
+}
+
+/// Opens a slice; a file of several variables on one grid opens as their combination.
+fn open_slice(name: &str) -> Result<OpenedDataset> {
+    let opened = OpenedDataset::open(name)?;
+    // SAFETY: the dataset is open and used on this thread only.
+    Ok(unsafe { combine_variables(opened.0, name)? }.unwrap_or(opened))
 }
 
 fn no_axis(root: &Path) -> Error {
