@@ -192,3 +192,41 @@ fn a_netcdf_of_several_variables_on_one_grid_becomes_their_bands() {
         assert_eq!(got, want, "{var}");
     }
 }
+
+#[test]
+fn verify_finds_a_step_record_that_names_another_time() {
+    use gridstore::store::lock::LockWait;
+    use gridstore::store::{StepRecord, Transaction};
+    let dir = tmp();
+    let st = dir.path().join("t.gridstore");
+    ok(
+        gridstore(),
+        &[
+            "append",
+            s(&st),
+            s(&one_step(dir.path(), 2, "a.tif")),
+            "--time",
+            "2024-01-01T00:00:00",
+            "-q",
+        ],
+    );
+    assert!(state(&st).contains("no problems"));
+    // A record written through the store's own API, so its checksum and index entry are
+    // right, naming an instant its tick does not have.
+    let txn = Transaction::begin(&st, "crafted", LockWait::Fail).unwrap();
+    let tick = txn.manifest.time.as_ref().unwrap().first.unwrap();
+    let lie = StepRecord {
+        time: "1999-01-01T00:00:00Z".into(),
+        source: "crafted".into(),
+        digest: String::new(),
+    };
+    txn.put_step(tick, &lie).unwrap();
+    txn.commit().unwrap();
+    let out = run(gridstore(), &["verify", s(&st)]);
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(!out.status.success(), "{text}");
+    assert!(
+        text.contains("it says 1999-01-01T00:00:00Z but its tick"),
+        "{text}"
+    );
+}
