@@ -51,6 +51,7 @@ description='In update mode, if another writer holds the store, wait up to this 
 <Option name='TIME' type='string' description='Time stores: open the one time step at this ISO 8601 instant, with every store band as a band'/>\
 <Option name='TIME_RANGE' type='string' description='Time stores: show the steps from START to END (ISO 8601, both included), written START/END'/>\
 <Option name='LAST' type='int' min='1' description='Time stores: show only the last N time steps (of TIME_RANGE when given)'/>\
+<Option name='MAX_BANDS' type='int' min='1' default='10000' description='Time stores: without LAST, show at most this many time steps (the last ones), with a warning'/>\
 </OpenOptionList>"
     )
 }
@@ -309,11 +310,13 @@ pub struct TimeSelection {
     pub range: Option<(String, String)>,
     /// `LAST`: only the last this many steps.
     pub last: Option<usize>,
+    /// `MAX_BANDS`: without `LAST`, at most this many steps (default 10,000).
+    pub max_bands: Option<usize>,
 }
 
 /// The names of the open options that select time steps or a variable: the ones a
 /// connection string may carry, and a subdataset's name repeats.
-pub const TIME_SELECTION_OPTIONS: [&str; 4] = ["BAND", "TIME", "TIME_RANGE", "LAST"];
+pub const TIME_SELECTION_OPTIONS: [&str; 5] = ["BAND", "TIME", "TIME_RANGE", "LAST", "MAX_BANDS"];
 
 impl TimeSelection {
     fn parse(options: &[(String, String)]) -> Result<TimeSelection> {
@@ -333,19 +336,14 @@ impl TimeSelection {
             },
             None => None,
         };
-        let last = match find(options, "LAST") {
+        let count = |name: &str| match find(options, name) {
             Some(v) => match v.parse::<usize>() {
-                Ok(n) if n >= 1 => Some(n),
-                _ => {
-                    return Err(Error::option(
-                        "LAST",
-                        v,
-                        "a number of time steps, at least 1",
-                    ))
-                }
+                Ok(n) if n >= 1 => Ok(Some(n)),
+                _ => Err(Error::option(name, v, "a number of time steps, at least 1")),
             },
-            None => None,
+            None => Ok(None),
         };
+        let (last, max_bands) = (count("LAST")?, count("MAX_BANDS")?);
         let at = find(options, "TIME").map(str::to_string);
         if at.is_some() && (range.is_some() || last.is_some()) {
             return Err(Error::InvalidInput(
@@ -358,6 +356,7 @@ impl TimeSelection {
             at,
             range,
             last,
+            max_bands,
         })
     }
 
@@ -537,6 +536,7 @@ mod tests {
             ("TIME_RANGE=/2024-01-01", "START/END"),
             ("LAST=0", "at least 1"),
             ("LAST=many", "at least 1"),
+            ("MAX_BANDS=-3", "at least 1"),
         ] {
             let e = OpenOptions::parse(&opts(&[bad])).unwrap_err().to_string();
             assert!(e.contains(hint), "{bad}: {e}");

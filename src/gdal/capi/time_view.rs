@@ -17,8 +17,8 @@ use crate::options::{connection_string, TimeSelection};
 use crate::store::Snapshot;
 use crate::time::{AxisKind, DateTime, TimeAxis, TimeSpec, MAX_TICK};
 
-/// Most time steps shown as bands unless `LAST` asks otherwise: more makes every GDAL
-/// client slow (each band is an object with its metadata) for little use.
+/// Most time steps shown as bands unless `LAST` or `MAX_BANDS` asks otherwise: more makes
+/// every GDAL client slow (each band is an object with its metadata) for little use.
 pub const MAX_TIME_BANDS: usize = 10_000;
 
 /// Where a GDAL band's pixels come from: store band `band` at tick `tick`.
@@ -186,8 +186,8 @@ fn step_at(snap: &Snapshot, spec: &TimeSpec, axis: &TimeAxis, at: &str) -> Resul
 
 /// The ticks `sel` shows, in time order: every tick from the first to the last step of a
 /// regular axis (holes included, which read as nodata), the steps held of an irregular
-/// one; within `TIME_RANGE`, the last `LAST` of them, at most [`MAX_TIME_BANDS`] unless
-/// `LAST` says so.
+/// one; within `TIME_RANGE`, the last `LAST` of them, at most `MAX_BANDS` (default
+/// [`MAX_TIME_BANDS`]) unless `LAST` says so.
 fn selected_ticks(
     snap: &Snapshot,
     spec: &TimeSpec,
@@ -225,16 +225,17 @@ fn selected_ticks(
         }
         None => (first, last),
     };
-    let limit = sel.last.unwrap_or(MAX_TIME_BANDS);
+    let cap = sel.max_bands.unwrap_or(MAX_TIME_BANDS);
+    let limit = sel.last.unwrap_or(cap);
     let (ticks, more) = last_ticks(snap, spec.kind, lo, hi, limit)?;
     if ticks.is_empty() {
         return Err(empty());
     }
     if more && sel.last.is_none() {
         super::super::cpl::report_warning(&format!(
-            "{}: {} time steps are selected, more than {MAX_TIME_BANDS} bands; only the last \
-             {MAX_TIME_BANDS} are shown. Choose steps with the open options TIME_RANGE=START/END \
-             or LAST=N (or TIME=<instant> for one step)",
+            "{}: {} time steps are selected, more than {cap} bands (MAX_BANDS); only the last \
+             {cap} are shown. Choose steps with the open options TIME_RANGE=START/END or LAST=N \
+             (or TIME=<instant> for one step)",
             snap.location().display(),
             match spec.kind {
                 AxisKind::Regular => (u64::from(hi - lo) + 1).to_string(),
@@ -388,6 +389,9 @@ fn variables(
         }
         if let Some(n) = sel.last {
             pairs.push(("LAST", n.to_string()));
+        }
+        if let Some(n) = sel.max_bands {
+            pairs.push(("MAX_BANDS", n.to_string()));
         }
         let n = band + 1;
         subdatasets.push(format!(
