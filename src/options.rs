@@ -347,8 +347,7 @@ impl TimeSelection {
         let at = find(options, "TIME").map(str::to_string);
         if at.is_some() && (range.is_some() || last.is_some()) {
             return Err(Error::InvalidInput(
-                "TIME opens one time step; it cannot be combined with TIME_RANGE or LAST"
-                    .into(),
+                "TIME opens one time step; it cannot be combined with TIME_RANGE or LAST".into(),
             ));
         }
         Ok(TimeSelection {
@@ -562,7 +561,10 @@ mod tests {
         assert_eq!(name, "GRIDSTORE:\"/d/x.gridstore\":BAND=1");
         assert_eq!(split_connection(&name).unwrap().1.len(), 1);
         for plain in ["GRIDSTORE:/d/x.gridstore", "/d/x.gridstore"] {
-            assert_eq!(split_connection(plain).unwrap(), (plain.to_string(), vec![]));
+            assert_eq!(
+                split_connection(plain).unwrap(),
+                (plain.to_string(), vec![])
+            );
         }
         for bad in [
             "GRIDSTORE:\"/d/x.gridstore",

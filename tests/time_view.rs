@@ -38,7 +38,15 @@ fn slices(dir: &Path, n: usize, extra: &[&str]) -> Vec<PathBuf> {
 /// Appends `slice` at `time` (to a new store: hourly steps unless `step` is None, 32-pixel
 /// tiles so that the slices span several blocks and levels).
 fn append(store: &Path, slice: &Path, time: &str, step: Option<&str>) {
-    let mut args = vec!["append", s(store), s(slice), "--time", time, "-q", "--insert"];
+    let mut args = vec![
+        "append",
+        s(store),
+        s(slice),
+        "--time",
+        time,
+        "-q",
+        "--insert",
+    ];
     args.extend(["--co", "BLOCKSIZE=32"]);
     if let Some(step) = step {
         args.extend(["--time-step", step]);
@@ -81,7 +89,9 @@ fn descriptions(info: &Value) -> Vec<String> {
 }
 
 fn item<'a>(md: &'a Value, key: &str) -> &'a str {
-    md[key].as_str().unwrap_or_else(|| panic!("no {key} in {md}"))
+    md[key]
+        .as_str()
+        .unwrap_or_else(|| panic!("no {key} in {md}"))
 }
 
 /// The slice paths as time_view_checks.py `series` takes them: "hole" for the hole.
@@ -123,10 +133,7 @@ fn a_variable_opens_with_its_time_steps_as_bands() {
         assert_eq!(item(md, "NETCDF_DIM_EXTRA"), "{time}");
         assert_eq!(item(md, "NETCDF_DIM_time_DEF"), "{4,6}");
         assert_eq!(item(md, "NETCDF_DIM_time_VALUES"), "{0,1,2,3}");
-        assert_eq!(
-            item(md, "time#units"),
-            "hours since 2024-01-01T00:00:00Z"
-        );
+        assert_eq!(item(md, "time#units"), "hours since 2024-01-01T00:00:00Z");
         assert_eq!(item(md, "time#calendar"), "standard");
         assert_eq!(item(md, "time#standard_name"), "time");
         assert_eq!(item(md, "time#axis"), "T");
@@ -161,12 +168,22 @@ fn open_options_and_connection_strings_choose_steps() {
     assert_eq!(descriptions(&info_json(&at, &[])), ["rain", "temp"]);
     python_ok(
         "time_view_checks.py",
-        &["series", &conn(&store, "TIME=2024-01-01T03:00:00Z,BAND=2"), "2", s(&src[3])],
+        &[
+            "series",
+            &conn(&store, "TIME=2024-01-01T03:00:00Z,BAND=2"),
+            "2",
+            s(&src[3]),
+        ],
     );
     // TIME_RANGE (both ends included, instants between steps allowed) and LAST.
     let range = info_json(
         s(&store),
-        &["-oo", "BAND=1", "-oo", "TIME_RANGE=2024-01-01T00:30:00Z/2024-01-01T02:00:00Z"],
+        &[
+            "-oo",
+            "BAND=1",
+            "-oo",
+            "TIME_RANGE=2024-01-01T00:30:00Z/2024-01-01T02:00:00Z",
+        ],
     );
     assert_eq!(descriptions(&range), &TIMES[1..3]);
     let last = conn(&store, "BAND=rain,LAST=2");
@@ -204,7 +221,10 @@ fn bad_selections_are_refused_naming_the_option_and_the_axis() {
     let axis = "the store's regular time axis holds 3 step(s) from 2024-01-01T00:00:00Z to \
                 2024-01-01T03:00:00Z (standard calendar)";
     for (option, words) in [
-        ("TIME=2024-01-01T00:30:00Z", vec!["TIME", "not a step", axis]),
+        (
+            "TIME=2024-01-01T00:30:00Z",
+            vec!["TIME", "not a step", axis],
+        ),
         ("TIME=2023-12-31T23:00:00Z", vec!["TIME", axis]),
         ("TIME=yesterday", vec!["TIME", "ISO 8601"]),
         ("TIME_RANGE=2025-01-01/2025-02-01", vec!["TIME_RANGE", axis]),
@@ -229,7 +249,13 @@ fn bad_selections_are_refused_naming_the_option_and_the_axis() {
     }
     let err = failed_cleanly(&run(
         "gdalinfo",
-        &["-oo", "TIME=2024-01-01T00:00:00Z", "-oo", "LAST=1", s(&store)],
+        &[
+            "-oo",
+            "TIME=2024-01-01T00:00:00Z",
+            "-oo",
+            "LAST=1",
+            s(&store),
+        ],
     ));
     assert!(err.contains("cannot be combined"), "{err}");
 }

@@ -1045,7 +1045,11 @@ pub unsafe extern "C" fn gridstore_read_blocks(
                 ws[i].max(0) as usize,
                 hs[i].max(0) as usize,
             );
-            targets.extend(s.block_targets(window, first_band, &ptrs[i * bands..(i + 1) * bands])?);
+            targets.extend(s.block_targets(
+                window,
+                first_band,
+                &ptrs[i * bands..(i + 1) * bands],
+            )?);
         }
         let (level, stride) = (level as u8, block_size as usize);
         // The index entries of the blocks that are whole tiles are resolved here, in one

@@ -51,20 +51,31 @@ pub fn read_window(
         .flat_map(|&t| locs.iter().map(move |&loc| TileKey::new(t, 0, loc)))
         .collect();
     let entries = snap.entries(&keys)?;
-    let mut work: Vec<(Vec<Plane<'_>>, &[TileKey], &[Option<Entry>])> = by_tick
+    let per_tick = locs.len().max(1);
+    let mut work: Vec<TickWork<'_, '_>> = by_tick
         .into_values()
-        .zip(keys.chunks(locs.len().max(1)))
-        .zip(entries.chunks(locs.len().max(1)))
-        .map(|((planes, keys), entries)| (planes, keys, entries))
+        .zip(keys.chunks(per_tick).zip(entries.chunks(per_tick)))
+        .map(|(planes, (keys, entries))| TickWork {
+            planes,
+            keys,
+            entries,
+        })
         .collect();
-    work.par_iter_mut().try_for_each(|(planes, keys, entries)| {
-        for (key, entry) in keys.iter().zip(entries.iter()) {
+    work.par_iter_mut().try_for_each(|w| {
+        for (key, entry) in w.keys.iter().zip(w.entries) {
             if let Some(e) = entry {
-                copy_tile_part(snap, key, e, &rect, planes)?;
+                copy_tile_part(snap, key, e, &rect, &mut w.planes)?;
             }
         }
         Ok(())
     })
+}
+
+/// The planes of one tick, and the tiles of that tick the window meets.
+struct TickWork<'p, 'k> {
+    planes: Vec<Plane<'p>>,
+    keys: &'k [TileKey],
+    entries: &'k [Option<Entry>],
 }
 
 /// Fills a plane with store band `band`'s fill value.
@@ -92,7 +103,10 @@ fn copy_tile_part(
     if part.is_empty() {
         return Ok(());
     }
-    let (tx, ty) = ((part.x0 - tile_rect.x0) as usize, (part.y0 - tile_rect.y0) as usize);
+    let (tx, ty) = (
+        (part.x0 - tile_rect.x0) as usize,
+        (part.y0 - tile_rect.y0) as usize,
+    );
     let (pw, ph) = (part.width() as usize, part.height() as usize);
     thread_local! {
         static TILE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };
