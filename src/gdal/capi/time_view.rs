@@ -413,3 +413,42 @@ fn variables(
         subdatasets,
     })
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::time::{Calendar, Step};
+
+    fn monthly_360_day() -> TimeAxis {
+        let cal = Calendar::parse("360_day").unwrap();
+        let origin = DateTime::parse("2000-01-01T00:00:00Z", cal).unwrap();
+        TimeSpec::new(
+            AxisKind::Regular,
+            cal,
+            origin,
+            Step::parse("P1M").unwrap(),
+            None,
+        )
+        .unwrap()
+        .axis()
+        .unwrap()
+    }
+
+    #[test]
+    fn range_ends_between_steps_round_inwards() {
+        let axis = monthly_360_day();
+        let at = |s: &str| DateTime::parse(s, axis.calendar()).unwrap();
+        // 30 February exists in this calendar: the second month's last day.
+        let mid = at("2000-02-30T12:00:00Z");
+        assert_eq!(first_tick_from(&axis, &mid), 2);
+        assert_eq!(last_tick_to(&axis, &mid), Some(1));
+        let exact = at("2000-03-01T00:00:00Z");
+        assert_eq!(first_tick_from(&axis, &exact), 2);
+        assert_eq!(last_tick_to(&axis, &exact), Some(2));
+        let before = at("1999-12-30T00:00:00Z");
+        assert_eq!(first_tick_from(&axis, &before), 0);
+        assert_eq!(last_tick_to(&axis, &before), None);
+        let far = at("8999-12-30T12:00:00Z");
+        assert_eq!(last_tick_to(&axis, &far), Some(7000 * 12 - 1));
+    }
+}
