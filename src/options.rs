@@ -50,8 +50,8 @@ description='In update mode, if another writer holds the store, wait up to this 
 <Option name='BAND' type='string' description='Time stores: the store band (variable) to show as one dataset whose bands are its time steps: its number from 1, or its name'/>\
 <Option name='TIME' type='string' description='Time stores: open the one time step at this ISO 8601 instant, with every store band as a band'/>\
 <Option name='TIME_RANGE' type='string' description='Time stores: show the steps from START to END (ISO 8601, both included), written START/END'/>\
-<Option name='LAST' type='int' min='1' description='Time stores: show only the last N time steps (of TIME_RANGE when given)'/>\
-<Option name='MAX_BANDS' type='int' min='1' default='10000' description='Time stores: without LAST, show at most this many time steps (the last ones), with a warning'/>\
+<Option name='LAST' type='int' min='1' max='{MAX_SHOWN_STEPS}' description='Time stores: show only the last N time steps (of TIME_RANGE when given)'/>\
+<Option name='MAX_BANDS' type='int' min='1' max='{MAX_SHOWN_STEPS}' default='10000' description='Time stores: without LAST, show at most this many time steps (the last ones), with a warning'/>\
 </OpenOptionList>"
     )
 }
@@ -314,6 +314,10 @@ pub struct TimeSelection {
     pub max_bands: Option<usize>,
 }
 
+/// Most time steps a dataset may show as bands, whatever `LAST` and `MAX_BANDS` ask: GDAL's
+/// own limit on band counts (`GDAL_MAX_BAND_COUNT`), and a bound on what an open allocates.
+pub const MAX_SHOWN_STEPS: usize = 65_536;
+
 /// The names of the open options that select time steps or a variable: the ones a
 /// connection string may carry, and a subdataset's name repeats.
 pub const TIME_SELECTION_OPTIONS: [&str; 5] = ["BAND", "TIME", "TIME_RANGE", "LAST", "MAX_BANDS"];
@@ -338,8 +342,12 @@ impl TimeSelection {
         };
         let count = |name: &str| match find(options, name) {
             Some(v) => match v.parse::<usize>() {
-                Ok(n) if n >= 1 => Ok(Some(n)),
-                _ => Err(Error::option(name, v, "a number of time steps, at least 1")),
+                Ok(n) if (1..=MAX_SHOWN_STEPS).contains(&n) => Ok(Some(n)),
+                _ => Err(Error::option(
+                    name,
+                    v,
+                    format!("a number of time steps from 1 to {MAX_SHOWN_STEPS}"),
+                )),
             },
             None => Ok(None),
         };
@@ -533,9 +541,10 @@ mod tests {
         for (bad, hint) in [
             ("TIME_RANGE=2024-01-01", "START/END"),
             ("TIME_RANGE=/2024-01-01", "START/END"),
-            ("LAST=0", "at least 1"),
-            ("LAST=many", "at least 1"),
-            ("MAX_BANDS=-3", "at least 1"),
+            ("LAST=0", "from 1 to 65536"),
+            ("LAST=many", "from 1 to 65536"),
+            ("LAST=65537", "from 1 to 65536"),
+            ("MAX_BANDS=-3", "from 1 to 65536"),
         ] {
             let e = OpenOptions::parse(&opts(&[bad])).unwrap_err().to_string();
             assert!(e.contains(hint), "{bad}: {e}");

@@ -230,7 +230,7 @@ fn bad_selections_are_refused_naming_the_option_and_the_axis() {
         ("TIME_RANGE=2025-01-01/2025-02-01", vec!["TIME_RANGE", axis]),
         ("TIME_RANGE=2024-01-01", vec!["TIME_RANGE", "START/END"]),
         ("TIME_RANGE=2024-01-01/soon", vec!["TIME_RANGE", "ISO 8601"]),
-        ("LAST=0", vec!["LAST", "at least 1"]),
+        ("LAST=0", vec!["LAST", "from 1 to 65536"]),
         ("BAND=3", vec!["BAND", "rain, temp"]),
         ("BAND=snow", vec!["BAND", "rain, temp"]),
     ] {
