@@ -364,6 +364,24 @@ fn rioxarray_builds_a_time_coordinate() {
 }
 
 #[test]
+fn a_real_netcdf_series_shows_its_own_times_and_values() {
+    let dir = tmp();
+    let nc = sample("test_stageiv_xyt.nc");
+    let store = dir.path().join("stageiv.gridstore");
+    ok(&gridstore(), &["append", s(&store), s(&nc), "-q"]);
+    // The slice's own time items (its 23 values, in its units) give way to the view's.
+    let info = info_json(s(&store), &[]);
+    let md = &info["metadata"][""];
+    assert_eq!(item(md, "NETCDF_DIM_time_DEF"), "{23,6}");
+    let var = "Total_precipitation_surface_1_Hour_Accumulation";
+    assert_eq!(
+        item(&bands(&info)[0]["metadata"][""], "NETCDF_VARNAME"),
+        var
+    );
+    python_ok("time_view_checks.py", &["source", s(&store), s(&nc), var]);
+}
+
+#[test]
 fn update_mode_is_refused_saying_how_to_write() {
     let dir = tmp();
     let (store, _) = rain_store(dir.path());

@@ -96,10 +96,12 @@ impl BandStrings {
         b: &crate::manifest::BandSpec,
         resampling: &str,
         shown: &time_view::ShownBand,
+        keep: impl Fn(&str) -> bool,
     ) -> BandStrings {
         let metadata = b
             .metadata
             .iter()
+            .filter(|(k, _)| keep(k))
             .map(|(k, v)| format!("{k}={v}"))
             .chain(shown.metadata.iter().cloned());
         BandStrings {
@@ -342,17 +344,20 @@ impl View {
                     "it names no level resampling method for some of its bands".into(),
                 )
             })?;
+        // The store's own time items give way to the view's.
+        let keep = |k: &str| !(shown.replaces_time_items && time_view::is_time_item(k));
         let bands = shown
             .bands
             .iter()
             .map(|s| {
                 let b = s.source.band;
-                BandStrings::of(&m.bands[b], pyramid.resampling[b].gdal_name(), s)
+                BandStrings::of(&m.bands[b], pyramid.resampling[b].gdal_name(), s, keep)
             })
             .collect();
         let metadata = CStringList::new(
             m.metadata
                 .iter()
+                .filter(|(k, _)| keep(k))
                 .map(|(k, v)| format!("{k}={v}"))
                 .chain(shown.metadata.iter().cloned()),
         );

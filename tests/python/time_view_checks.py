@@ -15,6 +15,9 @@ Usage:
       instants.
   time_view_checks.py rioxarray DATASET INSTANT...
       rioxarray.open_rasterio gives a time coordinate of those instants.
+  time_view_checks.py source DATASET NC VAR
+      the dataset's bands are the netCDF variable's time steps: descriptions are its times
+      (decoded by cftime from the file's own units and calendar), pixels its values.
 """
 import sys
 
@@ -142,6 +145,30 @@ def rioxarray_check(dataset, instants):
     print("ok")
 
 
+def source(dataset, nc, var):
+    import cftime
+    import netCDF4
+
+    with netCDF4.Dataset(nc) as d:
+        t = d["time"]
+        times = cftime.num2date(t[:], t.units, getattr(t, "calendar", "standard"))
+    want = [x.strftime("%Y-%m-%dT%H:%M:%SZ") for x in times]
+    ds = gdal.Open(dataset)
+    got = [ds.GetRasterBand(i + 1).GetDescription() for i in range(ds.RasterCount)]
+    assert got == want, (got, want)
+    # Each item once: the slice's own copies of the time items are not shown beside the view's.
+    for obj in [ds] + [ds.GetRasterBand(i + 1) for i in range(ds.RasterCount)]:
+        keys = [item.split("=", 1)[0] for item in obj.GetMetadata_List() or []]
+        assert len(keys) == len(set(keys)), sorted(keys)
+    src = gdal.Open(f'NETCDF:"{nc}":{var}')
+    assert src.RasterCount == ds.RasterCount
+    for i in range(1, ds.RasterCount + 1):
+        a = src.GetRasterBand(i).ReadAsArray()
+        b = ds.GetRasterBand(i).ReadAsArray()
+        assert np.array_equal(a, b, equal_nan=True), f"step {i} differs"
+    print("ok")
+
+
 def main(argv):
     cmd = argv[0]
     if cmd == "slices":
@@ -155,6 +182,8 @@ def main(argv):
         netcdf(argv[1], argv[2], argv[3:split], argv[split + 1:])
     elif cmd == "rioxarray":
         rioxarray_check(argv[1], argv[2:])
+    elif cmd == "source":
+        source(argv[1], argv[2], argv[3])
     else:
         sys.exit(f"unknown check {cmd}")
 

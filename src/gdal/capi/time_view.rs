@@ -55,6 +55,16 @@ pub struct Shown {
     pub metadata: Vec<String>,
     /// `SUBDATASET_<n>_NAME/DESC` items.
     pub subdatasets: Vec<String>,
+    /// True for a time store: the time items of the store's own metadata (copied from the
+    /// slices, e.g. a netCDF's `NETCDF_DIM_time_VALUES` of its own steps) are left out,
+    /// since the view says what time each band is (see [`is_time_item`]).
+    pub replaces_time_items: bool,
+}
+
+/// Whether a metadata item is one of those that describe a time axis in the netCDF
+/// convention (`NETCDF_DIM_*`, `NETCDF_VARNAME`, `time#*`), which a time view sets itself.
+pub fn is_time_item(key: &str) -> bool {
+    key.starts_with("NETCDF_DIM_") || key == "NETCDF_VARNAME" || key.starts_with("time#")
 }
 
 /// What a dataset opened with `sel` shows of `snap`, whose store is at `root`.
@@ -80,6 +90,7 @@ pub fn shown(root: &Path, snap: &Snapshot, sel: &TimeSelection) -> Result<Shown>
         let bands = variable.map_or_else(|| all_bands(m), |v| vec![v]);
         let mut shown = moment(tick, &bands, vec![format!("TIME={}", axis.label(tick)?)]);
         shown.shows_holes = snap.step_entry(tick)?.is_none();
+        shown.replaces_time_items = true;
         return Ok(shown);
     }
     let ticks = selected_ticks(snap, spec, &axis, sel)?;
@@ -110,14 +121,19 @@ fn moment(tick: u32, bands: &[usize], metadata: Vec<String>) -> Shown {
         shows_holes: false,
         metadata,
         subdatasets: Vec::new(),
+        replaces_time_items: false,
     }
 }
 
-/// The name of store band `band` as a variable: its description, else `band<N>`.
+/// The name of store band `band` as a variable: its description, else the variable name
+/// its source gave it (a netCDF's, kept in the band's metadata), else `band<N>`.
 pub fn variable_name(m: &Manifest, band: usize) -> String {
-    match m.bands[band].description.trim() {
-        "" => format!("band{}", band + 1),
-        d => d.to_string(),
+    let b = &m.bands[band];
+    let from_source = b.metadata.get("NETCDF_VARNAME").map(|n| n.trim());
+    match (b.description.trim(), from_source) {
+        ("", Some(n)) if !n.is_empty() => n.to_string(),
+        ("", _) => format!("band{}", band + 1),
+        (d, _) => d.to_string(),
     }
 }
 
@@ -361,6 +377,7 @@ fn series(
         shows_holes,
         metadata,
         subdatasets: Vec::new(),
+        replaces_time_items: true,
     })
 }
 
@@ -411,6 +428,7 @@ fn variables(
         shows_holes: false,
         metadata: Vec::new(),
         subdatasets,
+        replaces_time_items: true,
     })
 }
 
