@@ -2,7 +2,8 @@
 # Sets up gridstore on Debian 12 and runs the main job:
 # installs the system packages, builds in release mode, installs the GDAL plugin, then
 # ingests a sample raster with gdal_translate, prints gdalinfo with its overviews and writes
-# a quick-look PNG of an overview (all in target/example/).
+# a quick-look PNG of an overview; then appends an hourly rain series to a time store and
+# reads one point's history back (all in target/example/).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 sudo=""; [ "$(id -u)" = 0 ] || sudo=sudo
@@ -41,4 +42,12 @@ gdalinfo "$out/landsat.gridstore"
 gdal_translate -q -of PNG -ovr 0 -b 3 -b 2 -b 1 -scale 0 120 0 255 \
   "$out/landsat.gridstore" "$out/quicklook.png"
 target/release/gridstore info "$out/landsat.gridstore"
-echo "== Done: quick look written to $out/quicklook.png"
+
+echo "== Main job, part 2: an hourly rain series appended, and one point read back"
+rm -rf "$out/rain.gridstore"
+target/release/gridstore append "$out/rain.gridstore" target/sample-data/test_stageiv_xyt.nc \
+  --time-step PT1H
+target/release/gridstore info "$out/rain.gridstore"
+target/release/gridstore series "$out/rain.gridstore" 40 60 --pixel \
+  --from 2018-09-14T06:00:00 --to 2018-09-14T12:00:00
+echo "== Done: quick look written to $out/quicklook.png; the rain store is $out/rain.gridstore"

@@ -35,6 +35,12 @@ description='How a source in another CRS, cell size or alignment is warped onto 
 <Value>Q1</Value><Value>Q3</Value><Value>SUM</Value></Option>\
 <Option name='LOCK_TIMEOUT' type='float' default='0' \
 description='If another writer holds an existing store, wait up to this many seconds for it (0: fail at once, naming the holder)'/>\
+<Option name='TIME' type='string' description='Write the source as the time step at this instant (ISO 8601) of a time store'/>\
+<Option name='TIME_REPLACE' type='boolean' default='NO' description='Replace a time step the store already holds'/>\
+<Option name='TIME_INSERT' type='boolean' default='NO' description='Allow a time step before the last one'/>\
+<Option name='TIME_STEP' type='string' description='New time store: the step of a regular axis (ISO 8601 duration: PT5M, PT1H, P1D, P1M); without it the axis is irregular'/>\
+<Option name='TIME_CALENDAR' type='string' description='New time store: the CF calendar (standard, proleptic_gregorian, noleap, all_leap, 360_day)'/>\
+<Option name='TIME_UNITS' type='string' description='New time store: the CF units of time values, e.g. minutes since 2020-01-01'/>\
 </CreationOptionList>"
     )
 }

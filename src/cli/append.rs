@@ -7,7 +7,7 @@ use anyhow::{bail, Result};
 use indicatif::{ProgressBar, ProgressStyle};
 
 use gridstore::dtype::DataType;
-use gridstore::gdal::append::{append, Action, AppendOptions, AppendReport, AxisOptions};
+use gridstore::gdal::append::{append, Action, AppendOptions, AppendReport, AxisOptions, Packing};
 use gridstore::gdal::crs::register_drivers;
 use gridstore::gdal::ingest::IngestOptions;
 use gridstore::gdal::placement::WarpResampling;
@@ -55,6 +55,12 @@ pub struct AppendCmd {
     /// Convert slices to this type (a new store gets it)
     #[arg(long = "type", value_name = "TYPE")]
     pub data_type: Option<String>,
+    /// Pack values as integers of --type: stored = round((value - offset) / scale)
+    #[arg(long, allow_negative_numbers = true, requires = "data_type")]
+    pub scale: Option<f64>,
+    /// The offset of packed values (with --scale)
+    #[arg(long, allow_negative_numbers = true, requires = "scale")]
+    pub offset: Option<f64>,
     /// New store: creation options as with gdal_translate -co (BLOCKSIZE, COMPRESS, ...)
     #[arg(long = "co", value_name = "KEY=VALUE")]
     pub options: Vec<String>,
@@ -109,6 +115,10 @@ pub fn run(store: &Path, cmd: AppendCmd, threads: usize, wait: LockWait) -> Resu
             .as_deref()
             .map(DataType::from_name)
             .transpose()?,
+        packing: cmd.scale.map(|scale| Packing {
+            scale,
+            offset: cmd.offset.unwrap_or(0.0),
+        }),
         replace: cmd.replace,
         insert: cmd.insert,
         ingest: IngestOptions {

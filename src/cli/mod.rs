@@ -111,7 +111,7 @@ enum Command {
     /// Append time slices to a store (creating it from the first), one commit per slice
     Append {
         #[command(flatten)]
-        cmd: append::AppendCmd,
+        cmd: Box<append::AppendCmd>,
         /// Worker threads, 1 to 1024 [default: all cores]
         #[arg(long, value_parser = threads_arg)]
         threads: Option<usize>,
@@ -303,7 +303,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Command::Append { cmd, threads, wait } => {
             let store = store_path(&cmd.store);
             let threads = threads.unwrap_or_else(gridstore::options::all_cpus);
-            append::run(&store, cmd, threads, wait.policy)?;
+            append::run(&store, *cmd, threads, wait.policy)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::DeleteTime { store, times, wait } => {

@@ -48,7 +48,8 @@ pub fn run(store: &std::path::Path, cmd: &SeriesCmd) -> Result<()> {
     let from = tick_bound(&axis, cmd.from.as_deref(), 0)?;
     let to = tick_bound(&axis, cmd.to.as_deref(), MAX_TICK)?;
     let ticks = snap.steps(from, to, usize::MAX)?;
-    let samples = point_series(&snap, &ticks, x, y)?;
+    let mut samples = point_series(&snap, &ticks, x, y)?;
+    unpack(m, &mut samples);
     let text = match cmd.format.as_str() {
         "csv" => csv(m, &axis, &samples)?,
         "json" => json(&axis, &samples)?,
@@ -134,6 +135,17 @@ fn transform(from: &str, to: &str, x: f64, y: f64) -> Result<(f64, f64)> {
             bail!("cannot transform ({x}, {y}) into the store's CRS");
         }
         Ok((xs[0], ys[0]))
+    }
+}
+
+/// Packed values (bands with a scale or offset) as the numbers they stand for.
+fn unpack(m: &Manifest, samples: &mut [PointSample]) {
+    for s in samples {
+        for (v, b) in s.values.iter_mut().zip(&m.bands) {
+            if let Some(x) = v {
+                *x = *x * b.scale.unwrap_or(1.0) + b.offset.unwrap_or(0.0);
+            }
+        }
     }
 }
 

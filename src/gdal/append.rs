@@ -27,6 +27,7 @@ use super::cpl::{last_error_message, report_warning};
 use super::ingest::{check_placement, merge_dataset, IngestOptions, OpenedDataset};
 use super::slice_time::{slice_axis, slice_steps, SliceStep, TimeSource};
 use super::source::{describe, drop_impossible_nodata};
+use super::variables::combine_variables;
 
 /// How a new store's time axis is made (ignored for an existing store).
 #[derive(Debug, Clone, Default)]
@@ -48,12 +49,83 @@ pub struct AppendOptions {
     pub create: Vec<(String, String)>,
     /// Convert slices to this type (a new store gets it): the declared conversion.
     pub data_type: Option<DataType>,
+    /// Store floats as scaled integers of `data_type`: `stored = round((value - offset) /
+    /// scale)`; GDAL reports the scale and offset, so readers unpack. A store made packed
+    /// packs every later slice the same way.
+    pub packing: Option<Packing>,
     pub replace: bool,
     pub insert: bool,
     pub ingest: IngestOptions,
     /// Wait this long for each slice to exist and stop growing.
     pub wait_for_slices: Option<Duration>,
     pub dry_run: bool,
+}
+
+/// Scale and offset of packed values.
+#[derive(Debug, Clone, Copy, PartialEq)]
+pub struct Packing {
+    pub scale: f64,
+    pub offset: f64,
+}
+
+/// How slices are converted for the store `m` (or a new store): to which type, and packed
+/// with which scale, offset and nodata value.
+#[derive(Debug, Clone, Copy, PartialEq)]
+struct Conversion {
+    dtype: Option<DataType>,
+    packing: Option<(Packing, f64)>,
+}
+
+impl Conversion {
+    fn for_store(opts: &AppendOptions, m: Option<&Manifest>) -> Result<Conversion> {
+        let dtype = opts.data_type.or(m.map(|m| m.data_type));
+        let stored = m.and_then(|m| {
+            let b = m.bands.first()?;
+            Some((
+                Packing {
+                    scale: b.scale?,
+                    offset: b.offset.unwrap_or(0.0),
+                },
+                b.nodata?,
+            ))
+        });
+        let packing = match (opts.packing, stored) {
+            (Some(p), _) => {
+                let t = dtype.filter(|t| !t.is_float()).ok_or_else(|| {
+                    Error::InvalidInput(
+                        "packing (--scale, --offset) needs an integer --type, e.g. UInt16".into(),
+                    )
+                })?;
+                if !(p.scale.is_finite() && p.scale != 0.0 && p.offset.is_finite()) {
+                    return Err(Error::InvalidInput(format!(
+                        "--scale {} --offset {}: the scale must be a non-zero number",
+                        p.scale, p.offset
+                    )));
+                }
+                let nodata = m
+                    .and_then(|m| m.bands[0].nodata)
+                    .unwrap_or(packed_nodata(t));
+                Some((p, nodata))
+            }
+            (None, stored) => stored.filter(|_| dtype.is_some_and(|t| !t.is_float())),
+        };
+        Ok(Conversion {
+            dtype: opts.data_type.or(packing.and(dtype)),
+            packing,
+        })
+    }
+}
+
+/// The nodata value of packed integers: the type's largest value (smallest for signed).
+fn packed_nodata(t: DataType) -> f64 {
+    match t {
+        DataType::Byte => 255.0,
+        DataType::UInt16 => 65535.0,
+        DataType::UInt32 => 4294967295.0,
+        DataType::Int16 => -32768.0,
+        DataType::Int32 => -2147483648.0,
+        _ => f64::NAN,
+    }
 }
 
 /// What is done with a step.
@@ -101,19 +173,35 @@ pub fn append(
     }
     let opened: Vec<OpenedDataset> = slices
         .iter()
-        .map(|s| OpenedDataset::open(s))
+        .map(|s| open_slice(s))
         .collect::<Result<_>>()?;
+    let handles: Vec<GDALDatasetH> = opened.iter().map(|o| o.0).collect();
+    // SAFETY: the datasets stay open for the call and are used on this thread only.
+    unsafe { append_datasets(root, slices, &handles, opts, progress) }
+}
+
+/// [`append`] of open datasets (`gdal_translate` hands the driver one), named `names`.
+///
+/// # Safety
+/// Every handle must be valid for the call and used by no other thread meanwhile.
+pub unsafe fn append_datasets(
+    root: &Path,
+    names: &[String],
+    opened: &[GDALDatasetH],
+    opts: &AppendOptions,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<AppendReport> {
     let existing = root.join(MANIFEST_KEY).exists();
     let current = existing.then(|| Snapshot::open(root, None)).transpose()?;
-    // SAFETY: the handles are open and used on this thread only.
+    // SAFETY (block): forwarded contract.
     let (manifest, creates) = match &current {
         Some(s) => (s.manifest().clone(), false),
-        None => unsafe { (new_manifest(root, &opened, slices, opts)?, true) },
+        None => unsafe { (new_manifest(root, opened, names, opts)?, true) },
     };
     let spec = manifest.time.clone().ok_or_else(|| no_axis(root))?;
     let axis = spec.axis()?;
     // SAFETY: as above.
-    let steps = unsafe { plan(&opened, slices, opts, &manifest, &axis, current.as_ref())? };
+    let steps = unsafe { plan(opened, names, opts, &manifest, &axis, current.as_ref())? };
     let mut report = AppendReport {
         axis: spec,
         steps,
@@ -129,8 +217,15 @@ pub fn append(
     }
     drop(current);
     // SAFETY: as above.
-    unsafe { write(root, &opened, slices, opts, manifest, &mut report, progress)? };
+    unsafe { write(root, opened, names, opts, manifest, &mut report, progress)? };
     Ok(report)
+}
+
+/// Opens a slice; a file of several variables on one grid opens as their combination.
+fn open_slice(name: &str) -> Result<OpenedDataset> {
+    let opened = OpenedDataset::open(name)?;
+    // SAFETY: the dataset is open and used on this thread only.
+    Ok(unsafe { combine_variables(opened.0, name)? }.unwrap_or(opened))
 }
 
 fn no_axis(root: &Path) -> Error {
@@ -146,12 +241,12 @@ fn no_axis(root: &Path) -> Error {
 /// axis the options describe.
 unsafe fn new_manifest(
     root: &Path,
-    opened: &[OpenedDataset],
+    opened: &[GDALDatasetH],
     slices: &[String],
     opts: &AppendOptions,
 ) -> Result<Manifest> {
     check_store_name(root)?;
-    let first = opened[0].0;
+    let first = opened[0];
     // SAFETY (block): a valid handle, used on this thread only.
     unsafe {
         let own = slice_axis(first)?;
@@ -161,7 +256,8 @@ unsafe fn new_manifest(
         };
         let steps = slice_steps(first, &slices[0], &opts.time, calendar)?;
         let step = &steps[0];
-        let view = band_view(first, &step.bands, opts.data_type)?;
+        let conversion = Conversion::for_store(opts, None)?;
+        let view = band_view(first, &step.bands, conversion)?;
         let mut info = describe(view.handle())?;
         drop_impossible_nodata(&mut info)
             .iter()
@@ -209,7 +305,7 @@ fn new_axis(
 
 /// Every step of every slice, checked: bands and type, grid, tick, order, and what to do.
 unsafe fn plan(
-    opened: &[OpenedDataset],
+    opened: &[GDALDatasetH],
     slices: &[String],
     opts: &AppendOptions,
     m: &Manifest,
@@ -221,11 +317,11 @@ unsafe fn plan(
     let mut planned: Vec<PlannedStep> = Vec::new();
     for (i, (ds, name)) in opened.iter().zip(slices).enumerate() {
         // SAFETY (block): a valid handle, used on this thread only.
-        let steps = unsafe { slice_steps(ds.0, name, &opts.time, axis.calendar())? };
+        let steps = unsafe { slice_steps(*ds, name, &opts.time, axis.calendar())? };
         let digest = slice_digest(name)?;
         for step in steps {
             // SAFETY: as above.
-            unsafe { check_step(ds.0, name, &step, m, opts)? };
+            unsafe { check_step(*ds, name, &step, m, opts)? };
             let tick = axis.tick(&step.at).map_err(|e| in_slice(name, e))?;
             let digest = step_digest(&digest, &step, tick);
             let action = decide(
@@ -267,7 +363,7 @@ unsafe fn check_step(
     }
     // SAFETY (block): forwarded contract.
     unsafe {
-        let view = band_view(ds, &step.bands, opts.data_type)?;
+        let view = band_view(ds, &step.bands, Conversion::for_store(opts, Some(m))?)?;
         let info = describe(view.handle())?;
         if info.data_type != m.data_type {
             return Err(Error::InvalidInput(format!(
@@ -310,7 +406,7 @@ fn decide(
         if !opts.replace {
             return Err(Error::InvalidInput(format!(
                 "{name}: the store already holds the time {at} (written from {}); give \
-                 --replace to replace it",
+                 --replace (-co TIME_REPLACE=YES through GDAL) to replace it",
                 record.source
             )));
         }
@@ -320,7 +416,8 @@ fn decide(
         if tick <= l && !opts.insert {
             return Err(Error::InvalidInput(format!(
                 "{name}: the time {at} is not after the store's last step; an append adds \
-                 steps in time order (give --insert to put it between existing steps)"
+                 steps in time order (give --insert, or -co TIME_INSERT=YES \
+                 through GDAL, to put it between existing steps)"
             )));
         }
     }
@@ -331,7 +428,7 @@ fn decide(
 /// Writes the planned steps, one commit per slice, under one hold of the lock.
 unsafe fn write(
     root: &Path,
-    opened: &[OpenedDataset],
+    opened: &[GDALDatasetH],
     slices: &[String],
     opts: &AppendOptions,
     manifest: Manifest,
@@ -361,7 +458,7 @@ unsafe fn write(
         }
         for step in &todo {
             // SAFETY: forwarded contract.
-            unsafe { write_step(&mut txn, ds.0, &slices[i], step, opts)? };
+            unsafe { write_step(&mut txn, *ds, &slices[i], step, opts)? };
             let done = report.steps.iter().position(|s| std::ptr::eq(s, *step));
             if !progress(done.map_or(0.0, |d| (d + 1) as f64 / total)) {
                 return Err(Error::Interrupted);
@@ -391,7 +488,8 @@ unsafe fn write_step(
     }
     // SAFETY (block): forwarded contract.
     unsafe {
-        let view = band_view(ds, &step.bands, opts.data_type)?;
+        let conversion = Conversion::for_store(opts, Some(&txn.manifest))?;
+        let view = band_view(ds, &step.bands, conversion)?;
         merge_dataset(txn, view.handle(), &opts.ingest, &mut |_| true)?;
     }
     let record = StepRecord {
@@ -426,23 +524,38 @@ impl Drop for BandView {
     }
 }
 
-unsafe fn band_view(
-    ds: GDALDatasetH,
-    bands: &[usize],
-    dtype: Option<DataType>,
-) -> Result<BandView> {
+unsafe fn band_view(ds: GDALDatasetH, bands: &[usize], to: Conversion) -> Result<BandView> {
     // SAFETY: valid handle (contract).
     let count = unsafe { gdal_sys::GDALGetRasterCount(ds) }.max(0) as usize;
     let all = bands.iter().copied().eq(1..=count);
-    if all && dtype.is_none() {
+    // SAFETY: valid handle (contract); band 1 exists when there are bands.
+    let same_type = to.dtype.is_none_or(|t| unsafe {
+        count > 0
+            && gdal_sys::GDALGetRasterDataType(gdal_sys::GDALGetRasterBand(ds, 1)) as u32
+                == t.gdal_code()
+    });
+    if all && same_type && to.packing.is_none() {
         return Ok(BandView::Whole(ds));
     }
     let mut args: Vec<String> = vec!["-of".into(), "VRT".into()];
     for b in bands {
         args.extend(["-b".into(), b.to_string()]);
     }
-    if let Some(t) = dtype {
+    if let Some(t) = to.dtype {
         args.extend(["-ot".into(), t.name().to_string()]);
+    }
+    if let Some((p, nodata)) = to.packing {
+        let (lo, hi) = (p.offset, p.offset + p.scale);
+        args.extend([
+            "-scale".into(),
+            lo.to_string(),
+            hi.to_string(),
+            "0".into(),
+            "1".into(),
+        ]);
+        args.extend(["-a_scale".into(), p.scale.to_string()]);
+        args.extend(["-a_offset".into(), p.offset.to_string()]);
+        args.extend(["-a_nodata".into(), nodata.to_string()]);
     }
     let c: Vec<CString> = args
         .iter()

@@ -1119,6 +1119,12 @@ pub unsafe extern "C" fn gridstore_create_copy(
             Some(cb) => unsafe { cb(f, std::ptr::null(), progress_data) != 0 },
             None => true,
         };
+        // SAFETY: the source handle as GDAL passed it, used on this call only.
+        if unsafe {
+            crate::gdal::time_translate::translate(&path, source, &raw, &opts, &mut report)?
+        } {
+            return Ok(0);
+        }
         if path.join(MANIFEST_KEY).exists() {
             // SAFETY: the source handle as GDAL passed it, used on this call only.
             return unsafe { ingest_into_existing(&path, source, &raw, &opts, &mut report) };

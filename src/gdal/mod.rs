@@ -9,3 +9,5 @@ pub mod ingest;
 pub mod placement;
 pub mod slice_time;
 pub mod source;
+pub mod time_translate;
+pub mod variables;
