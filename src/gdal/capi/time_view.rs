@@ -73,8 +73,8 @@ pub fn shown(root: &Path, snap: &Snapshot, sel: &TimeSelection) -> Result<Shown>
     let Some(spec) = &m.time else {
         if !sel.is_empty() {
             return Err(Error::InvalidInput(format!(
-                "{}: BAND, TIME, TIME_RANGE and LAST choose time steps, and this store has no \
-                 time axis; open it without them",
+                "{}: BAND, TIME, TIME_RANGE, LAST and MAX_BANDS choose time steps, and this \
+                 store has no time axis; open it without them",
                 root.display()
             )));
         }
