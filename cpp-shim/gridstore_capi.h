@@ -23,7 +23,7 @@ typedef struct GsStore GsStore;
 typedef struct GsDatasetInfo {
     int width;              /* level-0 dataset size in pixels */
     int height;
-    int band_count;
+    int band_count;         /* GDAL bands: store bands, or the time steps of one */
     int level_count;        /* levels, including level 0 */
     int tile_size;          /* block size GDAL should use */
     int data_type;          /* GDALDataType */
@@ -36,6 +36,13 @@ typedef struct GsDatasetInfo {
     /* 1 while a store made by gridstore_create has not been committed yet: its
      * georeferencing and band settings can still be set. */
     int creating;
+    /* How many consecutive GDAL bands one read of the store fills: every band when they
+     * are the store bands of one moment (one chunk holds them all); 1 when each band is a
+     * time step of a time store. Bands 1..n, n+1..2n, ... are read together. */
+    int bands_per_read;
+    /* 1 when each band without nodata has its own validity mask (each is a time step),
+     * read with gridstore_read_mask for that band; mask_flags is then 0 or GMF_ALL_VALID. */
+    int masks_per_band;
 } GsDatasetInfo;
 
 typedef struct GsBandInfo {
@@ -71,20 +78,29 @@ char **gridstore_metadata(const GsStore *store, const char *domain);
 void gridstore_band_info(const GsStore *store, int band, GsBandInfo *info);
 void gridstore_level_size(const GsStore *store, int level, int *width, int *height);
 
-/* Reads a window of a level (dataset pixel coordinates of that level) for all bands into
- * `data` (band-sequential, the store's data type, w*h samples per band) and, if `mask` is
- * not NULL, the validity mask (255 data, 0 none). `data` may be NULL to read the mask only.
- * Returns 0 on success. */
-int gridstore_read(GsStore *store, int level, int x, int y, int w, int h, void *data,
-                   unsigned char *mask);
+/* Reads the validity mask (255 data, 0 none) of a window of a level (dataset pixel
+ * coordinates of that level) into `mask` (w*h bytes), for the bands without nodata: those
+ * of band `band` (from 1) when masks_per_band, else of every band. Returns 0 on success. */
+int gridstore_read_mask(GsStore *store, int level, int band, int x, int y, int w, int h,
+                        unsigned char *mask);
 
-/* Reads `count` blocks of a level straight into GDAL block buffers. Block i is the window
- * (xs[i], ys[i], ws[i], hs[i]) of the level (dataset pixels); band b of it goes to
- * blocks[i * band_count + b], a buffer of block_size x block_size samples of the store's
- * type (rows block_size apart), or nowhere if that pointer is NULL. Blocks are decoded in
- * parallel when there are enough of them. Returns 0 on success. */
-int gridstore_read_blocks(GsStore *store, int level, int count, const int *xs, const int *ys,
-                          const int *ws, const int *hs, void **blocks, int block_size);
+/* Reads `count` blocks of a level straight into GDAL block buffers, for the GDAL bands
+ * first_band .. first_band + band_count - 1 (from 1; bands one read fills, see
+ * bands_per_read). Block i is the window (xs[i], ys[i], ws[i], hs[i]) of the level (dataset
+ * pixels); band first_band + b of it goes to blocks[i * band_count + b], a buffer of
+ * block_size x block_size samples of the store's type (rows block_size apart), or nowhere
+ * if that pointer is NULL. Blocks are decoded in parallel when there are enough of them.
+ * Returns 0 on success. */
+int gridstore_read_blocks(GsStore *store, int level, int first_band, int band_count,
+                          int count, const int *xs, const int *ys, const int *ws,
+                          const int *hs, void **blocks, int block_size);
+
+/* Reads a window of a level (dataset pixels) of the bands band_map[0..band_count) (from 1)
+ * into planes[i], each w*h samples of the store's type, without GDAL's block cache: for
+ * small windows over many time steps, it decodes per step only the parts of its chunk the
+ * window meets. Returns 0 on success. */
+int gridstore_read_window(GsStore *store, int level, int x, int y, int w, int h,
+                          int band_count, const int *band_map, void **planes);
 
 /* Writes band `band` (1-based) of a level-0 window (dataset pixels) from `data`, rows
  * `stride` samples apart, in the store's data type. Only for stores opened for update.

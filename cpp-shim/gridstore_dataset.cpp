@@ -43,7 +43,7 @@ GridstoreDataset::GridstoreDataset(std::shared_ptr<GsStore> store, int level,
         SetBand(b, new GridstoreBand(this, b));
     m_alphaIsMask = AlphaIsMask();
     if (m_info.mask_flags & GMF_PER_DATASET)
-        m_mask.reset(new GridstoreMaskBand(this));
+        m_mask.reset(new GridstoreMaskBand(this, 0));
     if (level == 0)
     {
         // Metadata set through the base class does not mark the PAM file dirty: it comes
@@ -51,6 +51,9 @@ GridstoreDataset::GridstoreDataset(std::shared_ptr<GsStore> store, int level,
         GDALDataset::SetMetadata(gridstore_metadata(m_store.get(), ""));
         GDALDataset::SetMetadata(gridstore_metadata(m_store.get(), "IMAGE_STRUCTURE"),
                                  "IMAGE_STRUCTURE");
+        char **subdatasets = gridstore_metadata(m_store.get(), "SUBDATASETS");
+        if (subdatasets != nullptr && subdatasets[0] != nullptr)
+            GDALDataset::SetMetadata(subdatasets, "SUBDATASETS");
         // Each level becomes a dataset when first asked for (GetOverview): opening a store
         // must not cost more for the levels a large store has.
         m_overviews.resize(m_info.level_count > 1 ? m_info.level_count - 1 : 0);
@@ -125,7 +128,7 @@ void GridstoreDataset::RefreshInfo()
     // has pixels without data.
     m_alphaIsMask = AlphaIsMask();
     if ((m_info.mask_flags & GMF_PER_DATASET) && !m_mask)
-        m_mask.reset(new GridstoreMaskBand(this));
+        m_mask.reset(new GridstoreMaskBand(this, 0));
     for (auto &overview : m_overviews)
         if (overview)
             overview->RefreshInfo();
@@ -293,7 +296,8 @@ CPLErr GridstoreDataset::CheckOverviewRequest(int overviewCount, const int *over
 
 bool GridstoreDataset::AlphaIsMask()
 {
-    if (nBands != 2 && nBands != 4)
+    // In a time view the bands are time steps of one variable, none the alpha of others.
+    if ((nBands != 2 && nBands != 4) || m_info.masks_per_band)
         return false;
     GDALRasterBand *alpha = GetRasterBand(nBands);
     const GDALDataType type = alpha->GetRasterDataType();
@@ -341,8 +345,62 @@ CPLErr GridstoreDataset::IRasterIO(GDALRWFlag rw, int x, int y, int w, int h, vo
     if (WritesDirectly(rw, w, h, bufW, bufH))
         return BandBasedRasterIO(rw, x, y, w, h, data, bufW, bufH, bufType, bandCount, bandMap,
                                  pixelSpace, lineSpace, bandSpace, extra);
+    if (ReadsWindowDirectly(rw, w, h, bufW, bufH, bandCount))
+    {
+        try
+        {
+            return ReadWindow(x, y, w, h, data, bufType, bandCount, bandMap, pixelSpace,
+                              lineSpace, bandSpace);
+        }
+        catch (...)
+        {
+            CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: out of memory reading a window");
+            return CE_Failure;
+        }
+    }
     return GDALPamDataset::IRasterIO(rw, x, y, w, h, data, bufW, bufH, bufType, bandCount,
                                      bandMap, pixelSpace, lineSpace, bandSpace, extra);
+}
+
+bool GridstoreDataset::ReadsWindowDirectly(GDALRWFlag rw, int w, int h, int bufW, int bufH,
+                                           int bandCount) const
+{
+    const GIntBig block = static_cast<GIntBig>(m_info.tile_size) * m_info.tile_size;
+    return rw == GF_Read && eAccess == GA_ReadOnly && w == bufW && h == bufH &&
+           bandCount > m_info.bands_per_read && static_cast<GIntBig>(w) * h <= block;
+}
+
+CPLErr GridstoreDataset::ReadWindow(int x, int y, int w, int h, void *data,
+                                    GDALDataType bufType, int bandCount, const int *bandMap,
+                                    GSpacing pixelSpace, GSpacing lineSpace, GSpacing bandSpace)
+{
+    const GDALDataType type = static_cast<GDALDataType>(m_info.data_type);
+    const int size = GDALGetDataTypeSizeBytes(type);
+    const size_t plane = static_cast<size_t>(w) * h * size;
+    // Bands in batches, so that the store-typed copy stays small whatever the band count.
+    const int batch = static_cast<int>(std::max<size_t>(1, (64u << 20) / plane));
+    std::vector<GByte> planes;
+    std::vector<void *> pointers;
+    for (int start = 0; start < bandCount; start += batch)
+    {
+        const int n = std::min(batch, bandCount - start);
+        planes.resize(plane * n);
+        pointers.resize(n);
+        for (int i = 0; i < n; i++)
+            pointers[i] = planes.data() + plane * i;
+        if (gridstore_read_window(m_store.get(), m_level, x, y, w, h, n, bandMap + start,
+                                  pointers.data()) != 0)
+            return CE_Failure;
+        for (int i = 0; i < n; i++)
+        {
+            GByte *out = static_cast<GByte *>(data) + (start + i) * bandSpace;
+            for (int row = 0; row < h; row++)
+                GDALCopyWords64(planes.data() + plane * i + static_cast<size_t>(row) * w * size,
+                                type, size, out + row * lineSpace, bufType,
+                                static_cast<int>(pixelSpace), w);
+        }
+    }
+    return CE_None;
 }
 
 CPLErr GridstoreDataset::WriteWindow(int band, int x, int y, int w, int h, const void *data,
@@ -431,11 +489,20 @@ void GridstoreDataset::BlockWindow(int blockX, int blockY, int &x, int &y, int &
     h = std::min(bs, nRasterYSize - y);
 }
 
+void GridstoreDataset::ReadGroup(int band, int &first, int &last) const
+{
+    const int per = std::max(1, m_info.bands_per_read);
+    first = (band - 1) / per * per + 1;
+    last = std::min(nBands, first + per - 1);
+}
+
 CPLErr GridstoreDataset::ReadBlocks(const std::vector<std::pair<int, int>> &blocks, int band,
                                     void *image)
 {
-    // For each block, the destination of every band: `image` for the requested band, a
-    // freshly locked cache block for the others (none if already cached).
+    // For each block, the destination of every band read with `band`: `image` for the
+    // requested band, a freshly locked cache block for the others (none if already cached).
+    int first, last;
+    ReadGroup(band, first, last);
     std::vector<int> xs, ys, ws, hs;
     std::vector<void *> targets;
     std::vector<GDALRasterBlock *> locked;
@@ -448,9 +515,9 @@ CPLErr GridstoreDataset::ReadBlocks(const std::vector<std::pair<int, int>> &bloc
         ys.push_back(y);
         ws.push_back(w);
         hs.push_back(h);
-        for (int b = 1; b <= nBands; b++)
+        for (int b = first; b <= last; b++)
         {
-            if (b == band)
+            if (b == band && image != nullptr)
             {
                 targets.push_back(image);
                 continue;
@@ -472,9 +539,10 @@ CPLErr GridstoreDataset::ReadBlocks(const std::vector<std::pair<int, int>> &bloc
             }
         }
     }
-    const bool ok = gridstore_read_blocks(m_store.get(), m_level, static_cast<int>(blocks.size()),
-                                          xs.data(), ys.data(), ws.data(), hs.data(),
-                                          targets.data(), m_info.tile_size) == 0;
+    const bool ok =
+        gridstore_read_blocks(m_store.get(), m_level, first, last - first + 1,
+                              static_cast<int>(blocks.size()), xs.data(), ys.data(), ws.data(),
+                              hs.data(), targets.data(), m_info.tile_size) == 0;
     for (size_t i = 0; i < locked.size(); i++)
     {
         locked[i]->DropLock();
@@ -503,7 +571,7 @@ CPLErr GridstoreDataset::ReadBlock(int blockX, int blockY, int band, void *image
     return CE_Failure;
 }
 
-void GridstoreDataset::PrefetchBlocks(int x, int y, int w, int h)
+void GridstoreDataset::PrefetchBlocks(int band, int x, int y, int w, int h)
 {
     if (m_info.read_threads < 2 || w <= 0 || h <= 0)
         return;
@@ -512,7 +580,7 @@ void GridstoreDataset::PrefetchBlocks(int x, int y, int w, int h)
     for (int by = y / bs; by <= (y + h - 1) / bs; by++)
         for (int bx = x / bs; bx <= (x + w - 1) / bs; bx++)
         {
-            GDALRasterBlock *cached = GetRasterBand(1)->TryGetLockedBlockRef(bx, by);
+            GDALRasterBlock *cached = GetRasterBand(band)->TryGetLockedBlockRef(bx, by);
             if (cached != nullptr)
                 cached->DropLock();
             else
@@ -527,9 +595,9 @@ void GridstoreDataset::PrefetchBlocks(int x, int y, int w, int h)
     {
         std::vector<std::pair<int, int>> part(
             missing.begin() + start, missing.begin() + std::min(missing.size(), start + batch));
-        // Band 0 means no band is the caller's: every band goes to the cache. An error
-        // is left to the plain block path, which reports it for its own block.
-        if (ReadBlocks(part, 0, nullptr) != CE_None)
+        // No image: every band read with `band` goes to the cache. An error is left to
+        // the plain block path, which reports it for its own block.
+        if (ReadBlocks(part, band, nullptr) != CE_None)
         {
             CPLErrorReset();
             return;
@@ -537,14 +605,16 @@ void GridstoreDataset::PrefetchBlocks(int x, int y, int w, int h)
     }
 }
 
-CPLErr GridstoreDataset::ReadMaskBlock(int blockX, int blockY, void *image)
+CPLErr GridstoreDataset::ReadMaskBlock(int band, int blockX, int blockY, void *image)
 {
     try
     {
         int x, y, w, h;
         BlockWindow(blockX, blockY, x, y, w, h);
         std::vector<GByte> mask(static_cast<size_t>(w) * h);
-        if (gridstore_read(m_store.get(), m_level, x, y, w, h, nullptr, mask.data()) != 0)
+        // The dataset's mask is that of any band: they are all read together.
+        if (gridstore_read_mask(m_store.get(), m_level, band > 0 ? band : 1, x, y, w, h,
+                                mask.data()) != 0)
             return CE_Failure;
         CopyPlane(mask.data(), 0, w, h, 1, m_info.tile_size, image);
         return CE_None;
@@ -576,6 +646,8 @@ GridstoreBand::GridstoreBand(GridstoreDataset *ds, int band)
     else
         GDALMajorObject::SetMetadataItem("RESAMPLING", m_info.resampling);
     LoadColorTable();
+    if (ds->m_info.masks_per_band && !m_info.has_nodata && ds->m_info.mask_flags != GMF_ALL_VALID)
+        m_ownMask.reset(new GridstoreMaskBand(ds, band));
 }
 
 void GridstoreBand::LoadColorTable()
@@ -821,12 +893,30 @@ CPLErr GridstoreBand::IRasterIO(GDALRWFlag eRWFlag, int nXOff, int nYOff, int nX
             return CE_Failure;
         }
     }
+    // A small window of one time step (gdallocationinfo, a pixel's value) decodes only
+    // the part of the chunk it meets, not a whole block of it.
+    if (ds->m_info.masks_per_band &&
+        ds->ReadsWindowDirectly(eRWFlag, nXSize, nYSize, nBufXSize, nBufYSize, 2) &&
+        GIntBig(nXSize) * nYSize * 16 <= GIntBig(nBlockXSize) * nBlockYSize)
+    {
+        try
+        {
+            return ds->ReadWindow(nXOff, nYOff, nXSize, nYSize, pData, eBufType, 1, &nBand,
+                                  nPixelSpace, nLineSpace, 0);
+        }
+        catch (...)
+        {
+            CPLError(CE_Failure, CPLE_OutOfMemory, "GRIDSTORE: out of memory reading a window");
+            return CE_Failure;
+        }
+    }
     // Only full-resolution reads go block by block; downsampled ones go to an overview.
     if (eRWFlag == GF_Read && nBufXSize == nXSize && nBufYSize == nYSize)
     {
         try
         {
-            static_cast<GridstoreDataset *>(poDS)->PrefetchBlocks(nXOff, nYOff, nXSize, nYSize);
+            static_cast<GridstoreDataset *>(poDS)->PrefetchBlocks(nBand, nXOff, nYOff, nXSize,
+                                                                  nYSize);
         }
         catch (...)
         {
@@ -915,6 +1005,8 @@ int GridstoreBand::GetMaskFlags()
 GDALRasterBand *GridstoreBand::GetMaskBand()
 {
     auto *ds = static_cast<GridstoreDataset *>(poDS);
+    if (m_ownMask)
+        return m_ownMask.get();
     if (!m_info.has_nodata && !ds->m_alphaIsMask && ds->m_mask)
         return ds->m_mask.get();
     return GDALPamRasterBand::GetMaskBand();
@@ -924,7 +1016,7 @@ GDALRasterBand *GridstoreBand::GetMaskBand()
 /*                           GridstoreMaskBand                          */
 /************************************************************************/
 
-GridstoreMaskBand::GridstoreMaskBand(GridstoreDataset *ds)
+GridstoreMaskBand::GridstoreMaskBand(GridstoreDataset *ds, int band) : m_of(band)
 {
     poDS = ds;
     nBand = 0;
@@ -937,5 +1029,6 @@ GridstoreMaskBand::GridstoreMaskBand(GridstoreDataset *ds)
 
 CPLErr GridstoreMaskBand::IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage)
 {
-    return static_cast<GridstoreDataset *>(poDS)->ReadMaskBlock(nBlockXOff, nBlockYOff, pImage);
+    return static_cast<GridstoreDataset *>(poDS)->ReadMaskBlock(m_of, nBlockXOff, nBlockYOff,
+                                                                pImage);
 }

@@ -14,14 +14,18 @@
 
 class GridstoreDataset;
 
-// The per-dataset validity mask of the bands that have no nodata value.
+// The validity mask of the bands that have no nodata value: one per dataset (`band` 0),
+// or, in a time view, one per band (each band is a time step with its own validity).
 class GridstoreMaskBand final : public GDALRasterBand
 {
   public:
-    explicit GridstoreMaskBand(GridstoreDataset *ds);
+    GridstoreMaskBand(GridstoreDataset *ds, int band);
 
   protected:
     CPLErr IReadBlock(int nBlockXOff, int nBlockYOff, void *pImage) override;
+
+  private:
+    int m_of = 0;
 };
 
 class GridstoreBand final : public GDALPamRasterBand
@@ -78,6 +82,8 @@ class GridstoreBand final : public GDALPamRasterBand
 
     GsBandInfo m_info{};
     std::unique_ptr<GDALColorTable> m_colorTable;
+    // This band's own validity mask, in a time view (see GsDatasetInfo.masks_per_band).
+    std::unique_ptr<GridstoreMaskBand> m_ownMask;
 };
 
 class GridstoreDataset final : public GDALPamDataset
@@ -107,7 +113,8 @@ class GridstoreDataset final : public GDALPamDataset
     CPLErr SetMetadataItem(const char *name, const char *value,
                            const char *domain = "") override;
     // Full-resolution writes of several bands go band by band to the store (see
-    // WriteWindow); everything else as GDAL does it.
+    // WriteWindow); small full-resolution reads over bands that are separate reads (time
+    // steps) go to the store in one call (see ReadWindow); everything else as GDAL does it.
     CPLErr IRasterIO(GDALRWFlag rw, int x, int y, int w, int h, void *data, int bufW, int bufH,
                      GDALDataType bufType, int bandCount, int *bandMap, GSpacing pixelSpace,
                      GSpacing lineSpace, GSpacing bandSpace,
@@ -152,19 +159,32 @@ class GridstoreDataset final : public GDALPamDataset
     // Hands the default-domain metadata `next` to a store being created.
     CPLErr StoreMetadata(char **next);
 
-    // Reads block (x, y) of every band, returns band `band` in `image` and puts the other
-    // bands in GDAL's block cache, since one chunk holds all bands.
+    // Reads block (x, y) of the bands read together with band `band` (see
+    // GsDatasetInfo.bands_per_read), returns band `band` in `image` and puts the others in
+    // GDAL's block cache, since one chunk holds them all.
     CPLErr ReadBlock(int blockX, int blockY, int band, void *image);
-    // The same for several blocks at once (decoded in parallel); with `band` 0 every band
-    // goes to the cache.
+    // The same for several blocks at once (decoded in parallel); with `image` NULL band
+    // `band` goes to the cache too.
     CPLErr ReadBlocks(const std::vector<std::pair<int, int>> &blocks, int band, void *image);
+    // The first and last band read together with band `band`.
+    void ReadGroup(int band, int &first, int &last) const;
+    // Whether a read is served by ReadWindow: full resolution, a window no larger than a
+    // block, over bands that are not read together.
+    bool ReadsWindowDirectly(GDALRWFlag rw, int w, int h, int bufW, int bufH,
+                             int bandCount) const;
+    // Reads a small window of many bands with gridstore_read_window, into a buffer of any
+    // type and spacing.
+    CPLErr ReadWindow(int x, int y, int w, int h, void *data, GDALDataType bufType,
+                      int bandCount, const int *bandMap, GSpacing pixelSpace,
+                      GSpacing lineSpace, GSpacing bandSpace);
     // Matches MIN_PARALLEL_BLOCKS on the Rust side.
     static constexpr size_t kMinPrefetchBlocks = 8;
-    CPLErr ReadMaskBlock(int blockX, int blockY, void *image);
-    // Decodes, in parallel, the blocks of a window that GDAL's cache does not hold yet, and
-    // puts them in the cache of every band, so a request spanning many blocks uses every
-    // core instead of decoding block after block.
-    void PrefetchBlocks(int x, int y, int w, int h);
+    // A block of the validity mask of band `band` (0: the dataset's).
+    CPLErr ReadMaskBlock(int band, int blockX, int blockY, void *image);
+    // Decodes, in parallel, the blocks of a window that GDAL's cache does not hold yet for
+    // band `band`, and puts them in the cache of every band read with it, so a request
+    // spanning many blocks uses every core instead of decoding block after block.
+    void PrefetchBlocks(int band, int x, int y, int w, int h);
     // The window of block (x, y), clipped to the raster.
     void BlockWindow(int blockX, int blockY, int &x, int &y, int &w, int &h) const;
 

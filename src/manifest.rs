@@ -93,6 +93,19 @@ pub struct SnapshotInfo {
     /// Set by each checkpoint of a `gridstore ingest`, so a rerun can resume after it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub checkpoint: Option<Checkpoint>,
+    /// The time steps this snapshot wrote and removed (stores with a time axis).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub steps: Option<StepChanges>,
+}
+
+/// Which time steps a snapshot changed: how many it wrote (new or replaced) and removed,
+/// and the first and last of those it wrote, as instants (ISO 8601).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct StepChanges {
+    pub written: u64,
+    pub removed: u64,
+    pub first: Option<String>,
+    pub last: Option<String>,
 }
 
 /// How far a multi-commit ingest had got when it committed this snapshot.
@@ -404,6 +417,7 @@ pub(crate) mod tests {
                 tiles_removed: 0,
                 restores: None,
                 checkpoint: None,
+                steps: None,
             },
             grid: GridSpec {
                 crs_wkt: String::new(),

@@ -53,6 +53,11 @@ pub fn open_option_list() -> String {
 <Option name='NUM_THREADS' type='string' default='ALL_CPUS' description='Threads decoding the blocks of one read request: a number from 1 to {MAX_THREADS}, or ALL_CPUS'/>\
 <Option name='LOCK_TIMEOUT' type='float' default='0' \
 description='In update mode, if another writer holds the store, wait up to this many seconds for it (0: fail at once, naming the holder)'/>\
+<Option name='BAND' type='string' description='Time stores: the store band (variable) to show as one dataset whose bands are its time steps: its number from 1, or its name'/>\
+<Option name='TIME' type='string' description='Time stores: open the one time step at this ISO 8601 instant, with every store band as a band'/>\
+<Option name='TIME_RANGE' type='string' description='Time stores: show the steps from START to END (ISO 8601, both included), written START/END'/>\
+<Option name='LAST' type='int' min='1' max='{MAX_SHOWN_STEPS}' description='Time stores: show only the last N time steps (of TIME_RANGE when given)'/>\
+<Option name='MAX_BANDS' type='int' min='1' max='{MAX_SHOWN_STEPS}' default='10000' description='Time stores: without LAST, show at most this many time steps (the last ones), with a warning'/>\
 </OpenOptionList>"
     )
 }
@@ -295,6 +300,138 @@ pub struct OpenOptions {
     pub threads: usize,
     /// What opening in update mode does while another writer holds the store.
     pub lock_wait: LockWait,
+    /// Which variable and time steps of a time store are shown.
+    pub time: TimeSelection,
+}
+
+/// The open options that choose what a time store shows (docs/DRIVER.md, "Time stores").
+/// Instants stay text here: they are read in the store's calendar once it is open.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct TimeSelection {
+    /// `BAND`: a store band's number from 1, or its name.
+    pub band: Option<String>,
+    /// `TIME`: one step, shown with every store band.
+    pub at: Option<String>,
+    /// `TIME_RANGE=START/END`.
+    pub range: Option<(String, String)>,
+    /// `LAST`: only the last this many steps.
+    pub last: Option<usize>,
+    /// `MAX_BANDS`: without `LAST`, at most this many steps (default 10,000).
+    pub max_bands: Option<usize>,
+}
+
+/// Most time steps a dataset may show as bands, whatever `LAST` and `MAX_BANDS` ask: GDAL's
+/// own limit on band counts (`GDAL_MAX_BAND_COUNT`), and a bound on what an open allocates.
+pub const MAX_SHOWN_STEPS: usize = 65_536;
+
+/// The names of the open options that select time steps or a variable: the ones a
+/// connection string may carry, and a subdataset's name repeats.
+pub const TIME_SELECTION_OPTIONS: [&str; 5] = ["BAND", "TIME", "TIME_RANGE", "LAST", "MAX_BANDS"];
+
+impl TimeSelection {
+    fn parse(options: &[(String, String)]) -> Result<TimeSelection> {
+        let range = match find(options, "TIME_RANGE") {
+            Some(v) => match v.split_once('/') {
+                Some((a, b)) if !a.trim().is_empty() && !b.trim().is_empty() => {
+                    Some((a.trim().to_string(), b.trim().to_string()))
+                }
+                _ => {
+                    return Err(Error::option(
+                        "TIME_RANGE",
+                        v,
+                        "START/END, two ISO 8601 instants (e.g. \
+                         2024-06-01T00:00:00Z/2024-06-02T00:00:00Z)",
+                    ))
+                }
+            },
+            None => None,
+        };
+        let count = |name: &str| match find(options, name) {
+            Some(v) => match v.parse::<usize>() {
+                Ok(n) if (1..=MAX_SHOWN_STEPS).contains(&n) => Ok(Some(n)),
+                _ => Err(Error::option(
+                    name,
+                    v,
+                    format!("a number of time steps from 1 to {MAX_SHOWN_STEPS}"),
+                )),
+            },
+            None => Ok(None),
+        };
+        let (last, max_bands) = (count("LAST")?, count("MAX_BANDS")?);
+        let at = find(options, "TIME").map(str::to_string);
+        if at.is_some() && (range.is_some() || last.is_some()) {
+            return Err(Error::InvalidInput(
+                "TIME opens one time step; it cannot be combined with TIME_RANGE or LAST".into(),
+            ));
+        }
+        Ok(TimeSelection {
+            band: find(options, "BAND").map(str::to_string),
+            at,
+            range,
+            last,
+            max_bands,
+        })
+    }
+
+    /// True when no option chose anything.
+    pub fn is_empty(&self) -> bool {
+        *self == TimeSelection::default()
+    }
+}
+
+/// Splits a GDAL name into the store's name and the open options it carries. A plain name
+/// carries none; `GRIDSTORE:"<path>":KEY=VALUE,KEY=VALUE` carries the selection options
+/// ([`TIME_SELECTION_OPTIONS`]) after the quoted path. Commas separate them because ISO 8601
+/// times hold colons.
+pub fn split_connection(name: &str) -> Result<(String, Vec<(String, String)>)> {
+    let Some(quoted) = name
+        .strip_prefix(crate::store::NAME_PREFIX)
+        .and_then(|rest| rest.strip_prefix('"'))
+    else {
+        return Ok((name.to_string(), Vec::new()));
+    };
+    let bad = |why: &str| {
+        Error::InvalidInput(format!(
+            "{name}: {why}; write GRIDSTORE:\"<path>\":KEY=VALUE,KEY=VALUE with keys among {}",
+            TIME_SELECTION_OPTIONS.join(", ")
+        ))
+    };
+    let (path, rest) = quoted
+        .split_once('"')
+        .ok_or_else(|| bad("the path's closing quote is missing"))?;
+    let items = match rest {
+        "" => "",
+        _ => rest
+            .strip_prefix(':')
+            .ok_or_else(|| bad("something other than ':' follows the quoted path"))?,
+    };
+    let mut pairs = Vec::new();
+    for item in items.split(',').filter(|i| !i.trim().is_empty()) {
+        let (k, v) = item
+            .split_once('=')
+            .ok_or_else(|| bad(&format!("{item:?} is not KEY=VALUE")))?;
+        let known = TIME_SELECTION_OPTIONS
+            .iter()
+            .any(|o| o.eq_ignore_ascii_case(k.trim()));
+        if !known {
+            return Err(bad(&format!("{:?} is not a selection option", k.trim())));
+        }
+        pairs.push((k.trim().to_ascii_uppercase(), v.trim().to_string()));
+    }
+    Ok((path.to_string(), pairs))
+}
+
+/// A connection string naming the store at `path` with the selection `pairs`.
+pub fn connection_string(path: &str, pairs: &[(&str, String)]) -> String {
+    let items: Vec<String> = pairs.iter().map(|(k, v)| format!("{k}={v}")).collect();
+    match items.is_empty() {
+        true => format!("{}\"{path}\"", crate::store::NAME_PREFIX),
+        false => format!(
+            "{}\"{path}\":{}",
+            crate::store::NAME_PREFIX,
+            items.join(",")
+        ),
+    }
 }
 
 impl OpenOptions {
@@ -313,6 +450,7 @@ impl OpenOptions {
             snapshot,
             threads,
             lock_wait: parse_lock_wait(find(options, "LOCK_TIMEOUT"))?,
+            time: TimeSelection::parse(options)?,
         })
     }
 }
@@ -397,6 +535,61 @@ mod tests {
             vec![Resampling::Max, Resampling::Mode]
         );
         assert!(o.resolve_resampling(&[false, false, false]).is_err());
+    }
+
+    #[test]
+    fn time_selections_are_checked() {
+        let o = OpenOptions::parse(&opts(&["TIME_RANGE=2024-01-01/2024-02-01", "LAST=3"]))
+            .unwrap()
+            .time;
+        assert_eq!(o.range, Some(("2024-01-01".into(), "2024-02-01".into())));
+        assert_eq!(o.last, Some(3));
+        for (bad, hint) in [
+            ("TIME_RANGE=2024-01-01", "START/END"),
+            ("TIME_RANGE=/2024-01-01", "START/END"),
+            ("LAST=0", "from 1 to 65536"),
+            ("LAST=many", "from 1 to 65536"),
+            ("LAST=65537", "from 1 to 65536"),
+            ("MAX_BANDS=-3", "from 1 to 65536"),
+        ] {
+            let e = OpenOptions::parse(&opts(&[bad])).unwrap_err().to_string();
+            assert!(e.contains(hint), "{bad}: {e}");
+        }
+        let e = OpenOptions::parse(&opts(&["TIME=2024-01-01", "LAST=2"])).unwrap_err();
+        assert!(e.to_string().contains("cannot be combined"), "{e}");
+    }
+
+    #[test]
+    fn connection_strings_carry_selections() {
+        let (path, pairs) =
+            split_connection("GRIDSTORE:\"/d/a:b.gridstore\":band=2,TIME=2024-01-01T00:05:00Z")
+                .unwrap();
+        assert_eq!(path, "/d/a:b.gridstore");
+        assert_eq!(
+            pairs,
+            vec![
+                ("BAND".to_string(), "2".to_string()),
+                ("TIME".to_string(), "2024-01-01T00:05:00Z".to_string())
+            ]
+        );
+        let name = connection_string("/d/x.gridstore", &[("BAND", "1".into())]);
+        assert_eq!(name, "GRIDSTORE:\"/d/x.gridstore\":BAND=1");
+        assert_eq!(split_connection(&name).unwrap().1.len(), 1);
+        for plain in ["GRIDSTORE:/d/x.gridstore", "/d/x.gridstore"] {
+            assert_eq!(
+                split_connection(plain).unwrap(),
+                (plain.to_string(), vec![])
+            );
+        }
+        for bad in [
+            "GRIDSTORE:\"/d/x.gridstore",
+            "GRIDSTORE:\"/d/x.gridstore\"BAND=1",
+            "GRIDSTORE:\"/d/x.gridstore\":SNAPSHOT=3",
+            "GRIDSTORE:\"/d/x.gridstore\":BAND",
+        ] {
+            let e = split_connection(bad).unwrap_err().to_string();
+            assert!(e.contains("KEY=VALUE"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -39,6 +39,18 @@ fn describe_writer(s: &SnapshotInfo) -> String {
     if let Some(r) = s.restores {
         text.push_str(&format!(" [restores snapshot {r}]"));
     }
+    if let Some(steps) = &s.steps {
+        text.push_str(&format!(" [time steps: {} written", steps.written));
+        match (&steps.first, &steps.last) {
+            (Some(a), Some(b)) if a == b => text.push_str(&format!(", {}", printable(a))),
+            (Some(a), Some(b)) => text.push_str(&format!(", {} to {}", printable(a), printable(b))),
+            _ => {}
+        }
+        if steps.removed > 0 {
+            text.push_str(&format!("; {} removed", steps.removed));
+        }
+        text.push(']');
+    }
     text
 }
 

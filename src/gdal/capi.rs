@@ -24,7 +24,7 @@ use crate::grid::{Layout, PixelRect, TileLoc};
 use crate::index::{Entry, TileKey};
 use crate::ingest::{create_store, new_store_manifest, Editor};
 use crate::manifest::MANIFEST_KEY;
-use crate::options::{self, CreateOptions, OpenOptions};
+use crate::options::{self, CreateOptions, OpenOptions, TimeSelection};
 use crate::store::{
     check_store_name, resolve_store_path, NewStore, Snapshot, NAME_PREFIX, STORE_EXTENSION,
 };
@@ -41,6 +41,10 @@ mod ffi {
 pub use ffi::{GsBandInfo, GsDatasetInfo};
 
 mod create;
+mod time_view;
+mod window;
+
+use time_view::{Shown, Source};
 
 /// An open store as the shim holds it (`GsStore *` in C).
 pub struct StoreHandle {
@@ -68,6 +72,9 @@ struct View {
     crs: CString,
     metadata: CStringList,
     image_structure: CStringList,
+    subdatasets: CStringList,
+    /// Where each GDAL band's pixels come from.
+    sources: Vec<Source>,
     bands: Vec<BandStrings>,
 }
 
@@ -83,10 +90,22 @@ struct BandStrings {
 }
 
 impl BandStrings {
-    /// The strings of a band whose levels are made by `resampling`.
-    fn of(b: &crate::manifest::BandSpec, resampling: &str) -> BandStrings {
+    /// The strings of a GDAL band showing store band `b` (whose levels are made by
+    /// `resampling`) as `shown` says.
+    fn of(
+        b: &crate::manifest::BandSpec,
+        resampling: &str,
+        shown: &time_view::ShownBand,
+        keep: impl Fn(&str) -> bool,
+    ) -> BandStrings {
+        let metadata = b
+            .metadata
+            .iter()
+            .filter(|(k, _)| keep(k))
+            .map(|(k, v)| format!("{k}={v}"))
+            .chain(shown.metadata.iter().cloned());
         BandStrings {
-            description: c_string(&b.description),
+            description: c_string(shown.description.as_deref().unwrap_or(&b.description)),
             color_interp: c_string(&b.color_interp),
             unit: c_string(&b.unit),
             palette_interp: palette_interp_code(
@@ -98,7 +117,7 @@ impl BandStrings {
                 .as_ref()
                 .map(|t| t.entries.iter().flatten().copied().collect())
                 .unwrap_or_default(),
-            metadata: CStringList::new(b.metadata.iter().map(|(k, v)| format!("{k}={v}"))),
+            metadata: CStringList::new(metadata),
         }
     }
 }
@@ -129,8 +148,14 @@ fn c_string(s: &str) -> CString {
 
 impl StoreHandle {
     fn open(name: &str, open_options: &[(String, String)], update: bool) -> Result<StoreHandle> {
-        let opts = OpenOptions::parse(open_options)?;
-        let root = resolve_store_path(name);
+        // Selections in the name come after the open options, so they win.
+        let (name, selected) = options::split_connection(name)?;
+        let all: Vec<(String, String)> = open_options.iter().cloned().chain(selected).collect();
+        let opts = OpenOptions::parse(&all)?;
+        let root = resolve_store_path(&name);
+        if update {
+            refuse_time_update(&root)?;
+        }
         if update && opts.snapshot.is_some() {
             return Err(Error::InvalidInput(format!(
                 "{}: SNAPSHOT opens a past state, which cannot be changed; open it read-only \
@@ -150,7 +175,7 @@ impl StoreHandle {
             None
         };
         let snapshot = Snapshot::open(&root, opts.snapshot)?;
-        let view = View::of(&root, &snapshot, opts.threads, false)?;
+        let view = View::showing(&root, &snapshot, opts.threads, false, &opts.time)?;
         Ok(StoreHandle {
             read_threads: opts.threads,
             view,
@@ -208,7 +233,7 @@ impl StoreHandle {
 
     fn band_info(&self, band: usize) -> GsBandInfo {
         let snap = self.snap();
-        let spec = &snap.manifest().bands[band];
+        let spec = &snap.manifest().bands[self.view.sources[band].band];
         let s = &self.view.bands[band];
         GsBandInfo {
             has_nodata: spec.nodata.is_some() as c_int,
@@ -228,8 +253,11 @@ impl StoreHandle {
         }
     }
 
+    /// Reads a window of a level at tick `tick`: every store band into `data` (or a scratch
+    /// buffer when only the mask is wanted), and the mask.
     fn read(
         &self,
+        tick: u32,
         level: u8,
         win: Window,
         data: Option<&mut [u8]>,
@@ -250,17 +278,34 @@ impl StoreHandle {
         match (&self.editor, level) {
             (Some(_), 0) => {
                 let mut mask = mask;
-                snap.read_region(0, 0, level, rect, data, mask.as_deref_mut())?;
+                snap.read_region(tick, 0, level, rect, data, mask.as_deref_mut())?;
                 self.editor()?.overlay_read(rect, data, mask)
             }
-            _ => snap.read_region(0, 0, level, rect, data, mask),
+            _ => snap.read_region(tick, 0, level, rect, data, mask),
         }
     }
 }
 
 impl View {
-    /// What GDAL is told about `snapshot`; `creating` for a store not made yet.
+    /// What GDAL is told about `snapshot`, all of it; `creating` for a store not made yet.
     fn of(root: &Path, snapshot: &Snapshot, read_threads: usize, creating: bool) -> Result<View> {
+        View::showing(
+            root,
+            snapshot,
+            read_threads,
+            creating,
+            &TimeSelection::default(),
+        )
+    }
+
+    /// What GDAL is told about `snapshot` as `sel` chooses (see time_view).
+    fn showing(
+        root: &Path,
+        snapshot: &Snapshot,
+        read_threads: usize,
+        creating: bool,
+        sel: &TimeSelection,
+    ) -> Result<View> {
         let m = snapshot.manifest();
         let layout = *snapshot.layout().ok_or_else(|| {
             Error::InvalidInput(format!(
@@ -271,23 +316,23 @@ impl View {
         })?;
         let level_sizes = gdal_sizes(root, m, &layout)?;
         let (w, h) = level_sizes[0];
-        let mask_flags = if m.uses_mask() && !m.all_valid {
-            GMF_PER_DATASET
-        } else {
-            GMF_ALL_VALID
-        };
+        let shown = time_view::shown(root, snapshot, sel)?;
         let info = GsDatasetInfo {
             width: w,
             height: h,
-            band_count: m.bands.len() as c_int,
+            band_count: c_int::try_from(shown.bands.len()).map_err(|_| {
+                Error::InvalidInput(format!("{}: too many bands to show", root.display()))
+            })?,
             level_count: level_sizes.len() as c_int,
             tile_size: m.grid.tile_size as c_int,
             data_type: m.data_type.gdal_code() as c_int,
             has_geotransform: m.grid.georeferenced as c_int,
             geotransform: m.georef().geotransform(0, layout.base.x0, layout.base.y0),
-            mask_flags,
+            mask_flags: mask_flags(m, &shown),
             read_threads: read_threads.min(c_int::MAX as usize) as c_int,
             creating: creating as c_int,
+            bands_per_read: shown.bands_per_read.min(c_int::MAX as usize) as c_int,
+            masks_per_band: shown.masks_per_band as c_int,
         };
         let pyramid = m
             .pyramids
@@ -299,13 +344,23 @@ impl View {
                     "it names no level resampling method for some of its bands".into(),
                 )
             })?;
-        let bands = m
+        // The store's own time items give way to the view's.
+        let keep = |k: &str| !(shown.replaces_time_items && time_view::is_time_item(k));
+        let bands = shown
             .bands
             .iter()
-            .zip(&pyramid.resampling)
-            .map(|(b, r)| BandStrings::of(b, r.gdal_name()))
+            .map(|s| {
+                let b = s.source.band;
+                BandStrings::of(&m.bands[b], pyramid.resampling[b].gdal_name(), s, keep)
+            })
             .collect();
-        let metadata = CStringList::new(m.metadata.iter().map(|(k, v)| format!("{k}={v}")));
+        let metadata = CStringList::new(
+            m.metadata
+                .iter()
+                .filter(|(k, _)| keep(k))
+                .map(|(k, v)| format!("{k}={v}"))
+                .chain(shown.metadata.iter().cloned()),
+        );
         let image_structure = CStringList::new([
             format!("COMPRESSION={}", m.encoding.compression.option_name()),
             "INTERLEAVE=PIXEL".to_string(),
@@ -317,9 +372,41 @@ impl View {
             level_sizes,
             metadata,
             image_structure,
+            subdatasets: CStringList::new(shown.subdatasets.iter().cloned()),
+            sources: shown.bands.iter().map(|b| b.source).collect(),
             bands,
         })
     }
+}
+
+/// The mask flags of the bands without nodata: all valid when every pixel of every band
+/// shown holds data (a hole of the time axis holds none); otherwise a mask, which a time
+/// view gives each band (each is its own step) and other views share between bands.
+fn mask_flags(m: &crate::manifest::Manifest, shown: &Shown) -> c_int {
+    if !m.uses_mask() || (m.all_valid && !shown.shows_holes) {
+        GMF_ALL_VALID
+    } else if shown.masks_per_band {
+        0
+    } else {
+        GMF_PER_DATASET
+    }
+}
+
+/// GDAL's update mode writes blocks of bands, and a time store's bands are time steps,
+/// written as whole slices by their own tools: refused, saying which.
+fn refuse_time_update(root: &Path) -> Result<()> {
+    let current = Snapshot::open(root, None)?;
+    if current.manifest().time.is_none() {
+        return Ok(());
+    }
+    Err(Error::NotSupported(format!(
+        "{}: the store has a time axis, and GDAL's update mode cannot write to it. Add or \
+         replace time steps with `gridstore append {} SLICES...` or `gdal_translate -co \
+         TIME=<instant> SOURCE {}`, and open the store read-only",
+        root.display(),
+        root.display(),
+        root.display()
+    )))
 }
 
 /// The manifest of the store at `root` is damaged: `detail` says how.
@@ -590,6 +677,7 @@ pub unsafe extern "C" fn gridstore_metadata(
         Ok(match domain.as_str() {
             "" => s.view.metadata.as_ptr(),
             "IMAGE_STRUCTURE" => s.view.image_structure.as_ptr(),
+            "SUBDATASETS" => s.view.subdatasets.as_ptr(),
             _ => std::ptr::null_mut(),
         })
     })
@@ -645,39 +733,89 @@ pub unsafe extern "C" fn gridstore_level_size(
 /// # Safety
 /// Called by the shim with the pointers cpp-shim/gridstore_capi.h describes.
 #[no_mangle]
-pub unsafe extern "C" fn gridstore_read(
+pub unsafe extern "C" fn gridstore_read_mask(
     store: *mut StoreHandle,
     level: c_int,
+    band: c_int,
     x: c_int,
     y: c_int,
     w: c_int,
     h: c_int,
-    data: *mut c_void,
     mask: *mut c_uchar,
 ) -> c_int {
     guard(1, || {
-        if w <= 0 || h <= 0 || x < 0 || y < 0 || !(0..=255).contains(&level) {
+        if w <= 0 || h <= 0 || x < 0 || y < 0 || !(0..=255).contains(&level) || mask.is_null() {
             return Err(Error::InvalidInput(format!(
-                "bad window {x},{y} {w}x{h} at level {level}"
+                "bad mask window {x},{y} {w}x{h} at level {level}"
             )));
         }
-        // SAFETY: valid handle; the shim passes buffers of w*h samples per band (data) and
-        // w*h bytes (mask), or null.
+        // SAFETY: valid handle; the shim passes a mask buffer of w*h bytes.
         let s = unsafe { &*store };
-        let n = w as usize * h as usize;
-        let snap = s.snap();
-        let m = snap.manifest();
-        let data = (!data.is_null()).then(|| unsafe {
-            std::slice::from_raw_parts_mut(data as *mut u8, n * m.bands.len() * m.data_type.size())
-        });
-        let mask = (!mask.is_null()).then(|| unsafe { std::slice::from_raw_parts_mut(mask, n) });
+        let source = s.source(band)?;
+        let mask = unsafe { std::slice::from_raw_parts_mut(mask, w as usize * h as usize) };
         let win = Window {
             x: x as i64,
             y: y as i64,
             w: w as usize,
             h: h as usize,
         };
-        s.read(level as u8, win, data, mask)?;
+        s.read(source.tick, level as u8, win, None, Some(mask))?;
+        Ok(0)
+    })
+}
+
+/// # Safety
+/// Called by the shim with the pointers cpp-shim/gridstore_capi.h describes.
+#[no_mangle]
+pub unsafe extern "C" fn gridstore_read_window(
+    store: *mut StoreHandle,
+    level: c_int,
+    x: c_int,
+    y: c_int,
+    w: c_int,
+    h: c_int,
+    band_count: c_int,
+    band_map: *const c_int,
+    planes: *mut *mut c_void,
+) -> c_int {
+    guard(1, || {
+        if w <= 0 || h <= 0 || x < 0 || y < 0 || band_count <= 0 {
+            return Err(Error::InvalidInput(format!(
+                "bad window {x},{y} {w}x{h} of {band_count} bands at level {level}"
+            )));
+        }
+        // SAFETY: valid handle; the shim passes `band_count` band numbers and as many
+        // buffers of w*h samples of the store's type.
+        let s = unsafe { &*store };
+        let n = band_count as usize;
+        let (map, ptrs) = unsafe {
+            (
+                std::slice::from_raw_parts(band_map, n),
+                std::slice::from_raw_parts(planes as *const *mut u8, n),
+            )
+        };
+        let sources = map
+            .iter()
+            .map(|&b| s.source(b))
+            .collect::<Result<Vec<Source>>>()?;
+        let level = u8::try_from(level)
+            .map_err(|_| Error::InvalidInput(format!("no level {level} in this store")))?;
+        let win = Window {
+            x: x as i64,
+            y: y as i64,
+            w: w as usize,
+            h: h as usize,
+        };
+        let rect = s.level_pixels(level, win)?;
+        let snap = s.snap();
+        let bytes = win.w * win.h * snap.manifest().data_type.size();
+        // SAFETY: see above; each buffer is distinct and holds w*h samples.
+        let planes: Vec<&mut [u8]> = ptrs
+            .iter()
+            .map(|&p| unsafe { std::slice::from_raw_parts_mut(p, bytes) })
+            .collect();
+        read_pool(s.read_threads)?
+            .install(|| window::read_window(&snap, level, rect, &sources, planes))?;
         Ok(0)
     })
 }
@@ -720,12 +858,14 @@ fn read_pool(threads: usize) -> Result<std::sync::Arc<rayon::ThreadPool>> {
 /// A block that is one whole stored tile, with the tile's index entry.
 type DirectTile = (TileKey, Option<Entry>);
 
-/// A block's per-band destinations: `block_size`-strided buffers, or null to skip a band.
+/// A block of one tick: the destination of each store band, a `block_size`-strided
+/// buffer, or null to skip the band.
 struct BlockTarget {
     x: i64,
     y: i64,
     w: usize,
     h: usize,
+    tick: u32,
     bands: Vec<*mut u8>,
 }
 
@@ -746,6 +886,47 @@ unsafe impl Send for BlockTarget {}
 unsafe impl Sync for BlockTarget {}
 
 impl StoreHandle {
+    /// The source of GDAL band `band` (from 1).
+    fn source(&self, band: c_int) -> Result<Source> {
+        usize::try_from(band)
+            .ok()
+            .and_then(|b| b.checked_sub(1))
+            .and_then(|b| self.view.sources.get(b))
+            .copied()
+            .ok_or_else(|| Error::InvalidInput(format!("no band {band} in this dataset")))
+    }
+
+    /// The targets of block window (x, y, w, h) for GDAL bands `first..first + ptrs.len()`:
+    /// one per tick those bands show, each store band pointing where its GDAL band goes.
+    fn block_targets(
+        &self,
+        (x, y, w, h): (i64, i64, usize, usize),
+        first: c_int,
+        ptrs: &[*mut u8],
+    ) -> Result<Vec<BlockTarget>> {
+        let store_bands = self.snap().manifest().bands.len();
+        let mut targets: Vec<BlockTarget> = Vec::new();
+        for (i, &p) in ptrs.iter().enumerate() {
+            let src = self.source(first + i as c_int)?;
+            let at = match targets.iter().position(|t| t.tick == src.tick) {
+                Some(at) => at,
+                None => {
+                    targets.push(BlockTarget {
+                        x,
+                        y,
+                        w,
+                        h,
+                        tick: src.tick,
+                        bands: vec![std::ptr::null_mut(); store_bands],
+                    });
+                    targets.len() - 1
+                }
+            };
+            targets[at].bands[src.band] = p;
+        }
+        Ok(targets)
+    }
+
     /// Where a window of a level's dataset lies in that level's pixels.
     fn level_pixels(&self, level: u8, win: Window) -> Result<PixelRect> {
         if level as usize >= self.view.layout.level_count() {
@@ -778,7 +959,7 @@ impl StoreHandle {
         let tiles = rect.tiles(level, self.view.layout.tile_size);
         let loc = TileLoc::new(level, tiles.col0, tiles.row0);
         (tiles.len() == 1 && loc.pixel_rect(self.view.layout.tile_size) == rect)
-            .then(|| TileKey::new(0, 0, loc))
+            .then(|| TileKey::new(t.tick, 0, loc))
     }
 
     /// Reads one block into its band buffers (rows `stride` samples apart).
@@ -791,7 +972,7 @@ impl StoreHandle {
         if t.bands.len() == 1 && t.w == ts && t.h == ts && stride == ts && !t.bands[0].is_null() {
             // SAFETY: see BlockTarget; the buffer holds stride * stride samples.
             let out = unsafe { std::slice::from_raw_parts_mut(t.bands[0], ts * ts * dsize) };
-            return self.read(level, t.window(), Some(out), None);
+            return self.read(t.tick, level, t.window(), Some(out), None);
         }
         thread_local! {
             static REGION: std::cell::RefCell<Vec<u8>> = const { std::cell::RefCell::new(Vec::new()) };
@@ -800,7 +981,7 @@ impl StoreHandle {
             let mut region = region.borrow_mut();
             let plane = t.w * t.h * dsize;
             region.resize(plane * t.bands.len(), 0);
-            self.read(level, t.window(), Some(&mut region[..]), None)?;
+            self.read(t.tick, level, t.window(), Some(&mut region[..]), None)?;
             for (b, dst) in t.bands.iter().enumerate() {
                 if dst.is_null() {
                     continue;
@@ -827,6 +1008,8 @@ impl StoreHandle {
 pub unsafe extern "C" fn gridstore_read_blocks(
     store: *mut StoreHandle,
     level: c_int,
+    first_band: c_int,
+    band_count: c_int,
     count: c_int,
     xs: *const c_int,
     ys: *const c_int,
@@ -840,7 +1023,7 @@ pub unsafe extern "C" fn gridstore_read_blocks(
         if count <= 0 {
             return Ok(0);
         }
-        if !(0..=255).contains(&level) || block_size <= 0 {
+        if !(0..=255).contains(&level) || block_size <= 0 || band_count <= 0 {
             return Err(Error::InvalidInput(format!(
                 "bad block request at level {level}"
             )));
@@ -849,7 +1032,7 @@ pub unsafe extern "C" fn gridstore_read_blocks(
         // SAFETY: valid handle; the shim passes `count` entries per window array and
         // `count * band_count` block pointers (see the header).
         let s = unsafe { &*store };
-        let bands = s.view.bands.len();
+        let bands = band_count as usize;
         let (xs, ys, ws, hs, ptrs) = unsafe {
             (
                 std::slice::from_raw_parts(xs, n),
@@ -859,15 +1042,20 @@ pub unsafe extern "C" fn gridstore_read_blocks(
                 std::slice::from_raw_parts(blocks as *const *mut u8, n * bands),
             )
         };
-        let targets: Vec<BlockTarget> = (0..n)
-            .map(|i| BlockTarget {
-                x: xs[i] as i64,
-                y: ys[i] as i64,
-                w: ws[i].max(0) as usize,
-                h: hs[i].max(0) as usize,
-                bands: ptrs[i * bands..(i + 1) * bands].to_vec(),
-            })
-            .collect();
+        let mut targets: Vec<BlockTarget> = Vec::new();
+        for i in 0..n {
+            let window = (
+                xs[i] as i64,
+                ys[i] as i64,
+                ws[i].max(0) as usize,
+                hs[i].max(0) as usize,
+            );
+            targets.extend(s.block_targets(
+                window,
+                first_band,
+                &ptrs[i * bands..(i + 1) * bands],
+            )?);
+        }
         let (level, stride) = (level as u8, block_size as usize);
         // The index entries of the blocks that are whole tiles are resolved here, in one
         // walk, before the threads start (see IndexReader::get_many).
@@ -895,8 +1083,8 @@ pub unsafe extern "C" fn gridstore_read_blocks(
         };
         let m = snap.manifest();
         let frames_side_by_side =
-            decodes_side_by_side(m.grid.tile_size as usize, m.data_type, bands);
-        if n >= MIN_PARALLEL_BLOCKS && s.read_threads > 1 {
+            decodes_side_by_side(m.grid.tile_size as usize, m.data_type, m.bands.len());
+        if plan.len() >= MIN_PARALLEL_BLOCKS && s.read_threads > 1 {
             read_pool(s.read_threads)?.install(|| plan.par_iter().try_for_each(read))?;
         } else if s.read_threads > 1 && frames_side_by_side {
             // Few blocks: each is read in turn, its frames decoded side by side.

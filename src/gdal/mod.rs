@@ -10,3 +10,4 @@ pub mod placement;
 pub mod slice_time;
 pub mod source;
 pub mod time_translate;
+pub mod variables;

@@ -48,6 +48,7 @@ pub fn new_store_manifest(source: &SourceInfo, opts: &CreateOptions) -> Result<M
             tiles_removed: 0,
             restores: None,
             checkpoint: None,
+            steps: None,
         },
         grid: GridSpec {
             crs_wkt: source.crs_wkt.clone(),

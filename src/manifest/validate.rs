@@ -144,6 +144,11 @@ fn check_snapshot(s: &SnapshotInfo) -> Check {
     check_name("snapshot.created", &s.created)?;
     check_text("snapshot.writer", &s.writer)?;
     // tiles_written and tiles_removed are only counted and printed: any value is harmless.
+    if let Some(steps) = &s.steps {
+        for text in [&steps.first, &steps.last].into_iter().flatten() {
+            check_name("snapshot.steps", text)?;
+        }
+    }
     if let Some(c) = &s.checkpoint {
         check_name("snapshot.checkpoint.run", &c.run)?;
         if c.done == 0 || c.done > c.of {

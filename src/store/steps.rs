@@ -155,3 +155,66 @@ pub fn delete_steps(
     }
     txn.commit()
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn entry_of(bytes: &[u8]) -> Entry {
+        Entry {
+            seq: 1,
+            size: bytes.len() as u32,
+            crc: crc32c::crc32c(bytes),
+            base: 0,
+        }
+    }
+
+    #[test]
+    fn a_record_reads_back_only_as_its_entry_describes_it() {
+        let r = StepRecord {
+            time: "2024-01-01T00:00:00Z".into(),
+            source: "a.tif".into(),
+            digest: "00".repeat(32),
+        };
+        let bytes = r.encode();
+        let e = entry_of(&bytes);
+        assert_eq!(StepRecord::decode(&bytes, &e, "steps/1/0").unwrap(), r);
+        let short = Entry {
+            size: e.size - 1,
+            ..e
+        };
+        let err = StepRecord::decode(&bytes, &short, "steps/1/0").unwrap_err();
+        assert!(err.to_string().contains("the index says"), "{err}");
+        let wrong = Entry {
+            crc: e.crc ^ 1,
+            ..e
+        };
+        let err = StepRecord::decode(&bytes, &wrong, "steps/1/0").unwrap_err();
+        assert!(err.to_string().contains("checksum"), "{err}");
+    }
+
+    #[test]
+    fn a_crafted_record_with_a_valid_checksum_is_still_checked() {
+        // Not JSON, and JSON missing a field: both carry checksums that match.
+        for bytes in [
+            &b"\xff\xfe not json"[..],
+            br#"{"time": "2024-01-01T00:00:00Z"}"#,
+        ] {
+            let err = StepRecord::decode(bytes, &entry_of(bytes), "steps/1/0").unwrap_err();
+            assert!(err.to_string().contains("damaged step record"), "{err}");
+        }
+    }
+
+    #[test]
+    fn an_entry_claiming_a_huge_record_is_refused_before_reading() {
+        let storage = crate::storage::LocalStorage::new(std::path::Path::new("/nonexistent"));
+        let e = Entry {
+            seq: 1,
+            size: (MAX_RECORD_BYTES + 1) as u32,
+            crc: 0,
+            base: 0,
+        };
+        let err = StepRecord::read(&storage, &TileKey::step_record(3), &e).unwrap_err();
+        assert!(err.to_string().contains("at most"), "{err}");
+    }
+}

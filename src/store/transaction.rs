@@ -60,6 +60,8 @@ pub struct Transaction {
     /// Ticks whose committed tiles this write removed ([`Transaction::remove_step`]): tiles
     /// written there start from nothing, not from the committed state.
     cleared: std::collections::HashSet<u32>,
+    /// The time steps this write changed, for the snapshot's record (set at publish).
+    step_changes: Option<crate::manifest::StepChanges>,
     /// Set when this transaction made the store directory: an abort removes it.
     created_dir: Option<PathBuf>,
     finished: bool,
@@ -100,6 +102,7 @@ impl Transaction {
             lock: Some(lock),
             tick: 0,
             cleared: Default::default(),
+            step_changes: None,
             created_dir,
             finished: false,
         })
@@ -141,6 +144,7 @@ impl Transaction {
             lock: Some(lock),
             tick: 0,
             cleared: Default::default(),
+            step_changes: None,
             created_dir: None,
             finished: false,
         })
@@ -468,7 +472,7 @@ impl Transaction {
         let Some(spec) = self.manifest.time.as_mut() else {
             return Ok(());
         };
-        let (mut added, mut removed) = (Vec::new(), Vec::new());
+        let (mut added, mut removed, mut written) = (Vec::new(), Vec::new(), Vec::new());
         for (key, new) in changes {
             let Some(t) = key.recorded_step() else {
                 continue;
@@ -482,6 +486,19 @@ impl Transaction {
                 (true, false) => removed.push(t),
                 _ => {}
             }
+            if new.is_some() {
+                written.push(t);
+            }
+        }
+        if !written.is_empty() || !removed.is_empty() {
+            let axis = spec.axis()?;
+            let label = |t: Option<&u32>| t.map(|&t| axis.label(t)).transpose();
+            self.step_changes = Some(crate::manifest::StepChanges {
+                written: written.len() as u64,
+                removed: removed.len() as u64,
+                first: label(written.iter().min())?,
+                last: label(written.iter().max())?,
+            });
         }
         let tree = Tree {
             root,
@@ -505,6 +522,7 @@ impl Transaction {
             tiles_removed,
             restores,
             checkpoint: self.checkpoint.take(),
+            steps: self.step_changes.take(),
         };
         self.manifest.check_before_commit()?;
         let json = self.manifest.to_json();

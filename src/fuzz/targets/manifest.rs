@@ -261,6 +261,7 @@ fn base_manifest(dtype: DataType, bands: usize) -> Manifest {
             tiles_removed: 0,
             restores: None,
             checkpoint: None,
+            steps: None,
         },
         grid: GridSpec {
             crs_wkt: "GEOGCRS[\"WGS 84\",DATUM[\"World Geodetic System 1984\"]]".into(),

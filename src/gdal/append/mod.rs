@@ -1,0 +1,239 @@
+//! Appending time slices to a store: each slice's steps are found, checked against the
+//! store and each other before anything is written, then written one atomic commit per
+//! slice, under one hold of the writer lock.
+//!
+//! A rerun with the same slices resumes: a step whose tick the store already holds with
+//! the same content digest is skipped. A step whose tick is taken by other content is
+//! refused unless `replace` is set; a step before the last one needs `insert`.
+
+mod convert;
+mod plan;
+mod slices;
+
+use std::path::Path;
+use std::time::Duration;
+
+use gdal_sys::GDALDatasetH;
+
+use crate::dtype::DataType;
+use crate::error::{Error, Result};
+use crate::manifest::{Manifest, MANIFEST_KEY};
+use crate::store::lock::Recovered;
+use crate::store::{NewStore, Snapshot, StepRecord, Transaction};
+use crate::time::{BoundsSpec, DateTime, TimeSpec};
+
+use super::ingest::{merge_dataset, IngestOptions, OpenedDataset};
+use super::slice_time::TimeSource;
+pub use convert::Packing;
+use convert::{band_view, Conversion};
+use plan::{new_manifest, plan};
+use slices::{open_slice, wait_for_slice};
+
+/// How a new store's time axis is made (ignored for an existing store).
+#[derive(Debug, Clone, Default)]
+pub struct AxisOptions {
+    /// The step of a regular axis (ISO 8601 duration); none: irregular, to the second.
+    pub step: Option<String>,
+    pub calendar: Option<String>,
+    pub units: Option<String>,
+    /// The instant of tick 0 (default: the first slice's time on a regular axis).
+    pub origin: Option<String>,
+    pub bounds: Option<BoundsSpec>,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppendOptions {
+    pub time: TimeSource,
+    pub axis: AxisOptions,
+    /// Creation options of a new store (`BLOCKSIZE`, `COMPRESS`, ...).
+    pub create: Vec<(String, String)>,
+    /// Convert slices to this type (a new store gets it): the declared conversion.
+    pub data_type: Option<DataType>,
+    /// Store floats as scaled integers of `data_type`: `stored = round((value - offset) /
+    /// scale)`; GDAL reports the scale and offset, so readers unpack. A store made packed
+    /// packs every later slice the same way.
+    pub packing: Option<Packing>,
+    pub replace: bool,
+    pub insert: bool,
+    pub ingest: IngestOptions,
+    /// Wait this long for each slice to exist and stop growing.
+    pub wait_for_slices: Option<Duration>,
+    pub dry_run: bool,
+}
+
+/// What is done with a step.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Action {
+    Add,
+    Replace,
+    /// Already in the store with the same content (a rerun resuming).
+    Skip,
+}
+
+#[derive(Debug, Clone)]
+pub struct PlannedStep {
+    pub slice: usize,
+    pub bands: Vec<usize>,
+    pub at: DateTime,
+    pub tick: u32,
+    pub digest: String,
+    pub action: Action,
+}
+
+#[derive(Debug, Clone)]
+pub struct AppendReport {
+    pub steps: Vec<PlannedStep>,
+    /// The axis as it is (or, for a dry run, would be) after the append.
+    pub axis: TimeSpec,
+    pub creates: bool,
+    /// Snapshots committed, one per slice that wrote anything.
+    pub committed: Vec<u64>,
+    pub recovered: Option<Recovered>,
+}
+
+/// Appends `slices` to the store at `root` (created by the first slice if absent).
+pub fn append(
+    root: &Path,
+    slices: &[String],
+    opts: &AppendOptions,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<AppendReport> {
+    if slices.is_empty() {
+        return Err(Error::InvalidInput("no slices to append".into()));
+    }
+    if let Some(limit) = opts.wait_for_slices {
+        slices.iter().try_for_each(|s| wait_for_slice(s, limit))?;
+    }
+    let opened: Vec<OpenedDataset> = slices
+        .iter()
+        .map(|s| open_slice(s))
+        .collect::<Result<_>>()?;
+    let handles: Vec<GDALDatasetH> = opened.iter().map(|o| o.0).collect();
+    // SAFETY: the datasets stay open for the call and are used on this thread only.
+    unsafe { append_datasets(root, slices, &handles, opts, progress) }
+}
+
+/// [`append`] of open datasets (`gdal_translate` hands the driver one), named `names`.
+///
+/// # Safety
+/// Every handle must be valid for the call and used by no other thread meanwhile.
+pub unsafe fn append_datasets(
+    root: &Path,
+    names: &[String],
+    opened: &[GDALDatasetH],
+    opts: &AppendOptions,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<AppendReport> {
+    let existing = root.join(MANIFEST_KEY).exists();
+    let current = existing.then(|| Snapshot::open(root, None)).transpose()?;
+    // SAFETY (block): forwarded contract.
+    let (manifest, creates) = match &current {
+        Some(s) => (s.manifest().clone(), false),
+        None => unsafe { (new_manifest(root, opened, names, opts)?, true) },
+    };
+    let spec = manifest.time.clone().ok_or_else(|| no_axis(root))?;
+    let axis = spec.axis()?;
+    // SAFETY: as above.
+    let steps = unsafe { plan(opened, names, opts, &manifest, &axis, current.as_ref())? };
+    let mut report = AppendReport {
+        axis: spec,
+        steps,
+        creates,
+        committed: Vec::new(),
+        recovered: None,
+    };
+    if opts.dry_run {
+        for s in report.steps.iter().filter(|s| s.action == Action::Add) {
+            report.axis.note_added(s.tick);
+        }
+        return Ok(report);
+    }
+    drop(current);
+    // SAFETY: as above.
+    unsafe { write(root, opened, names, opts, manifest, &mut report, progress)? };
+    Ok(report)
+}
+
+fn no_axis(root: &Path) -> Error {
+    Error::InvalidInput(format!(
+        "{}: this store has no time axis, so slices cannot be appended to it; append into a \
+         new store (the first slice creates it), or use `gridstore ingest` to add data to \
+         this one",
+        root.display()
+    ))
+}
+
+/// Writes the planned steps, one commit per slice, under one hold of the lock.
+unsafe fn write(
+    root: &Path,
+    opened: &[GDALDatasetH],
+    slices: &[String],
+    opts: &AppendOptions,
+    manifest: Manifest,
+    report: &mut AppendReport,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<()> {
+    let writer = format!("gridstore append ({} slice(s))", slices.len());
+    let mut txn = if report.creates {
+        let new = NewStore {
+            path: root.to_path_buf(),
+            manifest,
+        };
+        Transaction::create(new, &writer)?
+    } else {
+        Transaction::begin(root, &writer, opts.ingest.wait)?
+    };
+    report.recovered = txn.recovered().cloned();
+    let total = report.steps.len().max(1) as f64;
+    for (i, ds) in opened.iter().enumerate() {
+        let todo: Vec<&PlannedStep> = report
+            .steps
+            .iter()
+            .filter(|s| s.slice == i && s.action != Action::Skip)
+            .collect();
+        if todo.is_empty() {
+            continue;
+        }
+        for step in &todo {
+            // SAFETY: forwarded contract.
+            unsafe { write_step(&mut txn, *ds, &slices[i], step, opts)? };
+            let done = report.steps.iter().position(|s| std::ptr::eq(s, *step));
+            if !progress(done.map_or(0.0, |d| (d + 1) as f64 / total)) {
+                return Err(Error::Interrupted);
+            }
+        }
+        let (committed, next) = txn.commit_and_continue()?;
+        report.committed.push(committed.snapshot.id);
+        report.axis = committed.time.clone().unwrap_or(report.axis.clone());
+        txn = next;
+    }
+    txn.abort();
+    Ok(())
+}
+
+/// Writes one step into the transaction: its tiles and levels under its tick, and its
+/// record.
+unsafe fn write_step(
+    txn: &mut Transaction,
+    ds: GDALDatasetH,
+    name: &str,
+    step: &PlannedStep,
+    opts: &AppendOptions,
+) -> Result<()> {
+    txn.set_tick(step.tick);
+    if step.action == Action::Replace {
+        txn.remove_step(step.tick)?;
+    }
+    // SAFETY (block): forwarded contract.
+    unsafe {
+        let conversion = Conversion::for_store(opts, Some(&txn.manifest))?;
+        let view = band_view(ds, &step.bands, conversion)?;
+        merge_dataset(txn, view.handle(), &opts.ingest, &mut |_| true)?;
+    }
+    let record = StepRecord {
+        time: step.at.to_string(),
+        source: name.to_string(),
+        digest: step.digest.clone(),
+    };
+    txn.put_step(step.tick, &record)
+}
