@@ -1,6 +1,7 @@
 #!/usr/bin/python3
 """Compares two datasets pixel for pixel (all bands; NaN equals NaN), and their sizes,
-geotransforms, nodata values, colour tables and band descriptions.
+geotransforms, nodata values, colour tables and band descriptions (for a step of a time
+store, its time value instead of its description).
 Usage: compare.py A B"""
 import sys
 
@@ -27,7 +28,13 @@ def main():
         na, nb = ba.GetNoDataValue(), bb.GetNoDataValue()
         if not (na == nb or (na is not None and nb is not None and np.isnan(na) and np.isnan(nb))):
             problems.append(f"band {i}: nodata {na} != {nb}")
-        if ba.GetDescription() != bb.GetDescription():
+        ta, tb = ba.GetMetadataItem("NETCDF_DIM_time"), bb.GetMetadataItem("NETCDF_DIM_time")
+        if tb is not None:
+            # B is a step of a time store: its description is its time, and its time
+            # value must be A's.
+            if ta is None or float(ta) != float(tb):
+                problems.append(f"band {i}: time value {ta} != {tb}")
+        elif ba.GetDescription() != bb.GetDescription():
             problems.append(f"band {i}: description {ba.GetDescription()!r} != {bb.GetDescription()!r}")
         ca, cb = ba.GetColorTable(), bb.GetColorTable()
         if (ca is None) != (cb is None) or (ca and [ca.GetColorEntry(k) for k in range(ca.GetCount())]

@@ -175,11 +175,15 @@ unsafe fn write(
 ) -> Result<()> {
     let writer = format!("gridstore append ({} slice(s))", slices.len());
     let mut txn = if report.creates {
+        // A new store covers its first slice whole (see `new_manifest`).
+        let extent = manifest.extent;
         let new = NewStore {
             path: root.to_path_buf(),
             manifest,
         };
-        Transaction::create(new, &writer)?
+        let mut txn = Transaction::create(new, &writer)?;
+        txn.manifest.extent = extent;
+        txn
     } else {
         Transaction::begin(root, &writer, opts.ingest.wait)?
     };

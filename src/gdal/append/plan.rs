@@ -9,6 +9,7 @@ use gdal_sys::GDALDatasetH;
 use sha2::{Digest, Sha256};
 
 use crate::error::{Error, Result};
+use crate::grid::PixelRect;
 use crate::ingest::new_store_manifest;
 use crate::manifest::Manifest;
 use crate::options::CreateOptions;
@@ -50,6 +51,11 @@ pub(super) unsafe fn new_manifest(
         let create = CreateOptions::parse(&opts.create)?;
         let mut m = new_store_manifest(&info, &create)?;
         m.time = Some(new_axis(&opts.axis, calendar, step.at, own.units)?);
+        // The store covers the first slice whole, as a store gdal_translate makes does,
+        // even where no step has data; whether every pixel holds data is not tracked
+        // across steps, so masks are read.
+        m.extent = Some(PixelRect::new(0, 0, info.width as i64, info.height as i64));
+        m.all_valid = false;
         Ok(m)
     }
 }
