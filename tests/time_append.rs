@@ -644,3 +644,65 @@ fn time_sources_name_each_slice_s_instant() {
     append_ok(&gstore, &[s(&grib)]);
     assert_eq!(instants(&gstore), [slices(&["epoch", &valid])[0].clone()]);
 }
+
+/// The id of a store's current snapshot, from its manifest (none while it has none).
+fn snapshot_id(store: &Path) -> Option<u64> {
+    let text = std::fs::read_to_string(store.join("gridstore.json")).ok()?;
+    let v: serde_json::Value = serde_json::from_str(&text).ok()?;
+    v["snapshot"]["id"].as_u64()
+}
+
+#[test]
+fn a_rerun_adds_nothing_and_resumes_a_killed_run() {
+    let dir = tmp();
+    let d = dir.path();
+    let files: Vec<PathBuf> = (0..6u64)
+        .map(|i| {
+            let name = format!("RAD_2024033112{:02}.tif", i * 5);
+            tiff(&d.join(name), 1024, 1024, i, &[])
+        })
+        .collect();
+    let mut args = vec!["--time-pattern", RADAR, "--time-step", "PT5M"];
+    args.extend(["--co", "BLOCKSIZE=256"]);
+    args.extend(files.iter().map(|p| s(p)));
+
+    let reference = d.join("reference.gridstore");
+    append_ok(&reference, &args);
+    let want = digest(&reference);
+    let id = snapshot_id(&reference);
+    let again = append_ok(&reference, &args);
+    assert!(
+        again.contains("0 step(s) added, 0 replaced, 6 already in"),
+        "{again}"
+    );
+    assert_eq!(
+        (snapshot_id(&reference), digest(&reference)),
+        (id, want.clone())
+    );
+
+    // Killed once its first commit is in (before its last, or the kill proves nothing).
+    let mut tries = 0;
+    let (victim, held) = loop {
+        tries += 1;
+        let victim = d.join(format!("victim{tries}.gridstore"));
+        let mut all = vec!["append", "-q", s(&victim)];
+        all.extend_from_slice(&args);
+        let mut child = cmd(gridstore()).args(&all).spawn().unwrap();
+        while snapshot_id(&victim).unwrap_or(0) < 1 && child.try_wait().unwrap().is_none() {
+            std::thread::sleep(std::time::Duration::from_millis(2));
+        }
+        child.kill().unwrap();
+        child.wait().unwrap();
+        digest(&victim);
+        let held = instants(&victim).len();
+        if held < 6 || tries == 5 {
+            break (victim, held);
+        }
+    };
+    assert!(held < 6, "every run finished before it could be killed");
+    assert!(held >= 1, "killed before its first commit");
+    let rerun = append_ok(&victim, &args);
+    let resumed = format!("{} step(s) added, 0 replaced, {held} already in", 6 - held);
+    assert!(rerun.contains(&resumed), "{rerun}");
+    assert_eq!(digest(&victim), want);
+}
