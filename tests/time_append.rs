@@ -8,7 +8,6 @@ use common::*;
 
 use std::collections::BTreeSet;
 use std::path::{Path, PathBuf};
-use std::process::Output;
 
 use gridstore::grid::PixelRect;
 use gridstore::index::{TileKey, Tree};
@@ -17,13 +16,6 @@ use gridstore::time::MAX_TICK;
 
 fn gridstore() -> &'static str {
     env!("CARGO_BIN_EXE_gridstore")
-}
-
-/// `gridstore append -q STORE ARGS...`, whatever its outcome.
-fn append(store: &Path, args: &[&str]) -> Output {
-    let mut all = vec!["append", "-q", s(store)];
-    all.extend_from_slice(args);
-    run(gridstore(), &all)
 }
 
 fn append_ok(store: &Path, args: &[&str]) -> String {
@@ -318,8 +310,15 @@ fn state(store: &Path) -> State {
 /// Runs an append that must be refused: a clean failure whose message holds every one of
 /// `words`, and the store (or its absence) exactly as before. Returns the message.
 fn refused(store: &Path, args: &[&str], words: &[&str]) -> String {
+    let mut all = vec!["append", "-q", s(store)];
+    all.extend_from_slice(args);
+    refused_command(store, &all, words)
+}
+
+/// `refused` for any `gridstore` command line.
+fn refused_command(store: &Path, args: &[&str], words: &[&str]) -> String {
     let before = state(store);
-    let err = failed_cleanly(&append(store, args));
+    let err = failed_cleanly(&run(gridstore(), args));
     for w in words {
         assert!(
             err.contains(w),
@@ -496,6 +495,42 @@ fn waited_for_slices_are_appended_once_complete() {
         &plane(&d.join("full"), 1),
         "late",
     );
+
+    // A subdataset has no size of its own to watch: it is ready once it opens.
+    let nc = s(&sample("bcsd_obs_1999.nc")).to_string();
+    let sub = format!("NETCDF:\"{nc}\":pr");
+    let monthly = d.join("monthly.gridstore");
+    append_ok(&monthly, &["--wait-for-slices", "5", &sub]);
+    assert_eq!(instants(&monthly).len(), 12);
+}
+
+#[test]
+fn a_changed_subdataset_is_not_taken_for_one_already_in() {
+    let dir = tmp();
+    let d = dir.path();
+    let nc = d.join("v.nc");
+    slices(&["calendar", "noleap", s(&nc), "0"]);
+    let sub = format!("NETCDF:\"{}\":v", s(&nc));
+    let store = d.join("s.gridstore");
+    append_ok(&store, &[&sub]);
+    let again = append_ok(&store, &[&sub]);
+    assert!(
+        again.contains("0 step(s) added, 0 replaced, 6 already in"),
+        "{again}"
+    );
+    // The same times with other values, under the same name.
+    slices(&["calendar", "noleap", s(&nc), "1"]);
+    refused(
+        &store,
+        &[&sub],
+        &["v.nc", "already holds the time", "--replace"],
+    );
+    let replaced = append_ok(&store, &["--replace", &sub]);
+    assert!(
+        replaced.contains("0 step(s) added, 6 replaced"),
+        "{replaced}"
+    );
+    assert_steps_hold_bands(&store, &sub, d);
 }
 
 /// The chunk and step-record files of a store, relative to it.
@@ -564,10 +599,13 @@ fn replace_insert_delete_rollback_and_gc() {
         .unwrap()
         .steps(0, MAX_TICK, 10)
         .unwrap()[2];
-    ok(gridstore(), &["delete-time", s(&store), &at(4)]);
+    let twice = ["delete-time", s(&store), &at(3), &at(4), &at(3)];
+    refused_command(&store, &twice, &["2024-01-03T00:00:00Z", "twice"]);
+    let out = ok(gridstore(), &["delete-time", s(&store), &at(4)]);
+    assert!(out.contains("deleted 1 step(s)"), "{out}");
     assert_eq!(instants(&store), [at(2), at(3)]);
-    let err = failed_cleanly(&run(gridstore(), &["delete-time", s(&store), &at(4)]));
-    assert!(err.contains("holds no step"), "{err}");
+    let again = ["delete-time", s(&store), &at(3), &at(4)];
+    refused_command(&store, &again, &["holds no step at 2024-01-04T00:00:00Z"]);
     ok(gridstore(), &["rollback", s(&store), "--to", "4"]);
     assert_eq!(instants(&store), [at(2), at(3), at(4)]);
     assert_eq!(digest(&store), before_delete);
@@ -679,6 +717,19 @@ fn a_rerun_adds_nothing_and_resumes_a_killed_run() {
         (snapshot_id(&reference), digest(&reference)),
         (id, want.clone())
     );
+
+    // Killed while it creates the store, before any commit: a rerun starts it afresh.
+    let early = d.join("early.gridstore");
+    let mut all = vec!["append", "-q", s(&early)];
+    all.extend_from_slice(&args);
+    let mut child = cmd(gridstore()).args(&all).spawn().unwrap();
+    while !early.exists() && child.try_wait().unwrap().is_none() {
+        std::thread::sleep(std::time::Duration::from_millis(1));
+    }
+    child.kill().unwrap();
+    child.wait().unwrap();
+    append_ok(&early, &args);
+    assert_eq!(digest(&early), want);
 
     // Killed once its first commit is in (before its last, or the kill proves nothing).
     let mut tries = 0;

@@ -9,8 +9,9 @@ Subcommands:
   times FILE                         the instants of FILE's time variable, one ISO 8601 a line
   planes DATASET OUTDIR              every band of DATASET as OUTDIR/band<N>.f32 (Float32,
                                      row-major, NaN where the band has no data)
-  calendar CAL OUT.nc                a netCDF of 6 steps in calendar CAL around the end of
-                                     February (of a leap and a common year); prints its instants
+  calendar CAL OUT.nc [OFFSET]       a netCDF of 6 steps in calendar CAL around the end of
+                                     February (of a leap and a common year), its variable `v`
+                                     counting from OFFSET; prints its instants
   tiff OUT W H SEED [--type T] [--bands N] [--datetime TEXT] [--item KEY=VALUE] [--hole]
                                      a GeoTIFF slice on a fixed 10 m grid, nodata -9999
   strptime TEXT FORMAT               the instant Python's strptime reads in TEXT
@@ -78,7 +79,7 @@ CALENDAR_DAYS = {
 }
 
 
-def calendar(cal, out):
+def calendar(cal, out, offset=0.0):
     units = f"hours since {CALENDAR_DAYS[cal][0][0] - 1}-12-01 00:00:00"
     dates = [cftime.datetime(y, m, d, 6, calendar=cal) for (y, m, d) in CALENDAR_DAYS[cal]]
     values = cftime.date2num(dates, units, cal).astype("f8")
@@ -102,7 +103,7 @@ def calendar(cal, out):
                      ("standard_name", f"projection_{axis.lower()}_coordinate")):
             a.CreateAttribute(k, [], gdal.ExtendedDataType.CreateString()).Write(v)
     v = g.CreateMDArray("v", [dt, dy, dx], gdal.ExtendedDataType.Create(gdal.GDT_Float32))
-    data = np.arange(nt * ny * nx, dtype="f4").reshape(nt, ny, nx)
+    data = (np.arange(nt * ny * nx) + offset).astype("f4").reshape(nt, ny, nx)
     v.Write(data)
     ds = None
     for d in dates:
@@ -166,7 +167,7 @@ def main():
     elif cmd == "planes":
         planes(args[0], args[1])
     elif cmd == "calendar":
-        calendar(args[0], args[1])
+        calendar(args[0], args[1], *(float(a) for a in args[2:]))
     elif cmd == "tiff":
         tiff(args[0], int(args[1]), int(args[2]), int(args[3]), args[4:])
     elif cmd == "strptime":
