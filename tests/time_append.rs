@@ -405,7 +405,7 @@ fn refusals_name_the_problem_and_write_nothing() {
         &["--time", "2024-01-05", s(&missing)],
         &["missing.tif"],
     );
-    refused(
+    let waited = refused(
         &store,
         &[
             "--time",
@@ -416,6 +416,8 @@ fn refusals_name_the_problem_and_write_nothing() {
         ],
         &["missing.tif", "does not exist", "--wait-for-slices"],
     );
+    // The one message, not GDAL's complaint at every look while waiting.
+    assert_eq!(waited.lines().count(), 1, "{waited}");
     // A dry run checks and prints the plan, and writes nothing.
     let before = state(&store);
     let dry = ok(

@@ -23,7 +23,7 @@ use crate::store::lock::Recovered;
 use crate::store::{check_store_name, NewStore, Snapshot, StepRecord, Transaction};
 use crate::time::{AxisKind, BoundsSpec, Calendar, CfUnits, DateTime, Step, TimeAxis, TimeSpec};
 
-use super::cpl::{last_error_message, report_warning};
+use super::cpl::{last_error_message, report_warning, QuietErrors};
 use super::ingest::{check_placement, merge_dataset, IngestOptions, OpenedDataset};
 use super::slice_time::{slice_axis, slice_steps, SliceStep, TimeSource};
 use super::source::{describe, drop_impossible_nodata};
@@ -552,7 +552,7 @@ fn wait_for_slice(name: &str, limit: Duration) -> Result<()> {
     loop {
         let size = std::fs::metadata(name).ok().map(|m| m.len());
         let settled = size.is_none() || size == last_size;
-        if settled && OpenedDataset::open(name).is_ok() {
+        if settled && opens_quietly(name) {
             return Ok(());
         }
         if started.elapsed() >= limit {
@@ -569,4 +569,11 @@ fn wait_for_slice(name: &str, limit: Duration) -> Result<()> {
         last_size = size;
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Whether `name` opens as a raster, without GDAL printing why not (a slice waited for is
+/// expected not to, a while).
+fn opens_quietly(name: &str) -> bool {
+    let _quiet = QuietErrors::push();
+    OpenedDataset::open(name).is_ok()
 }
