@@ -720,12 +720,13 @@ fn a_rerun_adds_nothing_and_resumes_a_killed_run() {
         (id, want.clone())
     );
 
-    // Killed while it creates the store, before any commit: a rerun starts it afresh.
+    // Killed while it creates the store, its first step records written but not
+    // committed: a rerun starts it afresh.
     let early = d.join("early.gridstore");
     let mut all = vec!["append", "-q", s(&early)];
     all.extend_from_slice(&args);
     let mut child = cmd(gridstore()).args(&all).spawn().unwrap();
-    while !early.exists() && child.try_wait().unwrap().is_none() {
+    while !early.join("steps").exists() && child.try_wait().unwrap().is_none() {
         std::thread::sleep(std::time::Duration::from_millis(1));
     }
     child.kill().unwrap();
