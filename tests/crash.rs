@@ -1,23 +1,26 @@
 //! The crash harness, short: writers killed with SIGKILL at random moments during ingests,
-//! merges, update-mode sessions, rollbacks and gc, each leaving a store that opens,
-//! verifies and holds a committed state. `tests/crash_harness.py --kills 200` is the long
-//! run.
+//! merges, update-mode sessions, rollbacks and gc, and during appends of time slices,
+//! inserts, replaces and deletes of time steps, each leaving a store that opens, verifies
+//! and holds a committed state. `tests/crash_harness.py --kills 200` (and `--mode append`)
+//! is the long run.
 
 mod common;
 use common::*;
 
-#[test]
-fn killed_writers_leave_a_committed_state() {
+/// Runs the harness in `mode` for `kills` kills and returns its report.
+fn harness(mode: &str, kills: &str, seed: &str) -> String {
     let work = tmp();
     let script = root().join("tests/crash_harness.py");
-    let out = ok(
+    ok(
         "/usr/bin/python3",
         &[
             s(&script),
+            "--mode",
+            mode,
             "--kills",
-            "20",
+            kills,
             "--seed",
-            "7",
+            seed,
             "--work",
             s(work.path()),
             "--gridstore",
@@ -25,6 +28,17 @@ fn killed_writers_leave_a_committed_state() {
             "--plugin-dir",
             s(plugin_dir()),
         ],
-    );
+    )
+}
+
+#[test]
+fn killed_writers_leave_a_committed_state() {
+    let out = harness("writes", "20", "7");
+    assert!(out.contains("20 kill(s)"), "{out}");
+}
+
+#[test]
+fn killed_appends_leave_a_committed_state_and_resume() {
+    let out = harness("append", "20", "11");
     assert!(out.contains("20 kill(s)"), "{out}");
 }

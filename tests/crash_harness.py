@@ -17,7 +17,13 @@ The writes cover a multi-checkpoint `gridstore ingest` (with a source in another
 warped), a gdal_translate merge, a GDAL update-mode session, a rollback and a gc; all of
 them update the aggregation levels.
 
-Usage: crash_harness.py [--kills N] [--seed S] [--work DIR] [--gridstore EXE] [--plugin-dir D]
+With `--mode append` the writes are along time instead, on a store with a regular 5-minute
+axis: `gridstore append` of several slices (one commit each, so every slice's commit is a
+state a kill may leave, and a rerun skips the slices already in), an append with
+`--insert` into a hole, an append with `--replace`, `gridstore delete-time`, and a gc.
+
+Usage: crash_harness.py [--mode writes|append] [--kills N] [--seed S] [--work DIR]
+                        [--gridstore EXE] [--plugin-dir D]
 The plugin folder must hold gdal_GRIDSTORE.so (default: a copy of target/release's build).
 Exit status 0 when every check held; 1 with the first failure explained.
 """
@@ -44,6 +50,8 @@ CHECKPOINT_MB = "1"  # 1 MiB of 64x64 Float32 tiles: 64 tiles per checkpoint
 
 def parse_args():
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--mode", choices=("writes", "append"), default="writes",
+                   help="writes: ingest, merge, update, rollback, gc; append: along time")
     p.add_argument("--kills", type=int, default=200)
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--work", help="folder for stores and sources (default: a temporary one)")
@@ -102,11 +110,21 @@ class Harness:
         self.ingest_files.append(
             raster("geo.tif", 0.0005, 0.0015, 120, 120, epsg=4326, cell=0.00002))
         self.patch = raster("patch.tif", 100, -100, 200, 200, nodata_hole=True)
+        # Time slices: one 5-minute step each, named for their time; the replacements have
+        # the names (so the times) of two of them, in a folder of their own.
+        os.makedirs(os.path.join(self.sources, "replace"), exist_ok=True)
+        self.slices = {m: raster(f"{slice_name(m)}", 0, 0, 384, 384, nodata_hole=(m % 10 == 0))
+                       for m in SLICE_MINUTES}
+        self.replacements = [raster(os.path.join("replace", slice_name(m)), 0, 0, 384, 384,
+                                    nodata_hole=True)
+                             for m in (10, 15)]
 
     # --- the writes --------------------------------------------------------------------
 
     def writes(self):
         """(name, argv) of each write of one round, in order."""
+        if self.args.mode == "append":
+            return self.appends()
         g, store = self.args.gridstore, self.store
         edit = [sys.executable, __file__, "--edit", store]
         return [
@@ -118,7 +136,25 @@ class Harness:
             ("gc", [g, "gc", store, "--keep", "2"]),
         ]
 
+    def appends(self):
+        """The writes of `--mode append`: along the time axis of the store `create` made."""
+        g, store = self.args.gridstore, self.store
+        append = [g, "append", "-q", "--time-pattern", SLICE_PATTERN, store]
+        late = [self.slices[m] for m in SLICE_MINUTES[2:] if m != HOLE_MINUTE]
+        return [
+            ("append", append + [self.slices[SLICE_MINUTES[1]]] + late),
+            ("insert", append + ["--insert", self.slices[HOLE_MINUTE]]),
+            ("replace", append + ["--replace"] + self.replacements),
+            ("delete-time", [g, "delete-time", store, slice_time(SLICE_MINUTES[-1])]),
+            ("gc", [g, "gc", store, "--keep", "2"]),
+        ]
+
     def create(self, store):
+        if self.args.mode == "append":
+            self.run([self.args.gridstore, "append", "-q", "--time-pattern", SLICE_PATTERN,
+                      "--time-step", "PT5M", "--co", f"BLOCKSIZE={TILE}", store,
+                      self.slices[SLICE_MINUTES[0]]])
+            return
         self.run(["gdal_translate", "-q", "-of", "GRIDSTORE", "-co", f"BLOCKSIZE={TILE}",
                   self.base, store])
 
@@ -213,11 +249,13 @@ class Harness:
         files, no objects of a snapshot id beyond the current one."""
         self.run([self.args.gridstore, "repair", self.store])
         names = set(os.listdir(self.store))
-        extra = names - {"gridstore.json", "chunks", "index", "snapshots"}
+        extra = names - {"gridstore.json", "chunks", "index", "snapshots", "steps"}
         if extra:
             raise Failure(f"left behind after repair: {sorted(extra)}")
         current = self.snapshot_ids(self.store)
-        for prefix in ("chunks", "index"):
+        for prefix in ("chunks", "index", "steps"):
+            if not os.path.isdir(os.path.join(self.store, prefix)):
+                continue
             for seq in os.listdir(os.path.join(self.store, prefix)):
                 if int(seq) > current:
                     raise Failure(f"{prefix}/{seq}/ of an unfinished write was left behind "
@@ -231,7 +269,7 @@ class Harness:
         if os.path.exists(os.path.join(self.store, "writer.lock")):
             nxt = str(self.snapshot_ids(self.store) + 1)
             wrote = any(os.path.exists(os.path.join(self.store, d, nxt))
-                        for d in ("chunks", "index"))
+                        for d in ("chunks", "index", "steps"))
             phase = "while writing objects" if wrote else "holding the lock"
             self.phases[phase] = self.phases.get(phase, 0) + 1
         # Half of the time the next writer recovers the lock; half of the time repair does.
@@ -261,6 +299,22 @@ class Harness:
 
 class Failure(Exception):
     pass
+
+
+# The time slices of `--mode append`: minutes after 12:00 of one day, one slice each. The
+# first creates the store; the one at HOLE_MINUTE is left out of the first append and
+# inserted later.
+SLICE_MINUTES = [0, 5, 10, 15, 20, 25, 30, 35]
+HOLE_MINUTE = 20
+SLICE_PATTERN = "RAD_%Y%m%d%H%M.tif"
+
+
+def slice_name(minute):
+    return f"RAD_2024033112{minute:02d}.tif"
+
+
+def slice_time(minute):
+    return f"2024-03-31T12:{minute:02d}:00Z"
 
 
 def edit_session(store):

@@ -319,7 +319,7 @@ pub fn repair(root: &Path, wait: LockWait) -> Result<RepairReport> {
 
 /// Directories a store may hold before its first commit (besides its lock and the
 /// temporaries of its manifest and lock).
-const UNFINISHED_STORE_DIRS: [&str; 3] = ["chunks", "index", "snapshots"];
+const UNFINISHED_STORE_DIRS: [&str; 4] = ["chunks", "index", "snapshots", "steps"];
 
 /// True for a directory left by a store creation that never committed: it has a writer
 /// lock that reads as one, no manifest, and nothing but objects a creation writes.

@@ -126,7 +126,8 @@ pub fn refresh_counts(
 }
 
 /// Removes the time steps at `times` (ISO 8601) from the store at `root` in one commit;
-/// history keeps them. Every time must be a step the store holds.
+/// history keeps them. Every time must be a step the store holds, and be given once (so
+/// that the count of times is the count of steps removed).
 pub fn delete_steps(
     root: &std::path::Path,
     times: &[String],
@@ -141,9 +142,16 @@ pub fn delete_steps(
         .base()
         .cloned()
         .expect("an existing store has a committed state");
+    let mut seen = std::collections::BTreeSet::new();
     for text in times {
         let at = crate::time::DateTime::parse(text, axis.calendar())?;
         let t = axis.tick(&at)?;
+        if !seen.insert(t) {
+            return Err(Error::InvalidInput(format!(
+                "{}: the time {at} is given twice; nothing was deleted",
+                root.display()
+            )));
+        }
         if base.step_entry(t)?.is_none() {
             return Err(Error::InvalidInput(format!(
                 "{}: holds no step at {at}; nothing was deleted (`gridstore info` lists the \

@@ -109,7 +109,8 @@ pub(super) unsafe fn plan(
     for (i, (ds, name)) in opened.iter().zip(slices).enumerate() {
         // SAFETY (block): a valid handle, used on this thread only.
         let steps = unsafe { slice_steps(*ds, name, &opts.time, axis.calendar())? };
-        let digest = slice_digest(name)?;
+        // SAFETY: as above.
+        let digest = unsafe { slice_digest(*ds, name)? };
         for step in steps {
             // SAFETY: as above.
             unsafe { check_step(*ds, name, &step, m, opts)? };
@@ -216,26 +217,67 @@ fn decide(
     Ok(Action::Add)
 }
 
-/// SHA-256 of a slice file's content (of its name, size and time when it is no plain
-/// file, as a GDAL connection string or a remote object).
-fn slice_digest(name: &str) -> Result<[u8; 32]> {
+/// SHA-256 of what a slice is: a file's content; for a name that is no file (a subdataset
+/// such as `NETCDF:"f.nc":var`), the name and the content of every file GDAL reads the
+/// dataset from, so that a source changed since is not taken for one already in. A name
+/// with no file behind it (a remote object) is its name alone.
+///
+/// # Safety
+/// `ds` must be the valid handle of `name`, open.
+unsafe fn slice_digest(ds: GDALDatasetH, name: &str) -> Result<[u8; 32]> {
     let mut h = Sha256::new();
-    match std::fs::File::open(name) {
-        Ok(mut f) if f.metadata().map(|m| m.is_file()).unwrap_or(false) => {
-            let mut buf = vec![0u8; 1 << 20];
-            loop {
-                let n = f
-                    .read(&mut buf)
-                    .map_err(|e| Error::InvalidInput(format!("{name}: cannot read it: {e}")))?;
-                if n == 0 {
-                    break;
-                }
-                h.update(&buf[..n]);
-            }
-        }
-        _ => h.update(name.as_bytes()),
+    if is_file(name) {
+        hash_file(&mut h, name)?;
+        return Ok(h.finalize().into());
+    }
+    h.update(name.as_bytes());
+    // SAFETY: forwarded contract.
+    for file in unsafe { file_list(ds) }.iter().filter(|f| is_file(f)) {
+        h.update(file.as_bytes());
+        hash_file(&mut h, file)?;
     }
     Ok(h.finalize().into())
+}
+
+fn is_file(name: &str) -> bool {
+    std::fs::metadata(name).is_ok_and(|m| m.is_file())
+}
+
+fn hash_file(h: &mut Sha256, name: &str) -> Result<()> {
+    let cannot = |e: std::io::Error| Error::InvalidInput(format!("{name}: cannot read it: {e}"));
+    let mut f = std::fs::File::open(name).map_err(cannot)?;
+    let mut buf = vec![0u8; 1 << 20];
+    loop {
+        let n = f.read(&mut buf).map_err(cannot)?;
+        if n == 0 {
+            return Ok(());
+        }
+        h.update(&buf[..n]);
+    }
+}
+
+/// The files GDAL reads the dataset `ds` from.
+unsafe fn file_list(ds: GDALDatasetH) -> Vec<String> {
+    // SAFETY: valid handle (contract); the list is NULL-terminated, NULL when empty, and
+    // ours to free.
+    unsafe {
+        let list = gdal_sys::GDALGetFileList(ds);
+        if list.is_null() {
+            return Vec::new();
+        }
+        let mut files = Vec::new();
+        let mut i = 0;
+        while !(*list.add(i)).is_null() {
+            files.push(
+                std::ffi::CStr::from_ptr(*list.add(i))
+                    .to_string_lossy()
+                    .into_owned(),
+            );
+            i += 1;
+        }
+        gdal_sys::CSLDestroy(list);
+        files
+    }
 }
 
 /// A step's digest: its slice's content, its bands and its tick.

@@ -4,6 +4,7 @@ use std::time::{Duration, Instant};
 
 use crate::error::{Error, Result};
 
+use super::super::cpl::QuietErrors;
 use super::super::ingest::OpenedDataset;
 use super::super::variables::combine_variables;
 
@@ -15,13 +16,15 @@ pub(super) fn open_slice(name: &str) -> Result<OpenedDataset> {
 }
 
 /// Waits until the slice `name` exists, opens, and its size stopped changing, for at most
-/// `limit`.
+/// `limit`. A name that is no file (a subdataset such as `NETCDF:"f.nc":var`, a remote
+/// object) has no size to watch: it is ready once it opens.
 pub(super) fn wait_for_slice(name: &str, limit: Duration) -> Result<()> {
     let started = Instant::now();
     let mut last_size = None;
     loop {
         let size = std::fs::metadata(name).ok().map(|m| m.len());
-        if size.is_some() && size == last_size && OpenedDataset::open(name).is_ok() {
+        let settled = size.is_none() || size == last_size;
+        if settled && opens_quietly(name) {
             return Ok(());
         }
         if started.elapsed() >= limit {
@@ -30,7 +33,7 @@ pub(super) fn wait_for_slice(name: &str, limit: Duration) -> Result<()> {
                 if size.is_some() {
                     "still being written, or not a raster GDAL opens,"
                 } else {
-                    "does not exist"
+                    "does not exist (or does not open as a raster)"
                 },
                 limit.as_secs()
             )));
@@ -38,4 +41,11 @@ pub(super) fn wait_for_slice(name: &str, limit: Duration) -> Result<()> {
         last_size = size;
         std::thread::sleep(Duration::from_millis(500));
     }
+}
+
+/// Whether `name` opens as a raster, without GDAL printing why not (a slice waited for is
+/// expected not to, a while).
+fn opens_quietly(name: &str) -> bool {
+    let _quiet = QuietErrors::push();
+    OpenedDataset::open(name).is_ok()
 }
