@@ -198,8 +198,20 @@ def steps_for_weather(steps):
 # ---------------------------------------------------------------------------------------
 # Running things.
 
+def fresh_plugin():
+    """Copies this checkout's build into PLUGINS when the copy there is missing or older, so
+    that GDAL never measures a stale plugin."""
+    lib = os.path.join(ROOT, "target", "release", "libgridstore.so")
+    dst = os.path.join(PLUGINS, "gdal_GRIDSTORE.so")
+    if os.path.exists(lib) and (not os.path.exists(dst)
+                                or os.path.getmtime(lib) > os.path.getmtime(dst)):
+        os.makedirs(PLUGINS, exist_ok=True)
+        shutil.copy2(lib, dst)
+
+
 def env():
     e = dict(os.environ, GDAL_PAM_ENABLED="NO")
+    fresh_plugin()
     if os.path.exists(os.path.join(PLUGINS, "gdal_GRIDSTORE.so")):
         e["GDAL_DRIVER_PATH"] = PLUGINS
     return e
