@@ -206,7 +206,9 @@ impl TimeAxis {
             .ok_or_else(|| {
                 Error::InvalidInput(format!(
                     "{at} is outside the store's time axis: it starts at {} and holds at most \
-                     {MAX_TICK} steps of {} after it",
+                     {MAX_TICK} steps of {} after it (an axis is fixed when its store is made: \
+                     give a new store an earlier --time-origin, or a coarser step or \
+                     resolution, to reach further)",
                     self.ticks.origin(),
                     self.ticks.step()
                 ))
