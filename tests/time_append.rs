@@ -562,7 +562,7 @@ fn reachable(store: &Path) -> BTreeSet<String> {
             &TileKey::after_all(),
             &mut |k, e| {
                 keys.insert(k.object_key(e.seq, m.chunk_naming()));
-                Ok(())
+                Ok(true)
             },
         )
         .unwrap();

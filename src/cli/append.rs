@@ -4,7 +4,6 @@ use std::path::Path;
 use std::time::Duration;
 
 use anyhow::{bail, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use gridstore::dtype::DataType;
 use gridstore::gdal::append::{append, Action, AppendOptions, AppendReport, AxisOptions, Packing};
@@ -129,7 +128,7 @@ pub fn run(store: &Path, cmd: AppendCmd, threads: usize, wait: LockWait) -> Resu
         wait_for_slices: cmd.wait_for_slices.map(Duration::from_secs),
         dry_run: cmd.dry_run,
     };
-    let bar = progress_bar(cmd.quiet || cmd.dry_run);
+    let bar = super::progress_bar(cmd.quiet || cmd.dry_run);
     let report = append(store, &cmd.slices, &opts, &mut |f| {
         bar.set_position((f * 1000.0) as u64);
         true
@@ -137,20 +136,6 @@ pub fn run(store: &Path, cmd: AppendCmd, threads: usize, wait: LockWait) -> Resu
     bar.finish_and_clear();
     print_report(store, &cmd, &report?);
     Ok(())
-}
-
-fn progress_bar(hidden: bool) -> ProgressBar {
-    if hidden {
-        return ProgressBar::hidden();
-    }
-    let bar = ProgressBar::new(1000);
-    bar.set_style(
-        ProgressStyle::with_template(
-            "{spinner} [{elapsed_precise}] [{wide_bar}] {percent:>3}% ETA {eta}",
-        )
-        .expect("valid template"),
-    );
-    bar
 }
 
 fn print_report(store: &Path, cmd: &AppendCmd, r: &AppendReport) {

@@ -3,7 +3,6 @@
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
-use indicatif::{ProgressBar, ProgressStyle};
 
 use gridstore::gdal::crs::register_drivers;
 use gridstore::gdal::ingest::{ingest_files, Checkpoints, IngestOptions};
@@ -52,18 +51,7 @@ pub fn run(args: IngestArgs) -> Result<()> {
         bytes: args.checkpoint_mb.max(1) << 20,
         restart: args.restart,
     };
-    let bar = if args.quiet {
-        ProgressBar::hidden()
-    } else {
-        let bar = ProgressBar::new(1000);
-        bar.set_style(
-            ProgressStyle::with_template(
-                "{spinner} [{elapsed_precise}] [{wide_bar}] {percent:>3}% ETA {eta}",
-            )
-            .expect("valid template"),
-        );
-        bar
-    };
+    let bar = super::progress_bar(args.quiet);
     let writer = format!("gridstore ingest ({} files)", files.len());
     let report = ingest_files(args.store, &files, &opts, checkpoints, &writer, &mut |f| {
         bar.set_position((f * 1000.0) as u64);

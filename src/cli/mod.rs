@@ -191,6 +191,21 @@ fn wait_arg(v: &str) -> Result<LockWait, String> {
     parse_lock_wait(Some(v)).map_err(|e| e.to_string())
 }
 
+/// The progress bar with ETA of the commands that write (hidden with `--quiet`).
+fn progress_bar(hidden: bool) -> indicatif::ProgressBar {
+    if hidden {
+        return indicatif::ProgressBar::hidden();
+    }
+    let bar = indicatif::ProgressBar::new(1000);
+    bar.set_style(
+        indicatif::ProgressStyle::with_template(
+            "{spinner} [{elapsed_precise}] [{wide_bar}] {percent:>3}% ETA {eta}",
+        )
+        .expect("valid template"),
+    );
+    bar
+}
+
 fn store_path(name: &str) -> PathBuf {
     resolve_store_path(name)
 }

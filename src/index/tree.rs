@@ -289,16 +289,19 @@ impl IndexReader {
             .collect()
     }
 
-    /// Calls `f` for every entry with `lo <= key < hi`, in key order.
+    /// Calls `f` for every entry with `lo <= key < hi`, in key order, until it returns
+    /// false: the walk then stops, reading no further node.
     pub fn range(
         &self,
         tree: Tree,
         lo: &TileKey,
         hi: &TileKey,
-        f: &mut dyn FnMut(TileKey, Entry) -> Result<()>,
+        f: &mut dyn FnMut(TileKey, Entry) -> Result<bool>,
     ) -> Result<()> {
         match tree.root {
-            Some(r) => self.range_in(r, &Place::root(tree.snapshot), lo, hi, f),
+            Some(r) => self
+                .range_in(r, &Place::root(tree.snapshot), lo, hi, f)
+                .map(|_| ()),
             None => Ok(()),
         }
     }
@@ -309,30 +312,30 @@ impl IndexReader {
         place: &Place,
         lo: &TileKey,
         hi: &TileKey,
-        f: &mut dyn FnMut(TileKey, Entry) -> Result<()>,
-    ) -> Result<()> {
+        f: &mut dyn FnMut(TileKey, Entry) -> Result<bool>,
+    ) -> Result<bool> {
         let node = self.descend(at, place)?;
         match &*node {
             Node::Leaf(entries) => {
                 let start = entries.partition_point(|k| k < lo);
                 for (k, e) in entries.iter().skip(start) {
-                    if k >= *hi {
-                        break;
+                    if k >= *hi || !f(k, e)? {
+                        return Ok(false);
                     }
-                    f(k, e)?;
                 }
             }
             Node::Internal(children) => {
                 let first = child_for(children, lo);
                 for (i, (k, child)) in children.iter().enumerate().skip(first) {
-                    if k >= *hi {
-                        break;
+                    if k >= *hi
+                        || !self.range_in(child, &place.child(at, children, i), lo, hi, f)?
+                    {
+                        return Ok(false);
                     }
-                    self.range_in(child, &place.child(at, children, i), lo, hi, f)?;
                 }
             }
         }
-        Ok(())
+        Ok(true)
     }
 
     /// Calls `f` for every node of `tree`, each parent before its children (for
@@ -668,7 +671,7 @@ mod tests {
         reader
             .range(root, &lo, &hi, &mut |k, e| {
                 seen.push((k, e));
-                Ok(())
+                Ok(true)
             })
             .unwrap();
         let want: Vec<_> = model.iter().map(|(k, e)| (*k, *e)).collect();
@@ -852,7 +855,10 @@ mod damaged {
             check("get", reader().get(tree, &k(through)).map(drop));
             check("get_many", reader().get_many(tree, &[k(through)]).map(drop));
             let (lo, hi) = (k(i32::MIN), k(i32::MAX));
-            check("range", reader().range(tree, &lo, &hi, &mut |_, _| Ok(())));
+            check(
+                "range",
+                reader().range(tree, &lo, &hi, &mut |_, _| Ok(true)),
+            );
             check(
                 "visit",
                 reader().visit_nodes(tree, &mut |_, _| Ok(())).map(drop),

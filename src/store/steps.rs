@@ -80,15 +80,11 @@ pub fn for_each_step(
         Some(next) => TileKey::step_record(next),
         None => TileKey::after_all(),
     };
-    let mut stopped = false;
     index.range(tree, &TileKey::step_record(from), &hi, &mut |k, e| {
-        if !stopped {
-            let t = k
-                .recorded_step()
-                .expect("the range holds step records only");
-            stopped = !f(t, e);
-        }
-        Ok(())
+        let t = k
+            .recorded_step()
+            .expect("the range holds step records only");
+        Ok(f(t, e))
     })
 }
 

@@ -337,7 +337,7 @@ impl Transaction {
             base.index()
                 .range(Tree::of(base.manifest()), &lo, &hi, &mut |k, _| {
                     keys.push(k);
-                    Ok(())
+                    Ok(true)
                 })?;
         }
         let own: Vec<TileKey> = {

@@ -188,7 +188,13 @@ unsafe fn write(
         Transaction::begin(root, &writer, opts.ingest.wait)?
     };
     report.recovered = txn.recovered().cloned();
-    let total = report.steps.len().max(1) as f64;
+    let to_write = report
+        .steps
+        .iter()
+        .filter(|s| s.action != Action::Skip)
+        .count();
+    let total = to_write.max(1) as f64;
+    let mut written = 0usize;
     for (i, ds) in opened.iter().enumerate() {
         let todo: Vec<&PlannedStep> = report
             .steps
@@ -201,8 +207,8 @@ unsafe fn write(
         for step in &todo {
             // SAFETY: forwarded contract.
             unsafe { write_step(&mut txn, *ds, &slices[i], step, opts)? };
-            let done = report.steps.iter().position(|s| std::ptr::eq(s, *step));
-            if !progress(done.map_or(0.0, |d| (d + 1) as f64 / total)) {
+            written += 1;
+            if !progress(written as f64 / total) {
                 return Err(Error::Interrupted);
             }
         }
