@@ -11,6 +11,8 @@ fn main() {
         "gridstore_dataset.h",
         "gridstore_dataset.cpp",
         "gridstore_driver.cpp",
+        "gridstore_mdim.h",
+        "gridstore_mdim.cpp",
     ] {
         println!("cargo:rerun-if-changed={}", shim.join(f).display());
     }
@@ -25,6 +27,7 @@ fn main() {
         .std("c++17")
         .file(shim.join("gridstore_driver.cpp"))
         .file(shim.join("gridstore_dataset.cpp"))
+        .file(shim.join("gridstore_mdim.cpp"))
         .include(&shim)
         .flag("-fvisibility=hidden")
         .warnings(true)

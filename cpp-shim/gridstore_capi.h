@@ -144,6 +144,60 @@ const char *gridstore_creation_option_list(void);
 const char *gridstore_open_option_list(void);
 const char *gridstore_version(void);
 
+/* ---- The multidimensional view (GDAL_OF_MULTIDIM_RASTER opens; docs/DRIVER.md,
+ * "Multidimensional view"). Read-only; used by one thread at a time. ---- */
+
+/* An open store as the multidimensional view shows it. */
+typedef struct GsMdim GsMdim;
+
+typedef struct GsMdimInfo {
+    int width;                 /* level-0 size in pixels: the x and y dimensions */
+    int height;
+    int tile_size;             /* block size of the arrays along y and x */
+    int data_type;             /* GDALDataType of every array */
+    int has_geotransform;      /* 0: no x/y indexing variables, no CRS */
+    double geotransform[6];    /* north-up */
+    int has_time;              /* 0: the arrays are (y, x); no time dimension */
+    unsigned long long time_count;  /* steps along the time dimension (1 without time) */
+    const char *time_units;    /* CF units of the time values ("" without time) */
+    const char *calendar;      /* CF calendar name ("" without time) */
+    int array_count;           /* one array per store band */
+    const char *crs_wkt;       /* "" when the store has none */
+} GsMdimInfo;
+
+typedef struct GsMdimArrayInfo {
+    const char *name;          /* the variable's name, as the classic view's NETCDF_VARNAME */
+    const char *unit;          /* "" when unknown */
+    const char *description;   /* the store band's description, "" when none */
+    int has_nodata;
+    double nodata;
+    int has_scale;
+    double scale;
+    int has_offset;
+    double offset;
+} GsMdimArrayInfo;
+
+/* Opens the store `filename` for the multidimensional view; NULL on failure (already
+ * reported). Open options: SNAPSHOT, NUM_THREADS; the classic view's time selections are
+ * refused (the view shows every step; subset with gdalmdimtranslate -subset or GetView). */
+GsMdim *gridstore_mdim_open(const char *filename, char **open_options);
+void gridstore_mdim_close(GsMdim *mdim);
+/* Strings stay valid until gridstore_mdim_close. */
+void gridstore_mdim_info(const GsMdim *mdim, GsMdimInfo *info);
+/* `array` from 0. Returns 0 on success. */
+int gridstore_mdim_array_info(const GsMdim *mdim, int array, GsMdimArrayInfo *info);
+/* The time values (CF units) of steps start .. start + count - 1 of the time dimension
+ * into `values`. Returns 0 on success. */
+int gridstore_mdim_time_values(const GsMdim *mdim, unsigned long long start,
+                               unsigned long long count, double *values);
+/* Reads the window (x, y, w, h) (level-0 pixels) of array `array` at each of the
+ * `step_count` steps `steps` (indices along the time dimension; 0 without time) into `out`:
+ * step_count planes of h rows of w samples of the array's type, in that order. Pixels
+ * without data get the array's nodata (or 0). Returns 0 on success. */
+int gridstore_mdim_read(GsMdim *mdim, int array, int step_count,
+                        const unsigned long long *steps, int x, int y, int w, int h,
+                        void *out);
+
 /* Implemented by the shim: creates and registers the GRIDSTORE driver. */
 void gridstore_shim_register(void);
 

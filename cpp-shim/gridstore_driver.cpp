@@ -2,6 +2,7 @@
 // catches every C++ exception; the Rust side already reports its own failures.
 
 #include "gridstore_dataset.h"
+#include "gridstore_mdim.h"
 
 int GridstoreDataset::Identify(GDALOpenInfo *info)
 {
@@ -22,6 +23,9 @@ GDALDataset *GridstoreDataset::Open(GDALOpenInfo *info)
     {
         if (!Identify(info))
             return nullptr;
+        // gdalmdiminfo, gdalmdimtranslate: the multidimensional view, a dataset of its own.
+        if (info->nOpenFlags & GDAL_OF_MULTIDIM_RASTER)
+            return GridstoreMdimDataset::Open(info);
         GsStore *raw = gridstore_open(info->pszFilename, info->papszOpenOptions,
                                       info->eAccess == GA_Update ? 1 : 0);
         if (raw == nullptr)
@@ -113,6 +117,7 @@ extern "C" void gridstore_shim_register(void)
         GDALDriver *driver = new GDALDriver();
         driver->SetDescription("GRIDSTORE");
         driver->SetMetadataItem(GDAL_DCAP_RASTER, "YES");
+        driver->SetMetadataItem(GDAL_DCAP_MULTIDIM_RASTER, "YES");
         driver->SetMetadataItem(GDAL_DMD_LONGNAME, "gridstore chunked multi-resolution store");
         driver->SetMetadataItem(GDAL_DMD_EXTENSION, "gridstore");
         // "json" lets file dialogs (QGIS) pick the manifest inside a store directory.

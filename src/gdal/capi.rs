@@ -41,6 +41,7 @@ mod ffi {
 pub use ffi::{GsBandInfo, GsDatasetInfo};
 
 mod create;
+mod mdim;
 mod time_view;
 mod window;
 
