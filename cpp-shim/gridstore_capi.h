@@ -155,7 +155,7 @@ typedef struct GsMdimInfo {
     int height;
     int tile_size;             /* block size of the arrays along y and x */
     int data_type;             /* GDALDataType of every array */
-    int has_geotransform;      /* 0: no x/y indexing variables, no CRS */
+    int has_geotransform;      /* 0: the geotransform is that of the pixel grid */
     double geotransform[6];    /* north-up */
     int has_time;              /* 0: the arrays are (y, x); no time dimension */
     unsigned long long time_count;  /* steps along the time dimension (1 without time) */

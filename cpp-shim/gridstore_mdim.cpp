@@ -162,9 +162,9 @@ void GridstoreMdimGroup::AddSpatialDimensions(const GsMdimInfo &info,
         kRoot, "x", GDAL_DIM_TYPE_HORIZONTAL_X, gt[1] < 0 ? "WEST" : "EAST", info.width);
     m_dims.push_back(y);
     m_dims.push_back(x);
-    if (!info.has_geotransform)
-        return;
-    // Pixel-centre coordinates, as the netCDF driver gives them.
+    // Pixel-centre coordinates, as the netCDF driver gives them; for a store without
+    // georeferencing, those of its pixel grid. Writers need them: GDAL's Zarr writer
+    // names no dimensions of an array whose dimensions have no indexing variable.
     auto yValues = GDALMDArrayRegularlySpaced::Create(kRoot, "y", y, gt[3], gt[5], 0.5);
     auto xValues = GDALMDArrayRegularlySpaced::Create(kRoot, "x", x, gt[0], gt[1], 0.5);
     const bool geographic = srs != nullptr && srs->IsGeographic();

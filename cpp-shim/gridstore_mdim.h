@@ -61,7 +61,7 @@ class GridstoreMdimGroup final : public GDALGroup
 
   private:
     GridstoreMdimGroup();
-    // Adds the x and y dimensions, with pixel-centre indexing variables when georeferenced.
+    // Adds the x and y dimensions and their pixel-centre indexing variables.
     void AddSpatialDimensions(const GsMdimInfo &info, const OGRSpatialReference *srs);
 
     std::vector<std::shared_ptr<GDALDimension>> m_dims;

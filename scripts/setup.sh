@@ -12,7 +12,7 @@ echo "== Installing system packages"
 $sudo apt-get update -qq
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
   gdal-bin libgdal-dev libclang-dev clang pkg-config python3-gdal python3-rasterio \
-  python3-numpy python3-cftime python3-xarray python3-netcdf4 python3-pyproj python3-pip \
+  python3-numpy python3-cftime python3-xarray python3-netcdf4 python3-zarr python3-pyproj python3-pip \
   binutils curl ca-certificates >/dev/null
 # rioxarray, on Debian's xarray and rasterio (so on the system GDAL and its plugins), for
 # the checks of how xarray sees a time store (tests/time_view.rs); 0.15 runs on Debian 12's

@@ -94,7 +94,8 @@ impl MdimHandle {
                 "{}: {} choose the bands of the classic raster view; the multidimensional \
                  view shows every time step and variable. Subset it instead (for example \
                  `gdalmdimtranslate -subset 'time(<first>,<last>)'`, values in the time \
-                 variable's units), or open the store without -of multidim",
+                 variable's units), or choose steps in the classic view (gdalinfo, \
+                 gdal_translate)",
                 root.display(),
                 options::TIME_SELECTION_OPTIONS.join(", ")
             )));
