@@ -155,11 +155,15 @@ void GridstoreMdimGroup::AddSpatialDimensions(const GsMdimInfo &info,
                                               const OGRSpatialReference *srs)
 {
     const double *gt = info.geotransform;
-    // The direction in which each index grows (stores are north-up).
+    // The direction in which each index grows (stores are north-up); unknown on a pixel
+    // grid without georeferencing.
+    const bool known = info.has_geotransform != 0;
     auto y = std::make_shared<GDALDimensionWeakIndexingVar>(
-        kRoot, "y", GDAL_DIM_TYPE_HORIZONTAL_Y, gt[5] < 0 ? "SOUTH" : "NORTH", info.height);
+        kRoot, "y", GDAL_DIM_TYPE_HORIZONTAL_Y, !known ? "" : gt[5] < 0 ? "SOUTH" : "NORTH",
+        info.height);
     auto x = std::make_shared<GDALDimensionWeakIndexingVar>(
-        kRoot, "x", GDAL_DIM_TYPE_HORIZONTAL_X, gt[1] < 0 ? "WEST" : "EAST", info.width);
+        kRoot, "x", GDAL_DIM_TYPE_HORIZONTAL_X, !known ? "" : gt[1] < 0 ? "WEST" : "EAST",
+        info.width);
     m_dims.push_back(y);
     m_dims.push_back(x);
     // Pixel-centre coordinates, as the netCDF driver gives them; for a store without
