@@ -331,6 +331,7 @@ pub unsafe extern "C" fn gridstore_mdim_open(
     super::guard(std::ptr::null_mut(), || {
         // SAFETY: GDAL passes a NUL-terminated name and a valid (or null) option list.
         let name = unsafe { required_str(filename, "file name")? };
+        // SAFETY: see above.
         let opts = unsafe { option_pairs(open_options) };
         Ok(Box::into_raw(Box::new(MdimHandle::open(&name, &opts)?)))
     })
@@ -372,6 +373,7 @@ pub unsafe extern "C" fn gridstore_mdim_array_info(
         // SAFETY: a valid handle and a writable struct from the shim.
         let h = unsafe { &*mdim };
         let found = h.array_info(usize::try_from(array).unwrap_or(usize::MAX))?;
+        // SAFETY: see above.
         unsafe { *info = found };
         Ok(0)
     })
