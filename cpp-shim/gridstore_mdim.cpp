@@ -12,8 +12,17 @@
 namespace
 {
 // The most bytes of store-typed samples one read holds before they are copied into the
-// caller's buffer: requests larger than this are read in parts.
-constexpr size_t kMaxReadBytes = 64u << 20;
+// caller's buffer: requests larger than this are read in parts. The configuration option
+// GRIDSTORE_MDIM_READ_BYTES changes it (at least 1 sample, at most 1 GiB, which is all the
+// store reads at once).
+size_t MaxReadBytes()
+{
+    const char *value = CPLGetConfigOption("GRIDSTORE_MDIM_READ_BYTES", nullptr);
+    if (value == nullptr)
+        return 64u << 20;
+    const GIntBig bytes = CPLAtoGIntBig(value);
+    return static_cast<size_t>(std::min<GIntBig>(std::max<GIntBig>(bytes, 1), 1 << 30));
+}
 
 const char *const kRoot = "/";
 
@@ -254,7 +263,8 @@ bool GridstoreTimeArray::IRead(const GUInt64 *start, const size_t *count, const 
         // The values spanned, in parts, then every step-th of them to the buffer.
         GUInt64 first = 0, span = 0;
         Span(start[0], count[0], step[0], first, span);
-        const size_t part = FitCount(count[0], step[0], kMaxReadBytes / sizeof(double));
+        const size_t part =
+            FitCount(count[0], step[0], std::max<size_t>(MaxReadBytes() / sizeof(double), 1));
         std::vector<double> values;
         for (size_t i = 0; i < count[0]; i += part)
         {
@@ -421,11 +431,11 @@ bool GridstoreVariableArray::ReadSteps(const GUInt64 *start, const size_t *count
                                        GByte *buffer) const
 {
     // GDAL has checked the request against the dimensions; the store checks it again.
-    // It is read in parts of at most kMaxReadBytes of the store's type: columns, then
-    // rows, then time steps, as many as fit.
+    // It is read in parts of at most MaxReadBytes() of the store's type (one sample at
+    // least): columns, then rows, then time steps, as many as fit.
     const size_t size = m_type.GetSize();
     const GPtrDiff_t bufSize = static_cast<GPtrDiff_t>(bufferType.GetSize());
-    const GUInt64 budget = kMaxReadBytes / size;
+    const GUInt64 budget = std::max<GUInt64>(MaxReadBytes() / size, 1);
     const size_t cols = FitCount(count[2], step[2], budget);
     const GUInt64 spanX = static_cast<GUInt64>(cols - 1) *
                               static_cast<GUInt64>(step[2] < 0 ? -step[2] : step[2]) +

@@ -183,14 +183,9 @@ def translated_by_gdal(store, out, first, last, facts, times):
     print("ok (GDAL's reader)", times[first:last + 1])
 
 
-def requests(store):
-    root = gdal.OpenEx(store, gdal.OF_MULTIDIM_RASTER).GetRootGroup()
-    view = variables(store)[0]
-    name = classic_facts(view)["name"]
-    array = root.OpenMDArray(name)
-    whole = view.ReadAsArray()
+def stepped_reads(root, array, whole, times):
+    """Steps, negative steps, a step of 0 along time, and another buffer type."""
     t, h, w = whole.shape
-    # Steps, negative steps, a step of 0 along time, and another buffer type.
     got = array.ReadAsArray(array_start_idx=[t - 1, h - 1, 3], count=[t, (h + 1) // 2, 5],
                             array_step=[-1, -2, 7])
     assert np.array_equal(got, whole[::-1, ::-2, 3:3 + 7 * 5:7], equal_nan=True)
@@ -199,9 +194,25 @@ def requests(store):
     assert got.dtype == np.float64
     assert np.array_equal(got, np.repeat(whole[1:2], 3, axis=0).astype(np.float64),
                           equal_nan=True)
-    times = root.OpenMDArray("time").ReadAsArray(array_start_idx=[t - 1], count=[t],
-                                                  array_step=[-1])
-    assert np.array_equal(times, classic_facts(view)["times"][::-1]), times
+    got = root.OpenMDArray("time").ReadAsArray(array_start_idx=[t - 1], count=[t],
+                                               array_step=[-1])
+    assert np.array_equal(got, times[::-1]), got
+
+
+def requests(store):
+    root = gdal.OpenEx(store, gdal.OF_MULTIDIM_RASTER).GetRootGroup()
+    view = variables(store)[0]
+    name = classic_facts(view)["name"]
+    array = root.OpenMDArray(name)
+    whole = view.ReadAsArray()
+    t, h, w = whole.shape
+    times = classic_facts(view)["times"]
+    stepped_reads(root, array, whole, times)
+    # The same in parts of 100 bytes: several parts along every dimension.
+    gdal.SetConfigOption("GRIDSTORE_MDIM_READ_BYTES", "100")
+    stepped_reads(root, array, whole, times)
+    assert np.array_equal(array.ReadAsArray(), whole, equal_nan=True)
+    gdal.SetConfigOption("GRIDSTORE_MDIM_READ_BYTES", None)
     # Beyond the dimensions, and too large: refused with an error, no crash.
     for start, count in (([0, 0, 0], [t + 1, h, w]), ([t, 0, 0], [1, 1, 1]),
                          ([0, h - 1, 0], [1, 2, w]), ([0, 0, 0], [1 << 40, 1 << 40, 1 << 40])):
