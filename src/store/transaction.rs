@@ -71,6 +71,7 @@ impl Transaction {
     /// Starts the write that creates a new store at `new.path`.
     pub fn create(new: NewStore, writer: &str) -> Result<Transaction> {
         let path = &new.path;
+        crate::storage::check_writable(path, "create a store there")?;
         let created_dir = prepare_new_store_dir(path)?;
         let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(path));
         let lock = match WriterLock::acquire(storage.clone(), writer, LockWait::Fail) {
@@ -110,6 +111,7 @@ impl Transaction {
 
     /// Starts a write to an existing store, from its latest committed state.
     pub fn begin(root: &Path, writer: &str, wait: LockWait) -> Result<Transaction> {
+        crate::storage::check_writable(root, "write to it")?;
         let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(root));
         // Check that this is a store before taking a lock in it; its manifest is read once
         // the lock is held.
