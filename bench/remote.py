@@ -13,14 +13,17 @@ and the requests the server logged for it are counted:
 - windows: 20 random 256 x 256 windows at full resolution, in one process.
 
 Both servers run on this machine, so these figures are the cost of the requests and of
-decoding, without network latency: with latency, the request counts are what grows.
+decoding, without network latency. With --latency MS, a third server (a threaded range
+server of this script's own) answers every request MS milliseconds late, as object storage
+does (20 to 100 ms per request), and the reads run again against it.
 Every figure is the median of --runs runs, the formats taking turns.
 
-Usage: bench/remote.py [--runs N] [--work DIR] [--size N]
+Usage: bench/remote.py [--runs N] [--work DIR] [--size N] [--latency MS]
 Needs nginx (Debian's nginx-light) and moto_server (target/moto-venv, see .ci/run).
 Prints a Markdown table (also written to DIR/remote-results.md).
 """
 import argparse
+import http.server
 import os
 import platform
 import random
@@ -30,6 +33,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 
 HERE = os.path.dirname(os.path.abspath(__file__))
@@ -104,6 +108,61 @@ def start_nginx(root, tmp):
     return p, port, os.path.join(tmp, "access.log")
 
 
+class SlowRangeHandler(http.server.BaseHTTPRequestHandler):
+    """Serves files under `root` with byte ranges, each answer `delay` seconds late."""
+    root, delay, log = "", 0.0, ""
+    protocol_version = "HTTP/1.1"
+
+    def do_HEAD(self):
+        self.answer(body=False)
+
+    def do_GET(self):
+        self.answer(body=True)
+
+    def answer(self, body):
+        time.sleep(self.delay)
+        path = os.path.join(self.root, self.path.lstrip("/"))
+        if not os.path.isfile(path):
+            self.send_response(404)
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
+        size = os.path.getsize(path)
+        start, end, status = 0, size - 1, 200
+        rng = self.headers.get("Range", "")
+        if rng.startswith("bytes="):
+            a, _, b = rng[6:].partition("-")
+            start, end, status = int(a), min(int(b) if b else size - 1, size - 1), 206
+        self.send_response(status)
+        self.send_header("Content-Length", str(end - start + 1))
+        self.send_header("Accept-Ranges", "bytes")
+        if status == 206:
+            self.send_header("Content-Range", f"bytes {start}-{end}/{size}")
+        self.end_headers()
+        if body:
+            with open(path, "rb") as f:
+                f.seek(start)
+                self.wfile.write(f.read(end - start + 1))
+
+    def log_message(self, fmt, *args):
+        with open(self.log, "a") as f:
+            f.write('"%s" HTTP/1\n' % self.requestline)
+
+
+class QueuedServer(http.server.ThreadingHTTPServer):
+    """A threaded server whose listen queue takes parallel clients: with the default of 5,
+    dropped connections come back a second later and would be measured as latency."""
+    request_queue_size = 256
+    daemon_threads = True
+
+
+def start_slow_server(root, delay_ms, log):
+    handler = type("Handler", (SlowRangeHandler,), {"root": root, "delay": delay_ms / 1000, "log": log})
+    server = QueuedServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    return server, server.server_address[1]
+
+
 def upload(env, local, remote):
     """Copies a file or a directory's files to `remote` through GDAL (so through /vsis3/)."""
     code = (
@@ -131,6 +190,7 @@ def main():
     ap.add_argument("--runs", type=int, default=7)
     ap.add_argument("--work", default=os.path.join(ROOT, "target/bench/remote"))
     ap.add_argument("--size", type=int, default=8192)
+    ap.add_argument("--latency", type=float, default=0, help="ms per request of a third server")
     args = ap.parse_args()
     os.makedirs(args.work, exist_ok=True)
     plugins = os.path.join(ROOT, "target/release/gdalplugins")
@@ -152,6 +212,9 @@ def main():
     moto_log = os.path.join(tmp, "moto.log")
     moto, moto_port = start_moto(moto_log)
     nginx, nginx_port, nginx_log = start_nginx(args.work, tmp)
+    slow_log = os.path.join(tmp, "slow.log")
+    open(slow_log, "w").close()
+    slow, slow_port = start_slow_server(args.work, args.latency, slow_log)
     s3 = dict(env, AWS_S3_ENDPOINT=f"127.0.0.1:{moto_port}", AWS_HTTPS="NO",
               AWS_VIRTUAL_HOSTING="FALSE", AWS_ACCESS_KEY_ID="bench",
               AWS_SECRET_ACCESS_KEY="bench", AWS_REGION="us-east-1")
@@ -165,6 +228,13 @@ def main():
             ("HTTP (nginx)", "gridstore",
              f"GRIDSTORE:/vsicurl/http://127.0.0.1:{nginx_port}/surface.gridstore", env, nginx_log),
         ]
+        slow_name = f"HTTP, {args.latency:g} ms per request"
+        if args.latency:
+            sides += [
+                (slow_name, "COG", f"/vsicurl/http://127.0.0.1:{slow_port}/surface-cog.tif", env, slow_log),
+                (slow_name, "gridstore",
+                 f"GRIDSTORE:/vsicurl/http://127.0.0.1:{slow_port}/surface.gridstore", env, slow_log),
+            ]
         ops = ["open", "overview", "window", "windows"]
         times = {(s[0], s[1], op): [] for s in sides for op in ops}
         requests = {}
@@ -179,6 +249,7 @@ def main():
     finally:
         moto.terminate()
         nginx.terminate()
+        slow.shutdown()
         shutil.rmtree(tmp, ignore_errors=True)
 
     lines = [f"Machine: {os.cpu_count()} cores, {platform.machine()}, GDAL "
@@ -187,7 +258,7 @@ def main():
              f"{time.strftime('%Y-%m-%d %H:%M')}", "",
              "| server | read | COG ms | gridstore ms | gridstore / COG | COG requests | gridstore requests |",
              "|---|---|---:|---:|---:|---:|---:|"]
-    for server in ("S3 (moto)", "HTTP (nginx)"):
+    for server in dict.fromkeys(side[0] for side in sides):
         for op in ops:
             c = statistics.median(times[(server, "COG", op)]) * 1000
             g = statistics.median(times[(server, "gridstore", op)]) * 1000
