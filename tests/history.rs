@@ -681,6 +681,25 @@ fn an_interrupted_creation_is_removed_or_taken_over_but_not_while_alive() {
         );
     }
 
+    // Killed before its lock was in place: only the lock's temporary file is there.
+    let early = dir.path().join("early.gridstore");
+    std::fs::create_dir_all(&early).unwrap();
+    std::fs::write(early.join(format!(".writer.lock.{dead}.0.new")), b"{\"ho").unwrap();
+    ingest(s(&a), &early, &["BLOCKSIZE=64"]);
+    assert_eq!(band_checksums(s(&early)), band_checksums(s(&a)));
+    assert!(!files(&early).keys().any(|f| f.starts_with(".writer.lock.")));
+    // The same file of a process still running is not debris: the directory is refused.
+    let busy = dir.path().join("busy.gridstore");
+    std::fs::create_dir_all(&busy).unwrap();
+    let temporary = busy.join(format!(".writer.lock.{}.0.new", std::process::id()));
+    std::fs::write(&temporary, b"{").unwrap();
+    let err = failed_cleanly(&run(
+        "gdal_translate",
+        &["-q", "-of", "GRIDSTORE", s(&a), s(&busy)],
+    ));
+    assert!(err.contains("not empty"), "{err}");
+    assert!(temporary.exists());
+
     // A creation still running (this very process) is left alone.
     let me = std::process::id();
     let running = dir.path().join("running.gridstore");

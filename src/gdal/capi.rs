@@ -176,9 +176,10 @@ impl StoreHandle {
             None
         };
         let snapshot = Snapshot::open(&root, opts.snapshot)?;
-        let view = View::showing(&root, &snapshot, opts.threads, false, &opts.time)?;
+        let threads = read_threads(&root, &all, opts.threads);
+        let view = View::showing(&root, &snapshot, threads, false, &opts.time)?;
         Ok(StoreHandle {
-            read_threads: opts.threads,
+            read_threads: threads,
             view,
             snapshot: RwLock::new(Arc::new(snapshot)),
             editor: editor.map(Mutex::new),
@@ -822,8 +823,28 @@ pub unsafe extern "C" fn gridstore_read_window(
 }
 
 /// Below this many blocks, decoding them one after the other is faster than waking worker
-/// threads (measured: a 4-block read in a fresh process).
+/// threads (measured: a 4-block read in a fresh process). Over the network, where a block
+/// costs a request, two are enough.
 const MIN_PARALLEL_BLOCKS: usize = 8;
+const MIN_PARALLEL_REMOTE_BLOCKS: usize = 2;
+
+/// How many reads of a store on the network are in flight at once by default: fetching is
+/// waiting, not computing, so more than the cores (GDAL's own multi-range reads send all
+/// ranges of a request at once).
+const REMOTE_READ_THREADS: usize = 16;
+
+/// The read threads of a handle: `NUM_THREADS` when given, else the cores, or
+/// [`REMOTE_READ_THREADS`] for a store on GDAL's virtual file systems.
+fn read_threads(root: &Path, options: &[(String, String)], parsed: usize) -> usize {
+    let given = options
+        .iter()
+        .any(|(k, _)| k.eq_ignore_ascii_case("NUM_THREADS"));
+    if crate::storage::is_vsi_path(root) && !given {
+        parsed.max(REMOTE_READ_THREADS)
+    } else {
+        parsed
+    }
+}
 
 /// How many read pools of distinct sizes are kept: handles usually all use the default,
 /// and a process that tries many sizes must not keep threads for each for good.
@@ -1085,7 +1106,12 @@ pub unsafe extern "C" fn gridstore_read_blocks(
         let m = snap.manifest();
         let frames_side_by_side =
             decodes_side_by_side(m.grid.tile_size as usize, m.data_type, m.bands.len());
-        if plan.len() >= MIN_PARALLEL_BLOCKS && s.read_threads > 1 {
+        let min_parallel = if crate::storage::is_vsi_path(&s.root) {
+            MIN_PARALLEL_REMOTE_BLOCKS
+        } else {
+            MIN_PARALLEL_BLOCKS
+        };
+        if plan.len() >= min_parallel && s.read_threads > 1 {
             read_pool(s.read_threads)?.install(|| plan.par_iter().try_for_each(read))?;
         } else if s.read_threads > 1 && frames_side_by_side {
             // Few blocks: each is read in turn, its frames decoded side by side.

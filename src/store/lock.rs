@@ -506,7 +506,7 @@ pub fn discard_unfinished_write(storage: &dyn Storage) -> Result<Cleanup> {
 }
 
 /// True for `.<gridstore.json|writer.lock>.<pid>.<n>.<suffix>` when process `pid` is gone.
-fn temporary_of_dead_process(name: &str) -> bool {
+pub(super) fn temporary_of_dead_process(name: &str) -> bool {
     let rest = [MANIFEST_KEY, LOCK_KEY]
         .iter()
         .find_map(|key| name.strip_prefix(&format!(".{key}.")));

@@ -190,6 +190,7 @@ pub fn check_store_to_change(root: &Path, command: &str) -> Result<StoreState> {
         path: root.to_path_buf(),
         detail: format!("{detail}; nothing was removed or changed by `gridstore {command}`"),
     };
+    crate::storage::check_writable(root, &format!("run `gridstore {command}` on it"))?;
     match std::fs::metadata(root) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(refuse("it is a file, not a store directory".into())),

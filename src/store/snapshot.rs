@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect, TileLoc};
 use crate::index::{Entry, IndexReader, TileKey, Tree};
 use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY, MAX_MANIFEST_LEN};
-use crate::storage::{LocalStorage, Storage};
+use crate::storage::{self, Storage};
 use crate::tile::{fill_value, BandValidity, Tile};
 use crate::with_sample_type;
 
@@ -31,10 +31,13 @@ pub struct Snapshot {
 
 impl Snapshot {
     /// Opens the current state of the store at `root`, or snapshot `id` of its history.
+    /// Opens snapshot `id` (the current one when `None`) of the store at `root`: a local
+    /// directory, or a path on GDAL's virtual file systems (`/vsis3/bucket/x.gridstore`).
     pub fn open(root: &Path, id: Option<u64>) -> Result<Snapshot> {
-        check_store_dir(root)?;
-        let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(root));
-        Snapshot::open_in(storage, id)
+        if !storage::is_vsi_path(root) {
+            check_store_dir(root)?;
+        }
+        Snapshot::open_in(storage::open_for_reading(root), id)
     }
 
     pub fn open_in(storage: Arc<dyn Storage>, id: Option<u64>) -> Result<Snapshot> {

@@ -71,6 +71,7 @@ impl Transaction {
     /// Starts the write that creates a new store at `new.path`.
     pub fn create(new: NewStore, writer: &str) -> Result<Transaction> {
         let path = &new.path;
+        crate::storage::check_writable(path, "create a store there")?;
         let created_dir = prepare_new_store_dir(path)?;
         let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(path));
         let lock = match WriterLock::acquire(storage.clone(), writer, LockWait::Fail) {
@@ -110,6 +111,7 @@ impl Transaction {
 
     /// Starts a write to an existing store, from its latest committed state.
     pub fn begin(root: &Path, writer: &str, wait: LockWait) -> Result<Transaction> {
+        crate::storage::check_writable(root, "write to it")?;
         let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(root));
         // Check that this is a store before taking a lock in it; its manifest is read once
         // the lock is held.
@@ -575,6 +577,28 @@ impl Drop for Transaction {
 
 /// A creation of this store died before committing: empties the directory so the store
 /// can be created afresh. Refused while the creating process is alive.
+/// Removes from a store directory without a lock the temporary files of a manifest or lock
+/// that a killed creation was writing (`.writer.lock.<pid>.<n>.new`): only those of
+/// processes that are gone, so that a creation killed before its lock was in place can be
+/// run again.
+fn remove_dead_temporaries(dir: &Path) -> Result<()> {
+    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "listing", e))?;
+    for entry in entries {
+        let entry = entry.map_err(|e| Error::io(dir, "listing", e))?;
+        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
+        let name = entry.file_name();
+        if is_file
+            && name
+                .to_str()
+                .is_some_and(super::lock::temporary_of_dead_process)
+        {
+            std::fs::remove_file(entry.path())
+                .map_err(|e| Error::io(entry.path(), "removing", e))?;
+        }
+    }
+    Ok(())
+}
+
 fn take_over_unfinished_creation(path: &Path) -> Result<Option<PathBuf>> {
     let holder = read_lock(&LocalStorage::new(path))?;
     if let Some(h) = holder.filter(|h| !h.is_stale()) {
@@ -613,6 +637,7 @@ fn prepare_new_store_dir(path: &Path) -> Result<Option<PathBuf>> {
             if super::maintenance::is_unfinished_creation(path) {
                 return take_over_unfinished_creation(path);
             }
+            remove_dead_temporaries(path)?;
             let leftovers = std::fs::read_dir(path)
                 .map_err(|e| Error::io(path, "listing", e))?
                 .count();

@@ -219,3 +219,4 @@ pub fn read_all(store: &Path) -> Output {
     let out = store.parent().unwrap().join("out.tif");
     run("gdal_translate", &["-q", s(store), s(&out)])
 }
+pub mod servers;

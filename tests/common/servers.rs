@@ -1,0 +1,181 @@
+//! Local servers for the tests of stores on the network: nginx serving a directory over
+//! HTTP (`/vsicurl/`), and moto's S3 server (`/vsis3/`). Each listens on 127.0.0.1 on a
+//! free port, logs every request to a file the test reads, and is stopped when dropped.
+#![allow(dead_code)]
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+use super::{root, s};
+
+/// A server process, killed when dropped.
+pub struct Server {
+    child: Child,
+    pub port: u16,
+    /// Where the server writes one line per request.
+    pub log: PathBuf,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Server {
+    /// The request lines logged so far (`GET /path HTTP/1.1`), and the status after each.
+    pub fn requests(&self) -> Vec<String> {
+        let log = std::fs::read(&self.log).unwrap_or_default();
+        String::from_utf8_lossy(&log)
+            .lines()
+            .filter_map(|l| {
+                let start = l.find('"')? + 1;
+                let end = start + l[start..].find('"')?;
+                let status = l[end + 1..].split_whitespace().next().unwrap_or("");
+                Some(format!("{} {status}", &l[start..end]))
+            })
+            .collect()
+    }
+
+    /// Forgets the requests logged so far.
+    pub fn clear_log(&self) {
+        std::fs::write(&self.log, b"").unwrap();
+    }
+}
+
+fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0")
+        .and_then(|l| l.local_addr())
+        .map(|a| a.port())
+        .expect("a free port on 127.0.0.1")
+}
+
+/// Waits until something accepts connections on `port`.
+fn wait_for(port: u16, child: &mut Child, what: &str) {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited at start ({status})");
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not listen on 127.0.0.1:{port} within 30 s");
+}
+
+/// The first of `candidates` that exists, else `name` from PATH.
+fn program(name: &str, candidates: &[PathBuf]) -> PathBuf {
+    candidates
+        .iter()
+        .find(|p| p.exists())
+        .cloned()
+        .unwrap_or_else(|| PathBuf::from(name))
+}
+
+/// nginx serving `dir` read-only (with byte ranges) on a free port.
+pub fn nginx(dir: &Path) -> Server {
+    let tmp = super::tmp();
+    let port = free_port();
+    let log = tmp.path().join("access.log");
+    let conf = tmp.path().join("nginx.conf");
+    let t = s(tmp.path());
+    std::fs::write(
+        &conf,
+        format!(
+            "daemon off;\nworker_processes 1;\npid {t}/nginx.pid;\nerror_log {t}/error.log;\n\
+             events {{ worker_connections 256; }}\n\
+             http {{\n  access_log {log};\n  client_body_temp_path {t};\n  proxy_temp_path {t};\n  \
+             fastcgi_temp_path {t};\n  uwsgi_temp_path {t};\n  scgi_temp_path {t};\n  \
+             server {{ listen 127.0.0.1:{port}; root {root}; }}\n}}\n",
+            log = s(&log),
+            root = s(dir),
+        ),
+    )
+    .unwrap();
+    let bin = program("nginx", &[PathBuf::from("/usr/sbin/nginx")]);
+    let mut child = Command::new(&bin)
+        .args(["-c", s(&conf), "-p", t, "-e", &format!("{t}/error.log")])
+        .stdout(Stdio::null())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}): install Debian's nginx-light",
+                bin.display()
+            )
+        });
+    wait_for(port, &mut child, "nginx");
+    Server {
+        child,
+        port,
+        log,
+        _dir: tmp,
+    }
+}
+
+/// moto's S3 server on a free port, with a bucket `bucket` made.
+pub fn moto(bucket: &str) -> Server {
+    let tmp = super::tmp();
+    let port = free_port();
+    let log = tmp.path().join("requests.log");
+    let bin = program(
+        "moto_server",
+        &[root().join("target/moto-venv/bin/moto_server")],
+    );
+    let mut child = Command::new(&bin)
+        .args(["-H", "127.0.0.1", "-p", &port.to_string()])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}): make it with `python3 -m venv target/moto-venv && \
+                 target/moto-venv/bin/pip install 'moto[server]'` (.ci/run does)",
+                bin.display()
+            )
+        });
+    wait_for(port, &mut child, "moto_server");
+    let server = Server {
+        child,
+        port,
+        log,
+        _dir: tmp,
+    };
+    put(port, &format!("/{bucket}"));
+    server
+}
+
+/// An unsigned HTTP PUT with an empty body (moto makes a bucket so).
+fn put(port: u16, path: &str) {
+    use std::io::{Read, Write};
+    let mut c = TcpStream::connect(("127.0.0.1", port)).unwrap();
+    write!(
+        c,
+        "PUT {path} HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nContent-Length: 0\r\nConnection: close\r\n\r\n"
+    )
+    .unwrap();
+    let mut answer = String::new();
+    c.read_to_string(&mut answer).unwrap();
+    assert!(answer.starts_with("HTTP/1.1 200"), "PUT {path}: {answer}");
+}
+
+/// The configuration GDAL needs for `/vsis3/` on the moto server at `port`.
+pub fn s3_env(port: u16) -> Vec<(&'static str, String)> {
+    vec![
+        ("AWS_S3_ENDPOINT", format!("127.0.0.1:{port}")),
+        ("AWS_HTTPS", "NO".into()),
+        ("AWS_VIRTUAL_HOSTING", "FALSE".into()),
+        ("AWS_ACCESS_KEY_ID", "test".into()),
+        ("AWS_SECRET_ACCESS_KEY", "test".into()),
+        ("AWS_REGION", "us-east-1".into()),
+        ("AWS_NO_SIGN_REQUEST", "NO".into()),
+        ("AWS_CONFIG_FILE", "/nonexistent".into()),
+        ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
+    ]
+}

@@ -1,0 +1,277 @@
+//! Stores read over the network through GDAL's virtual file systems: over HTTP from nginx
+//! (`/vsicurl/`) and from an S3 server (moto, `/vsis3/`), both started here on 127.0.0.1.
+//! What GDAL, rasterio and the CLI read there equals what they read from the same store on
+//! disk; reads never list a prefix and, on S3, fetch each object in one GET; a new open sees
+//! a commit made since; writes there are refused, changing nothing.
+
+mod common;
+use common::servers::{moto, nginx, s3_env, Server};
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::process::Output;
+
+fn gridstore() -> String {
+    env!("CARGO_BIN_EXE_gridstore").to_string()
+}
+
+/// A program run with the S3 server's configuration.
+fn run_s3(server: &Server, program: &str, args: &[&str]) -> Output {
+    cmd(program)
+        .args(args)
+        .envs(s3_env(server.port))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+fn ok_s3(server: &Server, program: &str, args: &[&str]) -> String {
+    let out = run_s3(server, program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn checks_s3(server: &Server, args: &[&str]) -> String {
+    let script = root().join("tests/python/remote_checks.py");
+    let mut all = vec![s(&script)];
+    all.extend_from_slice(args);
+    ok_s3(server, "/usr/bin/python3", &all)
+}
+
+/// A store with levels (the 111 x 111 Olinda DEM in 32-pixel tiles: 16 tiles and 2 levels).
+fn dem_store(dir: &Path) -> PathBuf {
+    let store = dir.join("dem.gridstore");
+    ingest(
+        s(&sample("olinda_dem_utm25s.tif")),
+        &store,
+        &["BLOCKSIZE=32"],
+    );
+    store
+}
+
+/// A time store: the hourly Stage IV precipitation, appended.
+fn rain_store(dir: &Path) -> PathBuf {
+    let store = dir.join("rain.gridstore");
+    let src = sample("test_stageiv_xyt.nc");
+    ok(&gridstore(), &["append", "-q", s(&store), s(&src)]);
+    store
+}
+
+/// Every request must name an object (no listing of a prefix or directory).
+fn assert_no_listing(requests: &[String]) {
+    for r in requests {
+        let path = r.split_whitespace().nth(1).unwrap_or("");
+        assert!(
+            !path.ends_with('/') && !path.contains("list-type") && !path.contains("delimiter"),
+            "a read listed a prefix: {r} (all: {requests:#?})"
+        );
+    }
+}
+
+#[test]
+fn over_http_gdal_rasterio_and_the_cli_read_what_is_on_disk() {
+    let dir = tmp();
+    let dem = dem_store(dir.path());
+    let rain = rain_store(dir.path());
+    let server = nginx(dir.path());
+    let url = |store: &Path| {
+        format!(
+            "GRIDSTORE:/vsicurl/http://127.0.0.1:{}/{}",
+            server.port,
+            store.file_name().unwrap().to_str().unwrap()
+        )
+    };
+    // Every band, mask and level, through GDAL and rasterio.
+    python_ok("remote_checks.py", &["same", s(&dem), &url(&dem)]);
+    python_ok(
+        "remote_checks.py",
+        &["same", s(&rain), &url(&rain), "TIME=2018-09-14T06:00:00Z"],
+    );
+    python_ok("remote_checks.py", &["same", s(&rain), &url(&rain)]);
+    assert_no_listing(&server.requests());
+
+    // The CLI: info, log, verify and a point series read the same.
+    let remote = url(&rain);
+    let remote = remote.strip_prefix("GRIDSTORE:").unwrap();
+    for args in [
+        vec!["series", "10", "20", "--pixel"],
+        vec!["log"],
+        vec!["verify"],
+    ] {
+        let at = |store: &str| {
+            let mut a = vec![args[0], store];
+            a.extend_from_slice(&args[1..]);
+            ok(&gridstore(), &a).replace(store, "STORE")
+        };
+        assert_eq!(at(s(&rain)), at(remote), "gridstore {args:?}");
+    }
+    let info = ok(&gridstore(), &["info", remote]);
+    assert!(
+        info.contains("Time:") && info.contains("23 step(s)"),
+        "{info}"
+    );
+}
+
+#[test]
+fn over_s3_each_object_is_one_get_and_nothing_is_listed() {
+    let dir = tmp();
+    let dem = dem_store(dir.path());
+    let server = moto("stores");
+    checks_s3(&server, &["upload", s(&dem), "/vsis3/stores/dem.gridstore"]);
+    let keys = checks_s3(&server, &["keys", "/vsis3/stores/dem.gridstore"]);
+    server.clear_log();
+
+    let remote = "GRIDSTORE:/vsis3/stores/dem.gridstore";
+    checks_s3(&server, &["same", s(&dem), remote]);
+    let requests = server.requests();
+    assert_no_listing(&requests);
+    // One GET per object read, each object read once per open (two opens of the store
+    // in `same`: GDAL's and rasterio's), and only objects of the store.
+    let gets: Vec<&String> = requests.iter().filter(|r| r.starts_with("GET ")).collect();
+    assert_eq!(gets.len(), requests.len(), "only GETs: {requests:#?}");
+    let mut per_object = std::collections::BTreeMap::new();
+    for g in &gets {
+        let path = g.split_whitespace().nth(1).unwrap();
+        let key = path
+            .strip_prefix("/stores/dem.gridstore/")
+            .unwrap_or_else(|| panic!("a request outside the store: {g}"));
+        assert!(keys.lines().any(|k| k == key), "{key} is not an object");
+        *per_object.entry(key.to_string()).or_insert(0) += 1;
+    }
+    let chunks = per_object
+        .keys()
+        .filter(|k| k.starts_with("chunks/"))
+        .count();
+    assert!(
+        chunks > 4,
+        "the read should touch several chunks: {per_object:?}"
+    );
+    for (key, n) in &per_object {
+        assert!(
+            *n <= 2,
+            "{key} was fetched {n} times in two opens: {per_object:?}"
+        );
+    }
+}
+
+#[test]
+fn over_s3_a_new_open_sees_a_commit_made_since() {
+    let dir = tmp();
+    let store = dem_store(dir.path());
+    let server = moto("stores");
+    let vsi = "/vsis3/stores/dem.gridstore";
+    checks_s3(&server, &["upload", s(&store), vsi]);
+    // A later state: another raster ingested over part of the store, on disk.
+    let newer = tmp();
+    let later = newer.path().join("dem.gridstore");
+    copy_dir(&store, &later);
+    let patch = newer.path().join("patch.tif");
+    ok(
+        "gdal_translate",
+        &[
+            "-q",
+            "-srcwin",
+            "0",
+            "0",
+            "300",
+            "200",
+            "-scale",
+            "0",
+            "100",
+            "500",
+            "600",
+            s(&sample("olinda_dem_utm25s.tif")),
+            s(&patch),
+        ],
+    );
+    ok(&gridstore(), &["ingest", "-q", s(&later), s(&patch)]);
+    let out = checks_s3(
+        &server,
+        &["reopen", &format!("GRIDSTORE:{vsi}"), s(&later), vsi],
+    );
+    assert!(out.contains("sees the new state"), "{out}");
+}
+
+#[test]
+fn writes_to_a_store_on_the_network_are_refused_and_change_nothing() {
+    let dir = tmp();
+    let store = dem_store(dir.path());
+    let server = moto("stores");
+    let vsi = "/vsis3/stores/dem.gridstore";
+    checks_s3(&server, &["upload", s(&store), vsi]);
+    let keys = checks_s3(&server, &["keys", vsi]);
+    let src = sample("olinda_dem_utm25s.tif");
+    let new_store = "/vsis3/stores/new.gridstore";
+    let attempts: Vec<(&str, Vec<&str>)> = vec![
+        (
+            "gdal_translate",
+            vec!["-q", "-of", "GRIDSTORE", s(&src), vsi],
+        ),
+        (
+            "gdal_translate",
+            vec!["-q", "-of", "GRIDSTORE", s(&src), new_store],
+        ),
+        ("gridstore", vec!["ingest", "-q", vsi, s(&src)]),
+        ("gridstore", vec!["gc", "--keep", "1", vsi]),
+        ("gridstore", vec!["rollback", "--to", "1", vsi]),
+        ("gridstore", vec!["repair", vsi]),
+        ("gridstore", vec!["rm", vsi]),
+    ];
+    for (program, args) in attempts {
+        let program = if program == "gridstore" {
+            gridstore()
+        } else {
+            program.to_string()
+        };
+        let out = run_s3(&server, &program, &args);
+        let err = failed_cleanly(&out);
+        assert!(
+            err.contains("does not write there"),
+            "{program} {args:?} should say why it cannot write: {err}"
+        );
+    }
+    // GDAL's update mode.
+    let out = run_s3(
+        &server,
+        "/usr/bin/python3",
+        &[
+            "-c",
+            "from osgeo import gdal; import sys\n\
+             ds = gdal.OpenEx(sys.argv[1], gdal.OF_RASTER | gdal.OF_UPDATE)\n\
+             sys.exit(0 if ds is None else 1)",
+            &format!("GRIDSTORE:{vsi}"),
+        ],
+    );
+    assert!(
+        out.status.success(),
+        "an update open of a remote store must fail"
+    );
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("does not write there"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert_eq!(checks_s3(&server, &["keys", vsi]), keys, "objects changed");
+    assert_eq!(
+        checks_s3(&server, &["keys", new_store]),
+        "",
+        "a refused creation left objects"
+    );
+}
+
+fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for e in std::fs::read_dir(from).unwrap() {
+        let e = e.unwrap();
+        let target = to.join(e.file_name());
+        if e.file_type().unwrap().is_dir() {
+            copy_dir(&e.path(), &target);
+        } else {
+            std::fs::copy(e.path(), target).unwrap();
+        }
+    }
+}
