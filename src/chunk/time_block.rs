@@ -233,12 +233,18 @@ pub fn assemble(
     present: &[bool],
     frames: Vec<BlockFrame>,
 ) -> Result<BlockObject> {
-    assert_eq!(frames.len(), shape.frame_count(), "every frame of the block");
+    assert_eq!(
+        frames.len(),
+        shape.frame_count(),
+        "every frame of the block"
+    );
     assert_eq!(present.len(), shape.ticks, "one present bit per tick");
     let head_len = shape.head_len();
     let len = head_len + frames.iter().map(|f| f.bytes.len()).sum::<usize>() + CRC_LEN;
     let len32 = u32::try_from(len).map_err(|_| {
-        Error::InvalidInput("a time block compresses to more than 4 GiB: use a smaller series_block".into())
+        Error::InvalidInput(
+            "a time block compresses to more than 4 GiB: use a smaller series_block".into(),
+        )
     })?;
     let mut head = Vec::with_capacity(head_len);
     head.extend_from_slice(&MAGIC);
@@ -427,7 +433,10 @@ impl BlockHead {
         let raw_len = frame_raw_len(&self.shape, i);
         let mut raw = vec![0u8; raw_len];
         self.compression.decompress(bytes, &mut raw).map_err(|e| {
-            Error::corrupt(path, format!("time block frame {i} does not decompress: {e}"))
+            Error::corrupt(
+                path,
+                format!("time block frame {i} does not decompress: {e}"),
+            )
         })?;
         let per = self.shape.frames_per_block();
         if self.shape.masked && i % per == per - 1 {
@@ -615,7 +624,7 @@ mod tests {
         let len = BlockHead::len_from(&bytes, &expected(&s), p).unwrap();
         let head = BlockHead::parse(&bytes[..len], bytes.len(), &expected(&s), p).unwrap();
         assert_eq!(head.shape, s);
-        assert_eq!(head.present()[5], false);
+        assert!(!head.present()[5]);
         assert!(head.present()[4]);
         for (i, f) in head.frames().iter().enumerate() {
             let got = head

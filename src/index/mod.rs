@@ -101,10 +101,7 @@ impl TileKey {
     /// The bounds `[lo, hi)` of the keys of the time blocks whose first tick is `first`.
     pub fn time_blocks_of(first: u32) -> (Self, Self) {
         let lo = TileKey::time_block(first, i32::MIN, i32::MIN);
-        let hi = TileKey {
-            level: 1,
-            ..lo
-        };
+        let hi = TileKey { level: 1, ..lo };
         (lo, hi)
     }
 

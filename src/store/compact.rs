@@ -39,8 +39,9 @@ pub struct Compacted {
 pub enum Closed {
     /// Every closed block.
     All,
-    /// The blocks closed by steps after tick `last` (the last step before an append).
-    After(Option<u32>),
+    /// The closed blocks that end at or after this tick: after an append, the first tick
+    /// it wrote.
+    From(u32),
 }
 
 /// Compacts the store at `root` in one commit (`gridstore compact`). A store without
@@ -68,7 +69,11 @@ pub fn compact_in(txn: &mut Transaction, which: Closed) -> Result<Compacted> {
             txn.location().display()
         )));
     };
-    assert_eq!(txn.changed_tiles(), 0, "a compaction is a commit of its own");
+    assert_eq!(
+        txn.changed_tiles(),
+        0,
+        "a compaction is a commit of its own"
+    );
     let Some(base) = txn.base().cloned() else {
         return Ok(Compacted::default());
     };
@@ -87,7 +92,15 @@ pub fn compact_in(txn: &mut Transaction, which: Closed) -> Result<Compacted> {
         locs.par_iter()
             .zip(&keys)
             .try_for_each(|(&(col, row), key)| {
-                write_block(txn, &base, d, first, TileLoc::new(0, col, row), &present, *key)
+                write_block(
+                    txn,
+                    &base,
+                    d,
+                    first,
+                    TileLoc::new(0, col, row),
+                    &present,
+                    *key,
+                )
             })?;
         report.blocks += 1;
         report.chunks += keys.len();
@@ -119,13 +132,12 @@ fn closed_blocks(
     }
     let end = (closed_blocks * u64::from(d) - 1) as u32;
     let from = match which {
-        Closed::All | Closed::After(None) => 0,
-        Closed::After(Some(before)) => {
-            let k = (u64::from(before) + 1) / u64::from(d);
-            if k >= closed_blocks {
+        Closed::All => 0,
+        Closed::From(t) => {
+            if u64::from(t / d) >= closed_blocks {
                 return Ok(BTreeMap::new());
             }
-            (k * u64::from(d)) as u32
+            t - t % d
         }
     };
     let mut out: BTreeMap<u32, Vec<bool>> = BTreeMap::new();

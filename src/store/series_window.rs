@@ -50,7 +50,10 @@ pub fn read_series_window(
         fill(snap, out);
     }
     outs.sort_by_key(|o| o.tick);
-    let locs: Vec<TileLoc> = rect.tiles(level, snap.manifest().grid.tile_size).iter().collect();
+    let locs: Vec<TileLoc> = rect
+        .tiles(level, snap.manifest().grid.tile_size)
+        .iter()
+        .collect();
     let counts = Counts::default();
     let served = match (level, series_block(snap.manifest())) {
         (0, Some(d)) => from_time_blocks(snap, d, &rect, &locs, outs, &counts)?,
@@ -131,7 +134,8 @@ fn from_time_blocks(
         .iter()
         .flat_map(|g| {
             let first = g[0].tick - g[0].tick % d;
-            locs.iter().map(move |l| TileKey::time_block(first, l.col, l.row))
+            locs.iter()
+                .map(move |l| TileKey::time_block(first, l.col, l.row))
         })
         .collect();
     let entries = snap.entries(&keys)?;
@@ -144,7 +148,10 @@ fn from_time_blocks(
         .collect();
     groups
         .into_par_iter()
-        .zip(keys.par_chunks(per_group).zip(entries.par_chunks(per_group)))
+        .zip(
+            keys.par_chunks(per_group)
+                .zip(entries.par_chunks(per_group)),
+        )
         .try_for_each(|(group, (keys, entries))| {
             for (key, entry) in keys.iter().zip(entries) {
                 if let Some(e) = entry {
@@ -174,7 +181,10 @@ fn copy_block_part(
         return Ok(());
     }
     let (d, dsize, w) = (shape.ticks, shape.dtype.size(), rect.width() as usize);
-    let (ty0, tx0) = ((part.y0 - tile_rect.y0) as usize, (part.x0 - tile_rect.x0) as usize);
+    let (ty0, tx0) = (
+        (part.y0 - tile_rect.y0) as usize,
+        (part.x0 - tile_rect.x0) as usize,
+    );
     let (ph, pw) = (part.height() as usize, part.width() as usize);
     let first_s = shape.block_of(ty0, tx0);
     let last_s = shape.block_of(ty0 + ph - 1, tx0 + pw - 1);
@@ -231,7 +241,10 @@ fn copy_step_part(
     if part.is_empty() {
         return Ok(());
     }
-    let (tx, ty) = ((part.x0 - tile_rect.x0) as usize, (part.y0 - tile_rect.y0) as usize);
+    let (tx, ty) = (
+        (part.x0 - tile_rect.x0) as usize,
+        (part.y0 - tile_rect.y0) as usize,
+    );
     let (pw, ph) = (part.width() as usize, part.height() as usize);
     thread_local! {
         static TILE: RefCell<Vec<u8>> = const { RefCell::new(Vec::new()) };

@@ -148,6 +148,9 @@ pub fn read_frames(snap: &Snapshot, b: &BlockRef, frames: Range<usize>) -> Resul
         .collect()
 }
 
+/// What [`gather_frames`] hands each spatial block's frames to: `(s, raws)`.
+pub type FrameSink<'a> = dyn FnMut(usize, &[Vec<u8>]) -> Result<()> + 'a;
+
 /// Calls `f(s, raws)` for every spatial block `s` of a time block cut as `shape`, in
 /// order, with what its frames must decode to: each band's samples, then the mask (one
 /// byte per pixel and tick, 255 data), as the per-step tiles of location `loc` in `snap`
@@ -162,7 +165,7 @@ pub fn gather_frames(
     shape: &BlockShape,
     loc: TileLoc,
     present: &[bool],
-    f: &mut dyn FnMut(usize, &[Vec<u8>]) -> Result<()>,
+    f: &mut FrameSink<'_>,
 ) -> Result<()> {
     let (size, d, bands) = (shape.size, shape.ticks, shape.bands);
     let dsize = shape.dtype.size();
@@ -209,7 +212,9 @@ pub fn gather_frames(
             }
         }
         let row_blocks = y0 / shape.rows..y1.div_ceil(shape.rows);
-        for s in row_blocks.flat_map(|by| (0..shape.across()).map(move |bx| by * shape.across() + bx)) {
+        for s in
+            row_blocks.flat_map(|by| (0..shape.across()).map(move |bx| by * shape.across() + bx))
+        {
             let raws = block_frames(shape, s, y0, &data, &mask);
             f(s, &raws)?;
         }

@@ -337,8 +337,10 @@ impl Transaction {
         let mut list: Vec<Part<'_>> = object.pieces().into_iter().map(Part::Bytes).collect();
         list.push(Part::Bytes(&trailer));
         self.drop_own_chunk(key)?;
-        self.storage
-            .write_parts(&key.object_key(self.seq, self.manifest.chunk_naming()), &list)?;
+        self.storage.write_parts(
+            &key.object_key(self.seq, self.manifest.chunk_naming()),
+            &list,
+        )?;
         self.record(key, object.len, object.crc, 0);
         Ok(())
     }
