@@ -456,7 +456,11 @@ fn verify_catches_crafted_time_blocks_with_valid_checksums() {
     verify_refuses(&store, &wrong, "differs from the tiles of its steps");
     // A present bit on the hole at tick 2.
     let hole = crafted(&store, |p| p[2] = true, |_, _| {}, 4);
-    verify_refuses(&store, &hole, "names tick 2, which holds no step");
+    verify_refuses(
+        &store,
+        &hole,
+        "present bits name tick 2, which holds no step",
+    );
     // A head that says its block spans 8 ticks.
     let long = crafted(&store, |_| {}, |_, _| {}, 8);
     verify_refuses(&store, &long, "spans 8 ticks");
