@@ -471,3 +471,71 @@ fn verify_catches_crafted_time_blocks_with_valid_checksums() {
     refresh_crcs(&mut big);
     verify_refuses(&store, &big, "claims 268435456 bytes");
 }
+
+/// A slice of Float32 random values without nodata (a store whose time blocks carry masks:
+/// the pixels of the edge tiles beyond the map hold no data).
+fn slice_without_nodata(dir: &Path, t: u32) -> PathBuf {
+    let path = slice_name(dir, t);
+    let script = "import sys\nimport numpy as np\nfrom osgeo import gdal\n\
+        ds = gdal.GetDriverByName('GTiff').Create(sys.argv[1], 40, 30, 2, gdal.GDT_Float32)\n\
+        ds.SetGeoTransform([500000, 10, 0, 5000000, 0, -10])\n\
+        ds.SetProjection('EPSG:32631')\n\
+        rng = np.random.default_rng(int(sys.argv[2]))\n\
+        [ds.GetRasterBand(b).WriteArray(rng.normal(size=(30, 40))) for b in (1, 2)]\n";
+    ok(
+        "/usr/bin/python3",
+        &["-c", script, s(&path), &t.to_string()],
+    );
+    path
+}
+
+#[test]
+fn a_store_without_nodata_keeps_its_masks_in_time_blocks() {
+    let dir = tmp();
+    let store = dir.path().join("masked.gridstore");
+    let paths: Vec<PathBuf> = (0..6)
+        .map(|t| slice_without_nodata(dir.path(), t))
+        .collect();
+    let mut args = vec![
+        "append",
+        "-q",
+        s(&store),
+        "--time-pattern",
+        "RAD_%Y%m%d%H%M.tif",
+        "--time-step",
+        "PT5M",
+        "--co",
+        "BLOCKSIZE=16",
+        "--co",
+        "SERIES_BLOCK=4",
+        "--no-compact",
+    ];
+    args.extend(paths.iter().map(|p| s(p)));
+    ok(gridstore(), &args);
+    let snap = Snapshot::open(&store, None).unwrap();
+    assert!(snap.manifest().uses_mask());
+    let ticks = all_ticks(&snap);
+    // The whole 3 x 2 tiles, beyond the 40 x 30 map, and a pixel of no tile.
+    let pixels: Vec<(i64, i64)> = (0..32)
+        .flat_map(|y| (0..48).map(move |x| (x, y)))
+        .chain([(-3, -3)])
+        .collect();
+    let read = |store: &Path| {
+        let snap = Snapshot::open(store, None).unwrap();
+        pixels
+            .iter()
+            .map(|&(x, y)| point_series(&snap, &ticks, x, y).unwrap())
+            .collect::<Vec<_>>()
+    };
+    let before = read(&store);
+    assert_eq!(before[0][0].values.len(), 2);
+    assert!(before[0][0].values[0].is_some());
+    assert!(before[45][0].values[0].is_none(), "beyond the map: no data");
+    compact(&store);
+    assert_eq!(time_blocks(&store).len(), 6);
+    assert_eq!(read(&store), before);
+    let snap = Snapshot::open(&store, None).unwrap();
+    let (_, r) = point_series_counted(&snap, &ticks, 45, 3).unwrap();
+    assert_eq!((r.time_blocks, r.step_chunks), (1, 2));
+    assert!(verify(&store).status.success());
+}
