@@ -259,7 +259,9 @@ fn copy_step_part(
             if c.head.has_frame_table() {
                 let blocks = c.head.blocks_meeting(&Area::new(ty..ty + ph, tx..tx + pw));
                 let read = |at, offset, len| snap.read_chunk_range(&c, at, offset, len);
-                chunk::read_blocks(&c.head, &blocks, read, &mut tile, Some(&mut mask), &c.path)?;
+                // The mask frame is the whole tile's: decoded only when asked for.
+                let want_mask = out.mask.is_some().then_some(&mut mask[..]);
+                chunk::read_blocks(&c.head, &blocks, read, &mut tile, want_mask, &c.path)?;
             } else {
                 snap.read_tile_into(key, Some(*e), &mut tile, Some(&mut mask))?;
             }

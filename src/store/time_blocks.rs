@@ -21,7 +21,7 @@ use crate::manifest::Manifest;
 use crate::tile::fill_value;
 use crate::with_sample_type;
 
-use super::Snapshot;
+use super::{ChunkRef, Snapshot};
 
 /// The ticks per time block of a store, if it has time blocks (`time.series_block`).
 pub fn series_block(m: &Manifest) -> Option<u32> {
@@ -175,6 +175,12 @@ pub fn gather_frames(
         .collect();
     let keys: Vec<TileKey> = steps.iter().map(|&t| TileKey::new(t, 0, loc)).collect();
     let entries = snap.entries(&keys)?;
+    // Each step's chunk head, read once for all strips.
+    let heads: Vec<Option<ChunkRef>> = keys
+        .iter()
+        .zip(&entries)
+        .map(|(k, e)| e.as_ref().map(|e| snap.head_of(k, e)).transpose())
+        .collect::<Result<_>>()?;
     let strip = strip_rows(shape, block_size(size, dsize));
     let mut tile = vec![0u8; size * size * bands * dsize];
     let mut tile_mask = vec![0u8; size * size];
@@ -188,10 +194,12 @@ pub fn gather_frames(
             fill_bytes(shape.dtype, v, &mut data[b * plane..(b + 1) * plane]);
         }
         let mut mask = vec![0u8; if shape.masked { rows * size * d } else { 0 }];
-        for ((key, entry), &t) in keys.iter().zip(&entries).zip(&steps) {
-            let Some(e) = entry else { continue };
+        for (((key, entry), head), &t) in keys.iter().zip(&entries).zip(&heads).zip(&steps) {
+            let (Some(e), Some(c)) = (entry, head) else {
+                continue;
+            };
             let j = (t - shape.first) as usize;
-            read_rows(snap, key, e, y0..y1, &mut tile, &mut tile_mask)?;
+            read_rows(snap, key, e, c, y0..y1, &mut tile, &mut tile_mask)?;
             for b in 0..bands {
                 let src = &tile[b * size * size * dsize..];
                 let dst = &mut data[b * plane..(b + 1) * plane];
@@ -240,21 +248,22 @@ fn strip_rows(shape: &BlockShape, chunk_block: usize) -> usize {
     (chunk_block / shape.rows).max(1) * shape.rows
 }
 
-/// Decodes rows `rows` (at least) of the per-step tile `key` into tile-sized buffers.
+/// Decodes rows `rows` (at least) of the per-step tile `key`, whose entry is `e` and
+/// head `c`, into tile-sized buffers.
 fn read_rows(
     snap: &Snapshot,
     key: &TileKey,
     e: &Entry,
+    c: &ChunkRef,
     rows: Range<usize>,
     tile: &mut [u8],
     mask: &mut [u8],
 ) -> Result<()> {
-    let c = snap.head_of(key, e)?;
     if !c.head.has_frame_table() {
         return snap.read_tile_into(key, Some(*e), tile, Some(mask));
     }
     let blocks = c.head.blocks_meeting(&Area::new(rows, 0..c.head.size()));
-    let read = |at, offset, len| snap.read_chunk_range(&c, at, offset, len);
+    let read = |at, offset, len| snap.read_chunk_range(c, at, offset, len);
     chunk::read_blocks(&c.head, &blocks, read, tile, Some(mask), &c.path)
 }
 
