@@ -187,13 +187,14 @@ pub fn gather_frames(
     let validity = snap.validity();
     for y0 in (0..size).step_by(strip) {
         let y1 = (y0 + strip).min(size);
-        let rows = y1 - y0;
-        let plane = rows * size * d * dsize;
-        let mut data = vec![0u8; plane * bands];
-        for (b, v) in validity.iter().enumerate() {
-            fill_bytes(shape.dtype, v, &mut data[b * plane..(b + 1) * plane]);
+        // Step by step, each band's rows of the strip, as the steps' tiles hold them.
+        let band_plane = (y1 - y0) * size * dsize;
+        let mut data = vec![0u8; d * bands * band_plane];
+        for (i, plane) in data.chunks_exact_mut(band_plane).enumerate() {
+            fill_bytes(shape.dtype, &validity[i % bands], plane);
         }
-        let mut mask = vec![0u8; if shape.masked { rows * size * d } else { 0 }];
+        let mask_plane = if shape.masked { (y1 - y0) * size } else { 0 };
+        let mut mask = vec![0u8; d * mask_plane];
         for (((key, entry), head), &t) in keys.iter().zip(&entries).zip(&heads).zip(&steps) {
             let (Some(e), Some(c)) = (entry, head) else {
                 continue;
@@ -201,33 +202,67 @@ pub fn gather_frames(
             let j = (t - shape.first) as usize;
             read_rows(snap, key, e, c, y0..y1, &mut tile, &mut tile_mask)?;
             for b in 0..bands {
-                let src = &tile[b * size * size * dsize..];
-                let dst = &mut data[b * plane..(b + 1) * plane];
-                for y in y0..y1 {
-                    for x in 0..size {
-                        let s = (y * size + x) * dsize;
-                        let o = (((y - y0) * size + x) * d + j) * dsize;
-                        dst[o..o + dsize].copy_from_slice(&src[s..s + dsize]);
-                    }
-                }
+                let src = b * size * size * dsize + y0 * size * dsize;
+                let dst = (j * bands + b) * band_plane;
+                data[dst..dst + band_plane].copy_from_slice(&tile[src..src + band_plane]);
             }
-            if shape.masked {
-                for y in y0..y1 {
-                    for x in 0..size {
-                        mask[((y - y0) * size + x) * d + j] = tile_mask[y * size + x];
-                    }
-                }
-            }
+            let dst = j * mask_plane;
+            mask[dst..dst + mask_plane]
+                .copy_from_slice(&tile_mask[y0 * size..y0 * size + mask_plane]);
         }
+        let strip = StripData {
+            y0,
+            data: &data,
+            band_plane,
+            mask: &mask,
+            mask_plane,
+        };
         let row_blocks = y0 / shape.rows..y1.div_ceil(shape.rows);
         for s in
             row_blocks.flat_map(|by| (0..shape.across()).map(move |bx| by * shape.across() + bx))
         {
-            let raws = block_frames(shape, s, y0, &data, &mask);
-            f(s, &raws)?;
+            f(s, &block_frames(shape, s, &strip))?;
         }
     }
     Ok(())
+}
+
+/// A strip of rows from `y0` of every step of a block: `data` holds, step after step, each
+/// band's rows (`band_plane` bytes each); `mask` each step's mask rows (`mask_plane`).
+struct StripData<'a> {
+    y0: usize,
+    data: &'a [u8],
+    band_plane: usize,
+    mask: &'a [u8],
+    mask_plane: usize,
+}
+
+/// The samples of `pixels` (rows and columns of a strip) over `d` steps, each pixel's `d`
+/// samples together: a band frame's order. `planes` holds the steps' planes of `plane`
+/// bytes, the one wanted every `stride`-th, of `N`-byte samples in rows of `size`. A
+/// sample's copy is one move (`N` is a constant), and each block row is read from every
+/// step in turn, so the transposition stays in the cache.
+fn series_of<const N: usize>(
+    planes: &[u8],
+    plane: usize,
+    stride: usize,
+    d: usize,
+    pixels: (Range<usize>, Range<usize>),
+    size: usize,
+) -> Vec<u8> {
+    let (rows, cols) = pixels;
+    let mut out = vec![0u8; rows.len() * cols.len() * d * N];
+    let mut o = 0;
+    for y in rows {
+        for x in cols.clone() {
+            for j in 0..d {
+                let at = j * stride * plane + (y * size + x) * N;
+                out[o..o + N].copy_from_slice(&planes[at..at + N]);
+                o += N;
+            }
+        }
+    }
+    out
 }
 
 /// Fills `bytes` (samples of `dtype`, however aligned) with the fill value of a band of
@@ -267,26 +302,26 @@ fn read_rows(
     chunk::read_blocks(&c.head, &blocks, read, tile, Some(mask), &c.path)
 }
 
-/// The frames of spatial block `s` from a strip starting at row `y0`: `data` holds the
-/// strip's samples band after band (pixels row-major, each pixel's ticks together), `mask`
-/// its mask bytes in the same order.
-fn block_frames(shape: &BlockShape, s: usize, y0: usize, data: &[u8], mask: &[u8]) -> Vec<Vec<u8>> {
+/// The raw frames of spatial block `s` (which lies in `strip`): each band's, then the mask.
+fn block_frames(shape: &BlockShape, s: usize, strip: &StripData<'_>) -> Vec<Vec<u8>> {
     let (rows, cols) = shape.block_rect(s);
-    let (d, dsize, size) = (shape.ticks, shape.dtype.size(), shape.size);
-    let plane = data.len() / shape.bands;
-    let run = |bytes: &[u8], width: usize| {
-        let mut out = Vec::with_capacity(rows.len() * cols.len() * d * width);
-        for y in rows.clone() {
-            let at = ((y - y0) * size + cols.start) * d * width;
-            out.extend_from_slice(&bytes[at..at + cols.len() * d * width]);
-        }
-        out
-    };
-    let mut out: Vec<Vec<u8>> = (0..shape.bands)
-        .map(|b| run(&data[b * plane..(b + 1) * plane], dsize))
+    let local = (rows.start - strip.y0)..(rows.end - strip.y0);
+    let (d, size, bands) = (shape.ticks, shape.size, shape.bands);
+    let mut out: Vec<Vec<u8>> = (0..bands)
+        .map(|b| {
+            let planes = &strip.data[b * strip.band_plane..];
+            let px = (local.clone(), cols.clone());
+            match shape.dtype.size() {
+                1 => series_of::<1>(planes, strip.band_plane, bands, d, px, size),
+                2 => series_of::<2>(planes, strip.band_plane, bands, d, px, size),
+                4 => series_of::<4>(planes, strip.band_plane, bands, d, px, size),
+                _ => series_of::<8>(planes, strip.band_plane, bands, d, px, size),
+            }
+        })
         .collect();
     if shape.masked {
-        out.push(run(mask, 1));
+        let px = (local, cols);
+        out.push(series_of::<1>(strip.mask, strip.mask_plane, 1, d, px, size));
     }
     out
 }
