@@ -298,6 +298,8 @@ pub struct BlockHead {
     present: Vec<bool>,
     frames: Vec<BlockFrameRef>,
     object_len: usize,
+    /// The CRC-32C of the whole head, its own checksum included.
+    head_crc: u32,
 }
 
 fn u16_at(b: &[u8], at: usize) -> usize {
@@ -395,6 +397,16 @@ impl BlockHead {
             present: present.iter().map(|&p| p != 0).collect(),
             frames,
             object_len,
+            head_crc: crc32c::crc32c(&start[..head_len]),
+        })
+    }
+
+    /// The CRC-32C the whole object must carry in its trailer (and its index entry), from
+    /// the head's bytes and the frames' checksums: once every frame is checked against its
+    /// own, this checks the object without holding it whole.
+    pub fn object_crc(&self) -> u32 {
+        self.frames.iter().fold(self.head_crc, |acc, f| {
+            crate::checksum::crc32c_combine(acc, f.crc, f.len)
         })
     }
 
@@ -633,6 +645,7 @@ mod tests {
             assert_eq!(got, raws[i], "frame {i}");
         }
         assert_eq!(head.frames_of_block(1), 3..6);
+        assert_eq!(head.object_crc(), obj.crc);
         assert_eq!(s.block_of(9, 3), 2);
     }
 

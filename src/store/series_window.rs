@@ -40,6 +40,7 @@ pub struct SeriesRead {
 
 /// Reads `rect` (pixels of `level`) at every tick of `outs` into their buffers. Pixels
 /// without data get the band's fill value and mask 0; so do ticks that are not steps.
+/// `outs` is sorted by tick on return (the time blocks serve runs of ticks).
 pub fn read_series_window(
     snap: &Snapshot,
     level: u8,
