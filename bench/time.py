@@ -7,8 +7,9 @@ to 0.01 mm/h, below 0.1 mm/h is 0, and pixels outside the radar's disc are nodat
 Everything is drawn from one seed, so every run writes the same maps. Each step is written
 once, as a GeoTIFF named RAD_%Y%m%d%H%M.tif, and every side takes its data from those files:
 
-- gridstore: `gridstore append STORE RAD_*.tif --time-pattern ... --time-step PT5M`
-  (defaults: 512 x 512 tiles, ZSTD level 1 with predictor, levels);
+- gridstore: `gridstore append STORE RAD_*.tif --time-pattern ... --time-step PT5M
+  --no-compact` (defaults: 512 x 512 tiles, ZSTD level 1 with predictor, levels), then
+  `gridstore compact` (time blocks of every closed block of 128 steps), timed on its own;
 - zappend: the same files opened with rioxarray (`open_rasterio`, raw values, the time from
   the file name), appended to Zarr (v2) with Zstd level 1 and zappend's default chunking,
   one step per chunk, written out as (1, 1024, 1024);
@@ -24,6 +25,7 @@ Measured in one run (medians of --runs, sides taking turns):
 3. a point's series over all steps from a fresh process: `gridstore series --pixel` as a
    command, against a fresh Python process per Zarr layout that opens the array and reads
    the pixel (timed from the open, imports left out); the three series must be equal;
+   gridstore before and after `gridstore compact` (its time, peak RSS and size reported);
 4. one step as a map through GDAL (open option TIME=), full 1024 x 1024 and 256 x 256 read
    from a level, against the same slice ingested into a store without time
    (`gdal_translate -of GRIDSTORE`) and against the map-chunked Zarr (no levels in Zarr: the
@@ -389,8 +391,10 @@ def gdal_map(path, options, out):
 # 1 and 2: building both stores, timing single-slice appends along the way.
 
 def append_cmd(store, paths):
+    # --no-compact: a timed append is the slice alone, and the series is measured before
+    # and after the compaction (part "compact", timed on its own).
     return [GRIDSTORE, "append", "-q", store] + paths + [
-        "--time-pattern", PATTERN, "--time-step", "PT5M"]
+        "--time-pattern", PATTERN, "--time-step", "PT5M", "--no-compact"]
 
 
 def build(work, venv, paths, runs):
@@ -531,6 +535,24 @@ def series(venv, store, zarr_maps, zarr_series, runs):
     return {k: median(v) for k, v in got.items() if v} | {
         "rss_all": rss_all, "rss_ten": rss_ten, "same": same, "steps": len(first["gridstore"]),
         "rained": rained}
+
+
+def time_block_bytes(store):
+    """Bytes of a store's time blocks (chunk folders of pyramid 255, docs/FORMAT.md §8)."""
+    total = 0
+    for folder, _, files in os.walk(os.path.join(store, "chunks")):
+        if ".255." in os.path.basename(folder):
+            total += sum(os.path.getsize(os.path.join(folder, f)) for f in files)
+    return total
+
+
+def compact(store):
+    """`gridstore compact` of the store as appended: its time and peak memory, and the
+    bytes it adds (time blocks of every closed block of series_block steps)."""
+    before = disk_bytes(store)
+    wall, rss, out = timed([GRIDSTORE, "compact", store])
+    return {"seconds": wall, "rss": rss, "said": out.strip(), "before": before,
+            "after": disk_bytes(store), "time_blocks": time_block_bytes(store)}
 
 
 # ---------------------------------------------------------------------------------------
@@ -744,6 +766,26 @@ def report(a, parts):
             "",
             f"gridstore series peak RSS: {s['rss_all']:.0f} MiB over all steps, "
             f"{s['rss_ten']:.0f} MiB over the first 10.", ""]
+    if "compact" in parts:
+        c = parts["compact"]
+        lines += [f"gridstore compact: {c['seconds']:.1f} s, peak {c['rss']:.0f} MiB ({c['said']}); "
+                  f"time blocks {c['time_blocks'] / 1e6:.1f} MB, the store "
+                  f"{c['before'] / 1e6:.1f} MB before, {c['after'] / 1e6:.1f} MB after.", ""]
+    if "series_compacted" in parts:
+        s, b = parts["series_compacted"], parts.get("series")
+        lines += [
+            f"Point series after the compaction (equal values on all three: {s['same']})", "",
+            "| reader | median ms | / gridstore after |", "|---|---:|---:|",
+            f"| gridstore series after compaction | {1000 * s['gridstore']:.1f} | 1.00 |"]
+        if b:
+            lines.append(f"| gridstore series before compaction | {1000 * b['gridstore']:.1f} | "
+                         f"{b['gridstore'] / s['gridstore']:.2f} |")
+        lines += [
+            f"| Zarr, map chunks (zappend), from the open | {1000 * s['zarr_maps']:.1f} | "
+            f"{s['zarr_maps'] / s['gridstore']:.1f} |",
+            f"| Zarr, series chunks (288x64x64), from the open | {1000 * s['zarr_series']:.1f}"
+            f" | {s['zarr_series'] / s['gridstore']:.2f} |", "",
+            f"gridstore series peak RSS after compaction: {s['rss_all']:.0f} MiB.", ""]
     if "maps" in parts:
         m = parts["maps"]
         lines += ["| one step as a map, from the open | full 1024² ms | 256² (level) ms |",
@@ -767,7 +809,7 @@ def report(a, parts):
 
 
 VENV = os.path.join(ROOT, "target", "bench", "time-venv")
-PARTS = ["append", "size", "fsync", "series", "maps", "long"]
+PARTS = ["append", "size", "fsync", "series", "compact", "maps", "long"]
 
 
 def main():
@@ -811,6 +853,12 @@ def main():
     if want("series"):
         parts["series"] = series(a.venv, store, zarr_maps, zarr_series, a.runs)
         print(report(a, {"series": parts["series"]}), flush=True)
+    if want("compact"):
+        parts["compact"] = compact(store)
+        if want("series"):
+            parts["series_compacted"] = series(a.venv, store, zarr_maps, zarr_series, a.runs)
+        print(report(a, {k: parts[k] for k in ("compact", "series_compacted") if k in parts}),
+              flush=True)
     view = (want("maps") or want("long")) and time_view_available(store, paths)
     if want("maps") and view:
         parts["maps"] = maps(a.venv, work, store, zarr_maps, zarr_series, paths, a.runs)

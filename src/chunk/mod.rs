@@ -51,6 +51,7 @@
 mod decode;
 mod encode;
 mod head;
+pub mod time_block;
 
 #[cfg(test)]
 mod tests;

@@ -78,6 +78,10 @@ pub struct AppendCmd {
     /// How slices not on the store grid are warped (gdalwarp -r names)
     #[arg(long, short = 'r', default_value = "nearest")]
     pub resampling: String,
+    /// Do not compact the blocks of time steps the slices close into time blocks
+    /// afterwards (by default a commit of its own; `gridstore compact` does it later)
+    #[arg(long)]
+    pub no_compact: bool,
     /// No progress bar
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -127,6 +131,7 @@ pub fn run(store: &Path, cmd: AppendCmd, threads: usize, wait: LockWait) -> Resu
         },
         wait_for_slices: cmd.wait_for_slices.map(Duration::from_secs),
         dry_run: cmd.dry_run,
+        compact: !cmd.no_compact,
     };
     let bar = super::progress_bar(cmd.quiet || cmd.dry_run);
     let report = append(store, &cmd.slices, &opts, &mut |f| {
@@ -170,6 +175,13 @@ fn print_report(store: &Path, cmd: &AppendCmd, r: &AppendReport) {
             None => String::new(),
         }
     );
+    let c = &r.compacted;
+    if let Some(id) = c.snapshot {
+        println!(
+            "compacted {} closed block(s) of time steps into {} time block(s); now snapshot {id}",
+            c.blocks, c.chunks
+        );
+    }
 }
 
 /// `gridstore delete-time STORE TIME...`.

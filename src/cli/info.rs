@@ -87,6 +87,12 @@ pub fn describe(snapshot: &Snapshot) -> String {
     if let Some(line) = time_line(m) {
         let _ = writeln!(s, "Time:       {line}");
     }
+    if let Some(d) = m.time.as_ref().and_then(|t| t.series_block) {
+        let _ = writeln!(
+            s,
+            "Series:     closed blocks of {d} ticks kept as time blocks too (gridstore compact)"
+        );
+    }
     for (i, b) in m.bands.iter().enumerate() {
         let nodata = b.nodata.map_or("none".to_string(), |v| v.to_string());
         let _ = writeln!(

@@ -65,6 +65,7 @@ pub unsafe fn translate(
         packing: None,
         replace: yes("TIME_REPLACE"),
         insert: yes("TIME_INSERT"),
+        compact: true,
         ingest: IngestOptions {
             resampling: match &opts.warp_resampling {
                 Some(name) => WarpResampling::from_name(name)?,

@@ -32,6 +32,11 @@ pub struct TileKey {
 /// tiles: step `t`'s record is key `(STEP_RECORDS, 0, 0, t ^ 2^31 as i32, 0)`, so the
 /// records sort after every tile, in tick order, in a range of their own.
 pub const STEP_RECORDS: u32 = u32::MAX;
+/// The pyramid id of time-block chunks (docs/FORMAT.md §8): the time block of level-0 tile
+/// (`col`, `row`) over ticks `[k·D, (k+1)·D)` is key `(k·D, TIME_BLOCKS, 0, col, row)`. It
+/// sorts after every tile of its first tick, and no map read asks for it: level-0 tiles
+/// always have pyramid 0, and a store has one pyramid.
+pub const TIME_BLOCKS: u8 = u8::MAX;
 /// Where step records are stored: `steps/<seq>/<t>`.
 pub const STEP_PREFIX: &str = "steps/";
 /// Where chunks are stored: `chunks/<seq>/...`.
@@ -75,6 +80,38 @@ impl TileKey {
     pub fn recorded_step(&self) -> Option<u32> {
         let record = (self.time, self.pyramid, self.level, self.row) == (STEP_RECORDS, 0, 0, 0);
         record.then_some(self.col as u32 ^ (1 << 31))
+    }
+
+    /// The key of the time block of level-0 tile (`col`, `row`) whose first tick is `first`.
+    pub fn time_block(first: u32, col: i32, row: i32) -> Self {
+        TileKey {
+            time: first,
+            pyramid: TIME_BLOCKS,
+            level: 0,
+            col,
+            row,
+        }
+    }
+
+    /// Whether this key is a time block's, not a tile's or a step record's.
+    pub fn is_time_block(&self) -> bool {
+        self.pyramid == TIME_BLOCKS && self.level == 0 && self.time != STEP_RECORDS
+    }
+
+    /// The bounds `[lo, hi)` of the keys of the time blocks whose first tick is `first`.
+    pub fn time_blocks_of(first: u32) -> (Self, Self) {
+        let lo = TileKey::time_block(first, i32::MIN, i32::MIN);
+        let hi = TileKey { level: 1, ..lo };
+        (lo, hi)
+    }
+
+    /// The tick of the step or tile this key is about (`None` for a time block, which
+    /// covers many).
+    pub fn tick(&self) -> Option<u32> {
+        if self.is_time_block() {
+            return None;
+        }
+        self.recorded_step().or(Some(self.time))
     }
 
     /// The first key after every step record and tile of the index (an exclusive bound).
@@ -343,6 +380,24 @@ mod tests {
             assert_eq!(dir(TileKey::new(0, 0, loc)), first, "{loc:?}");
         }
         assert_ne!(dir(TileKey::base(37, 5)), first);
+    }
+
+    #[test]
+    fn time_blocks_sort_after_their_first_ticks_tiles_and_name_objects() {
+        let tb = TileKey::time_block(256, -3, 7);
+        assert!(tb.is_time_block());
+        assert_eq!(tb.tick(), None);
+        assert!(tb > TileKey::new(256, 0, TileLoc::new(30, i32::MAX, i32::MAX)));
+        assert!(tb < TileKey::first_of_tick(257));
+        let (lo, hi) = TileKey::time_blocks_of(256);
+        assert!(lo <= tb && tb < hi);
+        assert!(!TileKey::base(1, 1).is_time_block());
+        assert_eq!(TileKey::step_record(4).tick(), Some(4));
+        for naming in [ChunkNaming::Blocks, ChunkNaming::Nested] {
+            let key = tb.object_key(5, naming);
+            let rest = key.strip_prefix("chunks/5/").unwrap();
+            assert_eq!(TileKey::from_object_key(rest, naming), Some(tb));
+        }
     }
 
     #[test]

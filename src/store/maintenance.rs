@@ -104,10 +104,14 @@ pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
 type FrameSums = Vec<(u32, u32)>;
 
 /// Checks the object an index entry points to: a chunk (present, size and checksum as the
-/// entry says, decodes), or a step record (present, size and checksum, parses, and names
+/// entry says, decodes), a time block (that too, and it holds what its steps' tiles hold),
+/// or a step record (present, size and checksum, parses, and names
 /// the instant its tick has). Returns what the content digest counts of it: a chunk's
 /// frames, a record as one frame.
 fn check_object(snapshot: &Snapshot, key: &TileKey, entry: &Entry) -> Result<FrameSums> {
+    if key.is_time_block() {
+        return super::time_blocks::check(snapshot, key, entry);
+    }
     let Some(t) = key.recorded_step() else {
         let head = snapshot.check_chunk(key, entry)?;
         return Ok(frame_sums(&head, entry));

@@ -5,17 +5,22 @@
 //!   the snapshot being made; `commit` publishes them all at once by replacing the manifest.
 //! - [`lock`]: the one-writer-at-a-time lock and the recovery of writes that died.
 
+mod compact;
 pub mod history;
 pub mod lock;
 pub mod maintenance;
 mod paths;
 mod series;
+mod series_window;
 mod snapshot;
 mod steps;
+pub mod time_blocks;
 mod transaction;
 
+pub use compact::{compact, compact_in, Closed, Compacted};
 pub use paths::{check_store_name, resolve_store_path, NAME_PREFIX, STORE_EXTENSION};
-pub use series::{point_series, PointSample};
+pub use series::{point_series, point_series_counted, PointSample};
+pub use series_window::{read_series_window, SeriesRead, TickOut};
 pub use snapshot::{ChunkRef, Snapshot, DEFAULT_TILE_CACHE_BYTES};
 pub use steps::{delete_steps, for_each_step, StepRecord, MAX_RECORD_BYTES};
 pub use transaction::{NewStore, Transaction};

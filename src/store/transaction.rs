@@ -329,6 +329,46 @@ impl Transaction {
         Ok(())
     }
 
+    /// Stores a time block (docs/FORMAT.md §8) under `key`, a time-block key.
+    pub fn put_time_block(
+        &self,
+        key: TileKey,
+        object: &chunk::time_block::BlockObject,
+    ) -> Result<()> {
+        let trailer = object.crc.to_le_bytes();
+        let mut list: Vec<Part<'_>> = object.pieces().into_iter().map(Part::Bytes).collect();
+        list.push(Part::Bytes(&trailer));
+        self.drop_own_chunk(key)?;
+        self.storage.write_parts(
+            &key.object_key(self.seq, self.manifest.chunk_naming()),
+            &list,
+        )?;
+        self.record(key, object.len, object.crc, 0);
+        Ok(())
+    }
+
+    /// Removes the time blocks of every block of ticks this write touches (a step or tile
+    /// written or removed there), so that no reader of the new snapshot sees a series
+    /// that disagrees with its steps. The next compaction makes them again.
+    fn drop_stale_time_blocks(&self) -> Result<()> {
+        let (Some(base), Some(d)) = (&self.base, super::time_blocks::series_block(&self.manifest))
+        else {
+            return Ok(());
+        };
+        let touched: Vec<u32> = {
+            let changes = self.changes.lock().expect("poisoned");
+            changes.keys().filter_map(|k| k.tick()).collect()
+        };
+        if touched.is_empty() {
+            return Ok(());
+        }
+        for key in super::time_blocks::stale(base, d, &touched)? {
+            let mut changes = self.changes.lock().expect("poisoned");
+            changes.entry(key).or_insert(None);
+        }
+        Ok(())
+    }
+
     /// Removes time step `t`: its record and every tile of it, in every pyramid and level.
     /// Earlier snapshots keep them.
     pub fn remove_step(&mut self, t: u32) -> Result<()> {
@@ -425,6 +465,7 @@ impl Transaction {
             self.manifest.index = r.index;
             return self.publish_manifest(r.tiles_written, r.tiles_removed, Some(r.snapshot));
         }
+        self.drop_stale_time_blocks()?;
         let changes: Vec<(TileKey, Option<Entry>)> =
             std::mem::take(&mut *self.changes.lock().expect("poisoned"))
                 .into_iter()

@@ -61,7 +61,15 @@ pub struct TimeSpec {
     pub steps: u64,
     pub first: Option<u32>,
     pub last: Option<u32>,
+    /// Ticks per time block (docs/FORMAT.md §8): closed blocks of this many ticks are
+    /// compacted into time-blocked chunks. Absent in stores made before time blocks.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub series_block: Option<u32>,
 }
+
+/// The ticks per time block a new axis gets: a point's series of one block is then one
+/// frame of 64-256 KiB decoded for the usual sample types (docs/FORMAT.md §8).
+pub const DEFAULT_SERIES_BLOCK: u32 = 128;
 
 /// A checked [`TimeSpec`]: the arithmetic of its ticks.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -103,6 +111,7 @@ impl TimeSpec {
             steps: 0,
             first: None,
             last: None,
+            series_block: Some(DEFAULT_SERIES_BLOCK),
         };
         spec.axis()?;
         Ok(spec)
@@ -120,6 +129,7 @@ impl TimeSpec {
             None => None,
         };
         self.check_counts()?;
+        self.check_series_block()?;
         Ok(TimeAxis {
             kind: self.kind,
             ticks,
@@ -149,6 +159,18 @@ impl TimeSpec {
                 "steps {}, first {:?}, last {:?} do not agree",
                 self.steps, self.first, self.last
             )),
+        }
+    }
+
+    /// A block of ticks spans 1 to [`MAX_BLOCK_TICKS`](crate::chunk::time_block::MAX_BLOCK_TICKS):
+    /// readers size their buffers by it.
+    fn check_series_block(&self) -> Result<()> {
+        let max = crate::chunk::time_block::MAX_BLOCK_TICKS;
+        match self.series_block {
+            Some(d) if d == 0 || d > max => Err(Error::InvalidInput(format!(
+                "time: series_block is {d}, not 1 to {max}"
+            ))),
+            _ => Ok(()),
         }
     }
 

@@ -21,7 +21,7 @@ mod instant;
 mod step;
 mod units;
 
-pub use axis::{AxisKind, BoundsSpec, TimeAxis, TimeSpec, MAX_TICK};
+pub use axis::{AxisKind, BoundsSpec, TimeAxis, TimeSpec, DEFAULT_SERIES_BLOCK, MAX_TICK};
 pub use calendar::{Calendar, MAX_YEAR, MIN_YEAR};
 pub use instant::{DateTime, SECONDS_PER_DAY};
 pub use step::{RegularAxis, Step};

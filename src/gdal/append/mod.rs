@@ -19,7 +19,7 @@ use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::manifest::{Manifest, MANIFEST_KEY};
 use crate::store::lock::Recovered;
-use crate::store::{NewStore, Snapshot, StepRecord, Transaction};
+use crate::store::{compact_in, Closed, Compacted, NewStore, Snapshot, StepRecord, Transaction};
 use crate::time::{BoundsSpec, DateTime, TimeSpec};
 
 use super::ingest::{merge_dataset, IngestOptions, OpenedDataset};
@@ -59,6 +59,9 @@ pub struct AppendOptions {
     /// Wait this long for each slice to exist and stop growing.
     pub wait_for_slices: Option<Duration>,
     pub dry_run: bool,
+    /// After the slices, compact the blocks of ticks they closed (and those whose time
+    /// blocks they dropped) into time blocks, in a commit of its own.
+    pub compact: bool,
 }
 
 /// What is done with a step.
@@ -88,6 +91,8 @@ pub struct AppendReport {
     pub creates: bool,
     /// Snapshots committed, one per slice that wrote anything.
     pub committed: Vec<u64>,
+    /// What the compaction after the slices wrote (its snapshot is not in `committed`).
+    pub compacted: Compacted,
     pub recovered: Option<Recovered>,
 }
 
@@ -140,6 +145,7 @@ pub unsafe fn append_datasets(
         steps,
         creates,
         committed: Vec::new(),
+        compacted: Compacted::default(),
         recovered: None,
     };
     if opts.dry_run {
@@ -217,7 +223,31 @@ unsafe fn write(
         report.axis = committed.time.clone().unwrap_or(report.axis.clone());
         txn = next;
     }
-    txn.abort();
+    if !opts.compact || report.committed.is_empty() {
+        txn.abort();
+        return Ok(());
+    }
+    compact_after(txn, report)
+}
+
+/// Compacts, in a commit of its own, the blocks of ticks from the first the append
+/// touched on: those its steps closed, and those whose time blocks its replaces and
+/// inserts dropped. An append that closes no block costs a walk of the steps of the
+/// block it wrote in, and commits nothing.
+fn compact_after(mut txn: Transaction, report: &mut AppendReport) -> Result<()> {
+    let written = report.steps.iter().filter(|s| s.action != Action::Skip);
+    let Some(from) = written.map(|s| s.tick).min() else {
+        txn.abort();
+        return Ok(());
+    };
+    report.compacted = compact_in(&mut txn, Closed::From(from))?;
+    if report.compacted.chunks == 0 {
+        txn.abort();
+        return Ok(());
+    }
+    let m = txn.commit()?;
+    report.compacted.snapshot = Some(m.snapshot.id);
+    report.axis = m.time.unwrap_or(report.axis.clone());
     Ok(())
 }
 

@@ -50,13 +50,33 @@ pub(super) unsafe fn new_manifest(
             .for_each(|w| report_warning(w));
         let create = CreateOptions::parse(&opts.create)?;
         let mut m = new_store_manifest(&info, &create)?;
-        m.time = Some(new_axis(&opts.axis, calendar, step.at, own.units)?);
+        let mut axis = new_axis(&opts.axis, calendar, step.at, own.units)?;
+        if let Some(d) = series_block_option(&opts.create)? {
+            axis.series_block = Some(d);
+        }
+        m.time = Some(axis);
         // The store covers the first slice whole, as a store gdal_translate makes does,
         // even where no step has data; whether every pixel holds data is not tracked
         // across steps, so masks are read.
         m.extent = Some(PixelRect::new(0, 0, info.width as i64, info.height as i64));
         m.all_valid = false;
         Ok(m)
+    }
+}
+
+/// The creation option `SERIES_BLOCK`: ticks per time block (docs/FORMAT.md §8).
+fn series_block_option(create: &[(String, String)]) -> Result<Option<u32>> {
+    let max = crate::chunk::time_block::MAX_BLOCK_TICKS;
+    let Some(v) = crate::options::find(create, "SERIES_BLOCK") else {
+        return Ok(None);
+    };
+    match v.parse::<u32>() {
+        Ok(d) if (1..=max).contains(&d) => Ok(Some(d)),
+        _ => Err(Error::option(
+            "SERIES_BLOCK",
+            v,
+            format!("a number of ticks per time block from 1 to {max}"),
+        )),
     }
 }
 
