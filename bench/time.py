@@ -375,6 +375,22 @@ print(json.dumps({"open": t1 - t0, "read": t2 - t1, "seconds": t2 - t0,
 """
 
 
+# The series of pixel (argv[2], argv[3]) of a time store through GDAL (every step a band,
+# one read of a 1 x 1 window over all bands), timed from the open, as the Zarr readers are.
+GDAL_SERIES = """
+import json, struct, sys, time
+from osgeo import gdal
+gdal.UseExceptions()
+gdal.AllRegister()
+path, x, y = sys.argv[1], int(sys.argv[2]), int(sys.argv[3])
+t0 = time.perf_counter()
+ds = gdal.OpenEx(path, gdal.OF_RASTER)
+raw = ds.ReadRaster(x, y, 1, 1, buf_type=gdal.GDT_Float32)
+took = time.perf_counter() - t0
+print(json.dumps({"seconds": took, "values": list(struct.unpack(f"{ds.RasterCount}f", raw))}))
+"""
+
+
 def peer(venv, code, args):
     """Runs a peer snippet in a fresh process of the virtualenv; returns (wall seconds of
     the process, peak RSS MiB, the JSON it printed)."""
@@ -510,16 +526,22 @@ def without_fsync(store, paths, runs):
 
 def series(venv, store, zarr_maps, zarr_series, runs):
     x, y = PIXEL
-    got = {"gridstore": [], "zarr_maps": [], "zarr_series": [], "gridstore_rss": []}
+    got = {"gridstore": [], "gdal": [], "zarr_maps": [], "zarr_series": [], "gridstore_rss": []}
     first = {}
     for i in range(runs):
-        order = [("gridstore", None), ("zarr_maps", zarr_maps), ("zarr_series", zarr_series)]
-        order = order[i % 3:] + order[:i % 3]
+        order = [("gridstore", None), ("gdal", store), ("zarr_maps", zarr_maps),
+                 ("zarr_series", zarr_series)]
+        order = order[i % 4:] + order[:i % 4]
         for name, path in order:
             if name == "gridstore":
                 took, out = clock([GRIDSTORE, "series", store, str(x), str(y), "--pixel"])
                 got[name].append(took)
                 values = [float(line.split(",")[1]) for line in out.strip().splitlines()[1:]]
+            elif name == "gdal":
+                _, _, text = timed([PY, "-c", GDAL_SERIES, path, str(x), str(y)])
+                j = json.loads(text.strip().splitlines()[-1])
+                got[name].append(j["seconds"])
+                values = j["values"]
             else:
                 _, _, j = peer(venv, PEER_SERIES, [path, str(x), str(y)])
                 got[name].append(j["seconds"])
@@ -529,6 +551,7 @@ def series(venv, store, zarr_maps, zarr_series, runs):
     _, rss_ten, _ = timed([GRIDSTORE, "series", store, str(x), str(y), "--pixel",
                            "--to", instant(9).strftime("%Y-%m-%dT%H:%M:%SZ")])
     same = (np.array(first["gridstore"], np.float32).tolist()
+            == np.array(first["gdal"], np.float32).tolist()
             == np.array(first["zarr_maps"], np.float32).tolist()
             == np.array(first["zarr_series"], np.float32).tolist())
     rained = sum(1 for v in first["gridstore"] if v > 0)
@@ -755,10 +778,12 @@ def report(a, parts):
         s = parts["series"]
         lines += [
             f"Point series over all {s['steps']} steps ({s['rained']} with rain), "
-            f"pixel {PIXEL}, fresh process each; equal values on all three: {s['same']}",
+            f"pixel {PIXEL}, fresh process each; equal values on all four: {s['same']}",
             "",
             "| reader | median ms | / gridstore |", "|---|---:|---:|",
             f"| gridstore series (command) | {1000 * s['gridstore']:.1f} | 1.00 |",
+            f"| gridstore through GDAL (all steps as bands, a 1 x 1 read), from the open | "
+            f"{1000 * s['gdal']:.1f} | {s['gdal'] / s['gridstore']:.2f} |",
             f"| Zarr, map chunks (zappend), from the open | {1000 * s['zarr_maps']:.1f} | "
             f"{s['zarr_maps'] / s['gridstore']:.1f} |",
             f"| Zarr, series chunks (288x64x64), from the open | {1000 * s['zarr_series']:.1f}"
@@ -774,9 +799,11 @@ def report(a, parts):
     if "series_compacted" in parts:
         s, b = parts["series_compacted"], parts.get("series")
         lines += [
-            f"Point series after the compaction (equal values on all three: {s['same']})", "",
+            f"Point series after the compaction (equal values on all four: {s['same']})", "",
             "| reader | median ms | / gridstore after |", "|---|---:|---:|",
-            f"| gridstore series after compaction | {1000 * s['gridstore']:.1f} | 1.00 |"]
+            f"| gridstore series after compaction | {1000 * s['gridstore']:.1f} | 1.00 |",
+            f"| gridstore through GDAL after compaction, from the open | "
+            f"{1000 * s['gdal']:.1f} | {s['gdal'] / s['gridstore']:.2f} |"]
         if b:
             lines.append(f"| gridstore series before compaction | {1000 * b['gridstore']:.1f} | "
                          f"{b['gridstore'] / s['gridstore']:.2f} |")
