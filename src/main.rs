@@ -9,6 +9,11 @@ use clap::Parser;
 use gridstore::text::printable;
 
 fn main() -> ExitCode {
+    // A reader that stops early (`gridstore log | head`) ends this process quietly, as it
+    // ends any command-line tool, rather than making printing fail. Rust sets SIGPIPE to
+    // be ignored before `main`; restore the default.
+    // SAFETY: called first, before any other thread exists; SIG_DFL is a valid handler.
+    unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     let args = cli::Args::parse();
     gridstore::store::lock::set_wait_notice(|message| {
         eprintln!("gridstore: {}", printable(message))

@@ -333,3 +333,28 @@ fn an_enormous_extent_is_a_damaged_manifest_not_a_zero_width_dataset() {
         );
     }
 }
+
+#[test]
+fn a_reader_that_stops_early_ends_the_command_quietly() {
+    use std::os::unix::process::ExitStatusExt;
+    let dir = tmp();
+    let st = store(dir.path());
+    for args in [vec!["info", s(&st)], vec!["log", s(&st)]] {
+        let mut child = cmd(gridstore().to_str().unwrap())
+            .args(&args)
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::piped())
+            .spawn()
+            .unwrap();
+        // The reader goes away before the command prints (`gridstore log | head -0`).
+        drop(child.stdout.take());
+        let out = child.wait_with_output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!stderr.contains("panicked"), "{args:?}: {stderr}");
+        assert_eq!(
+            out.status.signal(),
+            Some(libc::SIGPIPE),
+            "{args:?}: {stderr}"
+        );
+    }
+}

@@ -109,13 +109,18 @@ pub fn append(
     if let Some(limit) = opts.wait_for_slices {
         slices.iter().try_for_each(|s| wait_for_slice(s, limit))?;
     }
-    let opened: Vec<OpenedDataset> = slices
+    let mut opened: Vec<Option<OpenedDataset>> = slices
         .iter()
-        .map(|s| open_slice(s))
+        .map(|s| open_slice(s).map(Some))
         .collect::<Result<_>>()?;
-    let handles: Vec<GDALDatasetH> = opened.iter().map(|o| o.0).collect();
-    // SAFETY: the datasets stay open for the call and are used on this thread only.
-    unsafe { append_datasets(root, slices, &handles, opts, progress) }
+    let handles: Vec<GDALDatasetH> = opened.iter().flatten().map(|o| o.0).collect();
+    // Every slice stays open from the checks to its commit (so what is written is what was
+    // checked), then is closed: an open dataset keeps what GDAL read of it (cached blocks,
+    // decoding buffers), which a long append would otherwise hold for every slice.
+    let mut written = |i: usize| opened[i] = None;
+    // SAFETY: each dataset stays open until `written` is called for it, after its last use,
+    // and is used on this thread only.
+    unsafe { append_opened(root, slices, &handles, opts, progress, &mut written) }
 }
 
 /// [`append`] of open datasets (`gdal_translate` hands the driver one), named `names`.
@@ -128,6 +133,24 @@ pub unsafe fn append_datasets(
     opened: &[GDALDatasetH],
     opts: &AppendOptions,
     progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<AppendReport> {
+    // SAFETY: forwarded contract; the caller keeps its datasets.
+    unsafe { append_opened(root, names, opened, opts, progress, &mut |_| {}) }
+}
+
+/// [`append_datasets`], calling `written(i)` once slice `i` is committed and no longer
+/// used.
+///
+/// # Safety
+/// Every handle must be valid until `written` is called for it (or the call returns), and
+/// used by no other thread meanwhile.
+unsafe fn append_opened(
+    root: &Path,
+    names: &[String],
+    opened: &[GDALDatasetH],
+    opts: &AppendOptions,
+    progress: &mut dyn FnMut(f64) -> bool,
+    written: &mut dyn FnMut(usize),
 ) -> Result<AppendReport> {
     let existing = root.join(MANIFEST_KEY).exists();
     let current = existing.then(|| Snapshot::open(root, None)).transpose()?;
@@ -156,7 +179,12 @@ pub unsafe fn append_datasets(
     }
     drop(current);
     // SAFETY: as above.
-    unsafe { write(root, opened, names, opts, manifest, &mut report, progress)? };
+    let slices = OpenSlices {
+        handles: opened,
+        names,
+        written,
+    };
+    unsafe { write(root, slices, opts, manifest, &mut report, progress)? };
     Ok(report)
 }
 
@@ -169,17 +197,24 @@ fn no_axis(root: &Path) -> Error {
     ))
 }
 
+/// The slices of an append as [`write`] takes them: open datasets, their names, and what
+/// to call once slice `i` is committed and no longer used.
+struct OpenSlices<'a> {
+    handles: &'a [GDALDatasetH],
+    names: &'a [String],
+    written: &'a mut dyn FnMut(usize),
+}
+
 /// Writes the planned steps, one commit per slice, under one hold of the lock.
 unsafe fn write(
     root: &Path,
-    opened: &[GDALDatasetH],
-    slices: &[String],
+    slices: OpenSlices<'_>,
     opts: &AppendOptions,
     manifest: Manifest,
     report: &mut AppendReport,
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<()> {
-    let writer = format!("gridstore append ({} slice(s))", slices.len());
+    let writer = format!("gridstore append ({} slice(s))", slices.names.len());
     let mut txn = if report.creates {
         // A new store covers its first slice whole (see `new_manifest`).
         let extent = manifest.extent;
@@ -201,24 +236,26 @@ unsafe fn write(
         .count();
     let total = to_write.max(1) as f64;
     let mut written = 0usize;
-    for (i, ds) in opened.iter().enumerate() {
+    for (i, ds) in slices.handles.iter().enumerate() {
         let todo: Vec<&PlannedStep> = report
             .steps
             .iter()
             .filter(|s| s.slice == i && s.action != Action::Skip)
             .collect();
         if todo.is_empty() {
+            (slices.written)(i);
             continue;
         }
         for step in &todo {
             // SAFETY: forwarded contract.
-            unsafe { write_step(&mut txn, *ds, &slices[i], step, opts)? };
+            unsafe { write_step(&mut txn, *ds, &slices.names[i], step, opts)? };
             written += 1;
             if !progress(written as f64 / total) {
                 return Err(Error::Interrupted);
             }
         }
         let (committed, next) = txn.commit_and_continue()?;
+        (slices.written)(i);
         report.committed.push(committed.snapshot.id);
         report.axis = committed.time.clone().unwrap_or(report.axis.clone());
         txn = next;
