@@ -30,7 +30,7 @@ impl Server {
     /// The request lines logged so far (`GET /path HTTP/1.1`), and the status after each.
     pub fn requests(&self) -> Vec<String> {
         let log = std::fs::read(&self.log).unwrap_or_default();
-        String::from_utf8_lossy(&log)
+        without_colours(&String::from_utf8_lossy(&log))
             .lines()
             .filter_map(|l| {
                 let start = l.find('"')? + 1;
@@ -45,6 +45,25 @@ impl Server {
     pub fn clear_log(&self) {
         std::fs::write(&self.log, b"").unwrap();
     }
+}
+
+/// `text` without ANSI colour sequences (`ESC [ ... m`), which some versions of moto's
+/// web server put around the request line even in a file.
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for c in chars.by_ref() {
+                if c.is_ascii_alphabetic() {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
 }
 
 fn free_port() -> u16 {
