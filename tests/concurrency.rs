@@ -219,19 +219,6 @@ fn base_store(dir: &Path, name: &str) -> PathBuf {
     st
 }
 
-fn copy_dir(from: &Path, to: &Path) {
-    std::fs::create_dir_all(to).unwrap();
-    for entry in std::fs::read_dir(from).unwrap() {
-        let entry = entry.unwrap();
-        let target = to.join(entry.file_name());
-        if entry.file_type().unwrap().is_dir() {
-            copy_dir(&entry.path(), &target);
-        } else {
-            std::fs::copy(entry.path(), &target).unwrap();
-        }
-    }
-}
-
 fn ingest_command(store: &Path, options: &[&str], files: &[PathBuf]) -> Command {
     let mut c = cmd(gridstore());
     c.args(["ingest", "-q"])

@@ -106,12 +106,7 @@ impl Head {
         if version < VERSION_1 {
             return Err(bad(format!("unknown chunk format version {version}")));
         }
-        let compression = Compression::from_code(start[5])
-            .ok_or_else(|| bad(format!("unknown compression code {}", start[5])))?;
-        let predictor = Predictor::from_code(start[6])
-            .ok_or_else(|| bad(format!("unknown predictor code {}", start[6])))?;
-        let dtype = DataType::from_gdal_code(start[7] as u32)
-            .map_err(|_| bad(format!("unknown data type code {}", start[7])))?;
+        let (compression, predictor, dtype) = super::codec_fields(start, path)?;
         let bands = u16_at(start, 8);
         let flags = u16_at(start, 10) as u16;
         let has_mask = flags & FLAG_MASK != 0;

@@ -240,3 +240,19 @@ fn unpack_bits(bits: &[u8], out: &mut [u8]) {
         };
     }
 }
+
+/// The codec fields chunks and time blocks share at bytes 5 to 7 of their header:
+/// compression, predictor and data type codes, each checked to be one this build knows.
+pub(crate) fn codec_fields(
+    start: &[u8],
+    path: &std::path::Path,
+) -> crate::error::Result<(Compression, Predictor, DataType)> {
+    let bad = |detail: String| crate::error::Error::corrupt(path, detail);
+    let compression = Compression::from_code(start[5])
+        .ok_or_else(|| bad(format!("unknown compression code {}", start[5])))?;
+    let predictor = Predictor::from_code(start[6])
+        .ok_or_else(|| bad(format!("unknown predictor code {}", start[6])))?;
+    let dtype = DataType::from_gdal_code(start[7] as u32)
+        .map_err(|_| bad(format!("unknown data type code {}", start[7])))?;
+    Ok((compression, predictor, dtype))
+}

@@ -501,12 +501,7 @@ fn fixed_fields(
             start[4]
         )));
     }
-    let compression = Compression::from_code(start[5])
-        .ok_or_else(|| bad(format!("unknown compression code {}", start[5])))?;
-    let predictor = Predictor::from_code(start[6])
-        .ok_or_else(|| bad(format!("unknown predictor code {}", start[6])))?;
-    let dtype = DataType::from_gdal_code(start[7] as u32)
-        .map_err(|_| bad(format!("unknown data type code {}", start[7])))?;
+    let (compression, predictor, dtype) = super::codec_fields(start, path)?;
     let t = &expected.tile;
     let bands = u16_at(start, 8);
     let size = u32_at(start, 12) as usize;

@@ -219,4 +219,18 @@ pub fn read_all(store: &Path) -> Output {
     let out = store.parent().unwrap().join("out.tif");
     run("gdal_translate", &["-q", s(store), s(&out)])
 }
+/// Copies a directory tree (a store, to damage or change a copy of it).
+pub fn copy_dir(from: &Path, to: &Path) {
+    std::fs::create_dir_all(to).unwrap();
+    for entry in std::fs::read_dir(from).unwrap() {
+        let entry = entry.unwrap();
+        let target = to.join(entry.file_name());
+        if entry.file_type().unwrap().is_dir() {
+            copy_dir(&entry.path(), &target);
+        } else {
+            std::fs::copy(entry.path(), &target).unwrap();
+        }
+    }
+}
+
 pub mod servers;
