@@ -37,7 +37,7 @@ cargo build --release
 
 echo "== Installing the GDAL plugin"
 gdal-plugin/install.sh
-gdalinfo --format GRIDSTORE | head -n 3
+gdalinfo --format GRIDSTORE | sed -n 1,3p
 
 echo "== Main job: a Landsat scene into a store"
 scripts/sample-data.sh
