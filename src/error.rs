@@ -80,6 +80,10 @@ pub enum Error {
     #[error("{0}")]
     Locked(String),
 
+    /// Another writer committed first, and this write could not go on top of it.
+    #[error("{0}")]
+    Conflict(String),
+
     #[error("GDAL: {0}")]
     Gdal(String),
 }
@@ -95,7 +99,7 @@ impl Error {
                 ErrorKind::IllegalArgument
             }
             Error::Interrupted => ErrorKind::Interrupted,
-            Error::Locked(_) => ErrorKind::Locked,
+            Error::Locked(_) | Error::Conflict(_) => ErrorKind::Locked,
             Error::Gdal(_) => ErrorKind::Gdal,
         }
     }

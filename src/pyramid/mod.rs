@@ -672,3 +672,30 @@ pub fn levels_to_update(
     };
     (top, forced)
 }
+
+/// Makes the level tile `key` again from its four children as the write `txn` has them
+/// (its own chunks, else its base's), and stores it. For a write that starts over from a
+/// newer state in which another writer changed the same parent (docs/FORMAT.md §7): call
+/// it for such parents lowest level first, so that each is made from children already
+/// right. Bit for bit what a build from scratch gives, since a tile depends only on its
+/// four children.
+pub fn rebuild_from_children(txn: &Transaction, key: TileKey) -> Result<()> {
+    let m = &txn.manifest;
+    let pyramid = m.pyramids.get(key.pyramid as usize).ok_or_else(|| {
+        Error::InvalidInput(format!(
+            "{}: tile {} names a pyramid the store does not have",
+            txn.location().display(),
+            key.describe()
+        ))
+    })?;
+    let validity = m.validity();
+    let mut quarters: [Handed; 4] = Default::default();
+    for (q, child) in key.loc().children().into_iter().enumerate() {
+        let child = TileKey::new(key.time, key.pyramid, child);
+        if let Some(tile) = txn.read_current(&child)? {
+            quarters[q] = Some(downsample(&tile, &pyramid.resampling, &validity));
+        }
+    }
+    let tile = assemble(m.data_type, &validity, m.grid.tile_size as usize, &quarters);
+    txn.put_tile(key, &tile).map(|_| ())
+}

@@ -4,9 +4,11 @@
 //! and writes by key, ranged reads, one atomic replace for the manifest, and listing for
 //! maintenance only (opening and reading never list). Keys are `/`-separated relative
 //! paths. The trait maps one to one onto object storage (GET, ranged GET, PUT, conditional
-//! PUT, DELETE, LIST). Backends: [`LocalStorage`], files under a directory (reads and
-//! writes), and [`VsiStorage`], GDAL's virtual file systems (`/vsis3/`, `/vsigs/`,
-//! `/vsiaz/`, `/vsicurl/`, ...), read-only. [`open_for_reading`] picks one for a path.
+//! PUT, DELETE, LIST). Backends: [`LocalStorage`], files under a directory, whose writers
+//! take a lock file; and [`VsiStorage`], GDAL's virtual file systems (`/vsis3/`, `/vsigs/`,
+//! `/vsiaz/`, `/vsicurl/`, ...), whose writers commit optimistically by conditional writes
+//! where the backend has them (`/vsis3/`) and which is read-only elsewhere. [`open`] picks
+//! one for a path.
 
 mod local;
 mod vsi;
@@ -20,23 +22,61 @@ use crate::error::{Error, Result};
 pub use local::LocalStorage;
 pub use vsi::{is_vsi_path, VsiStorage};
 
-/// Refuses to write to the store at `root` when this version only reads stores there
-/// (on GDAL's virtual file systems): `doing` says what was asked, as in "append to it".
+/// Refuses to write to the store at `root` when its storage cannot take a safe commit
+/// (HTTP, or object storage without tested conditional writes): `doing` says what was
+/// asked, as in "append to it".
 pub fn check_writable(root: &Path, doing: &str) -> Result<()> {
-    if is_vsi_path(root) {
+    if is_vsi_path(root) && !vsi::writes_conditionally(root) {
         return Err(vsi::read_only(root, doing));
     }
     Ok(())
 }
 
-/// The storage of the store at `root`, to read it: GDAL's virtual file systems for a path
-/// they own (`/vsis3/bucket/dem.gridstore`, `/vsicurl/https://...`), else the local disk.
-pub fn open_for_reading(root: &Path) -> Arc<dyn Storage> {
+/// The storage of the store at `root`: GDAL's virtual file systems for a path they own
+/// (`/vsis3/bucket/dem.gridstore`, `/vsicurl/https://...`), else the local disk.
+pub fn open(root: &Path) -> Arc<dyn Storage> {
     if is_vsi_path(root) {
         Arc::new(VsiStorage::new(root))
     } else {
         Arc::new(LocalStorage::new(root))
     }
+}
+
+/// How writers of a store on a storage make their commits safe.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Commits {
+    /// One writer at a time, under the lock file `writer.lock`; the manifest is replaced by
+    /// an atomic rename (local disk).
+    Locked,
+    /// Writers run at once without a lock; each makes its commit by a conditional write of
+    /// the manifest, and starts over from the new state when another commit came first
+    /// (object storage; docs/FORMAT.md §7).
+    Optimistic,
+}
+
+/// An object's version as the storage names it (the ETag on object storage): what a
+/// conditional write compares with.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Version(pub String);
+
+/// The condition of a conditional write.
+#[derive(Debug, Clone, Copy)]
+pub enum Expect<'a> {
+    /// The object must not exist (`If-None-Match: *`).
+    Absent,
+    /// The object must still be at this version (`If-Match`).
+    At(&'a Version),
+}
+
+/// What a conditional write did.
+#[derive(Debug)]
+pub enum Written {
+    Done,
+    /// The condition did not hold, and nothing was written.
+    Refused,
+    /// The write failed, and whether it took place is not known (a lost response, or a
+    /// backend that does not say why a write failed): the caller reads the object back.
+    Unknown(Error),
 }
 
 pub trait Storage: Send + Sync {
@@ -142,6 +182,30 @@ pub trait Storage: Send + Sync {
 
     /// Makes every object written so far durable. Called before a commit publishes them.
     fn sync(&self) -> Result<()>;
+
+    /// How writers commit on this storage.
+    fn commits(&self) -> Commits {
+        Commits::Locked
+    }
+
+    /// Reads a whole object of at most `max_len` bytes with its version, for a
+    /// conditional write of it; `Ok(None)` when it does not exist. Storages whose writers
+    /// commit optimistically have it.
+    fn read_versioned(&self, key: &str, _max_len: usize) -> Result<Option<(Vec<u8>, Version)>> {
+        Err(Error::NotSupported(format!(
+            "{}: {key}: this storage keeps no object versions",
+            self.location().display()
+        )))
+    }
+
+    /// Writes `data` to `key` if `expect` holds. Storages whose writers commit
+    /// optimistically have it.
+    fn write_if(&self, key: &str, _data: &[u8], _expect: Expect<'_>) -> Written {
+        Written::Unknown(Error::NotSupported(format!(
+            "{}: {key}: this storage has no conditional writes",
+            self.location().display()
+        )))
+    }
 }
 
 /// An object written by [`Storage::stage`], waiting for [`Storage::publish`].

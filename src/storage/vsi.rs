@@ -1,7 +1,11 @@
-//! The read-only backend for stores on GDAL's virtual file systems: object storage
-//! (`/vsis3/`, `/vsigs/`, `/vsiaz/`, `/vsiadls/`, `/vsioss/`, `/vsiswift/`) and HTTP
-//! (`/vsicurl/`), so a store there is opened with the same paths, credentials and
-//! configuration options (`AWS_*`, `GS_*`, `AZURE_*`, `GDAL_HTTP_*`) as any GDAL dataset.
+//! The backend for stores on GDAL's virtual file systems: object storage (`/vsis3/`,
+//! `/vsigs/`, `/vsiaz/`, `/vsiadls/`, `/vsioss/`, `/vsiswift/`) and HTTP (`/vsicurl/`), so
+//! a store there is opened with the same paths, credentials and configuration options
+//! (`AWS_*`, `GS_*`, `AZURE_*`, `GDAL_HTTP_*`) as any GDAL dataset.
+//!
+//! Writes need conditional writes (`If-None-Match: *` for every new object, `If-Match` for
+//! the manifest), which GDAL passes on as request headers. They are used on `/vsis3/`,
+//! where they were tested against an S3 server; every other file system is read-only here.
 //!
 //! Every read is one open of the object: never a listing (objects are opened with
 //! `DISABLE_READDIR_ON_OPEN`, since keys have dots), and the object's bytes are asked for
@@ -15,11 +19,13 @@ use std::path::{Path, PathBuf};
 use std::ptr;
 
 use gdal_sys::{
-    CPLSetThreadLocalConfigOption, VSICurlPartialClearCache, VSIFCloseL, VSIFOpenEx2L, VSIFReadL,
-    VSIFSeekL, VSIFTellL, VSILFILE,
+    CPLErrorReset, CPLGetLastErrorMsg, CPLPopErrorHandler, CPLPushErrorHandler,
+    CPLQuietErrorHandler, CPLSetThreadLocalConfigOption, CSLDestroy, VSICurlPartialClearCache,
+    VSIFCloseL, VSIFOpenEx2L, VSIFReadL, VSIFSeekL, VSIFTellL, VSIFWriteL, VSIGetFileMetadata,
+    VSIReadDir, VSIUnlink, VSILFILE,
 };
 
-use super::Storage;
+use super::{Commits, Expect, Storage, Version, Written};
 use crate::error::{Error, Result};
 
 extern "C" {
@@ -52,6 +58,18 @@ pub fn is_vsi_path(path: &Path) -> bool {
         !fs.is_empty() && fs.bytes().all(|b| b.is_ascii_alphanumeric()) && !tail.is_empty()
     })
 }
+
+/// The file systems whose writers commit here: those whose conditional writes were tested.
+const CONDITIONAL_WRITES: &[&str] = &["/vsis3/"];
+
+/// True when stores at `root` can be written: its file system has conditional writes.
+pub fn writes_conditionally(root: &Path) -> bool {
+    let s = root.to_string_lossy();
+    CONDITIONAL_WRITES.iter().any(|p| s.starts_with(p))
+}
+
+/// How many times a manifest is read again when it changed while being read.
+const VERSIONED_READ_TRIES: usize = 5;
 
 /// A store read through GDAL's virtual file systems.
 pub struct VsiStorage {
@@ -121,23 +139,127 @@ impl VsiStorage {
     fn read_only(&self, what: &str) -> Error {
         read_only(&self.root, what)
     }
+
+    fn c_path(&self, key: &str) -> Result<CString> {
+        let path = self.path(key);
+        CString::new(path.to_string_lossy().as_bytes())
+            .map_err(|_| Error::InvalidInput(format!("{}: a NUL in the path", path.display())))
+    }
+
+    /// Drops what GDAL cached of the objects under `key` (an object or a prefix).
+    fn forget(&self, key: &str) -> Result<()> {
+        let c_path = self.c_path(key)?;
+        // SAFETY: a NUL-terminated path; GDAL only compares it as a prefix.
+        unsafe { VSICurlPartialClearCache(c_path.as_ptr()) };
+        Ok(())
+    }
+
+    /// Refuses a write when this file system has no tested conditional writes.
+    fn check_writes(&self, what: &str) -> Result<()> {
+        match writes_conditionally(&self.root) {
+            true => Ok(()),
+            false => Err(self.read_only(what)),
+        }
+    }
+
+    /// PUTs `data` at `key` with the request `headers` (`Name=value`): one request, made
+    /// when the handle closes. Errors carry GDAL's message; GDAL's own report of it is
+    /// kept quiet, since a refused condition is an expected outcome.
+    fn put(&self, key: &str, data: &[u8], headers: &[String]) -> Result<()> {
+        self.check_writes("write an object")?;
+        let c_path = self.c_path(key)?;
+        let headers: Vec<CString> = headers
+            .iter()
+            .map(|h| CString::new(h.as_str()).expect("no NUL in a header"))
+            .collect();
+        let mut options: Vec<*mut c_char> =
+            headers.iter().map(|h| h.as_ptr() as *mut c_char).collect();
+        options.push(ptr::null_mut());
+        // SAFETY: NUL-terminated strings and a null-terminated option list that outlive the
+        // calls; `data` is valid for `data.len()` bytes; the handle is closed exactly once;
+        // the error handler pushed is popped before returning.
+        let ok = unsafe {
+            CPLPushErrorHandler(Some(CPLQuietErrorHandler));
+            CPLErrorReset();
+            let h = VSIFOpenEx2L(c_path.as_ptr(), c"wb".as_ptr(), 1, options.as_mut_ptr());
+            let ok = !h.is_null() && {
+                let wrote = VSIFWriteL(data.as_ptr() as *const c_void, 1, data.len(), h);
+                let closed = VSIFCloseL(h) == 0;
+                wrote == data.len() && closed
+            };
+            CPLPopErrorHandler();
+            ok
+        };
+        if ok {
+            return Ok(());
+        }
+        Err(Error::io(
+            self.path(key),
+            "writing",
+            std::io::Error::other(last_cpl_error()),
+        ))
+    }
+
+    /// The object's ETag, by GDAL's request for its headers; `None` when it does not
+    /// exist.
+    fn etag(&self, key: &str) -> Result<Option<Version>> {
+        self.forget(key)?;
+        let c_path = self.c_path(key)?;
+        // SAFETY: NUL-terminated strings; GDAL returns a null-terminated list of
+        // NUL-terminated strings (or null) that is ours to free, freed once below.
+        unsafe {
+            CPLPushErrorHandler(Some(CPLQuietErrorHandler));
+            let list = VSIGetFileMetadata(c_path.as_ptr(), c"HEADERS".as_ptr(), ptr::null_mut());
+            CPLPopErrorHandler();
+            if list.is_null() {
+                return Ok(None);
+            }
+            let mut etag = None;
+            let mut i = 0;
+            while !(*list.add(i)).is_null() {
+                let line = CStr::from_ptr(*list.add(i)).to_string_lossy();
+                if let Some((name, value)) = line.split_once('=') {
+                    if name.trim().eq_ignore_ascii_case("etag") {
+                        etag = Some(Version(value.trim().to_string()));
+                    }
+                }
+                i += 1;
+            }
+            CSLDestroy(list);
+            Ok(etag)
+        }
+    }
 }
 
-/// The error for a write to a store on a virtual file system: `what` was asked.
+/// The message of GDAL's last error on this thread.
+fn last_cpl_error() -> String {
+    // SAFETY: GDAL returns a NUL-terminated string it owns (possibly empty).
+    let msg = unsafe { CStr::from_ptr(CPLGetLastErrorMsg()) }
+        .to_string_lossy()
+        .into_owned();
+    match msg.is_empty() {
+        true => "GDAL's virtual file system failed".into(),
+        false => msg,
+    }
+}
+
+/// The error for a write to a store on a virtual file system without tested conditional
+/// writes: `what` was asked.
 pub fn read_only(root: &Path, what: &str) -> Error {
     Error::NotSupported(format!(
-        "{}: cannot {what}: this version reads stores on {} but does not write there \
-         (a safe commit on object storage needs conditional writes, not done yet). Write to \
-         a local store and copy it there (for example with `aws s3 sync`)",
+        "{}: cannot {what}: stores on {} are read-only, since a safe commit needs conditional \
+         writes (If-None-Match, If-Match), which gridstore uses on /vsis3/ only. Write to a \
+         local store and copy it there, or use an S3-compatible endpoint through /vsis3/",
         root.display(),
         vsi_prefix(root),
     ))
 }
 
-/// The objects a writer replaces in place (the manifest, the lock): those at the top of
-/// a store. Every other object is written once and never changes.
+/// The objects whose existence or content changes while a store is in use, which GDAL's
+/// cache must not answer for: the manifest (replaced in place, at the top of a store) and
+/// the writers' claims (`claims/`, made and removed).
 fn is_replaced_in_place(key: &str) -> bool {
-    !key.contains('/')
+    !key.contains('/') || key.starts_with(crate::store::claims::CLAIM_PREFIX)
 }
 
 /// `/vsis3/` of `/vsis3/bucket/x.gridstore`, for messages.
@@ -242,38 +364,144 @@ impl Storage for VsiStorage {
         Ok(true)
     }
 
-    fn write(&self, _key: &str, _data: &[u8]) -> Result<()> {
-        Err(self.read_only("write an object"))
+    fn write(&self, key: &str, data: &[u8]) -> Result<()> {
+        self.put(key, data, &[IF_ABSENT.to_string()])
     }
 
-    fn create_new(&self, _key: &str, _data: &[u8]) -> Result<bool> {
-        Err(self.read_only("write an object"))
+    fn create_new(&self, key: &str, data: &[u8]) -> Result<bool> {
+        match self.put(key, data, &[IF_ABSENT.to_string()]) {
+            Ok(()) => Ok(true),
+            // Refused because the object exists, or failed: which, a read tells.
+            Err(e) => match self.open(key, 0)? {
+                Some(_) => Ok(false),
+                None => Err(e),
+            },
+        }
     }
 
     fn claim(&self, _key: &str, _expected: &[u8], _new: &[u8]) -> Result<bool> {
-        Err(self.read_only("take the writer lock"))
+        Err(self.read_only("take the writer lock (writers on object storage take none)"))
     }
 
     fn replace(&self, _key: &str, _data: &[u8]) -> Result<()> {
-        Err(self.read_only("commit"))
+        Err(self.read_only("replace an object without a condition"))
     }
 
-    fn delete(&self, _key: &str) -> Result<()> {
-        Err(self.read_only("delete an object"))
+    fn delete(&self, key: &str) -> Result<()> {
+        self.check_writes("delete an object")?;
+        let c_path = self.c_path(key)?;
+        // SAFETY: a NUL-terminated path; the error handler pushed is popped.
+        let failed = unsafe {
+            CPLPushErrorHandler(Some(CPLQuietErrorHandler));
+            CPLErrorReset();
+            let failed = VSIUnlink(c_path.as_ptr()) != 0;
+            CPLPopErrorHandler();
+            failed
+        };
+        self.forget(key)?;
+        // Deleting a missing object is no error; one that is still there is.
+        if failed && self.open(key, 0)?.is_some() {
+            return Err(Error::io(
+                self.path(key),
+                "deleting",
+                std::io::Error::other(last_cpl_error()),
+            ));
+        }
+        Ok(())
     }
 
-    fn delete_prefix(&self, _prefix: &str) -> Result<()> {
-        Err(self.read_only("delete objects"))
+    fn delete_prefix(&self, prefix: &str) -> Result<()> {
+        self.check_writes("delete objects")?;
+        let prefix = prefix.trim_end_matches('/');
+        for name in self.list(&format!("{prefix}/"))? {
+            let key = format!("{prefix}/{name}");
+            // A "directory" is a common prefix of keys: its objects go one by one.
+            match self.list(&format!("{key}/"))?.is_empty() {
+                true => self.delete(&key)?,
+                false => self.delete_prefix(&key)?,
+            }
+        }
+        Ok(())
     }
 
-    fn list(&self, _prefix: &str) -> Result<Vec<String>> {
-        Err(self.read_only("list objects"))
+    fn list(&self, prefix: &str) -> Result<Vec<String>> {
+        self.forget(prefix)?;
+        let c_path = self.c_path(prefix.trim_end_matches('/'))?;
+        // SAFETY: a NUL-terminated path; GDAL returns a null-terminated list of
+        // NUL-terminated strings (or null), ours to free, freed once below.
+        let names = unsafe {
+            let list = VSIReadDir(c_path.as_ptr());
+            let mut names = Vec::new();
+            if !list.is_null() {
+                let mut i = 0;
+                while !(*list.add(i)).is_null() {
+                    names.push(CStr::from_ptr(*list.add(i)).to_string_lossy().into_owned());
+                    i += 1;
+                }
+                CSLDestroy(list);
+            }
+            names
+        };
+        Ok(names
+            .into_iter()
+            .map(|n| n.trim_end_matches('/').to_string())
+            .filter(|n| !n.is_empty() && n != "." && n != "..")
+            .collect())
     }
 
     fn sync(&self) -> Result<()> {
-        Err(self.read_only("commit"))
+        // Each object is durable once its PUT returned.
+        self.check_writes("commit")
+    }
+
+    fn commits(&self) -> Commits {
+        Commits::Optimistic
+    }
+
+    fn read_versioned(&self, key: &str, max_len: usize) -> Result<Option<(Vec<u8>, Version)>> {
+        // GDAL returns no version with an object's bytes: its ETag is asked before and
+        // after the read, and the read counts only when both agree.
+        for _ in 0..VERSIONED_READ_TRIES {
+            let Some(before) = self.etag(key)? else {
+                return Ok(None);
+            };
+            self.forget(key)?;
+            let mut buf = Vec::new();
+            if !self.read_into(key, max_len, &mut buf)? {
+                return Ok(None);
+            }
+            if self.etag(key)?.as_ref() == Some(&before) {
+                return Ok(Some((buf, before)));
+            }
+        }
+        Err(Error::io(
+            self.path(key),
+            "reading",
+            std::io::Error::other(format!(
+                "it changed each of the {VERSIONED_READ_TRIES} times it was read; other \
+                 writers are committing very fast, try again"
+            )),
+        ))
+    }
+
+    fn write_if(&self, key: &str, data: &[u8], expect: Expect<'_>) -> Written {
+        let header = match expect {
+            Expect::Absent => IF_ABSENT.to_string(),
+            Expect::At(v) => format!("If-Match={}", v.0),
+        };
+        let result = self.put(key, data, &[header]);
+        let _ = self.forget(key);
+        match result {
+            Ok(()) => Written::Done,
+            // GDAL does not say whether the server refused the condition or the request
+            // failed: the caller reads the object back.
+            Err(e) => Written::Unknown(e),
+        }
     }
 }
+
+/// The request header of a write that must not replace an object.
+const IF_ABSENT: &str = "If-None-Match=*";
 
 #[cfg(test)]
 mod tests {

@@ -519,7 +519,7 @@ pub(super) fn temporary_of_dead_process(name: &str) -> bool {
     !process_alive(pid, None)
 }
 
-fn hostname() -> String {
+pub(crate) fn hostname() -> String {
     let mut buf = [0u8; 256];
     // SAFETY: the buffer is writable for its whole length, which is what we pass.
     let rc = unsafe { libc::gethostname(buf.as_mut_ptr().cast(), buf.len()) };

@@ -5,10 +5,12 @@
 //!   the snapshot being made; `commit` publishes them all at once by replacing the manifest.
 //! - [`lock`]: the one-writer-at-a-time lock and the recovery of writes that died.
 
+pub mod claims;
 mod compact;
 pub mod history;
 pub mod lock;
 pub mod maintenance;
+mod optimistic;
 mod paths;
 mod series;
 mod series_window;

@@ -37,7 +37,7 @@ impl Snapshot {
         if !storage::is_vsi_path(root) {
             check_store_dir(root)?;
         }
-        Snapshot::open_in(storage::open_for_reading(root), id)
+        Snapshot::open_in(storage::open(root), id)
     }
 
     pub fn open_in(storage: Arc<dyn Storage>, id: Option<u64>) -> Result<Snapshot> {

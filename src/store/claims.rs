@@ -1,0 +1,94 @@
+//! Claims: how writers without a lock (stores on object storage) keep their objects apart.
+//!
+//! Before it writes anything, a writer claims a snapshot id by creating `claims/<id>` only
+//! if it does not exist (`If-None-Match: *`); every object it then writes is named after
+//! that id, so no two writers ever write the same key. A writer that loses the race for
+//! the commit and starts over from the new state claims a further id for what it writes
+//! next. Claims are removed once the commit is in or the write given up; `gc` treats the
+//! ids of claims younger than its grace period as writes in flight and removes nothing of
+//! theirs (docs/FORMAT.md §7).
+
+use std::time::{Duration, SystemTime};
+
+use serde::{Deserialize, Serialize};
+
+use crate::error::{Error, Result};
+use crate::manifest::MAX_SNAPSHOT_ID;
+use crate::storage::Storage;
+
+/// Where claims live.
+pub const CLAIM_PREFIX: &str = "claims/";
+
+/// How many ids past the committed one a writer tries before giving up: each taken one
+/// is a writer in flight (or one that died less than a gc grace period ago).
+const MAX_CLAIM_TRIES: u64 = 256;
+
+/// The largest claim a reader accepts.
+const MAX_CLAIM_BYTES: usize = 4096;
+
+pub fn claim_key(id: u64) -> String {
+    format!("{CLAIM_PREFIX}{id}")
+}
+
+/// What a claim says: who claimed the id, and when.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Claim {
+    pub writer: String,
+    pub host: String,
+    pub pid: u32,
+    /// UTC, RFC 3339.
+    pub started: String,
+}
+
+impl Claim {
+    fn new(writer: &str) -> Claim {
+        Claim {
+            writer: writer.to_string(),
+            host: crate::store::lock::hostname(),
+            pid: std::process::id(),
+            started: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+        }
+    }
+
+    /// How long ago the claim was made; `None` when its time does not read (then the
+    /// claim is old: no writer writes such a claim).
+    pub fn age(&self) -> Option<Duration> {
+        let started = humantime::parse_rfc3339(&self.started).ok()?;
+        Some(
+            SystemTime::now()
+                .duration_since(started)
+                .unwrap_or_default(),
+        )
+    }
+}
+
+/// Claims the first free id after `committed` for a write by `writer`.
+pub fn claim_next(storage: &dyn Storage, committed: u64, writer: &str) -> Result<u64> {
+    let body = serde_json::to_vec(&Claim::new(writer)).expect("a claim serializes");
+    let last = committed
+        .saturating_add(MAX_CLAIM_TRIES)
+        .min(MAX_SNAPSHOT_ID);
+    for id in committed.saturating_add(1)..=last {
+        if storage.create_new(&claim_key(id), &body)? {
+            return Ok(id);
+        }
+    }
+    Err(Error::Locked(format!(
+        "{}: the {MAX_CLAIM_TRIES} snapshot ids after the committed one ({committed}) are all \
+         claimed by writers in flight or by writers that died; `gridstore gc` removes the \
+         claims of dead writers once they are older than its grace period",
+        storage.location().display()
+    )))
+}
+
+/// Removes claim `id` (the write under it is committed or given up).
+pub fn release(storage: &dyn Storage, id: u64) -> Result<()> {
+    storage.delete(&claim_key(id))
+}
+
+/// The claim on `id`, if any. One that does not parse counts as a claim of unknown age.
+pub fn read(storage: &dyn Storage, id: u64) -> Result<Option<Option<Claim>>> {
+    Ok(storage
+        .read_at_most(&claim_key(id), MAX_CLAIM_BYTES)?
+        .map(|bytes| serde_json::from_slice(&bytes).ok()))
+}
