@@ -2,6 +2,7 @@
 //! and its recovery after a failed write.
 
 use std::path::Path;
+use std::time::Duration;
 
 use anyhow::Result;
 
@@ -68,10 +69,10 @@ pub fn run_rollback(store: &Path, to: u64, wait: LockWait) -> Result<()> {
     Ok(())
 }
 
-pub fn run_gc(store: &Path, keep: usize, wait: LockWait) -> Result<()> {
+pub fn run_gc(store: &Path, keep: usize, grace: Duration, wait: LockWait) -> Result<()> {
     check_store_to_change(store, "gc")?;
     let (_, before) = disk_usage(store);
-    let r = gc(store, keep, wait)?;
+    let r = gc(store, keep, grace, wait)?;
     let (_, after) = disk_usage(store);
     let kept: Vec<String> = r.kept.iter().map(u64::to_string).collect();
     println!(
@@ -82,6 +83,12 @@ pub fn run_gc(store: &Path, keep: usize, wait: LockWait) -> Result<()> {
         r.nodes_removed,
         human_bytes(before.saturating_sub(after))
     );
+    if r.dead_writers > 0 {
+        println!(
+            "removed what {} writer(s) that died left (claims older than the grace period)",
+            r.dead_writers
+        );
+    }
     if !r.unknown_left.is_empty() {
         let names: Vec<String> = r
             .unknown_left

@@ -64,6 +64,11 @@ enum Command {
         /// How many of the newest snapshots to keep (the current one included)
         #[arg(long, value_name = "N")]
         keep: usize,
+        /// On object storage, where writers take no lock: keep every snapshot that was
+        /// current less than this long ago, and every object of a write that started less
+        /// than this long ago (a write in flight)
+        #[arg(long, value_name = "DURATION", default_value = "24h", value_parser = humantime::parse_duration)]
+        grace: std::time::Duration,
         #[command(flatten)]
         wait: WaitArg,
     },
@@ -269,8 +274,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             history::run_rollback(&store_path(&store), to, wait.policy)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Gc { store, keep, wait } => {
-            history::run_gc(&store_path(&store), keep, wait.policy)?;
+        Command::Gc {
+            store,
+            keep,
+            grace,
+            wait,
+        } => {
+            history::run_gc(&store_path(&store), keep, grace, wait.policy)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Repair { store, wait } => {

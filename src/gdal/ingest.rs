@@ -363,6 +363,36 @@ pub fn ingest_files(
     writer: &str,
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<FilesReport> {
+    // On object storage, a commit that lost to another writer's on the same tiles fails
+    // with a conflict after its own objects were removed: the ingest then starts again
+    // from the new state, which merges the files with what the other wrote. Batches
+    // committed before are resumed, not written again.
+    let mut tries = 1;
+    loop {
+        match ingest_files_once(root, paths, opts, checkpoints, writer, progress) {
+            Err(Error::Conflict(why)) if tries < MAX_INGEST_TRIES => {
+                report_warning(&format!(
+                    "{why} (starting over: try {} of {MAX_INGEST_TRIES})",
+                    tries + 1
+                ));
+                tries += 1;
+            }
+            other => return other,
+        }
+    }
+}
+
+/// How many times an ingest starts over after losing to another writer.
+const MAX_INGEST_TRIES: u32 = 8;
+
+fn ingest_files_once(
+    root: &Path,
+    paths: &[String],
+    opts: &IngestOptions,
+    checkpoints: Checkpoints,
+    writer: &str,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<FilesReport> {
     let mut txn = Transaction::begin(root, writer, opts.wait)?;
     let mut footprints = Vec::with_capacity(paths.len());
     for path in paths {

@@ -6,14 +6,14 @@
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::path::Path;
-use std::sync::Arc;
 
 use crate::error::{Error, Result};
 use crate::index::{
     Entry, IndexReader, Node, NodeRef, TileKey, Tree, CHUNK_PREFIX, NODE_PREFIX, STEP_PREFIX,
 };
 use crate::manifest::{snapshot_key, Manifest, SnapshotInfo, SNAPSHOT_PREFIX};
-use crate::storage::{LocalStorage, Storage};
+use crate::storage::{Commits, Storage};
+use std::time::Duration;
 
 use super::lock::{check_next_id_is_free, LockWait, WriterLock};
 use super::snapshot::Snapshot;
@@ -202,6 +202,9 @@ pub struct GcReport {
     /// Names under `snapshots/`, `chunks/` and `index/` that are no object a writer makes,
     /// left where they are: gc deletes only what it knows to be a store's own.
     pub unknown_left: Vec<String>,
+    /// Writers on object storage presumed dead (claims older than the grace period) whose
+    /// claims were removed, with what they left.
+    pub dead_writers: usize,
 }
 
 /// Keeps the `keep` newest snapshots of the history (the current one among them) and
@@ -211,18 +214,24 @@ pub struct GcReport {
 /// completely, without finding damage, and each index holds the tiles its manifest
 /// records: a damaged index could hide objects that are still needed.
 ///
-/// Holds the writer lock, so no write adds objects meanwhile. Readers of the current state
-/// are unaffected; a reader that opened a snapshot being removed may find its chunks gone
-/// and reports them missing.
-pub fn gc(root: &Path, keep: usize, wait: LockWait) -> Result<GcReport> {
+/// On local disk, holds the writer lock, so no write adds objects meanwhile. On object
+/// storage, where writers take no lock, it also keeps, for `grace`, every snapshot that was
+/// current less than `grace` ago and every object of a write in flight (a claim younger
+/// than `grace`): see [`InFlight`]. Readers of the current state are unaffected; a reader
+/// that opened a snapshot being removed may find its chunks gone and reports them missing.
+pub fn gc(root: &Path, keep: usize, grace: Duration, wait: LockWait) -> Result<GcReport> {
     if keep == 0 {
         return Err(Error::InvalidInput(
             "--keep must be at least 1: the current snapshot is always kept".into(),
         ));
     }
     Snapshot::open(root, None)?; // a store, before a lock is taken in it
-    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(root));
-    let lock = WriterLock::acquire(storage.clone(), "gridstore gc", wait)?;
+    let storage = crate::storage::open(root);
+    let optimistic = storage.commits() == Commits::Optimistic;
+    let lock = match optimistic {
+        true => None,
+        false => Some(WriterLock::acquire(storage.clone(), "gridstore gc", wait)?),
+    };
     let current = Snapshot::open_in(storage.clone(), None)?;
     let stopped = |e: Error| match e {
         Error::Corrupt { path, detail } => Error::corrupt(
@@ -231,9 +240,23 @@ pub fn gc(root: &Path, keep: usize, wait: LockWait) -> Result<GcReport> {
         ),
         other => other,
     };
-    let next = current.manifest().snapshot.id.saturating_add(1);
-    check_next_id_is_free(&*storage, Some(current.manifest()), next).map_err(stopped)?;
     let (snapshot_ids, mut unknown) = snapshot_files(&*storage)?;
+    let in_flight = match optimistic {
+        true => InFlight::find(&*storage, grace)?,
+        false => InFlight::default(),
+    };
+    if optimistic {
+        in_flight
+            .check_later_snapshots(&*storage, current.manifest().snapshot.id, &snapshot_ids)
+            .map_err(stopped)?;
+    } else {
+        let next = current.manifest().snapshot.id.saturating_add(1);
+        check_next_id_is_free(&*storage, Some(current.manifest()), next).map_err(stopped)?;
+    }
+    let keep = match optimistic {
+        true => keep.max(current_within(&*storage, current.manifest(), grace).map_err(stopped)?),
+        false => keep,
+    };
     let kept = chain(&*storage, current.manifest(), keep).map_err(stopped)?;
     let marked = mark(&*storage, current.index(), &kept).map_err(stopped)?;
     let mut report = GcReport {
@@ -244,12 +267,16 @@ pub fn gc(root: &Path, keep: usize, wait: LockWait) -> Result<GcReport> {
     // Sweep. Expired manifests go first: once they are gone nobody can open those
     // snapshots, so removing their objects next is safe even if interrupted.
     let kept_ids: HashSet<u64> = report.kept.iter().copied().collect();
-    for id in snapshot_ids.into_iter().filter(|id| !kept_ids.contains(id)) {
+    let removable = |id: &u64| !kept_ids.contains(id) && !in_flight.young.contains(id);
+    for id in snapshot_ids.into_iter().filter(removable) {
         storage.delete(&snapshot_key(id))?;
         report.snapshots_removed += 1;
     }
     let naming = current.manifest().chunk_naming();
     let (removed, left) = sweep(&*storage, CHUNK_PREFIX, naming.depth(), |seq, rest| {
+        if in_flight.young.contains(&seq) {
+            return Some(true);
+        }
         let key = TileKey::from_object_key(rest, naming)?;
         // Only a name a writer would give that tile: another spelling of the same numbers
         // is no chunk of the store.
@@ -259,20 +286,98 @@ pub fn gc(root: &Path, keep: usize, wait: LockWait) -> Result<GcReport> {
     report.chunks_removed = removed;
     unknown.extend(left);
     let (removed, left) = sweep(&*storage, NODE_PREFIX, 1, |seq, rest| {
+        if in_flight.young.contains(&seq) {
+            return Some(true);
+        }
         let id = canonical_number(rest)?;
         Some(marked.nodes.contains_key(&NodeRef { seq, id }))
     })?;
     report.nodes_removed = removed;
     unknown.extend(left);
     let (removed, left) = sweep(&*storage, STEP_PREFIX, 1, |seq, rest| {
+        if in_flight.young.contains(&seq) {
+            return Some(true);
+        }
         let t = canonical_number(rest)?;
         Some(marked.chunks.contains(&(seq, TileKey::step_record(t))))
     })?;
     report.chunks_removed += removed;
     unknown.extend(left);
     report.unknown_left = unknown;
-    lock.release()?;
+    // The claims of dead writers go last: until then, their ids stay out of new claims.
+    for id in &in_flight.dead {
+        super::claims::release(&*storage, *id)?;
+    }
+    report.dead_writers = in_flight.dead.len();
+    if let Some(lock) = lock {
+        lock.release()?;
+    }
     Ok(report)
+}
+
+/// On object storage, the writes gc must leave alone: claims younger than the grace
+/// period (writers in flight); and the claims of writers presumed dead (older), whose
+/// objects nothing reaches unless their commit landed.
+#[derive(Default)]
+struct InFlight {
+    young: HashSet<u64>,
+    dead: Vec<u64>,
+}
+
+impl InFlight {
+    fn find(storage: &dyn Storage, grace: Duration) -> Result<InFlight> {
+        let mut found = InFlight::default();
+        for name in storage.list(super::claims::CLAIM_PREFIX)? {
+            let Some(id) = canonical_number::<u64>(&name) else {
+                continue;
+            };
+            // Read each claim itself: a listing may lag behind a claim just made.
+            match super::claims::read(storage, id)? {
+                None => {}
+                Some(Some(c)) if c.age().is_some_and(|a| a < grace) => {
+                    found.young.insert(id);
+                }
+                Some(_) => found.dead.push(id),
+            }
+        }
+        Ok(found)
+    }
+
+    /// Refuses, as [`check_no_later_snapshot`] does, a snapshot manifest newer than the
+    /// current state that no writer's claim explains.
+    fn check_later_snapshots(
+        &self,
+        storage: &dyn Storage,
+        current: u64,
+        snapshot_ids: &[u64],
+    ) -> Result<()> {
+        let unexplained: Vec<u64> = snapshot_ids
+            .iter()
+            .copied()
+            .filter(|id| *id > current && !self.young.contains(id) && !self.dead.contains(id))
+            .collect();
+        check_no_later_snapshot(storage, current, &unexplained)
+    }
+}
+
+/// How many snapshots of the history, from the current one back, were current less than
+/// `grace` ago: a writer or reader that started from one of them may still read it.
+fn current_within(storage: &dyn Storage, current: &Manifest, grace: Duration) -> Result<usize> {
+    let now = std::time::SystemTime::now();
+    let recent = |m: &Manifest| {
+        humantime::parse_rfc3339(&m.snapshot.created)
+            .map_or(true, |t| now.duration_since(t).unwrap_or_default() < grace)
+    };
+    let mut n = 1;
+    // Snapshot n (counting from 1 at the current one) was current until its child was
+    // made; it is kept while that child is recent.
+    for m in chain(storage, current, usize::MAX)? {
+        if !recent(&m) {
+            break;
+        }
+        n += 1;
+    }
+    Ok(n)
 }
 
 /// Refuses a store holding the manifest of a snapshot newer than its current state: no

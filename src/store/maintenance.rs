@@ -195,6 +195,9 @@ pub fn check_store_to_change(root: &Path, command: &str) -> Result<StoreState> {
         detail: format!("{detail}; nothing was removed or changed by `gridstore {command}`"),
     };
     crate::storage::check_writable(root, &format!("run `gridstore {command}` on it"))?;
+    if crate::storage::is_vsi_path(root) {
+        return check_store_on_object_storage(root, command);
+    }
     match std::fs::metadata(root) {
         Ok(m) if m.is_dir() => {}
         Ok(_) => return Err(refuse("it is a file, not a store directory".into())),
@@ -206,7 +209,7 @@ pub fn check_store_to_change(root: &Path, command: &str) -> Result<StoreState> {
     let manifest = root.join(MANIFEST_KEY);
     match std::fs::symlink_metadata(&manifest) {
         Ok(m) if m.file_type().is_file() => {
-            check_manifest_reads(root, command)?;
+            check_manifest_reads(&LocalStorage::new(root), root, command)?;
             Ok(StoreState::Committed)
         }
         Ok(m) => Err(refuse(format!(
@@ -225,9 +228,28 @@ pub fn check_store_to_change(root: &Path, command: &str) -> Result<StoreState> {
     }
 }
 
+/// [`check_store_to_change`] on object storage, where a store is its manifest: one that
+/// reads is a store; without one, nothing is a store there.
+fn check_store_on_object_storage(root: &Path, command: &str) -> Result<StoreState> {
+    let storage = crate::storage::open(root);
+    if storage
+        .read_at_most(MANIFEST_KEY, MAX_MANIFEST_LEN)?
+        .is_none()
+    {
+        return Err(Error::StoreNotFound {
+            path: root.to_path_buf(),
+            detail: format!(
+                "it has no {MANIFEST_KEY}; nothing was removed or changed by `gridstore \
+                 {command}`"
+            ),
+        });
+    }
+    check_manifest_reads(&*storage, root, command)?;
+    Ok(StoreState::Committed)
+}
+
 /// Reads the manifest through the storage layer (which bounds what it reads) and parses it.
-fn check_manifest_reads(root: &Path, command: &str) -> Result<()> {
-    let storage = LocalStorage::new(root);
+fn check_manifest_reads(storage: &dyn Storage, root: &Path, command: &str) -> Result<()> {
     let path = root.join(MANIFEST_KEY);
     let bytes = storage
         .read_at_most(MANIFEST_KEY, MAX_MANIFEST_LEN)?
@@ -257,6 +279,9 @@ fn kind_of(t: &std::fs::FileType) -> &'static str {
 /// path that is a symbolic link (deleting through it would remove what it points to, and
 /// removing only the link is not deleting the store).
 pub fn remove_store(root: &Path, wait: LockWait) -> Result<()> {
+    if crate::storage::is_vsi_path(root) {
+        return remove_store_on_object_storage(root);
+    }
     if let Ok(target) = std::fs::read_link(root) {
         return Err(Error::InvalidInput(format!(
             "{} is a symbolic link to {}; nothing was removed. To delete the store, run \
@@ -278,6 +303,21 @@ pub fn remove_store(root: &Path, wait: LockWait) -> Result<()> {
     // remove_dir_all removes symbolic links inside the store without following them.
     std::fs::remove_dir_all(root).map_err(|e| Error::io(root, "removing", e))?;
     drop(lock); // its file went with the directory
+    Ok(())
+}
+
+/// Deletes a store on object storage: its manifest first (from then on it is no store, and
+/// writers in flight fail to commit), then every object under it.
+fn remove_store_on_object_storage(root: &Path) -> Result<()> {
+    check_store_to_change(root, "rm")?;
+    let storage = crate::storage::open(root);
+    storage.delete(MANIFEST_KEY)?;
+    for name in storage.list("")? {
+        match storage.list(&format!("{name}/"))?.is_empty() {
+            true => storage.delete(&name)?,
+            false => storage.delete_prefix(&format!("{name}/"))?,
+        }
+    }
     Ok(())
 }
 
