@@ -187,6 +187,41 @@ impl Transaction {
         if storage.commits() == Commits::Optimistic {
             return Transaction::begin_optimistic(storage, writer);
         }
+        Transaction::begin_locked(root, storage, writer, wait)
+    }
+
+    /// Starts a write to the store in `storage` (any backend; for tests of the commit
+    /// protocol against injected faults).
+    pub fn begin_in(
+        storage: Arc<dyn Storage>,
+        writer: &str,
+        wait: LockWait,
+    ) -> Result<Transaction> {
+        match storage.commits() {
+            Commits::Optimistic => Transaction::begin_optimistic(storage, writer),
+            Commits::Locked => {
+                let lock = WriterLock::acquire(storage.clone(), writer, wait)?;
+                Transaction::continue_under(storage, lock, writer)
+            }
+        }
+    }
+
+    /// Starts the creation of a store in `storage`, which commits optimistically (object
+    /// storage, or a backend for tests).
+    pub fn create_in(
+        storage: Arc<dyn Storage>,
+        new: NewStore,
+        writer: &str,
+    ) -> Result<Transaction> {
+        Transaction::create_optimistic(new, storage, writer)
+    }
+
+    fn begin_locked(
+        root: &Path,
+        storage: Arc<dyn Storage>,
+        writer: &str,
+        wait: LockWait,
+    ) -> Result<Transaction> {
         // Check that this is a store before taking a lock in it; its manifest is read once
         // the lock is held.
         super::snapshot::check_is_store(root)?;
