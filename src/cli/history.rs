@@ -71,17 +71,22 @@ pub fn run_rollback(store: &Path, to: u64, wait: LockWait) -> Result<()> {
 
 pub fn run_gc(store: &Path, keep: usize, grace: Duration, wait: LockWait) -> Result<()> {
     check_store_to_change(store, "gc")?;
-    let (_, before) = disk_usage(store);
+    let local = !gridstore::storage::is_vsi_path(store);
+    let (_, before) = if local { disk_usage(store) } else { (0, 0) };
     let r = gc(store, keep, grace, wait)?;
-    let (_, after) = disk_usage(store);
+    let (_, after) = if local { disk_usage(store) } else { (0, 0) };
     let kept: Vec<String> = r.kept.iter().map(u64::to_string).collect();
+    // Object storage is not walked for sizes (a listing of every object).
+    let freed = match gridstore::storage::is_vsi_path(store) {
+        true => String::new(),
+        false => format!(": {} freed", human_bytes(before.saturating_sub(after))),
+    };
     println!(
-        "kept snapshot(s) {}; removed {} snapshot(s), {} chunk(s), {} index node(s): {} freed",
+        "kept snapshot(s) {}; removed {} snapshot(s), {} chunk(s), {} index node(s){freed}",
         kept.join(", "),
         r.snapshots_removed,
         r.chunks_removed,
         r.nodes_removed,
-        human_bytes(before.saturating_sub(after))
     );
     if r.dead_writers > 0 {
         println!(

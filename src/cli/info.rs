@@ -121,7 +121,11 @@ pub fn describe(snapshot: &Snapshot) -> String {
         human_bytes(m.index.bytes)
     );
     // Walking the directory is the one thing here that grows with the store; it runs only
-    // for this command, never when a store is opened.
+    // for this command, never when a store is opened. On object storage it would be a
+    // listing of every object: not done.
+    if gridstore::storage::is_vsi_path(snapshot.location()) {
+        return s;
+    }
     let (files, bytes) = disk_usage(snapshot.location());
     let _ = writeln!(
         s,

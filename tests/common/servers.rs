@@ -8,7 +8,9 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-use super::{root, s};
+use std::process::Output;
+
+use super::{cmd, root, s};
 
 /// A server process, killed when dropped.
 pub struct Server {
@@ -197,4 +199,37 @@ pub fn s3_env(port: u16) -> Vec<(&'static str, String)> {
         ("AWS_CONFIG_FILE", "/nonexistent".into()),
         ("AWS_SHARED_CREDENTIALS_FILE", "/nonexistent".into()),
     ]
+}
+
+pub fn gridstore() -> String {
+    env!("CARGO_BIN_EXE_gridstore").to_string()
+}
+
+/// A program run with the S3 server's configuration.
+pub fn run_s3(server: &Server, program: &str, args: &[&str]) -> Output {
+    cmd(program)
+        .args(args)
+        .envs(s3_env(server.port))
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// [`run_s3`], which must succeed; its standard output.
+pub fn ok_s3(server: &Server, program: &str, args: &[&str]) -> String {
+    let out = run_s3(server, program, args);
+    assert!(
+        out.status.success(),
+        "{program} {args:?} failed:\n{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// tests/python/remote_checks.py with `args`, against the S3 server.
+pub fn checks_s3(server: &Server, args: &[&str]) -> String {
+    let script = root().join("tests/python/remote_checks.py");
+    let mut all = vec![s(&script)];
+    all.extend_from_slice(args);
+    ok_s3(server, "/usr/bin/python3", &all)
 }

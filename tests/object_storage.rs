@@ -1,0 +1,412 @@
+//! Stores written on object storage: an S3 server (moto) started here on 127.0.0.1, written
+//! through GDAL's `/vsis3/` by the real tools. Writers there take no lock: each commits by
+//! a conditional write of the manifest and starts over from the new state when another
+//! came first (docs/FORMAT.md §7). Checked: what the tools write there equals what they
+//! write on disk; writers running at once on disjoint tiles give the same store as one
+//! after another; racing writers on the same tiles each land whole, never mixed; a writer
+//! killed at any moment leaves a committed state; gc leaves writes in flight alone.
+
+mod common;
+use common::servers::{checks_s3, gridstore, moto, ok_s3, run_s3, s3_env, Server};
+use common::*;
+
+use std::path::{Path, PathBuf};
+use std::process::{Child, Stdio};
+
+/// The content digest `gridstore verify` gives a store (or one of its snapshots), which
+/// must find no damage.
+fn digest(server: &Server, store: &str, snapshot: Option<u64>) -> String {
+    let snap = snapshot.map(|n| n.to_string());
+    let mut args = vec!["verify", store];
+    if let Some(n) = &snap {
+        args.extend(["--snapshot", n]);
+    }
+    let out = ok_s3(server, &gridstore(), &args);
+    assert!(out.contains("no problems"), "{store}: {out}");
+    out.lines()
+        .find_map(|l| l.strip_prefix("content digest: "))
+        .unwrap_or_else(|| panic!("no digest: {out}"))
+        .to_string()
+}
+
+/// The ids of a store's snapshots, oldest first, from `gridstore log`.
+fn snapshots(server: &Server, store: &str) -> Vec<u64> {
+    let log = ok_s3(server, &gridstore(), &["log", store]);
+    let mut ids: Vec<u64> = log
+        .lines()
+        .skip(1)
+        .filter_map(|l| l.split_whitespace().next()?.parse().ok())
+        .collect();
+    ids.reverse();
+    ids
+}
+
+fn keys(server: &Server, store: &str) -> Vec<String> {
+    checks_s3(server, &["keys", store])
+        .lines()
+        .map(str::to_string)
+        .collect()
+}
+
+/// `gdal_translate -srcwin` of the Olinda DEM, its values rescaled so that each part
+/// differs from the store it goes into.
+fn dem_part(dir: &Path, name: &str, win: [u32; 4], scale: u32) -> PathBuf {
+    let out = dir.join(format!("{name}.tif"));
+    let win: Vec<String> = win.iter().map(u32::to_string).collect();
+    let top = (500 + scale).to_string();
+    ok(
+        "gdal_translate",
+        &[
+            "-q",
+            "-srcwin",
+            &win[0],
+            &win[1],
+            &win[2],
+            &win[3],
+            "-scale",
+            "0",
+            "100",
+            &top,
+            "900",
+            s(&sample("olinda_dem_utm25s.tif")),
+            s(&out),
+        ],
+    );
+    out
+}
+
+/// A store of the Olinda DEM in 16-pixel tiles (7 x 7 tiles, 3 levels), at `store`.
+fn dem_store(store: &str, server: Option<&Server>) {
+    let dem = sample("olinda_dem_utm25s.tif");
+    let args = [
+        "-q",
+        "-of",
+        "GRIDSTORE",
+        "-co",
+        "BLOCKSIZE=16",
+        s(&dem),
+        store,
+    ];
+    match server {
+        Some(server) => ok_s3(server, "gdal_translate", &args),
+        None => ok("gdal_translate", &args),
+    };
+}
+
+/// `gridstore ingest` started in the background against the S3 server.
+fn spawn_ingest(server: &Server, store: &str, file: &Path) -> Child {
+    cmd(&gridstore())
+        .args(["ingest", "-q", store, s(file)])
+        .envs(s3_env(server.port))
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap()
+}
+
+fn wait_ok(child: Child) -> String {
+    let out = child.wait_with_output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(out.status.success(), "an ingest failed: {err}");
+    err
+}
+
+#[test]
+fn gdal_and_the_cli_write_on_s3_what_they_write_on_disk() {
+    let dir = tmp();
+    let server = moto("stores");
+    let local = dir.path().join("dem.gridstore");
+    let vsi = "/vsis3/stores/dem.gridstore";
+    dem_store(s(&local), None);
+    dem_store(vsi, Some(&server));
+    let gdal_name = format!("GRIDSTORE:{vsi}");
+    checks_s3(&server, &["same", s(&local), &gdal_name]);
+    let patch = dem_part(dir.path(), "patch", [10, 20, 60, 50], 40);
+    ok(&gridstore(), &["ingest", "-q", s(&local), s(&patch)]);
+    ok_s3(&server, &gridstore(), &["ingest", "-q", vsi, s(&patch)]);
+    checks_s3(&server, &["same", s(&local), &gdal_name]);
+    assert_eq!(digest(&server, vsi, None), digest(&server, s(&local), None));
+
+    // Rollback, history and gc.
+    ok_s3(&server, &gridstore(), &["rollback", "--to", "1", vsi]);
+    assert_eq!(digest(&server, vsi, None), digest(&server, vsi, Some(1)));
+    assert_eq!(snapshots(&server, vsi), vec![1, 2, 3]);
+    // Within the grace period every snapshot stays; past it, only the newest.
+    ok_s3(&server, &gridstore(), &["gc", "--keep", "1", vsi]);
+    assert_eq!(snapshots(&server, vsi), vec![1, 2, 3]);
+    ok_s3(
+        &server,
+        &gridstore(),
+        &["gc", "--keep", "1", "--grace", "0s", vsi],
+    );
+    assert_eq!(snapshots(&server, vsi), vec![3]);
+    let left = keys(&server, vsi);
+    assert!(
+        !left
+            .iter()
+            .any(|k| k.starts_with("claims/") || k.starts_with("snapshots/1")),
+        "{left:?}"
+    );
+    ok(&gridstore(), &["rollback", "--to", "1", s(&local)]);
+    checks_s3(&server, &["same", s(&local), &gdal_name]);
+
+    // rm takes it all.
+    ok_s3(&server, &gridstore(), &["rm", vsi]);
+    assert!(keys(&server, vsi).is_empty());
+    let out = run_s3(&server, "gdalinfo", &[vsi]);
+    assert!(!out.status.success());
+}
+
+#[test]
+fn a_store_created_on_s3_refuses_to_be_created_again_and_a_time_store_appends() {
+    let dir = tmp();
+    let server = moto("stores");
+    let vsi = "/vsis3/stores/dem.gridstore";
+    dem_store(vsi, Some(&server));
+    let before = keys(&server, vsi);
+    let dem = sample("olinda_dem_utm25s.tif");
+    let out = run_s3(
+        &server,
+        "gdal_translate",
+        &["-q", "-of", "GRIDSTORE", s(&dem), vsi],
+    );
+    let err = failed_cleanly(&out);
+    assert!(err.contains("already exists"), "{err}");
+    assert_eq!(
+        keys(&server, vsi),
+        before,
+        "a refused creation changed objects"
+    );
+
+    // A time store appended on S3 equals one appended on disk, read by GDAL at a step.
+    let rain = sample("test_stageiv_xyt.nc");
+    let local = dir.path().join("rain.gridstore");
+    let remote = "/vsis3/stores/rain.gridstore";
+    ok(&gridstore(), &["append", "-q", s(&local), s(&rain)]);
+    ok_s3(&server, &gridstore(), &["append", "-q", remote, s(&rain)]);
+    assert_eq!(
+        digest(&server, remote, None),
+        digest(&server, s(&local), None)
+    );
+    checks_s3(
+        &server,
+        &[
+            "same",
+            s(&local),
+            &format!("GRIDSTORE:{remote}"),
+            "TIME=2018-09-14T06:00:00Z",
+        ],
+    );
+}
+
+#[test]
+fn writers_at_once_on_disjoint_tiles_give_the_store_one_after_another_gives() {
+    let dir = tmp();
+    let server = moto("stores");
+    // Four quarters split at pixel 48: each holds 3 x 3 tiles, and the level tiles along
+    // the splits (and the top one) are shared by several writers.
+    let quarters: Vec<PathBuf> = [
+        [0, 0, 48, 48],
+        [48, 0, 63, 48],
+        [0, 48, 48, 63],
+        [48, 48, 63, 63],
+    ]
+    .iter()
+    .enumerate()
+    .map(|(i, w)| dem_part(dir.path(), &format!("q{i}"), *w, 10 * i as u32))
+    .collect();
+    let local = dir.path().join("one_by_one.gridstore");
+    dem_store(s(&local), None);
+    for q in &quarters {
+        ok(&gridstore(), &["ingest", "-q", s(&local), s(q)]);
+    }
+    let want = digest(&server, s(&local), None);
+    for round in 0..2 {
+        let vsi = format!("/vsis3/stores/at_once{round}.gridstore");
+        dem_store(&vsi, Some(&server));
+        let children: Vec<Child> = quarters
+            .iter()
+            .map(|q| spawn_ingest(&server, &vsi, q))
+            .collect();
+        children.into_iter().for_each(|c| {
+            wait_ok(c);
+        });
+        assert_eq!(digest(&server, &vsi, None), want, "round {round}");
+        checks_s3(&server, &["same", s(&local), &format!("GRIDSTORE:{vsi}")]);
+        // Each write landed once: the creation and four ingests.
+        assert_eq!(snapshots(&server, &vsi).len(), 5);
+        let left = keys(&server, &vsi);
+        assert!(!left.iter().any(|k| k.starts_with("claims/")), "{left:?}");
+    }
+}
+
+#[test]
+fn racing_writers_on_the_same_tiles_each_land_whole() {
+    let dir = tmp();
+    let server = moto("stores");
+    let parts: Vec<PathBuf> = [[0, 0, 70, 70], [30, 30, 70, 70], [20, 50, 80, 40]]
+        .iter()
+        .enumerate()
+        .map(|(i, w)| dem_part(dir.path(), &format!("p{i}"), *w, 30 * i as u32))
+        .collect();
+    // Every order of the three, one after another on disk: the states each goes through.
+    let orders = [
+        [0, 1, 2],
+        [0, 2, 1],
+        [1, 0, 2],
+        [1, 2, 0],
+        [2, 0, 1],
+        [2, 1, 0],
+    ];
+    let mut sequences = Vec::new();
+    for (n, order) in orders.iter().enumerate() {
+        let local = dir.path().join(format!("order{n}.gridstore"));
+        dem_store(s(&local), None);
+        let mut states = Vec::new();
+        for &i in order {
+            ok(&gridstore(), &["ingest", "-q", s(&local), s(&parts[i])]);
+            states.push(digest(&server, s(&local), None));
+        }
+        sequences.push(states);
+    }
+    let vsi = "/vsis3/stores/race.gridstore";
+    dem_store(vsi, Some(&server));
+    let children: Vec<Child> = parts
+        .iter()
+        .map(|p| spawn_ingest(&server, vsi, p))
+        .collect();
+    for c in children {
+        wait_ok(c);
+    }
+    // The history after the creation: three commits, each state that of the parts
+    // committed so far, whole, in some order.
+    let ids = snapshots(&server, vsi);
+    assert_eq!(ids.len(), 4, "{ids:?}");
+    let states: Vec<String> = ids[1..]
+        .iter()
+        .map(|id| digest(&server, vsi, Some(*id)))
+        .collect();
+    assert!(
+        sequences.contains(&states),
+        "the states {states:?} are no order of whole writes: {sequences:?}"
+    );
+}
+
+#[test]
+fn gc_leaves_a_write_in_flight_alone_and_removes_what_a_dead_one_left() {
+    let dir = tmp();
+    let server = moto("stores");
+    let vsi = "/vsis3/stores/dem.gridstore";
+    dem_store(vsi, Some(&server));
+    let committed = keys(&server, vsi);
+    let want = digest(&server, vsi, None);
+    // A write in flight: its claim on id 7, made now, and a chunk it wrote.
+    let flight = dir.path().join("flight");
+    let claim = flight.join("claims/7");
+    std::fs::create_dir_all(claim.parent().unwrap()).unwrap();
+    let now = ok("date", &["-u", "+%Y-%m-%dT%H:%M:%SZ"]);
+    std::fs::write(
+        &claim,
+        format!(
+            "{{\"writer\":\"test\",\"host\":\"h\",\"pid\":1,\"started\":\"{}\"}}",
+            now.trim()
+        ),
+    )
+    .unwrap();
+    let chunk = flight.join("chunks/7/0.0.0.0/0.0.0");
+    std::fs::create_dir_all(chunk.parent().unwrap()).unwrap();
+    std::fs::write(&chunk, b"a chunk being written").unwrap();
+    checks_s3(&server, &["upload", s(&flight), vsi]);
+    let with_flight = keys(&server, vsi);
+    assert_eq!(with_flight.len(), committed.len() + 2, "{with_flight:?}");
+
+    let out = ok_s3(&server, &gridstore(), &["gc", "--keep", "1", vsi]);
+    assert_eq!(
+        keys(&server, vsi),
+        with_flight,
+        "gc touched a write in flight: {out}"
+    );
+    // Past the grace period the writer counts as dead: what it left goes.
+    let out = ok_s3(
+        &server,
+        &gridstore(),
+        &["gc", "--keep", "1", "--grace", "0s", vsi],
+    );
+    assert!(out.contains("1 writer(s) that died"), "{out}");
+    assert_eq!(keys(&server, vsi), committed);
+    assert_eq!(digest(&server, vsi, None), want);
+}
+
+#[test]
+fn a_writer_killed_at_any_moment_leaves_a_committed_state() {
+    let dir = tmp();
+    let server = moto("stores");
+    // A source of many tiles, so that a kill falls inside the write.
+    let big = dir.path().join("big.tif");
+    ok(
+        "gdal_translate",
+        &[
+            "-q",
+            "-outsize",
+            "888",
+            "888",
+            "-r",
+            "bilinear",
+            s(&sample("olinda_dem_utm25s.tif")),
+            s(&big),
+        ],
+    );
+    let vsi = "/vsis3/stores/big.gridstore";
+    dem_store(vsi, Some(&server));
+    let before = digest(&server, vsi, None);
+    // How long a whole ingest takes, on a copy.
+    let copy = "/vsis3/stores/timing.gridstore";
+    dem_store(copy, Some(&server));
+    let started = std::time::Instant::now();
+    wait_ok(spawn_ingest(&server, copy, &big));
+    let whole = started.elapsed();
+    let after = digest(&server, copy, None);
+    for k in 1..=6 {
+        let mut child = spawn_ingest(&server, vsi, &big);
+        std::thread::sleep(whole * k / 7);
+        let _ = child.kill();
+        let _ = child.wait();
+        let now = digest(&server, vsi, None);
+        assert!(
+            now == before || now == after,
+            "after a kill at {k}/7 of the write, the store holds neither state"
+        );
+        if now == after {
+            break;
+        }
+    }
+    // The next writer is not held up by what the killed ones left, and gc removes it.
+    wait_ok(spawn_ingest(&server, vsi, &big));
+    assert_eq!(digest(&server, vsi, None), after);
+    ok_s3(
+        &server,
+        &gridstore(),
+        &["gc", "--keep", "1", "--grace", "0s", vsi],
+    );
+    let left = keys(&server, vsi);
+    assert!(!left.iter().any(|k| k.starts_with("claims/")), "{left:?}");
+    assert_eq!(digest(&server, vsi, None), after);
+}
+
+#[test]
+fn rasterio_updates_a_window_of_a_store_on_s3() {
+    let dir = tmp();
+    let server = moto("stores");
+    let local = dir.path().join("dem.gridstore");
+    let vsi = "/vsis3/stores/dem.gridstore";
+    dem_store(s(&local), None);
+    dem_store(vsi, Some(&server));
+    let script = "import sys, numpy as np, rasterio\n\
+                  from rasterio.windows import Window\n\
+                  with rasterio.open(sys.argv[1], 'r+') as ds:\n\
+                  \x20   ds.write(np.full((30, 40), 77, dtype=ds.dtypes[0]), 1, window=Window(20, 25, 40, 30))\n";
+    ok_s3(&server, "/usr/bin/python3", &["-c", script, s(&local)]);
+    ok_s3(&server, "/usr/bin/python3", &["-c", script, vsi]);
+    assert_eq!(digest(&server, vsi, None), digest(&server, s(&local), None));
+    checks_s3(&server, &["same", s(&local), &format!("GRIDSTORE:{vsi}")]);
+}
