@@ -336,6 +336,15 @@ pub struct RepairReport {
 /// everything its write made. A store whose creation never committed is removed. A live
 /// writer is never disturbed: its lock makes this wait or fail like any other writer.
 pub fn repair(root: &Path, wait: LockWait) -> Result<RepairReport> {
+    if crate::storage::is_vsi_path(root) {
+        check_store_to_change(root, "repair")?;
+        return Err(Error::InvalidInput(format!(
+            "{}: nothing to repair on object storage: writers there take no lock, and \
+             `gridstore gc` removes what writers that died left once their claims are older \
+             than its grace period (--grace)",
+            root.display()
+        )));
+    }
     // A store, before a lock is taken in it.
     let unfinished = check_store_to_change(root, "repair")? == StoreState::UnfinishedCreation;
     let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(root));

@@ -28,7 +28,6 @@ use crate::ingest::{
 use crate::manifest::MAX_COLOR_ENTRIES;
 use crate::manifest::{BandSpec, ColorTable, Manifest};
 use crate::options::CreateOptions;
-use crate::storage::{LocalStorage, Storage};
 use crate::store::{check_store_name, resolve_store_path, NewStore, Snapshot};
 
 /// What `Create` is asked for.
@@ -178,7 +177,7 @@ fn check_shape(req: &Request) -> Result<(usize, usize, usize)> {
 /// A view of the manifest of a store being created, covering `extent`: its reads find no
 /// tiles (the edit session lays what was written over them).
 fn unwritten(root: &Path, manifest: &Manifest, extent: PixelRect) -> Snapshot {
-    let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(root));
+    let storage = crate::storage::open(root);
     let mut m = manifest.clone();
     m.extent = Some(extent);
     let index = Arc::new(IndexReader::new(storage.clone(), 1));
