@@ -6,7 +6,7 @@
 //! tests/object_storage.rs).
 
 mod common;
-use common::servers::{checks_s3, gridstore, moto, nginx, ok_s3, run_s3};
+use common::servers::{checks_s3, gridstore, moto, nginx};
 use common::*;
 
 use std::path::{Path, PathBuf};
