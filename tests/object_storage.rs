@@ -410,3 +410,49 @@ fn rasterio_updates_a_window_of_a_store_on_s3() {
     assert_eq!(digest(&server, vsi, None), digest(&server, s(&local), None));
     checks_s3(&server, &["same", s(&local), &format!("GRIDSTORE:{vsi}")]);
 }
+
+#[test]
+fn qgis_renders_and_saves_stores_on_s3() {
+    let qgis = cmd("/usr/bin/python3")
+        .args(["-c", "import qgis.core"])
+        .output()
+        .is_ok_and(|o| o.status.success());
+    if !qgis {
+        println!("skipped: QGIS is not installed (apt-get install qgis python3-qgis)");
+        return;
+    }
+    let dir = tmp();
+    let server = moto("stores");
+    let local = dir.path().join("dem.gridstore");
+    let vsi = "/vsis3/stores/dem.gridstore";
+    dem_store(s(&local), None);
+    dem_store(vsi, Some(&server));
+    let runtime = dir.path().join("runtime");
+    std::fs::create_dir(&runtime).unwrap();
+    std::fs::set_permissions(
+        &runtime,
+        std::os::unix::fs::PermissionsExt::from_mode(0o700),
+    )
+    .unwrap();
+    let script = root().join("tests/python/qgis_remote_checks.py");
+    let out = cmd("/usr/bin/python3")
+        .arg(script)
+        .args([
+            s(&local),
+            &format!("GRIDSTORE:{vsi}"),
+            "/vsis3/stores/saved.gridstore",
+        ])
+        .envs(s3_env(server.port))
+        .env("QT_QPA_PLATFORM", "offscreen")
+        .env("QGIS_CUSTOM_CONFIG_PATH", dir.path().join("profile"))
+        .env("XDG_RUNTIME_DIR", &runtime)
+        .output()
+        .unwrap();
+    let stdout = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        out.status.success() && stdout.trim_end().ends_with("ok"),
+        "qgis_remote_checks.py failed:\n{stdout}{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!keys(&server, "/vsis3/stores/saved.gridstore").is_empty());
+}
