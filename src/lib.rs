@@ -17,6 +17,7 @@ pub use error::{Error, ErrorKind, Result};
 pub mod gdal;
 pub mod index;
 pub mod ingest;
+pub mod keys;
 pub mod manifest;
 pub mod options;
 pub mod pyramid;

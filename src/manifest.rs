@@ -33,8 +33,7 @@ pub const FORMAT_NAME: &str = "gridstore";
 /// Bumped whenever a reader of the previous version could misread a store. Version 2 names
 /// chunk objects by row of tiles (docs/FORMAT.md §1); stores of version 1 keep their names.
 pub const FORMAT_VERSION: u32 = 2;
-pub const MANIFEST_KEY: &str = "gridstore.json";
-pub const SNAPSHOT_PREFIX: &str = "snapshots/";
+pub use crate::keys::{MANIFEST_KEY, SNAPSHOT_PREFIX};
 /// The largest snapshot id a store may reach. Ids name objects (`chunks/<id>/`,
 /// `index/<id>/`, `snapshots/<id>.json`), so they must never wrap: a commit that would go
 /// past this fails before it writes anything. 2^53 - 1 also keeps every id exact in
@@ -46,7 +45,7 @@ pub const MAX_SNAPSHOT_ID: u64 = (1 << 53) - 1;
 pub const MAX_MANIFEST_LEN: usize = 64 << 20;
 
 pub fn snapshot_key(id: u64) -> String {
-    format!("{SNAPSHOT_PREFIX}{id}.json")
+    crate::keys::snapshot(id)
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]

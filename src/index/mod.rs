@@ -37,13 +37,7 @@ pub const STEP_RECORDS: u32 = u32::MAX;
 /// sorts after every tile of its first tick, and no map read asks for it: level-0 tiles
 /// always have pyramid 0, and a store has one pyramid.
 pub const TIME_BLOCKS: u8 = u8::MAX;
-/// Where step records are stored: `steps/<seq>/<t>`.
-pub const STEP_PREFIX: &str = "steps/";
-/// Where chunks are stored: `chunks/<seq>/...`.
-pub const CHUNK_PREFIX: &str = "chunks/";
-/// The prefixes under which a write puts its objects, each in a directory named by its
-/// snapshot id: what discarding an unfinished write removes.
-pub const WRITE_PREFIXES: [&str; 3] = [CHUNK_PREFIX, NODE_PREFIX, STEP_PREFIX];
+pub use crate::keys::{CHUNK_PREFIX, STEP_PREFIX, WRITE_PREFIXES};
 
 /// Tiles are ordered in 16x16 blocks within a level, so that nearby tiles share index
 /// leaves both across and down.
@@ -167,7 +161,7 @@ impl TileKey {
     /// The 16 x 16 block of level-0 tiles (row, column) that holds this tile's top-left
     /// corner: the one a tile of level 0 is in, and the one of its children's top-left
     /// child for a tile above.
-    fn base_block(&self) -> (i64, i64) {
+    pub(crate) fn base_block(&self) -> (i64, i64) {
         // No store has a level above MAX_LEVEL (32), where an i32 index shifted still fits
         // an i64. The bound only matters for a name that is no chunk of the store (a level
         // the key's u8 allows but no store reaches), which then parses to a block its name
@@ -180,51 +174,12 @@ impl TileKey {
     /// The object holding this tile's chunk when written by snapshot `seq`, named as
     /// `naming` says.
     pub fn object_key(&self, seq: u64, naming: ChunkNaming) -> String {
-        if let Some(t) = self.recorded_step() {
-            return format!("{STEP_PREFIX}{seq}/{t}");
-        }
-        let (t, p, z, row, col) = (self.time, self.pyramid, self.level, self.row, self.col);
-        match naming {
-            ChunkNaming::Blocks => {
-                let (brow, bcol) = self.base_block();
-                format!("{CHUNK_PREFIX}{seq}/{t}.{p}.{brow}.{bcol}/{z}.{row}.{col}")
-            }
-            ChunkNaming::Nested => format!("{CHUNK_PREFIX}{seq}/{t}/{p}/{z}/{row}/{col}"),
-        }
+        crate::keys::tile_object(self, seq, naming)
     }
 
     /// The tile whose chunk is `rest`, a key below `chunks/<seq>/` named as `naming` says.
     pub fn from_object_key(rest: &str, naming: ChunkNaming) -> Option<TileKey> {
-        let number = |s: &str| s.parse::<i64>().ok();
-        let key = |t: &str, p: &str, z: &str, row: &str, col: &str| {
-            Some(TileKey {
-                time: t.parse().ok()?,
-                pyramid: p.parse().ok()?,
-                level: z.parse().ok()?,
-                row: row.parse().ok()?,
-                col: col.parse().ok()?,
-            })
-        };
-        match naming {
-            ChunkNaming::Blocks => {
-                let (dir, name) = rest.split_once('/')?;
-                let dir: Vec<&str> = dir.split('.').collect();
-                let name: Vec<&str> = name.split('.').collect();
-                let ([t, p, brow, bcol], [z, row, col]) = (&dir[..], &name[..]) else {
-                    return None;
-                };
-                let k = key(t, p, z, row, col)?;
-                // A name in another block's directory is not a chunk of this store.
-                (k.base_block() == (number(brow)?, number(bcol)?)).then_some(k)
-            }
-            ChunkNaming::Nested => {
-                let parts: Vec<&str> = rest.split('/').collect();
-                let [t, p, z, row, col] = parts[..] else {
-                    return None;
-                };
-                key(t, p, z, row, col)
-            }
-        }
+        crate::keys::tile_of_chunk(rest, naming)
     }
 }
 
@@ -291,7 +246,7 @@ pub struct NodeRef {
 
 impl NodeRef {
     pub fn object_key(&self) -> String {
-        format!("{NODE_PREFIX}{}/{}", self.seq, self.id)
+        crate::keys::node(self.seq, self.id)
     }
 }
 

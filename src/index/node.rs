@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 
 use super::{Entry, NodeRef, TileKey};
 
-pub const NODE_PREFIX: &str = "index/";
+pub use crate::keys::NODE_PREFIX;
 const MAGIC: [u8; 4] = *b"GSIX";
 const VERSION: u8 = 4;
 /// Fixed records without a chunk's base, still read (and searched in place).

@@ -27,6 +27,7 @@ use gdal_sys::{
 
 use super::{Commits, Expect, Storage, Version, Written};
 use crate::error::{Error, Result};
+use crate::keys::is_replaced_in_place;
 
 extern "C" {
     // cpl_vsi_error.h; not in the generated bindings.
@@ -253,13 +254,6 @@ pub fn read_only(root: &Path, what: &str) -> Error {
         root.display(),
         vsi_prefix(root),
     ))
-}
-
-/// The objects whose existence or content changes while a store is in use, which GDAL's
-/// cache must not answer for: the manifest (replaced in place, at the top of a store) and
-/// the writers' claims (`claims/`, made and removed).
-fn is_replaced_in_place(key: &str) -> bool {
-    !key.contains('/') || key.starts_with(crate::store::claims::CLAIM_PREFIX)
 }
 
 /// `/vsis3/` of `/vsis3/bucket/x.gridstore`, for messages.

@@ -16,8 +16,7 @@ use crate::error::{Error, Result};
 use crate::manifest::MAX_SNAPSHOT_ID;
 use crate::storage::Storage;
 
-/// Where claims live.
-pub const CLAIM_PREFIX: &str = "claims/";
+pub use crate::keys::CLAIM_PREFIX;
 
 /// How many ids past the committed one a writer tries before giving up: each taken one
 /// is a writer in flight (or one that died less than a gc grace period ago).
@@ -26,8 +25,8 @@ const MAX_CLAIM_TRIES: u64 = 256;
 /// The largest claim a reader accepts.
 const MAX_CLAIM_BYTES: usize = 4096;
 
-pub fn claim_key(id: u64) -> String {
-    format!("{CLAIM_PREFIX}{id}")
+fn claim_key(id: u64) -> String {
+    crate::keys::claim(id)
 }
 
 /// What a claim says: who claimed the id, and when.

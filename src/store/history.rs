@@ -11,6 +11,7 @@ use crate::error::{Error, Result};
 use crate::index::{
     Entry, IndexReader, Node, NodeRef, TileKey, Tree, CHUNK_PREFIX, NODE_PREFIX, STEP_PREFIX,
 };
+use crate::keys::{canonical_number, snapshot_id as snapshot_id_of};
 use crate::manifest::{snapshot_key, Manifest, SnapshotInfo, SNAPSHOT_PREFIX};
 use crate::storage::{Commits, Storage};
 use std::time::Duration;
@@ -76,18 +77,6 @@ fn chain(storage: &dyn Storage, current: &Manifest, limit: usize) -> Result<Vec<
 /// The error for a snapshot manifest at `path` that does not fit in the store's history.
 fn damaged_history(path: impl AsRef<Path>, detail: impl std::fmt::Display) -> Error {
     Error::corrupt(path, format!("damaged history: {detail}"))
-}
-
-/// The id of the snapshot whose manifest is `snapshots/<name>`, if `name` is one a writer
-/// gives (`<id>.json`, the id written as Rust writes it: no sign, no leading zero).
-fn snapshot_id_of(name: &str) -> Option<u64> {
-    canonical_number(name.strip_suffix(".json")?)
-}
-
-/// `name` as a number, if it is written exactly as a writer writes that number.
-fn canonical_number<T: std::str::FromStr + ToString>(name: &str) -> Option<T> {
-    let n: T = name.parse().ok()?;
-    (n.to_string() == name).then_some(n)
 }
 
 /// The ids of the snapshot manifests kept in `snapshots/`, and the names there that are
@@ -458,7 +447,7 @@ fn sweep(
             unknown.push(format!("{prefix}{name}"));
             continue;
         };
-        let dir = format!("{prefix}{seq}/");
+        let dir = crate::keys::write_dir(prefix, seq);
         let (objects, odd) = list_deep(storage, &dir, depth);
         let mut kept_any = !odd.is_empty();
         unknown.extend(odd);

@@ -19,7 +19,7 @@ use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY, MAX_MANIFEST_LEN, MA
 use crate::storage::Storage;
 use crate::text::printable;
 
-pub const LOCK_KEY: &str = "writer.lock";
+pub use crate::keys::LOCK_KEY;
 
 /// Called once when a write starts waiting for another writer's lock, with the holder and
 /// the longest wait; set by programs that want to tell their user (the CLI does).
@@ -481,7 +481,7 @@ pub fn discard_unfinished_write(storage: &dyn Storage) -> Result<Cleanup> {
         check_next_id_is_free(storage, committed.as_ref(), seq)?;
         for prefix in WRITE_PREFIXES {
             if storage.list(prefix)?.contains(&seq.to_string()) {
-                let key = format!("{prefix}{seq}/");
+                let key = crate::keys::write_dir(prefix, seq);
                 storage.delete_prefix(&key)?;
                 removed.push(key);
             }

@@ -660,7 +660,7 @@ impl Transaction {
         // The index nodes and the snapshot manifest of the last try were made for the old
         // state: of no use now.
         self.storage
-            .delete_prefix(&format!("{NODE_PREFIX}{}/", self.seq))?;
+            .delete_prefix(&crate::keys::write_dir(NODE_PREFIX, self.seq))?;
         self.storage.delete(&snapshot_key(self.seq))?;
         let new = Arc::new(Snapshot::from_parts(
             self.storage.clone(),
@@ -898,7 +898,7 @@ impl Transaction {
             for prefix in WRITE_PREFIXES {
                 let _ = self
                     .storage
-                    .delete_prefix(&format!("{prefix}{}/", self.seq));
+                    .delete_prefix(&crate::keys::write_dir(prefix, self.seq));
             }
             let _ = self.storage.delete(&snapshot_key(self.seq));
         }
@@ -911,7 +911,8 @@ impl Transaction {
     /// Removes what this write put under id `seq`.
     fn remove_objects_of(&self, seq: u64) -> Result<()> {
         for prefix in WRITE_PREFIXES {
-            self.storage.delete_prefix(&format!("{prefix}{seq}/"))?;
+            self.storage
+                .delete_prefix(&crate::keys::write_dir(prefix, seq))?;
         }
         self.storage.delete(&snapshot_key(seq))
     }
