@@ -69,6 +69,7 @@ pub fn claim_next(storage: &dyn Storage, committed: u64, writer: &str) -> Result
         .min(MAX_SNAPSHOT_ID);
     for id in committed.saturating_add(1)..=last {
         if storage.create_new(&claim_key(id), &body)? {
+            check_conditions_hold(storage, id, &body)?;
             return Ok(id);
         }
     }
@@ -76,6 +77,24 @@ pub fn claim_next(storage: &dyn Storage, committed: u64, writer: &str) -> Result
         "{}: the {MAX_CLAIM_TRIES} snapshot ids after the committed one ({committed}) are all \
          claimed by writers in flight or by writers that died; `gridstore gc` removes the \
          claims of dead writers once they are older than its grace period",
+        storage.location().display()
+    )))
+}
+
+/// Checks that the storage honours conditional writes, by creating claim `id`, just made,
+/// once more: that must be refused. A server that ignores `If-None-Match` (some
+/// S3-compatible ones do) would let writers overwrite each other's objects and commits, so
+/// writing there is refused.
+fn check_conditions_hold(storage: &dyn Storage, id: u64, body: &[u8]) -> Result<()> {
+    if !storage.create_new(&claim_key(id), body)? {
+        return Ok(());
+    }
+    let _ = release(storage, id);
+    Err(Error::NotSupported(format!(
+        "{}: the server ignores conditional writes (a PUT with If-None-Match: * replaced an \
+         existing object), so writers there could overwrite each other's commits; nothing \
+         was written. Use a server that honours If-None-Match and If-Match (AWS S3 does), or \
+         write to a local store and copy it there",
         storage.location().display()
     )))
 }
