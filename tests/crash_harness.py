@@ -17,13 +17,20 @@ The writes cover a multi-checkpoint `gridstore ingest` (with a source in another
 warped), a gdal_translate merge, a GDAL update-mode session, a rollback and a gc; all of
 them update the aggregation levels.
 
+With `--s3 BUCKET` the store that is killed lives on S3 (`/vsis3/BUCKET/...`, the server's
+configuration in the AWS_* environment), where writers take no lock and commit by
+conditional writes: the checks are the same; a killed writer's claim and objects are
+found, and removed by `gridstore gc --grace 0s` instead of `repair`; the rollback goes to
+the first snapshot after the initial one and the gc check reads the one before the
+current, whatever their ids (killed writers leave ids unused there).
+
 With `--mode append` the writes are along time instead, on a store with a regular 5-minute
 axis: `gridstore append` of several slices (one commit each, so every slice's commit is a
 state a kill may leave, and a rerun skips the slices already in), an append with
 `--insert` into a hole, an append with `--replace`, `gridstore delete-time`, and a gc.
 
 Usage: crash_harness.py [--mode writes|append] [--kills N] [--seed S] [--work DIR]
-                        [--gridstore EXE] [--plugin-dir D]
+                        [--gridstore EXE] [--plugin-dir D] [--s3 BUCKET]
 The plugin folder must hold gdal_GRIDSTORE.so (default: a copy of target/release's build).
 Exit status 0 when every check held; 1 with the first failure explained.
 """
@@ -57,6 +64,7 @@ def parse_args():
     p.add_argument("--work", help="folder for stores and sources (default: a temporary one)")
     p.add_argument("--gridstore", default=os.path.join(REPO, "target/release/gridstore"))
     p.add_argument("--plugin-dir", help="folder holding gdal_GRIDSTORE.so")
+    p.add_argument("--s3", metavar="BUCKET", help="kill writers of a store on S3, in BUCKET")
     return p.parse_args()
 
 
@@ -132,7 +140,7 @@ class Harness:
              + self.ingest_files),
             ("translate", ["gdal_translate", "-q", "-of", "GRIDSTORE", self.patch, store]),
             ("update-mode", edit),
-            ("rollback", [g, "rollback", store, "--to", "2"]),
+            ("rollback", [g, "rollback", store, "--to", FIRST_AFTER_INITIAL]),
             ("gc", [g, "gc", store, "--keep", "2"]),
         ]
 
@@ -160,7 +168,21 @@ class Harness:
 
     # --- tools -------------------------------------------------------------------------
 
+    def resolve(self, argv):
+        """`argv` with the snapshot it names found in the store's history."""
+        if FIRST_AFTER_INITIAL not in argv:
+            return argv
+        first = self.history(self.store)[1]
+        return [str(first) if a == FIRST_AFTER_INITIAL else a for a in argv]
+
+    def history(self, store):
+        """The store's snapshot ids, oldest first."""
+        r = self.run([self.args.gridstore, "log", store])
+        ids = [int(line.split()[0]) for line in r.stdout.splitlines()[1:] if line.strip()]
+        return sorted(ids)
+
     def run(self, argv, check=True):
+        argv = self.resolve(argv)
         r = subprocess.run(argv, env=self.env, capture_output=True, text=True)
         if check and r.returncode != 0:
             raise Failure(f"{' '.join(argv)} failed ({r.returncode}):\n{r.stdout}{r.stderr}")
@@ -179,8 +201,7 @@ class Harness:
         raise Failure(f"verify printed no digest:\n{r.stdout}")
 
     def snapshot_ids(self, store):
-        m = json.load(open(os.path.join(store, "gridstore.json")))
-        return m["snapshot"]["id"]
+        return json.loads(read_object(os.path.join(store, "gridstore.json")))["snapshot"]["id"]
 
     # --- reference ---------------------------------------------------------------------
 
@@ -193,6 +214,10 @@ class Harness:
         self.initial = os.path.join(self.work, "initial.gridstore")
         shutil.rmtree(self.initial, ignore_errors=True)
         shutil.copytree(self.store, self.initial)
+        if self.args.s3:
+            # Where the kills happen, so that the writes take there the time they take.
+            self.store = f"/vsis3/{self.args.s3}/reference-{os.getpid()}.gridstore"
+            upload(self.initial, self.store)
         states = []
         for name, argv in self.writes():
             before_id = self.snapshot_ids(self.store)
@@ -213,9 +238,14 @@ class Harness:
     # --- the kills ---------------------------------------------------------------------
 
     def kill_round(self, states, kills_left):
-        self.store = os.path.join(self.work, "victim.gridstore")
-        shutil.rmtree(self.store, ignore_errors=True)
-        shutil.copytree(self.initial, self.store)
+        if self.args.s3:
+            self.rounds = getattr(self, "rounds", 0) + 1
+            self.store = f"/vsis3/{self.args.s3}/victim-{os.getpid()}-{self.rounds}.gridstore"
+            upload(self.initial, self.store)
+        else:
+            self.store = os.path.join(self.work, "victim.gridstore")
+            shutil.rmtree(self.store, ignore_errors=True)
+            shutil.copytree(self.initial, self.store)
         done = 0
         for (name, argv), (_, before, middle, after, took) in zip(self.writes(), states):
             if done >= kills_left:
@@ -224,7 +254,7 @@ class Harness:
             # half of the kills in the second half, where short writes do their writing
             # (the first half of them is mostly starting up).
             delay = self.rng.uniform(0 if self.rng.random() < 0.5 else took * 0.5, took * 1.1)
-            p = subprocess.Popen(argv, env=self.env, stdout=subprocess.DEVNULL,
+            p = subprocess.Popen(self.resolve(argv), env=self.env, stdout=subprocess.DEVNULL,
                                  stderr=subprocess.PIPE)
             time.sleep(delay)
             finished_first = p.poll() is not None
@@ -247,6 +277,8 @@ class Harness:
     def check_no_debris(self):
         """After a repair, nothing of a killed write may remain: no lock, no temporary
         files, no objects of a snapshot id beyond the current one."""
+        if self.args.s3:
+            return self.check_no_debris_s3()
         self.run([self.args.gridstore, "repair", self.store])
         names = set(os.listdir(self.store))
         extra = names - {"gridstore.json", "chunks", "index", "snapshots", "steps"}
@@ -261,27 +293,50 @@ class Harness:
                     raise Failure(f"{prefix}/{seq}/ of an unfinished write was left behind "
                                   f"(current snapshot {current})")
 
+    def check_no_debris_s3(self):
+        """On S3, gc past its grace period removes what killed writers left: then no
+        claim remains, no snapshot manifest beyond the current one, and the store
+        verifies."""
+        self.run([self.args.gridstore, "gc", self.store, "--keep", "1000", "--grace", "0s"])
+        keys = gdal.ReadDirRecursive(self.store) or []
+        current = self.snapshot_ids(self.store)
+        claims = [k for k in keys if k.startswith("claims/") and not k.endswith("/")]
+        if claims:
+            raise Failure(f"claims left behind after gc: {claims}")
+        for k in keys:
+            if k.startswith("snapshots/") and k.endswith(".json"):
+                if int(k[len("snapshots/"):-len(".json")]) > current:
+                    raise Failure(f"{k} of an unfinished write was left behind")
+        self.digest(self.store)
+
     def check_after_kill(self, name, before, middle, after, finished_first, p):
         if finished_first and p.returncode != 0:
             raise Failure(f"{name} failed by itself:\n{p.stderr.read().decode()}")
+        if self.args.s3:
+            self.count_claims_left()
         # Was the write under way: its lock taken, perhaps objects of the next snapshot
         # written?
-        if os.path.exists(os.path.join(self.store, "writer.lock")):
+        elif os.path.exists(os.path.join(self.store, "writer.lock")):
             nxt = str(self.snapshot_ids(self.store) + 1)
             wrote = any(os.path.exists(os.path.join(self.store, d, nxt))
                         for d in ("chunks", "index", "steps"))
             phase = "while writing objects" if wrote else "holding the lock"
             self.phases[phase] = self.phases.get(phase, 0) + 1
-        # Half of the time the next writer recovers the lock; half of the time repair does.
+        # Half of the time the next writer recovers the lock; half of the time repair does
+        # (on S3: the next writer goes on beside what the dead one left; or gc removes it).
         if self.rng.random() < 0.5:
-            self.run([self.args.gridstore, "repair", self.store])
+            if self.args.s3:
+                self.run([self.args.gridstore, "gc", self.store, "--keep", "1000",
+                          "--grace", "0s"])
+            else:
+                self.run([self.args.gridstore, "repair", self.store])
         r = self.run(["gdalinfo", self.store], check=False)
         if r.returncode != 0:
             raise Failure(f"after killing {name}, the store does not open:\n{r.stderr}")
         got = self.digest(self.store)
         if name == "gc":
             # The snapshot gc keeps besides the current one must still be whole.
-            self.digest(self.store, self.snapshot_ids(self.store) - 1)
+            self.digest(self.store, self.history(self.store)[-2])
         if got == before == after:
             outcome = "unchanged"
         elif got == before:
@@ -297,8 +352,54 @@ class Harness:
         self.outcomes[key] = self.outcomes.get(key, 0) + 1
 
 
+    def count_claims_left(self):
+        """On S3: a claim left by the killed writer, perhaps with objects under its id."""
+        claims = gdal.ReadDir(self.store + "/claims") or []
+        for c in claims:
+            wrote = any(gdal.ReadDir(f"{self.store}/{d}/{c}")
+                        for d in ("chunks", "index", "steps"))
+            phase = "while writing objects" if wrote else "holding a claim"
+            self.phases[phase] = self.phases.get(phase, 0) + 1
+
+
 class Failure(Exception):
     pass
+
+
+# The snapshot a rollback goes to: the first after the initial one, found in the history.
+FIRST_AFTER_INITIAL = "<first snapshot after the initial one>"
+
+
+def read_object(path):
+    """The bytes of a file, or of an object on GDAL's virtual file systems."""
+    if not path.startswith("/vsi"):
+        with open(path, "rb") as f:
+            return f.read()
+    gdal.VSICurlPartialClearCache(path)
+    fp = gdal.VSIFOpenL(path, "rb")
+    if fp is None:
+        raise Failure(f"{path} cannot be read")
+    try:
+        gdal.VSIFSeekL(fp, 0, 2)
+        n = gdal.VSIFTellL(fp)
+        gdal.VSIFSeekL(fp, 0, 0)
+        return gdal.VSIFReadL(1, n, fp)
+    finally:
+        gdal.VSIFCloseL(fp)
+
+
+def upload(src, dst):
+    """Copies a store folder to `dst` on GDAL's virtual file systems, its manifest last."""
+    files = []
+    for d, _, names in os.walk(src):
+        files += [os.path.join(d, n) for n in names]
+    files.sort(key=lambda p: os.path.basename(p) == "gridstore.json")
+    for path in files:
+        with open(path, "rb") as fh:
+            data = fh.read()
+        fp = gdal.VSIFOpenL(dst + "/" + os.path.relpath(path, src), "wb")
+        assert fp is not None and gdal.VSIFWriteL(data, 1, len(data), fp) == len(data)
+        assert gdal.VSIFCloseL(fp) == 0
 
 
 # The time slices of `--mode append`: minutes after 12:00 of one day, one slice each. The

@@ -4,7 +4,8 @@
 //! came first (docs/FORMAT.md §7). Checked: what the tools write there equals what they
 //! write on disk; writers running at once on disjoint tiles give the same store as one
 //! after another; racing writers on the same tiles each land whole, never mixed; a writer
-//! killed at any moment leaves a committed state; gc leaves writes in flight alone.
+//! killed at any moment leaves a committed state (also the crash harness, on S3); gc leaves
+//! writes in flight alone; QGIS renders and saves stores there.
 
 mod common;
 use common::servers::{checks_s3, gridstore, moto, ok_s3, run_s3, s3_env, Server};
@@ -455,4 +456,41 @@ fn qgis_renders_and_saves_stores_on_s3() {
         String::from_utf8_lossy(&out.stderr)
     );
     assert!(!keys(&server, "/vsis3/stores/saved.gridstore").is_empty());
+}
+
+/// tests/crash_harness.py with the store it kills writers of on the S3 server.
+fn harness_on_s3(mode: &str, kills: &str, seed: &str) -> String {
+    let work = tmp();
+    let server = moto("harness");
+    let script = root().join("tests/crash_harness.py");
+    let args = [
+        s(&script),
+        "--mode",
+        mode,
+        "--kills",
+        kills,
+        "--seed",
+        seed,
+        "--work",
+        s(work.path()),
+        "--gridstore",
+        env!("CARGO_BIN_EXE_gridstore"),
+        "--plugin-dir",
+        s(plugin_dir()),
+        "--s3",
+        "harness",
+    ];
+    ok_s3(&server, "/usr/bin/python3", &args)
+}
+
+#[test]
+fn killed_writers_on_s3_leave_a_committed_state() {
+    let out = harness_on_s3("writes", "10", "3");
+    assert!(out.contains("10 kill(s)"), "{out}");
+}
+
+#[test]
+fn killed_appends_on_s3_leave_a_committed_state_and_resume() {
+    let out = harness_on_s3("append", "8", "5");
+    assert!(out.contains("8 kill(s)"), "{out}");
 }

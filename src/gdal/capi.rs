@@ -1152,7 +1152,7 @@ pub unsafe extern "C" fn gridstore_create_copy(
         } {
             return Ok(0);
         }
-        if path.join(MANIFEST_KEY).exists() {
+        if crate::store::store_exists(&path)? {
             // SAFETY: the source handle as GDAL passed it, used on this call only.
             return unsafe { ingest_into_existing(&path, source, &raw, &opts, &mut report) };
         }
@@ -1219,7 +1219,7 @@ pub unsafe extern "C" fn gridstore_delete(filename: *const c_char) -> c_int {
         let path = resolve_store_path(&name);
         // GDAL "deletes" the target of every CreateCopy first; a store that is not there
         // yet has nothing to delete.
-        if !path.exists() {
+        if !crate::store::store_exists(&path).unwrap_or(true) {
             return Ok(0);
         }
         report_failure(

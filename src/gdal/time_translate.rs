@@ -7,7 +7,6 @@ use std::path::Path;
 use gdal_sys::GDALDatasetH;
 
 use crate::error::Result;
-use crate::manifest::MANIFEST_KEY;
 use crate::options::{find, CreateOptions};
 use crate::store::Snapshot;
 
@@ -86,7 +85,7 @@ pub unsafe fn translate(
 
 /// A store that does not exist yet, or has a time axis.
 fn store_takes_time(path: &Path) -> Result<bool> {
-    if !path.join(MANIFEST_KEY).exists() {
+    if !crate::store::store_exists(path)? {
         return Ok(true);
     }
     Ok(Snapshot::open(path, None)?.manifest().time.is_some())

@@ -23,6 +23,6 @@ pub use compact::{compact, compact_in, Closed, Compacted};
 pub use paths::{check_store_name, resolve_store_path, NAME_PREFIX, STORE_EXTENSION};
 pub use series::{point_series, point_series_counted, PointSample};
 pub use series_window::{read_series_window, SeriesRead, TickOut};
-pub use snapshot::{ChunkRef, Snapshot, DEFAULT_TILE_CACHE_BYTES};
+pub use snapshot::{store_exists, ChunkRef, Snapshot, DEFAULT_TILE_CACHE_BYTES};
 pub use steps::{delete_steps, for_each_step, StepRecord, MAX_RECORD_BYTES};
 pub use transaction::{NewStore, Transaction};

@@ -470,6 +470,18 @@ fn copy_tile_into(
     }
 }
 
+/// Whether a store (its manifest) is at `root`, on local disk or object storage. Only
+/// whether it is there: whether it reads is for the open to find out.
+pub fn store_exists(root: &Path) -> Result<bool> {
+    if storage::is_vsi_path(root) {
+        let storage = storage::open(root);
+        return Ok(storage
+            .read_at_most(MANIFEST_KEY, MAX_MANIFEST_LEN)?
+            .is_some());
+    }
+    Ok(root.join(MANIFEST_KEY).exists())
+}
+
 /// Explains what is wrong with a path that should be a store directory.
 /// Checks that `root` is a store (a directory with a manifest) without reading it: enough
 /// before taking a lock there, which reads the manifest anyway once it holds the lock.

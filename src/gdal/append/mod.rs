@@ -17,7 +17,7 @@ use gdal_sys::GDALDatasetH;
 
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
-use crate::manifest::{Manifest, MANIFEST_KEY};
+use crate::manifest::Manifest;
 use crate::store::lock::Recovered;
 use crate::store::{compact_in, Closed, Compacted, NewStore, Snapshot, StepRecord, Transaction};
 use crate::time::{BoundsSpec, DateTime, TimeSpec};
@@ -152,7 +152,7 @@ unsafe fn append_opened(
     progress: &mut dyn FnMut(f64) -> bool,
     written: &mut dyn FnMut(usize),
 ) -> Result<AppendReport> {
-    let existing = root.join(MANIFEST_KEY).exists();
+    let existing = crate::store::store_exists(root)?;
     let current = existing.then(|| Snapshot::open(root, None)).transpose()?;
     // SAFETY (block): forwarded contract.
     let (manifest, creates) = match &current {
