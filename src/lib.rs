@@ -21,6 +21,7 @@ pub mod keys;
 pub mod manifest;
 pub mod options;
 pub mod pyramid;
+pub mod shard;
 pub mod storage;
 pub mod store;
 pub mod text;

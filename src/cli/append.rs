@@ -6,12 +6,15 @@ use std::time::Duration;
 use anyhow::{bail, Result};
 
 use gridstore::dtype::DataType;
-use gridstore::gdal::append::{append, Action, AppendOptions, AppendReport, AxisOptions, Packing};
+use gridstore::gdal::append::{
+    append_part, Action, AppendOptions, AppendReport, AxisOptions, Packing,
+};
 use gridstore::gdal::crs::register_drivers;
 use gridstore::gdal::ingest::IngestOptions;
 use gridstore::gdal::placement::WarpResampling;
 use gridstore::gdal::slice_time::TimeSource;
 use gridstore::options::split_pairs;
+use gridstore::shard::Shard;
 use gridstore::store::delete_steps;
 use gridstore::store::lock::LockWait;
 use gridstore::time::BoundsSpec;
@@ -82,6 +85,11 @@ pub struct AppendCmd {
     /// afterwards (by default a commit of its own; `gridstore compact` does it later)
     #[arg(long)]
     pub no_compact: bool,
+    /// Write only part I of N parts of these slices (I from 0 to N-1; each slice whole, in
+    /// runs of time order), so that N processes started with the same arguments append
+    /// them together into an existing store
+    #[arg(long, value_name = "I/N", value_parser = super::shard_arg)]
+    pub shard: Option<Shard>,
     /// No progress bar
     #[arg(long, short = 'q')]
     pub quiet: bool,
@@ -134,7 +142,8 @@ pub fn run(store: &Path, cmd: AppendCmd, threads: usize, wait: LockWait) -> Resu
         compact: !cmd.no_compact,
     };
     let bar = super::progress_bar(cmd.quiet || cmd.dry_run);
-    let report = append(store, &cmd.slices, &opts, &mut |f| {
+    let shard = cmd.shard.unwrap_or(Shard::WHOLE);
+    let report = append_part(store, &cmd.slices, &opts, shard, &mut |f| {
         bar.set_position((f * 1000.0) as u64);
         true
     });
@@ -148,6 +157,14 @@ fn print_report(store: &Path, cmd: &AppendCmd, r: &AppendReport) {
         println!("{}", rec.describe());
     }
     let count = |a: Action| r.steps.iter().filter(|s| s.action == a).count();
+    if let Some(shard) = cmd.shard.filter(|s| !s.is_whole()) {
+        let slices: std::collections::BTreeSet<usize> = r.steps.iter().map(|s| s.slice).collect();
+        println!(
+            "part {shard} of the {} slice(s): {} slice(s)",
+            cmd.slices.len(),
+            slices.len()
+        );
+    }
     if cmd.dry_run {
         println!("plan for {} (nothing written):", store.display());
         for s in &r.steps {

@@ -7,6 +7,7 @@ use anyhow::{bail, Context, Result};
 use gridstore::gdal::crs::register_drivers;
 use gridstore::gdal::ingest::{ingest_files, Checkpoints, IngestOptions};
 use gridstore::gdal::placement::WarpResampling;
+use gridstore::shard::Shard;
 use gridstore::store::lock::LockWait;
 
 pub struct IngestArgs<'a> {
@@ -18,6 +19,7 @@ pub struct IngestArgs<'a> {
     pub wait: LockWait,
     pub checkpoint_mb: u64,
     pub restart: bool,
+    pub shard: Shard,
     pub quiet: bool,
 }
 
@@ -52,15 +54,36 @@ pub fn run(args: IngestArgs) -> Result<()> {
         restart: args.restart,
     };
     let bar = super::progress_bar(args.quiet);
-    let writer = format!("gridstore ingest ({} files)", files.len());
-    let report = ingest_files(args.store, &files, &opts, checkpoints, &writer, &mut |f| {
-        bar.set_position((f * 1000.0) as u64);
-        true
-    });
+    let writer = match args.shard.is_whole() {
+        true => format!("gridstore ingest ({} files)", files.len()),
+        false => format!(
+            "gridstore ingest ({} files, part {})",
+            files.len(),
+            args.shard
+        ),
+    };
+    let report = ingest_files(
+        args.store,
+        &files,
+        &opts,
+        checkpoints,
+        args.shard,
+        &writer,
+        &mut |f| {
+            bar.set_position((f * 1000.0) as u64);
+            true
+        },
+    );
     bar.finish_and_clear();
     let report = report?;
     if let Some(r) = &report.recovered {
         println!("{}", r.describe());
+    }
+    if !args.shard.is_whole() {
+        println!(
+            "part {}: {} of the {} level-0 tiles the files touch",
+            args.shard, report.part_tiles, report.plan_tiles
+        );
     }
     if report.already_done {
         println!(
@@ -77,12 +100,20 @@ pub fn run(args: IngestArgs) -> Result<()> {
             report.resumed_after, report.batches
         );
     }
+    let part = match args.shard.is_whole() {
+        true => String::new(),
+        false => format!(" (part {})", args.shard),
+    };
     match report.committed {
         Some(m) => println!(
-            "ingested {} file(s): {} tiles changed; now snapshot {}",
+            "ingested {} file(s){part}: {} tiles changed; now snapshot {}",
             files.len(),
             report.tiles_changed,
             m.snapshot.id
+        ),
+        None if !args.shard.is_whole() => println!(
+            "part {} of this ingest holds no data on the store grid; nothing committed",
+            args.shard
         ),
         None if report.resumed_after > 0 => {
             println!("the rest of the files hold no data on the store grid; nothing more committed")

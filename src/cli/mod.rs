@@ -14,6 +14,7 @@ use anyhow::Result;
 use clap::{Parser, Subcommand};
 
 use gridstore::options::{parse_lock_wait, parse_threads};
+use gridstore::shard::Shard;
 use gridstore::store::lock::LockWait;
 use gridstore::store::maintenance::{remove_store, verify};
 use gridstore::store::{compact, resolve_store_path, Closed, Snapshot};
@@ -109,6 +110,10 @@ enum Command {
         /// Start from the first file even if an interrupted run of the same files can resume
         #[arg(long)]
         restart: bool,
+        /// Write only part I of N tile-disjoint parts of this ingest (I from 0 to N-1), so
+        /// that N processes started with the same arguments write it together
+        #[arg(long, value_name = "I/N", value_parser = shard_arg)]
+        shard: Option<Shard>,
         /// No progress bar
         #[arg(long, short = 'q')]
         quiet: bool,
@@ -188,10 +193,38 @@ enum Command {
 /// What a write does when another writer holds the store.
 #[derive(clap::Args, Clone, Copy)]
 struct WaitArg {
-    /// If another writer holds the store, wait up to this many seconds for it (0: fail at
-    /// once, naming the holder)
-    #[arg(long = "wait", default_value = "0", value_name = "SECONDS", value_parser = wait_arg)]
-    policy: LockWait,
+    /// If another writer holds the store, wait up to this many seconds for it (0, the
+    /// default: fail at once, naming the holder; a part of a write given --shard waits up
+    /// to a week unless told otherwise)
+    #[arg(long = "wait", value_name = "SECONDS", value_parser = wait_arg)]
+    given: Option<LockWait>,
+}
+
+impl WaitArg {
+    /// The policy given, or failing at once.
+    fn policy(self) -> LockWait {
+        self.given.unwrap_or(LockWait::Fail)
+    }
+
+    /// The policy given; without one, what a write split by `--shard` does: the parts of
+    /// one write are started together and take the lock one after another, so a part
+    /// waits for the others rather than failing.
+    fn policy_for(self, shard: Option<Shard>) -> LockWait {
+        match (self.given, shard) {
+            (Some(p), _) => p,
+            (None, Some(_)) => LockWait::Wait(SHARD_LOCK_WAIT),
+            (None, None) => LockWait::Fail,
+        }
+    }
+}
+
+/// How long a part of a write split by `--shard` waits for the lock unless `--wait` says
+/// otherwise: a week.
+const SHARD_LOCK_WAIT: std::time::Duration = std::time::Duration::from_secs(7 * 24 * 3600);
+
+/// `--shard I/N`.
+fn shard_arg(v: &str) -> Result<Shard, String> {
+    v.parse::<Shard>().map_err(|e| e.to_string())
 }
 
 /// Largest `--checkpoint-mb`: 1 TiB of tiles between commits (the count is shifted into
@@ -271,7 +304,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Rollback { store, to, wait } => {
-            history::run_rollback(&store_path(&store), to, wait.policy)?;
+            history::run_rollback(&store_path(&store), to, wait.policy())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Gc {
@@ -280,11 +313,11 @@ pub fn run(args: Args) -> Result<ExitCode> {
             grace,
             wait,
         } => {
-            history::run_gc(&store_path(&store), keep, grace, wait.policy)?;
+            history::run_gc(&store_path(&store), keep, grace, wait.policy())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Repair { store, wait } => {
-            history::run_repair(&store_path(&store), wait.policy)?;
+            history::run_repair(&store_path(&store), wait.policy())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Ingest {
@@ -296,6 +329,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             wait,
             checkpoint_mb,
             restart,
+            shard,
             quiet,
         } => {
             ingest::run(ingest::IngestArgs {
@@ -304,9 +338,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 from_list: from_list.as_deref(),
                 resampling: &resampling,
                 threads: threads.unwrap_or_else(gridstore::options::all_cpus),
-                wait: wait.policy,
+                wait: wait.policy_for(shard),
                 checkpoint_mb,
                 restart,
+                shard: shard.unwrap_or(Shard::WHOLE),
                 quiet,
             })?;
             Ok(ExitCode::SUCCESS)
@@ -340,16 +375,17 @@ pub fn run(args: Args) -> Result<ExitCode> {
         Command::Append { cmd, threads, wait } => {
             let store = store_path(&cmd.store);
             let threads = threads.unwrap_or_else(gridstore::options::all_cpus);
-            append::run(&store, *cmd, threads, wait.policy)?;
+            let wait = wait.policy_for(cmd.shard);
+            append::run(&store, *cmd, threads, wait)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::DeleteTime { store, times, wait } => {
-            append::delete_time(&store_path(&store), &times, wait.policy)?;
+            append::delete_time(&store_path(&store), &times, wait.policy())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Compact { store, wait } => {
             let path = store_path(&store);
-            let c = compact(&path, Closed::All, wait.policy)?;
+            let c = compact(&path, Closed::All, wait.policy())?;
             match c.snapshot {
                 Some(id) => println!(
                     "compacted {} block(s) of time steps into {} time block(s); now snapshot {id}",
@@ -368,7 +404,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Rm { store, wait } => {
             let path = store_path(&store);
-            remove_store(&path, wait.policy)?;
+            remove_store(&path, wait.policy())?;
             println!("removed {}", path.display());
             Ok(ExitCode::SUCCESS)
         }

@@ -14,6 +14,7 @@ use crate::error::{Error, Result};
 use crate::grid::{PixelRect, TileLoc};
 use crate::ingest::{merge, merge_jobs, plan, Job, Laid, PlacedSource, Scratch, SourceSet};
 use crate::manifest::{Checkpoint, Manifest};
+use crate::shard::{part_of_tiles, Shard};
 use crate::store::lock::{LockWait, Recovered};
 use crate::store::Transaction;
 use crate::tile::{BandValidity, Tile};
@@ -335,6 +336,9 @@ pub struct Checkpoints {
 #[derive(Debug, Clone)]
 pub struct FilesReport {
     pub tiles_changed: usize,
+    /// Level-0 tiles the files touch, and how many of them this part of the run has.
+    pub plan_tiles: usize,
+    pub part_tiles: usize,
     /// The last manifest committed by this run (`None`: nothing was committed).
     pub committed: Option<Manifest>,
     /// Checkpoint batches of the run in all, and how many an earlier, interrupted run of the
@@ -351,6 +355,10 @@ pub struct FilesReport {
 /// they were ingested one by one. Every file is opened and checked before anything is
 /// written.
 ///
+/// With a `shard` other than [`Shard::WHOLE`], only that part of the level-0 tiles the
+/// files touch is written (see [`crate::shard`]); the parts of one plan, written by any
+/// processes in any order, make the same store as the whole plan written at once.
+///
 /// The level-0 tiles to write are planned in Z-order and committed in batches
 /// (checkpoints), each with its levels updated, so every commit is a complete state. Each
 /// checkpoint records a digest of the inputs and how many batches are done: started again
@@ -360,6 +368,7 @@ pub fn ingest_files(
     paths: &[String],
     opts: &IngestOptions,
     checkpoints: Checkpoints,
+    shard: Shard,
     writer: &str,
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<FilesReport> {
@@ -369,7 +378,7 @@ pub fn ingest_files(
     // committed before are resumed, not written again.
     let mut tries = 1;
     loop {
-        match ingest_files_once(root, paths, opts, checkpoints, writer, progress) {
+        match ingest_files_once(root, paths, opts, checkpoints, shard, writer, progress) {
             Err(Error::Conflict(why)) if tries < MAX_INGEST_TRIES => {
                 report_warning(&format!(
                     "{why} (starting over: try {} of {MAX_INGEST_TRIES})",
@@ -390,6 +399,7 @@ fn ingest_files_once(
     paths: &[String],
     opts: &IngestOptions,
     checkpoints: Checkpoints,
+    shard: Shard,
     writer: &str,
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<FilesReport> {
@@ -406,11 +416,15 @@ fn ingest_files_once(
     }
     let manifest = txn.manifest.clone();
     let jobs = plan(&footprints, manifest.grid.tile_size);
+    let plan_tiles = jobs.len();
+    let jobs = part_of_tiles(jobs, shard, |j| j.loc);
     let per_batch = (checkpoints.bytes / manifest.tile_bytes().max(1) as u64).max(1) as usize;
     let batches: Vec<&[Job]> = jobs.chunks(per_batch).collect();
-    let run = run_digest(&manifest, paths, opts, per_batch);
+    let run = run_digest(&manifest, paths, opts, per_batch, shard);
     let mut report = FilesReport {
         tiles_changed: 0,
+        plan_tiles,
+        part_tiles: jobs.len(),
         committed: None,
         batches: batches.len() as u64,
         resumed_after: 0,
@@ -482,14 +496,24 @@ fn ingest_files_once(
 }
 
 /// A digest of what a run of `ingest_files` reads and how it splits the work: the store,
-/// each file's name, size and modification time, the options that change the result, and
-/// the batch size. A rerun resumes only if all of these are the same.
-fn run_digest(m: &Manifest, paths: &[String], opts: &IngestOptions, per_batch: usize) -> String {
+/// each file's name, size and modification time, the options that change the result, the
+/// batch size and the part of the plan. A rerun resumes only if all of these are the same.
+fn run_digest(
+    m: &Manifest,
+    paths: &[String],
+    opts: &IngestOptions,
+    per_batch: usize,
+    shard: Shard,
+) -> String {
     use sha2::{Digest, Sha256};
     let mut h = Sha256::new();
     h.update(m.store_id.as_bytes());
     h.update(format!("{:?}", opts.resampling).as_bytes());
     h.update((per_batch as u64).to_le_bytes());
+    if !shard.is_whole() {
+        // The whole plan keeps the digest it had before parts existed.
+        h.update(shard.to_string().as_bytes());
+    }
     for path in paths {
         // Files named through GDAL's virtual file systems have no metadata here; their
         // names alone identify them.

@@ -8,6 +8,7 @@
 
 mod convert;
 mod plan;
+mod shard;
 mod slices;
 
 use std::path::Path;
@@ -27,6 +28,7 @@ use super::slice_time::TimeSource;
 pub use convert::Packing;
 use convert::{band_view, Conversion};
 use plan::{new_manifest, plan};
+pub use shard::append_part;
 use slices::{open_slice, wait_for_slice};
 
 /// How a new store's time axis is made (ignored for an existing store).
