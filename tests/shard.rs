@@ -22,12 +22,12 @@ fn digest(store: &Path) -> String {
         .to_string()
 }
 
-/// Starts `gridstore ARGS... --shard I/N` for every I at once; waits for all, insists each
-/// succeeded, and returns their outputs by part.
-fn run_parts(args: &[&str], n: u32, skip: Option<u32>) -> Vec<String> {
-    let children: Vec<(u32, Child)> = (0..n)
-        .filter(|i| Some(*i) != skip)
-        .map(|i| {
+/// Starts `gridstore ARGS... --shard I/N` for every I of `parts` at once; waits for all,
+/// insists each succeeded, and returns their outputs in the order of `parts`.
+fn run_parts(args: &[&str], n: u32, parts: &[u32]) -> Vec<String> {
+    let children: Vec<(u32, Child)> = parts
+        .iter()
+        .map(|&i| {
             let child = cmd(gridstore())
                 .args(args)
                 .args(["--shard", &format!("{i}/{n}")])
@@ -53,6 +53,11 @@ fn run_parts(args: &[&str], n: u32, skip: Option<u32>) -> Vec<String> {
             stdout
         })
         .collect()
+}
+
+/// Every part of `n`.
+fn all_parts(n: u32) -> Vec<u32> {
+    (0..n).collect()
 }
 
 /// The level-0 tiles an ingest's output says it changed (0 when it committed nothing).
@@ -150,7 +155,7 @@ fn parts_of_an_ingest_make_the_store_one_ingest_makes() {
     for n in [1u32, 2, 4] {
         let store = dir.path().join(format!("parts{n}.gridstore"));
         empty_store(&store);
-        let outs = run_parts(&ingest_args(&store, &files), n, None);
+        let outs = run_parts(&ingest_args(&store, &files), n, &all_parts(n));
         // Disjoint parts covering the whole plan, balanced by tile count.
         let changed: Vec<usize> = outs.iter().map(|o| tiles_changed(o)).collect();
         assert_eq!(
@@ -169,27 +174,38 @@ fn parts_of_an_ingest_make_the_store_one_ingest_makes() {
         assert_eq!(checksums(s(&store)), want_sums, "{n} parts");
     }
 
+    // One after another, the last part first: the extent, and with it the levels, grows
+    // from the other corner.
+    let store = dir.path().join("backward.gridstore");
+    empty_store(&store);
+    for i in (0..4).rev() {
+        run_parts(&ingest_args(&store, &files), 4, &[i]);
+    }
+    assert_eq!(digest(&store), want_digest, "4 parts, last first");
+    assert_eq!(checksums(s(&store)), want_sums, "4 parts, last first");
+
     // The comparison sees a missing part.
     let store = dir.path().join("missing.gridstore");
     empty_store(&store);
-    run_parts(&ingest_args(&store, &files), 4, Some(2));
+    run_parts(&ingest_args(&store, &files), 4, &[0, 1, 3]);
     assert_ne!(digest(&store), want_digest);
 }
 
-/// Slices of 5-minute radar-like rasters, with gaps in time: 00:00 to 00:20, 00:35, 00:40
-/// and 01:00 to 01:10 of 2024-01-01.
+/// Slices of 5-minute radar-like rasters with gaps in time, on 2024-01-01 from 00:00 to
+/// 01:25: with blocks of 4 steps of 5 minutes, the parts of 2 and of 4 leave blocks that
+/// only a later part closes.
 fn time_slices(dir: &Path) -> Vec<PathBuf> {
     let times = [
         (0, 0),
         (0, 5),
         (0, 10),
-        (0, 15),
         (0, 20),
-        (0, 35),
-        (0, 40),
+        (0, 25),
         (1, 0),
         (1, 5),
         (1, 10),
+        (1, 20),
+        (1, 25),
     ];
     times
         .iter()
@@ -237,16 +253,33 @@ fn parts_of_an_append_make_the_store_one_append_makes() {
             &a.iter().map(String::as_str).collect::<Vec<_>>(),
         );
         let (want_digest, want_sums) = (digest(&whole), checksums(s(&whole)));
+        let a = |store: &Path| with_store(store);
         for n in [1u32, 2, 4] {
-            let store = dir.path().join(format!("parts{n}.gridstore"));
-            make(&store);
-            let a = with_store(&store);
-            let outs = run_parts(&a.iter().map(String::as_str).collect::<Vec<_>>(), n, None);
-            let added: usize = outs.iter().map(|o| steps_added(o)).sum();
-            assert_eq!(added, slices.len() - 1, "{axis:?}, {n} parts: {outs:?}");
-            assert_eq!(digest(&store), want_digest, "{axis:?}, {n} parts: {outs:?}");
-            assert_eq!(checksums(s(&store)), want_sums, "{axis:?}, {n} parts");
-            std::fs::remove_dir_all(&store).unwrap();
+            // All at once, then one after another in both orders (a scheduler with one
+            // slot): which part commits last changes which blocks a part sees closed.
+            let forward = all_parts(n);
+            let backward: Vec<u32> = forward.iter().rev().copied().collect();
+            let runs: Vec<Vec<&[u32]>> = vec![
+                vec![&forward[..]],
+                forward.chunks(1).collect(),
+                backward.chunks(1).collect(),
+            ];
+            for (r, run) in runs.into_iter().enumerate() {
+                let store = dir.path().join(format!("parts{n}-{r}.gridstore"));
+                make(&store);
+                let args = a(&store);
+                let args: Vec<&str> = args.iter().map(String::as_str).collect();
+                let outs: Vec<String> = run
+                    .iter()
+                    .flat_map(|parts| run_parts(&args, n, parts))
+                    .collect();
+                let added: usize = outs.iter().map(|o| steps_added(o)).sum();
+                let what = format!("{axis:?}, {n} parts, run {r}: {outs:?}");
+                assert_eq!(added, slices.len() - 1, "{what}");
+                assert_eq!(digest(&store), want_digest, "{what}");
+                assert_eq!(checksums(s(&store)), want_sums, "{what}");
+                std::fs::remove_dir_all(&store).unwrap();
+            }
         }
         // The comparison sees a missing part.
         let store = dir.path().join("missing.gridstore");
@@ -255,7 +288,7 @@ fn parts_of_an_append_make_the_store_one_append_makes() {
         run_parts(
             &a.iter().map(String::as_str).collect::<Vec<_>>(),
             4,
-            Some(1),
+            &[0, 2, 3],
         );
         assert_ne!(digest(&store), want_digest, "{axis:?}");
         std::fs::remove_dir_all(&store).unwrap();
