@@ -108,26 +108,15 @@ fn sources(dir: &Path) -> Vec<PathBuf> {
     files
 }
 
+/// The grid of the stores the sources go to (`gridstore create` options).
+const GRID: &str = "--crs EPSG:32631 --origin 500000 5000000 --cell-size 10 --tile-size 32 \
+                    --nodata -9999";
+
 /// A new empty store on the sources' grid.
 fn empty_store(path: &Path) {
-    ok(
-        gridstore(),
-        &[
-            "create",
-            s(path),
-            "--crs",
-            "EPSG:32631",
-            "--origin",
-            "500000",
-            "5000000",
-            "--cell-size",
-            "10",
-            "--tile-size",
-            "32",
-            "--nodata",
-            "-9999",
-        ],
-    );
+    let mut args = vec!["create", s(path)];
+    args.extend(GRID.split_whitespace());
+    ok(gridstore(), &args);
 }
 
 fn ingest_args<'a>(store: &'a Path, files: &'a [PathBuf]) -> Vec<&'a str> {
@@ -189,6 +178,45 @@ fn parts_of_an_ingest_make_the_store_one_ingest_makes() {
     empty_store(&store);
     run_parts(&ingest_args(&store, &files), 4, &[0, 1, 3]);
     assert_ne!(digest(&store), want_digest);
+}
+
+#[test]
+fn parts_of_a_write_into_a_store_on_object_storage_are_refused() {
+    let dir = tmp();
+    let files = sources(dir.path());
+    let server = servers::moto("stores");
+    let vsi = "/vsis3/stores/parts.gridstore";
+    let mut create = vec!["create", vsi];
+    create.extend(GRID.split_whitespace());
+    servers::ok_s3(&server, gridstore(), &create);
+    let before = remote_digest(&server, vsi);
+    let mut ingest = ingest_args(Path::new(vsi), &files);
+    ingest.extend(["--shard", "0/2"]);
+    let slice = s(&files[0]);
+    let append = [
+        "append",
+        vsi,
+        slice,
+        "--time",
+        "2024-01-01",
+        "--shard",
+        "1/2",
+    ];
+    for args in [&ingest[..], &append[..]] {
+        let err = failed_cleanly(&servers::run_s3(&server, gridstore(), args));
+        assert!(err.contains("object storage are not supported"), "{err}");
+    }
+    assert_eq!(remote_digest(&server, vsi), before, "nothing written");
+}
+
+/// The content digest `gridstore verify` prints for a store on the S3 server.
+fn remote_digest(server: &servers::Server, store: &str) -> String {
+    let out = servers::ok_s3(server, gridstore(), &["verify", store]);
+    assert!(out.contains("no problems"), "{out}");
+    out.lines()
+        .find_map(|l| l.strip_prefix("content digest: "))
+        .unwrap_or_else(|| panic!("verify printed no digest:\n{out}"))
+        .to_string()
 }
 
 /// Slices of 5-minute radar-like rasters with gaps in time, on 2024-01-01 from 00:00 to
