@@ -92,15 +92,18 @@ pub fn shared_level_tiles(
     ours: &BTreeMap<TileKey, Option<Entry>>,
     our_manifest: &Manifest,
 ) -> Result<Vec<TileKey>> {
-    let tops = [
-        old.layout().map(|l| l.top),
-        new.layout().map(|l| l.top),
-        our_manifest.layout().map(|l| l.top),
-    ];
-    if old.layout().is_some() && (tops[0] != tops[1] || tops[0] != tops[2]) {
+    // Each side built its levels up to its own top. Both tops must be the top of the
+    // joined extent: a level neither built (both parts together outgrow each side's top),
+    // or one only a side built from the old top level, would be missing or stale.
+    let theirs = new.manifest();
+    let joined = join(our_manifest.extent, theirs.extent)
+        .filter(|e| !e.is_empty())
+        .map(|e| crate::grid::Layout::for_extent(e, theirs.grid.tile_size).top);
+    let tops = [new.layout().map(|l| l.top), our_manifest.layout().map(|l| l.top)];
+    if tops.iter().any(|t| t.is_some() && *t != joined) {
         return Err(conflict(
             new,
-            "the two writes changed the number of levels (the store grew)",
+            "the two writes together need another number of levels than each made",
         ));
     }
     let mut shared = Vec::new();
