@@ -425,8 +425,12 @@ impl Storage for VsiStorage {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        self.forget(prefix)?;
-        let c_path = self.c_path(prefix.trim_end_matches('/'))?;
+        // GDAL caches a listing under the directory's name without the trailing `/`:
+        // dropped by that name (as a prefix, it covers everything below too), or a name
+        // whose objects were all deleted since would still be listed.
+        let dir = prefix.trim_end_matches('/');
+        self.forget(dir)?;
+        let c_path = self.c_path(dir)?;
         // SAFETY: a NUL-terminated path; GDAL returns a null-terminated list of
         // NUL-terminated strings (or null), ours to free, freed once below.
         let names = unsafe {
