@@ -517,6 +517,53 @@ mod tests {
     }
 
     #[test]
+    fn a_delay_waits_then_succeeds_and_a_timeout_waits_then_fails() {
+        let s = MemoryStorage::new("mem");
+        let d = Duration::from_millis(30);
+        for fault in [Fault::Delay(d), Fault::Timeout(d)] {
+            s.fail_next(FaultRule {
+                op: StorageOp::Read,
+                key_prefix: String::new(),
+                fault,
+            });
+        }
+        let start = std::time::Instant::now();
+        assert_eq!(s.read("x").unwrap(), None);
+        assert!(start.elapsed() >= d);
+        let err = s.read("x").unwrap_err();
+        assert!(start.elapsed() >= 2 * d);
+        assert!(err.to_string().contains("no response within"), "{err}");
+    }
+
+    #[test]
+    fn conditional_writes_compare_versions_atomically() {
+        let s = MemoryStorage::new("mem");
+        assert!(matches!(
+            s.write_if("m", b"1", Expect::Absent),
+            Written::Done
+        ));
+        let (_, v) = s.read_versioned("m", 10).unwrap().unwrap();
+        s.fail_next(FaultRule {
+            op: StorageOp::WriteIf,
+            key_prefix: "m".into(),
+            fault: Fault::Refuse,
+        });
+        assert!(matches!(
+            s.write_if("m", b"2", Expect::At(&v)),
+            Written::Refused
+        ));
+        assert!(matches!(
+            s.write_if("m", b"2", Expect::At(&v)),
+            Written::Done
+        ));
+        assert!(matches!(
+            s.write_if("m", b"3", Expect::At(&v)),
+            Written::Refused
+        ));
+        assert_eq!(s.read("m").unwrap().unwrap(), b"2");
+    }
+
+    #[test]
     fn the_hook_runs_before_the_manifest_write_and_not_within_itself() {
         let s = MemoryStorage::new("mem");
         s.before_manifest_write(|s| {
