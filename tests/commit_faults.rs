@@ -374,3 +374,54 @@ fn a_creation_that_loses_to_another_creation_is_already_exists() {
     assert_eq!(writers_of_objects(&s), ["them"]);
     assert!(claims(&s).is_empty(), "{:?}", claims(&s));
 }
+
+#[test]
+fn a_lost_response_whose_read_back_fails_keeps_the_commit_intact() {
+    let s = store();
+    let ours = edit(&s, "us", &[(2, 1, 7.0)]);
+    s.fail_next(FaultRule {
+        op: StorageOp::WriteIf,
+        key_prefix: MANIFEST_KEY.into(),
+        fault: Fault::LostResponse,
+    });
+    s.fail_next(FaultRule {
+        op: StorageOp::ReadVersioned,
+        key_prefix: MANIFEST_KEY.into(),
+        fault: Fault::ServerError,
+    });
+    let outcome = ours.commit();
+    assert!(s.pending_faults().is_empty(), "both faults were hit");
+    // The write cannot tell whether it is in; it is, and the store must hold all of it.
+    let (snap, _) = verified(&s);
+    assert_eq!(snap.manifest().snapshot.writer, "us");
+    assert_eq!(first_pixel(&snap, 2, 1), 7.0);
+    let err = outcome.expect_err("the outcome is not known to the writer");
+    let msg = err.to_string();
+    assert!(
+        msg.contains("HTTP 500") && msg.contains("may be in"),
+        "{msg}"
+    );
+    // The claim stays: it keeps gc off the write's objects for its grace period.
+    assert_eq!(claims(&s).len(), 1);
+}
+
+#[test]
+fn a_refused_manifest_write_whose_read_back_fails_leaves_nothing() {
+    let s = store();
+    let before = s.contents();
+    let ours = edit(&s, "us", &[(2, 1, 7.0)]);
+    for (op, fault) in [
+        (StorageOp::WriteIf, Fault::Refuse),
+        (StorageOp::ReadVersioned, Fault::ServerError),
+    ] {
+        s.fail_next(FaultRule {
+            op,
+            key_prefix: MANIFEST_KEY.into(),
+            fault,
+        });
+    }
+    // Refused: nothing of it is in, so all of it goes.
+    let err = ours.commit().expect_err("the write fails");
+    assert!(err.to_string().contains("HTTP 500"), "{err}");
+    assert!(s.contents() == before, "the store changed");
+}
