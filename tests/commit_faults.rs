@@ -340,7 +340,7 @@ fn losing_every_race_gives_up_after_max_rebases() {
         true
     });
     let err = ours.commit().expect_err("it never gets in");
-    s.clear_hook();
+    s.clear_hooks();
     assert!(matches!(err, Error::Conflict(_)), "{err}");
     let msg = err.to_string();
     assert!(
@@ -424,4 +424,96 @@ fn a_refused_manifest_write_whose_read_back_fails_leaves_nothing() {
     let err = ours.commit().expect_err("the write fails");
     assert!(err.to_string().contains("HTTP 500"), "{err}");
     assert!(s.contents() == before, "the store changed");
+}
+
+#[test]
+fn a_lost_response_with_another_commit_before_the_read_back_is_a_commit() {
+    let s = store();
+    let ours = edit(&s, "us", &[(2, 1, 7.0)]);
+    let claims_made = s.count(StorageOp::CreateNew);
+    s.fail_next(FaultRule {
+        op: StorageOp::WriteIf,
+        key_prefix: MANIFEST_KEY.into(),
+        fault: Fault::LostResponse,
+    });
+    // Our write is in; theirs goes on top of it before we read the manifest back.
+    s.before_next(StorageOp::ReadVersioned, MANIFEST_KEY, |s| {
+        commit(s, "them", &[(0, 3, 5.0)]);
+    });
+    let committed = ours.commit().expect("found in the history behind theirs");
+    assert_eq!(
+        s.count(StorageOp::CreateNew),
+        claims_made + 1,
+        "their claim only"
+    );
+    let (snap, _) = verified(&s);
+    assert_eq!(snap.manifest().snapshot.writer, "them");
+    assert_eq!(snap.manifest().snapshot.parent, Some(committed.snapshot.id));
+    assert_eq!(first_pixel(&snap, 2, 1), 7.0);
+    assert_eq!(first_pixel(&snap, 0, 3), 5.0);
+    assert!(claims(&s).is_empty(), "{:?}", claims(&s));
+}
+
+#[test]
+fn writers_committing_at_once_all_get_in_on_top_of_each_other() {
+    let s = store();
+    let writes: [Change; 4] = [(0, 0, 5.0), (3, 0, 6.0), (0, 3, 7.0), (3, 3, 8.0)];
+    // Each object write takes a moment, so the writers overlap.
+    for _ in 0..40 {
+        s.fail_next(FaultRule {
+            op: StorageOp::Write,
+            key_prefix: String::new(),
+            fault: Fault::Delay(Duration::from_millis(2)),
+        });
+    }
+    let start = Arc::new(std::sync::Barrier::new(writes.len()));
+    let writers: Vec<_> = writes
+        .iter()
+        .enumerate()
+        .map(|(i, &change)| {
+            let (s, start) = (s.clone(), start.clone());
+            std::thread::spawn(move || {
+                let txn = edit(&s, &format!("w{i}"), &[change]);
+                start.wait();
+                txn.commit()
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap().expect("a disjoint write gets in");
+    }
+    let (snap, digest) = verified(&s);
+    for &(col, row, value) in &writes {
+        assert_eq!(first_pixel(&snap, col, row), value);
+    }
+    assert_eq!(snap.manifest().snapshot.parent.map(|_| ()), Some(()));
+    assert!(claims(&s).is_empty(), "{:?}", claims(&s));
+    let one_by_one = store();
+    for (i, &change) in writes.iter().enumerate() {
+        commit(&one_by_one, &format!("w{i}"), &[change]);
+    }
+    assert_eq!(digest, verified(&one_by_one).1);
+}
+
+#[test]
+fn an_id_another_writer_committed_under_is_never_claimed_again() {
+    let s = store();
+    // Just as we claim the id after the one we read as committed, another writer takes it,
+    // commits under it and releases its claim.
+    s.before_next(StorageOp::CreateNew, "claims/", |s| {
+        commit(s, "them", &[(0, 0, 5.0)]);
+    });
+    let ours = Transaction::begin_in(s.clone(), "us", LockWait::Fail).unwrap();
+    let theirs = verified(&s).0.manifest().snapshot.id;
+    assert!(
+        ours.seq() > theirs,
+        "claimed {} after their {theirs}",
+        ours.seq()
+    );
+    write(&ours, &[(3, 3, 7.0)]).expect("nothing is written over theirs");
+    ours.commit().unwrap();
+    let (snap, _) = verified(&s);
+    assert_eq!(first_pixel(&snap, 0, 0), 5.0);
+    assert_eq!(first_pixel(&snap, 3, 3), 7.0);
+    assert!(claims(&s).is_empty(), "{:?}", claims(&s));
 }

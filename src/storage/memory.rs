@@ -68,9 +68,16 @@ pub struct FaultRule {
     pub fault: Fault,
 }
 
-/// Code run before a conditional write of the manifest; returns whether to run it again
-/// before the next one.
+/// Code run before an operation; returns whether to run it again before the next one.
 type Hook = Box<dyn FnMut(&Arc<MemoryStorage>) -> bool + Send>;
+
+/// A hook, and the operations it runs before: of kind `op`, on keys starting with
+/// `key_prefix`.
+struct PlannedHook {
+    op: StorageOp,
+    key_prefix: String,
+    hook: Hook,
+}
 
 /// An object and its version.
 type Object = (Vec<u8>, u64);
@@ -84,10 +91,11 @@ pub struct MemoryStorage {
     last_version: Mutex<u64>,
     plan: Mutex<VecDeque<FaultRule>>,
     counts: Mutex<BTreeMap<StorageOp, u64>>,
-    hook: Mutex<Option<Hook>>,
-    /// Set while the hook runs: the manifest writes it makes do not run it again.
+    hooks: Mutex<Vec<PlannedHook>>,
+    /// Set while a hook runs: the operations it makes (or any other thread makes
+    /// meanwhile) run no hook.
     in_hook: AtomicBool,
-    /// This storage, for the hook.
+    /// This storage, for the hooks.
     me: Weak<MemoryStorage>,
 }
 
@@ -110,7 +118,7 @@ impl MemoryStorage {
             last_version: Mutex::new(0),
             plan: Mutex::default(),
             counts: Mutex::default(),
-            hook: Mutex::new(None),
+            hooks: Mutex::default(),
             in_hook: AtomicBool::new(false),
             me: me.clone(),
         })
@@ -132,36 +140,60 @@ impl MemoryStorage {
             .collect()
     }
 
-    /// Runs `hook` once, just before the next conditional write of the manifest (before
-    /// any fault planned for it), with this storage: there, a test can commit another
-    /// writer's transaction, so that the write that follows loses the race.
-    pub fn before_manifest_write(&self, hook: impl FnOnce(&Arc<MemoryStorage>) + Send + 'static) {
+    /// Runs `hook` once, with this storage, just before the next operation of kind `op` on
+    /// a key starting with `key_prefix` (before any fault planned for it): there, a test
+    /// can commit another writer's transaction. Hooks run in the order planned; the first
+    /// matching one is the one run.
+    pub fn before_next(
+        &self,
+        op: StorageOp,
+        key_prefix: &str,
+        hook: impl FnOnce(&Arc<MemoryStorage>) + Send + 'static,
+    ) {
         let mut hook = Some(hook);
-        self.set_hook(Box::new(move |s| {
+        self.before_each(op, key_prefix, move |s| {
             if let Some(h) = hook.take() {
                 h(s);
             }
             false
-        }));
+        });
     }
 
-    /// Runs `hook` before every conditional write of the manifest until it returns false
-    /// or [`clear_hook`](MemoryStorage::clear_hook) is called. Manifest writes made by
-    /// the hook itself do not run it.
+    /// Runs `hook` before every operation of kind `op` on a key starting with
+    /// `key_prefix`, until it returns false or [`clear_hooks`](MemoryStorage::clear_hooks)
+    /// is called. Operations made while a hook runs run no hook.
+    pub fn before_each(
+        &self,
+        op: StorageOp,
+        key_prefix: &str,
+        hook: impl FnMut(&Arc<MemoryStorage>) -> bool + Send + 'static,
+    ) {
+        self.hooks.lock().expect("poisoned").push(PlannedHook {
+            op,
+            key_prefix: key_prefix.to_string(),
+            hook: Box::new(hook),
+        });
+    }
+
+    /// Runs `hook` once, just before the next conditional write of the manifest: to
+    /// commit another writer's transaction there, so that the write that follows loses
+    /// the race.
+    pub fn before_manifest_write(&self, hook: impl FnOnce(&Arc<MemoryStorage>) + Send + 'static) {
+        self.before_next(StorageOp::WriteIf, MANIFEST_KEY, hook);
+    }
+
+    /// Runs `hook` before every conditional write of the manifest, until it returns false
+    /// or the hooks are cleared.
     pub fn before_each_manifest_write(
         &self,
         hook: impl FnMut(&Arc<MemoryStorage>) -> bool + Send + 'static,
     ) {
-        self.set_hook(Box::new(hook));
+        self.before_each(StorageOp::WriteIf, MANIFEST_KEY, hook);
     }
 
-    /// Removes the hook, if any.
-    pub fn clear_hook(&self) {
-        self.hook.lock().expect("poisoned").take();
-    }
-
-    fn set_hook(&self, hook: Hook) {
-        *self.hook.lock().expect("poisoned") = Some(hook);
+    /// Removes every hook.
+    pub fn clear_hooks(&self) {
+        self.hooks.lock().expect("poisoned").clear();
     }
 
     /// How many operations of kind `op` were asked for so far (faulty ones included).
@@ -193,8 +225,10 @@ impl MemoryStorage {
             .collect()
     }
 
-    /// Counts an operation and takes the first planned fault it matches.
+    /// Runs the first hook for the operation, counts it, and takes the first planned
+    /// fault it matches.
     fn enter(&self, op: StorageOp, key: &str) -> Outcome {
+        self.run_hook(op, key);
         *self.counts.lock().expect("poisoned").entry(op).or_default() += 1;
         let fault = {
             let mut plan = self.plan.lock().expect("poisoned");
@@ -301,18 +335,24 @@ impl MemoryStorage {
         }
     }
 
-    /// Runs the hook, unless it is running already (a write it makes).
-    fn run_hook(&self) {
+    /// Runs the first hook planned for operation `op` on `key`, unless a hook is running
+    /// already.
+    fn run_hook(&self, op: StorageOp, key: &str) {
         if self.in_hook.swap(true, Ordering::SeqCst) {
             return;
         }
-        let hook = self.hook.lock().expect("poisoned").take();
-        if let (Some(mut hook), Some(me)) = (hook, self.me.upgrade()) {
-            let again = hook(&me);
-            let mut slot = self.hook.lock().expect("poisoned");
-            // A hook set by the hook itself wins.
-            if again && slot.is_none() {
-                *slot = Some(hook);
+        let planned = {
+            let mut hooks = self.hooks.lock().expect("poisoned");
+            let at = hooks
+                .iter()
+                .position(|h| h.op == op && key.starts_with(&h.key_prefix));
+            at.map(|i| (i, hooks.remove(i)))
+        };
+        if let (Some((at, mut planned)), Some(me)) = (planned, self.me.upgrade()) {
+            if (planned.hook)(&me) {
+                let mut hooks = self.hooks.lock().expect("poisoned");
+                let at = at.min(hooks.len());
+                hooks.insert(at, planned);
             }
         }
         self.in_hook.store(false, Ordering::SeqCst);
@@ -470,9 +510,6 @@ impl Storage for MemoryStorage {
     }
 
     fn write_if(&self, key: &str, data: &[u8], expect: Expect<'_>) -> Written {
-        if key == MANIFEST_KEY {
-            self.run_hook();
-        }
         let path = || self.location.join(key);
         match self.enter(StorageOp::WriteIf, key) {
             Outcome::Proceed => match self.put_if(key, data, expect) {
