@@ -369,13 +369,21 @@ impl Storage for VsiStorage {
     }
 
     fn create_new(&self, key: &str, data: &[u8]) -> Result<bool> {
-        match self.put(key, data, &[IF_ABSENT.to_string()]) {
-            Ok(()) => Ok(true),
-            // Refused because the object exists, or failed: which, a read tells.
-            Err(e) => match self.open(key, 0)? {
-                Some(_) => Ok(false),
-                None => Err(e),
-            },
+        let mut tries = CREATE_TRIES;
+        loop {
+            let Err(e) = self.put(key, data, &[IF_ABSENT.to_string()]) else {
+                return Ok(true);
+            };
+            // Refused because the object exists, or failed: which, a read tells. Missing
+            // now, it may have been there and been deleted since (a claim released): the
+            // write is tried again.
+            if self.open(key, 0)?.is_some() {
+                return Ok(false);
+            }
+            tries -= 1;
+            if tries == 0 {
+                return Err(e);
+            }
         }
     }
 
@@ -503,6 +511,10 @@ impl Storage for VsiStorage {
         }
     }
 }
+
+/// How many times `create_new` writes an object that was missing each time its write
+/// failed, before it reports the failure.
+const CREATE_TRIES: u32 = 3;
 
 /// The request header of a write that must not replace an object.
 const IF_ABSENT: &str = "If-None-Match=*";
