@@ -3,6 +3,10 @@
 //! writer's change just before the manifest write, lost responses, server errors and
 //! timeouts. Each case checks the writer's outcome, and that the store ends in a committed
 //! state that verifies, holds the right content, and keeps nothing of a failed write.
+//! The last test runs writers at once on `/vsis3/` (moto's S3 server), where the same
+//! protocol meets a real server's conditional writes.
+
+mod common;
 
 use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -15,7 +19,7 @@ use gridstore::index::TileKey;
 use gridstore::ingest::{new_store_manifest, SourceInfo};
 use gridstore::manifest::{BandSpec, Manifest, MANIFEST_KEY};
 use gridstore::options::CreateOptions;
-use gridstore::storage::{Fault, FaultRule, MemoryStorage, Storage, StorageOp};
+use gridstore::storage::{Fault, FaultRule, MemoryStorage, Storage, StorageOp, VsiStorage};
 use gridstore::store::lock::LockWait;
 use gridstore::store::maintenance::verify;
 use gridstore::store::{NewStore, Snapshot, Transaction, MAX_REBASES};
@@ -87,12 +91,12 @@ fn store() -> Arc<MemoryStorage> {
 }
 
 /// The creation of the store in `s` by `writer`, written but not committed.
-fn create(s: &Arc<MemoryStorage>, writer: &str) -> Transaction {
+fn create<S: Storage + 'static>(s: &Arc<S>, writer: &str) -> Transaction {
     let new = NewStore {
         path: s.location().to_path_buf(),
         manifest: new_manifest(),
     };
-    let mut txn = Transaction::create_in(s.clone(), new, writer).unwrap();
+    let mut txn = Transaction::create_in(s.clone() as Arc<dyn Storage>, new, writer).unwrap();
     let size = (TILE as i64) * TILES as i64;
     txn.manifest.extent = Some(PixelRect::new(0, 0, size, size));
     let all: Vec<Change> = (0..TILES)
@@ -103,21 +107,21 @@ fn create(s: &Arc<MemoryStorage>, writer: &str) -> Transaction {
 }
 
 /// `changes` by `writer`, written but not committed.
-fn edit(s: &Arc<MemoryStorage>, writer: &str, changes: &[Change]) -> Transaction {
-    let txn = Transaction::begin_in(s.clone(), writer, LockWait::Fail).unwrap();
+fn edit<S: Storage + 'static>(s: &Arc<S>, writer: &str, changes: &[Change]) -> Transaction {
+    let txn = Transaction::begin_in(s.clone() as Arc<dyn Storage>, writer, LockWait::Fail).unwrap();
     write(&txn, changes).unwrap();
     txn
 }
 
 /// `changes` by `writer`, committed.
-fn commit(s: &Arc<MemoryStorage>, writer: &str, changes: &[Change]) -> Manifest {
+fn commit<S: Storage + 'static>(s: &Arc<S>, writer: &str, changes: &[Change]) -> Manifest {
     edit(s, writer, changes).commit().unwrap()
 }
 
 /// The committed state, checked: every object it refers to is there and sound. Returns it
 /// with its content digest.
-fn verified(s: &Arc<MemoryStorage>) -> (Snapshot, String) {
-    let snap = Snapshot::open_in(s.clone(), None).unwrap();
+fn verified<S: Storage + 'static>(s: &Arc<S>) -> (Snapshot, String) {
+    let snap = Snapshot::open_in(s.clone() as Arc<dyn Storage>, None).unwrap();
     let report = verify(&snap).unwrap();
     assert!(report.problems.is_empty(), "{:?}", report.problems);
     (snap, report.content_digest)
@@ -163,7 +167,7 @@ fn writers_of_objects(s: &Arc<MemoryStorage>) -> Vec<String> {
     writers.into_iter().collect()
 }
 
-fn claims(s: &MemoryStorage) -> Vec<String> {
+fn claims<S: Storage>(s: &Arc<S>) -> Vec<String> {
     s.list("claims/").unwrap()
 }
 
@@ -516,4 +520,51 @@ fn an_id_another_writer_committed_under_is_never_claimed_again() {
     assert_eq!(first_pixel(&snap, 0, 0), 5.0);
     assert_eq!(first_pixel(&snap, 3, 3), 7.0);
     assert!(claims(&s).is_empty(), "{:?}", claims(&s));
+}
+
+#[test]
+fn writers_committing_at_once_on_vsis3_all_get_in() {
+    let moto = common::root().join("target/moto-venv/bin/moto_server");
+    if !moto.exists() {
+        eprintln!("skipped: {} is not installed", moto.display());
+        return;
+    }
+    let server = common::servers::moto("stores");
+    for (name, value) in common::servers::s3_env(server.port) {
+        let (n, v) = (
+            std::ffi::CString::new(name).unwrap(),
+            std::ffi::CString::new(value).unwrap(),
+        );
+        // SAFETY: NUL-terminated strings; GDAL copies them.
+        unsafe { gdal_sys::CPLSetConfigOption(n.as_ptr(), v.as_ptr()) };
+    }
+    let s = Arc::new(VsiStorage::new("/vsis3/stores/race.gridstore"));
+    create(&s, "creator").commit().unwrap();
+    let writes: [Change; 3] = [(0, 0, 5.0), (3, 0, 6.0), (0, 3, 7.0)];
+    let start = Arc::new(std::sync::Barrier::new(writes.len()));
+    let writers: Vec<_> = writes
+        .iter()
+        .enumerate()
+        .map(|(i, &change)| {
+            let (s, start) = (s.clone(), start.clone());
+            std::thread::spawn(move || {
+                let txn = edit(&s, &format!("w{i}"), &[change]);
+                start.wait();
+                txn.commit()
+            })
+        })
+        .collect();
+    for w in writers {
+        w.join().unwrap().expect("a disjoint write gets in");
+    }
+    let (snap, digest) = verified(&s);
+    for &(col, row, value) in &writes {
+        assert_eq!(first_pixel(&snap, col, row), value);
+    }
+    assert!(claims(&s).is_empty(), "{:?}", claims(&s));
+    let one_by_one = store();
+    for (i, &change) in writes.iter().enumerate() {
+        commit(&one_by_one, &format!("w{i}"), &[change]);
+    }
+    assert_eq!(digest, verified(&one_by_one).1);
 }
