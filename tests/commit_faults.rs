@@ -293,7 +293,7 @@ fn our_write(s: &Arc<MemoryStorage>) -> gridstore::Result<Manifest> {
 }
 
 #[test]
-fn a_server_error_on_the_manifest_write_fails_and_leaves_nothing() {
+fn a_server_error_or_timeout_on_the_manifest_write_fails_and_leaves_nothing() {
     let err = fails_and_changes_nothing(
         StorageOp::WriteIf,
         MANIFEST_KEY,
@@ -301,6 +301,9 @@ fn a_server_error_on_the_manifest_write_fails_and_leaves_nothing() {
         our_write,
     );
     assert!(err.to_string().contains("HTTP 500"), "{err}");
+    let timeout = Fault::Timeout(Duration::from_millis(50));
+    let err = fails_and_changes_nothing(StorageOp::WriteIf, MANIFEST_KEY, timeout, our_write);
+    assert!(err.to_string().contains("no response within"), "{err}");
 }
 
 #[test]
@@ -376,6 +379,25 @@ fn a_creation_that_loses_to_another_creation_is_already_exists() {
     assert_eq!(snap.manifest().snapshot.writer, "them");
     assert_eq!(objects_of(&s, seq), Vec::<String>::new());
     assert_eq!(writers_of_objects(&s), ["them"]);
+    assert!(claims(&s).is_empty(), "{:?}", claims(&s));
+}
+
+#[test]
+fn a_creation_whose_response_is_lost_is_in() {
+    let s = MemoryStorage::new("memory/test.gridstore");
+    let ours = create(&s, "us");
+    s.fail_next(FaultRule {
+        op: StorageOp::WriteIf,
+        key_prefix: MANIFEST_KEY.into(),
+        fault: Fault::LostResponse,
+    });
+    let committed = ours
+        .commit()
+        .expect("the read-back finds the store created");
+    assert!(s.pending_faults().is_empty(), "the fault was hit");
+    let (snap, _) = verified(&s);
+    assert_eq!(snap.manifest().snapshot.id, committed.snapshot.id);
+    assert_eq!(first_pixel(&snap, 3, 3), 1.0);
     assert!(claims(&s).is_empty(), "{:?}", claims(&s));
 }
 

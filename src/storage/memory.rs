@@ -6,9 +6,10 @@
 //! ETag), and a conditional write of an object is atomic. On top of that, a test can plan
 //! faults ([`MemoryStorage::fail_next`]): a refused condition (HTTP 412), a server error
 //! (500), a lost response (the write took place, but the caller hears it failed), a delay
-//! or a timeout. It can also run code just before the next conditional write of the
-//! manifest ([`MemoryStorage::before_manifest_write`]), such as another writer's whole
-//! commit, to force a lost race deterministically. Every operation is counted by kind.
+//! or a timeout. It can also run code just before an operation
+//! ([`MemoryStorage::before_next`]; [`MemoryStorage::before_manifest_write`] for the
+//! conditional write of the manifest), such as another writer's whole commit, to force a
+//! lost race deterministically. Every operation is counted by kind.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::path::{Path, PathBuf};
