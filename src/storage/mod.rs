@@ -7,10 +7,12 @@
 //! PUT, DELETE, LIST). Backends: [`LocalStorage`], files under a directory, whose writers
 //! take a lock file; and [`VsiStorage`], GDAL's virtual file systems (`/vsis3/`, `/vsigs/`,
 //! `/vsiaz/`, `/vsicurl/`, ...), whose writers commit optimistically by conditional writes
-//! where the backend has them (`/vsis3/`) and which is read-only elsewhere. [`open`] picks
-//! one for a path.
+//! where the backend has them (`/vsis3/`) and which is read-only elsewhere; and
+//! [`MemoryStorage`], objects in memory with object-storage semantics and injected faults,
+//! for tests of the commit protocol. [`open`] picks one for a path.
 
 mod local;
+mod memory;
 mod vsi;
 
 use std::io::ErrorKind as IoKind;
@@ -20,6 +22,7 @@ use std::sync::Arc;
 use crate::error::{Error, Result};
 
 pub use local::LocalStorage;
+pub use memory::{Fault, FaultRule, MemoryStorage, StorageOp};
 pub use vsi::{is_vsi_path, VsiStorage};
 
 /// Refuses to write to the store at `root` when its storage cannot take a safe commit

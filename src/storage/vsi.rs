@@ -363,13 +363,21 @@ impl Storage for VsiStorage {
     }
 
     fn create_new(&self, key: &str, data: &[u8]) -> Result<bool> {
-        match self.put(key, data, &[IF_ABSENT.to_string()]) {
-            Ok(()) => Ok(true),
-            // Refused because the object exists, or failed: which, a read tells.
-            Err(e) => match self.open(key, 0)? {
-                Some(_) => Ok(false),
-                None => Err(e),
-            },
+        let mut tries = CREATE_TRIES;
+        loop {
+            let Err(e) = self.put(key, data, &[IF_ABSENT.to_string()]) else {
+                return Ok(true);
+            };
+            // Refused because the object exists, or failed: which, a read tells. Missing
+            // now, it may have been there and been deleted since (a claim released): the
+            // write is tried again.
+            if self.open(key, 0)?.is_some() {
+                return Ok(false);
+            }
+            tries -= 1;
+            if tries == 0 {
+                return Err(e);
+            }
         }
     }
 
@@ -419,8 +427,12 @@ impl Storage for VsiStorage {
     }
 
     fn list(&self, prefix: &str) -> Result<Vec<String>> {
-        self.forget(prefix)?;
-        let c_path = self.c_path(prefix.trim_end_matches('/'))?;
+        // GDAL caches a listing under the directory's name without the trailing `/`:
+        // dropped by that name (as a prefix, it covers everything below too), or a name
+        // whose objects were all deleted since would still be listed.
+        let dir = prefix.trim_end_matches('/');
+        self.forget(dir)?;
+        let c_path = self.c_path(dir)?;
         // SAFETY: a NUL-terminated path; GDAL returns a null-terminated list of
         // NUL-terminated strings (or null), ours to free, freed once below.
         let names = unsafe {
@@ -493,6 +505,10 @@ impl Storage for VsiStorage {
         }
     }
 }
+
+/// How many times `create_new` writes an object that was missing each time its write
+/// failed, before it reports the failure.
+const CREATE_TRIES: u32 = 3;
 
 /// The request header of a write that must not replace an object.
 const IF_ABSENT: &str = "If-None-Match=*";

@@ -62,7 +62,26 @@ impl Claim {
 }
 
 /// Claims the first free id after `committed` for a write by `writer`.
+///
+/// An id whose claim is free is not free when a writer committed under it and released
+/// its claim since `committed` was read: the committed id is read again once the claim is
+/// held, and an id at or below it is given back and the search goes on above it. (Its
+/// owner released the claim only after its commit was in, so the read sees that commit.)
 pub fn claim_next(storage: &dyn Storage, committed: u64, writer: &str) -> Result<u64> {
+    let mut after = committed;
+    loop {
+        let id = claim_free(storage, after, writer)?;
+        let now = super::optimistic::read_committed(storage)?.map_or(0, |(m, _)| m.snapshot.id);
+        if id > now {
+            return Ok(id);
+        }
+        release(storage, id)?;
+        after = now;
+    }
+}
+
+/// Claims the first id after `committed` whose claim is free.
+fn claim_free(storage: &dyn Storage, committed: u64, writer: &str) -> Result<u64> {
     let body = serde_json::to_vec(&Claim::new(writer)).expect("a claim serializes");
     let last = committed
         .saturating_add(MAX_CLAIM_TRIES)

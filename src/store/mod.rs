@@ -20,6 +20,7 @@ pub mod time_blocks;
 mod transaction;
 
 pub use compact::{compact, compact_in, Closed, Compacted};
+pub use optimistic::MAX_REBASES;
 pub use paths::{check_store_name, resolve_store_path, NAME_PREFIX, STORE_EXTENSION};
 pub use series::{point_series, point_series_counted, PointSample};
 pub use series_window::{read_series_window, SeriesRead, TickOut};

@@ -834,13 +834,39 @@ impl Transaction {
             Written::Unknown(e) => Some(Some(e)),
         };
         if let Some(error) = failure {
-            let (landed, current) = optimistic::landed(&*self.storage, &self.manifest)?;
+            let (landed, current) = match optimistic::landed(&*self.storage, &self.manifest) {
+                Ok(found) => found,
+                // A write that failed without saying why may be in: its objects must stay
+                // (gc removes them once its claim is old, if it is not).
+                Err(read) => match error {
+                    Some(write) => {
+                        self.finished = true;
+                        return Err(self.outcome_unknown(write, read));
+                    }
+                    None => return Err(read),
+                },
+            };
             if !landed {
                 return self.not_landed(error, current);
             }
         }
         self.finished = true;
         Ok(Published::Done(self.manifest.clone()))
+    }
+
+    /// The error for a commit whose manifest write failed without saying why (`write`),
+    /// and whose read-back failed too (`read`): whether it is in is not known.
+    fn outcome_unknown(&self, write: Error, read: Error) -> Error {
+        Error::io(
+            self.location().join(MANIFEST_KEY),
+            "committing",
+            std::io::Error::other(format!(
+                "the manifest write failed ({write}), and so did reading it back to see \
+                 whether the commit is in ({read}). The commit may be in: its objects are \
+                 kept. `gridstore log` shows whether it is; if not, `gridstore gc` removes \
+                 them once their claim is older than its grace period"
+            )),
+        )
     }
 
     /// What a conditional commit that did not land means, from the state now current.

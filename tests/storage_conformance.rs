@@ -1,0 +1,248 @@
+//! The same checks of the `Storage` trait against every backend: the local disk, the
+//! in-memory backend of the protocol tests, and GDAL's `/vsis3/` on moto's S3 server. What
+//! the store relies on must hold on each: reads bounded as asked, new objects never written
+//! over, listing as a directory of `/`-separated keys, and, where writers commit
+//! optimistically, versioned reads and conditional writes.
+
+mod common;
+
+use std::ffi::CString;
+use std::sync::Arc;
+
+use gridstore::storage::{
+    Commits, Expect, LocalStorage, MemoryStorage, Part, Storage, VsiStorage, Written,
+};
+
+/// Every check, on `s`, under keys that begin with `p/`.
+fn conforms(s: &dyn Storage, p: &str) {
+    reads_what_was_written(s, p);
+    reads_within_bounds(s, p);
+    reads_ranges(s, p);
+    never_writes_over_an_object(s, p);
+    writes_parts(s, p);
+    creates_only_new_objects(s, p);
+    deletes(s, p);
+    lists_and_deletes_prefixes(s, p);
+    if s.commits() == Commits::Optimistic {
+        writes_conditionally(s, p);
+    }
+}
+
+fn read(s: &dyn Storage, key: &str) -> Option<Vec<u8>> {
+    s.read(key).unwrap_or_else(|e| panic!("reading {key}: {e}"))
+}
+
+fn reads_what_was_written(s: &dyn Storage, p: &str) {
+    let key = format!("{p}/rw/a.bin");
+    assert_eq!(read(s, &key), None, "a missing object reads as none");
+    s.write(&key, b"hello").unwrap();
+    assert_eq!(read(s, &key).as_deref(), Some(&b"hello"[..]));
+    let empty = format!("{p}/rw/empty");
+    s.write(&empty, b"").unwrap();
+    assert_eq!(
+        read(s, &empty).as_deref(),
+        Some(&b""[..]),
+        "an empty object exists"
+    );
+}
+
+fn reads_within_bounds(s: &dyn Storage, p: &str) {
+    let key = format!("{p}/bounds/a");
+    s.write(&key, b"0123456789").unwrap();
+    let mut buf = b"junk".to_vec();
+    assert!(s.read_into(&key, 10, &mut buf).unwrap());
+    assert_eq!(
+        buf, b"0123456789",
+        "read_into replaces the buffer's content"
+    );
+    let err = s.read_into(&key, 9, &mut buf).unwrap_err();
+    assert!(err.to_string().contains("more than"), "{err}");
+    assert_eq!(s.read_at_most(&key, 9).ok(), None, "too long: an error");
+    assert!(!s
+        .read_into(&format!("{p}/bounds/none"), 10, &mut buf)
+        .unwrap());
+    assert_eq!(
+        s.read_at_most(&format!("{p}/bounds/none"), 10).unwrap(),
+        None
+    );
+}
+
+fn reads_ranges(s: &dyn Storage, p: &str) {
+    let key = format!("{p}/range/a");
+    s.write(&key, b"0123456789").unwrap();
+    let mut buf = b"junk".to_vec();
+    assert!(s.read_range(&key, 2, 3, &mut buf).unwrap());
+    assert_eq!(buf, b"234");
+    assert!(s.read_range(&key, 8, 100, &mut buf).unwrap());
+    assert_eq!(buf, b"89", "fewer bytes where the object ends");
+    assert!(s.read_range(&key, 20, 4, &mut buf).unwrap());
+    assert_eq!(buf, b"", "nothing past the end");
+    assert!(!s
+        .read_range(&format!("{p}/range/none"), 0, 4, &mut buf)
+        .unwrap());
+}
+
+fn never_writes_over_an_object(s: &dyn Storage, p: &str) {
+    let key = format!("{p}/once/a");
+    s.write(&key, b"first").unwrap();
+    assert!(
+        s.write(&key, b"second").is_err(),
+        "an existing key is refused"
+    );
+    assert_eq!(read(s, &key).as_deref(), Some(&b"first"[..]));
+}
+
+fn writes_parts(s: &dyn Storage, p: &str) {
+    let from = format!("{p}/parts/from");
+    let key = format!("{p}/parts/to");
+    s.write(&from, b"abcdefgh").unwrap();
+    let parts = [
+        Part::Bytes(b"<"),
+        Part::Copy {
+            key: &from,
+            offset: 2,
+            len: 3,
+        },
+        Part::Bytes(b">"),
+    ];
+    s.write_parts(&key, &parts).unwrap();
+    assert_eq!(read(s, &key).as_deref(), Some(&b"<cde>"[..]));
+    let past_end = [Part::Copy {
+        key: &from,
+        offset: 6,
+        len: 3,
+    }];
+    assert!(s.write_parts(&format!("{p}/parts/bad"), &past_end).is_err());
+}
+
+fn creates_only_new_objects(s: &dyn Storage, p: &str) {
+    let key = format!("{p}/claims/1");
+    assert!(s.create_new(&key, b"mine").unwrap());
+    assert!(!s.create_new(&key, b"theirs").unwrap());
+    assert_eq!(read(s, &key).as_deref(), Some(&b"mine"[..]));
+}
+
+fn deletes(s: &dyn Storage, p: &str) {
+    let key = format!("{p}/del/a");
+    s.write(&key, b"x").unwrap();
+    s.delete(&key).unwrap();
+    assert_eq!(read(s, &key), None);
+    s.delete(&key)
+        .expect("deleting a missing object is no error");
+    s.write(&key, b"again")
+        .expect("a deleted key can be written anew");
+    assert_eq!(read(s, &key).as_deref(), Some(&b"again"[..]));
+}
+
+fn lists_and_deletes_prefixes(s: &dyn Storage, p: &str) {
+    for k in ["a", "b/c", "b/d", "b/e/f", "g.json"] {
+        s.write(&format!("{p}/list/{k}"), k.as_bytes()).unwrap();
+    }
+    let sorted = |mut v: Vec<String>| {
+        v.sort();
+        v
+    };
+    let listed = sorted(s.list(&format!("{p}/list/")).unwrap());
+    assert_eq!(
+        listed,
+        ["a", "b", "g.json"],
+        "the names directly under the prefix"
+    );
+    let listed = sorted(s.list(&format!("{p}/list/b/")).unwrap());
+    assert_eq!(listed, ["c", "d", "e"]);
+    assert!(s.list(&format!("{p}/list/none/")).unwrap().is_empty());
+    s.delete_prefix(&format!("{p}/list/b/")).unwrap();
+    let listed = sorted(s.list(&format!("{p}/list/")).unwrap());
+    assert_eq!(listed, ["a", "g.json"]);
+    assert_eq!(
+        read(s, &format!("{p}/list/b/e/f")),
+        None,
+        "deleted deep down too"
+    );
+    assert_eq!(read(s, &format!("{p}/list/a")).as_deref(), Some(&b"a"[..]));
+    s.delete_prefix(&format!("{p}/list/none/"))
+        .expect("deleting an empty prefix is no error");
+}
+
+fn writes_conditionally(s: &dyn Storage, p: &str) {
+    let key = format!("{p}/cond.json");
+    assert!(s.read_versioned(&key, 100).unwrap().is_none());
+    assert!(matches!(
+        s.write_if(&key, b"one", Expect::Absent),
+        Written::Done
+    ));
+    // A refused condition is Refused, or Unknown where the backend cannot tell it from a
+    // failed request (GDAL): either way nothing is written.
+    let again = s.write_if(&key, b"two", Expect::Absent);
+    assert!(!matches!(again, Written::Done), "{again:?}");
+    let (data, v1) = s.read_versioned(&key, 100).unwrap().unwrap();
+    assert_eq!(data, b"one");
+    assert!(
+        s.read_versioned(&key, 2).is_err(),
+        "bounded as read_into is"
+    );
+    assert!(matches!(
+        s.write_if(&key, b"two", Expect::At(&v1)),
+        Written::Done
+    ));
+    let (data, v2) = s.read_versioned(&key, 100).unwrap().unwrap();
+    assert_eq!(data, b"two");
+    assert_ne!(v1, v2, "a new version with each write");
+    let stale = s.write_if(&key, b"three", Expect::At(&v1));
+    assert!(!matches!(stale, Written::Done), "{stale:?}");
+    assert_eq!(read(s, &key).as_deref(), Some(&b"two"[..]));
+    let missing = s.write_if(&format!("{p}/none.json"), b"x", Expect::At(&v2));
+    assert!(!matches!(missing, Written::Done), "{missing:?}");
+    assert_eq!(read(s, &format!("{p}/none.json")), None);
+}
+
+#[test]
+fn local_storage_conforms() {
+    let dir = common::tmp();
+    let s = LocalStorage::new(dir.path());
+    assert_eq!(s.commits(), Commits::Locked);
+    conforms(&s, "t");
+}
+
+#[test]
+fn memory_storage_conforms() {
+    let s = MemoryStorage::new("memory/t.gridstore");
+    assert_eq!(s.commits(), Commits::Optimistic);
+    conforms(&*s, "t");
+    let s: Arc<dyn Storage> = s;
+    conforms(&*s, "u");
+}
+
+/// moto's server program, if it is installed where the S3 tests look for it.
+fn moto_installed() -> bool {
+    let venv = common::root().join("target/moto-venv/bin/moto_server");
+    venv.exists()
+        || std::env::var_os("PATH").is_some_and(|path| {
+            std::env::split_paths(&path).any(|d| d.join("moto_server").exists())
+        })
+}
+
+/// Sets GDAL's configuration (process-wide) for `/vsis3/` on moto at `port`.
+fn configure_s3(port: u16) {
+    for (name, value) in common::servers::s3_env(port) {
+        let (n, v) = (CString::new(name).unwrap(), CString::new(value).unwrap());
+        // SAFETY: NUL-terminated strings; GDAL copies them.
+        unsafe { gdal_sys::CPLSetConfigOption(n.as_ptr(), v.as_ptr()) };
+    }
+}
+
+#[test]
+fn vsis3_storage_conforms() {
+    if !moto_installed() {
+        eprintln!(
+            "skipped: moto_server is not installed (python3 -m venv target/moto-venv && \
+             target/moto-venv/bin/pip install 'moto[server]')"
+        );
+        return;
+    }
+    let server = common::servers::moto("conformance");
+    configure_s3(server.port);
+    let s = VsiStorage::new("/vsis3/conformance/t.gridstore");
+    assert_eq!(s.commits(), Commits::Optimistic);
+    conforms(&s, "t");
+}
