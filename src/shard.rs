@@ -10,7 +10,6 @@
 
 use std::fmt;
 use std::ops::Range;
-use std::path::Path;
 use std::str::FromStr;
 
 use crate::error::{Error, Result};
@@ -118,19 +117,6 @@ impl FromStr for Shard {
         };
         Shard::new(number(i)?, number(n)?)
     }
-}
-
-/// Refuses parts of a write into a store on object storage: writers there commit at once
-/// without a lock, and parts of one write are not supported there yet.
-pub fn check_store_takes_parts(root: &Path, shard: Shard) -> Result<()> {
-    if shard.is_whole() || !crate::storage::is_vsi_path(root) {
-        return Ok(());
-    }
-    Err(Error::NotSupported(format!(
-        "{}: parts of one write (--shard) into a store on object storage are not supported \
-         yet; write the parts into a store on a local disk or NFS, or write without --shard",
-        root.display()
-    )))
 }
 
 /// The Z-order of level-0 tile `loc`, counted from a corner 2^31 tiles up and left of tile

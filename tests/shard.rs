@@ -25,10 +25,21 @@ fn digest(store: &Path) -> String {
 /// Starts `gridstore ARGS... --shard I/N` for every I of `parts` at once; waits for all,
 /// insists each succeeded, and returns their outputs in the order of `parts`.
 fn run_parts(args: &[&str], n: u32, parts: &[u32]) -> Vec<String> {
+    run_parts_with(&[], args, n, parts)
+}
+
+/// [`run_parts`] with the environment `env` (an S3 server's configuration).
+fn run_parts_with(
+    env: &[(&'static str, String)],
+    args: &[&str],
+    n: u32,
+    parts: &[u32],
+) -> Vec<String> {
     let children: Vec<(u32, Child)> = parts
         .iter()
         .map(|&i| {
             let child = cmd(gridstore())
+                .envs(env.iter().cloned())
                 .args(args)
                 .args(["--shard", &format!("{i}/{n}")])
                 .stdout(Stdio::piped())
@@ -181,32 +192,36 @@ fn parts_of_an_ingest_make_the_store_one_ingest_makes() {
 }
 
 #[test]
-fn parts_of_a_write_into_a_store_on_object_storage_are_refused() {
+fn parts_at_once_into_a_store_on_s3_make_the_store_one_ingest_makes() {
     let dir = tmp();
     let files = sources(dir.path());
+    let whole = dir.path().join("whole.gridstore");
+    empty_store(&whole);
+    ok(gridstore(), &ingest_args(&whole, &files));
+    let want = digest(&whole);
     let server = servers::moto("stores");
-    let vsi = "/vsis3/stores/parts.gridstore";
-    let mut create = vec!["create", vsi];
-    create.extend(GRID.split_whitespace());
-    servers::ok_s3(&server, gridstore(), &create);
-    let before = remote_digest(&server, vsi);
-    let mut ingest = ingest_args(Path::new(vsi), &files);
-    ingest.extend(["--shard", "0/2"]);
-    let slice = s(&files[0]);
-    let append = [
-        "append",
-        vsi,
-        slice,
-        "--time",
-        "2024-01-01",
-        "--shard",
-        "1/2",
-    ];
-    for args in [&ingest[..], &append[..]] {
-        let err = failed_cleanly(&servers::run_s3(&server, gridstore(), args));
-        assert!(err.contains("object storage are not supported"), "{err}");
+    let env = servers::s3_env(server.port);
+    for n in [2u32, 4] {
+        // Into an empty store (whose levels the parts together outgrow) and into one
+        // holding the whole extent already (whose levels they keep).
+        for (k, prefill) in [(0, false), (1, true)] {
+            let vsi = format!("/vsis3/stores/parts{n}-{k}.gridstore");
+            let mut create = vec!["create", &vsi];
+            create.extend(GRID.split_whitespace());
+            servers::ok_s3(&server, gridstore(), &create);
+            if prefill {
+                servers::ok_s3(&server, gridstore(), &ingest_args(Path::new(&vsi), &files));
+            }
+            run_parts_with(
+                &env,
+                &ingest_args(Path::new(&vsi), &files),
+                n,
+                &all_parts(n),
+            );
+            assert_eq!(remote_digest(&server, &vsi), want, "{n} parts into {vsi}");
+            servers::checks_s3(&server, &["same", s(&whole), &format!("GRIDSTORE:{vsi}")]);
+        }
     }
-    assert_eq!(remote_digest(&server, vsi), before, "nothing written");
 }
 
 /// The content digest `gridstore verify` prints for a store on the S3 server.

@@ -372,7 +372,6 @@ pub fn ingest_files(
     writer: &str,
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<FilesReport> {
-    crate::shard::check_store_takes_parts(root, shard)?;
     // On object storage, a commit that lost to another writer's on the same tiles fails
     // with a conflict after its own objects were removed: the ingest then starts again
     // from the new state, which merges the files with what the other wrote. Batches

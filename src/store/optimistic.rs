@@ -99,7 +99,10 @@ pub fn shared_level_tiles(
     let joined = join(our_manifest.extent, theirs.extent)
         .filter(|e| !e.is_empty())
         .map(|e| crate::grid::Layout::for_extent(e, theirs.grid.tile_size).top);
-    let tops = [new.layout().map(|l| l.top), our_manifest.layout().map(|l| l.top)];
+    let tops = [
+        new.layout().map(|l| l.top),
+        our_manifest.layout().map(|l| l.top),
+    ];
     if tops.iter().any(|t| t.is_some() && *t != joined) {
         return Err(conflict(
             new,

@@ -14,7 +14,7 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::manifest::MANIFEST_KEY;
-use crate::shard::{check_store_takes_parts, Shard};
+use crate::shard::Shard;
 use crate::store::{compact, Closed, Snapshot};
 use crate::time::{DateTime, TimeAxis, MAX_TICK};
 
@@ -39,7 +39,6 @@ pub fn append_part(
     if shard.is_whole() {
         return append(root, slices, opts, progress);
     }
-    check_store_takes_parts(root, shard)?;
     if !root.join(MANIFEST_KEY).exists() {
         return Err(Error::InvalidInput(format!(
             "{}: the parts of an append (--shard) write into an existing store, and this one \
