@@ -467,9 +467,10 @@ fn a_lost_response_with_another_commit_before_the_read_back_is_a_commit() {
         commit(s, "them", &[(0, 3, 5.0)]);
     });
     let committed = ours.commit().expect("found in the history behind theirs");
+    // Their claim, and its check that the storage refuses to make it twice.
     assert_eq!(
         s.count(StorageOp::CreateNew),
-        claims_made + 1,
+        claims_made + 2,
         "their claim only"
     );
     let (snap, _) = verified(&s);
@@ -589,4 +590,17 @@ fn writers_committing_at_once_on_vsis3_all_get_in() {
         commit(&one_by_one, &format!("w{i}"), &[change]);
     }
     assert_eq!(digest, verified(&one_by_one).1);
+}
+
+#[test]
+fn a_server_that_ignores_conditions_is_not_written_to() {
+    let s = store();
+    let before = s.contents();
+    s.ignore_conditions();
+    let err = Transaction::begin_in(s.clone() as Arc<dyn Storage>, "us", LockWait::Fail)
+        .err()
+        .expect("a write must be refused");
+    let msg = err.to_string();
+    assert!(msg.contains("ignores conditional writes"), "{msg}");
+    assert!(s.contents() == before, "the store changed");
 }

@@ -96,6 +96,9 @@ pub struct MemoryStorage {
     /// Set while a hook runs: the operations it makes (or any other thread makes
     /// meanwhile) run no hook.
     in_hook: AtomicBool,
+    /// Set by [`MemoryStorage::ignore_conditions`]: writes ignore their conditions, as
+    /// some S3-compatible servers do.
+    ignoring: AtomicBool,
     /// This storage, for the hooks.
     me: Weak<MemoryStorage>,
 }
@@ -121,6 +124,7 @@ impl MemoryStorage {
             counts: Mutex::default(),
             hooks: Mutex::default(),
             in_hook: AtomicBool::new(false),
+            ignoring: AtomicBool::new(false),
             me: me.clone(),
         })
     }
@@ -303,16 +307,24 @@ impl MemoryStorage {
     /// Puts `data` at `key` if `expect` holds for what is there, in one step; returns
     /// whether it did.
     fn put_if(&self, key: &str, data: &[u8], expect: Expect<'_>) -> bool {
+        let ignoring = self.ignoring.load(Ordering::SeqCst);
         let mut objects = self.objects.lock().expect("poisoned");
-        let holds = match (expect, objects.get(key)) {
-            (Expect::Absent, found) => found.is_none(),
-            (Expect::At(v), Some((_, at))) => v.0 == at.to_string(),
-            (Expect::At(_), None) => false,
-        };
+        let holds = ignoring
+            || match (expect, objects.get(key)) {
+                (Expect::Absent, found) => found.is_none(),
+                (Expect::At(v), Some((_, at))) => v.0 == at.to_string(),
+                (Expect::At(_), None) => false,
+            };
         if holds {
             objects.insert(key.to_string(), (data.to_vec(), self.next_version()));
         }
         holds
+    }
+
+    /// From now on, writes ignore `If-None-Match` and `If-Match`: they always write, as a
+    /// server without conditional writes does.
+    pub fn ignore_conditions(&self) {
+        self.ignoring.store(true, Ordering::SeqCst);
     }
 
     fn put(&self, key: &str, data: &[u8]) {

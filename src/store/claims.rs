@@ -71,7 +71,7 @@ pub fn claim_next(storage: &dyn Storage, committed: u64, writer: &str) -> Result
     let mut after = committed;
     loop {
         let id = claim_free(storage, after, writer)?;
-        let now = super::optimistic::read_committed(storage)?.map_or(0, |(m, _)| m.snapshot.id);
+        let now = committed_id(storage)?;
         if id > now {
             return Ok(id);
         }
@@ -116,6 +116,17 @@ fn check_conditions_hold(storage: &dyn Storage, id: u64, body: &[u8]) -> Result<
          write to a local store and copy it there",
         storage.location().display()
     )))
+}
+
+/// The id of the committed snapshot (0 before the first commit): one plain read, since
+/// only the id is needed, not a version to write against.
+fn committed_id(storage: &dyn Storage) -> Result<u64> {
+    use crate::manifest::{Manifest, MANIFEST_KEY, MAX_MANIFEST_LEN};
+    let Some(bytes) = storage.read_at_most(MANIFEST_KEY, MAX_MANIFEST_LEN)? else {
+        return Ok(0);
+    };
+    let path = storage.location().join(MANIFEST_KEY);
+    Ok(Manifest::parse(&bytes, &path)?.snapshot.id)
 }
 
 /// Removes claim `id` (the write under it is committed or given up).
