@@ -165,11 +165,20 @@ fn a_store_created_on_s3_refuses_to_be_created_again_and_a_time_store_appends() 
     let vsi = "/vsis3/stores/dem.gridstore";
     dem_store(vsi, Some(&server));
     let before = keys(&server, vsi);
-    let dem = sample("olinda_dem_utm25s.tif");
     let out = run_s3(
         &server,
-        "gdal_translate",
-        &["-q", "-of", "GRIDSTORE", s(&dem), vsi],
+        &gridstore(),
+        &[
+            "create",
+            vsi,
+            "--crs",
+            "EPSG:32725",
+            "--origin",
+            "0",
+            "0",
+            "--cell-size",
+            "10",
+        ],
     );
     let err = failed_cleanly(&out);
     assert!(err.contains("already exists"), "{err}");
