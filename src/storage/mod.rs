@@ -19,7 +19,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
-pub use local::LocalStorage;
+pub use local::{DirEntry, Entries, EntryKind, LocalStorage};
 pub use vsi::{is_vsi_path, VsiStorage};
 
 /// Refuses to write to the store at `root` when its storage cannot take a safe commit
