@@ -7,12 +7,13 @@ use std::time::Duration;
 use anyhow::Result;
 
 use gridstore::manifest::SnapshotInfo;
+use gridstore::storage::LocalStorage;
 use gridstore::store::history::{gc, history, rollback};
 use gridstore::store::lock::LockWait;
 use gridstore::store::maintenance::{check_store_to_change, repair};
 use gridstore::text::printable;
 
-use super::info::{disk_usage, human_bytes};
+use super::info::human_bytes;
 
 pub fn log(store: &Path) -> Result<()> {
     println!(
@@ -72,9 +73,13 @@ pub fn run_rollback(store: &Path, to: u64, wait: LockWait) -> Result<()> {
 pub fn run_gc(store: &Path, keep: usize, grace: Duration, wait: LockWait) -> Result<()> {
     check_store_to_change(store, "gc")?;
     let local = !gridstore::storage::is_vsi_path(store);
-    let (_, before) = if local { disk_usage(store) } else { (0, 0) };
+    let usage = || match local {
+        true => LocalStorage::new(store).usage(),
+        false => (0, 0),
+    };
+    let (_, before) = usage();
     let r = gc(store, keep, grace, wait)?;
-    let (_, after) = if local { disk_usage(store) } else { (0, 0) };
+    let (_, after) = usage();
     let kept: Vec<String> = r.kept.iter().map(u64::to_string).collect();
     // Object storage is not walked for sizes (a listing of every object).
     let freed = match gridstore::storage::is_vsi_path(store) {

@@ -2,6 +2,7 @@
 
 use std::fmt::Write;
 
+use gridstore::storage::LocalStorage;
 use gridstore::store::Snapshot;
 use gridstore::text::printable;
 
@@ -126,7 +127,7 @@ pub fn describe(snapshot: &Snapshot) -> String {
     if gridstore::storage::is_vsi_path(snapshot.location()) {
         return s;
     }
-    let (files, bytes) = disk_usage(snapshot.location());
+    let (files, bytes) = LocalStorage::new(snapshot.location()).usage();
     let _ = writeln!(
         s,
         "On disk:    {} in {} files (every snapshot kept, index and manifests included)",
@@ -160,26 +161,4 @@ fn time_line(m: &gridstore::manifest::Manifest) -> Option<String> {
         printable(&spec.units),
         spec.holes()
     ))
-}
-
-/// Files and bytes under `dir`, recursively; unreadable entries are skipped.
-pub fn disk_usage(dir: &std::path::Path) -> (u64, u64) {
-    let mut stack = vec![dir.to_path_buf()];
-    let (mut files, mut bytes) = (0u64, 0u64);
-    while let Some(d) = stack.pop() {
-        let Ok(entries) = std::fs::read_dir(&d) else {
-            continue;
-        };
-        for entry in entries.flatten() {
-            match entry.file_type() {
-                Ok(t) if t.is_dir() => stack.push(entry.path()),
-                Ok(_) => {
-                    files += 1;
-                    bytes += entry.metadata().map(|m| m.len()).unwrap_or(0);
-                }
-                Err(_) => {}
-            }
-        }
-    }
-    (files, bytes)
 }

@@ -1,4 +1,5 @@
-//! The local backend: objects as files under a directory, with durable, atomic commits.
+//! The local backend: objects as files under a directory, with durable, atomic commits;
+//! the directory as a whole (made, checked, emptied, removed, measured) in [`store_dir`].
 
 use std::collections::{BTreeSet, HashSet};
 use std::fs;
@@ -8,6 +9,10 @@ use std::sync::Mutex;
 
 use super::{Part, Staged, Storage};
 use crate::error::{Error, Result};
+
+mod store_dir;
+
+pub use store_dir::{DirEntry, Entries, EntryKind};
 
 /// Objects as files under a directory.
 ///

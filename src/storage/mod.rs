@@ -21,7 +21,7 @@ use std::sync::Arc;
 
 use crate::error::{Error, Result};
 
-pub use local::LocalStorage;
+pub use local::{DirEntry, Entries, EntryKind, LocalStorage};
 pub use memory::{Fault, FaultRule, MemoryStorage, StorageOp};
 pub use vsi::{is_vsi_path, VsiStorage};
 

@@ -14,7 +14,7 @@ use sha2::{Digest, Sha256};
 
 use std::sync::Arc;
 
-use crate::storage::{LocalStorage, Storage};
+use crate::storage::{EntryKind, LocalStorage, Storage};
 
 use super::lock::{
     discard_unfinished_write, Cleanup, LockInfo, LockWait, Recovered, WriterLock, LOCK_KEY,
@@ -198,25 +198,25 @@ pub fn check_store_to_change(root: &Path, command: &str) -> Result<StoreState> {
     if crate::storage::is_vsi_path(root) {
         return check_store_on_object_storage(root, command);
     }
-    match std::fs::metadata(root) {
-        Ok(m) if m.is_dir() => {}
-        Ok(_) => return Err(refuse("it is a file, not a store directory".into())),
+    let dir = LocalStorage::new(root);
+    match dir.root_is_dir() {
+        Ok(true) => {}
+        Ok(false) => return Err(refuse("it is a file, not a store directory".into())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             return Err(refuse("it does not exist".into()))
         }
         Err(e) => return Err(Error::io(root, "opening", e)),
     }
-    let manifest = root.join(MANIFEST_KEY);
-    match std::fs::symlink_metadata(&manifest) {
-        Ok(m) if m.file_type().is_file() => {
-            check_manifest_reads(&LocalStorage::new(root), root, command)?;
+    match dir.entry_kind(MANIFEST_KEY) {
+        Ok(EntryKind::File) => {
+            check_manifest_reads(&dir, root, command)?;
             Ok(StoreState::Committed)
         }
-        Ok(m) => Err(refuse(format!(
+        Ok(kind) => Err(refuse(format!(
             "its {MANIFEST_KEY} is {}, not a file",
-            kind_of(&m.file_type())
+            kind.describe()
         ))),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match unfinished_creation(root) {
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => match unfinished_creation(&dir) {
             Ok(()) => Ok(StoreState::UnfinishedCreation),
             Err(why) => Err(refuse(format!(
                 "it has no {MANIFEST_KEY}, and is not what an interrupted creation leaves \
@@ -224,7 +224,7 @@ pub fn check_store_to_change(root: &Path, command: &str) -> Result<StoreState> {
                  delete it yourself"
             ))),
         },
-        Err(e) => Err(Error::io(manifest, "opening", e)),
+        Err(e) => Err(Error::io(root.join(MANIFEST_KEY), "opening", e)),
     }
 }
 
@@ -265,16 +265,6 @@ fn check_manifest_reads(storage: &dyn Storage, root: &Path, command: &str) -> Re
     }
 }
 
-fn kind_of(t: &std::fs::FileType) -> &'static str {
-    if t.is_symlink() {
-        "a symbolic link"
-    } else if t.is_dir() {
-        "a directory"
-    } else {
-        "a special file (FIFO, socket or device)"
-    }
-}
-
 /// Deletes a store. Refuses anything that is not a store, a store being written, and a
 /// path that is a symbolic link (deleting through it would remove what it points to, and
 /// removing only the link is not deleting the store).
@@ -282,7 +272,8 @@ pub fn remove_store(root: &Path, wait: LockWait) -> Result<()> {
     if crate::storage::is_vsi_path(root) {
         return remove_store_on_object_storage(root);
     }
-    if let Ok(target) = std::fs::read_link(root) {
+    let dir = LocalStorage::new(root);
+    if let Some(target) = dir.root_link_target() {
         return Err(Error::InvalidInput(format!(
             "{} is a symbolic link to {}; nothing was removed. To delete the store, run \
              `gridstore rm` on {} itself; to drop only the link, delete it with rm",
@@ -297,11 +288,10 @@ pub fn remove_store(root: &Path, wait: LockWait) -> Result<()> {
     // Remove the manifest first: from then on the directory is no store, even if removing
     // the rest is interrupted.
     if state == StoreState::Committed {
-        std::fs::remove_file(root.join(MANIFEST_KEY))
-            .map_err(|e| Error::io(root.join(MANIFEST_KEY), "removing", e))?;
+        dir.remove_file(MANIFEST_KEY)?;
     }
-    // remove_dir_all removes symbolic links inside the store without following them.
-    std::fs::remove_dir_all(root).map_err(|e| Error::io(root, "removing", e))?;
+    // Symbolic links inside the store are removed without being followed.
+    dir.remove_all()?;
     drop(lock); // its file went with the directory
     Ok(())
 }
@@ -347,11 +337,12 @@ pub fn repair(root: &Path, wait: LockWait) -> Result<RepairReport> {
     }
     // A store, before a lock is taken in it.
     let unfinished = check_store_to_change(root, "repair")? == StoreState::UnfinishedCreation;
+    let dir = LocalStorage::new(root);
     let storage: Arc<dyn Storage> = Arc::new(LocalStorage::new(root));
     let lock = WriterLock::acquire(storage.clone(), "gridstore repair", wait)?;
     let recovered = lock.recovered().cloned();
-    if unfinished && !root.join(MANIFEST_KEY).exists() {
-        std::fs::remove_dir_all(root).map_err(|e| Error::io(root, "removing", e))?;
+    if unfinished && !dir.exists(MANIFEST_KEY) {
+        dir.remove_all()?;
         drop(lock); // its file went with the directory
         return Ok(RepairReport {
             cleanup: Cleanup {
@@ -378,39 +369,41 @@ const UNFINISHED_STORE_DIRS: [&str; 4] = ["chunks", "index", "snapshots", "steps
 /// True for a directory left by a store creation that never committed: it has a writer
 /// lock that reads as one, no manifest, and nothing but objects a creation writes.
 pub fn is_unfinished_creation(root: &Path) -> bool {
-    !root.join(MANIFEST_KEY).exists() && unfinished_creation(root).is_ok()
+    let dir = LocalStorage::new(root);
+    !dir.exists(MANIFEST_KEY) && unfinished_creation(&dir).is_ok()
 }
 
-/// Checks that `root` (which has no manifest) holds only what a creation writes: `Err`
-/// says what else it holds.
-fn unfinished_creation(root: &Path) -> std::result::Result<(), String> {
-    let lock = root.join(LOCK_KEY);
-    match std::fs::symlink_metadata(&lock) {
-        Ok(m) if m.file_type().is_file() => {}
-        Ok(m) => return Err(format!("its {LOCK_KEY} is {}", kind_of(&m.file_type()))),
+/// Checks that the store directory `dir` (which has no manifest) holds only what a
+/// creation writes: `Err` says what else it holds.
+fn unfinished_creation(dir: &LocalStorage) -> std::result::Result<(), String> {
+    match dir.entry_kind(LOCK_KEY) {
+        Ok(EntryKind::File) => {}
+        Ok(kind) => return Err(format!("its {LOCK_KEY} is {}", kind.describe())),
         Err(_) => return Err(format!("it has no {LOCK_KEY}")),
     }
-    let bytes = read_small(&lock, MAX_LOCK_BYTES)
+    let bytes = read_small(dir, LOCK_KEY, MAX_LOCK_BYTES)
         .map_err(|e| format!("its {LOCK_KEY} cannot be read: {e}"))?;
     LockInfo::parse(&bytes)
         .map_err(|why| format!("its {LOCK_KEY} is not a gridstore lock: {why}"))?;
-    let entries = std::fs::read_dir(root).map_err(|e| format!("it cannot be listed: {e}"))?;
+    let entries = dir
+        .entries()
+        .map_err(|e| format!("it cannot be listed: {e}"))?;
     let temporaries = [format!(".{MANIFEST_KEY}."), format!(".{LOCK_KEY}.")];
     for entry in entries {
         let entry = entry.map_err(|e| format!("it cannot be listed: {e}"))?;
-        let name = entry.file_name();
+        let name = entry.name();
         let name = name.to_string_lossy();
-        let kind = entry.file_type().map_err(|e| format!("{name}: {e}"))?;
+        let kind = entry.kind().map_err(|e| format!("{name}: {e}"))?;
         let expected = if UNFINISHED_STORE_DIRS.contains(&name.as_ref()) {
-            kind.is_dir()
+            kind == EntryKind::Directory
         } else {
-            kind.is_file()
+            kind == EntryKind::File
                 && (name == LOCK_KEY || temporaries.iter().any(|t| name.starts_with(t.as_str())))
         };
         if !expected {
             return Err(format!(
                 "it holds {} \"{}\", which no gridstore creation writes",
-                kind_of_entry(&kind),
+                kind.describe(),
                 printable(&name)
             ));
         }
@@ -418,25 +411,13 @@ fn unfinished_creation(root: &Path) -> std::result::Result<(), String> {
     Ok(())
 }
 
-/// The content of a file of at most `most` bytes; a longer one is an error, unread.
-fn read_small(path: &Path, most: u64) -> std::io::Result<Vec<u8>> {
-    use std::io::Read;
-    let mut bytes = Vec::new();
-    std::fs::File::open(path)?
-        .take(most + 1)
-        .read_to_end(&mut bytes)?;
+/// The content of file `key` of at most `most` bytes; a longer one is an error, unread.
+fn read_small(dir: &LocalStorage, key: &str, most: u64) -> std::io::Result<Vec<u8>> {
+    let bytes = dir.read_start(key, most + 1)?;
     if bytes.len() as u64 > most {
         return Err(std::io::Error::other(format!(
             "it is larger than any lock ({most} bytes)"
         )));
     }
     Ok(bytes)
-}
-
-fn kind_of_entry(t: &std::fs::FileType) -> &'static str {
-    if t.is_file() {
-        "a file"
-    } else {
-        kind_of(t)
-    }
 }

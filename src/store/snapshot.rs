@@ -11,7 +11,7 @@ use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect, TileLoc};
 use crate::index::{Entry, IndexReader, TileKey, Tree};
 use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY, MAX_MANIFEST_LEN};
-use crate::storage::{self, Storage};
+use crate::storage::{self, LocalStorage, Storage};
 use crate::tile::{fill_value, BandValidity, Tile};
 use crate::with_sample_type;
 
@@ -479,15 +479,14 @@ pub fn store_exists(root: &Path) -> Result<bool> {
             .read_at_most(MANIFEST_KEY, MAX_MANIFEST_LEN)?
             .is_some());
     }
-    Ok(root.join(MANIFEST_KEY).exists())
+    Ok(LocalStorage::new(root).exists(MANIFEST_KEY))
 }
 
-/// Explains what is wrong with a path that should be a store directory.
 /// Checks that `root` is a store (a directory with a manifest) without reading it: enough
 /// before taking a lock there, which reads the manifest anyway once it holds the lock.
 pub fn check_is_store(root: &Path) -> Result<()> {
     check_store_dir(root)?;
-    match std::fs::symlink_metadata(root.join(MANIFEST_KEY)) {
+    match LocalStorage::new(root).entry_kind(MANIFEST_KEY) {
         Ok(_) => Ok(()),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(no_manifest(root)),
         Err(e) => Err(Error::io(root.join(MANIFEST_KEY), "opening", e)),
@@ -504,10 +503,11 @@ fn no_manifest(root: &Path) -> Error {
     }
 }
 
+/// Explains what is wrong with a path that should be a store directory.
 fn check_store_dir(root: &Path) -> Result<()> {
-    match std::fs::metadata(root) {
-        Ok(m) if m.is_dir() => Ok(()),
-        Ok(_) => Err(Error::StoreNotFound {
+    match LocalStorage::new(root).root_is_dir() {
+        Ok(true) => Ok(()),
+        Ok(false) => Err(Error::StoreNotFound {
             path: root.to_path_buf(),
             detail: "it is a file, not a store directory".into(),
         }),

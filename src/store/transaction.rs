@@ -109,7 +109,7 @@ impl Transaction {
             Ok(l) => l,
             Err(e) => {
                 if let Some(dir) = &created_dir {
-                    let _ = std::fs::remove_dir_all(dir);
+                    let _ = LocalStorage::new(dir).remove_all();
                 }
                 return Err(e);
             }
@@ -919,7 +919,7 @@ impl Transaction {
             return;
         }
         if let Some(dir) = self.created_dir.take() {
-            let _ = std::fs::remove_dir_all(dir);
+            let _ = LocalStorage::new(dir).remove_all();
         } else {
             for prefix in WRITE_PREFIXES {
                 let _ = self
@@ -972,32 +972,19 @@ impl Drop for Transaction {
     }
 }
 
-/// A creation of this store died before committing: empties the directory so the store
-/// can be created afresh. Refused while the creating process is alive.
 /// Removes from a store directory without a lock the temporary files of a manifest or lock
 /// that a killed creation was writing (`.writer.lock.<pid>.<n>.new`): only those of
 /// processes that are gone, so that a creation killed before its lock was in place can be
 /// run again.
-fn remove_dead_temporaries(dir: &Path) -> Result<()> {
-    let entries = std::fs::read_dir(dir).map_err(|e| Error::io(dir, "listing", e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(dir, "listing", e))?;
-        let is_file = entry.file_type().is_ok_and(|t| t.is_file());
-        let name = entry.file_name();
-        if is_file
-            && name
-                .to_str()
-                .is_some_and(super::lock::temporary_of_dead_process)
-        {
-            std::fs::remove_file(entry.path())
-                .map_err(|e| Error::io(entry.path(), "removing", e))?;
-        }
-    }
-    Ok(())
+fn remove_dead_temporaries(dir: &LocalStorage) -> Result<()> {
+    dir.remove_files_where(super::lock::temporary_of_dead_process)
 }
 
-fn take_over_unfinished_creation(path: &Path) -> Result<Option<PathBuf>> {
-    let holder = read_lock(&LocalStorage::new(path))?;
+/// A creation of this store died before committing: empties the directory so the store
+/// can be created afresh. Refused while the creating process is alive.
+fn take_over_unfinished_creation(dir: &LocalStorage) -> Result<Option<PathBuf>> {
+    let path = dir.location();
+    let holder = read_lock(dir)?;
     if let Some(h) = holder.filter(|h| !h.is_stale()) {
         return Err(Error::Locked(format!(
             "{}: this store is being created by {}; wait for it to finish",
@@ -1005,25 +992,16 @@ fn take_over_unfinished_creation(path: &Path) -> Result<Option<PathBuf>> {
             h.describe()
         )));
     }
-    let entries = std::fs::read_dir(path).map_err(|e| Error::io(path, "listing", e))?;
-    for entry in entries {
-        let entry = entry.map_err(|e| Error::io(path, "listing", e))?;
-        let p = entry.path();
-        let removed = if p.is_dir() {
-            std::fs::remove_dir_all(&p)
-        } else {
-            std::fs::remove_file(&p)
-        };
-        removed.map_err(|e| Error::io(&p, "removing what an interrupted creation left", e))?;
-    }
+    dir.remove_contents("removing what an interrupted creation left")?;
     Ok(Some(path.to_path_buf()))
 }
 
 /// Makes sure `path` can become a new store. Returns the directory if this call made it.
 fn prepare_new_store_dir(path: &Path) -> Result<Option<PathBuf>> {
-    match std::fs::metadata(path) {
-        Ok(m) if m.is_dir() => {
-            if path.join(MANIFEST_KEY).exists() {
+    let dir = LocalStorage::new(path);
+    match dir.root_is_dir() {
+        Ok(true) => {
+            if dir.exists(MANIFEST_KEY) {
                 return Err(Error::AlreadyExists {
                     path: path.to_path_buf(),
                     hint: "It is a gridstore; remove it first with `gridstore rm`, or write \
@@ -1032,10 +1010,11 @@ fn prepare_new_store_dir(path: &Path) -> Result<Option<PathBuf>> {
                 });
             }
             if super::maintenance::is_unfinished_creation(path) {
-                return take_over_unfinished_creation(path);
+                return take_over_unfinished_creation(&dir);
             }
-            remove_dead_temporaries(path)?;
-            let leftovers = std::fs::read_dir(path)
+            remove_dead_temporaries(&dir)?;
+            let leftovers = dir
+                .entries()
                 .map_err(|e| Error::io(path, "listing", e))?
                 .count();
             if leftovers > 0 {
@@ -1048,12 +1027,12 @@ fn prepare_new_store_dir(path: &Path) -> Result<Option<PathBuf>> {
             }
             Ok(None)
         }
-        Ok(_) => Err(Error::AlreadyExists {
+        Ok(false) => Err(Error::AlreadyExists {
             path: path.to_path_buf(),
             hint: "It is a file; a store is a directory. Choose another name".into(),
         }),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-            std::fs::create_dir(path).map_err(|e| {
+            dir.create_root().map_err(|e| {
                 let hint = if e.kind() == std::io::ErrorKind::NotFound {
                     "creating the store directory (its parent directory does not exist)"
                 } else {
