@@ -13,7 +13,6 @@ use std::collections::HashSet;
 use std::path::Path;
 
 use crate::error::{Error, Result};
-use crate::manifest::MANIFEST_KEY;
 use crate::shard::Shard;
 use crate::store::{compact, Closed, Snapshot};
 use crate::time::{DateTime, TimeAxis, MAX_TICK};
@@ -39,7 +38,7 @@ pub fn append_part(
     if shard.is_whole() {
         return append(root, slices, opts, progress);
     }
-    if !root.join(MANIFEST_KEY).exists() {
+    if !crate::store::store_exists(root)? {
         return Err(Error::InvalidInput(format!(
             "{}: the parts of an append (--shard) write into an existing store, and this one \
              does not exist yet: append the first slice without --shard to create it, then \
