@@ -24,6 +24,11 @@ command's wall time (process start-up included, the same for both formats):
 - shards: `gridstore ingest --shard I/N` of the surface by N = 1, 2, 4 processes at once
   into one store on S3 made first with `gridstore create`; the speed-up against 1 process.
 
+moto handles the whole object for every range request, so the COG (one object of about
+200 MB at 8192 x 8192) pays on every request a cost that S3 does not charge, and the store
+(small objects) does not: the times on moto say more about moto than about S3; the request
+counts hold for any S3 server. The proxy adds a little Python work to every request.
+
 Set-up work (uploads, emptying a key prefix, creating the store of the shards) goes straight
 to moto and is neither timed nor counted. A command that fails is reported with its own
 error message, the other parts still run, and the script exits with status 1.
