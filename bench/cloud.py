@@ -291,24 +291,36 @@ class Case:
         return statistics.median(self.times) if self.times else None
 
 
-def patch_check(path, patch, env, at):
-    """A check that the 512 x 512 window at (at, at) of `path` holds the patch's pixels."""
+def patch_check(path, patch, env, at, levels):
+    """A check that the 512 x 512 window at (at, at) of `path` holds the patch's pixels and
+    that `path` still has `levels` overview levels."""
     code = (
         "import sys, numpy as np\nfrom osgeo import gdal\ngdal.UseExceptions()\n"
         "at = int(sys.argv[3])\n"
         "ds, patch = gdal.Open(sys.argv[1]), gdal.Open(sys.argv[2])\n"
         "got = ds.GetRasterBand(1).ReadAsArray(at, at, 512, 512)\n"
         "want = patch.GetRasterBand(1).ReadAsArray()\n"
+        "n = ds.GetRasterBand(1).GetOverviewCount()\n"
+        "if n != int(sys.argv[4]):\n"
+        "    sys.exit(f'{n} overview levels, where the original has {sys.argv[4]}')\n"
         "sys.exit(0 if np.array_equal(got, want) else 'the patched pixels differ from the patch')\n")
 
     def check():
-        out = subprocess.run([PY, "-c", code, path, patch, str(at)], env=env,
+        out = subprocess.run([PY, "-c", code, path, patch, str(at), str(levels)], env=env,
                              capture_output=True, text=True)
         if out.returncode:
             return (f"{path}, read back after the patch: {out.stderr.strip()} "
                     f"(exit status {out.returncode})")
         return None
     return check
+
+
+def overview_count(path, env):
+    """How many overview levels GDAL sees in the local dataset `path`."""
+    code = ("import sys\nfrom osgeo import gdal\ngdal.UseExceptions()\nds = gdal.Open(sys.argv[1])\n"
+            "print(ds.GetRasterBand(1).GetOverviewCount())\n")
+    return int(subprocess.run([PY, "-c", code, path], env=env, check=True, capture_output=True,
+                              text=True).stdout)
 
 
 class Bench:
@@ -417,15 +429,18 @@ class Bench:
         return [
             Case("patch", "COG",
                  [[["gdalbuildvrt", "-q", "-overwrite", vrt, old, self.patch]],
-                  [["gdal_translate", "-q", *COG, vrt, cog]]], env,
+                  # Without IGNORE_EXISTING, GDAL 3.6 keeps only some overview levels of
+                  # a mosaic whose sources have overviews; the check below catches that.
+                  [["gdal_translate", "-q", *COG, "-co", "OVERVIEWS=IGNORE_EXISTING", vrt,
+                    cog]]], env,
                  setup=cog_setup, prefix=cog, extra=COG_WRITE,
                  check=patch_check(cog, self.patch, dict(self.direct, **COG_ENV),
-                                   self.patch_at)),
+                                   self.patch_at, overview_count(self.cog, self.env))),
             Case("patch", "GRIDSTORE",
                  [[[GRIDSTORE, "ingest", "-q", store, self.patch]]], env,
                  setup=self.reset("patch.gridstore", self.store), prefix=store,
                  check=patch_check("GRIDSTORE:" + store, self.patch, self.direct,
-                                   self.patch_at)),
+                                   self.patch_at, overview_count("GRIDSTORE:" + self.store, self.env))),
         ]
 
     def shard_cases(self, env):
@@ -547,12 +562,14 @@ def parse_args():
 def main():
     args = parse_args()
     tmp = tempfile.mkdtemp(prefix="bench-cloud-")
-    bench = Bench(args, tmp)
+    bench = None
     try:
+        bench = Bench(args, tmp)
         bench.start_servers()
         done = bench.run()
     finally:
-        bench.stop_servers()
+        if bench:
+            bench.stop_servers()
         shutil.rmtree(tmp, ignore_errors=True)
     text, failed = tables(done, args)
     with open(os.path.join(args.work, "cloud-results.md"), "w") as f:
