@@ -48,16 +48,19 @@ def create(path, n, bands, dtype):
     return ds
 
 
-def main():
-    out = sys.argv[1]
-    n = int(sys.argv[2]) if len(sys.argv) > 2 else 8192
-    os.makedirs(out, exist_ok=True)
+def make_surface(out, n):
+    """Writes out/surface.tif (the Float32 terrain) unless it exists; returns its path."""
     surface = os.path.join(out, "surface.tif")
     if not os.path.exists(surface):
         ds = create(surface + ".part", n, 1, gdal.GDT_Float32)
         ds.GetRasterBand(1).WriteArray(terrain(n, np.random.default_rng(42)))
         ds = None
         os.rename(surface + ".part", surface)
+    return surface
+
+
+def make_image(out, n):
+    """Writes out/image.tif (the 3-band Byte image) unless it exists; returns its path."""
     image = os.path.join(out, "image.tif")
     if not os.path.exists(image):
         rng = np.random.default_rng(7)
@@ -75,6 +78,15 @@ def main():
         ds.GetRasterBand(3).SetColorInterpretation(gdal.GCI_BlueBand)
         ds = None
         os.rename(image + ".part", image)
+    return image
+
+
+def main():
+    out = sys.argv[1]
+    n = int(sys.argv[2]) if len(sys.argv) > 2 else 8192
+    os.makedirs(out, exist_ok=True)
+    make_surface(out, n)
+    make_image(out, n)
 
 
 if __name__ == "__main__":

@@ -67,15 +67,15 @@ def ratio_interval(a, b, resamples=4000, seed=1):
     return ratios[int(0.05 * resamples)], ratios[int(0.95 * resamples) - 1]
 
 
-def make_patch(surface, patch):
-    """The 512x512 window at (2048, 2048) of the surface, raised by 1 m, as its own GeoTIFF."""
+def make_patch(surface, patch, at=2048):
+    """The 512x512 window at (at, at) of the surface, raised by 1 m, as its own GeoTIFF."""
     code = f"""
 from osgeo import gdal
 gdal.UseExceptions()
 src = gdal.Open({surface!r})
-a = src.GetRasterBand(1).ReadAsArray(2048, 2048, 512, 512) + 1.0
+a = src.GetRasterBand(1).ReadAsArray({at}, {at}, 512, 512) + 1.0
 gt = list(src.GetGeoTransform())
-gt[0] += 2048 * gt[1]; gt[3] += 2048 * gt[5]
+gt[0] += {at} * gt[1]; gt[3] += {at} * gt[5]
 ds = gdal.GetDriverByName("GTiff").Create({patch!r}, 512, 512, 1, gdal.GDT_Float32)
 ds.SetGeoTransform(gt); ds.SetProjection(src.GetProjection())
 ds.GetRasterBand(1).WriteArray(a)
