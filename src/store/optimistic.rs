@@ -23,7 +23,7 @@
 use std::collections::BTreeMap;
 
 use crate::error::{Error, Result};
-use crate::grid::PixelRect;
+use crate::grid::{Layout, PixelRect};
 use crate::index::{Entry, TileKey, TIME_BLOCKS};
 use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY, MAX_MANIFEST_LEN};
 use crate::storage::{Storage, Version};
@@ -83,40 +83,45 @@ pub fn landed(
 }
 
 /// What a write that starts over from `new` (committed after `old`, the state it began
-/// from) keeps: `Ok` with the level tiles both changed, lowest level first, to be made
-/// again from their children; a conflict when both changed the same level-0 tile, step
-/// record or time block, or the number of levels changed.
-pub fn shared_level_tiles(
+/// from) makes again: `Ok` with the level tiles to make again from their children, in the
+/// order to make them (lowest level first); a conflict when both changed the same level-0
+/// tile, step record or time block.
+///
+/// Level tiles both changed are made again. So are all tiles, over the joined extent, of
+/// the levels above the lower of the two sides' tops, when together they reach higher
+/// (parts of an empty store that together outgrow the top each built): one side did not
+/// build those levels, or built them without the other's data. In a store with a time
+/// axis, where levels are per time step, a change of levels is a conflict instead.
+pub fn level_tiles_to_rebuild(
     old: &Snapshot,
     new: &Snapshot,
     ours: &BTreeMap<TileKey, Option<Entry>>,
     our_manifest: &Manifest,
 ) -> Result<Vec<TileKey>> {
-    // Each side built its levels up to its own top. Both tops must be the top of the
-    // joined extent: a level neither built (both parts together outgrow each side's top),
-    // or one only a side built from the old top level, would be missing or stale.
     let theirs = new.manifest();
-    let joined = join(our_manifest.extent, theirs.extent)
-        .filter(|e| !e.is_empty())
-        .map(|e| crate::grid::Layout::for_extent(e, theirs.grid.tile_size).top);
+    let tile_size = theirs.grid.tile_size;
+    let joined = join(our_manifest.extent, theirs.extent).filter(|e| !e.is_empty());
+    let joined_top = joined.map(|e| Layout::for_extent(e, tile_size).top);
     let tops = [
         new.layout().map(|l| l.top),
         our_manifest.layout().map(|l| l.top),
     ];
-    if tops.iter().any(|t| t.is_some() && *t != joined) {
+    let lowest_top = tops.iter().flatten().copied().min();
+    let levels_change = tops.iter().any(|t| t.is_some() && *t != joined_top);
+    if levels_change && (theirs.time.is_some() || theirs.pyramids.len() != 1) {
         return Err(conflict(
             new,
             "the two writes together need another number of levels than each made",
         ));
     }
-    let mut shared = Vec::new();
+    let mut rebuild = Vec::new();
     for (key, mine) in ours {
         if old.entry(key)? == new.entry(key)? {
             continue;
         }
         let level_tile = key.level > 0 && key.pyramid != TIME_BLOCKS && key.tick().is_some();
         if level_tile {
-            shared.push(*key);
+            rebuild.push(*key);
         } else if key.is_time_block() && mine.is_none() {
             // This write drops a time block because it changed a step there: whatever
             // the other wrote into that block is stale all the same.
@@ -127,8 +132,17 @@ pub fn shared_level_tiles(
             ));
         }
     }
-    shared.sort_by_key(|k| (k.level, k.time, k.pyramid, k.row, k.col));
-    Ok(shared)
+    if let (true, Some(low), Some(top), Some(extent)) =
+        (levels_change, lowest_top, joined_top, joined)
+    {
+        rebuild.retain(|k| k.level <= low);
+        for level in low + 1..=top {
+            let tiles = extent.coarsen(level).tiles(level, tile_size);
+            rebuild.extend(tiles.iter().map(|loc| TileKey::new(0, 0, loc)));
+        }
+    }
+    rebuild.sort_by_key(|k| (k.level, k.time, k.pyramid, k.row, k.col));
+    Ok(rebuild)
 }
 
 /// The manifest of a write that started from `base`, made as `ours`, and now goes on top

@@ -668,7 +668,7 @@ impl Transaction {
             self.index.clone(),
         ));
         let changes = self.changes.lock().expect("poisoned").clone();
-        let shared = optimistic::shared_level_tiles(&old, &new, &changes, &self.manifest)?;
+        let shared = optimistic::level_tiles_to_rebuild(&old, &new, &changes, &self.manifest)?;
         self.manifest = optimistic::merge_manifests(old.manifest(), &self.manifest, &current)?;
         let o = self
             .optimistic
