@@ -828,9 +828,9 @@ pub unsafe extern "C" fn gridstore_read_window(
 const MIN_PARALLEL_BLOCKS: usize = 8;
 const MIN_PARALLEL_REMOTE_BLOCKS: usize = 2;
 
-/// How many reads of a store on the network are in flight at once by default: fetching is
-/// waiting, not computing, so more than the cores (GDAL's own multi-range reads send all
-/// ranges of a request at once).
+/// How many reads (and, making a store there, writes) of a store on the network are in
+/// flight at once by default: fetching is waiting, not computing, so more than the cores
+/// (GDAL's own multi-range reads send all ranges of a request at once).
 const REMOTE_READ_THREADS: usize = 16;
 
 /// The read threads of a handle: `NUM_THREADS` when given, else the cores, or
@@ -1163,10 +1163,12 @@ pub unsafe extern "C" fn gridstore_create_copy(
         let manifest = new_store_manifest(&info, &opts)?;
         let mut reader = unsafe { GdalSource::new(source, &info) };
         let writer = format!("GDAL CreateCopy of {}", info.description);
+        // Writing to the network is waiting too: as many workers as reads use there.
+        let threads = read_threads(&path, &raw, opts.threads);
         create_store(
             NewStore { path, manifest },
             &mut reader,
-            opts.threads,
+            threads,
             &writer,
             &mut report,
         )?;
