@@ -97,7 +97,7 @@ enum Command {
         /// How sources not on the store grid are warped (gdalwarp -r names)
         #[arg(long, short = 'r', default_value = "nearest")]
         resampling: String,
-        /// Worker threads, 1 to 1024 [default: all cores]
+        /// Worker threads, 1 to 1024 [default: all cores; at least 16 for a store on the network]
         #[arg(long, value_parser = threads_arg)]
         threads: Option<usize>,
         #[command(flatten)]
@@ -122,7 +122,7 @@ enum Command {
     Append {
         #[command(flatten)]
         cmd: Box<append::AppendCmd>,
-        /// Worker threads, 1 to 1024 [default: all cores]
+        /// Worker threads, 1 to 1024 [default: all cores; at least 16 for a store on the network]
         #[arg(long, value_parser = threads_arg)]
         threads: Option<usize>,
         #[command(flatten)]
@@ -332,12 +332,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             shard,
             quiet,
         } => {
+            let store = store_path(&store);
             ingest::run(ingest::IngestArgs {
-                store: &store_path(&store),
+                store: &store,
                 files,
                 from_list: from_list.as_deref(),
                 resampling: &resampling,
-                threads: threads.unwrap_or_else(gridstore::options::all_cpus),
+                threads: threads.unwrap_or_else(|| gridstore::options::default_threads(&store)),
                 wait: wait.policy_for(shard),
                 checkpoint_mb,
                 restart,
@@ -374,7 +375,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Append { cmd, threads, wait } => {
             let store = store_path(&cmd.store);
-            let threads = threads.unwrap_or_else(gridstore::options::all_cpus);
+            let threads = threads.unwrap_or_else(|| gridstore::options::default_threads(&store));
             let wait = wait.policy_for(cmd.shard);
             append::run(&store, *cmd, threads, wait)?;
             Ok(ExitCode::SUCCESS)
