@@ -105,6 +105,8 @@ fn a_dem_without_time_is_one_item_that_validates_and_stacit_reads() {
     assert!(p["proj:wkt2"].as_str().unwrap().contains("UTM"), "{p}");
     assert_eq!(p["proj:shape"], serde_json::json!([111, 111]));
     assert_eq!(items[0]["assets"]["data"]["href"], "../olinda.gridstore");
+    let listing = out.join("item-collection.json");
+    python_ok(CHECKS, &["projection", s(&listing), s(&store)]);
     // STACIT, from the output directory (GDAL 3.6 opens hrefs relative to the working
     // directory), reads the store's pixels.
     let info = checks_ok_in(
@@ -222,6 +224,8 @@ fn a_regular_axis_has_an_item_per_step_and_each_asset_opens_its_step() {
     assert!(!wrong.status.success(), "step 1 read as step 0");
     // STACIT mosaics the items in time order: the latest step covers the others.
     let last = format!("GRIDSTORE:\"{}\":TIME={}", s(&store), times[2]);
+    let listing = out.join("item-collection.json");
+    python_ok(CHECKS, &["projection", s(&listing), s(&store)]);
     let mosaic = checks_ok_in(&out, &["same", "STACIT:\"item-collection.json\"", &last]);
     assert_eq!(mosaic, python_ok(CHECKS, &["same", &last, s(&src[3])]));
 }
@@ -277,6 +281,8 @@ fn a_footprint_across_the_antimeridian_is_cut_there() {
     assert!(bbox[0] > 170.0 && bbox[2] < -170.0, "{bbox:?}");
     assert_eq!(coll["extent"]["spatial"]["bbox"][0], item["bbox"]);
     assert_eq!(item["properties"]["proj:epsg"], 32760);
+    let own = out.join("items/fiji.json");
+    python_ok(CHECKS, &["projection", s(&own), s(&store)]);
     checks_ok_in(
         &out,
         &[

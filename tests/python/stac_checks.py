@@ -16,6 +16,9 @@ Usage:
   stac_checks.py same A B
       GDAL datasets A and B have the same size, band count, geotransform and pixels
       (bit for bit, NaN equal to NaN). Prints the pixels' SHA-256.
+  stac_checks.py projection JSON DATASET
+      every feature of JSON (an item or an ItemCollection) has the proj:transform,
+      proj:shape and proj:bbox of GDAL dataset DATASET (as GDAL opens the store).
   stac_checks.py hrefs JSON ASSET NAME...
       from the directory of JSON (an item, or an ItemCollection), opens each feature's
       asset ASSET href as GDAL opens it (relative to the working directory) and checks
@@ -167,6 +170,29 @@ def same(a, b):
     print(digest.hexdigest())
 
 
+def feature_list(path):
+    with open(path) as f:
+        doc = json.load(f)
+    return doc["features"] if doc["type"] == "FeatureCollection" else [doc]
+
+
+def projection(path, dataset):
+    ds = gdal.Open(dataset)
+    g = ds.GetGeoTransform()
+    w, h = ds.RasterXSize, ds.RasterYSize
+    xs, ys = (g[0], g[0] + w * g[1]), (g[3], g[3] + h * g[5])
+    want = {
+        "proj:transform": [g[1], g[2], g[0], g[4], g[5], g[3]],
+        "proj:shape": [h, w],
+        "proj:bbox": [min(xs), min(ys), max(xs), max(ys)],
+    }
+    for feature in feature_list(path):
+        for key, value in want.items():
+            got = feature["properties"][key]
+            assert np.allclose(got, value, rtol=1e-12, atol=0), f"{feature['id']} {key}: {got}, GDAL {value}"
+    print("projection as GDAL has it")
+
+
 def hrefs(path, asset, names):
     with open(path) as f:
         doc = json.load(f)
@@ -195,6 +221,8 @@ def main(argv):
         slices(argv[2])
     elif cmd == "same":
         same(argv[2], argv[3])
+    elif cmd == "projection":
+        projection(argv[2], argv[3])
     elif cmd == "hrefs":
         hrefs(argv[2], argv[3], argv[4:])
     else:
