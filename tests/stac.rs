@@ -337,6 +337,51 @@ fn validation_fails_on_broken_documents_and_on_projection_v2_with_proj_epsg() {
 }
 
 #[test]
+fn a_store_on_s3_exports_with_connection_strings_that_open_its_steps() {
+    let server = common::servers::moto("bucket");
+    let dir = tmp();
+    let src = slices(dir.path());
+    let store = "/vsis3/bucket/rain.gridstore";
+    let times = ["2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z"];
+    for (slice, t) in src.iter().zip(times) {
+        let args = [
+            "append",
+            store,
+            s(slice),
+            "--time",
+            t,
+            "-q",
+            "--time-step",
+            "PT1H",
+        ];
+        common::servers::ok_s3(&server, &gridstore(), &args);
+    }
+    let out = dir.path().join("stac");
+    common::servers::ok_s3(&server, &gridstore(), &["stac", store, "-o", s(&out)]);
+    python_ok(CHECKS, &["validate", s(&out)]);
+    let items = features(&out);
+    assert_eq!(
+        items[1]["assets"]["data"]["href"],
+        format!("GRIDSTORE:\"{store}\":TIME={}", times[1])
+    );
+    let script = root().join("tests/python").join(CHECKS);
+    let reads = cmd("/usr/bin/python3")
+        .current_dir(&out)
+        .envs(common::servers::s3_env(server.port))
+        .args([
+            s(&script),
+            "hrefs",
+            "item-collection.json",
+            "data",
+            s(&src[0]),
+            s(&src[1]),
+        ])
+        .output()
+        .unwrap();
+    assert!(reads.status.success(), "{reads:?}");
+}
+
+#[test]
 fn a_store_without_a_crs_is_refused_saying_why() {
     let dir = tmp();
     let nc = format!("NETCDF:\"{}\":pr", s(&sample("bcsd_obs_1999.nc")));
