@@ -293,6 +293,79 @@ fn a_footprint_across_the_antimeridian_is_cut_there() {
     );
 }
 
+#[test]
+fn accumulations_give_intervals_and_packed_bands_their_scale() {
+    let dir = tmp();
+    let src = slices(dir.path());
+    let store = dir.path().join("acc.gridstore");
+    for (i, t) in ["2024-01-01T00:00:00Z", "2024-01-01T01:00:00Z"]
+        .iter()
+        .enumerate()
+    {
+        let args = [
+            "append",
+            s(&store),
+            s(&src[i]),
+            "--time",
+            t,
+            "-q",
+            "--time-step",
+            "PT1H",
+            "--accumulation",
+            "PT1H",
+            "--type",
+            "Int16",
+            "--scale",
+            "0.5",
+            "--offset",
+            "1",
+        ];
+        ok(&gridstore(), &args);
+    }
+    let out = dir.path().join("stac");
+    let coll = export(&store, &out, &[]);
+    let item = read_json(&out.join("items/acc-20240101T010000Z.json"));
+    let p = &item["properties"];
+    assert_eq!(p["datetime"], "2024-01-01T01:00:00Z");
+    assert_eq!(p["start_datetime"], "2024-01-01T00:00:00Z");
+    assert_eq!(p["end_datetime"], "2024-01-01T01:00:00Z");
+    assert_eq!(
+        coll["extent"]["temporal"]["interval"][0],
+        serde_json::json!(["2023-12-31T23:00:00Z", "2024-01-01T01:00:00Z"])
+    );
+    let band = &item["assets"]["data"]["bands"][0];
+    assert_eq!(band["raster:scale"], 0.5, "{band}");
+    assert_eq!(band["raster:offset"], 1.0, "{band}");
+    assert_eq!(band["data_type"], "int16", "{band}");
+    let ext = item["stac_extensions"].as_array().unwrap();
+    assert!(ext
+        .iter()
+        .any(|e| e.as_str().unwrap().contains("raster/v2.0.0")));
+}
+
+#[test]
+fn nan_nodata_is_spelled_nan_and_stacit_keeps_it() {
+    let dir = tmp();
+    slices(dir.path());
+    let store = dir.path().join("nan.gridstore");
+    translate_into_ok(&dir.path().join("nan.tif"), &store, &[]);
+    let out = dir.path().join("stac");
+    let coll = export(&store, &out, &[]);
+    let band = &features(&out)[0]["assets"]["data"]["bands"][0];
+    assert_eq!(band["nodata"], "nan", "{band}");
+    assert_eq!(band["unit"], "mm", "{band}");
+    assert_eq!(coll["cube:variables"]["band1"]["nodata"], "nan");
+    assert_eq!(coll["cube:dimensions"]["x"]["reference_system"], 4326);
+    checks_ok_in(
+        &out,
+        &[
+            "same",
+            "STACIT:\"item-collection.json\"",
+            "../nan.gridstore",
+        ],
+    );
+}
+
 /// Writes `doc` changed by `f` over `path`.
 fn edit(path: &Path, f: impl FnOnce(&mut Value)) {
     let mut doc = read_json(path);

@@ -12,7 +12,8 @@ Usage:
   stac_checks.py slices DIR
       writes DIR/s<i>.tif, i < 4 (70 x 50 pixels, 2 bands "rain" and "temp", Float32,
       nodata -9999, EPSG:32633), values that differ by step, band and pixel, and
-      DIR/fiji.tif (EPSG:32760, over the antimeridian near Fiji, Int16, 1 band).
+      DIR/fiji.tif (EPSG:32760, over the antimeridian near Fiji, Int16, 1 band), and
+      DIR/nan.tif (EPSG:4326, Float32, nodata NaN, some pixels NaN, unit "mm").
   stac_checks.py same A B
       GDAL datasets A and B have the same size, band count, geotransform and pixels
       (bit for bit, NaN equal to NaN). Prints the pixels' SHA-256.
@@ -144,6 +145,16 @@ def slices(out):
     ds.SetProjection("EPSG:32760")
     y, x = np.mgrid[0:150, 0:200]
     ds.GetRasterBand(1).WriteArray((x * 3 + y).astype(np.int16))
+    ds = None
+    ds = gdal.GetDriverByName("GTiff").Create(f"{out}/nan.tif", 60, 40, 1, gdal.GDT_Float32)
+    ds.SetGeoTransform([5.0, 0.01, 0, 50.0, 0, -0.01])
+    ds.SetProjection("EPSG:4326")
+    band = ds.GetRasterBand(1)
+    band.SetNoDataValue(float("nan"))
+    band.SetUnitType("mm")
+    v = values(0, 1)[:40, :60].copy()
+    v[5:9, 10:20] = np.nan
+    band.WriteArray(v)
     ds = None
 
 
