@@ -204,7 +204,6 @@ fn variables(facts: &StoreFacts) -> BTreeMap<String, Variable> {
                 Variable {
                     dimensions: dims.clone(),
                     kind: "data",
-                    description: b.description.clone(),
                     nodata: b.nodata.clone(),
                     data_type: b.data_type.clone(),
                     unit: b.unit.clone(),

@@ -148,7 +148,6 @@ fn bands(m: &Manifest, gt: [f64; 6]) -> Vec<Band> {
         .enumerate()
         .map(|(i, b)| Band {
             name: crate::gdal::capi::time_view::variable_name(m, i),
-            description: None,
             nodata: b.nodata.map(nodata_value),
             data_type: data_type_name(m.data_type).into(),
             unit: Some(b.unit.trim().to_string()).filter(|u| !u.is_empty()),

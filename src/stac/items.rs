@@ -13,7 +13,7 @@ use super::model::{
     Asset, Item, ItemProperties, Link, PROJECTION_EXT, RASTER_EXT, STAC_VERSION, STORE_MEDIA_TYPE,
 };
 
-/// The id of the item of tick `t` (`None`: the store without time).
+/// The id of the item of the step at `instant` (`None`: the store without time).
 pub fn item_id(facts: &StoreFacts, instant: Option<&str>) -> String {
     match instant {
         None => facts.id.clone(),
@@ -26,8 +26,8 @@ pub fn item_id(facts: &StoreFacts, instant: Option<&str>) -> String {
 
 /// The item of tick `t` (or of the whole store), with hrefs for a file in `from`.
 pub fn item(facts: &StoreFacts, hrefs: &Hrefs, t: Option<u32>, from: &str) -> Result<Item> {
-    let (when, selection) = step(facts, t)?;
-    let id = item_id(facts, selection.as_deref().map(|s| &s[5..]));
+    let (when, instant) = step(facts, t)?;
+    let id = item_id(facts, instant.as_deref());
     let mut gridstore = BTreeMap::new();
     gridstore.insert("gridstore:snapshot".into(), Value::from(facts.snapshot_id));
     let properties = ItemProperties {
@@ -47,7 +47,7 @@ pub fn item(facts: &StoreFacts, hrefs: &Hrefs, t: Option<u32>, from: &str) -> Re
         stac_version: STAC_VERSION,
         stac_extensions: extensions,
         links: item_links(hrefs, &id, from)?,
-        assets: assets(facts, hrefs, selection.as_deref(), from)?,
+        assets: assets(facts, hrefs, instant.as_deref(), from)?,
         id,
         collection: facts.id.clone(),
         geometry: facts.geometry.clone(),
@@ -71,7 +71,7 @@ struct When {
     end: Option<String>,
 }
 
-/// The item's time and, for a time step, the driver's selection (`TIME=<instant>`).
+/// The item's time and, for a time step, its instant.
 fn step(facts: &StoreFacts, t: Option<u32>) -> Result<(When, Option<String>)> {
     let (Some(time), Some(t)) = (&facts.time, t) else {
         // A store without time: the one instant it knows is when its state was committed.
@@ -89,43 +89,44 @@ fn step(facts: &StoreFacts, t: Option<u32>) -> Result<(When, Option<String>)> {
         start: interval.as_ref().map(|(a, _)| a.to_string()),
         end: interval.as_ref().map(|(_, b)| b.to_string()),
     };
-    Ok((when, Some(format!("TIME={at}"))))
+    Ok((when, Some(at)))
 }
 
 /// The `data` asset (the store, or one step of it) and the kerchunk references.
 fn assets(
     facts: &StoreFacts,
     hrefs: &Hrefs,
-    selection: Option<&str>,
+    instant: Option<&str>,
     from: &str,
 ) -> Result<BTreeMap<String, Asset>> {
     let mut out = BTreeMap::new();
-    out.insert("data".into(), data_asset(facts, hrefs, selection, from)?);
+    out.insert("data".into(), data_asset(facts, hrefs, instant, from)?);
     if let Some(refs) = &facts.refs {
         out.insert("references".into(), references_asset(hrefs, refs, from)?);
     }
     Ok(out)
 }
 
-/// The store as GDAL opens it: a time step by its connection string; a whole store by its
-/// path (relative hrefs stay plain paths, which STAC clients resolve against the file),
-/// or by the `GRIDSTORE:` prefix for a store on the network.
+/// The store as GDAL opens it: the time step at `instant` by its connection string
+/// (`TIME=<instant>`); a whole store by its path (relative hrefs stay plain paths, which
+/// STAC clients resolve against the file), or by the `GRIDSTORE:` prefix for a store on
+/// the network.
 pub fn data_asset(
     facts: &StoreFacts,
     hrefs: &Hrefs,
-    selection: Option<&str>,
+    instant: Option<&str>,
     from: &str,
 ) -> Result<Asset> {
     let href = hrefs.href(&facts.store, from)?;
     let remote = href.contains("://") || href.starts_with("/vsi");
-    let href = match selection {
-        Some(sel) => connection(&href, Some(sel)),
+    let href = match instant {
+        Some(at) => connection(&href, Some(&format!("TIME={at}"))),
         None if remote => connection(&href, None),
         None => href,
     };
-    let (title, description) = match selection {
-        Some(sel) => (
-            format!("Time step {}", &sel[5..]),
+    let (title, description) = match instant {
+        Some(at) => (
+            format!("Time step {at}"),
             "This time step of the store, every store band as a band (GDAL, gridstore driver)",
         ),
         None => (

@@ -44,8 +44,6 @@ impl Link {
 #[derive(Debug, Clone, PartialEq, Serialize)]
 pub struct Band {
     pub name: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
     /// A number, or "nan", "inf", "-inf".
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nodata: Option<Value>,
@@ -206,8 +204,6 @@ pub struct Variable {
     pub dimensions: Vec<String>,
     #[serde(rename = "type")]
     pub kind: &'static str,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub description: Option<String>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub nodata: Option<Value>,
     pub data_type: String,
