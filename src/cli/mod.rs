@@ -142,7 +142,8 @@ enum Command {
     Series(series::SeriesCmd),
     /// Write a STAC Collection, one Item per time step and an ItemCollection for a store
     #[command(after_help = "Example: gridstore stac rain.gridstore -o rain-stac\n\
-        Then: gdalinfo STACIT:\"rain-stac/item-collection.json\" (see docs/STAC.md)")]
+        Then: cd rain-stac && gdalinfo STACIT:\"item-collection.json\" (GDAL 3.6 opens \
+        relative hrefs from the working directory; see docs/STAC.md)")]
     Stac(stac::StacCmd),
     /// Copy every closed block of time steps into time blocks, which point series read
     /// fast (one commit; `gridstore append` does it after its slices)

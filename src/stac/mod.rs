@@ -55,7 +55,11 @@ const STEPS_PER_PAGE: usize = 4096;
 /// Writes `collection.json`, `items/<id>.json` and `item-collection.json` for `snapshot`.
 pub fn export(snapshot: &Snapshot, opts: &ExportOptions) -> Result<Exported> {
     let items_dir = opts.out_dir.join("items");
-    std::fs::create_dir_all(&items_dir).map_err(|e| io_error(&items_dir, e))?;
+    std::fs::create_dir_all(&items_dir).map_err(|e| Error::Io {
+        path: items_dir.clone(),
+        action: "create",
+        cause: e,
+    })?;
     let hrefs = Hrefs::new(opts.out_dir, opts.href_base)?;
     let facts = StoreFacts::read(snapshot, opts.refs, &hrefs)?;
     let listing = opts.out_dir.join("item-collection.json");
