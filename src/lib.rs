@@ -22,6 +22,7 @@ pub mod manifest;
 pub mod options;
 pub mod pyramid;
 pub mod shard;
+pub mod stac;
 pub mod storage;
 pub mod store;
 pub mod text;

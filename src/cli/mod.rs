@@ -6,6 +6,7 @@ mod history;
 mod info;
 mod ingest;
 mod series;
+mod stac;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -139,6 +140,11 @@ enum Command {
     },
     /// Print one point's values over the time steps of a store (CSV or JSON)
     Series(series::SeriesCmd),
+    /// Write a STAC Collection, one Item per time step and an ItemCollection for a store
+    #[command(after_help = "Example: gridstore stac rain.gridstore -o rain-stac\n\
+        Then: cd rain-stac && gdalinfo STACIT:\"item-collection.json\" (GDAL 3.6 opens \
+        relative hrefs from the working directory; see docs/STAC.md)")]
+    Stac(stac::StacCmd),
     /// Copy every closed block of time steps into time blocks, which point series read
     /// fast (one commit; `gridstore append` does it after its slices)
     #[command(
@@ -397,6 +403,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     path.display()
                 ),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stac(cmd) => {
+            stac::run(&cmd)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Series(cmd) => {

@@ -42,7 +42,7 @@ pub use ffi::{GsBandInfo, GsDatasetInfo};
 
 mod create;
 mod mdim;
-mod time_view;
+pub(crate) mod time_view;
 mod window;
 
 use time_view::{Shown, Source};
