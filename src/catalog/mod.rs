@@ -13,6 +13,7 @@
 pub mod conformance;
 pub mod footprint;
 pub mod item;
+pub mod postgis;
 pub mod query;
 pub mod sqlite;
 pub mod when;
@@ -22,7 +23,7 @@ pub use item::{Item, Value};
 pub use query::{Op, Order, PropertyFilter, ResumeToken, Search};
 pub use when::{Day, DayZone, TimeRange};
 
-use crate::error::{Error, Result};
+use crate::error::Result;
 
 /// Items streamed by a search, in the search's order.
 pub type ItemStream<'a> = Box<dyn Iterator<Item = Result<Item>> + 'a>;
@@ -134,7 +135,7 @@ pub fn is_postgres(location: &str) -> bool {
 /// Opens an existing catalog: a `postgresql://` URL, or a SQLite file.
 pub fn open(location: &str) -> Result<Box<dyn Catalog>> {
     if is_postgres(location) {
-        return Err(postgres_missing());
+        return Ok(Box::new(postgis::PostgisCatalog::open(location)?));
     }
     Ok(Box::new(sqlite::SqliteCatalog::open(location.as_ref())?))
 }
@@ -143,13 +144,7 @@ pub fn open(location: &str) -> Result<Box<dyn Catalog>> {
 /// opened as is.
 pub fn init(location: &str) -> Result<Box<dyn Catalog>> {
     if is_postgres(location) {
-        return Err(postgres_missing());
+        return Ok(Box::new(postgis::PostgisCatalog::create(location)?));
     }
     Ok(Box::new(sqlite::SqliteCatalog::create(location.as_ref())?))
-}
-
-fn postgres_missing() -> Error {
-    Error::NotSupported(
-        "this build has no PostgreSQL catalog backend; give a SQLite file (catalog.sqlite)".into(),
-    )
 }
