@@ -110,6 +110,26 @@ impl Footprint {
         })
     }
 
+    /// A footprint read back from storage: the boxes are rebuilt from the 4326 parts, the
+    /// rest is taken as stored.
+    pub fn from_stored(
+        crs: Crs,
+        native_wkb: Vec<u8>,
+        native_bounds: Bbox,
+        wgs84_wkb: Vec<u8>,
+        centroid_lon: f64,
+    ) -> Result<Footprint> {
+        let boxes = Geom::from_wkb(&wgs84_wkb)?.part_boxes();
+        Ok(Footprint {
+            crs,
+            native_wkb,
+            native_bounds,
+            wgs84_wkb,
+            boxes,
+            centroid_lon,
+        })
+    }
+
     /// Builds a footprint from WKT in a CRS given as GDAL accepts it.
     pub fn from_wkt(crs: &str, wkt: &str) -> Result<Footprint> {
         let crs = Crs::from_user(crs)?;
@@ -138,7 +158,11 @@ impl Footprint {
         if let Some(same) = area.native_in(&self.crs) {
             return Ok(same.intersects(&native));
         }
-        let to_native = area.transform_to(&self.crs)?;
+        let Some(to_native) = area.transform_to(&self.crs)? else {
+            // A geographic CRS: the 4326 parts are the footprint itself, cut at 180°
+            // (its native longitudes may run past 180).
+            return self.intersects_in_wgs84(area);
+        };
         let _quiet = QuietErrors::push();
         for part in &area.parts {
             for b in &self.boxes {
@@ -212,7 +236,7 @@ pub struct PreparedArea {
     pub boxes: Vec<Bbox>,
     /// The area in its own CRS, when that is not EPSG:4326.
     native: Option<(Crs, Geom)>,
-    transforms: RefCell<HashMap<String, std::rc::Rc<Transform>>>,
+    transforms: RefCell<HashMap<String, Option<std::rc::Rc<Transform>>>>,
 }
 
 impl std::fmt::Debug for PreparedArea {
@@ -300,12 +324,18 @@ impl PreparedArea {
         }
     }
 
-    fn transform_to(&self, crs: &Crs) -> Result<std::rc::Rc<Transform>> {
+    /// The transformation from EPSG:4326 into `crs`, or `None` when `crs` is geographic.
+    fn transform_to(&self, crs: &Crs) -> Result<Option<std::rc::Rc<Transform>>> {
         let key = crs.key();
         if let Some(t) = self.transforms.borrow().get(&key) {
             return Ok(t.clone());
         }
-        let t = std::rc::Rc::new(Transform::new(&wgs84_srs()?, &crs.srs()?)?);
+        let srs = crs.srs()?;
+        let t = if srs.is_geographic() {
+            None
+        } else {
+            Some(std::rc::Rc::new(Transform::new(&wgs84_srs()?, &srs)?))
+        };
         self.transforms.borrow_mut().insert(key, t.clone());
         Ok(t)
     }
@@ -392,15 +422,24 @@ pub fn wrapped_bbox(boxes: &[Bbox]) -> Bbox {
     bbox
 }
 
+/// The smallest box (west > east across the antimeridian) holding two such boxes.
+pub fn merge_wrapped(a: Bbox, b: Bbox) -> Bbox {
+    let mut boxes = Vec::with_capacity(4);
+    for x in [a, b] {
+        if x[0] > x[2] {
+            boxes.push([x[0], x[1], 180.0, x[3]]);
+            boxes.push([-180.0, x[1], x[2], x[3]]);
+        } else {
+            boxes.push(x);
+        }
+    }
+    wrapped_bbox(&boxes)
+}
+
 /// Densifies a copy of `native` and transforms it with `WRAPDATELINE=YES`.
 fn to_wgs84_parts(native: &Geom, srs: &Srs) -> Result<Geom> {
-    let dense = native.clone_geom();
-    let b = native.envelope();
-    let step = (b[2] - b[0]).max(b[3] - b[1]) * DENSIFY_FRACTION;
-    if step > 0.0 {
-        dense.segmentize(step);
-    }
     let ct = Transform::new(srs, &wgs84_srs()?)?;
+    let dense = densify_for_wrap(native, &ct);
     let options = CStringList::new(["WRAPDATELINE=YES".to_string()]);
     // SAFETY: ct and dense are valid handles; the transformer is destroyed here; the
     // returned geometry (or null) is owned by us.
@@ -421,6 +460,38 @@ fn to_wgs84_parts(native: &Geom, srs: &Srs) -> Result<Geom> {
         )));
     }
     Ok(Geom(out))
+}
+
+/// Largest longitude step allowed between two points of a densified ring (the short way
+/// round): GDAL's date-line cutting recognises a crossing only between rings whose other
+/// steps are small.
+const MAX_LONGITUDE_STEP: f64 = 2.0;
+
+/// Densifies a copy of `native` until no edge spans more than [`MAX_LONGITUDE_STEP`] of
+/// longitude (edges passing close to a pole need many points), or the edges are 1/16384
+/// of the polygon's size.
+fn densify_for_wrap(native: &Geom, ct: &Transform) -> Geom {
+    let b = native.envelope();
+    let size = (b[2] - b[0]).max(b[3] - b[1]);
+    let mut step = size * DENSIFY_FRACTION;
+    loop {
+        let dense = native.clone_geom();
+        if step <= 0.0 {
+            return dense;
+        }
+        dense.segmentize(step);
+        if step <= size / 16384.0 {
+            return dense;
+        }
+        let widest = {
+            let _quiet = QuietErrors::push();
+            dense.transformed(ct).map(|g| g.largest_longitude_step())
+        };
+        match widest {
+            Some(w) if w > MAX_LONGITUDE_STEP => step /= 8.0,
+            _ => return dense,
+        }
+    }
 }
 
 fn centroid_longitude(native: &Geom, srs: &Srs) -> Result<f64> {
@@ -491,6 +562,11 @@ impl Srs {
             gdal_sys::VSIFree(out as *mut c_void);
             wkt.ok_or_else(|| gdal_error("cannot write a CRS as WKT"))
         }
+    }
+
+    fn is_geographic(&self) -> bool {
+        // SAFETY: valid handle.
+        unsafe { gdal_sys::OSRIsGeographic(self.0) != 0 }
     }
 
     /// The EPSG code, when the definition is (or is identified as) an EPSG CRS.
@@ -736,6 +812,29 @@ impl Geom {
         self.polygons().iter().map(|p| p.envelope()).collect()
     }
 
+    /// Over every ring, the largest longitude difference between consecutive points,
+    /// measured the short way round (so a step across 180° counts as small).
+    fn largest_longitude_step(&self) -> f64 {
+        let mut widest: f64 = 0.0;
+        for poly in self.polygons() {
+            for r in 0..poly.part_count() {
+                // SAFETY: r is below the ring count; the ring belongs to `poly`, alive here.
+                let ring = unsafe { gdal_sys::OGR_G_GetGeometryRef(poly.0, r as i32) };
+                // SAFETY: a valid ring handle.
+                let n = unsafe { gdal_sys::OGR_G_GetPointCount(ring) };
+                for i in 1..n {
+                    // SAFETY: i and i - 1 are below the point count.
+                    let d = unsafe {
+                        gdal_sys::OGR_G_GetX(ring, i) - gdal_sys::OGR_G_GetX(ring, i - 1)
+                    };
+                    let d = d.abs() % 360.0;
+                    widest = widest.max(d.min(360.0 - d));
+                }
+            }
+        }
+        widest
+    }
+
     fn x(&self, i: i32) -> f64 {
         // SAFETY: valid handle.
         unsafe { gdal_sys::OGR_G_GetX(self.0, i) }
@@ -791,17 +890,9 @@ fn truncate(s: &str) -> String {
     s.chars().take(80).collect()
 }
 
-/// The box, in `target`, holding the boxes given each in its own CRS. In EPSG:4326 the
-/// result crosses the antimeridian (west > east) when that makes it smaller.
+/// The box, in `target` (a projected CRS), holding the boxes given each in its own CRS.
 pub fn union_bounds_in(bounds: &[(Crs, Bbox)], target: &str) -> Result<Bbox> {
     let target = Crs::from_user(target)?;
-    if target.epsg == Some(4326) {
-        let mut boxes = Vec::new();
-        for (crs, b) in bounds {
-            boxes.extend(Footprint::from_bounds(crs.clone(), *b)?.boxes);
-        }
-        return Ok(wrapped_bbox(&boxes));
-    }
     let to = target.srs()?;
     let mut out = [
         f64::INFINITY,
@@ -834,4 +925,52 @@ pub fn union_bounds_in(bounds: &[(Crs, Bbox)], target: &str) -> Result<Bbox> {
         ];
     }
     Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rect(b: Bbox) -> String {
+        format!(
+            "POLYGON(({0} {1},{2} {1},{2} {3},{0} {3},{0} {1}))",
+            b[0], b[1], b[2], b[3]
+        )
+    }
+
+    #[test]
+    fn around_a_pole_the_parts_reach_it_at_every_longitude() {
+        let f = Footprint::from_wkt("EPSG:3413", &rect([-1e6, -1e6, 1e6, 1e6])).unwrap();
+        assert_eq!(f.boxes.len(), 1);
+        let b = f.boxes[0];
+        assert!(b[0] == -180.0 && b[2] == 180.0 && b[3] == 90.0, "{b:?}");
+        let s = Footprint::from_wkt("EPSG:3031", &rect([-1e6, -1e6, 1e6, 1e6])).unwrap();
+        assert_eq!(s.bbox_4326()[1], -90.0);
+    }
+
+    #[test]
+    fn near_a_pole_without_it_the_parts_are_cut_at_180() {
+        // Passes 80 km from the North Pole, across 180°, without containing the pole.
+        let wkt = rect([-291717.1, 77192.9, 844346.5, 221812.7]);
+        let f = Footprint::from_wkt("EPSG:3413", &wkt).unwrap();
+        assert_eq!(f.boxes.len(), 2, "{:?}", f.boxes);
+        let lon0 = PreparedArea::new(&Area::Bbox {
+            bbox: [-2.0, 71.0, 22.0, 90.0],
+            crs: None,
+        })
+        .unwrap();
+        assert!(!f.intersects_in_wgs84(&lon0).unwrap());
+        assert!(!f.intersects(&lon0).unwrap());
+    }
+
+    #[test]
+    fn epsg_codes_are_found() {
+        assert_eq!(Crs::from_user("EPSG:4326").unwrap().epsg, Some(4326));
+        assert_eq!(Crs::from_user("EPSG:32760").unwrap().epsg, Some(32760));
+        let wkt = Crs::from_user("EPSG:3413").unwrap().wkt;
+        assert_eq!(Crs::from_user(&wkt).unwrap().epsg, Some(3413));
+        let odd = Crs::from_user("+proj=tmerc +lon_0=7.3 +datum=WGS84").unwrap();
+        assert_eq!(odd.epsg, None);
+        assert_eq!(odd.key(), odd.wkt);
+    }
 }

@@ -84,6 +84,9 @@ pub struct CrsSummary {
     pub end_us: i64,
     /// The union of the items' native bounds, in `crs`.
     pub native_bounds: Bbox,
+    /// The items' extent in EPSG:4326: west, south, east, north with west > east when it
+    /// crosses the antimeridian (merged with [`footprint::merge_wrapped`]).
+    pub wgs84_bbox: Bbox,
 }
 
 /// The extent of some items.
@@ -100,8 +103,8 @@ pub struct Extent {
 }
 
 impl Extent {
-    /// Combines summary rows: the time range, and the native bounds of each CRS
-    /// transformed into `crs`.
+    /// Combines summary rows: the time range, and in EPSG:4326 the rows' 4326 extents,
+    /// in another CRS the native bounds of each CRS transformed into it.
     pub fn from_summaries(rows: &[CrsSummary], crs: Option<&str>) -> Result<Extent> {
         let target = crs.unwrap_or("EPSG:4326");
         let count = rows.iter().map(|r| r.count).sum();
@@ -111,6 +114,10 @@ impl Extent {
             .reduce(|a, b| (a.0.min(b.0), a.1.max(b.1)));
         let bbox = if rows.is_empty() {
             None
+        } else if Crs::from_user(target)?.epsg == Some(4326) {
+            rows.iter()
+                .map(|r| r.wgs84_bbox)
+                .reduce(footprint::merge_wrapped)
         } else {
             let bounds: Vec<(Crs, Bbox)> = rows
                 .iter()

@@ -249,16 +249,17 @@ pub struct Search {
 /// A search made ready for a backend: the area prepared once, the UTC range an index can
 /// use, and [`Prepared::matches`] for the exact test of each candidate.
 #[derive(Debug)]
-pub struct Prepared<'s> {
-    pub search: &'s Search,
+pub struct Prepared {
+    pub search: Search,
     pub area: Option<PreparedArea>,
     /// Every matching item's time overlaps this range (time range, named day, and the
     /// widened window of a solar day, combined).
     pub time: TimeRange,
 }
 
-impl<'s> Prepared<'s> {
-    pub fn new(search: &'s Search) -> Result<Prepared<'s>> {
+impl Prepared {
+    /// Prepares (a copy of) `search`.
+    pub fn new(search: &Search) -> Result<Prepared> {
         if let Some(t) = &search.after {
             if t.order != search.order {
                 return Err(Error::option(
@@ -280,13 +281,17 @@ impl<'s> Prepared<'s> {
         if let Some(day) = &search.day {
             time = time.intersect(&day.prefilter_range()?);
         }
-        Ok(Prepared { search, area, time })
+        Ok(Prepared {
+            search: search.clone(),
+            area,
+            time,
+        })
     }
 
     /// Whether `item` matches every criterion exactly, after the token. Backends call it
     /// on every candidate their index returns.
     pub fn matches(&self, item: &Item) -> Result<bool> {
-        let s = self.search;
+        let s = &self.search;
         if !s.collections.is_empty() && !s.collections.contains(&item.collection) {
             return Ok(false);
         }
