@@ -11,6 +11,7 @@
 
 mod read;
 mod schema;
+mod summary;
 mod write;
 
 use std::cell::RefCell;

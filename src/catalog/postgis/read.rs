@@ -65,7 +65,7 @@ pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemSt
         .map(|t| (t.start_us, t.collection.clone(), t.id.clone()));
     Ok(Box::new(Pages {
         catalog,
-        search: search.clone(),
+        prepared,
         first,
         next,
         params,
@@ -80,7 +80,7 @@ pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemSt
 /// (`$1`, `$2`, ... in order). Never narrower than [`Prepared::matches`].
 fn conditions(prepared: &Prepared, longest: i64) -> (Vec<String>, Vec<Param>) {
     let mut c = Conditions::default();
-    let s = prepared.search;
+    let s = &prepared.search;
     if !s.collections.is_empty() {
         let p = c.param(Box::new(s.collections.clone()));
         c.wheres.push(format!("i.collection = ANY({p})"));
@@ -180,7 +180,7 @@ fn longest_span(catalog: &PostgisCatalog, collections: &[String]) -> Result<i64>
 /// A search read page by page.
 struct Pages<'a> {
     catalog: &'a PostgisCatalog,
-    search: Search,
+    prepared: Prepared,
     first: Statement,
     next: Statement,
     params: Vec<Param>,
@@ -204,12 +204,10 @@ impl Pages<'_> {
         }
         .map_err(|e| self.catalog.fail(e, "cannot search"))?;
         self.exhausted = rows.len() < PAGE_SIZE;
-        // Prepared per page: it borrows the search, which this stream owns.
-        let prepared = Prepared::new(&self.search)?;
         for row in &rows {
             let item = item_of(self.catalog, row)?;
             self.keyset = Some((item.start_us, item.collection.clone(), item.id.clone()));
-            if prepared.matches(&item)? {
+            if self.prepared.matches(&item)? {
                 self.buffer.push_back(item);
             }
         }
@@ -221,7 +219,12 @@ impl Iterator for Pages<'_> {
     type Item = Result<Item>;
 
     fn next(&mut self) -> Option<Result<Item>> {
-        if self.search.limit.is_some_and(|l| self.returned >= l) {
+        if self
+            .prepared
+            .search
+            .limit
+            .is_some_and(|l| self.returned >= l)
+        {
             return None;
         }
         while self.buffer.is_empty() && !self.exhausted {
@@ -299,8 +302,8 @@ pub fn summaries(catalog: &PostgisCatalog, collections: &[String]) -> Result<Vec
         .client
         .borrow_mut()
         .query(
-            "SELECT collection, crs_id, count, t_start, t_end, minx, miny, maxx, maxy \
-             FROM gridstore.summaries \
+            "SELECT collection, crs_id, count, t_start, t_end, minx, miny, maxx, maxy, west, \
+             south, east, north FROM gridstore.summaries \
              WHERE cardinality($1::text[]) = 0 OR collection = ANY($1) \
              ORDER BY collection, crs_id",
             &[&collections],
@@ -316,6 +319,7 @@ pub fn summaries(catalog: &PostgisCatalog, collections: &[String]) -> Result<Vec
                 start_us: r.get(3),
                 end_us: r.get(4),
                 native_bounds: [r.get(5), r.get(6), r.get(7), r.get(8)],
+                wgs84_bbox: [r.get(9), r.get(10), r.get(11), r.get(12)],
             })
         })
         .collect()

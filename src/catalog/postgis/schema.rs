@@ -56,6 +56,10 @@ CREATE TABLE IF NOT EXISTS gridstore.summaries (
     miny float8 NOT NULL,
     maxx float8 NOT NULL,
     maxy float8 NOT NULL,
+    west float8 NOT NULL,
+    south float8 NOT NULL,
+    east float8 NOT NULL,
+    north float8 NOT NULL,
     PRIMARY KEY (collection, crs_id)
 );
 "#;
@@ -101,32 +105,3 @@ SELECT s.collection, s.id,
        ST_MakeEnvelope(s.boxes[4*k+1], s.boxes[4*k+2], s.boxes[4*k+3], s.boxes[4*k+4], 4326)
 FROM stage s, generate_series(0, array_length(s.boxes, 1) / 4 - 1) AS k
 "#;
-
-/// Folds the staged items into the summaries (no item replaced: only grows them).
-pub const GROW_SUMMARIES: &str = r#"
-INSERT INTO gridstore.summaries
-SELECT collection, crs_id, count(*), min(t_start), max(t_end), max(t_end - t_start),
-       min(native_bounds[1]), min(native_bounds[2]), max(native_bounds[3]), max(native_bounds[4])
-FROM stage GROUP BY collection, crs_id
-ON CONFLICT (collection, crs_id) DO UPDATE SET
-    count = gridstore.summaries.count + EXCLUDED.count,
-    t_start = least(gridstore.summaries.t_start, EXCLUDED.t_start),
-    t_end = greatest(gridstore.summaries.t_end, EXCLUDED.t_end),
-    longest = greatest(gridstore.summaries.longest, EXCLUDED.longest),
-    minx = least(gridstore.summaries.minx, EXCLUDED.minx),
-    miny = least(gridstore.summaries.miny, EXCLUDED.miny),
-    maxx = greatest(gridstore.summaries.maxx, EXCLUDED.maxx),
-    maxy = greatest(gridstore.summaries.maxy, EXCLUDED.maxy)
-"#;
-
-/// Recomputes the summaries of one collection (all its CRSs) from its items, after
-/// [`FORGET_SUMMARIES`]: after items were replaced or removed, which can shrink them. Uses
-/// the (collection, crs_id) index.
-pub const RESUMMARISE: &str = r#"
-INSERT INTO gridstore.summaries
-SELECT collection, crs_id, count(*), min(t_start), max(t_end), max(t_end - t_start),
-       min(native_bounds[1]), min(native_bounds[2]), max(native_bounds[3]), max(native_bounds[4])
-FROM gridstore.items WHERE collection = $1 GROUP BY collection, crs_id
-"#;
-
-pub const FORGET_SUMMARIES: &str = "DELETE FROM gridstore.summaries WHERE collection = $1";

@@ -7,6 +7,7 @@ use postgres::types::{ToSql, Type};
 use postgres::Transaction;
 use serde_json::{json, Map, Value as Json};
 
+use super::summary::{self, Tallies, Tally};
 use super::{schema, PostgisCatalog};
 use crate::catalog::{Crs, Item, Value};
 use crate::error::Result;
@@ -66,10 +67,15 @@ pub fn add_batch(catalog: &mut PostgisCatalog, items: &[Item]) -> Result<()> {
     if replaced > 0 {
         let collections: HashSet<&str> = items.iter().map(|i| i.collection.as_str()).collect();
         for c in collections {
-            resummarise(&mut tx, c).map_err(fail)?;
+            summary::rebuild(&mut tx, c).map_err(fail)?;
         }
     } else {
-        tx.execute(schema::GROW_SUMMARIES, &[]).map_err(fail)?;
+        let mut tallies = Tallies::new();
+        for item in &items {
+            let key = (item.collection.clone(), crs_ids[&item.footprint.crs.key()]);
+            summary::add(&mut tallies, key, Tally::of(item));
+        }
+        summary::grow(&mut tx, &tallies).map_err(fail)?;
     }
     tx.commit().map_err(fail)
 }
@@ -109,15 +115,9 @@ pub fn remove(
             .map_err(fail)?
         }
     };
-    resummarise(&mut tx, collection).map_err(fail)?;
+    summary::rebuild(&mut tx, collection).map_err(fail)?;
     tx.commit().map_err(fail)?;
     Ok(removed)
-}
-
-fn resummarise(tx: &mut Transaction, collection: &str) -> std::result::Result<(), postgres::Error> {
-    tx.execute(schema::FORGET_SUMMARIES, &[&collection])?;
-    tx.execute(schema::RESUMMARISE, &[&collection])?;
-    Ok(())
 }
 
 /// The items without earlier duplicates of a (collection, id) pair: a row may be written
