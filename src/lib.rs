@@ -2,6 +2,7 @@
 
 pub mod aggregate;
 pub mod area;
+pub mod catalog;
 pub mod checksum;
 pub mod chunk;
 pub mod codec;
