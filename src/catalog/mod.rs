@@ -14,7 +14,9 @@ pub mod conformance;
 pub mod footprint;
 pub mod item;
 pub mod query;
+pub mod raster;
 pub mod sqlite;
+pub mod stac_input;
 pub mod when;
 
 pub use footprint::{Area, Bbox, Crs, Footprint};
