@@ -143,6 +143,92 @@ impl Footprint {
         Footprint::new(crs, wkb)
     }
 
+    /// A footprint from a GeoJSON geometry (a Polygon or MultiPolygon) in `crs`.
+    pub fn from_geojson(crs: Crs, geometry: &Json) -> Result<Footprint> {
+        let text = CString::new(geometry.to_string())
+            .map_err(|_| Error::InvalidInput("a geometry cannot contain NUL".into()))?;
+        // SAFETY: a NUL-terminated string; the result (or null) is ours.
+        let h = unsafe { gdal_sys::OGR_G_CreateGeometryFromJson(text.as_ptr()) };
+        if h.is_null() {
+            return Err(Error::InvalidInput(format!(
+                "{}: not a GeoJSON geometry",
+                truncate(&geometry.to_string())
+            )));
+        }
+        let wkb = Geom(h).to_wkb()?;
+        Footprint::new(crs, wkb)
+    }
+
+    /// The valid-data footprint of a raster from a grid of cells (row by row, `true` =
+    /// holds valid data) whose geotransform is `gt`: the union of the valid cells,
+    /// simplified by half a cell. An error when no cell is valid.
+    pub fn from_valid_cells(
+        crs: Crs,
+        gt: [f64; 6],
+        width: usize,
+        height: usize,
+        valid: &[bool],
+    ) -> Result<Footprint> {
+        let cells = Geom::new(gdal_sys::OGRwkbGeometryType::wkbMultiPolygon);
+        let corner = |col: usize, row: usize| {
+            let (c, r) = (col as f64, row as f64);
+            (gt[0] + c * gt[1] + r * gt[2], gt[3] + c * gt[4] + r * gt[5])
+        };
+        // Runs of valid cells, extended downwards while the rows below repeat them.
+        let mut open: Vec<(usize, usize, usize)> = Vec::new(); // (start col, end col, top row)
+        for row in 0..=height {
+            let runs = if row < height {
+                runs_of(&valid[row * width..(row + 1) * width])
+            } else {
+                Vec::new()
+            };
+            let mut still = Vec::new();
+            for (a, b, top) in open.drain(..) {
+                if runs.contains(&(a, b)) {
+                    still.push((a, b, top));
+                } else {
+                    let ring = Geom::new(gdal_sys::OGRwkbGeometryType::wkbLinearRing);
+                    for (c, r) in [(a, top), (b, top), (b, row), (a, row), (a, top)] {
+                        let (x, y) = corner(c, r);
+                        // SAFETY: ring is a valid line geometry.
+                        unsafe { gdal_sys::OGR_G_AddPoint_2D(ring.0, x, y) };
+                    }
+                    let poly = Geom::new(gdal_sys::OGRwkbGeometryType::wkbPolygon);
+                    poly.add(&ring)?;
+                    cells.add(&poly)?;
+                }
+            }
+            for r in runs {
+                if !still.iter().any(|&(a, b, _)| (a, b) == r) {
+                    still.push((r.0, r.1, row));
+                }
+            }
+            open = still;
+        }
+        if cells.part_count() == 0 {
+            return Err(Error::InvalidInput(
+                "the raster holds no valid data (every pixel is nodata or masked), so it has \
+                 no footprint"
+                    .into(),
+            ));
+        }
+        // SAFETY: valid handle; the union (or null) is ours.
+        let union = unsafe { gdal_sys::OGR_G_UnionCascaded(cells.0) };
+        if union.is_null() {
+            return Err(gdal_error("cannot merge the valid cells"));
+        }
+        let union = Geom(union);
+        let half_cell = 0.5 * (gt[1].hypot(gt[4])).min(gt[2].hypot(gt[5]));
+        // SAFETY: valid handle; the simplified copy (or null) is ours.
+        let simple = unsafe { gdal_sys::OGR_G_SimplifyPreserveTopology(union.0, half_cell) };
+        let shape = if simple.is_null() {
+            union
+        } else {
+            Geom(simple)
+        };
+        Footprint::new(crs, shape.to_wkb()?)
+    }
+
     /// The exact test: whether the query area meets the native polygon, tested in the
     /// item's CRS with the query clipped to the footprint's 4326 boxes first (so that
     /// query parts far outside the item CRS's area of use are never projected).
@@ -339,6 +425,23 @@ impl PreparedArea {
         self.transforms.borrow_mut().insert(key, t.clone());
         Ok(t)
     }
+}
+
+/// The runs of `true` in a row, as (first, one past last).
+fn runs_of(row: &[bool]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, &v) in row.iter().chain(std::iter::once(&false)).enumerate() {
+        match (v, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                out.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
 }
 
 fn crs_unless_wgs84(crs: Option<&str>) -> Result<Option<Crs>> {

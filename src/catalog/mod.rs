@@ -15,7 +15,9 @@ pub mod footprint;
 pub mod item;
 pub mod postgis;
 pub mod query;
+pub mod raster;
 pub mod sqlite;
+pub mod stac_input;
 pub mod when;
 
 pub use footprint::{Area, Bbox, Crs, Footprint};

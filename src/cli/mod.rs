@@ -1,6 +1,7 @@
 //! Command-line interface: argument definitions and dispatch to one module per command.
 
 mod append;
+mod catalog;
 mod create;
 mod history;
 mod info;
@@ -138,6 +139,9 @@ enum Command {
         #[command(flatten)]
         wait: WaitArg,
     },
+    /// Index sources by place, time and properties, and search them (a SQLite file or a
+    /// PostgreSQL database)
+    Catalog(catalog::CatalogCmd),
     /// Print one point's values over the time steps of a store (CSV or JSON)
     Series(series::SeriesCmd),
     /// Write a STAC Collection, one Item per time step and an ItemCollection for a store
@@ -407,6 +411,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Stac(cmd) => {
             stac::run(&cmd)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Catalog(cmd) => {
+            catalog::run(cmd)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Series(cmd) => {
