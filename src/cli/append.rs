@@ -19,6 +19,8 @@ use gridstore::store::delete_steps;
 use gridstore::store::lock::LockWait;
 use gridstore::time::BoundsSpec;
 
+use super::from_catalog::{self, FromCatalog, Source};
+
 /// The arguments of `gridstore append`.
 #[derive(clap::Args)]
 #[command(after_help = "Examples:\n  \
@@ -28,8 +30,10 @@ pub struct AppendCmd {
     /// The store (created by the first slice if it does not exist)
     pub store: String,
     /// GDAL-readable slices, each one or more time steps
-    #[arg(required = true)]
+    #[arg(required_unless_present = "from_catalog")]
     pub slices: Vec<String>,
+    #[command(flatten)]
+    pub from_catalog: FromCatalog,
     /// The time of a slice that holds one step (ISO 8601)
     #[arg(long, conflicts_with_all = ["time_pattern", "time_item"])]
     pub time: Option<String>,
@@ -96,20 +100,28 @@ pub struct AppendCmd {
 }
 
 impl AppendCmd {
-    fn time_source(&self) -> TimeSource {
+    fn time_source(&self, from_catalog: &[Source]) -> TimeSource {
         match (&self.time, &self.time_pattern, &self.time_item) {
             (Some(t), _, _) => TimeSource::Fixed(t.clone()),
             (_, Some(p), _) => TimeSource::Pattern(p.clone()),
             (_, _, Some(k)) => TimeSource::Item(k.clone()),
+            _ if !from_catalog.is_empty() => TimeSource::PerSlice(
+                from_catalog
+                    .iter()
+                    .map(|s| (s.path.clone(), from_catalog::instant(s)))
+                    .collect(),
+            ),
             _ => TimeSource::Metadata,
         }
     }
 }
 
-pub fn run(store: &Path, cmd: AppendCmd, threads: usize, wait: LockWait) -> Result<()> {
+pub fn run(store: &Path, mut cmd: AppendCmd, threads: usize, wait: LockWait) -> Result<()> {
     register_drivers();
+    let catalogued = cmd.from_catalog.sources()?.unwrap_or_default();
+    cmd.slices.extend(catalogued.iter().map(|s| s.path.clone()));
     let opts = AppendOptions {
-        time: cmd.time_source(),
+        time: cmd.time_source(&catalogued),
         axis: AxisOptions {
             step: cmd.time_step.clone(),
             calendar: cmd.calendar.clone(),

@@ -87,9 +87,9 @@ enum OrderArg {
     Desc,
 }
 
+/// What items a search (or an ingest or append from a catalog) takes, time apart.
 #[derive(Args)]
-struct SearchArgs {
-    catalog: String,
+pub struct Criteria {
     /// Only this collection (repeatable)
     #[arg(long)]
     collection: Vec<String>,
@@ -105,9 +105,6 @@ struct SearchArgs {
     /// The CRS of --polygon [default: EPSG:4326, longitude/latitude]
     #[arg(long, requires = "polygon")]
     polygon_crs: Option<String>,
-    /// Items whose time overlaps START/END (half-open; either side may be ..)
-    #[arg(long)]
-    time: Option<String>,
     /// Items whose time overlaps this calendar day (YYYY-MM-DD) in --tz
     #[arg(long, requires = "tz")]
     day: Option<String>,
@@ -118,6 +115,80 @@ struct SearchArgs {
     /// A property comparison 'KEY OP VALUE', OP one of < <= = != >= > (repeatable: all hold)
     #[arg(long = "where", value_name = "KEY OP VALUE")]
     filters: Vec<String>,
+}
+
+impl Criteria {
+    /// Whether any criterion was given.
+    pub fn any(&self) -> bool {
+        !self.collection.is_empty()
+            || self.bbox.is_some()
+            || self.polygon.is_some()
+            || self.day.is_some()
+            || !self.filters.is_empty()
+    }
+
+    /// The search these criteria and a time range (`START/END`) make, in time order.
+    pub fn search(&self, time: Option<&str>, order: Order) -> Result<Search> {
+        Ok(Search {
+            collections: self.collection.clone(),
+            area: self.area()?,
+            time: time.map(TimeRange::parse).transpose()?,
+            day: match (&self.day, &self.tz) {
+                (Some(d), Some(z)) => Some(Day::parse(d, z)?),
+                _ => None,
+            },
+            properties: self
+                .filters
+                .iter()
+                .map(|f| PropertyFilter::parse(f))
+                .collect::<gridstore::Result<_>>()?,
+            order,
+            after: None,
+            limit: None,
+        })
+    }
+
+    fn area(&self) -> Result<Option<Area>> {
+        Ok(match (&self.bbox, &self.polygon) {
+            (Some(b), _) => {
+                let v: Vec<f64> = b
+                    .split(',')
+                    .map(|x| x.trim().parse::<f64>())
+                    .collect::<std::result::Result<_, _>>()
+                    .ok()
+                    .filter(|v: &Vec<f64>| v.len() == 4)
+                    .with_context(|| {
+                        format!("--bbox {b:?}: give four numbers WEST,SOUTH,EAST,NORTH")
+                    })?;
+                Some(Area::Bbox {
+                    bbox: [v[0], v[1], v[2], v[3]],
+                    crs: self.bbox_crs.clone(),
+                })
+            }
+            (None, Some(p)) => {
+                let wkt = if Path::new(p).is_file() {
+                    std::fs::read_to_string(p).with_context(|| format!("{p}: cannot read it"))?
+                } else {
+                    p.clone()
+                };
+                Some(Area::Polygon {
+                    wkt: wkt.trim().to_string(),
+                    crs: self.polygon_crs.clone(),
+                })
+            }
+            (None, None) => None,
+        })
+    }
+}
+
+#[derive(Args)]
+struct SearchArgs {
+    catalog: String,
+    #[command(flatten)]
+    criteria: Criteria,
+    /// Items whose time overlaps START/END (half-open; either side may be ..)
+    #[arg(long)]
+    time: Option<String>,
     #[arg(long, value_enum, default_value = "asc")]
     order: OrderArg,
     /// At most N items; a resume token for the rest goes to standard error
@@ -209,56 +280,14 @@ fn read_text(file: &str) -> Result<String> {
 }
 
 fn build_search(args: &SearchArgs) -> Result<Search> {
-    let area = match (&args.bbox, &args.polygon) {
-        (Some(b), _) => {
-            let v: Vec<f64> = b
-                .split(',')
-                .map(|x| x.trim().parse::<f64>())
-                .collect::<std::result::Result<_, _>>()
-                .ok()
-                .filter(|v: &Vec<f64>| v.len() == 4)
-                .with_context(|| {
-                    format!("--bbox {b:?}: give four numbers WEST,SOUTH,EAST,NORTH")
-                })?;
-            Some(Area::Bbox {
-                bbox: [v[0], v[1], v[2], v[3]],
-                crs: args.bbox_crs.clone(),
-            })
-        }
-        (None, Some(p)) => {
-            let wkt = if Path::new(p).is_file() {
-                std::fs::read_to_string(p).with_context(|| format!("{p}: cannot read it"))?
-            } else {
-                p.clone()
-            };
-            Some(Area::Polygon {
-                wkt: wkt.trim().to_string(),
-                crs: args.polygon_crs.clone(),
-            })
-        }
-        (None, None) => None,
-    };
-    let day = match (&args.day, &args.tz) {
-        (Some(d), Some(z)) => Some(Day::parse(d, z)?),
-        _ => None,
-    };
     let order = match args.order {
         OrderArg::Asc => Order::Asc,
         OrderArg::Desc => Order::Desc,
     };
     Ok(Search {
-        collections: args.collection.clone(),
-        area,
-        time: args.time.as_deref().map(TimeRange::parse).transpose()?,
-        day,
-        properties: args
-            .filters
-            .iter()
-            .map(|f| PropertyFilter::parse(f))
-            .collect::<gridstore::Result<_>>()?,
-        order,
         after: args.after.as_deref().map(ResumeToken::decode).transpose()?,
         limit: args.limit,
+        ..args.criteria.search(args.time.as_deref(), order)?
     })
 }
 

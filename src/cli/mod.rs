@@ -3,6 +3,7 @@
 mod append;
 mod catalog;
 mod create;
+mod from_catalog;
 mod history;
 mod info;
 mod ingest;
@@ -96,6 +97,8 @@ enum Command {
         /// Also read file names from this file, one per line
         #[arg(long, value_name = "FILE")]
         from_list: Option<PathBuf>,
+        #[command(flatten)]
+        from_catalog: from_catalog::FromCatalog,
         /// How sources not on the store grid are warped (gdalwarp -r names)
         #[arg(long, short = 'r', default_value = "nearest")]
         resampling: String,
@@ -332,8 +335,9 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Ingest {
             store,
-            files,
+            mut files,
             from_list,
+            from_catalog,
             resampling,
             threads,
             wait,
@@ -343,6 +347,8 @@ pub fn run(args: Args) -> Result<ExitCode> {
             quiet,
         } => {
             let store = store_path(&store);
+            let catalogued = from_catalog.sources()?.unwrap_or_default();
+            files.extend(catalogued.into_iter().map(|s| s.path));
             ingest::run(ingest::IngestArgs {
                 store: &store,
                 files,

@@ -23,6 +23,9 @@ pub enum TimeSource {
     Pattern(String),
     /// One instant for the whole slice.
     Fixed(String),
+    /// One instant per slice, by the slice's path (each slice whole at its instant): the
+    /// times a catalog recorded.
+    PerSlice(std::collections::HashMap<String, String>),
 }
 
 /// One step of a slice: its instant and its bands (1-based), in order.
@@ -62,6 +65,12 @@ pub unsafe fn slice_steps(
     match source {
         TimeSource::Fixed(text) => whole(parse_instant(text, calendar, "--time")?),
         TimeSource::Pattern(p) => whole(time_from_name(path, p, calendar)?),
+        TimeSource::PerSlice(times) => {
+            let text = times.get(path).ok_or_else(|| {
+                Error::InvalidInput(format!("{path}: no time was given for this slice"))
+            })?;
+            whole(parse_instant(text, calendar, "the catalog's time")?)
+        }
         TimeSource::Item(key) => {
             // SAFETY: forwarded contract.
             let value = unsafe { dataset_item(ds, key) }.ok_or_else(|| {
