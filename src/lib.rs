@@ -21,6 +21,7 @@ pub mod keys;
 pub mod manifest;
 pub mod options;
 pub mod pyramid;
+pub mod refs;
 pub mod shard;
 pub mod storage;
 pub mod store;

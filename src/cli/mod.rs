@@ -5,6 +5,7 @@ mod create;
 mod history;
 mod info;
 mod ingest;
+mod refs;
 mod series;
 
 use std::path::PathBuf;
@@ -139,6 +140,9 @@ enum Command {
     },
     /// Print one point's values over the time steps of a store (CSV or JSON)
     Series(series::SeriesCmd),
+    /// Write kerchunk references (JSON) through which xarray, zarr and fsspec read a
+    /// snapshot of the store as Zarr arrays, one group per level, without GDAL
+    Refs(refs::RefsCmd),
     /// Copy every closed block of time steps into time blocks, which point series read
     /// fast (one commit; `gridstore append` does it after its slices)
     #[command(
@@ -396,6 +400,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     path.display()
                 ),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Refs(cmd) => {
+            refs::run(&store_path(&cmd.store), &cmd)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Series(cmd) => {

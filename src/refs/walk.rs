@@ -1,0 +1,178 @@
+//! Walking a snapshot's tiles: each chunk's head read and checked, and every frame of a
+//! band block turned into the reference of one Zarr chunk.
+
+use rayon::prelude::*;
+use serde_json::{json, Value};
+
+use super::zarr::{codecs, Codecs};
+use super::Plan;
+use crate::error::{Error, Result};
+use crate::index::{Entry, TileKey, Tree, STEP_RECORDS};
+use crate::store::{ChunkRef, Snapshot};
+
+/// Chunks whose heads are read at once, in parallel (a head is one ranged read: on
+/// object storage, one request each).
+const BATCH: usize = 256;
+
+/// One Zarr chunk: its key in the references and where its bytes are.
+pub(super) type ChunkEntry = (String, Value);
+
+/// Calls `emit` with the reference of every band block of every tile of the snapshot
+/// that the arrays of `plan` show, and returns how many there were. Tiles whose encoding
+/// numcodecs cannot decode are refused, naming the chunk and the reason.
+pub(super) fn for_each_chunk(
+    snap: &Snapshot,
+    plan: &Plan,
+    emit: &mut dyn FnMut(ChunkEntry) -> Result<()>,
+) -> Result<u64> {
+    let lo = TileKey::first_of_tick(0);
+    let hi = TileKey::first_of_tick(STEP_RECORDS);
+    let mut batch: Vec<(TileKey, Entry, Option<u64>)> = Vec::with_capacity(BATCH);
+    let mut count = 0u64;
+    let mut flush = |batch: &mut Vec<(TileKey, Entry, Option<u64>)>| -> Result<()> {
+        let refs: Vec<Vec<ChunkEntry>> = batch
+            .par_iter()
+            .map(|(key, entry, step)| tile_refs(snap, plan, key, entry, *step))
+            .collect::<Result<_>>()?;
+        batch.clear();
+        for r in refs.into_iter().flatten() {
+            count += 1;
+            emit(r)?;
+        }
+        Ok(())
+    };
+    snap.index()
+        .range(Tree::of(snap.manifest()), &lo, &hi, &mut |key, entry| {
+            // Time blocks (another pyramid) are copies of level-0 data; step records sort
+            // after every tile.
+            if key.pyramid != 0 || usize::from(key.level) >= plan.levels.len() {
+                return Ok(true);
+            }
+            let step = match &plan.time {
+                Some(steps) => match steps.index_of(key.time) {
+                    Some(i) => Some(i),
+                    None => return Ok(true),
+                },
+                None if key.time == 0 => None,
+                None => return Ok(true),
+            };
+            batch.push((key, entry, step));
+            if batch.len() >= BATCH {
+                flush(&mut batch)?;
+            }
+            Ok(true)
+        })?;
+    flush(&mut batch)?;
+    Ok(count)
+}
+
+/// The references of one tile's band blocks, after checking that its chunk can be read
+/// through them.
+fn tile_refs(
+    snap: &Snapshot,
+    plan: &Plan,
+    key: &TileKey,
+    entry: &Entry,
+    step: Option<u64>,
+) -> Result<Vec<ChunkEntry>> {
+    let c = snap.head_of(key, entry)?;
+    check_expressible(&c, plan)?;
+    check_base_holds_frames(snap, &c)?;
+    let head = &c.head;
+    let level = &plan.levels[usize::from(key.level)];
+    let size = head.size() as i64;
+    let (rows, cols) = plan.block;
+    let naming = snap.manifest().chunk_naming();
+    let base_object = head.base().map(|b| key.object_key(b, naming));
+    let mut out = Vec::new();
+    for k in 0..head.blocks() {
+        let area = head.block_area(k);
+        let top = i64::from(key.row) * size + area.rows.start as i64;
+        let left = i64::from(key.col) * size + area.cols.start as i64;
+        if top >= level.y1 || left >= level.x1 || top < level.ay0 || left < level.ax0 {
+            continue;
+        }
+        let (ci, cj) = ((top - level.ay0) / rows as i64, (left - level.ax0) / cols as i64);
+        for (band, name) in plan.names.iter().enumerate() {
+            let frame = head.frames()[band * head.blocks() + k];
+            let object = match (frame.in_base, &base_object) {
+                (true, Some(base)) => base.as_str(),
+                _ => c.object.as_str(),
+            };
+            let index = match step {
+                Some(t) => format!("{t}.{ci}.{cj}"),
+                None => format!("{ci}.{cj}"),
+            };
+            out.push((
+                format!("{}/{name}/{index}", level.group),
+                json!([format!("{{{{root}}}}/{object}"), frame.offset, frame.len]),
+            ));
+        }
+    }
+    Ok(out)
+}
+
+/// Refuses a chunk numcodecs cannot decode as the arrays say, with the reason and what to
+/// do.
+fn check_expressible(c: &ChunkRef, plan: &Plan) -> Result<()> {
+    let head = &c.head;
+    let refuse = |reason: String| {
+        Error::NotSupported(format!(
+            "{}: chunk {} of tile {} cannot be given to Zarr readers: {reason}. Copy the \
+             store into a new one with the default encoding (gdal_translate -of GRIDSTORE \
+             -co COMPRESS=ZSTD OLD.gridstore NEW.gridstore) and make references of that",
+            c.path.display(),
+            c.object,
+            c.key.describe()
+        ))
+    };
+    if !head.has_frame_table() {
+        return Err(refuse(
+            "it is one compressed stream of the whole tile (chunk format version 1), \
+             not blocks"
+                .into(),
+        ));
+    }
+    if head.block_shape() != plan.block {
+        let (r, c) = head.block_shape();
+        return Err(refuse(format!(
+            "it is cut in blocks of {r} x {c} pixels, the store's other chunks in {} x {}, and \
+             a Zarr array has one chunk shape",
+            plan.block.0, plan.block.1
+        )));
+    }
+    let m = plan.encoding;
+    let found: Codecs = codecs(
+        plan.dtype,
+        head.compression(),
+        m.level,
+        head.predictor(),
+        head.predicts_whole_blocks(),
+    )
+    .map_err(refuse)?;
+    if Ok(&found) != plan.codecs.as_ref() {
+        return Err(refuse(format!(
+            "it is encoded with {} and the {:?} predictor, the store with {} and the {:?} \
+             predictor",
+            head.compression().option_name(),
+            head.predictor(),
+            m.compression.option_name(),
+            m.predictor
+        )));
+    }
+    Ok(())
+}
+
+/// Checks that the base chunk a chunk keeps frames in reaches as far as those frames:
+/// the offsets come from the chunk's head, and a reference must not point past an object.
+fn check_base_holds_frames(snap: &Snapshot, c: &ChunkRef) -> Result<()> {
+    let Some(span) = c.head.base_span() else {
+        return Ok(());
+    };
+    if span.is_empty() {
+        return Ok(());
+    }
+    let last = snap.read_chunk_range(c, crate::chunk::Location::Base, span.end - 1, 1)?;
+    debug_assert_eq!(last.len(), 1);
+    Ok(())
+}

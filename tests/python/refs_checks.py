@@ -1,0 +1,159 @@
+#!/usr/bin/python3
+"""Checks kerchunk references of a store (gridstore refs) against GDAL (tests/refs.rs).
+
+Usage:
+  refs_checks.py compare STORE REFS [--chdir DIR] [--root ROOT] [--snapshot N]
+      Opens every level group of REFS with xarray (engine zarr, fsspec's reference
+      filesystem, offline) and compares each array, bit for bit, with gdal_translate of
+      the same store and overview level (for a time store, of each variable: its steps
+      are the bands). --chdir runs from DIR (relative roots resolve from there); --root
+      overrides the references' root template at open; --snapshot opens that snapshot
+      with GDAL. Prints one JSON line per level.
+  refs_checks.py patch SRC OUT X Y W H
+      Writes OUT: the window (X, Y, W, H) of SRC with every value plus one (a patch).
+"""
+import json
+import os
+import sys
+import tempfile
+
+import numpy as np
+import xarray
+from osgeo import gdal
+
+gdal.UseExceptions()
+
+
+def open_level(refs, group, root, decode_times=False):
+    options = {"fo": refs}
+    if root is not None:
+        options["template_overrides"] = {"root": root}
+    return xarray.open_dataset(
+        "reference://", engine="zarr", group=group, mask_and_scale=False,
+        decode_times=decode_times,
+        backend_kwargs={"consolidated": False, "storage_options": options})
+
+
+def translated(dataset, level, open_options):
+    """gdal_translate of DATASET (overview LEVEL - 1 for LEVEL > 0) to a GeoTIFF, read back."""
+    out = tempfile.NamedTemporaryFile(suffix=".tif", delete=False).name
+    args = ["-of", "GTiff"]
+    if level > 0:
+        args += ["-ovr", str(level - 1)]
+    for o in open_options:
+        args += ["-oo", o]
+    gdal.Translate(out, dataset, options=args)
+    ds = gdal.Open(out)
+    data = ds.ReadAsArray()
+    if data.ndim == 2:
+        data = data[np.newaxis]
+    gt = ds.GetGeoTransform()
+    meta = ds.GetMetadata()
+    ds = None
+    os.unlink(out)
+    return data, gt, meta
+
+
+def same_bits(a, b):
+    """Equal shape and equal bytes (NaNs included), whatever the byte order."""
+    if a.shape != b.shape:
+        return False
+    a = np.ascontiguousarray(a.astype(a.dtype.newbyteorder("=")))
+    b = np.ascontiguousarray(b.astype(b.dtype.newbyteorder("=")))
+    if a.dtype != b.dtype:
+        return False
+    return a.tobytes() == b.tobytes()
+
+
+def offset_of(coords, first_centre, step):
+    """Index of the coordinate equal to FIRST_CENTRE (within a thousandth of a cell)."""
+    i = int(round((first_centre - coords[0]) / step))
+    assert 0 <= i < len(coords), (first_centre, coords[:3])
+    assert abs(coords[i] - first_centre) <= abs(step) * 1e-3, (coords[i], first_centre)
+    return i
+
+
+def compare(store, refs, root, snapshot):
+    top = json.loads(open_refs_entry(refs, ".zattrs"))
+    levels = [d["level"] for d in top["multiscales"][0]["datasets"]]
+    oo = [f"SNAPSHOT={snapshot}"] if snapshot else []
+    base = gdal.OpenEx(store, gdal.OF_RASTER, open_options=oo)
+    subdatasets = [v for k, v in sorted(base.GetMetadata("SUBDATASETS").items())
+                   if k.endswith("_NAME")]
+    band_count = base.RasterCount
+    base = None
+    for level in levels:
+        ds = open_level(refs, f"level_{level}", root)
+        arrays = [n for n in ds.data_vars if "gridstore_band" in ds[n].attrs]
+        arrays.sort(key=lambda n: ds[n].attrs["gridstore_band"])
+        timed = "time" in ds.dims
+        checked = []
+        if timed:
+            # One GDAL dataset per variable, its steps as bands.
+            sources = subdatasets or [store]
+            assert len(sources) == len(arrays), (sources, arrays)
+            for name, src in zip(arrays, sources):
+                data, gt, meta = translated(src, level, oo)
+                check_array(ds, name, data, gt, level)
+                values = meta.get("NETCDF_DIM_time_VALUES", "").strip("{}").split(",")
+                got = ds["time"].values
+                assert np.allclose(got, [float(v) for v in values], rtol=0, atol=1e-6), \
+                    (got, values)
+                checked.append(name)
+            decoded = open_level(refs, f"level_{level}", root, decode_times=True)
+            assert decoded["time"].size == ds["time"].size
+        else:
+            data, gt, _ = translated(store, level, oo)
+            assert len(arrays) == band_count == data.shape[0], (arrays, band_count)
+            for b, name in enumerate(arrays):
+                check_array(ds, name, data[b:b + 1], gt, level)
+                checked.append(name)
+        print(json.dumps({"level": level, "arrays": checked,
+                          "shape": list(ds[arrays[0]].shape)}))
+
+
+def check_array(ds, name, expected, gt, level):
+    """ARRAY (y, x) or (time, y, x) against EXPECTED (bands, rows, cols) of GDAL."""
+    x, y = ds["x"].values, ds["y"].values
+    ox = offset_of(x, gt[0] + 0.5 * gt[1], gt[1])
+    oy = offset_of(y, gt[3] + 0.5 * gt[5], gt[5])
+    got = ds[name].values
+    if got.ndim == 2:
+        got = got[np.newaxis]
+    got = got[:, oy:, ox:]
+    if not same_bits(got, expected):
+        diff = "shape" if got.shape != expected.shape else int(
+            np.sum(got.astype(np.float64) != expected.astype(np.float64)))
+        sys.exit(f"level {level} array {name}: the references read {got.shape} {got.dtype}, "
+                 f"GDAL {expected.shape} {expected.dtype}; differences: {diff}")
+
+
+def open_refs_entry(refs, key):
+    with open(refs) as f:
+        return json.load(f)["refs"][key]
+
+
+def patch(src, out, x, y, w, h):
+    ds = gdal.Translate(out, src, srcWin=[x, y, w, h], format="GTiff")
+    for b in range(1, ds.RasterCount + 1):
+        band = ds.GetRasterBand(b)
+        v = band.ReadAsArray()
+        band.WriteArray((v + 1).astype(v.dtype))
+    ds = None
+
+
+def main():
+    args = sys.argv[1:]
+    if args[0] == "patch":
+        patch(args[1], args[2], *map(int, args[3:7]))
+        return
+    assert args[0] == "compare", args
+    store, refs = os.path.abspath(args[1]), os.path.abspath(args[2])
+    opts = dict(zip(args[3::2], args[4::2]))
+    if "--chdir" in opts:
+        os.chdir(opts["--chdir"])
+    compare(store, refs, opts.get("--root"), opts.get("--snapshot"))
+
+
+if __name__ == "__main__":
+    main()
