@@ -7,19 +7,21 @@ use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
 
-use gridstore::refs::write_references;
+use gridstore::refs::{write_references, Missing};
 use gridstore::storage::is_vsi_path;
 use gridstore::store::Snapshot;
 
 #[derive(clap::Args)]
-#[command(after_help = "Open the references in Python (fsspec, zarr, xarray):\n  \
+#[command(
+    after_help = "Open the references in Python (fsspec, zarr, xarray):\n  \
     import xarray\n  \
     ds = xarray.open_dataset(\"reference://\", engine=\"zarr\", group=\"level_0\",\n      \
     backend_kwargs={\"consolidated\": False, \"storage_options\": {\"fo\": \"dem.json\"}})\n\
     Chunks are named {{root}}/<object of the store>. fsspec resolves a relative root from \
     the directory Python runs in: open from there, or give the store's place at open with \
     \"template_overrides\": {\"root\": \"/data/dem.gridstore\"} beside \"fo\". The \
-    references hold for the snapshot they were made of, until `gridstore gc` removes it.")]
+    references hold for the snapshot they were made of, until `gridstore gc` removes it."
+)]
 pub struct RefsCmd {
     /// The store (its directory, or a /vsis3/ path)
     pub store: String,
@@ -29,6 +31,11 @@ pub struct RefsCmd {
     /// Write the references to this file instead of standard output
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
+    /// What to write for the chunks no tile holds: "inline", a reference to a few bytes of
+    /// the fill value each (fsspec 2022.11 fails a read that meets a chunk without a
+    /// reference), or "omit" (newer readers fill them themselves; smaller references)
+    #[arg(long, default_value = "inline", value_parser = ["inline", "omit"])]
+    missing: String,
     /// The value of the `root` template, where readers find the store [default: the
     /// store's path relative to the directory of FILE (or as given, without -o); an
     /// s3://, gs://, az:// or https:// URL for a store on object storage or HTTP]
@@ -42,31 +49,42 @@ pub fn run(store: &Path, cmd: &RefsCmd) -> Result<()> {
         Some(r) => r.clone(),
         None => default_root(store, cmd.output.as_deref())?,
     };
+    let missing = match cmd.missing.as_str() {
+        "omit" => Missing::Omit,
+        _ => Missing::Inline,
+    };
     let summary = match &cmd.output {
         None => {
             let stdout = std::io::stdout();
             let mut out = BufWriter::new(stdout.lock());
-            write_references(&snap, &root, &mut out)?
+            write_references(&snap, &root, missing, &mut out)?
         }
-        Some(file) => write_file(&snap, &root, file)?,
+        Some(file) => write_file(&snap, &root, missing, file)?,
     };
     let steps = match summary.steps {
         Some(n) => format!(", {n} time steps"),
         None => String::new(),
     };
     eprintln!(
-        "references of snapshot {}: {} level(s), {} array(s) each{steps}, {} chunk(s); root {root}",
+        "references of snapshot {}: {} level(s), {} array(s) each{steps}, {} chunk(s) in the \
+         store, {} of the fill value inline; root {root}",
         snap.manifest().snapshot.id,
         summary.levels,
         summary.arrays,
-        summary.chunks
+        summary.chunks,
+        summary.filled
     );
     Ok(())
 }
 
 /// Writes the references to a temporary file beside `file`, then renames it over `file`:
 /// a refusal or an error leaves no partial references behind.
-fn write_file(snap: &Snapshot, root: &str, file: &Path) -> Result<gridstore::refs::Summary> {
+fn write_file(
+    snap: &Snapshot,
+    root: &str,
+    missing: Missing,
+    file: &Path,
+) -> Result<gridstore::refs::Summary> {
     let name = file
         .file_name()
         .with_context(|| format!("{}: not a file name", file.display()))?;
@@ -76,7 +94,7 @@ fn write_file(snap: &Snapshot, root: &str, file: &Path) -> Result<gridstore::ref
     let written = (|| -> Result<gridstore::refs::Summary> {
         let f = File::create(&tmp).with_context(|| format!("creating {}", tmp.display()))?;
         let mut out = BufWriter::new(f);
-        let summary = write_references(snap, root, &mut out)?;
+        let summary = write_references(snap, root, missing, &mut out)?;
         out.into_inner()
             .map_err(|e| e.into_error())
             .and_then(|f| f.sync_all())
@@ -117,7 +135,11 @@ fn default_root(store: &Path, output: Option<&Path>) -> Result<String> {
 /// The fsspec URL of a GDAL virtual file system path (the path itself when there is none).
 fn url_of_vsi(path: &str) -> String {
     let trimmed = path.trim_end_matches('/');
-    for (prefix, scheme) in [("/vsis3/", "s3://"), ("/vsigs/", "gs://"), ("/vsiaz/", "az://")] {
+    for (prefix, scheme) in [
+        ("/vsis3/", "s3://"),
+        ("/vsigs/", "gs://"),
+        ("/vsiaz/", "az://"),
+    ] {
         if let Some(rest) = trimmed.strip_prefix(prefix) {
             return format!("{scheme}{rest}");
         }
@@ -153,14 +175,20 @@ mod tests {
     #[test]
     fn relative_paths_climb_to_the_common_directory() {
         let r = |a: &str, b: &str| relative(Path::new(a), Path::new(b));
-        assert_eq!(r("/d/refs", "/d/dem.gridstore"), Path::new("../dem.gridstore"));
+        assert_eq!(
+            r("/d/refs", "/d/dem.gridstore"),
+            Path::new("../dem.gridstore")
+        );
         assert_eq!(r("/d", "/d/dem.gridstore"), Path::new("dem.gridstore"));
         assert_eq!(r("/d/dem.gridstore", "/d/dem.gridstore"), Path::new("."));
     }
 
     #[test]
     fn object_storage_paths_become_urls() {
-        assert_eq!(url_of_vsi("/vsis3/bucket/a.gridstore/"), "s3://bucket/a.gridstore");
+        assert_eq!(
+            url_of_vsi("/vsis3/bucket/a.gridstore/"),
+            "s3://bucket/a.gridstore"
+        );
         assert_eq!(
             url_of_vsi("/vsicurl/https://host/a.gridstore"),
             "https://host/a.gridstore"

@@ -15,8 +15,11 @@
 //! manifest, the index, and each chunk's head (one ranged read per tile); every offset and
 //! length comes from a head checked as readers check it.
 
+mod fill;
 mod walk;
 pub mod zarr;
+
+pub use fill::{Missing, MAX_INLINE_CHUNKS};
 
 use std::io::Write;
 
@@ -41,8 +44,10 @@ pub struct Summary {
     pub levels: usize,
     /// Arrays of data per level (one per store band).
     pub arrays: usize,
-    /// Zarr chunks referenced, all levels and arrays.
+    /// Zarr chunks referenced in the store's objects, all levels and arrays.
     pub chunks: u64,
+    /// Zarr chunks no tile holds, given inline data of the fill value ([`Missing::Inline`]).
+    pub filled: u64,
     /// Length of the time dimension (`None`: the store has no time axis).
     pub steps: Option<u64>,
 }
@@ -75,14 +80,41 @@ struct LevelGrid {
     ay0: i64,
     x1: i64,
     y1: i64,
+    /// Rows and columns of a chunk.
+    block: (usize, usize),
 }
 
 impl LevelGrid {
+    /// Rows of chunks of the arrays.
+    fn chunk_rows(&self) -> u64 {
+        self.height().div_ceil(self.block.0 as u64)
+    }
+    /// Columns of chunks of the arrays.
+    fn chunk_cols(&self) -> u64 {
+        self.width().div_ceil(self.block.1 as u64)
+    }
     fn width(&self) -> u64 {
         (self.x1 - self.ax0) as u64
     }
     fn height(&self) -> u64 {
         (self.y1 - self.ay0) as u64
+    }
+}
+
+impl Plan {
+    /// The length of the time dimension (1 without one).
+    fn step_count(&self) -> u64 {
+        self.time.as_ref().map_or(1, Steps::len)
+    }
+
+    /// Chunks of one array over all levels and steps.
+    fn chunk_count(&self) -> u64 {
+        let per_step: u64 = self
+            .levels
+            .iter()
+            .map(|l| l.chunk_rows().saturating_mul(l.chunk_cols()))
+            .fold(0, u64::saturating_add);
+        per_step.saturating_mul(self.step_count())
     }
 }
 
@@ -114,9 +146,7 @@ impl Steps {
 
     fn ticks(&self) -> Vec<u32> {
         match self {
-            Steps::Consecutive { first, count } => {
-                (0..*count).map(|i| first + i as u32).collect()
-            }
+            Steps::Consecutive { first, count } => (0..*count).map(|i| first + i as u32).collect(),
             Steps::Listed(ticks) => ticks.clone(),
         }
     }
@@ -134,12 +164,30 @@ pub fn group_name(z: u8) -> String {
 /// Refuses a store without data, a tile size that is not a whole number of blocks, and
 /// any chunk whose encoding numcodecs cannot decode, naming it, the reason and what to
 /// do. On an error, what was written to `out` is incomplete.
-pub fn write_references(snap: &Snapshot, root: &str, out: &mut dyn Write) -> Result<Summary> {
+pub fn write_references(
+    snap: &Snapshot,
+    root: &str,
+    missing: Missing,
+    out: &mut dyn Write,
+) -> Result<Summary> {
     let plan = plan(snap)?;
+    let store = snap.location().display().to_string();
+    let mut filler = fill::Filler::new(&plan, snap.manifest(), missing, &store)?;
     let mut refs = RefsWriter::begin(out, root)?;
-    let chunks = walk::for_each_chunk(snap, &plan, &mut |(key, value)| {
-        refs.entry(&key, &value)
-    })?;
+    let mut written = 0u64;
+    let mut put = |c: walk::ChunkEntry| {
+        written += 1;
+        refs.entry(&c.key, &c.value)
+    };
+    let chunks = {
+        let mut emit = |c: walk::ChunkEntry| -> Result<()> {
+            filler.note(&c.slot, &mut put)?;
+            put(c)
+        };
+        walk::for_each_chunk(snap, &plan, &mut emit)?
+    };
+    filler.finish(&mut put)?;
+    let filled = written - chunks;
     let codecs = plan.codecs.clone().map_err(|reason| {
         Error::NotSupported(format!(
             "{}: the store's encoding cannot be given to Zarr readers: {reason}. Copy it into a \
@@ -155,6 +203,7 @@ pub fn write_references(snap: &Snapshot, root: &str, out: &mut dyn Write) -> Res
         levels: plan.levels.len(),
         arrays: plan.names.len(),
         chunks,
+        filled,
         steps: plan.time.as_ref().map(Steps::len),
     })
 }
@@ -206,6 +255,7 @@ fn level_grids(layout: &Layout, side: i64) -> Vec<LevelGrid> {
                 ay0: div_floor(r.y0, side) * side,
                 x1: r.x1,
                 y1: r.y1,
+                block: (side as usize, side as usize),
             }
         })
         .collect()
@@ -237,9 +287,7 @@ fn steps(snap: &Snapshot) -> Result<Option<Steps>> {
 /// The array of each store band: its variable name (as GDAL's views give it), made unique
 /// beside the coordinates by appending `_<band number>`.
 fn array_names(m: &Manifest) -> Vec<String> {
-    let mut taken: Vec<String> = ["time", "y", "x", "spatial_ref"]
-        .map(String::from)
-        .to_vec();
+    let mut taken: Vec<String> = ["time", "y", "x", "spatial_ref"].map(String::from).to_vec();
     let mut names = Vec::new();
     for band in 0..m.bands.len() {
         // A name is a key prefix: no `/`, and not one of Zarr's own names.
@@ -265,7 +313,10 @@ fn metadata(snap: &Snapshot, plan: &Plan, codecs: &Codecs) -> Result<Vec<(String
     let m = snap.manifest();
     let mut out = vec![
         (".zgroup".to_string(), json!({"zarr_format": 2}).to_string()),
-        (".zattrs".to_string(), zarr::ascii_json(&root_attrs(m, plan))),
+        (
+            ".zattrs".to_string(),
+            zarr::ascii_json(&root_attrs(m, plan)),
+        ),
     ];
     let time = match (&plan.time, &m.time) {
         (Some(steps), Some(spec)) => {
@@ -285,7 +336,10 @@ fn metadata(snap: &Snapshot, plan: &Plan, codecs: &Codecs) -> Result<Vec<(String
         put(".zgroup".into(), json!({"zarr_format": 2}).to_string());
         put(".zattrs".into(), json!({"level": level.level}).to_string());
         let gt = geotransform(m, level);
-        for (axis, values) in [("x", x_values(m, level, &gt)), ("y", y_values(m, level, &gt))] {
+        for (axis, values) in [
+            ("x", x_values(m, level, &gt)),
+            ("y", y_values(m, level, &gt)),
+        ] {
             let (meta, chunk) = zarr::inline_f64(&values);
             put(format!("{axis}/.zarray"), meta);
             put(
@@ -372,8 +426,7 @@ fn root_attrs(m: &Manifest, plan: &Plan) -> Value {
 
 /// The geotransform of level `level`'s arrays (from their corner on the chunk grid).
 fn geotransform(m: &Manifest, level: &LevelGrid) -> [f64; 6] {
-    m.georef()
-        .geotransform(level.level, level.ax0, level.ay0)
+    m.georef().geotransform(level.level, level.ax0, level.ay0)
 }
 
 /// The x of each column's centre: georeferenced, or on the dataset's pixel grid (0.5,

@@ -14,8 +14,32 @@ use crate::store::{ChunkRef, Snapshot};
 /// object storage, one request each).
 const BATCH: usize = 256;
 
-/// One Zarr chunk: its key in the references and where its bytes are.
-pub(super) type ChunkEntry = (String, Value);
+/// Where a Zarr chunk lies: the position along the time dimension (0 without one), the
+/// level, and the chunk's row and column in the level's arrays.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Slot {
+    pub step: u64,
+    pub level: u8,
+    pub row: u64,
+    pub col: u64,
+}
+
+/// One Zarr chunk: where it lies, its key in the references and where its bytes are.
+pub(super) struct ChunkEntry {
+    pub slot: Slot,
+    pub key: String,
+    pub value: Value,
+}
+
+/// The key of the chunk of array `name` at `slot`.
+pub(super) fn chunk_key(plan: &Plan, slot: Slot, name: &str) -> String {
+    let group = &plan.levels[usize::from(slot.level)].group;
+    let Slot { step, row, col, .. } = slot;
+    match plan.time {
+        Some(_) => format!("{group}/{name}/{step}.{row}.{col}"),
+        None => format!("{group}/{name}/{row}.{col}"),
+    }
+}
 
 /// Calls `emit` with the reference of every band block of every tile of the snapshot
 /// that the arrays of `plan` show, and returns how many there were. Tiles whose encoding
@@ -92,21 +116,23 @@ fn tile_refs(
         if top >= level.y1 || left >= level.x1 || top < level.ay0 || left < level.ax0 {
             continue;
         }
-        let (ci, cj) = ((top - level.ay0) / rows as i64, (left - level.ax0) / cols as i64);
+        let slot = Slot {
+            step: step.unwrap_or(0),
+            level: key.level,
+            row: ((top - level.ay0) / rows as i64) as u64,
+            col: ((left - level.ax0) / cols as i64) as u64,
+        };
         for (band, name) in plan.names.iter().enumerate() {
             let frame = head.frames()[band * head.blocks() + k];
             let object = match (frame.in_base, &base_object) {
                 (true, Some(base)) => base.as_str(),
                 _ => c.object.as_str(),
             };
-            let index = match step {
-                Some(t) => format!("{t}.{ci}.{cj}"),
-                None => format!("{ci}.{cj}"),
-            };
-            out.push((
-                format!("{}/{name}/{index}", level.group),
-                json!([format!("{{{{root}}}}/{object}"), frame.offset, frame.len]),
-            ));
+            out.push(ChunkEntry {
+                slot,
+                key: chunk_key(plan, slot, name),
+                value: json!([format!("{{{{root}}}}/{object}"), frame.offset, frame.len]),
+            });
         }
     }
     Ok(out)

@@ -34,15 +34,19 @@ pub fn codecs(
         // numcodecs' Zlib (Python's zlib.decompress) reads.
         Compression::Deflate => json!({"id": "zlib", "level": level}),
         Compression::Lz4 => {
-            return Err("its frames are LZ4 blocks without a length prefix, and numcodecs' \
+            return Err(
+                "its frames are LZ4 blocks without a length prefix, and numcodecs' \
                  LZ4 codec reads only blocks that start with their decoded length"
-                .into())
+                    .into(),
+            )
         }
     };
     if predictor != Predictor::None && !whole_blocks {
-        return Err("its predictor runs over each row of a block (a chunk written before \
+        return Err(
+            "its predictor runs over each row of a block (a chunk written before \
              blocks were predicted whole), which no numcodecs filter undoes"
-            .into());
+                .into(),
+        );
     }
     let little = little_endian_dtype(dtype);
     let (dtype_name, filters) = match predictor {
@@ -165,8 +169,7 @@ pub fn inline_f64(values: &[f64]) -> (String, String) {
 
 /// Standard base64 (RFC 4648, with padding), for chunks kept inline in the references.
 pub fn base64(bytes: &[u8]) -> String {
-    const ALPHABET: &[u8; 64] =
-        b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
+    const ALPHABET: &[u8; 64] = b"ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
     let mut out = String::with_capacity(bytes.len().div_ceil(3) * 4);
     for group in bytes.chunks(3) {
         let b = [
@@ -234,13 +237,7 @@ mod tests {
 
     #[test]
     fn lz4_and_row_by_row_prediction_are_refused_with_a_reason() {
-        let lz4 = codecs(
-            DataType::Int16,
-            Compression::Lz4,
-            0,
-            Predictor::None,
-            true,
-        );
+        let lz4 = codecs(DataType::Int16, Compression::Lz4, 0, Predictor::None, true);
         assert!(lz4.unwrap_err().contains("length prefix"));
         let rows = codecs(
             DataType::Int16,

@@ -6,7 +6,8 @@ Usage:
       Opens every level group of REFS with xarray (engine zarr, fsspec's reference
       filesystem, offline) and compares each array, bit for bit, with gdal_translate of
       the same store and overview level (for a time store, of each variable: its steps
-      are the bands). --chdir runs from DIR (relative roots resolve from there); --root
+      are the bands). --chdir runs from DIR (relative roots resolve from there; by default, from
+      the directory of REFS); --root
       overrides the references' root template at open; --snapshot opens that snapshot
       with GDAL. Prints one JSON line per level.
   refs_checks.py patch SRC OUT X Y W H
@@ -28,9 +29,13 @@ def open_level(refs, group, root, decode_times=False):
     options = {"fo": refs}
     if root is not None:
         options["template_overrides"] = {"root": root}
+    # chunks={}: dask reads one Zarr chunk at a time. fsspec 2022.11 (Debian 12) gives the
+    # chunks of a batched read back in the wrong order when they lie in several objects
+    # and none of their ranges are merged (ReferenceFileSystem.cat), so whole reads without
+    # dask can mix up tiles.
     return xarray.open_dataset(
         "reference://", engine="zarr", group=group, mask_and_scale=False,
-        decode_times=decode_times,
+        decode_times=decode_times, chunks={},
         backend_kwargs={"consolidated": False, "storage_options": options})
 
 
@@ -40,18 +45,17 @@ def translated(dataset, level, open_options):
     args = ["-of", "GTiff"]
     if level > 0:
         args += ["-ovr", str(level - 1)]
-    for o in open_options:
-        args += ["-oo", o]
-    gdal.Translate(out, dataset, options=args)
+    src = gdal.OpenEx(dataset, gdal.OF_RASTER, open_options=open_options)
+    gdal.Translate(out, src, options=args)
+    src = None
     ds = gdal.Open(out)
     data = ds.ReadAsArray()
     if data.ndim == 2:
         data = data[np.newaxis]
-    gt = ds.GetGeoTransform()
     meta = ds.GetMetadata()
     ds = None
     os.unlink(out)
-    return data, gt, meta
+    return data, meta
 
 
 def same_bits(a, b):
@@ -82,6 +86,10 @@ def compare(store, refs, root, snapshot):
                    if k.endswith("_NAME")]
     band_count = base.RasterCount
     base = None
+    first = gdal.OpenEx(subdatasets[0] if subdatasets else store, gdal.OF_RASTER,
+                        open_options=oo)
+    gt = first.GetGeoTransform()
+    first = None
     for level in levels:
         ds = open_level(refs, f"level_{level}", root)
         arrays = [n for n in ds.data_vars if "gridstore_band" in ds[n].attrs]
@@ -93,7 +101,7 @@ def compare(store, refs, root, snapshot):
             sources = subdatasets or [store]
             assert len(sources) == len(arrays), (sources, arrays)
             for name, src in zip(arrays, sources):
-                data, gt, meta = translated(src, level, oo)
+                data, meta = translated(src, level, oo)
                 check_array(ds, name, data, gt, level)
                 values = meta.get("NETCDF_DIM_time_VALUES", "").strip("{}").split(",")
                 got = ds["time"].values
@@ -103,7 +111,7 @@ def compare(store, refs, root, snapshot):
             decoded = open_level(refs, f"level_{level}", root, decode_times=True)
             assert decoded["time"].size == ds["time"].size
         else:
-            data, gt, _ = translated(store, level, oo)
+            data, _ = translated(store, level, oo)
             assert len(arrays) == band_count == data.shape[0], (arrays, band_count)
             for b, name in enumerate(arrays):
                 check_array(ds, name, data[b:b + 1], gt, level)
@@ -113,10 +121,15 @@ def compare(store, refs, root, snapshot):
 
 
 def check_array(ds, name, expected, gt, level):
-    """ARRAY (y, x) or (time, y, x) against EXPECTED (bands, rows, cols) of GDAL."""
+    """ARRAY (y, x) or (time, y, x) against EXPECTED (bands, rows, cols) of GDAL.
+
+    GT is the level-0 geotransform: GDAL gives an overview the dataset's extent divided by
+    its size, whose cells are not exactly 2^level larger where a size was rounded up, while
+    the cells of a store's level are."""
     x, y = ds["x"].values, ds["y"].values
-    ox = offset_of(x, gt[0] + 0.5 * gt[1], gt[1])
-    oy = offset_of(y, gt[3] + 0.5 * gt[5], gt[5])
+    dx, dy = gt[1] * 2 ** level, gt[5] * 2 ** level
+    ox = offset_of(x, gt[0] + 0.5 * dx, dx)
+    oy = offset_of(y, gt[3] + 0.5 * dy, dy)
     got = ds[name].values
     if got.ndim == 2:
         got = got[np.newaxis]
@@ -150,8 +163,7 @@ def main():
     assert args[0] == "compare", args
     store, refs = os.path.abspath(args[1]), os.path.abspath(args[2])
     opts = dict(zip(args[3::2], args[4::2]))
-    if "--chdir" in opts:
-        os.chdir(opts["--chdir"])
+    os.chdir(opts.get("--chdir", os.path.dirname(refs)))
     compare(store, refs, opts.get("--root"), opts.get("--snapshot"))
 
 
