@@ -232,7 +232,7 @@ fn plan(snap: &Snapshot) -> Result<Plan> {
     }
     let enc = m.encoding();
     Ok(Plan {
-        levels: level_grids(&layout, side as i64),
+        levels: level_grids(layout, side as i64),
         block: (side, side),
         time: steps(snap)?,
         names: array_names(m),
