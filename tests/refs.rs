@@ -5,6 +5,7 @@
 //! with gdal_translate of the same store and overview level.
 
 mod common;
+use common::servers;
 use common::*;
 
 use std::collections::{BTreeMap, BTreeSet};
@@ -407,4 +408,35 @@ fn encodings_numcodecs_cannot_decode_are_refused_by_name_leaving_no_file() {
     for needed in ["400 pixels", "blocks of 128", "BLOCKSIZE=512"] {
         assert!(stderr.contains(needed), "{needed:?} missing from: {stderr}");
     }
+}
+
+#[test]
+fn a_store_on_s3_is_read_through_gdal_and_gets_an_s3_root() {
+    let server = servers::moto("stores");
+    let dir = tmp();
+    let vsi = "/vsis3/stores/l7.gridstore";
+    let src = sample("L7_ETMs.tif");
+    let options = ["-q", "-of", "GRIDSTORE", "-co", "BLOCKSIZE=64"];
+    let mut args = options.to_vec();
+    args.extend([s(&src), vsi]);
+    servers::ok_s3(&server, "gdal_translate", &args);
+    let text = servers::ok_s3(&server, &gridstore(), &["refs", vsi]);
+    let remote: Value = serde_json::from_str(&text).unwrap();
+    assert_eq!(remote["templates"]["root"], "s3://stores/l7.gridstore");
+    assert!(
+        server
+            .requests()
+            .iter()
+            .any(|r| r.starts_with("GET /stores/l7.gridstore/chunks/")),
+        "the chunk heads were not read from S3"
+    );
+
+    // The same store made locally has the same chunks: the references of the one on S3,
+    // with their root pointed at the local one, read as GDAL reads it.
+    let local = dir.path().join("l7.gridstore");
+    translate_into_ok(&src, &local, &["BLOCKSIZE=64"]);
+    let refs_path = dir.path().join("remote.json");
+    std::fs::write(&refs_path, &text).unwrap();
+    let checked = compare(&local, &refs_path, &["--root", s(&local)]);
+    assert_eq!(checked.len(), 4);
 }
