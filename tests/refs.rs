@@ -159,6 +159,18 @@ fn real_rasters_read_as_gdal_byte_int16_float32_with_levels_palettes_and_no_comp
         let checked = compare(&store, &path, &[]);
         assert_eq!(checked.len(), levels, "{name}: {checked:?}");
     }
+    // Without georeferencing: x and y on the dataset's pixel grid, in level-0 pixels.
+    let src = raster(
+        dir.path(),
+        "plain.tif",
+        &["UInt16", "90", "70", "1", "--nogeo"],
+    );
+    let plain = dir.path().join("plain.gridstore");
+    translate_into_ok(&src, &plain, &["BLOCKSIZE=32"]);
+    let path = refs(&plain, &[]);
+    assert_eq!(compare(&plain, &path, &[]).len(), 3);
+    let r = read_refs(&path);
+    assert!(r["refs"].get("level_0/spatial_ref/.zarray").is_none());
     // Byte bands without nodata: a missing tile reads 0, as in GDAL.
     let r = read_refs(&dir.path().join("L7_ETMs.json"));
     let meta = document(&r, "level_3/band6/.zarray");

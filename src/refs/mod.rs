@@ -34,6 +34,9 @@ use crate::store::Snapshot;
 use crate::time::AxisKind;
 use zarr::Codecs;
 
+/// Most columns or rows of level 0 (their coordinates are inline: 8 bytes each, a third
+/// more as base64).
+const MAX_COORDINATES: i64 = 1 << 26;
 /// Most steps of an irregular axis listed (4 bytes each in memory while writing).
 const MAX_LISTED_STEPS: usize = 10_000_000;
 
@@ -230,6 +233,14 @@ fn plan(snap: &Snapshot) -> Result<Plan> {
             size.div_ceil(side) * side
         )));
     }
+    let (width, height) = layout.level_size(0);
+    if width.max(height) > MAX_COORDINATES {
+        return Err(Error::NotSupported(format!(
+            "{}: the store is {width} x {height} pixels; references hold the x and y of every \
+             column and row inline, for at most {MAX_COORDINATES} a side",
+            store.display()
+        )));
+    }
     let enc = m.encoding();
     Ok(Plan {
         levels: level_grids(layout, side as i64),
@@ -336,10 +347,7 @@ fn metadata(snap: &Snapshot, plan: &Plan, codecs: &Codecs) -> Result<Vec<(String
         put(".zgroup".into(), json!({"zarr_format": 2}).to_string());
         put(".zattrs".into(), json!({"level": level.level}).to_string());
         let gt = geotransform(m, level);
-        for (axis, values) in [
-            ("x", x_values(m, level, &gt)),
-            ("y", y_values(m, level, &gt)),
-        ] {
+        for (axis, values) in [("x", x_values(level, &gt)), ("y", y_values(level, &gt))] {
             let (meta, chunk) = zarr::inline_f64(&values);
             put(format!("{axis}/.zarray"), meta);
             put(
@@ -424,29 +432,35 @@ fn root_attrs(m: &Manifest, plan: &Plan) -> Value {
     })
 }
 
-/// The geotransform of level `level`'s arrays (from their corner on the chunk grid).
+/// The geotransform of level `level`'s arrays (from their corner on the chunk grid); for a
+/// store without georeferencing, that of the dataset's pixel grid (level-0 pixels, y down,
+/// the dataset's corner at 0), as GDAL gives it.
 fn geotransform(m: &Manifest, level: &LevelGrid) -> [f64; 6] {
-    m.georef().geotransform(level.level, level.ax0, level.ay0)
+    if m.grid.georeferenced {
+        return m.georef().geotransform(level.level, level.ax0, level.ay0);
+    }
+    let f = (1u64 << level.level) as f64;
+    [
+        (level.ax0 - level.x0) as f64 * f,
+        f,
+        0.0,
+        (level.ay0 - level.y0) as f64 * f,
+        0.0,
+        f,
+    ]
 }
 
-/// The x of each column's centre: georeferenced, or on the dataset's pixel grid (0.5,
-/// 1.5, ...) for a store without georeferencing, as GDAL's views give them.
-fn x_values(m: &Manifest, level: &LevelGrid, gt: &[f64; 6]) -> Vec<f64> {
+/// The x of each column's centre.
+fn x_values(level: &LevelGrid, gt: &[f64; 6]) -> Vec<f64> {
     (0..level.width())
-        .map(|j| match m.grid.georeferenced {
-            true => gt[0] + (j as f64 + 0.5) * gt[1],
-            false => (level.ax0 - level.x0) as f64 + j as f64 + 0.5,
-        })
+        .map(|j| gt[0] + (j as f64 + 0.5) * gt[1])
         .collect()
 }
 
-/// The y of each row's centre (see [`x_values`]).
-fn y_values(m: &Manifest, level: &LevelGrid, gt: &[f64; 6]) -> Vec<f64> {
+/// The y of each row's centre.
+fn y_values(level: &LevelGrid, gt: &[f64; 6]) -> Vec<f64> {
     (0..level.height())
-        .map(|i| match m.grid.georeferenced {
-            true => gt[3] + (i as f64 + 0.5) * gt[5],
-            false => (level.ay0 - level.y0) as f64 + i as f64 + 0.5,
-        })
+        .map(|i| gt[3] + (i as f64 + 0.5) * gt[5])
         .collect()
 }
 
