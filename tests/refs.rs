@@ -190,7 +190,8 @@ fn real_rasters_read_as_gdal_byte_int16_float32_with_levels_palettes_and_no_comp
     assert_eq!(meta["compressor"], Value::Null);
 }
 
-/// Appends `slice` at `time` to `store` on an hourly axis, in tiles of 32 pixels.
+/// Appends `slice` at `time` to `store` on an hourly axis, in tiles of 32 pixels, with
+/// time blocks of two ticks (compacted after each append once closed).
 fn append_hourly(store: &Path, slice: &Path, time: &str) {
     ok(
         &gridstore(),
@@ -205,6 +206,8 @@ fn append_hourly(store: &Path, slice: &Path, time: &str) {
             "--insert",
             "--co",
             "BLOCKSIZE=32",
+            "--co",
+            "SERIES_BLOCK=2",
             "-q",
         ],
     );
@@ -243,6 +246,18 @@ fn time_axes_read_as_gdal_with_cf_time_regular_irregular_levels_and_a_hole() {
         );
         append_hourly(&store, &slice, &format!("2024-01-01T0{i}:00:00Z"));
     }
+    let index = ok(&gridstore(), &["info", "--json", s(&store)]);
+    assert!(index.contains("\"series_block\": 2"), "{index}");
+    assert!(
+        store.join("chunks").read_dir().unwrap().any(|d| {
+            let d = d.unwrap().path();
+            d.read_dir().unwrap().any(|e| {
+                let name = e.unwrap().file_name();
+                name.to_string_lossy().starts_with("0.255.")
+            })
+        }),
+        "ticks 0 and 1 were not compacted into time blocks"
+    );
     let path = refs(&store, &[]);
     let checked = compare(&store, &path, &[]);
     assert_eq!(checked.len(), 3, "{checked:?}");

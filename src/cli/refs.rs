@@ -15,8 +15,10 @@ use gridstore::store::Snapshot;
 #[command(
     after_help = "Open the references in Python (fsspec, zarr, xarray):\n  \
     import xarray\n  \
-    ds = xarray.open_dataset(\"reference://\", engine=\"zarr\", group=\"level_0\",\n      \
+    ds = xarray.open_dataset(\"reference://\", engine=\"zarr\", group=\"level_0\", chunks={},\n      \
     backend_kwargs={\"consolidated\": False, \"storage_options\": {\"fo\": \"dem.json\"}})\n\
+    (chunks={}: dask reads a chunk at a time; fsspec 2022.11 can mix up the chunks of a \
+    read of many.) \
     Chunks are named {{root}}/<object of the store>. fsspec resolves a relative root from \
     the directory Python runs in: open from there, or give the store's place at open with \
     \"template_overrides\": {\"root\": \"/data/dem.gridstore\"} beside \"fo\". The \
@@ -32,8 +34,8 @@ pub struct RefsCmd {
     #[arg(long, short = 'o', value_name = "FILE")]
     output: Option<PathBuf>,
     /// What to write for the chunks no tile holds: "inline", a reference to a few bytes of
-    /// the fill value each (fsspec 2022.11 fails a read that meets a chunk without a
-    /// reference), or "omit" (newer readers fill them themselves; smaller references)
+    /// the fill value each, or "omit", no reference (smaller, for readers whose fsspec
+    /// reports such chunks as missing, which Zarr then fills; fsspec 2022.11 fails the read)
     #[arg(long, default_value = "inline", value_parser = ["inline", "omit"])]
     missing: String,
     /// The value of the `root` template, where readers find the store [default: the

@@ -1,8 +1,7 @@
 //! References for the chunks no tile holds: inline chunks of the fill value.
 //!
-//! A Zarr reader fills a chunk without a reference with the array's fill value, but fsspec
-//! 2022.11 (Debian 12's) fails a whole read when one of the chunks it asks for at once has
-//! no reference. So, unless told to leave them out, every chunk of the arrays that no
+//! Zarr fills a chunk its store reports missing with the array's fill value, but fsspec
+//! 2022.11 (Debian 12's) fails a read that meets a chunk without a reference instead. So, unless told to leave them out, every chunk of the arrays that no
 //! stored tile holds gets a reference to inline data: one block of the band's fill value,
 //! encoded as the store encodes its frames (a few dozen bytes once compressed).
 
@@ -22,7 +21,8 @@ pub const MAX_INLINE_CHUNKS: u64 = 20_000_000;
 pub enum Missing {
     /// A reference to inline data holding the fill value (what fsspec 2022.11 needs).
     Inline,
-    /// No reference: Zarr readers fill them with the fill value themselves.
+    /// No reference: for readers whose fsspec reports such chunks as missing, which Zarr
+    /// then fills with the fill value.
     Omit,
 }
 

@@ -37,7 +37,7 @@ use zarr::Codecs;
 /// Most columns or rows of level 0 (their coordinates are inline: 8 bytes each, a third
 /// more as base64).
 const MAX_COORDINATES: i64 = 1 << 26;
-/// Most steps of an irregular axis listed (4 bytes each in memory while writing).
+/// Most steps along the time dimension (their times are inline: 8 bytes each).
 const MAX_LISTED_STEPS: usize = 10_000_000;
 
 /// What [`write_references`] wrote.
@@ -282,6 +282,13 @@ fn steps(snap: &Snapshot) -> Result<Option<Steps>> {
     };
     if spec.kind == AxisKind::Regular {
         let count = u64::from(last.saturating_sub(first)) + 1;
+        if count > MAX_LISTED_STEPS as u64 {
+            return Err(Error::NotSupported(format!(
+                "{}: the regular time axis spans {count} ticks from its first step to its \
+                 last, more than the {MAX_LISTED_STEPS} whose times references hold inline",
+                snap.location().display()
+            )));
+        }
         return Ok(Some(Steps::Consecutive { first, count }));
     }
     let ticks = snap.steps(first, last, MAX_LISTED_STEPS + 1)?;
