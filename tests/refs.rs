@@ -421,6 +421,14 @@ fn encodings_numcodecs_cannot_decode_are_refused_by_name_leaving_no_file() {
         .filter(|e| e.file_name().to_string_lossy().contains(".tmp"))
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
+    // To standard output: nothing, rather than the start of references.
+    let out = run(&gridstore(), &["refs", s(&lz4)]);
+    failed_cleanly(&out);
+    assert!(
+        out.stdout.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stdout)
+    );
 
     // Tiles of 400 Float32 pixels end in blocks of 16 rows: not one Zarr chunk shape.
     let src = raster(

@@ -2,7 +2,7 @@
 //! GDAL.
 
 use std::fs::File;
-use std::io::BufWriter;
+use std::io::{BufWriter, Write};
 use std::path::{Component, Path, PathBuf};
 
 use anyhow::{Context, Result};
@@ -56,11 +56,7 @@ pub fn run(store: &Path, cmd: &RefsCmd) -> Result<()> {
         _ => Missing::Inline,
     };
     let summary = match &cmd.output {
-        None => {
-            let stdout = std::io::stdout();
-            let mut out = BufWriter::new(stdout.lock());
-            write_references(&snap, &root, missing, &mut out)?
-        }
+        None => write_stdout(&snap, &root, missing)?,
         Some(file) => write_file(&snap, &root, missing, file)?,
     };
     let steps = match summary.steps {
@@ -107,6 +103,34 @@ fn write_file(
     if written.is_err() {
         let _ = std::fs::remove_file(&tmp);
     }
+    written
+}
+
+/// Writes the references to standard output once they are complete: they are made in a
+/// temporary file first, so that a refusal half way prints nothing a reader could take for
+/// references.
+fn write_stdout(snap: &Snapshot, root: &str, missing: Missing) -> Result<gridstore::refs::Summary> {
+    let tmp = std::env::temp_dir().join(format!("gridstore-refs-{}.json", std::process::id()));
+    let written = (|| -> Result<gridstore::refs::Summary> {
+        let f = File::options()
+            .write(true)
+            .create_new(true)
+            .open(&tmp)
+            .with_context(|| format!("creating {}", tmp.display()))?;
+        let mut out = BufWriter::new(f);
+        let summary = write_references(snap, root, missing, &mut out)?;
+        out.flush()
+            .with_context(|| format!("writing {}", tmp.display()))?;
+        drop(out);
+        let mut f = File::open(&tmp).with_context(|| format!("reading {}", tmp.display()))?;
+        let stdout = std::io::stdout();
+        let mut lock = stdout.lock();
+        std::io::copy(&mut f, &mut lock).context("writing the references to standard output")?;
+        lock.flush()
+            .context("writing the references to standard output")?;
+        Ok(summary)
+    })();
+    let _ = std::fs::remove_file(&tmp);
     written
 }
 

@@ -144,11 +144,10 @@ fn check_expressible(c: &ChunkRef, plan: &Plan) -> Result<()> {
     let head = &c.head;
     let refuse = |reason: String| {
         Error::NotSupported(format!(
-            "{}: chunk {} of tile {} cannot be given to Zarr readers: {reason}. Copy the \
+            "{}: the chunk of tile {} cannot be given to Zarr readers: {reason}. Copy the \
              store into a new one with the default encoding (gdal_translate -of GRIDSTORE \
              -co COMPRESS=ZSTD OLD.gridstore NEW.gridstore) and make references of that",
             c.path.display(),
-            c.object,
             c.key.describe()
         ))
     };
