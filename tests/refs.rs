@@ -276,6 +276,31 @@ fn time_axes_read_as_gdal_with_cf_time_regular_irregular_levels_and_a_hole() {
     assert!(read_refs(&omitted)["refs"]
         .get("level_0/band 1/2.0.0")
         .is_none());
+
+    // Bands without nodata: the `mask` array holds each step's validity (an alpha band's
+    // holes), compared with GDAL's mask of every step, the hole's empty.
+    let masked = dir.path().join("masked.gridstore");
+    for i in [0, 1, 3] {
+        let seed = (i + 11).to_string();
+        let name = format!("m{i}.tif");
+        let slice = raster(
+            dir.path(),
+            &name,
+            &[
+                "Float32", "100", "80", "1", "--alpha", "--holes", "--seed", &seed,
+            ],
+        );
+        append_hourly(&masked, &slice, &format!("2024-01-01T0{i}:00:00Z"));
+    }
+    let path = refs(&masked, &[]);
+    let checked = compare(&masked, &path, &[]);
+    assert_eq!(checked.len(), 3);
+    assert!(checked
+        .iter()
+        .all(|l| l["arrays"].as_array().unwrap().contains(&"mask".into())));
+    let r = read_refs(&path);
+    let meta = document(&r, "level_0/mask/.zarray");
+    assert_eq!(meta["chunks"], serde_json::json!([1, 32, 4]));
 }
 
 #[test]
@@ -303,7 +328,16 @@ fn tiles_not_stored_read_as_gdal_reads_them_in_a_sparse_store_without_nodata() {
     let path = refs(&store, &[]);
     let checked = compare(&store, &path, &[]);
     assert_eq!(checked[0]["shape"], serde_json::json!([150, 1400]));
+    assert_eq!(
+        checked[0]["arrays"],
+        serde_json::json!(["band 1", "band 2", "mask"])
+    );
     let r = read_refs(&path);
+    let between = &r["refs"]["level_0/mask/0.10"];
+    assert!(
+        between.as_str().unwrap().starts_with("base64:"),
+        "{between}"
+    );
     let between = &r["refs"]["level_0/band 2/0.10"];
     assert!(
         between.as_str().unwrap().starts_with("base64:"),

@@ -9,6 +9,7 @@ use serde_json::Value;
 
 use super::walk::{chunk_key, ChunkEntry, Slot};
 use super::{zarr, Plan};
+use crate::chunk::Encoding;
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::manifest::Manifest;
@@ -36,6 +37,10 @@ pub(super) struct Filler<'a> {
     current: Option<u64>,
     /// Which chunks of the current pair were referenced, one bit each (row-major).
     seen: Vec<u64>,
+    /// Which chunks of the `mask` array of the current pair were referenced.
+    seen_mask: Vec<u64>,
+    /// The inline chunk of a tile without data in the `mask` array (all zeros).
+    no_data_mask: String,
     on: bool,
 }
 
@@ -59,11 +64,17 @@ impl<'a> Filler<'a> {
                 .collect::<Result<_>>()?,
             false => Vec::new(),
         };
+        let no_data_mask = match on && plan.mask {
+            true => encoded(&plan.encoding, &vec![0; plan.tile * plan.tile / 8])?,
+            false => String::new(),
+        };
         Ok(Filler {
             plan,
             blocks,
             current: None,
             seen: Vec::new(),
+            seen_mask: Vec::new(),
+            no_data_mask,
             on,
         })
     }
@@ -81,6 +92,7 @@ impl<'a> Filler<'a> {
     pub fn note(
         &mut self,
         slot: &Slot,
+        mask: bool,
         emit: &mut dyn FnMut(ChunkEntry) -> Result<()>,
     ) -> Result<()> {
         if !self.on {
@@ -104,21 +116,30 @@ impl<'a> Filler<'a> {
                     None => 0,
                 };
                 for q in from..pair {
-                    self.seen.clear();
+                    self.clear();
                     self.flush(q, emit)?;
                 }
                 self.current = Some(pair);
-                self.seen.clear();
+                self.clear();
             }
         }
-        let cols = self.plan.levels[usize::from(slot.level)].chunk_cols();
+        let level = &self.plan.levels[usize::from(slot.level)];
+        let (cols, seen) = match mask {
+            true => (level.mask_chunks().1, &mut self.seen_mask),
+            false => (level.chunk_cols(), &mut self.seen),
+        };
         let bit = slot.row * cols + slot.col;
         let word = (bit / 64) as usize;
-        if self.seen.len() <= word {
-            self.seen.resize(word + 1, 0);
+        if seen.len() <= word {
+            seen.resize(word + 1, 0);
         }
-        self.seen[word] |= 1 << (bit % 64);
+        seen[word] |= 1 << (bit % 64);
         Ok(())
+    }
+
+    fn clear(&mut self) {
+        self.seen.clear();
+        self.seen_mask.clear();
     }
 
     /// Writes the missing chunks of the pairs not finished yet.
@@ -134,45 +155,56 @@ impl<'a> Filler<'a> {
             None => 0,
         };
         for q in from..self.pairs() {
-            self.seen.clear();
+            self.clear();
             self.flush(q, emit)?;
         }
         Ok(())
     }
 
-    /// Writes an inline reference for every chunk of pair `pair` not marked in `seen`.
+    /// Writes an inline reference for every chunk of pair `pair` not marked as seen.
     fn flush(&self, pair: u64, emit: &mut dyn FnMut(ChunkEntry) -> Result<()>) -> Result<()> {
         let levels = self.plan.levels.len() as u64;
         let (step, level) = (pair / levels, (pair % levels) as u8);
         let grid = &self.plan.levels[usize::from(level)];
-        let (rows, cols) = (grid.chunk_rows(), grid.chunk_cols());
-        for row in 0..rows {
-            for col in 0..cols {
-                let bit = row * cols + col;
-                let marked = self
-                    .seen
-                    .get((bit / 64) as usize)
-                    .is_some_and(|w| w & (1 << (bit % 64)) != 0);
-                if marked {
-                    continue;
-                }
-                let slot = Slot {
-                    step,
-                    level,
-                    row,
-                    col,
-                };
-                for (band, name) in self.plan.names.iter().enumerate() {
-                    emit(ChunkEntry {
-                        slot,
-                        key: chunk_key(self.plan, slot, name),
-                        value: Value::String(self.blocks[band].clone()),
-                    })?;
-                }
+        let slot = |(row, col)| Slot {
+            step,
+            level,
+            row,
+            col,
+        };
+        for slot in unseen(grid.chunk_rows(), grid.chunk_cols(), &self.seen).map(slot) {
+            for (band, name) in self.plan.names.iter().enumerate() {
+                emit(ChunkEntry {
+                    slot,
+                    mask: false,
+                    key: chunk_key(self.plan, slot, name),
+                    value: Value::String(self.blocks[band].clone()),
+                })?;
+            }
+        }
+        if self.plan.mask {
+            let (rows, cols) = grid.mask_chunks();
+            for slot in unseen(rows, cols, &self.seen_mask).map(slot) {
+                emit(ChunkEntry {
+                    slot,
+                    mask: true,
+                    key: chunk_key(self.plan, slot, "mask"),
+                    value: Value::String(self.no_data_mask.clone()),
+                })?;
             }
         }
         Ok(())
     }
+}
+
+/// The (row, column) of every chunk of a `rows` x `cols` grid whose bit in `seen` is clear.
+fn unseen(rows: u64, cols: u64, seen: &[u64]) -> impl Iterator<Item = (u64, u64)> + '_ {
+    (0..rows * cols)
+        .filter(move |bit| {
+            seen.get((bit / 64) as usize)
+                .is_none_or(|w| w & (1 << (bit % 64)) == 0)
+        })
+        .map(move |bit| (bit / cols, bit % cols))
 }
 
 /// One chunk of band `band`'s fill value, encoded as the store encodes a block (the
@@ -207,4 +239,12 @@ fn sample_bytes(dtype: DataType, value: f64) -> Vec<u8> {
         DataType::Float32 => (value as f32).to_le_bytes().to_vec(),
         DataType::Float64 => value.to_le_bytes().to_vec(),
     }
+}
+
+/// `raw` compressed as the store compresses a frame (no predictor: a mask), as `base64:`
+/// text.
+pub(super) fn encoded(enc: &Encoding, raw: &[u8]) -> Result<String> {
+    let mut frame = Vec::new();
+    enc.compression.compress(enc.level, raw, &mut frame)?;
+    Ok(format!("base64:{}", zarr::base64(&frame)))
 }

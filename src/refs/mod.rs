@@ -47,7 +47,7 @@ pub struct Summary {
     pub levels: usize,
     /// Arrays of data per level (one per store band).
     pub arrays: usize,
-    /// Zarr chunks referenced in the store's objects, all levels and arrays.
+    /// Zarr chunks of the stored tiles (band blocks and masks), all levels and arrays.
     pub chunks: u64,
     /// Zarr chunks no tile holds, given inline data of the fill value ([`Missing::Inline`]).
     pub filled: u64,
@@ -68,6 +68,13 @@ pub(crate) struct Plan {
     encoding: Encoding,
     /// What decodes the store's encoding, or why nothing in numcodecs does.
     codecs: std::result::Result<Codecs, String>,
+    /// Whether the arrays include `mask`, the tiles' validity masks (some band has no
+    /// nodata value).
+    mask: bool,
+    /// The tile size T: the `mask` array has one chunk per tile.
+    tile: usize,
+    /// The inline chunk of a tile whose pixels all hold data (no mask frame).
+    all_valid_mask: String,
 }
 
 /// One level's arrays, in level pixel coordinates: they start at (`ax0`, `ay0`), the
@@ -85,6 +92,8 @@ struct LevelGrid {
     y1: i64,
     /// Rows and columns of a chunk.
     block: (usize, usize),
+    /// The tile size: a `mask` chunk is one tile.
+    tile: usize,
 }
 
 impl LevelGrid {
@@ -95,6 +104,11 @@ impl LevelGrid {
     /// Columns of chunks of the arrays.
     fn chunk_cols(&self) -> u64 {
         self.width().div_ceil(self.block.1 as u64)
+    }
+    /// Rows and columns of chunks of the `mask` array (one per tile).
+    fn mask_chunks(&self) -> (u64, u64) {
+        let t = self.tile as u64;
+        (self.height().div_ceil(t), self.width().div_ceil(t))
     }
     fn width(&self) -> u64 {
         (self.x1 - self.ax0) as u64
@@ -184,7 +198,7 @@ pub fn write_references(
     };
     let chunks = {
         let mut emit = |c: walk::ChunkEntry| -> Result<()> {
-            filler.note(&c.slot, &mut put)?;
+            filler.note(&c.slot, c.mask, &mut put)?;
             put(c)
         };
         walk::for_each_chunk(snap, &plan, &mut emit)?
@@ -243,17 +257,23 @@ fn plan(snap: &Snapshot) -> Result<Plan> {
     }
     let enc = m.encoding();
     Ok(Plan {
-        levels: level_grids(layout, side as i64),
+        levels: level_grids(layout, size, side),
         block: (side, side),
         time: steps(snap)?,
         names: array_names(m),
         dtype: m.data_type,
         encoding: enc,
         codecs: zarr::codecs(m.data_type, enc.compression, enc.level, enc.predictor, true),
+        mask: m.uses_mask(),
+        tile: size,
+        all_valid_mask: fill::encoded(&enc, &vec![0xff; size * size / 8])?,
     })
 }
 
-fn level_grids(layout: &Layout, side: i64) -> Vec<LevelGrid> {
+/// The arrays of each level: they start at the dataset's corner moved up and left onto
+/// the tile grid (so that the `mask` array's chunks are tiles, and the others' blocks).
+fn level_grids(layout: &Layout, tile: usize, side: usize) -> Vec<LevelGrid> {
+    let t = tile as i64;
     (0..layout.level_count() as u8)
         .map(|z| {
             let r = layout.level_rect(z);
@@ -262,11 +282,12 @@ fn level_grids(layout: &Layout, side: i64) -> Vec<LevelGrid> {
                 level: z,
                 x0: r.x0,
                 y0: r.y0,
-                ax0: div_floor(r.x0, side) * side,
-                ay0: div_floor(r.y0, side) * side,
+                ax0: div_floor(r.x0, t) * t,
+                ay0: div_floor(r.y0, t) * t,
                 x1: r.x1,
                 y1: r.y1,
-                block: (side as usize, side as usize),
+                block: (side, side),
+                tile,
             }
         })
         .collect()
@@ -305,7 +326,9 @@ fn steps(snap: &Snapshot) -> Result<Option<Steps>> {
 /// The array of each store band: its variable name (as GDAL's views give it), made unique
 /// beside the coordinates by appending `_<band number>`.
 fn array_names(m: &Manifest) -> Vec<String> {
-    let mut taken: Vec<String> = ["time", "y", "x", "spatial_ref"].map(String::from).to_vec();
+    let mut taken: Vec<String> = ["time", "y", "x", "spatial_ref", "mask"]
+        .map(String::from)
+        .to_vec();
     let mut names = Vec::new();
     for band in 0..m.bands.len() {
         // A name is a key prefix: no `/`, and not one of Zarr's own names.
@@ -405,6 +428,18 @@ fn metadata(snap: &Snapshot, plan: &Plan, codecs: &Codecs) -> Result<Vec<(String
             ),
             None => (vec![level.height(), level.width()], vec![rows, cols]),
         };
+        if plan.mask {
+            put("mask/.zarray".into(), mask_zarray(plan, level, codecs));
+            let mut mask_dims = dims.clone();
+            *mask_dims.last_mut().expect("x") = "mask_x";
+            let attrs = json!({"long_name": "validity of the bands without nodata: 8 \
+                pixels of x a byte, least significant bit first, 1 = data \
+                (numpy.unpackbits(mask, axis=-1, bitorder='little'))"});
+            put(
+                "mask/.zattrs".into(),
+                zarr::zattrs(&mask_dims, as_map(attrs)),
+            );
+        }
         for (band, name) in plan.names.iter().enumerate() {
             let b = &m.bands[band];
             // A missing tile reads as the nodata value, or 0 in a band without one.
@@ -418,6 +453,29 @@ fn metadata(snap: &Snapshot, plan: &Plan, codecs: &Codecs) -> Result<Vec<(String
         }
     }
     Ok(out)
+}
+
+/// The `.zarray` of a level's `mask`: one chunk of T rows of T / 8 bytes per tile (the
+/// tile's mask frame), compressed as the store's frames, without a predictor; 0 (no data)
+/// where no tile is.
+fn mask_zarray(plan: &Plan, level: &LevelGrid, codecs: &Codecs) -> String {
+    let t = plan.tile as u64;
+    let bytes = Codecs {
+        dtype: "|u1".into(),
+        filters: Value::Null,
+        compressor: codecs.compressor.clone(),
+    };
+    let (shape, chunks) = match &plan.time {
+        Some(steps) => (
+            vec![steps.len(), level.height(), level.width().div_ceil(8)],
+            vec![1, t, t / 8],
+        ),
+        None => (
+            vec![level.height(), level.width().div_ceil(8)],
+            vec![t, t / 8],
+        ),
+    };
+    zarr::zarray(&shape, &chunks, &bytes, json!(0)).expect("metadata")
 }
 
 fn as_map(v: Value) -> Map<String, Value> {

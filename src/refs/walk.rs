@@ -27,6 +27,8 @@ pub(super) struct Slot {
 /// One Zarr chunk: where it lies, its key in the references and where its bytes are.
 pub(super) struct ChunkEntry {
     pub slot: Slot,
+    /// A chunk of the `mask` array (whose chunks are tiles), not of a band's.
+    pub mask: bool,
     pub key: String,
     pub value: Value,
 }
@@ -130,12 +132,57 @@ fn tile_refs(
             };
             out.push(ChunkEntry {
                 slot,
+                mask: false,
                 key: chunk_key(plan, slot, name),
                 value: json!([format!("{{{{root}}}}/{object}"), frame.offset, frame.len]),
             });
         }
     }
+    if plan.mask {
+        out.extend(mask_ref(plan, key, &c, step, base_object.as_deref()));
+    }
     Ok(out)
+}
+
+/// The reference of a tile's mask as a chunk of the `mask` array: its mask frame, or, for
+/// a tile without one (every pixel holds data), the inline chunk of all ones.
+fn mask_ref(
+    plan: &Plan,
+    key: &TileKey,
+    c: &ChunkRef,
+    step: Option<u64>,
+    base_object: Option<&str>,
+) -> Option<ChunkEntry> {
+    let level = &plan.levels[usize::from(key.level)];
+    let t = plan.tile as i64;
+    let (top, left) = (i64::from(key.row) * t, i64::from(key.col) * t);
+    if top >= level.y1 || left >= level.x1 || top < level.ay0 || left < level.ax0 {
+        return None;
+    }
+    let slot = Slot {
+        step: step.unwrap_or(0),
+        level: key.level,
+        row: ((top - level.ay0) / t) as u64,
+        col: ((left - level.ax0) / t) as u64,
+    };
+    let head = &c.head;
+    let value = match head.has_mask() {
+        true => {
+            let frame = head.frames()[plan.names.len() * head.blocks()];
+            let object = match (frame.in_base, base_object) {
+                (true, Some(base)) => base,
+                _ => c.object.as_str(),
+            };
+            json!([format!("{{{{root}}}}/{object}"), frame.offset, frame.len])
+        }
+        false => Value::String(plan.all_valid_mask.clone()),
+    };
+    Some(ChunkEntry {
+        slot,
+        mask: true,
+        key: chunk_key(plan, slot, "mask"),
+        value,
+    })
 }
 
 /// Refuses a chunk numcodecs cannot decode as the arrays say, with the reason and what to

@@ -108,6 +108,9 @@ def compare(store, refs, root, snapshot):
                 assert np.allclose(got, [float(v) for v in values], rtol=0, atol=1e-6), \
                     (got, values)
                 checked.append(name)
+            if "mask" in ds:
+                check_time_mask(ds, sources, oo, gt, level)
+                checked.append("mask")
             decoded = open_level(refs, f"level_{level}", root, decode_times=True)
             assert decoded["time"].size == ds["time"].size
         else:
@@ -116,6 +119,9 @@ def compare(store, refs, root, snapshot):
             for b, name in enumerate(arrays):
                 check_array(ds, name, data[b:b + 1], gt, level)
                 checked.append(name)
+            if "mask" in ds:
+                check_mask(ds, store, oo, gt, level)
+                checked.append("mask")
         print(json.dumps({"level": level, "arrays": checked,
                           "shape": list(ds[arrays[0]].shape)}))
 
@@ -139,6 +145,45 @@ def check_array(ds, name, expected, gt, level):
             np.sum(got.astype(np.float64) != expected.astype(np.float64)))
         sys.exit(f"level {level} array {name}: the references read {got.shape} {got.dtype}, "
                  f"GDAL {expected.shape} {expected.dtype}; differences: {diff}")
+
+
+def check_mask(ds, store, oo, gt, level):
+    """The unpacked MASK array against GDAL's mask of the first band without nodata."""
+    src = gdal.OpenEx(store, gdal.OF_RASTER, open_options=oo)
+    band = next(src.GetRasterBand(b) for b in range(1, src.RasterCount + 1)
+                if src.GetRasterBand(b).GetNoDataValue() is None)
+    compare_mask(ds["mask"].values, band, ds, gt, level, "mask")
+
+
+def check_time_mask(ds, sources, oo, gt, level):
+    """Each step of the MASK array against GDAL's mask of that step (band) of a variable
+    without nodata."""
+    for src in sources:
+        var = gdal.OpenEx(src, gdal.OF_RASTER, open_options=oo)
+        if var.GetRasterBand(1).GetNoDataValue() is None:
+            break
+    else:
+        return
+    masks = ds["mask"].values
+    assert masks.shape[0] == var.RasterCount, (masks.shape, var.RasterCount)
+    for i in range(var.RasterCount):
+        compare_mask(masks[i], var.GetRasterBand(i + 1), ds, gt, level, f"mask step {i}")
+
+
+def compare_mask(packed, band, ds, gt, level, what):
+    if level > 0:
+        band = band.GetOverview(level - 1)
+    expected = band.GetMaskBand().ReadAsArray()
+    x, y = ds["x"].values, ds["y"].values
+    dx, dy = gt[1] * 2 ** level, gt[5] * 2 ** level
+    ox = offset_of(x, gt[0] + 0.5 * dx, dx)
+    oy = offset_of(y, gt[3] + 0.5 * dy, dy)
+    bits = np.unpackbits(packed, axis=-1, bitorder="little")[:, :len(x)]
+    got = bits[oy:, ox:].astype(np.uint8) * 255
+    if got.shape != expected.shape or not (got == expected).all():
+        diff = "shape" if got.shape != expected.shape else int((got != expected).sum())
+        sys.exit(f"level {level} {what}: the references read {got.shape}, GDAL "
+                 f"{expected.shape}; differences: {diff}")
 
 
 def open_refs_entry(refs, key):
