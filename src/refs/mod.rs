@@ -6,8 +6,9 @@
 //! `(time, y, x)`, chunked by the blocks the store's chunks are cut in (R x C), so that
 //! each band block of a tile, one frame of its chunk, is one Zarr chunk read through
 //! numcodecs filters and a compressor that undo the chunk's predictor and codec. Beside
-//! them: `x` and `y` (cell centres), `time` (CF units and calendar) and `spatial_ref` (the
-//! CF grid mapping, with the CRS as WKT). Chunk references are
+//! them: `x` and `y` (cell centres), `time` (CF units and calendar), `spatial_ref` (the
+//! CF grid mapping, with the CRS as WKT) and, where some band has no nodata, `mask` (each
+//! tile's mask frame, packed 8 pixels a byte). Chunk references are
 //! `["{{root}}/<object key>", offset, length]`, with `root` a template, so that the
 //! references move with the store.
 //!
