@@ -13,13 +13,16 @@ $sudo apt-get update -qq
 $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
   gdal-bin libgdal-dev libclang-dev clang pkg-config python3-gdal python3-rasterio \
   python3-numpy python3-cftime python3-xarray python3-netcdf4 python3-zarr python3-pyproj python3-pip \
-  python3-venv nginx-light binutils curl ca-certificates >/dev/null
+  python3-venv python3-jsonschema nginx-light binutils curl ca-certificates \
+  postgresql postgresql-15-postgis-3 >/dev/null
 # rioxarray, on Debian's xarray and rasterio (so on the system GDAL and its plugins), for
 # the checks of how xarray sees a time store (tests/time_view.rs); 0.15 runs on Debian 12's
 # xarray 2023.01 and rasterio 1.3. --no-deps: pip must not bring a rasterio of its own.
 /usr/bin/python3 -m pip install -q --user --no-deps --break-system-packages rioxarray==0.15.0
-# Debian's nginx package may start a system-wide server; the tests run their own.
+# Debian's nginx and postgresql packages may start system-wide servers; the tests run
+# their own (PostgreSQL + PostGIS in a temporary data directory, for the catalog).
 $sudo sh -c 'service nginx stop' >/dev/null 2>&1 || true
+$sudo sh -c 'service postgresql stop' >/dev/null 2>&1 || true
 # moto's S3 server and nginx (above), which the tests of stores on the network start on
 # 127.0.0.1 and stop (tests/remote.rs); moto in a virtualenv of its own.
 [ -x target/moto-venv/bin/moto_server ] || {

@@ -86,6 +86,10 @@ pub enum Error {
 
     #[error("GDAL: {0}")]
     Gdal(String),
+
+    /// A catalog database failed or holds what it should not.
+    #[error("{location}: {detail}")]
+    Catalog { location: String, detail: String },
 }
 
 impl Error {
@@ -101,6 +105,7 @@ impl Error {
             Error::Interrupted => ErrorKind::Interrupted,
             Error::Locked(_) | Error::Conflict(_) => ErrorKind::Locked,
             Error::Gdal(_) => ErrorKind::Gdal,
+            Error::Catalog { .. } => ErrorKind::Io,
         }
     }
 

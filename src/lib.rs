@@ -2,6 +2,7 @@
 
 pub mod aggregate;
 pub mod area;
+pub mod catalog;
 pub mod checksum;
 pub mod chunk;
 pub mod codec;
@@ -23,6 +24,7 @@ pub mod options;
 pub mod pyramid;
 pub mod refs;
 pub mod shard;
+pub mod stac;
 pub mod storage;
 pub mod store;
 pub mod text;

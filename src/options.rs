@@ -293,6 +293,20 @@ pub fn all_cpus() -> usize {
     CPUS.min(MAX_THREADS)
 }
 
+/// How many reads (and, writing there, writes) of a store on the network are in flight at
+/// once by default: fetching is waiting, not computing, so more than the cores (GDAL's own
+/// multi-range reads send all ranges of a request at once).
+pub const REMOTE_THREADS: usize = 16;
+
+/// The worker threads when none are asked for: the cores, or at least [`REMOTE_THREADS`]
+/// for a store on GDAL's virtual file systems.
+pub fn default_threads(store: &std::path::Path) -> usize {
+    match crate::storage::is_vsi_path(store) {
+        true => all_cpus().max(REMOTE_THREADS),
+        false => all_cpus(),
+    }
+}
+
 /// Open options after checking.
 #[derive(Debug, Clone, PartialEq)]
 pub struct OpenOptions {

@@ -1,12 +1,14 @@
 //! Command-line interface: argument definitions and dispatch to one module per command.
 
 mod append;
+mod catalog;
 mod create;
 mod history;
 mod info;
 mod ingest;
 mod refs;
 mod series;
+mod stac;
 
 use std::path::PathBuf;
 use std::process::ExitCode;
@@ -98,7 +100,7 @@ enum Command {
         /// How sources not on the store grid are warped (gdalwarp -r names)
         #[arg(long, short = 'r', default_value = "nearest")]
         resampling: String,
-        /// Worker threads, 1 to 1024 [default: all cores]
+        /// Worker threads, 1 to 1024 [default: all cores; at least 16 for a store on the network]
         #[arg(long, value_parser = threads_arg)]
         threads: Option<usize>,
         #[command(flatten)]
@@ -123,7 +125,7 @@ enum Command {
     Append {
         #[command(flatten)]
         cmd: Box<append::AppendCmd>,
-        /// Worker threads, 1 to 1024 [default: all cores]
+        /// Worker threads, 1 to 1024 [default: all cores; at least 16 for a store on the network]
         #[arg(long, value_parser = threads_arg)]
         threads: Option<usize>,
         #[command(flatten)]
@@ -138,11 +140,19 @@ enum Command {
         #[command(flatten)]
         wait: WaitArg,
     },
+    /// Index sources by place, time and properties, and search them (a SQLite file or a
+    /// PostgreSQL database)
+    Catalog(catalog::CatalogCmd),
     /// Print one point's values over the time steps of a store (CSV or JSON)
     Series(series::SeriesCmd),
     /// Write kerchunk references (JSON) through which xarray, zarr and fsspec read a
     /// snapshot of the store as Zarr arrays, one group per level, without GDAL
     Refs(refs::RefsCmd),
+    /// Write a STAC Collection, one Item per time step and an ItemCollection for a store
+    #[command(after_help = "Example: gridstore stac rain.gridstore -o rain-stac\n\
+        Then: cd rain-stac && gdalinfo STACIT:\"item-collection.json\" (GDAL 3.6 opens \
+        relative hrefs from the working directory; see docs/STAC.md)")]
+    Stac(stac::StacCmd),
     /// Copy every closed block of time steps into time blocks, which point series read
     /// fast (one commit; `gridstore append` does it after its slices)
     #[command(
@@ -336,12 +346,13 @@ pub fn run(args: Args) -> Result<ExitCode> {
             shard,
             quiet,
         } => {
+            let store = store_path(&store);
             ingest::run(ingest::IngestArgs {
-                store: &store_path(&store),
+                store: &store,
                 files,
                 from_list: from_list.as_deref(),
                 resampling: &resampling,
-                threads: threads.unwrap_or_else(gridstore::options::all_cpus),
+                threads: threads.unwrap_or_else(|| gridstore::options::default_threads(&store)),
                 wait: wait.policy_for(shard),
                 checkpoint_mb,
                 restart,
@@ -378,7 +389,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Append { cmd, threads, wait } => {
             let store = store_path(&cmd.store);
-            let threads = threads.unwrap_or_else(gridstore::options::all_cpus);
+            let threads = threads.unwrap_or_else(|| gridstore::options::default_threads(&store));
             let wait = wait.policy_for(cmd.shard);
             append::run(&store, *cmd, threads, wait)?;
             Ok(ExitCode::SUCCESS)
@@ -404,6 +415,14 @@ pub fn run(args: Args) -> Result<ExitCode> {
         }
         Command::Refs(cmd) => {
             refs::run(&store_path(&cmd.store), &cmd)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Stac(cmd) => {
+            stac::run(&cmd)?;
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Catalog(cmd) => {
+            catalog::run(cmd)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Series(cmd) => {

@@ -42,7 +42,7 @@ pub use ffi::{GsBandInfo, GsDatasetInfo};
 
 mod create;
 mod mdim;
-mod time_view;
+pub(crate) mod time_view;
 pub use time_view::variable_name;
 mod window;
 
@@ -829,19 +829,14 @@ pub unsafe extern "C" fn gridstore_read_window(
 const MIN_PARALLEL_BLOCKS: usize = 8;
 const MIN_PARALLEL_REMOTE_BLOCKS: usize = 2;
 
-/// How many reads (and, making a store there, writes) of a store on the network are in
-/// flight at once by default: fetching is waiting, not computing, so more than the cores
-/// (GDAL's own multi-range reads send all ranges of a request at once).
-const REMOTE_READ_THREADS: usize = 16;
-
 /// The read threads of a handle: `NUM_THREADS` when given, else the cores, or
-/// [`REMOTE_READ_THREADS`] for a store on GDAL's virtual file systems.
+/// [`crate::options::REMOTE_THREADS`] for a store on GDAL's virtual file systems.
 fn read_threads(root: &Path, options: &[(String, String)], parsed: usize) -> usize {
     let given = options
         .iter()
         .any(|(k, _)| k.eq_ignore_ascii_case("NUM_THREADS"));
     if crate::storage::is_vsi_path(root) && !given {
-        parsed.max(REMOTE_READ_THREADS)
+        parsed.max(crate::options::REMOTE_THREADS)
     } else {
         parsed
     }

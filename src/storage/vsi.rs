@@ -20,9 +20,10 @@ use std::ptr;
 
 use gdal_sys::{
     CPLErrorReset, CPLGetLastErrorMsg, CPLPopErrorHandler, CPLPushErrorHandler,
-    CPLQuietErrorHandler, CPLSetThreadLocalConfigOption, CSLDestroy, VSICurlPartialClearCache,
-    VSIFCloseL, VSIFOpenEx2L, VSIFReadL, VSIFSeekL, VSIFTellL, VSIFWriteL, VSIGetFileMetadata,
-    VSIReadDir, VSIUnlink, VSILFILE,
+    CPLQuietErrorHandler, CPLSetThreadLocalConfigOption, CSLDestroy, VSICloseDir,
+    VSICurlPartialClearCache, VSIFCloseL, VSIFOpenEx2L, VSIFReadL, VSIFSeekL, VSIFTellL,
+    VSIFWriteL, VSIGetFileMetadata, VSIGetNextDirEntry, VSIOpenDir, VSIReadDir, VSIUnlink,
+    VSILFILE,
 };
 
 use super::{Commits, Expect, Storage, Version, Written};
@@ -153,6 +154,37 @@ impl VsiStorage {
         // SAFETY: a NUL-terminated path; GDAL only compares it as a prefix.
         unsafe { VSICurlPartialClearCache(c_path.as_ptr()) };
         Ok(())
+    }
+
+    /// The keys of every object below the prefix `dir`, relative to it, at any depth.
+    fn objects_below(&self, dir: &str) -> Result<Vec<String>> {
+        self.forget(dir)?;
+        let c_path = self.c_path(dir)?;
+        let mut names = Vec::new();
+        // SAFETY: a NUL-terminated path; GDAL returns a directory handle (or null) that
+        // is closed once below; each entry and its NUL-terminated name stay valid until the
+        // next call on the handle, and the name is copied before that.
+        unsafe {
+            let handle = VSIOpenDir(c_path.as_ptr(), -1, ptr::null());
+            if handle.is_null() {
+                return Ok(names);
+            }
+            loop {
+                let entry = VSIGetNextDirEntry(handle);
+                if entry.is_null() {
+                    break;
+                }
+                let entry = &*entry;
+                let is_dir =
+                    entry.bModeKnown != 0 && (entry.nMode as u32 & libc::S_IFMT) == libc::S_IFDIR;
+                let name = CStr::from_ptr(entry.pszName).to_string_lossy();
+                if !is_dir && !name.ends_with('/') && !name.is_empty() {
+                    names.push(name.into_owned());
+                }
+            }
+            VSICloseDir(handle);
+        }
+        Ok(names)
     }
 
     /// Refuses a write when this file system has no tested conditional writes.
@@ -415,13 +447,10 @@ impl Storage for VsiStorage {
     fn delete_prefix(&self, prefix: &str) -> Result<()> {
         self.check_writes("delete objects")?;
         let prefix = prefix.trim_end_matches('/');
-        for name in self.list(&format!("{prefix}/"))? {
-            let key = format!("{prefix}/{name}");
-            // A "directory" is a common prefix of keys: its objects go one by one.
-            match self.list(&format!("{key}/"))?.is_empty() {
-                true => self.delete(&key)?,
-                false => self.delete_prefix(&key)?,
-            }
+        // A "directory" is a common prefix of keys: its objects go one by one, found in
+        // one recursive listing (on S3 one paged LIST without a delimiter).
+        for name in self.objects_below(prefix)? {
+            self.delete(&format!("{prefix}/{name}"))?;
         }
         Ok(())
     }

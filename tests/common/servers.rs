@@ -233,3 +233,176 @@ pub fn checks_s3(server: &Server, args: &[&str]) -> String {
     all.extend_from_slice(args);
     ok_s3(server, "/usr/bin/python3", &all)
 }
+
+/// A PostgreSQL server with PostGIS on 127.0.0.1, in a data directory of its own that goes
+/// with it: shut down (fast) when dropped.
+pub struct Postgres {
+    child: Child,
+    pub port: u16,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGINT is PostgreSQL's fast shutdown: the server ends its backends and exits.
+        // SAFETY: signalling our own child process by its id.
+        unsafe { libc::kill(self.child.id() as libc::pid_t, libc::SIGINT) };
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(10) {
+            if let Ok(Some(_)) = self.child.try_wait() {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Postgres {
+    /// The connection string of the server's `postgres` database.
+    pub fn url(&self) -> String {
+        format!("postgresql://gridstore@127.0.0.1:{}/postgres", self.port)
+    }
+
+    /// Runs `sql` with psql; its output (tuples only, unaligned).
+    pub fn psql(&self, sql: &str) -> String {
+        let out = Command::new("psql")
+            .args([
+                "-X",
+                "-q",
+                "-t",
+                "-A",
+                "-v",
+                "ON_ERROR_STOP=1",
+                "-d",
+                &self.url(),
+            ])
+            .args(["-c", sql])
+            .output()
+            .expect("psql (Debian's postgresql-client)");
+        assert!(
+            out.status.success(),
+            "psql {sql}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
+        String::from_utf8_lossy(&out.stdout).into_owned()
+    }
+}
+
+/// The directory of the newest installed PostgreSQL's programs (Debian keeps them out of PATH).
+fn postgres_bin() -> PathBuf {
+    let mut dirs: Vec<PathBuf> = std::fs::read_dir("/usr/lib/postgresql")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .map(|e| e.path().join("bin"))
+                .collect()
+        })
+        .unwrap_or_default();
+    dirs.retain(|d| d.join("initdb").exists());
+    dirs.sort_by_key(|d| {
+        let version = d.parent().and_then(|v| v.file_name());
+        version.and_then(|v| v.to_str()?.parse::<u32>().ok())
+    });
+    dirs.pop().expect(
+        "PostgreSQL: install Debian's postgresql and postgresql-15-postgis-3 (.ci/run does)",
+    )
+}
+
+/// The user and group PostgreSQL runs as: ourselves, or `postgres` when we are root
+/// (PostgreSQL refuses to run as root).
+fn postgres_ids() -> Option<(u32, u32)> {
+    // SAFETY: geteuid has no preconditions.
+    if unsafe { libc::geteuid() } != 0 {
+        return None;
+    }
+    let passwd = std::fs::read_to_string("/etc/passwd").expect("/etc/passwd");
+    let line = passwd
+        .lines()
+        .find(|l| l.starts_with("postgres:"))
+        .expect("a `postgres` user (Debian's postgresql package makes it)");
+    let fields: Vec<&str> = line.split(':').collect();
+    Some((fields[2].parse().unwrap(), fields[3].parse().unwrap()))
+}
+
+/// A program run as the PostgreSQL user.
+fn as_postgres(program: PathBuf, ids: Option<(u32, u32)>) -> Command {
+    use std::os::unix::process::CommandExt;
+    let mut c = Command::new(program);
+    if let Some((uid, gid)) = ids {
+        c.uid(uid).gid(gid);
+    }
+    c
+}
+
+/// A fresh PostgreSQL server with the PostGIS extension made in its `postgres` database;
+/// durability off (a test database).
+pub fn postgres() -> Postgres {
+    let dir = super::tmp();
+    let ids = postgres_ids();
+    if let Some((uid, gid)) = ids {
+        std::os::unix::fs::chown(dir.path(), Some(uid), Some(gid)).unwrap();
+    }
+    let bin = postgres_bin();
+    let data = dir.path().join("data");
+    let init = as_postgres(bin.join("initdb"), ids)
+        .args([
+            "-D",
+            s(&data),
+            "-U",
+            "gridstore",
+            "-A",
+            "trust",
+            "-E",
+            "UTF8",
+        ])
+        .args(["--locale=C", "--no-sync"])
+        .output()
+        .expect("initdb");
+    assert!(
+        init.status.success(),
+        "initdb: {}",
+        String::from_utf8_lossy(&init.stderr)
+    );
+    let port = free_port();
+    let log = std::fs::File::create(dir.path().join("postgres.log")).unwrap();
+    let mut child = as_postgres(bin.join("postgres"), ids)
+        .args(["-D", s(&data), "-h", "127.0.0.1", "-p", &port.to_string()])
+        .args([
+            "-k",
+            s(dir.path()),
+            "-c",
+            "fsync=off",
+            "-c",
+            "full_page_writes=off",
+        ])
+        .args(["-c", "synchronous_commit=off"])
+        .stdout(Stdio::null())
+        .stderr(log)
+        .spawn()
+        .expect("postgres");
+    wait_for(port, &mut child, "postgres");
+    let server = Postgres {
+        child,
+        port,
+        _dir: dir,
+    };
+    // Listening comes before accepting queries: ask until it answers.
+    let start = Instant::now();
+    loop {
+        let ready = Command::new("psql")
+            .args(["-X", "-q", "-d", &server.url(), "-c", "SELECT 1"])
+            .output()
+            .is_ok_and(|o| o.status.success());
+        if ready {
+            break;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(30),
+            "postgres did not start"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    server.psql("CREATE EXTENSION postgis");
+    server
+}

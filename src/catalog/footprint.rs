@@ -1,0 +1,1079 @@
+//! Footprints and query areas: the only module of the catalog that calls OGR and OSR.
+//!
+//! A footprint is a polygon in the item's native CRS, kept exactly (as WKB), plus its parts
+//! in EPSG:4326 longitude/latitude: the polygon with its edges densified, transformed by
+//! GDAL's geometry transformer with `WRAPDATELINE=YES`, so that a footprint crossing the
+//! antimeridian becomes parts on either side of it and one around a pole reaches latitude
+//! 90 across all longitudes. Backends prefilter on the boxes of these parts; the exact test
+//! ([`Footprint::intersects`]) runs in the item's own CRS.
+
+use std::cell::RefCell;
+use std::collections::HashMap;
+use std::ffi::{c_char, c_void, CString};
+
+use serde_json::Value as Json;
+
+use crate::error::{Error, Result};
+use crate::gdal::cpl::{from_c, last_error_message, CStringList, QuietErrors};
+
+/// West, south, east, north.
+pub type Bbox = [f64; 4];
+
+/// Each densified edge is at most this fraction of the polygon's larger side.
+const DENSIFY_FRACTION: f64 = 1.0 / 64.0;
+
+/// A coordinate reference system: WKT2, and its EPSG code when it has one.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Crs {
+    pub wkt: String,
+    pub epsg: Option<u32>,
+}
+
+impl Crs {
+    /// Anything GDAL accepts: `EPSG:32633`, a PROJ string, WKT.
+    pub fn from_user(definition: &str) -> Result<Crs> {
+        let srs = Srs::from_user(definition)?;
+        Ok(Crs {
+            wkt: srs.wkt()?,
+            epsg: srs.epsg(),
+        })
+    }
+
+    /// EPSG:4326 with longitude/latitude axis order.
+    pub fn wgs84() -> Crs {
+        Crs {
+            wkt: Srs::from_user("EPSG:4326")
+                .and_then(|s| s.wkt())
+                .unwrap_or_default(),
+            epsg: Some(4326),
+        }
+    }
+
+    /// `EPSG:<code>`, or the WKT for a CRS without a code: what backends group by.
+    pub fn key(&self) -> String {
+        match self.epsg {
+            Some(c) => format!("EPSG:{c}"),
+            None => self.wkt.clone(),
+        }
+    }
+
+    fn srs(&self) -> Result<Srs> {
+        match self.epsg {
+            Some(c) => Srs::from_user(&format!("EPSG:{c}")),
+            None => Srs::from_user(&self.wkt),
+        }
+    }
+}
+
+/// An item's footprint.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Footprint {
+    pub crs: Crs,
+    /// The polygon or multipolygon in the native CRS (x/y = easting/northing or
+    /// longitude/latitude), ISO WKB, as given.
+    pub native_wkb: Vec<u8>,
+    /// West, south, east, north of the native polygon, in the native CRS.
+    pub native_bounds: Bbox,
+    /// The parts in EPSG:4326 (longitude, latitude) as one ISO WKB MultiPolygon.
+    pub wgs84_wkb: Vec<u8>,
+    /// The box of each part of `wgs84_wkb`, west <= east.
+    pub boxes: Vec<Bbox>,
+    /// Longitude of the native polygon's centroid (degrees east, -180 to 180): where the
+    /// item's solar time is counted.
+    pub centroid_lon: f64,
+}
+
+impl Footprint {
+    /// Builds a footprint from a polygon in its native CRS.
+    pub fn new(crs: Crs, native_wkb: Vec<u8>) -> Result<Footprint> {
+        let srs = crs.srs()?;
+        let native = Geom::from_wkb(&native_wkb)?;
+        native.check_areal()?;
+        let native_bounds = native.envelope();
+        let parts = to_wgs84_parts(&native, &srs)?;
+        let boxes = parts.part_boxes();
+        if boxes.is_empty() {
+            return Err(Error::InvalidInput(
+                "the footprint has no area once transformed to longitude/latitude; check its \
+                 CRS"
+                .into(),
+            ));
+        }
+        let centroid_lon = centroid_longitude(&native, &srs)?;
+        Ok(Footprint {
+            crs,
+            native_wkb: native.to_wkb()?,
+            native_bounds,
+            wgs84_wkb: parts.to_wkb()?,
+            boxes,
+            centroid_lon,
+        })
+    }
+
+    /// A footprint read back from storage: the boxes are rebuilt from the 4326 parts, the
+    /// rest is taken as stored.
+    pub fn from_stored(
+        crs: Crs,
+        native_wkb: Vec<u8>,
+        native_bounds: Bbox,
+        wgs84_wkb: Vec<u8>,
+        centroid_lon: f64,
+    ) -> Result<Footprint> {
+        let boxes = Geom::from_wkb(&wgs84_wkb)?.part_boxes();
+        Ok(Footprint {
+            crs,
+            native_wkb,
+            native_bounds,
+            wgs84_wkb,
+            boxes,
+            centroid_lon,
+        })
+    }
+
+    /// Builds a footprint from WKT in a CRS given as GDAL accepts it.
+    pub fn from_wkt(crs: &str, wkt: &str) -> Result<Footprint> {
+        let crs = Crs::from_user(crs)?;
+        let wkb = Geom::from_wkt(wkt)?.to_wkb()?;
+        Footprint::new(crs, wkb)
+    }
+
+    /// A footprint for a box in its CRS (a raster's extent).
+    pub fn from_bounds(crs: Crs, bounds: Bbox) -> Result<Footprint> {
+        let wkb = Geom::rectangle(bounds).to_wkb()?;
+        Footprint::new(crs, wkb)
+    }
+
+    /// A footprint from a GeoJSON geometry (a Polygon or MultiPolygon) in `crs`.
+    pub fn from_geojson(crs: Crs, geometry: &Json) -> Result<Footprint> {
+        let text = CString::new(geometry.to_string())
+            .map_err(|_| Error::InvalidInput("a geometry cannot contain NUL".into()))?;
+        // SAFETY: a NUL-terminated string; the result (or null) is ours.
+        let h = unsafe { gdal_sys::OGR_G_CreateGeometryFromJson(text.as_ptr()) };
+        if h.is_null() {
+            return Err(Error::InvalidInput(format!(
+                "{}: not a GeoJSON geometry",
+                truncate(&geometry.to_string())
+            )));
+        }
+        let wkb = Geom(h).to_wkb()?;
+        Footprint::new(crs, wkb)
+    }
+
+    /// The valid-data footprint of a raster from a grid of cells (row by row, `true` =
+    /// holds valid data) whose geotransform is `gt`: the union of the valid cells,
+    /// simplified by half a cell. An error when no cell is valid.
+    pub fn from_valid_cells(
+        crs: Crs,
+        gt: [f64; 6],
+        width: usize,
+        height: usize,
+        valid: &[bool],
+    ) -> Result<Footprint> {
+        let cells = Geom::new(gdal_sys::OGRwkbGeometryType::wkbMultiPolygon);
+        let corner = |col: usize, row: usize| {
+            let (c, r) = (col as f64, row as f64);
+            (gt[0] + c * gt[1] + r * gt[2], gt[3] + c * gt[4] + r * gt[5])
+        };
+        // Runs of valid cells, extended downwards while the rows below repeat them.
+        let mut open: Vec<(usize, usize, usize)> = Vec::new(); // (start col, end col, top row)
+        for row in 0..=height {
+            let runs = if row < height {
+                runs_of(&valid[row * width..(row + 1) * width])
+            } else {
+                Vec::new()
+            };
+            let mut still = Vec::new();
+            for (a, b, top) in open.drain(..) {
+                if runs.contains(&(a, b)) {
+                    still.push((a, b, top));
+                } else {
+                    let ring = Geom::new(gdal_sys::OGRwkbGeometryType::wkbLinearRing);
+                    for (c, r) in [(a, top), (b, top), (b, row), (a, row), (a, top)] {
+                        let (x, y) = corner(c, r);
+                        // SAFETY: ring is a valid line geometry.
+                        unsafe { gdal_sys::OGR_G_AddPoint_2D(ring.0, x, y) };
+                    }
+                    let poly = Geom::new(gdal_sys::OGRwkbGeometryType::wkbPolygon);
+                    poly.add(&ring)?;
+                    cells.add(&poly)?;
+                }
+            }
+            for r in runs {
+                if !still.iter().any(|&(a, b, _)| (a, b) == r) {
+                    still.push((r.0, r.1, row));
+                }
+            }
+            open = still;
+        }
+        if cells.part_count() == 0 {
+            return Err(Error::InvalidInput(
+                "the raster holds no valid data (every pixel is nodata or masked), so it has \
+                 no footprint"
+                    .into(),
+            ));
+        }
+        // SAFETY: valid handle; the union (or null) is ours.
+        let union = unsafe { gdal_sys::OGR_G_UnionCascaded(cells.0) };
+        if union.is_null() {
+            return Err(gdal_error("cannot merge the valid cells"));
+        }
+        let union = Geom(union);
+        let half_cell = 0.5 * (gt[1].hypot(gt[4])).min(gt[2].hypot(gt[5]));
+        // SAFETY: valid handle; the simplified copy (or null) is ours.
+        let simple = unsafe { gdal_sys::OGR_G_SimplifyPreserveTopology(union.0, half_cell) };
+        let shape = if simple.is_null() {
+            union
+        } else {
+            Geom(simple)
+        };
+        Footprint::new(crs, shape.to_wkb()?)
+    }
+
+    /// The exact test: whether the query area meets the native polygon, tested in the
+    /// item's CRS with the query clipped to the footprint's 4326 boxes first (so that
+    /// query parts far outside the item CRS's area of use are never projected).
+    pub fn intersects(&self, area: &PreparedArea) -> Result<bool> {
+        if !self
+            .boxes
+            .iter()
+            .any(|b| area.boxes.iter().any(|q| boxes_meet(b, q)))
+        {
+            return Ok(false);
+        }
+        let native = Geom::from_wkb(&self.native_wkb)?;
+        if let Some(same) = area.native_in(&self.crs) {
+            return Ok(same.intersects(&native));
+        }
+        let Some(to_native) = area.transform_to(&self.crs)? else {
+            // A geographic CRS: the 4326 parts are the footprint itself, cut at 180°
+            // (its native longitudes may run past 180).
+            return self.intersects_in_wgs84(area);
+        };
+        let _quiet = QuietErrors::push();
+        for part in &area.parts {
+            for b in &self.boxes {
+                let clip = Geom::rectangle(widen(*b));
+                let Some(piece) = part.intersection(&clip) else {
+                    continue;
+                };
+                if piece.is_empty() {
+                    continue;
+                }
+                piece.segmentize(0.25);
+                match piece.transformed(&to_native) {
+                    Some(p) if p.intersects(&native) => return Ok(true),
+                    Some(_) => {}
+                    // Not projectable into the item's CRS: decide in longitude/latitude.
+                    None => {
+                        if Geom::from_wkb(&self.wgs84_wkb)?.intersects(&piece) {
+                            return Ok(true);
+                        }
+                    }
+                }
+            }
+        }
+        Ok(false)
+    }
+
+    /// A second, independent test for cross-checking: the 4326 parts of the footprint
+    /// against the 4326 parts of the query.
+    pub fn intersects_in_wgs84(&self, area: &PreparedArea) -> Result<bool> {
+        let mine = Geom::from_wkb(&self.wgs84_wkb)?;
+        Ok(area.parts.iter().any(|p| p.intersects(&mine)))
+    }
+
+    /// The native polygon as GeoJSON geometry (coordinates in the native CRS).
+    pub fn native_geojson(&self) -> Json {
+        Geom::from_wkb(&self.native_wkb)
+            .and_then(|g| g.to_geojson())
+            .unwrap_or(Json::Null)
+    }
+
+    /// The 4326 parts as a GeoJSON Polygon (one part) or MultiPolygon.
+    pub fn wgs84_geojson(&self) -> Json {
+        let Ok(g) = Geom::from_wkb(&self.wgs84_wkb) else {
+            return Json::Null;
+        };
+        let single = (g.part_count() == 1).then(|| g.part(0)).flatten();
+        single.unwrap_or(g).to_geojson().unwrap_or(Json::Null)
+    }
+
+    /// The RFC 7946 bbox: west > east when the footprint crosses the antimeridian.
+    pub fn bbox_4326(&self) -> Bbox {
+        wrapped_bbox(&self.boxes)
+    }
+}
+
+/// A query area as given by the user.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Area {
+    /// West, south, east, north. In EPSG:4326 (`crs` None) west > east means the box
+    /// crosses the antimeridian.
+    Bbox { bbox: Bbox, crs: Option<String> },
+    /// A polygon or multipolygon as WKT, in `crs` (EPSG:4326 longitude/latitude if None).
+    Polygon { wkt: String, crs: Option<String> },
+}
+
+/// A query area ready for testing footprints: its 4326 parts and their boxes, and
+/// transformations into item CRSs, made once per CRS.
+pub struct PreparedArea {
+    parts: Vec<Geom>,
+    /// The box of each part, west <= east.
+    pub boxes: Vec<Bbox>,
+    /// The area in its own CRS, when that is not EPSG:4326.
+    native: Option<(Crs, Geom)>,
+    transforms: RefCell<HashMap<String, Option<std::rc::Rc<Transform>>>>,
+}
+
+impl std::fmt::Debug for PreparedArea {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("PreparedArea")
+            .field("boxes", &self.boxes)
+            .finish()
+    }
+}
+
+impl PreparedArea {
+    pub fn new(area: &Area) -> Result<PreparedArea> {
+        let (crs, geom) = match area {
+            Area::Bbox { bbox, crs } => match crs_unless_wgs84(crs.as_deref())? {
+                None => return PreparedArea::from_wgs84_box(*bbox),
+                Some(c) => {
+                    check_box_order(*bbox, false)?;
+                    (Some(c), Geom::rectangle(*bbox))
+                }
+            },
+            Area::Polygon { wkt, crs } => {
+                let g = Geom::from_wkt(wkt)?;
+                g.check_areal()?;
+                (crs_unless_wgs84(crs.as_deref())?, g)
+            }
+        };
+        match crs {
+            None => {
+                let b = geom.envelope();
+                if b[0] < -180.0 || b[2] > 180.0 || b[1] < -90.0 || b[3] > 90.0 {
+                    return Err(Error::InvalidInput(format!(
+                        "the query polygon reaches beyond longitude -180..180 or latitude \
+                         -90..90 ({b:?}); cut it at the antimeridian into a MULTIPOLYGON, or \
+                         give it in its own CRS with --polygon-crs"
+                    )));
+                }
+                let parts = geom.polygons();
+                Ok(PreparedArea::from_parts(parts, None))
+            }
+            Some(crs) => {
+                let parts = to_wgs84_parts(&geom, &crs.srs()?)?;
+                Ok(PreparedArea::from_parts(
+                    parts.polygons(),
+                    Some((crs, geom)),
+                ))
+            }
+        }
+    }
+
+    fn from_wgs84_box(b: Bbox) -> Result<PreparedArea> {
+        check_box_order(b, true)?;
+        let boxes = if b[0] > b[2] {
+            vec![[b[0], b[1], 180.0, b[3]], [-180.0, b[1], b[2], b[3]]]
+        } else {
+            vec![b]
+        };
+        let parts = boxes.iter().map(|b| Geom::rectangle(*b)).collect();
+        Ok(PreparedArea::from_parts(parts, None))
+    }
+
+    fn from_parts(parts: Vec<Geom>, native: Option<(Crs, Geom)>) -> PreparedArea {
+        let boxes = parts.iter().map(|p| p.envelope()).collect();
+        PreparedArea {
+            parts,
+            boxes,
+            native,
+            transforms: RefCell::new(HashMap::new()),
+        }
+    }
+
+    /// The area as ISO WKB MultiPolygon in EPSG:4326 (for backends that test in SQL).
+    pub fn wgs84_wkb(&self) -> Result<Vec<u8>> {
+        let multi = Geom::new(gdal_sys::OGRwkbGeometryType::wkbMultiPolygon);
+        for p in &self.parts {
+            multi.add(p)?;
+        }
+        multi.to_wkb()
+    }
+
+    /// The area in its own geometry when the item is in the same CRS.
+    fn native_in(&self, crs: &Crs) -> Option<&Geom> {
+        match &self.native {
+            Some((c, g)) if c.key() == crs.key() => Some(g),
+            _ => None,
+        }
+    }
+
+    /// The transformation from EPSG:4326 into `crs`, or `None` when `crs` is geographic.
+    fn transform_to(&self, crs: &Crs) -> Result<Option<std::rc::Rc<Transform>>> {
+        let key = crs.key();
+        if let Some(t) = self.transforms.borrow().get(&key) {
+            return Ok(t.clone());
+        }
+        let srs = crs.srs()?;
+        let t = if srs.is_geographic() {
+            None
+        } else {
+            Some(std::rc::Rc::new(Transform::new(&wgs84_srs()?, &srs)?))
+        };
+        self.transforms.borrow_mut().insert(key, t.clone());
+        Ok(t)
+    }
+}
+
+/// The runs of `true` in a row, as (first, one past last).
+fn runs_of(row: &[bool]) -> Vec<(usize, usize)> {
+    let mut out = Vec::new();
+    let mut start = None;
+    for (i, &v) in row.iter().chain(std::iter::once(&false)).enumerate() {
+        match (v, start) {
+            (true, None) => start = Some(i),
+            (false, Some(s)) => {
+                out.push((s, i));
+                start = None;
+            }
+            _ => {}
+        }
+    }
+    out
+}
+
+fn crs_unless_wgs84(crs: Option<&str>) -> Result<Option<Crs>> {
+    let Some(def) = crs else { return Ok(None) };
+    let c = Crs::from_user(def)?;
+    Ok((c.epsg != Some(4326)).then_some(c))
+}
+
+fn check_box_order(b: Bbox, wgs84: bool) -> Result<()> {
+    let ok = b.iter().all(|v| v.is_finite())
+        && b[1] < b[3]
+        && (wgs84 || b[0] < b[2])
+        && (!wgs84
+            || (b[0] != b[2]
+                && b.iter().step_by(2).all(|x| x.abs() <= 180.0)
+                && b[1] >= -90.0
+                && b[3] <= 90.0));
+    if ok {
+        return Ok(());
+    }
+    Err(Error::InvalidInput(format!(
+        "bbox {b:?}: give WEST,SOUTH,EAST,NORTH with south < north{}",
+        if wgs84 {
+            " in degrees (longitude -180..180, latitude -90..90); west > east crosses the \
+             antimeridian"
+        } else {
+            " and west < east in the box's CRS"
+        }
+    )))
+}
+
+fn boxes_meet(a: &Bbox, b: &Bbox) -> bool {
+    a[0] <= b[2] && b[0] <= a[2] && a[1] <= b[3] && b[1] <= a[3]
+}
+
+/// A 4326 box grown by a small margin (clamped to the globe), so that clipping never cuts
+/// off what touches its edges.
+fn widen(b: Bbox) -> Bbox {
+    const M: f64 = 1e-6;
+    [
+        (b[0] - M).max(-180.0),
+        (b[1] - M).max(-90.0),
+        (b[2] + M).min(180.0),
+        (b[3] + M).min(90.0),
+    ]
+}
+
+/// The smallest box holding all `boxes` in longitude, going across the antimeridian
+/// (west > east) when that is shorter: the complement of the largest longitude gap.
+pub fn wrapped_bbox(boxes: &[Bbox]) -> Bbox {
+    if boxes.is_empty() {
+        return [f64::NAN; 4];
+    }
+    let south = boxes.iter().map(|b| b[1]).fold(f64::INFINITY, f64::min);
+    let north = boxes.iter().map(|b| b[3]).fold(f64::NEG_INFINITY, f64::max);
+    let mut spans: Vec<(f64, f64)> = boxes.iter().map(|b| (b[0], b[2])).collect();
+    spans.sort_by(|a, b| a.0.total_cmp(&b.0));
+    // Merge overlapping longitude spans.
+    let mut merged: Vec<(f64, f64)> = Vec::new();
+    for (w, e) in spans {
+        match merged.last_mut() {
+            Some(last) if w <= last.1 => last.1 = last.1.max(e),
+            _ => merged.push((w, e)),
+        }
+    }
+    // The gap across the antimeridian, from the last east to the first west.
+    let first = merged[0];
+    let last = *merged.last().expect("not empty");
+    let mut best_gap = (first.0 + 180.0) + (180.0 - last.1);
+    let mut bbox = [first.0, south, last.1, north];
+    for pair in merged.windows(2) {
+        let gap = pair[1].0 - pair[0].1;
+        if gap > best_gap {
+            best_gap = gap;
+            bbox = [pair[1].0, south, pair[0].1, north];
+        }
+    }
+    if best_gap <= 0.0 {
+        bbox = [-180.0, south, 180.0, north];
+    }
+    bbox
+}
+
+/// The smallest box (west > east across the antimeridian) holding two such boxes.
+pub fn merge_wrapped(a: Bbox, b: Bbox) -> Bbox {
+    let mut boxes = Vec::with_capacity(4);
+    for x in [a, b] {
+        if x[0] > x[2] {
+            boxes.push([x[0], x[1], 180.0, x[3]]);
+            boxes.push([-180.0, x[1], x[2], x[3]]);
+        } else {
+            boxes.push(x);
+        }
+    }
+    wrapped_bbox(&boxes)
+}
+
+/// Densifies a copy of `native` and transforms it with `WRAPDATELINE=YES`.
+fn to_wgs84_parts(native: &Geom, srs: &Srs) -> Result<Geom> {
+    let ct = Transform::new(srs, &wgs84_srs()?)?;
+    let dense = densify_for_wrap(native, &ct);
+    let options = CStringList::new(["WRAPDATELINE=YES".to_string()]);
+    // SAFETY: ct and dense are valid handles; the transformer is destroyed here; the
+    // returned geometry (or null) is owned by us.
+    let out = unsafe {
+        let t = gdal_sys::OGR_GeomTransformer_Create(ct.0, options.as_ptr() as _);
+        if t.is_null() {
+            return Err(gdal_error("cannot make a geometry transformer"));
+        }
+        let g = gdal_sys::OGR_GeomTransformer_Transform(t, dense.0);
+        gdal_sys::OGR_GeomTransformer_Destroy(t);
+        g
+    };
+    if out.is_null() {
+        return Err(Error::InvalidInput(format!(
+            "the polygon cannot be transformed to longitude/latitude ({}); check that its \
+             coordinates are in the CRS given",
+            last_error_message()
+        )));
+    }
+    Ok(Geom(out))
+}
+
+/// Largest longitude step allowed between two points of a densified ring (the short way
+/// round): GDAL's date-line cutting recognises a crossing only between rings whose other
+/// steps are small.
+const MAX_LONGITUDE_STEP: f64 = 2.0;
+
+/// Densifies a copy of `native` until no edge spans more than [`MAX_LONGITUDE_STEP`] of
+/// longitude (edges passing close to a pole need many points), or the edges are 1/16384
+/// of the polygon's size.
+fn densify_for_wrap(native: &Geom, ct: &Transform) -> Geom {
+    let b = native.envelope();
+    let size = (b[2] - b[0]).max(b[3] - b[1]);
+    let mut step = size * DENSIFY_FRACTION;
+    loop {
+        let dense = native.clone_geom();
+        if step <= 0.0 {
+            return dense;
+        }
+        dense.segmentize(step);
+        if step <= size / 16384.0 {
+            return dense;
+        }
+        let widest = {
+            let _quiet = QuietErrors::push();
+            dense.transformed(ct).map(|g| g.largest_longitude_step())
+        };
+        match widest {
+            Some(w) if w > MAX_LONGITUDE_STEP => step /= 8.0,
+            _ => return dense,
+        }
+    }
+}
+
+fn centroid_longitude(native: &Geom, srs: &Srs) -> Result<f64> {
+    let point = Geom::new(gdal_sys::OGRwkbGeometryType::wkbPoint);
+    // SAFETY: both handles are valid; OGR_G_Centroid writes into the point geometry.
+    if unsafe { gdal_sys::OGR_G_Centroid(native.0, point.0) } != 0 {
+        return Err(gdal_error("cannot compute the footprint's centroid"));
+    }
+    let ct = Transform::new(srs, &wgs84_srs()?)?;
+    let mut x = [point.x(0)];
+    let mut y = [point.y(0)];
+    if !ct.points(&mut x, &mut y) {
+        return Err(gdal_error(
+            "cannot transform the footprint's centroid to longitude",
+        ));
+    }
+    let mut lon = x[0];
+    while lon > 180.0 {
+        lon -= 360.0;
+    }
+    while lon < -180.0 {
+        lon += 360.0;
+    }
+    Ok(lon)
+}
+
+fn gdal_error(what: &str) -> Error {
+    Error::Gdal(format!("{what}: {}", last_error_message()))
+}
+
+fn wgs84_srs() -> Result<Srs> {
+    Srs::from_user("EPSG:4326")
+}
+
+/// An OSR spatial reference with traditional GIS axis order (x = easting/longitude).
+struct Srs(gdal_sys::OGRSpatialReferenceH);
+
+impl Srs {
+    fn from_user(definition: &str) -> Result<Srs> {
+        let c = CString::new(definition)
+            .map_err(|_| Error::InvalidInput("a CRS definition cannot contain NUL".into()))?;
+        // SAFETY: a new handle, owned by the returned value (or released on failure).
+        unsafe {
+            let h = gdal_sys::OSRNewSpatialReference(std::ptr::null());
+            let srs = Srs(h);
+            if gdal_sys::OSRSetFromUserInput(h, c.as_ptr()) != 0 {
+                return Err(Error::InvalidInput(format!(
+                    "{definition:?} is not a CRS GDAL knows ({}); give an EPSG code \
+                     (EPSG:32633), a PROJ string or WKT",
+                    last_error_message()
+                )));
+            }
+            gdal_sys::OSRSetAxisMappingStrategy(
+                h,
+                gdal_sys::OSRAxisMappingStrategy::OAMS_TRADITIONAL_GIS_ORDER,
+            );
+            Ok(srs)
+        }
+    }
+
+    fn wkt(&self) -> Result<String> {
+        let options = CStringList::new(["FORMAT=WKT2_2019".to_string()]);
+        let mut out: *mut c_char = std::ptr::null_mut();
+        // SAFETY: valid handle; the exported string is freed with VSIFree.
+        unsafe {
+            let err = gdal_sys::OSRExportToWktEx(self.0, &mut out, options.as_ptr() as _);
+            let wkt = if err == 0 { from_c(out) } else { None };
+            gdal_sys::VSIFree(out as *mut c_void);
+            wkt.ok_or_else(|| gdal_error("cannot write a CRS as WKT"))
+        }
+    }
+
+    fn is_geographic(&self) -> bool {
+        // SAFETY: valid handle.
+        unsafe { gdal_sys::OSRIsGeographic(self.0) != 0 }
+    }
+
+    /// The EPSG code, when the definition is (or is identified as) an EPSG CRS.
+    fn epsg(&self) -> Option<u32> {
+        // SAFETY: valid handle; the returned strings belong to the SRS and are copied.
+        unsafe {
+            let _quiet = QuietErrors::push();
+            let name = from_c(gdal_sys::OSRGetAuthorityName(self.0, std::ptr::null()));
+            if name.as_deref() != Some("EPSG") {
+                gdal_sys::OSRAutoIdentifyEPSG(self.0);
+            }
+            let name = from_c(gdal_sys::OSRGetAuthorityName(self.0, std::ptr::null()))?;
+            let code = from_c(gdal_sys::OSRGetAuthorityCode(self.0, std::ptr::null()))?;
+            (name == "EPSG").then(|| code.parse().ok()).flatten()
+        }
+    }
+}
+
+impl Drop for Srs {
+    fn drop(&mut self) {
+        // SAFETY: the handle was created by OSRNewSpatialReference and is released once.
+        unsafe { gdal_sys::OSRRelease(self.0) }
+    }
+}
+
+/// A coordinate transformation between two spatial references.
+struct Transform(gdal_sys::OGRCoordinateTransformationH);
+
+impl Transform {
+    fn new(from: &Srs, to: &Srs) -> Result<Transform> {
+        // SAFETY: both handles are valid; the transformation copies what it needs.
+        let h = unsafe { gdal_sys::OCTNewCoordinateTransformation(from.0, to.0) };
+        if h.is_null() {
+            return Err(gdal_error("no coordinate transformation between the CRSs"));
+        }
+        Ok(Transform(h))
+    }
+
+    /// Transforms points in place; false if any failed.
+    fn points(&self, x: &mut [f64], y: &mut [f64]) -> bool {
+        // SAFETY: x and y have the same length, passed as the count.
+        unsafe {
+            gdal_sys::OCTTransform(
+                self.0,
+                x.len() as i32,
+                x.as_mut_ptr(),
+                y.as_mut_ptr(),
+                std::ptr::null_mut(),
+            ) != 0
+        }
+    }
+}
+
+impl Drop for Transform {
+    fn drop(&mut self) {
+        // SAFETY: created by OCTNewCoordinateTransformation, destroyed once.
+        unsafe { gdal_sys::OCTDestroyCoordinateTransformation(self.0) }
+    }
+}
+
+/// An owned OGR geometry.
+struct Geom(gdal_sys::OGRGeometryH);
+
+impl Drop for Geom {
+    fn drop(&mut self) {
+        // SAFETY: we own the handle and destroy it once.
+        unsafe { gdal_sys::OGR_G_DestroyGeometry(self.0) }
+    }
+}
+
+impl Geom {
+    fn new(kind: gdal_sys::OGRwkbGeometryType::Type) -> Geom {
+        // SAFETY: creates an empty geometry we own.
+        Geom(unsafe { gdal_sys::OGR_G_CreateGeometry(kind) })
+    }
+
+    fn from_wkb(wkb: &[u8]) -> Result<Geom> {
+        let mut h: gdal_sys::OGRGeometryH = std::ptr::null_mut();
+        // SAFETY: the buffer and its length are passed together; on success h is ours.
+        let err = unsafe {
+            gdal_sys::OGR_G_CreateFromWkb(
+                wkb.as_ptr() as *const c_void,
+                std::ptr::null_mut(),
+                &mut h,
+                wkb.len() as i32,
+            )
+        };
+        if err != 0 || h.is_null() {
+            return Err(Error::InvalidInput(
+                "a footprint is not valid WKB".to_string(),
+            ));
+        }
+        Ok(Geom(h))
+    }
+
+    fn from_wkt(wkt: &str) -> Result<Geom> {
+        let c =
+            CString::new(wkt).map_err(|_| Error::InvalidInput("WKT cannot contain NUL".into()))?;
+        let mut p = c.as_ptr() as *mut c_char;
+        let mut h: gdal_sys::OGRGeometryH = std::ptr::null_mut();
+        // SAFETY: p points into `c`, alive for the call; on success h is ours.
+        let err = unsafe { gdal_sys::OGR_G_CreateFromWkt(&mut p, std::ptr::null_mut(), &mut h) };
+        if err != 0 || h.is_null() {
+            return Err(Error::InvalidInput(format!(
+                "{:?} is not a WKT geometry; give POLYGON((x y, ...)) or MULTIPOLYGON(...)",
+                truncate(wkt)
+            )));
+        }
+        Ok(Geom(h))
+    }
+
+    fn rectangle(b: Bbox) -> Geom {
+        let ring = Geom::new(gdal_sys::OGRwkbGeometryType::wkbLinearRing);
+        for (x, y) in [
+            (b[0], b[1]),
+            (b[2], b[1]),
+            (b[2], b[3]),
+            (b[0], b[3]),
+            (b[0], b[1]),
+        ] {
+            // SAFETY: ring is a valid line geometry.
+            unsafe { gdal_sys::OGR_G_AddPoint_2D(ring.0, x, y) };
+        }
+        let poly = Geom::new(gdal_sys::OGRwkbGeometryType::wkbPolygon);
+        poly.add(&ring).expect("a ring goes into a polygon");
+        poly
+    }
+
+    fn check_areal(&self) -> Result<()> {
+        let t = self.flat_type();
+        if t != gdal_sys::OGRwkbGeometryType::wkbPolygon
+            && t != gdal_sys::OGRwkbGeometryType::wkbMultiPolygon
+        {
+            return Err(Error::InvalidInput(
+                "a footprint or query area must be a POLYGON or MULTIPOLYGON".into(),
+            ));
+        }
+        if self.is_empty() {
+            return Err(Error::InvalidInput("the polygon is empty".into()));
+        }
+        Ok(())
+    }
+
+    fn flat_type(&self) -> gdal_sys::OGRwkbGeometryType::Type {
+        // SAFETY: valid handle.
+        let t = unsafe { gdal_sys::OGR_G_GetGeometryType(self.0) };
+        // SAFETY: pure function on the type code.
+        unsafe { gdal_sys::OGR_GT_Flatten(t) }
+    }
+
+    fn is_empty(&self) -> bool {
+        // SAFETY: valid handle.
+        unsafe { gdal_sys::OGR_G_IsEmpty(self.0) != 0 }
+    }
+
+    fn clone_geom(&self) -> Geom {
+        // SAFETY: valid handle; the clone is ours.
+        Geom(unsafe { gdal_sys::OGR_G_Clone(self.0) })
+    }
+
+    fn add(&self, part: &Geom) -> Result<()> {
+        // SAFETY: both valid; OGR_G_AddGeometry copies the part.
+        if unsafe { gdal_sys::OGR_G_AddGeometry(self.0, part.0) } != 0 {
+            return Err(gdal_error("cannot assemble a geometry"));
+        }
+        Ok(())
+    }
+
+    fn envelope(&self) -> Bbox {
+        let mut e = gdal_sys::OGREnvelope {
+            MinX: 0.0,
+            MaxX: 0.0,
+            MinY: 0.0,
+            MaxY: 0.0,
+        };
+        // SAFETY: valid handle, e is written.
+        unsafe { gdal_sys::OGR_G_GetEnvelope(self.0, &mut e) };
+        [e.MinX, e.MinY, e.MaxX, e.MaxY]
+    }
+
+    fn segmentize(&self, max_length: f64) {
+        // SAFETY: valid handle, modified in place.
+        unsafe { gdal_sys::OGR_G_Segmentize(self.0, max_length) }
+    }
+
+    fn intersects(&self, other: &Geom) -> bool {
+        // SAFETY: both valid.
+        unsafe { gdal_sys::OGR_G_Intersects(self.0, other.0) != 0 }
+    }
+
+    fn intersection(&self, other: &Geom) -> Option<Geom> {
+        // SAFETY: both valid; the result (or null) is ours.
+        let h = unsafe { gdal_sys::OGR_G_Intersection(self.0, other.0) };
+        (!h.is_null()).then_some(Geom(h))
+    }
+
+    /// A copy in another CRS; `None` when a point cannot be transformed.
+    fn transformed(&self, t: &Transform) -> Option<Geom> {
+        let g = self.clone_geom();
+        // SAFETY: valid handles; the geometry is transformed in place.
+        (unsafe { gdal_sys::OGR_G_Transform(g.0, t.0) } == 0).then_some(g)
+    }
+
+    fn part_count(&self) -> usize {
+        // SAFETY: valid handle.
+        unsafe { gdal_sys::OGR_G_GetGeometryCount(self.0) }.max(0) as usize
+    }
+
+    /// A copy of part `i` of a collection.
+    fn part(&self, i: usize) -> Option<Geom> {
+        if self.flat_type() != gdal_sys::OGRwkbGeometryType::wkbMultiPolygon {
+            return None;
+        }
+        // SAFETY: i is below the part count; the reference is cloned before use.
+        let h = unsafe { gdal_sys::OGR_G_GetGeometryRef(self.0, i as i32) };
+        // SAFETY: h belongs to self and is valid while self is; we clone it.
+        (!h.is_null()).then(|| Geom(unsafe { gdal_sys::OGR_G_Clone(h) }))
+    }
+
+    /// The polygons of this geometry (itself, or the areal parts of a collection).
+    fn polygons(&self) -> Vec<Geom> {
+        let t = self.flat_type();
+        if t == gdal_sys::OGRwkbGeometryType::wkbPolygon {
+            return vec![self.clone_geom()];
+        }
+        let mut out = Vec::new();
+        for i in 0..self.part_count() {
+            // SAFETY: i is below the part count; the reference is cloned at once.
+            let h = unsafe { gdal_sys::OGR_G_GetGeometryRef(self.0, i as i32) };
+            if h.is_null() {
+                continue;
+            }
+            // SAFETY: h is valid while self is; cloned before self can go.
+            let part = Geom(unsafe { gdal_sys::OGR_G_Clone(h) });
+            out.extend(part.polygons());
+        }
+        out.retain(|p| !p.is_empty());
+        out
+    }
+
+    /// The polygons as a MultiPolygon with their boxes.
+    fn part_boxes(&self) -> Vec<Bbox> {
+        self.polygons().iter().map(|p| p.envelope()).collect()
+    }
+
+    /// Over every ring, the largest longitude difference between consecutive points,
+    /// measured the short way round (so a step across 180° counts as small).
+    fn largest_longitude_step(&self) -> f64 {
+        let mut widest: f64 = 0.0;
+        for poly in self.polygons() {
+            for r in 0..poly.part_count() {
+                // SAFETY: r is below the ring count; the ring belongs to `poly`, alive here.
+                let ring = unsafe { gdal_sys::OGR_G_GetGeometryRef(poly.0, r as i32) };
+                // SAFETY: a valid ring handle.
+                let n = unsafe { gdal_sys::OGR_G_GetPointCount(ring) };
+                for i in 1..n {
+                    // SAFETY: i and i - 1 are below the point count.
+                    let d = unsafe {
+                        gdal_sys::OGR_G_GetX(ring, i) - gdal_sys::OGR_G_GetX(ring, i - 1)
+                    };
+                    let d = d.abs() % 360.0;
+                    widest = widest.max(d.min(360.0 - d));
+                }
+            }
+        }
+        widest
+    }
+
+    fn x(&self, i: i32) -> f64 {
+        // SAFETY: valid handle.
+        unsafe { gdal_sys::OGR_G_GetX(self.0, i) }
+    }
+
+    fn y(&self, i: i32) -> f64 {
+        // SAFETY: valid handle.
+        unsafe { gdal_sys::OGR_G_GetY(self.0, i) }
+    }
+
+    /// ISO WKB, little-endian; polygons of a collection become one MultiPolygon.
+    fn to_wkb(&self) -> Result<Vec<u8>> {
+        let t = self.flat_type();
+        let g = if t == gdal_sys::OGRwkbGeometryType::wkbPolygon
+            || t == gdal_sys::OGRwkbGeometryType::wkbMultiPolygon
+        {
+            self.clone_geom()
+        } else {
+            let multi = Geom::new(gdal_sys::OGRwkbGeometryType::wkbMultiPolygon);
+            for p in self.polygons() {
+                multi.add(&p)?;
+            }
+            multi
+        };
+        // SAFETY: valid handle.
+        let size = unsafe { gdal_sys::OGR_G_WkbSizeEx(g.0) };
+        let mut buf = vec![0u8; size];
+        // SAFETY: buf holds exactly the size OGR reported.
+        let err = unsafe {
+            gdal_sys::OGR_G_ExportToIsoWkb(g.0, gdal_sys::OGRwkbByteOrder::wkbNDR, buf.as_mut_ptr())
+        };
+        if err != 0 {
+            return Err(gdal_error("cannot write a geometry as WKB"));
+        }
+        Ok(buf)
+    }
+
+    fn to_geojson(&self) -> Result<Json> {
+        let options = CStringList::new(["COORDINATE_PRECISION=9".to_string()]);
+        // SAFETY: valid handle; the string is freed with VSIFree after copying.
+        let text = unsafe {
+            let p = gdal_sys::OGR_G_ExportToJsonEx(self.0, options.as_ptr());
+            let s = from_c(p);
+            gdal_sys::VSIFree(p as *mut c_void);
+            s
+        };
+        let text = text.ok_or_else(|| gdal_error("cannot write a geometry as GeoJSON"))?;
+        serde_json::from_str(&text).map_err(|e| Error::Gdal(format!("GeoJSON from OGR: {e}")))
+    }
+}
+
+fn truncate(s: &str) -> String {
+    s.chars().take(80).collect()
+}
+
+/// The box, in `target` (a projected CRS), holding the boxes given each in its own CRS.
+pub fn union_bounds_in(bounds: &[(Crs, Bbox)], target: &str) -> Result<Bbox> {
+    let target = Crs::from_user(target)?;
+    let to = target.srs()?;
+    let mut out = [
+        f64::INFINITY,
+        f64::INFINITY,
+        f64::NEG_INFINITY,
+        f64::NEG_INFINITY,
+    ];
+    for (crs, b) in bounds {
+        let g = Geom::rectangle(*b);
+        g.segmentize(((b[2] - b[0]).max(b[3] - b[1]) * DENSIFY_FRACTION).max(f64::MIN_POSITIVE));
+        let t = Transform::new(&crs.srs()?, &to)?;
+        let moved = {
+            let _quiet = QuietErrors::push();
+            g.transformed(&t)
+        }
+        .ok_or_else(|| {
+            Error::InvalidInput(format!(
+                "the extent in {} cannot be expressed in {} (the transformation fails); ask \
+                 for it in EPSG:4326",
+                crs.key(),
+                target.key()
+            ))
+        })?;
+        let e = moved.envelope();
+        out = [
+            out[0].min(e[0]),
+            out[1].min(e[1]),
+            out[2].max(e[2]),
+            out[3].max(e[3]),
+        ];
+    }
+    Ok(out)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn rect(b: Bbox) -> String {
+        format!(
+            "POLYGON(({0} {1},{2} {1},{2} {3},{0} {3},{0} {1}))",
+            b[0], b[1], b[2], b[3]
+        )
+    }
+
+    #[test]
+    fn around_a_pole_the_parts_reach_it_at_every_longitude() {
+        let f = Footprint::from_wkt("EPSG:3413", &rect([-1e6, -1e6, 1e6, 1e6])).unwrap();
+        assert_eq!(f.boxes.len(), 1);
+        let b = f.boxes[0];
+        assert!(b[0] == -180.0 && b[2] == 180.0 && b[3] == 90.0, "{b:?}");
+        let s = Footprint::from_wkt("EPSG:3031", &rect([-1e6, -1e6, 1e6, 1e6])).unwrap();
+        assert_eq!(s.bbox_4326()[1], -90.0);
+    }
+
+    #[test]
+    fn near_a_pole_without_it_the_parts_are_cut_at_180() {
+        // Passes 80 km from the North Pole, across 180°, without containing the pole.
+        let wkt = rect([-291717.1, 77192.9, 844346.5, 221812.7]);
+        let f = Footprint::from_wkt("EPSG:3413", &wkt).unwrap();
+        assert_eq!(f.boxes.len(), 2, "{:?}", f.boxes);
+        let lon0 = PreparedArea::new(&Area::Bbox {
+            bbox: [-2.0, 71.0, 22.0, 90.0],
+            crs: None,
+        })
+        .unwrap();
+        assert!(!f.intersects_in_wgs84(&lon0).unwrap());
+        assert!(!f.intersects(&lon0).unwrap());
+    }
+
+    #[test]
+    fn epsg_codes_are_found() {
+        assert_eq!(Crs::from_user("EPSG:4326").unwrap().epsg, Some(4326));
+        assert_eq!(Crs::from_user("EPSG:32760").unwrap().epsg, Some(32760));
+        let wkt = Crs::from_user("EPSG:3413").unwrap().wkt;
+        assert_eq!(Crs::from_user(&wkt).unwrap().epsg, Some(3413));
+        let odd = Crs::from_user("+proj=tmerc +lon_0=7.3 +datum=WGS84").unwrap();
+        assert_eq!(odd.epsg, None);
+        assert_eq!(odd.key(), odd.wkt);
+    }
+}

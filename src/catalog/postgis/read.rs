@@ -1,0 +1,326 @@
+//! Searching: keyset pages in time order, narrowed in SQL (time, collections, part boxes,
+//! properties) and decided by the exact test; and the summaries.
+
+use std::collections::{BTreeMap, VecDeque};
+
+use postgres::types::ToSql;
+use postgres::{Row, Statement};
+use serde_json::Value as Json;
+
+use super::PostgisCatalog;
+use crate::catalog::query::Prepared;
+use crate::catalog::{
+    Bbox, CrsSummary, Footprint, Item, ItemStream, Op, Order, PropertyFilter, Search, Value,
+    PAGE_SIZE,
+};
+use crate::error::Result;
+
+/// Every column of an item, as [`item_of`] reads them.
+const COLUMNS: &str = "i.collection, i.id, i.t_start, i.t_end, i.crs_id, i.native_wkb, \
+                       i.native_bounds, i.wgs84_wkb, i.boxes, i.centroid_lon, i.props, i.extra, \
+                       i.bands, i.href";
+
+type Param = Box<dyn ToSql + Sync>;
+
+pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemStream<'a>> {
+    let prepared = Prepared::new(search)?;
+    let longest = longest_span(catalog, &search.collections)?;
+    let (conditions, params) = conditions(&prepared, longest);
+    let order = match search.order {
+        Order::Asc => "",
+        Order::Desc => " DESC",
+    };
+    let after = match search.order {
+        Order::Asc => ">",
+        Order::Desc => "<",
+    };
+    let n = params.len();
+    let sql = |keyset: bool| {
+        let mut wheres = conditions.clone();
+        if keyset {
+            wheres.push(format!(
+                "(i.t_start, i.collection, i.id) {after} (${}, ${}, ${})",
+                n + 1,
+                n + 2,
+                n + 3
+            ));
+        }
+        let wheres = match wheres.is_empty() {
+            true => "TRUE".to_string(),
+            false => wheres.join(" AND "),
+        };
+        format!(
+            "SELECT {COLUMNS} FROM gridstore.items i WHERE {wheres} \
+             ORDER BY i.t_start{order}, i.collection{order}, i.id{order} LIMIT {PAGE_SIZE}"
+        )
+    };
+    let mut client = catalog.client.borrow_mut();
+    let fail = |e| catalog.fail(e, "cannot search");
+    let first = client.prepare(&sql(false)).map_err(fail)?;
+    let next = client.prepare(&sql(true)).map_err(fail)?;
+    drop(client);
+    let keyset = search
+        .after
+        .as_ref()
+        .map(|t| (t.start_us, t.collection.clone(), t.id.clone()));
+    Ok(Box::new(Pages {
+        catalog,
+        prepared,
+        first,
+        next,
+        params,
+        keyset,
+        buffer: VecDeque::new(),
+        exhausted: false,
+        returned: 0,
+    }))
+}
+
+/// The SQL conditions that narrow a search to its candidates, and their parameters
+/// (`$1`, `$2`, ... in order). Never narrower than [`Prepared::matches`].
+fn conditions(prepared: &Prepared, longest: i64) -> (Vec<String>, Vec<Param>) {
+    let mut c = Conditions::default();
+    let s = &prepared.search;
+    if !s.collections.is_empty() {
+        let p = c.param(Box::new(s.collections.clone()));
+        c.wheres.push(format!("i.collection = ANY({p})"));
+    }
+    if let Some(end) = prepared.time.end {
+        let p = c.param(Box::new(end));
+        c.wheres.push(format!("i.t_start < {p}"));
+    }
+    if let Some(start) = prepared.time.start {
+        // An item starting before `start - longest` ends before `start`: the bound lets
+        // the time index skip them.
+        let p = c.param(Box::new(start));
+        let q = c.param(Box::new(start.saturating_sub(longest)));
+        c.wheres.push(format!("i.t_end > {p} AND i.t_start >= {q}"));
+    }
+    if let Some(area) = &prepared.area {
+        let boxes: Vec<String> = area.boxes.iter().map(|b| c.envelope(*b)).collect();
+        c.wheres.push(format!(
+            "(i.collection, i.id) IN (SELECT collection, id FROM gridstore.parts WHERE {})",
+            boxes.join(" OR ")
+        ));
+    }
+    for f in &s.properties {
+        let w = c.property(f);
+        c.wheres.push(w);
+    }
+    (c.wheres, c.params)
+}
+
+#[derive(Default)]
+struct Conditions {
+    wheres: Vec<String>,
+    params: Vec<Param>,
+}
+
+impl Conditions {
+    /// Adds a parameter; its placeholder.
+    fn param(&mut self, value: Param) -> String {
+        self.params.push(value);
+        format!("${}", self.params.len())
+    }
+
+    /// Whether a part's box meets `b` (west, south, east, north; west <= east).
+    fn envelope(&mut self, b: Bbox) -> String {
+        let [w, s, e, n] = b.map(|v| self.param(Box::new(v)));
+        format!("box && ST_MakeEnvelope({w}, {s}, {e}, {n}, 4326)")
+    }
+
+    /// A property filter on the stored JSON (numbers and strings as such, datetimes as
+    /// `{"t": µs}`): the property must exist with the filter's kind.
+    fn property(&mut self, f: &PropertyFilter) -> String {
+        let key = self.param(Box::new(f.key.clone()));
+        let op = match f.op {
+            Op::Ne => "<>",
+            other => other.sql(),
+        };
+        match &f.value {
+            Value::Int(_) | Value::Float(_) => {
+                let v = self.param(Box::new(f.value.as_f64().unwrap_or(f64::NAN)));
+                format!(
+                    "jsonb_typeof(i.props -> {key}) = 'number' AND \
+                     (i.props ->> {key})::float8 {op} {v}"
+                )
+            }
+            Value::String(s) => {
+                let v = self.param(Box::new(s.clone()));
+                format!(
+                    "jsonb_typeof(i.props -> {key}) = 'string' AND \
+                     (i.props ->> {key}) COLLATE \"C\" {op} {v}"
+                )
+            }
+            Value::Datetime(us) => {
+                let v = self.param(Box::new(*us));
+                format!(
+                    "jsonb_typeof(i.props -> {key}) = 'object' AND \
+                     (i.props -> {key} ->> 't')::bigint {op} {v}"
+                )
+            }
+        }
+    }
+}
+
+/// The longest time span of an item in these collections (all when empty).
+fn longest_span(catalog: &PostgisCatalog, collections: &[String]) -> Result<i64> {
+    let row = catalog
+        .client
+        .borrow_mut()
+        .query_one(
+            "SELECT coalesce(max(longest), 0)::bigint FROM gridstore.summaries \
+             WHERE cardinality($1::text[]) = 0 OR collection = ANY($1)",
+            &[&collections],
+        )
+        .map_err(|e| catalog.fail(e, "cannot read the summaries"))?;
+    Ok(row.get(0))
+}
+
+/// A search read page by page.
+struct Pages<'a> {
+    catalog: &'a PostgisCatalog,
+    prepared: Prepared,
+    first: Statement,
+    next: Statement,
+    params: Vec<Param>,
+    /// The sort key of the last row read (or of the resume token).
+    keyset: Option<(i64, String, String)>,
+    buffer: VecDeque<Item>,
+    exhausted: bool,
+    returned: u64,
+}
+
+impl Pages<'_> {
+    /// Reads the next page of candidates into the buffer, keeping those that match.
+    fn fill(&mut self) -> Result<()> {
+        let mut params: Vec<&(dyn ToSql + Sync)> = self.params.iter().map(|p| p.as_ref()).collect();
+        let rows = match &self.keyset {
+            Some((t, c, id)) => {
+                params.extend([t as &(dyn ToSql + Sync), c, id]);
+                self.catalog.client.borrow_mut().query(&self.next, &params)
+            }
+            None => self.catalog.client.borrow_mut().query(&self.first, &params),
+        }
+        .map_err(|e| self.catalog.fail(e, "cannot search"))?;
+        self.exhausted = rows.len() < PAGE_SIZE;
+        for row in &rows {
+            let item = item_of(self.catalog, row)?;
+            self.keyset = Some((item.start_us, item.collection.clone(), item.id.clone()));
+            if self.prepared.matches(&item)? {
+                self.buffer.push_back(item);
+            }
+        }
+        Ok(())
+    }
+}
+
+impl Iterator for Pages<'_> {
+    type Item = Result<Item>;
+
+    fn next(&mut self) -> Option<Result<Item>> {
+        if self
+            .prepared
+            .search
+            .limit
+            .is_some_and(|l| self.returned >= l)
+        {
+            return None;
+        }
+        while self.buffer.is_empty() && !self.exhausted {
+            if let Err(e) = self.fill() {
+                self.exhausted = true;
+                return Some(Err(e));
+            }
+        }
+        let item = self.buffer.pop_front()?;
+        self.returned += 1;
+        Some(Ok(item))
+    }
+}
+
+/// An item from its row, checking what the database hands back.
+fn item_of(catalog: &PostgisCatalog, row: &Row) -> Result<Item> {
+    let collection: String = row.get(0);
+    let id: String = row.get(1);
+    let damaged = |what: &str| catalog.error(format!("item {collection}/{id}: {what}"));
+    let native_bounds: Vec<f64> = row.get(6);
+    let native_bounds: Bbox = native_bounds
+        .try_into()
+        .map_err(|_| damaged("its native bounds are not 4 numbers"))?;
+    let flat: Vec<f64> = row.get(8);
+    if flat.is_empty() || flat.len() % 4 != 0 {
+        return Err(damaged("its part boxes are not groups of 4 numbers"));
+    }
+    let boxes = flat
+        .chunks_exact(4)
+        .map(|b| [b[0], b[1], b[2], b[3]])
+        .collect();
+    let props: Json = row.get(10);
+    let properties = properties_of(&props).ok_or_else(|| damaged("its properties are damaged"))?;
+    let item = Item {
+        start_us: row.get(2),
+        end_us: row.get(3),
+        footprint: Footprint {
+            crs: catalog.crs_of(row.get(4))?,
+            native_wkb: row.get(5),
+            native_bounds,
+            wgs84_wkb: row.get(7),
+            boxes,
+            centroid_lon: row.get(9),
+        },
+        properties,
+        extra: row.get::<_, Option<Json>>(11).unwrap_or(Json::Null),
+        bands: row.get::<_, Option<Json>>(12).unwrap_or(Json::Null),
+        href: row.get(13),
+        collection,
+        id,
+    };
+    Ok(item)
+}
+
+/// The flat properties from their stored JSON (see `write::properties_json`).
+fn properties_of(stored: &Json) -> Option<BTreeMap<String, Value>> {
+    let mut out = BTreeMap::new();
+    for (k, v) in stored.as_object()? {
+        let value = match v {
+            Json::Number(n) => match n.as_i64() {
+                Some(i) => Value::Int(i),
+                None => Value::Float(n.as_f64()?),
+            },
+            Json::String(s) => Value::String(s.clone()),
+            Json::Object(o) => Value::Datetime(o.get("t")?.as_i64()?),
+            _ => return None,
+        };
+        out.insert(k.clone(), value);
+    }
+    Some(out)
+}
+
+pub fn summaries(catalog: &PostgisCatalog, collections: &[String]) -> Result<Vec<CrsSummary>> {
+    let rows = catalog
+        .client
+        .borrow_mut()
+        .query(
+            "SELECT collection, crs_id, count, t_start, t_end, minx, miny, maxx, maxy, west, \
+             south, east, north FROM gridstore.summaries \
+             WHERE cardinality($1::text[]) = 0 OR collection = ANY($1) \
+             ORDER BY collection, crs_id",
+            &[&collections],
+        )
+        .map_err(|e| catalog.fail(e, "cannot read the summaries"))?;
+    rows.iter()
+        .map(|r| {
+            let count: i64 = r.get(2);
+            Ok(CrsSummary {
+                collection: r.get(0),
+                crs: catalog.crs_of(r.get(1))?,
+                count: u64::try_from(count).unwrap_or(0),
+                start_us: r.get(3),
+                end_us: r.get(4),
+                native_bounds: [r.get(5), r.get(6), r.get(7), r.get(8)],
+                wgs84_bbox: [r.get(9), r.get(10), r.get(11), r.get(12)],
+            })
+        })
+        .collect()
+}

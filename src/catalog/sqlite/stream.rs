@@ -1,0 +1,298 @@
+//! Streaming search results: keyset pages of candidates from SQL, each candidate
+//! checked exactly in Rust, in constant memory.
+
+use std::collections::{HashMap, VecDeque};
+use std::path::Path;
+
+use rusqlite::types::Value as Sql;
+use rusqlite::{Connection, Row};
+
+use super::db_error;
+use crate::catalog::footprint::Footprint;
+use crate::catalog::item::{Item, Value};
+use crate::catalog::query::{Order, Prepared, ResumeToken};
+use crate::catalog::when::solar_shift_us;
+use crate::catalog::{Crs, PAGE_SIZE};
+use crate::error::{Error, Result};
+
+const COLUMNS: &str = "rid, collection, id, t_start, t_end, crs_id, native_wkb, nminx, nminy, \
+    nmaxx, nmaxy, wgs84_wkb, centroid_lon, props, dtprops, extra, bands, href";
+
+/// The pages of a search.
+pub struct Pages<'a> {
+    conn: &'a Connection,
+    path: &'a Path,
+    prepared: Prepared,
+    /// The WHERE clause without the keyset condition, and its parameters.
+    filter: String,
+    params: Vec<Sql>,
+    /// Where the next page starts (exclusive).
+    after: Option<ResumeToken>,
+    buffer: VecDeque<Item>,
+    exhausted: bool,
+    remaining: Option<u64>,
+    crs: HashMap<i64, Crs>,
+    failed: bool,
+}
+
+impl<'a> Pages<'a> {
+    pub fn new(conn: &'a Connection, path: &'a Path, prepared: Prepared) -> Pages<'a> {
+        let (filter, params) = where_clause(&prepared);
+        Pages {
+            conn,
+            path,
+            after: prepared.search.after.clone(),
+            remaining: prepared.search.limit,
+            prepared,
+            filter,
+            params,
+            buffer: VecDeque::new(),
+            exhausted: false,
+            crs: HashMap::new(),
+            failed: false,
+        }
+    }
+
+    /// Reads the next page of candidates and keeps those that match.
+    fn fill(&mut self) -> Result<()> {
+        let order = self.prepared.search.order;
+        let (cmp, dir) = match order {
+            Order::Asc => (">", "ASC"),
+            Order::Desc => ("<", "DESC"),
+        };
+        let mut params = self.params.clone();
+        let mut clause = self.filter.clone();
+        if let Some(t) = &self.after {
+            clause.push_str(&format!(" AND (t_start, collection, id) {cmp} (?, ?, ?)"));
+            params.extend([
+                Sql::Integer(t.start_us),
+                Sql::Text(t.collection.clone()),
+                Sql::Text(t.id.clone()),
+            ]);
+        }
+        let sql = format!(
+            "SELECT {COLUMNS} FROM items WHERE {clause} \
+             ORDER BY t_start {dir}, collection {dir}, id {dir} LIMIT {PAGE_SIZE}"
+        );
+        let rows = self.read_rows(&sql, params)?;
+        if rows.len() < PAGE_SIZE {
+            self.exhausted = true;
+        }
+        if let Some(last) = rows.last() {
+            self.after = Some(ResumeToken::after(&last.1, order));
+        }
+        for (crs_id, mut item) in rows {
+            let fp = std::mem::replace(&mut item.footprint, placeholder());
+            item.footprint = Footprint::from_stored(
+                self.crs_of(crs_id)?,
+                fp.native_wkb,
+                fp.native_bounds,
+                fp.wgs84_wkb,
+                fp.centroid_lon,
+            )?;
+            if self.prepared.matches(&item)? {
+                self.buffer.push_back(item);
+            }
+        }
+        Ok(())
+    }
+
+    fn read_rows(&self, sql: &str, params: Vec<Sql>) -> Result<Vec<(i64, Item)>> {
+        let err = |e| db_error(self.path, e);
+        let mut st = self.conn.prepare_cached(sql).map_err(err)?;
+        let mut rows = st.query(rusqlite::params_from_iter(params)).map_err(err)?;
+        let mut out = Vec::with_capacity(PAGE_SIZE);
+        while let Some(row) = rows.next().map_err(err)? {
+            out.push(decode(row).map_err(|e| self.decode_error(e))?);
+        }
+        Ok(out)
+    }
+
+    fn decode_error(&self, e: DecodeError) -> Error {
+        match e {
+            DecodeError::Sql(e) => db_error(self.path, e),
+            DecodeError::Json(what) => Error::Catalog {
+                location: self.path.display().to_string(),
+                detail: format!(
+                    "an item's {what} is not valid JSON; the catalog is damaged: remove and \
+                     add that collection again"
+                ),
+            },
+        }
+    }
+
+    fn crs_of(&mut self, crs_id: i64) -> Result<Crs> {
+        if let Some(c) = self.crs.get(&crs_id) {
+            return Ok(c.clone());
+        }
+        let crs = self
+            .conn
+            .prepare_cached("SELECT wkt, epsg FROM crs WHERE crs_id = ?1")
+            .and_then(|mut st| {
+                st.query_row([crs_id], |r| {
+                    Ok(Crs {
+                        wkt: r.get(0)?,
+                        epsg: r.get(1)?,
+                    })
+                })
+            })
+            .map_err(|e| db_error(self.path, e))?;
+        self.crs.insert(crs_id, crs.clone());
+        Ok(crs)
+    }
+}
+
+impl Iterator for Pages<'_> {
+    type Item = Result<Item>;
+
+    fn next(&mut self) -> Option<Result<Item>> {
+        if self.failed || self.remaining == Some(0) {
+            return None;
+        }
+        while self.buffer.is_empty() && !self.exhausted {
+            if let Err(e) = self.fill() {
+                self.failed = true;
+                return Some(Err(e));
+            }
+        }
+        let item = self.buffer.pop_front()?;
+        if let Some(r) = &mut self.remaining {
+            *r -= 1;
+        }
+        Some(Ok(item))
+    }
+}
+
+/// The SQL prefilter of a search: a superset of what [`Prepared::matches`] accepts.
+fn where_clause(p: &Prepared) -> (String, Vec<Sql>) {
+    let s = &p.search;
+    let mut parts = vec!["1".to_string()];
+    let mut params = Vec::new();
+    if !s.collections.is_empty() {
+        let marks = vec!["?"; s.collections.len()].join(", ");
+        parts.push(format!("collection IN ({marks})"));
+        params.extend(s.collections.iter().map(|c| Sql::Text(c.clone())));
+    }
+    if let Some(end) = p.time.end {
+        parts.push("t_start < ?".into());
+        params.push(Sql::Integer(end));
+    }
+    if let Some(start) = p.time.start {
+        parts.push("t_end > ?".into());
+        params.push(Sql::Integer(start));
+    }
+    if let Some(day) = p.solar() {
+        if let Ok(r) = day.utc_range() {
+            // The item's own solar day: UTC day shifted by its centroid's longitude
+            // (rounded as `solar_shift_us` rounds).
+            let shift = "CAST(round(centroid_lon * 240000000.0) AS INTEGER)";
+            parts.push(format!("t_start < ? - {shift} AND t_end > ? - {shift}"));
+            params.push(Sql::Integer(r.end.unwrap_or(i64::MAX)));
+            params.push(Sql::Integer(r.start.unwrap_or(i64::MIN)));
+            debug_assert_eq!(solar_shift_us(1.0), 240_000_000);
+        }
+    }
+    for f in &s.properties {
+        let path = format!("'$.\"{}\"'", f.key.replace('\'', "''"));
+        let (column, typed) = match &f.value {
+            Value::Datetime(us) => ("dtprops", Sql::Integer(*us)),
+            Value::Int(i) => ("props", Sql::Integer(*i)),
+            Value::Float(x) => ("props", Sql::Real(*x)),
+            Value::String(t) => ("props", Sql::Text(t.clone())),
+        };
+        let kind = match &f.value {
+            Value::Datetime(_) => "'integer'",
+            Value::Int(_) | Value::Float(_) => "'integer', 'real'",
+            Value::String(_) => "'text'",
+        };
+        parts.push(format!(
+            "json_type({column}, {path}) IN ({kind}) AND json_extract({column}, {path}) {} ?",
+            f.op.sql()
+        ));
+        params.push(typed);
+    }
+    if let Some(area) = &p.area {
+        let mut boxes = Vec::new();
+        for b in &area.boxes {
+            boxes.push("(minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)");
+            params.extend([b[2], b[0], b[3], b[1]].map(Sql::Real));
+        }
+        parts.push(format!(
+            "rid IN (SELECT pid >> 16 FROM items_rtree WHERE {})",
+            boxes.join(" OR ")
+        ));
+    }
+    (parts.join(" AND "), params)
+}
+
+/// An empty footprint, replaced at once.
+fn placeholder() -> Footprint {
+    Footprint {
+        crs: Crs {
+            wkt: String::new(),
+            epsg: None,
+        },
+        native_wkb: Vec::new(),
+        native_bounds: [0.0; 4],
+        wgs84_wkb: Vec::new(),
+        boxes: Vec::new(),
+        centroid_lon: 0.0,
+    }
+}
+
+enum DecodeError {
+    Sql(rusqlite::Error),
+    Json(&'static str),
+}
+
+impl From<rusqlite::Error> for DecodeError {
+    fn from(e: rusqlite::Error) -> Self {
+        DecodeError::Sql(e)
+    }
+}
+
+/// One row as an item (its CRS filled in by the caller) with its CRS id.
+fn decode(r: &Row) -> std::result::Result<(i64, Item), DecodeError> {
+    let json =
+        |i: usize, what: &'static str| -> std::result::Result<serde_json::Value, DecodeError> {
+            match r.get::<_, Option<String>>(i)? {
+                None => Ok(serde_json::Value::Null),
+                Some(t) => serde_json::from_str(&t).map_err(|_| DecodeError::Json(what)),
+            }
+        };
+    let mut properties = std::collections::BTreeMap::new();
+    if let serde_json::Value::Object(m) = json(13, "properties")? {
+        for (k, v) in m {
+            let v = match v {
+                serde_json::Value::String(s) => Value::String(s),
+                other => Value::from_json(&other).ok_or(DecodeError::Json("properties"))?,
+            };
+            properties.insert(k, v);
+        }
+    }
+    if let serde_json::Value::Object(m) = json(14, "datetime properties")? {
+        for (k, v) in m {
+            let us = v.as_i64().ok_or(DecodeError::Json("datetime properties"))?;
+            properties.insert(k, Value::Datetime(us));
+        }
+    }
+    let footprint = Footprint {
+        native_wkb: r.get(6)?,
+        native_bounds: [r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?],
+        wgs84_wkb: r.get(11)?,
+        centroid_lon: r.get(12)?,
+        ..placeholder()
+    };
+    let item = Item {
+        id: r.get(2)?,
+        collection: r.get(1)?,
+        start_us: r.get(3)?,
+        end_us: r.get(4)?,
+        footprint,
+        properties,
+        extra: json(15, "extra data")?,
+        bands: json(16, "bands")?,
+        href: r.get(17)?,
+    };
+    Ok((r.get(5)?, item))
+}
