@@ -22,6 +22,7 @@ pub mod keys;
 pub mod manifest;
 pub mod options;
 pub mod pyramid;
+pub mod refs;
 pub mod shard;
 pub mod stac;
 pub mod storage;

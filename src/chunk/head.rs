@@ -293,6 +293,16 @@ impl Head {
         self.has_mask
     }
 
+    /// The compressor of the chunk's frames.
+    pub fn compression(&self) -> Compression {
+        self.compression
+    }
+
+    /// The predictor of the chunk's frames.
+    pub fn predictor(&self) -> Predictor {
+        self.predictor
+    }
+
     /// The length of the whole object.
     pub fn object_len(&self) -> usize {
         self.object_len

@@ -7,6 +7,7 @@ mod from_catalog;
 mod history;
 mod info;
 mod ingest;
+mod refs;
 mod series;
 mod stac;
 
@@ -147,6 +148,9 @@ enum Command {
     Catalog(catalog::CatalogCmd),
     /// Print one point's values over the time steps of a store (CSV or JSON)
     Series(series::SeriesCmd),
+    /// Write kerchunk references (JSON) through which xarray, zarr and fsspec read a
+    /// snapshot of the store as Zarr arrays, one group per level, without GDAL
+    Refs(refs::RefsCmd),
     /// Write a STAC Collection, one Item per time step and an ItemCollection for a store
     #[command(after_help = "Example: gridstore stac rain.gridstore -o rain-stac\n\
         Then: cd rain-stac && gdalinfo STACIT:\"item-collection.json\" (GDAL 3.6 opens \
@@ -413,6 +417,10 @@ pub fn run(args: Args) -> Result<ExitCode> {
                     path.display()
                 ),
             }
+            Ok(ExitCode::SUCCESS)
+        }
+        Command::Refs(cmd) => {
+            refs::run(&store_path(&cmd.store), &cmd)?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Stac(cmd) => {

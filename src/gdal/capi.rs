@@ -43,6 +43,7 @@ pub use ffi::{GsBandInfo, GsDatasetInfo};
 mod create;
 mod mdim;
 pub(crate) mod time_view;
+pub use time_view::variable_name;
 mod window;
 
 use time_view::{Shown, Source};
