@@ -468,3 +468,25 @@ fn a_store_without_a_crs_is_refused_saying_why() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(err.contains("no CRS") && err.contains("-a_srs"), "{err}");
 }
+
+#[test]
+fn with_refs_writes_references_xarray_reads_as_gdal_does() {
+    let dir = tmp();
+    let src = slices(dir.path());
+    let store = dir.path().join("rain.gridstore");
+    for (i, t) in [(0, "2024-01-01T00:00:00Z"), (1, "2024-01-01T01:00:00Z")] {
+        append(&store, &src[i], t, Some("PT1H"));
+    }
+    let out = dir.path().join("stac");
+    let coll = export(&store, &out, &["--with-refs"]);
+    assert_eq!(coll["assets"]["references"]["href"], "references.json");
+    let item = &features(&out)[1];
+    let asset = &item["assets"]["references"];
+    assert_eq!(asset["cloud_format"], "kerchunk");
+    // The asset names the file written beside the collection, whose root leads back to the
+    // store: xarray reads every level of it bit for bit as GDAL reads the store.
+    let refs = out.join(asset["href"].as_str().unwrap());
+    assert_eq!(refs, out.join("references.json"));
+    let compared = python_ok("refs_checks.py", &["compare", s(&store), s(&refs)]);
+    assert!(compared.lines().count() >= 1, "{compared}");
+}

@@ -75,6 +75,14 @@ pub fn run(store: &Path, cmd: &RefsCmd) -> Result<()> {
     Ok(())
 }
 
+/// Writes the references of `snap` (of the store at `store`) to `file`, its root the
+/// store's path relative to the file's directory (a URL for a store on the network).
+pub fn write_beside(store: &Path, snap: &Snapshot, file: &Path) -> Result<()> {
+    let root = default_root(store, Some(file))?;
+    write_file(snap, &root, Missing::Inline, file)?;
+    Ok(())
+}
+
 /// Writes the references to a temporary file beside `file`, then renames it over `file`:
 /// a refusal or an error leaves no partial references behind.
 fn write_file(
