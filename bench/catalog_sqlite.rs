@@ -107,11 +107,19 @@ fn build(n: u64, path: &str) {
 
 fn timed(cat: &dyn Catalog, name: &str, search: Search) {
     let t = Instant::now();
-    let n = cat.search(&search).unwrap().map(|r| r.unwrap()).count();
+    let n = count(cat, &search);
     println!(
         "{name}: {n} items in {:.1} ms",
         t.elapsed().as_secs_f64() * 1e3
     );
+}
+
+/// Reads every result, failing on errors.
+fn count(cat: &dyn Catalog, search: &Search) -> u64 {
+    let all = cat.search(search).unwrap();
+    all.map(|r| r.map(|_| 1u64))
+        .sum::<gridstore::Result<u64>>()
+        .unwrap()
 }
 
 fn us(text: &str) -> i64 {
@@ -166,11 +174,7 @@ fn query(path: &str) {
         },
     );
     let t = Instant::now();
-    let n = cat
-        .search(&Search::default())
-        .unwrap()
-        .map(|r| r.unwrap())
-        .count();
+    let n = count(&cat, &Search::default());
     println!(
         "stream all in time order: {n} items in {:.1} s",
         t.elapsed().as_secs_f64()
