@@ -23,7 +23,7 @@ pub type Bbox = [f64; 4];
 const SIMPLIFY_FRACTION: f64 = 1e-5;
 
 /// Each densified edge is at most this fraction of the polygon's larger side.
-const DENSIFY_FRACTION: f64 = 1.0 / 64.0;
+const DENSIFY_FRACTION: f64 = 1.0 / 16.0;
 
 /// A coordinate reference system: WKT2, and its EPSG code when it has one.
 #[derive(Debug, Clone, PartialEq)]
@@ -573,7 +573,7 @@ fn simplified(g: Geom) -> Geom {
     let b = g.envelope();
     let tolerance = (b[2] - b[0]).max(b[3] - b[1]) * SIMPLIFY_FRACTION;
     // SAFETY: valid handle; the simplified copy (or null) is ours.
-    let h = unsafe { gdal_sys::OGR_G_SimplifyPreserveTopology(g.0, tolerance) };
+    let h = unsafe { gdal_sys::OGR_G_Simplify(g.0, tolerance) };
     if h.is_null() {
         return g;
     }
