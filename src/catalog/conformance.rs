@@ -735,6 +735,25 @@ fn extent_follows_writes(cat: &mut dyn Catalog) {
     );
     let b = e.bbox.unwrap();
     assert!(b[0] > b[2], "the extent crosses 180°: {b:?}");
+    let s = cat.search_extent(&Search::default(), None).unwrap();
+    assert_eq!((s.count, s.time), (e.count, e.time));
+    let sb = s.bbox.unwrap();
+    assert!(
+        sb.iter().zip(b).all(|(x, y)| (x - y).abs() < 1e-9),
+        "{sb:?} {b:?}"
+    );
+    let one = Search {
+        time: Some(TimeRange {
+            start: Some(items[1].start_us),
+            end: Some(items[1].end_us),
+        }),
+        ..Default::default()
+    };
+    let s = cat.search_extent(&one, Some("EPSG:32760")).unwrap();
+    assert_eq!(
+        (s.count, s.time),
+        (1, Some((items[1].start_us, items[1].end_us)))
+    );
     assert!(
         (b[0] - 170.0).abs() < 1e-6 && (b[2] + 170.0).abs() < 1e-6,
         "{b:?}"

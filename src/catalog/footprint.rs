@@ -19,8 +19,11 @@ use crate::gdal::cpl::{from_c, last_error_message, CStringList, QuietErrors};
 /// West, south, east, north.
 pub type Bbox = [f64; 4];
 
+/// The 4326 parts are simplified by this fraction of their size (1e-5: 1 m on 100 km).
+const SIMPLIFY_FRACTION: f64 = 1e-5;
+
 /// Each densified edge is at most this fraction of the polygon's larger side.
-const DENSIFY_FRACTION: f64 = 1.0 / 64.0;
+const DENSIFY_FRACTION: f64 = 1.0 / 16.0;
 
 /// A coordinate reference system: WKT2, and its EPSG code when it has one.
 #[derive(Debug, Clone, PartialEq)]
@@ -86,11 +89,11 @@ pub struct Footprint {
 impl Footprint {
     /// Builds a footprint from a polygon in its native CRS.
     pub fn new(crs: Crs, native_wkb: Vec<u8>) -> Result<Footprint> {
-        let srs = crs.srs()?;
+        let ct = to_wgs84(&crs)?;
         let native = Geom::from_wkb(&native_wkb)?;
         native.check_areal()?;
         let native_bounds = native.envelope();
-        let parts = to_wgs84_parts(&native, &srs)?;
+        let parts = to_wgs84_parts(&native, &ct)?;
         let boxes = parts.part_boxes();
         if boxes.is_empty() {
             return Err(Error::InvalidInput(
@@ -99,7 +102,7 @@ impl Footprint {
                 .into(),
             ));
         }
-        let centroid_lon = centroid_longitude(&native, &srs)?;
+        let centroid_lon = centroid_longitude(&native, &ct)?;
         Ok(Footprint {
             crs,
             native_wkb: native.to_wkb()?,
@@ -363,7 +366,7 @@ impl PreparedArea {
                 Ok(PreparedArea::from_parts(parts, None))
             }
             Some(crs) => {
-                let parts = to_wgs84_parts(&geom, &crs.srs()?)?;
+                let parts = to_wgs84_parts(&geom, &*to_wgs84(&crs)?)?;
                 Ok(PreparedArea::from_parts(
                     parts.polygons(),
                     Some((crs, geom)),
@@ -540,9 +543,8 @@ pub fn merge_wrapped(a: Bbox, b: Bbox) -> Bbox {
 }
 
 /// Densifies a copy of `native` and transforms it with `WRAPDATELINE=YES`.
-fn to_wgs84_parts(native: &Geom, srs: &Srs) -> Result<Geom> {
-    let ct = Transform::new(srs, &wgs84_srs()?)?;
-    let dense = densify_for_wrap(native, &ct);
+fn to_wgs84_parts(native: &Geom, ct: &Transform) -> Result<Geom> {
+    let dense = densify_for_wrap(native, ct);
     let options = CStringList::new(["WRAPDATELINE=YES".to_string()]);
     // SAFETY: ct and dense are valid handles; the transformer is destroyed here; the
     // returned geometry (or null) is owned by us.
@@ -562,7 +564,25 @@ fn to_wgs84_parts(native: &Geom, srs: &Srs) -> Result<Geom> {
             last_error_message()
         )));
     }
-    Ok(Geom(out))
+    Ok(simplified(Geom(out)))
+}
+
+/// The 4326 parts without the points densifying left on nearly straight edges: within
+/// [`SIMPLIFY_FRACTION`] of the parts' size of the densified outline.
+fn simplified(g: Geom) -> Geom {
+    let b = g.envelope();
+    let tolerance = (b[2] - b[0]).max(b[3] - b[1]) * SIMPLIFY_FRACTION;
+    // SAFETY: valid handle; the simplified copy (or null) is ours.
+    let h = unsafe { gdal_sys::OGR_G_Simplify(g.0, tolerance) };
+    if h.is_null() {
+        return g;
+    }
+    let s = Geom(h);
+    if s.is_empty() {
+        g
+    } else {
+        s
+    }
 }
 
 /// Largest longitude step allowed between two points of a densified ring (the short way
@@ -597,13 +617,37 @@ fn densify_for_wrap(native: &Geom, ct: &Transform) -> Geom {
     }
 }
 
-fn centroid_longitude(native: &Geom, srs: &Srs) -> Result<f64> {
+/// Transformations into EPSG:4326 already made on this thread, by CRS key (at most
+/// [`CACHED_TRANSFORMS`]): making one costs far more than using it.
+const CACHED_TRANSFORMS: usize = 64;
+
+thread_local! {
+    static TO_WGS84: RefCell<HashMap<String, std::rc::Rc<Transform>>> = RefCell::new(HashMap::new());
+}
+
+/// The transformation from `crs` into EPSG:4326 (longitude, latitude).
+fn to_wgs84(crs: &Crs) -> Result<std::rc::Rc<Transform>> {
+    let key = crs.key();
+    if let Some(t) = TO_WGS84.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(t);
+    }
+    let t = std::rc::Rc::new(Transform::new(&crs.srs()?, &wgs84_srs()?)?);
+    TO_WGS84.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CACHED_TRANSFORMS {
+            c.clear();
+        }
+        c.insert(key, t.clone());
+    });
+    Ok(t)
+}
+
+fn centroid_longitude(native: &Geom, ct: &Transform) -> Result<f64> {
     let point = Geom::new(gdal_sys::OGRwkbGeometryType::wkbPoint);
     // SAFETY: both handles are valid; OGR_G_Centroid writes into the point geometry.
     if unsafe { gdal_sys::OGR_G_Centroid(native.0, point.0) } != 0 {
         return Err(gdal_error("cannot compute the footprint's centroid"));
     }
-    let ct = Transform::new(srs, &wgs84_srs()?)?;
     let mut x = [point.x(0)];
     let mut y = [point.y(0)];
     if !ct.points(&mut x, &mut y) {

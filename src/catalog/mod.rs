@@ -72,6 +72,47 @@ pub trait Catalog: Send {
     fn extent(&self, collections: &[String], crs: Option<&str>) -> Result<Extent> {
         Extent::from_summaries(&self.summaries(collections)?, crs)
     }
+
+    /// The extent of the items a search finds, in `crs` (EPSG:4326 when `None`). Unlike
+    /// [`Catalog::extent`] this reads the matching items (in constant memory).
+    fn search_extent(&self, search: &Search, crs: Option<&str>) -> Result<Extent> {
+        let mut rows: Vec<CrsSummary> = Vec::new();
+        for item in self.search(search)? {
+            let item = item?;
+            let key = item.footprint.crs.key();
+            let row = CrsSummary {
+                collection: String::new(),
+                crs: item.footprint.crs.clone(),
+                count: 1,
+                start_us: item.start_us,
+                end_us: item.end_us,
+                native_bounds: item.footprint.native_bounds,
+                wgs84_bbox: item.footprint.bbox_4326(),
+            };
+            match rows.iter_mut().find(|r| r.crs.key() == key) {
+                Some(r) => r.merge(&row),
+                None => rows.push(row),
+            }
+        }
+        Extent::from_summaries(&rows, crs)
+    }
+}
+
+impl CrsSummary {
+    /// Adds another row of the same CRS to this one.
+    pub fn merge(&mut self, o: &CrsSummary) {
+        let (a, b) = (self.native_bounds, o.native_bounds);
+        self.count += o.count;
+        self.start_us = self.start_us.min(o.start_us);
+        self.end_us = self.end_us.max(o.end_us);
+        self.native_bounds = [
+            a[0].min(b[0]),
+            a[1].min(b[1]),
+            a[2].max(b[2]),
+            a[3].max(b[3]),
+        ];
+        self.wgs84_bbox = footprint::merge_wrapped(self.wgs84_bbox, o.wgs84_bbox);
+    }
 }
 
 /// What a backend keeps per collection and CRS, updated in each write's transaction.

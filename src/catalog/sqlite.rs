@@ -126,8 +126,15 @@ impl Catalog for SqliteCatalog {
 
     fn search<'a>(&'a self, search: &Search) -> Result<ItemStream<'a>> {
         let prepared = Prepared::new(search)?;
+        let max_span = self
+            .conn
+            .query_row("SELECT max(max_span) FROM summary", [], |r| {
+                r.get::<_, Option<i64>>(0)
+            })
+            .map_err(|e| self.db_error(e))?
+            .unwrap_or(0);
         Ok(Box::new(stream::Pages::new(
-            &self.conn, &self.path, prepared,
+            &self.conn, &self.path, prepared, max_span,
         )))
     }
 
@@ -153,6 +160,8 @@ struct Tally {
     count: u64,
     start: i64,
     end: i64,
+    /// The longest item time (end - start).
+    max_span: i64,
     bounds: Bbox,
     wgs84: Bbox,
 }
@@ -163,6 +172,7 @@ impl Tally {
             count: 1,
             start: item.start_us,
             end: item.end_us,
+            max_span: item.end_us - item.start_us,
             bounds: item.footprint.native_bounds,
             wgs84: item.footprint.bbox_4326(),
         }
@@ -174,6 +184,7 @@ impl Tally {
             count: self.count + o.count,
             start: self.start.min(o.start),
             end: self.end.max(o.end),
+            max_span: self.max_span.max(o.max_span),
             bounds: [
                 a[0].min(b[0]),
                 a[1].min(b[1]),
@@ -386,8 +397,8 @@ fn merge_summary(
 ) -> rusqlite::Result<()> {
     let old = tx
         .prepare_cached(
-            "SELECT count, t_min, t_max, minx, miny, maxx, maxy, west, south, east, north \
-             FROM summary WHERE collection = ?1 AND crs_id = ?2",
+            "SELECT count, t_min, t_max, minx, miny, maxx, maxy, west, south, east, north, \
+             max_span FROM summary WHERE collection = ?1 AND crs_id = ?2",
         )?
         .query_row(params![collection, crs_id], |r| {
             Ok(Tally {
@@ -396,6 +407,7 @@ fn merge_summary(
                 end: r.get(2)?,
                 bounds: [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
                 wgs84: [r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?],
+                max_span: r.get(11)?,
             })
         });
     let merged = match old {
@@ -415,8 +427,8 @@ fn write_summary(
     let (b, w) = (t.bounds, t.wgs84);
     tx.prepare_cached(
         "INSERT OR REPLACE INTO summary (collection, crs_id, count, t_min, t_max, minx, miny, \
-         maxx, maxy, west, south, east, north) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13)",
+         maxx, maxy, west, south, east, north, max_span) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14)",
     )?
     .execute(params![
         collection,
@@ -431,7 +443,8 @@ fn write_summary(
         w[0],
         w[1],
         w[2],
-        w[3]
+        w[3],
+        t.max_span
     ])?;
     Ok(())
 }
@@ -449,10 +462,12 @@ fn recompute_summary(tx: &Transaction, collection: &str) -> rusqlite::Result<()>
         )?;
         let mut rows = st.query([collection])?;
         while let Some(r) = rows.next()? {
+            let (start, end): (i64, i64) = (r.get(1)?, r.get(2)?);
             let t = Tally {
                 count: 1,
-                start: r.get(1)?,
-                end: r.get(2)?,
+                start,
+                end,
+                max_span: end - start,
                 bounds: [r.get(3)?, r.get(4)?, r.get(5)?, r.get(6)?],
                 wgs84: [r.get(7)?, r.get(8)?, r.get(9)?, r.get(10)?],
             };

@@ -49,6 +49,7 @@ CREATE TABLE summary (
     count INTEGER NOT NULL,
     t_min INTEGER NOT NULL,
     t_max INTEGER NOT NULL,
+    max_span INTEGER NOT NULL,
     minx REAL NOT NULL, miny REAL NOT NULL, maxx REAL NOT NULL, maxy REAL NOT NULL,
     west REAL NOT NULL, south REAL NOT NULL, east REAL NOT NULL, north REAL NOT NULL,
     PRIMARY KEY (collection, crs_id)

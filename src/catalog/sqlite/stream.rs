@@ -36,8 +36,15 @@ pub struct Pages<'a> {
 }
 
 impl<'a> Pages<'a> {
-    pub fn new(conn: &'a Connection, path: &'a Path, prepared: Prepared) -> Pages<'a> {
-        let (filter, params) = where_clause(&prepared);
+    /// `max_span`: the longest item time in the catalog, which bounds how early a
+    /// matching item can start.
+    pub fn new(
+        conn: &'a Connection,
+        path: &'a Path,
+        prepared: Prepared,
+        max_span: i64,
+    ) -> Pages<'a> {
+        let (filter, params) = where_clause(&prepared, max_span);
         Pages {
             conn,
             path,
@@ -164,7 +171,7 @@ impl Iterator for Pages<'_> {
 }
 
 /// The SQL prefilter of a search: a superset of what [`Prepared::matches`] accepts.
-fn where_clause(p: &Prepared) -> (String, Vec<Sql>) {
+fn where_clause(p: &Prepared, max_span: i64) -> (String, Vec<Sql>) {
     let s = &p.search;
     let mut parts = vec!["1".to_string()];
     let mut params = Vec::new();
@@ -178,8 +185,10 @@ fn where_clause(p: &Prepared) -> (String, Vec<Sql>) {
         params.push(Sql::Integer(end));
     }
     if let Some(start) = p.time.start {
-        parts.push("t_end > ?".into());
+        // t_end > start, and (so that the time index serves it) t_start > start - span.
+        parts.push("t_end > ? AND t_start > ?".into());
         params.push(Sql::Integer(start));
+        params.push(Sql::Integer(start.saturating_sub(max_span)));
     }
     if let Some(day) = p.solar() {
         if let Ok(r) = day.utc_range() {
