@@ -419,12 +419,7 @@ impl PreparedArea {
         if let Some(t) = self.transforms.borrow().get(&key) {
             return Ok(t.clone());
         }
-        let srs = crs.srs()?;
-        let t = if srs.is_geographic() {
-            None
-        } else {
-            Some(std::rc::Rc::new(Transform::new(&wgs84_srs()?, &srs)?))
-        };
+        let t = from_wgs84(crs)?;
         self.transforms.borrow_mut().insert(key, t.clone());
         Ok(t)
     }
@@ -623,6 +618,33 @@ const CACHED_TRANSFORMS: usize = 64;
 
 thread_local! {
     static TO_WGS84: RefCell<HashMap<String, std::rc::Rc<Transform>>> = RefCell::new(HashMap::new());
+}
+
+thread_local! {
+    static FROM_WGS84: RefCell<HashMap<String, Option<std::rc::Rc<Transform>>>> = RefCell::new(HashMap::new());
+}
+
+/// The transformation from EPSG:4326 into `crs`, `None` for a geographic `crs`; made once
+/// per thread and CRS (at most [`CACHED_TRANSFORMS`] kept).
+fn from_wgs84(crs: &Crs) -> Result<Option<std::rc::Rc<Transform>>> {
+    let key = crs.key();
+    if let Some(t) = FROM_WGS84.with(|c| c.borrow().get(&key).cloned()) {
+        return Ok(t);
+    }
+    let srs = crs.srs()?;
+    let t = if srs.is_geographic() {
+        None
+    } else {
+        Some(std::rc::Rc::new(Transform::new(&wgs84_srs()?, &srs)?))
+    };
+    FROM_WGS84.with(|c| {
+        let mut c = c.borrow_mut();
+        if c.len() >= CACHED_TRANSFORMS {
+            c.clear();
+        }
+        c.insert(key, t.clone());
+    });
+    Ok(t)
 }
 
 /// The transformation from `crs` into EPSG:4326 (longitude, latitude).
