@@ -1,7 +1,9 @@
 //! `gridstore catalog`: make a catalog, add rasters or STAC items to it, search it, ask
 //! for extents, remove items.
 
-use std::io::{BufWriter, Write};
+use std::io::{BufRead, BufReader, BufWriter, Read, Write};
+
+use rayon::prelude::*;
 use std::path::Path;
 
 use anyhow::{bail, Context, Result};
@@ -244,11 +246,13 @@ fn add(args: AddArgs) -> Result<()> {
     };
     if args.stac {
         for file in &args.files {
-            let text = read_text(file)?;
-            for item in items_from_text(&text, args.collection.as_deref(), file)? {
-                pending.push(item);
-                if pending.len() >= batch {
-                    flush(&mut pending, &mut cat)?;
+            let mut lines = StacLines::open(file)?;
+            while let Some(items) = lines.next_items(batch, args.collection.as_deref())? {
+                for item in items {
+                    pending.push(item);
+                    if pending.len() >= batch {
+                        flush(&mut pending, &mut cat)?;
+                    }
                 }
             }
         }
@@ -269,14 +273,92 @@ fn add(args: AddArgs) -> Result<()> {
     Ok(())
 }
 
-fn read_text(file: &str) -> Result<String> {
-    if file == "-" {
-        let mut s = String::new();
-        std::io::Read::read_to_string(&mut std::io::stdin(), &mut s)
-            .context("reading STAC items from standard input")?;
-        return Ok(s);
+/// A file of STAC items read a batch at a time: JSON lines (or a GeoJSON text sequence)
+/// are streamed, each batch's items made on all cores; a single JSON document (an Item or
+/// an ItemCollection over several lines) is read whole.
+struct StacLines {
+    origin: String,
+    reader: Box<dyn BufRead>,
+    /// The first line, read to tell the two forms apart.
+    first: Option<String>,
+    line: usize,
+}
+
+impl StacLines {
+    fn open(file: &str) -> Result<StacLines> {
+        let mut reader: Box<dyn BufRead> = match file {
+            "-" => Box::new(BufReader::new(std::io::stdin())),
+            _ => Box::new(BufReader::new(
+                std::fs::File::open(file).with_context(|| format!("{file}: cannot read it"))?,
+            )),
+        };
+        let mut first = String::new();
+        reader
+            .read_line(&mut first)
+            .with_context(|| format!("{file}: cannot read it"))?;
+        Ok(StacLines {
+            origin: file.to_string(),
+            reader,
+            first: Some(first),
+            line: 0,
+        })
     }
-    std::fs::read_to_string(file).with_context(|| format!("{file}: cannot read it"))
+
+    /// The items of the next `batch` lines; `None` at the end.
+    fn next_items(&mut self, batch: usize, collection: Option<&str>) -> Result<Option<Vec<Item>>> {
+        if let Some(first) = self.first.take() {
+            if serde_json::from_str::<serde_json::Value>(first.trim_start_matches('\u{1e}'))
+                .is_err()
+                && !first.trim().is_empty()
+            {
+                // Not a line of its own: one document over several lines.
+                let mut text = first;
+                self.reader
+                    .read_to_string(&mut text)
+                    .with_context(|| format!("{}: cannot read it", self.origin))?;
+                return Ok(Some(items_from_text(&text, collection, &self.origin)?));
+            }
+            return self.items_of(vec![first], collection).map(Some);
+        }
+        let mut lines = Vec::with_capacity(batch.min(100_000));
+        while lines.len() < batch {
+            let mut line = String::new();
+            let n = self
+                .reader
+                .read_line(&mut line)
+                .with_context(|| format!("{}: cannot read it", self.origin))?;
+            if n == 0 {
+                break;
+            }
+            lines.push(line);
+        }
+        match lines.is_empty() {
+            true => Ok(None),
+            false => self.items_of(lines, collection).map(Some),
+        }
+    }
+
+    /// The items of some lines, made in parallel (footprints cost GDAL work each).
+    fn items_of(&mut self, lines: Vec<String>, collection: Option<&str>) -> Result<Vec<Item>> {
+        let first = self.line;
+        self.line += lines.len();
+        let per_line: Vec<gridstore::Result<Vec<Item>>> = lines
+            .par_iter()
+            .enumerate()
+            .map(|(n, l)| match l.trim().is_empty() {
+                true => Ok(Vec::new()),
+                false => {
+                    let origin = format!("{}, line {}", self.origin, first + n + 1);
+                    items_from_text(l, collection, &origin)
+                }
+            })
+            .collect();
+        let mut items = Vec::with_capacity(lines.len());
+        for r in per_line {
+            items.extend(r?);
+        }
+        Ok(items)
+    }
 }
 
 fn build_search(args: &SearchArgs) -> Result<Search> {
