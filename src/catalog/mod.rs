@@ -18,6 +18,7 @@ pub mod query;
 pub mod raster;
 pub mod sqlite;
 pub mod stac_input;
+pub mod tally;
 pub mod when;
 
 pub use footprint::{Area, Bbox, Crs, Footprint};

@@ -11,8 +11,9 @@ use std::path::{Path, PathBuf};
 
 use rusqlite::{params, Connection, OpenFlags, Transaction};
 
-use super::footprint::{merge_wrapped, Bbox};
+use super::footprint::Bbox;
 use super::query::Prepared;
+use super::tally::{merge_into, Tally};
 use super::{Catalog, Crs, CrsSummary, Item, ItemStream, Search, Value};
 use crate::error::{Error, Result};
 
@@ -152,56 +153,6 @@ impl Catalog for SqliteCatalog {
             .and_then(|rows| rows.collect::<rusqlite::Result<Vec<_>>>());
         rows.map_err(|e| self.db_error(e))
     }
-}
-
-/// Per collection and CRS: count, time range, native bounds and 4326 extent.
-#[derive(Clone, Copy)]
-struct Tally {
-    count: u64,
-    start: i64,
-    end: i64,
-    /// The longest item time (end - start).
-    max_span: i64,
-    bounds: Bbox,
-    wgs84: Bbox,
-}
-
-impl Tally {
-    fn of(item: &Item) -> Tally {
-        Tally {
-            count: 1,
-            start: item.start_us,
-            end: item.end_us,
-            max_span: item.end_us - item.start_us,
-            bounds: item.footprint.native_bounds,
-            wgs84: item.footprint.bbox_4326(),
-        }
-    }
-
-    fn merge(self, o: Tally) -> Tally {
-        let (a, b) = (self.bounds, o.bounds);
-        Tally {
-            count: self.count + o.count,
-            start: self.start.min(o.start),
-            end: self.end.max(o.end),
-            max_span: self.max_span.max(o.max_span),
-            bounds: [
-                a[0].min(b[0]),
-                a[1].min(b[1]),
-                a[2].max(b[2]),
-                a[3].max(b[3]),
-            ],
-            wgs84: merge_wrapped(self.wgs84, o.wgs84),
-        }
-    }
-}
-
-fn merge_into(map: &mut BTreeMap<(String, i64), Tally>, key: (String, i64), t: Tally) {
-    let merged = match map.get(&key) {
-        Some(old) => old.merge(t),
-        None => t,
-    };
-    map.insert(key, merged);
 }
 
 fn add_in(tx: &Transaction, items: &[Item]) -> rusqlite::Result<()> {

@@ -6,64 +6,13 @@ use std::collections::BTreeMap;
 use postgres::fallible_iterator::FallibleIterator;
 use postgres::Transaction;
 
-use crate::catalog::footprint::merge_wrapped;
-use crate::catalog::{Bbox, Item};
+pub use crate::catalog::tally::{merge_into as add, Tally};
+use crate::catalog::Bbox;
 
 type PgResult<T> = std::result::Result<T, postgres::Error>;
 
-/// What a summary row holds for some items of one collection and CRS.
-#[derive(Debug, Clone, Copy)]
-pub struct Tally {
-    pub count: i64,
-    pub start: i64,
-    pub end: i64,
-    /// The longest time span of one item (lets searches bound the time index).
-    pub longest: i64,
-    pub bounds: Bbox,
-    /// West > east across the antimeridian.
-    pub wgs84: Bbox,
-}
-
-impl Tally {
-    pub fn of(item: &Item) -> Tally {
-        Tally {
-            count: 1,
-            start: item.start_us,
-            end: item.end_us,
-            longest: item.end_us.saturating_sub(item.start_us),
-            bounds: item.footprint.native_bounds,
-            wgs84: item.footprint.bbox_4326(),
-        }
-    }
-
-    pub fn merge(self, o: Tally) -> Tally {
-        let (a, b) = (self.bounds, o.bounds);
-        Tally {
-            count: self.count + o.count,
-            start: self.start.min(o.start),
-            end: self.end.max(o.end),
-            longest: self.longest.max(o.longest),
-            bounds: [
-                a[0].min(b[0]),
-                a[1].min(b[1]),
-                a[2].max(b[2]),
-                a[3].max(b[3]),
-            ],
-            wgs84: merge_wrapped(self.wgs84, o.wgs84),
-        }
-    }
-}
-
 /// Tallies keyed by (collection, crs id).
 pub type Tallies = BTreeMap<(String, i32), Tally>;
-
-pub fn add(tallies: &mut Tallies, key: (String, i32), t: Tally) {
-    let merged = match tallies.get(&key) {
-        Some(old) => old.merge(t),
-        None => t,
-    };
-    tallies.insert(key, merged);
-}
 
 /// Folds a batch's tallies into the stored rows (when the batch replaced nothing).
 pub fn grow(tx: &mut Transaction, tallies: &Tallies) -> PgResult<()> {
@@ -75,10 +24,10 @@ pub fn grow(tx: &mut Transaction, tallies: &Tallies) -> PgResult<()> {
         )?;
         let merged = match old {
             Some(r) => Tally {
-                count: r.get(0),
+                count: u64::try_from(r.get::<_, i64>(0)).unwrap_or(0),
                 start: r.get(1),
                 end: r.get(2),
-                longest: r.get(3),
+                max_span: r.get(3),
                 bounds: [r.get(4), r.get(5), r.get(6), r.get(7)],
                 wgs84: [r.get(8), r.get(9), r.get(10), r.get(11)],
             }
@@ -92,6 +41,7 @@ pub fn grow(tx: &mut Transaction, tallies: &Tallies) -> PgResult<()> {
 
 fn write(tx: &mut Transaction, collection: &str, crs_id: i32, t: &Tally) -> PgResult<()> {
     let (b, w) = (t.bounds, t.wgs84);
+    let count = i64::try_from(t.count).unwrap_or(i64::MAX);
     tx.execute(
         "INSERT INTO gridstore.summaries VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, \
          $12, $13, $14) ON CONFLICT (collection, crs_id) DO UPDATE SET count = $3, \
@@ -100,10 +50,10 @@ fn write(tx: &mut Transaction, collection: &str, crs_id: i32, t: &Tally) -> PgRe
         &[
             &collection,
             &crs_id,
-            &t.count,
+            &count,
             &t.start,
             &t.end,
-            &t.longest,
+            &t.max_span,
             &b[0],
             &b[1],
             &b[2],
@@ -146,7 +96,7 @@ pub fn rebuild(tx: &mut Transaction, collection: &str) -> PgResult<()> {
                 count: 1,
                 start,
                 end,
-                longest: end.saturating_sub(start),
+                max_span: end.saturating_sub(start),
                 bounds,
                 wgs84: crate::catalog::footprint::wrapped_bbox(&parts),
             };
