@@ -2,7 +2,7 @@
 //! raster's metadata, flat properties from its metadata items, bands from its bands.
 
 use std::collections::BTreeMap;
-use std::ffi::{c_void, CString};
+use std::ffi::c_void;
 
 use serde_json::{json, Value as Json};
 
@@ -11,6 +11,7 @@ use super::item::{check_property_key, Item, Value};
 use super::when::TimeRange;
 use crate::error::{Error, Result};
 use crate::gdal::cpl::last_error_message;
+use crate::gdal::ingest::OpenedDataset as Dataset;
 use crate::gdal::slice_time::{slice_steps, TimeSource};
 use crate::gdal::source::{describe, GMF_ALL_VALID};
 use crate::ingest::SourceInfo;
@@ -18,9 +19,6 @@ use crate::time::Calendar;
 
 /// The valid-data mask is read at most this many cells on its longer side.
 const MASK_CELLS: usize = 512;
-
-const GDAL_OF_RASTER: u32 = 0x02;
-const GDAL_OF_VERBOSE_ERROR: u32 = 0x40;
 
 /// How to make an item of a raster.
 #[derive(Debug, Clone, Default)]
@@ -31,37 +29,9 @@ pub struct RasterOptions {
     pub time: Option<TimeRange>,
 }
 
-/// An open dataset, closed on drop.
-struct Dataset(gdal_sys::GDALDatasetH);
-
-impl Drop for Dataset {
-    fn drop(&mut self) {
-        // SAFETY: opened by GDALOpenEx, closed once.
-        unsafe { gdal_sys::GDALClose(self.0) };
-    }
-}
-
 fn open(path: &str) -> Result<Dataset> {
     crate::gdal::crs::register_drivers();
-    let c = CString::new(path)
-        .map_err(|_| Error::InvalidInput(format!("{path:?}: a path cannot contain NUL")))?;
-    // SAFETY: NUL-terminated name; null option lists are allowed.
-    let ds = unsafe {
-        gdal_sys::GDALOpenEx(
-            c.as_ptr(),
-            GDAL_OF_RASTER | GDAL_OF_VERBOSE_ERROR,
-            std::ptr::null(),
-            std::ptr::null(),
-            std::ptr::null(),
-        )
-    };
-    if ds.is_null() {
-        return Err(Error::InvalidInput(format!(
-            "{path}: cannot open it as a raster: {}",
-            last_error_message()
-        )));
-    }
-    Ok(Dataset(ds))
+    Dataset::open(path)
 }
 
 /// The item of one raster. Its id is the path made absolute (for local files), so that
