@@ -16,11 +16,15 @@ pub const CHUNK_PREFIX: &str = "chunks/";
 pub const NODE_PREFIX: &str = "index/";
 /// Time step records: `steps/<id>/<t>`.
 pub const STEP_PREFIX: &str = "steps/";
+/// What each write read, for catalogs: `sources/<id>/sources.jsonl` (docs/FORMAT.md §12).
+pub const SOURCE_PREFIX: &str = "sources/";
+/// The name of a write's source list in its directory under [`SOURCE_PREFIX`].
+pub const SOURCE_LIST_NAME: &str = "sources.jsonl";
 /// Claims of writers on object storage: `claims/<id>`.
 pub const CLAIM_PREFIX: &str = "claims/";
 /// The prefixes under which a write puts its objects, each in a directory named by its
 /// snapshot id: what discarding an unfinished write removes.
-pub const WRITE_PREFIXES: [&str; 3] = [CHUNK_PREFIX, NODE_PREFIX, STEP_PREFIX];
+pub const WRITE_PREFIXES: [&str; 4] = [CHUNK_PREFIX, NODE_PREFIX, STEP_PREFIX, SOURCE_PREFIX];
 
 /// The manifest of snapshot `id`.
 pub fn snapshot(id: u64) -> String {
@@ -31,6 +35,11 @@ pub fn snapshot(id: u64) -> String {
 /// (`<id>.json`, the id with no sign and no leading zero).
 pub fn snapshot_id(name: &str) -> Option<u64> {
     canonical_number(name.strip_suffix(".json")?)
+}
+
+/// The list of the sources snapshot `id` read.
+pub fn source_list(id: u64) -> String {
+    format!("{SOURCE_PREFIX}{id}/{SOURCE_LIST_NAME}")
 }
 
 /// The claim of snapshot id `id`.

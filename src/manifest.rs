@@ -43,6 +43,8 @@ pub const MAX_SNAPSHOT_ID: u64 = (1 << 53) - 1;
 /// store writes (a few KiB, more with long metadata), so that a file planted or grown in
 /// its place is refused rather than read whole.
 pub const MAX_MANIFEST_LEN: usize = 64 << 20;
+/// The longest source list a snapshot may have (docs/FORMAT.md §12).
+pub const MAX_SOURCE_LIST_LEN: u64 = 256 << 20;
 
 pub fn snapshot_key(id: u64) -> String {
     crate::keys::snapshot(id)
@@ -74,6 +76,10 @@ pub struct Manifest {
     #[serde(default)]
     pub time: Option<TimeSpec>,
     pub index: IndexSpec,
+    /// The newest source list of this state (docs/FORMAT.md §12), which links to the
+    /// earlier ones; none until a write records its sources.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub sources: Option<SourceListRef>,
 }
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -95,6 +101,17 @@ pub struct SnapshotInfo {
     /// The time steps this snapshot wrote and removed (stores with a time axis).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub steps: Option<StepChanges>,
+}
+
+/// A link to a source list, `sources/<id>/sources.jsonl` (docs/FORMAT.md §12): the snapshot
+/// that wrote it, how many sources it names, its length in bytes and its CRC-32C, all
+/// checked on reading.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SourceListRef {
+    pub id: u64,
+    pub count: u64,
+    pub bytes: u64,
+    pub crc32c: u32,
 }
 
 /// Which time steps a snapshot changed: how many it wrote (new or replaced) and removed,
@@ -446,6 +463,7 @@ pub(crate) mod tests {
                 tiles: 0,
                 bytes: 0,
             },
+            sources: None,
         }
     }
 

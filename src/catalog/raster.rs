@@ -16,6 +16,7 @@ use crate::gdal::slice_time::{slice_steps, TimeSource};
 use crate::gdal::source::{describe, GMF_ALL_VALID};
 use crate::ingest::SourceInfo;
 use crate::time::Calendar;
+use gdal_sys::GDALDatasetH;
 
 /// The valid-data mask is read at most this many cells on its longer side.
 const MASK_CELLS: usize = 512;
@@ -38,33 +39,84 @@ fn open(path: &str) -> Result<Dataset> {
 /// adding the same file again replaces its item.
 pub fn raster_item(path: &str, options: &RasterOptions) -> Result<Item> {
     let ds = open(path)?;
+    let time = match options.time {
+        Some(t) => Some(t.start.zip(t.end).ok_or_else(|| {
+            Error::option("time", format!("{t:?}"), "a closed range or an instant")
+        })?),
+        None => None,
+    };
     // SAFETY: ds is open and used by this thread only.
-    let info = unsafe { describe(ds.0) }.map_err(|e| in_file(path, e))?;
+    let mut item = unsafe { dataset_item(ds.0, path, time)? };
+    if time.is_none() {
+        // SAFETY: as above.
+        (item.start_us, item.end_us) = unsafe { metadata_time(ds.0, path)? };
+    }
+    item.collection = options.collection.clone();
+    Ok(item)
+}
+
+/// The record of a source a write read, for the snapshot's source list (docs/FORMAT.md
+/// §12): its item as STAC, without a collection (a catalog gives it the store's). Its time
+/// is `time`, else what its metadata says, else `written` (the time of the write), which
+/// the property `gridstore:time` = `"written"` then tells.
+///
+/// # Safety
+/// `ds` must be a valid, open dataset handle, not used by another thread during the call.
+pub unsafe fn source_record(
+    ds: GDALDatasetH,
+    name: &str,
+    time: Option<(i64, i64)>,
+    written: i64,
+) -> Result<Json> {
+    // SAFETY: forwarded contract.
+    let mut item = unsafe { dataset_item(ds, name, time)? };
+    if time.is_none() {
+        // SAFETY: forwarded contract.
+        match unsafe { metadata_time(ds, name) } {
+            Ok((start, end)) => (item.start_us, item.end_us) = (start, end),
+            Err(_) => {
+                (item.start_us, item.end_us) = (written, written + 1);
+                let how = Value::String("written".into());
+                item.properties.insert("gridstore:time".into(), how);
+            }
+        }
+    }
+    let mut record = item.to_stac();
+    if let Some(o) = record.as_object_mut() {
+        o.remove("collection");
+    }
+    Ok(record)
+}
+
+/// The item of an open raster named `name`, with its time `time` or, without it, none yet
+/// (0 to 1 µs): the callers find it.
+///
+/// # Safety
+/// `ds` must be a valid, open dataset handle, not used by another thread during the call.
+unsafe fn dataset_item(ds: GDALDatasetH, name: &str, time: Option<(i64, i64)>) -> Result<Item> {
+    // SAFETY: forwarded contract.
+    let info = unsafe { describe(ds) }.map_err(|e| in_file(name, e))?;
     let gt = info.geotransform.ok_or_else(|| {
         Error::InvalidInput(format!(
-            "{path}: has no georeferencing, so it has no footprint; assign one with \
+            "{name}: has no georeferencing, so it has no footprint; assign one with \
              gdal_translate -a_ullr / -a_srs"
         ))
     })?;
     if info.crs_wkt.is_empty() {
         return Err(Error::InvalidInput(format!(
-            "{path}: has no CRS; assign one with gdal_translate -a_srs"
+            "{name}: has no CRS; assign one with gdal_translate -a_srs"
         )));
     }
     let crs = Crs::from_user(&info.crs_wkt)?;
-    let footprint = footprint(&ds, &info, crs, gt).map_err(|e| in_file(path, e))?;
-    let (start_us, end_us) = match options.time {
-        Some(t) => t.start.zip(t.end).ok_or_else(|| {
-            Error::option("time", format!("{t:?}"), "a closed range or an instant")
-        })?,
-        None => metadata_time(&ds, path)?,
-    };
-    let id = std::fs::canonicalize(path)
+    // SAFETY: forwarded contract.
+    let footprint = unsafe { footprint(ds, &info, crs, gt) }.map_err(|e| in_file(name, e))?;
+    let (start_us, end_us) = time.unwrap_or((0, 1));
+    let id = std::fs::canonicalize(name)
         .map(|p| p.display().to_string())
-        .unwrap_or_else(|_| path.to_string());
+        .unwrap_or_else(|_| name.to_string());
     Ok(Item {
         id: id.clone(),
-        collection: options.collection.clone(),
+        collection: String::new(),
         start_us,
         end_us,
         footprint,
@@ -86,10 +138,18 @@ fn in_file(path: &str, e: Error) -> Error {
 
 /// The raster's extent when all its pixels are valid, else the polygon of its valid
 /// cells on a grid of at most [`MASK_CELLS`] on a side.
-fn footprint(ds: &Dataset, info: &SourceInfo, crs: Crs, gt: [f64; 6]) -> Result<Footprint> {
+///
+/// # Safety
+/// `ds` must be a valid, open dataset handle, not used by another thread during the call.
+unsafe fn footprint(
+    ds: GDALDatasetH,
+    info: &SourceInfo,
+    crs: Crs,
+    gt: [f64; 6],
+) -> Result<Footprint> {
     let (w, h) = (info.width, info.height);
     // SAFETY: band 1 exists (describe refuses rasters without bands).
-    let band = unsafe { gdal_sys::GDALGetRasterBand(ds.0, 1) };
+    let band = unsafe { gdal_sys::GDALGetRasterBand(ds, 1) };
     // SAFETY: valid band handle.
     let flags = unsafe { gdal_sys::GDALGetMaskFlags(band) };
     if flags & GMF_ALL_VALID != 0 {
@@ -147,7 +207,10 @@ fn cell_geotransform(gt: [f64; 6], w: usize, h: usize, cw: usize, ch: usize) -> 
 
 /// The time the raster's metadata gives: its instants' range (end one microsecond after
 /// the last instant).
-fn metadata_time(ds: &Dataset, path: &str) -> Result<(i64, i64)> {
+///
+/// # Safety
+/// `ds` must be a valid, open dataset handle, not used by another thread during the call.
+unsafe fn metadata_time(ds: GDALDatasetH, path: &str) -> Result<(i64, i64)> {
     let mut result = None;
     let mut first_error = None;
     for source in [
@@ -156,7 +219,7 @@ fn metadata_time(ds: &Dataset, path: &str) -> Result<(i64, i64)> {
         TimeSource::Item("ACQUISITION_DATETIME".into()),
     ] {
         // SAFETY: ds is open.
-        match unsafe { slice_steps(ds.0, path, &source, Calendar::Standard) } {
+        match unsafe { slice_steps(ds, path, &source, Calendar::Standard) } {
             Ok(steps) if !steps.is_empty() => {
                 result = Some(steps);
                 break;

@@ -11,7 +11,7 @@ use clap::{Args, Subcommand, ValueEnum};
 use serde_json::json;
 
 use gridstore::catalog::raster::{raster_item, RasterOptions};
-use gridstore::catalog::stac_input::items_from_text;
+use gridstore::catalog::stac_input::{item_from_stac, items_from_text};
 use gridstore::catalog::when::format_us;
 use gridstore::catalog::{
     self, Area, Catalog, Day, Item, Order, PropertyFilter, ResumeToken, Search, TimeRange,
@@ -56,15 +56,23 @@ enum CatalogCommand {
 struct AddArgs {
     catalog: String,
     /// Rasters, or with --stac STAC item files (Item, ItemCollection or JSON lines; - for
-    /// standard input)
+    /// standard input), or with --store stores
     #[arg(required = true)]
     files: Vec<String>,
-    /// The collection of the items [default for rasters: "default"; STAC items keep their own]
+    /// The collection of the items [default for rasters: "default"; STAC items keep their
+    /// own; a store's sources: the store's name]
     #[arg(long)]
     collection: Option<String>,
     /// The files are STAC items
-    #[arg(long)]
+    #[arg(long, conflicts_with = "store")]
     stac: bool,
+    /// The files are stores: add the sources their writes recorded, as of their current
+    /// state (or --snapshot)
+    #[arg(long)]
+    store: bool,
+    /// With --store: the sources of this snapshot's state instead of the current one
+    #[arg(long, requires = "store")]
+    snapshot: Option<u64>,
     /// The rasters' time (START/END or one instant or date), instead of their metadata
     #[arg(long)]
     time: Option<String>,
@@ -244,7 +252,16 @@ fn add(args: AddArgs) -> Result<()> {
         pending.clear();
         Ok(())
     };
-    if args.stac {
+    if args.store {
+        for store in &args.files {
+            for item in store_sources(store, args.snapshot, args.collection.as_deref())? {
+                pending.push(item);
+                if pending.len() >= batch {
+                    flush(&mut pending, &mut cat)?;
+                }
+            }
+        }
+    } else if args.stac {
         for file in &args.files {
             let mut lines = StacLines::open(file)?;
             while let Some(items) = lines.next_items(batch, args.collection.as_deref())? {
@@ -271,6 +288,42 @@ fn add(args: AddArgs) -> Result<()> {
     flush(&mut pending, &mut cat)?;
     println!("added {total} item(s) to {}", cat.location());
     Ok(())
+}
+
+/// The sources a store's writes recorded (docs/FORMAT.md §12) that its state at `snapshot`
+/// (default: the current one) holds, as items of `collection` (default: the store's name),
+/// each with the snapshot that wrote it as `gridstore:snapshot`.
+fn store_sources(
+    store: &str,
+    snapshot: Option<u64>,
+    collection: Option<&str>,
+) -> Result<Vec<Item>> {
+    let root = gridstore::store::resolve_store_path(store);
+    let state = gridstore::store::Snapshot::open(&root, snapshot)?;
+    let collection = match collection {
+        Some(c) => c.to_string(),
+        None => gridstore::stac::facts::collection_id(state.storage().location()),
+    };
+    let records = gridstore::store::sources::sources_in(&state)?;
+    if records.is_empty() {
+        eprintln!(
+            "{store}: its writes recorded no sources (stores written before sources were \
+             recorded, or only by GDAL in update mode)"
+        );
+    }
+    let mut items = Vec::with_capacity(records.len());
+    for (id, record) in records {
+        let mut item = item_from_stac(&record, Some(&collection))
+            .with_context(|| format!("{store}: a source recorded by snapshot {id}"))?;
+        // A record holds no user data: its assets are the href the item already has.
+        item.extra = serde_json::Value::Null;
+        item.properties.insert(
+            "gridstore:snapshot".into(),
+            gridstore::catalog::item::Value::Int(id as i64),
+        );
+        items.push(item);
+    }
+    Ok(items)
 }
 
 /// A file of STAC items read a batch at a time: JSON lines (or a GeoJSON text sequence)

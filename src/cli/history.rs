@@ -86,8 +86,12 @@ pub fn run_gc(store: &Path, keep: usize, grace: Duration, wait: LockWait) -> Res
         true => String::new(),
         false => format!(": {} freed", human_bytes(before.saturating_sub(after))),
     };
+    let lists = match r.source_lists_removed {
+        0 => String::new(),
+        n => format!(", {n} source list(s)"),
+    };
     println!(
-        "kept snapshot(s) {}; removed {} snapshot(s), {} chunk(s), {} index node(s){freed}",
+        "kept snapshot(s) {}; removed {} snapshot(s), {} chunk(s), {} index node(s){lists}{freed}",
         kept.join(", "),
         r.snapshots_removed,
         r.chunks_removed,

@@ -15,14 +15,14 @@ use super::cpl::CPLE_NOT_SUPPORTED;
 use super::cpl::{
     from_c, from_c_list, guard, install_panic_hook, report_failure, report_warning, CStringList,
 };
-use super::ingest::{ingest_dataset, IngestOptions};
+use super::ingest::{dataset_name, ingest_dataset, now_us, record_or_warn, IngestOptions};
 use super::placement::WarpResampling;
 use super::source::{describe, drop_impossible_nodata, GdalSource, GMF_ALL_VALID, GMF_PER_DATASET};
 use crate::chunk::decodes_side_by_side;
 use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect, TileLoc};
 use crate::index::{Entry, TileKey};
-use crate::ingest::{create_store, new_store_manifest, Editor};
+use crate::ingest::{create_store_recording, new_store_manifest, Editor};
 use crate::manifest::MANIFEST_KEY;
 use crate::options::{self, CreateOptions, OpenOptions, TimeSelection};
 use crate::store::{
@@ -1161,9 +1161,16 @@ pub unsafe extern "C" fn gridstore_create_copy(
         let writer = format!("GDAL CreateCopy of {}", info.description);
         // Writing to the network is waiting too: as many workers as reads use there.
         let threads = read_threads(&path, &raw, opts.threads);
-        create_store(
+        // SAFETY (both): the source handle as GDAL passed it, used on this thread only.
+        let name = unsafe { dataset_name(source) };
+        let sources = match name.is_empty() {
+            true => None,
+            false => unsafe { record_or_warn(source, &name, None, now_us()) },
+        };
+        create_store_recording(
             NewStore { path, manifest },
             &mut reader,
+            sources.into_iter().collect(),
             threads,
             &writer,
             &mut report,

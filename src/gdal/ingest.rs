@@ -8,6 +8,7 @@ use std::ops::Range;
 use std::path::Path;
 
 use gdal_sys::GDALDatasetH;
+use rayon::prelude::*;
 
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
@@ -197,7 +198,30 @@ pub unsafe fn ingest_dataset(
     let mut txn = Transaction::begin(root, writer, opts.wait)?;
     // SAFETY: forwarded contract.
     let report = unsafe { merge_dataset(&mut txn, ds, opts, progress)? };
+    // SAFETY: forwarded contract.
+    let name = unsafe { dataset_name(ds) };
+    if report.tiles_changed > 0 && !name.is_empty() {
+        // SAFETY: forwarded contract.
+        txn.record_sources(unsafe { record_or_warn(ds, &name, None, now_us()) });
+    }
     finish(txn, report.tiles_changed)
+}
+
+/// The name GDAL gives an open dataset (its path, for a file): empty for one made in
+/// memory.
+///
+/// # Safety
+/// `ds` must be valid for the call.
+pub(crate) unsafe fn dataset_name(ds: GDALDatasetH) -> String {
+    // SAFETY: forwarded contract; GDAL returns a NUL-terminated string it owns.
+    let p = unsafe { gdal_sys::GDALGetDescription(ds) };
+    match p.is_null() {
+        true => String::new(),
+        // SAFETY: as above.
+        false => unsafe { std::ffi::CStr::from_ptr(p) }
+            .to_string_lossy()
+            .into_owned(),
+    }
 }
 
 /// Checks that an open dataset can be placed on the grid of the store `m` describes (on it,
@@ -484,6 +508,7 @@ fn ingest_files_once(
             of: report.batches,
         });
         if i + 1 == batches.len() {
+            txn.record_sources(file_records(paths, &jobs));
             report.committed = Some(txn.commit()?);
             return Ok(report);
         }
@@ -491,8 +516,75 @@ fn ingest_files_once(
         report.committed = Some(committed);
         txn = next;
     }
-    txn.abort();
+    // A run resumed after its last commit with data still completes with one.
+    let records = match report.committed.is_some() || report.resumed_after > 0 {
+        true => file_records(paths, &jobs),
+        false => Vec::new(),
+    };
+    if records.is_empty() {
+        txn.abort();
+        return Ok(report);
+    }
+    // The last batches changed nothing: the sources go in a commit of their own, which
+    // completes the run as its last checkpoint would have.
+    txn.record_sources(records);
+    txn.set_checkpoint(Checkpoint {
+        run,
+        done: report.batches,
+        of: report.batches,
+    });
+    report.committed = Some(txn.commit()?);
     Ok(report)
+}
+
+/// The source records (docs/FORMAT.md §12) of the files `jobs` read, made on all cores. A
+/// file whose record cannot be made is reported and left out: the data goes in all the
+/// same.
+fn file_records(paths: &[String], jobs: &[Job]) -> Vec<serde_json::Value> {
+    let mut used = vec![false; paths.len()];
+    for s in jobs.iter().flat_map(|j| &j.sources) {
+        used[*s as usize] = true;
+    }
+    let written = now_us();
+    let records: Vec<Option<serde_json::Value>> = paths
+        .par_iter()
+        .zip(used)
+        .map(|(path, used)| {
+            let opened = used.then(|| OpenedDataset::open(path).ok()).flatten()?;
+            // SAFETY: `opened` is this thread's own and lives through the call.
+            unsafe { record_or_warn(opened.0, path, None, written) }
+        })
+        .collect();
+    records.into_iter().flatten().collect()
+}
+
+/// The source record of an open dataset, or `None` (reported) when it cannot be made.
+///
+/// # Safety
+/// `ds` must be valid for the call and used by no other thread meanwhile.
+pub(crate) unsafe fn record_or_warn(
+    ds: GDALDatasetH,
+    name: &str,
+    time: Option<(i64, i64)>,
+    written: i64,
+) -> Option<serde_json::Value> {
+    // SAFETY: forwarded contract.
+    match unsafe { crate::catalog::raster::source_record(ds, name, time, written) } {
+        Ok(record) => Some(record),
+        Err(e) => {
+            report_warning(&format!(
+                "{name}: not recorded among the store's sources, for catalogs ({e}); its \
+                 data is written all the same"
+            ));
+            None
+        }
+    }
+}
+
+/// Now, in microseconds since 1970 (UTC).
+pub(crate) fn now_us() -> i64 {
+    let since = std::time::SystemTime::now().duration_since(std::time::UNIX_EPOCH);
+    since.map_or(0, |d| d.as_micros() as i64)
 }
 
 /// A digest of what a run of `ingest_files` reads and how it splits the work: the store,

@@ -87,6 +87,19 @@ pub fn create_store(
     writer: &str,
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<Manifest> {
+    create_store_recording(new, source, Vec::new(), threads, writer, progress)
+}
+
+/// [`create_store`], recording `sources` (docs/FORMAT.md §12) as what the first snapshot
+/// read.
+pub fn create_store_recording(
+    new: NewStore,
+    source: &mut dyn RasterSource,
+    sources: Vec<serde_json::Value>,
+    threads: usize,
+    writer: &str,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<Manifest> {
     let threads = threads.max(1);
     let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads)
@@ -96,6 +109,7 @@ pub fn create_store(
         return Err(Error::Interrupted);
     }
     let mut txn = Transaction::create(new, writer)?;
+    txn.record_sources(sources);
     let (w, h) = (source.width(), source.height());
     let extent = PixelRect::new(0, 0, w as i64, h as i64);
     txn.manifest.extent = Some(extent);

@@ -75,6 +75,7 @@ pub fn new_store_manifest(source: &SourceInfo, opts: &CreateOptions) -> Result<M
             tiles: 0,
             bytes: 0,
         },
+        sources: None,
     })
 }
 

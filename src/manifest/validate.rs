@@ -10,7 +10,10 @@
 use crate::dtype::DataType;
 use crate::grid::{Layout, PixelRect, MAX_TILE_INDEX};
 
-use super::{BandSpec, ColorTable, Manifest, SnapshotInfo, FORMAT_VERSION, MAX_SNAPSHOT_ID};
+use super::{
+    BandSpec, ColorTable, Manifest, SnapshotInfo, FORMAT_VERSION, MAX_SNAPSHOT_ID,
+    MAX_SOURCE_LIST_LEN,
+};
 
 /// Longest name-like text: ids, dates, colour interpretations, units, metadata keys.
 pub const MAX_NAME_BYTES: usize = 1024;
@@ -51,7 +54,31 @@ pub fn validate(m: &Manifest) -> Check {
     check_pyramids(m)?;
     check_extent(m)?;
     check_time(m)?;
-    check_index(m)
+    check_index(m)?;
+    check_sources(m)
+}
+
+/// The newest source list was written by this snapshot or an earlier one, and its count
+/// and length are possible.
+fn check_sources(m: &Manifest) -> Check {
+    let Some(list) = &m.sources else {
+        return Ok(());
+    };
+    if !(1..=m.snapshot.id).contains(&list.id) {
+        return damaged(format!(
+            "sources.id {} is not snapshot.id {} or an earlier one",
+            list.id, m.snapshot.id
+        ));
+    }
+    // Each source takes a line of at least `{"id":""}` and a newline.
+    if list.bytes > MAX_SOURCE_LIST_LEN || list.count > list.bytes / 10 {
+        return damaged(format!(
+            "sources says {} source(s) in {} bytes (at most {MAX_SOURCE_LIST_LEN} bytes, at \
+             least 10 per source)",
+            list.count, list.bytes
+        ));
+    }
+    Ok(())
 }
 
 /// The time axis: every text a name, the axis's arithmetic sound, its counts consistent

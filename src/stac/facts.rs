@@ -96,7 +96,7 @@ impl StoreFacts {
 }
 
 /// The store's name without its `.gridstore` extension.
-fn collection_id(location: &std::path::Path) -> String {
+pub fn collection_id(location: &std::path::Path) -> String {
     let name = location
         .file_stem()
         .map(|s| s.to_string_lossy().into_owned())

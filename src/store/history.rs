@@ -11,7 +11,9 @@ use crate::error::{Error, Result};
 use crate::index::{
     Entry, IndexReader, Node, NodeRef, TileKey, Tree, CHUNK_PREFIX, NODE_PREFIX, STEP_PREFIX,
 };
-use crate::keys::{canonical_number, snapshot_id as snapshot_id_of};
+use crate::keys::{
+    canonical_number, snapshot_id as snapshot_id_of, SOURCE_LIST_NAME, SOURCE_PREFIX,
+};
 use crate::manifest::{snapshot_key, Manifest, SnapshotInfo, SNAPSHOT_PREFIX};
 use crate::storage::{Commits, Storage};
 use std::time::Duration;
@@ -34,7 +36,11 @@ pub fn history(root: &Path) -> Result<Vec<SnapshotInfo>> {
 /// always older than it, which is checked at each step: so the walk ends (after at most as
 /// many steps as there are snapshot files), and a cycle or a parent that is not older is
 /// reported as damaged history rather than followed.
-fn chain(storage: &dyn Storage, current: &Manifest, limit: usize) -> Result<Vec<Manifest>> {
+pub(super) fn chain(
+    storage: &dyn Storage,
+    current: &Manifest,
+    limit: usize,
+) -> Result<Vec<Manifest>> {
     let mut out = vec![current.clone()];
     loop {
         let child = out.last().expect("starts with the current manifest");
@@ -188,6 +194,8 @@ pub struct GcReport {
     /// Chunks and step records removed.
     pub chunks_removed: usize,
     pub nodes_removed: usize,
+    /// Source lists of removed snapshots.
+    pub source_lists_removed: usize,
     /// Names under `snapshots/`, `chunks/` and `index/` that are no object a writer makes,
     /// left where they are: gc deletes only what it knows to be a store's own.
     pub unknown_left: Vec<String>,
@@ -248,6 +256,8 @@ pub fn gc(root: &Path, keep: usize, grace: Duration, wait: LockWait) -> Result<G
     };
     let kept = chain(&*storage, current.manifest(), keep).map_err(stopped)?;
     let marked = mark(&*storage, current.index(), &kept).map_err(stopped)?;
+    let listed = super::sources::reachable(&*storage, kept.iter().map(|m| m.sources.clone()))
+        .map_err(stopped)?;
     let mut report = GcReport {
         kept: kept.iter().map(|m| m.snapshot.id).collect(),
         ..GcReport::default()
@@ -291,6 +301,14 @@ pub fn gc(root: &Path, keep: usize, grace: Duration, wait: LockWait) -> Result<G
         Some(marked.chunks.contains(&(seq, TileKey::step_record(t))))
     })?;
     report.chunks_removed += removed;
+    unknown.extend(left);
+    let (removed, left) = sweep(&*storage, SOURCE_PREFIX, 1, |seq, rest| {
+        if in_flight.young.contains(&seq) {
+            return Some(true);
+        }
+        (rest == SOURCE_LIST_NAME).then(|| listed.contains(&seq))
+    })?;
+    report.source_lists_removed = removed;
     unknown.extend(left);
     report.unknown_left = unknown;
     // The claims of dead writers go last: until then, their ids stay out of new claims.

@@ -15,6 +15,7 @@ mod paths;
 mod series;
 mod series_window;
 mod snapshot;
+pub mod sources;
 mod steps;
 pub mod time_blocks;
 mod transaction;

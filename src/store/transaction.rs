@@ -26,6 +26,7 @@ use crate::chunk::{self, Piece};
 use crate::error::{Error, Result};
 use crate::index::NODE_PREFIX;
 use crate::index::{apply_changes, Entry, IndexReader, NodeWriter, TileKey, Tree, WRITE_PREFIXES};
+use crate::keys::SOURCE_PREFIX;
 use crate::manifest::{
     snapshot_key, Checkpoint, IndexSpec, Manifest, SnapshotInfo, MANIFEST_KEY, MAX_MANIFEST_LEN,
 };
@@ -61,6 +62,8 @@ pub struct Transaction {
     seq: u64,
     writer: String,
     changes: Mutex<BTreeMap<TileKey, Option<Entry>>>,
+    /// What this write read, one record per source id, for the snapshot's source list.
+    sources: Vec<serde_json::Value>,
     /// Set by `restore`: the state this write brings back, and how many tiles that changes.
     restored: Option<Restored>,
     checkpoint: Option<Checkpoint>,
@@ -174,6 +177,7 @@ impl Transaction {
             tick: 0,
             cleared: Default::default(),
             step_changes: None,
+            sources: Vec::new(),
             created_dir: None,
             optimistic: None,
             finished: false,
@@ -540,6 +544,17 @@ impl Transaction {
             .insert(key, Some(entry));
     }
 
+    /// Records the sources this write read (STAC Items with a string `id`, see
+    /// [`super::sources`]), kept with the snapshot it commits. A record replaces an earlier
+    /// one of the same id.
+    pub fn record_sources(&mut self, records: impl IntoIterator<Item = serde_json::Value>) {
+        for record in records {
+            let id = record.get("id").cloned();
+            self.sources.retain(|r| r.get("id") != id.as_ref());
+            self.sources.push(record);
+        }
+    }
+
     /// Number of tiles written or removed so far.
     pub fn changed_tiles(&self) -> usize {
         self.changes.lock().expect("poisoned").len()
@@ -662,6 +677,8 @@ impl Transaction {
         self.storage
             .delete_prefix(&crate::keys::write_dir(NODE_PREFIX, self.seq))?;
         self.storage.delete(&snapshot_key(self.seq))?;
+        self.storage
+            .delete_prefix(&crate::keys::write_dir(SOURCE_PREFIX, self.seq))?;
         let new = Arc::new(Snapshot::from_parts(
             self.storage.clone(),
             current.clone(),
@@ -781,12 +798,35 @@ impl Transaction {
         refresh_counts(spec, &self.index, tree, &added, &removed)
     }
 
+    /// Makes the manifest link to the sources of its state: a new list of what this write
+    /// recorded, after the base's; else the base's, as it is now (after a rebase, the one
+    /// the other writer left).
+    fn link_sources(&mut self) -> Result<()> {
+        let carried = self
+            .base
+            .as_ref()
+            .and_then(|b| b.manifest().sources.clone());
+        self.manifest.sources = match self.sources.is_empty() {
+            true => carried,
+            false => Some(super::sources::write(
+                &*self.storage,
+                self.seq,
+                carried,
+                &self.sources,
+            )?),
+        };
+        Ok(())
+    }
+
     fn publish_manifest(
         &mut self,
         tiles_written: u64,
         tiles_removed: u64,
         restores: Option<u64>,
     ) -> Result<Published> {
+        if restores.is_none() {
+            self.link_sources()?;
+        }
         self.manifest.snapshot = SnapshotInfo {
             id: self.seq,
             parent: self.base.as_ref().map(|b| b.manifest().snapshot.id),
@@ -947,6 +987,7 @@ impl Transaction {
 /// `manifest` as a new store has it before its first commit: no data.
 fn without_data(mut manifest: Manifest) -> Manifest {
     manifest.extent = None;
+    manifest.sources = None;
     manifest.index = IndexSpec {
         root: None,
         tiles: 0,

@@ -291,6 +291,7 @@ fn base_manifest(dtype: DataType, bands: usize) -> Manifest {
             tiles: 12,
             bytes: 123_456,
         },
+        sources: None,
     }
 }
 

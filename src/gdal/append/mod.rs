@@ -21,9 +21,9 @@ use crate::error::{Error, Result};
 use crate::manifest::Manifest;
 use crate::store::lock::Recovered;
 use crate::store::{compact_in, Closed, Compacted, NewStore, Snapshot, StepRecord, Transaction};
-use crate::time::{BoundsSpec, DateTime, TimeSpec};
+use crate::time::{BoundsSpec, Calendar, DateTime, TimeSpec};
 
-use super::ingest::{merge_dataset, IngestOptions, OpenedDataset};
+use super::ingest::{merge_dataset, now_us, record_or_warn, IngestOptions, OpenedDataset};
 use super::slice_time::TimeSource;
 pub use convert::Packing;
 use convert::{band_view, Conversion};
@@ -238,6 +238,7 @@ unsafe fn write(
         .count();
     let total = to_write.max(1) as f64;
     let mut written = 0usize;
+    let calendar = report.axis.axis()?.calendar();
     for (i, ds) in slices.handles.iter().enumerate() {
         let todo: Vec<&PlannedStep> = report
             .steps
@@ -256,6 +257,10 @@ unsafe fn write(
                 return Err(Error::Interrupted);
             }
         }
+        let time = utc_range(&todo, calendar);
+        // SAFETY: forwarded contract.
+        let record = unsafe { record_or_warn(*ds, &slices.names[i], time, now_us()) };
+        txn.record_sources(record);
         let (committed, next) = txn.commit_and_continue()?;
         (slices.written)(i);
         report.committed.push(committed.snapshot.id);
@@ -267,6 +272,20 @@ unsafe fn write(
         return Ok(());
     }
     compact_after(txn, report)
+}
+
+/// The UTC interval of `steps` (from the first instant to just after the last), in
+/// microseconds; `None` on a calendar whose dates are not the real world's (a model's
+/// 360-day year, say).
+fn utc_range(steps: &[&PlannedStep], calendar: Calendar) -> Option<(i64, i64)> {
+    if !matches!(calendar, Calendar::Standard | Calendar::ProlepticGregorian) {
+        return None;
+    }
+    let us: Vec<i64> = steps
+        .iter()
+        .map(|s| s.at.to_seconds(calendar).ok()?.checked_mul(1_000_000))
+        .collect::<Option<_>>()?;
+    Some((*us.iter().min()?, us.iter().max()?.checked_add(1)?))
 }
 
 /// Compacts, in a commit of its own, the blocks of ticks from the first the append
