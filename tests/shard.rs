@@ -13,6 +13,14 @@ fn gridstore() -> &'static str {
     env!("CARGO_BIN_EXE_gridstore")
 }
 
+/// A new empty catalog in `dir`.
+fn catalog(dir: &Path) -> String {
+    let path = dir.join("catalog.sqlite");
+    let _ = std::fs::remove_file(&path);
+    ok(gridstore(), &["catalog", "init", s(&path)]);
+    s(&path).to_string()
+}
+
 /// The content digest `gridstore verify` prints; verify must pass.
 fn digest(store: &Path) -> String {
     let out = ok(gridstore(), &["verify", s(store)]);
@@ -172,6 +180,14 @@ fn parts_of_an_ingest_make_the_store_one_ingest_makes() {
         }
         assert_eq!(digest(&store), want_digest, "{n} parts");
         assert_eq!(checksums(s(&store)), want_sums, "{n} parts");
+        let recorded = ok(
+            gridstore(),
+            &["catalog", "add", &catalog(dir.path()), "--store", s(&store)],
+        );
+        assert!(
+            recorded.contains(&format!("added {} item", files.len())),
+            "{n} parts: {recorded}"
+        );
     }
 
     // One after another, the last part first: the extent, and with it the levels, grows
@@ -219,6 +235,12 @@ fn parts_at_once_into_a_store_on_s3_make_the_store_one_ingest_makes() {
                 &all_parts(n),
             );
             assert_eq!(remote_digest(&server, &vsi), want, "{n} parts into {vsi}");
+            // Each part recorded the sources it read, and every list stayed in the chain of
+            // lists however the commits raced.
+            let add = ["catalog", "add", &catalog(dir.path()), "--store", &vsi];
+            let recorded = servers::ok_s3(&server, gridstore(), &add);
+            let all = format!("added {} item", files.len());
+            assert!(recorded.contains(&all), "{n} parts into {vsi}: {recorded}");
             servers::checks_s3(&server, &["same", s(&whole), &format!("GRIDSTORE:{vsi}")]);
         }
     }
