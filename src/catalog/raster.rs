@@ -14,12 +14,13 @@ use crate::gdal::cpl::last_error_message;
 use crate::gdal::ingest::OpenedDataset as Dataset;
 use crate::gdal::slice_time::{slice_steps, TimeSource};
 use crate::gdal::source::{describe, GMF_ALL_VALID};
+use crate::ingest::valid_cells::ValidCells;
 use crate::ingest::SourceInfo;
 use crate::time::Calendar;
 use gdal_sys::GDALDatasetH;
 
 /// The valid-data mask is read at most this many cells on its longer side.
-const MASK_CELLS: usize = 512;
+const MASK_CELLS: usize = crate::ingest::valid_cells::MAX_CELLS;
 
 /// How to make an item of a raster.
 #[derive(Debug, Clone, Default)]
@@ -46,7 +47,7 @@ pub fn raster_item(path: &str, options: &RasterOptions) -> Result<Item> {
         None => None,
     };
     // SAFETY: ds is open and used by this thread only.
-    let mut item = unsafe { dataset_item(ds.0, path, time)? };
+    let mut item = unsafe { dataset_item(ds.0, path, time, None)? };
     if time.is_none() {
         // SAFETY: as above.
         (item.start_us, item.end_us) = unsafe { metadata_time(ds.0, path)? };
@@ -58,7 +59,8 @@ pub fn raster_item(path: &str, options: &RasterOptions) -> Result<Item> {
 /// The record of a source a write read, for the snapshot's source list (docs/FORMAT.md
 /// §12): its item as STAC, without a collection (a catalog gives it the store's). Its time
 /// is `time`, else what its metadata says, else `written` (the time of the write), which
-/// the property `gridstore:time` = `"written"` then tells.
+/// the property `gridstore:time` = `"written"` then tells. Its footprint is made of `cells`
+/// when the write marked them all, else of its mask, read again.
 ///
 /// # Safety
 /// `ds` must be a valid, open dataset handle, not used by another thread during the call.
@@ -67,9 +69,11 @@ pub unsafe fn source_record(
     name: &str,
     time: Option<(i64, i64)>,
     written: i64,
+    cells: Option<&ValidCells>,
 ) -> Result<Json> {
+    let cells = cells.filter(|c| c.is_complete());
     // SAFETY: forwarded contract.
-    let mut item = unsafe { dataset_item(ds, name, time)? };
+    let mut item = unsafe { dataset_item(ds, name, time, cells)? };
     if time.is_none() {
         // SAFETY: forwarded contract.
         match unsafe { metadata_time(ds, name) } {
@@ -93,7 +97,12 @@ pub unsafe fn source_record(
 ///
 /// # Safety
 /// `ds` must be a valid, open dataset handle, not used by another thread during the call.
-unsafe fn dataset_item(ds: GDALDatasetH, name: &str, time: Option<(i64, i64)>) -> Result<Item> {
+unsafe fn dataset_item(
+    ds: GDALDatasetH,
+    name: &str,
+    time: Option<(i64, i64)>,
+    cells: Option<&ValidCells>,
+) -> Result<Item> {
     // SAFETY: forwarded contract.
     let info = unsafe { describe(ds) }.map_err(|e| in_file(name, e))?;
     let gt = info.geotransform.ok_or_else(|| {
@@ -108,8 +117,16 @@ unsafe fn dataset_item(ds: GDALDatasetH, name: &str, time: Option<(i64, i64)>) -
         )));
     }
     let crs = Crs::from_user(&info.crs_wkt)?;
-    // SAFETY: forwarded contract.
-    let footprint = unsafe { footprint(ds, &info, crs, gt) }.map_err(|e| in_file(name, e))?;
+    let footprint = match cells {
+        Some(c) => {
+            let (cols, rows) = c.shape();
+            let gt = cell_geotransform(gt, info.width, info.height, cols, rows);
+            Footprint::from_valid_cells(crs, gt, cols, rows, &c.marked())
+        }
+        // SAFETY: forwarded contract.
+        None => unsafe { footprint(ds, &info, crs, gt) },
+    }
+    .map_err(|e| in_file(name, e))?;
     let (start_us, end_us) = time.unwrap_or((0, 1));
     let id = std::fs::canonicalize(name)
         .map(|p| p.display().to_string())

@@ -89,6 +89,9 @@ pub struct AppendCmd {
     /// afterwards (by default a commit of its own; `gridstore compact` does it later)
     #[arg(long)]
     pub no_compact: bool,
+    /// Do not record the slices among the store's sources (docs/CATALOG.md)
+    #[arg(long)]
+    pub no_sources: bool,
     /// Write only part I of N parts of these slices (I from 0 to N-1; each slice whole, in
     /// runs of time order), so that N processes started with the same arguments append
     /// them together into an existing store
@@ -148,6 +151,7 @@ pub fn run(store: &Path, mut cmd: AppendCmd, threads: usize, wait: LockWait) -> 
             resampling: WarpResampling::from_name(&cmd.resampling)?,
             threads,
             wait,
+            record_sources: !cmd.no_sources,
         },
         wait_for_slices: cmd.wait_for_slices.map(Duration::from_secs),
         dry_run: cmd.dry_run,

@@ -20,6 +20,7 @@ pub struct IngestArgs<'a> {
     pub checkpoint_mb: u64,
     pub restart: bool,
     pub shard: Shard,
+    pub no_sources: bool,
     pub quiet: bool,
 }
 
@@ -48,6 +49,7 @@ pub fn run(args: IngestArgs) -> Result<()> {
         resampling: WarpResampling::from_name(args.resampling)?,
         threads: args.threads,
         wait: args.wait,
+        record_sources: !args.no_sources,
     };
     let checkpoints = Checkpoints {
         bytes: args.checkpoint_mb.max(1) << 20,

@@ -120,6 +120,9 @@ enum Command {
         /// that N processes started with the same arguments write it together
         #[arg(long, value_name = "I/N", value_parser = shard_arg)]
         shard: Option<Shard>,
+        /// Do not record the files among the store's sources (docs/CATALOG.md)
+        #[arg(long)]
+        no_sources: bool,
         /// No progress bar
         #[arg(long, short = 'q')]
         quiet: bool,
@@ -348,6 +351,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             checkpoint_mb,
             restart,
             shard,
+            no_sources,
             quiet,
         } => {
             let store = store_path(&store);
@@ -363,6 +367,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
                 checkpoint_mb,
                 restart,
                 shard: shard.unwrap_or(Shard::WHOLE),
+                no_sources,
                 quiet,
             })?;
             Ok(ExitCode::SUCCESS)

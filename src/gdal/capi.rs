@@ -22,7 +22,8 @@ use crate::chunk::decodes_side_by_side;
 use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect, TileLoc};
 use crate::index::{Entry, TileKey};
-use crate::ingest::{create_store_recording, new_store_manifest, Editor};
+use crate::ingest::valid_cells::ValidCells;
+use crate::ingest::{create_store_recording, new_store_manifest, Editor, Recorder};
 use crate::manifest::MANIFEST_KEY;
 use crate::options::{self, CreateOptions, OpenOptions, TimeSelection};
 use crate::store::{
@@ -1161,16 +1162,19 @@ pub unsafe extern "C" fn gridstore_create_copy(
         let writer = format!("GDAL CreateCopy of {}", info.description);
         // Writing to the network is waiting too: as many workers as reads use there.
         let threads = read_threads(&path, &raw, opts.threads);
-        // SAFETY (both): the source handle as GDAL passed it, used on this thread only.
+        // SAFETY: the source handle as GDAL passed it, used on this thread only.
         let name = unsafe { dataset_name(source) };
-        let sources = match name.is_empty() {
-            true => None,
-            false => unsafe { record_or_warn(source, &name, None, now_us()) },
-        };
+        let recorder = (!name.is_empty()).then(|| Recorder {
+            cells: ValidCells::new(info.width, info.height),
+            // SAFETY: as above; the record is made on this thread, after the read.
+            make: Box::new(move |cells| unsafe {
+                record_or_warn(source, &name, None, now_us(), Some(cells))
+            }),
+        });
         create_store_recording(
             NewStore { path, manifest },
             &mut reader,
-            sources.into_iter().collect(),
+            recorder,
             threads,
             &writer,
             &mut report,
@@ -1202,6 +1206,7 @@ unsafe fn ingest_into_existing(
         resampling,
         threads: opts.threads,
         wait: opts.lock_wait,
+        record_sources: true,
     };
     // SAFETY: forwarded contract.
     let description = unsafe { from_c(gdal_sys::GDALGetDescription(source)) }.unwrap_or_default();

@@ -9,10 +9,13 @@ use std::path::Path;
 
 use gdal_sys::GDALDatasetH;
 use rayon::prelude::*;
+use std::sync::Arc;
 
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::grid::{PixelRect, TileLoc};
+use crate::ingest::valid_cells::ValidCells;
+use crate::ingest::RasterSource;
 use crate::ingest::{merge, merge_jobs, plan, Job, Laid, PlacedSource, Scratch, SourceSet};
 use crate::manifest::{Checkpoint, Manifest};
 use crate::shard::{part_of_tiles, Shard};
@@ -31,6 +34,8 @@ pub struct IngestOptions {
     /// Encoder threads, and reader threads for file lists.
     pub threads: usize,
     pub wait: LockWait,
+    /// Record the sources read with the commit (docs/FORMAT.md §12).
+    pub record_sources: bool,
 }
 
 /// What an ingest did.
@@ -92,6 +97,7 @@ impl Prepared {
                     x0: placed.x0,
                     y0: placed.y0,
                     nodata,
+                    cells: None,
                 },
                 _placed: placed,
                 _opened: opened,
@@ -102,6 +108,24 @@ impl Prepared {
 
     fn footprint(&self) -> PixelRect {
         self.reader.footprint()
+    }
+
+    /// A grid on which reading this source marks where it holds data, if it does so:
+    /// placed on the store grid by an offset, not warped.
+    fn new_cells(&self) -> Option<Arc<ValidCells>> {
+        let source = &self.reader.source;
+        (!self._placed.is_warped())
+            .then(|| Arc::new(ValidCells::new(source.width(), source.height())))
+    }
+
+    /// Marks where this source holds data on `cells` as it is read; a warped source marks
+    /// nothing, and says so.
+    fn mark_on(&mut self, cells: Option<&Arc<ValidCells>>) {
+        match (cells, self._placed.is_warped()) {
+            (Some(c), false) => self.reader.cells = Some(c.clone()),
+            (Some(c), true) => c.set_incomplete(),
+            (None, _) => {}
+        }
     }
 }
 
@@ -197,14 +221,31 @@ pub unsafe fn ingest_dataset(
 ) -> Result<IngestReport> {
     let mut txn = Transaction::begin(root, writer, opts.wait)?;
     // SAFETY: forwarded contract.
-    let report = unsafe { merge_dataset(&mut txn, ds, opts, progress)? };
+    let cells = unsafe { dataset_cells(ds) };
+    // SAFETY: forwarded contract.
+    let report = unsafe { merge_dataset(&mut txn, ds, opts, Some(&cells), progress)? };
     // SAFETY: forwarded contract.
     let name = unsafe { dataset_name(ds) };
-    if report.tiles_changed > 0 && !name.is_empty() {
+    if report.tiles_changed > 0 && !name.is_empty() && opts.record_sources {
         // SAFETY: forwarded contract.
-        txn.record_sources(unsafe { record_or_warn(ds, &name, None, now_us()) });
+        txn.record_sources(unsafe { record_or_warn(ds, &name, None, now_us(), Some(&cells)) });
     }
     finish(txn, report.tiles_changed)
+}
+
+/// A grid of valid cells over an open dataset's pixels, nothing marked yet.
+///
+/// # Safety
+/// `ds` must be valid for the call.
+pub(crate) unsafe fn dataset_cells(ds: GDALDatasetH) -> Arc<ValidCells> {
+    // SAFETY: forwarded contract.
+    let (w, h) = unsafe {
+        (
+            gdal_sys::GDALGetRasterXSize(ds),
+            gdal_sys::GDALGetRasterYSize(ds),
+        )
+    };
+    Arc::new(ValidCells::new(w.max(0) as usize, h.max(0) as usize))
 }
 
 /// The name GDAL gives an open dataset (its path, for a file): empty for one made in
@@ -239,7 +280,8 @@ pub unsafe fn check_placement(
 }
 
 /// Places an open dataset on the grid of the store `txn` writes and merges it into the
-/// current tick, levels included; the caller commits.
+/// current tick, levels included, marking where it holds data on `cells`; the caller
+/// commits.
 ///
 /// # Safety
 /// `ds` must be valid for the call and used by no other thread meanwhile.
@@ -247,10 +289,12 @@ pub unsafe fn merge_dataset(
     txn: &mut Transaction,
     ds: GDALDatasetH,
     opts: &IngestOptions,
+    cells: Option<&Arc<ValidCells>>,
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<crate::ingest::MergeReport> {
     // SAFETY: forwarded contract.
-    let prepared = unsafe { Prepared::new(ds, None, &txn.manifest, opts.resampling)? };
+    let mut prepared = unsafe { Prepared::new(ds, None, &txn.manifest, opts.resampling)? };
+    prepared.mark_on(cells);
     prepared.warnings.iter().for_each(|w| report_warning(w));
     let footprint = prepared.footprint();
     let reader = OneDataset {
@@ -282,6 +326,8 @@ fn finish(txn: Transaction, tiles_changed: usize) -> Result<IngestReport> {
 /// Files read by one reader thread, opened when first needed; a few stay open.
 struct FileSet<'a> {
     paths: &'a [String],
+    /// Where each source holds data, marked as it is read (none: not marked).
+    cells: &'a [Option<Arc<ValidCells>>],
     manifest: &'a Manifest,
     resampling: WarpResampling,
     open: VecDeque<(usize, Prepared)>,
@@ -306,7 +352,9 @@ impl FileSet<'_> {
                 let ds = opened.0;
                 // SAFETY: `opened` moves into the same value, so `ds` outlives the view; this
                 // reader is its only user.
-                let p = unsafe { Prepared::new(ds, Some(opened), self.manifest, self.resampling)? };
+                let mut p =
+                    unsafe { Prepared::new(ds, Some(opened), self.manifest, self.resampling)? };
+                p.mark_on(self.cells[source].as_ref());
                 self.open.push_back((source, p));
                 self.open.len() - 1
             }
@@ -429,6 +477,7 @@ fn ingest_files_once(
 ) -> Result<FilesReport> {
     let mut txn = Transaction::begin(root, writer, opts.wait)?;
     let mut footprints = Vec::with_capacity(paths.len());
+    let mut cells = Vec::with_capacity(paths.len());
     for path in paths {
         let opened = OpenedDataset::open(path)?;
         let ds = opened.0;
@@ -437,6 +486,7 @@ fn ingest_files_once(
             .map_err(|e| prefix_error(path, e))?;
         p.warnings.iter().for_each(|w| report_warning(w));
         footprints.push(p.footprint());
+        cells.push(p.new_cells());
     }
     let manifest = txn.manifest.clone();
     let jobs = plan(&footprints, manifest.grid.tile_size);
@@ -465,10 +515,15 @@ fn ingest_files_once(
         txn.abort();
         return Ok(report);
     }
+    if report.resumed_after > 0 || !shard.is_whole() || !opts.record_sources {
+        // This run reads only part of each source: its records read their masks.
+        cells.iter_mut().for_each(|c| *c = None);
+    }
     let mut readers: Vec<Box<dyn SourceSet + '_>> = (0..opts.threads.max(1))
         .map(|_| {
             Box::new(FileSet {
                 paths,
+                cells: &cells,
                 manifest: &manifest,
                 resampling: opts.resampling,
                 open: VecDeque::new(),
@@ -508,7 +563,9 @@ fn ingest_files_once(
             of: report.batches,
         });
         if i + 1 == batches.len() {
-            txn.record_sources(file_records(paths, &jobs));
+            if opts.record_sources {
+                txn.record_sources(file_records(paths, &jobs, &cells));
+            }
             report.committed = Some(txn.commit()?);
             return Ok(report);
         }
@@ -517,10 +574,11 @@ fn ingest_files_once(
         txn = next;
     }
     // A run resumed after its last commit with data still completes with one.
-    let records = match report.committed.is_some() || report.resumed_after > 0 {
-        true => file_records(paths, &jobs),
-        false => Vec::new(),
-    };
+    let records =
+        match opts.record_sources && (report.committed.is_some() || report.resumed_after > 0) {
+            true => file_records(paths, &jobs, &cells),
+            false => Vec::new(),
+        };
     if records.is_empty() {
         txn.abort();
         return Ok(report);
@@ -540,19 +598,22 @@ fn ingest_files_once(
 /// The source records (docs/FORMAT.md §12) of the files `jobs` read, made on all cores. A
 /// file whose record cannot be made is reported and left out: the data goes in all the
 /// same.
-fn file_records(paths: &[String], jobs: &[Job]) -> Vec<serde_json::Value> {
+fn file_records(
+    paths: &[String],
+    jobs: &[Job],
+    cells: &[Option<Arc<ValidCells>>],
+) -> Vec<serde_json::Value> {
     let mut used = vec![false; paths.len()];
     for s in jobs.iter().flat_map(|j| &j.sources) {
         used[*s as usize] = true;
     }
     let written = now_us();
-    let records: Vec<Option<serde_json::Value>> = paths
-        .par_iter()
-        .zip(used)
-        .map(|(path, used)| {
+    let records: Vec<Option<serde_json::Value>> = (paths, cells, used)
+        .into_par_iter()
+        .map(|(path, cells, used)| {
             let opened = used.then(|| OpenedDataset::open(path).ok()).flatten()?;
             // SAFETY: `opened` is this thread's own and lives through the call.
-            unsafe { record_or_warn(opened.0, path, None, written) }
+            unsafe { record_or_warn(opened.0, path, None, written, cells.as_deref()) }
         })
         .collect();
     records.into_iter().flatten().collect()
@@ -567,9 +628,10 @@ pub(crate) unsafe fn record_or_warn(
     name: &str,
     time: Option<(i64, i64)>,
     written: i64,
+    cells: Option<&ValidCells>,
 ) -> Option<serde_json::Value> {
     // SAFETY: forwarded contract.
-    match unsafe { crate::catalog::raster::source_record(ds, name, time, written) } {
+    match unsafe { crate::catalog::raster::source_record(ds, name, time, written, cells) } {
         Ok(record) => Some(record),
         Err(e) => {
             report_warning(&format!(

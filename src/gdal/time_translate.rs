@@ -72,6 +72,7 @@ pub unsafe fn translate(
             },
             threads: opts.threads,
             wait: opts.lock_wait,
+            record_sources: true,
         },
         wait_for_slices: None,
         dry_run: false,

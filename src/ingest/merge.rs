@@ -720,6 +720,7 @@ mod tests {
             x0,
             y0,
             nodata: vec![nodata],
+            cells: None,
         }
     }
 
@@ -815,6 +816,7 @@ mod tests {
                 x0: extent.x0,
                 y0: extent.y0,
                 nodata: vec![nodata],
+                cells: None,
             };
             let fresh = dir.path().join("fresh.gridstore");
             new_empty(&fresh, nodata, 16);

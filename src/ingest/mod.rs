@@ -11,9 +11,11 @@ mod edit;
 mod merge;
 mod new_store;
 mod overlay;
+pub mod valid_cells;
 
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc;
+use valid_cells::ValidCells;
 
 use rayon::prelude::*;
 
@@ -87,15 +89,24 @@ pub fn create_store(
     writer: &str,
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<Manifest> {
-    create_store_recording(new, source, Vec::new(), threads, writer, progress)
+    create_store_recording(new, source, None, threads, writer, progress)
 }
 
-/// [`create_store`], recording `sources` (docs/FORMAT.md §12) as what the first snapshot
-/// read.
+/// How a new store records its source (docs/FORMAT.md §12): `cells` are marked where the
+/// source holds data as it is read, then `make` makes the record of them.
+pub struct Recorder<'a> {
+    pub cells: ValidCells,
+    pub make: MakeRecord<'a>,
+}
+
+/// Makes a source's record (a STAC Item) of the cells where it holds data.
+pub type MakeRecord<'a> = Box<dyn FnOnce(&ValidCells) -> Option<serde_json::Value> + 'a>;
+
+/// [`create_store`], recording the source as `recorder` says.
 pub fn create_store_recording(
     new: NewStore,
     source: &mut dyn RasterSource,
-    sources: Vec<serde_json::Value>,
+    recorder: Option<Recorder<'_>>,
     threads: usize,
     writer: &str,
     progress: &mut dyn FnMut(f64) -> bool,
@@ -109,7 +120,6 @@ pub fn create_store_recording(
         return Err(Error::Interrupted);
     }
     let mut txn = Transaction::create(new, writer)?;
-    txn.record_sources(sources);
     let (w, h) = (source.width(), source.height());
     let extent = PixelRect::new(0, 0, w as i64, h as i64);
     txn.manifest.extent = Some(extent);
@@ -149,6 +159,9 @@ pub fn create_store_recording(
                     for loc in tiles.row(row) {
                         let (tile, saw_missing) =
                             read_tile(source, loc, ts as usize, dtype, &validity)?;
+                        if let Some(r) = &recorder {
+                            mark_read_tile(&r.cells, &tile, &validity, loc, (w, h));
+                        }
                         source.release(ts as usize, loc.col + 1 == tiles.col1);
                         if tx
                             .send(Fresh {
@@ -176,7 +189,24 @@ pub fn create_store_recording(
         })?;
     }
     txn.manifest.all_valid = all_valid.load(Ordering::Relaxed);
+    if let Some(r) = recorder {
+        txn.record_sources((r.make)(&r.cells));
+    }
     txn.commit()
+}
+
+/// Marks where level-0 tile `loc`, as read from a source of `size` pixels placed at grid
+/// pixel (0, 0), holds data.
+fn mark_read_tile(
+    cells: &ValidCells,
+    tile: &Tile,
+    validity: &[BandValidity],
+    loc: TileLoc,
+    size: (usize, usize),
+) {
+    let (x, y) = (loc.col as usize * tile.size, loc.row as usize * tile.size);
+    let (w, h) = (tile.size.min(size.0 - x), tile.size.min(size.1 - y));
+    cells.mark_tile(tile, validity, x, y, w, h);
 }
 
 /// Reads the level-0 tile at `loc` of a source placed at grid pixel (0, 0); also says

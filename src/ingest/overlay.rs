@@ -8,7 +8,9 @@ use crate::grid::{PixelRect, TileLoc};
 use crate::tile::{BandValidity, Tile};
 use crate::with_sample_type;
 
+use super::valid_cells::ValidCells;
 use super::{RasterSource, Window};
+use std::sync::Arc;
 
 /// A source whose pixel `(x, y)` is level-0 pixel `(x0 + x, y0 + y)` of the store grid.
 pub struct PlacedSource<S> {
@@ -17,6 +19,8 @@ pub struct PlacedSource<S> {
     pub y0: i64,
     /// The source's own nodata value per band (its missing pixels), if any.
     pub nodata: Vec<Option<f64>>,
+    /// Where to mark the source pixels found to hold data, for its record's footprint.
+    pub cells: Option<Arc<ValidCells>>,
 }
 
 /// Reusable buffers for reading a source window the size of a tile.
@@ -112,6 +116,11 @@ impl<S: RasterSource> PlacedSource<S> {
                 plane.iter().all(|v| !v.is_nan() && nodata != Some(*v))
             })
         });
+        if let (true, Some(cells)) = (full, &self.cells) {
+            for y in win.y..win.y + height {
+                cells.mark_run(y, win.x, win.x + size);
+            }
+        }
         Ok(full)
     }
 
@@ -140,9 +149,16 @@ impl<S: RasterSource> PlacedSource<S> {
             h: part.height() as usize,
         };
         let mask = self.source.has_mask().then_some(&scratch.mask[..]);
+        let (sx, sy) = ((part.x0 - self.x0) as usize, (part.y0 - self.y0) as usize);
+        let cells = self.cells.as_deref();
+        let mut mark = |y: usize, x0: usize, x1: usize| {
+            if let Some(c) = cells {
+                c.mark_run(sy + y, sx + x0, sx + x1);
+            }
+        };
         let covered = with_sample_type!(tile.dtype, T => {
             let src: &[T] = bytemuck::cast_slice(&bytemuck::cast_slice::<u64, u8>(&scratch.data)[..bytes]);
-            overlay_typed::<T>(tile, src, mask, placement, &self.nodata, validity)
+            overlay_typed::<T>(tile, src, mask, placement, &self.nodata, validity, &mut mark)
         });
         tile.normalize_mask();
         Ok(Laid {
@@ -175,7 +191,8 @@ struct Placement {
 }
 
 /// Copies the source pixels that hold data into the tile; returns the bounding box (tile
-/// pixels, half-open) of the pixels that did.
+/// pixels, half-open) of the pixels that did, and calls `mark(y, x0, x1)` with each run of
+/// them (in the placed window's pixels).
 fn overlay_typed<T: Sample>(
     tile: &mut Tile,
     src: &[T],
@@ -183,6 +200,7 @@ fn overlay_typed<T: Sample>(
     p: Placement,
     src_nodata: &[Option<f64>],
     validity: &[BandValidity],
+    mark: &mut dyn FnMut(usize, usize, usize),
 ) -> Option<(usize, usize, usize, usize)> {
     let size = tile.size;
     let n = size * size;
@@ -215,6 +233,7 @@ fn overlay_typed<T: Sample>(
                     m[di0..di0 + p.w].fill(255);
                 }
             }
+            mark(y, 0, p.w);
             if p.w > 0 {
                 bx0 = bx0.min(p.dx);
                 bx1 = bx1.max(p.dx + p.w);
@@ -224,9 +243,13 @@ fn overlay_typed<T: Sample>(
             continue;
         }
         let mut row_any = false;
+        let mut run: Option<usize> = None;
         for x in 0..p.w {
             let si = si0 + x;
             if mask.is_some_and(|m| m[si] == 0) {
+                if let Some(start) = run.take() {
+                    mark(y, start, x);
+                }
                 continue;
             }
             let di = di0 + x;
@@ -249,7 +272,13 @@ fn overlay_typed<T: Sample>(
                 row_any = true;
                 bx0 = bx0.min(p.dx + x);
                 bx1 = bx1.max(p.dx + x + 1);
+                run.get_or_insert(x);
+            } else if let Some(start) = run.take() {
+                mark(y, start, x);
             }
+        }
+        if let Some(start) = run {
+            mark(y, start, p.w);
         }
         if row_any {
             by0 = by0.min(p.dy + y);
@@ -277,7 +306,36 @@ mod tests {
             x0,
             y0,
             nodata: vec![Some(-1.0)],
+            cells: None,
         }
+    }
+
+    #[test]
+    fn the_cells_marked_are_the_source_pixels_laid() {
+        // A 12 x 12 source at (-4, -4) with nodata on its diagonal and in a block: pixel
+        // (x, y) of it holds data unless x == y or 6 <= x < 9 on rows 1 and 2.
+        let (w, h) = (12, 12);
+        let holds = |x: usize, y: usize| x != y && !((6..9).contains(&x) && (1..3).contains(&y));
+        let mut a = placed(-4, -4, w, h, 1.0);
+        for y in 0..h {
+            for x in 0..w {
+                if !holds(x, y) {
+                    a.source.planes[0][y * w + x] = -1.0;
+                }
+            }
+        }
+        let cells = Arc::new(ValidCells::new(w, h));
+        a.cells = Some(cells.clone());
+        let validity = [BandValidity { nodata: Some(-9.0) }];
+        let mut s = Scratch::default();
+        // Tiles of 8: the source lies over four of them, each laid in part.
+        for (col, row) in [(-1, -1), (0, -1), (-1, 0), (0, 0)] {
+            let mut tile = Tile::empty(DataType::Float32, &validity, 8);
+            a.overlay(TileLoc::new(0, col, row), &mut tile, &validity, &mut s)
+                .unwrap();
+        }
+        let want: Vec<bool> = (0..w * h).map(|i| holds(i % w, i / w)).collect();
+        assert_eq!(cells.marked(), want);
     }
 
     #[test]
@@ -339,6 +397,7 @@ mod tests {
             x0: 0,
             y0: 0,
             nodata: vec![Some(-1.0), Some(-1.0)],
+            cells: None,
         };
         let mut s = Scratch::default();
         let loc = TileLoc::new(0, 0, 0);

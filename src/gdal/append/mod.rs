@@ -23,13 +23,17 @@ use crate::store::lock::Recovered;
 use crate::store::{compact_in, Closed, Compacted, NewStore, Snapshot, StepRecord, Transaction};
 use crate::time::{BoundsSpec, Calendar, DateTime, TimeSpec};
 
-use super::ingest::{merge_dataset, now_us, record_or_warn, IngestOptions, OpenedDataset};
+use super::ingest::{
+    dataset_cells, merge_dataset, now_us, record_or_warn, IngestOptions, OpenedDataset,
+};
 use super::slice_time::TimeSource;
+use crate::ingest::valid_cells::ValidCells;
 pub use convert::Packing;
 use convert::{band_view, Conversion};
 use plan::{new_manifest, plan};
 pub use shard::append_part;
 use slices::{open_slice, wait_for_slice};
+use std::sync::Arc;
 
 /// How a new store's time axis is made (ignored for an existing store).
 #[derive(Debug, Clone, Default)]
@@ -249,9 +253,11 @@ unsafe fn write(
             (slices.written)(i);
             continue;
         }
+        // SAFETY: forwarded contract.
+        let cells = unsafe { dataset_cells(*ds) };
         for step in &todo {
             // SAFETY: forwarded contract.
-            unsafe { write_step(&mut txn, *ds, &slices.names[i], step, opts)? };
+            unsafe { write_step(&mut txn, *ds, &slices.names[i], step, opts, &cells)? };
             written += 1;
             if !progress(written as f64 / total) {
                 return Err(Error::Interrupted);
@@ -259,8 +265,12 @@ unsafe fn write(
         }
         let time = utc_range(&todo, calendar);
         // SAFETY: forwarded contract.
-        let record = unsafe { record_or_warn(*ds, &slices.names[i], time, now_us()) };
-        txn.record_sources(record);
+        if opts.ingest.record_sources {
+            // SAFETY: forwarded contract.
+            let record =
+                unsafe { record_or_warn(*ds, &slices.names[i], time, now_us(), Some(&cells)) };
+            txn.record_sources(record);
+        }
         let (committed, next) = txn.commit_and_continue()?;
         (slices.written)(i);
         report.committed.push(committed.snapshot.id);
@@ -317,6 +327,7 @@ unsafe fn write_step(
     name: &str,
     step: &PlannedStep,
     opts: &AppendOptions,
+    cells: &Arc<ValidCells>,
 ) -> Result<()> {
     txn.set_tick(step.tick);
     if step.action == Action::Replace {
@@ -326,7 +337,7 @@ unsafe fn write_step(
     unsafe {
         let conversion = Conversion::for_store(opts, Some(&txn.manifest))?;
         let view = band_view(ds, &step.bands, conversion)?;
-        merge_dataset(txn, view.handle(), &opts.ingest, &mut |_| true)?;
+        merge_dataset(txn, view.handle(), &opts.ingest, Some(cells), &mut |_| true)?;
     }
     let record = StepRecord {
         time: step.at.to_string(),
