@@ -212,6 +212,12 @@ fn append_records_each_slice_at_its_time() {
     let at = |n: usize| got[&id_of(&files[n])]["properties"]["datetime"].clone();
     assert_eq!(at(0), json!("2024-06-01T00:00:00Z"));
     assert_eq!(at(2), json!("2024-06-01T01:00:00Z"));
+    // Told not to, a write records nothing, and the state keeps the earlier records.
+    let mut args = vec!["append", "-q", s(&store), &files[1], "--no-sources"];
+    args.extend(["--time", "2024-06-01T02:00:00Z", "--time-step", "PT1H"]);
+    gridstore(&args);
+    let later = catalogue(dir.path(), &store, "later", &[]);
+    assert_eq!(later.len(), 2, "{later:#?}");
     let snaps: Vec<i64> = [0, 2]
         .iter()
         .map(|&n| snapshot_of(&got[&id_of(&files[n])]))
