@@ -251,7 +251,11 @@ unsafe fn metadata_time(ds: GDALDatasetH, path: &str) -> Result<(i64, i64)> {
         Error::InvalidInput(format!(
             "{path}: says nothing about its time (no netCDF time axis, GRIB valid time, \
              TIFFTAG_DATETIME or ACQUISITIONDATETIME{}); give --time",
-            first_error.map(|e| format!("; {e}")).unwrap_or_default()
+            first_error
+                .map(|e| e.to_string())
+                .filter(|e| !e.contains("says nothing about its time"))
+                .map(|e| format!("; {e}"))
+                .unwrap_or_default()
         ))
     })?;
     let to_us = |s: &crate::time::DateTime| s.to_seconds(Calendar::Standard).map(|v| v * 1_000_000);
