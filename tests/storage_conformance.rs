@@ -263,4 +263,11 @@ fn vsiaz_storage_conforms() {
     let log = server.requests();
     let refused = "PUT /devstoreaccount1/conformance/t.gridstore/t/once/a HTTP/1.1 409";
     assert!(log.iter().any(|l| l == refused), "{log:#?}");
+    // A blob over 4 MiB would be written in several requests, which cannot be conditional.
+    let big = vec![7u8; (4 << 20) + 1];
+    let err = s.write("t/big", &big).unwrap_err().to_string();
+    assert!(err.contains("4 MiB") && err.contains("tiles"), "{err}");
+    assert_eq!(read(&s, "t/big"), None);
+    s.write("t/just", &big[1..]).unwrap();
+    assert_eq!(read(&s, "t/just").map(|d| d.len()), Some(4 << 20));
 }
