@@ -263,6 +263,8 @@ fn vsiaz_storage_conforms() {
     let log = server.requests();
     let refused = "PUT /devstoreaccount1/conformance/t.gridstore/t/once/a HTTP/1.1 409";
     assert!(log.iter().any(|l| l == refused), "{log:#?}");
+    let stale = "PUT /devstoreaccount1/conformance/t.gridstore/t/cond.json HTTP/1.1 412";
+    assert!(log.iter().any(|l| l == stale), "{log:#?}");
     // A blob over 4 MiB would be written in several requests, which cannot be conditional.
     let big = vec![7u8; (4 << 20) + 1];
     let err = s.write("t/big", &big).unwrap_err().to_string();
@@ -270,4 +272,42 @@ fn vsiaz_storage_conforms() {
     assert_eq!(read(&s, "t/big"), None);
     s.write("t/just", &big[1..]).unwrap();
     assert_eq!(read(&s, "t/just").map(|d| d.len()), Some(4 << 20));
+    // One server for the whole test: GDAL's configuration is process-wide.
+    reads_whole_while_replaced("/vsiaz/conformance/r.gridstore");
+}
+
+/// An object replaced in place (a top-level key, as the manifest) in the store at `root`,
+/// read while another thread replaces it, by turns with a short and a long content: every
+/// read gives one of the two whole. (On `/vsiaz/` GDAL takes the size with a HEAD and the
+/// bytes with a GET.)
+fn reads_whole_while_replaced(root: &str) {
+    let bodies = [vec![b's'; 3000], vec![b'l'; 5000]];
+    let writer = VsiStorage::new(root);
+    writer.write("m.json", &bodies[0]).unwrap();
+    let stop = std::sync::atomic::AtomicBool::new(false);
+    std::thread::scope(|scope| {
+        scope.spawn(|| {
+            let mut turn = 1;
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let (_, v) = writer.read_versioned("m.json", 10_000).unwrap().unwrap();
+                let written = writer.write_if("m.json", &bodies[turn % 2], Expect::At(&v));
+                assert!(matches!(written, Written::Done), "{written:?}");
+                turn += 1;
+                // A writer commits far less often; without a pause a read could find the
+                // object changed each time it tries.
+                std::thread::sleep(std::time::Duration::from_millis(5));
+            }
+        });
+        let reader = VsiStorage::new(root);
+        // The first read that is neither content; the writer stops whatever it is.
+        let bad = (0..200).find_map(|i| {
+            let got = reader.read("m.json");
+            let whole = got
+                .as_ref()
+                .is_ok_and(|g| g.as_ref().is_some_and(|g| bodies.contains(g)));
+            (!whole).then(|| (i, got.map(|g| g.map(|g| g.len()))))
+        });
+        stop.store(true, std::sync::atomic::Ordering::Relaxed);
+        assert!(bad.is_none(), "(read, the length it gave): {bad:?}");
+    });
 }
