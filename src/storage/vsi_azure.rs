@@ -101,3 +101,50 @@ impl Drop for ThreadOptions {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn thread_option(name: &CStr) -> Option<String> {
+        // SAFETY: a NUL-terminated name; the returned string is copied at once.
+        unsafe {
+            let v = CPLGetThreadLocalConfigOption(name.as_ptr(), ptr::null());
+            (!v.is_null()).then(|| CStr::from_ptr(v).to_string_lossy().into_owned())
+        }
+    }
+
+    #[test]
+    fn options_hold_while_the_value_lives_and_the_old_ones_come_back() {
+        let name = c"VSIAZ_CHUNK_SIZE";
+        let before = ThreadOptions::set(&[(name, "2".into())]);
+        {
+            let path = Path::new("/vsiaz/c/s.gridstore/gridstore.json");
+            let _options = write_options(path, 10).unwrap();
+            assert_eq!(thread_option(name).as_deref(), Some("4"));
+            let headers = thread_option(c"GDAL_HTTP_HEADERS").unwrap();
+            assert!(headers.ends_with(KEEP_BLOB_ON_RETRY), "{headers}");
+        }
+        assert_eq!(thread_option(name).as_deref(), Some("2"));
+        assert_eq!(thread_option(c"GDAL_HTTP_HEADERS"), None);
+        drop(before);
+        assert_eq!(thread_option(name), None);
+    }
+
+    #[test]
+    fn objects_over_one_put_are_refused() {
+        let path = Path::new("/vsiaz/c/s.gridstore/chunks/1/0");
+        assert!(write_options(path, 4 << 20).is_ok());
+        let err = write_options(path, (4 << 20) + 1)
+            .err()
+            .unwrap()
+            .to_string();
+        assert!(
+            err.contains("4 MiB") && err.contains("--tile-size"),
+            "{err}"
+        );
+        assert!(is_azure(Path::new("/vsiaz/c/s")));
+        assert!(!is_azure(Path::new("/vsiaz_streaming/c/s")));
+        assert!(!is_azure(Path::new("/vsis3/c/s")));
+    }
+}
