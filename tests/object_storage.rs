@@ -234,7 +234,34 @@ fn a_store_created_there_refuses_to_be_created_again_and_a_time_store_appends(b:
         "a refused creation changed objects"
     );
 
-    // A time store appended on S3 equals one appended on disk, read by GDAL at a step.
+    // `gridstore create` and `ingest` there give what they give on disk.
+    let local = dir.path().join("made.gridstore");
+    let remote = &b.store("made.gridstore");
+    let dem = sample("olinda_dem_utm25s.tif");
+    for store in [s(&local), remote] {
+        let create = [
+            "create",
+            store,
+            "--crs",
+            "EPSG:32725",
+            "--origin",
+            "0",
+            "0",
+            "--cell-size",
+            "90",
+            "--tile-size",
+            "16",
+        ];
+        ok_on(server, &gridstore(), &create);
+        ok_on(server, &gridstore(), &["ingest", "-q", store, s(&dem)]);
+    }
+    assert_eq!(
+        digest(server, remote, None),
+        digest(server, s(&local), None)
+    );
+    checks_on(server, &["same", s(&local), &format!("GRIDSTORE:{remote}")]);
+
+    // A time store appended there equals one appended on disk, read by GDAL at a step.
     let rain = sample("test_stageiv_xyt.nc");
     let local = dir.path().join("rain.gridstore");
     let remote = &b.store("rain.gridstore");

@@ -293,10 +293,34 @@ pub fn azurite(container: &str) -> Server {
         env: az_env(port),
         _dir: tmp,
     };
+    wait_for_http(port, "azurite-blob");
     let mkdir = "from osgeo import gdal; import sys\n\
                  sys.exit(gdal.Mkdir('/vsiaz/' + sys.argv[1], 0o755))";
     ok_on(&server, "/usr/bin/python3", &["-c", mkdir, container]);
     server
+}
+
+/// Waits until the server at `port` answers an HTTP request (some accept connections
+/// before they answer).
+fn wait_for_http(port: u16, what: &str) {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let answer = TcpStream::connect(("127.0.0.1", port)).and_then(|mut c| {
+            write!(
+                c,
+                "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut answer = String::new();
+            c.read_to_string(&mut answer)?;
+            Ok(answer)
+        });
+        if answer.is_ok_and(|a| a.starts_with("HTTP/")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not answer HTTP on 127.0.0.1:{port} within 30 s");
 }
 
 /// The configuration GDAL needs for `/vsiaz/` on the Azurite server at `port`.
