@@ -1,5 +1,5 @@
 //! What a conditional write on Azure (`/vsiaz/`) needs beyond the request header, given
-//! how GDAL (3.6 and later) writes a blob.
+//! how GDAL writes a blob (3.6, and its source since).
 //!
 //! - GDAL answers a `409 Conflict` to a blob's PUT by deleting the blob and sending the
 //!   PUT again (it takes the 409 for "the blob has another type"). Azure answers a refused
@@ -15,8 +15,8 @@
 //!   refused.
 //! - GDAL opens a blob with a `HEAD` for its size, then a `GET` for its bytes: a blob
 //!   replaced in between reads torn (the old size, the new bytes). The objects replaced in
-//!   place (the manifest) are read between two reads of their ETag there, and read again
-//!   when it changed.
+//!   place (the manifest, claims) are read between two reads of their ETag there, and read
+//!   again when it changed.
 
 use std::ffi::{CStr, CString};
 use std::path::Path;
