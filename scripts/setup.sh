@@ -24,11 +24,19 @@ $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
 $sudo sh -c 'service nginx stop' >/dev/null 2>&1 || true
 $sudo sh -c 'service postgresql stop' >/dev/null 2>&1 || true
 # moto's S3 server and nginx (above), which the tests of stores on the network start on
-# 127.0.0.1 and stop (tests/remote.rs); moto in a virtualenv of its own.
+# 127.0.0.1 and stop (tests/remote.rs, tests/object_storage.rs); moto in a virtualenv of
+# its own.
 [ -x target/moto-venv/bin/moto_server ] || {
   /usr/bin/python3 -m venv target/moto-venv
   target/moto-venv/bin/pip install -q 'moto[server]==5.2.1'
 }
+# Azurite, Azure Blob Storage's emulator, for the tests of stores on /vsiaz/ (started on
+# 127.0.0.1 by the tests, like moto), from npm into target/azurite. 3.35.0 is the last
+# release that runs on Debian 12's nodejs (18); later ones need node 21 or 22.
+command -v npm >/dev/null || $sudo env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq \
+  nodejs npm >/dev/null
+[ -x target/azurite/node_modules/.bin/azurite-blob ] ||
+  npm install --prefix target/azurite --no-audit --no-fund --silent azurite@3.35.0
 if ! command -v cargo >/dev/null; then
   echo "== Installing Rust (rustup)"
   curl -sSf https://sh.rustup.rs | sh -s -- -y --profile minimal

@@ -1,18 +1,46 @@
-//! Stores written on object storage: an S3 server (moto) started here on 127.0.0.1, written
-//! through GDAL's `/vsis3/` by the real tools. Writers there take no lock: each commits by
-//! a conditional write of the manifest and starts over from the new state when another
-//! came first (docs/FORMAT.md §7). Checked: what the tools write there equals what they
+//! Stores written on object storage: an S3 server (moto) and an Azure Blob Storage server
+//! (Azurite) started here on 127.0.0.1, written through GDAL's `/vsis3/` and `/vsiaz/` by
+//! the real tools. Writers there take no lock: each commits by a conditional write of the
+//! manifest and starts over from the new state when another came first (docs/FORMAT.md
+//! §7). Checked on both: what the tools write there equals what they
 //! write on disk; writers running at once on disjoint tiles give the same store as one
 //! after another; racing writers on the same tiles each land whole, never mixed; a writer
 //! killed at any moment leaves a committed state (also the crash harness, on S3); gc leaves
 //! writes in flight alone; QGIS renders and saves stores there.
 
 mod common;
-use common::servers::{checks_s3, gridstore, moto, ok_s3, run_s3, s3_env, Server};
+use common::servers::{azurite, checks_on, gridstore, moto, ok_on, run_on, Server};
 use common::*;
 
 use std::path::{Path, PathBuf};
 use std::process::{Child, Stdio};
+
+/// An object storage server and the bucket (container) the stores go in, as a GDAL path.
+struct Backend {
+    server: Server,
+    bucket: &'static str,
+}
+
+impl Backend {
+    /// The path of store `name` in the bucket.
+    fn store(&self, name: &str) -> String {
+        format!("{}/{name}", self.bucket)
+    }
+}
+
+fn s3() -> Backend {
+    Backend {
+        server: moto("stores"),
+        bucket: "/vsis3/stores",
+    }
+}
+
+fn azure() -> Backend {
+    Backend {
+        server: azurite("stores"),
+        bucket: "/vsiaz/stores",
+    }
+}
 
 /// The content digest `gridstore verify` gives a store (or one of its snapshots), which
 /// must find no damage.
@@ -22,7 +50,7 @@ fn digest(server: &Server, store: &str, snapshot: Option<u64>) -> String {
     if let Some(n) = &snap {
         args.extend(["--snapshot", n]);
     }
-    let out = ok_s3(server, &gridstore(), &args);
+    let out = ok_on(server, &gridstore(), &args);
     assert!(out.contains("no problems"), "{store}: {out}");
     out.lines()
         .find_map(|l| l.strip_prefix("content digest: "))
@@ -32,7 +60,7 @@ fn digest(server: &Server, store: &str, snapshot: Option<u64>) -> String {
 
 /// The ids of a store's snapshots, oldest first, from `gridstore log`.
 fn snapshots(server: &Server, store: &str) -> Vec<u64> {
-    let log = ok_s3(server, &gridstore(), &["log", store]);
+    let log = ok_on(server, &gridstore(), &["log", store]);
     let mut ids: Vec<u64> = log
         .lines()
         .skip(1)
@@ -43,7 +71,7 @@ fn snapshots(server: &Server, store: &str) -> Vec<u64> {
 }
 
 fn keys(server: &Server, store: &str) -> Vec<String> {
-    checks_s3(server, &["keys", store])
+    checks_on(server, &["keys", store])
         .lines()
         .map(str::to_string)
         .collect()
@@ -89,16 +117,16 @@ fn dem_store(store: &str, server: Option<&Server>) {
         store,
     ];
     match server {
-        Some(server) => ok_s3(server, "gdal_translate", &args),
+        Some(server) => ok_on(server, "gdal_translate", &args),
         None => ok("gdal_translate", &args),
     };
 }
 
-/// `gridstore ingest` started in the background against the S3 server.
+/// `gridstore ingest` started in the background against `server`.
 fn spawn_ingest(server: &Server, store: &str, file: &Path) -> Child {
     cmd(&gridstore())
         .args(["ingest", "-q", store, s(file)])
-        .envs(s3_env(server.port))
+        .envs(server.env.iter().cloned())
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -113,35 +141,44 @@ fn wait_ok(child: Child) -> String {
 }
 
 #[test]
-fn gdal_and_the_cli_write_on_s3_what_they_write_on_disk() {
+fn gdal_and_the_cli_write_there_what_they_write_on_disk_on_s3() {
+    gdal_and_the_cli_write_there_what_they_write_on_disk(s3());
+}
+
+#[test]
+fn gdal_and_the_cli_write_there_what_they_write_on_disk_on_azure() {
+    gdal_and_the_cli_write_there_what_they_write_on_disk(azure());
+}
+
+fn gdal_and_the_cli_write_there_what_they_write_on_disk(b: Backend) {
     let dir = tmp();
-    let server = moto("stores");
+    let server = &b.server;
     let local = dir.path().join("dem.gridstore");
-    let vsi = "/vsis3/stores/dem.gridstore";
+    let vsi = &b.store("dem.gridstore");
     dem_store(s(&local), None);
-    dem_store(vsi, Some(&server));
+    dem_store(vsi, Some(server));
     let gdal_name = format!("GRIDSTORE:{vsi}");
-    checks_s3(&server, &["same", s(&local), &gdal_name]);
+    checks_on(server, &["same", s(&local), &gdal_name]);
     let patch = dem_part(dir.path(), "patch", [10, 20, 60, 50], 40);
     ok(&gridstore(), &["ingest", "-q", s(&local), s(&patch)]);
-    ok_s3(&server, &gridstore(), &["ingest", "-q", vsi, s(&patch)]);
-    checks_s3(&server, &["same", s(&local), &gdal_name]);
-    assert_eq!(digest(&server, vsi, None), digest(&server, s(&local), None));
+    ok_on(server, &gridstore(), &["ingest", "-q", vsi, s(&patch)]);
+    checks_on(server, &["same", s(&local), &gdal_name]);
+    assert_eq!(digest(server, vsi, None), digest(server, s(&local), None));
 
     // Rollback, history and gc.
-    ok_s3(&server, &gridstore(), &["rollback", "--to", "1", vsi]);
-    assert_eq!(digest(&server, vsi, None), digest(&server, vsi, Some(1)));
-    assert_eq!(snapshots(&server, vsi), vec![1, 2, 3]);
+    ok_on(server, &gridstore(), &["rollback", "--to", "1", vsi]);
+    assert_eq!(digest(server, vsi, None), digest(server, vsi, Some(1)));
+    assert_eq!(snapshots(server, vsi), vec![1, 2, 3]);
     // Within the grace period every snapshot stays; past it, only the newest.
-    ok_s3(&server, &gridstore(), &["gc", "--keep", "1", vsi]);
-    assert_eq!(snapshots(&server, vsi), vec![1, 2, 3]);
-    ok_s3(
-        &server,
+    ok_on(server, &gridstore(), &["gc", "--keep", "1", vsi]);
+    assert_eq!(snapshots(server, vsi), vec![1, 2, 3]);
+    ok_on(
+        server,
         &gridstore(),
         &["gc", "--keep", "1", "--grace", "0s", vsi],
     );
-    assert_eq!(snapshots(&server, vsi), vec![3]);
-    let left = keys(&server, vsi);
+    assert_eq!(snapshots(server, vsi), vec![3]);
+    let left = keys(server, vsi);
     assert!(
         !left
             .iter()
@@ -149,24 +186,33 @@ fn gdal_and_the_cli_write_on_s3_what_they_write_on_disk() {
         "{left:?}"
     );
     ok(&gridstore(), &["rollback", "--to", "1", s(&local)]);
-    checks_s3(&server, &["same", s(&local), &gdal_name]);
+    checks_on(server, &["same", s(&local), &gdal_name]);
 
     // rm takes it all.
-    ok_s3(&server, &gridstore(), &["rm", vsi]);
-    assert!(keys(&server, vsi).is_empty());
-    let out = run_s3(&server, "gdalinfo", &[vsi]);
+    ok_on(server, &gridstore(), &["rm", vsi]);
+    assert!(keys(server, vsi).is_empty());
+    let out = run_on(server, "gdalinfo", &[vsi]);
     assert!(!out.status.success());
 }
 
 #[test]
-fn a_store_created_on_s3_refuses_to_be_created_again_and_a_time_store_appends() {
+fn a_store_created_there_refuses_to_be_created_again_and_a_time_store_appends_on_s3() {
+    a_store_created_there_refuses_to_be_created_again_and_a_time_store_appends(s3());
+}
+
+#[test]
+fn a_store_created_there_refuses_to_be_created_again_and_a_time_store_appends_on_azure() {
+    a_store_created_there_refuses_to_be_created_again_and_a_time_store_appends(azure());
+}
+
+fn a_store_created_there_refuses_to_be_created_again_and_a_time_store_appends(b: Backend) {
     let dir = tmp();
-    let server = moto("stores");
-    let vsi = "/vsis3/stores/dem.gridstore";
-    dem_store(vsi, Some(&server));
-    let before = keys(&server, vsi);
-    let out = run_s3(
-        &server,
+    let server = &b.server;
+    let vsi = &b.store("dem.gridstore");
+    dem_store(vsi, Some(server));
+    let before = keys(server, vsi);
+    let out = run_on(
+        server,
         &gridstore(),
         &[
             "create",
@@ -183,23 +229,50 @@ fn a_store_created_on_s3_refuses_to_be_created_again_and_a_time_store_appends() 
     let err = failed_cleanly(&out);
     assert!(err.contains("already exists"), "{err}");
     assert_eq!(
-        keys(&server, vsi),
+        keys(server, vsi),
         before,
         "a refused creation changed objects"
     );
 
-    // A time store appended on S3 equals one appended on disk, read by GDAL at a step.
+    // `gridstore create` and `ingest` there give what they give on disk.
+    let local = dir.path().join("made.gridstore");
+    let remote = &b.store("made.gridstore");
+    let dem = sample("olinda_dem_utm25s.tif");
+    for store in [s(&local), remote] {
+        let create = [
+            "create",
+            store,
+            "--crs",
+            "EPSG:32725",
+            "--origin",
+            "0",
+            "0",
+            "--cell-size",
+            "90",
+            "--tile-size",
+            "16",
+        ];
+        ok_on(server, &gridstore(), &create);
+        ok_on(server, &gridstore(), &["ingest", "-q", store, s(&dem)]);
+    }
+    assert_eq!(
+        digest(server, remote, None),
+        digest(server, s(&local), None)
+    );
+    checks_on(server, &["same", s(&local), &format!("GRIDSTORE:{remote}")]);
+
+    // A time store appended there equals one appended on disk, read by GDAL at a step.
     let rain = sample("test_stageiv_xyt.nc");
     let local = dir.path().join("rain.gridstore");
-    let remote = "/vsis3/stores/rain.gridstore";
+    let remote = &b.store("rain.gridstore");
     ok(&gridstore(), &["append", "-q", s(&local), s(&rain)]);
-    ok_s3(&server, &gridstore(), &["append", "-q", remote, s(&rain)]);
+    ok_on(server, &gridstore(), &["append", "-q", remote, s(&rain)]);
     assert_eq!(
-        digest(&server, remote, None),
-        digest(&server, s(&local), None)
+        digest(server, remote, None),
+        digest(server, s(&local), None)
     );
-    checks_s3(
-        &server,
+    checks_on(
+        server,
         &[
             "same",
             s(&local),
@@ -210,9 +283,18 @@ fn a_store_created_on_s3_refuses_to_be_created_again_and_a_time_store_appends() 
 }
 
 #[test]
-fn writers_at_once_on_disjoint_tiles_give_the_store_one_after_another_gives() {
+fn writers_at_once_on_disjoint_tiles_give_the_store_one_after_another_gives_on_s3() {
+    writers_at_once_on_disjoint_tiles_give_the_store_one_after_another_gives(s3());
+}
+
+#[test]
+fn writers_at_once_on_disjoint_tiles_give_the_store_one_after_another_gives_on_azure() {
+    writers_at_once_on_disjoint_tiles_give_the_store_one_after_another_gives(azure());
+}
+
+fn writers_at_once_on_disjoint_tiles_give_the_store_one_after_another_gives(b: Backend) {
     let dir = tmp();
-    let server = moto("stores");
+    let server = &b.server;
     // Four quarters split at pixel 48: each holds 3 x 3 tiles, and the level tiles along
     // the splits (and the top one) are shared by several writers.
     let quarters: Vec<PathBuf> = [
@@ -230,30 +312,39 @@ fn writers_at_once_on_disjoint_tiles_give_the_store_one_after_another_gives() {
     for q in &quarters {
         ok(&gridstore(), &["ingest", "-q", s(&local), s(q)]);
     }
-    let want = digest(&server, s(&local), None);
+    let want = digest(server, s(&local), None);
     for round in 0..2 {
-        let vsi = format!("/vsis3/stores/at_once{round}.gridstore");
-        dem_store(&vsi, Some(&server));
+        let vsi = b.store(&format!("at_once{round}.gridstore"));
+        dem_store(&vsi, Some(server));
         let children: Vec<Child> = quarters
             .iter()
-            .map(|q| spawn_ingest(&server, &vsi, q))
+            .map(|q| spawn_ingest(server, &vsi, q))
             .collect();
         children.into_iter().for_each(|c| {
             wait_ok(c);
         });
-        assert_eq!(digest(&server, &vsi, None), want, "round {round}");
-        checks_s3(&server, &["same", s(&local), &format!("GRIDSTORE:{vsi}")]);
+        assert_eq!(digest(server, &vsi, None), want, "round {round}");
+        checks_on(server, &["same", s(&local), &format!("GRIDSTORE:{vsi}")]);
         // Each write landed once: the creation and four ingests.
-        assert_eq!(snapshots(&server, &vsi).len(), 5);
-        let left = keys(&server, &vsi);
+        assert_eq!(snapshots(server, &vsi).len(), 5);
+        let left = keys(server, &vsi);
         assert!(!left.iter().any(|k| k.starts_with("claims/")), "{left:?}");
     }
 }
 
 #[test]
-fn racing_writers_on_the_same_tiles_each_land_whole() {
+fn racing_writers_on_the_same_tiles_each_land_whole_on_s3() {
+    racing_writers_on_the_same_tiles_each_land_whole(s3());
+}
+
+#[test]
+fn racing_writers_on_the_same_tiles_each_land_whole_on_azure() {
+    racing_writers_on_the_same_tiles_each_land_whole(azure());
+}
+
+fn racing_writers_on_the_same_tiles_each_land_whole(b: Backend) {
     let dir = tmp();
-    let server = moto("stores");
+    let server = &b.server;
     let parts: Vec<PathBuf> = [[0, 0, 70, 70], [30, 30, 70, 70], [20, 50, 80, 40]]
         .iter()
         .enumerate()
@@ -275,26 +366,23 @@ fn racing_writers_on_the_same_tiles_each_land_whole() {
         let mut states = Vec::new();
         for &i in order {
             ok(&gridstore(), &["ingest", "-q", s(&local), s(&parts[i])]);
-            states.push(digest(&server, s(&local), None));
+            states.push(digest(server, s(&local), None));
         }
         sequences.push(states);
     }
-    let vsi = "/vsis3/stores/race.gridstore";
-    dem_store(vsi, Some(&server));
-    let children: Vec<Child> = parts
-        .iter()
-        .map(|p| spawn_ingest(&server, vsi, p))
-        .collect();
+    let vsi = &b.store("race.gridstore");
+    dem_store(vsi, Some(server));
+    let children: Vec<Child> = parts.iter().map(|p| spawn_ingest(server, vsi, p)).collect();
     for c in children {
         wait_ok(c);
     }
     // The history after the creation: three commits, each state that of the parts
     // committed so far, whole, in some order.
-    let ids = snapshots(&server, vsi);
+    let ids = snapshots(server, vsi);
     assert_eq!(ids.len(), 4, "{ids:?}");
     let states: Vec<String> = ids[1..]
         .iter()
-        .map(|id| digest(&server, vsi, Some(*id)))
+        .map(|id| digest(server, vsi, Some(*id)))
         .collect();
     assert!(
         sequences.contains(&states),
@@ -303,13 +391,22 @@ fn racing_writers_on_the_same_tiles_each_land_whole() {
 }
 
 #[test]
-fn gc_leaves_a_write_in_flight_alone_and_removes_what_a_dead_one_left() {
+fn gc_leaves_a_write_in_flight_alone_and_removes_what_a_dead_one_left_on_s3() {
+    gc_leaves_a_write_in_flight_alone_and_removes_what_a_dead_one_left(s3());
+}
+
+#[test]
+fn gc_leaves_a_write_in_flight_alone_and_removes_what_a_dead_one_left_on_azure() {
+    gc_leaves_a_write_in_flight_alone_and_removes_what_a_dead_one_left(azure());
+}
+
+fn gc_leaves_a_write_in_flight_alone_and_removes_what_a_dead_one_left(b: Backend) {
     let dir = tmp();
-    let server = moto("stores");
-    let vsi = "/vsis3/stores/dem.gridstore";
-    dem_store(vsi, Some(&server));
-    let committed = keys(&server, vsi);
-    let want = digest(&server, vsi, None);
+    let server = &b.server;
+    let vsi = &b.store("dem.gridstore");
+    dem_store(vsi, Some(server));
+    let committed = keys(server, vsi);
+    let want = digest(server, vsi, None);
     // A write in flight: its claim on id 7, made now, and a chunk it wrote.
     let flight = dir.path().join("flight");
     let claim = flight.join("claims/7");
@@ -326,31 +423,40 @@ fn gc_leaves_a_write_in_flight_alone_and_removes_what_a_dead_one_left() {
     let chunk = flight.join("chunks/7/0.0.0.0/0.0.0");
     std::fs::create_dir_all(chunk.parent().unwrap()).unwrap();
     std::fs::write(&chunk, b"a chunk being written").unwrap();
-    checks_s3(&server, &["upload", s(&flight), vsi]);
-    let with_flight = keys(&server, vsi);
+    checks_on(server, &["upload", s(&flight), vsi]);
+    let with_flight = keys(server, vsi);
     assert_eq!(with_flight.len(), committed.len() + 2, "{with_flight:?}");
 
-    let out = ok_s3(&server, &gridstore(), &["gc", "--keep", "1", vsi]);
+    let out = ok_on(server, &gridstore(), &["gc", "--keep", "1", vsi]);
     assert_eq!(
-        keys(&server, vsi),
+        keys(server, vsi),
         with_flight,
         "gc touched a write in flight: {out}"
     );
     // Past the grace period the writer counts as dead: what it left goes.
-    let out = ok_s3(
-        &server,
+    let out = ok_on(
+        server,
         &gridstore(),
         &["gc", "--keep", "1", "--grace", "0s", vsi],
     );
     assert!(out.contains("1 writer(s) that died"), "{out}");
-    assert_eq!(keys(&server, vsi), committed);
-    assert_eq!(digest(&server, vsi, None), want);
+    assert_eq!(keys(server, vsi), committed);
+    assert_eq!(digest(server, vsi, None), want);
 }
 
 #[test]
-fn a_writer_killed_at_any_moment_leaves_a_committed_state() {
+fn a_writer_killed_at_any_moment_leaves_a_committed_state_on_s3() {
+    a_writer_killed_at_any_moment_leaves_a_committed_state(s3());
+}
+
+#[test]
+fn a_writer_killed_at_any_moment_leaves_a_committed_state_on_azure() {
+    a_writer_killed_at_any_moment_leaves_a_committed_state(azure());
+}
+
+fn a_writer_killed_at_any_moment_leaves_a_committed_state(b: Backend) {
     let dir = tmp();
-    let server = moto("stores");
+    let server = &b.server;
     // A source of many tiles, so that a kill falls inside the write.
     let big = dir.path().join("big.tif");
     ok(
@@ -366,22 +472,22 @@ fn a_writer_killed_at_any_moment_leaves_a_committed_state() {
             s(&big),
         ],
     );
-    let vsi = "/vsis3/stores/big.gridstore";
-    dem_store(vsi, Some(&server));
-    let before = digest(&server, vsi, None);
+    let vsi = &b.store("big.gridstore");
+    dem_store(vsi, Some(server));
+    let before = digest(server, vsi, None);
     // How long a whole ingest takes, on a copy.
-    let copy = "/vsis3/stores/timing.gridstore";
-    dem_store(copy, Some(&server));
+    let copy = &b.store("timing.gridstore");
+    dem_store(copy, Some(server));
     let started = std::time::Instant::now();
-    wait_ok(spawn_ingest(&server, copy, &big));
+    wait_ok(spawn_ingest(server, copy, &big));
     let whole = started.elapsed();
-    let after = digest(&server, copy, None);
+    let after = digest(server, copy, None);
     for k in 1..=6 {
-        let mut child = spawn_ingest(&server, vsi, &big);
+        let mut child = spawn_ingest(server, vsi, &big);
         std::thread::sleep(whole * k / 7);
         let _ = child.kill();
         let _ = child.wait();
-        let now = digest(&server, vsi, None);
+        let now = digest(server, vsi, None);
         assert!(
             now == before || now == after,
             "after a kill at {k}/7 of the write, the store holds neither state"
@@ -391,34 +497,43 @@ fn a_writer_killed_at_any_moment_leaves_a_committed_state() {
         }
     }
     // The next writer is not held up by what the killed ones left, and gc removes it.
-    wait_ok(spawn_ingest(&server, vsi, &big));
-    assert_eq!(digest(&server, vsi, None), after);
-    ok_s3(
-        &server,
+    wait_ok(spawn_ingest(server, vsi, &big));
+    assert_eq!(digest(server, vsi, None), after);
+    ok_on(
+        server,
         &gridstore(),
         &["gc", "--keep", "1", "--grace", "0s", vsi],
     );
-    let left = keys(&server, vsi);
+    let left = keys(server, vsi);
     assert!(!left.iter().any(|k| k.starts_with("claims/")), "{left:?}");
-    assert_eq!(digest(&server, vsi, None), after);
+    assert_eq!(digest(server, vsi, None), after);
 }
 
 #[test]
-fn rasterio_updates_a_window_of_a_store_on_s3() {
+fn rasterio_updates_a_window_of_a_store_there_on_s3() {
+    rasterio_updates_a_window_of_a_store_there(s3());
+}
+
+#[test]
+fn rasterio_updates_a_window_of_a_store_there_on_azure() {
+    rasterio_updates_a_window_of_a_store_there(azure());
+}
+
+fn rasterio_updates_a_window_of_a_store_there(b: Backend) {
     let dir = tmp();
-    let server = moto("stores");
+    let server = &b.server;
     let local = dir.path().join("dem.gridstore");
-    let vsi = "/vsis3/stores/dem.gridstore";
+    let vsi = &b.store("dem.gridstore");
     dem_store(s(&local), None);
-    dem_store(vsi, Some(&server));
+    dem_store(vsi, Some(server));
     let script = "import sys, numpy as np, rasterio\n\
                   from rasterio.windows import Window\n\
                   with rasterio.open(sys.argv[1], 'r+') as ds:\n\
                   \x20   ds.write(np.full((30, 40), 77, dtype=ds.dtypes[0]), 1, window=Window(20, 25, 40, 30))\n";
-    ok_s3(&server, "/usr/bin/python3", &["-c", script, s(&local)]);
-    ok_s3(&server, "/usr/bin/python3", &["-c", script, vsi]);
-    assert_eq!(digest(&server, vsi, None), digest(&server, s(&local), None));
-    checks_s3(&server, &["same", s(&local), &format!("GRIDSTORE:{vsi}")]);
+    ok_on(server, "/usr/bin/python3", &["-c", script, s(&local)]);
+    ok_on(server, "/usr/bin/python3", &["-c", script, vsi]);
+    assert_eq!(digest(server, vsi, None), digest(server, s(&local), None));
+    checks_on(server, &["same", s(&local), &format!("GRIDSTORE:{vsi}")]);
 }
 
 #[test]
@@ -452,7 +567,7 @@ fn qgis_renders_and_saves_stores_on_s3() {
             &format!("GRIDSTORE:{vsi}"),
             "/vsis3/stores/saved.gridstore",
         ])
-        .envs(s3_env(server.port))
+        .envs(server.env.iter().cloned())
         .env("QT_QPA_PLATFORM", "offscreen")
         .env("QGIS_CUSTOM_CONFIG_PATH", dir.path().join("profile"))
         .env("XDG_RUNTIME_DIR", &runtime)
@@ -489,7 +604,7 @@ fn harness_on_s3(mode: &str, kills: &str, seed: &str) -> String {
         "--s3",
         "harness",
     ];
-    ok_s3(&server, "/usr/bin/python3", &args)
+    ok_on(&server, "/usr/bin/python3", &args)
 }
 
 #[test]

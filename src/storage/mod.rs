@@ -7,13 +7,14 @@
 //! PUT, DELETE, LIST). Backends: [`LocalStorage`], files under a directory, whose writers
 //! take a lock file; and [`VsiStorage`], GDAL's virtual file systems (`/vsis3/`, `/vsigs/`,
 //! `/vsiaz/`, `/vsicurl/`, ...), whose writers commit optimistically by conditional writes
-//! where the backend has them (`/vsis3/`) and which is read-only elsewhere; and
+//! where the backend has them (`/vsis3/`, `/vsiaz/`) and which is read-only elsewhere; and
 //! [`MemoryStorage`], objects in memory with object-storage semantics and injected faults,
 //! for tests of the commit protocol. [`open`] picks one for a path.
 
 mod local;
 mod memory;
 mod vsi;
+mod vsi_azure;
 
 use std::io::ErrorKind as IoKind;
 use std::path::{Path, PathBuf};

@@ -1,6 +1,7 @@
 //! Local servers for the tests of stores on the network: nginx serving a directory over
-//! HTTP (`/vsicurl/`), and moto's S3 server (`/vsis3/`). Each listens on 127.0.0.1 on a
-//! free port, logs every request to a file the test reads, and is stopped when dropped.
+//! HTTP (`/vsicurl/`), moto's S3 server (`/vsis3/`) and Azurite's Blob Storage server
+//! (`/vsiaz/`). Each listens on 127.0.0.1 on a free port, logs every request to a file the
+//! test reads, and is stopped when dropped.
 #![allow(dead_code)]
 
 use std::net::{TcpListener, TcpStream};
@@ -18,6 +19,8 @@ pub struct Server {
     pub port: u16,
     /// Where the server writes one line per request.
     pub log: PathBuf,
+    /// The configuration GDAL needs to reach it (none for plain HTTP).
+    pub env: Vec<(&'static str, String)>,
     _dir: tempfile::TempDir,
 }
 
@@ -136,6 +139,7 @@ pub fn nginx(dir: &Path) -> Server {
         child,
         port,
         log,
+        env: Vec::new(),
         _dir: tmp,
     }
 }
@@ -166,6 +170,7 @@ pub fn moto(bucket: &str) -> Server {
         child,
         port,
         log,
+        env: s3_env(port),
         _dir: tmp,
     };
     put(port, &format!("/{bucket}"));
@@ -207,16 +212,31 @@ pub fn gridstore() -> String {
 
 /// A program run with the S3 server's configuration.
 pub fn run_s3(server: &Server, program: &str, args: &[&str]) -> Output {
-    cmd(program)
-        .args(args)
-        .envs(s3_env(server.port))
-        .output()
-        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+    run_on(server, program, args)
 }
 
 /// [`run_s3`], which must succeed; its standard output.
 pub fn ok_s3(server: &Server, program: &str, args: &[&str]) -> String {
-    let out = run_s3(server, program, args);
+    ok_on(server, program, args)
+}
+
+/// tests/python/remote_checks.py with `args`, against the S3 server.
+pub fn checks_s3(server: &Server, args: &[&str]) -> String {
+    checks_on(server, args)
+}
+
+/// A program run with the configuration GDAL needs to reach `server`.
+pub fn run_on(server: &Server, program: &str, args: &[&str]) -> Output {
+    cmd(program)
+        .args(args)
+        .envs(server.env.iter().cloned())
+        .output()
+        .unwrap_or_else(|e| panic!("cannot run {program}: {e}"))
+}
+
+/// [`run_on`], which must succeed; its standard output.
+pub fn ok_on(server: &Server, program: &str, args: &[&str]) -> String {
+    let out = run_on(server, program, args);
     assert!(
         out.status.success(),
         "{program} {args:?} failed:\n{}{}",
@@ -226,12 +246,93 @@ pub fn ok_s3(server: &Server, program: &str, args: &[&str]) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// tests/python/remote_checks.py with `args`, against the S3 server.
-pub fn checks_s3(server: &Server, args: &[&str]) -> String {
+/// tests/python/remote_checks.py with `args`, against `server`.
+pub fn checks_on(server: &Server, args: &[&str]) -> String {
     let script = root().join("tests/python/remote_checks.py");
     let mut all = vec![s(&script)];
     all.extend_from_slice(args);
-    ok_s3(server, "/usr/bin/python3", &all)
+    ok_on(server, "/usr/bin/python3", &all)
+}
+
+/// Azurite's account and key: the emulator's well-known development account, published
+/// with it (no secret).
+const AZURITE_ACCOUNT: &str = "devstoreaccount1";
+const AZURITE_KEY: &str =
+    "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";
+
+/// Azurite's Blob Storage server on a free port, its data in a temporary directory, with a
+/// container `container` made.
+pub fn azurite(container: &str) -> Server {
+    let tmp = super::tmp();
+    let port = free_port();
+    let log = tmp.path().join("requests.log");
+    let bin = program(
+        "azurite-blob",
+        &[root().join("target/azurite/node_modules/.bin/azurite-blob")],
+    );
+    let data = tmp.path().join("data");
+    let mut child = Command::new(&bin)
+        .args(["--blobHost", "127.0.0.1", "--blobPort", &port.to_string()])
+        .args(["--location", s(&data), "--skipApiVersionCheck", "--loose"])
+        .arg("--disableTelemetry")
+        .stdout(std::fs::File::create(&log).unwrap())
+        .stderr(Stdio::null())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}): install it with `npm install --prefix target/azurite \
+                 azurite@3.35.0` (Debian's nodejs and npm; scripts/setup.sh and .ci/run do)",
+                bin.display()
+            )
+        });
+    wait_for(port, &mut child, "azurite-blob");
+    let server = Server {
+        child,
+        port,
+        log,
+        env: az_env(port),
+        _dir: tmp,
+    };
+    wait_for_http(port, "azurite-blob");
+    let mkdir = "from osgeo import gdal; import sys\n\
+                 sys.exit(gdal.Mkdir('/vsiaz/' + sys.argv[1], 0o755))";
+    ok_on(&server, "/usr/bin/python3", &["-c", mkdir, container]);
+    server
+}
+
+/// Waits until the server at `port` answers an HTTP request (some accept connections
+/// before they answer).
+fn wait_for_http(port: u16, what: &str) {
+    use std::io::{Read, Write};
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let answer = TcpStream::connect(("127.0.0.1", port)).and_then(|mut c| {
+            write!(
+                c,
+                "GET / HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\nConnection: close\r\n\r\n"
+            )?;
+            let mut answer = String::new();
+            c.read_to_string(&mut answer)?;
+            Ok(answer)
+        });
+        if answer.is_ok_and(|a| a.starts_with("HTTP/")) {
+            return;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    panic!("{what} did not answer HTTP on 127.0.0.1:{port} within 30 s");
+}
+
+/// The configuration GDAL needs for `/vsiaz/` on the Azurite server at `port`.
+pub fn az_env(port: u16) -> Vec<(&'static str, String)> {
+    vec![(
+        "AZURE_STORAGE_CONNECTION_STRING",
+        format!(
+            "DefaultEndpointsProtocol=http;AccountName={AZURITE_ACCOUNT};\
+             AccountKey={AZURITE_KEY};\
+             BlobEndpoint=http://127.0.0.1:{port}/{AZURITE_ACCOUNT};"
+        ),
+    )]
 }
 
 /// A PostgreSQL server with PostGIS on 127.0.0.1, in a data directory of its own that goes
