@@ -16,10 +16,8 @@ pub const CHUNK_PREFIX: &str = "chunks/";
 pub const NODE_PREFIX: &str = "index/";
 /// Time step records: `steps/<id>/<t>`.
 pub const STEP_PREFIX: &str = "steps/";
-/// What each write read, for catalogs: `sources/<id>/sources.jsonl` (docs/FORMAT.md §12).
+/// What each write read, for catalogs: `sources/<id>/<part>.jsonl` (docs/FORMAT.md §12).
 pub const SOURCE_PREFIX: &str = "sources/";
-/// The name of a write's source list in its directory under [`SOURCE_PREFIX`].
-pub const SOURCE_LIST_NAME: &str = "sources.jsonl";
 /// Claims of writers on object storage: `claims/<id>`.
 pub const CLAIM_PREFIX: &str = "claims/";
 /// The prefixes under which a write puts its objects, each in a directory named by its
@@ -37,9 +35,14 @@ pub fn snapshot_id(name: &str) -> Option<u64> {
     canonical_number(name.strip_suffix(".json")?)
 }
 
-/// The list of the sources snapshot `id` read.
-pub fn source_list(id: u64) -> String {
-    format!("{SOURCE_PREFIX}{id}/{SOURCE_LIST_NAME}")
+/// Part `part` of the list of the sources snapshot `id` read.
+pub fn source_list(id: u64, part: u32) -> String {
+    format!("{SOURCE_PREFIX}{id}/{part}.jsonl")
+}
+
+/// The part number of `name`, a name under `sources/<id>/`, if it is one a writer gives.
+pub fn source_list_part(name: &str) -> Option<u32> {
+    canonical_number(name.strip_suffix(".jsonl")?)
 }
 
 /// The claim of snapshot id `id`.

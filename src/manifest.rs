@@ -109,6 +109,10 @@ pub struct SnapshotInfo {
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct SourceListRef {
     pub id: u64,
+    /// Which of the write's lists: a write's sources may take several, each linked to the
+    /// one before (part 0 links to the state's list before the write).
+    #[serde(default)]
+    pub part: u32,
     pub count: u64,
     pub bytes: u64,
     pub crc32c: u32,

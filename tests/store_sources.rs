@@ -241,8 +241,8 @@ fn read_json(path: &Path) -> Value {
 /// Replaces source list `id` with `bytes`, and makes every manifest's link to it say its
 /// new length, count and CRC-32C, so that only what the list says is wrong.
 fn craft_list(store: &Path, id: u64, bytes: &[u8], count: u64) {
-    std::fs::write(store.join(format!("sources/{id}/sources.jsonl")), bytes).unwrap();
-    let link = json!({"id": id, "count": count, "bytes": bytes.len(),
+    std::fs::write(store.join(format!("sources/{id}/0.jsonl")), bytes).unwrap();
+    let link = json!({"id": id, "part": 0, "count": count, "bytes": bytes.len(),
                       "crc32c": crc32c::crc32c(bytes)});
     for m in [store.join("gridstore.json"), store.join("snapshots/2.json")] {
         let mut v = read_json(&m);
@@ -318,7 +318,7 @@ fn crafted_source_lists_with_valid_checksums_are_caught() {
     // A list whose link to the one before it is broken (that one is missing).
     let dir = tmp();
     let store = two_lists(dir.path());
-    std::fs::remove_file(store.join("sources/1/sources.jsonl")).unwrap();
+    std::fs::remove_file(store.join("sources/1/0.jsonl")).unwrap();
     refused(&store, "is missing");
 
     // A manifest that says its newest list is a later snapshot's.

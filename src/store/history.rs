@@ -12,7 +12,7 @@ use crate::index::{
     Entry, IndexReader, Node, NodeRef, TileKey, Tree, CHUNK_PREFIX, NODE_PREFIX, STEP_PREFIX,
 };
 use crate::keys::{
-    canonical_number, snapshot_id as snapshot_id_of, SOURCE_LIST_NAME, SOURCE_PREFIX,
+    canonical_number, snapshot_id as snapshot_id_of, source_list_part, SOURCE_PREFIX,
 };
 use crate::manifest::{snapshot_key, Manifest, SnapshotInfo, SNAPSHOT_PREFIX};
 use crate::storage::{Commits, Storage};
@@ -306,7 +306,7 @@ pub fn gc(root: &Path, keep: usize, grace: Duration, wait: LockWait) -> Result<G
         if in_flight.young.contains(&seq) {
             return Some(true);
         }
-        (rest == SOURCE_LIST_NAME).then(|| listed.contains(&seq))
+        source_list_part(rest).map(|part| listed.contains(&(seq, part)))
     })?;
     report.source_lists_removed = removed;
     unknown.extend(left);

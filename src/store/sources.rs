@@ -1,9 +1,10 @@
 //! The sources the writes read, kept with the snapshots they made (docs/FORMAT.md §12), so
 //! that a catalog can index what went into a store.
 //!
-//! A write that records its sources writes one *source list*, `sources/<id>/sources.jsonl`:
-//! a header line linking to the state's previous list, then one JSON line per source, each
-//! a STAC Item (its path, footprint, time, bands and properties). The manifest links to the
+//! A write that records its sources writes them in *source lists*,
+//! `sources/<id>/<part>.jsonl` of about [`PART_LEN`] bytes each: a header line linking to
+//! the state's previous list, then one JSON line per source, each a STAC Item (its path,
+//! footprint, time, bands and properties). The manifest links to the
 //! state's newest list, so the lists of a state form a chain back through every write whose
 //! data it holds, whatever `gc` removed of the snapshots; a rollback brings back the chain
 //! of the state it restores. Every link says the list's snapshot, count, length and
@@ -28,32 +29,66 @@ struct Header {
     previous: Option<SourceListRef>,
 }
 
-/// Writes the source list of snapshot `id`, linking to `previous`, and returns the link to
-/// it.
+/// The records a list holds, at most: past this many bytes a write starts the next part, so
+/// that every object stays small (Azure takes at most 4 MiB in one request).
+pub const PART_LEN: usize = 1 << 20;
+
+/// Writes the source lists of snapshot `id`, the first linking to `previous`, and returns
+/// the link to the last.
 pub(super) fn write(
     storage: &dyn Storage,
     id: u64,
-    previous: Option<SourceListRef>,
+    mut previous: Option<SourceListRef>,
     records: &[Json],
+) -> Result<SourceListRef> {
+    let lines: Vec<Vec<u8>> = records
+        .iter()
+        .map(|r| serde_json::to_vec(r).expect("JSON values serialize"))
+        .collect();
+    let mut part = 0u32;
+    let mut rest = &lines[..];
+    while !rest.is_empty() {
+        // At least one record a part, then as many as fit.
+        let mut n = 1;
+        let mut len = rest[0].len();
+        while n < rest.len() && len + rest[n].len() < PART_LEN {
+            len += rest[n].len();
+            n += 1;
+        }
+        let link = write_part(storage, id, part, previous, &rest[..n])?;
+        previous = Some(link);
+        rest = &rest[n..];
+        part += 1;
+    }
+    Ok(previous.expect("a write records at least one source"))
+}
+
+/// Writes part `part` of snapshot `id`'s source lists.
+fn write_part(
+    storage: &dyn Storage,
+    id: u64,
+    part: u32,
+    previous: Option<SourceListRef>,
+    lines: &[Vec<u8>],
 ) -> Result<SourceListRef> {
     let mut bytes = serde_json::to_vec(&Header { previous }).expect("the header serializes");
     bytes.push(b'\n');
-    for r in records {
-        serde_json::to_writer(&mut bytes, r).expect("JSON values serialize");
+    for line in lines {
+        bytes.extend_from_slice(line);
         bytes.push(b'\n');
     }
     if bytes.len() as u64 > MAX_SOURCE_LIST_LEN {
         return Err(Error::InvalidInput(format!(
-            "the list of the {} sources this write read takes {} bytes, more than the \
-             {MAX_SOURCE_LIST_LEN} a snapshot may have; write them in several runs",
-            records.len(),
+            "the record of one source takes {} bytes, more than the {MAX_SOURCE_LIST_LEN} a \
+             source list may have",
             bytes.len()
         )));
     }
-    storage.write(&source_list(id), &bytes)?;
+    storage.write(&source_list(id, part), &bytes)?;
     Ok(SourceListRef {
         id,
-        count: records.len() as u64,
+        part,
+        count: lines.len() as u64,
         bytes: bytes.len() as u64,
         crc32c: crc32c::crc32c(&bytes),
     })
@@ -70,7 +105,7 @@ pub struct SourceList {
 /// Reads the list `link` names and checks it against the link: present, its length, its
 /// CRC-32C, its count, and a previous list older than itself.
 pub fn read(storage: &dyn Storage, link: &SourceListRef) -> Result<SourceList> {
-    let key = source_list(link.id);
+    let key = source_list(link.id, link.part);
     let damaged = |detail: String| Error::corrupt(storage.location().join(&key), detail);
     if link.bytes > MAX_SOURCE_LIST_LEN {
         return Err(damaged(format!(
@@ -100,10 +135,12 @@ pub fn read(storage: &dyn Storage, link: &SourceListRef) -> Result<SourceList> {
         )));
     }
     let list = parse(&bytes, link.count).map_err(damaged)?;
-    if let Some(p) = list.previous.as_ref().filter(|p| p.id >= link.id) {
+    let order = |l: &SourceListRef| (l.id, l.part);
+    if let Some(p) = list.previous.as_ref().filter(|p| order(p) >= order(link)) {
         return Err(damaged(format!(
-            "it links to the list of snapshot {}, which is not older than its own ({})",
-            p.id, link.id
+            "it links to list {} of snapshot {}, which is not older than itself (list {} of \
+             snapshot {})",
+            p.part, p.id, link.part, link.id
         )));
     }
     Ok(list)
@@ -150,7 +187,7 @@ pub fn walk(
     visit: &mut dyn FnMut(&SourceListRef, SourceList) -> bool,
 ) -> Result<()> {
     let mut next = head.cloned();
-    // Each link goes to an older snapshot (checked in `read`), so this ends.
+    // Each link goes to an older list (checked in `read`), so this ends.
     while let Some(link) = next {
         let list = read(storage, &link)?;
         next = list.previous.clone();
@@ -179,17 +216,17 @@ pub fn sources_in(snapshot: &super::Snapshot) -> Result<Vec<(u64, Json)>> {
     Ok(out)
 }
 
-/// The snapshots whose source lists the states `heads` reach, for `gc`: every list of
+/// The source lists (snapshot, part) the states `heads` reach, for `gc`: every list of
 /// every chain, each checked.
 pub(super) fn reachable(
     storage: &dyn Storage,
     heads: impl IntoIterator<Item = Option<SourceListRef>>,
-) -> Result<HashSet<u64>> {
+) -> Result<HashSet<(u64, u32)>> {
     let mut marked = HashSet::new();
     for head in heads {
         // Chains share their older lists: a list marked already was walked from there.
         walk(storage, head.as_ref(), &mut |link, _| {
-            marked.insert(link.id)
+            marked.insert((link.id, link.part))
         })?;
     }
     Ok(marked)
@@ -200,10 +237,30 @@ mod tests {
     use super::*;
     use serde_json::json;
 
+    #[test]
+    fn many_sources_take_several_lists_linked_in_order() {
+        let storage = crate::storage::MemoryStorage::new("mem");
+        let big = "x".repeat(PART_LEN / 3);
+        let records: Vec<Json> = (0..7)
+            .map(|i| json!({"id": i.to_string(), "pad": big}))
+            .collect();
+        let first = write(&*storage, 1, None, &records[..1]).unwrap();
+        let head = write(&*storage, 2, Some(first), &records[1..]).unwrap();
+        // Three records of a third of a part fill a part only with two: 6 records, 3 parts.
+        assert_eq!((head.id, head.part), (2, 2));
+        let mut seen = Vec::new();
+        walk(&*storage, Some(&head), &mut |link, list| {
+            seen.push((link.id, link.part, list.records.len()));
+            true
+        })
+        .unwrap();
+        assert_eq!(seen, [(2, 2, 2), (2, 1, 2), (2, 0, 2), (1, 0, 1)]);
+    }
+
     fn list(previous: Option<SourceListRef>, records: &[Json]) -> Vec<u8> {
         let storage = crate::storage::MemoryStorage::new("mem");
         let link = write(&*storage, 9, previous, records).unwrap();
-        storage.read(&source_list(link.id)).unwrap().unwrap()
+        storage.read(&source_list(link.id, 0)).unwrap().unwrap()
     }
 
     #[test]
