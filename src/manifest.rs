@@ -103,7 +103,7 @@ pub struct SnapshotInfo {
     pub steps: Option<StepChanges>,
 }
 
-/// A link to a source list, `sources/<id>/sources.jsonl` (docs/FORMAT.md §12): the snapshot
+/// A link to a source list, `sources/<id>/<part>.jsonl` (docs/FORMAT.md §12): the snapshot
 /// that wrote it, how many sources it names, its length in bytes and its CRC-32C, all
 /// checked on reading.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
