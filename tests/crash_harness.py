@@ -281,11 +281,11 @@ class Harness:
             return self.check_no_debris_s3()
         self.run([self.args.gridstore, "repair", self.store])
         names = set(os.listdir(self.store))
-        extra = names - {"gridstore.json", "chunks", "index", "snapshots", "steps"}
+        extra = names - {"gridstore.json", "chunks", "index", "snapshots", "steps", "sources"}
         if extra:
             raise Failure(f"left behind after repair: {sorted(extra)}")
         current = self.snapshot_ids(self.store)
-        for prefix in ("chunks", "index", "steps"):
+        for prefix in ("chunks", "index", "steps", "sources"):
             if not os.path.isdir(os.path.join(self.store, prefix)):
                 continue
             for seq in os.listdir(os.path.join(self.store, prefix)):
@@ -319,7 +319,7 @@ class Harness:
         elif os.path.exists(os.path.join(self.store, "writer.lock")):
             nxt = str(self.snapshot_ids(self.store) + 1)
             wrote = any(os.path.exists(os.path.join(self.store, d, nxt))
-                        for d in ("chunks", "index", "steps"))
+                        for d in ("chunks", "index", "steps", "sources"))
             phase = "while writing objects" if wrote else "holding the lock"
             self.phases[phase] = self.phases.get(phase, 0) + 1
         # Half of the time the next writer recovers the lock; half of the time repair does
@@ -357,7 +357,7 @@ class Harness:
         claims = gdal.ReadDir(self.store + "/claims") or []
         for c in claims:
             wrote = any(gdal.ReadDir(f"{self.store}/{d}/{c}")
-                        for d in ("chunks", "index", "steps"))
+                        for d in ("chunks", "index", "steps", "sources"))
             phase = "while writing objects" if wrote else "holding a claim"
             self.phases[phase] = self.phases.get(phase, 0) + 1
 

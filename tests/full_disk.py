@@ -38,6 +38,7 @@ PHASES = [
     ("taking the lock", re.compile(r"/writer\.lock: ")),
     ("writing chunks", re.compile(r"/chunks/\d+/")),
     ("writing index nodes", re.compile(r"/index/\d+/")),
+    ("writing the source list", re.compile(r"/sources/\d+/")),
     ("writing the snapshot manifest", re.compile(r"/snapshots/\d+\.json")),
     ("replacing gridstore.json", re.compile(r"/gridstore\.json: ")),
 ]

@@ -332,3 +332,34 @@ fn crafted_source_lists_with_valid_checksums_are_caught() {
     let err = failed_cleanly(&run(bin, &["info", s(&store)]));
     assert!(err.contains("sources.id 3"), "{err}");
 }
+
+#[test]
+fn a_stores_sources_go_into_postgis_as_into_sqlite() {
+    let dir = tmp();
+    let files = rasters(dir.path());
+    let store = dir.path().join("rain.gridstore");
+    ingest(&files[0], &store, &["BLOCKSIZE=32"]);
+    let mut args = vec!["ingest", "-q", s(&store)];
+    args.extend(files[1..].iter().map(String::as_str));
+    gridstore(&args);
+    let pg = common::servers::postgres();
+    let url = pg.url();
+    gridstore(&["catalog", "init", &url]);
+    gridstore(&["catalog", "add", &url, "--store", s(&store)]);
+    let from_pg = items(&url, "rain");
+    let from_sqlite = catalogue(dir.path(), &store, "rain", &[]);
+    assert_eq!(from_pg.len(), 4);
+    assert_eq!(
+        from_pg.keys().collect::<Vec<_>>(),
+        from_sqlite.keys().collect::<Vec<_>>()
+    );
+    for (id, item) in &from_pg {
+        assert!(
+            near(item, &from_sqlite[id]),
+            "{id}: {item} against {}",
+            from_sqlite[id]
+        );
+    }
+    let east = gridstore(&["catalog", "search", &url, "--bbox", "5.7,52.1,5.9,52.5"]);
+    assert_eq!(east.lines().count(), 2, "{east}");
+}
