@@ -300,6 +300,9 @@ class Postgres:
             import pwd
             pw = pwd.getpwnam("postgres")
             os.chown(self.dir, pw.pw_uid, pw.pw_gid)
+            # The server's user must reach its directory: a temporary work directory is
+            # private to root.
+            os.chmod(work, os.stat(work).st_mode | 0o711)
             as_pg = {"user": pw.pw_uid, "group": pw.pw_gid}
         data = os.path.join(self.dir, "data")
         subprocess.run([f"{self.bin}/initdb", "-D", data, "-U", "gridstore", "-A", "trust",
