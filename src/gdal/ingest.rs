@@ -53,7 +53,7 @@ struct Prepared {
     // Field order matters: the placed view (maybe a warped VRT over `_opened`) closes
     // before the dataset it reads.
     reader: PlacedSource<GdalSource>,
-    _placed: Placed,
+    placed: Placed,
     _opened: Option<OpenedDataset>,
     /// What the user should hear about the source (nodata values dropped), for the caller
     /// to report once: a source is prepared again by each reader thread that reads it.
@@ -99,7 +99,7 @@ impl Prepared {
                     nodata,
                     cells: None,
                 },
-                _placed: placed,
+                placed,
                 _opened: opened,
                 warnings,
             })
@@ -114,14 +114,14 @@ impl Prepared {
     /// placed on the store grid by an offset, not warped.
     fn new_cells(&self) -> Option<Arc<ValidCells>> {
         let source = &self.reader.source;
-        (!self._placed.is_warped())
+        (!self.placed.is_warped())
             .then(|| Arc::new(ValidCells::new(source.width(), source.height())))
     }
 
     /// Marks where this source holds data on `cells` as it is read; a warped source marks
     /// nothing, and says so.
     fn mark_on(&mut self, cells: Option<&Arc<ValidCells>>) {
-        match (cells, self._placed.is_warped()) {
+        match (cells, self.placed.is_warped()) {
             (Some(c), false) => self.reader.cells = Some(c.clone()),
             (Some(c), true) => c.set_incomplete(),
             (None, _) => {}
