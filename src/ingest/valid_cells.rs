@@ -9,7 +9,7 @@
 use std::sync::atomic::{AtomicBool, Ordering};
 
 use crate::dtype::Sample;
-use crate::tile::{BandValidity, Tile};
+use crate::tile::{BandValidity, Tile, ValidityTest};
 use crate::with_sample_type;
 
 /// The most cells on the longer side of a source.
@@ -105,17 +105,12 @@ impl ValidCells {
     ) {
         let (size, n) = (tile.size, tile.size * tile.size);
         let data = tile.data.typed::<T>();
-        let nodata: Vec<Option<T>> = bands
-            .iter()
-            .map(|b| b.nodata.map(T::from_f64_round))
-            .collect();
+        let tests: Vec<ValidityTest<T>> = bands.iter().map(ValidityTest::new).collect();
+        // A band without nodata marks its missing pixels in the tile's mask.
         let holds = |i: usize| {
-            nodata.iter().enumerate().any(|(b, nd)| {
-                let v = data[b * n + i];
-                match nd {
-                    Some(nd) => !v.is_nan() && v != *nd,
-                    None => !v.is_nan() && tile.mask.as_ref().is_none_or(|m| m[i] != 0),
-                }
+            tests.iter().enumerate().any(|(b, t)| {
+                t.holds_data(data[b * n + i])
+                    && (t.has_nodata() || tile.mask.as_ref().is_none_or(|m| m[i] != 0))
             })
         };
         for y in 0..h {
