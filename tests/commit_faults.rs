@@ -210,6 +210,47 @@ fn a_lost_race_with_a_disjoint_change_rebases_and_keeps_both() {
     assert_eq!(digest, verified(&one_by_one).1);
 }
 
+/// A STAC-like record of a source named `id`.
+fn source(id: &str) -> serde_json::Value {
+    serde_json::json!({"type": "Feature", "id": id, "properties": {}})
+}
+
+#[test]
+fn a_lost_race_where_both_recorded_sources_links_ours_after_theirs() {
+    let s = store();
+    let mut ours = edit(&s, "us", &[(3, 3, 7.0)]);
+    ours.record_sources([source("ours.tif")]);
+    let first_try = ours.seq();
+    s.before_manifest_write(|s| {
+        let mut theirs = edit(s, "them", &[(0, 0, 5.0)]);
+        theirs.record_sources([source("theirs.tif")]);
+        theirs.commit().unwrap();
+    });
+    let committed = ours
+        .commit()
+        .expect("sources recorded by both are no conflict");
+    let (snap, _) = verified(&s);
+    let ids: Vec<(u64, String)> = gridstore::store::sources::sources_in(&snap)
+        .unwrap()
+        .into_iter()
+        .map(|(seq, r)| (seq, r["id"].as_str().unwrap().to_string()))
+        .collect();
+    let theirs = committed.snapshot.parent.unwrap();
+    assert_eq!(
+        ids,
+        [
+            (committed.snapshot.id, "ours.tif".to_string()),
+            (theirs, "theirs.tif".to_string())
+        ]
+    );
+    assert!(
+        !objects_of(&s, first_try)
+            .iter()
+            .any(|k| k.starts_with("sources/")),
+        "the first try's list is gone"
+    );
+}
+
 #[test]
 fn a_lost_race_on_the_same_tile_is_a_conflict_that_leaves_nothing_behind() {
     let s = store();

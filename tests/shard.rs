@@ -69,6 +69,12 @@ fn run_parts_with(
                 out.status.success(),
                 "part {i}/{n} of {args:?} failed:\n{stdout}{stderr}"
             );
+            // Parts are tile-disjoint: one that lost a race goes on top of the winner, it
+            // never has to start over.
+            assert!(
+                !stderr.contains("starting over"),
+                "part {i}/{n} of {args:?}:\n{stderr}"
+            );
             stdout
         })
         .collect()

@@ -249,6 +249,7 @@ fn vsis3_storage_conforms() {
     let s = VsiStorage::new("/vsis3/conformance/t.gridstore");
     assert_eq!(s.commits(), Commits::Optimistic);
     conforms(&s, "t");
+    creations_exclude_each_other("/vsis3/conformance/x.gridstore");
 }
 
 #[test]
@@ -274,6 +275,7 @@ fn vsiaz_storage_conforms() {
     assert_eq!(read(&s, "t/just").map(|d| d.len()), Some(4 << 20));
     // One server for the whole test: GDAL's configuration is process-wide.
     reads_whole_while_replaced("/vsiaz/conformance/r.gridstore");
+    creations_exclude_each_other("/vsiaz/conformance/x.gridstore");
 }
 
 /// An object replaced in place (a top-level key, as the manifest) in the store at `root`,
@@ -310,4 +312,54 @@ fn reads_whole_while_replaced(root: &str) {
         stop.store(true, std::sync::atomic::Ordering::Relaxed);
         assert!(bad.is_none(), "(read, the length it gave): {bad:?}");
     });
+}
+
+/// Writers taking turns at one key, as they do at a claim: each creates it if absent,
+/// finds its own content there, and deletes it. A creation that reports success must have
+/// made the object, even while another writer deletes its own. (On `/vsiaz/` GDAL answers
+/// a refused creation by deleting the blob and trying again; when that DELETE finds the
+/// blob gone, GDAL 3.6 reports the refused PUT as a success.)
+fn creations_exclude_each_other(root: &str) {
+    use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+    const ROUNDS: usize = 30;
+    let held = AtomicUsize::new(0);
+    let failed = AtomicBool::new(false);
+    let failures: Vec<String> = std::thread::scope(|scope| {
+        let writers: Vec<_> = (0..3)
+            .map(|writer| {
+                let (held, failed) = (&held, &failed);
+                scope.spawn(move || -> Result<(), String> {
+                    let s = VsiStorage::new(root);
+                    let body = format!("writer {writer}");
+                    let mut rounds = 0;
+                    while rounds < ROUNDS && !failed.load(Ordering::SeqCst) {
+                        if !s.create_new("claims/1", body.as_bytes()).unwrap() {
+                            // Taken: a claimer would go on to the next id; here it waits.
+                            std::thread::sleep(std::time::Duration::from_millis(3));
+                            continue;
+                        }
+                        let others = held.fetch_add(1, Ordering::SeqCst);
+                        let there = s.read("claims/1").unwrap();
+                        held.fetch_sub(1, Ordering::SeqCst);
+                        if others != 0 || there.as_deref() != Some(body.as_bytes()) {
+                            failed.store(true, Ordering::SeqCst);
+                            return Err(format!(
+                                "writer {writer}, round {rounds}: created, with {others} other \
+                                 holders, and found {:?}",
+                                there.map(|t| String::from_utf8_lossy(&t).into_owned())
+                            ));
+                        }
+                        s.delete("claims/1").unwrap();
+                        rounds += 1;
+                    }
+                    Ok(())
+                })
+            })
+            .collect();
+        writers
+            .into_iter()
+            .filter_map(|w| w.join().unwrap().err())
+            .collect()
+    });
+    assert!(failures.is_empty(), "{failures:#?}");
 }

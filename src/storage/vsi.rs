@@ -260,6 +260,21 @@ impl VsiStorage {
         Ok(true)
     }
 
+    /// Whether the object at `key` holds exactly `data` (`None`: it does not exist), read
+    /// fresh from the server.
+    fn holds(&self, key: &str, data: &[u8]) -> Result<Option<bool>> {
+        self.forget(key)?;
+        let Some(h) = self.open(key, data.len() + 1)? else {
+            return Ok(None);
+        };
+        if h.len()? != data.len() as u64 {
+            return Ok(Some(false));
+        }
+        let mut buf = Vec::new();
+        h.read_at(0, data.len(), &mut buf)?;
+        Ok(Some(buf == data))
+    }
+
     /// The object's ETag, by GDAL's request for its headers; `None` when it does not
     /// exist.
     fn etag(&self, key: &str) -> Result<Option<Version>> {
@@ -422,18 +437,27 @@ impl Storage for VsiStorage {
     fn create_new(&self, key: &str, data: &[u8]) -> Result<bool> {
         let mut tries = CREATE_TRIES;
         loop {
-            let Err(e) = self.put(key, data, &[IF_ABSENT.to_string()]) else {
-                return Ok(true);
-            };
-            // Refused because the object exists, or failed: which, a read tells. Missing
-            // now, it may have been there and been deleted since (a claim released): the
-            // write is tried again.
-            if self.open(key, 0)?.is_some() {
-                return Ok(false);
+            let put = self.put(key, data, &[IF_ABSENT.to_string()]);
+            // What is there tells what happened, whatever the PUT said: a refused PUT may
+            // fail (the object exists), or be lost after it succeeded, or (on `/vsiaz/`,
+            // whose 409 GDAL answers with a DELETE and a second PUT) report success when
+            // that DELETE found the object gone. Missing now, the object may have been
+            // there and been deleted since (a claim released): the write is tried again.
+            if let Some(ours) = self.holds(key, data)? {
+                return Ok(ours);
             }
             tries -= 1;
             if tries == 0 {
-                return Err(e);
+                return Err(put.err().unwrap_or_else(|| {
+                    Error::io(
+                        self.path(key),
+                        "creating",
+                        std::io::Error::other(format!(
+                            "the object was missing after each of {CREATE_TRIES} writes that \
+                             the server accepted; another process may be deleting it"
+                        )),
+                    )
+                }));
             }
         }
     }
@@ -562,7 +586,7 @@ impl Storage for VsiStorage {
 
 /// How many times `create_new` writes an object that was missing each time its write
 /// failed, before it reports the failure.
-const CREATE_TRIES: u32 = 3;
+const CREATE_TRIES: u32 = 8;
 
 /// The request header of a write that must not replace an object.
 const IF_ABSENT: &str = "If-None-Match=*";

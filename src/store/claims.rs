@@ -8,6 +8,7 @@
 //! ids of claims younger than its grace period as writes in flight and removes nothing of
 //! theirs (docs/FORMAT.md §7).
 
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, SystemTime};
 
 use serde::{Deserialize, Serialize};
@@ -37,6 +38,9 @@ pub struct Claim {
     pub pid: u32,
     /// UTC, RFC 3339.
     pub started: String,
+    /// Unique to this claim, so that its claimer knows the claim it reads back for its own.
+    #[serde(default)]
+    pub token: String,
 }
 
 impl Claim {
@@ -46,6 +50,7 @@ impl Claim {
             host: crate::store::lock::hostname(),
             pid: std::process::id(),
             started: humantime::format_rfc3339_seconds(SystemTime::now()).to_string(),
+            token: unique_token(),
         }
     }
 
@@ -59,6 +64,18 @@ impl Claim {
                 .unwrap_or_default(),
         )
     }
+}
+
+/// A token no other claim has: the time in nanoseconds and a count within this process
+/// (the host and process are in the claim beside it).
+fn unique_token() -> String {
+    static CLAIMS_MADE: AtomicU64 = AtomicU64::new(0);
+    let nanos = SystemTime::now()
+        .duration_since(SystemTime::UNIX_EPOCH)
+        .unwrap_or_default()
+        .as_nanos();
+    let count = CLAIMS_MADE.fetch_add(1, Ordering::Relaxed);
+    format!("{nanos:x}-{count}")
 }
 
 /// Claims the first free id after `committed` for a write by `writer`.
@@ -88,7 +105,7 @@ fn claim_free(storage: &dyn Storage, committed: u64, writer: &str) -> Result<u64
         .min(MAX_SNAPSHOT_ID);
     for id in committed.saturating_add(1)..=last {
         if storage.create_new(&claim_key(id), &body)? {
-            check_conditions_hold(storage, id, &body)?;
+            check_conditions_hold(storage, id, writer)?;
             return Ok(id);
         }
     }
@@ -101,11 +118,12 @@ fn claim_free(storage: &dyn Storage, committed: u64, writer: &str) -> Result<u64
 }
 
 /// Checks that the storage honours conditional writes, by creating claim `id`, just made,
-/// once more: that must be refused. A server that ignores `If-None-Match` (some
-/// S3-compatible ones do) would let writers overwrite each other's objects and commits, so
-/// writing there is refused.
-fn check_conditions_hold(storage: &dyn Storage, id: u64, body: &[u8]) -> Result<()> {
-    if !storage.create_new(&claim_key(id), body)? {
+/// once more with another token: that must be refused. A server that ignores
+/// `If-None-Match` (some S3-compatible ones do) would let writers overwrite each other's
+/// objects and commits, so writing there is refused.
+fn check_conditions_hold(storage: &dyn Storage, id: u64, writer: &str) -> Result<()> {
+    let again = serde_json::to_vec(&Claim::new(writer)).expect("a claim serializes");
+    if !storage.create_new(&claim_key(id), &again)? {
         return Ok(());
     }
     let _ = release(storage, id);

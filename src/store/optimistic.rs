@@ -13,7 +13,8 @@
 //!   ([`crate::pyramid::rebuild_from_children`]): shards of one ingest share the level
 //!   tiles along their borders, and all share the top one.
 //! - The manifest's settings are merged three ways (a setting changed by one side only
-//!   takes that side's value), and the extents are joined.
+//!   takes that side's value), and the extents are joined. The sources a write recorded
+//!   are linked after the other's ([`super::sources`]).
 //!
 //! A failed conditional write does not say whether it failed because of the condition or
 //! because the response was lost after it succeeded. The writer therefore reads the
@@ -152,7 +153,9 @@ pub fn merge_manifests(base: &Manifest, ours: &Manifest, theirs: &Manifest) -> R
     let settings = |m: &Manifest| {
         let mut v = serde_json::to_value(m).expect("a manifest serializes");
         let map = v.as_object_mut().expect("an object");
-        for derived in ["snapshot", "index", "extent", "all_valid"] {
+        // Derived from the writes, not settings: each commit brings them up to date (the
+        // sources link is made again on top of the other's when this write commits).
+        for derived in ["snapshot", "index", "extent", "all_valid", "sources"] {
             map.remove(derived);
         }
         if let Some(t) = map.get_mut("time").and_then(|t| t.as_object_mut()) {
