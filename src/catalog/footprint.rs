@@ -33,13 +33,26 @@ pub struct Crs {
 }
 
 impl Crs {
-    /// Anything GDAL accepts: `EPSG:32633`, a PROJ string, WKT.
+    /// Anything GDAL accepts: `EPSG:32633`, a PROJ string, WKT. Each definition is read
+    /// once per thread (at most [`CACHED_TRANSFORMS`] kept): items name few CRSs, each
+    /// many times.
     pub fn from_user(definition: &str) -> Result<Crs> {
+        if let Some(crs) = CRSS.with(|c| c.borrow().get(definition).cloned()) {
+            return Ok(crs);
+        }
         let srs = Srs::from_user(definition)?;
-        Ok(Crs {
+        let crs = Crs {
             wkt: srs.wkt()?,
             epsg: srs.epsg(),
-        })
+        };
+        CRSS.with(|c| {
+            let mut c = c.borrow_mut();
+            if c.len() >= CACHED_TRANSFORMS {
+                c.clear();
+            }
+            c.insert(definition.to_string(), crs.clone());
+        });
+        Ok(crs)
     }
 
     /// EPSG:4326 with longitude/latitude axis order.
@@ -89,11 +102,11 @@ pub struct Footprint {
 impl Footprint {
     /// Builds a footprint from a polygon in its native CRS.
     pub fn new(crs: Crs, native_wkb: Vec<u8>) -> Result<Footprint> {
-        let ct = to_wgs84(&crs)?;
+        let to = to_wgs84(&crs)?;
         let native = Geom::from_wkb(&native_wkb)?;
         native.check_areal()?;
         let native_bounds = native.envelope();
-        let parts = to_wgs84_parts(&native, &ct)?;
+        let parts = to_wgs84_parts(&native, &to)?;
         let boxes = parts.part_boxes();
         if boxes.is_empty() {
             return Err(Error::InvalidInput(
@@ -102,7 +115,7 @@ impl Footprint {
                 .into(),
             ));
         }
-        let centroid_lon = centroid_longitude(&native, &ct)?;
+        let centroid_lon = centroid_longitude(&native, &to.ct)?;
         Ok(Footprint {
             crs,
             native_wkb: native.to_wkb()?,
@@ -537,21 +550,24 @@ pub fn merge_wrapped(a: Bbox, b: Bbox) -> Bbox {
     wrapped_bbox(&boxes)
 }
 
-/// Densifies a copy of `native` and transforms it with `WRAPDATELINE=YES`.
-fn to_wgs84_parts(native: &Geom, ct: &Transform) -> Result<Geom> {
-    let dense = densify_for_wrap(native, ct);
-    let options = CStringList::new(["WRAPDATELINE=YES".to_string()]);
-    // SAFETY: ct and dense are valid handles; the transformer is destroyed here; the
-    // returned geometry (or null) is owned by us.
-    let out = unsafe {
-        let t = gdal_sys::OGR_GeomTransformer_Create(ct.0, options.as_ptr() as _);
-        if t.is_null() {
-            return Err(gdal_error("cannot make a geometry transformer"));
-        }
-        let g = gdal_sys::OGR_GeomTransformer_Transform(t, dense.0);
-        gdal_sys::OGR_GeomTransformer_Destroy(t);
-        g
-    };
+/// Densifies a copy of `native` and transforms it into EPSG:4326. A polygon that stays
+/// within -180..180 without a step across the antimeridian and surrounds no pole is the
+/// transformed copy as it is; any other goes through GDAL's geometry transformer with
+/// `WRAPDATELINE=YES`, which cuts it at the antimeridian and reaches the pole.
+fn to_wgs84_parts(native: &Geom, to: &ToWgs84) -> Result<Geom> {
+    let (dense, transformed) = densify_for_wrap(native, &to.ct);
+    let plain =
+        transformed.filter(|t| !to.may_surround_a_pole(&native.envelope()) && t.within_one_turn());
+    match plain {
+        Some(plain) => Ok(simplified(plain)),
+        None => wrapped(&dense, to),
+    }
+}
+
+/// `dense` transformed by GDAL's geometry transformer with `WRAPDATELINE=YES`.
+fn wrapped(dense: &Geom, to: &ToWgs84) -> Result<Geom> {
+    // SAFETY: both handles are valid; the returned geometry (or null) is owned by us.
+    let out = unsafe { gdal_sys::OGR_GeomTransformer_Transform(to.wrap, dense.0) };
     if out.is_null() {
         return Err(Error::InvalidInput(format!(
             "the polygon cannot be transformed to longitude/latitude ({}); check that its \
@@ -587,37 +603,43 @@ const MAX_LONGITUDE_STEP: f64 = 2.0;
 
 /// Densifies a copy of `native` until no edge spans more than [`MAX_LONGITUDE_STEP`] of
 /// longitude (edges passing close to a pole need many points), or the edges are 1/16384
-/// of the polygon's size.
-fn densify_for_wrap(native: &Geom, ct: &Transform) -> Geom {
+/// of the polygon's size. Returns it with its transformation by `ct` when that succeeded
+/// and its steps are that short.
+fn densify_for_wrap(native: &Geom, ct: &Transform) -> (Geom, Option<Geom>) {
     let b = native.envelope();
     let size = (b[2] - b[0]).max(b[3] - b[1]);
     let mut step = size * DENSIFY_FRACTION;
     loop {
         let dense = native.clone_geom();
         if step <= 0.0 {
-            return dense;
+            return (dense, None);
         }
         dense.segmentize(step);
         if step <= size / 16384.0 {
-            return dense;
+            return (dense, None);
         }
-        let widest = {
+        let transformed = {
             let _quiet = QuietErrors::push();
-            dense.transformed(ct).map(|g| g.largest_longitude_step())
+            dense.transformed(ct)
         };
-        match widest {
-            Some(w) if w > MAX_LONGITUDE_STEP => step /= 8.0,
-            _ => return dense,
+        match transformed {
+            Some(t) if t.largest_longitude_step() > MAX_LONGITUDE_STEP => step /= 8.0,
+            t => return (dense, t),
         }
     }
 }
 
-/// Transformations into EPSG:4326 already made on this thread, by CRS key (at most
-/// [`CACHED_TRANSFORMS`]): making one costs far more than using it.
-const CACHED_TRANSFORMS: usize = 64;
+/// CRSs read, and transformations into EPSG:4326 made, on this thread, by definition or
+/// CRS key (at most this many of each; more than the 120 UTM zones): making one costs far
+/// more than using it.
+const CACHED_TRANSFORMS: usize = 256;
 
 thread_local! {
-    static TO_WGS84: RefCell<HashMap<String, std::rc::Rc<Transform>>> = RefCell::new(HashMap::new());
+    static CRSS: RefCell<HashMap<String, Crs>> = RefCell::new(HashMap::new());
+}
+
+thread_local! {
+    static TO_WGS84: RefCell<HashMap<String, std::rc::Rc<ToWgs84>>> = RefCell::new(HashMap::new());
 }
 
 thread_local! {
@@ -647,13 +669,17 @@ fn from_wgs84(crs: &Crs) -> Result<Option<std::rc::Rc<Transform>>> {
     Ok(t)
 }
 
-/// The transformation from `crs` into EPSG:4326 (longitude, latitude).
-fn to_wgs84(crs: &Crs) -> Result<std::rc::Rc<Transform>> {
+/// The transformation from `crs` into EPSG:4326 (longitude, latitude); made once per
+/// thread and CRS (at most [`CACHED_TRANSFORMS`] kept).
+fn to_wgs84(crs: &Crs) -> Result<std::rc::Rc<ToWgs84>> {
     let key = crs.key();
     if let Some(t) = TO_WGS84.with(|c| c.borrow().get(&key).cloned()) {
         return Ok(t);
     }
-    let t = std::rc::Rc::new(Transform::new(&crs.srs()?, &wgs84_srs()?)?);
+    let t = std::rc::Rc::new(ToWgs84::new(
+        Transform::new(&crs.srs()?, &wgs84_srs()?)?,
+        crs,
+    )?);
     TO_WGS84.with(|c| {
         let mut c = c.borrow_mut();
         if c.len() >= CACHED_TRANSFORMS {
@@ -793,6 +819,82 @@ impl Drop for Transform {
     fn drop(&mut self) {
         // SAFETY: created by OCTNewCoordinateTransformation, destroyed once.
         unsafe { gdal_sys::OCTDestroyCoordinateTransformation(self.0) }
+    }
+}
+
+/// A CRS's way into EPSG:4326: the coordinate transformation, and GDAL's geometry
+/// transformer over it that cuts at the antimeridian. The transformer is kept because it
+/// keeps what it works out about the CRS (where the poles fall in it) from one geometry to
+/// the next: made for each geometry, that costs more than the transformation itself.
+struct ToWgs84 {
+    wrap: gdal_sys::OGRGeomTransformerH,
+    ct: Transform,
+    poles: Poles,
+}
+
+impl ToWgs84 {
+    /// Whether a polygon with the native box `b` may surround a pole, or reach one:
+    /// for a geographic CRS when it reaches latitude 90 or -90, for a projected one when
+    /// its box holds the point a pole projects to (or a pole does not project).
+    fn may_surround_a_pole(&self, b: &Bbox) -> bool {
+        match &self.poles {
+            Poles::Geographic => b[1] <= -90.0 || b[3] >= 90.0,
+            Poles::At(points) => points
+                .iter()
+                .any(|&(x, y)| x >= b[0] && x <= b[2] && y >= b[1] && y <= b[3]),
+            Poles::Unknown => true,
+        }
+    }
+
+    fn new(ct: Transform, crs: &Crs) -> Result<ToWgs84> {
+        let options = CStringList::new(["WRAPDATELINE=YES".to_string()]);
+        // SAFETY: a valid transformation and a NUL-terminated option list; GDAL copies
+        // both (the transformation is cloned).
+        let wrap = unsafe { gdal_sys::OGR_GeomTransformer_Create(ct.0, options.as_ptr() as _) };
+        if wrap.is_null() {
+            return Err(gdal_error("cannot make a geometry transformer"));
+        }
+        let poles = Poles::of(crs)?;
+        Ok(ToWgs84 { wrap, ct, poles })
+    }
+}
+
+/// Where the poles are in a CRS.
+enum Poles {
+    /// Along latitude 90 and -90.
+    Geographic,
+    /// At these points (those of the two that project).
+    At(Vec<(f64, f64)>),
+    /// Not known: every polygon is taken to be near one.
+    Unknown,
+}
+
+impl Poles {
+    fn of(crs: &Crs) -> Result<Poles> {
+        let Some(from) = from_wgs84(crs)? else {
+            return Ok(Poles::Geographic);
+        };
+        let _quiet = QuietErrors::push();
+        // A pole that does not project is none of the projected polygons' concern; when
+        // neither does, nothing is known.
+        let mut points = Vec::new();
+        for latitude in [90.0, -90.0] {
+            let (mut px, mut py) = ([0.0], [latitude]);
+            if from.points(&mut px, &mut py) && px[0].is_finite() && py[0].is_finite() {
+                points.push((px[0], py[0]));
+            }
+        }
+        Ok(match points.is_empty() {
+            true => Poles::Unknown,
+            false => Poles::At(points),
+        })
+    }
+}
+
+impl Drop for ToWgs84 {
+    fn drop(&mut self) {
+        // SAFETY: created by OGR_GeomTransformer_Create, destroyed once.
+        unsafe { gdal_sys::OGR_GeomTransformer_Destroy(self.wrap) }
     }
 }
 
@@ -1004,6 +1106,30 @@ impl Geom {
         widest
     }
 
+    /// Whether every longitude is within -180..180 and no step between consecutive points
+    /// is more than half a turn (none crosses the antimeridian).
+    fn within_one_turn(&self) -> bool {
+        for poly in self.polygons() {
+            for r in 0..poly.part_count() {
+                // SAFETY: r is below the ring count; the ring belongs to `poly`, alive here.
+                let ring = unsafe { gdal_sys::OGR_G_GetGeometryRef(poly.0, r as i32) };
+                // SAFETY: a valid ring handle.
+                let n = unsafe { gdal_sys::OGR_G_GetPointCount(ring) };
+                let mut last: Option<f64> = None;
+                for i in 0..n {
+                    // SAFETY: i is below the point count.
+                    let x = unsafe { gdal_sys::OGR_G_GetX(ring, i) };
+                    let crosses = last.is_some_and(|l| (x - l).abs() > 180.0);
+                    if !(-180.0..=180.0).contains(&x) || crosses {
+                        return false;
+                    }
+                    last = Some(x);
+                }
+            }
+        }
+        true
+    }
+
     fn x(&self, i: i32) -> f64 {
         // SAFETY: valid handle.
         unsafe { gdal_sys::OGR_G_GetX(self.0, i) }
@@ -1130,6 +1256,65 @@ mod tests {
         .unwrap();
         assert!(!f.intersects_in_wgs84(&lon0).unwrap());
         assert!(!f.intersects(&lon0).unwrap());
+    }
+
+    /// The 4326 parts of `wkt` in `crs`, and what GDAL's date-line cutting makes of them.
+    fn parts_both_ways(crs: &str, wkt: &str) -> (Vec<u8>, Vec<u8>, bool) {
+        let crs = Crs::from_user(crs).unwrap();
+        let to = to_wgs84(&crs).unwrap();
+        let native = Geom::from_wkt(wkt).unwrap();
+        let (dense, transformed) = densify_for_wrap(&native, &to.ct);
+        let plain = transformed
+            .is_some_and(|t| !to.may_surround_a_pole(&native.envelope()) && t.within_one_turn());
+        let ours = to_wgs84_parts(&native, &to).unwrap().to_wkb().unwrap();
+        let gdal = wrapped(&dense, &to).unwrap().to_wkb().unwrap();
+        (ours, gdal, plain)
+    }
+
+    #[test]
+    fn parts_taken_as_transformed_are_what_gdal_makes_and_the_others_are_gdals() {
+        let square = |cx: f64, cy: f64, h: f64| {
+            format!(
+                "POLYGON(({} {},{} {},{} {},{} {},{} {}))",
+                cx - h,
+                cy - h,
+                cx + h,
+                cy - h,
+                cx + h,
+                cy + h,
+                cx - h,
+                cy + h,
+                cx - h,
+                cy - h
+            )
+        };
+        // (CRS, polygon, taken as transformed)
+        let cases = [
+            ("EPSG:32633", square(500_000.0, 5_000_000.0, 50_000.0), true),
+            ("EPSG:32601", square(500_000.0, 7_000_000.0, 50_000.0), true),
+            ("EPSG:32760", square(550_000.0, 3_000_000.0, 40_000.0), true),
+            (
+                "EPSG:3413",
+                square(1_500_000.0, -1_000_000.0, 100_000.0),
+                true,
+            ),
+            ("EPSG:4326", square(10.5, 40.5, 0.5), true),
+            // Across 180°, around the poles, past 180° in its own CRS: cut by GDAL.
+            (
+                "EPSG:32601",
+                square(340_000.0, 7_000_000.0, 50_000.0),
+                false,
+            ),
+            ("EPSG:3413", square(0.0, 0.0, 300_000.0), false),
+            ("EPSG:3031", square(20_000.0, -30_000.0, 200_000.0), false),
+            ("EPSG:4326", square(179.5, 10.5, 1.0), false),
+            ("EPSG:4326", square(0.0, 89.5, 0.5), false),
+        ];
+        for (crs, wkt, plain) in cases {
+            let (ours, gdal, taken) = parts_both_ways(crs, &wkt);
+            assert_eq!(taken, plain, "{crs} {wkt}");
+            assert_eq!(ours, gdal, "{crs} {wkt}");
+        }
     }
 
     #[test]

@@ -545,6 +545,7 @@ impl Storage for VsiStorage {
     fn read_versioned(&self, key: &str, max_len: usize) -> Result<Option<(Vec<u8>, Version)>> {
         // GDAL returns no version with an object's bytes: its ETag is asked before and
         // after the read, and the read counts only when both agree.
+        let mut failed = None;
         for _ in 0..VERSIONED_READ_TRIES {
             let Some(before) = self.etag(key)? else {
                 return Ok(None);
@@ -553,10 +554,18 @@ impl Storage for VsiStorage {
             let mut buf = Vec::new();
             let read = self.read_once(key, max_len, &mut buf);
             // Replaced (or deleted) while it was read, what was read may mix two versions,
-            // or fail for it: it is read again.
+            // or fail for it: it is read again. So is a read that failed although the
+            // version held: another thread of this process may have left GDAL's shared
+            // cache with the size of an older version.
             if self.etag(key)?.as_ref() == Some(&before) {
-                return Ok(read?.then_some((buf, before)));
+                match read {
+                    Ok(found) => return Ok(found.then_some((buf, before))),
+                    Err(e) => failed = Some(e),
+                }
             }
+        }
+        if let Some(e) = failed {
+            return Err(e);
         }
         Err(Error::io(
             self.path(key),
