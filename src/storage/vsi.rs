@@ -271,8 +271,19 @@ impl VsiStorage {
             return Ok(Some(false));
         }
         let mut buf = Vec::new();
-        h.read_at(0, data.len(), &mut buf)?;
-        Ok(Some(buf == data))
+        match h.read_at(0, data.len(), &mut buf) {
+            Ok(()) => Ok(Some(buf == data)),
+            // Deleted between the request for its size and the one for its bytes, it is
+            // missing; otherwise the read failed.
+            Err(e) => {
+                drop(h);
+                self.forget(key)?;
+                match self.open(key, 0)? {
+                    None => Ok(None),
+                    Some(_) => Err(e),
+                }
+            }
+        }
     }
 
     /// The object's ETag, by GDAL's request for its headers; `None` when it does not
