@@ -250,6 +250,24 @@ fn the_sql_narrowing_never_loses_a_match_and_pages_in_order() {
 }
 
 #[test]
+fn refreshing_statistics_analyzes_the_items() {
+    let pg = postgres();
+    let mut n = 0;
+    let mut c = fresh(&pg, &mut n);
+    c.add_batch(&items(&mut Rng(7), 30, "a")).unwrap();
+    let analyzed = |pg: &Postgres| {
+        pg.psql_in(
+            &format!("c{n}"),
+            "SELECT last_analyze IS NOT NULL FROM pg_stat_user_tables \
+             WHERE schemaname = 'gridstore' AND relname = 'items'",
+        )
+    };
+    let before = analyzed(&pg);
+    c.refresh_statistics().unwrap();
+    assert_eq!((before.trim(), analyzed(&pg).trim()), ("f", "t"));
+}
+
+#[test]
 fn summaries_follow_replacements_and_removals() {
     let pg = postgres();
     let mut n = 0;

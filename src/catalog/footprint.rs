@@ -564,10 +564,22 @@ fn to_wgs84_parts(native: &Geom, to: &ToWgs84) -> Result<Geom> {
     }
 }
 
-/// `dense` transformed by GDAL's geometry transformer with `WRAPDATELINE=YES`.
+/// `dense` transformed by GDAL's geometry transformer with `WRAPDATELINE=YES`. The
+/// transformer is made for each geometry: one kept from one geometry to the next failed on
+/// the edge of a geostationary disk where a new one succeeds (GDAL 3.6).
 fn wrapped(dense: &Geom, to: &ToWgs84) -> Result<Geom> {
-    // SAFETY: both handles are valid; the returned geometry (or null) is owned by us.
-    let out = unsafe { gdal_sys::OGR_GeomTransformer_Transform(to.wrap, dense.0) };
+    let options = CStringList::new(["WRAPDATELINE=YES".to_string()]);
+    // SAFETY: ct and dense are valid handles; the transformer is destroyed here; the
+    // returned geometry (or null) is owned by us.
+    let out = unsafe {
+        let t = gdal_sys::OGR_GeomTransformer_Create(to.ct.0, options.as_ptr() as _);
+        if t.is_null() {
+            return Err(gdal_error("cannot make a geometry transformer"));
+        }
+        let g = gdal_sys::OGR_GeomTransformer_Transform(t, dense.0);
+        gdal_sys::OGR_GeomTransformer_Destroy(t);
+        g
+    };
     if out.is_null() {
         return Err(Error::InvalidInput(format!(
             "the polygon cannot be transformed to longitude/latitude ({}); check that its \
@@ -822,12 +834,8 @@ impl Drop for Transform {
     }
 }
 
-/// A CRS's way into EPSG:4326: the coordinate transformation, and GDAL's geometry
-/// transformer over it that cuts at the antimeridian. The transformer is kept because it
-/// keeps what it works out about the CRS (where the poles fall in it) from one geometry to
-/// the next: made for each geometry, that costs more than the transformation itself.
+/// A CRS's way into EPSG:4326: the coordinate transformation, and where the poles are.
 struct ToWgs84 {
-    wrap: gdal_sys::OGRGeomTransformerH,
     ct: Transform,
     poles: Poles,
 }
@@ -847,15 +855,8 @@ impl ToWgs84 {
     }
 
     fn new(ct: Transform, crs: &Crs) -> Result<ToWgs84> {
-        let options = CStringList::new(["WRAPDATELINE=YES".to_string()]);
-        // SAFETY: a valid transformation and a NUL-terminated option list; GDAL copies
-        // both (the transformation is cloned).
-        let wrap = unsafe { gdal_sys::OGR_GeomTransformer_Create(ct.0, options.as_ptr() as _) };
-        if wrap.is_null() {
-            return Err(gdal_error("cannot make a geometry transformer"));
-        }
         let poles = Poles::of(crs)?;
-        Ok(ToWgs84 { wrap, ct, poles })
+        Ok(ToWgs84 { ct, poles })
     }
 }
 
@@ -888,13 +889,6 @@ impl Poles {
             true => Poles::Unknown,
             false => Poles::At(points),
         })
-    }
-}
-
-impl Drop for ToWgs84 {
-    fn drop(&mut self) {
-        // SAFETY: created by OGR_GeomTransformer_Create, destroyed once.
-        unsafe { gdal_sys::OGR_GeomTransformer_Destroy(self.wrap) }
     }
 }
 

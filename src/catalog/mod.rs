@@ -43,6 +43,12 @@ pub trait Catalog: Send {
     /// and updates the collections' summaries in it.
     fn add_batch(&mut self, items: &[Item]) -> Result<()>;
 
+    /// Brings the query planner's statistics up to date after a bulk add, so the next
+    /// searches are planned for the catalog as it now is (none needed by default).
+    fn refresh_statistics(&mut self) -> Result<()> {
+        Ok(())
+    }
+
     /// Removes items of a collection: those with the given ids, or all of them (the
     /// collection goes) when `ids` is `None`. Returns how many were removed.
     fn remove(&mut self, collection: &str, ids: Option<&[String]>) -> Result<u64>;

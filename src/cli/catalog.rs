@@ -241,6 +241,10 @@ pub fn run(cmd: CatalogCmd) -> Result<()> {
     }
 }
 
+/// After adding this many items at once, the catalog's statistics are brought up to date
+/// (a smaller add leaves that to the database's own schedule).
+const REFRESH_STATISTICS_AFTER: usize = 10_000;
+
 fn add(args: AddArgs) -> Result<()> {
     let mut cat = catalog::open(&args.catalog)?;
     let batch = args.batch as usize;
@@ -262,17 +266,15 @@ fn add(args: AddArgs) -> Result<()> {
             }
         }
     } else if args.stac {
-        for file in &args.files {
-            let mut lines = StacLines::open(file)?;
-            while let Some(items) = lines.next_items(batch, args.collection.as_deref())? {
-                for item in items {
-                    pending.push(item);
-                    if pending.len() >= batch {
-                        flush(&mut pending, &mut cat)?;
-                    }
+        stac_batches(&args.files, batch, args.collection.as_deref(), |items| {
+            for item in items {
+                pending.push(item);
+                if pending.len() >= batch {
+                    flush(&mut pending, &mut cat)?;
                 }
             }
-        }
+            Ok(())
+        })?;
     } else {
         let options = RasterOptions {
             collection: args.collection.clone().unwrap_or_else(|| "default".into()),
@@ -286,8 +288,44 @@ fn add(args: AddArgs) -> Result<()> {
         }
     }
     flush(&mut pending, &mut cat)?;
+    if total >= REFRESH_STATISTICS_AFTER {
+        cat.refresh_statistics()?;
+    }
     println!("added {total} item(s) to {}", cat.location());
     Ok(())
+}
+
+/// Hands the items of the STAC files `files`, `batch` lines at a time, to `take`, while
+/// the next batch is being made: reading the items (their footprints) and adding them to
+/// the catalog overlap.
+fn stac_batches(
+    files: &[String],
+    batch: usize,
+    collection: Option<&str>,
+    mut take: impl FnMut(Vec<Item>) -> Result<()>,
+) -> Result<()> {
+    std::thread::scope(|scope| {
+        let (made, ready) = std::sync::mpsc::sync_channel::<Result<Vec<Item>>>(1);
+        scope.spawn(move || {
+            let make = || -> Result<()> {
+                for file in files {
+                    let mut lines = StacLines::open(file)?;
+                    while let Some(items) = lines.next_items(batch, collection)? {
+                        // Refused when the taker has stopped (on an error of its own).
+                        if made.send(Ok(items)).is_err() {
+                            return Ok(());
+                        }
+                    }
+                }
+                Ok(())
+            };
+            if let Err(e) = make() {
+                let _ = made.send(Err(e));
+            }
+        });
+        // Stops at the first error; the maker then finds no one to send to and stops.
+        ready.into_iter().try_for_each(|items| take(items?))
+    })
 }
 
 /// The sources a store's writes recorded (docs/FORMAT.md §12) that its state at `snapshot`

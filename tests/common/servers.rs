@@ -368,17 +368,15 @@ impl Postgres {
 
     /// Runs `sql` with psql; its output (tuples only, unaligned).
     pub fn psql(&self, sql: &str) -> String {
+        self.psql_in("postgres", sql)
+    }
+
+    /// Runs `sql` with psql in database `db`; its output (tuples only, unaligned).
+    #[allow(dead_code)] // not every test crate that starts a server uses it
+    pub fn psql_in(&self, db: &str, sql: &str) -> String {
+        let url = self.url().replace("/postgres", &format!("/{db}"));
         let out = Command::new("psql")
-            .args([
-                "-X",
-                "-q",
-                "-t",
-                "-A",
-                "-v",
-                "ON_ERROR_STOP=1",
-                "-d",
-                &self.url(),
-            ])
+            .args(["-X", "-q", "-t", "-A", "-v", "ON_ERROR_STOP=1", "-d", &url])
             .args(["-c", sql])
             .output()
             .expect("psql (Debian's postgresql-client)");

@@ -161,6 +161,15 @@ impl Catalog for PostgisCatalog {
         write::add_batch(self, items)
     }
 
+    fn refresh_statistics(&mut self) -> Result<()> {
+        // PostgreSQL's autovacuum analyzes a table only some time after it changed: until
+        // then a search after a bulk add is planned for the table as it was.
+        self.client
+            .borrow_mut()
+            .batch_execute("ANALYZE gridstore.items")
+            .map_err(|e| self.fail(e, "cannot update the statistics of the items"))
+    }
+
     fn remove(&mut self, collection: &str, ids: Option<&[String]>) -> Result<u64> {
         write::remove(self, collection, ids)
     }
