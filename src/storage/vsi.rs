@@ -604,8 +604,8 @@ impl Storage for VsiStorage {
     }
 }
 
-/// How many times `create_new` writes an object that was missing each time its write
-/// failed, before it reports the failure.
+/// How many times `create_new` writes an object that was missing each time it was read
+/// back after its write, before it reports the failure.
 const CREATE_TRIES: u32 = 8;
 
 /// The request header of a write that must not replace an object.
