@@ -17,6 +17,7 @@ run_suite() { # $1: cargo profile flag ("--release" or "")
   else
     cargo test $1 --no-fail-fast "${@:2}"
   fi
+  rm -rf target/release/test-gdalplugins-* target/debug/test-gdalplugins-*
 }
 
 echo "== Tests, release build"

@@ -11,6 +11,7 @@ pub fn root() -> PathBuf {
 }
 
 /// A folder holding only this build's plugin as `gdal_GRIDSTORE.so`, for GDAL_DRIVER_PATH.
+/// Each test process makes its own, so a rebuild never changes a plugin GDAL has loaded.
 /// The library is the one cargo built next to this test binary (same profile).
 pub fn plugin_dir() -> &'static Path {
     static DIR: OnceLock<PathBuf> = OnceLock::new();
@@ -28,7 +29,12 @@ pub fn plugin_dir() -> &'static Path {
         );
         let dir = profile_dir.join(format!("test-gdalplugins-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        std::fs::copy(&lib, dir.join("gdal_GRIDSTORE.so")).unwrap();
+        // A hard link costs no space (every test process makes one); a copy only where
+        // links cannot be made.
+        let plugin = dir.join("gdal_GRIDSTORE.so");
+        if std::fs::hard_link(&lib, &plugin).is_err() {
+            std::fs::copy(&lib, &plugin).unwrap();
+        }
         dir
     })
 }
