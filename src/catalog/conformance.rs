@@ -38,6 +38,10 @@ pub const CHECKS: &[(&str, Check)] = &[
     ("property_filters", property_filters),
     ("nested_data_kept", nested_data_kept),
     ("streaming_order_and_resume", streaming_order_and_resume),
+    (
+        "limits_met_past_dropped_candidates",
+        limits_met_past_dropped_candidates,
+    ),
     ("extent_follows_writes", extent_follows_writes),
     ("bulk_batches_and_replacement", bulk_batches_and_replacement),
     (
@@ -648,6 +652,41 @@ fn nested_data_kept(cat: &mut dyn Catalog) {
     let stac = got.to_stac();
     assert_eq!(stac["properties"]["gridstore:extra"], it.extra);
     assert_eq!(stac["properties"]["start_datetime"], "1970-01-01T00:00:00Z");
+}
+
+/// A limited search whose candidates mostly fail the exact test (their boxes meet the
+/// query box, their triangles do not) still returns its limit, over several pages.
+fn limits_met_past_dropped_candidates(cat: &mut dyn Catalog) {
+    let t0 = us("2021-06-01T00:00:00Z");
+    let triangle = "POLYGON((0 0,1 0,0 1,0 0))";
+    let items: Vec<Item> = (0..2400)
+        .map(|i| {
+            let wkt = if i % 9 == 0 {
+                rect(0.0, 0.0, 1.0, 1.0)
+            } else {
+                triangle.to_string()
+            };
+            let t = t0 + i * HOUR_US;
+            item(
+                "lim",
+                &format!("t{i:04}"),
+                "EPSG:4326",
+                &wkt,
+                t,
+                t + HOUR_US,
+            )
+        })
+        .collect();
+    add(cat, &items);
+    for (limit, order) in [(1, Order::Asc), (40, Order::Desc), (150, Order::Asc)] {
+        let search = Search {
+            area: bbox(0.8, 0.8, 0.95, 0.95),
+            limit: Some(limit),
+            order,
+            ..Default::default()
+        };
+        assert_eq!(agree(cat, &items, &search).len(), limit as usize);
+    }
 }
 
 fn streaming_order_and_resume(cat: &mut dyn Catalog) {

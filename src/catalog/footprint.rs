@@ -13,6 +13,7 @@ use std::ffi::{c_char, c_void, CString};
 
 use serde_json::Value as Json;
 
+use super::geojson;
 use crate::error::{Error, Result};
 use crate::gdal::cpl::{from_c, last_error_message, CStringList, QuietErrors};
 
@@ -300,24 +301,32 @@ impl Footprint {
 
     /// The native polygon as GeoJSON geometry (coordinates in the native CRS).
     pub fn native_geojson(&self) -> Json {
-        Geom::from_wkb(&self.native_wkb)
-            .and_then(|g| g.to_geojson())
-            .unwrap_or(Json::Null)
+        geojson::polygons(&self.native_wkb, false).unwrap_or_else(|| {
+            Geom::from_wkb(&self.native_wkb)
+                .and_then(|g| g.to_geojson())
+                .unwrap_or(Json::Null)
+        })
     }
 
     /// The 4326 parts as a GeoJSON Polygon (one part) or MultiPolygon.
     pub fn wgs84_geojson(&self) -> Json {
-        let Ok(g) = Geom::from_wkb(&self.wgs84_wkb) else {
-            return Json::Null;
-        };
-        let single = (g.part_count() == 1).then(|| g.part(0)).flatten();
-        single.unwrap_or(g).to_geojson().unwrap_or(Json::Null)
+        geojson::polygons(&self.wgs84_wkb, true)
+            .unwrap_or_else(|| ogr_geojson_of_parts(&self.wgs84_wkb))
     }
 
     /// The RFC 7946 bbox: west > east when the footprint crosses the antimeridian.
     pub fn bbox_4326(&self) -> Bbox {
         wrapped_bbox(&self.boxes)
     }
+}
+
+/// The GeoJSON of 4326 parts as OGR writes it: one part as a Polygon.
+fn ogr_geojson_of_parts(wkb: &[u8]) -> Json {
+    let Ok(g) = Geom::from_wkb(wkb) else {
+        return Json::Null;
+    };
+    let single = (g.part_count() == 1).then(|| g.part(0)).flatten();
+    single.unwrap_or(g).to_geojson().unwrap_or(Json::Null)
 }
 
 /// A query area as given by the user.
@@ -1162,7 +1171,8 @@ impl Geom {
     }
 
     fn to_geojson(&self) -> Result<Json> {
-        let options = CStringList::new(["COORDINATE_PRECISION=9".to_string()]);
+        let precision = geojson::COORDINATE_PRECISION;
+        let options = CStringList::new([format!("COORDINATE_PRECISION={precision}")]);
         // SAFETY: valid handle; the string is freed with VSIFree after copying.
         let text = unsafe {
             let p = gdal_sys::OGR_G_ExportToJsonEx(self.0, options.as_ptr());
@@ -1250,6 +1260,56 @@ mod tests {
         .unwrap();
         assert!(!f.intersects_in_wgs84(&lon0).unwrap());
         assert!(!f.intersects(&lon0).unwrap());
+    }
+
+    #[test]
+    fn geojson_is_what_ogr_writes_to_nine_decimals() {
+        let cases = [
+            ("EPSG:32633", "POLYGON((450000.123456789 4950000.5,550000 4950000,550000 5050000.987654321,450000 5050000,450000.123456789 4950000.5),(500000 5000000,510000 5000000,510000 5010000,500000 5000000))"),
+            ("EPSG:32601", "POLYGON((290000 6950000,390000 6950000,390000 7050000,290000 7050000,290000 6950000))"),
+            ("EPSG:3413", &rect([-1e6, -1e6, 1e6, 1e6])),
+            ("EPSG:3031", &rect([-291717.1, 77192.9, 844346.5, 221812.7])),
+            ("EPSG:4326", "MULTIPOLYGON(((179.5 -10,180 -10,180 10,179.5 10,179.5 -10)),((-180 -10,-179.25 -10,-179.25 10,-180 10,-180 -10)))"),
+            ("EPSG:4326", "POLYGON Z((10 20 1.5,11 20 2,11 21 -0.0000000001,10 20 1.5))"),
+        ];
+        for (crs, wkt) in cases {
+            let f = Footprint::from_wkt(crs, wkt).unwrap();
+            let what = format!("{crs} {wkt}");
+            let native = Geom::from_wkb(&f.native_wkb).unwrap().to_geojson().unwrap();
+            assert_close(&f.native_geojson(), &native, &what);
+            let parts = ogr_geojson_of_parts(&f.wgs84_wkb);
+            assert_close(&f.wgs84_geojson(), &parts, &what);
+            assert!(geojson::polygons(&f.wgs84_wkb, true).is_some(), "{what}");
+        }
+        // Where OGR shortens a run of nines, the nine decimals are kept.
+        let wkt = rect([10.0, -86.188999998, 11.0, -86.0]);
+        let f = Footprint::from_wkt("EPSG:4326", &wkt).unwrap();
+        let first_y = |g: &Json| g["coordinates"][0][0][1].as_f64();
+        assert_eq!(first_y(&f.native_geojson()), Some(-86.188999998));
+        let ogr = Geom::from_wkb(&f.native_wkb).unwrap().to_geojson().unwrap();
+        assert_eq!(first_y(&ogr), Some(-86.189));
+    }
+
+    /// The same GeoJSON but for numbers, which differ by at most 1e-8 (both round to 9
+    /// decimals; OGR shortens some further).
+    fn assert_close(ours: &Json, ogr: &Json, what: &str) {
+        match (ours, ogr) {
+            (Json::Array(a), Json::Array(b)) => {
+                assert_eq!(a.len(), b.len(), "{what}: {ours} against {ogr}");
+                a.iter().zip(b).for_each(|(x, y)| assert_close(x, y, what));
+            }
+            (Json::Object(a), Json::Object(b)) => {
+                assert_eq!(a.len(), b.len(), "{what}: {ours} against {ogr}");
+                a.iter().for_each(|(k, x)| assert_close(x, &b[k], what));
+            }
+            (Json::Number(x), Json::Number(y)) => {
+                assert!(x.is_f64() && y.is_f64(), "{what}: {x} against {y}");
+                let (x, y) = (x.as_f64().unwrap(), y.as_f64().unwrap());
+                let close = (x - y).abs() <= 1e-8 * y.abs().max(1.0);
+                assert!(close, "{what}: {x} against {y}");
+            }
+            _ => assert_eq!(ours, ogr, "{what}"),
+        }
     }
 
     /// The 4326 parts of `wkt` in `crs`, and what GDAL's date-line cutting makes of them.

@@ -12,6 +12,7 @@
 
 pub mod conformance;
 pub mod footprint;
+pub mod geojson;
 pub mod item;
 pub mod postgis;
 pub mod query;
@@ -31,8 +32,20 @@ use crate::error::Result;
 /// Items streamed by a search, in the search's order.
 pub type ItemStream<'a> = Box<dyn Iterator<Item = Result<Item>> + 'a>;
 
-/// How many rows a backend reads per page while streaming.
+/// How many rows a backend reads per page while streaming, at most.
 pub const PAGE_SIZE: usize = 1000;
+
+/// How many rows a backend reads for its next page: a whole page, or, while a search
+/// with a limit still wants fewer items than that, what it wants, doubled for each page
+/// read before (the SQL filter is exact on time and properties, so a small limit is
+/// usually met by the first page without reading rows only to drop them).
+pub fn page_rows(still_wanted: Option<u64>, pages_read: u32) -> usize {
+    let Some(wanted) = still_wanted else {
+        return PAGE_SIZE;
+    };
+    let grown = wanted.max(1).saturating_mul(1u64 << pages_read.min(16));
+    usize::try_from(grown).map_or(PAGE_SIZE, |n| n.min(PAGE_SIZE))
+}
 
 /// A catalog backend.
 pub trait Catalog: Send {

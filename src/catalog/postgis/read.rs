@@ -10,8 +10,8 @@ use serde_json::Value as Json;
 use super::PostgisCatalog;
 use crate::catalog::query::Prepared;
 use crate::catalog::{
-    Bbox, CrsSummary, Footprint, Item, ItemStream, Op, Order, PropertyFilter, Search, Value,
-    PAGE_SIZE,
+    page_rows, Bbox, CrsSummary, Footprint, Item, ItemStream, Op, Order, PropertyFilter, Search,
+    Value,
 };
 use crate::error::Result;
 
@@ -40,9 +40,9 @@ pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemSt
         if keyset {
             wheres.push(format!(
                 "(i.t_start, i.collection, i.id) {after} (${}, ${}, ${})",
-                n + 1,
                 n + 2,
-                n + 3
+                n + 3,
+                n + 4
             ));
         }
         let wheres = match wheres.is_empty() {
@@ -51,7 +51,8 @@ pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemSt
         };
         format!(
             "SELECT {COLUMNS} FROM gridstore.items i WHERE {wheres} \
-             ORDER BY i.t_start{order}, i.collection{order}, i.id{order} LIMIT {PAGE_SIZE}"
+             ORDER BY i.t_start{order}, i.collection{order}, i.id{order} LIMIT ${}",
+            n + 1
         )
     };
     let mut client = catalog.client.borrow_mut();
@@ -73,6 +74,7 @@ pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemSt
         buffer: VecDeque::new(),
         exhausted: false,
         returned: 0,
+        pages_read: 0,
     }))
 }
 
@@ -189,12 +191,18 @@ struct Pages<'a> {
     buffer: VecDeque<Item>,
     exhausted: bool,
     returned: u64,
+    pages_read: u32,
 }
 
 impl Pages<'_> {
     /// Reads the next page of candidates into the buffer, keeping those that match.
     fn fill(&mut self) -> Result<()> {
+        let wanted = (self.prepared.search.limit).map(|l| l.saturating_sub(self.returned));
+        let page = page_rows(wanted, self.pages_read);
+        self.pages_read += 1;
+        let limit = page as i64;
         let mut params: Vec<&(dyn ToSql + Sync)> = self.params.iter().map(|p| p.as_ref()).collect();
+        params.push(&limit);
         let rows = match &self.keyset {
             Some((t, c, id)) => {
                 params.extend([t as &(dyn ToSql + Sync), c, id]);
@@ -203,7 +211,7 @@ impl Pages<'_> {
             None => self.catalog.client.borrow_mut().query(&self.first, &params),
         }
         .map_err(|e| self.catalog.fail(e, "cannot search"))?;
-        self.exhausted = rows.len() < PAGE_SIZE;
+        self.exhausted = rows.len() < page;
         for row in &rows {
             let item = item_of(self.catalog, row)?;
             self.keyset = Some((item.start_us, item.collection.clone(), item.id.clone()));

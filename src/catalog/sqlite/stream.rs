@@ -12,7 +12,7 @@ use crate::catalog::footprint::Footprint;
 use crate::catalog::item::{Item, Value};
 use crate::catalog::query::{Order, Prepared, ResumeToken};
 use crate::catalog::when::solar_shift_us;
-use crate::catalog::{Crs, PAGE_SIZE};
+use crate::catalog::{page_rows, Crs, PAGE_SIZE};
 use crate::error::{Error, Result};
 
 const COLUMNS: &str = "rid, collection, id, t_start, t_end, crs_id, native_wkb, nminx, nminy, \
@@ -31,6 +31,7 @@ pub struct Pages<'a> {
     buffer: VecDeque<Item>,
     exhausted: bool,
     remaining: Option<u64>,
+    pages_read: u32,
     crs: HashMap<i64, Crs>,
     failed: bool,
 }
@@ -50,6 +51,7 @@ impl<'a> Pages<'a> {
             path,
             after: prepared.search.after.clone(),
             remaining: prepared.search.limit,
+            pages_read: 0,
             prepared,
             filter,
             params,
@@ -77,14 +79,20 @@ impl<'a> Pages<'a> {
                 Sql::Text(t.id.clone()),
             ]);
         }
+        let page = page_rows(self.remaining, self.pages_read);
+        self.pages_read += 1;
+        // The page's row ids first, then its rows: SQLite sorts what it selects, and
+        // sorting whole rows (footprints and all) of every candidate of an area costs
+        // many times what the ids cost.
         let sql = format!(
-            "SELECT {COLUMNS} FROM items WHERE {clause} \
-             ORDER BY t_start {dir}, collection {dir}, id {dir} LIMIT {PAGE_SIZE}"
+            "SELECT rid FROM items WHERE {clause} \
+             ORDER BY t_start {dir}, collection {dir}, id {dir} LIMIT {page}"
         );
-        let rows = self.read_rows(&sql, params)?;
-        if rows.len() < PAGE_SIZE {
+        let rids = self.read_rids(&sql, params)?;
+        if rids.len() < page {
             self.exhausted = true;
         }
+        let rows = self.read_rows(&rids)?;
         if let Some(last) = rows.last() {
             self.after = Some(ResumeToken::after(&last.1, order));
         }
@@ -104,13 +112,26 @@ impl<'a> Pages<'a> {
         Ok(())
     }
 
-    fn read_rows(&self, sql: &str, params: Vec<Sql>) -> Result<Vec<(i64, Item)>> {
+    fn read_rids(&self, sql: &str, params: Vec<Sql>) -> Result<Vec<i64>> {
         let err = |e| db_error(self.path, e);
         let mut st = self.conn.prepare_cached(sql).map_err(err)?;
-        let mut rows = st.query(rusqlite::params_from_iter(params)).map_err(err)?;
-        let mut out = Vec::with_capacity(PAGE_SIZE);
-        while let Some(row) = rows.next().map_err(err)? {
-            out.push(decode(row).map_err(|e| self.decode_error(e))?);
+        let rids = st
+            .query_map(rusqlite::params_from_iter(params), |r| r.get(0))
+            .map_err(err)?;
+        rids.collect::<rusqlite::Result<_>>().map_err(err)
+    }
+
+    /// The rows of `rids`, in that order; a row removed since its id was read is left out.
+    fn read_rows(&self, rids: &[i64]) -> Result<Vec<(i64, Item)>> {
+        let err = |e| db_error(self.path, e);
+        let sql = format!("SELECT {COLUMNS} FROM items WHERE rid = ?1");
+        let mut st = self.conn.prepare_cached(&sql).map_err(err)?;
+        let mut out = Vec::with_capacity(rids.len().min(PAGE_SIZE));
+        for rid in rids {
+            let mut rows = st.query([rid]).map_err(err)?;
+            if let Some(row) = rows.next().map_err(err)? {
+                out.push(decode(row).map_err(|e| self.decode_error(e))?);
+            }
         }
         Ok(out)
     }

@@ -1,0 +1,247 @@
+//! GeoJSON geometries from the WKB a footprint keeps, written without OGR.
+//!
+//! A search writes a geometry for every item it returns, and OGR's GeoJSON writer spends
+//! most of its time formatting numbers through C++ streams. This module reads the
+//! polygons the catalog stores (ISO WKB Polygon or MultiPolygon, 2D or with Z) and gives
+//! the GeoJSON geometry `OGR_G_ExportToJsonEx` gives with `COORDINATE_PRECISION=9`: the
+//! same structure, every coordinate a floating-point number rounded to nine decimals.
+//! OGR then also shortens a number whose digits end in a run of zeros or nines
+//! (-86.188999998 becomes -86.189); this module keeps the nine decimals. Anything else
+//! it declines (`None`), and the caller asks OGR.
+
+use serde_json::{json, Value as Json};
+
+/// Decimals kept in each coordinate, as OGR's `COORDINATE_PRECISION`.
+pub const COORDINATE_PRECISION: usize = 9;
+
+const POLYGON: u32 = 3;
+const MULTI_POLYGON: u32 = 6;
+/// ISO WKB adds this to a type code for geometries with Z.
+const WITH_Z: u32 = 1000;
+
+/// A polygon: rings of points, each point 2 or 3 numbers.
+type Polygon = Vec<Vec<Vec<f64>>>;
+
+/// The GeoJSON geometry of `wkb`: a Polygon, or a MultiPolygon (a Polygon when it has
+/// exactly one part and `one_part_as_polygon`). `None` for WKB this module does not read.
+pub fn polygons(wkb: &[u8], one_part_as_polygon: bool) -> Option<Json> {
+    let mut r = Reader {
+        rest: wkb,
+        little_endian: true,
+    };
+    let (kind, dims) = r.header()?;
+    let geometry = match kind {
+        POLYGON => json!({"type": "Polygon", "coordinates": r.polygon(dims)?}),
+        MULTI_POLYGON => {
+            let count = r.count(9)?;
+            let mut parts = Vec::with_capacity(count);
+            for _ in 0..count {
+                let (kind, part_dims) = r.header()?;
+                if kind != POLYGON || part_dims != dims {
+                    return None;
+                }
+                parts.push(r.polygon(dims)?);
+            }
+            if one_part_as_polygon && parts.len() == 1 {
+                json!({"type": "Polygon", "coordinates": parts.pop()})
+            } else {
+                json!({"type": "MultiPolygon", "coordinates": parts})
+            }
+        }
+        _ => return None,
+    };
+    r.rest.is_empty().then_some(geometry)
+}
+
+/// `x` rounded to [`COORDINATE_PRECISION`] decimals as `printf("%.9f")` rounds it (from
+/// its exact binary value), read back as the nearest double.
+///
+/// Longitudes and latitudes take a short way: below 2^43 the product `x * 1e9` is off
+/// its exact value by at most 2^-10, so unless it lies within 1/64 of a half its
+/// rounding is the exact one; and the integer it rounds to, divided by 1e9 (both exact
+/// doubles), is the nearest double to the decimal. Other numbers are formatted.
+fn rounded(x: f64) -> f64 {
+    const SCALE: f64 = 1e9;
+    const EXACT_BELOW: f64 = (1u64 << 43) as f64;
+    let scaled = x * SCALE;
+    let from_half = (scaled - scaled.trunc()).abs() - 0.5;
+    if scaled.abs() < EXACT_BELOW && from_half.abs() > 1.0 / 64.0 {
+        return scaled.round() / SCALE;
+    }
+    format!("{x:.COORDINATE_PRECISION$}").parse().unwrap_or(x)
+}
+
+/// Reads WKB from the front of a byte slice; every count is checked against the bytes
+/// left before anything is allocated.
+struct Reader<'a> {
+    rest: &'a [u8],
+    little_endian: bool,
+}
+
+impl Reader<'_> {
+    /// A geometry's byte order and type: (type without Z, numbers per point).
+    fn header(&mut self) -> Option<(u32, usize)> {
+        let (&order, rest) = self.rest.split_first()?;
+        self.little_endian = match order {
+            1 => true,
+            0 => false,
+            _ => return None,
+        };
+        self.rest = rest;
+        let code = self.u32()?;
+        match code {
+            POLYGON | MULTI_POLYGON => Some((code, 2)),
+            c if c == POLYGON + WITH_Z || c == MULTI_POLYGON + WITH_Z => Some((c - WITH_Z, 3)),
+            _ => None,
+        }
+    }
+
+    fn polygon(&mut self, dims: usize) -> Option<Polygon> {
+        let rings = self.count(4)?;
+        let mut out = Vec::with_capacity(rings);
+        for _ in 0..rings {
+            let points = self.count(8 * dims)?;
+            let mut ring = Vec::with_capacity(points);
+            for _ in 0..points {
+                let mut point = Vec::with_capacity(dims);
+                for _ in 0..dims {
+                    point.push(rounded(self.f64()?));
+                }
+                ring.push(point);
+            }
+            out.push(ring);
+        }
+        Some(out)
+    }
+
+    /// A count of things each at least `min_bytes` long: refused if they cannot fit.
+    fn count(&mut self, min_bytes: usize) -> Option<usize> {
+        let n = usize::try_from(self.u32()?).ok()?;
+        (n.checked_mul(min_bytes)? <= self.rest.len()).then_some(n)
+    }
+
+    fn u32(&mut self) -> Option<u32> {
+        let bytes: [u8; 4] = self.take()?;
+        Some(if self.little_endian {
+            u32::from_le_bytes(bytes)
+        } else {
+            u32::from_be_bytes(bytes)
+        })
+    }
+
+    fn f64(&mut self) -> Option<f64> {
+        let bytes: [u8; 8] = self.take()?;
+        Some(if self.little_endian {
+            f64::from_le_bytes(bytes)
+        } else {
+            f64::from_be_bytes(bytes)
+        })
+    }
+
+    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
+        if self.rest.len() < N {
+            return None;
+        }
+        let (head, rest) = self.rest.split_at(N);
+        self.rest = rest;
+        head.try_into().ok()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn polygon_wkb(little: bool, z: bool, rings: &[&[[f64; 3]]]) -> Vec<u8> {
+        let mut b = vec![u8::from(little)];
+        let u = |v: u32| {
+            if little {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            }
+        };
+        let f = |v: f64| {
+            if little {
+                v.to_le_bytes()
+            } else {
+                v.to_be_bytes()
+            }
+        };
+        b.extend(u(if z { POLYGON + WITH_Z } else { POLYGON }));
+        b.extend(u(rings.len() as u32));
+        for ring in rings {
+            b.extend(u(ring.len() as u32));
+            for p in *ring {
+                let dims = if z { 3 } else { 2 };
+                for v in &p[..dims] {
+                    b.extend(f(*v));
+                }
+            }
+        }
+        b
+    }
+
+    #[test]
+    fn both_byte_orders_and_z_are_read() {
+        let ring: &[[f64; 3]] = &[
+            [0.0, 0.0, 1.0],
+            [1.0, 0.0, 1.0],
+            [0.0, 1.0, 1.0],
+            [0.0, 0.0, 1.0],
+        ];
+        for little in [true, false] {
+            let g = polygons(&polygon_wkb(little, false, &[ring]), true).unwrap();
+            assert_eq!(g["coordinates"][0][1], json!([1.0, 0.0]));
+            let g = polygons(&polygon_wkb(little, true, &[ring]), true).unwrap();
+            assert_eq!(g["coordinates"][0][2], json!([0.0, 1.0, 1.0]));
+        }
+    }
+
+    #[test]
+    fn counts_beyond_the_bytes_and_trailing_bytes_are_declined() {
+        let ring: &[[f64; 3]] = &[[0.0, 0.0, 0.0], [1.0, 0.0, 0.0], [0.0, 0.0, 0.0]];
+        let good = polygon_wkb(true, false, &[ring]);
+        assert!(polygons(&good, true).is_some());
+        let mut huge = good.clone();
+        huge[5..9].copy_from_slice(&u32::MAX.to_le_bytes());
+        assert_eq!(polygons(&huge, true), None);
+        let mut longer = good.clone();
+        longer.push(0);
+        assert_eq!(polygons(&longer, true), None);
+        assert_eq!(polygons(&good[..good.len() - 1], true), None);
+        let mut point = good;
+        point[1] = 1;
+        assert_eq!(polygons(&point, true), None);
+    }
+
+    #[test]
+    fn the_short_way_rounds_as_formatting_does() {
+        // Magnitudes from 1e-12 to 1e12, and values a hair either side of a half.
+        let mut state = 0x9e37_79b9_7f4a_7c15u64;
+        for i in 0..400_000 {
+            state ^= state << 13;
+            state ^= state >> 7;
+            state ^= state << 17;
+            let unit = (state >> 11) as f64 / (1u64 << 53) as f64;
+            let x = if i % 4 == 0 {
+                let half = ((state >> 3) % 360_000_000_000) as f64 + 0.5;
+                (half + (unit - 0.5) * 1e-3) / 1e9
+            } else {
+                (unit - 0.5) * 10f64.powi((i % 25) - 12)
+            };
+            let formatted: f64 = format!("{x:.9}").parse().unwrap();
+            assert_eq!(rounded(x).to_bits(), formatted.to_bits(), "{x:e}");
+        }
+    }
+
+    #[test]
+    fn coordinates_round_as_printf_does() {
+        assert_eq!(rounded(-89.12345678951), -89.12345679);
+        assert_eq!(rounded(179.9999999996), 180.0);
+        assert_eq!(rounded(-1e-10).to_bits(), (-0.0f64).to_bits());
+        // The double nearest 123456789.123456789 is 123456789.12345679104328155517578125.
+        let big: f64 = "123456789.123456789".parse().unwrap();
+        assert_eq!(rounded(big), "123456789.123456791".parse::<f64>().unwrap());
+    }
+}
