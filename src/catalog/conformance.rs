@@ -42,6 +42,7 @@ pub const CHECKS: &[(&str, Check)] = &[
         "limits_met_past_dropped_candidates",
         limits_met_past_dropped_candidates,
     ),
+    ("narrow_time_or_narrow_area", narrow_time_or_narrow_area),
     ("extent_follows_writes", extent_follows_writes),
     ("bulk_batches_and_replacement", bulk_batches_and_replacement),
     (
@@ -686,6 +687,49 @@ fn limits_met_past_dropped_candidates(cat: &mut dyn Catalog) {
             ..Default::default()
         };
         assert_eq!(agree(cat, &items, &search).len(), limit as usize);
+    }
+}
+
+/// A wide area over a short time, and a small area over a long time, give what the brute
+/// force gives (a backend may read the candidates by time or by area).
+fn narrow_time_or_narrow_area(cat: &mut dyn Catalog) {
+    let t0 = us("2022-01-01T00:00:00Z");
+    let items: Vec<Item> = (0..800)
+        .map(|i| {
+            let (x, y) = ((i % 40) as f64 * 4.0 - 80.0, (i / 40) as f64 * 4.0 - 40.0);
+            let t = t0 + i * 6 * HOUR_US;
+            let wkt = rect(x, y, x + 3.0, y + 3.0);
+            item(
+                "plan",
+                &format!("p{i:03}"),
+                "EPSG:4326",
+                &wkt,
+                t,
+                t + HOUR_US,
+            )
+        })
+        .collect();
+    add(cat, &items);
+    let day = |d: i64| TimeRange {
+        start: Some(t0 + d * 24 * HOUR_US),
+        end: Some(t0 + (d + 1) * 24 * HOUR_US),
+    };
+    let searches = [
+        (bbox(-90.0, -50.0, 90.0, 50.0), Some(day(3))),
+        (bbox(-70.0, -30.0, 10.0, 20.0), Some(day(100))),
+        (bbox(-79.5, -39.5, -78.5, -38.5), None),
+        (bbox(-79.5, -39.5, -74.5, -34.5), Some(day(0))),
+    ];
+    for (area, time) in searches {
+        for order in [Order::Asc, Order::Desc] {
+            let search = Search {
+                area: area.clone(),
+                time,
+                order,
+                ..Default::default()
+            };
+            assert!(!agree(cat, &items, &search).is_empty(), "{search:?}");
+        }
     }
 }
 

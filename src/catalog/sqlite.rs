@@ -136,7 +136,7 @@ impl Catalog for SqliteCatalog {
             .unwrap_or(0);
         Ok(Box::new(stream::Pages::new(
             &self.conn, &self.path, prepared, max_span,
-        )))
+        )?))
     }
 
     fn summaries(&self, collections: &[String]) -> Result<Vec<CrsSummary>> {

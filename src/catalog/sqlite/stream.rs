@@ -44,9 +44,10 @@ impl<'a> Pages<'a> {
         path: &'a Path,
         prepared: Prepared,
         max_span: i64,
-    ) -> Pages<'a> {
-        let (filter, params) = where_clause(&prepared, max_span);
-        Pages {
+    ) -> Result<Pages<'a>> {
+        let by_time = read_by_time(conn, &prepared, max_span).map_err(|e| db_error(path, e))?;
+        let (filter, params) = where_clause(&prepared, max_span, by_time);
+        Ok(Pages {
             conn,
             path,
             after: prepared.search.after.clone(),
@@ -59,7 +60,7 @@ impl<'a> Pages<'a> {
             exhausted: false,
             crs: HashMap::new(),
             failed: false,
-        }
+        })
     }
 
     /// Reads the next page of candidates and keeps those that match.
@@ -191,8 +192,55 @@ impl Iterator for Pages<'_> {
     }
 }
 
+/// At most this many items in a search's time range are counted to choose its plan.
+const COUNTED_BY_TIME: i64 = 50_000;
+
+/// Whether a search with both a time range and an area reads its candidates in time
+/// order from the time index, each checked against the area's item ids, rather than
+/// item by item from the area's ids: when the range holds fewer items than the area's
+/// boxes. SQLite's planner cannot tell (it knows nothing of how many ids the R*Tree
+/// gives), so both are counted, each count stopping at the other's.
+fn read_by_time(conn: &Connection, p: &Prepared, max_span: i64) -> rusqlite::Result<bool> {
+    let (Some(area), Some(start), Some(end)) = (&p.area, p.time.start, p.time.end) else {
+        return Ok(false);
+    };
+    let in_range: i64 = conn.query_row(
+        &format!(
+            "SELECT count(*) FROM (SELECT 1 FROM items WHERE t_start < ?1 AND t_start > ?2 \
+             LIMIT {COUNTED_BY_TIME})"
+        ),
+        [end, start.saturating_sub(max_span)],
+        |r| r.get(0),
+    )?;
+    if in_range >= COUNTED_BY_TIME {
+        return Ok(false);
+    }
+    let (boxes, params) = rtree_boxes(&area.boxes);
+    let in_area: i64 = conn.query_row(
+        &format!(
+            "SELECT count(*) FROM (SELECT 1 FROM items_rtree WHERE {boxes} LIMIT {})",
+            in_range + 1
+        ),
+        rusqlite::params_from_iter(params),
+        |r| r.get(0),
+    )?;
+    Ok(in_area > in_range)
+}
+
+/// The R*Tree condition for 4326 boxes (west, south, east, north), and its parameters.
+fn rtree_boxes(boxes: &[[f64; 4]]) -> (String, Vec<Sql>) {
+    let mut params = Vec::new();
+    let mut conditions = Vec::new();
+    for b in boxes {
+        conditions.push("(minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)");
+        params.extend([b[2], b[0], b[3], b[1]].map(Sql::Real));
+    }
+    (conditions.join(" OR "), params)
+}
+
 /// The SQL prefilter of a search: a superset of what [`Prepared::matches`] accepts.
-fn where_clause(p: &Prepared, max_span: i64) -> (String, Vec<Sql>) {
+/// `by_time`: see [`read_by_time`].
+fn where_clause(p: &Prepared, max_span: i64, by_time: bool) -> (String, Vec<Sql>) {
     let s = &p.search;
     let mut parts = vec!["1".to_string()];
     let mut params = Vec::new();
@@ -242,14 +290,12 @@ fn where_clause(p: &Prepared, max_span: i64) -> (String, Vec<Sql>) {
         params.push(typed);
     }
     if let Some(area) = &p.area {
-        let mut boxes = Vec::new();
-        for b in &area.boxes {
-            boxes.push("(minx <= ? AND maxx >= ? AND miny <= ? AND maxy >= ?)");
-            params.extend([b[2], b[0], b[3], b[1]].map(Sql::Real));
-        }
+        let (boxes, box_params) = rtree_boxes(&area.boxes);
+        params.extend(box_params);
+        // A unary plus keeps SQLite from reading the rows by these ids.
+        let rid = if by_time { "+rid" } else { "rid" };
         parts.push(format!(
-            "rid IN (SELECT pid >> 16 FROM items_rtree WHERE {})",
-            boxes.join(" OR ")
+            "{rid} IN (SELECT pid >> 16 FROM items_rtree WHERE {boxes})"
         ));
     }
     (parts.join(" AND "), params)
