@@ -565,12 +565,17 @@ pub fn merge_wrapped(a: Bbox, b: Bbox) -> Bbox {
 /// `WRAPDATELINE=YES`, which cuts it at the antimeridian and reaches the pole.
 fn to_wgs84_parts(native: &Geom, to: &ToWgs84) -> Result<Geom> {
     let (dense, transformed) = densify_for_wrap(native, &to.ct);
-    let plain =
-        transformed.filter(|t| !to.may_surround_a_pole(&native.envelope()) && t.within_one_turn());
-    match plain {
+    match transformed.filter(|t| taken_as_transformed(native, t, to)) {
         Some(plain) => Ok(simplified(plain)),
         None => wrapped(&dense, to),
     }
+}
+
+/// Whether `transformed`, the densified `native` polygon in EPSG:4326, is already its 4326
+/// parts: no pole in the native polygon's box, every longitude within -180..180 and no
+/// step across the antimeridian.
+fn taken_as_transformed(native: &Geom, transformed: &Geom, to: &ToWgs84) -> bool {
+    !to.may_surround_a_pole(&native.envelope()) && transformed.within_one_turn()
 }
 
 /// `dense` transformed by GDAL's geometry transformer with `WRAPDATELINE=YES`. The
@@ -1090,43 +1095,40 @@ impl Geom {
     /// measured the short way round (so a step across 180° counts as small).
     fn largest_longitude_step(&self) -> f64 {
         let mut widest: f64 = 0.0;
-        for poly in self.polygons() {
-            for r in 0..poly.part_count() {
-                // SAFETY: r is below the ring count; the ring belongs to `poly`, alive here.
-                let ring = unsafe { gdal_sys::OGR_G_GetGeometryRef(poly.0, r as i32) };
-                // SAFETY: a valid ring handle.
-                let n = unsafe { gdal_sys::OGR_G_GetPointCount(ring) };
-                for i in 1..n {
-                    // SAFETY: i and i - 1 are below the point count.
-                    let d = unsafe {
-                        gdal_sys::OGR_G_GetX(ring, i) - gdal_sys::OGR_G_GetX(ring, i - 1)
-                    };
-                    let d = d.abs() % 360.0;
-                    widest = widest.max(d.min(360.0 - d));
-                }
+        self.all_rings_x(|xs| {
+            for pair in xs.windows(2) {
+                let d = (pair[1] - pair[0]).abs() % 360.0;
+                widest = widest.max(d.min(360.0 - d));
             }
-        }
+            true
+        });
         widest
     }
 
     /// Whether every longitude is within -180..180 and no step between consecutive points
     /// is more than half a turn (none crosses the antimeridian).
     fn within_one_turn(&self) -> bool {
+        self.all_rings_x(|xs| {
+            xs.iter().all(|x| (-180.0..=180.0).contains(x))
+                && xs.windows(2).all(|p| (p[1] - p[0]).abs() <= 180.0)
+        })
+    }
+
+    /// Calls `holds` with the x coordinates of each ring of each polygon in turn, while it
+    /// returns true; whether it did for every ring.
+    fn all_rings_x(&self, mut holds: impl FnMut(&[f64]) -> bool) -> bool {
+        let mut xs = Vec::new();
         for poly in self.polygons() {
             for r in 0..poly.part_count() {
                 // SAFETY: r is below the ring count; the ring belongs to `poly`, alive here.
                 let ring = unsafe { gdal_sys::OGR_G_GetGeometryRef(poly.0, r as i32) };
                 // SAFETY: a valid ring handle.
                 let n = unsafe { gdal_sys::OGR_G_GetPointCount(ring) };
-                let mut last: Option<f64> = None;
-                for i in 0..n {
-                    // SAFETY: i is below the point count.
-                    let x = unsafe { gdal_sys::OGR_G_GetX(ring, i) };
-                    let crosses = last.is_some_and(|l| (x - l).abs() > 180.0);
-                    if !(-180.0..=180.0).contains(&x) || crosses {
-                        return false;
-                    }
-                    last = Some(x);
+                xs.clear();
+                // SAFETY: every i is below the point count.
+                xs.extend((0..n).map(|i| unsafe { gdal_sys::OGR_G_GetX(ring, i) }));
+                if !holds(&xs) {
+                    return false;
                 }
             }
         }
@@ -1318,8 +1320,7 @@ mod tests {
         let to = to_wgs84(&crs).unwrap();
         let native = Geom::from_wkt(wkt).unwrap();
         let (dense, transformed) = densify_for_wrap(&native, &to.ct);
-        let plain = transformed
-            .is_some_and(|t| !to.may_surround_a_pole(&native.envelope()) && t.within_one_turn());
+        let plain = transformed.is_some_and(|t| taken_as_transformed(&native, &t, &to));
         let ours = to_wgs84_parts(&native, &to).unwrap().to_wkb().unwrap();
         let gdal = wrapped(&dense, &to).unwrap().to_wkb().unwrap();
         (ours, gdal, plain)
