@@ -121,21 +121,20 @@ impl Reader<'_> {
     }
 
     fn u32(&mut self) -> Option<u32> {
-        let bytes: [u8; 4] = self.take()?;
-        Some(if self.little_endian {
-            u32::from_le_bytes(bytes)
-        } else {
-            u32::from_be_bytes(bytes)
-        })
+        self.little_endian_bytes().map(u32::from_le_bytes)
     }
 
     fn f64(&mut self) -> Option<f64> {
-        let bytes: [u8; 8] = self.take()?;
-        Some(if self.little_endian {
-            f64::from_le_bytes(bytes)
-        } else {
-            f64::from_be_bytes(bytes)
-        })
+        self.little_endian_bytes().map(f64::from_le_bytes)
+    }
+
+    /// The next `N` bytes, reversed when the geometry is big-endian.
+    fn little_endian_bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
+        let mut bytes: [u8; N] = self.take()?;
+        if !self.little_endian {
+            bytes.reverse();
+        }
+        Some(bytes)
     }
 
     fn take<const N: usize>(&mut self) -> Option<[u8; N]> {

@@ -30,8 +30,13 @@ pub fn plugin_dir() -> &'static Path {
         let dir = profile_dir.join(format!("test-gdalplugins-{}", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         // A hard link costs no space (every test process makes one); a copy only where
-        // links cannot be made.
+        // links cannot be made. A folder left by an earlier process of the same id is
+        // emptied first: copying onto its link would empty the one plugin all share.
         let plugin = dir.join("gdal_GRIDSTORE.so");
+        match std::fs::remove_file(&plugin) {
+            Err(e) if e.kind() != std::io::ErrorKind::NotFound => panic!("{e}"),
+            _ => {}
+        }
         if std::fs::hard_link(&lib, &plugin).is_err() {
             std::fs::copy(&lib, &plugin).unwrap();
         }
