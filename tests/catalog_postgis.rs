@@ -336,3 +336,32 @@ fn a_database_without_a_catalog_or_a_wrong_url_gets_a_clear_error() {
         .to_string();
     assert!(err.contains("version \"99\""), "{err}");
 }
+
+#[test]
+fn init_says_what_the_user_lacks_only_when_that_is_what_failed() {
+    let pg = postgres();
+    pg.psql("CREATE DATABASE lacks");
+    pg.psql("CREATE ROLE reader LOGIN");
+    pg.psql("REVOKE CREATE ON DATABASE lacks FROM PUBLIC");
+    pg.psql_in("lacks", "REVOKE CREATE ON SCHEMA public FROM PUBLIC");
+    let db = pg.url().replace("/postgres", "/lacks");
+    let as_reader = db.replace("gridstore@", "reader@");
+    let err = catalog::init(&as_reader)
+        .err()
+        .expect("the role may not create")
+        .to_string();
+    assert!(
+        err.contains("the user needs CREATE on the database"),
+        "{err}"
+    );
+    // The URL's own session options are kept beside the catalog's: a timeout of 1 ms
+    // cancels the tables' creation, and the message says so without blaming rights.
+    let hurried = format!("{db}?options=-c%20statement_timeout%3D1");
+    let err = catalog::init(&hurried)
+        .err()
+        .expect("1 ms is too short to make the tables")
+        .to_string();
+    assert!(err.contains("statement timeout"), "{err}");
+    assert!(!err.contains("needs CREATE"), "{err}");
+    catalog::init(&db).expect("the owner makes it");
+}

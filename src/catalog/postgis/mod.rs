@@ -18,6 +18,7 @@ use std::cell::RefCell;
 use std::collections::HashMap;
 use std::str::FromStr;
 
+use postgres::error::SqlState;
 use postgres::{Client, Config, NoTls};
 
 use super::{Catalog, CrsSummary, Item, ItemStream, Search};
@@ -53,11 +54,15 @@ impl PostgisCatalog {
         let catalog = PostgisCatalog::connect(url)?;
         let made = catalog.client.borrow_mut().batch_execute(schema::CREATE);
         made.map_err(|e| {
-            catalog.fail(
-                e,
-                "cannot make the catalog's tables; the user needs CREATE on the database and \
-                 PostGIS installed (CREATE EXTENSION postgis, by a superuser)",
-            )
+            let refused = [SqlState::INSUFFICIENT_PRIVILEGE, SqlState::UNDEFINED_FILE];
+            let doing = match e.code() {
+                Some(code) if refused.contains(code) => {
+                    "cannot make the catalog's tables; the user needs CREATE on the database \
+                     and PostGIS installed (CREATE EXTENSION postgis, by a superuser)"
+                }
+                _ => "cannot make the catalog's tables",
+            };
+            catalog.fail(e, doing)
         })?;
         catalog
             .client
