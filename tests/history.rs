@@ -641,6 +641,10 @@ fn unfinished_creation(path: &Path, pid: u32, process_start: Option<u64>) {
     std::fs::write(path.join("chunks/1/0.0.0.0/0.9.9"), b"half a chunk").unwrap();
     std::fs::create_dir_all(path.join("index/1")).unwrap();
     std::fs::write(path.join("index/1/7"), b"half a node").unwrap();
+    std::fs::create_dir_all(path.join("steps/1")).unwrap();
+    std::fs::write(path.join("steps/1/999"), b"a step record").unwrap();
+    std::fs::create_dir_all(path.join("sources/1")).unwrap();
+    std::fs::write(path.join("sources/1/7.jsonl"), b"{\"path\": \"a.tif\"}").unwrap();
 }
 
 /// When this process started, in clock ticks since boot, as a writer's lock records it.
@@ -674,7 +678,14 @@ fn an_interrupted_creation_is_removed_or_taken_over_but_not_while_alive() {
     digest(&retried, None);
     assert_eq!(ids(&log(&retried)), [1]);
     let left = files(&retried);
-    for debris in ["writer.lock", "chunks/1/0.0.0.0/0.9.9", "index/1/7"] {
+    let debris = [
+        "writer.lock",
+        "chunks/1/0.0.0.0/0.9.9",
+        "index/1/7",
+        "steps/1/999",
+        "sources/1/7.jsonl",
+    ];
+    for debris in debris {
         assert!(
             !left.contains_key(debris),
             "{debris} is still there: {left:?}"

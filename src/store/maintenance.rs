@@ -7,7 +7,8 @@ use rayon::prelude::*;
 
 use crate::chunk::Head;
 use crate::error::{Error, Result};
-use crate::index::{Entry, Node, TileKey, Tree};
+use crate::index::{Entry, Node, TileKey, Tree, WRITE_PREFIXES};
+use crate::keys::SNAPSHOT_PREFIX;
 use crate::manifest::{Manifest, MANIFEST_KEY, MAX_MANIFEST_LEN};
 use crate::text::printable;
 use sha2::{Digest, Sha256};
@@ -372,9 +373,15 @@ pub fn repair(root: &Path, wait: LockWait) -> Result<RepairReport> {
     })
 }
 
-/// Directories a store may hold before its first commit (besides its lock and the
-/// temporaries of its manifest and lock).
-const UNFINISHED_STORE_DIRS: [&str; 4] = ["chunks", "index", "snapshots", "steps"];
+/// Whether `name` is a directory a store may hold before its first commit (besides its
+/// lock and the temporaries of its manifest and lock): one a write puts its objects under,
+/// or the snapshots'.
+fn written_before_first_commit(name: &str) -> bool {
+    WRITE_PREFIXES
+        .iter()
+        .chain([&SNAPSHOT_PREFIX])
+        .any(|prefix| prefix.strip_suffix('/') == Some(name))
+}
 
 /// True for a directory left by a store creation that never committed: it has a writer
 /// lock that reads as one, no manifest, and nothing but objects a creation writes.
@@ -404,7 +411,7 @@ fn unfinished_creation(dir: &LocalStorage) -> std::result::Result<(), String> {
         let name = entry.name();
         let name = name.to_string_lossy();
         let kind = entry.kind().map_err(|e| format!("{name}: {e}"))?;
-        let expected = if UNFINISHED_STORE_DIRS.contains(&name.as_ref()) {
+        let expected = if written_before_first_commit(&name) {
             kind == EntryKind::Directory
         } else {
             kind == EntryKind::File
