@@ -9,7 +9,8 @@ instants and some day-long ranges; five properties (eo:cloud_cover, view:off_nad
 platform, sat:orbit, processed). Then, for each backend (a SQLite file, and a PostgreSQL +
 PostGIS server this script starts on 127.0.0.1 in a temporary data directory):
 
-- add: `gridstore catalog add CATALOG --stac items.jsonl` (batches of 10,000), wall time;
+- add: `gridstore catalog add CATALOG --stac items.jsonl` (batches of 10,000), wall time,
+  and the processor time (user + system) of that command alone (not the server's);
 - size: the SQLite file (with its WAL), or the catalog's tables and indexes in PostgreSQL;
 - searches (`gridstore catalog search`, output to a file; median of --runs runs, each a
   fresh process, so process start and catalog open are included):
@@ -37,6 +38,7 @@ import math
 import os
 import platform
 import random
+import resource
 import shutil
 import socket
 import statistics
@@ -262,6 +264,12 @@ def run(args, out=None):
     return wall, peak_kb / 1024
 
 
+def children_cpu():
+    """Processor seconds (user + system) of this script's children that have ended."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
+
+
 def searches():
     w, s, e, n = ANTIMERIDIAN_BOX
     return [
@@ -336,9 +344,11 @@ class Postgres:
 def bench_backend(name, catalog, items_path, runs, work, size_of):
     rows = {}
     wall, rss = run([GRIDSTORE, "catalog", "init", catalog])
+    cpu = children_cpu()
     wall, rss = run([GRIDSTORE, "catalog", "add", catalog, "--stac", items_path,
                      "--batch", "10000"])
     rows["add"] = (wall, rss)
+    rows["add cpu"] = children_cpu() - cpu  # the command's own, not a server's
     rows["size"] = size_of()
     results = {}
     for label, args in searches():
@@ -425,6 +435,9 @@ def report(table, a, base):
     ]
     lines.append("| bulk add (s) | " + " | ".join(f"{table[b]['add'][0]:.1f}" for b in backends)
                  + " |")
+    lines.append("| bulk add: the command's processor time (s) | " +
+                 " | ".join(f"{table[b]['add cpu']:.1f} ({table[b]['add cpu'] / table[b]['add'][0]:.2f}"
+                            " cores)" for b in backends) + " |")
     lines.append("| size (MB) | " + " | ".join(f"{table[b]['size']:.0f}" for b in backends)
                  + " |")
     for label, _ in searches():

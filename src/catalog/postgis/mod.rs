@@ -33,10 +33,10 @@ pub struct PostgisCatalog {
     crs: RefCell<HashMap<i32, Crs>>,
 }
 
-/// Settings for the catalog's sessions. Compiling a query just in time took longer (300
-/// ms) than running it (45 ms) on a million items. And the planner, which cannot tell how
-/// many items a filter on properties keeps (it guesses one), would scan and sort the whole
-/// table where walking the time index fills a page of results early.
+/// Settings for the catalog's sessions. Compiling a search just in time took longer than
+/// running it on a million items. And the planner, which cannot tell how many items a
+/// filter on properties keeps (it guesses one), would scan and sort the whole table where
+/// walking the time index fills a page of results early.
 const SESSION_SETTINGS: &str = "-c jit=off -c enable_seqscan=off";
 
 impl PostgisCatalog {

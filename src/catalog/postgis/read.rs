@@ -197,7 +197,11 @@ struct Pages<'a> {
 impl Pages<'_> {
     /// Reads the next page of candidates into the buffer, keeping those that match.
     fn fill(&mut self) -> Result<()> {
-        let wanted = (self.prepared.search.limit).map(|l| l.saturating_sub(self.returned));
+        let wanted = self
+            .prepared
+            .search
+            .limit
+            .map(|l| l.saturating_sub(self.returned));
         let page = page_rows(wanted, self.pages_read);
         self.pages_read += 1;
         let limit = page as i64;
