@@ -28,6 +28,11 @@ moto handles the whole object for every range request, so the COG (one object of
 200 MB at 8192 x 8192) pays on every request a cost that S3 does not charge, and the store
 (small objects) does not: the times on moto say more about moto than about S3; the request
 counts hold for any S3 server. The proxy adds a little Python work to every request.
+moto and the proxy run on the same cores as the commands, so every run also records the
+processor time of the commands (user + system, from their rusage), of moto (from
+/proc/PID/stat) and of this script (its proxy threads), medians in the tables: where the
+three add up to the machine's cores times the wall time, the cores, not the network or the
+format, are what the command waits on.
 
 Set-up work (uploads, emptying a key prefix, creating the store of the shards) goes straight
 to moto and is neither timed nor counted. A command that fails is reported with its own
@@ -45,6 +50,7 @@ import http.server
 import json
 import os
 import platform
+import resource
 import shlex
 import shutil
 import statistics
@@ -249,6 +255,7 @@ class Case:
         self.setup, self.check, self.prefix = setup, check, prefix
         self.extra = extra or {}
         self.times, self.counts, self.objects, self.error = [], Counter(), None, None
+        self.cpu = {"command": [], "moto": [], "proxy": []}
 
     def command(self):
         prefix = " ".join(f"{k}={v}" for k, v in self.extra.items())
@@ -268,10 +275,12 @@ class Case:
             if self.setup:
                 self.setup()
             proxy.take()
+            before = cpu_now(proxy.server_pid)
             start = time.perf_counter()
             for step in self.steps:
                 run_at_once(step, dict(self.env, **self.extra))
             took = time.perf_counter() - start
+            used = {k: v - before[k] for k, v in cpu_now(proxy.server_pid).items()}
             counts = proxy.take()
             if not sum(counts.values()):
                 raise Failed(f"`{self.command()}` sent no request through the proxy: "
@@ -283,12 +292,27 @@ class Case:
             self.error = str(e)
             return
         self.times.append(took)
+        for k, v in used.items():
+            self.cpu[k].append(v)
         self.counts = counts
         if self.prefix:
             self.objects = objects_under(direct, self.prefix)
 
     def median(self):
         return statistics.median(self.times) if self.times else None
+
+
+def cpu_now(server_pid):
+    """Processor seconds so far (user + system) of the commands this script ran and waited
+    for, of the server `server_pid`, and of this script itself (the proxy's threads)."""
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    own = resource.getrusage(resource.RUSAGE_SELF)
+    with open(f"/proc/{server_pid}/stat") as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    ticks = os.sysconf("SC_CLK_TCK")
+    return {"command": children.ru_utime + children.ru_stime,
+            "moto": (int(fields[11]) + int(fields[12])) / ticks,
+            "proxy": own.ru_utime + own.ru_stime}
 
 
 def patch_check(path, patch, env, at, levels):
@@ -361,6 +385,8 @@ class Bench:
         if self.args.latency:
             self.proxies.append((ProxyServer(self.moto_port, self.args.latency),
                                  f"S3 + {self.args.latency:g} ms per request"))
+        for proxy, _ in self.proxies:
+            proxy.server_pid = self.moto.pid
 
     def stop_servers(self):
         for proxy, _ in getattr(self, "proxies", []):
@@ -490,6 +516,13 @@ def objects(case):
     return f"{len(case.objects)}, {sum(s for _, s in case.objects) / 1e6:.1f} MB"
 
 
+def cpu(case):
+    """Median processor seconds of the command, moto and the proxy."""
+    if not case.times:
+        return ""
+    return " / ".join(f"{statistics.median(case.cpu[k]):.2f}" for k in ("command", "moto", "proxy"))
+
+
 def seconds(case):
     return f"{case.median():.3f}" if case.times else "failed"
 
@@ -508,9 +541,9 @@ def tables(done, args):
              "AWS_HTTPS=NO AWS_VIRTUAL_HOSTING=FALSE AWS_ACCESS_KEY_ID=bench "
              "AWS_SECRET_ACCESS_KEY=bench AWS_REGION=us-east-1 "
              "GDAL_DRIVER_PATH=target/release/gdalplugins, from the repository root.", "",
-             "| endpoint | part | format | median s | requests | objects after | "
-             "s GRIDSTORE / COG | requests GRIDSTORE / COG | command |",
-             "|---|---|---|---:|---|---|---:|---:|---|"]
+             "| endpoint | part | format | median s | CPU s: command / moto / proxy | requests | "
+             "objects after | s GRIDSTORE / COG | requests GRIDSTORE / COG | command |",
+             "|---|---|---|---:|---|---|---|---:|---:|---|"]
     shard_rows, failures = [], []
     for endpoint, cases in done:
         for case in cases:
@@ -520,22 +553,24 @@ def tables(done, args):
             one = cases[0].median()
             for case in cases:
                 shard_rows.append(f"| {endpoint} | {case.label} | {seconds(case)} | "
-                                  f"{requests(case)} | {objects(case)} | "
+                                  f"{cpu(case)} | {requests(case)} | {objects(case)} | "
                                   f"{ratio(one, case.median())} | `{case.command()}` |")
             continue
         cog, mine = cases
         for case in cases:
             ours = case is mine
             lines.append(
-                f"| {endpoint} | {case.part} | {case.label} | {seconds(case)} | {requests(case)} | "
+                f"| {endpoint} | {case.part} | {case.label} | {seconds(case)} | {cpu(case)} | "
+                f"{requests(case)} | "
                 f"{objects(case)} | {ratio(mine.median(), cog.median()) if ours else ''} | "
                 f"{ratio(sum(mine.counts.values()) or None, sum(cog.counts.values())) if ours else ''}"
                 f" | `{case.command()}` |")
     if shard_rows:
         lines += ["", "Sharded ingest into one store on S3 (created first with "
                   "`gridstore create`, not timed):", "",
-                  "| endpoint | processes | median s | requests | objects after | speed-up | "
-                  "command |", "|---|---|---:|---|---|---:|---|"] + shard_rows
+                  "| endpoint | processes | median s | CPU s: command / moto / proxy | requests | "
+                  "objects after | speed-up | command |",
+                  "|---|---|---:|---|---|---|---:|---|"] + shard_rows
     if failures:
         lines += ["", "Failed (the tool's own message):", ""] + failures
     return "\n".join(lines) + "\n", bool(failures)

@@ -14,6 +14,8 @@ use std::ffi::{c_char, c_void, CString};
 use serde_json::Value as Json;
 
 use super::geojson;
+use super::outline;
+use super::wkb::Polygons;
 use crate::error::{Error, Result};
 use crate::gdal::cpl::{from_c, last_error_message, CStringList, QuietErrors};
 
@@ -104,17 +106,60 @@ impl Footprint {
     /// Builds a footprint from a polygon in its native CRS.
     pub fn new(crs: Crs, native_wkb: Vec<u8>) -> Result<Footprint> {
         let to = to_wgs84(&crs)?;
-        let native = Geom::from_wkb(&native_wkb)?;
+        let plain = Polygons::from_wkb(&native_wkb).filter(|p| p.dims == 2 && p.is_well_formed());
+        match plain.map(|native| Footprint::from_coordinates(&crs, &native, &to)) {
+            Some(Ok(Some(footprint))) => Ok(footprint),
+            Some(Err(e)) => Err(e),
+            _ => Footprint::through_ogr(crs, &native_wkb, &to),
+        }
+    }
+
+    /// The footprint of a well-formed 2D polygon, densified and transformed on its
+    /// coordinates; only a polygon that needs cutting (see [`taken_as_transformed`]) goes
+    /// through GDAL's geometry transformer. A million items' worth of OGR geometries would
+    /// cost more than the work. `None` when its points do not all transform or its
+    /// centroid is not defined (OGR then says what is wrong).
+    fn from_coordinates(crs: &Crs, native: &Polygons, to: &ToWgs84) -> Result<Option<Footprint>> {
+        let native_bounds = native.bounds();
+        let Some(centroid_lon) = centroid_longitude_of(native, &to.ct) else {
+            return Ok(None);
+        };
+        let Some((dense, transformed)) = densified_for_wrap(native, native_bounds, &to.ct) else {
+            return Ok(None);
+        };
+        let (wgs84_wkb, boxes) = if !to.may_surround_a_pole(&native_bounds)
+            && outline::within_one_turn(&transformed)
+        {
+            let parts = outline::simplified(&transformed, simplify_tolerance(transformed.bounds()));
+            let boxes = (0..parts.parts.len()).map(|i| parts.part_box(i)).collect();
+            (parts.to_wkb(), boxes)
+        } else {
+            let parts = wrapped(&Geom::from_wkb(&dense.to_wkb())?, to)?;
+            (parts.to_wkb()?, parts.part_boxes())
+        };
+        if boxes.is_empty() {
+            return Err(no_area());
+        }
+        Ok(Some(Footprint {
+            crs: crs.clone(),
+            native_wkb: native.to_wkb(),
+            native_bounds,
+            wgs84_wkb,
+            boxes,
+            centroid_lon,
+        }))
+    }
+
+    /// The footprint of any polygon, made with OGR's geometries and GDAL's geometry
+    /// transformer.
+    fn through_ogr(crs: Crs, native_wkb: &[u8], to: &ToWgs84) -> Result<Footprint> {
+        let native = Geom::from_wkb(native_wkb)?;
         native.check_areal()?;
         let native_bounds = native.envelope();
-        let parts = to_wgs84_parts(&native, &to)?;
+        let parts = to_wgs84_parts(&native, to)?;
         let boxes = parts.part_boxes();
         if boxes.is_empty() {
-            return Err(Error::InvalidInput(
-                "the footprint has no area once transformed to longitude/latitude; check its \
-                 CRS"
-                .into(),
-            ));
+            return Err(no_area());
         }
         let centroid_lon = centroid_longitude(&native, &to.ct)?;
         Ok(Footprint {
@@ -162,6 +207,9 @@ impl Footprint {
 
     /// A footprint from a GeoJSON geometry (a Polygon or MultiPolygon) in `crs`.
     pub fn from_geojson(crs: Crs, geometry: &Json) -> Result<Footprint> {
+        if let Some(plain) = Polygons::from_geojson(geometry).filter(Polygons::is_well_formed) {
+            return Footprint::new(crs, plain.to_wkb());
+        }
         let text = CString::new(geometry.to_string())
             .map_err(|_| Error::InvalidInput("a geometry cannot contain NUL".into()))?;
         // SAFETY: a NUL-terminated string; the result (or null) is ours.
@@ -578,37 +626,67 @@ fn taken_as_transformed(native: &Geom, transformed: &Geom, to: &ToWgs84) -> bool
     !to.may_surround_a_pole(&native.envelope()) && transformed.within_one_turn()
 }
 
-/// `dense` transformed by GDAL's geometry transformer with `WRAPDATELINE=YES`. The
-/// transformer is made for each geometry: one kept from one geometry to the next failed on
-/// the edge of a geostationary disk where a new one succeeds (GDAL 3.6).
+/// `dense` transformed by GDAL's geometry transformer with `WRAPDATELINE=YES`, the one
+/// this thread keeps for the CRS. A transformer kept from one geometry to the next can
+/// fail where a new one succeeds (on the edge of a geostationary disk, GDAL 3.6), so a
+/// failure is retried once with a new one, which is then kept.
 fn wrapped(dense: &Geom, to: &ToWgs84) -> Result<Geom> {
-    let options = CStringList::new(["WRAPDATELINE=YES".to_string()]);
-    // SAFETY: ct and dense are valid handles; the transformer is destroyed here; the
-    // returned geometry (or null) is owned by us.
-    let out = unsafe {
-        let t = gdal_sys::OGR_GeomTransformer_Create(to.ct.0, options.as_ptr() as _);
-        if t.is_null() {
-            return Err(gdal_error("cannot make a geometry transformer"));
+    let mut kept = to.wrapper.borrow_mut();
+    let mut out = None;
+    for fresh in [false, true] {
+        if fresh || kept.is_none() {
+            *kept = Some(GeomTransformer::wrapping(&to.ct)?);
         }
-        let g = gdal_sys::OGR_GeomTransformer_Transform(t, dense.0);
-        gdal_sys::OGR_GeomTransformer_Destroy(t);
-        g
-    };
-    if out.is_null() {
-        return Err(Error::InvalidInput(format!(
+        out = kept.as_ref().and_then(|t| t.transform(dense));
+        if out.is_some() {
+            break;
+        }
+    }
+    let out = out.ok_or_else(|| {
+        Error::InvalidInput(format!(
             "the polygon cannot be transformed to longitude/latitude ({}); check that its \
              coordinates are in the CRS given",
             last_error_message()
-        )));
+        ))
+    })?;
+    Ok(simplified(out))
+}
+
+/// GDAL's geometry transformer.
+struct GeomTransformer(gdal_sys::OGRGeomTransformerH);
+
+impl GeomTransformer {
+    /// A transformer by `ct` that cuts at the antimeridian (`WRAPDATELINE=YES`).
+    fn wrapping(ct: &Transform) -> Result<GeomTransformer> {
+        let options = CStringList::new(["WRAPDATELINE=YES".to_string()]);
+        // SAFETY: ct is a valid handle, which the transformer copies; the options are a
+        // NULL-terminated list alive during the call.
+        let t = unsafe { gdal_sys::OGR_GeomTransformer_Create(ct.0, options.as_ptr() as _) };
+        if t.is_null() {
+            return Err(gdal_error("cannot make a geometry transformer"));
+        }
+        Ok(GeomTransformer(t))
     }
-    Ok(simplified(Geom(out)))
+
+    /// `g` transformed, `None` if that failed.
+    fn transform(&self, g: &Geom) -> Option<Geom> {
+        // SAFETY: both handles are valid; the returned geometry (or null) is ours.
+        let out = unsafe { gdal_sys::OGR_GeomTransformer_Transform(self.0, g.0) };
+        (!out.is_null()).then_some(Geom(out))
+    }
+}
+
+impl Drop for GeomTransformer {
+    fn drop(&mut self) {
+        // SAFETY: created by OGR_GeomTransformer_Create, destroyed once.
+        unsafe { gdal_sys::OGR_GeomTransformer_Destroy(self.0) }
+    }
 }
 
 /// The 4326 parts without the points densifying left on nearly straight edges: within
 /// [`SIMPLIFY_FRACTION`] of the parts' size of the densified outline.
 fn simplified(g: Geom) -> Geom {
-    let b = g.envelope();
-    let tolerance = (b[2] - b[0]).max(b[3] - b[1]) * SIMPLIFY_FRACTION;
+    let tolerance = simplify_tolerance(g.envelope());
     // SAFETY: valid handle; the simplified copy (or null) is ours.
     let h = unsafe { gdal_sys::OGR_G_Simplify(g.0, tolerance) };
     if h.is_null() {
@@ -620,6 +698,46 @@ fn simplified(g: Geom) -> Geom {
     } else {
         s
     }
+}
+
+/// The error for a footprint left with no area in EPSG:4326.
+fn no_area() -> Error {
+    Error::InvalidInput(
+        "the footprint has no area once transformed to longitude/latitude; check its CRS".into(),
+    )
+}
+
+/// [`densify_for_wrap`] on coordinates: a copy of `native` (whose box is `b`) densified
+/// until its transformation by `ct` has no longitude step over [`MAX_LONGITUDE_STEP`],
+/// with that transformation; `None` when a point does not transform or the edges would
+/// have to be shorter than 1/16384 of the polygon's size.
+fn densified_for_wrap(native: &Polygons, b: Bbox, ct: &Transform) -> Option<(Polygons, Polygons)> {
+    let size = (b[2] - b[0]).max(b[3] - b[1]);
+    let mut step = size * DENSIFY_FRACTION;
+    while step > size / 16384.0 {
+        let dense = outline::densified(native, step);
+        let mut transformed = dense.clone();
+        if !ct.polygons(&mut transformed) {
+            return None;
+        }
+        if outline::largest_longitude_step(&transformed) <= MAX_LONGITUDE_STEP {
+            return Some((dense, transformed));
+        }
+        step /= 8.0;
+    }
+    None
+}
+
+/// The longitude of the centroid of 2D `native`, `None` if it has no area or the
+/// centroid does not transform.
+fn centroid_longitude_of(native: &Polygons, ct: &Transform) -> Option<f64> {
+    let (mut x, mut y) = outline::centroid(native).map(|(x, y)| ([x], [y]))?;
+    (ct.points(&mut x, &mut y) && x[0].is_finite()).then(|| normalized_longitude(x[0]))
+}
+
+/// How far simplifying may move the outline of 4326 parts whose box is `b`.
+fn simplify_tolerance(b: Bbox) -> f64 {
+    (b[2] - b[0]).max(b[3] - b[1]) * SIMPLIFY_FRACTION
 }
 
 /// Largest longitude step allowed between two points of a densified ring (the short way
@@ -729,14 +847,18 @@ fn centroid_longitude(native: &Geom, ct: &Transform) -> Result<f64> {
             "cannot transform the footprint's centroid to longitude",
         ));
     }
-    let mut lon = x[0];
+    Ok(normalized_longitude(x[0]))
+}
+
+/// `lon` brought into -180..180 by whole turns.
+fn normalized_longitude(mut lon: f64) -> f64 {
     while lon > 180.0 {
         lon -= 360.0;
     }
     while lon < -180.0 {
         lon += 360.0;
     }
-    Ok(lon)
+    lon
 }
 
 fn gdal_error(what: &str) -> Error {
@@ -826,6 +948,35 @@ impl Transform {
         Ok(Transform(h))
     }
 
+    /// Transforms every point of 2D `shape` in place (in one call); false if any failed.
+    fn polygons(&self, shape: &mut Polygons) -> bool {
+        let count: usize = shape.rings().map(|r| r.len() / 2).sum();
+        let (mut x, mut y) = (Vec::with_capacity(count), Vec::with_capacity(count));
+        for p in shape.rings().flat_map(|r| r.chunks_exact(2)) {
+            x.push(p[0]);
+            y.push(p[1]);
+        }
+        if !self.points(&mut x, &mut y) {
+            return false;
+        }
+        let mut xy = x.iter().zip(&y);
+        for p in shape
+            .parts
+            .iter_mut()
+            .flatten()
+            .flat_map(|r| r.chunks_exact_mut(2))
+        {
+            let Some((&px, &py)) = xy.next() else {
+                return false;
+            };
+            if !px.is_finite() || !py.is_finite() {
+                return false;
+            }
+            (p[0], p[1]) = (px, py);
+        }
+        true
+    }
+
     /// Transforms points in place; false if any failed.
     fn points(&self, x: &mut [f64], y: &mut [f64]) -> bool {
         // SAFETY: x and y have the same length, passed as the count.
@@ -852,6 +1003,8 @@ impl Drop for Transform {
 struct ToWgs84 {
     ct: Transform,
     poles: Poles,
+    /// The transformer that cuts at the antimeridian, made when first needed.
+    wrapper: RefCell<Option<GeomTransformer>>,
 }
 
 impl ToWgs84 {
@@ -870,7 +1023,11 @@ impl ToWgs84 {
 
     fn new(ct: Transform, crs: &Crs) -> Result<ToWgs84> {
         let poles = Poles::of(crs)?;
-        Ok(ToWgs84 { ct, poles })
+        Ok(ToWgs84 {
+            ct,
+            poles,
+            wrapper: RefCell::new(None),
+        })
     }
 }
 
@@ -1091,48 +1248,21 @@ impl Geom {
         self.polygons().iter().map(|p| p.envelope()).collect()
     }
 
-    /// Over every ring, the largest longitude difference between consecutive points,
-    /// measured the short way round (so a step across 180° counts as small).
+    /// The polygons' coordinates, `None` if they cannot be read back.
+    fn coordinates(&self) -> Option<Polygons> {
+        Polygons::from_wkb(&self.to_wkb().ok()?)
+    }
+
+    /// See [`outline::largest_longitude_step`]; infinite for a geometry not read back.
     fn largest_longitude_step(&self) -> f64 {
-        let mut widest: f64 = 0.0;
-        self.all_rings_x(|xs| {
-            for pair in xs.windows(2) {
-                let d = (pair[1] - pair[0]).abs() % 360.0;
-                widest = widest.max(d.min(360.0 - d));
-            }
-            true
-        });
-        widest
+        self.coordinates()
+            .map_or(f64::INFINITY, |p| outline::largest_longitude_step(&p))
     }
 
-    /// Whether every longitude is within -180..180 and no step between consecutive points
-    /// is more than half a turn (none crosses the antimeridian).
+    /// See [`outline::within_one_turn`].
     fn within_one_turn(&self) -> bool {
-        self.all_rings_x(|xs| {
-            xs.iter().all(|x| (-180.0..=180.0).contains(x))
-                && xs.windows(2).all(|p| (p[1] - p[0]).abs() <= 180.0)
-        })
-    }
-
-    /// Calls `holds` with the x coordinates of each ring of each polygon in turn, while it
-    /// returns true; whether it did for every ring.
-    fn all_rings_x(&self, mut holds: impl FnMut(&[f64]) -> bool) -> bool {
-        let mut xs = Vec::new();
-        for poly in self.polygons() {
-            for r in 0..poly.part_count() {
-                // SAFETY: r is below the ring count; the ring belongs to `poly`, alive here.
-                let ring = unsafe { gdal_sys::OGR_G_GetGeometryRef(poly.0, r as i32) };
-                // SAFETY: a valid ring handle.
-                let n = unsafe { gdal_sys::OGR_G_GetPointCount(ring) };
-                xs.clear();
-                // SAFETY: every i is below the point count.
-                xs.extend((0..n).map(|i| unsafe { gdal_sys::OGR_G_GetX(ring, i) }));
-                if !holds(&xs) {
-                    return false;
-                }
-            }
-        }
-        true
+        self.coordinates()
+            .is_some_and(|p| outline::within_one_turn(&p))
     }
 
     fn x(&self, i: i32) -> f64 {
@@ -1369,6 +1499,100 @@ mod tests {
             let (ours, gdal, taken) = parts_both_ways(crs, &wkt);
             assert_eq!(taken, plain, "{crs} {wkt}");
             assert_eq!(ours, gdal, "{crs} {wkt}");
+        }
+    }
+
+    /// The footprint of `wkt` in `crs` made on coordinates, and made through OGR.
+    fn footprint_both_ways(crs: &str, wkt: &str) -> (Footprint, Footprint) {
+        let crs = Crs::from_user(crs).unwrap();
+        let to = to_wgs84(&crs).unwrap();
+        let wkb = Geom::from_wkt(wkt).unwrap().to_wkb().unwrap();
+        let native = Polygons::from_wkb(&wkb).unwrap();
+        let ours = Footprint::from_coordinates(&crs, &native, &to);
+        let ogr = Footprint::through_ogr(crs, &wkb, &to).unwrap();
+        (ours.unwrap().expect("made on coordinates"), ogr)
+    }
+
+    /// The largest distance from a vertex of the polygons `a` to the outline of `b`.
+    fn farthest_vertex(a: &[u8], b: &[u8]) -> f64 {
+        let a = Polygons::from_wkb(a).unwrap();
+        let b = Geom::from_wkb(b).unwrap();
+        // SAFETY: a valid handle; the boundary (or null) is ours.
+        let outline = Geom(unsafe { gdal_sys::OGR_G_Boundary(b.0) });
+        assert!(!outline.0.is_null());
+        let mut farthest: f64 = 0.0;
+        for p in a.rings().flat_map(|r| r.chunks_exact(a.dims)) {
+            let point = Geom::new(gdal_sys::OGRwkbGeometryType::wkbPoint);
+            // SAFETY: valid handles; OGR_G_Distance only reads them.
+            let d = unsafe {
+                gdal_sys::OGR_G_SetPoint_2D(point.0, 0, p[0], p[1]);
+                gdal_sys::OGR_G_Distance(point.0, outline.0)
+            };
+            assert!(d >= 0.0);
+            farthest = farthest.max(d);
+        }
+        farthest
+    }
+
+    #[test]
+    fn footprints_made_on_coordinates_are_those_ogr_makes() {
+        let square = |cx: f64, cy: f64, h: f64| {
+            let (w, s, e, n) = (cx - h, cy - h, cx + h, cy + h);
+            format!("({w} {s},{e} {s},{e} {n},{w} {n},{w} {s})")
+        };
+        let one = |ring: String| format!("POLYGON({ring})");
+        let cases = [
+            ("EPSG:32633", one(square(500_000.0, 5_000_000.0, 50_000.0))),
+            ("EPSG:32601", one(square(300_000.0, 8_000_000.0, 60_000.0))),
+            ("EPSG:32760", one(square(550_000.0, 3_000_000.0, 40_000.0))),
+            (
+                "EPSG:3413",
+                one(square(1_500_000.0, -1_000_000.0, 100_000.0)),
+            ),
+            ("EPSG:4326", one(square(10.5, 40.5, 0.5))),
+            // A hole, and two parts.
+            (
+                "EPSG:32633",
+                format!(
+                    "POLYGON({},{})",
+                    square(500_000.0, 5_000_000.0, 50_000.0),
+                    square(510_000.0, 5_010_000.0, 10_000.0)
+                ),
+            ),
+            (
+                "EPSG:3031",
+                format!(
+                    "MULTIPOLYGON(({}),({}))",
+                    square(1_000_000.0, 1_000_000.0, 100_000.0),
+                    square(-1_500_000.0, 500_000.0, 200_000.0)
+                ),
+            ),
+            // Cut by GDAL: across 180°, around the poles.
+            ("EPSG:32601", one(square(340_000.0, 7_000_000.0, 50_000.0))),
+            ("EPSG:3413", one(square(0.0, 0.0, 300_000.0))),
+            ("EPSG:3031", one(square(20_000.0, -30_000.0, 200_000.0))),
+            ("EPSG:4326", one(square(179.5, 10.5, 1.0))),
+        ];
+        for (crs, wkt) in cases {
+            let what = format!("{crs} {wkt}");
+            let (ours, ogr) = footprint_both_ways(crs, &wkt);
+            assert_eq!(ours.native_wkb, ogr.native_wkb, "{what}");
+            assert_eq!(ours.native_bounds, ogr.native_bounds, "{what}");
+            assert!(
+                (ours.centroid_lon - ogr.centroid_lon).abs() < 1e-9,
+                "{what}"
+            );
+            assert_eq!(ours.boxes.len(), ogr.boxes.len(), "{what}");
+            // Both simplify the densified outline by up to this much.
+            let b = ogr.bbox_4326();
+            let tolerance = 2.0 * simplify_tolerance(b).max(1e-9);
+            for (a, o) in ours.boxes.iter().zip(&ogr.boxes) {
+                let off = (0..4).map(|i| (a[i] - o[i]).abs()).fold(0.0, f64::max);
+                assert!(off <= tolerance, "{what}: boxes {a:?} {o:?}");
+            }
+            let apart = farthest_vertex(&ours.wgs84_wkb, &ogr.wgs84_wkb)
+                .max(farthest_vertex(&ogr.wgs84_wkb, &ours.wgs84_wkb));
+            assert!(apart <= tolerance, "{what}: outlines {apart} apart");
         }
     }
 

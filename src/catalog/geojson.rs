@@ -11,46 +11,39 @@
 
 use serde_json::{json, Value as Json};
 
+use super::wkb::Polygons;
+
 /// Decimals kept in each coordinate, as OGR's `COORDINATE_PRECISION`.
 pub const COORDINATE_PRECISION: usize = 9;
-
-const POLYGON: u32 = 3;
-const MULTI_POLYGON: u32 = 6;
-/// ISO WKB adds this to a type code for geometries with Z.
-const WITH_Z: u32 = 1000;
-
-/// A polygon: rings of points, each point 2 or 3 numbers.
-type Polygon = Vec<Vec<Vec<f64>>>;
 
 /// The GeoJSON geometry of `wkb`: a Polygon, or a MultiPolygon (a Polygon when it has
 /// exactly one part and `one_part_as_polygon`). `None` for WKB this module does not read.
 pub fn polygons(wkb: &[u8], one_part_as_polygon: bool) -> Option<Json> {
-    let mut r = Reader {
-        rest: wkb,
-        little_endian: true,
-    };
-    let (kind, dims) = r.header()?;
-    let geometry = match kind {
-        POLYGON => json!({"type": "Polygon", "coordinates": r.polygon(dims)?}),
-        MULTI_POLYGON => {
-            let count = r.count(9)?;
-            let mut parts = Vec::with_capacity(count);
-            for _ in 0..count {
-                let (kind, part_dims) = r.header()?;
-                if kind != POLYGON || part_dims != dims {
-                    return None;
-                }
-                parts.push(r.polygon(dims)?);
-            }
-            if one_part_as_polygon && parts.len() == 1 {
-                json!({"type": "Polygon", "coordinates": parts.pop()})
-            } else {
-                json!({"type": "MultiPolygon", "coordinates": parts})
-            }
-        }
-        _ => return None,
-    };
-    r.rest.is_empty().then_some(geometry)
+    let shape = Polygons::from_wkb(wkb)?;
+    let mut parts: Vec<Json> = shape
+        .parts
+        .iter()
+        .map(|rings| {
+            let rings: Vec<Json> = rings
+                .iter()
+                .map(|ring| {
+                    let points: Vec<Json> = ring
+                        .chunks_exact(shape.dims)
+                        .map(|p| Json::from(p.iter().map(|&v| rounded(v)).collect::<Vec<f64>>()))
+                        .collect();
+                    Json::from(points)
+                })
+                .collect();
+            Json::from(rings)
+        })
+        .collect();
+    Some(
+        if !shape.multi || (one_part_as_polygon && parts.len() == 1) {
+            json!({"type": "Polygon", "coordinates": parts.pop()?})
+        } else {
+            json!({"type": "MultiPolygon", "coordinates": parts})
+        },
+    )
 }
 
 /// `x` rounded to [`COORDINATE_PRECISION`] decimals as `printf("%.9f")` rounds it (from
@@ -71,85 +64,12 @@ fn rounded(x: f64) -> f64 {
     format!("{x:.COORDINATE_PRECISION$}").parse().unwrap_or(x)
 }
 
-/// Reads WKB from the front of a byte slice; every count is checked against the bytes
-/// left before anything is allocated.
-struct Reader<'a> {
-    rest: &'a [u8],
-    little_endian: bool,
-}
-
-impl Reader<'_> {
-    /// A geometry's byte order and type: (type without Z, numbers per point).
-    fn header(&mut self) -> Option<(u32, usize)> {
-        let (&order, rest) = self.rest.split_first()?;
-        self.little_endian = match order {
-            1 => true,
-            0 => false,
-            _ => return None,
-        };
-        self.rest = rest;
-        let code = self.u32()?;
-        match code {
-            POLYGON | MULTI_POLYGON => Some((code, 2)),
-            c if c == POLYGON + WITH_Z || c == MULTI_POLYGON + WITH_Z => Some((c - WITH_Z, 3)),
-            _ => None,
-        }
-    }
-
-    fn polygon(&mut self, dims: usize) -> Option<Polygon> {
-        let rings = self.count(4)?;
-        let mut out = Vec::with_capacity(rings);
-        for _ in 0..rings {
-            let points = self.count(8 * dims)?;
-            let mut ring = Vec::with_capacity(points);
-            for _ in 0..points {
-                let mut point = Vec::with_capacity(dims);
-                for _ in 0..dims {
-                    point.push(rounded(self.f64()?));
-                }
-                ring.push(point);
-            }
-            out.push(ring);
-        }
-        Some(out)
-    }
-
-    /// A count of things each at least `min_bytes` long: refused if they cannot fit.
-    fn count(&mut self, min_bytes: usize) -> Option<usize> {
-        let n = usize::try_from(self.u32()?).ok()?;
-        (n.checked_mul(min_bytes)? <= self.rest.len()).then_some(n)
-    }
-
-    fn u32(&mut self) -> Option<u32> {
-        self.little_endian_bytes().map(u32::from_le_bytes)
-    }
-
-    fn f64(&mut self) -> Option<f64> {
-        self.little_endian_bytes().map(f64::from_le_bytes)
-    }
-
-    /// The next `N` bytes, reversed when the geometry is big-endian.
-    fn little_endian_bytes<const N: usize>(&mut self) -> Option<[u8; N]> {
-        let mut bytes: [u8; N] = self.take()?;
-        if !self.little_endian {
-            bytes.reverse();
-        }
-        Some(bytes)
-    }
-
-    fn take<const N: usize>(&mut self) -> Option<[u8; N]> {
-        if self.rest.len() < N {
-            return None;
-        }
-        let (head, rest) = self.rest.split_at(N);
-        self.rest = rest;
-        head.try_into().ok()
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    const POLYGON: u32 = 3;
+    const WITH_Z: u32 = 1000;
 
     fn polygon_wkb(little: bool, z: bool, rings: &[&[[f64; 3]]]) -> Vec<u8> {
         let mut b = vec![u8::from(little)];

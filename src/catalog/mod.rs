@@ -14,6 +14,7 @@ pub mod conformance;
 pub mod footprint;
 pub mod geojson;
 pub mod item;
+pub mod outline;
 pub mod postgis;
 pub mod query;
 pub mod raster;
@@ -21,6 +22,7 @@ pub mod sqlite;
 pub mod stac_input;
 pub mod tally;
 pub mod when;
+pub mod wkb;
 
 pub use footprint::{Area, Bbox, Crs, Footprint};
 pub use item::{Item, Value};

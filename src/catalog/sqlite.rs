@@ -24,6 +24,18 @@ const MAX_INDEXED_PARTS: usize = 256;
 /// Row ids of R*Tree entries: the item's row id shifted left by this, plus the part.
 const PART_BITS: u32 = 16;
 
+/// SQLite's page cache while adding items, in KiB (SQLite's default is 2 MiB). A bulk add
+/// inserts into the R*Tree and the time and property indexes at places spread over the
+/// whole file; with the default cache nearly every insert reads pages back from the file
+/// and spills dirty ones mid-transaction. Searches keep the default, so that streaming a
+/// large catalog stays in little memory.
+const ADD_CACHE_KIB: i64 = 256 << 10;
+
+/// Pages the write-ahead log may hold before SQLite copies them into the file, while
+/// adding items (SQLite's default is 1000). Each batch rewrites many of the same index
+/// pages; copying them after every batch is work the next batch undoes.
+const ADD_CHECKPOINT_PAGES: i64 = 32768;
+
 /// A catalog in a SQLite file.
 pub struct SqliteCatalog {
     path: PathBuf,
@@ -112,6 +124,13 @@ impl Catalog for SqliteCatalog {
             item.validate()?;
         }
         let path = self.path.clone();
+        self.conn
+            .pragma_update(None, "cache_size", -ADD_CACHE_KIB)
+            .and_then(|_| {
+                self.conn
+                    .pragma_update(None, "wal_autocheckpoint", ADD_CHECKPOINT_PAGES)
+            })
+            .map_err(|e| db_error(&path, e))?;
         let tx = self.conn.transaction().map_err(|e| db_error(&path, e))?;
         add_in(&tx, items).map_err(|e| db_error(&path, e))?;
         tx.commit().map_err(|e| db_error(&path, e))
