@@ -179,10 +179,13 @@ impl Catalog for PostgisCatalog {
 
     fn refresh_statistics(&mut self) -> Result<()> {
         // PostgreSQL's autovacuum analyzes a table only some time after it changed: until
-        // then a search after a bulk add is planned for the table as it was.
+        // then a search after a bulk add is planned for the tables as they were (a search
+        // of an area joins the items to their parts' boxes, so both count). VACUUM also
+        // marks the rows just added as committed on their pages, which the first searches
+        // would otherwise write in passing.
         self.client
             .borrow_mut()
-            .batch_execute("ANALYZE gridstore.items")
+            .batch_execute("VACUUM (ANALYZE) gridstore.items, gridstore.parts")
             .map_err(|e| self.fail(e, "cannot update the statistics of the items"))
     }
 
