@@ -107,25 +107,26 @@ impl Footprint {
     pub fn new(crs: Crs, native_wkb: Vec<u8>) -> Result<Footprint> {
         let to = to_wgs84(&crs)?;
         let plain = Polygons::from_wkb(&native_wkb).filter(|p| p.dims == 2 && p.is_well_formed());
-        match plain.map(|native| Footprint::from_coordinates(&crs, &native, &to)) {
-            Some(Ok(Some(footprint))) => Ok(footprint),
-            Some(Err(e)) => Err(e),
-            _ => Footprint::through_ogr(crs, &native_wkb, &to),
+        match plain.and_then(|native| Footprint::from_coordinates(&crs, &native, &to)) {
+            Some(footprint) => Ok(footprint),
+            None => Footprint::through_ogr(crs, &native_wkb, &to),
         }
     }
 
     /// The footprint of a well-formed 2D polygon, densified and transformed on its
     /// coordinates; only a polygon that needs cutting (see [`taken_as_transformed`]) goes
     /// through GDAL's geometry transformer. A million items' worth of OGR geometries would
-    /// cost more than the work. `None` when its points do not all transform or its
-    /// centroid is not defined (OGR then says what is wrong).
-    fn from_coordinates(crs: &Crs, native: &Polygons, to: &ToWgs84) -> Result<Option<Footprint>> {
+    /// cost more than the work. `None` when its points do not all transform, its
+    /// centroid is not defined, or GDAL cannot cut it: the OGR path then makes it as it
+    /// makes any polygon, or says what is wrong.
+    fn from_coordinates(crs: &Crs, native: &Polygons, to: &ToWgs84) -> Option<Footprint> {
         let native_bounds = native.bounds();
-        let Some(centroid_lon) = centroid_longitude_of(native, &to.ct) else {
-            return Ok(None);
-        };
-        let Some((dense, transformed)) = densified_for_wrap(native, native_bounds, &to.ct) else {
-            return Ok(None);
+        let (centroid_lon, (dense, transformed)) = {
+            let _quiet = QuietErrors::push();
+            (
+                centroid_longitude_of(native, &to.ct)?,
+                densified_for_wrap(native, native_bounds, &to.ct)?,
+            )
         };
         let (wgs84_wkb, boxes) = if !to.may_surround_a_pole(&native_bounds)
             && outline::within_one_turn(&transformed)
@@ -134,20 +135,21 @@ impl Footprint {
             let boxes = (0..parts.parts.len()).map(|i| parts.part_box(i)).collect();
             (parts.to_wkb(), boxes)
         } else {
-            let parts = wrapped(&Geom::from_wkb(&dense.to_wkb())?, to)?;
-            (parts.to_wkb()?, parts.part_boxes())
+            let _quiet = QuietErrors::push();
+            let parts = wrapped(&Geom::from_wkb(&dense.to_wkb()).ok()?, to).ok()?;
+            (parts.to_wkb().ok()?, parts.part_boxes())
         };
         if boxes.is_empty() {
-            return Err(no_area());
+            return None;
         }
-        Ok(Some(Footprint {
+        Some(Footprint {
             crs: crs.clone(),
             native_wkb: native.to_wkb(),
             native_bounds,
             wgs84_wkb,
             boxes,
             centroid_lon,
-        }))
+        })
     }
 
     /// The footprint of any polygon, made with OGR's geometries and GDAL's geometry
@@ -1510,7 +1512,7 @@ mod tests {
         let native = Polygons::from_wkb(&wkb).unwrap();
         let ours = Footprint::from_coordinates(&crs, &native, &to);
         let ogr = Footprint::through_ogr(crs, &wkb, &to).unwrap();
-        (ours.unwrap().expect("made on coordinates"), ogr)
+        (ours.expect("made on coordinates"), ogr)
     }
 
     /// The largest distance from a vertex of the polygons `a` to the outline of `b`.
