@@ -105,11 +105,19 @@ pub struct Footprint {
 impl Footprint {
     /// Builds a footprint from a polygon in its native CRS.
     pub fn new(crs: Crs, native_wkb: Vec<u8>) -> Result<Footprint> {
+        let plain = Polygons::from_wkb(&native_wkb);
+        Footprint::made(crs, plain, &native_wkb)
+    }
+
+    /// The footprint of `native_wkb`, read as `plain` (when it could be): made on its
+    /// coordinates when it is a well-formed 2D polygon that GDAL need not or can cut, else
+    /// through OGR.
+    fn made(crs: Crs, plain: Option<Polygons>, native_wkb: &[u8]) -> Result<Footprint> {
         let to = to_wgs84(&crs)?;
-        let plain = Polygons::from_wkb(&native_wkb).filter(|p| p.dims == 2 && p.is_well_formed());
+        let plain = plain.filter(|p| p.dims == 2 && p.is_well_formed());
         match plain.and_then(|native| Footprint::from_coordinates(&crs, &native, &to)) {
             Some(footprint) => Ok(footprint),
-            None => Footprint::through_ogr(crs, &native_wkb, &to),
+            None => Footprint::through_ogr(crs, native_wkb, &to),
         }
     }
 
@@ -121,7 +129,7 @@ impl Footprint {
     /// makes any polygon, or says what is wrong.
     fn from_coordinates(crs: &Crs, native: &Polygons, to: &ToWgs84) -> Option<Footprint> {
         let native_bounds = native.bounds();
-        let (centroid_lon, (dense, transformed)) = {
+        let (centroid_lon, (step, transformed)) = {
             let _quiet = QuietErrors::push();
             (
                 centroid_longitude_of(native, &to.ct)?,
@@ -136,6 +144,7 @@ impl Footprint {
             (parts.to_wkb(), boxes)
         } else {
             let _quiet = QuietErrors::push();
+            let dense = outline::densified(native, step);
             let parts = wrapped(&Geom::from_wkb(&dense.to_wkb()).ok()?, to).ok()?;
             (parts.to_wkb().ok()?, parts.part_boxes())
         };
@@ -210,7 +219,8 @@ impl Footprint {
     /// A footprint from a GeoJSON geometry (a Polygon or MultiPolygon) in `crs`.
     pub fn from_geojson(crs: Crs, geometry: &Json) -> Result<Footprint> {
         if let Some(plain) = Polygons::from_geojson(geometry).filter(Polygons::is_well_formed) {
-            return Footprint::new(crs, plain.to_wkb());
+            let wkb = plain.to_wkb();
+            return Footprint::made(crs, Some(plain), &wkb);
         }
         let text = CString::new(geometry.to_string())
             .map_err(|_| Error::InvalidInput("a geometry cannot contain NUL".into()))?;
@@ -709,21 +719,20 @@ fn no_area() -> Error {
     )
 }
 
-/// [`densify_for_wrap`] on coordinates: a copy of `native` (whose box is `b`) densified
-/// until its transformation by `ct` has no longitude step over [`MAX_LONGITUDE_STEP`],
-/// with that transformation; `None` when a point does not transform or the edges would
-/// have to be shorter than 1/16384 of the polygon's size.
-fn densified_for_wrap(native: &Polygons, b: Bbox, ct: &Transform) -> Option<(Polygons, Polygons)> {
+/// [`densify_for_wrap`] on coordinates: the step to which `native` (whose box is `b`) is
+/// densified so that its transformation by `ct` has no longitude step over
+/// [`MAX_LONGITUDE_STEP`], with that transformation; `None` when a point does not
+/// transform or the edges would have to be shorter than 1/16384 of the polygon's size.
+fn densified_for_wrap(native: &Polygons, b: Bbox, ct: &Transform) -> Option<(f64, Polygons)> {
     let size = (b[2] - b[0]).max(b[3] - b[1]);
     let mut step = size * DENSIFY_FRACTION;
     while step > size / 16384.0 {
-        let dense = outline::densified(native, step);
-        let mut transformed = dense.clone();
+        let mut transformed = outline::densified(native, step);
         if !ct.polygons(&mut transformed) {
             return None;
         }
         if outline::largest_longitude_step(&transformed) <= MAX_LONGITUDE_STEP {
-            return Some((dense, transformed));
+            return Some((step, transformed));
         }
         step /= 8.0;
     }

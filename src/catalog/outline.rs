@@ -22,8 +22,8 @@ pub fn densified(shape: &Polygons, step: f64) -> Polygons {
 
 fn densified_ring(ring: &Ring, step: f64) -> Ring {
     let mut out = Vec::with_capacity(ring.len() * 2);
-    for pair in ring.chunks_exact(2).collect::<Vec<_>>().windows(2) {
-        let ([x0, y0], [x1, y1]) = ([pair[0][0], pair[0][1]], [pair[1][0], pair[1][1]]);
+    for edge in edges(ring) {
+        let [x0, y0, x1, y1] = *edge else { continue };
         let pieces = ((x1 - x0).hypot(y1 - y0) / step).ceil().clamp(1.0, 1e6) as usize;
         for i in 0..pieces {
             let f = i as f64 / pieces as f64;
@@ -39,8 +39,8 @@ fn densified_ring(ring: &Ring, step: f64) -> Ring {
 pub fn largest_longitude_step(shape: &Polygons) -> f64 {
     let mut widest: f64 = 0.0;
     for ring in shape.rings() {
-        for pair in xs(ring, shape.dims).collect::<Vec<_>>().windows(2) {
-            let d = (pair[1] - pair[0]).abs() % 360.0;
+        for (a, b) in xs(ring, shape.dims).zip(xs(ring, shape.dims).skip(1)) {
+            let d = (b - a).abs() % 360.0;
             widest = widest.max(d.min(360.0 - d));
         }
     }
@@ -51,10 +51,16 @@ pub fn largest_longitude_step(shape: &Polygons) -> f64 {
 /// more than half a turn (none crosses the antimeridian).
 pub fn within_one_turn(shape: &Polygons) -> bool {
     shape.rings().all(|ring| {
-        let x: Vec<f64> = xs(ring, shape.dims).collect();
-        x.iter().all(|v| (-180.0..=180.0).contains(v))
-            && x.windows(2).all(|p| (p[1] - p[0]).abs() <= 180.0)
+        xs(ring, shape.dims).all(|v| (-180.0..=180.0).contains(&v))
+            && xs(ring, shape.dims)
+                .zip(xs(ring, shape.dims).skip(1))
+                .all(|(a, b)| (b - a).abs() <= 180.0)
     })
+}
+
+/// The edges of a 2D ring, each `[x0, y0, x1, y1]`, read where they lie.
+fn edges(ring: &Ring) -> impl Iterator<Item = &[f64]> {
+    ring.windows(4).step_by(2)
 }
 
 fn xs(ring: &Ring, dims: usize) -> impl Iterator<Item = f64> + '_ {
@@ -151,9 +157,9 @@ pub fn centroid(shape: &Polygons) -> Option<(f64, f64)> {
 /// out of `base` (close to the points, for precision).
 fn ring_moments(ring: &Ring, base: (f64, f64)) -> (f64, f64, f64) {
     let (mut area, mut cx, mut cy) = (0.0, 0.0, 0.0);
-    for pair in ring.chunks_exact(2).collect::<Vec<_>>().windows(2) {
-        let (x0, y0) = (pair[0][0] - base.0, pair[0][1] - base.1);
-        let (x1, y1) = (pair[1][0] - base.0, pair[1][1] - base.1);
+    for edge in edges(ring) {
+        let (x0, y0) = (edge[0] - base.0, edge[1] - base.1);
+        let (x1, y1) = (edge[2] - base.0, edge[3] - base.1);
         let cross = x0 * y1 - x1 * y0;
         area += cross / 2.0;
         cx += cross * (x0 + x1) / 6.0;

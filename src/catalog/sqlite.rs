@@ -27,8 +27,9 @@ const PART_BITS: u32 = 16;
 /// SQLite's page cache while adding items, in KiB (SQLite's default is 2 MiB). A bulk add
 /// inserts into the R*Tree and the time and property indexes at places spread over the
 /// whole file; with the default cache nearly every insert reads pages back from the file
-/// and spills dirty ones mid-transaction. Searches keep the default, so that streaming a
-/// large catalog stays in little memory.
+/// and spills dirty ones mid-transaction. The connection keeps it once it has added;
+/// a connection that only searches (every `catalog search`) keeps the default, so that
+/// streaming a large catalog stays in little memory.
 const ADD_CACHE_KIB: i64 = 256 << 10;
 
 /// Pages the write-ahead log may hold before SQLite copies them into the file, while
