@@ -1,10 +1,11 @@
 //! Footprints and query areas: the only module of the catalog that calls OGR and OSR.
 //!
 //! A footprint is a polygon in the item's native CRS, kept exactly (as WKB), plus its parts
-//! in EPSG:4326 longitude/latitude: the polygon with its edges densified, transformed by
-//! GDAL's geometry transformer with `WRAPDATELINE=YES`, so that a footprint crossing the
-//! antimeridian becomes parts on either side of it and one around a pole reaches latitude
-//! 90 across all longitudes. Backends prefilter on the boxes of these parts; the exact test
+//! in EPSG:4326 longitude/latitude: the polygon with its edges densified, transformed, and
+//! cut (see [`super::antimeridian`]), so that a footprint crossing the antimeridian becomes
+//! parts on either side of it and one around a pole reaches latitude 90 across all
+//! longitudes; what cannot be cut on coordinates goes through GDAL's geometry transformer
+//! with `WRAPDATELINE=YES`. Backends prefilter on the boxes of these parts; the exact test
 //! ([`Footprint::intersects`]) runs in the item's own CRS.
 
 use std::cell::RefCell;
@@ -13,6 +14,7 @@ use std::ffi::{c_char, c_void, CString};
 
 use serde_json::Value as Json;
 
+use super::antimeridian;
 use super::geojson;
 use super::outline;
 use super::wkb::Polygons;
@@ -121,9 +123,9 @@ impl Footprint {
         }
     }
 
-    /// The footprint of a well-formed 2D polygon, densified and transformed on its
-    /// coordinates; only a polygon that needs cutting (see [`taken_as_transformed`]) goes
-    /// through GDAL's geometry transformer. A million items' worth of OGR geometries would
+    /// The footprint of a well-formed 2D polygon, densified, transformed and cut at the
+    /// antimeridian on its coordinates; only a polygon that [`antimeridian::cut`]
+    /// declines goes through GDAL's geometry transformer. A million items' worth of OGR geometries would
     /// cost more than the work. `None` when its points do not all transform, its
     /// centroid is not defined, or GDAL cannot cut it: the OGR path then makes it as it
     /// makes any polygon, or says what is wrong.
@@ -136,10 +138,17 @@ impl Footprint {
                 densified_for_wrap(native, native_bounds, &to.ct)?,
             )
         };
-        let (wgs84_wkb, boxes) = if !to.may_surround_a_pole(&native_bounds)
-            && outline::within_one_turn(&transformed)
-        {
-            let parts = outline::simplified(&transformed, simplify_tolerance(transformed.bounds()));
+        let plain =
+            if !to.may_surround_a_pole(&native_bounds) && outline::within_one_turn(&transformed) {
+                let tolerance = simplify_tolerance(transformed.bounds());
+                Some(outline::simplified(&transformed, tolerance))
+            } else {
+                antimeridian::cut(&transformed).map(|cut| {
+                    let pieces = (0..cut.parts.len()).map(|i| cut.part_box(i));
+                    outline::simplified(&cut, simplify_tolerance(largest(pieces)))
+                })
+            };
+        let (wgs84_wkb, boxes) = if let Some(parts) = plain {
             let boxes = (0..parts.parts.len()).map(|i| parts.part_box(i)).collect();
             (parts.to_wkb(), boxes)
         } else {
@@ -696,9 +705,9 @@ impl Drop for GeomTransformer {
 }
 
 /// The 4326 parts without the points densifying left on nearly straight edges: within
-/// [`SIMPLIFY_FRACTION`] of the parts' size of the densified outline.
+/// [`SIMPLIFY_FRACTION`] of the largest part's size of the densified outline.
 fn simplified(g: Geom) -> Geom {
-    let tolerance = simplify_tolerance(g.envelope());
+    let tolerance = simplify_tolerance(largest(g.part_boxes()));
     // SAFETY: valid handle; the simplified copy (or null) is ours.
     let h = unsafe { gdal_sys::OGR_G_Simplify(g.0, tolerance) };
     if h.is_null() {
@@ -744,6 +753,17 @@ fn densified_for_wrap(native: &Polygons, b: Bbox, ct: &Transform) -> Option<(f64
 fn centroid_longitude_of(native: &Polygons, ct: &Transform) -> Option<f64> {
     let (mut x, mut y) = outline::centroid(native).map(|(x, y)| ([x], [y]))?;
     (ct.points(&mut x, &mut y) && x[0].is_finite()).then(|| normalized_longitude(x[0]))
+}
+
+/// The largest of the boxes (by their larger side): polygons cut at the antimeridian are
+/// simplified by the size of their largest piece, not by the whole turn that the pieces'
+/// box spans.
+fn largest(boxes: impl IntoIterator<Item = Bbox>) -> Bbox {
+    let size = |b: &Bbox| (b[2] - b[0]).max(b[3] - b[1]);
+    boxes
+        .into_iter()
+        .max_by(|a, b| size(a).total_cmp(&size(b)))
+        .unwrap_or([0.0; 4])
 }
 
 /// How far simplifying may move the outline of 4326 parts whose box is `b`.
@@ -1578,33 +1598,131 @@ mod tests {
                     square(-1_500_000.0, 500_000.0, 200_000.0)
                 ),
             ),
-            // Cut by GDAL: across 180°, around the poles.
+            // Across 180°: cut on coordinates (ours) and by GDAL (OGR's).
             ("EPSG:32601", one(square(340_000.0, 7_000_000.0, 50_000.0))),
+            ("EPSG:32660", one(square(800_000.0, 7_000_000.0, 50_000.0))),
+            ("EPSG:4326", one(square(179.5, 10.5, 1.0))),
+            (
+                "EPSG:4326",
+                format!(
+                    "POLYGON({},{},{})",
+                    square(179.5, 10.5, 1.0),
+                    square(179.9, 10.5, 0.2),
+                    square(179.0, 10.0, 0.1)
+                ),
+            ),
+            (
+                "EPSG:4326",
+                format!(
+                    "MULTIPOLYGON(({}),({}))",
+                    square(179.5, 10.5, 1.0),
+                    square(10.5, 40.5, 0.5)
+                ),
+            ),
+            // Around the poles: cut by GDAL both ways.
             ("EPSG:3413", one(square(0.0, 0.0, 300_000.0))),
             ("EPSG:3031", one(square(20_000.0, -30_000.0, 200_000.0))),
-            ("EPSG:4326", one(square(179.5, 10.5, 1.0))),
         ];
         for (crs, wkt) in cases {
             let what = format!("{crs} {wkt}");
             let (ours, ogr) = footprint_both_ways(crs, &wkt);
             assert_eq!(ours.native_wkb, ogr.native_wkb, "{what}");
             assert_eq!(ours.native_bounds, ogr.native_bounds, "{what}");
-            assert!(
-                (ours.centroid_lon - ogr.centroid_lon).abs() < 1e-9,
-                "{what}"
-            );
+            // (180° and -180° are one longitude.)
+            let turn = (ours.centroid_lon - ogr.centroid_lon).rem_euclid(360.0);
+            assert!(turn.min(360.0 - turn) < 1e-9, "{what}");
             assert_eq!(ours.boxes.len(), ogr.boxes.len(), "{what}");
             // Both simplify the densified outline by up to this much.
             let b = ogr.bbox_4326();
             let tolerance = 2.0 * simplify_tolerance(b).max(1e-9);
-            for (a, o) in ours.boxes.iter().zip(&ogr.boxes) {
+            let sorted = |boxes: &[Bbox]| {
+                let mut boxes = boxes.to_vec();
+                boxes.sort_by(|a, b| a[0].total_cmp(&b[0]).then(a[1].total_cmp(&b[1])));
+                boxes
+            };
+            for (a, o) in sorted(&ours.boxes).iter().zip(&sorted(&ogr.boxes)) {
                 let off = (0..4).map(|i| (a[i] - o[i]).abs()).fold(0.0, f64::max);
                 assert!(off <= tolerance, "{what}: boxes {a:?} {o:?}");
             }
             let apart = farthest_vertex(&ours.wgs84_wkb, &ogr.wgs84_wkb)
                 .max(farthest_vertex(&ogr.wgs84_wkb, &ours.wgs84_wkb));
             assert!(apart <= tolerance, "{what}: outlines {apart} apart");
+            // Moving the outline by up to the tolerance changes the area by up to the
+            // tolerance times the outline's length.
+            let (a, o) = (
+                area_and_validity(&ours.wgs84_wkb),
+                area_and_validity(&ogr.wgs84_wkb),
+            );
+            assert!(a.1, "{what}: ours is not a valid polygon");
+            let most = tolerance * outline_length(&ogr.wgs84_wkb);
+            assert!(
+                (a.0 - o.0).abs() <= most,
+                "{what}: areas {a:?} {o:?}, {most}"
+            );
         }
+    }
+
+    #[test]
+    fn polar_polygons_across_180_are_cut_where_gdal_leaves_them_whole() {
+        // GDAL 3.6's transformer with WRAPDATELINE=YES returns these squares of polar
+        // stereographic CRSs, each a few degrees either side of 180°, as one polygon whose
+        // edges jump across the globe.
+        let cases = [
+            (
+                "EPSG:3413",
+                "POLYGON((-1100000 900000,-900000 900000,-900000 1100000,\
+                 -1100000 1100000,-1100000 900000))",
+            ),
+            (
+                "EPSG:3031",
+                "POLYGON((-150000 -1650000,150000 -1650000,150000 -1350000,\
+                 -150000 -1350000,-150000 -1650000))",
+            ),
+        ];
+        for (crs, wkt) in cases {
+            let (ours, ogr) = footprint_both_ways(crs, wkt);
+            assert_eq!(ogr.boxes.len(), 1, "{crs}");
+            assert!(ogr.boxes[0][2] - ogr.boxes[0][0] > 350.0, "{:?}", ogr.boxes);
+            // Ours: two pieces that meet at 180°, each a few degrees wide.
+            let mut boxes = ours.boxes.clone();
+            boxes.sort_by(|a, b| a[0].total_cmp(&b[0]));
+            assert_eq!(boxes.len(), 2, "{crs}");
+            assert_eq!(boxes[0][0], -180.0);
+            assert_eq!(boxes[1][2], 180.0);
+            assert!(boxes[0][2] < -170.0 && boxes[1][0] > 170.0, "{boxes:?}");
+            // Together they have the area that PROJ gives the polygon, densified to 1 km,
+            // in longitudes from 0° to 360° (+lon_wrap=180), where it is whole.
+            let native = Crs::from_user(crs).unwrap().srs().unwrap();
+            let to_0_360 = Crs::from_user("+proj=longlat +datum=WGS84 +lon_wrap=180")
+                .and_then(|c| c.srs())
+                .unwrap();
+            let g = Geom::from_wkt(wkt).unwrap();
+            g.segmentize(1000.0);
+            let whole = g
+                .transformed(&Transform::new(&native, &to_0_360).unwrap())
+                .unwrap();
+            let (a, w) = (
+                area_and_validity(&ours.wgs84_wkb),
+                area_and_validity(&whole.to_wkb().unwrap()),
+            );
+            assert!(a.1 && w.1, "{crs}: {a:?} {w:?}");
+            assert!((a.0 - w.0).abs() <= 1e-4 * w.0, "{crs}: areas {a:?} {w:?}");
+        }
+    }
+
+    fn outline_length(wkb: &[u8]) -> f64 {
+        let g = Geom::from_wkb(wkb).unwrap();
+        // SAFETY: a valid handle, only read; the boundary is ours.
+        let outline = Geom(unsafe { gdal_sys::OGR_G_Boundary(g.0) });
+        // SAFETY: a valid handle, only read.
+        unsafe { gdal_sys::OGR_G_Length(outline.0) }
+    }
+
+    /// The area of the polygons in `wkb`, and whether GEOS finds them valid.
+    fn area_and_validity(wkb: &[u8]) -> (f64, bool) {
+        let g = Geom::from_wkb(wkb).unwrap();
+        // SAFETY: a valid handle, only read.
+        unsafe { (gdal_sys::OGR_G_Area(g.0), gdal_sys::OGR_G_IsValid(g.0) != 0) }
     }
 
     #[test]

@@ -10,6 +10,7 @@
 //! days ([`when`]), searches and their exact test ([`query`]). A backend's index only
 //! narrows the candidates; [`query::Prepared::matches`] decides.
 
+pub mod antimeridian;
 pub mod conformance;
 pub mod footprint;
 pub mod geojson;
