@@ -2,14 +2,20 @@
 //! (RFC 7946 GeoJSON, cut at the antimeridian, correct over the poles).
 //!
 //! The footprint is the rectangle of the store's extent in its own CRS with every edge
-//! densified, transformed by GDAL's geometry transformer with `WRAPDATELINE=YES`, which
-//! splits a ring that crosses 180° into parts and closes rings around a pole.
+//! densified, transformed, and cut at the antimeridian on its coordinates
+//! ([`crate::catalog::antimeridian`]), which splits a ring that crosses 180° into parts
+//! and closes a ring around a pole along its latitude; what that declines goes through
+//! GDAL's geometry transformer with `WRAPDATELINE=YES`. (GDAL 3.6's transformer leaves
+//! some polar stereographic rectangles across 180° whole, spanning the globe.)
 
 use std::ffi::{c_void, CString};
 
 use gdal_sys::{OGRGeometryH, OGRSpatialReferenceH};
 use serde_json::Value;
 
+use crate::catalog::antimeridian;
+use crate::catalog::outline;
+use crate::catalog::wkb::Polygons;
 use crate::error::{Error, Result};
 use crate::gdal::cpl::{from_c, last_error_message, CStringList};
 
@@ -140,6 +146,10 @@ fn transformed(wkt: &str, ring: &[[f64; 2]]) -> Result<Geom> {
             gdal_sys::OGR_G_AddPoint_2D(r, p[0], p[1]);
         }
         gdal_sys::OGR_G_AddGeometryDirectly(poly.0, r);
+        if let Some(cut) = cut_on_coordinates(ct, ring) {
+            gdal_sys::OCTDestroyCoordinateTransformation(ct);
+            return Ok(cut);
+        }
         let transformer =
             gdal_sys::OGR_GeomTransformer_Create(ct, options.as_ptr() as gdal_sys::CSLConstList);
         let out = if transformer.is_null() {
@@ -159,6 +169,64 @@ fn transformed(wkt: &str, ring: &[[f64; 2]]) -> Result<Geom> {
         }
         Ok(Geom(out))
     }
+}
+
+/// Largest longitude step between neighbouring points (the short way round) for which
+/// the ring's way round is not in doubt.
+const MAX_LONGITUDE_STEP: f64 = 2.0;
+
+/// `ring` transformed by `ct` point by point and cut at the antimeridian; `None` when a
+/// point does not transform, neighbouring points lie too far apart in longitude, or
+/// [`antimeridian::cut`] declines the ring.
+///
+/// # Safety
+/// `ct` must be a valid coordinate transformation.
+unsafe fn cut_on_coordinates(
+    ct: gdal_sys::OGRCoordinateTransformationH,
+    ring: &[[f64; 2]],
+) -> Option<Geom> {
+    let mut x: Vec<f64> = ring.iter().map(|p| p[0]).collect();
+    let mut y: Vec<f64> = ring.iter().map(|p| p[1]).collect();
+    let mut ok = vec![0i32; ring.len()];
+    let n = i32::try_from(ring.len()).ok()?;
+    // SAFETY: `ct` is valid (the caller's promise); the arrays hold `n` values each and
+    // the z array may be null.
+    let all = unsafe {
+        gdal_sys::OCTTransformEx(
+            ct,
+            n,
+            x.as_mut_ptr(),
+            y.as_mut_ptr(),
+            std::ptr::null_mut(),
+            ok.as_mut_ptr(),
+        )
+    };
+    if all == 0 || ok.contains(&0) || x.iter().chain(&y).any(|v| !v.is_finite()) {
+        return None;
+    }
+    let flat = x.iter().zip(&y).flat_map(|(&a, &b)| [a, b]).collect();
+    let shape = Polygons {
+        multi: false,
+        dims: 2,
+        parts: vec![vec![flat]],
+    };
+    if outline::largest_longitude_step(&shape) > MAX_LONGITUDE_STEP {
+        return None;
+    }
+    let cut = antimeridian::cut(&shape)?;
+    let wkb = cut.to_wkb();
+    let mut h: OGRGeometryH = std::ptr::null_mut();
+    // SAFETY: the bytes are alive during the call; `h` receives a new geometry or stays
+    // null.
+    let err = unsafe {
+        gdal_sys::OGR_G_CreateFromWkb(
+            wkb.as_ptr() as *const c_void,
+            std::ptr::null_mut(),
+            &mut h,
+            wkb.len() as i32,
+        )
+    };
+    (err == gdal_sys::OGRErr::OGRERR_NONE && !h.is_null()).then_some(Geom(h))
 }
 
 /// `geom` without the points that only lie on straight lines (or `geom` itself if GDAL
@@ -268,6 +336,19 @@ mod tests {
         .unwrap();
         assert_eq!(bbox[3], 90.0, "{bbox:?}");
         assert_eq!((bbox[0], bbox[2]), (-180.0, 180.0), "{bbox:?}");
+    }
+
+    #[test]
+    fn a_polar_grid_across_180_is_cut_there() {
+        // EPSG:3031 over the Ross Sea: about 168°E to 168°W, 73°S to 79°S, without the pole.
+        let (geom, bbox) = footprint_4326(
+            &wkt("EPSG:3031"),
+            [-300000.0, -1700000.0, 300000.0, -1300000.0],
+        )
+        .unwrap();
+        assert_eq!(geom["type"], "MultiPolygon", "{geom}");
+        assert!(bbox[0] > 160.0 && bbox[2] < -160.0, "{bbox:?}");
+        assert!(bbox[1] > -80.0 && bbox[3] < -70.0, "{bbox:?}");
     }
 
     #[test]
