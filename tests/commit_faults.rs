@@ -645,3 +645,39 @@ fn a_server_that_ignores_conditions_is_not_written_to() {
     assert!(msg.contains("ignores conditional writes"), "{msg}");
     assert!(s.contents() == before, "the store changed");
 }
+
+#[test]
+fn a_small_chunk_opened_for_its_blocks_is_read_in_one_request() {
+    let s = store();
+    let snap = Snapshot::open_in(s.clone() as Arc<dyn Storage>, None).unwrap();
+    let k = key(0, 1, 2);
+    let before = s.count(StorageOp::ReadRange);
+    let opened = snap.open_chunk(&k).unwrap().expect("a chunk");
+    let len = opened.head.object_len();
+    let tail = snap
+        .read_chunk_range(
+            &opened,
+            gridstore::chunk::Location::Object,
+            len / 2,
+            len - len / 2,
+        )
+        .unwrap();
+    // The head and the blocks after it: one request.
+    assert_eq!(s.count(StorageOp::ReadRange) - before, 1);
+    // The same bytes as a reader of the head alone gets (a chunk this small, under the
+    // 16 KiB read for a head, comes whole to it too).
+    let head_only = snap.read_head(&k).unwrap().expect("a chunk");
+    let again = snap
+        .read_chunk_range(
+            &head_only,
+            gridstore::chunk::Location::Object,
+            len / 2,
+            len - len / 2,
+        )
+        .unwrap();
+    assert_eq!(tail, again);
+    assert_eq!(s.count(StorageOp::ReadRange) - before, 2);
+    // A range past the chunk's end is damage, as when read from the object.
+    let past = snap.read_chunk_range(&opened, gridstore::chunk::Location::Object, len - 1, 2);
+    assert!(past.is_err());
+}

@@ -235,7 +235,7 @@ impl<'a> PyramidBuilder<'a> {
         let m = &self.txn.manifest;
         let size = m.grid.tile_size as usize;
         let key = TileKey::new(self.time, self.pyramid, loc);
-        let Some(c) = base.read_head(&key)? else {
+        let Some(c) = base.open_chunk(&key)? else {
             return Ok(None);
         };
         if !c.head.frames_reusable(&m.encoding()) {

@@ -50,6 +50,11 @@ const DEFAULT_FIRST_REQUEST: usize = 16384;
 /// The largest first request: larger objects are read in further ranges.
 const MAX_FIRST_REQUEST: usize = 64 << 20;
 
+/// A range of an object that ends within this many bytes of its start is read from the
+/// start in the open's one request; one further out, in a request of its own after the
+/// open's first.
+const ONE_REQUEST_RANGE: usize = 1 << 20;
+
 /// True for a path GDAL's virtual file systems own (`/vsis3/...`, `/vsicurl/...`).
 pub fn is_vsi_path(path: &Path) -> bool {
     let Some(s) = path.to_str() else {
@@ -432,7 +437,15 @@ impl Storage for VsiStorage {
     }
 
     fn read_range(&self, key: &str, offset: u64, len: usize, buf: &mut Vec<u8>) -> Result<bool> {
-        let Some(h) = self.open(key, 0)? else {
+        // A range that ends near the start of the object comes with the open's first
+        // request: one GET, where GDAL would otherwise fetch its first 16 KiB and then
+        // the rest.
+        let end = offset.saturating_add(len as u64);
+        let first = match end <= ONE_REQUEST_RANGE as u64 {
+            true => end as usize,
+            false => 0,
+        };
+        let Some(h) = self.open(key, first)? else {
             return Ok(false);
         };
         // Only what the object holds is allocated, whatever length is asked for.

@@ -84,11 +84,20 @@ fn unique_token() -> String {
 /// its claim since `committed` was read: the committed id is read again once the claim is
 /// held, and an id at or below it is given back and the search goes on above it. (Its
 /// owner released the claim only after its commit was in, so the read sees that commit.)
+///
+/// Once the claim is made, the check that the storage honours conditional writes and the
+/// read of the committed id go at once: on object storage each is a round trip.
 pub fn claim_next(storage: &dyn Storage, committed: u64, writer: &str) -> Result<u64> {
     let mut after = committed;
     loop {
         let id = claim_free(storage, after, writer)?;
-        let now = committed_id(storage)?;
+        let (held, now) = std::thread::scope(|scope| {
+            let held = scope.spawn(|| check_conditions_hold(storage, id, writer));
+            let now = committed_id(storage);
+            (held.join(), now)
+        });
+        held.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
+        let now = now?;
         if id > now {
             return Ok(id);
         }
@@ -105,7 +114,6 @@ fn claim_free(storage: &dyn Storage, committed: u64, writer: &str) -> Result<u64
         .min(MAX_SNAPSHOT_ID);
     for id in committed.saturating_add(1)..=last {
         if storage.create_new(&claim_key(id), &body)? {
-            check_conditions_hold(storage, id, writer)?;
             return Ok(id);
         }
     }

@@ -182,15 +182,35 @@ impl Snapshot {
         }
     }
 
+    /// [`Snapshot::read_head`] for a reader that goes on to read the chunk's blocks: a
+    /// chunk of at most [`WHOLE_CHUNK_LEN`] bytes is read whole, in one request (its size
+    /// is in the index), and its blocks are then taken from memory.
+    pub fn open_chunk(&self, key: &TileKey) -> Result<Option<ChunkRef>> {
+        match self.entry(key)? {
+            Some(e) => self.chunk_ref(key, &e, WHOLE_CHUNK_LEN).map(Some),
+            None => Ok(None),
+        }
+    }
+
     /// [`Snapshot::read_head`] of a tile whose index entry is known.
     pub fn head_of(&self, key: &TileKey, e: &Entry) -> Result<ChunkRef> {
+        self.chunk_ref(key, e, 0)
+    }
+
+    /// The head of the chunk of `key`, read with its first [`chunk::HEAD_PROBE_LEN`] bytes,
+    /// or whole when it is at most `whole_up_to` bytes long.
+    fn chunk_ref(&self, key: &TileKey, e: &Entry, whole_up_to: usize) -> Result<ChunkRef> {
         let e = *e;
         let object = key.object_key(e.seq, self.manifest.chunk_naming());
         let path = self.object_path(key, &e);
         let expected = self.manifest.chunk_shape();
         check_entry_size(&e, &expected, &path)?;
         let mut bytes = Vec::new();
-        let probe = chunk::HEAD_PROBE_LEN.min(e.size as usize);
+        let size = e.size as usize;
+        let probe = match size <= whole_up_to {
+            true => size,
+            false => chunk::HEAD_PROBE_LEN.min(size),
+        };
         if !self.storage.read_range(&object, 0, probe, &mut bytes)? {
             return Err(Error::corrupt(path, "chunk object is missing"));
         }
@@ -220,12 +240,14 @@ impl Snapshot {
             ));
         }
         check_base_against_entry(&head, &e, &path)?;
+        let whole = (bytes.len() == size).then(|| Arc::<[u8]>::from(bytes));
         Ok(ChunkRef {
             key: *key,
             seq: e.seq,
             object,
             path,
             head,
+            whole,
         })
     }
 
@@ -246,9 +268,16 @@ impl Snapshot {
             _ => (c.object.clone(), String::new()),
         };
         let mut bytes = Vec::new();
-        let found = self
-            .storage
-            .read_range(&object, offset as u64, len, &mut bytes)?;
+        let found = match (&c.whole, object == c.object) {
+            (Some(whole), true) => {
+                let end = offset.saturating_add(len).min(whole.len());
+                bytes.extend_from_slice(&whole[offset.min(end)..end]);
+                true
+            }
+            _ => self
+                .storage
+                .read_range(&object, offset as u64, len, &mut bytes)?,
+        };
         if !found || bytes.len() != len {
             return Err(Error::corrupt(
                 self.storage.location().join(&object),
@@ -529,7 +558,14 @@ pub struct ChunkRef {
     /// Where it is, for messages.
     pub path: PathBuf,
     pub head: Head,
+    /// The whole object, when it was read whole: its blocks are then read from here.
+    pub whole: Option<Arc<[u8]>>,
 }
+
+/// Chunks up to this size are read whole by [`Snapshot::open_chunk`]: one request for the
+/// head and the blocks, where reading the head and then the blocks takes two on object
+/// storage.
+pub const WHOLE_CHUNK_LEN: usize = 1 << 20;
 
 /// Checks that the chunk size an index entry records is one a tile of this store can have,
 /// before anything is read or allocated for it.

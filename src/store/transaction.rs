@@ -28,7 +28,8 @@ use crate::index::NODE_PREFIX;
 use crate::index::{apply_changes, Entry, IndexReader, NodeWriter, TileKey, Tree, WRITE_PREFIXES};
 use crate::keys::SOURCE_PREFIX;
 use crate::manifest::{
-    snapshot_key, Checkpoint, IndexSpec, Manifest, SnapshotInfo, MANIFEST_KEY, MAX_MANIFEST_LEN,
+    snapshot_key, Checkpoint, IndexSpec, Manifest, SnapshotInfo, SourceListRef, MANIFEST_KEY,
+    MAX_MANIFEST_LEN,
 };
 use crate::storage::{Commits, Expect, LocalStorage, Part, Storage, Version, Written};
 use crate::tile::Tile;
@@ -742,8 +743,19 @@ impl Transaction {
                 None => removed += 1,
             }
         }
-        let mut nodes = NodeWriter::new(&*self.storage, &self.index, self.seq);
-        let new_root = apply_changes(&self.index, tree, &changes, &mut nodes)?;
+        // The index nodes and the list of sources are new objects of their own: written at
+        // once (on object storage each is a round trip).
+        let (new_root, sources) = std::thread::scope(|scope| {
+            let sources = scope.spawn(self.linked_sources());
+            let mut nodes = NodeWriter::new(&*self.storage, &self.index, self.seq);
+            let root = apply_changes(&self.index, tree, &changes, &mut nodes);
+            let sources = sources
+                .join()
+                .unwrap_or_else(|p| std::panic::resume_unwind(p));
+            (root, sources)
+        });
+        let new_root = new_root?;
+        self.manifest.sources = sources?;
         self.refresh_steps(&changes, new_root)?;
         self.manifest.index = IndexSpec {
             root: new_root,
@@ -798,24 +810,21 @@ impl Transaction {
         refresh_counts(spec, &self.index, tree, &added, &removed)
     }
 
-    /// Makes the manifest link to the sources of its state: a new list of what this write
-    /// recorded, after the base's; else the base's, as it is now (after a rebase, the one
-    /// the other writer left).
-    fn link_sources(&mut self) -> Result<()> {
+    /// What the manifest links to as the sources of its state: a new list of what this
+    /// write recorded (written now), after the base's; else the base's, as it is now (after
+    /// a rebase, the one the other writer left).
+    fn linked_sources(&self) -> impl FnOnce() -> Result<Option<SourceListRef>> + Send + '_ {
         let carried = self
             .base
             .as_ref()
             .and_then(|b| b.manifest().sources.clone());
-        self.manifest.sources = match self.sources.is_empty() {
-            true => carried,
-            false => Some(super::sources::write(
-                &*self.storage,
-                self.seq,
-                carried,
-                &self.sources,
-            )?),
-        };
-        Ok(())
+        let (storage, seq, sources) = (&*self.storage, self.seq, &self.sources);
+        move || {
+            Ok(match sources.is_empty() {
+                true => carried,
+                false => Some(super::sources::write(storage, seq, carried, sources)?),
+            })
+        }
     }
 
     fn publish_manifest(
@@ -824,9 +833,6 @@ impl Transaction {
         tiles_removed: u64,
         restores: Option<u64>,
     ) -> Result<Published> {
-        if restores.is_none() {
-            self.link_sources()?;
-        }
         self.manifest.snapshot = SnapshotInfo {
             id: self.seq,
             parent: self.base.as_ref().map(|b| b.manifest().snapshot.id),
