@@ -708,6 +708,20 @@ fn narrow_time_or_narrow_area(cat: &mut dyn Catalog) {
                 t + HOUR_US,
             )
         })
+        .chain((0..40).map(|i| {
+            // Across 180° (longitudes past it in their own CRS): boxes west > east.
+            let y = (i % 20) as f64 * 4.0 - 40.0;
+            let t = t0 + i * 6 * HOUR_US + 3 * HOUR_US;
+            let wkt = rect(178.0, y, 182.0, y + 3.0);
+            item(
+                "plan",
+                &format!("a{i:02}"),
+                "EPSG:4326",
+                &wkt,
+                t,
+                t + HOUR_US,
+            )
+        }))
         .collect();
     add(cat, &items);
     let day = |d: i64| TimeRange {
@@ -719,6 +733,11 @@ fn narrow_time_or_narrow_area(cat: &mut dyn Catalog) {
         (bbox(-70.0, -30.0, 10.0, 20.0), Some(day(100))),
         (bbox(-79.5, -39.5, -78.5, -38.5), None),
         (bbox(-79.5, -39.5, -74.5, -34.5), Some(day(0))),
+        // Either side of 180°, and across it, over one day: fewer items in the day than
+        // in the area.
+        (bbox(-179.9, -50.0, -170.0, 50.0), Some(day(3))),
+        (bbox(170.0, -50.0, 179.9, 50.0), Some(day(3))),
+        (bbox(175.0, -50.0, -175.0, 50.0), Some(day(4))),
     ];
     for (area, time) in searches {
         for order in [Order::Asc, Order::Desc] {

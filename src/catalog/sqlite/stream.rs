@@ -238,6 +238,21 @@ fn rtree_boxes(boxes: &[[f64; 4]]) -> (String, Vec<Sql>) {
     (conditions.join(" OR "), params)
 }
 
+/// The condition that an item's 4326 box (`west > east` across 180°) meets one of the
+/// 4326 `boxes` (west, south, east, north, none across 180°), and its parameters.
+fn row_boxes(boxes: &[[f64; 4]]) -> (String, Vec<Sql>) {
+    let mut params = Vec::new();
+    let mut conditions = Vec::new();
+    for b in boxes {
+        conditions.push(
+            "(south <= ? AND north >= ? AND CASE WHEN west <= east \
+             THEN west <= ? AND east >= ? ELSE west <= ? OR east >= ? END)",
+        );
+        params.extend([b[3], b[1], b[2], b[0], b[2], b[0]].map(Sql::Real));
+    }
+    (format!("({})", conditions.join(" OR ")), params)
+}
+
 /// The SQL prefilter of a search: a superset of what [`Prepared::matches`] accepts.
 /// `by_time`: see [`read_by_time`].
 fn where_clause(p: &Prepared, max_span: i64, by_time: bool) -> (String, Vec<Sql>) {
@@ -290,13 +305,18 @@ fn where_clause(p: &Prepared, max_span: i64, by_time: bool) -> (String, Vec<Sql>
         params.push(typed);
     }
     if let Some(area) = &p.area {
-        let (boxes, box_params) = rtree_boxes(&area.boxes);
+        let (boxes, box_params) = match by_time {
+            // Read by time, each row is read anyway: its own 4326 box is checked, where
+            // the ids of every part box in the area would have to be gathered first.
+            true => row_boxes(&area.boxes),
+            false => {
+                let (boxes, params) = rtree_boxes(&area.boxes);
+                let ids = format!("rid IN (SELECT pid >> 16 FROM items_rtree WHERE {boxes})");
+                (ids, params)
+            }
+        };
         params.extend(box_params);
-        // A unary plus keeps SQLite from reading the rows by these ids.
-        let rid = if by_time { "+rid" } else { "rid" };
-        parts.push(format!(
-            "{rid} IN (SELECT pid >> 16 FROM items_rtree WHERE {boxes})"
-        ));
+        parts.push(boxes);
     }
     (parts.join(" AND "), params)
 }
