@@ -743,17 +743,27 @@ impl Transaction {
                 None => removed += 1,
             }
         }
-        // The index nodes and the list of sources are new objects of their own: written at
-        // once (on object storage each is a round trip).
-        let (new_root, sources) = std::thread::scope(|scope| {
-            let sources = scope.spawn(self.linked_sources());
+        let write_nodes = || {
             let mut nodes = NodeWriter::new(&*self.storage, &self.index, self.seq);
-            let root = apply_changes(&self.index, tree, &changes, &mut nodes);
-            let sources = sources
-                .join()
-                .unwrap_or_else(|p| std::panic::resume_unwind(p));
-            (root, sources)
-        });
+            apply_changes(&self.index, tree, &changes, &mut nodes)
+        };
+        // The index nodes and the list of sources are new objects of their own. On object
+        // storage, where each is a round trip, they are written at once; on disk one after
+        // the other, so that a write that does not fit fails at the first that did not.
+        let (new_root, sources) = match self.optimistic.is_some() {
+            true => std::thread::scope(|scope| {
+                let sources = scope.spawn(self.linked_sources());
+                let root = write_nodes();
+                let sources = sources
+                    .join()
+                    .unwrap_or_else(|p| std::panic::resume_unwind(p));
+                (root, sources)
+            }),
+            false => {
+                let root = write_nodes()?;
+                (Ok(root), self.linked_sources()())
+            }
+        };
         let new_root = new_root?;
         self.manifest.sources = sources?;
         self.refresh_steps(&changes, new_root)?;
