@@ -84,7 +84,7 @@ fn cut_polygon(rings: &[Ring]) -> Option<Vec<Vec<Ring>>> {
 /// equator, or a hole is not wholly within -180..180.
 fn round_a_pole(rings: &[Ring]) -> Option<Vec<Ring>> {
     let path = continuous(&rings[0]);
-    let (first, last) = (path[0], *path.last()?);
+    let (first, last) = (*path.first()?, *path.last()?);
     let turns = ((last.0 - first.0) / 360.0).round();
     if turns.abs() != 1.0 || first.1 != last.1 {
         return None;
@@ -487,6 +487,17 @@ mod tests {
             cut.parts
         );
         assert_eq!(cut.parts.iter().map(|p| p.len() - 1).sum::<usize>(), 1);
+    }
+
+    #[test]
+    fn rings_without_points_are_declined() {
+        assert_eq!(cut(&polygon(vec![vec![]])), None);
+        let one_point = Polygons {
+            multi: false,
+            dims: 2,
+            parts: vec![vec![vec![179.0, 0.0]]],
+        };
+        assert_eq!(cut(&one_point), None);
     }
 
     #[test]
