@@ -250,11 +250,11 @@ fn add(args: AddArgs) -> Result<()> {
     let batch = args.batch as usize;
     let mut pending: Vec<Item> = Vec::with_capacity(batch.min(100_000));
     let mut total = 0usize;
-    let mut flush = |pending: &mut Vec<Item>, cat: &mut Box<dyn Catalog>| -> Result<()> {
+    // Adds the pending items and hands them back, to be freed where the caller chooses.
+    let mut flush = |pending: &mut Vec<Item>, cat: &mut Box<dyn Catalog>| -> Result<Vec<Item>> {
         cat.add_batch(pending)?;
         total += pending.len();
-        pending.clear();
-        Ok(())
+        Ok(std::mem::take(pending))
     };
     if args.store {
         for store in &args.files {
@@ -267,13 +267,11 @@ fn add(args: AddArgs) -> Result<()> {
         }
     } else if args.stac {
         stac_batches(&args.files, batch, args.collection.as_deref(), |items| {
-            for item in items {
-                pending.push(item);
-                if pending.len() >= batch {
-                    flush(&mut pending, &mut cat)?;
-                }
+            pending.extend(items);
+            if pending.len() < batch {
+                return Ok(Vec::new());
             }
-            Ok(())
+            flush(&mut pending, &mut cat)
         })?;
     } else {
         let options = RasterOptions {
@@ -297,24 +295,29 @@ fn add(args: AddArgs) -> Result<()> {
 
 /// Hands the items of the STAC files `files`, `batch` lines at a time, to `take`, while
 /// the next batch is being made: reading the items (their footprints) and adding them to
-/// the catalog overlap.
+/// the catalog overlap. What `take` gives back, items it is done with, is freed by the
+/// thread that reads the files, so that the adding thread never waits on the allocator's
+/// locks of the threads that made them.
 fn stac_batches(
     files: &[String],
     batch: usize,
     collection: Option<&str>,
-    mut take: impl FnMut(Vec<Item>) -> Result<()>,
+    mut take: impl FnMut(Vec<Item>) -> Result<Vec<Item>>,
 ) -> Result<()> {
     std::thread::scope(|scope| {
         let (made, ready) = std::sync::mpsc::sync_channel::<Result<Vec<Item>>>(1);
+        let (spent, to_free) = std::sync::mpsc::channel::<Vec<Item>>();
         scope.spawn(move || {
             let make = || -> Result<()> {
+                let makers = makers()?;
                 for file in files {
                     let mut lines = StacLines::open(file)?;
-                    while let Some(items) = lines.next_items(batch, collection)? {
+                    while let Some(items) = lines.next_items(batch, collection, &makers)? {
                         // Refused when the taker has stopped (on an error of its own).
                         if made.send(Ok(items)).is_err() {
                             return Ok(());
                         }
+                        to_free.try_iter().for_each(drop);
                     }
                 }
                 Ok(())
@@ -324,8 +327,35 @@ fn stac_batches(
             }
         });
         // Stops at the first error; the maker then finds no one to send to and stops.
-        ready.into_iter().try_for_each(|items| take(items?))
+        ready.into_iter().try_for_each(|items| {
+            // The reader may have ended already: then the adding thread frees them.
+            let _ = spent.send(take(items?)?);
+            Ok(())
+        })
     })
+}
+
+/// The threads that make items, and the one that reads their lines, give way to the one
+/// that adds them: a catalog has one writer, and on a machine with few cores the makers
+/// would otherwise take its core while it writes, and the add would wait on it.
+fn makers() -> Result<rayon::ThreadPool> {
+    give_way();
+    rayon::ThreadPoolBuilder::new()
+        .thread_name(|i| format!("item maker {i}"))
+        .start_handler(|_| give_way())
+        .build()
+        .context("cannot start the threads that make items")
+}
+
+/// Lowers the calling thread's scheduling priority (nice 10). Best effort: where it
+/// cannot, the thread keeps its priority.
+fn give_way() {
+    #[cfg(target_os = "linux")]
+    // SAFETY: plain system calls on the calling thread's own id; no memory is passed. On
+    // Linux a nice value belongs to a thread, so no other thread's priority changes.
+    unsafe {
+        libc::setpriority(libc::PRIO_PROCESS, libc::gettid() as libc::id_t, 10);
+    }
 }
 
 /// The sources a store's writes recorded (docs/FORMAT.md §12) that its state at `snapshot`
@@ -396,7 +426,12 @@ impl StacLines {
     }
 
     /// The items of the next `batch` lines; `None` at the end.
-    fn next_items(&mut self, batch: usize, collection: Option<&str>) -> Result<Option<Vec<Item>>> {
+    fn next_items(
+        &mut self,
+        batch: usize,
+        collection: Option<&str>,
+        makers: &rayon::ThreadPool,
+    ) -> Result<Option<Vec<Item>>> {
         if let Some(first) = self.first.take() {
             if serde_json::from_str::<serde_json::Value>(first.trim_start_matches('\u{1e}'))
                 .is_err()
@@ -409,7 +444,7 @@ impl StacLines {
                     .with_context(|| format!("{}: cannot read it", self.origin))?;
                 return Ok(Some(items_from_text(&text, collection, &self.origin)?));
             }
-            return self.items_of(vec![first], collection).map(Some);
+            return self.items_of(vec![first], collection, makers).map(Some);
         }
         let mut lines = Vec::with_capacity(batch.min(100_000));
         while lines.len() < batch {
@@ -425,25 +460,33 @@ impl StacLines {
         }
         match lines.is_empty() {
             true => Ok(None),
-            false => self.items_of(lines, collection).map(Some),
+            false => self.items_of(lines, collection, makers).map(Some),
         }
     }
 
     /// The items of some lines, made in parallel (footprints cost GDAL work each).
-    fn items_of(&mut self, lines: Vec<String>, collection: Option<&str>) -> Result<Vec<Item>> {
+    fn items_of(
+        &mut self,
+        lines: Vec<String>,
+        collection: Option<&str>,
+        makers: &rayon::ThreadPool,
+    ) -> Result<Vec<Item>> {
         let first = self.line;
         self.line += lines.len();
-        let per_line: Vec<gridstore::Result<Vec<Item>>> = lines
-            .par_iter()
-            .enumerate()
-            .map(|(n, l)| match l.trim().is_empty() {
-                true => Ok(Vec::new()),
-                false => {
-                    let origin = format!("{}, line {}", self.origin, first + n + 1);
-                    items_from_text(l, collection, &origin)
-                }
-            })
-            .collect();
+        let file = &self.origin;
+        let per_line: Vec<gridstore::Result<Vec<Item>>> = makers.install(|| {
+            lines
+                .par_iter()
+                .enumerate()
+                .map(|(n, l)| match l.trim().is_empty() {
+                    true => Ok(Vec::new()),
+                    false => {
+                        let origin = format!("{file}, line {}", first + n + 1);
+                        items_from_text(l, collection, &origin)
+                    }
+                })
+                .collect()
+        });
         let mut items = Vec::with_capacity(lines.len());
         for r in per_line {
             items.extend(r?);
