@@ -369,23 +369,55 @@ impl Footprint {
     }
 
     /// The native polygon as GeoJSON geometry (coordinates in the native CRS).
-    pub fn native_geojson(&self) -> Json {
-        geojson::polygons(&self.native_wkb, false).unwrap_or_else(|| {
-            Geom::from_wkb(&self.native_wkb)
-                .and_then(|g| g.to_geojson())
-                .unwrap_or(Json::Null)
-        })
+    pub fn native_geometry(&self) -> GeoJson {
+        match geojson::geometry(&self.native_wkb, false) {
+            Some(g) => GeoJson::Read(g),
+            None => GeoJson::Ogr(
+                Geom::from_wkb(&self.native_wkb)
+                    .and_then(|g| g.to_geojson())
+                    .unwrap_or(Json::Null),
+            ),
+        }
     }
 
     /// The 4326 parts as a GeoJSON Polygon (one part) or MultiPolygon.
+    pub fn wgs84_geometry(&self) -> GeoJson {
+        match geojson::geometry(&self.wgs84_wkb, true) {
+            Some(g) => GeoJson::Read(g),
+            None => GeoJson::Ogr(ogr_geojson_of_parts(&self.wgs84_wkb)),
+        }
+    }
+
+    /// [`Footprint::native_geometry`] as a JSON value.
+    pub fn native_geojson(&self) -> Json {
+        serde_json::to_value(self.native_geometry()).unwrap_or(Json::Null)
+    }
+
+    /// [`Footprint::wgs84_geometry`] as a JSON value.
     pub fn wgs84_geojson(&self) -> Json {
-        geojson::polygons(&self.wgs84_wkb, true)
-            .unwrap_or_else(|| ogr_geojson_of_parts(&self.wgs84_wkb))
+        serde_json::to_value(self.wgs84_geometry()).unwrap_or(Json::Null)
     }
 
     /// The RFC 7946 bbox: west > east when the footprint crosses the antimeridian.
     pub fn bbox_4326(&self) -> Bbox {
         wrapped_bbox(&self.boxes)
+    }
+}
+
+/// A footprint's GeoJSON geometry, to be serialized: read from its WKB here, or, for WKB
+/// that [`geojson`] declines, as OGR writes it (`null` if OGR cannot).
+#[derive(Debug)]
+pub enum GeoJson {
+    Read(geojson::Geometry),
+    Ogr(Json),
+}
+
+impl serde::Serialize for GeoJson {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            GeoJson::Read(g) => g.serialize(s),
+            GeoJson::Ogr(j) => j.serialize(s),
+        }
     }
 }
 

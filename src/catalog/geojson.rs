@@ -9,41 +9,93 @@
 //! (-86.188999998 becomes -86.189); this module keeps the nine decimals. Anything else
 //! it declines (`None`), and the caller asks OGR.
 
-use serde_json::{json, Value as Json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::Value as Json;
 
-use super::wkb::Polygons;
+use super::wkb::{Polygons, Ring};
 
 /// Decimals kept in each coordinate, as OGR's `COORDINATE_PRECISION`.
 pub const COORDINATE_PRECISION: usize = 9;
 
+/// A GeoJSON Polygon or MultiPolygon read from WKB, written by serializing it: a search
+/// writes one or two per item, and building them as JSON trees first cost more than
+/// writing them.
+#[derive(Debug)]
+pub struct Geometry {
+    shape: Polygons,
+    /// Written as a Polygon: WKB Polygon, or a MultiPolygon of one part when asked.
+    as_polygon: bool,
+}
+
 /// The GeoJSON geometry of `wkb`: a Polygon, or a MultiPolygon (a Polygon when it has
 /// exactly one part and `one_part_as_polygon`). `None` for WKB this module does not read.
-pub fn polygons(wkb: &[u8], one_part_as_polygon: bool) -> Option<Json> {
+pub fn geometry(wkb: &[u8], one_part_as_polygon: bool) -> Option<Geometry> {
     let shape = Polygons::from_wkb(wkb)?;
-    let mut parts: Vec<Json> = shape
-        .parts
-        .iter()
-        .map(|rings| {
-            let rings: Vec<Json> = rings
-                .iter()
-                .map(|ring| {
-                    let points: Vec<Json> = ring
-                        .chunks_exact(shape.dims)
-                        .map(|p| Json::from(p.iter().map(|&v| rounded(v)).collect::<Vec<f64>>()))
-                        .collect();
-                    Json::from(points)
-                })
-                .collect();
-            Json::from(rings)
-        })
-        .collect();
-    Some(
-        if !shape.multi || (one_part_as_polygon && parts.len() == 1) {
-            json!({"type": "Polygon", "coordinates": parts.pop()?})
+    let as_polygon = !shape.multi || (one_part_as_polygon && shape.parts.len() == 1);
+    Some(Geometry { shape, as_polygon })
+}
+
+/// [`geometry`] as a JSON value.
+pub fn polygons(wkb: &[u8], one_part_as_polygon: bool) -> Option<Json> {
+    serde_json::to_value(geometry(wkb, one_part_as_polygon)?).ok()
+}
+
+impl Serialize for Geometry {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let dims = self.shape.dims;
+        let mut map = s.serialize_map(Some(2))?;
+        if self.as_polygon {
+            map.serialize_entry("type", "Polygon")?;
+            let rings = self.shape.parts.first().map_or(&[][..], |p| p.as_slice());
+            map.serialize_entry("coordinates", &Rings { rings, dims })?;
         } else {
-            json!({"type": "MultiPolygon", "coordinates": parts})
-        },
-    )
+            map.serialize_entry("type", "MultiPolygon")?;
+            map.serialize_entry("coordinates", &Parts(self))?;
+        }
+        map.end()
+    }
+}
+
+struct Parts<'a>(&'a Geometry);
+
+impl Serialize for Parts<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        let dims = self.0.shape.dims;
+        s.collect_seq(self.0.shape.parts.iter().map(|rings| Rings { rings, dims }))
+    }
+}
+
+struct Rings<'a> {
+    rings: &'a [Ring],
+    dims: usize,
+}
+
+impl Serialize for Rings<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.rings.iter().map(|ring| Points {
+            ring,
+            dims: self.dims,
+        }))
+    }
+}
+
+struct Points<'a> {
+    ring: &'a [f64],
+    dims: usize,
+}
+
+impl Serialize for Points<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.ring.chunks_exact(self.dims).map(Point))
+    }
+}
+
+struct Point<'a>(&'a [f64]);
+
+impl Serialize for Point<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_seq(self.0.iter().map(|&v| rounded(v)))
+    }
 }
 
 /// `x` rounded to [`COORDINATE_PRECISION`] decimals as `printf("%.9f")` rounds it (from
@@ -67,6 +119,7 @@ fn rounded(x: f64) -> f64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use serde_json::json;
 
     const POLYGON: u32 = 3;
     const WITH_Z: u32 = 1000;

@@ -3,11 +3,28 @@
 
 use std::collections::BTreeMap;
 
-use serde_json::{json, Map, Value as Json};
+use serde::ser::{Serialize, SerializeMap, Serializer};
+use serde_json::{json, Value as Json};
 
 use super::footprint::Footprint;
 use super::when::{format_us, parse_instant};
 use crate::error::{Error, Result};
+
+/// STAC properties that are an item's time, footprint, bands or user data rather than
+/// flat properties: read into those, and written from them.
+pub const STAC_FIELDS: &[&str] = &[
+    "datetime",
+    "start_datetime",
+    "end_datetime",
+    "proj:geometry",
+    "proj:code",
+    "proj:epsg",
+    "proj:wkt2",
+    "proj:projjson",
+    "proj:bbox",
+    "bands",
+    "gridstore:extra",
+];
 
 /// A flat, queryable property value.
 #[derive(Debug, Clone, PartialEq)]
@@ -143,46 +160,88 @@ impl Item {
     /// antimeridian), `properties` with the flat properties, times, projection fields and
     /// `bands`; nested user data under `properties["gridstore:extra"]`.
     pub fn to_stac(&self) -> Json {
-        let mut props = Map::new();
-        for (k, v) in &self.properties {
-            props.insert(k.clone(), v.to_json());
+        serde_json::to_value(self.stac_feature()).unwrap_or(Json::Null)
+    }
+
+    /// [`Item::to_stac`] to be serialized as it is written, without a JSON tree.
+    pub fn stac_feature(&self) -> StacFeature<'_> {
+        StacFeature(self)
+    }
+}
+
+/// See [`Item::stac_feature`].
+pub struct StacFeature<'a>(&'a Item);
+
+impl Serialize for StacFeature<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let item = self.0;
+        let fp = &item.footprint;
+        let mut m = s.serialize_map(None)?;
+        m.serialize_entry("type", "Feature")?;
+        m.serialize_entry("stac_version", "1.1.0")?;
+        m.serialize_entry("id", &item.id)?;
+        m.serialize_entry("collection", &item.collection)?;
+        m.serialize_entry("bbox", &fp.bbox_4326())?;
+        m.serialize_entry("geometry", &fp.wgs84_geometry())?;
+        m.serialize_entry("properties", &StacProperties(item))?;
+        m.serialize_entry("links", &[(); 0])?;
+        match &item.href {
+            Some(href) => m.serialize_entry(
+                "assets",
+                &json!({"data": {"href": href, "roles": ["data"]}}),
+            )?,
+            None => m.serialize_entry("assets", &json!({}))?,
         }
-        if self.end_us == self.start_us + 1 {
-            props.insert("datetime".into(), json!(format_us(self.start_us)));
+        m.end()
+    }
+}
+
+/// A Feature's `properties`: the flat ones, then those the item holds as fields.
+struct StacProperties<'a>(&'a Item);
+
+impl Serialize for StacProperties<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        let item = self.0;
+        let fp = &item.footprint;
+        let mut m = s.serialize_map(None)?;
+        for (k, v) in &item.properties {
+            // Written below from the item's fields, and a key is written once.
+            if !STAC_FIELDS.contains(&k.as_str()) {
+                m.serialize_entry(k, v)?;
+            }
+        }
+        if item.end_us == item.start_us + 1 {
+            m.serialize_entry("datetime", &format_us(item.start_us))?;
         } else {
-            props.insert("datetime".into(), Json::Null);
-            props.insert("start_datetime".into(), json!(format_us(self.start_us)));
+            m.serialize_entry("datetime", &())?;
+            m.serialize_entry("start_datetime", &format_us(item.start_us))?;
             // STAC's end is inclusive.
-            props.insert("end_datetime".into(), json!(format_us(self.end_us - 1)));
+            m.serialize_entry("end_datetime", &format_us(item.end_us - 1))?;
         }
-        let fp = &self.footprint;
         match fp.crs.epsg {
-            Some(code) => props.insert("proj:code".into(), json!(format!("EPSG:{code}"))),
-            None => props.insert("proj:wkt2".into(), json!(fp.crs.wkt)),
-        };
-        props.insert("proj:geometry".into(), fp.native_geojson());
-        props.insert("proj:bbox".into(), json!(fp.native_bounds));
-        if !self.bands.is_null() {
-            props.insert("bands".into(), self.bands.clone());
+            Some(code) => m.serialize_entry("proj:code", &format!("EPSG:{code}"))?,
+            None => m.serialize_entry("proj:wkt2", &fp.crs.wkt)?,
         }
-        if !self.extra.is_null() {
-            props.insert("gridstore:extra".into(), self.extra.clone());
+        m.serialize_entry("proj:geometry", &fp.native_geometry())?;
+        m.serialize_entry("proj:bbox", &fp.native_bounds)?;
+        if !item.bands.is_null() {
+            m.serialize_entry("bands", &item.bands)?;
         }
-        let mut feature = json!({
-            "type": "Feature",
-            "stac_version": "1.1.0",
-            "id": self.id,
-            "collection": self.collection,
-            "bbox": fp.bbox_4326(),
-            "geometry": fp.wgs84_geojson(),
-            "properties": props,
-            "links": [],
-            "assets": {},
-        });
-        if let Some(href) = &self.href {
-            feature["assets"] = json!({"data": {"href": href, "roles": ["data"]}});
+        if !item.extra.is_null() {
+            m.serialize_entry("gridstore:extra", &item.extra)?;
         }
-        feature
+        m.end()
+    }
+}
+
+impl Serialize for Value {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Value::Int(i) => s.serialize_i64(*i),
+            Value::Float(f) => s.serialize_f64(*f),
+            Value::String(t) => s.serialize_str(t),
+            Value::Datetime(us) => s.serialize_str(&format_us(*us)),
+        }
     }
 }
 

@@ -38,16 +38,16 @@ pub type ItemStream<'a> = Box<dyn Iterator<Item = Result<Item>> + 'a>;
 /// How many rows a backend reads per page while streaming, at most.
 pub const PAGE_SIZE: usize = 1000;
 
-/// How many rows a backend reads for its next page: a whole page, or, while a search
-/// with a limit still wants fewer items than that, what it wants, doubled for each page
-/// read before (the SQL filter is exact on time and properties, so a small limit is
-/// usually met by the first page without reading rows only to drop them).
-pub fn page_rows(still_wanted: Option<u64>, pages_read: u32) -> usize {
+/// How many rows a backend reads for its next page: `most`, or, while a search with a
+/// limit still wants fewer items than that, what it wants, doubled for each page read
+/// before (the SQL filter is exact on time and properties, so a small limit is usually
+/// met by the first page without reading rows only to drop them).
+pub fn page_rows(still_wanted: Option<u64>, pages_read: u32, most: usize) -> usize {
     let Some(wanted) = still_wanted else {
-        return PAGE_SIZE;
+        return most;
     };
     let grown = wanted.max(1).saturating_mul(1u64 << pages_read.min(16));
-    usize::try_from(grown).map_or(PAGE_SIZE, |n| n.min(PAGE_SIZE))
+    usize::try_from(grown).map_or(most, |n| n.min(most))
 }
 
 /// A catalog backend.

@@ -529,11 +529,15 @@ fn search(args: SearchArgs) -> Result<()> {
     let mut last: Option<Item> = None;
     for item in cat.search(&search)? {
         let item = item?;
-        let text = item.to_stac().to_string();
         match args.format {
-            Format::Jsonl => writeln!(out, "{text}")?,
-            Format::GeojsonSeq => writeln!(out, "\u{1e}{text}")?,
-            Format::Itemcollection => write!(out, "{}{text}", if n > 0 { "," } else { "" })?,
+            Format::Jsonl => {}
+            Format::GeojsonSeq => write!(out, "\u{1e}")?,
+            Format::Itemcollection if n > 0 => write!(out, ",")?,
+            Format::Itemcollection => {}
+        }
+        serde_json::to_writer(&mut out, &item.stac_feature())?;
+        if !matches!(args.format, Format::Itemcollection) {
+            writeln!(out)?;
         }
         n += 1;
         last = Some(item);

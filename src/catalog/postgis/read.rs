@@ -11,7 +11,7 @@ use super::PostgisCatalog;
 use crate::catalog::query::Prepared;
 use crate::catalog::{
     page_rows, Bbox, CrsSummary, Footprint, Item, ItemStream, Op, Order, PropertyFilter, Search,
-    Value,
+    Value, PAGE_SIZE,
 };
 use crate::error::Result;
 
@@ -202,7 +202,7 @@ impl Pages<'_> {
             .search
             .limit
             .map(|l| l.saturating_sub(self.returned));
-        let page = page_rows(wanted, self.pages_read);
+        let page = page_rows(wanted, self.pages_read, PAGE_SIZE);
         self.pages_read += 1;
         let limit = page as i64;
         let mut params: Vec<&(dyn ToSql + Sync)> = self.params.iter().map(|p| p.as_ref()).collect();

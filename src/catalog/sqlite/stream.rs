@@ -18,6 +18,11 @@ use crate::error::{Error, Result};
 const COLUMNS: &str = "rid, collection, id, t_start, t_end, crs_id, native_wkb, nminx, nminy, \
     nmaxx, nmaxy, wgs84_wkb, centroid_lon, props, dtprops, extra, bands, href";
 
+/// Ids of candidates read per query. An area's candidates come from the R*Tree in no
+/// order, so each query sorts all of them, however few it returns: the pages of ids are
+/// larger than the pages of rows (`PAGE_SIZE`), which are read from them.
+const ID_PAGE_SIZE: usize = 16 * PAGE_SIZE;
+
 /// The pages of a search.
 pub struct Pages<'a> {
     conn: &'a Connection,
@@ -28,8 +33,11 @@ pub struct Pages<'a> {
     params: Vec<Sql>,
     /// Where the next page starts (exclusive).
     after: Option<ResumeToken>,
+    /// Ids of the page of candidates being read, not read yet.
+    rids: VecDeque<i64>,
+    /// The last page of ids has been read.
+    ids_exhausted: bool,
     buffer: VecDeque<Item>,
-    exhausted: bool,
     remaining: Option<u64>,
     pages_read: u32,
     crs: HashMap<i64, Crs>,
@@ -56,46 +64,24 @@ impl<'a> Pages<'a> {
             prepared,
             filter,
             params,
+            rids: VecDeque::new(),
+            ids_exhausted: false,
             buffer: VecDeque::new(),
-            exhausted: false,
             crs: HashMap::new(),
             failed: false,
         })
     }
 
-    /// Reads the next page of candidates and keeps those that match.
+    /// Reads the next rows of candidates and keeps those that match.
     fn fill(&mut self) -> Result<()> {
-        let order = self.prepared.search.order;
-        let (cmp, dir) = match order {
-            Order::Asc => (">", "ASC"),
-            Order::Desc => ("<", "DESC"),
-        };
-        let mut params = self.params.clone();
-        let mut clause = self.filter.clone();
-        if let Some(t) = &self.after {
-            clause.push_str(&format!(" AND (t_start, collection, id) {cmp} (?, ?, ?)"));
-            params.extend([
-                Sql::Integer(t.start_us),
-                Sql::Text(t.collection.clone()),
-                Sql::Text(t.id.clone()),
-            ]);
+        if self.rids.is_empty() {
+            self.next_ids()?;
         }
-        let page = page_rows(self.remaining, self.pages_read);
-        self.pages_read += 1;
-        // The page's row ids first, then its rows: SQLite sorts what it selects, and
-        // sorting whole rows (footprints and all) of every candidate of an area costs
-        // many times what the ids cost.
-        let sql = format!(
-            "SELECT rid FROM items WHERE {clause} \
-             ORDER BY t_start {dir}, collection {dir}, id {dir} LIMIT {page}"
-        );
-        let rids = self.read_rids(&sql, params)?;
-        if rids.len() < page {
-            self.exhausted = true;
-        }
+        let take = self.rids.len().min(PAGE_SIZE);
+        let rids: Vec<i64> = self.rids.drain(..take).collect();
         let rows = self.read_rows(&rids)?;
         if let Some(last) = rows.last() {
-            self.after = Some(ResumeToken::after(&last.1, order));
+            self.after = Some(ResumeToken::after(&last.1, self.prepared.search.order));
         }
         for (crs_id, mut item) in rows {
             let fp = std::mem::replace(&mut item.footprint, placeholder());
@@ -110,6 +96,38 @@ impl<'a> Pages<'a> {
                 self.buffer.push_back(item);
             }
         }
+        Ok(())
+    }
+
+    /// Reads the ids of the next page of candidates, in the search's order. The page
+    /// ends where the rows read so far end (the keyset condition).
+    fn next_ids(&mut self) -> Result<()> {
+        let (cmp, dir) = match self.prepared.search.order {
+            Order::Asc => (">", "ASC"),
+            Order::Desc => ("<", "DESC"),
+        };
+        let mut params = self.params.clone();
+        let mut clause = self.filter.clone();
+        if let Some(t) = &self.after {
+            clause.push_str(&format!(" AND (t_start, collection, id) {cmp} (?, ?, ?)"));
+            params.extend([
+                Sql::Integer(t.start_us),
+                Sql::Text(t.collection.clone()),
+                Sql::Text(t.id.clone()),
+            ]);
+        }
+        let page = page_rows(self.remaining, self.pages_read, ID_PAGE_SIZE);
+        self.pages_read += 1;
+        // The page's row ids first, then its rows: SQLite sorts what it selects, and
+        // sorting whole rows (footprints and all) of every candidate of an area costs
+        // many times what the ids cost.
+        let sql = format!(
+            "SELECT rid FROM items WHERE {clause} \
+             ORDER BY t_start {dir}, collection {dir}, id {dir} LIMIT {page}"
+        );
+        let rids = self.read_rids(&sql, params)?;
+        self.ids_exhausted = rids.len() < page;
+        self.rids = rids.into();
         Ok(())
     }
 
@@ -178,7 +196,7 @@ impl Iterator for Pages<'_> {
         if self.failed || self.remaining == Some(0) {
             return None;
         }
-        while self.buffer.is_empty() && !self.exhausted {
+        while self.buffer.is_empty() && !(self.ids_exhausted && self.rids.is_empty()) {
             if let Err(e) = self.fill() {
                 self.failed = true;
                 return Some(Err(e));
