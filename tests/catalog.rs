@@ -150,6 +150,13 @@ fn cli_rasters_add_search_extent_rm() {
     assert_eq!(fc["features"].as_array().unwrap().len(), 3);
     let (seq, _) = ok(&["catalog", "search", s(&cat), "--format", "geojson-seq"]);
     assert!(seq.lines().all(|l| l.starts_with('\u{1e}')) && seq.lines().count() == 3);
+    // The time a search took, on stderr only.
+    let (timed, stderr) = ok(&["catalog", "search", s(&cat), "--timing"]);
+    assert_eq!(timed.lines().count(), 3);
+    assert!(
+        stderr.starts_with("searched in ") && stderr.trim_end().ends_with("ms: 3 item(s)"),
+        "{stderr}"
+    );
     // Extent.
     let (extent, _) = ok(&["catalog", "extent", s(&cat)]);
     let e: Json = serde_json::from_str(&extent).unwrap();

@@ -212,6 +212,11 @@ struct SearchArgs {
     /// Print only the number of matching items
     #[arg(long)]
     count: bool,
+    /// Print to standard error how long the search took, from opening the catalog to the
+    /// last item written (what a program using the library would wait; the command's own
+    /// start comes before)
+    #[arg(long)]
+    timing: bool,
 }
 
 pub fn run(cmd: CatalogCmd) -> Result<()> {
@@ -508,6 +513,7 @@ fn build_search(args: &SearchArgs) -> Result<Search> {
 }
 
 fn search(args: SearchArgs) -> Result<()> {
+    let started = std::time::Instant::now();
     let search = build_search(&args)?;
     let cat = catalog::open(&args.catalog)?;
     if args.count {
@@ -546,6 +552,10 @@ fn search(args: SearchArgs) -> Result<()> {
         writeln!(out, "]}}")?;
     }
     out.flush()?;
+    if args.timing {
+        let ms = started.elapsed().as_secs_f64() * 1e3;
+        eprintln!("searched in {ms:.1} ms: {n} item(s)");
+    }
     if let (Some(limit), Some(item)) = (search.limit, last) {
         if n == limit {
             eprintln!(

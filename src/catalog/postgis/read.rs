@@ -50,7 +50,7 @@ pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemSt
             false => wheres.join(" AND "),
         };
         format!(
-            "SELECT {COLUMNS} FROM gridstore.items i WHERE {wheres} \
+            "SELECT i.collection, i.id FROM gridstore.items i WHERE {wheres} \
              ORDER BY i.t_start{order}, i.collection{order}, i.id{order} LIMIT ${}",
             n + 1
         )
@@ -59,6 +59,9 @@ pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemSt
     let fail = |e| catalog.fail(e, "cannot search");
     let first = client.prepare(&sql(false)).map_err(fail)?;
     let next = client.prepare(&sql(true)).map_err(fail)?;
+    let rows = client
+        .prepare(&format!("SELECT {COLUMNS} {OF_KEYS}"))
+        .map_err(fail)?;
     drop(client);
     let keyset = search
         .after
@@ -69,14 +72,28 @@ pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemSt
         prepared,
         first,
         next,
+        rows,
         params,
         keyset,
+        keys: VecDeque::new(),
+        keys_exhausted: false,
         buffer: VecDeque::new(),
-        exhausted: false,
+        failed: false,
         returned: 0,
         pages_read: 0,
     }))
 }
+
+/// Keys of candidates read per query. Candidates found by area come from the spatial
+/// index in no order, so each query sorts all of them, however few it returns: the pages
+/// of keys are larger than the pages of rows (`PAGE_SIZE`), which are read from them.
+const KEY_PAGE_SIZE: usize = 16 * PAGE_SIZE;
+
+/// From the rows of every column ([`COLUMNS`]): those of the items whose collections and
+/// ids are `$1` and `$2`, in that order.
+const OF_KEYS: &str =
+    "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(collection, id, n) \
+    JOIN gridstore.items i ON i.collection = k.collection AND i.id = k.id ORDER BY k.n";
 
 /// The SQL conditions that narrow a search to its candidates, and their parameters
 /// (`$1`, `$2`, ... in order). Never narrower than [`Prepared::matches`].
@@ -179,43 +196,41 @@ fn longest_span(catalog: &PostgisCatalog, collections: &[String]) -> Result<i64>
     Ok(row.get(0))
 }
 
-/// A search read page by page.
+/// A search read page by page: a page of candidates' keys, then their rows a page at a
+/// time.
 struct Pages<'a> {
     catalog: &'a PostgisCatalog,
     prepared: Prepared,
     first: Statement,
     next: Statement,
+    rows: Statement,
     params: Vec<Param>,
     /// The sort key of the last row read (or of the resume token).
     keyset: Option<(i64, String, String)>,
+    /// Keys (collection, id) of the page of candidates being read, not read yet.
+    keys: VecDeque<(String, String)>,
+    /// The last page of keys has been read.
+    keys_exhausted: bool,
     buffer: VecDeque<Item>,
-    exhausted: bool,
+    failed: bool,
     returned: u64,
     pages_read: u32,
 }
 
 impl Pages<'_> {
-    /// Reads the next page of candidates into the buffer, keeping those that match.
+    /// Reads the next rows of candidates into the buffer, keeping those that match.
     fn fill(&mut self) -> Result<()> {
-        let wanted = self
-            .prepared
-            .search
-            .limit
-            .map(|l| l.saturating_sub(self.returned));
-        let page = page_rows(wanted, self.pages_read, PAGE_SIZE);
-        self.pages_read += 1;
-        let limit = page as i64;
-        let mut params: Vec<&(dyn ToSql + Sync)> = self.params.iter().map(|p| p.as_ref()).collect();
-        params.push(&limit);
-        let rows = match &self.keyset {
-            Some((t, c, id)) => {
-                params.extend([t as &(dyn ToSql + Sync), c, id]);
-                self.catalog.client.borrow_mut().query(&self.next, &params)
-            }
-            None => self.catalog.client.borrow_mut().query(&self.first, &params),
+        if self.keys.is_empty() {
+            self.next_keys()?;
         }
-        .map_err(|e| self.catalog.fail(e, "cannot search"))?;
-        self.exhausted = rows.len() < page;
+        let take = self.keys.len().min(PAGE_SIZE);
+        let (collections, ids): (Vec<String>, Vec<String>) = self.keys.drain(..take).unzip();
+        let rows = self
+            .catalog
+            .client
+            .borrow_mut()
+            .query(&self.rows, &[&collections, &ids])
+            .map_err(|e| self.catalog.fail(e, "cannot search"))?;
         for row in &rows {
             let item = item_of(self.catalog, row)?;
             self.keyset = Some((item.start_us, item.collection.clone(), item.id.clone()));
@@ -223,6 +238,32 @@ impl Pages<'_> {
                 self.buffer.push_back(item);
             }
         }
+        Ok(())
+    }
+
+    /// Reads the keys of the next page of candidates, in the search's order, after the
+    /// last row read.
+    fn next_keys(&mut self) -> Result<()> {
+        let wanted = self
+            .prepared
+            .search
+            .limit
+            .map(|l| l.saturating_sub(self.returned));
+        let page = page_rows(wanted, self.pages_read, KEY_PAGE_SIZE);
+        self.pages_read += 1;
+        let limit = page as i64;
+        let mut params: Vec<&(dyn ToSql + Sync)> = self.params.iter().map(|p| p.as_ref()).collect();
+        params.push(&limit);
+        let keys = match &self.keyset {
+            Some((t, c, id)) => {
+                params.extend([t as &(dyn ToSql + Sync), c, id]);
+                self.catalog.client.borrow_mut().query(&self.next, &params)
+            }
+            None => self.catalog.client.borrow_mut().query(&self.first, &params),
+        }
+        .map_err(|e| self.catalog.fail(e, "cannot search"))?;
+        self.keys_exhausted = keys.len() < page;
+        self.keys = keys.iter().map(|r| (r.get(0), r.get(1))).collect();
         Ok(())
     }
 }
@@ -239,9 +280,12 @@ impl Iterator for Pages<'_> {
         {
             return None;
         }
-        while self.buffer.is_empty() && !self.exhausted {
+        while self.buffer.is_empty() && !self.failed {
+            if self.keys_exhausted && self.keys.is_empty() {
+                return None;
+            }
             if let Err(e) = self.fill() {
-                self.exhausted = true;
+                self.failed = true;
                 return Some(Err(e));
             }
         }
