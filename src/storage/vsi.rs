@@ -322,6 +322,17 @@ impl VsiStorage {
     }
 }
 
+/// Whether the ETag `version` is the MD5 digest of `data` (as hexadecimal digits, in
+/// quotes or not).
+fn is_md5_of(version: &Version, data: &[u8]) -> bool {
+    use md5::{Digest, Md5};
+    let hex: String = Md5::digest(data)
+        .iter()
+        .map(|b| format!("{b:02x}"))
+        .collect();
+    version.0.trim_matches('"').eq_ignore_ascii_case(&hex)
+}
+
 /// The message of GDAL's last error on this thread.
 fn last_cpl_error() -> String {
     // SAFETY: GDAL returns a NUL-terminated string it owns (possibly empty).
@@ -568,7 +579,10 @@ impl Storage for VsiStorage {
 
     fn read_versioned(&self, key: &str, max_len: usize) -> Result<Option<(Vec<u8>, Version)>> {
         // GDAL returns no version with an object's bytes: its ETag is asked before and
-        // after the read, and the read counts only when both agree.
+        // after the read, and the read counts only when both agree, or when the ETag is
+        // the MD5 digest of the bytes read, which S3 and Cloud Storage give an object
+        // written in one request: then they are that version's bytes, and the second
+        // request is saved.
         let mut failed = None;
         for _ in 0..VERSIONED_READ_TRIES {
             let Some(before) = self.etag(key)? else {
@@ -577,6 +591,9 @@ impl Storage for VsiStorage {
             self.forget(key)?;
             let mut buf = Vec::new();
             let read = self.read_once(key, max_len, &mut buf);
+            if matches!(read, Ok(true)) && is_md5_of(&before, &buf) {
+                return Ok(Some((buf, before)));
+            }
             // Replaced (or deleted) while it was read, what was read may mix two versions,
             // or fail for it: it is read again. So is a read that failed although the
             // version held: another thread of this process may have left GDAL's shared
