@@ -35,6 +35,14 @@ pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemSt
         Order::Desc => "<",
     };
     let n = params.len();
+    // By area, candidates come from the spatial index in no order, and each query sorts
+    // all of them: their keys are read in large pages, then their rows. Otherwise the
+    // time index gives them in order, and rows are read in pages at once.
+    let by_keys = prepared.area.is_some();
+    let selected = match by_keys {
+        true => "i.collection, i.id",
+        false => COLUMNS,
+    };
     let sql = |keyset: bool| {
         let mut wheres = conditions.clone();
         if keyset {
@@ -50,7 +58,7 @@ pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemSt
             false => wheres.join(" AND "),
         };
         format!(
-            "SELECT i.collection, i.id FROM gridstore.items i WHERE {wheres} \
+            "SELECT {selected} FROM gridstore.items i WHERE {wheres} \
              ORDER BY i.t_start{order}, i.collection{order}, i.id{order} LIMIT ${}",
             n + 1
         )
@@ -73,10 +81,11 @@ pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemSt
         first,
         next,
         rows,
+        by_keys,
         params,
         keyset,
         keys: VecDeque::new(),
-        keys_exhausted: false,
+        pages_exhausted: false,
         buffer: VecDeque::new(),
         failed: false,
         returned: 0,
@@ -196,21 +205,23 @@ fn longest_span(catalog: &PostgisCatalog, collections: &[String]) -> Result<i64>
     Ok(row.get(0))
 }
 
-/// A search read page by page: a page of candidates' keys, then their rows a page at a
-/// time.
+/// A search read page by page: pages of rows, or a page of candidates' keys, then their
+/// rows a page at a time.
 struct Pages<'a> {
     catalog: &'a PostgisCatalog,
     prepared: Prepared,
     first: Statement,
     next: Statement,
     rows: Statement,
+    /// Whether pages of keys are read before their rows (see [`search`]).
+    by_keys: bool,
     params: Vec<Param>,
     /// The sort key of the last row read (or of the resume token).
     keyset: Option<(i64, String, String)>,
     /// Keys (collection, id) of the page of candidates being read, not read yet.
     keys: VecDeque<(String, String)>,
-    /// The last page of keys has been read.
-    keys_exhausted: bool,
+    /// The query's last page has been read.
+    pages_exhausted: bool,
     buffer: VecDeque<Item>,
     failed: bool,
     returned: u64,
@@ -220,17 +231,10 @@ struct Pages<'a> {
 impl Pages<'_> {
     /// Reads the next rows of candidates into the buffer, keeping those that match.
     fn fill(&mut self) -> Result<()> {
-        if self.keys.is_empty() {
-            self.next_keys()?;
-        }
-        let take = self.keys.len().min(PAGE_SIZE);
-        let (collections, ids): (Vec<String>, Vec<String>) = self.keys.drain(..take).unzip();
-        let rows = self
-            .catalog
-            .client
-            .borrow_mut()
-            .query(&self.rows, &[&collections, &ids])
-            .map_err(|e| self.catalog.fail(e, "cannot search"))?;
+        let rows = match self.by_keys {
+            true => self.rows_of_next_keys()?,
+            false => self.next_page(PAGE_SIZE)?,
+        };
         for row in &rows {
             let item = item_of(self.catalog, row)?;
             self.keyset = Some((item.start_us, item.collection.clone(), item.id.clone()));
@@ -241,20 +245,36 @@ impl Pages<'_> {
         Ok(())
     }
 
-    /// Reads the keys of the next page of candidates, in the search's order, after the
-    /// last row read.
-    fn next_keys(&mut self) -> Result<()> {
+    /// The rows of the next keys of the page of keys being read, after reading that page
+    /// if none of its keys are left.
+    fn rows_of_next_keys(&mut self) -> Result<Vec<Row>> {
+        if self.keys.is_empty() {
+            let keys = self.next_page(KEY_PAGE_SIZE)?;
+            self.keys = keys.iter().map(|r| (r.get(0), r.get(1))).collect();
+        }
+        let take = self.keys.len().min(PAGE_SIZE);
+        let (collections, ids): (Vec<String>, Vec<String>) = self.keys.drain(..take).unzip();
+        self.catalog
+            .client
+            .borrow_mut()
+            .query(&self.rows, &[&collections, &ids])
+            .map_err(|e| self.catalog.fail(e, "cannot search"))
+    }
+
+    /// The next page of the search's query (keys or rows), of at most `most` rows, in the
+    /// search's order, after the last row read.
+    fn next_page(&mut self, most: usize) -> Result<Vec<Row>> {
         let wanted = self
             .prepared
             .search
             .limit
             .map(|l| l.saturating_sub(self.returned));
-        let page = page_rows(wanted, self.pages_read, KEY_PAGE_SIZE);
+        let page = page_rows(wanted, self.pages_read, most);
         self.pages_read += 1;
         let limit = page as i64;
         let mut params: Vec<&(dyn ToSql + Sync)> = self.params.iter().map(|p| p.as_ref()).collect();
         params.push(&limit);
-        let keys = match &self.keyset {
+        let rows = match &self.keyset {
             Some((t, c, id)) => {
                 params.extend([t as &(dyn ToSql + Sync), c, id]);
                 self.catalog.client.borrow_mut().query(&self.next, &params)
@@ -262,9 +282,8 @@ impl Pages<'_> {
             None => self.catalog.client.borrow_mut().query(&self.first, &params),
         }
         .map_err(|e| self.catalog.fail(e, "cannot search"))?;
-        self.keys_exhausted = keys.len() < page;
-        self.keys = keys.iter().map(|r| (r.get(0), r.get(1))).collect();
-        Ok(())
+        self.pages_exhausted = rows.len() < page;
+        Ok(rows)
     }
 }
 
@@ -281,7 +300,7 @@ impl Iterator for Pages<'_> {
             return None;
         }
         while self.buffer.is_empty() && !self.failed {
-            if self.keys_exhausted && self.keys.is_empty() {
+            if self.pages_exhausted && self.keys.is_empty() {
                 return None;
             }
             if let Err(e) = self.fill() {
