@@ -15,6 +15,15 @@ fn sqlite_conformance() {
     }
 }
 
+#[test]
+fn writes_during_a_search_on_a_second_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().join("c.sqlite");
+    let mut writer = SqliteCatalog::create(&path).unwrap();
+    let reader = SqliteCatalog::open(&path).unwrap();
+    conformance::writes_during_a_search(&reader, &mut writer);
+}
+
 mod common;
 
 use std::path::Path;

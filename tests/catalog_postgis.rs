@@ -29,6 +29,16 @@ fn postgis_passes_the_catalog_conformance_suite() {
     catalog::conformance::run_all(&mut || fresh(&pg, &mut n));
 }
 
+#[test]
+fn writes_during_a_search_on_a_second_connection() {
+    let pg = postgres();
+    let mut n = 0;
+    let mut writer = fresh(&pg, &mut n);
+    let url = pg.url().replace("/postgres", &format!("/c{n}"));
+    let reader = catalog::open(&url).unwrap();
+    catalog::conformance::writes_during_a_search(&*reader, &mut *writer);
+}
+
 /// A small deterministic generator (xorshift), so failures reproduce.
 struct Rng(u64);
 

@@ -59,6 +59,69 @@ pub fn run_all(make: &mut dyn FnMut() -> Box<dyn Catalog>) {
     }
 }
 
+/// Two handles on one catalog: while `reader` streams a search (in time order, and by
+/// area), `writer` adds items again (one at its time with new data, one moved later, one
+/// moved earlier) and removes one. The item added again at its time comes once, with its
+/// new data; the removed one does not come; none comes twice; the others come once each,
+/// in time order.
+pub fn writes_during_a_search(reader: &dyn Catalog, writer: &mut dyn Catalog) {
+    let t0 = us("2020-01-01T00:00:00Z");
+    let at = |i: i64| t0 + i * HOUR_US;
+    let items: Vec<Item> = (0..2500)
+        .map(|i| {
+            let wkt = rect(0.0, 0.0, 1.0, 1.0);
+            item(
+                "w",
+                &format!("k{i:04}"),
+                "EPSG:4326",
+                &wkt,
+                at(i),
+                at(i) + 1,
+            )
+        })
+        .collect();
+    add(writer, &items);
+    for area in [None, bbox(-1.0, -1.0, 2.0, 2.0)] {
+        let search = Search {
+            area: area.clone(),
+            ..Default::default()
+        };
+        let mut stream = reader.search(&search).unwrap();
+        let mut seen: Vec<Item> = stream.by_ref().take(10).map(|r| r.unwrap()).collect();
+        let mut same = items[1500].clone();
+        same.properties.insert("v".into(), Value::Int(2));
+        let mut later = items[2000].clone();
+        (later.start_us, later.end_us) = (at(3000), at(3000) + 1);
+        let mut earlier = items[1800].clone();
+        (earlier.start_us, earlier.end_us) = (at(-1), at(-1) + 1);
+        add(writer, &[same, later, earlier]);
+        writer.remove("w", Some(&["k1900".to_string()])).unwrap();
+        seen.extend(stream.map(|r| r.unwrap()));
+        let ids: Vec<&str> = seen.iter().map(|i| i.id.as_str()).collect();
+        let what = format!("area {area:?}");
+        let count = |id: &str| ids.iter().filter(|i| **i == id).count();
+        assert!(
+            ids.iter().all(|id| count(id) == 1),
+            "{what}: an item came twice"
+        );
+        let k1500 = seen.iter().find(|i| i.id == "k1500");
+        let v = k1500.and_then(|i| i.properties.get("v"));
+        assert_eq!(v, Some(&Value::Int(2)), "{what}: k1500 with its new data");
+        assert_eq!(count("k1900"), 0, "{what}: the removed item came");
+        let others: Vec<&str> = ids
+            .iter()
+            .copied()
+            .filter(|id| !["k1800", "k2000"].contains(id))
+            .collect();
+        let want: Vec<String> = (0..2500)
+            .filter(|i| ![1800, 1900, 2000].contains(i))
+            .map(|i| format!("k{i:04}"))
+            .collect();
+        assert_eq!(others, want, "{what}: the items not moved, in time order");
+        add(writer, &items[1500..2001]);
+    }
+}
+
 /// UTC microseconds of an ISO 8601 instant.
 pub fn us(text: &str) -> i64 {
     parse_instant(text).unwrap_or_else(|e| panic!("{text}: {e}"))

@@ -6,25 +6,9 @@ use std::collections::BTreeMap;
 use serde::ser::{Serialize, SerializeMap, Serializer};
 use serde_json::{json, Value as Json};
 
-use super::footprint::Footprint;
+use super::footprint::{Footprint, GeoJson};
 use super::when::{format_us, parse_instant};
 use crate::error::{Error, Result};
-
-/// STAC properties that are an item's time, footprint, bands or user data rather than
-/// flat properties: read into those, and written from them.
-pub const STAC_FIELDS: &[&str] = &[
-    "datetime",
-    "start_datetime",
-    "end_datetime",
-    "proj:geometry",
-    "proj:code",
-    "proj:epsg",
-    "proj:wkt2",
-    "proj:projjson",
-    "proj:bbox",
-    "bands",
-    "gridstore:extra",
-];
 
 /// A flat, queryable property value.
 #[derive(Debug, Clone, PartialEq)]
@@ -201,37 +185,67 @@ struct StacProperties<'a>(&'a Item);
 
 impl Serialize for StacProperties<'_> {
     fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
-        let item = self.0;
-        let fp = &item.footprint;
+        let fields = item_fields(self.0);
         let mut m = s.serialize_map(None)?;
-        for (k, v) in &item.properties {
-            // Written below from the item's fields, and a key is written once.
-            if !STAC_FIELDS.contains(&k.as_str()) {
+        for (k, v) in &self.0.properties {
+            // A flat property named as a field the item writes gives way to the field.
+            if !fields.iter().any(|(name, _)| name == k) {
                 m.serialize_entry(k, v)?;
             }
         }
-        if item.end_us == item.start_us + 1 {
-            m.serialize_entry("datetime", &format_us(item.start_us))?;
-        } else {
-            m.serialize_entry("datetime", &())?;
-            m.serialize_entry("start_datetime", &format_us(item.start_us))?;
-            // STAC's end is inclusive.
-            m.serialize_entry("end_datetime", &format_us(item.end_us - 1))?;
-        }
-        match fp.crs.epsg {
-            Some(code) => m.serialize_entry("proj:code", &format!("EPSG:{code}"))?,
-            None => m.serialize_entry("proj:wkt2", &fp.crs.wkt)?,
-        }
-        m.serialize_entry("proj:geometry", &fp.native_geometry())?;
-        m.serialize_entry("proj:bbox", &fp.native_bounds)?;
-        if !item.bands.is_null() {
-            m.serialize_entry("bands", &item.bands)?;
-        }
-        if !item.extra.is_null() {
-            m.serialize_entry("gridstore:extra", &item.extra)?;
+        for (name, value) in &fields {
+            m.serialize_entry(name, value)?;
         }
         m.end()
     }
+}
+
+/// A property a Feature takes from the item's own fields.
+enum Field<'a> {
+    Null,
+    Text(String),
+    Geometry(GeoJson),
+    Bounds(&'a [f64; 4]),
+    Json(&'a Json),
+}
+
+impl Serialize for Field<'_> {
+    fn serialize<S: Serializer>(&self, s: S) -> std::result::Result<S::Ok, S::Error> {
+        match self {
+            Field::Null => s.serialize_unit(),
+            Field::Text(t) => s.serialize_str(t),
+            Field::Geometry(g) => g.serialize(s),
+            Field::Bounds(b) => b.serialize(s),
+            Field::Json(j) => j.serialize(s),
+        }
+    }
+}
+
+/// The properties a Feature takes from the item's fields: times, projection and bands.
+fn item_fields(item: &Item) -> Vec<(&'static str, Field<'_>)> {
+    let fp = &item.footprint;
+    let mut fields = Vec::with_capacity(8);
+    if item.end_us == item.start_us + 1 {
+        fields.push(("datetime", Field::Text(format_us(item.start_us))));
+    } else {
+        fields.push(("datetime", Field::Null));
+        fields.push(("start_datetime", Field::Text(format_us(item.start_us))));
+        // STAC's end is inclusive.
+        fields.push(("end_datetime", Field::Text(format_us(item.end_us - 1))));
+    }
+    match fp.crs.epsg {
+        Some(code) => fields.push(("proj:code", Field::Text(format!("EPSG:{code}")))),
+        None => fields.push(("proj:wkt2", Field::Text(fp.crs.wkt.clone()))),
+    }
+    fields.push(("proj:geometry", Field::Geometry(fp.native_geometry())));
+    fields.push(("proj:bbox", Field::Bounds(&fp.native_bounds)));
+    if !item.bands.is_null() {
+        fields.push(("bands", Field::Json(&item.bands)));
+    }
+    if !item.extra.is_null() {
+        fields.push(("gridstore:extra", Field::Json(&item.extra)));
+    }
+    fields
 }
 
 impl Serialize for Value {

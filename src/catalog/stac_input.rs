@@ -13,9 +13,24 @@ use std::collections::BTreeMap;
 use serde_json::{Map, Value as Json};
 
 use super::footprint::{Crs, Footprint};
-use super::item::{check_property_key, Item, Value, STAC_FIELDS};
+use super::item::{check_property_key, Item, Value};
 use super::when::parse_instant;
 use crate::error::{Error, Result};
+
+/// Properties that become the item's time, footprint or bands rather than properties.
+const RESERVED: &[&str] = &[
+    "datetime",
+    "start_datetime",
+    "end_datetime",
+    "proj:geometry",
+    "proj:code",
+    "proj:epsg",
+    "proj:wkt2",
+    "proj:projjson",
+    "proj:bbox",
+    "bands",
+    "gridstore:extra",
+];
 
 /// The STAC items in a text: one JSON document (Feature or FeatureCollection), or JSON
 /// lines. `collection` overrides the items' own collection; items without one need it.
@@ -165,7 +180,7 @@ fn split_properties(props: &Map<String, Json>) -> (BTreeMap<String, Value>, Map<
     let mut flat = BTreeMap::new();
     let mut rest = Map::new();
     for (k, v) in props {
-        if STAC_FIELDS.contains(&k.as_str()) {
+        if RESERVED.contains(&k.as_str()) {
             continue;
         }
         match Value::from_json(v).filter(|_| check_property_key(k).is_ok()) {

@@ -212,9 +212,9 @@ struct SearchArgs {
     /// Print only the number of matching items
     #[arg(long)]
     count: bool,
-    /// Print to standard error how long the search took, from opening the catalog to the
-    /// last item written (what a program using the library would wait; the command's own
-    /// start comes before)
+    /// Print to standard error how long the search (or count) took, from opening the
+    /// catalog to the last item written (what a program using the library would wait; the
+    /// command's own start comes before)
     #[arg(long)]
     timing: bool,
 }
@@ -273,10 +273,14 @@ fn add(args: AddArgs) -> Result<()> {
     } else if args.stac {
         stac_batches(&args.files, batch, args.collection.as_deref(), |items| {
             pending.extend(items);
-            if pending.len() < batch {
-                return Ok(Vec::new());
+            // `batch` items per transaction, however many a file's lines held.
+            let mut added = Vec::new();
+            while pending.len() >= batch {
+                let rest = pending.split_off(batch);
+                let mut full = std::mem::replace(&mut pending, rest);
+                added.append(&mut flush(&mut full, &mut cat)?);
             }
-            flush(&mut pending, &mut cat)
+            Ok(added)
         })?;
     } else {
         let options = RasterOptions {
@@ -526,6 +530,9 @@ fn search(args: SearchArgs) -> Result<()> {
         };
         let n = cat.count(&counting)?;
         println!("{}", search.limit.map_or(n, |l| n.min(l)));
+        if args.timing {
+            eprintln!("counted in {:.1} ms", started.elapsed().as_secs_f64() * 1e3);
+        }
         return Ok(());
     }
     let stdout = std::io::stdout();

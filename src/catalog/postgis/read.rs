@@ -26,50 +26,27 @@ pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemSt
     let prepared = Prepared::new(search)?;
     let longest = longest_span(catalog, &search.collections)?;
     let (conditions, params) = conditions(&prepared, longest);
-    let order = match search.order {
-        Order::Asc => "",
-        Order::Desc => " DESC",
-    };
-    let after = match search.order {
-        Order::Asc => ">",
-        Order::Desc => "<",
-    };
-    let n = params.len();
     // By area, candidates come from the spatial index in no order, and each query sorts
     // all of them: their keys are read in large pages, then their rows. Otherwise the
     // time index gives them in order, and rows are read in pages at once.
     let by_keys = prepared.area.is_some();
     let selected = match by_keys {
-        true => "i.collection, i.id",
+        true => "i.t_start, i.collection, i.id",
         false => COLUMNS,
     };
-    let sql = |keyset: bool| {
-        let mut wheres = conditions.clone();
-        if keyset {
-            wheres.push(format!(
-                "(i.t_start, i.collection, i.id) {after} (${}, ${}, ${})",
-                n + 2,
-                n + 3,
-                n + 4
-            ));
-        }
-        let wheres = match wheres.is_empty() {
-            true => "TRUE".to_string(),
-            false => wheres.join(" AND "),
-        };
-        format!(
-            "SELECT {selected} FROM gridstore.items i WHERE {wheres} \
-             ORDER BY i.t_start{order}, i.collection{order}, i.id{order} LIMIT ${}",
-            n + 1
-        )
-    };
+    let sql = |keyset: bool| page_sql(selected, &conditions, params.len(), search.order, keyset);
     let mut client = catalog.client.borrow_mut();
     let fail = |e| catalog.fail(e, "cannot search");
     let first = client.prepare(&sql(false)).map_err(fail)?;
     let next = client.prepare(&sql(true)).map_err(fail)?;
-    let rows = client
-        .prepare(&format!("SELECT {COLUMNS} {OF_KEYS}"))
-        .map_err(fail)?;
+    let rows = match by_keys {
+        true => Some(
+            client
+                .prepare(&format!("SELECT {COLUMNS} {OF_KEYS}"))
+                .map_err(fail)?,
+        ),
+        false => None,
+    };
     drop(client);
     let keyset = search
         .after
@@ -81,7 +58,6 @@ pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemSt
         first,
         next,
         rows,
-        by_keys,
         params,
         keyset,
         keys: VecDeque::new(),
@@ -93,16 +69,46 @@ pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemSt
     }))
 }
 
+/// The query of a page: `selected` of the items that meet `conditions` (whose parameters
+/// are `$1` to `$n`), in `order`, at most `$n+1` of them, after the sort key
+/// `($n+2, $n+3, $n+4)` when `keyset`.
+fn page_sql(selected: &str, conditions: &[String], n: usize, order: Order, keyset: bool) -> String {
+    let (dir, after) = match order {
+        Order::Asc => ("", ">"),
+        Order::Desc => (" DESC", "<"),
+    };
+    let mut wheres = conditions.to_vec();
+    if keyset {
+        wheres.push(format!(
+            "(i.t_start, i.collection, i.id) {after} (${}, ${}, ${})",
+            n + 2,
+            n + 3,
+            n + 4
+        ));
+    }
+    let wheres = match wheres.is_empty() {
+        true => "TRUE".to_string(),
+        false => wheres.join(" AND "),
+    };
+    format!(
+        "SELECT {selected} FROM gridstore.items i WHERE {wheres} \
+         ORDER BY i.t_start{dir}, i.collection{dir}, i.id{dir} LIMIT ${}",
+        n + 1
+    )
+}
+
 /// Keys of candidates read per query. Candidates found by area come from the spatial
 /// index in no order, so each query sorts all of them, however few it returns: the pages
 /// of keys are larger than the pages of rows (`PAGE_SIZE`), which are read from them.
 const KEY_PAGE_SIZE: usize = 16 * PAGE_SIZE;
 
-/// From the rows of every column ([`COLUMNS`]): those of the items whose collections and
-/// ids are `$1` and `$2`, in that order.
-const OF_KEYS: &str =
-    "FROM unnest($1::text[], $2::text[]) WITH ORDINALITY AS k(collection, id, n) \
-    JOIN gridstore.items i ON i.collection = k.collection AND i.id = k.id ORDER BY k.n";
+/// From the rows of every column ([`COLUMNS`]): those of the items whose start times,
+/// collections and ids are `$1`, `$2` and `$3`, in that order. An item added again since
+/// its key was read is read if it kept its start time (else its new key comes in another
+/// page, or behind the search).
+const OF_KEYS: &str = "FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY \
+    AS k(t_start, collection, id, n) JOIN gridstore.items i \
+    ON i.collection = k.collection AND i.id = k.id AND i.t_start = k.t_start ORDER BY k.n";
 
 /// The SQL conditions that narrow a search to its candidates, and their parameters
 /// (`$1`, `$2`, ... in order). Never narrower than [`Prepared::matches`].
@@ -212,14 +218,16 @@ struct Pages<'a> {
     prepared: Prepared,
     first: Statement,
     next: Statement,
-    rows: Statement,
-    /// Whether pages of keys are read before their rows (see [`search`]).
-    by_keys: bool,
+    /// The rows of a page of keys, when pages of keys are read before their rows (see
+    /// [`search`]).
+    rows: Option<Statement>,
     params: Vec<Param>,
-    /// The sort key of the last row read (or of the resume token).
+    /// Where the next page starts (exclusive): the sort key of the last row read, or of
+    /// the last key read (or the resume token's).
     keyset: Option<(i64, String, String)>,
-    /// Keys (collection, id) of the page of candidates being read, not read yet.
-    keys: VecDeque<(String, String)>,
+    /// Sort keys (start time, collection, id) of the page of candidates being read, not
+    /// read yet.
+    keys: VecDeque<(i64, String, String)>,
     /// The query's last page has been read.
     pages_exhausted: bool,
     buffer: VecDeque<Item>,
@@ -231,13 +239,15 @@ struct Pages<'a> {
 impl Pages<'_> {
     /// Reads the next rows of candidates into the buffer, keeping those that match.
     fn fill(&mut self) -> Result<()> {
-        let rows = match self.by_keys {
-            true => self.rows_of_next_keys()?,
-            false => self.next_page(PAGE_SIZE)?,
+        let (rows, by_keys) = match &self.rows {
+            Some(_) => (self.rows_of_next_keys()?, true),
+            None => (self.next_page(PAGE_SIZE)?, false),
         };
         for row in &rows {
             let item = item_of(self.catalog, row)?;
-            self.keyset = Some((item.start_us, item.collection.clone(), item.id.clone()));
+            if !by_keys {
+                self.keyset = Some((item.start_us, item.collection.clone(), item.id.clone()));
+            }
             if self.prepared.matches(&item)? {
                 self.buffer.push_back(item);
             }
@@ -250,19 +260,31 @@ impl Pages<'_> {
     fn rows_of_next_keys(&mut self) -> Result<Vec<Row>> {
         if self.keys.is_empty() {
             let keys = self.next_page(KEY_PAGE_SIZE)?;
-            self.keys = keys.iter().map(|r| (r.get(0), r.get(1))).collect();
+            self.keys = keys
+                .iter()
+                .map(|r| (r.get(0), r.get(1), r.get(2)))
+                .collect();
+            self.keyset = self.keys.back().cloned();
         }
         let take = self.keys.len().min(PAGE_SIZE);
-        let (collections, ids): (Vec<String>, Vec<String>) = self.keys.drain(..take).unzip();
+        let (mut starts, mut collections, mut ids) = (Vec::new(), Vec::new(), Vec::new());
+        for (t, c, id) in self.keys.drain(..take) {
+            starts.push(t);
+            collections.push(c);
+            ids.push(id);
+        }
+        let Some(rows) = &self.rows else {
+            return Ok(Vec::new());
+        };
         self.catalog
             .client
             .borrow_mut()
-            .query(&self.rows, &[&collections, &ids])
+            .query(rows, &[&starts, &collections, &ids])
             .map_err(|e| self.catalog.fail(e, "cannot search"))
     }
 
     /// The next page of the search's query (keys or rows), of at most `most` rows, in the
-    /// search's order, after the last row read.
+    /// search's order, after the keyset.
     fn next_page(&mut self, most: usize) -> Result<Vec<Row>> {
         let wanted = self
             .prepared

@@ -18,10 +18,18 @@ use crate::error::{Error, Result};
 const COLUMNS: &str = "rid, collection, id, t_start, t_end, crs_id, native_wkb, nminx, nminy, \
     nmaxx, nmaxy, wgs84_wkb, centroid_lon, props, dtprops, extra, bands, href";
 
-/// Ids of candidates read per query. An area's candidates come from the R*Tree in no
-/// order, so each query sorts all of them, however few it returns: the pages of ids are
+/// Keys of candidates read per query. An area's candidates come from the R*Tree in no
+/// order, so each query sorts all of them, however few it returns: the pages of keys are
 /// larger than the pages of rows (`PAGE_SIZE`), which are read from them.
-const ID_PAGE_SIZE: usize = 16 * PAGE_SIZE;
+const KEY_PAGE_SIZE: usize = 16 * PAGE_SIZE;
+
+/// A candidate as its page of keys gives it: its row id, and its place in time order.
+struct Key {
+    rid: i64,
+    start_us: i64,
+    collection: String,
+    id: String,
+}
 
 /// The pages of a search.
 pub struct Pages<'a> {
@@ -31,12 +39,12 @@ pub struct Pages<'a> {
     /// The WHERE clause without the keyset condition, and its parameters.
     filter: String,
     params: Vec<Sql>,
-    /// Where the next page starts (exclusive).
+    /// Where the next page of keys starts (exclusive): after the last key read.
     after: Option<ResumeToken>,
-    /// Ids of the page of candidates being read, not read yet.
-    rids: VecDeque<i64>,
-    /// The last page of ids has been read.
-    ids_exhausted: bool,
+    /// Keys of the page of candidates being read, not read yet.
+    keys: VecDeque<Key>,
+    /// The last page of keys has been read.
+    keys_exhausted: bool,
     buffer: VecDeque<Item>,
     remaining: Option<u64>,
     pages_read: u32,
@@ -64,8 +72,8 @@ impl<'a> Pages<'a> {
             prepared,
             filter,
             params,
-            rids: VecDeque::new(),
-            ids_exhausted: false,
+            keys: VecDeque::new(),
+            keys_exhausted: false,
             buffer: VecDeque::new(),
             crs: HashMap::new(),
             failed: false,
@@ -74,16 +82,12 @@ impl<'a> Pages<'a> {
 
     /// Reads the next rows of candidates and keeps those that match.
     fn fill(&mut self) -> Result<()> {
-        if self.rids.is_empty() {
-            self.next_ids()?;
+        if self.keys.is_empty() {
+            self.next_keys()?;
         }
-        let take = self.rids.len().min(PAGE_SIZE);
-        let rids: Vec<i64> = self.rids.drain(..take).collect();
-        let rows = self.read_rows(&rids)?;
-        if let Some(last) = rows.last() {
-            self.after = Some(ResumeToken::after(&last.1, self.prepared.search.order));
-        }
-        for (crs_id, mut item) in rows {
+        let take = self.keys.len().min(PAGE_SIZE);
+        let keys: Vec<Key> = self.keys.drain(..take).collect();
+        for (crs_id, mut item) in self.read_rows(&keys)? {
             let fp = std::mem::replace(&mut item.footprint, placeholder());
             item.footprint = Footprint::from_stored(
                 self.crs_of(crs_id)?,
@@ -99,10 +103,11 @@ impl<'a> Pages<'a> {
         Ok(())
     }
 
-    /// Reads the ids of the next page of candidates, in the search's order. The page
-    /// ends where the rows read so far end (the keyset condition).
-    fn next_ids(&mut self) -> Result<()> {
-        let (cmp, dir) = match self.prepared.search.order {
+    /// Reads the keys of the next page of candidates, in the search's order, after the
+    /// last page's (the keyset condition).
+    fn next_keys(&mut self) -> Result<()> {
+        let order = self.prepared.search.order;
+        let (cmp, dir) = match order {
             Order::Asc => (">", "ASC"),
             Order::Desc => ("<", "DESC"),
         };
@@ -116,43 +121,77 @@ impl<'a> Pages<'a> {
                 Sql::Text(t.id.clone()),
             ]);
         }
-        let page = page_rows(self.remaining, self.pages_read, ID_PAGE_SIZE);
+        let page = page_rows(self.remaining, self.pages_read, KEY_PAGE_SIZE);
         self.pages_read += 1;
-        // The page's row ids first, then its rows: SQLite sorts what it selects, and
+        // The page's keys first, then its rows: SQLite sorts what it selects, and
         // sorting whole rows (footprints and all) of every candidate of an area costs
-        // many times what the ids cost.
+        // many times what the keys cost.
         let sql = format!(
-            "SELECT rid FROM items WHERE {clause} \
+            "SELECT rid, t_start, collection, id FROM items WHERE {clause} \
              ORDER BY t_start {dir}, collection {dir}, id {dir} LIMIT {page}"
         );
-        let rids = self.read_rids(&sql, params)?;
-        self.ids_exhausted = rids.len() < page;
-        self.rids = rids.into();
+        let keys = self.read_keys(&sql, params)?;
+        self.keys_exhausted = keys.len() < page;
+        if let Some(last) = keys.last() {
+            self.after = Some(ResumeToken {
+                start_us: last.start_us,
+                collection: last.collection.clone(),
+                id: last.id.clone(),
+                order,
+            });
+        }
+        self.keys = keys.into();
         Ok(())
     }
 
-    fn read_rids(&self, sql: &str, params: Vec<Sql>) -> Result<Vec<i64>> {
+    fn read_keys(&self, sql: &str, params: Vec<Sql>) -> Result<Vec<Key>> {
         let err = |e| db_error(self.path, e);
         let mut st = self.conn.prepare_cached(sql).map_err(err)?;
-        let rids = st
-            .query_map(rusqlite::params_from_iter(params), |r| r.get(0))
+        let keys = st
+            .query_map(rusqlite::params_from_iter(params), |r| {
+                Ok(Key {
+                    rid: r.get(0)?,
+                    start_us: r.get(1)?,
+                    collection: r.get(2)?,
+                    id: r.get(3)?,
+                })
+            })
             .map_err(err)?;
-        rids.collect::<rusqlite::Result<_>>().map_err(err)
+        keys.collect::<rusqlite::Result<_>>().map_err(err)
     }
 
-    /// The rows of `rids`, in that order; a row removed since its id was read is left out.
-    fn read_rows(&self, rids: &[i64]) -> Result<Vec<(i64, Item)>> {
+    /// The rows of `keys`, in that order. An item added again since its key was read
+    /// has a new row id: it is read by its collection and id, if it kept its start time
+    /// (else its new key comes in another page, or behind this search). An item removed
+    /// is left out.
+    fn read_rows(&self, keys: &[Key]) -> Result<Vec<(i64, Item)>> {
         let err = |e| db_error(self.path, e);
-        let sql = format!("SELECT {COLUMNS} FROM items WHERE rid = ?1");
-        let mut st = self.conn.prepare_cached(&sql).map_err(err)?;
-        let mut out = Vec::with_capacity(rids.len().min(PAGE_SIZE));
-        for rid in rids {
-            let mut rows = st.query([rid]).map_err(err)?;
-            if let Some(row) = rows.next().map_err(err)? {
-                out.push(decode(row).map_err(|e| self.decode_error(e))?);
-            }
+        let by_rid = format!("SELECT {COLUMNS} FROM items WHERE rid = ?1");
+        let by_name = format!("SELECT {COLUMNS} FROM items WHERE collection = ?1 AND id = ?2");
+        let mut by_rid = self.conn.prepare_cached(&by_rid).map_err(err)?;
+        let mut by_name = self.conn.prepare_cached(&by_name).map_err(err)?;
+        let mut out = Vec::with_capacity(keys.len());
+        for key in keys {
+            let found = match self.row_of(by_rid.query([key.rid]).map_err(err)?, key)? {
+                Some(row) => Some(row),
+                None => {
+                    self.row_of(by_name.query([&key.collection, &key.id]).map_err(err)?, key)?
+                }
+            };
+            out.extend(found);
         }
         Ok(out)
+    }
+
+    /// The first of `rows`, if it is the item `key` names at the time it gives.
+    fn row_of(&self, mut rows: rusqlite::Rows, key: &Key) -> Result<Option<(i64, Item)>> {
+        let Some(row) = rows.next().map_err(|e| db_error(self.path, e))? else {
+            return Ok(None);
+        };
+        let (crs_id, item) = decode(row).map_err(|e| self.decode_error(e))?;
+        let same =
+            item.start_us == key.start_us && item.collection == key.collection && item.id == key.id;
+        Ok(same.then_some((crs_id, item)))
     }
 
     fn decode_error(&self, e: DecodeError) -> Error {
@@ -196,7 +235,7 @@ impl Iterator for Pages<'_> {
         if self.failed || self.remaining == Some(0) {
             return None;
         }
-        while self.buffer.is_empty() && !(self.ids_exhausted && self.rids.is_empty()) {
+        while self.buffer.is_empty() && !(self.keys_exhausted && self.keys.is_empty()) {
             if let Err(e) = self.fill() {
                 self.failed = true;
                 return Some(Err(e));
