@@ -42,7 +42,7 @@ pub fn search<'a>(catalog: &'a PostgisCatalog, search: &Search) -> Result<ItemSt
     let rows = match by_keys {
         true => Some(
             client
-                .prepare(&format!("SELECT {COLUMNS} {OF_KEYS}"))
+                .prepare(&format!("SELECT {COLUMNS}{OF_KEYS}"))
                 .map_err(fail)?,
         ),
         false => None,
@@ -102,13 +102,17 @@ fn page_sql(selected: &str, conditions: &[String], n: usize, order: Order, keyse
 /// of keys are larger than the pages of rows (`PAGE_SIZE`), which are read from them.
 const KEY_PAGE_SIZE: usize = 16 * PAGE_SIZE;
 
-/// From the rows of every column ([`COLUMNS`]): those of the items whose start times,
-/// collections and ids are `$1`, `$2` and `$3`, in that order. An item added again since
-/// its key was read is read if it kept its start time (else its new key comes in another
-/// page, or behind the search).
-const OF_KEYS: &str = "FROM unnest($1::bigint[], $2::text[], $3::text[]) WITH ORDINALITY \
-    AS k(t_start, collection, id, n) JOIN gridstore.items i \
-    ON i.collection = k.collection AND i.id = k.id AND i.t_start = k.t_start ORDER BY k.n";
+/// From the rows of every column ([`COLUMNS`]), and then the key's start time: those of
+/// the items whose start times, collections and ids are `$1`, `$2` and `$3`, in that
+/// order. An item added again since its key was read is kept only if it kept its start
+/// time (else its new key comes in another page, or behind the search): the caller
+/// compares the two start times (a join on all three lets PostgreSQL choose a slower plan).
+const OF_KEYS: &str = ", k.t_start FROM unnest($1::bigint[], $2::text[], $3::text[]) \
+    WITH ORDINALITY AS k(t_start, collection, id, n) JOIN gridstore.items i \
+    ON i.collection = k.collection AND i.id = k.id ORDER BY k.n";
+
+/// The column of a row of [`OF_KEYS`] that holds its key's start time.
+const KEY_START: usize = 14;
 
 /// The SQL conditions that narrow a search to its candidates, and their parameters
 /// (`$1`, `$2`, ... in order). Never narrower than [`Prepared::matches`].
@@ -245,8 +249,12 @@ impl Pages<'_> {
         };
         for row in &rows {
             let item = item_of(self.catalog, row)?;
-            if !by_keys {
-                self.keyset = Some((item.start_us, item.collection.clone(), item.id.clone()));
+            match by_keys {
+                true if row.get::<_, i64>(KEY_START) != item.start_us => continue,
+                true => {}
+                false => {
+                    self.keyset = Some((item.start_us, item.collection.clone(), item.id.clone()))
+                }
             }
             if self.prepared.matches(&item)? {
                 self.buffer.push_back(item);
