@@ -15,6 +15,7 @@ mod local;
 mod memory;
 mod vsi;
 mod vsi_azure;
+mod vsi_fresh;
 
 use std::io::ErrorKind as IoKind;
 use std::path::{Path, PathBuf};
@@ -34,6 +35,21 @@ pub fn check_writable(root: &Path, doing: &str) -> Result<()> {
         return Err(vsi::read_only(root, doing));
     }
     Ok(())
+}
+
+/// Waits a little, more after each lost race (`round` from 0), and at random, so that
+/// writers that lost a race for an object together (in other processes, or other threads
+/// of this one) do not race again together.
+pub fn back_off(round: u32) {
+    use std::hash::{BuildHasher, RandomState};
+    // A hasher seeded afresh each time, fed the time and the thread: a random number.
+    let random = RandomState::new().hash_one((
+        std::time::SystemTime::now(),
+        std::thread::current().id(),
+        std::process::id(),
+    ));
+    let ceiling_ms = 20u64 << round.min(6);
+    std::thread::sleep(std::time::Duration::from_millis(random % ceiling_ms));
 }
 
 /// The storage of the store at `root`: GDAL's virtual file systems for a path they own

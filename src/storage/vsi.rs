@@ -14,7 +14,8 @@
 //! in one request where the caller knows a bound for them. GDAL caches what it fetched
 //! across opens; that is right for every object but the few that are replaced in place
 //! (the manifest and the writer lock, the only objects at the top of a store), whose
-//! cached bytes are dropped before each read.
+//! cached bytes are dropped before each read, one thread at a time
+//! ([`super::vsi_fresh`]).
 
 use std::ffi::{c_char, c_int, c_void, CStr, CString};
 use std::path::{Path, PathBuf};
@@ -29,6 +30,7 @@ use gdal_sys::{
 };
 
 use super::vsi_azure::{self, ThreadOptions};
+use super::vsi_fresh::{self, FreshRead};
 use super::{Commits, Expect, Storage, Version, Written};
 use crate::error::{Error, Result};
 use crate::keys::is_replaced_in_place;
@@ -101,7 +103,8 @@ impl VsiStorage {
         let path = self.path(key);
         let c_path = CString::new(path.to_string_lossy().as_bytes())
             .map_err(|_| Error::InvalidInput(format!("{}: a NUL in the path", path.display())))?;
-        if is_replaced_in_place(key) {
+        let fresh = is_replaced_in_place(key).then(|| vsi_fresh::hold(&path));
+        if fresh.is_some() {
             // SAFETY: a NUL-terminated path; GDAL only compares it as a prefix.
             unsafe { VSICurlPartialClearCache(c_path.as_ptr()) };
         }
@@ -122,7 +125,11 @@ impl VsiStorage {
             h
         };
         if !handle.is_null() {
-            return Ok(Some(Handle { raw: handle, path }));
+            return Ok(Some(Handle {
+                raw: handle,
+                path,
+                _fresh: fresh,
+            }));
         }
         // SAFETY: plain getters of the thread's last VSI error.
         let (code, msg) = unsafe { (VSIGetLastErrorNo(), VSIGetLastErrorMsg()) };
@@ -268,6 +275,7 @@ impl VsiStorage {
     /// Whether the object at `key` holds exactly `data` (`None`: it does not exist), read
     /// fresh from the server.
     fn holds(&self, key: &str, data: &[u8]) -> Result<Option<bool>> {
+        let _fresh = vsi_fresh::hold(&self.path(key));
         self.forget(key)?;
         let Some(h) = self.open(key, data.len() + 1)? else {
             return Ok(None);
@@ -294,6 +302,7 @@ impl VsiStorage {
     /// The object's ETag, by GDAL's request for its headers; `None` when it does not
     /// exist.
     fn etag(&self, key: &str) -> Result<Option<Version>> {
+        let _fresh = vsi_fresh::hold(&self.path(key));
         self.forget(key)?;
         let c_path = self.c_path(key)?;
         // SAFETY: NUL-terminated strings; GDAL returns a null-terminated list of
@@ -369,6 +378,9 @@ fn vsi_prefix(root: &Path) -> String {
 struct Handle {
     raw: *mut VSILFILE,
     path: PathBuf,
+    /// For an object replaced in place, held until the handle is closed (fields drop
+    /// after `drop`).
+    _fresh: Option<FreshRead>,
 }
 
 impl Handle {
@@ -477,23 +489,30 @@ impl Storage for VsiStorage {
             // fail (the object exists), or be lost after it succeeded, or (on `/vsiaz/`,
             // whose 409 GDAL answers with a DELETE and a second PUT) report success when
             // that DELETE found the object gone. Missing now, the object may have been
-            // there and been deleted since (a claim released): the write is tried again.
+            // there and been deleted since (a claim released): the write is tried again,
+            // after a pause, lest the writers that keep taking it win each time.
             if let Some(ours) = self.holds(key, data)? {
                 return Ok(ours);
             }
             tries -= 1;
             if tries == 0 {
-                return Err(put.err().unwrap_or_else(|| {
-                    Error::io(
-                        self.path(key),
-                        "creating",
-                        std::io::Error::other(format!(
-                            "the object was missing after each of {CREATE_TRIES} writes that \
-                             the server accepted; another process may be deleting it"
-                        )),
-                    )
-                }));
+                let writes = match put {
+                    Ok(()) => format!("the server accepted each of {CREATE_TRIES} writes"),
+                    Err(e) => format!(
+                        "each of {CREATE_TRIES} writes was refused or failed (the last: {e})"
+                    ),
+                };
+                return Err(Error::io(
+                    self.path(key),
+                    "creating",
+                    std::io::Error::other(format!(
+                        "{writes}, yet the object was missing each time it was read back: \
+                         other writers may be creating and deleting it very fast (try again), \
+                         or these credentials may not write there"
+                    )),
+                ));
             }
+            super::back_off(CREATE_TRIES - tries - 1);
         }
     }
 
@@ -583,6 +602,7 @@ impl Storage for VsiStorage {
         // the MD5 digest of the bytes read, which S3 and Cloud Storage give an object
         // written in one request: then they are that version's bytes, and the second
         // request is saved.
+        let _fresh = vsi_fresh::hold(&self.path(key));
         let mut failed = None;
         for _ in 0..VERSIONED_READ_TRIES {
             let Some(before) = self.etag(key)? else {
@@ -596,8 +616,7 @@ impl Storage for VsiStorage {
             }
             // Replaced (or deleted) while it was read, what was read may mix two versions,
             // or fail for it: it is read again. So is a read that failed although the
-            // version held: another thread of this process may have left GDAL's shared
-            // cache with the size of an older version.
+            // version held (a passing network failure).
             if self.etag(key)?.as_ref() == Some(&before) {
                 match read {
                     Ok(found) => return Ok(found.then_some((buf, before))),

@@ -646,7 +646,7 @@ impl Transaction {
                             &format!("other writers committed first {MAX_REBASES} times in a row"),
                         ));
                     }
-                    back_off(rebases);
+                    crate::storage::back_off(rebases);
                     self.rebase(current, version)?;
                 }
             }
@@ -1010,17 +1010,6 @@ fn without_data(mut manifest: Manifest) -> Manifest {
         bytes: 0,
     };
     manifest
-}
-
-/// Waits a little, more after each lost race, and at random, so that writers that lost
-/// together do not race again together.
-fn back_off(round: u32) {
-    let nanos = std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map_or(0, |d| d.subsec_nanos()) as u64;
-    let ceiling_ms = 20u64 << round.min(6);
-    let wait = (nanos ^ (u64::from(std::process::id()) << 7)) % ceiling_ms;
-    std::thread::sleep(std::time::Duration::from_millis(wait));
 }
 
 impl Drop for Transaction {
