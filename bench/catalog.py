@@ -7,7 +7,8 @@ polar stereographic north (EPSG:3413) and south (EPSG:3031), some around the pol
 geographic tiles (EPSG:4326), some across 180 degrees; times over ten years (2015-2024),
 instants and some day-long ranges; five properties (eo:cloud_cover, view:off_nadir,
 platform, sat:orbit, processed). Then, for each backend (a SQLite file, and a PostgreSQL +
-PostGIS server this script starts on 127.0.0.1 in a temporary data directory):
+PostGIS server this script starts on 127.0.0.1 in a temporary data directory, with 1 GB of
+shared buffers and random_page_cost = 1.1, the setting for an SSD):
 
 - add: `gridstore catalog add CATALOG --stac items.jsonl` (batches of 10,000), wall time,
   and the processor time (user + system) of that command alone (not the server's);
@@ -321,7 +322,9 @@ class Postgres:
         self.port = free_port()
         self.proc = subprocess.Popen(
             [f"{self.bin}/postgres", "-D", data, "-h", "127.0.0.1", "-p", str(self.port),
-             "-k", self.dir, "-c", "shared_buffers=1GB", "-c", "max_wal_size=4GB"],
+             "-k", self.dir, "-c", "shared_buffers=1GB", "-c", "max_wal_size=4GB",
+             # The setting for a database on an SSD or in memory (docs/CATALOG.md).
+             "-c", "random_page_cost=1.1"],
             stdout=subprocess.DEVNULL, stderr=open(os.path.join(self.dir, "log"), "w"), **as_pg)
         self.url = f"postgresql://gridstore@127.0.0.1:{self.port}/postgres"
         for _ in range(600):
