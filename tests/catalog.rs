@@ -329,3 +329,72 @@ fn cli_errors_say_what_to_do() {
     let err = failed_cleanly(&gridstore(&["catalog", "search", s(&cat)]));
     assert!(err.contains("newer gridstore"), "{err}");
 }
+
+/// `catalog add --stac -` whose writes fail while its standard input stays open (a pipe
+/// from a program still running) stops with the error, instead of waiting for a line
+/// that may never come.
+#[test]
+fn an_add_from_standard_input_stops_at_a_failed_write() {
+    use std::io::Write;
+    use std::process::{Command, Stdio};
+    let dir = tmp();
+    let cat = dir.path().join("piped.sqlite");
+    ok(&["catalog", "init", s(&cat)]);
+    let item = |id: &str| {
+        serde_json::json!({
+            "type": "Feature", "stac_version": "1.1.0", "id": id, "collection": "c",
+            "links": [], "assets": {},
+            "geometry": {"type": "Polygon", "coordinates": [[[0, 0], [1, 0], [1, 1], [0, 1], [0, 0]]]},
+            "properties": {"datetime": "2024-05-01T00:00:00Z"}
+        })
+        .to_string()
+            + "\n"
+    };
+    let mut add = Command::new(env!("CARGO_BIN_EXE_gridstore"))
+        .args(["catalog", "add", s(&cat), "--stac", "-", "--batch", "1"])
+        .stdin(Stdio::piped())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut stdin = add.stdin.take().unwrap();
+    stdin.write_all(item("first").as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // Once the first item is in, another program takes the catalog for writing.
+    let other = rusqlite::Connection::open(&cat).unwrap();
+    let added = |c: &rusqlite::Connection| -> i64 {
+        c.query_row("SELECT count(*) FROM items", [], |r| r.get(0))
+            .unwrap_or(0)
+    };
+    let start = std::time::Instant::now();
+    while added(&other) == 0 {
+        assert!(
+            start.elapsed().as_secs() < 60,
+            "the first item was not added"
+        );
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    }
+    other.execute_batch("BEGIN EXCLUSIVE").unwrap();
+    stdin.write_all(item("second").as_bytes()).unwrap();
+    stdin.flush().unwrap();
+    // The write of the second waits for the lock (up to 30 s), then fails.
+    let start = std::time::Instant::now();
+    let status = loop {
+        if let Some(status) = add.try_wait().unwrap() {
+            break Some(status);
+        }
+        if start.elapsed().as_secs() > 90 {
+            add.kill().unwrap();
+            break None;
+        }
+        std::thread::sleep(std::time::Duration::from_millis(50));
+    };
+    other.execute_batch("ROLLBACK").unwrap();
+    drop(stdin);
+    let mut stderr = String::new();
+    std::io::Read::read_to_string(&mut add.stderr.take().unwrap(), &mut stderr).unwrap();
+    let status = status.expect("the add still ran 90 s after its write failed, stdin open");
+    assert!(!status.success());
+    assert!(stderr.contains("Another program is writing"), "{stderr}");
+    assert_eq!(added(&other), 1);
+}

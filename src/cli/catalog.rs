@@ -307,24 +307,32 @@ fn add(args: AddArgs) -> Result<()> {
 /// the catalog overlap. What `take` gives back, items it is done with, is freed by the
 /// thread that reads the files, so that the adding thread never waits on the allocator's
 /// locks of the threads that made them.
+///
+/// On an error of `take` it returns at once, without waiting for the reading thread: that
+/// thread may be waiting for a line on standard input that never comes (a pipe kept
+/// open), and ends when it next tries to hand over items, or with the process.
 fn stac_batches(
     files: &[String],
     batch: usize,
     collection: Option<&str>,
     mut take: impl FnMut(Vec<Item>) -> Result<Vec<Item>>,
 ) -> Result<()> {
-    std::thread::scope(|scope| {
-        // Up to 3 batches made ahead: the writer's pace varies from batch to batch (the
-        // log's checkpoints), and the makers keep going meanwhile, at the cost of two more
-        // batches of items in memory.
-        let (made, ready) = std::sync::mpsc::sync_channel::<Result<Vec<Item>>>(3);
-        let (spent, to_free) = std::sync::mpsc::channel::<Vec<Item>>();
-        scope.spawn(move || {
+    // Up to 3 batches made ahead: the writer's pace varies from batch to batch (the log's
+    // checkpoints), and the makers keep going meanwhile, at the cost of two more batches
+    // of items in memory.
+    let (made, ready) = std::sync::mpsc::sync_channel::<Result<Vec<Item>>>(3);
+    let (spent, to_free) = std::sync::mpsc::channel::<Vec<Item>>();
+    let (files, collection) = (files.to_vec(), collection.map(str::to_string));
+    let reader = std::thread::Builder::new()
+        .name("item reader".into())
+        .spawn(move || {
             let make = || -> Result<()> {
                 let makers = makers()?;
-                for file in files {
+                for file in &files {
                     let mut lines = StacLines::open(file)?;
-                    while let Some(items) = lines.next_items(batch, collection, &makers)? {
+                    while let Some(items) =
+                        lines.next_items(batch, collection.as_deref(), &makers)?
+                    {
                         // Refused when the taker has stopped (on an error of its own).
                         if made.send(Ok(items)).is_err() {
                             return Ok(());
@@ -337,14 +345,19 @@ fn stac_batches(
             if let Err(e) = make() {
                 let _ = made.send(Err(e));
             }
-        });
-        // Stops at the first error; the maker then finds no one to send to and stops.
-        ready.into_iter().try_for_each(|items| {
-            // The reader may have ended already: then the adding thread frees them.
-            let _ = spent.send(take(items?)?);
-            Ok(())
         })
-    })
+        .context("cannot start the thread that reads the items")?;
+    // Stops at the first error; the reader then finds no one to send to and stops.
+    ready.into_iter().try_for_each(|items| -> Result<()> {
+        // The reader may have ended already: then the adding thread frees them.
+        let _ = spent.send(take(items?)?);
+        Ok(())
+    })?;
+    // Every batch was taken, so the reader has ended (or panicked).
+    reader
+        .join()
+        .unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+    Ok(())
 }
 
 /// The threads that make items, and the one that reads their lines, give way to the one
