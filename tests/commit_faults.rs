@@ -681,3 +681,37 @@ fn a_small_chunk_opened_for_its_blocks_is_read_in_one_request() {
     let past = snap.read_chunk_range(&opened, gridstore::chunk::Location::Object, len - 1, 2);
     assert!(past.is_err());
 }
+
+#[test]
+fn a_claim_whose_check_fails_is_given_back() {
+    let s = store();
+    // The read of the committed id that follows the claim fails; then the check that the
+    // storage refuses a second creation of the claim does.
+    for (op, key) in [
+        (StorageOp::Read, MANIFEST_KEY.to_string()),
+        (StorageOp::CreateNew, "claims/".to_string()),
+    ] {
+        let claims_before = s.count(StorageOp::CreateNew);
+        let faults = match op {
+            // The claim itself, then its check.
+            StorageOp::CreateNew => vec![None, Some(Fault::ServerError)],
+            _ => vec![Some(Fault::ServerError)],
+        };
+        for fault in faults {
+            s.fail_next(FaultRule {
+                op,
+                key_prefix: key.clone(),
+                fault: fault.unwrap_or(Fault::Delay(Duration::ZERO)),
+            });
+        }
+        let begun = Transaction::begin_in(s.clone() as Arc<dyn Storage>, "us", LockWait::Fail);
+        let err = begun.err().expect("the write cannot begin");
+        assert!(err.to_string().contains("HTTP 500"), "{err}");
+        assert!(s.pending_faults().is_empty(), "{op:?}: the faults were hit");
+        assert!(
+            s.count(StorageOp::CreateNew) > claims_before,
+            "{op:?}: claimed"
+        );
+        assert!(claims(&s).is_empty(), "{op:?}: {:?}", claims(&s));
+    }
+}

@@ -96,8 +96,16 @@ pub fn claim_next(storage: &dyn Storage, committed: u64, writer: &str) -> Result
             let now = committed_id(storage);
             (held.join(), now)
         });
-        held.unwrap_or_else(|panic| std::panic::resume_unwind(panic))?;
-        let now = now?;
+        let held = held.unwrap_or_else(|panic| std::panic::resume_unwind(panic));
+        // Nothing is written under the claim yet: on a failure it is given back, or a
+        // claim of a live writer would hold the id until gc's grace period.
+        let now = match held.and(now) {
+            Ok(now) => now,
+            Err(e) => {
+                let _ = release(storage, id);
+                return Err(e);
+            }
+        };
         if id > now {
             return Ok(id);
         }
