@@ -30,6 +30,12 @@ const SIMPLIFY_FRACTION: f64 = 1e-5;
 /// Each densified edge is at most this fraction of the polygon's larger side.
 const DENSIFY_FRACTION: f64 = 1.0 / 16.0;
 
+/// The most points a footprint that goes through GDAL's geometry functions may have.
+/// They cut it at the antimeridian with GEOS, whose time can grow with the square of the
+/// points for a polygon that crosses itself (20,000 points zigzagging across a pole took
+/// 52 s); a footprint cut on its coordinates has no such bound.
+const MAX_POINTS_THROUGH_GDAL: usize = 10_000;
+
 /// A coordinate reference system: WKT2, and its EPSG code when it has one.
 #[derive(Debug, Clone, PartialEq)]
 pub struct Crs {
@@ -117,9 +123,24 @@ impl Footprint {
     fn made(crs: Crs, plain: Option<Polygons>, native_wkb: &[u8]) -> Result<Footprint> {
         let to = to_wgs84(&crs)?;
         let plain = plain.filter(|p| p.dims == 2 && p.is_well_formed());
+        let points = plain
+            .as_ref()
+            .map(|p| p.rings().map(|r| r.len() / p.dims).sum());
         match plain.and_then(|native| Footprint::from_coordinates(&crs, &native, &to)) {
             Some(footprint) => Ok(footprint),
-            None => Footprint::through_ogr(crs, native_wkb, &to),
+            None => {
+                // A WKB point takes at least 16 bytes.
+                let points = points.unwrap_or(native_wkb.len() / 16);
+                if points > MAX_POINTS_THROUGH_GDAL {
+                    return Err(Error::InvalidInput(format!(
+                        "the footprint has {points} points and cannot be cut at the \
+                         antimeridian on its coordinates (it may cross itself), and GDAL, \
+                         which cuts the others, takes at most {MAX_POINTS_THROUGH_GDAL}: fix or \
+                         simplify it (`ogr2ogr -makevalid`, `ogr2ogr -simplify`)"
+                    )));
+                }
+                Footprint::through_ogr(crs, native_wkb, &to)
+            }
         }
     }
 
@@ -152,6 +173,9 @@ impl Footprint {
             let boxes = (0..parts.parts.len()).map(|i| parts.part_box(i)).collect();
             (parts.to_wkb(), boxes)
         } else {
+            if native.rings().map(|r| r.len() / 2).sum::<usize>() > MAX_POINTS_THROUGH_GDAL {
+                return None;
+            }
             let _quiet = QuietErrors::push();
             let dense = outline::densified(native, step);
             let parts = wrapped(&Geom::from_wkb(&dense.to_wkb()).ok()?, to).ok()?;
@@ -1246,7 +1270,17 @@ impl Geom {
         [e.MinX, e.MinY, e.MaxX, e.MaxY]
     }
 
+    /// Adds points along each edge longer than `max_length`; or than
+    /// [`outline::bounded_step`], for a geometry so long that it would add more than
+    /// [`outline::MAX_ADDED_POINTS`].
     fn segmentize(&self, max_length: f64) {
+        // Footprints and query areas are polygons; anything else is not measured.
+        let perimeter = self
+            .to_wkb()
+            .ok()
+            .and_then(|wkb| Polygons::from_wkb(&wkb))
+            .map_or(0.0, |p| outline::perimeter(&p));
+        let max_length = outline::bounded_step(max_length, perimeter);
         // SAFETY: valid handle, modified in place.
         unsafe { gdal_sys::OGR_G_Segmentize(self.0, max_length) }
     }
@@ -1430,6 +1464,27 @@ mod tests {
             "POLYGON(({0} {1},{2} {1},{2} {3},{0} {3},{0} {1}))",
             b[0], b[1], b[2], b[3]
         )
+    }
+
+    #[test]
+    fn a_footprint_zigzagging_across_a_pole_is_refused_at_once() {
+        // 20,001 points up and down across the south pole: GDAL's cut of it took 52 s
+        // (and 5.7 GB, densified without a bound); it is refused, in 0.1 s.
+        let n = 20_000;
+        let mut points: Vec<String> = (0..=n)
+            .map(|i| {
+                let x = -2e6 + 4e6 * f64::from(i) / f64::from(n);
+                format!("{x} {}", if i % 2 == 0 { -2e6 } else { 2e6 })
+            })
+            .collect();
+        points.extend(["2e6 2.1e6".into(), "-2e6 2.1e6".into(), "-2e6 -2e6".into()]);
+        let wkt = format!("POLYGON(({}))", points.join(","));
+        let err = Footprint::from_wkt("EPSG:3031", &wkt).expect_err("refused");
+        let msg = err.to_string();
+        assert!(
+            msg.contains("20004 points") && msg.contains("ogr2ogr"),
+            "{msg}"
+        );
     }
 
     #[test]

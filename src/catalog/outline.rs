@@ -6,9 +6,34 @@
 
 use super::wkb::{Polygons, Ring};
 
+/// The most points densifying adds to an outline (a square densified to 1/8192 of its
+/// side, the finest footprints are made with, needs half as many). A polygon with
+/// many long edges (a footprint or a query polygon, read from untrusted input, can
+/// zigzag across its whole width) is densified less, never past it.
+pub const MAX_ADDED_POINTS: f64 = (1u64 << 16) as f64;
+
+/// The step `step` raised where need be, so that densifying an outline as long as
+/// `perimeter` by it adds at most [`MAX_ADDED_POINTS`].
+pub fn bounded_step(step: f64, perimeter: f64) -> f64 {
+    step.max(perimeter / MAX_ADDED_POINTS)
+}
+
+/// The length of every ring's edges of `shape` in the plane, added up.
+pub fn perimeter(shape: &Polygons) -> f64 {
+    let dims = shape.dims.max(2);
+    let points = |ring| <[f64]>::chunks_exact(ring, dims);
+    shape
+        .rings()
+        .flat_map(|r| points(r).zip(points(r).skip(1)))
+        .map(|(a, b)| (b[0] - a[0]).hypot(b[1] - a[1]))
+        .sum()
+}
+
 /// A copy of `shape` with points added along each edge longer than `step`, evenly, so
-/// that no piece is longer than `step`.
+/// that no piece is longer than `step`; or than [`bounded_step`], for an outline so long
+/// that it would add more than [`MAX_ADDED_POINTS`].
 pub fn densified(shape: &Polygons, step: f64) -> Polygons {
+    let step = bounded_step(step, perimeter(shape));
     let parts = shape
         .parts
         .iter()
@@ -24,7 +49,10 @@ fn densified_ring(ring: &Ring, step: f64) -> Ring {
     let mut out = Vec::with_capacity(ring.len() * 2);
     for edge in edges(ring) {
         let [x0, y0, x1, y1] = *edge else { continue };
-        let pieces = ((x1 - x0).hypot(y1 - y0) / step).ceil().clamp(1.0, 1e6) as usize;
+        let pieces = ((x1 - x0).hypot(y1 - y0) / step)
+            .ceil()
+            .clamp(1.0, MAX_ADDED_POINTS);
+        let pieces = pieces as usize;
         for i in 0..pieces {
             let f = i as f64 / pieces as f64;
             out.extend([x0 + (x1 - x0) * f, y0 + (y1 - y0) * f]);
@@ -182,6 +210,23 @@ mod tests {
             dims: 2,
             parts: vec![rings],
         }
+    }
+
+    #[test]
+    fn densifying_adds_a_bounded_number_of_points() {
+        // 20,001 edges zigzagging across 4,000 units, densified by 1: 80 million points
+        // without the bound.
+        let mut ring: Vec<f64> = (0..=20_000)
+            .flat_map(|i| [f64::from(i) * 0.2, if i % 2 == 0 { 0.0 } else { 4000.0 }])
+            .collect();
+        ring.extend([4000.0, -10.0, 0.0, -10.0, 0.0, 0.0]);
+        let shape = one(vec![ring]);
+        let dense = densified(&shape, 1.0);
+        let points = dense.parts[0][0].len() / 2;
+        let before = shape.parts[0][0].len() / 2;
+        assert!(points > before + MAX_ADDED_POINTS as usize / 2, "{points}");
+        assert!(points <= before + MAX_ADDED_POINTS as usize, "{points}");
+        assert!(dense.is_well_formed());
     }
 
     #[test]
