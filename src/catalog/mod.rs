@@ -15,6 +15,7 @@ pub mod conformance;
 pub mod footprint;
 pub mod geojson;
 pub mod item;
+mod ogr;
 pub mod outline;
 pub mod postgis;
 pub mod query;
