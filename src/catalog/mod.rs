@@ -15,7 +15,7 @@ pub mod conformance;
 pub mod footprint;
 pub mod geojson;
 pub mod item;
-mod ogr;
+pub(crate) mod ogr;
 pub mod outline;
 pub mod postgis;
 pub mod query;

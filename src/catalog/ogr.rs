@@ -14,11 +14,11 @@ use crate::error::{Error, Result};
 use crate::gdal::cpl::{from_c, last_error_message, CStringList, QuietErrors};
 
 /// GDAL's geometry transformer.
-pub(super) struct GeomTransformer(pub(super) gdal_sys::OGRGeomTransformerH);
+pub(crate) struct GeomTransformer(pub(crate) gdal_sys::OGRGeomTransformerH);
 
 impl GeomTransformer {
     /// A transformer by `ct` that cuts at the antimeridian (`WRAPDATELINE=YES`).
-    pub(super) fn wrapping(ct: &Transform) -> Result<GeomTransformer> {
+    pub(crate) fn wrapping(ct: &Transform) -> Result<GeomTransformer> {
         let options = CStringList::new(["WRAPDATELINE=YES".to_string()]);
         // SAFETY: ct is a valid handle, which the transformer copies; the options are a
         // NULL-terminated list alive during the call.
@@ -30,7 +30,7 @@ impl GeomTransformer {
     }
 
     /// `g` transformed, `None` if that failed.
-    pub(super) fn transform(&self, g: &Geom) -> Option<Geom> {
+    pub(crate) fn transform(&self, g: &Geom) -> Option<Geom> {
         // SAFETY: both handles are valid; the returned geometry (or null) is ours.
         let out = unsafe { gdal_sys::OGR_GeomTransformer_Transform(self.0, g.0) };
         (!out.is_null()).then_some(Geom(out))
@@ -44,19 +44,19 @@ impl Drop for GeomTransformer {
     }
 }
 
-pub(super) fn gdal_error(what: &str) -> Error {
+pub(crate) fn gdal_error(what: &str) -> Error {
     Error::Gdal(format!("{what}: {}", last_error_message()))
 }
 
-pub(super) fn wgs84_srs() -> Result<Srs> {
+pub(crate) fn wgs84_srs() -> Result<Srs> {
     Srs::from_user("EPSG:4326")
 }
 
 /// An OSR spatial reference with traditional GIS axis order (x = easting/longitude).
-pub(super) struct Srs(pub(super) gdal_sys::OGRSpatialReferenceH);
+pub(crate) struct Srs(pub(crate) gdal_sys::OGRSpatialReferenceH);
 
 impl Srs {
-    pub(super) fn from_user(definition: &str) -> Result<Srs> {
+    pub(crate) fn from_user(definition: &str) -> Result<Srs> {
         let c = CString::new(definition)
             .map_err(|_| Error::InvalidInput("a CRS definition cannot contain NUL".into()))?;
         // SAFETY: a new handle, owned by the returned value (or released on failure).
@@ -78,7 +78,7 @@ impl Srs {
         }
     }
 
-    pub(super) fn wkt(&self) -> Result<String> {
+    pub(crate) fn wkt(&self) -> Result<String> {
         let options = CStringList::new(["FORMAT=WKT2_2019".to_string()]);
         let mut out: *mut c_char = std::ptr::null_mut();
         // SAFETY: valid handle; the exported string is freed with VSIFree.
@@ -90,23 +90,37 @@ impl Srs {
         }
     }
 
-    pub(super) fn is_geographic(&self) -> bool {
+    pub(crate) fn is_geographic(&self) -> bool {
         // SAFETY: valid handle.
         unsafe { gdal_sys::OSRIsGeographic(self.0) != 0 }
     }
 
     /// The EPSG code, when the definition is (or is identified as) an EPSG CRS.
-    pub(super) fn epsg(&self) -> Option<u32> {
-        // SAFETY: valid handle; the returned strings belong to the SRS and are copied.
-        unsafe {
-            let _quiet = QuietErrors::push();
-            let name = from_c(gdal_sys::OSRGetAuthorityName(self.0, std::ptr::null()));
-            if name.as_deref() != Some("EPSG") {
+    pub(crate) fn epsg(&self) -> Option<u32> {
+        self.declared_epsg().or_else(|| {
+            // SAFETY: valid handle.
+            unsafe {
+                let _quiet = QuietErrors::push();
                 gdal_sys::OSRAutoIdentifyEPSG(self.0);
             }
-            let name = from_c(gdal_sys::OSRGetAuthorityName(self.0, std::ptr::null()))?;
-            let code = from_c(gdal_sys::OSRGetAuthorityCode(self.0, std::ptr::null()))?;
-            (name == "EPSG").then(|| code.parse().ok()).flatten()
+            self.declared_epsg()
+        })
+    }
+
+    /// The EPSG code the definition itself gives its CRS (`ID["EPSG",n]` on its root);
+    /// `None` for a CRS without one (a custom projection, a compound CRS).
+    pub(crate) fn declared_epsg(&self) -> Option<u32> {
+        // SAFETY: valid handle; a null target asks about the root; the returned strings
+        // belong to the SRS and are copied at once.
+        let (name, code) = unsafe {
+            (
+                from_c(gdal_sys::OSRGetAuthorityName(self.0, std::ptr::null())),
+                from_c(gdal_sys::OSRGetAuthorityCode(self.0, std::ptr::null())),
+            )
+        };
+        match (name.as_deref(), code) {
+            (Some(n), Some(c)) if n.eq_ignore_ascii_case("EPSG") => c.parse().ok(),
+            _ => None,
         }
     }
 }
@@ -119,10 +133,10 @@ impl Drop for Srs {
 }
 
 /// A coordinate transformation between two spatial references.
-pub(super) struct Transform(pub(super) gdal_sys::OGRCoordinateTransformationH);
+pub(crate) struct Transform(pub(crate) gdal_sys::OGRCoordinateTransformationH);
 
 impl Transform {
-    pub(super) fn new(from: &Srs, to: &Srs) -> Result<Transform> {
+    pub(crate) fn new(from: &Srs, to: &Srs) -> Result<Transform> {
         // SAFETY: both handles are valid; the transformation copies what it needs.
         let h = unsafe { gdal_sys::OCTNewCoordinateTransformation(from.0, to.0) };
         if h.is_null() {
@@ -132,7 +146,7 @@ impl Transform {
     }
 
     /// Transforms every point of 2D `shape` in place (in one call); false if any failed.
-    pub(super) fn polygons(&self, shape: &mut Polygons) -> bool {
+    pub(crate) fn polygons(&self, shape: &mut Polygons) -> bool {
         let count: usize = shape.rings().map(|r| r.len() / 2).sum();
         let (mut x, mut y) = (Vec::with_capacity(count), Vec::with_capacity(count));
         for p in shape.rings().flat_map(|r| r.chunks_exact(2)) {
@@ -161,7 +175,7 @@ impl Transform {
     }
 
     /// Transforms points in place; false if any failed.
-    pub(super) fn points(&self, x: &mut [f64], y: &mut [f64]) -> bool {
+    pub(crate) fn points(&self, x: &mut [f64], y: &mut [f64]) -> bool {
         // SAFETY: x and y have the same length, passed as the count.
         unsafe {
             gdal_sys::OCTTransform(
@@ -183,7 +197,7 @@ impl Drop for Transform {
 }
 
 /// An owned OGR geometry.
-pub(super) struct Geom(pub(super) gdal_sys::OGRGeometryH);
+pub(crate) struct Geom(pub(crate) gdal_sys::OGRGeometryH);
 
 impl Drop for Geom {
     fn drop(&mut self) {
@@ -193,12 +207,12 @@ impl Drop for Geom {
 }
 
 impl Geom {
-    pub(super) fn new(kind: gdal_sys::OGRwkbGeometryType::Type) -> Geom {
+    pub(crate) fn new(kind: gdal_sys::OGRwkbGeometryType::Type) -> Geom {
         // SAFETY: creates an empty geometry we own.
         Geom(unsafe { gdal_sys::OGR_G_CreateGeometry(kind) })
     }
 
-    pub(super) fn from_wkb(wkb: &[u8]) -> Result<Geom> {
+    pub(crate) fn from_wkb(wkb: &[u8]) -> Result<Geom> {
         let mut h: gdal_sys::OGRGeometryH = std::ptr::null_mut();
         // SAFETY: the buffer and its length are passed together; on success h is ours.
         let err = unsafe {
@@ -217,7 +231,7 @@ impl Geom {
         Ok(Geom(h))
     }
 
-    pub(super) fn from_wkt(wkt: &str) -> Result<Geom> {
+    pub(crate) fn from_wkt(wkt: &str) -> Result<Geom> {
         let c =
             CString::new(wkt).map_err(|_| Error::InvalidInput("WKT cannot contain NUL".into()))?;
         let mut p = c.as_ptr() as *mut c_char;
@@ -233,7 +247,7 @@ impl Geom {
         Ok(Geom(h))
     }
 
-    pub(super) fn rectangle(b: Bbox) -> Geom {
+    pub(crate) fn rectangle(b: Bbox) -> Geom {
         let ring = Geom::new(gdal_sys::OGRwkbGeometryType::wkbLinearRing);
         for (x, y) in [
             (b[0], b[1]),
@@ -250,7 +264,7 @@ impl Geom {
         poly
     }
 
-    pub(super) fn check_areal(&self) -> Result<()> {
+    pub(crate) fn check_areal(&self) -> Result<()> {
         let t = self.flat_type();
         if t != gdal_sys::OGRwkbGeometryType::wkbPolygon
             && t != gdal_sys::OGRwkbGeometryType::wkbMultiPolygon
@@ -265,24 +279,24 @@ impl Geom {
         Ok(())
     }
 
-    pub(super) fn flat_type(&self) -> gdal_sys::OGRwkbGeometryType::Type {
+    pub(crate) fn flat_type(&self) -> gdal_sys::OGRwkbGeometryType::Type {
         // SAFETY: valid handle.
         let t = unsafe { gdal_sys::OGR_G_GetGeometryType(self.0) };
         // SAFETY: pure function on the type code.
         unsafe { gdal_sys::OGR_GT_Flatten(t) }
     }
 
-    pub(super) fn is_empty(&self) -> bool {
+    pub(crate) fn is_empty(&self) -> bool {
         // SAFETY: valid handle.
         unsafe { gdal_sys::OGR_G_IsEmpty(self.0) != 0 }
     }
 
-    pub(super) fn clone_geom(&self) -> Geom {
+    pub(crate) fn clone_geom(&self) -> Geom {
         // SAFETY: valid handle; the clone is ours.
         Geom(unsafe { gdal_sys::OGR_G_Clone(self.0) })
     }
 
-    pub(super) fn add(&self, part: &Geom) -> Result<()> {
+    pub(crate) fn add(&self, part: &Geom) -> Result<()> {
         // SAFETY: both valid; OGR_G_AddGeometry copies the part.
         if unsafe { gdal_sys::OGR_G_AddGeometry(self.0, part.0) } != 0 {
             return Err(gdal_error("cannot assemble a geometry"));
@@ -290,7 +304,7 @@ impl Geom {
         Ok(())
     }
 
-    pub(super) fn envelope(&self) -> Bbox {
+    pub(crate) fn envelope(&self) -> Bbox {
         let mut e = gdal_sys::OGREnvelope {
             MinX: 0.0,
             MaxX: 0.0,
@@ -305,7 +319,7 @@ impl Geom {
     /// Adds points along each edge longer than `max_length`; or than
     /// [`outline::bounded_step`], for a geometry so long that it would add more than
     /// [`outline::MAX_ADDED_POINTS`].
-    pub(super) fn segmentize(&self, max_length: f64) {
+    pub(crate) fn segmentize(&self, max_length: f64) {
         // Footprints and query areas are polygons; anything else is not measured.
         let perimeter = self
             .to_wkb()
@@ -317,31 +331,31 @@ impl Geom {
         unsafe { gdal_sys::OGR_G_Segmentize(self.0, max_length) }
     }
 
-    pub(super) fn intersects(&self, other: &Geom) -> bool {
+    pub(crate) fn intersects(&self, other: &Geom) -> bool {
         // SAFETY: both valid.
         unsafe { gdal_sys::OGR_G_Intersects(self.0, other.0) != 0 }
     }
 
-    pub(super) fn intersection(&self, other: &Geom) -> Option<Geom> {
+    pub(crate) fn intersection(&self, other: &Geom) -> Option<Geom> {
         // SAFETY: both valid; the result (or null) is ours.
         let h = unsafe { gdal_sys::OGR_G_Intersection(self.0, other.0) };
         (!h.is_null()).then_some(Geom(h))
     }
 
     /// A copy in another CRS; `None` when a point cannot be transformed.
-    pub(super) fn transformed(&self, t: &Transform) -> Option<Geom> {
+    pub(crate) fn transformed(&self, t: &Transform) -> Option<Geom> {
         let g = self.clone_geom();
         // SAFETY: valid handles; the geometry is transformed in place.
         (unsafe { gdal_sys::OGR_G_Transform(g.0, t.0) } == 0).then_some(g)
     }
 
-    pub(super) fn part_count(&self) -> usize {
+    pub(crate) fn part_count(&self) -> usize {
         // SAFETY: valid handle.
         unsafe { gdal_sys::OGR_G_GetGeometryCount(self.0) }.max(0) as usize
     }
 
     /// A copy of part `i` of a collection.
-    pub(super) fn part(&self, i: usize) -> Option<Geom> {
+    pub(crate) fn part(&self, i: usize) -> Option<Geom> {
         if self.flat_type() != gdal_sys::OGRwkbGeometryType::wkbMultiPolygon {
             return None;
         }
@@ -352,7 +366,7 @@ impl Geom {
     }
 
     /// The polygons of this geometry (itself, or the areal parts of a collection).
-    pub(super) fn polygons(&self) -> Vec<Geom> {
+    pub(crate) fn polygons(&self) -> Vec<Geom> {
         let t = self.flat_type();
         if t == gdal_sys::OGRwkbGeometryType::wkbPolygon {
             return vec![self.clone_geom()];
@@ -373,39 +387,39 @@ impl Geom {
     }
 
     /// The polygons as a MultiPolygon with their boxes.
-    pub(super) fn part_boxes(&self) -> Vec<Bbox> {
+    pub(crate) fn part_boxes(&self) -> Vec<Bbox> {
         self.polygons().iter().map(|p| p.envelope()).collect()
     }
 
     /// The polygons' coordinates, `None` if they cannot be read back.
-    pub(super) fn coordinates(&self) -> Option<Polygons> {
+    pub(crate) fn coordinates(&self) -> Option<Polygons> {
         Polygons::from_wkb(&self.to_wkb().ok()?)
     }
 
     /// See [`outline::largest_longitude_step`]; infinite for a geometry not read back.
-    pub(super) fn largest_longitude_step(&self) -> f64 {
+    pub(crate) fn largest_longitude_step(&self) -> f64 {
         self.coordinates()
             .map_or(f64::INFINITY, |p| outline::largest_longitude_step(&p))
     }
 
     /// See [`outline::within_one_turn`].
-    pub(super) fn within_one_turn(&self) -> bool {
+    pub(crate) fn within_one_turn(&self) -> bool {
         self.coordinates()
             .is_some_and(|p| outline::within_one_turn(&p))
     }
 
-    pub(super) fn x(&self, i: i32) -> f64 {
+    pub(crate) fn x(&self, i: i32) -> f64 {
         // SAFETY: valid handle.
         unsafe { gdal_sys::OGR_G_GetX(self.0, i) }
     }
 
-    pub(super) fn y(&self, i: i32) -> f64 {
+    pub(crate) fn y(&self, i: i32) -> f64 {
         // SAFETY: valid handle.
         unsafe { gdal_sys::OGR_G_GetY(self.0, i) }
     }
 
     /// ISO WKB, little-endian; polygons of a collection become one MultiPolygon.
-    pub(super) fn to_wkb(&self) -> Result<Vec<u8>> {
+    pub(crate) fn to_wkb(&self) -> Result<Vec<u8>> {
         let t = self.flat_type();
         let g = if t == gdal_sys::OGRwkbGeometryType::wkbPolygon
             || t == gdal_sys::OGRwkbGeometryType::wkbMultiPolygon
@@ -431,7 +445,7 @@ impl Geom {
         Ok(buf)
     }
 
-    pub(super) fn to_geojson(&self) -> Result<Json> {
+    pub(crate) fn to_geojson(&self) -> Result<Json> {
         let precision = geojson::COORDINATE_PRECISION;
         let options = CStringList::new([format!("COORDINATE_PRECISION={precision}")]);
         // SAFETY: valid handle; the string is freed with VSIFree after copying.
@@ -446,6 +460,6 @@ impl Geom {
     }
 }
 
-pub(super) fn truncate(s: &str) -> String {
+pub(crate) fn truncate(s: &str) -> String {
     s.chars().take(80).collect()
 }
