@@ -243,8 +243,9 @@ struct Pages<'a> {
 impl Pages<'_> {
     /// Reads the next rows of candidates into the buffer, keeping those that match.
     fn fill(&mut self) -> Result<()> {
-        let (rows, by_keys) = match &self.rows {
-            Some(_) => (self.rows_of_next_keys()?, true),
+        // A prepared statement is a shared handle: cloning it copies no query.
+        let (rows, by_keys) = match self.rows.clone() {
+            Some(of_keys) => (self.rows_of_next_keys(&of_keys)?, true),
             None => (self.next_page(PAGE_SIZE)?, false),
         };
         for row in &rows {
@@ -263,9 +264,9 @@ impl Pages<'_> {
         Ok(())
     }
 
-    /// The rows of the next keys of the page of keys being read, after reading that page
-    /// if none of its keys are left.
-    fn rows_of_next_keys(&mut self) -> Result<Vec<Row>> {
+    /// The rows of the next keys of the page of keys being read (by `of_keys`, the
+    /// statement of [`OF_KEYS`]), after reading that page if none of its keys are left.
+    fn rows_of_next_keys(&mut self, of_keys: &Statement) -> Result<Vec<Row>> {
         if self.keys.is_empty() {
             let keys = self.next_page(KEY_PAGE_SIZE)?;
             self.keys = keys
@@ -281,13 +282,10 @@ impl Pages<'_> {
             collections.push(c);
             ids.push(id);
         }
-        let Some(rows) = &self.rows else {
-            return Ok(Vec::new());
-        };
         self.catalog
             .client
             .borrow_mut()
-            .query(rows, &[&starts, &collections, &ids])
+            .query(of_keys, &[&starts, &collections, &ids])
             .map_err(|e| self.catalog.fail(e, "cannot search"))
     }
 
