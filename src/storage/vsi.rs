@@ -212,9 +212,20 @@ impl VsiStorage {
 
     /// PUTs `data` at `key` with the request `headers` (`Name=value`): one request, made
     /// when the handle closes. Errors carry GDAL's message; GDAL's own report of it is
-    /// kept quiet, since a refused condition is an expected outcome.
+    /// kept quiet, since a refused condition is an expected outcome. An object replaced in
+    /// place is written in its turn ([`vsi_fresh`]), and what GDAL cached of it on the way
+    /// is dropped before the turn ends.
     fn put(&self, key: &str, data: &[u8], headers: &[String]) -> Result<()> {
         self.check_writes("write an object")?;
+        let fresh = is_replaced_in_place(key).then(|| vsi_fresh::hold(&self.path(key)));
+        let put = self.put_now(key, data, headers);
+        if fresh.is_some() {
+            self.forget(key)?;
+        }
+        put
+    }
+
+    fn put_now(&self, key: &str, data: &[u8], headers: &[String]) -> Result<()> {
         let c_path = self.c_path(key)?;
         let _options = match vsi_azure::is_azure(&self.root) {
             true => vsi_azure::write_options(&self.path(key), data.len())?,
@@ -526,6 +537,7 @@ impl Storage for VsiStorage {
 
     fn delete(&self, key: &str) -> Result<()> {
         self.check_writes("delete an object")?;
+        let _fresh = is_replaced_in_place(key).then(|| vsi_fresh::hold(&self.path(key)));
         let c_path = self.c_path(key)?;
         // SAFETY: a NUL-terminated path; the error handler pushed is popped.
         let failed = unsafe {
@@ -642,9 +654,7 @@ impl Storage for VsiStorage {
             Expect::Absent => IF_ABSENT.to_string(),
             Expect::At(v) => format!("If-Match={}", v.0),
         };
-        let result = self.put(key, data, &[header]);
-        let _ = self.forget(key);
-        match result {
+        match self.put(key, data, &[header]) {
             Ok(()) => Written::Done,
             // GDAL does not say whether the server refused the condition or the request
             // failed: the caller reads the object back.

@@ -1,22 +1,24 @@
-//! Fresh reads of the objects replaced in place (the manifest, claims) through GDAL's
-//! virtual file systems, one thread at a time per object.
+//! Fresh reads and writes of the objects replaced in place (the manifest, claims) through
+//! GDAL's virtual file systems, one thread at a time per object.
 //!
 //! GDAL caches what it fetches (an object's size and its bytes) in one cache for the whole
 //! process. Before such an object is read its cached entries are dropped, but that is not
-//! enough when several threads read it: a thread whose request was answered before a
+//! enough when several threads use it: a thread whose request was answered before a
 //! replacement can put the old size or bytes into the cache after another thread dropped
 //! them, and that thread then reads a mix of two versions, or the old one after it saw the
-//! new version's ETag. So every read of such an object (from dropping its cache entries to
-//! closing it, ETag requests included) holds [`hold`] for its path; another thread waits.
-//! The same thread may hold it again (a versioned read opens the object between two ETag
-//! requests). Other processes have caches of their own and are not concerned.
+//! new version's ETag. GDAL's own writes cache too: a single-request PUT to S3 records the
+//! size and ETag it wrote once it is done. So every read of such an object (from dropping
+//! its cache entries to closing it, ETag requests included) and every write or deletion
+//! (to dropping what GDAL cached of it on the way) holds [`hold`] for its path; another
+//! thread waits. The same thread may hold it again (a versioned read opens the object
+//! between two ETag requests; a creation reads back what it wrote). Other processes have
+//! caches of their own and are not concerned.
 //!
-//! Writes do not take turns, and GDAL's single-request PUT to S3 records the size and ETag
-//! it wrote in the cache once it is done: a read in another thread of the same process can
-//! still, rarely, take that size for a newer object's (once in a full test run under load,
-//! none in 40 runs of the check alone). What such a read gives is not a manifest that
-//! parses whole (it ends early, or has bytes after its end), so the open fails with a
-//! damaged manifest rather than reading a wrong one; opening again reads it whole.
+//! What is left outside the turns is GDAL's own open of a store's `gridstore.json` when a
+//! user opens that file with GDAL by name: its first read can still put an older version
+//! into the cache of that process. A read torn by it does not give a manifest that parses
+//! whole (it ends early, or has bytes after its end), so an open fails with a damaged
+//! manifest rather than reading a wrong one; opening again reads it whole.
 
 use std::path::{Path, PathBuf};
 use std::sync::{Condvar, Mutex, MutexGuard, PoisonError};
