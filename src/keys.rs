@@ -69,7 +69,7 @@ pub fn tile_object(key: &TileKey, seq: u64, naming: ChunkNaming) -> String {
     let (t, p, z, row, col) = (key.time, key.pyramid, key.level, key.row, key.col);
     match naming {
         ChunkNaming::Blocks => {
-            let (brow, bcol) = key.base_block();
+            let (brow, bcol) = key.corner_block();
             format!("{CHUNK_PREFIX}{seq}/{t}.{p}.{brow}.{bcol}/{z}.{row}.{col}")
         }
         ChunkNaming::Nested => format!("{CHUNK_PREFIX}{seq}/{t}/{p}/{z}/{row}/{col}"),
@@ -98,7 +98,7 @@ pub fn tile_of_chunk(rest: &str, naming: ChunkNaming) -> Option<TileKey> {
             };
             let k = key(t, p, z, row, col)?;
             // A name in another block's directory is not a chunk of this store.
-            (k.base_block() == (number(brow)?, number(bcol)?)).then_some(k)
+            (k.corner_block() == (number(brow)?, number(bcol)?)).then_some(k)
         }
         ChunkNaming::Nested => {
             let parts: Vec<&str> = rest.split('/').collect();

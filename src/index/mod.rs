@@ -161,7 +161,7 @@ impl TileKey {
     /// The 16 x 16 block of level-0 tiles (row, column) that holds this tile's top-left
     /// corner: the one a tile of level 0 is in, and the one of its children's top-left
     /// child for a tile above.
-    pub(crate) fn base_block(&self) -> (i64, i64) {
+    pub(crate) fn corner_block(&self) -> (i64, i64) {
         // No store has a level above MAX_LEVEL (32), where an i32 index shifted still fits
         // an i64. The bound only matters for a name that is no chunk of the store (a level
         // the key's u8 allows but no store reaches), which then parses to a block its name

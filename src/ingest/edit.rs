@@ -1,6 +1,6 @@
-//! Writing base-level windows into a store, as GDAL's update mode does: block by block and
-//! band by band, then a flush that commits everything written so far in one transaction
-//! and refreshes the levels above the tiles it touched.
+//! Writing level-0 (full-resolution) windows into a store, as GDAL's update mode does:
+//! block by block and band by band, then a flush that commits everything written so far
+//! in one transaction and refreshes the levels above the tiles it touched.
 //!
 //! Tiles being edited are kept decoded; past a memory budget the oldest are parked in the
 //! transaction as chunks (invisible to readers until the commit) and decoded again if they

@@ -169,7 +169,7 @@ fn manifests(history: bool) -> Vec<Manifest> {
     let mut out = Vec::new();
     for (i, dtype) in DataType::ALL.into_iter().enumerate() {
         let bands = 1 + i % 4;
-        let mut m = base_manifest(dtype, bands);
+        let mut m = plain_manifest(dtype, bands);
         m.encoding = EncodingSpec {
             compression: [
                 Compression::Zstd,
@@ -239,7 +239,7 @@ fn nodata(dtype: DataType, i: usize) -> Option<f64> {
     }
 }
 
-fn base_manifest(dtype: DataType, bands: usize) -> Manifest {
+fn plain_manifest(dtype: DataType, bands: usize) -> Manifest {
     let mut band_specs = vec![BandSpec::gray(None); bands];
     for (b, spec) in band_specs.iter_mut().enumerate() {
         spec.description = format!("band {}", b + 1);
