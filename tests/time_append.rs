@@ -394,6 +394,33 @@ fn refusals_name_the_problem_and_write_nothing() {
         &["2024-01-05T00:00:00Z", "twice"],
     );
     refused(&store, &[s(&b)], &["b.tif", "says nothing about its time"]);
+    // A slice so far from the others that the store would need more levels, which the
+    // steps it holds would not have.
+    let far = d.join("far.tif");
+    ok(
+        "gdal_translate",
+        &[
+            "-q",
+            "-a_ullr",
+            "10500000",
+            "5000000",
+            "10501200",
+            "4999100",
+            s(&b),
+            s(&far),
+        ],
+    );
+    let err = refused(
+        &store,
+        &["--time", "2024-01-05", s(&far)],
+        &[
+            "more levels",
+            "1 time step(s)",
+            "nothing was written",
+            "gridstore create",
+        ],
+    );
+    assert!(!err.contains("  "), "{err}");
     refused(
         &store,
         &["--time-pattern", "RAD_%Y%m%d.tif", s(&b)],

@@ -158,7 +158,10 @@ fn check_levels_can_grow(txn: &Transaction, forced: &[TileLoc]) -> Result<()> {
         return Ok(());
     }
     Err(Error::NotSupported(format!(
-        "{}: this slice reaches so far beyond the store's extent that the store would need          more levels, which its {steps} time steps do not have; nothing was written. Append          slices within the store's extent, or make the store with the larger extent first          (gridstore create)",
+        "{}: this slice reaches so far beyond the store's extent that the store would need \
+         more levels, which its {steps} time step(s) do not have; nothing was written. \
+         Append slices within the store's extent, or make the store with the larger extent \
+         first (gridstore create)",
         txn.location().display()
     )))
 }
