@@ -11,7 +11,7 @@
 use std::collections::HashMap;
 use std::ops::Range;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
-use std::sync::mpsc;
+use std::sync::{mpsc, Mutex};
 
 use rayon::prelude::*;
 
@@ -22,6 +22,7 @@ use crate::error::{Error, Result};
 use crate::grid::{PixelRect, TileLoc};
 use crate::index::TileKey;
 use crate::ingest::Laid;
+use crate::manifest::Manifest;
 use crate::pyramid::{levels_to_update, PyramidBuilder};
 use crate::store::Transaction;
 use crate::tile::{BandValidity, SampleBuf, Tile};
@@ -389,119 +390,102 @@ pub fn merge_jobs(
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<MergeReport> {
     let ts = txn.manifest.grid.tile_size;
-    let old_extent = txn.manifest.extent;
     let Some(touched) = reach_of(jobs, footprints, ts) else {
         return Ok(MergeReport::default());
     };
-    let reach = match old_extent {
-        Some(e) => e.union(&touched),
-        None => touched,
-    };
+    let old_extent = txn.manifest.extent;
+    let reach = old_extent.map_or(touched, |e| e.union(&touched));
     let (top, forced) = levels_to_update(old_extent, reach, ts);
     check_levels_can_grow(txn, &forced)?;
-
-    let pool = &rayon::ThreadPoolBuilder::new()
+    let pool = rayon::ThreadPoolBuilder::new()
         .num_threads(threads.max(1))
         .build()
         .map_err(|e| Error::InvalidInput(format!("cannot start worker threads: {e}")))?;
-    let next = AtomicUsize::new(0);
-    let cancelled = AtomicBool::new(false);
-    let written = std::sync::Mutex::new(None::<PixelRect>);
-    let changed = AtomicUsize::new(0);
-    {
+    let (written, tiles_changed) = {
         let txn = &*txn;
         let builder =
             PyramidBuilder::new(txn, txn.tick(), 0, top, jobs.iter().map(|j| j.loc), forced);
-        let validity = txn.manifest.validity();
-        let dtype = txn.manifest.data_type;
-        std::thread::scope(|scope| -> Result<()> {
+        let run = Run {
+            txn,
+            footprints,
+            jobs,
+            pool: &pool,
+            builder: &builder,
+            validity: txn.manifest.validity(),
+            // With one thread in all, the reader encodes too: nothing runs beside it.
+            single: threads <= 1 && readers.len() == 1,
+            streams: readers.len() == 1
+                && threads > 1
+                && jobs.len() <= threads * STREAMED_TILES_PER_THREAD,
+            next: AtomicUsize::new(0),
+            cancelled: AtomicBool::new(false),
+            written: Mutex::new(None),
+            changed: AtomicUsize::new(0),
+        };
+        run.run(readers, threads, progress)?;
+        let written = run.written.into_inner().expect("poisoned");
+        (written, run.changed.into_inner())
+    };
+    if let Some(w) = written {
+        grow_extent(&mut txn.manifest, w);
+    }
+    Ok(MergeReport {
+        tiles_changed,
+        written,
+    })
+}
+
+/// Grows the manifest's extent by `written`, the level-0 pixels that received data.
+fn grow_extent(m: &mut Manifest, written: PixelRect) {
+    let grown = m.extent.map_or(written, |old| old.union(&written));
+    // Pixels outside the old extent may be missing unless the sources filled them all;
+    // keeping track of that exactly is not worth it, so the mask is then read.
+    if Some(grown) != m.extent {
+        m.all_valid = false;
+    }
+    m.extent = Some(grown);
+}
+
+/// One run of [`merge_jobs`]: what its readers and encoders share.
+///
+/// Readers take jobs in turn, merge each tile and send it to the encoders over a bounded
+/// channel; the encoders store it and hand it to the levels. Each stored tile sends a tick
+/// to the calling thread, which reports progress. With one reader, it reads on the calling
+/// thread.
+struct Run<'a> {
+    txn: &'a Transaction,
+    footprints: &'a [PixelRect],
+    jobs: &'a [Job],
+    pool: &'a rayon::ThreadPool,
+    builder: &'a PyramidBuilder<'a>,
+    validity: Vec<BandValidity>,
+    /// One thread in all: the reader encodes each tile it merged, in the pool.
+    single: bool,
+    /// The reader has the pool encode the rows of blocks of tiles it reads
+    /// ([`read_streamed`]), and the encoders take tiles one at a time.
+    streams: bool,
+    /// The next job to take.
+    next: AtomicUsize,
+    /// Set when the run stops early: an error, or the caller's progress said so.
+    cancelled: AtomicBool,
+    /// The level-0 pixels that received data so far.
+    written: Mutex<Option<PixelRect>>,
+    /// The level-0 tiles stored so far.
+    changed: AtomicUsize,
+}
+
+impl Run<'_> {
+    /// Runs the readers and the encoders to the end, or until one fails or `progress`
+    /// says to stop.
+    fn run(
+        &self,
+        readers: &mut [Box<dyn SourceSet + '_>],
+        threads: usize,
+        progress: &mut dyn FnMut(f64) -> bool,
+    ) -> Result<()> {
+        std::thread::scope(|scope| {
             let (tx, rx) = mpsc::sync_channel::<Merged>(threads.max(1) * 2);
             let (ticks_tx, ticks_rx) = mpsc::channel::<()>();
-            let ticks_for_encoders = ticks_tx.clone();
-            let (next, cancelled, written) = (&next, &cancelled, &written);
-            let (builder, validity, changed) = (&builder, &validity, &changed);
-            // Stores a merged tile and hands it to the levels.
-            let encode = move |m: Merged| -> Result<()> {
-                match &m.tile {
-                    Some(tile) => {
-                        let has_data = !tile.is_empty(validity);
-                        // The levels above (this tile's quarter first) go on while this
-                        // tile is encoded, on this thread: the encode is the part another
-                        // thread can take.
-                        let key = TileKey::new(txn.tick(), 0, m.loc);
-                        let (chunk, quarter) = match m.streamed {
-                            Some(s) => (Some(s.chunk), Some(s.quarter)),
-                            None => (None, None),
-                        };
-                        let (built, stored) = rayon::join(
-                            || {
-                                let quarter = quarter.unwrap_or_else(|| {
-                                    builder.quarter_of(has_data.then_some(tile))
-                                });
-                                builder.offer(m.loc, quarter);
-                                builder.build_ready()
-                            },
-                            || match &chunk {
-                                Some(chunk) => txn.put_encoded(key, chunk),
-                                None => txn.put_tile(key, tile),
-                            },
-                        );
-                        stored?;
-                        changed.fetch_add(1, Ordering::Relaxed);
-                        built
-                    }
-                    None => {
-                        builder.unchanged(m.loc);
-                        builder.build_ready()
-                    }
-                }
-            };
-            // With one thread in all, the reader encodes too: nothing runs beside it.
-            let single = threads <= 1 && readers.len() == 1;
-            let streaming = (readers.len() == 1
-                && threads > 1
-                && jobs.len() <= threads * STREAMED_TILES_PER_THREAD)
-                .then(|| Streaming {
-                    pool,
-                    enc: txn.manifest.encoding(),
-                    reduction: builder.reduction(),
-                });
-            // Takes jobs until none is left (or the ingest stops), merges each and hands
-            // it on; `between` runs after each tile.
-            let read = move |reader: &mut dyn SourceSet,
-                             tx: mpsc::SyncSender<Merged>,
-                             ticks_tx: mpsc::Sender<()>,
-                             between: &mut dyn FnMut()|
-                  -> Result<()> {
-                loop {
-                    if cancelled.load(Ordering::Relaxed) {
-                        return Ok(());
-                    }
-                    let i = next.fetch_add(1, Ordering::Relaxed);
-                    let Some(job) = jobs.get(i) else {
-                        return Ok(());
-                    };
-                    let (tile, covered, encoded) =
-                        merge_tile(txn, footprints, job, reader, dtype, validity, streaming)?;
-                    if let Some(r) = covered {
-                        let mut w = written.lock().expect("poisoned");
-                        *w = Some(w.map_or(r, |c: PixelRect| c.union(&r)));
-                    }
-                    let merged = Merged {
-                        loc: job.loc,
-                        tile: covered.is_some().then_some(tile),
-                        streamed: encoded,
-                    };
-                    if single {
-                        // In the pool, so that the levels it starts stay on its one thread.
-                        pool.install(|| encode(merged))?;
-                        let _ = ticks_tx.send(());
-                    } else if tx.send(merged).is_err() {
-                        return Ok(()); // the encoders stopped: their error is reported
-                    }
-                    between();
-                }
-            };
             // One reader reads on this thread: a thread of its own would cost a start-up,
             // and a memory arena of its own warmed from cold, on the path of a small write.
             let mut inline = None;
@@ -512,138 +496,235 @@ pub fn merge_jobs(
                     for reader in readers.iter_mut() {
                         let (tx, ticks_tx) = (tx.clone(), ticks_tx.clone());
                         reading.push(
-                            scope.spawn(move || read(&mut **reader, tx, ticks_tx, &mut || {})),
+                            scope.spawn(move || self.read(&mut **reader, tx, ticks_tx, &mut || {})),
                         );
                     }
                 }
             }
             // The committed parents a small write rebuilds are decoded while its tiles are
             // being read.
-            builder.start_fetch_ahead(scope);
-            let encoding = scope.spawn(move || {
-                let (received, ticks) = (rx, ticks_for_encoders);
-                let result = if single {
-                    // The reader encodes, in the pool's one thread: wait for it outside the
-                    // pool, which a wait inside would block.
-                    for _ in received {}
-                    drop(ticks);
-                    if cancelled.load(Ordering::Relaxed) {
-                        Ok(())
-                    } else {
-                        pool.install(|| builder.finish())
-                    }
-                } else if streaming.is_some() {
-                    // The reader has the pool encode rows of blocks while it reads: no pool
-                    // thread may wait for tiles then, or none might be left for those rows.
-                    // Tiles are taken one by one outside the pool, each using all of it.
-                    let each = received.into_iter().try_for_each(|m| {
-                        pool.install(|| encode(m))?;
-                        let _ = ticks.send(());
-                        Ok(())
-                    });
-                    match each {
-                        Ok(()) if !cancelled.load(Ordering::Relaxed) => {
-                            pool.install(|| builder.finish())
-                        }
-                        other => other,
-                    }
-                } else {
-                    pool.install(|| {
-                        received.into_iter().par_bridge().try_for_each(|m| {
-                            encode(m)?;
-                            let _ = ticks.send(());
-                            Ok(())
-                        })?;
-                        if cancelled.load(Ordering::Relaxed) {
-                            return Ok(());
-                        }
-                        builder.finish()
-                    })
-                };
-                if result.is_err() {
-                    cancelled.store(true, Ordering::Relaxed);
-                }
-                result
-            });
-            let total = jobs.len().max(1) as f64;
-            let mut done = 0usize;
-            let mut interrupted = !progress(0.0);
-            if interrupted {
-                cancelled.store(true, Ordering::Relaxed);
-            }
-            // Counts a stored tile and reports progress, or stops the ingest when told to
-            // (once stopped, nothing more is reported).
-            let mut tick = |interrupted: &mut bool| {
-                if *interrupted {
-                    return;
-                }
-                done += 1;
-                if !progress(done as f64 / total) {
-                    *interrupted = true;
-                    cancelled.store(true, Ordering::Relaxed);
-                }
-            };
-            let mut result = Ok(());
-            match inline {
+            self.builder.start_fetch_ahead(scope);
+            let ticks = ticks_tx.clone();
+            let encoding = scope.spawn(move || self.encode_all(rx, ticks));
+            let mut progress = Progress::start(progress, self.jobs.len(), &self.cancelled);
+            let mut result = match inline {
                 Some(reader) => {
                     // Progress is reported between tiles, from the tiles stored so far.
-                    let ticks = &ticks_rx;
-                    let interrupted = &mut interrupted;
-                    let tick = &mut tick;
                     let mut between = || {
-                        while ticks.try_recv().is_ok() {
-                            tick(interrupted);
+                        while ticks_rx.try_recv().is_ok() {
+                            progress.tick(&self.cancelled);
                         }
                     };
-                    result = read(&mut **reader, tx, ticks_tx, &mut between);
-                    if result.is_err() {
-                        cancelled.store(true, Ordering::Relaxed);
-                    }
+                    let read = self.read(&mut **reader, tx, ticks_tx, &mut between);
+                    self.cancel_on_error(read)
                 }
                 None => {
                     drop(tx);
                     drop(ticks_tx);
+                    Ok(())
                 }
-            }
+            };
             for () in ticks_rx {
-                tick(&mut interrupted);
+                progress.tick(&self.cancelled);
             }
             for r in reading {
                 let r = r.join().unwrap_or_else(|p| std::panic::resume_unwind(p));
-                if r.is_err() {
-                    cancelled.store(true, Ordering::Relaxed);
-                }
-                result = result.and(r);
+                result = result.and(self.cancel_on_error(r));
             }
             let encoded = encoding
                 .join()
                 .unwrap_or_else(|p| std::panic::resume_unwind(p));
             // A reader's error explains why the encoders stopped, so it comes first.
             result.and(encoded)?;
-            if interrupted {
-                return Err(Error::Interrupted);
+            match progress.interrupted {
+                true => Err(Error::Interrupted),
+                false => Ok(()),
             }
-            Ok(())
-        })?;
+        })
     }
-    let written = written.into_inner().expect("poisoned");
-    if let Some(w) = written {
-        let m = &mut txn.manifest;
-        let grown = match m.extent {
-            Some(old) => old.union(&w),
-            None => w,
-        };
-        // Pixels outside the old extent may be missing unless the sources filled them all;
-        // keeping track of that exactly is not worth it, so the mask is then read.
-        if Some(grown) != m.extent {
-            m.all_valid = false;
+
+    /// `result`, after stopping the run if it is an error.
+    fn cancel_on_error(&self, result: Result<()>) -> Result<()> {
+        if result.is_err() {
+            self.cancelled.store(true, Ordering::Relaxed);
         }
-        m.extent = Some(grown);
+        result
     }
-    Ok(MergeReport {
-        tiles_changed: changed.into_inner(),
-        written,
-    })
+
+    fn is_cancelled(&self) -> bool {
+        self.cancelled.load(Ordering::Relaxed)
+    }
+
+    /// How a reader has the tiles it reads encoded as they come, if it does.
+    fn streaming(&self) -> Option<Streaming<'_>> {
+        self.streams.then(|| Streaming {
+            pool: self.pool,
+            enc: self.txn.manifest.encoding(),
+            reduction: self.builder.reduction(),
+        })
+    }
+
+    /// Takes jobs until none is left (or the run stops), merges each and hands it on to the
+    /// encoders, or encodes it itself when it is the only thread; `between` runs after
+    /// each tile.
+    fn read(
+        &self,
+        reader: &mut dyn SourceSet,
+        tx: mpsc::SyncSender<Merged>,
+        ticks: mpsc::Sender<()>,
+        between: &mut dyn FnMut(),
+    ) -> Result<()> {
+        while !self.is_cancelled() {
+            let i = self.next.fetch_add(1, Ordering::Relaxed);
+            let Some(job) = self.jobs.get(i) else {
+                return Ok(());
+            };
+            let merged = self.merge(job, reader)?;
+            if self.single {
+                // In the pool, so that the levels it starts stay on its one thread.
+                self.pool.install(|| self.encode(merged))?;
+                let _ = ticks.send(());
+            } else if tx.send(merged).is_err() {
+                return Ok(()); // the encoders stopped: their error is reported
+            }
+            between();
+        }
+        Ok(())
+    }
+
+    /// Merges one job's tile, and records the pixels that received data.
+    fn merge(&self, job: &Job, reader: &mut dyn SourceSet) -> Result<Merged> {
+        let (txn, dtype) = (self.txn, self.txn.manifest.data_type);
+        let (tile, covered, streamed) = merge_tile(
+            txn,
+            self.footprints,
+            job,
+            reader,
+            dtype,
+            &self.validity,
+            self.streaming(),
+        )?;
+        if let Some(r) = covered {
+            let mut w = self.written.lock().expect("poisoned");
+            *w = Some(w.map_or(r, |c| c.union(&r)));
+        }
+        Ok(Merged {
+            loc: job.loc,
+            tile: covered.is_some().then_some(tile),
+            streamed,
+        })
+    }
+
+    /// Stores a merged tile and hands it to the levels, which go on building what it
+    /// completes.
+    fn encode(&self, m: Merged) -> Result<()> {
+        let Some(tile) = &m.tile else {
+            self.builder.unchanged(m.loc);
+            return self.builder.build_ready();
+        };
+        let has_data = !tile.is_empty(&self.validity);
+        let key = TileKey::new(self.txn.tick(), 0, m.loc);
+        let (chunk, quarter) = match m.streamed {
+            Some(s) => (Some(s.chunk), Some(s.quarter)),
+            None => (None, None),
+        };
+        // The levels above (this tile's quarter first) go on while this tile is encoded,
+        // on this thread: the encode is the part another thread can take.
+        let (built, stored) = rayon::join(
+            || {
+                let quarter =
+                    quarter.unwrap_or_else(|| self.builder.quarter_of(has_data.then_some(tile)));
+                self.builder.offer(m.loc, quarter);
+                self.builder.build_ready()
+            },
+            || match &chunk {
+                Some(chunk) => self.txn.put_encoded(key, chunk),
+                None => self.txn.put_tile(key, tile),
+            },
+        );
+        stored?;
+        self.changed.fetch_add(1, Ordering::Relaxed);
+        built
+    }
+
+    /// The encoders' thread: encodes every tile received, ticking for each, then finishes
+    /// the levels.
+    fn encode_all(&self, received: mpsc::Receiver<Merged>, ticks: mpsc::Sender<()>) -> Result<()> {
+        let result = if self.single {
+            // The reader encodes, in the pool's one thread: wait for it outside the pool,
+            // which a wait inside would block.
+            for _ in received {}
+            drop(ticks);
+            self.finish()
+        } else if self.streams {
+            // The reader has the pool encode rows of blocks while it reads: no pool thread
+            // may wait for tiles then, or none might be left for those rows. Tiles are
+            // taken one by one outside the pool, each using all of it.
+            received
+                .into_iter()
+                .try_for_each(|m| {
+                    self.pool.install(|| self.encode(m))?;
+                    let _ = ticks.send(());
+                    Ok(())
+                })
+                .and_then(|()| self.finish())
+        } else {
+            self.pool.install(|| {
+                received.into_iter().par_bridge().try_for_each(|m| {
+                    self.encode(m)?;
+                    let _ = ticks.send(());
+                    Ok(())
+                })?;
+                self.finish()
+            })
+        };
+        self.cancel_on_error(result)
+    }
+
+    /// Builds the levels left, unless the run stopped.
+    fn finish(&self) -> Result<()> {
+        match self.is_cancelled() {
+            true => Ok(()),
+            false => self.pool.install(|| self.builder.finish()),
+        }
+    }
+}
+
+/// Reports the fraction of tiles stored to the caller's `progress`, until it says to stop
+/// (once stopped, nothing more is reported).
+struct Progress<'p> {
+    report: &'p mut dyn FnMut(f64) -> bool,
+    done: usize,
+    total: f64,
+    interrupted: bool,
+}
+
+impl<'p> Progress<'p> {
+    /// Reports that nothing is done yet; a refusal stops the run (`cancelled`) at once.
+    fn start(report: &'p mut dyn FnMut(f64) -> bool, jobs: usize, cancelled: &AtomicBool) -> Self {
+        let interrupted = !report(0.0);
+        if interrupted {
+            cancelled.store(true, Ordering::Relaxed);
+        }
+        Progress {
+            report,
+            done: 0,
+            total: jobs.max(1) as f64,
+            interrupted,
+        }
+    }
+
+    /// Counts a stored tile.
+    fn tick(&mut self, cancelled: &AtomicBool) {
+        if self.interrupted {
+            return;
+        }
+        self.done += 1;
+        if !(self.report)(self.done as f64 / self.total) {
+            self.interrupted = true;
+            cancelled.store(true, Ordering::Relaxed);
+        }
+    }
 }
 
 #[cfg(test)]
