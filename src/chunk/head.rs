@@ -84,6 +84,19 @@ impl Head {
     /// Checks the head at the start of `start` (at least [`len_from`](Head::len_from)
     /// bytes of the object) against the store and its own checksum.
     pub fn parse(start: &[u8], expected: &Expected, path: &Path) -> Result<Head> {
+        let mut head = Head::parse_header(start, expected, path)?;
+        if head.version == VERSION_1 {
+            head.check_frame_len(0, head.frames[0].len, path)?;
+            return Ok(head);
+        }
+        let (count, len) = head.parse_blocks(start, path)?;
+        head.frames = head.parse_frames(start, count, len, expected.max_chunk_len(), path)?;
+        Ok(head)
+    }
+
+    /// The fixed header: checked against the store and bounded, with the whole payload
+    /// as its one frame (what a version 1 chunk is).
+    fn parse_header(start: &[u8], expected: &Expected, path: &Path) -> Result<Head> {
         let bad = |detail: String| Error::corrupt(path, detail);
         if start.len() < HEADER_LEN + TRAILER_LEN {
             return Err(bad(format!(
@@ -109,8 +122,6 @@ impl Head {
         let (compression, predictor, dtype) = super::codec_fields(start, path)?;
         let bands = u16_at(start, 8);
         let flags = u16_at(start, 10) as u16;
-        let has_mask = flags & FLAG_MASK != 0;
-        let whole_blocks = version == VERSION && flags & FLAG_WHOLE_BLOCKS != 0;
         let (w, h) = (u32_at(start, 12) as usize, u32_at(start, 16) as usize);
         let object_len = HEADER_LEN + u32_at(start, 20) as usize + TRAILER_LEN;
         if dtype != expected.dtype
@@ -135,17 +146,17 @@ impl Head {
                  tiles can take ({max_len})"
             )));
         }
-        let mut head = Head {
+        Ok(Head {
             version,
             compression,
             predictor,
             dtype,
             bands,
             size: w,
-            has_mask,
+            has_mask: flags & FLAG_MASK != 0,
             block_rows: w.max(1),
             block_cols: w.max(1),
-            whole_blocks,
+            whole_blocks: version == VERSION && flags & FLAG_WHOLE_BLOCKS != 0,
             frames: vec![Frame {
                 offset: HEADER_LEN,
                 len: object_len - HEADER_LEN - TRAILER_LEN,
@@ -154,19 +165,23 @@ impl Head {
             }],
             base: 0,
             object_len,
-        };
-        if version == VERSION_1 {
-            head.check_frame_len(0, head.frames[0].len, path)?;
-            return Ok(head);
-        }
-        let (rows, cols) = block_shape(version, start, w);
+        })
+    }
+
+    /// Takes the blocks' shape (and, version 3 on, the base) of a chunk with a frame table,
+    /// and checks that the table fits in the object and the head's checksum. Returns the
+    /// number of frames and the head's length.
+    fn parse_blocks(&mut self, start: &[u8], path: &Path) -> Result<(usize, usize)> {
+        let bad = |detail: String| Error::corrupt(path, detail);
+        let (rows, cols) = block_shape(self.version, start, self.size);
         if rows == 0 || cols == 0 {
             return Err(bad(format!(
                 "the chunk's blocks of {rows} x {cols} pixels cut nothing"
             )));
         }
-        let count = frame_count(bands, w, rows, cols, has_mask);
-        let len = head_len(version, count);
+        let count = frame_count(self.bands, self.size, rows, cols, self.has_mask);
+        let len = head_len(self.version, count);
+        let object_len = self.object_len;
         if len.saturating_add(TRAILER_LEN) > object_len {
             return Err(bad(format!(
                 "its blocks of {rows} x {cols} pixels make {count} frames, whose table \
@@ -186,14 +201,30 @@ impl Head {
                  chunk was changed after it was written"
             )));
         }
-        head.block_rows = rows;
-        head.block_cols = cols;
-        let (table, entry_len) = match version {
+        self.block_rows = rows;
+        self.block_cols = cols;
+        if self.version != VERSION_2 {
+            self.base = u64_at(start, HEADER_LEN);
+        }
+        Ok((count, len))
+    }
+
+    /// The `count` frames of the table in a head of `len` bytes, each bounded: those stored
+    /// in the object must fill its payload exactly, those kept in the base must lie within
+    /// `max_len`, the longest any chunk of the store's tiles can be.
+    fn parse_frames(
+        &self,
+        start: &[u8],
+        count: usize,
+        len: usize,
+        max_len: usize,
+        path: &Path,
+    ) -> Result<Vec<Frame>> {
+        let bad = |detail: String| Error::corrupt(path, detail);
+        let object_len = self.object_len;
+        let (table, entry_len) = match self.version {
             VERSION_2 => (HEADER_LEN, V2_TABLE_ENTRY_LEN),
-            _ => {
-                head.base = u64_at(start, HEADER_LEN);
-                (HEADER_LEN + BASE_FIELD_LEN, TABLE_ENTRY_LEN)
-            }
+            _ => (HEADER_LEN + BASE_FIELD_LEN, TABLE_ENTRY_LEN),
         };
         // The table was checked to lie inside the object, so `count` is bounded by the
         // object's length, itself bounded by the store's tile size.
@@ -204,11 +235,11 @@ impl Head {
             let entry = table + entry_len * i;
             let frame_len = u32_at(start, entry) as usize;
             let crc = u32_at(start, entry + 4);
-            let elsewhere = match version {
+            let elsewhere = match self.version {
                 VERSION_2 => 0,
                 _ => u32_at(start, entry + 8) as usize,
             };
-            head.check_frame_len(i, frame_len, path)?;
+            self.check_frame_len(i, frame_len, path)?;
             if elsewhere == 0 {
                 frames.push(Frame {
                     offset: at,
@@ -223,29 +254,28 @@ impl Head {
                          chunk"
                     )));
                 }
-            } else {
-                if head.base == 0 {
-                    return Err(bad(format!(
-                        "frame {i} is in a base chunk, but the chunk names none"
-                    )));
-                }
-                // The base is a chunk of the same tile: it is bounded as this one is.
-                if elsewhere + frame_len > max_len {
-                    return Err(bad(format!(
-                        "frame {i} is kept at bytes {elsewhere}..{} of the base chunk, \
-                         beyond any chunk of this store's tiles ({max_len} bytes)",
-                        elsewhere + frame_len
-                    )));
-                }
-                frames.push(Frame {
-                    offset: elsewhere,
-                    len: frame_len,
-                    crc,
-                    in_base: true,
-                });
+                continue;
             }
+            if self.base == 0 {
+                return Err(bad(format!(
+                    "frame {i} is in a base chunk, but the chunk names none"
+                )));
+            }
+            // The base is a chunk of the same tile: it is bounded as this one is.
+            if elsewhere + frame_len > max_len {
+                return Err(bad(format!(
+                    "frame {i} is kept at bytes {elsewhere}..{} of the base chunk, beyond \
+                     any chunk of this store's tiles ({max_len} bytes)",
+                    elsewhere + frame_len
+                )));
+            }
+            frames.push(Frame {
+                offset: elsewhere,
+                len: frame_len,
+                crc,
+                in_base: true,
+            });
         }
-        head.frames = frames;
         if at + TRAILER_LEN != object_len {
             return Err(bad(format!(
                 "the frames hold {} bytes, the payload {}",
@@ -253,7 +283,7 @@ impl Head {
                 object_len - TRAILER_LEN - len
             )));
         }
-        Ok(head)
+        Ok(frames)
     }
 
     /// The bytes frame `i` decodes to: a block of one band, the packed mask, or (version 1)
