@@ -309,6 +309,16 @@ enum Source {
     InOldBase(super::Frame),
 }
 
+impl Source {
+    /// The length of a kept frame; 0 for one encoded now.
+    fn len(&self) -> usize {
+        match self {
+            Source::InOld(f) | Source::InOldBase(f) => f.len,
+            Source::Encode => 0,
+        }
+    }
+}
+
 /// Encodes a tile as [`Parts`]. With `reuse`, the blocks that lie wholly outside the
 /// changed area are not encoded: the caller vouches that the tile equals the old chunk
 /// there. The new chunk cuts the tile as the old one did and refers to those blocks where
@@ -397,45 +407,96 @@ fn assemble(
     mask: Option<&[u8]>,
     old: Option<(u64, u64)>,
 ) -> Result<Parts> {
-    let Blocks {
-        size,
-        rows,
-        cols,
-        whole,
-    } = shape.blocks;
-    let count = frame_count(shape.bands, size, rows, cols, mask.is_some());
     if let Some(mask) = mask {
-        let mut packed = Vec::with_capacity(mask.len() / 8);
-        pack_bits(mask, &mut packed);
-        let mut bytes = Vec::new();
-        enc.compression.compress(enc.level, &packed, &mut bytes)?;
-        let crc = crc32c::crc32c(&bytes);
-        encoded.push(NewFrame { bytes, crc });
+        encoded.push(encode_mask(enc, mask)?);
     }
-
-    // Refer to the kept frames where they are, or copy them if too few bytes would stay
-    // there. The base is the old chunk itself, or its own base if it has one: frames
-    // stored in an old chunk that has a base are copied, so no chain of bases forms.
     let (old_base, old_seq) = old.unwrap_or((0, 0));
-    let new_base = if old_base != 0 { old_base } else { old_seq };
-    let referable = |s: &Source| match s {
+    let keep_base = keeps_base(sources, &encoded, old_base);
+    let (table, pieces) = lay_out(sources, &encoded, mask.is_some(), keep_base, old_base);
+    let count = frame_count(
+        shape.bands,
+        shape.blocks.size,
+        shape.blocks.rows,
+        shape.blocks.cols,
+        mask.is_some(),
+    );
+    debug_assert_eq!(table.len(), count);
+    // The base is the old chunk itself, or its own base if it has one.
+    let base = match keep_base {
+        true if old_base != 0 => old_base,
+        true => old_seq,
+        false => 0,
+    };
+    let local_len: usize = table.iter().filter(|f| f.2 == 0).map(|f| f.0).sum();
+    let head = head(shape, enc, mask.is_some(), base, local_len, &table)?;
+    // The object's checksum, from the checksums of its pieces: copied frames need not be
+    // read to be summed.
+    let crc = table
+        .iter()
+        .filter(|(_, _, at)| *at == 0)
+        .fold(crc32c::crc32c(&head), |acc, &(len, crc, _)| {
+            crate::checksum::crc32c_combine(acc, crc, len)
+        });
+    Ok(Parts {
+        len: head.len() + local_len + TRAILER_LEN,
+        head,
+        frames: encoded,
+        pieces,
+        crc,
+        base,
+    })
+}
+
+/// The validity mask (one byte per pixel, 0 or 1) as a frame: packed one bit per pixel
+/// and compressed.
+fn encode_mask(enc: &Encoding, mask: &[u8]) -> Result<NewFrame> {
+    let mut packed = Vec::with_capacity(mask.len() / 8);
+    pack_bits(mask, &mut packed);
+    let mut bytes = Vec::new();
+    enc.compression.compress(enc.level, &packed, &mut bytes)?;
+    let crc = crc32c::crc32c(&bytes);
+    Ok(NewFrame { bytes, crc })
+}
+
+/// Whether the new chunk refers to the kept frames where they are rather than copying
+/// them: only while they are at least a [`MIN_BASE_SHARE`]th of its bytes. Frames stored
+/// in an old chunk that has a base (`old_base`) are always copied, so no chain of bases
+/// forms.
+fn keeps_base(sources: &[Source], encoded: &[NewFrame], old_base: u64) -> bool {
+    let referred: usize = sources
+        .iter()
+        .filter(|s| is_referable(s, old_base))
+        .map(Source::len)
+        .sum();
+    let total: usize = sources.iter().map(Source::len).sum::<usize>()
+        + encoded.iter().map(|f| f.bytes.len()).sum::<usize>();
+    referred > 0 && referred * MIN_BASE_SHARE >= total
+}
+
+/// Whether the new chunk may refer to frame `s` where it is, given the old chunk's base.
+fn is_referable(s: &Source, old_base: u64) -> bool {
+    match s {
         Source::InOld(_) => old_base == 0,
         Source::InOldBase(_) => true,
         Source::Encode => false,
-    };
-    let len_of = |s: &Source| match s {
-        Source::InOld(f) | Source::InOldBase(f) => f.len,
-        Source::Encode => 0,
-    };
-    let referred: usize = sources.iter().filter(|s| referable(s)).map(len_of).sum();
-    let total: usize = sources.iter().map(len_of).sum::<usize>()
-        + encoded.iter().map(|f| f.bytes.len()).sum::<usize>();
-    let keep_base = referred > 0 && referred * MIN_BASE_SHARE >= total;
+    }
+}
 
-    let head_len = head_len(VERSION, count);
-    // (length, CRC, where) of every frame, where = 0 for frames stored in the new object.
-    let mut table: Vec<(usize, u32, usize)> = Vec::with_capacity(count);
-    let local_len = total - if keep_base { referred } else { 0 };
+/// A chunk's frame table, each frame's (length, CRC, where it is: 0 when stored in the
+/// new object, else its offset in the base), and the pieces the object is written from.
+type Layout = (Vec<(usize, u32, usize)>, Vec<Piece>);
+
+/// Lays the frames out in table order: encoded ones from `encoded` (the mask last, if
+/// `masked`), kept ones referred to in the base when `keep_base` says so and they can be,
+/// else copied; adjacent copied ranges become one piece.
+fn lay_out(
+    sources: &[Source],
+    encoded: &[NewFrame],
+    masked: bool,
+    keep_base: bool,
+    old_base: u64,
+) -> Layout {
+    let mut table = Vec::with_capacity(sources.len() + 1);
     let mut pieces = vec![Piece::Head];
     let push = |piece: Piece, pieces: &mut Vec<Piece>| match (pieces.last_mut(), piece) {
         (Some(Piece::Old(a)), Piece::Old(b)) if a.end == b.start => a.end = b.end,
@@ -445,21 +506,15 @@ fn assemble(
     let mut next_new = 0;
     let mut append_new = |pieces: &mut Vec<Piece>| {
         let f = &encoded[next_new];
-        push(Piece::New(next_new), pieces);
+        pieces.push(Piece::New(next_new));
         next_new += 1;
-        (f.bytes.len(), f.crc)
+        (f.bytes.len(), f.crc, 0)
     };
     for s in sources {
         match *s {
-            Source::Encode => {
-                let (len, crc) = append_new(&mut pieces);
-                table.push((len, crc, 0));
-            }
-            _ if keep_base && referable(s) => {
-                let (Source::InOld(f) | Source::InOldBase(f)) = *s else {
-                    unreachable!("referable frames are kept ones")
-                };
-                table.push((f.len, f.crc, f.offset));
+            Source::Encode => table.push(append_new(&mut pieces)),
+            Source::InOld(f) | Source::InOldBase(f) if keep_base && is_referable(s, old_base) => {
+                table.push((f.len, f.crc, f.offset))
             }
             Source::InOld(f) => {
                 push(Piece::Old(f.offset..f.offset + f.len), &mut pieces);
@@ -471,16 +526,32 @@ fn assemble(
             }
         }
     }
-    if mask.is_some() {
-        let (len, crc) = append_new(&mut pieces);
-        table.push((len, crc, 0));
+    if masked {
+        table.push(append_new(&mut pieces));
     }
-    debug_assert_eq!(table.len(), count);
     debug_assert_eq!(next_new, encoded.len());
+    (table, pieces)
+}
 
+/// The head of a version 3 chunk: header, base, frame table and the head's checksum;
+/// `local_len` bytes of frames follow it in the object.
+fn head(
+    shape: &Shape,
+    enc: &Encoding,
+    masked: bool,
+    base: u64,
+    local_len: usize,
+    table: &[(usize, u32, usize)],
+) -> Result<Vec<u8>> {
+    let Blocks {
+        size,
+        rows,
+        cols,
+        whole,
+    } = shape.blocks;
+    let head_len = head_len(VERSION, table.len());
     let payload_len = u32::try_from(head_len - super::HEADER_LEN + local_len)
         .map_err(|_| Error::InvalidInput("a tile compresses to more than 4 GiB".into()))?;
-    let base = if keep_base { new_base } else { 0 };
     let mut head = Vec::with_capacity(head_len);
     head.extend_from_slice(&MAGIC);
     head.push(VERSION);
@@ -488,8 +559,7 @@ fn assemble(
     head.push(enc.predictor.code());
     head.push(shape.dtype.gdal_code() as u8);
     head.extend_from_slice(&(shape.bands as u16).to_le_bytes());
-    let flags =
-        if mask.is_some() { FLAG_MASK } else { 0 } | if whole { FLAG_WHOLE_BLOCKS } else { 0 };
+    let flags = if masked { FLAG_MASK } else { 0 } | if whole { FLAG_WHOLE_BLOCKS } else { 0 };
     head.extend_from_slice(&flags.to_le_bytes());
     head.extend_from_slice(&(size as u32).to_le_bytes());
     head.extend_from_slice(&(size as u32).to_le_bytes());
@@ -497,7 +567,7 @@ fn assemble(
     head.extend_from_slice(&(rows as u16).to_le_bytes());
     head.extend_from_slice(&(cols as u16).to_le_bytes());
     head.extend_from_slice(&base.to_le_bytes());
-    for &(len, crc, at) in &table {
+    for &(len, crc, at) in table {
         let at = u32::try_from(at)
             .map_err(|_| Error::InvalidInput("a chunk of more than 4 GiB".into()))?;
         head.extend_from_slice(&(len as u32).to_le_bytes());
@@ -507,20 +577,5 @@ fn assemble(
     let head_crc = crc32c::crc32c(&head);
     head.extend_from_slice(&head_crc.to_le_bytes());
     debug_assert_eq!(head.len(), head_len);
-    // The object's checksum, from the checksums of its pieces: copied frames need not be
-    // read to be summed.
-    let crc = table
-        .iter()
-        .filter(|(_, _, at)| *at == 0)
-        .fold(crc32c::crc32c(&head), |acc, &(len, crc, _)| {
-            crate::checksum::crc32c_combine(acc, crc, len)
-        });
-    Ok(Parts {
-        len: head_len + local_len + TRAILER_LEN,
-        head,
-        frames: encoded,
-        pieces,
-        crc,
-        base,
-    })
+    Ok(head)
 }
