@@ -476,18 +476,7 @@ fn ingest_files_once(
     progress: &mut dyn FnMut(f64) -> bool,
 ) -> Result<FilesReport> {
     let mut txn = Transaction::begin(root, writer, opts.wait)?;
-    let mut footprints = Vec::with_capacity(paths.len());
-    let mut cells = Vec::with_capacity(paths.len());
-    for path in paths {
-        let opened = OpenedDataset::open(path)?;
-        let ds = opened.0;
-        // SAFETY: `opened` lives in the value, which is dropped right after.
-        let p = unsafe { Prepared::new(ds, Some(opened), &txn.manifest, opts.resampling) }
-            .map_err(|e| prefix_error(path, e))?;
-        p.warnings.iter().for_each(|w| report_warning(w));
-        footprints.push(p.footprint());
-        cells.push(p.new_cells());
-    }
+    let (footprints, mut cells) = prepare_files(paths, &txn.manifest, opts.resampling)?;
     let manifest = txn.manifest.clone();
     let jobs = plan(&footprints, manifest.grid.tile_size);
     let plan_tiles = jobs.len();
@@ -519,21 +508,7 @@ fn ingest_files_once(
         // This run reads only part of each source: its records read their masks.
         cells.iter_mut().for_each(|c| *c = None);
     }
-    let mut readers: Vec<Box<dyn SourceSet + '_>> = (0..opts.threads.max(1))
-        .map(|_| {
-            Box::new(FileSet {
-                paths,
-                cells: &cells,
-                manifest: &manifest,
-                resampling: opts.resampling,
-                open: VecDeque::new(),
-                overlay: Overlayer {
-                    validity: manifest.validity(),
-                    scratch: Scratch::default(),
-                },
-            }) as Box<dyn SourceSet + '_>
-        })
-        .collect();
+    let mut readers = file_readers(paths, &cells, &manifest, opts);
     let total = jobs.len().max(1) as f64;
     let mut done_jobs: usize = batches[..report.resumed_after as usize]
         .iter()
@@ -574,25 +549,86 @@ fn ingest_files_once(
         txn = next;
     }
     // A run resumed after its last commit with data still completes with one.
-    let records =
-        match opts.record_sources && (report.committed.is_some() || report.resumed_after > 0) {
-            true => file_records(paths, &jobs, &cells),
-            false => Vec::new(),
-        };
+    if opts.record_sources && (report.committed.is_some() || report.resumed_after > 0) {
+        let records = file_records(paths, &jobs, &cells);
+        if let Some(committed) = commit_records(txn, records, run, report.batches)? {
+            report.committed = Some(committed);
+        }
+    } else {
+        txn.abort();
+    }
+    Ok(report)
+}
+
+/// Opens each file and places it on the store's grid: its level-0 footprint, and where
+/// it holds data, to be marked as it is read (none when it is warped).
+fn prepare_files(
+    paths: &[String],
+    manifest: &Manifest,
+    resampling: WarpResampling,
+) -> Result<(Vec<PixelRect>, Vec<Marks>)> {
+    let mut footprints = Vec::with_capacity(paths.len());
+    let mut cells = Vec::with_capacity(paths.len());
+    for path in paths {
+        let opened = OpenedDataset::open(path)?;
+        let ds = opened.0;
+        // SAFETY: `opened` lives in the value, which is dropped right after.
+        let p = unsafe { Prepared::new(ds, Some(opened), manifest, resampling) }
+            .map_err(|e| prefix_error(path, e))?;
+        p.warnings.iter().for_each(|w| report_warning(w));
+        footprints.push(p.footprint());
+        cells.push(p.new_cells());
+    }
+    Ok((footprints, cells))
+}
+
+/// Where a source holds data, marked as it is read (none: not marked).
+type Marks = Option<Arc<ValidCells>>;
+
+/// One reader of the files per thread.
+fn file_readers<'a>(
+    paths: &'a [String],
+    cells: &'a [Marks],
+    manifest: &'a Manifest,
+    opts: &IngestOptions,
+) -> Vec<Box<dyn SourceSet + 'a>> {
+    (0..opts.threads.max(1))
+        .map(|_| {
+            Box::new(FileSet {
+                paths,
+                cells,
+                manifest,
+                resampling: opts.resampling,
+                open: VecDeque::new(),
+                overlay: Overlayer {
+                    validity: manifest.validity(),
+                    scratch: Scratch::default(),
+                },
+            }) as Box<dyn SourceSet + 'a>
+        })
+        .collect()
+}
+
+/// Commits the files' source `records` on their own, when the last batches changed
+/// nothing: that completes the run as its last checkpoint would have. Without records
+/// there is nothing to commit.
+fn commit_records(
+    mut txn: Transaction,
+    records: Vec<serde_json::Value>,
+    run: String,
+    batches: u64,
+) -> Result<Option<Manifest>> {
     if records.is_empty() {
         txn.abort();
-        return Ok(report);
+        return Ok(None);
     }
-    // The last batches changed nothing: the sources go in a commit of their own, which
-    // completes the run as its last checkpoint would have.
     txn.record_sources(records);
     txn.set_checkpoint(Checkpoint {
         run,
-        done: report.batches,
-        of: report.batches,
+        done: batches,
+        of: batches,
     });
-    report.committed = Some(txn.commit()?);
-    Ok(report)
+    Ok(Some(txn.commit()?))
 }
 
 /// The source records (docs/FORMAT.md §12) of the files `jobs` read, made on all cores. A
