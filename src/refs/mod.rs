@@ -32,7 +32,7 @@ use crate::error::{Error, Result};
 use crate::grid::{div_floor, Layout};
 use crate::manifest::Manifest;
 use crate::store::Snapshot;
-use crate::time::AxisKind;
+use crate::time::{AxisKind, TimeDimension};
 use zarr::Codecs;
 
 /// Most columns or rows of level 0 (their coordinates are inline: 8 bytes each, a third
@@ -62,7 +62,7 @@ pub(crate) struct Plan {
     levels: Vec<LevelGrid>,
     /// Rows and columns of a Zarr chunk: the blocks of the store's chunks.
     block: (usize, usize),
-    time: Option<Steps>,
+    time: Option<TimeDimension>,
     /// The array of each store band.
     names: Vec<String>,
     dtype: DataType,
@@ -122,7 +122,7 @@ impl LevelGrid {
 impl Plan {
     /// The length of the time dimension (1 without one).
     fn step_count(&self) -> u64 {
-        self.time.as_ref().map_or(1, Steps::len)
+        self.time.as_ref().map_or(1, TimeDimension::len)
     }
 
     /// Chunks of one array over all levels and steps.
@@ -133,40 +133,6 @@ impl Plan {
             .map(|l| l.chunk_rows().saturating_mul(l.chunk_cols()))
             .fold(0, u64::saturating_add);
         per_step.saturating_mul(self.step_count())
-    }
-}
-
-/// The ticks along the time dimension: every tick from the first to the last step of a
-/// regular axis (a hole reads as the fill value), or the steps held of an irregular one.
-enum Steps {
-    Consecutive { first: u32, count: u64 },
-    Listed(Vec<u32>),
-}
-
-impl Steps {
-    fn len(&self) -> u64 {
-        match self {
-            Steps::Consecutive { count, .. } => *count,
-            Steps::Listed(ticks) => ticks.len() as u64,
-        }
-    }
-
-    /// The position of tick `t` along the dimension, if it is on it.
-    fn index_of(&self, t: u32) -> Option<u64> {
-        match self {
-            Steps::Consecutive { first, count } => {
-                let i = u64::from(t.checked_sub(*first)?);
-                (i < *count).then_some(i)
-            }
-            Steps::Listed(ticks) => ticks.binary_search(&t).ok().map(|i| i as u64),
-        }
-    }
-
-    fn ticks(&self) -> Vec<u32> {
-        match self {
-            Steps::Consecutive { first, count } => (0..*count).map(|i| first + i as u32).collect(),
-            Steps::Listed(ticks) => ticks.clone(),
-        }
     }
 }
 
@@ -222,7 +188,7 @@ pub fn write_references(
         arrays: plan.names.len(),
         chunks,
         filled,
-        steps: plan.time.as_ref().map(Steps::len),
+        steps: plan.time.as_ref().map(TimeDimension::len),
     })
 }
 
@@ -295,12 +261,12 @@ fn level_grids(layout: &Layout, tile: usize, side: usize) -> Vec<LevelGrid> {
 }
 
 /// The time dimension of a store with a time axis.
-fn steps(snap: &Snapshot) -> Result<Option<Steps>> {
+fn steps(snap: &Snapshot) -> Result<Option<TimeDimension>> {
     let Some(spec) = &snap.manifest().time else {
         return Ok(None);
     };
     let (Some(first), Some(last)) = (spec.first, spec.last) else {
-        return Ok(Some(Steps::Listed(Vec::new())));
+        return Ok(Some(TimeDimension::Listed(Vec::new())));
     };
     if spec.kind == AxisKind::Regular {
         let count = u64::from(last.saturating_sub(first)) + 1;
@@ -311,7 +277,7 @@ fn steps(snap: &Snapshot) -> Result<Option<Steps>> {
                 snap.location().display()
             )));
         }
-        return Ok(Some(Steps::Consecutive { first, count }));
+        return Ok(Some(TimeDimension::Consecutive { first, count }));
     }
     let ticks = snap.steps(first, last, MAX_LISTED_STEPS + 1)?;
     if ticks.len() > MAX_LISTED_STEPS {
@@ -321,7 +287,7 @@ fn steps(snap: &Snapshot) -> Result<Option<Steps>> {
             snap.location().display()
         )));
     }
-    Ok(Some(Steps::Listed(ticks)))
+    Ok(Some(TimeDimension::Listed(ticks)))
 }
 
 /// The array of each store band: its variable name (as GDAL's views give it), made unique

@@ -17,12 +17,14 @@
 
 mod axis;
 mod calendar;
+mod dimension;
 mod instant;
 mod step;
 mod units;
 
 pub use axis::{AxisKind, BoundsSpec, TimeAxis, TimeSpec, DEFAULT_SERIES_BLOCK, MAX_TICK};
 pub use calendar::{Calendar, MAX_YEAR, MIN_YEAR};
+pub use dimension::TimeDimension;
 pub use instant::{DateTime, SECONDS_PER_DAY};
 pub use step::{RegularAxis, Step};
 pub use units::{CfUnits, TimeUnit};

@@ -22,7 +22,7 @@ use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect};
 use crate::options::{self, OpenOptions};
 use crate::store::{resolve_store_path, Snapshot};
-use crate::time::{AxisKind, TimeAxis};
+use crate::time::{AxisKind, TimeAxis, TimeDimension};
 
 /// Most steps an irregular axis may list in this view: the ticks are held in memory (4
 /// bytes each) for as long as the dataset is open.
@@ -40,40 +40,11 @@ pub struct MdimHandle {
     threads: usize,
     /// The axis of a time store; `None` for a store without time (one step, tick 0).
     axis: Option<TimeAxis>,
-    steps: Steps,
+    steps: TimeDimension,
     info: GsMdimInfo,
     arrays: Vec<ArrayStrings>,
     /// Strings `info` points into.
     _strings: [CString; 3],
-}
-
-/// The ticks along the time dimension.
-enum Steps {
-    /// `count` consecutive ticks from `first`: a regular axis (holes included), or tick 0
-    /// of a store without time.
-    Consecutive { first: u32, count: u64 },
-    /// The steps held of an irregular axis, in time order.
-    Listed(Vec<u32>),
-}
-
-impl Steps {
-    fn len(&self) -> u64 {
-        match self {
-            Steps::Consecutive { count, .. } => *count,
-            Steps::Listed(ticks) => ticks.len() as u64,
-        }
-    }
-
-    /// The tick of step `i` of the time dimension.
-    fn tick(&self, i: u64) -> Option<u32> {
-        match self {
-            Steps::Consecutive { first, count } if i < *count => {
-                u32::try_from(u64::from(*first) + i).ok()
-            }
-            Steps::Consecutive { .. } => None,
-            Steps::Listed(ticks) => usize::try_from(i).ok().and_then(|i| ticks.get(i)).copied(),
-        }
-    }
 }
 
 /// The strings of one array's [`GsMdimArrayInfo`].
@@ -270,9 +241,9 @@ impl MdimHandle {
 }
 
 /// The steps along the time dimension of `snap` (see the module's doc).
-fn time_steps(root: &Path, snap: &Snapshot) -> Result<Steps> {
+fn time_steps(root: &Path, snap: &Snapshot) -> Result<TimeDimension> {
     let Some(spec) = &snap.manifest().time else {
-        return Ok(Steps::Consecutive { first: 0, count: 1 });
+        return Ok(TimeDimension::Consecutive { first: 0, count: 1 });
     };
     let (Some(first), Some(last)) = (spec.first, spec.last) else {
         return Err(Error::InvalidInput(format!(
@@ -288,7 +259,7 @@ fn time_steps(root: &Path, snap: &Snapshot) -> Result<Steps> {
     }
     if spec.kind == AxisKind::Regular {
         let count = u64::from(last - first) + 1;
-        return Ok(Steps::Consecutive { first, count });
+        return Ok(TimeDimension::Consecutive { first, count });
     }
     let ticks = snap.steps(first, last, MAX_LISTED_STEPS + 1)?;
     if ticks.len() > MAX_LISTED_STEPS {
@@ -298,7 +269,7 @@ fn time_steps(root: &Path, snap: &Snapshot) -> Result<Steps> {
             root.display()
         )));
     }
-    Ok(Steps::Listed(ticks))
+    Ok(TimeDimension::Listed(ticks))
 }
 
 /// The array name of each store band: its variable name (as the classic view gives it),
@@ -486,24 +457,5 @@ mod tests {
             b.metadata.clear();
         }
         assert_eq!(array_names(&m), ["rain", "rain_2", "x_3", "band4"]);
-    }
-
-    #[test]
-    fn steps_map_to_ticks_within_the_dimension_only() {
-        let regular = Steps::Consecutive { first: 5, count: 3 };
-        assert_eq!(regular.tick(0), Some(5));
-        assert_eq!(regular.tick(2), Some(7));
-        assert_eq!(regular.tick(3), None);
-        assert_eq!(regular.tick(u64::MAX), None);
-        let at_the_end = Steps::Consecutive {
-            first: u32::MAX,
-            count: 2,
-        };
-        assert_eq!(at_the_end.tick(1), None);
-        let listed = Steps::Listed(vec![2, 9, 40]);
-        assert_eq!(
-            (listed.len(), listed.tick(2), listed.tick(3)),
-            (3, Some(40), None)
-        );
     }
 }
