@@ -9,7 +9,8 @@ use std::path::Path;
 
 use crate::error::{Error, Result};
 use crate::index::{
-    Entry, IndexReader, Node, NodeRef, TileKey, Tree, CHUNK_PREFIX, NODE_PREFIX, STEP_PREFIX,
+    ChunkNaming, Entry, IndexReader, Node, NodeRef, TileKey, Tree, CHUNK_PREFIX, NODE_PREFIX,
+    STEP_PREFIX,
 };
 use crate::keys::{
     canonical_number, snapshot_id as snapshot_id_of, source_list_part, SOURCE_PREFIX,
@@ -230,96 +231,153 @@ pub fn gc(root: &Path, keep: usize, grace: Duration, wait: LockWait) -> Result<G
         false => Some(WriterLock::acquire(storage.clone(), "gridstore gc", wait)?),
     };
     let current = Snapshot::open_in(storage.clone(), None)?;
-    let stopped = |e: Error| match e {
+    let reach = Reach::find(&*storage, current.manifest(), current.index(), keep, grace)
+        .map_err(stopped_before_removing)?;
+    let report = reach.sweep(&*storage, current.manifest().chunk_naming())?;
+    if let Some(lock) = lock {
+        lock.release()?;
+    }
+    Ok(report)
+}
+
+/// Damage found before gc removed anything, said so.
+fn stopped_before_removing(e: Error) -> Error {
+    match e {
         Error::Corrupt { path, detail } => Error::corrupt(
             path,
             format!("{detail}; gc stopped before removing anything"),
         ),
         other => other,
-    };
-    let (snapshot_ids, mut unknown) = snapshot_files(&*storage)?;
-    let in_flight = match optimistic {
-        true => InFlight::find(&*storage, grace)?,
-        false => InFlight::default(),
-    };
-    if optimistic {
-        in_flight
-            .check_later_snapshots(&*storage, current.manifest().snapshot.id, &snapshot_ids)
-            .map_err(stopped)?;
-    } else {
-        let next = current.manifest().snapshot.id.saturating_add(1);
-        check_next_id_is_free(&*storage, Some(current.manifest()), next).map_err(stopped)?;
     }
-    let keep = match optimistic {
-        true => keep.max(current_within(&*storage, current.manifest(), grace).map_err(stopped)?),
-        false => keep,
-    };
-    let kept = chain(&*storage, current.manifest(), keep).map_err(stopped)?;
-    let marked = mark(&*storage, current.index(), &kept).map_err(stopped)?;
-    let listed = super::sources::reachable(&*storage, kept.iter().map(|m| m.sources.clone()))
-        .map_err(stopped)?;
-    let mut report = GcReport {
-        kept: kept.iter().map(|m| m.snapshot.id).collect(),
-        ..GcReport::default()
-    };
+}
 
-    // Sweep. Expired manifests go first: once they are gone nobody can open those
-    // snapshots, so removing their objects next is safe even if interrupted.
-    let kept_ids: HashSet<u64> = report.kept.iter().copied().collect();
-    let removable = |id: &u64| !kept_ids.contains(id) && !in_flight.young.contains(id);
-    for id in snapshot_ids.into_iter().filter(removable) {
-        storage.delete(&snapshot_key(id))?;
-        report.snapshots_removed += 1;
+/// What gc keeps: the snapshots, and what they reach, found before anything is removed.
+struct Reach {
+    /// The kept snapshots' manifests, from the current one back.
+    kept: Vec<Manifest>,
+    marked: Marked,
+    /// The parts of source lists the kept snapshots name, as (snapshot, part).
+    listed: HashSet<(u64, u32)>,
+    in_flight: InFlight,
+    /// The ids of the snapshot manifests in the store.
+    snapshot_ids: Vec<u64>,
+    /// Objects under `snapshots/` that no writer names so.
+    unknown: Vec<String>,
+}
+
+impl Reach {
+    /// Walks the history back from the `current` manifest (whose index is `index`) for
+    /// `keep` snapshots, and more on object storage while they were current less than
+    /// `grace` ago, and everything they reach; refuses a history a commit cannot leave.
+    fn find(
+        storage: &dyn Storage,
+        current: &Manifest,
+        index: &IndexReader,
+        keep: usize,
+        grace: Duration,
+    ) -> Result<Reach> {
+        let optimistic = storage.commits() == Commits::Optimistic;
+        let (snapshot_ids, unknown) = snapshot_files(storage)?;
+        let in_flight = match optimistic {
+            true => InFlight::find(storage, grace)?,
+            false => InFlight::default(),
+        };
+        if optimistic {
+            in_flight.check_later_snapshots(storage, current.snapshot.id, &snapshot_ids)?;
+        } else {
+            let next = current.snapshot.id.saturating_add(1);
+            check_next_id_is_free(storage, Some(current), next)?;
+        }
+        let keep = match optimistic {
+            true => keep.max(current_within(storage, current, grace)?),
+            false => keep,
+        };
+        let kept = chain(storage, current, keep)?;
+        let marked = mark(storage, index, &kept)?;
+        let listed = super::sources::reachable(storage, kept.iter().map(|m| m.sources.clone()))?;
+        Ok(Reach {
+            kept,
+            marked,
+            listed,
+            in_flight,
+            snapshot_ids,
+            unknown,
+        })
     }
-    let naming = current.manifest().chunk_naming();
-    let (removed, left) = sweep(&*storage, CHUNK_PREFIX, naming.depth(), |seq, rest| {
-        if in_flight.young.contains(&seq) {
-            return Some(true);
+
+    /// Removes every snapshot manifest and object of the store that nothing kept reaches
+    /// and no write in flight may own; leaves what is not the store's own. Expired
+    /// manifests go first: once they are gone nobody can open those snapshots, so
+    /// removing their objects next is safe even if interrupted. The claims of dead writers
+    /// go last: until then, their ids stay out of new claims.
+    fn sweep(self, storage: &dyn Storage, naming: ChunkNaming) -> Result<GcReport> {
+        let Reach {
+            kept,
+            marked,
+            listed,
+            in_flight,
+            snapshot_ids,
+            mut unknown,
+        } = self;
+        let mut report = GcReport {
+            kept: kept.iter().map(|m| m.snapshot.id).collect(),
+            ..GcReport::default()
+        };
+        let kept_ids: HashSet<u64> = report.kept.iter().copied().collect();
+        let young = &in_flight.young;
+        for id in snapshot_ids {
+            if !kept_ids.contains(&id) && !young.contains(&id) {
+                storage.delete(&snapshot_key(id))?;
+                report.snapshots_removed += 1;
+            }
         }
-        let key = TileKey::from_object_key(rest, naming)?;
-        // Only a name a writer would give that tile: another spelling of the same numbers
-        // is no chunk of the store.
-        (key.object_key(seq, naming) == format!("{CHUNK_PREFIX}{seq}/{rest}"))
-            .then(|| marked.chunks.contains(&(seq, key)))
-    })?;
-    report.chunks_removed = removed;
-    unknown.extend(left);
-    let (removed, left) = sweep(&*storage, NODE_PREFIX, 1, |seq, rest| {
-        if in_flight.young.contains(&seq) {
-            return Some(true);
+        // Whether an object named `rest` below the prefix for snapshot `seq` is kept (a
+        // write in flight keeps all of its own); `None` when no writer names one so.
+        let (removed, left) = sweep(storage, CHUNK_PREFIX, naming.depth(), |seq, rest| {
+            if young.contains(&seq) {
+                return Some(true);
+            }
+            let key = TileKey::from_object_key(rest, naming)?;
+            // Only a name a writer would give that tile: another spelling of the same
+            // numbers is no chunk of the store.
+            (key.object_key(seq, naming) == format!("{CHUNK_PREFIX}{seq}/{rest}"))
+                .then(|| marked.chunks.contains(&(seq, key)))
+        })?;
+        report.chunks_removed = removed;
+        unknown.extend(left);
+        let (removed, left) = sweep(storage, NODE_PREFIX, 1, |seq, rest| {
+            if young.contains(&seq) {
+                return Some(true);
+            }
+            let id = canonical_number(rest)?;
+            Some(marked.nodes.contains_key(&NodeRef { seq, id }))
+        })?;
+        report.nodes_removed = removed;
+        unknown.extend(left);
+        let (removed, left) = sweep(storage, STEP_PREFIX, 1, |seq, rest| {
+            if young.contains(&seq) {
+                return Some(true);
+            }
+            let t = canonical_number(rest)?;
+            Some(marked.chunks.contains(&(seq, TileKey::step_record(t))))
+        })?;
+        report.chunks_removed += removed;
+        unknown.extend(left);
+        let (removed, left) = sweep(storage, SOURCE_PREFIX, 1, |seq, rest| {
+            if young.contains(&seq) {
+                return Some(true);
+            }
+            source_list_part(rest).map(|part| listed.contains(&(seq, part)))
+        })?;
+        report.source_lists_removed = removed;
+        unknown.extend(left);
+        report.unknown_left = unknown;
+        for id in &in_flight.dead {
+            super::claims::release(storage, *id)?;
         }
-        let id = canonical_number(rest)?;
-        Some(marked.nodes.contains_key(&NodeRef { seq, id }))
-    })?;
-    report.nodes_removed = removed;
-    unknown.extend(left);
-    let (removed, left) = sweep(&*storage, STEP_PREFIX, 1, |seq, rest| {
-        if in_flight.young.contains(&seq) {
-            return Some(true);
-        }
-        let t = canonical_number(rest)?;
-        Some(marked.chunks.contains(&(seq, TileKey::step_record(t))))
-    })?;
-    report.chunks_removed += removed;
-    unknown.extend(left);
-    let (removed, left) = sweep(&*storage, SOURCE_PREFIX, 1, |seq, rest| {
-        if in_flight.young.contains(&seq) {
-            return Some(true);
-        }
-        source_list_part(rest).map(|part| listed.contains(&(seq, part)))
-    })?;
-    report.source_lists_removed = removed;
-    unknown.extend(left);
-    report.unknown_left = unknown;
-    // The claims of dead writers go last: until then, their ids stay out of new claims.
-    for id in &in_flight.dead {
-        super::claims::release(&*storage, *id)?;
+        report.dead_writers = in_flight.dead.len();
+        Ok(report)
     }
-    report.dead_writers = in_flight.dead.len();
-    if let Some(lock) = lock {
-        lock.release()?;
-    }
-    Ok(report)
 }
 
 /// On object storage, the writes gc must leave alone: claims younger than the grace
