@@ -11,7 +11,7 @@ mod refs;
 mod series;
 mod stac;
 
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::ExitCode;
 
 use anyhow::Result;
@@ -283,42 +283,10 @@ fn store_path(name: &str) -> PathBuf {
 pub fn run(args: Args) -> Result<ExitCode> {
     match args.command {
         Command::Info { store, json } => {
-            let snapshot = Snapshot::open(&store_path(&store), None)?;
-            if json {
-                println!(
-                    "{}",
-                    String::from_utf8_lossy(&snapshot.manifest().to_json())
-                );
-            } else {
-                print!("{}", info::describe(&snapshot));
-            }
+            show_info(&store_path(&store), json)?;
             Ok(ExitCode::SUCCESS)
         }
-        Command::Verify { store, snapshot } => {
-            let snap = Snapshot::open(&store_path(&store), snapshot)?;
-            let report = verify(&snap)?;
-            for p in &report.problems {
-                println!("DAMAGED {}: {}", p.object, p.detail);
-            }
-            println!("content digest: {}", report.content_digest);
-            println!(
-                "checked snapshot {}: {} index nodes, {} tiles, {} bytes of chunks: {}",
-                snap.manifest().snapshot.id,
-                report.nodes_checked,
-                report.tiles_checked,
-                report.bytes_checked,
-                if report.problems.is_empty() {
-                    "no problems".to_string()
-                } else {
-                    format!("{} problem(s)", report.problems.len())
-                }
-            );
-            Ok(if report.problems.is_empty() {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::FAILURE
-            })
-        }
+        Command::Verify { store, snapshot } => run_verify(&store_path(&store), snapshot),
         Command::Log { store } => {
             history::log(&store_path(&store))?;
             Ok(ExitCode::SUCCESS)
@@ -410,18 +378,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
         Command::Compact { store, wait } => {
-            let path = store_path(&store);
-            let c = compact(&path, Closed::All, wait.policy())?;
-            match c.snapshot {
-                Some(id) => println!(
-                    "compacted {} block(s) of time steps into {} time block(s); now snapshot {id}",
-                    c.blocks, c.chunks
-                ),
-                None => println!(
-                    "{}: no closed block of time steps to compact",
-                    path.display()
-                ),
-            }
+            run_compact(&store_path(&store), wait.policy())?;
             Ok(ExitCode::SUCCESS)
         }
         Command::Refs(cmd) => {
@@ -447,4 +404,59 @@ pub fn run(args: Args) -> Result<ExitCode> {
             Ok(ExitCode::SUCCESS)
         }
     }
+}
+
+/// `gridstore info`: the store's description, or its manifest as JSON.
+fn show_info(store: &Path, json: bool) -> Result<()> {
+    let snapshot = Snapshot::open(store, None)?;
+    match json {
+        true => println!(
+            "{}",
+            String::from_utf8_lossy(&snapshot.manifest().to_json())
+        ),
+        false => print!("{}", info::describe(&snapshot)),
+    }
+    Ok(())
+}
+
+/// `gridstore verify`: every damaged object, the content digest and a summary; fails when
+/// anything is damaged.
+fn run_verify(store: &Path, snapshot: Option<u64>) -> Result<ExitCode> {
+    let snap = Snapshot::open(store, snapshot)?;
+    let report = verify(&snap)?;
+    for p in &report.problems {
+        println!("DAMAGED {}: {}", p.object, p.detail);
+    }
+    println!("content digest: {}", report.content_digest);
+    let problems = match report.problems.len() {
+        0 => "no problems".to_string(),
+        n => format!("{n} problem(s)"),
+    };
+    println!(
+        "checked snapshot {}: {} index nodes, {} tiles, {} bytes of chunks: {problems}",
+        snap.manifest().snapshot.id,
+        report.nodes_checked,
+        report.tiles_checked,
+        report.bytes_checked,
+    );
+    Ok(match report.problems.is_empty() {
+        true => ExitCode::SUCCESS,
+        false => ExitCode::FAILURE,
+    })
+}
+
+/// `gridstore compact`: the closed blocks of time steps, each into time blocks.
+fn run_compact(store: &Path, wait: LockWait) -> Result<()> {
+    let c = compact(store, Closed::All, wait)?;
+    match c.snapshot {
+        Some(id) => println!(
+            "compacted {} block(s) of time steps into {} time block(s); now snapshot {id}",
+            c.blocks, c.chunks
+        ),
+        None => println!(
+            "{}: no closed block of time steps to compact",
+            store.display()
+        ),
+    }
+    Ok(())
 }
