@@ -326,100 +326,127 @@ fn metadata(snap: &Snapshot, plan: &Plan, codecs: &Codecs) -> Result<Vec<(String
             zarr::ascii_json(&root_attrs(m, plan)),
         ),
     ];
-    let time = match (&plan.time, &m.time) {
-        (Some(steps), Some(spec)) => {
-            let axis = spec.axis()?;
-            let values = steps
-                .ticks()
-                .into_iter()
-                .map(|t| axis.value(t))
-                .collect::<Result<Vec<f64>>>()?;
-            Some((values, spec.units.clone(), spec.calendar.clone()))
-        }
-        _ => None,
-    };
+    let time = time_coordinate(m, plan)?;
     for level in &plan.levels {
         let g = &level.group;
         let mut put = |key: String, value: String| out.push((format!("{g}/{key}"), value));
         put(".zgroup".into(), json!({"zarr_format": 2}).to_string());
         put(".zattrs".into(), json!({"level": level.level}).to_string());
         let gt = geotransform(m, level);
-        for (axis, values) in [("x", x_values(level, &gt)), ("y", y_values(level, &gt))] {
-            let (meta, chunk) = zarr::inline_f64(&values);
-            put(format!("{axis}/.zarray"), meta);
-            put(
-                format!("{axis}/.zattrs"),
-                zarr::zattrs(&[axis], coordinate_attrs(m, axis)),
-            );
-            put(format!("{axis}/0"), chunk);
+        put_coordinates(&mut put, m, level, &gt, time.as_ref());
+        if !m.grid.crs_wkt.is_empty() {
+            put_spatial_ref(&mut put, m, &gt);
         }
-        if let Some((values, units, calendar)) = &time {
-            let (meta, chunk) = zarr::inline_f64(values);
-            put("time/.zarray".into(), meta);
-            let attrs = json!({"units": units, "calendar": calendar,
-                "standard_name": "time", "axis": "T"});
-            put(
-                "time/.zattrs".into(),
-                zarr::zattrs(&["time"], as_map(attrs)),
-            );
-            put("time/0".into(), chunk);
-        }
-        let mapped = !m.grid.crs_wkt.is_empty();
-        if mapped {
-            let plain = Codecs {
-                dtype: "<i4".into(),
-                filters: Value::Null,
-                compressor: Value::Null,
-            };
-            put(
-                "spatial_ref/.zarray".into(),
-                zarr::zarray(&[], &[], &plain, json!(0)).expect("metadata"),
-            );
-            let gt_text = gt.map(|v| v.to_string()).join(" ");
-            let attrs = json!({"crs_wkt": m.grid.crs_wkt, "spatial_ref": m.grid.crs_wkt,
-                "GeoTransform": gt_text});
-            put(
-                "spatial_ref/.zattrs".into(),
-                zarr::zattrs(&[], as_map(attrs)),
-            );
-        }
-        let dims: Vec<&str> = match plan.time {
-            Some(_) => vec!["time", "y", "x"],
-            None => vec!["y", "x"],
-        };
-        let (rows, cols) = (plan.block.0 as u64, plan.block.1 as u64);
-        let (shape, chunks) = match &plan.time {
-            Some(steps) => (
-                vec![steps.len(), level.height(), level.width()],
-                vec![1, rows, cols],
-            ),
-            None => (vec![level.height(), level.width()], vec![rows, cols]),
-        };
-        if plan.mask {
-            put("mask/.zarray".into(), mask_zarray(plan, level, codecs));
-            let mut mask_dims = dims.clone();
-            *mask_dims.last_mut().expect("x") = "mask_x";
-            let attrs = json!({"long_name": "validity of the bands without nodata: 8 \
-                pixels of x a byte, least significant bit first, 1 = data \
-                (numpy.unpackbits(mask, axis=-1, bitorder='little'))"});
-            put(
-                "mask/.zattrs".into(),
-                zarr::zattrs(&mask_dims, as_map(attrs)),
-            );
-        }
-        for (band, name) in plan.names.iter().enumerate() {
-            let b = &m.bands[band];
-            // A missing tile reads as the nodata value, or 0 in a band without one.
-            let fill = zarr::fill_value(b.nodata.unwrap_or(0.0), m.data_type);
-            let meta = zarr::zarray(&shape, &chunks, codecs, fill).expect("metadata");
-            put(format!("{name}/.zarray"), meta);
-            put(
-                format!("{name}/.zattrs"),
-                zarr::zattrs(&dims, band_attrs(m, band, mapped)),
-            );
-        }
+        put_arrays(&mut put, m, plan, level, codecs);
     }
     Ok(out)
+}
+
+/// Where a level's metadata goes: a key below the level's group, and its value.
+type Put<'a> = dyn FnMut(String, String) + 'a;
+
+/// The time coordinate's values (in its CF units) and attributes, for a store with time.
+fn time_coordinate(m: &Manifest, plan: &Plan) -> Result<Option<(Vec<f64>, Value)>> {
+    let (Some(steps), Some(spec)) = (&plan.time, &m.time) else {
+        return Ok(None);
+    };
+    let axis = spec.axis()?;
+    let values = steps
+        .ticks()
+        .into_iter()
+        .map(|t| axis.value(t))
+        .collect::<Result<Vec<f64>>>()?;
+    let attrs = json!({"units": spec.units, "calendar": spec.calendar,
+        "standard_name": "time", "axis": "T"});
+    Ok(Some((values, attrs)))
+}
+
+/// A level's coordinates, `x`, `y` and `time` if any, each in one inline chunk.
+fn put_coordinates(
+    put: &mut Put<'_>,
+    m: &Manifest,
+    level: &LevelGrid,
+    gt: &[f64; 6],
+    time: Option<&(Vec<f64>, Value)>,
+) {
+    for (axis, values) in [("x", x_values(level, gt)), ("y", y_values(level, gt))] {
+        let (meta, chunk) = zarr::inline_f64(&values);
+        put(format!("{axis}/.zarray"), meta);
+        put(
+            format!("{axis}/.zattrs"),
+            zarr::zattrs(&[axis], coordinate_attrs(m, axis)),
+        );
+        put(format!("{axis}/0"), chunk);
+    }
+    if let Some((values, attrs)) = time {
+        let (meta, chunk) = zarr::inline_f64(values);
+        put("time/.zarray".into(), meta);
+        put(
+            "time/.zattrs".into(),
+            zarr::zattrs(&["time"], as_map(attrs.clone())),
+        );
+        put("time/0".into(), chunk);
+    }
+}
+
+/// The CF grid mapping variable `spatial_ref`: the CRS and the level's geotransform.
+fn put_spatial_ref(put: &mut Put<'_>, m: &Manifest, gt: &[f64; 6]) {
+    let plain = Codecs {
+        dtype: "<i4".into(),
+        filters: Value::Null,
+        compressor: Value::Null,
+    };
+    put(
+        "spatial_ref/.zarray".into(),
+        zarr::zarray(&[], &[], &plain, json!(0)).expect("metadata"),
+    );
+    let gt_text = gt.map(|v| v.to_string()).join(" ");
+    let attrs = json!({"crs_wkt": m.grid.crs_wkt, "spatial_ref": m.grid.crs_wkt,
+        "GeoTransform": gt_text});
+    put(
+        "spatial_ref/.zattrs".into(),
+        zarr::zattrs(&[], as_map(attrs)),
+    );
+}
+
+/// A level's data arrays: the mask, if the store has one, and each band.
+fn put_arrays(put: &mut Put<'_>, m: &Manifest, plan: &Plan, level: &LevelGrid, codecs: &Codecs) {
+    let dims: Vec<&str> = match plan.time {
+        Some(_) => vec!["time", "y", "x"],
+        None => vec!["y", "x"],
+    };
+    let (rows, cols) = (plan.block.0 as u64, plan.block.1 as u64);
+    let (shape, chunks) = match &plan.time {
+        Some(steps) => (
+            vec![steps.len(), level.height(), level.width()],
+            vec![1, rows, cols],
+        ),
+        None => (vec![level.height(), level.width()], vec![rows, cols]),
+    };
+    if plan.mask {
+        put("mask/.zarray".into(), mask_zarray(plan, level, codecs));
+        let mut mask_dims = dims.clone();
+        *mask_dims.last_mut().expect("x") = "mask_x";
+        let attrs = json!({"long_name": "validity of the bands without nodata: 8 \
+            pixels of x a byte, least significant bit first, 1 = data \
+            (numpy.unpackbits(mask, axis=-1, bitorder='little'))"});
+        put(
+            "mask/.zattrs".into(),
+            zarr::zattrs(&mask_dims, as_map(attrs)),
+        );
+    }
+    let mapped = !m.grid.crs_wkt.is_empty();
+    for (band, name) in plan.names.iter().enumerate() {
+        let b = &m.bands[band];
+        // A missing tile reads as the nodata value, or 0 in a band without one.
+        let fill = zarr::fill_value(b.nodata.unwrap_or(0.0), m.data_type);
+        let meta = zarr::zarray(&shape, &chunks, codecs, fill).expect("metadata");
+        put(format!("{name}/.zarray"), meta);
+        put(
+            format!("{name}/.zattrs"),
+            zarr::zattrs(&dims, band_attrs(m, band, mapped)),
+        );
+    }
 }
 
 /// The `.zarray` of a level's `mask`: one chunk of T rows of T / 8 bytes per tile (the
