@@ -363,3 +363,55 @@ fn a_stores_sources_go_into_postgis_as_into_sqlite() {
     let east = gridstore(&["catalog", "search", &url, "--bbox", "5.7,52.1,5.9,52.5"]);
     assert_eq!(east.lines().count(), 2, "{east}");
 }
+
+/// The footprint of the record of the only source of a store made from `raster`.
+fn recorded_footprint(dir: &Path, name: &str, raster: &[&str]) -> Value {
+    let src = dir.join(format!("{name}.tif"));
+    let mut args = vec![s(&src)];
+    args.extend_from_slice(raster);
+    python_ok("make_raster.py", &args);
+    let store = dir.join(format!("{name}.gridstore"));
+    ingest(s(&src), &store, &[]);
+    let list = std::fs::read_to_string(store.join("sources/1/0.jsonl")).unwrap();
+    let record: Value = serde_json::from_str(list.lines().nth(1).unwrap()).unwrap();
+    record["geometry"].clone()
+}
+
+/// The positions of a GeoJSON Polygon or MultiPolygon.
+fn positions(geometry: &Value) -> Vec<&Value> {
+    let depth = match geometry["type"].as_str() {
+        Some("Polygon") => 2,
+        Some("MultiPolygon") => 3,
+        other => panic!("not a polygon: {other:?}"),
+    };
+    let mut level: Vec<&Value> = vec![&geometry["coordinates"]];
+    for _ in 0..depth {
+        level = level
+            .into_iter()
+            .flat_map(|v| v.as_array().unwrap())
+            .collect();
+    }
+    level
+}
+
+#[test]
+fn scattered_nodata_makes_a_footprint_of_bounded_size_that_holds_all_data() {
+    let dir = tmp();
+    let d = dir.path();
+    let shape = ["Float32", "512", "512", "1", "--nodata", "-9999"];
+    let whole = recorded_footprint(d, "whole", &shape);
+    // Every other pixel is nodata: 131,072 holes, one per pixel, would the footprint
+    // follow them.
+    let mut checkerboard = shape.to_vec();
+    checkerboard.push("--checkerboard");
+    let scattered = recorded_footprint(d, "scattered", &checkerboard);
+    let points = positions(&scattered).len();
+    let most = 5 * gridstore::catalog::cells::MAX_RECTANGLES;
+    assert!(points <= most, "{points} points, more than {most}");
+    // Each 2 x 2 block of pixels holds data: the footprint is the whole raster's.
+    assert!(
+        scattered == whole,
+        "{points} points in {} (the whole raster: {whole})",
+        scattered["type"]
+    );
+}

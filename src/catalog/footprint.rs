@@ -272,8 +272,9 @@ impl Footprint {
     }
 
     /// The valid-data footprint of a raster from a grid of cells (row by row, `true` =
-    /// holds valid data) whose geotransform is `gt`: the union of the valid cells,
-    /// simplified by half a cell. An error when no cell is valid.
+    /// holds valid data) whose geotransform is `gt`: the union of the valid cells (of a
+    /// coarser grid when they are too scattered, see [`super::cells`]), simplified by half
+    /// a cell. An error when no cell is valid.
     pub fn from_valid_cells(
         crs: Crs,
         gt: [f64; 6],
@@ -281,41 +282,23 @@ impl Footprint {
         height: usize,
         valid: &[bool],
     ) -> Result<Footprint> {
-        let cells = Geom::new(gdal_sys::OGRwkbGeometryType::wkbMultiPolygon);
+        let (rects, factor) = super::cells::rectangles(width, height, valid);
         let corner = |col: usize, row: usize| {
             let (c, r) = (col as f64, row as f64);
             (gt[0] + c * gt[1] + r * gt[2], gt[3] + c * gt[4] + r * gt[5])
         };
-        // Runs of valid cells, extended downwards while the rows below repeat them.
-        let mut open: Vec<(usize, usize, usize)> = Vec::new(); // (start col, end col, top row)
-        for row in 0..=height {
-            let runs = if row < height {
-                runs_of(&valid[row * width..(row + 1) * width])
-            } else {
-                Vec::new()
-            };
-            let mut still = Vec::new();
-            for (a, b, top) in open.drain(..) {
-                if runs.contains(&(a, b)) {
-                    still.push((a, b, top));
-                } else {
-                    let ring = Geom::new(gdal_sys::OGRwkbGeometryType::wkbLinearRing);
-                    for (c, r) in [(a, top), (b, top), (b, row), (a, row), (a, top)] {
-                        let (x, y) = corner(c, r);
-                        // SAFETY: ring is a valid line geometry.
-                        unsafe { gdal_sys::OGR_G_AddPoint_2D(ring.0, x, y) };
-                    }
-                    let poly = Geom::new(gdal_sys::OGRwkbGeometryType::wkbPolygon);
-                    poly.add(&ring)?;
-                    cells.add(&poly)?;
-                }
+        let cells = Geom::new(gdal_sys::OGRwkbGeometryType::wkbMultiPolygon);
+        for r in rects {
+            let ((a, b), (top, bottom)) = (r.cols, r.rows);
+            let ring = Geom::new(gdal_sys::OGRwkbGeometryType::wkbLinearRing);
+            for (c, r) in [(a, top), (b, top), (b, bottom), (a, bottom), (a, top)] {
+                let (x, y) = corner(c, r);
+                // SAFETY: ring is a valid line geometry.
+                unsafe { gdal_sys::OGR_G_AddPoint_2D(ring.0, x, y) };
             }
-            for r in runs {
-                if !still.iter().any(|&(a, b, _)| (a, b) == r) {
-                    still.push((r.0, r.1, row));
-                }
-            }
-            open = still;
+            let poly = Geom::new(gdal_sys::OGRwkbGeometryType::wkbPolygon);
+            poly.add(&ring)?;
+            cells.add(&poly)?;
         }
         if cells.part_count() == 0 {
             return Err(Error::InvalidInput(
@@ -330,7 +313,8 @@ impl Footprint {
             return Err(gdal_error("cannot merge the valid cells"));
         }
         let union = Geom(union);
-        let half_cell = 0.5 * (gt[1].hypot(gt[4])).min(gt[2].hypot(gt[5]));
+        // Half a cell of the grid the rectangles were made on.
+        let half_cell = 0.5 * factor as f64 * (gt[1].hypot(gt[4])).min(gt[2].hypot(gt[5]));
         // SAFETY: valid handle; the simplified copy (or null) is ours.
         let simple = unsafe { gdal_sys::OGR_G_SimplifyPreserveTopology(union.0, half_cell) };
         let shape = if simple.is_null() {
@@ -572,23 +556,6 @@ impl PreparedArea {
         self.transforms.borrow_mut().insert(key, t.clone());
         Ok(t)
     }
-}
-
-/// The runs of `true` in a row, as (first, one past last).
-fn runs_of(row: &[bool]) -> Vec<(usize, usize)> {
-    let mut out = Vec::new();
-    let mut start = None;
-    for (i, &v) in row.iter().chain(std::iter::once(&false)).enumerate() {
-        match (v, start) {
-            (true, None) => start = Some(i),
-            (false, Some(s)) => {
-                out.push((s, i));
-                start = None;
-            }
-            _ => {}
-        }
-    }
-    out
 }
 
 fn crs_unless_wgs84(crs: Option<&str>) -> Result<Option<Crs>> {

@@ -11,6 +11,7 @@
 //! narrows the candidates; [`query::Prepared::matches`] decides.
 
 pub mod antimeridian;
+pub mod cells;
 pub mod conformance;
 pub mod footprint;
 pub mod geojson;

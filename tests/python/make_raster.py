@@ -1,9 +1,10 @@
 #!/usr/bin/python3
 """Writes a test GeoTIFF: a smooth surface plus noise covering the type's whole range.
 
-Usage: make_raster.py PATH TYPE WIDTH HEIGHT BANDS [--nodata V] [--holes] [--nan]
-                      [--colortable] [--alpha] [--classes N] [--epsg N] [--seed N]
---holes writes the nodata value (or, with --alpha, transparent pixels) into some areas.
+Usage: make_raster.py PATH TYPE WIDTH HEIGHT BANDS [--nodata V] [--holes] [--checkerboard]
+                      [--nan] [--colortable] [--alpha] [--classes N] [--epsg N] [--seed N]
+--holes writes the nodata value (or, with --alpha, transparent pixels) into some areas;
+--checkerboard into every other pixel, as the black squares of a checkerboard.
 """
 import argparse
 
@@ -47,6 +48,7 @@ def main():
     ap.add_argument("bands", type=int)
     ap.add_argument("--nodata", type=float)
     ap.add_argument("--holes", action="store_true")
+    ap.add_argument("--checkerboard", action="store_true")
     ap.add_argument("--nan", action="store_true")
     ap.add_argument("--colortable", action="store_true")
     ap.add_argument("--alpha", action="store_true")
@@ -68,6 +70,9 @@ def main():
     if a.holes:
         holes[a.height // 4: a.height // 2, a.width // 5: a.width // 2] = True
         holes[rng.random((a.height, a.width)) < 0.05] = True
+    if a.checkerboard:
+        y, x = np.mgrid[0:a.height, 0:a.width]
+        holes[(x + y) % 2 == 1] = True
     for b in range(a.bands):
         v = band_values(a.type, a.width, a.height, rng, a.classes)
         if a.nan:
