@@ -265,7 +265,26 @@ unsafe fn warped(
     m: &Manifest,
     resampling: WarpResampling,
 ) -> Result<Placed> {
-    let name = &source.description;
+    // SAFETY: forwarded contract.
+    let rect = unsafe { store_cells_covered(ds, &source.description, m)? };
+    // SAFETY: forwarded contract.
+    let vrt = unsafe { warp_onto(ds, &source.description, m, rect, resampling)? };
+    Ok(Placed {
+        ds: vrt,
+        owns_ds: true,
+        x0: rect.x0,
+        y0: rect.y0,
+        width: rect.width() as usize,
+        height: rect.height() as usize,
+    })
+}
+
+/// The level-0 cells of the store that the footprint of `ds` (named `name`) covers, when
+/// that is a usable area in the part of the world where the store's CRS is defined.
+///
+/// # Safety
+/// `ds` is a valid dataset handle.
+unsafe fn store_cells_covered(ds: GDALDatasetH, name: &str, m: &Manifest) -> Result<PixelRect> {
     let grid = &m.grid;
     // SAFETY: forwarded contract.
     unsafe { check_area_of_use(ds, name, &grid.crs_wkt)? };
@@ -284,56 +303,70 @@ unsafe fn warped(
             )))
         }
     };
+    let rect = cells_covering(extent, grid.origin, grid.cell_size);
+    let too_big = rect.width() > i32::MAX as i64 / 2 || rect.height() > i32::MAX as i64 / 2;
+    if rect.is_empty() || too_big {
+        return Err(Error::InvalidInput(format!(
+            "{name}: the source covers {} x {} store cells, which is not a usable area; \
+             check that its georeferencing and CRS are right",
+            rect.width(),
+            rect.height()
+        )));
+    }
+    Ok(rect)
+}
+
+/// `ds` warped onto the store cells `rect`, as a VRT the caller owns.
+///
+/// gdalwarp itself makes the warped view (as `gdalwarp -of VRT` would), so a store gets
+/// exactly what gdalwarp writes onto the same grid: exact transformation, an alpha band
+/// marking where the source has data, its nodata carried over.
+///
+/// # Safety
+/// `ds` is a valid dataset handle, kept open longer than the VRT, which refers to it.
+unsafe fn warp_onto(
+    ds: GDALDatasetH,
+    name: &str,
+    m: &Manifest,
+    rect: PixelRect,
+    resampling: WarpResampling,
+) -> Result<GDALDatasetH> {
+    let gt = m.georef().geotransform(0, rect.x0, rect.y0);
+    if gt[5] >= 0.0 {
+        return Err(Error::NotSupported(format!(
+            "{name}: the store grid is not north-up, so sources in other grids cannot be \
+             warped onto it"
+        )));
+    }
+    let (xmin, ymax) = (gt[0], gt[3]);
+    let xmax = xmin + rect.width() as f64 * gt[1];
+    let ymin = ymax + rect.height() as f64 * gt[5];
+    let args = CStringList::new(
+        [
+            "-of",
+            "VRT",
+            "-t_srs",
+            &m.grid.crs_wkt,
+            "-te",
+            &fmt(xmin),
+            &fmt(ymin),
+            &fmt(xmax),
+            &fmt(ymax),
+            "-ts",
+            &rect.width().to_string(),
+            &rect.height().to_string(),
+            "-r",
+            resampling.name(),
+            "-et",
+            "0",
+            "-dstalpha",
+            "-q",
+        ]
+        .map(str::to_string),
+    );
     // SAFETY (whole block): `ds` is valid (contract); the warp app options made here are
-    // freed on every path; the VRT GDALWarp returns is owned by the returned value and
-    // refers to `ds`, which the caller keeps open longer.
+    // freed on every path; the VRT GDALWarp returns is the caller's.
     unsafe {
-        let rect = cells_covering(extent, grid.origin, grid.cell_size);
-        let too_big = rect.width() > i32::MAX as i64 / 2 || rect.height() > i32::MAX as i64 / 2;
-        if rect.is_empty() || too_big {
-            return Err(Error::InvalidInput(format!(
-                "{name}: the source covers {} x {} store cells, which is not a usable area; \
-                 check that its georeferencing and CRS are right",
-                rect.width(),
-                rect.height()
-            )));
-        }
-        // gdalwarp itself makes the warped view (as `gdalwarp -of VRT` would), so a store
-        // gets exactly what gdalwarp writes onto the same grid: exact transformation,
-        // an alpha band marking where the source has data, its nodata carried over.
-        let gt = m.georef().geotransform(0, rect.x0, rect.y0);
-        if gt[5] >= 0.0 {
-            return Err(Error::NotSupported(format!(
-                "{name}: the store grid is not north-up, so sources in other grids cannot \
-                 be warped onto it"
-            )));
-        }
-        let (xmin, ymax) = (gt[0], gt[3]);
-        let xmax = xmin + rect.width() as f64 * gt[1];
-        let ymin = ymax + rect.height() as f64 * gt[5];
-        let args = CStringList::new(
-            [
-                "-of",
-                "VRT",
-                "-t_srs",
-                &grid.crs_wkt,
-                "-te",
-                &fmt(xmin),
-                &fmt(ymin),
-                &fmt(xmax),
-                &fmt(ymax),
-                "-ts",
-                &rect.width().to_string(),
-                &rect.height().to_string(),
-                "-r",
-                resampling.name(),
-                "-et",
-                "0",
-                "-dstalpha",
-                "-q",
-            ]
-            .map(str::to_string),
-        );
         let opts = gdal_sys::GDALWarpAppOptionsNew(args.as_ptr(), std::ptr::null_mut());
         if opts.is_null() {
             return Err(Error::Gdal(format!(
@@ -358,14 +391,7 @@ unsafe fn warped(
                 last_error_message()
             )));
         }
-        Ok(Placed {
-            ds: vrt,
-            owns_ds: true,
-            x0: rect.x0,
-            y0: rect.y0,
-            width: rect.width() as usize,
-            height: rect.height() as usize,
-        })
+        Ok(vrt)
     }
 }
 
