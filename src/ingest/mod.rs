@@ -21,7 +21,7 @@ use rayon::prelude::*;
 
 use crate::dtype::{DataType, Sample};
 use crate::error::{Error, Result};
-use crate::grid::{Layout, PixelRect, TileLoc};
+use crate::grid::{Layout, PixelRect, TileLoc, TileRange};
 use crate::index::TileKey;
 use crate::manifest::Manifest;
 use crate::pyramid::PyramidBuilder;
@@ -130,57 +130,20 @@ pub fn create_store_recording(
     {
         let txn = &txn;
         let builder = PyramidBuilder::new(txn, 0, 0, layout.top, tiles.iter(), []);
-        let validity = txn.manifest.validity();
-        let dtype = txn.manifest.data_type;
         std::thread::scope(|scope| -> Result<()> {
             // Room for a couple of tiles per worker: enough to keep them busy, no more.
             let (tx, rx) = mpsc::sync_channel::<Fresh>(threads * 2);
             let (builder, all_valid) = (&builder, &all_valid);
-            let workers = scope.spawn(move || {
-                pool.install(|| {
-                    rx.into_iter().par_bridge().try_for_each(|fresh| {
-                        if fresh.saw_missing {
-                            all_valid.store(false, Ordering::Relaxed);
-                        }
-                        let has_data = txn.put_tile(TileKey::new(0, 0, fresh.loc), &fresh.tile)?;
-                        builder.offer(
-                            fresh.loc,
-                            builder.quarter_of(has_data.then_some(&fresh.tile)),
-                        );
-                        builder.build_ready()
-                    })?;
-                    builder.finish()
-                })
-            });
-            let read = (|| -> Result<()> {
-                let total = tiles.len().max(1) as f64;
-                let mut done = 0usize;
-                for row in tiles.row0..tiles.row1 {
-                    for loc in tiles.row(row) {
-                        let (tile, saw_missing) =
-                            read_tile(source, loc, ts as usize, dtype, &validity)?;
-                        if let Some(r) = &recorder {
-                            mark_read_tile(&r.cells, &tile, &validity, loc, (w, h));
-                        }
-                        source.release(ts as usize, loc.col + 1 == tiles.col1);
-                        if tx
-                            .send(Fresh {
-                                loc,
-                                tile,
-                                saw_missing,
-                            })
-                            .is_err()
-                        {
-                            return Ok(()); // the workers stopped: their error is reported below
-                        }
-                        done += 1;
-                        if !progress(done as f64 / total) {
-                            return Err(Error::Interrupted);
-                        }
-                    }
-                }
-                Ok(())
-            })();
+            let workers =
+                scope.spawn(move || pool.install(|| store_tiles(txn, builder, rx, all_valid)));
+            let read = read_tiles(
+                source,
+                &tiles,
+                &txn.manifest,
+                recorder.as_ref().map(|r| &r.cells),
+                &tx,
+                progress,
+            );
             drop(tx);
             let worked = workers
                 .join()
@@ -193,6 +156,68 @@ pub fn create_store_recording(
         txn.record_sources((r.make)(&r.cells));
     }
     txn.commit()
+}
+
+/// The workers of [`create_store_recording`]: each stores the tiles it receives and hands
+/// them to the levels; then the levels are finished.
+fn store_tiles(
+    txn: &Transaction,
+    builder: &PyramidBuilder<'_>,
+    received: mpsc::Receiver<Fresh>,
+    all_valid: &AtomicBool,
+) -> Result<()> {
+    received.into_iter().par_bridge().try_for_each(|fresh| {
+        if fresh.saw_missing {
+            all_valid.store(false, Ordering::Relaxed);
+        }
+        let has_data = txn.put_tile(TileKey::new(0, 0, fresh.loc), &fresh.tile)?;
+        builder.offer(
+            fresh.loc,
+            builder.quarter_of(has_data.then_some(&fresh.tile)),
+        );
+        builder.build_ready()
+    })?;
+    builder.finish()
+}
+
+/// Reads the level-0 `tiles` of a source placed at grid pixel (0, 0) of the store `m`
+/// describes, row by row, marks in `cells` where they hold data, and sends them to the
+/// workers; `progress` is told the fraction read and returns false to stop. Returns early,
+/// without an error, when the workers stopped: theirs is the error to report.
+fn read_tiles(
+    source: &mut dyn RasterSource,
+    tiles: &TileRange,
+    m: &Manifest,
+    cells: Option<&ValidCells>,
+    tx: &mpsc::SyncSender<Fresh>,
+    progress: &mut dyn FnMut(f64) -> bool,
+) -> Result<()> {
+    let (ts, dtype, validity) = (m.grid.tile_size as usize, m.data_type, &m.validity()[..]);
+    let (w, h) = (source.width(), source.height());
+    let total = tiles.len().max(1) as f64;
+    let mut done = 0usize;
+    for row in tiles.row0..tiles.row1 {
+        for loc in tiles.row(row) {
+            let (tile, saw_missing) = read_tile(source, loc, ts, dtype, validity)?;
+            if let Some(cells) = cells {
+                mark_read_tile(cells, &tile, validity, loc, (w, h));
+            }
+            source.release(ts, loc.col + 1 == tiles.col1);
+            let fresh = Fresh {
+                loc,
+                tile,
+                saw_missing,
+            };
+            if tx.send(fresh).is_err() {
+                return Ok(());
+            }
+            done += 1;
+            if !progress(done as f64 / total) {
+                return Err(Error::Interrupted);
+            }
+        }
+    }
+    Ok(())
 }
 
 /// Marks where level-0 tile `loc`, as read from a source of `size` pixels placed at grid
