@@ -5,7 +5,7 @@ use std::path::Path;
 use anyhow::{bail, Context, Result};
 
 use gridstore::gdal::crs::register_drivers;
-use gridstore::gdal::ingest::{ingest_files, Checkpoints, IngestOptions};
+use gridstore::gdal::ingest::{ingest_files, Checkpoints, FilesReport, IngestOptions};
 use gridstore::gdal::placement::WarpResampling;
 use gridstore::shard::Shard;
 use gridstore::store::lock::LockWait;
@@ -77,23 +77,27 @@ pub fn run(args: IngestArgs) -> Result<()> {
         },
     );
     bar.finish_and_clear();
-    let report = report?;
+    print_report(&report?, files.len(), args.shard);
+    Ok(())
+}
+
+/// What an ingest of `files` files (part `shard` of it) did, as lines for the user.
+fn print_report(report: &FilesReport, files: usize, shard: Shard) {
     if let Some(r) = &report.recovered {
         println!("{}", r.describe());
     }
-    if !args.shard.is_whole() {
+    if !shard.is_whole() {
         println!(
-            "part {}: {} of the {} level-0 tiles the files touch",
-            args.shard, report.part_tiles, report.plan_tiles
+            "part {shard}: {} of the {} level-0 tiles the files touch",
+            report.part_tiles, report.plan_tiles
         );
     }
     if report.already_done {
         println!(
-            "these {} file(s) were already ingested completely by an earlier run (the current \
-             snapshot is its last commit); nothing to do. --restart ingests them again",
-            files.len()
+            "these {files} file(s) were already ingested completely by an earlier run (the \
+             current snapshot is its last commit); nothing to do. --restart ingests them again"
         );
-        return Ok(());
+        return;
     }
     if report.resumed_after > 0 {
         println!(
@@ -102,28 +106,23 @@ pub fn run(args: IngestArgs) -> Result<()> {
             report.resumed_after, report.batches
         );
     }
-    let part = match args.shard.is_whole() {
+    let part = match shard.is_whole() {
         true => String::new(),
-        false => format!(" (part {})", args.shard),
+        false => format!(" (part {shard})"),
     };
-    match report.committed {
+    match &report.committed {
         Some(m) => println!(
-            "ingested {} file(s){part}: {} tiles changed; now snapshot {}",
-            files.len(),
-            report.tiles_changed,
-            m.snapshot.id
+            "ingested {files} file(s){part}: {} tiles changed; now snapshot {}",
+            report.tiles_changed, m.snapshot.id
         ),
-        None if !args.shard.is_whole() => println!(
-            "part {} of this ingest holds no data on the store grid; nothing committed",
-            args.shard
+        None if !shard.is_whole() => println!(
+            "part {shard} of this ingest holds no data on the store grid; nothing committed"
         ),
         None if report.resumed_after > 0 => {
             println!("the rest of the files hold no data on the store grid; nothing more committed")
         }
         None => println!(
-            "the {} file(s) hold no data where they fall on the store grid; nothing committed",
-            files.len()
+            "the {files} file(s) hold no data where they fall on the store grid; nothing committed"
         ),
     }
-    Ok(())
 }
