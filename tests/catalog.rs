@@ -398,3 +398,30 @@ fn an_add_from_standard_input_stops_at_a_failed_write() {
     assert!(stderr.contains("Another program is writing"), "{stderr}");
     assert_eq!(added(&other), 1);
 }
+
+/// A raster whose nodata pixels are scattered (every other one, as on a checkerboard)
+/// is catalogued with a footprint of bounded size that holds all its data: the same as
+/// the raster's with every pixel valid.
+#[test]
+fn scattered_nodata_gives_a_footprint_of_bounded_size() {
+    let dir = tmp();
+    let cat = dir.path().join("c.sqlite");
+    ok(&["catalog", "init", s(&cat)]);
+    for (name, more) in [("whole", None), ("scattered", Some("--checkerboard"))] {
+        let file = dir.path().join(format!("{name}.tif"));
+        let mut args = vec![s(&file), "Float32", "512", "512", "1", "--nodata", "-9999"];
+        args.extend(more);
+        python_ok("make_raster.py", &args);
+        let time = ["--time", "2024-01-01"];
+        ok(&["catalog", "add", s(&cat), time[0], time[1], s(&file)]);
+    }
+    let items = search(&cat, &[]);
+    let geometry = |name: &str| {
+        let item = items.iter().find(|i| names(&[(*i).clone()]) == [name]);
+        item.unwrap_or_else(|| panic!("no {name} in {items:?}"))["geometry"].clone()
+    };
+    let (whole, scattered) = (geometry("whole.tif"), geometry("scattered.tif"));
+    let text = scattered.to_string();
+    assert!(text.len() < 10_000, "{} bytes of footprint", text.len());
+    assert_eq!(scattered, whole);
+}
