@@ -331,12 +331,9 @@ impl Reach {
                 report.snapshots_removed += 1;
             }
         }
-        // Whether an object named `rest` below the prefix for snapshot `seq` is kept (a
-        // write in flight keeps all of its own); `None` when no writer names one so.
-        let (removed, left) = sweep(storage, CHUNK_PREFIX, naming.depth(), |seq, rest| {
-            if young.contains(&seq) {
-                return Some(true);
-            }
+        // Whether an object named `rest` below the prefix for snapshot `seq` is kept; `None`
+        // when no writer names one so. The objects of writes in flight are not looked at.
+        let (removed, left) = sweep(storage, CHUNK_PREFIX, naming.depth(), young, |seq, rest| {
             let key = TileKey::from_object_key(rest, naming)?;
             // Only a name a writer would give that tile: another spelling of the same
             // numbers is no chunk of the store.
@@ -345,28 +342,19 @@ impl Reach {
         })?;
         report.chunks_removed = removed;
         unknown.extend(left);
-        let (removed, left) = sweep(storage, NODE_PREFIX, 1, |seq, rest| {
-            if young.contains(&seq) {
-                return Some(true);
-            }
+        let (removed, left) = sweep(storage, NODE_PREFIX, 1, young, |seq, rest| {
             let id = canonical_number(rest)?;
             Some(marked.nodes.contains_key(&NodeRef { seq, id }))
         })?;
         report.nodes_removed = removed;
         unknown.extend(left);
-        let (removed, left) = sweep(storage, STEP_PREFIX, 1, |seq, rest| {
-            if young.contains(&seq) {
-                return Some(true);
-            }
+        let (removed, left) = sweep(storage, STEP_PREFIX, 1, young, |seq, rest| {
             let t = canonical_number(rest)?;
             Some(marked.chunks.contains(&(seq, TileKey::step_record(t))))
         })?;
         report.chunks_removed += removed;
         unknown.extend(left);
-        let (removed, left) = sweep(storage, SOURCE_PREFIX, 1, |seq, rest| {
-            if young.contains(&seq) {
-                return Some(true);
-            }
+        let (removed, left) = sweep(storage, SOURCE_PREFIX, 1, young, |seq, rest| {
             source_list_part(rest).map(|part| listed.contains(&(seq, part)))
         })?;
         report.source_lists_removed = removed;
@@ -509,12 +497,14 @@ fn mark(storage: &dyn Storage, index: &IndexReader, kept: &[Manifest]) -> Result
 
 /// Removes the objects under `<prefix><seq>/` (`depth` levels below it) that `used` says
 /// no kept snapshot uses (`Some(false)`). Names that are no object of the store (`used`
-/// gives `None`, or a directory name that is no snapshot id) are left where they are.
-/// Returns how many objects were removed, and the names left.
+/// gives `None`, or a directory name that is no snapshot id) are left where they are, and
+/// so is everything of a snapshot id in `in_flight`, which is not even listed. Returns how
+/// many objects were removed, and the names left.
 fn sweep(
     storage: &dyn Storage,
     prefix: &str,
     depth: usize,
+    in_flight: &HashSet<u64>,
     used: impl Fn(u64, &str) -> Option<bool>,
 ) -> Result<(usize, Vec<String>)> {
     let (mut removed, mut unknown) = (0, Vec::new());
@@ -523,6 +513,9 @@ fn sweep(
             unknown.push(format!("{prefix}{name}"));
             continue;
         };
+        if in_flight.contains(&seq) {
+            continue; // a write in flight: all of it is kept
+        }
         let dir = crate::keys::write_dir(prefix, seq);
         let (objects, odd) = list_deep(storage, &dir, depth);
         let mut kept_any = !odd.is_empty();
