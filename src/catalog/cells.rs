@@ -34,9 +34,11 @@ pub fn rectangles(width: usize, height: usize, valid: &[bool]) -> (Vec<Rect>, us
         "a grid of width x height cells"
     );
     let mut found = exact_rectangles(width, height, valid);
-    let (mut w, mut h, mut grid, mut factor) = (width, height, valid.to_vec(), 1);
+    // The grid is copied only when it is coarsened.
+    let (mut w, mut h, mut grid, mut factor) = (width, height, Vec::new(), 1);
     while found.len() > MAX_RECTANGLES {
-        (w, h, grid) = coarsened(w, h, &grid);
+        let next = coarsened(w, h, if factor == 1 { valid } else { &grid });
+        (w, h, grid) = next;
         factor *= 2;
         found = exact_rectangles(w, h, &grid);
     }
