@@ -173,12 +173,12 @@ def stored_tiles(path):
 
 
 def current_format(path):
-    """Whether the store is written the way this build writes stores: manifest format 2,
+    """Whether the store is written the way this build writes stores: manifest format 3,
     version 4 index nodes and version 3 chunks. A store kept from an older build would
     measure the older format (one of a newer build does not even open)."""
     with open(os.path.join(path, "gridstore.json")) as f:
         manifest = json.load(f)
-    if manifest["format_version"] != 2:
+    if manifest["format_version"] != 3:
         return False
     root = manifest["index"]["root"]
     if root is None:

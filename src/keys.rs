@@ -68,9 +68,10 @@ pub fn tile_object(key: &TileKey, seq: u64, naming: ChunkNaming) -> String {
     }
     let (t, p, z, row, col) = (key.time, key.pyramid, key.level, key.row, key.col);
     match naming {
-        ChunkNaming::Blocks => {
+        ChunkNaming::Blocks | ChunkNaming::DottedBlocks => {
             let (brow, bcol) = key.corner_block();
-            format!("{CHUNK_PREFIX}{seq}/{t}.{p}.{brow}.{bcol}/{z}.{row}.{col}")
+            let s = naming.separator();
+            format!("{CHUNK_PREFIX}{seq}/{t}{s}{p}{s}{brow}{s}{bcol}/{z}{s}{row}{s}{col}")
         }
         ChunkNaming::Nested => format!("{CHUNK_PREFIX}{seq}/{t}/{p}/{z}/{row}/{col}"),
     }
@@ -89,10 +90,10 @@ pub fn tile_of_chunk(rest: &str, naming: ChunkNaming) -> Option<TileKey> {
         })
     };
     match naming {
-        ChunkNaming::Blocks => {
+        ChunkNaming::Blocks | ChunkNaming::DottedBlocks => {
             let (dir, name) = rest.split_once('/')?;
-            let dir: Vec<&str> = dir.split('.').collect();
-            let name: Vec<&str> = name.split('.').collect();
+            let dir: Vec<&str> = dir.split(naming.separator()).collect();
+            let name: Vec<&str> = name.split(naming.separator()).collect();
             let ([t, p, brow, bcol], [z, row, col]) = (&dir[..], &name[..]) else {
                 return None;
             };

@@ -31,8 +31,9 @@ pub use validate::{
 
 pub const FORMAT_NAME: &str = "gridstore";
 /// Bumped whenever a reader of the previous version could misread a store. Version 2 names
-/// chunk objects by row of tiles (docs/FORMAT.md §1); stores of version 1 keep their names.
-pub const FORMAT_VERSION: u32 = 2;
+/// chunk objects by block of tiles, version 3 with no dot in their names (docs/FORMAT.md
+/// §1); stores of earlier versions keep their names.
+pub const FORMAT_VERSION: u32 = 3;
 pub use crate::keys::{MANIFEST_KEY, SNAPSHOT_PREFIX};
 /// The largest snapshot id a store may reach. Ids name objects (`chunks/<id>/`,
 /// `index/<id>/`, `snapshots/<id>.json`), so they must never wrap: a commit that would go
@@ -225,11 +226,7 @@ impl Manifest {
     /// How this store names its chunk objects: fixed by the format version it was
     /// created with.
     pub fn chunk_naming(&self) -> ChunkNaming {
-        if self.format_version >= 2 {
-            ChunkNaming::Blocks
-        } else {
-            ChunkNaming::Nested
-        }
+        ChunkNaming::of_format(self.format_version)
     }
 
     /// Parses and checks a manifest; `path` names it in error messages.

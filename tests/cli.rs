@@ -56,7 +56,7 @@ fn verify_passes_a_sound_store_and_names_a_damaged_chunk() {
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("no problems"));
     // Damage one chunk of level 1.
-    let level1 = st.join("chunks/1/0.0.0.0/1.0.0");
+    let level1 = st.join("chunks/1/0_0_0_0/1_0_0");
     let mut bytes = std::fs::read(&level1).unwrap();
     bytes[40] ^= 0xff;
     std::fs::write(&level1, bytes).unwrap();
@@ -64,7 +64,7 @@ fn verify_passes_a_sound_store_and_names_a_damaged_chunk() {
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
     assert!(
-        text.contains("DAMAGED chunks/1/0.0.0.0/1.0.0") && text.contains("1 problem"),
+        text.contains("DAMAGED chunks/1/0_0_0_0/1_0_0") && text.contains("1 problem"),
         "{text}"
     );
 }

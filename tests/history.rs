@@ -140,7 +140,7 @@ fn contents(store: &Path, id: u64) -> Contents {
     let path = store.join(format!("snapshots/{id}.json"));
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(manifest["format_version"], 2, "stores are made in format 2");
+    assert_eq!(manifest["format_version"], 3, "stores are made in format 3");
     let mut c = Contents::default();
     let root = &manifest["index"]["root"];
     if !root.is_null() {
@@ -151,12 +151,12 @@ fn contents(store: &Path, id: u64) -> Contents {
 }
 
 /// The object of a chunk of tile (t, p, z, col, row) written by snapshot `seq`, named as a
-/// store of format 2 names it (docs/FORMAT.md §1): in the directory of the 16 x 16 block of
-/// level-0 tiles that holds its top-left corner.
+/// store of format 3 names it (docs/FORMAT.md §1): in the directory of the 16 x 16 block of
+/// level-0 tiles that holds its top-left corner, with no dot in its names.
 fn chunk_object(seq: u64, (t, p, z, col, row): Key) -> String {
     let block = |i: i32| (i64::from(i) << z) >> 4;
     let (brow, bcol) = (block(row), block(col));
-    format!("chunks/{seq}/{t}.{p}.{brow}.{bcol}/{z}.{row}.{col}")
+    format!("chunks/{seq}/{t}_{p}_{brow}_{bcol}/{z}_{row}_{col}")
 }
 
 /// Reads an index node as docs/FORMAT.md §4 describes version 4 (written here
@@ -526,7 +526,7 @@ fn gc_keeps_the_chunks_that_updated_levels_keep_frames_in() {
     let after = files(&st);
     assert!(!after.contains_key("snapshots/1.json"));
     assert!(
-        after.contains_key("chunks/1/0.0.0.0/1.0.0"),
+        after.contains_key("chunks/1/0_0_0_0/1_0_0"),
         "gc removed the base of a kept chunk: {after:?}"
     );
     assert_eq!(
@@ -540,7 +540,7 @@ fn gc_keeps_the_chunks_that_updated_levels_keep_frames_in() {
     assert_eq!(digest(&st, None), digest_before);
 
     // Without its base, the chunk is reported damaged, never read as something else.
-    std::fs::remove_file(st.join("chunks/1/0.0.0.0/1.0.0")).unwrap();
+    std::fs::remove_file(st.join("chunks/1/0_0_0_0/1_0_0")).unwrap();
     let out = run(gridstore(), &["verify", s(&st)]);
     let said = format!(
         "{}{}",
@@ -549,27 +549,31 @@ fn gc_keeps_the_chunks_that_updated_levels_keep_frames_in() {
     );
     assert!(!out.status.success(), "{said}");
     assert!(
-        said.contains("chunks/1/0.0.0.0/1.0.0") && said.contains("missing"),
+        said.contains("chunks/1/0_0_0_0/1_0_0") && said.contains("missing"),
         "{said}"
     );
     // (gdalinfo reports a checksum it cannot compute, and exits with success.)
     let out = run("gdalinfo", &["-checksum", s(&st)]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("chunks/1/0.0.0.0/1.0.0") && err.contains("damaged"),
+        err.contains("chunks/1/0_0_0_0/1_0_0") && err.contains("damaged"),
         "{err}"
     );
 }
 
-/// Turns a store of format 2 into one of format 1, as the first builds wrote them: chunk
-/// objects named `chunks/<id>/<t>/<p>/<z>/<row>/<col>`, and `format_version` 1.
-fn as_format_1(store: &Path) {
+/// Turns a store of format 3 into one of an earlier `version`, as the builds of that
+/// format wrote them: chunk objects named `chunks/<id>/<t>/<p>/<z>/<row>/<col>` (format 1)
+/// or `chunks/<id>/<t>.<p>.<brow>.<bcol>/<z>.<row>.<col>` (format 2).
+fn as_format(store: &Path, version: u32) {
     for name in files(store).keys() {
         let Some(rest) = name.strip_prefix("chunks/") else {
             if name == "gridstore.json" || name.starts_with("snapshots/") {
                 let path = store.join(name);
                 let text = std::fs::read_to_string(&path).unwrap();
-                let old = text.replace("\"format_version\": 2", "\"format_version\": 1");
+                let old = text.replace(
+                    "\"format_version\": 3",
+                    &format!("\"format_version\": {version}"),
+                );
                 assert_ne!(old, text, "{name}");
                 std::fs::write(path, old).unwrap();
             }
@@ -577,30 +581,35 @@ fn as_format_1(store: &Path) {
         };
         let parts: Vec<&str> = rest.split('/').collect();
         let [seq, dir, file] = parts[..] else {
-            panic!("{name} is not named as format 2 names chunks")
+            panic!("{name} is not named as format 3 names chunks")
         };
         let (dir, file): (Vec<&str>, Vec<&str>) =
-            (dir.split('.').collect(), file.split('.').collect());
-        let (&[t, p, _, _], &[z, row, col]) = (&dir[..], &file[..]) else {
-            panic!("{name} is not named as format 2 names chunks")
+            (dir.split('_').collect(), file.split('_').collect());
+        let (&[t, p, brow, bcol], &[z, row, col]) = (&dir[..], &file[..]) else {
+            panic!("{name} is not named as format 3 names chunks")
         };
-        let nested = format!("chunks/{seq}/{t}/{p}/{z}/{row}/{col}");
-        std::fs::create_dir_all(store.join(&nested).parent().unwrap()).unwrap();
-        std::fs::rename(store.join(name), store.join(&nested)).unwrap();
+        let old = match version {
+            1 => format!("chunks/{seq}/{t}/{p}/{z}/{row}/{col}"),
+            2 => format!("chunks/{seq}/{t}.{p}.{brow}.{bcol}/{z}.{row}.{col}"),
+            _ => panic!("no format {version} to turn a store into"),
+        };
+        std::fs::create_dir_all(store.join(&old).parent().unwrap()).unwrap();
+        std::fs::rename(store.join(name), store.join(&old)).unwrap();
         let _ = std::fs::remove_dir(store.join(name).parent().unwrap());
     }
 }
 
-#[test]
-fn a_store_of_format_1_keeps_its_nested_chunk_names() {
+/// A store of an earlier format `version` reads as before; written into by this build, it
+/// keeps its version and names its new chunks as that version does (`depth` directory
+/// levels below `chunks/<id>/`, `dotted` names or not); gc walks those names.
+fn an_earlier_format_keeps_its_chunk_names(version: u32, depth: usize, dotted: bool) {
     let dir = tmp();
     let new = base_store(dir.path());
     let first = dir.path().join("first");
     std::fs::create_dir(&first).unwrap();
     let old = base_store(&first);
-    as_format_1(&old);
+    as_format(&old, version);
     assert_eq!(checksums(s(&old)), checksums(s(&new)), "it reads as before");
-    // Written into by this build, it stays in format 1: new chunks get nested names.
     let p = dir.path().join("p.tif");
     make(&p, 500100.0, 4999900.0, 90, 70, 700.0);
     for st in [&old, &new] {
@@ -614,15 +623,42 @@ fn a_store_of_format_1_keeps_its_nested_chunk_names() {
         .collect();
     assert!(!written.is_empty());
     for f in &written {
-        assert_eq!(f.split('/').count(), 7, "{f} is not a nested name");
+        assert_eq!(
+            f.split('/').count(),
+            2 + depth,
+            "{f} is not named as format {version}"
+        );
+        let name = f.rsplit('/').next().unwrap();
+        assert_eq!(
+            name.contains('.'),
+            dotted,
+            "{f} is not named as format {version}"
+        );
     }
     let manifest = std::fs::read_to_string(old.join("gridstore.json")).unwrap();
-    assert!(manifest.contains("\"format_version\": 1"), "{manifest}");
-    // gc walks its nested names too.
-    let out = cli_ok(&["gc", s(&old), "--keep", "1"]);
-    assert!(out.contains("removed 1 snapshot(s)"), "{out}");
+    let said = format!("\"format_version\": {version}");
+    assert!(manifest.contains(&said), "{manifest}");
+    for st in [&old, &new] {
+        let out = cli_ok(&["gc", s(st), "--keep", "1"]);
+        assert!(out.contains("removed 1 snapshot(s)"), "{out}");
+    }
     assert_eq!(checksums(s(&old)), checksums(s(&new)));
     assert_eq!(digest(&old, None), digest(&new, None));
+    let chunks = |st: &Path| {
+        let names = files(st).into_keys();
+        names.filter(|f| f.starts_with("chunks/")).count()
+    };
+    assert_eq!(chunks(&old), chunks(&new), "gc removed as much in both");
+}
+
+#[test]
+fn a_store_of_format_1_keeps_its_nested_chunk_names() {
+    an_earlier_format_keeps_its_chunk_names(1, 5, false);
+}
+
+#[test]
+fn a_store_of_format_2_keeps_its_dotted_chunk_names() {
+    an_earlier_format_keeps_its_chunk_names(2, 2, true);
 }
 
 /// What an interrupted creation leaves: a lock of `pid`, objects of snapshot 1 (none that
@@ -636,9 +672,9 @@ fn unfinished_creation(path: &Path, pid: u32, process_start: Option<u64>) {
         "started": "2024-05-01T10:00:00Z",
         "writer": "GDAL CreateCopy of a.tif",
     });
-    std::fs::create_dir_all(path.join("chunks/1/0.0.0.0")).unwrap();
+    std::fs::create_dir_all(path.join("chunks/1/0_0_0_0")).unwrap();
     std::fs::write(path.join("writer.lock"), lock.to_string()).unwrap();
-    std::fs::write(path.join("chunks/1/0.0.0.0/0.9.9"), b"half a chunk").unwrap();
+    std::fs::write(path.join("chunks/1/0_0_0_0/0_9_9"), b"half a chunk").unwrap();
     std::fs::create_dir_all(path.join("index/1")).unwrap();
     std::fs::write(path.join("index/1/7"), b"half a node").unwrap();
     std::fs::create_dir_all(path.join("steps/1")).unwrap();
@@ -680,7 +716,7 @@ fn an_interrupted_creation_is_removed_or_taken_over_but_not_while_alive() {
     let left = files(&retried);
     let debris = [
         "writer.lock",
-        "chunks/1/0.0.0.0/0.9.9",
+        "chunks/1/0_0_0_0/0_9_9",
         "index/1/7",
         "steps/1/999",
         "sources/1/7.jsonl",
@@ -919,9 +955,10 @@ fn gc_leaves_names_that_are_no_object_of_the_store() {
     let dir = tmp();
     let st = store_of_three(dir.path());
     let planted = [
-        "chunks/1/0.0.0.0/notes.txt",
-        "chunks/1/0.0.0.0/0.+0.0",
-        "chunks/01/0.0.0.0/0.0.0",
+        "chunks/1/0_0_0_0/notes.txt",
+        "chunks/1/0_0_0_0/0_+0_0",
+        "chunks/01/0_0_0_0/0_0_0",
+        "chunks/1/0.0.0.0/0.0.0",
         "chunks/1/README",
         "index/1/00",
         "index/1/notes.txt",

@@ -947,7 +947,7 @@ fn top_tile(store: &Path) -> TopTile {
     let (row, col) = (r.row(), r.col());
     let block = |i: i32| (i64::from(i) << z) >> 4;
     let key = format!(
-        "chunks/{}/0.0.{}.{}/{z}.{row}.{col}",
+        "chunks/{}/0_0_{}_{}/{z}_{row}_{col}",
         r.seq(),
         block(row),
         block(col)

@@ -423,7 +423,7 @@ fn gc_leaves_a_write_in_flight_alone_and_removes_what_a_dead_one_left(b: Backend
         ),
     )
     .unwrap();
-    let chunk = flight.join("chunks/7/0.0.0.0/0.0.0");
+    let chunk = flight.join("chunks/7/0_0_0_0/0_0_0");
     std::fs::create_dir_all(chunk.parent().unwrap()).unwrap();
     std::fs::write(&chunk, b"a chunk being written").unwrap();
     checks_on(server, &["upload", s(&flight), vsi]);

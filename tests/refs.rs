@@ -253,7 +253,7 @@ fn time_axes_read_as_gdal_with_cf_time_regular_irregular_levels_and_a_hole() {
             let d = d.unwrap().path();
             d.read_dir().unwrap().any(|e| {
                 let name = e.unwrap().file_name();
-                name.to_string_lossy().starts_with("0.255.")
+                name.to_string_lossy().starts_with("0_255_")
             })
         }),
         "ticks 0 and 1 were not compacted into time blocks"
@@ -445,7 +445,7 @@ fn encodings_numcodecs_cannot_decode_are_refused_by_name_leaving_no_file() {
     let out_file = dir.path().join("lz4.json");
     let out = run(&gridstore(), &["refs", s(&lz4), "-o", s(&out_file)]);
     let stderr = failed_cleanly(&out);
-    for needed in ["chunks/1/0.0.0.0/0.0.0", "LZ4", "length", "COMPRESS=ZSTD"] {
+    for needed in ["chunks/1/0_0_0_0/0_0_0", "LZ4", "length", "COMPRESS=ZSTD"] {
         assert!(stderr.contains(needed), "{needed:?} missing from: {stderr}");
     }
     assert!(!out_file.exists(), "a refused store left references behind");

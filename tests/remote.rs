@@ -86,6 +86,82 @@ fn over_http_gdal_rasterio_and_the_cli_read_what_is_on_disk() {
 }
 
 #[test]
+fn over_http_each_chunk_and_index_node_is_one_get() {
+    let dir = tmp();
+    let dem = dem_store(dir.path());
+    let server = nginx(dir.path());
+    let url = format!(
+        "GRIDSTORE:/vsicurl/http://127.0.0.1:{}/dem.gridstore",
+        server.port
+    );
+    let out = run("gdalinfo", &["-checksum", &url]);
+    assert!(out.status.success(), "{out:?}");
+    let local = run("gdalinfo", &["-checksum", s(&dem)]);
+    let checksums = |o: &std::process::Output| {
+        let text = String::from_utf8_lossy(&o.stdout).into_owned();
+        let sums: Vec<String> = text
+            .lines()
+            .filter(|l| l.contains("hecksum"))
+            .map(str::to_string)
+            .collect();
+        sums
+    };
+    assert!(!checksums(&local).is_empty());
+    assert_eq!(checksums(&out), checksums(&local));
+
+    let requests = server.requests();
+    assert_no_listing(&requests);
+    // GDAL asks a web server for an object's size (a HEAD) before its bytes unless the
+    // name has no dot: chunks, index nodes and step records have none, and each comes in
+    // one GET. Only the manifest, `gridstore.json`, is asked for its size first.
+    let mut per_object = std::collections::BTreeMap::new();
+    for r in &requests {
+        let mut words = r.split_whitespace();
+        let (method, path) = (words.next().unwrap(), words.next().unwrap());
+        let key = path
+            .strip_prefix("/dem.gridstore/")
+            .unwrap_or_else(|| panic!("a request outside the store: {r}"));
+        per_object
+            .entry(key.to_string())
+            .or_insert_with(Vec::new)
+            .push(method.to_string());
+    }
+    let chunks = per_object
+        .keys()
+        .filter(|k| k.starts_with("chunks/"))
+        .count();
+    assert!(
+        chunks > 4,
+        "the read should touch several chunks: {per_object:?}"
+    );
+    assert!(per_object.keys().any(|k| k.starts_with("index/")));
+    for (key, methods) in &per_object {
+        if key != "gridstore.json" {
+            assert_eq!(methods, &["GET"], "{key}: {per_object:?}");
+        }
+    }
+
+    // Opened without asking for its size, a missing chunk still reads as missing.
+    let gone = per_object
+        .keys()
+        .find(|k| k.starts_with("chunks/"))
+        .unwrap();
+    std::fs::remove_file(dem.join(gone)).unwrap();
+    let remote = url.strip_prefix("GRIDSTORE:").unwrap();
+    let out = run(&gridstore(), &["verify", remote]);
+    let said = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(!out.status.success(), "{said}");
+    assert!(
+        said.contains(gone.as_str()) && said.contains("missing"),
+        "{said}"
+    );
+}
+
+#[test]
 fn over_s3_each_object_is_one_get_and_nothing_is_listed() {
     let dir = tmp();
     let dem = dem_store(dir.path());

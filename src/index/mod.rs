@@ -187,20 +187,42 @@ impl TileKey {
 /// when the store is created.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum ChunkNaming {
-    /// `<t>.<p>.<brow>.<bcol>/<z>.<row>.<col>`: one directory per 16 x 16 block of
+    /// `<t>_<p>_<brow>_<bcol>/<z>_<row>_<col>`: one directory per 16 x 16 block of
     /// level-0 tiles, holding them and the tiles above whose top-left corner is in the
-    /// block. A small write makes one directory for all its levels (format version 2 on).
+    /// block. A small write makes one directory for all its levels. The names hold no
+    /// dot, so that GDAL's `/vsicurl/` fetches such an object in one GET, where it asks
+    /// for the size of a name with a dot first (format version 3 on).
     Blocks,
+    /// `<t>.<p>.<brow>.<bcol>/<z>.<row>.<col>`: as [`ChunkNaming::Blocks`] with dots, the
+    /// stores of format version 2.
+    DottedBlocks,
     /// `<t>/<p>/<z>/<row>/<col>`: the stores of format version 1.
     Nested,
 }
 
 impl ChunkNaming {
+    /// The naming of the stores of format version `version`.
+    pub fn of_format(version: u32) -> ChunkNaming {
+        match version {
+            0 | 1 => ChunkNaming::Nested,
+            2 => ChunkNaming::DottedBlocks,
+            _ => ChunkNaming::Blocks,
+        }
+    }
+
     /// How many directory levels below `chunks/<seq>/` a chunk's key has.
     pub fn depth(self) -> usize {
         match self {
-            ChunkNaming::Blocks => 2,
+            ChunkNaming::Blocks | ChunkNaming::DottedBlocks => 2,
             ChunkNaming::Nested => 5,
+        }
+    }
+
+    /// What separates the numbers within a name of a block naming.
+    pub(crate) fn separator(self) -> char {
+        match self {
+            ChunkNaming::DottedBlocks => '.',
+            ChunkNaming::Blocks | ChunkNaming::Nested => '_',
         }
     }
 }
@@ -301,10 +323,16 @@ mod tests {
         };
         // Its top-left corner is level-0 tile (136, -32): block (8, -2).
         let blocks = k.object_key(9, ChunkNaming::Blocks);
-        assert_eq!(blocks, "chunks/9/2.1.8.-2/3.17.-4");
+        assert_eq!(blocks, "chunks/9/2_1_8_-2/3_17_-4");
+        let dotted = k.object_key(9, ChunkNaming::DottedBlocks);
+        assert_eq!(dotted, "chunks/9/2.1.8.-2/3.17.-4");
         let nested = k.object_key(9, ChunkNaming::Nested);
         assert_eq!(nested, "chunks/9/2/1/3/17/-4");
-        for (key, naming) in [(blocks, ChunkNaming::Blocks), (nested, ChunkNaming::Nested)] {
+        for (key, naming) in [
+            (blocks, ChunkNaming::Blocks),
+            (dotted, ChunkNaming::DottedBlocks),
+            (nested, ChunkNaming::Nested),
+        ] {
             let rest = key.strip_prefix("chunks/9/").unwrap();
             assert_eq!(rest.matches('/').count() + 1, naming.depth());
             assert_eq!(TileKey::from_object_key(rest, naming), Some(k));
@@ -317,12 +345,30 @@ mod tests {
             "2.1.0.0/200.5.5",
         ] {
             assert_eq!(
-                TileKey::from_object_key(junk, ChunkNaming::Blocks),
+                TileKey::from_object_key(junk, ChunkNaming::DottedBlocks),
                 None,
                 "{junk}"
             );
+            let undotted = junk.replace('.', "_");
+            assert_eq!(
+                TileKey::from_object_key(&undotted, ChunkNaming::Blocks),
+                None,
+                "{undotted}"
+            );
             assert_eq!(TileKey::from_object_key(junk, ChunkNaming::Nested), None);
         }
+        // One naming's name is no chunk in another's.
+        let rest = |naming| {
+            let key = k.object_key(9, naming);
+            key.strip_prefix("chunks/9/").unwrap().to_string()
+        };
+        let dotted = rest(ChunkNaming::DottedBlocks);
+        assert_eq!(TileKey::from_object_key(&dotted, ChunkNaming::Blocks), None);
+        let undotted = rest(ChunkNaming::Blocks);
+        assert_eq!(
+            TileKey::from_object_key(&undotted, ChunkNaming::DottedBlocks),
+            None
+        );
         // A tile and its ancestors up to the level of 16 x 16 tiles share a directory.
         let dir = |k: TileKey| {
             let key = k.object_key(1, ChunkNaming::Blocks);
@@ -348,7 +394,11 @@ mod tests {
         assert!(lo <= tb && tb < hi);
         assert!(!TileKey::base(1, 1).is_time_block());
         assert_eq!(TileKey::step_record(4).tick(), Some(4));
-        for naming in [ChunkNaming::Blocks, ChunkNaming::Nested] {
+        for naming in [
+            ChunkNaming::Blocks,
+            ChunkNaming::DottedBlocks,
+            ChunkNaming::Nested,
+        ] {
             let key = tb.object_key(5, naming);
             let rest = key.strip_prefix("chunks/5/").unwrap();
             assert_eq!(TileKey::from_object_key(rest, naming), Some(tb));

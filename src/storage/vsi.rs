@@ -9,9 +9,12 @@
 //! emulator (Azure needs more care: [`super::vsi_azure`]); every other file system is
 //! read-only here.
 //!
-//! Every read is one open of the object: never a listing (objects are opened with
-//! `DISABLE_READDIR_ON_OPEN`, since keys have dots), and the object's bytes are asked for
-//! in one request where the caller knows a bound for them. GDAL caches what it fetched
+//! Every read is one open of the object: never a listing (objects whose names have a dot
+//! are opened with `DISABLE_READDIR_ON_OPEN`), and the object's bytes are asked for in one
+//! request where the caller knows a bound for them. Over HTTP, GDAL asks for the size of
+//! an object it opens (a HEAD) unless its name has no dot and listings are left enabled:
+//! chunks, index nodes and step records are opened so, and their first read brings their
+//! bytes and size in one GET ([`opens_lazily`]). GDAL caches what it fetched
 //! across opens; that is right for every object but the few that are replaced in place
 //! (the manifest and the writer lock, the only objects at the top of a store), whose
 //! cached bytes are dropped before each read, one thread at a time
@@ -71,6 +74,23 @@ pub fn is_vsi_path(path: &Path) -> bool {
     })
 }
 
+/// True when GDAL opens the object at `key` below `root` without a request, leaving its
+/// first read to fetch its bytes and size in one GET. That is so on `/vsicurl/` for a name
+/// with no dot opened without `DISABLE_READDIR_ON_OPEN`: GDAL lists a directory only for a
+/// name with a dot, and asks for the size (a HEAD) only when it did not list. On the
+/// object stores, the open's own request is a GET of the first bytes anyway. Objects
+/// replaced in place are always opened so that their existence is checked at once.
+fn opens_lazily(root: &Path, key: &str) -> bool {
+    let name = key.rsplit('/').next().unwrap_or(key);
+    let s = root.to_string_lossy();
+    (s.starts_with("/vsicurl/") || s.starts_with("/vsicurl?"))
+        && !name.contains('.')
+        && !is_replaced_in_place(key)
+}
+
+/// `VSI_STAT_EXISTS_FLAG`, cpl_vsi.h: a stat that only asks whether the object exists.
+const VSI_STAT_EXISTS_FLAG: c_int = 1;
+
 /// The file systems whose writers commit here: those whose conditional writes were tested.
 const CONDITIONAL_WRITES: &[&str] = &["/vsis3/", "/vsiaz/"];
 
@@ -100,6 +120,17 @@ impl VsiStorage {
     /// The object at `key` as an open handle, `None` when it does not exist. `first`
     /// bytes are fetched by the open's own request.
     fn open(&self, key: &str, first: usize) -> Result<Option<Handle>> {
+        self.open_as(key, first, false)
+    }
+
+    /// As [`Self::open`], but where GDAL can ([`opens_lazily`]) the open makes no
+    /// request: then the handle's `lazy` is set, and whether the object exists is known
+    /// only after its first read ([`Handle::read_start`]).
+    fn open_to_read(&self, key: &str, first: usize) -> Result<Option<Handle>> {
+        self.open_as(key, first, opens_lazily(&self.root, key))
+    }
+
+    fn open_as(&self, key: &str, first: usize, lazy: bool) -> Result<Option<Handle>> {
         let path = self.path(key);
         let c_path = CString::new(path.to_string_lossy().as_bytes())
             .map_err(|_| Error::InvalidInput(format!("{}: a NUL in the path", path.display())))?;
@@ -114,6 +145,9 @@ impl VsiStorage {
         let first = CString::new(first).expect("digits");
         let readdir = CString::new("DISABLE_READDIR_ON_OPEN=YES").expect("no NUL");
         let mut options = [readdir.as_ptr() as *mut c_char, ptr::null_mut()];
+        if lazy {
+            options[0] = ptr::null_mut();
+        }
         const INGESTED: &CStr = c"GDAL_INGESTED_BYTES_AT_OPEN";
         // SAFETY: NUL-terminated strings that outlive the calls; the option list is
         // null-terminated. The thread-local option is reset before returning.
@@ -128,6 +162,7 @@ impl VsiStorage {
             return Ok(Some(Handle {
                 raw: handle,
                 path,
+                lazy,
                 _fresh: fresh,
             }));
         }
@@ -266,7 +301,11 @@ impl VsiStorage {
     /// The whole object at `key` into `buf`, in one open: `false` when it does not exist,
     /// an error when it is longer than `max_len`.
     fn read_once(&self, key: &str, max_len: usize, buf: &mut Vec<u8>) -> Result<bool> {
-        let Some(h) = self.open(key, max_len.saturating_add(1))? else {
+        let bound = max_len.saturating_add(1);
+        let Some(h) = self.open_to_read(key, bound)? else {
+            return Ok(false);
+        };
+        let Some(have) = h.read_start(0, bound.min(ONE_REQUEST_RANGE), buf)? else {
             return Ok(false);
         };
         let len = h.len()?;
@@ -276,7 +315,9 @@ impl VsiStorage {
                 format!("the object is {len} bytes, more than the {max_len} it can be"),
             ));
         }
-        h.read_at(0, len as usize, buf)?;
+        if have as u64 != len {
+            h.read_at(0, len as usize, buf)?;
+        }
         if buf.len() as u64 != len {
             return Err(h.failed("reading"));
         }
@@ -389,6 +430,9 @@ fn vsi_prefix(root: &Path) -> String {
 struct Handle {
     raw: *mut VSILFILE,
     path: PathBuf,
+    /// Opened without a request ([`opens_lazily`]): the object's existence and length
+    /// are known after its first read.
+    lazy: bool,
     /// For an object replaced in place, held until the handle is closed (fields drop
     /// after `drop`).
     _fresh: Option<FreshRead>,
@@ -421,6 +465,44 @@ impl Handle {
         };
         buf.truncate(got);
         Ok(())
+    }
+
+    /// For a lazily opened object, reads up to `piece` bytes from `offset` into `buf`:
+    /// the first request, which brings the object's length along (then known without a
+    /// request of its own). `None` when the object does not exist; otherwise how many
+    /// bytes `buf` holds, none for an object opened at once (whose length is known).
+    fn read_start(&self, offset: u64, piece: usize, buf: &mut Vec<u8>) -> Result<Option<usize>> {
+        if !self.lazy {
+            buf.clear();
+            return Ok(Some(0));
+        }
+        self.read_at(offset, piece, buf)?;
+        let got = buf.len();
+        if got < piece {
+            // The object ended, or it does not exist, or the read failed.
+            if got == 0 && !self.exists() {
+                return Ok(None);
+            }
+            if self.len()?.saturating_sub(offset) > got as u64 {
+                return Err(self.failed("reading"));
+            }
+        }
+        Ok(Some(got))
+    }
+
+    /// Whether the object exists; answered from what GDAL learnt by the reads before.
+    fn exists(&self) -> bool {
+        let Ok(c_path) = CString::new(self.path.to_string_lossy().as_bytes()) else {
+            return false;
+        };
+        // SAFETY: a NUL-terminated path, and room for what GDAL writes: `VSIStatBufL` is
+        // the C library's `struct stat64` (cpl_vsi.h), which the bindings leave opaque,
+        // so the buffer is the `libc` crate's definition of it, all zeros being valid.
+        unsafe {
+            let mut stat: libc::stat64 = std::mem::zeroed();
+            let buf = (&mut stat as *mut libc::stat64).cast::<gdal_sys::VSIStatBufL>();
+            gdal_sys::VSIStatExL(c_path.as_ptr(), buf, VSI_STAT_EXISTS_FLAG) == 0
+        }
     }
 
     fn failed(&self, what: &'static str) -> Error {
@@ -479,12 +561,20 @@ impl Storage for VsiStorage {
             true => end as usize,
             false => 0,
         };
-        let Some(h) = self.open(key, first)? else {
+        let Some(h) = self.open_to_read(key, first)? else {
             return Ok(false);
         };
-        // Only what the object holds is allocated, whatever length is asked for.
-        let len = h.len()?.saturating_sub(offset).min(len as u64) as usize;
-        h.read_at(offset, len, buf)?;
+        let piece = len.min(MAX_FIRST_REQUEST);
+        let Some(have) = h.read_start(offset, piece, buf)? else {
+            return Ok(false);
+        };
+        // A lazy first read that stopped short reached the object's end. Otherwise the
+        // range is read up to the object's length (known by now), so that only what the
+        // object holds is allocated, whatever length is asked for.
+        if !h.lazy || (have == piece && piece < len) {
+            let len = h.len()?.saturating_sub(offset).min(len as u64) as usize;
+            h.read_at(offset, len, buf)?;
+        }
         Ok(true)
     }
 
@@ -700,7 +790,7 @@ mod tests {
     fn only_top_level_objects_are_replaced_in_place() {
         assert!(is_replaced_in_place("gridstore.json"));
         assert!(is_replaced_in_place("writer.lock"));
-        assert!(!is_replaced_in_place("chunks/3/0.0.0.0/1.0.0"));
+        assert!(!is_replaced_in_place("chunks/3/0_0_0_0/1_0_0"));
         assert!(!is_replaced_in_place("snapshots/17.json"));
     }
 }

@@ -839,7 +839,7 @@ mod unfinished_writes {
             s.write(&snapshot_key(m.snapshot.id), &m.to_json()).unwrap();
         }
         for seq in 1..=5 {
-            s.write(&format!("chunks/{seq}/0.0.0.0/0.0.0"), b"chunk")
+            s.write(&format!("chunks/{seq}/0_0_0_0/0_0_0"), b"chunk")
                 .unwrap();
             s.write(&format!("index/{seq}/0"), b"node").unwrap();
         }

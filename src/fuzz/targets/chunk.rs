@@ -131,12 +131,12 @@ impl Target for ChunkTarget {
 
     fn decode(&self, input: &[u8]) -> Option<Decoded> {
         let input = Input::split(input)?;
-        let path = Path::new("chunks/2/0.0.0.0/0.0.0");
+        let path = Path::new("chunks/2/0_0_0_0/0_0_0");
         // A reader of part of a chunk learns its head's length first.
         std::hint::black_box(Head::len_from(input.object));
         let chunk = Chunk::parse(input.object, &input.expected, path).ok()?;
         let chunk = match chunk.head().base_span() {
-            Some(_) => chunk.with_base(input.base, 0, Path::new("chunks/1/0.0.0.0/0.0.0")),
+            Some(_) => chunk.with_base(input.base, 0, Path::new("chunks/1/0_0_0_0/0_0_0")),
             None => chunk,
         };
         let tile = chunk.decode().ok()?;
