@@ -365,6 +365,8 @@ class Bench:
         self.surface = generate.make_surface(work, self.args.size)
         self.cog = os.path.join(work, "surface-cog.tif")
         self.store = os.path.join(work, "surface.gridstore")
+        if os.path.exists(self.store) and not remote.this_builds_format(self.store):
+            update.remove(self.store)
         for path, cmd in ((self.cog, COG), (self.store, ["-of", "GRIDSTORE"])):
             if not os.path.exists(path):
                 # Written under another name first, so an interrupted run leaves no input.

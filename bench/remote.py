@@ -24,6 +24,7 @@ Prints a Markdown table (also written to DIR/remote-results.md).
 """
 import argparse
 import http.server
+import json
 import os
 import platform
 import random
@@ -40,6 +41,8 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 ROOT = os.path.dirname(HERE)
 PY = "/usr/bin/python3"
 BUCKET = "bench"
+# The format version this build writes (src/manifest.rs).
+FORMAT_VERSION = 3
 
 READER = r"""
 import sys, time, random
@@ -185,6 +188,13 @@ def clear(log):
     open(log, "wb").close()
 
 
+def this_builds_format(store):
+    """Whether a store kept from an earlier run has the format this build writes (an older
+    one would measure the older format: its chunk names, for one, cost more requests)."""
+    with open(os.path.join(store, "gridstore.json")) as f:
+        return json.load(f)["format_version"] == FORMAT_VERSION
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--runs", type=int, default=7)
@@ -202,6 +212,8 @@ def main():
     if not os.path.exists(surface):
         subprocess.run([PY, os.path.join(HERE, "generate.py"), args.work, str(args.size)], check=True)
     cog, store = os.path.join(args.work, "surface-cog.tif"), os.path.join(args.work, "surface.gridstore")
+    if os.path.exists(store) and not this_builds_format(store):
+        shutil.rmtree(store)
     for path, cmd in ((cog, ["-of", "COG", "-co", "COMPRESS=ZSTD", "-co", "NUM_THREADS=ALL_CPUS",
                              "-co", "RESAMPLING=AVERAGE"]),
                       (store, ["-of", "GRIDSTORE"])):

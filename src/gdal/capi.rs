@@ -877,6 +877,9 @@ fn read_pool(threads: usize) -> Result<std::sync::Arc<rayon::ThreadPool>> {
 /// A block that is one whole stored tile, with the tile's index entry.
 type DirectTile = (TileKey, Option<Entry>);
 
+/// The windows of a block request, one entry each: columns, rows, widths, heights.
+type Windows<'a> = (&'a [c_int], &'a [c_int], &'a [c_int], &'a [c_int]);
+
 /// A block of one tick: the destination of each store band, a `block_size`-strided
 /// buffer, or null to skip the band.
 struct BlockTarget {
@@ -913,6 +916,85 @@ impl StoreHandle {
             .and_then(|b| self.view.sources.get(b))
             .copied()
             .ok_or_else(|| Error::InvalidInput(format!("no band {band} in this dataset")))
+    }
+
+    /// The blocks of the requested `windows` (`bands` buffers each, from `first_band`, in
+    /// `ptrs`).
+    fn targets_of_windows(
+        &self,
+        (xs, ys, ws, hs): Windows<'_>,
+        first_band: c_int,
+        bands: usize,
+        ptrs: &[*mut u8],
+    ) -> Result<Vec<BlockTarget>> {
+        let mut targets: Vec<BlockTarget> = Vec::new();
+        for i in 0..xs.len() {
+            let window = (
+                xs[i] as i64,
+                ys[i] as i64,
+                ws[i].max(0) as usize,
+                hs[i].max(0) as usize,
+            );
+            let band_ptrs = &ptrs[i * bands..(i + 1) * bands];
+            targets.extend(self.block_targets(window, first_band, band_ptrs)?);
+        }
+        Ok(targets)
+    }
+
+    /// Reads the blocks `targets` of `level` (`stride` x `stride` samples a buffer), in
+    /// parallel where there are enough of them.
+    fn read_targets(&self, level: u8, stride: usize, targets: &[BlockTarget]) -> Result<()> {
+        use rayon::prelude::*;
+        let snap = self.snap();
+        let plan = self.plan_reads(&snap, level, stride, targets)?;
+        let read = |(t, direct): &(&BlockTarget, Option<DirectTile>)| match direct {
+            Some((key, entry)) => {
+                let bytes = stride * stride * snap.manifest().data_type.size();
+                // SAFETY: see BlockTarget; a direct block's one buffer holds stride * stride
+                // samples.
+                let out = unsafe { std::slice::from_raw_parts_mut(t.bands[0], bytes) };
+                snap.read_tile_into(key, *entry, out, None)
+            }
+            None => self.read_block(level, t, stride),
+        };
+        let m = snap.manifest();
+        let frames_side_by_side =
+            decodes_side_by_side(m.grid.tile_size as usize, m.data_type, m.bands.len());
+        let min_parallel = if crate::storage::is_vsi_path(&self.root) {
+            MIN_PARALLEL_REMOTE_BLOCKS
+        } else {
+            MIN_PARALLEL_BLOCKS
+        };
+        if plan.len() >= min_parallel && self.read_threads > 1 {
+            read_pool(self.read_threads)?.install(|| plan.par_iter().try_for_each(read))
+        } else if self.read_threads > 1 && frames_side_by_side {
+            // Few blocks: each is read in turn, its frames decoded side by side.
+            read_pool(self.read_threads)?.install(|| plan.iter().try_for_each(read))
+        } else {
+            plan.iter().try_for_each(read)
+        }
+    }
+
+    /// Each of `targets` with, for a block that is a whole tile, its key and index entry:
+    /// resolved here, in one walk, before the threads start (see IndexReader::get_many).
+    fn plan_reads<'t>(
+        &self,
+        snap: &Snapshot,
+        level: u8,
+        stride: usize,
+        targets: &'t [BlockTarget],
+    ) -> Result<Vec<(&'t BlockTarget, Option<DirectTile>)>> {
+        let direct: Vec<Option<TileKey>> = targets
+            .iter()
+            .map(|t| self.direct_tile(level, t, stride))
+            .collect();
+        let wanted: Vec<TileKey> = direct.iter().flatten().copied().collect();
+        let mut found = snap.entries(&wanted)?.into_iter();
+        Ok(targets
+            .iter()
+            .zip(&direct)
+            .map(|(t, k)| (t, k.map(|k| (k, found.next().expect("one entry per key")))))
+            .collect())
     }
 
     /// The targets of block window (x, y, w, h) for GDAL bands `first..first + ptrs.len()`:
@@ -1037,7 +1119,6 @@ pub unsafe extern "C" fn gridstore_read_blocks(
     blocks: *mut *mut c_void,
     block_size: c_int,
 ) -> c_int {
-    use rayon::prelude::*;
     guard(1, || {
         if count <= 0 {
             return Ok(0);
@@ -1061,61 +1142,9 @@ pub unsafe extern "C" fn gridstore_read_blocks(
                 std::slice::from_raw_parts(blocks as *const *mut u8, n * bands),
             )
         };
-        let mut targets: Vec<BlockTarget> = Vec::new();
-        for i in 0..n {
-            let window = (
-                xs[i] as i64,
-                ys[i] as i64,
-                ws[i].max(0) as usize,
-                hs[i].max(0) as usize,
-            );
-            targets.extend(s.block_targets(
-                window,
-                first_band,
-                &ptrs[i * bands..(i + 1) * bands],
-            )?);
-        }
-        let (level, stride) = (level as u8, block_size as usize);
-        // The index entries of the blocks that are whole tiles are resolved here, in one
-        // walk, before the threads start (see IndexReader::get_many).
-        let snap = s.snap();
-        let direct: Vec<Option<TileKey>> = targets
-            .iter()
-            .map(|t| s.direct_tile(level, t, stride))
-            .collect();
-        let wanted: Vec<TileKey> = direct.iter().flatten().copied().collect();
-        let mut found = snap.entries(&wanted)?.into_iter();
-        let plan: Vec<(&BlockTarget, Option<DirectTile>)> = targets
-            .iter()
-            .zip(&direct)
-            .map(|(t, k)| (t, k.map(|k| (k, found.next().expect("one entry per key")))))
-            .collect();
-        let read = |(t, direct): &(&BlockTarget, Option<DirectTile>)| match direct {
-            Some((key, entry)) => {
-                let bytes = stride * stride * snap.manifest().data_type.size();
-                // SAFETY: see BlockTarget; a direct block's one buffer holds stride * stride
-                // samples.
-                let out = unsafe { std::slice::from_raw_parts_mut(t.bands[0], bytes) };
-                snap.read_tile_into(key, *entry, out, None)
-            }
-            None => s.read_block(level, t, stride),
-        };
-        let m = snap.manifest();
-        let frames_side_by_side =
-            decodes_side_by_side(m.grid.tile_size as usize, m.data_type, m.bands.len());
-        let min_parallel = if crate::storage::is_vsi_path(&s.root) {
-            MIN_PARALLEL_REMOTE_BLOCKS
-        } else {
-            MIN_PARALLEL_BLOCKS
-        };
-        if plan.len() >= min_parallel && s.read_threads > 1 {
-            read_pool(s.read_threads)?.install(|| plan.par_iter().try_for_each(read))?;
-        } else if s.read_threads > 1 && frames_side_by_side {
-            // Few blocks: each is read in turn, its frames decoded side by side.
-            read_pool(s.read_threads)?.install(|| plan.iter().try_for_each(read))?;
-        } else {
-            plan.iter().try_for_each(read)?;
-        }
+        let windows = (xs, ys, ws, hs);
+        let targets = s.targets_of_windows(windows, first_band, bands, ptrs)?;
+        s.read_targets(level as u8, block_size as usize, &targets)?;
         Ok(0)
     })
 }

@@ -262,16 +262,20 @@ fn read_streamed(
     streaming: Streaming<'_>,
 ) -> Result<Option<(Tile, Option<Streamed>)>> {
     let blocks = Blocks::for_new(size, dtype);
-    let width = dtype.size();
-    let plane = size * size * width;
-    let row_of_blocks = blocks.rows() * size * width;
+    let plane = size * size * dtype.size();
+    let row_of_blocks = blocks.rows() * size * dtype.size();
     let mut data = SampleBuf::zeroed(plane * bands);
-    // Several bands are read into one buffer, band after band, then moved to their planes.
-    let mut scratch: Vec<u64> = Vec::new();
+    let mut rows_of = RowReader {
+        reader,
+        source,
+        loc,
+        dtype,
+        size,
+        scratch: Vec::new(),
+    };
     // Per row of blocks: its frames (band after band, left to right) and its quarter.
-    let frames_per_row = bands * blocks.across();
     let mut frames: Vec<Vec<Option<Result<NewFrame>>>> = (0..blocks.block_rows())
-        .map(|_| (0..frames_per_row).map(|_| None).collect())
+        .map(|_| (0..bands * blocks.across()).map(|_| None).collect())
         .collect();
     let mut quarters: Vec<Option<Reduced>> = (0..blocks.block_rows()).map(|_| None).collect();
     let enc = streaming.enc;
@@ -290,47 +294,26 @@ fn read_streamed(
                 .iter_mut()
                 .map(|p| p.next().expect("a row of blocks per band"))
                 .collect();
-            let whole = if let [only] = &mut band_rows[..] {
-                reader.whole_rows(source, loc, rows.clone(), dtype, size, only)?
-            } else {
-                let len = band_rows.iter().map(|r| r.len()).sum::<usize>();
-                scratch.resize(len.div_ceil(8), 0);
-                let read = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut scratch)[..len];
-                let whole = reader.whole_rows(source, loc, rows.clone(), dtype, size, read)?;
-                for (to, from) in band_rows.iter_mut().zip(read.chunks(len / bands)) {
-                    to.copy_from_slice(from);
-                }
-                whole
-            };
-            if !whole {
+            if !rows_of.read(rows.clone(), &mut band_rows)? {
                 return Ok(false);
             }
             let band_rows: Vec<&[u8]> = band_rows.into_iter().map(|r| &*r).collect();
             // The last row: nothing is left to read, so this thread does its work while
             // the pool finishes the rest.
-            let last = i + 1 == blocks.block_rows();
+            let here = i + 1 == blocks.block_rows();
             if let Some((methods, validity)) = streaming.reduction {
                 let band_rows = band_rows.clone();
-                let reduce = move || {
+                run_on(scope, here, move || {
                     let reduced = downsample_rows(dtype, &band_rows, rows, size, methods, validity);
                     *quarter = Some(reduced);
-                };
-                match last {
-                    true => reduce(),
-                    false => scope.spawn(move |_| reduce()),
-                }
+                });
             }
             for (n, slot) in slots.iter_mut().enumerate() {
                 let rows = band_rows[n / blocks.across()];
-                let mut encode = move || {
-                    let frame =
-                        encode_block_in_row(&blocks, &enc, dtype, rows, i, n % blocks.across());
-                    *slot = Some(frame);
-                };
-                match last {
-                    true => encode(),
-                    false => scope.spawn(move |_| encode()),
-                }
+                let j = n % blocks.across();
+                run_on(scope, here, move || {
+                    *slot = Some(encode_block_in_row(&blocks, &enc, dtype, rows, i, j));
+                });
             }
         }
         Ok(true)
@@ -338,6 +321,67 @@ fn read_streamed(
     if !whole {
         return Ok(None);
     }
+    let streamed = finish_streamed(&blocks, &streaming, (dtype, bands), frames, quarters)?;
+    let tile = Tile {
+        dtype,
+        bands,
+        size,
+        data,
+        mask: None,
+    };
+    Ok(Some((tile, Some(streamed))))
+}
+
+/// Runs `work` as a task of `scope`'s pool, or at once on this thread when `here`.
+fn run_on<'s>(scope: &rayon::Scope<'s>, here: bool, work: impl FnOnce() + Send + 's) {
+    match here {
+        true => work(),
+        false => scope.spawn(move |_| work()),
+    }
+}
+
+/// Reads rows of one source's part of a tile, every band at once.
+struct RowReader<'r> {
+    reader: &'r mut dyn SourceSet,
+    source: usize,
+    loc: TileLoc,
+    dtype: DataType,
+    size: usize,
+    /// Several bands are read into this buffer, band after band, then moved to their planes.
+    scratch: Vec<u64>,
+}
+
+impl RowReader<'_> {
+    /// Reads `rows` of the tile into `band_rows` (those rows of each band's plane); false
+    /// when the source does not hold them whole.
+    fn read(&mut self, rows: Range<usize>, band_rows: &mut [&mut [u8]]) -> Result<bool> {
+        let (source, loc, dtype, size) = (self.source, self.loc, self.dtype, self.size);
+        if let [only] = band_rows {
+            return self.reader.whole_rows(source, loc, rows, dtype, size, only);
+        }
+        let len = band_rows.iter().map(|r| r.len()).sum::<usize>();
+        self.scratch.resize(len.div_ceil(8), 0);
+        let read = &mut bytemuck::cast_slice_mut::<u64, u8>(&mut self.scratch)[..len];
+        let whole = self
+            .reader
+            .whole_rows(source, loc, rows, dtype, size, read)?;
+        let per_band = len / band_rows.len();
+        for (to, from) in band_rows.iter_mut().zip(read.chunks(per_band)) {
+            to.copy_from_slice(from);
+        }
+        Ok(whole)
+    }
+}
+
+/// The chunk of a streamed tile from the frames of its rows of blocks, and its quarter
+/// from theirs.
+fn finish_streamed(
+    blocks: &Blocks,
+    streaming: &Streaming<'_>,
+    (dtype, bands): (DataType, usize),
+    frames: Vec<Vec<Option<Result<NewFrame>>>>,
+    quarters: Vec<Option<Reduced>>,
+) -> Result<Streamed> {
     let rows_of_frames = frames
         .into_iter()
         .map(|row| {
@@ -346,21 +390,14 @@ fn read_streamed(
                 .collect::<Result<Vec<_>>>()
         })
         .collect::<Result<Vec<_>>>()?;
-    let chunk = encode_from_frames(&blocks, &enc, dtype, bands, rows_of_frames, None)?;
+    let chunk = encode_from_frames(blocks, &streaming.enc, dtype, bands, rows_of_frames, None)?;
     let quarter = streaming.reduction.map(|_| {
         let parts = quarters
             .into_iter()
             .map(|q| q.expect("every row was reduced"));
         Reduced::join(parts.collect(), dtype, bands)
     });
-    let tile = Tile {
-        dtype,
-        bands,
-        size,
-        data,
-        mask: None,
-    };
-    Ok(Some((tile, Some(Streamed { chunk, quarter }))))
+    Ok(Streamed { chunk, quarter })
 }
 
 /// Lays `sources` over `tile` in order; returns `covered` grown by the pixels that

@@ -202,91 +202,171 @@ fn overlay_typed<T: Sample>(
     validity: &[BandValidity],
     mark: &mut dyn FnMut(usize, usize, usize),
 ) -> Option<(usize, usize, usize, usize)> {
-    let size = tile.size;
-    let n = size * size;
-    let nodata: Vec<Option<T>> = src_nodata
-        .iter()
-        .map(|v| v.map(T::from_f64_round))
-        .collect();
-    let masked: Vec<bool> = validity.iter().map(|v| v.nodata.is_none()).collect();
-    let (mut bx0, mut by0, mut bx1, mut by1) = (usize::MAX, usize::MAX, 0, 0);
+    let layer = Layer::new(tile.size, src, mask, src_nodata, validity);
     let dst = tile.data.typed_mut::<T>();
     let mut tile_mask = tile.mask.take();
-    let any_masked = masked.iter().any(|m| *m);
+    let mut touched = Touched::new();
     for y in 0..p.h {
-        let si0 = y * size;
-        let di0 = (p.dy + y) * size + p.dx;
+        let si0 = y * layer.size;
+        let di0 = (p.dy + y) * layer.size + p.dx;
+        let row = (si0, di0, p.w);
         // The common case: a row where every band holds data everywhere is copied whole.
-        let whole_row = mask.is_none()
-            && (0..nodata.len()).all(|b| {
-                src[b * n + si0..b * n + si0 + p.w]
-                    .iter()
-                    .all(|v| !v.is_nan() && nodata[b] != Some(*v))
-            });
-        if whole_row {
-            for b in 0..nodata.len() {
-                dst[b * n + di0..b * n + di0 + p.w]
-                    .copy_from_slice(&src[b * n + si0..b * n + si0 + p.w]);
-            }
-            if any_masked {
-                if let Some(m) = tile_mask.as_mut() {
-                    m[di0..di0 + p.w].fill(255);
-                }
-            }
+        let xs = if layer.row_is_whole(si0, p.w) {
+            layer.copy_row(dst, tile_mask.as_deref_mut(), row);
             mark(y, 0, p.w);
-            if p.w > 0 {
-                bx0 = bx0.min(p.dx);
-                bx1 = bx1.max(p.dx + p.w);
-                by0 = by0.min(p.dy + y);
-                by1 = p.dy + y + 1;
-            }
-            continue;
-        }
-        let mut row_any = false;
-        let mut run: Option<usize> = None;
-        for x in 0..p.w {
-            let si = si0 + x;
-            if mask.is_some_and(|m| m[si] == 0) {
-                if let Some(start) = run.take() {
-                    mark(y, start, x);
-                }
-                continue;
-            }
-            let di = di0 + x;
-            let (mut any, mut any_masked) = (false, false);
-            for b in 0..nodata.len() {
-                let v = src[b * n + si];
-                if v.is_nan() || nodata[b] == Some(v) {
-                    continue;
-                }
-                dst[b * n + di] = v;
-                any = true;
-                any_masked |= masked[b];
-            }
-            if any_masked {
-                if let Some(m) = tile_mask.as_mut() {
-                    m[di] = 255;
-                }
-            }
-            if any {
-                row_any = true;
-                bx0 = bx0.min(p.dx + x);
-                bx1 = bx1.max(p.dx + x + 1);
-                run.get_or_insert(x);
-            } else if let Some(start) = run.take() {
-                mark(y, start, x);
-            }
-        }
-        if let Some(start) = run {
-            mark(y, start, p.w);
-        }
-        if row_any {
-            by0 = by0.min(p.dy + y);
-            by1 = p.dy + y + 1;
+            (p.w > 0).then_some((0, p.w))
+        } else {
+            layer.lay_row(dst, tile_mask.as_deref_mut(), row, &mut |x0, x1| {
+                mark(y, x0, x1)
+            })
+        };
+        if let Some((x0, x1)) = xs {
+            touched.add(p.dx + x0, p.dx + x1, p.dy + y);
         }
     }
     tile.mask = tile_mask;
-    (bx0 < bx1).then_some((bx0, by0, bx1, by1))
+    touched.rect()
+}
+
+/// A source's pixels as they are laid over a tile of `size` x `size`, band after band.
+struct Layer<'a, T> {
+    size: usize,
+    src: &'a [T],
+    mask: Option<&'a [u8]>,
+    /// Each band's nodata value, in the tile's type.
+    nodata: Vec<Option<T>>,
+    /// Which bands' validity is kept in the tile's mask (they have no nodata value).
+    masked: Vec<bool>,
+}
+
+impl<'a, T: Sample> Layer<'a, T> {
+    fn new(
+        size: usize,
+        src: &'a [T],
+        mask: Option<&'a [u8]>,
+        src_nodata: &[Option<f64>],
+        validity: &[BandValidity],
+    ) -> Self {
+        Layer {
+            size,
+            src,
+            mask,
+            nodata: src_nodata
+                .iter()
+                .map(|v| v.map(T::from_f64_round))
+                .collect(),
+            masked: validity.iter().map(|v| v.nodata.is_none()).collect(),
+        }
+    }
+
+    /// Whether `v` is data in band `b`.
+    fn holds(&self, b: usize, v: T) -> bool {
+        !v.is_nan() && self.nodata[b] != Some(v)
+    }
+
+    /// Whether every band holds data in every pixel of the row of `w` pixels from `si0`.
+    fn row_is_whole(&self, si0: usize, w: usize) -> bool {
+        let n = self.size * self.size;
+        self.mask.is_none()
+            && (0..self.nodata.len()).all(|b| {
+                self.src[b * n + si0..][..w]
+                    .iter()
+                    .all(|v| self.holds(b, *v))
+            })
+    }
+
+    /// Copies the row of `w` pixels from `si0` in the source to `di0` in the tile, whole.
+    fn copy_row(&self, dst: &mut [T], tile_mask: Option<&mut [u8]>, (si0, di0, w): Row) {
+        let n = self.size * self.size;
+        for b in 0..self.nodata.len() {
+            dst[b * n + di0..][..w].copy_from_slice(&self.src[b * n + si0..][..w]);
+        }
+        if let (true, Some(m)) = (self.masked.iter().any(|m| *m), tile_mask) {
+            m[di0..di0 + w].fill(255);
+        }
+    }
+
+    /// Copies the pixels of the row that hold data, calling `mark(x0, x1)` with each run
+    /// of them; returns the first and past the last that did.
+    fn lay_row(
+        &self,
+        dst: &mut [T],
+        mut tile_mask: Option<&mut [u8]>,
+        (si0, di0, w): Row,
+        mark: &mut dyn FnMut(usize, usize),
+    ) -> Option<(usize, usize)> {
+        let (mut first, mut end) = (usize::MAX, 0);
+        let mut run: Option<usize> = None;
+        for x in 0..w {
+            let any = self.mask.is_none_or(|m| m[si0 + x] != 0)
+                && self.lay_pixel(dst, tile_mask.as_deref_mut(), si0 + x, di0 + x);
+            if any {
+                first = first.min(x);
+                end = x + 1;
+                run.get_or_insert(x);
+            } else if let Some(start) = run.take() {
+                mark(start, x);
+            }
+        }
+        if let Some(start) = run {
+            mark(start, w);
+        }
+        (first < end).then_some((first, end))
+    }
+
+    /// Copies the bands of source pixel `si` that hold data to tile pixel `di`; true
+    /// when any did.
+    fn lay_pixel(&self, dst: &mut [T], tile_mask: Option<&mut [u8]>, si: usize, di: usize) -> bool {
+        let n = self.size * self.size;
+        let (mut any, mut any_masked) = (false, false);
+        for b in 0..self.nodata.len() {
+            let v = self.src[b * n + si];
+            if self.holds(b, v) {
+                dst[b * n + di] = v;
+                any = true;
+                any_masked |= self.masked[b];
+            }
+        }
+        if let (true, Some(m)) = (any_masked, tile_mask) {
+            m[di] = 255;
+        }
+        any
+    }
+}
+
+/// A row of a placed window: its first pixel in the source and in the tile, and its width.
+type Row = (usize, usize, usize);
+
+/// The box of tile pixels that received data, grown row by row.
+struct Touched {
+    x0: usize,
+    y0: usize,
+    x1: usize,
+    y1: usize,
+}
+
+impl Touched {
+    fn new() -> Self {
+        Touched {
+            x0: usize::MAX,
+            y0: usize::MAX,
+            x1: 0,
+            y1: 0,
+        }
+    }
+
+    /// Adds pixels `x0..x1` of row `y`, rows coming in increasing order.
+    fn add(&mut self, x0: usize, x1: usize, y: usize) {
+        self.x0 = self.x0.min(x0);
+        self.x1 = self.x1.max(x1);
+        self.y0 = self.y0.min(y);
+        self.y1 = y + 1;
+    }
+
+    /// The box (x0, y0, x1, y1, half-open), if any pixel was added.
+    fn rect(&self) -> Option<(usize, usize, usize, usize)> {
+        (self.x0 < self.x1).then_some((self.x0, self.y0, self.x1, self.y1))
+    }
 }
 
 #[cfg(test)]
