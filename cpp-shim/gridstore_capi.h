@@ -33,6 +33,9 @@ typedef struct GsDatasetInfo {
     int mask_flags;
     /* Threads for decoding the blocks of one request (open option NUM_THREADS). */
     int read_threads;
+    /* The fewest blocks worth reading at once, in parallel: fewer decode faster one after
+     * the other on disk; over the network, where each costs a request, two are enough. */
+    int min_parallel_blocks;
     /* 1 while a store made by gridstore_create has not been committed yet: its
      * georeferencing and band settings can still be set. */
     int creating;

@@ -586,8 +586,9 @@ void GridstoreDataset::PrefetchBlocks(int band, int x, int y, int w, int h)
             else
                 missing.push_back({bx, by});
         }
-    // Few blocks decode faster one by one than by waking worker threads.
-    if (missing.size() < kMinPrefetchBlocks)
+    // Few blocks on disk decode faster one by one than by waking worker threads; over
+    // the network, where each block costs a request, they come faster together.
+    if (missing.size() < static_cast<size_t>(std::max(1, m_info.min_parallel_blocks)))
         return;
     // Batches of a few blocks per thread keep the number of locked blocks small.
     const size_t batch = static_cast<size_t>(m_info.read_threads) * 4;

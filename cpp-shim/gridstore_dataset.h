@@ -177,8 +177,6 @@ class GridstoreDataset final : public GDALPamDataset
     CPLErr ReadWindow(int x, int y, int w, int h, void *data, GDALDataType bufType,
                       int bandCount, const int *bandMap, GSpacing pixelSpace,
                       GSpacing lineSpace, GSpacing bandSpace);
-    // Matches MIN_PARALLEL_BLOCKS on the Rust side.
-    static constexpr size_t kMinPrefetchBlocks = 8;
     // A block of the validity mask of band `band` (0: the dataset's).
     CPLErr ReadMaskBlock(int band, int blockX, int blockY, void *image);
     // Decodes, in parallel, the blocks of a window that GDAL's cache does not hold yet for

@@ -1,8 +1,9 @@
 //! Stores read over the network through GDAL's virtual file systems: over HTTP from nginx
 //! (`/vsicurl/`) and from an S3 server (moto, `/vsis3/`), both started here on 127.0.0.1.
 //! What GDAL, rasterio and the CLI read there equals what they read from the same store on
-//! disk; reads never list a prefix and, on S3, fetch each object in one GET; a new open sees
-//! a commit made since; writes over HTTP are refused, changing nothing (writes on S3:
+//! disk; reads never list a prefix and fetch each object in one GET (over HTTP, all but the
+//! manifest), a window's chunks at once; a server's error is no missing chunk; a new open
+//! sees a commit made since; writes over HTTP are refused, changing nothing (writes on S3:
 //! tests/object_storage.rs).
 
 mod common;
@@ -159,6 +160,29 @@ fn over_http_each_chunk_and_index_node_is_one_get() {
         said.contains(gone.as_str()) && said.contains("missing"),
         "{said}"
     );
+}
+
+#[test]
+fn over_http_a_window_asks_for_its_chunks_at_once() {
+    let dir = tmp();
+    let dem = dem_store(dir.path());
+    // Two tiles of 32 x 32 side by side: the server answers a chunk only once another
+    // is asked for, so read one after the other they would fail.
+    let out = python_ok(
+        "remote_checks.py",
+        &["together", s(&dem), "16", "0", "32", "16"],
+    );
+    assert!(out.contains("asked for together"), "{out}");
+}
+
+#[test]
+fn over_http_a_server_error_is_no_missing_chunk() {
+    let dir = tmp();
+    let dem = dem_store(dir.path());
+    // Its chunks' bytes refused with 503: the read fails, and says it is the reading that
+    // failed, not that the store lost an object.
+    let out = python_ok("remote_checks.py", &["refused", s(&dem)]);
+    assert!(out.contains("reading failed"), "{out}");
 }
 
 #[test]

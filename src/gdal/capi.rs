@@ -334,6 +334,7 @@ impl View {
             geotransform: m.georef().geotransform(0, layout.base.x0, layout.base.y0),
             mask_flags: mask_flags(m, &shown),
             read_threads: read_threads.min(c_int::MAX as usize) as c_int,
+            min_parallel_blocks: min_parallel_blocks(root) as c_int,
             creating: creating as c_int,
             bands_per_read: shown.bands_per_read.min(c_int::MAX as usize) as c_int,
             masks_per_band: shown.masks_per_band as c_int,
@@ -830,6 +831,15 @@ pub unsafe extern "C" fn gridstore_read_window(
 const MIN_PARALLEL_BLOCKS: usize = 8;
 const MIN_PARALLEL_REMOTE_BLOCKS: usize = 2;
 
+/// The fewest blocks a read of the store at `root` reads at once, in parallel; the shim
+/// prefetches the blocks of a window that GDAL has not cached from as many on.
+fn min_parallel_blocks(root: &Path) -> usize {
+    match crate::storage::is_vsi_path(root) {
+        true => MIN_PARALLEL_REMOTE_BLOCKS,
+        false => MIN_PARALLEL_BLOCKS,
+    }
+}
+
 /// The read threads of a handle: `NUM_THREADS` when given, else the cores, or
 /// [`crate::options::REMOTE_THREADS`] for a store on GDAL's virtual file systems.
 fn read_threads(root: &Path, options: &[(String, String)], parsed: usize) -> usize {
@@ -960,12 +970,7 @@ impl StoreHandle {
         let m = snap.manifest();
         let frames_side_by_side =
             decodes_side_by_side(m.grid.tile_size as usize, m.data_type, m.bands.len());
-        let min_parallel = if crate::storage::is_vsi_path(&self.root) {
-            MIN_PARALLEL_REMOTE_BLOCKS
-        } else {
-            MIN_PARALLEL_BLOCKS
-        };
-        if plan.len() >= min_parallel && self.read_threads > 1 {
+        if plan.len() >= min_parallel_blocks(&self.root) && self.read_threads > 1 {
             read_pool(self.read_threads)?.install(|| plan.par_iter().try_for_each(read))
         } else if self.read_threads > 1 && frames_side_by_side {
             // Few blocks: each is read in turn, its frames decoded side by side.

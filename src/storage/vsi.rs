@@ -125,9 +125,44 @@ impl VsiStorage {
 
     /// As [`Self::open`], but where GDAL can ([`opens_lazily`]) the open makes no
     /// request: then the handle's `lazy` is set, and whether the object exists is known
-    /// only after its first read ([`Handle::read_start`]).
+    /// only after its first read ([`Self::open_and_start`]).
     fn open_to_read(&self, key: &str, first: usize) -> Result<Option<Handle>> {
         self.open_as(key, first, opens_lazily(&self.root, key))
+    }
+
+    /// Opens the object at `key` to read up to `piece` bytes from `offset`, a read made
+    /// here when GDAL opens the object lazily: its first request then brings the bytes and
+    /// the object's length. `None` when the object does not exist; otherwise the handle and
+    /// how many bytes `buf` holds (none from an object opened at once, whose length is
+    /// known without a read).
+    fn open_and_start(
+        &self,
+        key: &str,
+        first: usize,
+        (offset, piece): (u64, usize),
+        buf: &mut Vec<u8>,
+    ) -> Result<Option<(Handle, usize)>> {
+        buf.clear();
+        let Some(h) = self.open_to_read(key, first)? else {
+            return Ok(None);
+        };
+        if !h.lazy {
+            return Ok(Some((h, 0)));
+        }
+        h.read_at(offset, piece, buf)?;
+        let got = buf.len();
+        if got == 0 && !h.exists() {
+            // GDAL takes a failed first request (a server error as much as a 404) for a
+            // missing object: the request for its size, made now, tells which.
+            drop(h);
+            self.forget(key)?;
+            return Ok(self.open(key, first)?.map(|h| (h, 0)));
+        }
+        // The object ended, or the read failed.
+        if got < piece && h.len()?.saturating_sub(offset) > got as u64 {
+            return Err(h.failed("reading"));
+        }
+        Ok(Some((h, got)))
     }
 
     fn open_as(&self, key: &str, first: usize, lazy: bool) -> Result<Option<Handle>> {
@@ -302,10 +337,8 @@ impl VsiStorage {
     /// an error when it is longer than `max_len`.
     fn read_once(&self, key: &str, max_len: usize, buf: &mut Vec<u8>) -> Result<bool> {
         let bound = max_len.saturating_add(1);
-        let Some(h) = self.open_to_read(key, bound)? else {
-            return Ok(false);
-        };
-        let Some(have) = h.read_start(0, bound.min(ONE_REQUEST_RANGE), buf)? else {
+        let piece = bound.min(ONE_REQUEST_RANGE);
+        let Some((h, have)) = self.open_and_start(key, bound, (0, piece), buf)? else {
             return Ok(false);
         };
         let len = h.len()?;
@@ -467,29 +500,6 @@ impl Handle {
         Ok(())
     }
 
-    /// For a lazily opened object, reads up to `piece` bytes from `offset` into `buf`:
-    /// the first request, which brings the object's length along (then known without a
-    /// request of its own). `None` when the object does not exist; otherwise how many
-    /// bytes `buf` holds, none for an object opened at once (whose length is known).
-    fn read_start(&self, offset: u64, piece: usize, buf: &mut Vec<u8>) -> Result<Option<usize>> {
-        if !self.lazy {
-            buf.clear();
-            return Ok(Some(0));
-        }
-        self.read_at(offset, piece, buf)?;
-        let got = buf.len();
-        if got < piece {
-            // The object ended, or it does not exist, or the read failed.
-            if got == 0 && !self.exists() {
-                return Ok(None);
-            }
-            if self.len()?.saturating_sub(offset) > got as u64 {
-                return Err(self.failed("reading"));
-            }
-        }
-        Ok(Some(got))
-    }
-
     /// Whether the object exists; answered from what GDAL learnt by the reads before.
     fn exists(&self) -> bool {
         let Ok(c_path) = CString::new(self.path.to_string_lossy().as_bytes()) else {
@@ -561,11 +571,8 @@ impl Storage for VsiStorage {
             true => end as usize,
             false => 0,
         };
-        let Some(h) = self.open_to_read(key, first)? else {
-            return Ok(false);
-        };
         let piece = len.min(MAX_FIRST_REQUEST);
-        let Some(have) = h.read_start(offset, piece, buf)? else {
+        let Some((h, have)) = self.open_and_start(key, first, (offset, piece), buf)? else {
             return Ok(false);
         };
         // A lazy first read that stopped short reached the object's end. Otherwise the

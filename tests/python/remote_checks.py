@@ -12,10 +12,24 @@ Usage:
   remote_checks.py reopen REMOTE NEW_DIR VSI_DIR
       open REMOTE, upload NEW_DIR (a later state of the same store) to VSI_DIR, open REMOTE
       again in the same process: the second open must see the new state (NEW_DIR's)
+  remote_checks.py together STORE X Y W H
+      serve STORE's directory over HTTP from another process, where each request for a
+      chunk waits until another one has come (or fails after 10 s), and read the window
+      (X, Y, W, H) of band 1 at full resolution through /vsicurl/: it reads as on disk only
+      if the window's chunks are asked for at once, two or more at a time
+  remote_checks.py refused STORE
+      serve STORE's directory over HTTP from another process, answering every request for a
+      chunk's bytes with 503 (and a request for its size with 200): reading band 1 must fail
+      with an error that says the reading failed, not that the store is damaged
+  remote_checks.py serve MODE DIR PORT_FILE
+      those servers (MODE pairs or refuse; the port is written to PORT_FILE)
 """
+import http.server
 import os
 import subprocess
 import sys
+import threading
+import time
 
 import numpy as np
 import rasterio
@@ -91,6 +105,112 @@ def reopen(remote, new_dir, vsi_dir):
     print("the second open sees the new state")
 
 
+class Chunky(http.server.BaseHTTPRequestHandler):
+    """Serves files under `root` with byte ranges. In mode "pairs", a request for a chunk
+    waits for a second one; in mode "refuse", it gets a 503."""
+    root, mode = "", "pairs"
+    pairs = threading.Barrier(2, timeout=10)
+    protocol_version = "HTTP/1.1"
+
+    def do_HEAD(self):
+        self.answer(body=False)
+
+    def do_GET(self):
+        self.answer(body=True)
+
+    def answer(self, body):
+        path = os.path.join(self.root, self.path.lstrip("/"))
+        if "/chunks/" in self.path and body and self.mode == "refuse":
+            return self.reply(503, b"")
+        if "/chunks/" in self.path and body:
+            try:
+                self.pairs.wait()
+            except threading.BrokenBarrierError:
+                self.pairs.reset()
+                return self.reply(503, b"")
+        if not os.path.isfile(path):
+            return self.reply(404, b"")
+        with open(path, "rb") as f:
+            data = f.read()
+        rng = self.headers.get("Range", "")
+        if not rng.startswith("bytes="):
+            return self.reply(200, data if body else b"", len(data))
+        a, _, b = rng[6:].partition("-")
+        start, end = int(a), min(int(b) if b else len(data) - 1, len(data) - 1)
+        part = data[start:end + 1]
+        self.reply(206, part if body else b"", len(part), f"bytes {start}-{end}/{len(data)}")
+
+    def reply(self, status, data, length=None, content_range=None):
+        self.send_response(status)
+        self.send_header("Content-Length", str(len(data) if length is None else length))
+        if content_range:
+            self.send_header("Content-Range", content_range)
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, fmt, *args):
+        sys.stderr.write("served: %s\n" % self.requestline)
+
+
+def serve(mode, root, port_file):
+    handler = type("Handler", (Chunky,), {"root": root, "mode": mode})
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    server.daemon_threads = True
+    with open(port_file + ".part", "w") as f:
+        f.write(str(server.server_address[1]))
+    os.rename(port_file + ".part", port_file)
+    server.serve_forever()
+
+
+class Served:
+    """STORE's directory served by `serve` in MODE from another process, while in use;
+    `url` is the store's /vsicurl/ path."""
+
+    def __init__(self, mode, store):
+        root, name = os.path.split(os.path.abspath(store))
+        port_file = os.path.join(root, "served.port")
+        if os.path.exists(port_file):
+            os.remove(port_file)
+        self.server = subprocess.Popen([sys.executable, __file__, "serve", mode, root, port_file])
+        for _ in range(200):
+            if os.path.exists(port_file):
+                break
+            time.sleep(0.05)
+        with open(port_file) as f:
+            self.url = f"/vsicurl/http://127.0.0.1:{f.read()}/{name}"
+
+    def __enter__(self):
+        return self
+
+    def __exit__(self, *_):
+        self.server.kill()
+        self.server.wait()
+
+
+def together(store, x, y, w, h):
+    with Served("pairs", store) as served:
+        remote = gdal.OpenEx("GRIDSTORE:" + served.url, gdal.OF_RASTER)
+        got = remote.GetRasterBand(1).ReadAsArray(x, y, w, h)
+    # The dataset is kept while its band is read (a band does not keep it open).
+    local = gdal.OpenEx(store, gdal.OF_RASTER)
+    want = local.GetRasterBand(1).ReadAsArray(x, y, w, h)
+    same_arrays([got], [want], f"window {x} {y} {w} {h}")
+    print("the window's chunks were asked for together")
+
+
+def refused(store):
+    with Served("refuse", store) as served:
+        remote = gdal.OpenEx("GRIDSTORE:" + served.url, gdal.OF_RASTER)
+        try:
+            remote.GetRasterBand(1).ReadAsArray()
+        except RuntimeError as e:
+            said = str(e)
+        else:
+            sys.exit("a read whose chunks the server refused succeeded")
+    assert "reading" in said and "missing" not in said and "damaged" not in said, said
+    print("refused:", said)
+
+
 def main():
     cmd, args = sys.argv[1], sys.argv[2:]
     if cmd == "upload":
@@ -102,6 +222,12 @@ def main():
         same(args[0], args[1], args[2:])
     elif cmd == "reopen":
         reopen(args[0], args[1], args[2])
+    elif cmd == "together":
+        together(args[0], *map(int, args[1:5]))
+    elif cmd == "refused":
+        refused(args[0])
+    elif cmd == "serve":
+        serve(args[0], args[1], args[2])
     else:
         sys.exit(f"unknown command {cmd}")
 
