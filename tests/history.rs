@@ -542,11 +542,7 @@ fn gc_keeps_the_chunks_that_updated_levels_keep_frames_in() {
     // Without its base, the chunk is reported damaged, never read as something else.
     std::fs::remove_file(st.join("chunks/1/0_0_0_0/1_0_0")).unwrap();
     let out = run(gridstore(), &["verify", s(&st)]);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = said(&out);
     assert!(!out.status.success(), "{said}");
     assert!(
         said.contains("chunks/1/0_0_0_0/1_0_0") && said.contains("missing"),

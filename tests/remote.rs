@@ -10,6 +10,7 @@ mod common;
 use common::servers::{checks_s3, gridstore, moto, nginx};
 use common::*;
 
+use std::collections::BTreeMap;
 use std::path::{Path, PathBuf};
 
 /// A store with levels (the 111 x 111 Olinda DEM in 32-pixel tiles: 16 tiles and 2 levels).
@@ -40,6 +41,18 @@ fn assert_no_listing(requests: &[String]) {
             "a read listed a prefix: {r} (all: {requests:#?})"
         );
     }
+}
+
+/// The requests made per object of a read must name several chunks.
+fn assert_several_chunks<V: std::fmt::Debug>(per_object: &BTreeMap<String, V>) {
+    let chunks = per_object
+        .keys()
+        .filter(|k| k.starts_with("chunks/"))
+        .count();
+    assert!(
+        chunks > 4,
+        "the read should touch several chunks: {per_object:?}"
+    );
 }
 
 #[test]
@@ -115,7 +128,7 @@ fn over_http_each_chunk_and_index_node_is_one_get() {
     // GDAL asks a web server for an object's size (a HEAD) before its bytes unless the
     // name has no dot: chunks, index nodes and step records have none, and each comes in
     // one GET. Only the manifest, `gridstore.json`, is asked for its size first.
-    let mut per_object = std::collections::BTreeMap::new();
+    let mut per_object = BTreeMap::new();
     for r in &requests {
         let mut words = r.split_whitespace();
         let (method, path) = (words.next().unwrap(), words.next().unwrap());
@@ -127,14 +140,7 @@ fn over_http_each_chunk_and_index_node_is_one_get() {
             .or_insert_with(Vec::new)
             .push(method.to_string());
     }
-    let chunks = per_object
-        .keys()
-        .filter(|k| k.starts_with("chunks/"))
-        .count();
-    assert!(
-        chunks > 4,
-        "the read should touch several chunks: {per_object:?}"
-    );
+    assert_several_chunks(&per_object);
     assert!(per_object.keys().any(|k| k.starts_with("index/")));
     for (key, methods) in &per_object {
         if key != "gridstore.json" {
@@ -150,11 +156,7 @@ fn over_http_each_chunk_and_index_node_is_one_get() {
     std::fs::remove_file(dem.join(gone)).unwrap();
     let remote = url.strip_prefix("GRIDSTORE:").unwrap();
     let out = run(&gridstore(), &["verify", remote]);
-    let said = format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    );
+    let said = said(&out);
     assert!(!out.status.success(), "{said}");
     assert!(
         said.contains(gone.as_str()) && said.contains("missing"),
@@ -202,7 +204,7 @@ fn over_s3_each_object_is_one_get_and_nothing_is_listed() {
     // in `same`: GDAL's and rasterio's), and only objects of the store.
     let gets: Vec<&String> = requests.iter().filter(|r| r.starts_with("GET ")).collect();
     assert_eq!(gets.len(), requests.len(), "only GETs: {requests:#?}");
-    let mut per_object = std::collections::BTreeMap::new();
+    let mut per_object = BTreeMap::new();
     for g in &gets {
         let path = g.split_whitespace().nth(1).unwrap();
         let key = path
@@ -211,14 +213,7 @@ fn over_s3_each_object_is_one_get_and_nothing_is_listed() {
         assert!(keys.lines().any(|k| k == key), "{key} is not an object");
         *per_object.entry(key.to_string()).or_insert(0) += 1;
     }
-    let chunks = per_object
-        .keys()
-        .filter(|k| k.starts_with("chunks/"))
-        .count();
-    assert!(
-        chunks > 4,
-        "the read should touch several chunks: {per_object:?}"
-    );
+    assert_several_chunks(&per_object);
     for (key, n) in &per_object {
         assert!(
             *n <= 2,

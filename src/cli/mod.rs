@@ -90,43 +90,7 @@ enum Command {
         wait: WaitArg,
     },
     /// Add rasters of any CRS to a store in one commit; where they overlap, later files win
-    Ingest {
-        /// The store to add to (create it with `gridstore create` or gdal_translate)
-        store: String,
-        /// GDAL-readable rasters, in the order they apply
-        files: Vec<String>,
-        /// Also read file names from this file, one per line
-        #[arg(long, value_name = "FILE")]
-        from_list: Option<PathBuf>,
-        #[command(flatten)]
-        from_catalog: from_catalog::FromCatalog,
-        /// How sources not on the store grid are warped (gdalwarp -r names)
-        #[arg(long, short = 'r', default_value = "nearest")]
-        resampling: String,
-        /// Worker threads, 1 to 1024 [default: all cores; at least 16 for a store on the network]
-        #[arg(long, value_parser = threads_arg)]
-        threads: Option<usize>,
-        #[command(flatten)]
-        wait: WaitArg,
-        /// Commit after about this many MB of tiles, so an interrupted run resumes from
-        /// there when started again with the same files
-        #[arg(long, value_name = "MB", default_value_t = gridstore::gdal::ingest::DEFAULT_CHECKPOINT_MB,
-              value_parser = clap::value_parser!(u64).range(1..=MAX_CHECKPOINT_MB))]
-        checkpoint_mb: u64,
-        /// Start from the first file even if an interrupted run of the same files can resume
-        #[arg(long)]
-        restart: bool,
-        /// Write only part I of N tile-disjoint parts of this ingest (I from 0 to N-1), so
-        /// that N processes started with the same arguments write it together
-        #[arg(long, value_name = "I/N", value_parser = shard_arg)]
-        shard: Option<Shard>,
-        /// Do not record the files among the store's sources (docs/CATALOG.md)
-        #[arg(long)]
-        no_sources: bool,
-        /// No progress bar
-        #[arg(long, short = 'q')]
-        quiet: bool,
-    },
+    Ingest(IngestCmd),
     /// Append time slices to a store (creating it from the first), one commit per slice
     Append {
         #[command(flatten)]
@@ -177,37 +141,81 @@ enum Command {
         gridstore create dop.gridstore --crs EPSG:25832 --origin 280000 6100000 \\\n    \
         --cell-size 0.5 --bands 3 --type Byte"
     )]
-    Create {
-        /// The new store's directory (named *.gridstore)
-        store: PathBuf,
-        /// CRS: EPSG code, PROJ string or WKT
-        #[arg(long)]
-        crs: String,
-        /// X and Y of the grid's top-left corner (data may later extend beyond it)
-        #[arg(long, num_args = 2, allow_negative_numbers = true, value_names = ["X", "Y"])]
-        origin: Vec<f64>,
-        /// Cell size: one number for square north-up cells, or X and Y (Y negative)
-        #[arg(long, num_args = 1..=2, allow_negative_numbers = true)]
-        cell_size: Vec<f64>,
-        /// Number of bands
-        #[arg(long, default_value_t = 1)]
-        bands: usize,
-        /// Data type: Byte, UInt16, Int16, UInt32, Int32, Float32, Float64
-        #[arg(long = "type", default_value = "Float32")]
-        data_type: String,
-        /// Nodata value of every band (without one, a mask marks missing pixels)
-        #[arg(long, allow_negative_numbers = true)]
-        nodata: Option<f64>,
-        /// Tile size in pixels
-        #[arg(long, default_value_t = 512)]
-        tile_size: u32,
-        /// Compression: ZSTD, DEFLATE, LZ4 or NONE
-        #[arg(long, default_value = "ZSTD")]
-        compress: String,
-        /// More creation options as KEY=VALUE (LEVEL, PREDICTOR, RESAMPLING), as with -co
-        #[arg(long = "co", value_name = "KEY=VALUE")]
-        options: Vec<String>,
-    },
+    Create(CreateCmd),
+}
+
+/// `gridstore ingest`'s arguments.
+#[derive(clap::Args)]
+struct IngestCmd {
+    /// The store to add to (create it with `gridstore create` or gdal_translate)
+    store: String,
+    /// GDAL-readable rasters, in the order they apply
+    files: Vec<String>,
+    /// Also read file names from this file, one per line
+    #[arg(long, value_name = "FILE")]
+    from_list: Option<PathBuf>,
+    #[command(flatten)]
+    from_catalog: from_catalog::FromCatalog,
+    /// How sources not on the store grid are warped (gdalwarp -r names)
+    #[arg(long, short = 'r', default_value = "nearest")]
+    resampling: String,
+    /// Worker threads, 1 to 1024 [default: all cores; at least 16 for a store on the network]
+    #[arg(long, value_parser = threads_arg)]
+    threads: Option<usize>,
+    #[command(flatten)]
+    wait: WaitArg,
+    /// Commit after about this many MB of tiles, so an interrupted run resumes from
+    /// there when started again with the same files
+    #[arg(long, value_name = "MB", default_value_t = gridstore::gdal::ingest::DEFAULT_CHECKPOINT_MB,
+          value_parser = clap::value_parser!(u64).range(1..=MAX_CHECKPOINT_MB))]
+    checkpoint_mb: u64,
+    /// Start from the first file even if an interrupted run of the same files can resume
+    #[arg(long)]
+    restart: bool,
+    /// Write only part I of N tile-disjoint parts of this ingest (I from 0 to N-1), so
+    /// that N processes started with the same arguments write it together
+    #[arg(long, value_name = "I/N", value_parser = shard_arg)]
+    shard: Option<Shard>,
+    /// Do not record the files among the store's sources (docs/CATALOG.md)
+    #[arg(long)]
+    no_sources: bool,
+    /// No progress bar
+    #[arg(long, short = 'q')]
+    quiet: bool,
+}
+
+/// `gridstore create`'s arguments.
+#[derive(clap::Args)]
+struct CreateCmd {
+    /// The new store's directory (named *.gridstore)
+    store: PathBuf,
+    /// CRS: EPSG code, PROJ string or WKT
+    #[arg(long)]
+    crs: String,
+    /// X and Y of the grid's top-left corner (data may later extend beyond it)
+    #[arg(long, num_args = 2, allow_negative_numbers = true, value_names = ["X", "Y"])]
+    origin: Vec<f64>,
+    /// Cell size: one number for square north-up cells, or X and Y (Y negative)
+    #[arg(long, num_args = 1..=2, allow_negative_numbers = true)]
+    cell_size: Vec<f64>,
+    /// Number of bands
+    #[arg(long, default_value_t = 1)]
+    bands: usize,
+    /// Data type: Byte, UInt16, Int16, UInt32, Int32, Float32, Float64
+    #[arg(long = "type", default_value = "Float32")]
+    data_type: String,
+    /// Nodata value of every band (without one, a mask marks missing pixels)
+    #[arg(long, allow_negative_numbers = true)]
+    nodata: Option<f64>,
+    /// Tile size in pixels
+    #[arg(long, default_value_t = 512)]
+    tile_size: u32,
+    /// Compression: ZSTD, DEFLATE, LZ4 or NONE
+    #[arg(long, default_value = "ZSTD")]
+    compress: String,
+    /// More creation options as KEY=VALUE (LEVEL, PREDICTOR, RESAMPLING), as with -co
+    #[arg(long = "co", value_name = "KEY=VALUE")]
+    options: Vec<String>,
 }
 
 /// What a write does when another writer holds the store.
@@ -281,129 +289,107 @@ fn store_path(name: &str) -> PathBuf {
 }
 
 pub fn run(args: Args) -> Result<ExitCode> {
-    match args.command {
-        Command::Info { store, json } => {
-            show_info(&store_path(&store), json)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Verify { store, snapshot } => run_verify(&store_path(&store), snapshot),
-        Command::Log { store } => {
-            history::log(&store_path(&store))?;
-            Ok(ExitCode::SUCCESS)
-        }
+    let done = match args.command {
+        // The one command whose exit status says more than success or failure.
+        Command::Verify { store, snapshot } => return run_verify(&store_path(&store), snapshot),
+        Command::Info { store, json } => show_info(&store_path(&store), json),
+        Command::Log { store } => history::log(&store_path(&store)),
         Command::Rollback { store, to, wait } => {
-            history::run_rollback(&store_path(&store), to, wait.policy())?;
-            Ok(ExitCode::SUCCESS)
+            history::run_rollback(&store_path(&store), to, wait.policy())
         }
         Command::Gc {
             store,
             keep,
             grace,
             wait,
-        } => {
-            history::run_gc(&store_path(&store), keep, grace, wait.policy())?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Repair { store, wait } => {
-            history::run_repair(&store_path(&store), wait.policy())?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Ingest {
-            store,
-            mut files,
-            from_list,
-            from_catalog,
-            resampling,
-            threads,
-            wait,
-            checkpoint_mb,
-            restart,
-            shard,
-            no_sources,
-            quiet,
-        } => {
-            let store = store_path(&store);
-            let catalogued = from_catalog.sources()?.unwrap_or_default();
-            files.extend(catalogued.into_iter().map(|s| s.path));
-            ingest::run(ingest::IngestArgs {
-                store: &store,
-                files,
-                from_list: from_list.as_deref(),
-                resampling: &resampling,
-                threads: threads.unwrap_or_else(|| gridstore::options::default_threads(&store)),
-                wait: wait.policy_for(shard),
-                checkpoint_mb,
-                restart,
-                shard: shard.unwrap_or(Shard::WHOLE),
-                no_sources,
-                quiet,
-            })?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Create {
-            store,
-            crs,
-            origin,
-            cell_size,
-            bands,
-            data_type,
-            nodata,
-            tile_size,
-            compress,
-            mut options,
-        } => {
-            options.push(format!("BLOCKSIZE={tile_size}"));
-            options.push(format!("COMPRESS={compress}"));
-            create::run(create::CreateArgs {
-                store,
-                crs,
-                origin,
-                cell_size,
-                bands,
-                data_type,
-                nodata,
-                options,
-            })?;
-            Ok(ExitCode::SUCCESS)
-        }
+        } => history::run_gc(&store_path(&store), keep, grace, wait.policy()),
+        Command::Repair { store, wait } => history::run_repair(&store_path(&store), wait.policy()),
+        Command::Ingest(cmd) => run_ingest(cmd),
+        Command::Create(cmd) => run_create(cmd),
         Command::Append { cmd, threads, wait } => {
             let store = store_path(&cmd.store);
             let threads = threads.unwrap_or_else(|| gridstore::options::default_threads(&store));
             let wait = wait.policy_for(cmd.shard);
-            append::run(&store, *cmd, threads, wait)?;
-            Ok(ExitCode::SUCCESS)
+            append::run(&store, *cmd, threads, wait)
         }
         Command::DeleteTime { store, times, wait } => {
-            append::delete_time(&store_path(&store), &times, wait.policy())?;
-            Ok(ExitCode::SUCCESS)
+            append::delete_time(&store_path(&store), &times, wait.policy())
         }
-        Command::Compact { store, wait } => {
-            run_compact(&store_path(&store), wait.policy())?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Refs(cmd) => {
-            refs::run(&store_path(&cmd.store), &cmd)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Stac(cmd) => {
-            stac::run(&cmd)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Catalog(cmd) => {
-            catalog::run(cmd)?;
-            Ok(ExitCode::SUCCESS)
-        }
-        Command::Series(cmd) => {
-            series::run(&store_path(&cmd.store), &cmd)?;
-            Ok(ExitCode::SUCCESS)
-        }
+        Command::Compact { store, wait } => run_compact(&store_path(&store), wait.policy()),
+        Command::Refs(cmd) => refs::run(&store_path(&cmd.store), &cmd),
+        Command::Stac(cmd) => stac::run(&cmd),
+        Command::Catalog(cmd) => catalog::run(cmd),
+        Command::Series(cmd) => series::run(&store_path(&cmd.store), &cmd),
         Command::Rm { store, wait } => {
             let path = store_path(&store);
             remove_store(&path, wait.policy())?;
             println!("removed {}", path.display());
-            Ok(ExitCode::SUCCESS)
+            Ok(())
         }
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
+}
+
+/// `gridstore ingest`: the files named, listed and found in a catalog, into the store.
+fn run_ingest(cmd: IngestCmd) -> Result<()> {
+    let IngestCmd {
+        store,
+        mut files,
+        from_list,
+        from_catalog,
+        resampling,
+        threads,
+        wait,
+        checkpoint_mb,
+        restart,
+        shard,
+        no_sources,
+        quiet,
+    } = cmd;
+    let store = store_path(&store);
+    let catalogued = from_catalog.sources()?.unwrap_or_default();
+    files.extend(catalogued.into_iter().map(|s| s.path));
+    ingest::run(ingest::IngestArgs {
+        store: &store,
+        files,
+        from_list: from_list.as_deref(),
+        resampling: &resampling,
+        threads: threads.unwrap_or_else(|| gridstore::options::default_threads(&store)),
+        wait: wait.policy_for(shard),
+        checkpoint_mb,
+        restart,
+        shard: shard.unwrap_or(Shard::WHOLE),
+        no_sources,
+        quiet,
+    })
+}
+
+/// `gridstore create`: an empty store with the grid, bands and encoding given.
+fn run_create(cmd: CreateCmd) -> Result<()> {
+    let CreateCmd {
+        store,
+        crs,
+        origin,
+        cell_size,
+        bands,
+        data_type,
+        nodata,
+        tile_size,
+        compress,
+        mut options,
+    } = cmd;
+    options.push(format!("BLOCKSIZE={tile_size}"));
+    options.push(format!("COMPRESS={compress}"));
+    create::run(create::CreateArgs {
+        store,
+        crs,
+        origin,
+        cell_size,
+        bands,
+        data_type,
+        nodata,
+        options,
+    })
 }
 
 /// `gridstore info`: the store's description, or its manifest as JSON.
