@@ -494,11 +494,8 @@ fn ingest_files_once(
         already_done: false,
         recovered: txn.recovered().cloned(),
     };
-    if let Some(c) = &manifest.snapshot.checkpoint {
-        if c.run == run && c.of == report.batches && !checkpoints.restart {
-            report.resumed_after = c.done;
-            report.already_done = c.done == c.of;
-        }
+    if !checkpoints.restart {
+        report.resume(manifest.snapshot.checkpoint.as_ref(), &run);
     }
     if report.already_done {
         txn.abort();
@@ -558,6 +555,17 @@ fn ingest_files_once(
         txn.abort();
     }
     Ok(report)
+}
+
+impl FilesReport {
+    /// Takes up the run that `checkpoint` (the current state's) records, if it is the run
+    /// `run` of as many batches: the batches it committed are skipped.
+    fn resume(&mut self, checkpoint: Option<&Checkpoint>, run: &str) {
+        if let Some(c) = checkpoint.filter(|c| c.run == run && c.of == self.batches) {
+            self.resumed_after = c.done;
+            self.already_done = c.done == c.of;
+        }
+    }
 }
 
 /// Opens each file and places it on the store's grid: its level-0 footprint, and where
