@@ -3,10 +3,10 @@
 //!
 //! A grid whose valid cells are scattered (nodata pixels sprinkled over the data, or a
 //! checkerboard) makes many small rectangles, and their union a footprint with about as
-//! many holes or parts: a 512 x 512 checkerboard makes 131,072 squares. Such a grid is coarsened, 2 x 2 cells
-//! into one that is valid when any of them is, until its valid cells make at most
-//! [`MAX_RECTANGLES`]. The footprint then covers a little more than the data (small gaps
-//! in it close), never less: it still holds every valid cell.
+//! many holes or parts: a 512 x 512 checkerboard makes 131,072 squares. Such a grid is
+//! coarsened, 2 x 2 cells into one that is valid when any of them is, until its valid
+//! cells make at most [`MAX_RECTANGLES`]. The footprint then covers a little more than the
+//! data (small gaps in it close), never less: it still holds every valid cell.
 
 /// The most rectangles a footprint is made from. A compact area of data in a grid of 512
 /// rows makes about one rectangle per row, or two where it is concave; a footprint made of

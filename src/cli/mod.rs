@@ -141,7 +141,7 @@ enum Command {
         gridstore create dop.gridstore --crs EPSG:25832 --origin 280000 6100000 \\\n    \
         --cell-size 0.5 --bands 3 --type Byte"
     )]
-    Create(CreateCmd),
+    Create(create::CreateCmd),
 }
 
 /// `gridstore ingest`'s arguments.
@@ -182,40 +182,6 @@ struct IngestCmd {
     /// No progress bar
     #[arg(long, short = 'q')]
     quiet: bool,
-}
-
-/// `gridstore create`'s arguments.
-#[derive(clap::Args)]
-struct CreateCmd {
-    /// The new store's directory (named *.gridstore)
-    store: PathBuf,
-    /// CRS: EPSG code, PROJ string or WKT
-    #[arg(long)]
-    crs: String,
-    /// X and Y of the grid's top-left corner (data may later extend beyond it)
-    #[arg(long, num_args = 2, allow_negative_numbers = true, value_names = ["X", "Y"])]
-    origin: Vec<f64>,
-    /// Cell size: one number for square north-up cells, or X and Y (Y negative)
-    #[arg(long, num_args = 1..=2, allow_negative_numbers = true)]
-    cell_size: Vec<f64>,
-    /// Number of bands
-    #[arg(long, default_value_t = 1)]
-    bands: usize,
-    /// Data type: Byte, UInt16, Int16, UInt32, Int32, Float32, Float64
-    #[arg(long = "type", default_value = "Float32")]
-    data_type: String,
-    /// Nodata value of every band (without one, a mask marks missing pixels)
-    #[arg(long, allow_negative_numbers = true)]
-    nodata: Option<f64>,
-    /// Tile size in pixels
-    #[arg(long, default_value_t = 512)]
-    tile_size: u32,
-    /// Compression: ZSTD, DEFLATE, LZ4 or NONE
-    #[arg(long, default_value = "ZSTD")]
-    compress: String,
-    /// More creation options as KEY=VALUE (LEVEL, PREDICTOR, RESAMPLING), as with -co
-    #[arg(long = "co", value_name = "KEY=VALUE")]
-    options: Vec<String>,
 }
 
 /// What a write does when another writer holds the store.
@@ -305,7 +271,7 @@ pub fn run(args: Args) -> Result<ExitCode> {
         } => history::run_gc(&store_path(&store), keep, grace, wait.policy()),
         Command::Repair { store, wait } => history::run_repair(&store_path(&store), wait.policy()),
         Command::Ingest(cmd) => run_ingest(cmd),
-        Command::Create(cmd) => run_create(cmd),
+        Command::Create(cmd) => create::run(cmd),
         Command::Append { cmd, threads, wait } => {
             let store = store_path(&cmd.store);
             let threads = threads.unwrap_or_else(|| gridstore::options::default_threads(&store));
@@ -361,34 +327,6 @@ fn run_ingest(cmd: IngestCmd) -> Result<()> {
         shard: shard.unwrap_or(Shard::WHOLE),
         no_sources,
         quiet,
-    })
-}
-
-/// `gridstore create`: an empty store with the grid, bands and encoding given.
-fn run_create(cmd: CreateCmd) -> Result<()> {
-    let CreateCmd {
-        store,
-        crs,
-        origin,
-        cell_size,
-        bands,
-        data_type,
-        nodata,
-        tile_size,
-        compress,
-        mut options,
-    } = cmd;
-    options.push(format!("BLOCKSIZE={tile_size}"));
-    options.push(format!("COMPRESS={compress}"));
-    create::run(create::CreateArgs {
-        store,
-        crs,
-        origin,
-        cell_size,
-        bands,
-        data_type,
-        nodata,
-        options,
     })
 }
 
