@@ -68,13 +68,25 @@ pub fn tile_object(key: &TileKey, seq: u64, naming: ChunkNaming) -> String {
     }
     let (t, p, z, row, col) = (key.time, key.pyramid, key.level, key.row, key.col);
     match naming {
-        ChunkNaming::Blocks | ChunkNaming::DottedBlocks => {
+        ChunkNaming::Packs | ChunkNaming::Blocks | ChunkNaming::DottedBlocks => {
             let (brow, bcol) = key.corner_block();
             let s = naming.separator();
             format!("{CHUNK_PREFIX}{seq}/{t}{s}{p}{s}{brow}{s}{bcol}/{z}{s}{row}{s}{col}")
         }
         ChunkNaming::Nested => format!("{CHUNK_PREFIX}{seq}/{t}/{p}/{z}/{row}/{col}"),
     }
+}
+
+/// Pack `pack` of snapshot `seq`: an object holding chunks one after the other (format
+/// version 4 on), named by a number where a tile's own object is named by a directory and
+/// a name.
+pub fn pack(seq: u64, pack: u32) -> String {
+    format!("{CHUNK_PREFIX}{seq}/{pack}")
+}
+
+/// The pack number of `rest`, a key below `chunks/<seq>/`, if it is the name of a pack.
+pub fn pack_of(rest: &str) -> Option<u32> {
+    canonical_number(rest).filter(|n| *n != 0)
 }
 
 /// The tile whose chunk is `rest`, a key below `chunks/<seq>/` named as `naming` says.
@@ -90,7 +102,7 @@ pub fn tile_of_chunk(rest: &str, naming: ChunkNaming) -> Option<TileKey> {
         })
     };
     match naming {
-        ChunkNaming::Blocks | ChunkNaming::DottedBlocks => {
+        ChunkNaming::Packs | ChunkNaming::Blocks | ChunkNaming::DottedBlocks => {
             let (dir, name) = rest.split_once('/')?;
             let dir: Vec<&str> = dir.split(naming.separator()).collect();
             let name: Vec<&str> = name.split(naming.separator()).collect();

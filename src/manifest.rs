@@ -31,9 +31,10 @@ pub use validate::{
 
 pub const FORMAT_NAME: &str = "gridstore";
 /// Bumped whenever a reader of the previous version could misread a store. Version 2 names
-/// chunk objects by block of tiles, version 3 with no dot in their names (docs/FORMAT.md
-/// §1); stores of earlier versions keep their names.
-pub const FORMAT_VERSION: u32 = 3;
+/// chunk objects by block of tiles, version 3 with no dot in their names, version 4 stores
+/// chunks several to an object, in packs (docs/FORMAT.md §1, §5); stores of earlier
+/// versions keep their names and are written without packs.
+pub const FORMAT_VERSION: u32 = 4;
 pub use crate::keys::{MANIFEST_KEY, SNAPSHOT_PREFIX};
 /// The largest snapshot id a store may reach. Ids name objects (`chunks/<id>/`,
 /// `index/<id>/`, `snapshots/<id>.json`), so they must never wrap: a commit that would go

@@ -8,7 +8,7 @@ use crate::codec::{Compression, Predictor};
 use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::grid::{MAX_TILE_SIZE, MIN_TILE_SIZE};
-use crate::manifest::Manifest;
+use crate::manifest::{Manifest, FORMAT_VERSION};
 use crate::store::lock::LockWait;
 
 pub const DEFAULT_TILE_SIZE: u32 = 512;
@@ -35,6 +35,8 @@ description='How a source in another CRS, cell size or alignment is warped onto 
 <Value>Q1</Value><Value>Q3</Value><Value>SUM</Value></Option>\
 <Option name='LOCK_TIMEOUT' type='float' default='0' \
 description='If another writer holds an existing store, wait up to this many seconds for it (0: fail at once, naming the holder)'/>\
+<Option name='FORMAT_VERSION' type='int' min='3' max='{FORMAT_VERSION}' default='{FORMAT_VERSION}' \
+description='New store: the format version. 3 stores every chunk as an object of its own, for gridstore builds from before packs (version 4) to read'/>\
 <Option name='TIME' type='string' description='Write the source as the time step at this instant (ISO 8601) of a time store'/>\
 <Option name='TIME_REPLACE' type='boolean' default='NO' description='Replace a time step the store already holds'/>\
 <Option name='TIME_INSERT' type='boolean' default='NO' description='Allow a time step before the last one'/>\
@@ -63,6 +65,22 @@ description='In update mode, if another writer holds the store, wait up to this 
 }
 
 /// Looks up `name` (case-insensitively) in `KEY=VALUE` pairs.
+/// The format version a new store is made in: this build's unless `value` asks for 3, the
+/// last without packs.
+fn parse_format_version(value: Option<&str>) -> Result<u32> {
+    let Some(v) = value else {
+        return Ok(FORMAT_VERSION);
+    };
+    match v.parse::<u32>() {
+        Ok(n) if (3..=FORMAT_VERSION).contains(&n) => Ok(n),
+        _ => Err(Error::option(
+            "FORMAT_VERSION",
+            v,
+            format!("3 or {FORMAT_VERSION}"),
+        )),
+    }
+}
+
 pub fn find<'a>(options: &'a [(String, String)], name: &str) -> Option<&'a str> {
     options
         .iter()
@@ -96,6 +114,8 @@ pub struct CreateOptions {
     pub warp_resampling: Option<String>,
     /// What a write into an existing store does while another writer holds it.
     pub lock_wait: LockWait,
+    /// The format version of a new store (docs/FORMAT.md): this build's, or 3.
+    pub format_version: u32,
 }
 
 impl CreateOptions {
@@ -139,6 +159,7 @@ impl CreateOptions {
             threads,
             warp_resampling: find(options, "WARP_RESAMPLING").map(str::to_string),
             lock_wait: parse_lock_wait(find(options, "LOCK_TIMEOUT"))?,
+            format_version: parse_format_version(find(options, "FORMAT_VERSION"))?,
         })
     }
 
@@ -156,6 +177,11 @@ impl CreateOptions {
             "BLOCKSIZE",
             self.tile_size.to_string(),
             m.grid.tile_size.to_string(),
+        );
+        differs(
+            "FORMAT_VERSION",
+            self.format_version.to_string(),
+            m.format_version.to_string(),
         );
         differs(
             "COMPRESS",

@@ -81,11 +81,11 @@ fn newer_format_version() {
     let m = st.join("gridstore.json");
     let text = std::fs::read_to_string(&m)
         .unwrap()
-        .replace("\"format_version\": 3", "\"format_version\": 4");
+        .replace("\"format_version\": 4", "\"format_version\": 5");
     std::fs::write(&m, text).unwrap();
     let err = failed_cleanly(&run("gdalinfo", &[s(&st)]));
     assert!(
-        err.contains("newer gridstore (format version 4)") && err.contains("Upgrade"),
+        err.contains("newer gridstore (format version 5)") && err.contains("Upgrade"),
         "{err}"
     );
 }

@@ -2,6 +2,8 @@
 
 mod common;
 use common::*;
+use gridstore::grid::TileLoc;
+use gridstore::index::TileKey;
 
 use std::path::{Path, PathBuf};
 
@@ -55,16 +57,21 @@ fn verify_passes_a_sound_store_and_names_a_damaged_chunk() {
         String::from_utf8_lossy(&out.stdout)
     );
     assert!(String::from_utf8_lossy(&out.stdout).contains("no problems"));
-    // Damage one chunk of level 1.
-    let level1 = st.join("chunks/1/0_0_0_0/1_0_0");
-    let mut bytes = std::fs::read(&level1).unwrap();
-    bytes[40] ^= 0xff;
-    std::fs::write(&level1, bytes).unwrap();
+    // Damage the chunk of one tile of level 1, in its pack.
+    let key = TileKey::new(0, 0, TileLoc::new(1, 0, 0));
+    let (pack, range) = tile_chunk(&st, key);
+    let mut bytes = std::fs::read(&pack).unwrap();
+    bytes[range.start + 40] ^= 0xff;
+    std::fs::write(&pack, bytes).unwrap();
     let out = cli(&["verify", s(&st)]);
     assert!(!out.status.success());
     let text = String::from_utf8_lossy(&out.stdout);
+    let name = pack.strip_prefix(&st).unwrap().display().to_string();
     assert!(
-        text.contains("DAMAGED chunks/1/0_0_0_0/1_0_0") && text.contains("1 problem"),
+        text.contains(&format!(
+            "DAMAGED {name}, the chunk of tile {}",
+            key.describe()
+        )) && text.contains("1 problem"),
         "{text}"
     );
 }

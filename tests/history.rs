@@ -33,10 +33,17 @@ fn make(path: &Path, x0: f64, y0: f64, w: usize, h: usize, value: f64) {
 /// A 200 x 160 store with 64-pixel tiles (4 x 3 tiles at level 0, three levels) made by
 /// gdal_translate: snapshot 1.
 fn base_store(dir: &Path) -> PathBuf {
+    base_store_with(dir, &[])
+}
+
+/// [`base_store`] made with more creation options.
+fn base_store_with(dir: &Path, options: &[&str]) -> PathBuf {
     let a = dir.join("a.tif");
     make(&a, 500000.0, 5000000.0, 200, 160, 100.0);
     let st = dir.join("s.gridstore");
-    ingest(s(&a), &st, &["BLOCKSIZE=64"]);
+    let mut all = vec!["BLOCKSIZE=64"];
+    all.extend(options);
+    ingest(s(&a), &st, &all);
     st
 }
 
@@ -125,9 +132,10 @@ fn files(dir: &Path) -> BTreeMap<String, u64> {
     out
 }
 
-/// A tile's key `(t, p, z, col, row)` and its index entry `(seq, size, crc, base)`.
+/// A tile's key `(t, p, z, col, row)` and its index entry `(seq, size, crc, base, pack,
+/// offset)`.
 type Key = (u32, u8, u8, i32, i32);
-type Entry = (u64, u32, u32, u64);
+type Entry = (u64, u32, u32, u64, u32, u64);
 
 /// What a snapshot holds: its tiles, and every object it reaches (index nodes and chunks).
 #[derive(Default)]
@@ -140,7 +148,7 @@ fn contents(store: &Path, id: u64) -> Contents {
     let path = store.join(format!("snapshots/{id}.json"));
     let manifest: serde_json::Value =
         serde_json::from_slice(&std::fs::read(&path).unwrap()).unwrap();
-    assert_eq!(manifest["format_version"], 3, "stores are made in format 3");
+    assert_eq!(manifest["format_version"], 4, "stores are made in format 4");
     let mut c = Contents::default();
     let root = &manifest["index"]["root"];
     if !root.is_null() {
@@ -150,8 +158,8 @@ fn contents(store: &Path, id: u64) -> Contents {
     c
 }
 
-/// The object of a chunk of tile (t, p, z, col, row) written by snapshot `seq`, named as a
-/// store of format 3 names it (docs/FORMAT.md §1): in the directory of the 16 x 16 block of
+/// The object of a chunk of tile (t, p, z, col, row) written by snapshot `seq` as an object
+/// of its own, named as a store of format 3 or 4 names it (docs/FORMAT.md §1): in the directory of the 16 x 16 block of
 /// level-0 tiles that holds its top-left corner, with no dot in its names.
 fn chunk_object(seq: u64, (t, p, z, col, row): Key) -> String {
     let block = |i: i32| (i64::from(i) << z) >> 4;
@@ -159,16 +167,25 @@ fn chunk_object(seq: u64, (t, p, z, col, row): Key) -> String {
     format!("chunks/{seq}/{t}_{p}_{brow}_{bcol}/{z}_{row}_{col}")
 }
 
-/// Reads an index node as docs/FORMAT.md §4 describes version 4 (written here
+/// Reads an index node as docs/FORMAT.md §4 describes versions 4 and 5 (written here
 /// independently of the library), and the nodes below it.
 fn read_node(store: &Path, key: &str, c: &mut Contents) {
     let bytes = std::fs::read(store.join(key)).unwrap_or_else(|e| panic!("{key}: {e}"));
     let u32_at = |b: &[u8], i: usize| u32::from_le_bytes(b[i..i + 4].try_into().unwrap());
+    let u64_at = |b: &[u8], i: usize| u64::from_le_bytes(b[i..i + 8].try_into().unwrap());
     assert_eq!(&bytes[..4], b"GSIX", "{key} is no index node");
-    assert_eq!(bytes[4], 4, "{key}: writers write node version 4");
+    let version = bytes[4];
+    assert!(
+        [4, 5].contains(&version),
+        "{key}: writers write node versions 4 and 5"
+    );
     let leaf = bytes[5] == 0;
     let (count, len) = (u32_at(&bytes, 8) as usize, u32_at(&bytes, 12) as usize);
-    let record = if leaf { 38 } else { 26 };
+    let record = match (leaf, version) {
+        (true, 5) => 50,
+        (true, _) => 38,
+        (false, _) => 26,
+    };
     assert_eq!(
         len,
         count * record,
@@ -180,13 +197,20 @@ fn read_node(store: &Path, key: &str, c: &mut Contents) {
         let t = u32_at(r, 0);
         let (p, z) = (r[4], r[5]);
         let (col, row) = (u32_at(r, 6) as i32, u32_at(r, 10) as i32);
-        let seq = u64::from_le_bytes(r[14..22].try_into().unwrap());
+        let seq = u64_at(r, 14);
         let second = u32_at(r, 22);
         if leaf {
-            let base = u64::from_le_bytes(r[30..38].try_into().unwrap());
-            c.tiles
-                .insert((t, p, z, col, row), (seq, second, u32_at(r, 26), base));
-            c.objects.insert(chunk_object(seq, (t, p, z, col, row)));
+            let base = u64_at(r, 30);
+            let (pack, offset) = match version {
+                5 => (u32_at(r, 38), u64_at(r, 42)),
+                _ => (0, 0),
+            };
+            let entry = (seq, second, u32_at(r, 26), base, pack, offset);
+            c.tiles.insert((t, p, z, col, row), entry);
+            c.objects.insert(match pack {
+                0 => chunk_object(seq, (t, p, z, col, row)),
+                _ => format!("chunks/{seq}/{pack}"),
+            });
             // A chunk that keeps frames in an older chunk of its tile reaches that one.
             if base != 0 {
                 c.objects.insert(chunk_object(base, (t, p, z, col, row)));
@@ -506,27 +530,35 @@ fn gc_keeps_the_chunks_that_updated_levels_keep_frames_in() {
     make(&a, 500000.0, 5000000.0, 512, 512, 100.0);
     let st = dir.path().join("s.gridstore");
     ingest(s(&a), &st, &["BLOCKSIZE=256"]);
-    // A patch in the top left tile changes the top left quadrant of the level-1 tile: its
-    // new chunk holds that block and keeps the others in the chunk snapshot 1 wrote.
+    // A patch in the top left tile changes the top left quadrant of the level-1 tile. Its
+    // chunk of snapshot 1 is in a pack, which no chunk keeps frames in: the new chunk
+    // (snapshot 2, an object of its own) copies the other blocks. A second patch there
+    // makes a chunk (snapshot 3) that holds the changed block and keeps the others in
+    // that one.
     let p = dir.path().join("p.tif");
     make(&p, 500100.0, 4999900.0, 50, 40, 900.0);
     translate_into_ok(&p, &st, &[]);
     let top = (0u32, 0u8, 1u8, 0i32, 0i32);
-    let held = contents(&st, 2);
-    let (seq, _, _, base) = held.tiles[&top];
-    assert_eq!((seq, base), (2, 1), "{:?}", held.tiles);
+    let (seq, _, _, base, pack, _) = contents(&st, 2).tiles[&top];
+    assert_eq!((seq, base, pack), (2, 0, 0));
+    let p = dir.path().join("p2.tif");
+    make(&p, 500200.0, 4999800.0, 30, 30, 950.0);
+    translate_into_ok(&p, &st, &[]);
+    let held = contents(&st, 3);
+    let (seq, _, _, base, _, _) = held.tiles[&top];
+    assert_eq!((seq, base), (3, 2), "{:?}", held.tiles);
     let sums = checksums(s(&st));
     let digest_before = digest(&st, None);
 
     let out = cli_ok(&["gc", s(&st), "--keep", "1"]);
     assert!(
-        out.contains("kept snapshot(s) 2; removed 1 snapshot(s)"),
+        out.contains("kept snapshot(s) 3; removed 2 snapshot(s)"),
         "{out}"
     );
     let after = files(&st);
-    assert!(!after.contains_key("snapshots/1.json"));
+    assert!(!after.contains_key("snapshots/2.json"));
     assert!(
-        after.contains_key("chunks/1/0_0_0_0/1_0_0"),
+        after.contains_key("chunks/2/0_0_0_0/1_0_0"),
         "gc removed the base of a kept chunk: {after:?}"
     );
     assert_eq!(
@@ -540,19 +572,19 @@ fn gc_keeps_the_chunks_that_updated_levels_keep_frames_in() {
     assert_eq!(digest(&st, None), digest_before);
 
     // Without its base, the chunk is reported damaged, never read as something else.
-    std::fs::remove_file(st.join("chunks/1/0_0_0_0/1_0_0")).unwrap();
+    std::fs::remove_file(st.join("chunks/2/0_0_0_0/1_0_0")).unwrap();
     let out = run(gridstore(), &["verify", s(&st)]);
     let said = said(&out);
     assert!(!out.status.success(), "{said}");
     assert!(
-        said.contains("chunks/1/0_0_0_0/1_0_0") && said.contains("missing"),
+        said.contains("chunks/2/0_0_0_0/1_0_0") && said.contains("missing"),
         "{said}"
     );
     // (gdalinfo reports a checksum it cannot compute, and exits with success.)
     let out = run("gdalinfo", &["-checksum", s(&st)]);
     let err = String::from_utf8_lossy(&out.stderr);
     assert!(
-        err.contains("chunks/1/0_0_0_0/1_0_0") && err.contains("damaged"),
+        err.contains("chunks/2/0_0_0_0/1_0_0") && err.contains("damaged"),
         "{err}"
     );
 }
@@ -600,19 +632,34 @@ fn as_format(store: &Path, version: u32) {
 /// levels below `chunks/<id>/`, `dotted` names or not); gc walks those names.
 fn an_earlier_format_keeps_its_chunk_names(version: u32, depth: usize, dotted: bool) {
     let dir = tmp();
-    let new = base_store(dir.path());
-    let first = dir.path().join("first");
-    std::fs::create_dir(&first).unwrap();
-    let old = base_store(&first);
-    as_format(&old, version);
+    // `new` and `old` start as stores of format 3 (every chunk an object of its own); `old`
+    // then becomes one of `version`. `packed` is a store of this build's format.
+    let made = |name: &str, options: &[&str]| {
+        let parent = dir.path().join(name);
+        std::fs::create_dir(&parent).unwrap();
+        base_store_with(&parent, options)
+    };
+    let new = made("new", &["FORMAT_VERSION=3"]);
+    let old = made("old", &["FORMAT_VERSION=3"]);
+    let packed = made("packed", &[]);
+    if version < 3 {
+        as_format(&old, version);
+    }
     assert_eq!(checksums(s(&old)), checksums(s(&new)), "it reads as before");
+    assert_eq!(checksums(s(&old)), checksums(s(&packed)));
     let p = dir.path().join("p.tif");
     make(&p, 500100.0, 4999900.0, 90, 70, 700.0);
-    for st in [&old, &new] {
+    for st in [&old, &new, &packed] {
         translate_into_ok(&p, st, &[]);
     }
     assert_eq!(checksums(s(&old)), checksums(s(&new)));
+    assert_eq!(checksums(s(&old)), checksums(s(&packed)));
     assert_eq!(digest(&old, None), digest(&new, None));
+    assert_eq!(
+        digest(&old, None),
+        digest(&packed, None),
+        "the same content as in packs"
+    );
     let written: Vec<String> = files(&old)
         .into_keys()
         .filter(|f| f.starts_with("chunks/2/"))
@@ -655,6 +702,11 @@ fn a_store_of_format_1_keeps_its_nested_chunk_names() {
 #[test]
 fn a_store_of_format_2_keeps_its_dotted_chunk_names() {
     an_earlier_format_keeps_its_chunk_names(2, 2, true);
+}
+
+#[test]
+fn a_store_of_format_3_keeps_every_chunk_an_object_of_its_own() {
+    an_earlier_format_keeps_its_chunk_names(3, 2, false);
 }
 
 /// What an interrupted creation leaves: a lock of `pid`, objects of snapshot 1 (none that

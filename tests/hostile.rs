@@ -563,7 +563,7 @@ const LEAF: u8 = 0;
 const INTERNAL: u8 = 1;
 
 /// A node record: the 14-byte key as stored, and the value bytes (a leaf's 24-byte entry,
-/// an internal node's 12-byte child reference).
+/// or 36 bytes with a pack; an internal node's 12-byte child reference).
 #[derive(Clone, Debug)]
 struct Record {
     key: [u8; KEY_LEN],
@@ -597,11 +597,11 @@ impl Record {
     }
 }
 
-/// Reads a version 4 node: its kind and records.
+/// Reads a version 4 or 5 node: its kind and records.
 fn read_node(path: &Path) -> (u8, Vec<Record>) {
     let b = std::fs::read(path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
     assert_eq!(&b[0..4], b"GSIX", "{}", path.display());
-    assert_eq!(b[4], 4, "{}: node version", path.display());
+    assert!([4, 5].contains(&b[4]), "{}: node version", path.display());
     let kind = b[5];
     let count = u32::from_le_bytes(b[8..12].try_into().unwrap()) as usize;
     let body = u32::from_le_bytes(b[12..16].try_into().unwrap()) as usize;
@@ -618,15 +618,19 @@ fn read_node(path: &Path) -> (u8, Vec<Record>) {
     (kind, records)
 }
 
-/// Writes a version 4 node of `kind` holding `records` as given (in whatever order), with
-/// a valid CRC.
+/// Writes a node of `kind` holding `records` as given (in whatever order), with a valid
+/// CRC: version 5 for leaf records with packs, else version 4.
 fn write_node(path: &Path, kind: u8, records: &[Record]) {
     let body: Vec<u8> = records
         .iter()
         .flat_map(|r| r.key.iter().chain(&r.value).copied())
         .collect();
+    let version = match records.first() {
+        Some(r) if r.value.len() == 36 => 5,
+        _ => 4,
+    };
     let mut b = b"GSIX".to_vec();
-    b.extend_from_slice(&[4, kind, 0, 0]);
+    b.extend_from_slice(&[version, kind, 0, 0]);
     b.extend_from_slice(&(records.len() as u32).to_le_bytes());
     b.extend_from_slice(&(body.len() as u32).to_le_bytes());
     b.extend_from_slice(&body);

@@ -21,15 +21,38 @@ fn mkfifo(path: &Path) {
     assert!(made.success());
 }
 
+/// Appends `n` zero bytes to a file.
+fn lengthen(path: &Path, n: usize) {
+    let mut bytes = std::fs::read(path).unwrap();
+    bytes.extend(std::iter::repeat_n(0u8, n));
+    std::fs::write(path, bytes).unwrap();
+}
+
 #[test]
 fn a_chunk_longer_than_its_index_entry_is_not_read() {
     let dir = tmp();
     let st = small_store(dir.path());
-    let chunk = first_chunk(&st);
-    let mut bytes = std::fs::read(&chunk).unwrap();
-    bytes.extend(std::iter::repeat_n(0u8, 1 << 20));
-    std::fs::write(&chunk, bytes).unwrap();
-    let err = failed_cleanly(&read_all(&st));
+    // A pack is read only where its chunks lie: bytes after them change nothing.
+    let before = checksums(s(&st));
+    lengthen(&first_chunk(&st), 1 << 20);
+    assert_eq!(checksums(s(&st)), before);
+    // A chunk that is an object of its own (the level-1 tile above a patch, updated in
+    // place of its chunk in a pack) must be exactly as long as its entry says.
+    let patch = dir.path().join("patch.tif");
+    let src = sample("L7_ETMs.tif");
+    ok(
+        "gdal_translate",
+        &["-q", "-srcwin", "0", "0", "40", "40", s(&src), s(&patch)],
+    );
+    translate_into_ok(&patch, &st, &[]);
+    let chunk = st.join("chunks/2/0_0_0_0/1_0_0");
+    lengthen(&chunk, 1 << 20);
+    let out = st.parent().unwrap().join("half.tif");
+    let read = run(
+        "gdal_translate",
+        &["-q", "-outsize", "50%", "50%", s(&st), s(&out)],
+    );
+    let err = failed_cleanly(&read);
     assert!(
         err.contains(s(&chunk)) && err.contains("more than the") && err.contains("damaged"),
         "{err}"

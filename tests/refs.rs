@@ -361,10 +361,20 @@ fn a_patched_store_refers_to_frames_kept_in_two_objects_and_each_snapshot_reads_
         &["patch", s(&src), s(&patch), "600", "500", "64", "64"],
     );
     translate_into_ok(&patch, &store, &[]);
+    // The level tiles above the first patch are objects of their own (their chunks of
+    // snapshot 1 are in packs, which no chunk keeps frames in); above a second patch
+    // there, they keep most of their frames in those.
+    let again = dir.path().join("patch2.tif");
+    python_ok(
+        CHECKS,
+        &["patch", s(&patch), s(&again), "20", "20", "32", "32"],
+    );
+    let patch = again;
+    translate_into_ok(&patch, &store, &[]);
 
     let now = refs(&store, &[]);
     compare(&store, &now, &[]);
-    // A level tile updated in place keeps most of its frames in the chunk of snapshot 1.
+    // A level tile updated in place keeps most of its frames in the chunk of snapshot 2.
     let mut snapshots: BTreeMap<String, BTreeSet<String>> = BTreeMap::new();
     for (key, value) in read_refs(&now)["refs"].as_object().unwrap() {
         let Some(url) = value.get(0).and_then(Value::as_str) else {
@@ -445,7 +455,8 @@ fn encodings_numcodecs_cannot_decode_are_refused_by_name_leaving_no_file() {
     let out_file = dir.path().join("lz4.json");
     let out = run(&gridstore(), &["refs", s(&lz4), "-o", s(&out_file)]);
     let stderr = failed_cleanly(&out);
-    for needed in ["chunks/1/0_0_0_0/0_0_0", "LZ4", "length", "COMPRESS=ZSTD"] {
+    let tile = "the chunk of tile (time 0, pyramid 0, level 0, column 0, row 0)";
+    for needed in ["chunks/1/1", tile, "LZ4", "length", "COMPRESS=ZSTD"] {
         assert!(stderr.contains(needed), "{needed:?} missing from: {stderr}");
     }
     assert!(!out_file.exists(), "a refused store left references behind");

@@ -588,7 +588,7 @@ fn reachable(store: &Path) -> BTreeSet<String> {
             &TileKey::first_of_tick(0),
             &TileKey::after_all(),
             &mut |k, e| {
-                keys.insert(k.object_key(e.seq, m.chunk_naming()));
+                keys.insert(k.chunk_at(&e, m.chunk_naming()).object);
                 Ok(true)
             },
         )

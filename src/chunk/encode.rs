@@ -93,6 +93,10 @@ pub struct Reuse<'a> {
     /// The snapshot that wrote the old chunk.
     pub old_seq: u64,
     pub changed: Area,
+    /// Whether the new chunk may keep frames where they are in the old chunk, naming it as
+    /// its base. A chunk in a pack is no base (docs/FORMAT.md §5): its kept frames are
+    /// copied.
+    pub referable: bool,
 }
 
 /// A new chunk keeps referring to frames of an older chunk only while they are at least
@@ -385,7 +389,11 @@ pub fn encode_parts(tile: &Tile, enc: &Encoding, reuse: Option<Reuse<'_>>) -> Re
         dtype: tile.dtype,
         bands: tile.bands,
     };
-    let old = reuse.as_ref().map(|r| (r.old.base, r.old_seq));
+    let old = reuse.as_ref().map(|r| Old {
+        base: r.old.base,
+        seq: r.old_seq,
+        referable: r.referable,
+    });
     assemble(&shape, enc, &sources, encoded, tile.mask.as_deref(), old)
 }
 
@@ -396,22 +404,32 @@ struct Shape {
     bands: usize,
 }
 
+/// The chunk an update keeps frames of: its base, the snapshot that wrote it, and whether
+/// it may be a base itself.
+#[derive(Clone, Copy)]
+struct Old {
+    base: u64,
+    seq: u64,
+    referable: bool,
+}
+
 /// Puts a chunk together: the frames `sources` say are encoded come from `encoded`, in
-/// order; the mask, if any, is encoded here. `old` is (the old chunk's base, the snapshot
-/// that wrote it) when `sources` keep frames of an old chunk.
+/// order; the mask, if any, is encoded here. `old` is the old chunk when `sources` keep
+/// frames of one.
 fn assemble(
     shape: &Shape,
     enc: &Encoding,
     sources: &[Source],
     mut encoded: Vec<NewFrame>,
     mask: Option<&[u8]>,
-    old: Option<(u64, u64)>,
+    old: Option<Old>,
 ) -> Result<Parts> {
     if let Some(mask) = mask {
         encoded.push(encode_mask(enc, mask)?);
     }
-    let (old_base, old_seq) = old.unwrap_or((0, 0));
-    let keep_base = keeps_base(sources, &encoded, old_base);
+    let (old_base, old_seq) = old.map_or((0, 0), |o| (o.base, o.seq));
+    let keep_base =
+        keeps_base(sources, &encoded, old_base) && old.is_some_and(|o| o.referable || o.base != 0);
     let (table, pieces) = lay_out(sources, &encoded, mask.is_some(), keep_base, old_base);
     let count = frame_count(
         shape.bands,

@@ -211,6 +211,7 @@ fn reuse(old: &Head, old_seq: u64, changed: Area) -> Option<Reuse<'_>> {
         old,
         old_seq,
         changed,
+        referable: true,
     })
 }
 
@@ -220,6 +221,7 @@ fn frames_like(tile: &Tile, enc: &Encoding, like: &Head) -> Vec<(usize, u32)> {
         old: like,
         old_seq: 1,
         changed: Area::whole(tile.size),
+        referable: true,
     };
     let parts = encode_parts(tile, enc, Some(everything)).unwrap();
     let obj = assemble(&parts, &[], &[]);

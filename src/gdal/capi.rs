@@ -970,14 +970,44 @@ impl StoreHandle {
         let m = snap.manifest();
         let frames_side_by_side =
             decodes_side_by_side(m.grid.tile_size as usize, m.data_type, m.bands.len());
-        if plan.len() >= min_parallel_blocks(&self.root) && self.read_threads > 1 {
-            read_pool(self.read_threads)?.install(|| plan.par_iter().try_for_each(read))
-        } else if self.read_threads > 1 && frames_side_by_side {
-            // Few blocks: each is read in turn, its frames decoded side by side.
-            read_pool(self.read_threads)?.install(|| plan.iter().try_for_each(read))
-        } else {
-            plan.iter().try_for_each(read)
+        let read_all = || {
+            if plan.len() >= min_parallel_blocks(&self.root) && self.read_threads > 1 {
+                read_pool(self.read_threads)?.install(|| plan.par_iter().try_for_each(read))
+            } else if self.read_threads > 1 && frames_side_by_side {
+                // Few blocks: each is read in turn, its frames decoded side by side.
+                read_pool(self.read_threads)?.install(|| plan.iter().try_for_each(read))
+            } else {
+                plan.iter().try_for_each(read)
+            }
+        };
+        // Over the network, the chunks that lie together in a pack come in one request.
+        if !crate::storage::is_vsi_path(&self.root) {
+            return read_all();
         }
+        let tiles = self.tiles_of_targets(&snap, level, targets)?;
+        read_pool(self.read_threads)?.install(|| snap.with_prefetched(&tiles, read_all))
+    }
+
+    /// The stored tiles that the blocks `targets` of `level` meet, with their index
+    /// entries.
+    fn tiles_of_targets(
+        &self,
+        snap: &Snapshot,
+        level: u8,
+        targets: &[BlockTarget],
+    ) -> Result<Vec<(TileKey, Entry)>> {
+        let ts = snap.manifest().grid.tile_size;
+        let mut keys = Vec::new();
+        for t in targets {
+            let rect = self.level_pixels(level, t.window())?;
+            let tiles = rect.tiles(level, ts);
+            keys.extend(tiles.iter().map(|loc| TileKey::new(t.tick, 0, loc)));
+        }
+        keys.sort_unstable();
+        keys.dedup();
+        let entries = snap.entries(&keys)?;
+        let stored = keys.into_iter().zip(entries);
+        Ok(stored.filter_map(|(k, e)| Some((k, e?))).collect())
     }
 
     /// Each of `targets` with, for a block that is a whole tile, its key and index entry:

@@ -177,6 +177,21 @@ impl TileKey {
         crate::keys::tile_object(self, seq, naming)
     }
 
+    /// Where the chunk `e` of this tile lies, in a store that names chunks as `naming`
+    /// says: in its pack, or in an object of its own.
+    pub fn chunk_at(&self, e: &Entry, naming: ChunkNaming) -> ChunkAt {
+        match e.pack() {
+            Some(pack) => ChunkAt {
+                object: crate::keys::pack(e.seq, pack),
+                offset: e.offset,
+            },
+            None => ChunkAt {
+                object: self.object_key(e.seq, naming),
+                offset: 0,
+            },
+        }
+    }
+
     /// The tile whose chunk is `rest`, a key below `chunks/<seq>/` named as `naming` says.
     pub fn from_object_key(rest: &str, naming: ChunkNaming) -> Option<TileKey> {
         crate::keys::tile_of_chunk(rest, naming)
@@ -191,8 +206,11 @@ pub enum ChunkNaming {
     /// level-0 tiles, holding them and the tiles above whose top-left corner is in the
     /// block. A small write makes one directory for all its levels. The names hold no
     /// dot, so that GDAL's `/vsicurl/` fetches such an object in one GET, where it asks
-    /// for the size of a name with a dot first (format version 3 on).
+    /// for the size of a name with a dot first (format version 3).
     Blocks,
+    /// As [`ChunkNaming::Blocks`], and packs `<n>`: objects holding several chunks one after
+    /// the other, named by a number from 1 (format version 4 on).
+    Packs,
     /// `<t>.<p>.<brow>.<bcol>/<z>.<row>.<col>`: as [`ChunkNaming::Blocks`] with dots, the
     /// stores of format version 2.
     DottedBlocks,
@@ -206,23 +224,29 @@ impl ChunkNaming {
         match version {
             0 | 1 => ChunkNaming::Nested,
             2 => ChunkNaming::DottedBlocks,
-            _ => ChunkNaming::Blocks,
+            3 => ChunkNaming::Blocks,
+            _ => ChunkNaming::Packs,
         }
     }
 
     /// How many directory levels below `chunks/<seq>/` a chunk's key has.
     pub fn depth(self) -> usize {
         match self {
-            ChunkNaming::Blocks | ChunkNaming::DottedBlocks => 2,
+            ChunkNaming::Packs | ChunkNaming::Blocks | ChunkNaming::DottedBlocks => 2,
             ChunkNaming::Nested => 5,
         }
+    }
+
+    /// Whether chunks may lie in packs, `chunks/<seq>/<n>`.
+    pub fn has_packs(self) -> bool {
+        self == ChunkNaming::Packs
     }
 
     /// What separates the numbers within a name of a block naming.
     pub(crate) fn separator(self) -> char {
         match self {
             ChunkNaming::DottedBlocks => '.',
-            ChunkNaming::Blocks | ChunkNaming::Nested => '_',
+            ChunkNaming::Packs | ChunkNaming::Blocks | ChunkNaming::Nested => '_',
         }
     }
 }
@@ -242,14 +266,21 @@ impl PartialOrd for TileKey {
 /// Where a tile's chunk is: written by snapshot `seq`, `size` bytes, with this CRC-32C.
 /// A chunk that keeps some of its frames in an older chunk of the same tile (a level
 /// update that rewrote only what changed) names the snapshot that wrote that one as its
-/// `base`; 0 when the chunk holds all of its frames.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+/// `base`; 0 when the chunk holds all of its frames. A chunk written with others into one
+/// object, a pack, names that pack (`pack`, from 1, of snapshot `seq`) and where in it the
+/// chunk starts (`offset`); pack 0 is a chunk that is an object of its own, named after
+/// its tile.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Entry {
     pub seq: u64,
     pub size: u32,
     pub crc: u32,
     #[serde(default)]
     pub base: u64,
+    #[serde(default)]
+    pub pack: u32,
+    #[serde(default)]
+    pub offset: u64,
 }
 
 impl Entry {
@@ -257,6 +288,19 @@ impl Entry {
     pub fn base(&self) -> Option<u64> {
         (self.base != 0).then_some(self.base)
     }
+
+    /// The pack holding the chunk, if it is in one.
+    pub fn pack(&self) -> Option<u32> {
+        (self.pack != 0).then_some(self.pack)
+    }
+}
+
+/// Where the bytes of a chunk lie: from `offset` of the object `object`, for as many bytes
+/// as its index entry says.
+#[derive(Debug, Clone, PartialEq, Eq, Hash)]
+pub struct ChunkAt {
+    pub object: String,
+    pub offset: u64,
 }
 
 /// An index node object: `index/<seq>/<id>`.

@@ -3,7 +3,7 @@
 //! ```text
 //! offset size  field
 //!   0     4    magic "GSIX"
-//!   4     1    node format version (4; versions 1 to 3 are still read)
+//!   4     1    node format version (4 or 5; versions 1 to 3 are still read)
 //!   5     1    kind: 0 leaf, 1 internal
 //!   6     2    reserved, zero
 //!   8     4    entry count
@@ -12,11 +12,13 @@
 //! 16+n    4    CRC-32C of bytes [0, 16 + n)
 //! ```
 //!
-//! A version 4 body is the entries as fixed-width records, in key order, uncompressed: a
+//! A version 5 body is the entries as fixed-width records, in key order, uncompressed: a
 //! 14-byte key (time u32, pyramid u8, level u8, col i32, row i32), then for a leaf the
-//! chunk's snapshot u64, size u32, CRC-32C u32 and base snapshot u64 (0: none; 38 bytes),
-//! for an internal node the child's snapshot u64 and node id u32 (26 bytes). All
-//! little-endian. A node in memory is its object's bytes as read: a lookup binary-searches
+//! chunk's snapshot u64, size u32, CRC-32C u32, base snapshot u64 (0: none), pack u32 (0:
+//! none) and offset in the pack u64 (50 bytes), for an internal node the child's snapshot
+//! u64 and node id u32 (26 bytes). All little-endian. Version 4 is version 5 without pack
+//! and offset (38-byte leaf records); writers write it for every node whose entries name
+//! no pack, so that a store without packs stays readable by builds from before them. A node in memory is its object's bytes as read: a lookup binary-searches
 //! the records where they lie, so a fresh process pays for reading a node, and not for
 //! decoding all of it (the first read of a window in a large store walks down two or three
 //! nodes of a thousand entries each).
@@ -34,7 +36,10 @@ use super::{Entry, NodeRef, TileKey};
 
 pub use crate::keys::NODE_PREFIX;
 const MAGIC: [u8; 4] = *b"GSIX";
-const VERSION: u8 = 4;
+const VERSION: u8 = 5;
+/// Fixed records without a chunk's pack, written where no entry of a node is in a pack, so
+/// that builds from before packs read the stores that have none.
+const VERSION_4: u8 = 4;
 /// Fixed records without a chunk's base, still read (and searched in place).
 const VERSION_3: u8 = 3;
 /// Delta-encoded varint records, still read.
@@ -48,53 +53,74 @@ const MAX_V1_ENTRIES: usize = 1 << 16;
 
 /// What a record holds after its key.
 pub trait RecordValue: Copy {
-    /// Its length in the records this build writes.
-    const LEN: usize;
-    /// Its length in version 1 and 3 records.
-    const V3_LEN: usize;
     /// The node kind byte of nodes of these records.
     const KIND: u8;
-    /// The value from its record bytes, of either length.
+    /// Its length in the fixed records of a node of `version` (1, 3, 4 or 5).
+    fn len_in(version: u8) -> usize;
+    /// The oldest node version this build writes that can hold it.
+    fn version_needed(&self) -> u8 {
+        VERSION_4
+    }
+    /// The value from its record bytes, of any length [`RecordValue::len_in`] gives.
     fn get(b: &[u8]) -> Self;
-    fn put(&self, out: &mut Vec<u8>);
+    /// Appends its record bytes as a node of `version` lays them out.
+    fn put(&self, version: u8, out: &mut Vec<u8>);
 }
 
 impl RecordValue for Entry {
-    const LEN: usize = 24;
-    const V3_LEN: usize = 16;
     const KIND: u8 = 0;
+    fn len_in(version: u8) -> usize {
+        match version {
+            VERSION => 36,
+            VERSION_4 => 24,
+            _ => 16,
+        }
+    }
+    fn version_needed(&self) -> u8 {
+        match self.pack() {
+            Some(_) => VERSION,
+            None => VERSION_4,
+        }
+    }
     fn get(b: &[u8]) -> Self {
+        // Chunks indexed by version 3 nodes were written before bases existed, and those
+        // of version 4 nodes before packs.
+        let has = |version| b.len() >= Self::len_in(version);
         Entry {
             seq: u64_at(b, 0),
             size: u32_at(b, 8),
             crc: u32_at(b, 12),
-            // Chunks indexed by version 3 nodes were written before bases existed.
-            base: if b.len() >= Self::LEN {
-                u64_at(b, 16)
-            } else {
-                0
-            },
+            base: if has(VERSION_4) { u64_at(b, 16) } else { 0 },
+            pack: if has(VERSION) { u32_at(b, 24) } else { 0 },
+            offset: if has(VERSION) { u64_at(b, 28) } else { 0 },
         }
     }
-    fn put(&self, out: &mut Vec<u8>) {
+    fn put(&self, version: u8, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.seq.to_le_bytes());
         out.extend_from_slice(&self.size.to_le_bytes());
         out.extend_from_slice(&self.crc.to_le_bytes());
-        out.extend_from_slice(&self.base.to_le_bytes());
+        if version >= VERSION_4 {
+            out.extend_from_slice(&self.base.to_le_bytes());
+        }
+        if version >= VERSION {
+            out.extend_from_slice(&self.pack.to_le_bytes());
+            out.extend_from_slice(&self.offset.to_le_bytes());
+        }
     }
 }
 
 impl RecordValue for NodeRef {
-    const LEN: usize = 12;
-    const V3_LEN: usize = 12;
     const KIND: u8 = 1;
+    fn len_in(_version: u8) -> usize {
+        12
+    }
     fn get(b: &[u8]) -> Self {
         NodeRef {
             seq: u64_at(b, 0),
             id: u32_at(b, 8),
         }
     }
-    fn put(&self, out: &mut Vec<u8>) {
+    fn put(&self, _version: u8, out: &mut Vec<u8>) {
         out.extend_from_slice(&self.seq.to_le_bytes());
         out.extend_from_slice(&self.id.to_le_bytes());
     }
@@ -125,21 +151,27 @@ impl<V: RecordValue> Records<V> {
 
     /// The records of `items` (sorted by key), as a complete object of the version this
     /// build writes.
-    fn build(items: impl ExactSizeIterator<Item = (TileKey, V)>) -> Self {
+    fn build(items: &[(TileKey, V)]) -> Self {
+        let version = items
+            .iter()
+            .map(|(_, v)| v.version_needed())
+            .max()
+            .unwrap_or(VERSION_4);
         let count = items.len();
-        let body_len = count * (KEY_LEN + V::LEN);
+        let value_len = V::len_in(version);
+        let body_len = count * (KEY_LEN + value_len);
         let mut object = Vec::with_capacity(HEADER_LEN + body_len + 4);
         object.extend_from_slice(&MAGIC);
-        object.extend_from_slice(&[VERSION, V::KIND, 0, 0]);
+        object.extend_from_slice(&[version, V::KIND, 0, 0]);
         object.extend_from_slice(&(count as u32).to_le_bytes());
         object.extend_from_slice(&(body_len as u32).to_le_bytes());
         for (k, v) in items {
-            put_key(&mut object, &k);
-            v.put(&mut object);
+            put_key(&mut object, k);
+            v.put(version, &mut object);
         }
         let crc = crc32c::crc32c(&object);
         object.extend_from_slice(&crc.to_le_bytes());
-        Records::from_object(object, count, V::LEN)
+        Records::from_object(object, count, value_len)
     }
 
     pub fn len(&self) -> usize {
@@ -233,11 +265,11 @@ pub enum Node {
 
 impl Node {
     pub fn leaf(entries: Vec<(TileKey, Entry)>) -> Node {
-        Node::Leaf(Records::build(entries.into_iter()))
+        Node::Leaf(Records::build(&entries))
     }
 
     pub fn internal(children: Vec<(TileKey, NodeRef)>) -> Node {
-        Node::Internal(Records::build(children.into_iter()))
+        Node::Internal(Records::build(&children))
     }
 
     /// The node's object, as it is written.
@@ -289,7 +321,7 @@ impl Node {
             return Err(bad("checksum mismatch".into()));
         }
         let version = bytes[4];
-        if ![VERSION, VERSION_3, VERSION_2, VERSION_1].contains(&version) {
+        if ![VERSION, VERSION_4, VERSION_3, VERSION_2, VERSION_1].contains(&version) {
             return Err(Error::NotSupported(format!(
                 "{key}: index node version {version} is newer than this build supports; \
                  upgrade gridstore"
@@ -311,15 +343,13 @@ impl Node {
                 if leaf { "leaf" } else { "internal" }
             ))
         };
-        let value_len = match (leaf, version) {
-            (true, VERSION) => Entry::LEN,
-            (true, _) => Entry::V3_LEN,
-            (false, VERSION) => NodeRef::LEN,
-            (false, _) => NodeRef::V3_LEN,
+        let value_len = match leaf {
+            true => Entry::len_in(version),
+            false => NodeRef::len_in(version),
         };
         let record_len = KEY_LEN + value_len;
         let node = match version {
-            VERSION | VERSION_3 => {
+            VERSION | VERSION_4 | VERSION_3 => {
                 if count.checked_mul(record_len) != Some(body_len) {
                     return Err(wrong_count());
                 }
@@ -342,13 +372,17 @@ impl Node {
                     .map_err(bad)?;
                 let records = raw.chunks_exact(record_len);
                 if leaf {
-                    Node::Leaf(Records::build(
-                        records.map(|r| (get_key(r), Entry::get(&r[KEY_LEN..]))),
-                    ))
+                    Node::leaf(
+                        records
+                            .map(|r| (get_key(r), Entry::get(&r[KEY_LEN..])))
+                            .collect(),
+                    )
                 } else {
-                    Node::Internal(Records::build(
-                        records.map(|r| (get_key(r), NodeRef::get(&r[KEY_LEN..]))),
-                    ))
+                    Node::internal(
+                        records
+                            .map(|r| (get_key(r), NodeRef::get(&r[KEY_LEN..])))
+                            .collect(),
+                    )
                 }
             }
         };
@@ -378,6 +412,25 @@ impl Node {
         for (k, e) in entries.iter() {
             if e.size == 0 {
                 return Err(format!("the chunk of tile {} has size 0", k.describe()));
+            }
+            if e.pack().is_some() && (k.recorded_step().is_some() || k.is_time_block()) {
+                return Err(format!(
+                    "{} is in a pack: only chunks of tiles are",
+                    k.describe()
+                ));
+            }
+            if e.pack().is_some() && e.base().is_some() {
+                return Err(format!(
+                    "the chunk of tile {} is in a pack and keeps frames in another chunk: \
+                     no writer makes one",
+                    k.describe()
+                ));
+            }
+            if e.offset.checked_add(u64::from(e.size)).is_none() {
+                return Err(format!(
+                    "the chunk of tile {} ends past the largest offset",
+                    k.describe()
+                ));
             }
             if e.base().is_some_and(|b| b >= e.seq) {
                 return Err(format!(
@@ -488,7 +541,7 @@ fn decode_deltas(body: &[u8], leaf: bool, count: usize) -> Option<Node> {
                     seq,
                     size,
                     crc,
-                    base: 0,
+                    ..Entry::default()
                 },
             ));
         }
@@ -538,22 +591,36 @@ mod tests {
     use super::*;
     use proptest::prelude::*;
 
+    /// An entry; one without a base and of an odd snapshot is in a pack.
     fn entry(seq: u64, size: u32, crc: u32, base: u64) -> Entry {
+        let packed = base == 0 && seq % 2 == 1;
         Entry {
             seq,
             size,
             crc,
             base,
+            pack: if packed { (seq % 7) as u32 + 1 } else { 0 },
+            offset: if packed { u64::from(size) * 3 } else { 0 },
         }
     }
 
-    /// The node as one of a version without bases holds it: every base 0.
+    /// The node as one of a version without bases holds it: every base 0, and no pack.
     fn without_bases(node: &Node) -> Node {
         match node {
             Node::Leaf(entries) => Node::leaf(
                 entries
                     .iter()
-                    .map(|(k, e)| (k, Entry { base: 0, ..e }))
+                    .map(|(k, e)| {
+                        (
+                            k,
+                            Entry {
+                                base: 0,
+                                pack: 0,
+                                offset: 0,
+                                ..e
+                            },
+                        )
+                    })
                     .collect(),
             ),
             other => other.clone(),
@@ -566,13 +633,11 @@ mod tests {
         match node {
             Node::Leaf(entries) => entries.iter().for_each(|(k, e)| {
                 put_key(&mut body, &k);
-                let mut value = Vec::new();
-                e.put(&mut value);
-                body.extend_from_slice(&value[..Entry::V3_LEN]);
+                e.put(VERSION_3, &mut body);
             }),
             Node::Internal(children) => children.iter().for_each(|(k, r)| {
                 put_key(&mut body, &k);
-                r.put(&mut body);
+                r.put(VERSION_3, &mut body);
             }),
         }
         body
@@ -683,9 +748,15 @@ mod tests {
                 },
             ),
         ]);
-        for n in [leaf, internal] {
+        // A leaf without packs, written as version 4 for builds from before packs.
+        let unpacked = Node::leaf(vec![(TileKey::base(0, 0), entry(2, 9, 9, 1))]);
+        for (n, version) in [
+            (leaf, VERSION),
+            (internal, VERSION_4),
+            (unpacked, VERSION_4),
+        ] {
             let mut bytes = n.bytes().to_vec();
-            assert_eq!(bytes[4], VERSION);
+            assert_eq!(bytes[4], version);
             assert_eq!(Node::decode(bytes.clone(), "k").unwrap(), n);
             // Nodes of earlier versions still read the same, without the bases they did
             // not hold.
@@ -731,6 +802,29 @@ mod tests {
             .unwrap_err()
             .to_string();
         assert!(e.contains("which is not older"), "{e}");
+        // Packs, only in version 5 nodes: a chunk in a pack keeps no frames in a base,
+        // and ends within the largest offset.
+        let packed = Entry {
+            offset: u64::MAX - 5,
+            ..entry(5, 10, 0, 0)
+        };
+        let in_base = Entry {
+            base: 2,
+            ..entry(5, 10, 0, 0)
+        };
+        let step = TileKey::step_record(3);
+        let packed_cases = [
+            (a, packed, "ends past"),
+            (a, in_base, "is in a pack and keeps"),
+            (step, entry(5, 10, 0, 0), "only chunks of tiles"),
+        ];
+        for (k, e, says) in packed_cases {
+            let node = Node::leaf(vec![(k, e)]);
+            let e = Node::decode(node.bytes().to_vec(), "k")
+                .unwrap_err()
+                .to_string();
+            assert!(e.contains(says), "{e}");
+        }
     }
 
     #[test]

@@ -629,6 +629,7 @@ mod tests {
             size: n * 3 + 1,
             crc: n ^ 0x5555,
             base: seq / 2,
+            ..Entry::default()
         }
     }
 
@@ -801,6 +802,7 @@ mod damaged {
             size: 10,
             crc: 1,
             base: 0,
+            ..Entry::default()
         }
     }
 

@@ -1061,9 +1061,10 @@ mod tests {
             for col in [0, 1] {
                 let key = TileKey::new(0, 0, TileLoc::new(0, col, 0));
                 let e = snap.entry(&key).unwrap().unwrap();
-                let file = path.join(key.object_key(e.seq, snap.manifest().chunk_naming()));
+                let at = snap.chunk_at(&key, &e);
+                let file = path.join(at.object);
                 let mut bytes = std::fs::read(&file).unwrap();
-                let mid = bytes.len() / 2;
+                let mid = at.offset as usize + e.size as usize / 2;
                 bytes[mid] ^= 0x55;
                 std::fs::write(&file, bytes).unwrap();
             }
@@ -1118,11 +1119,10 @@ mod tests {
             let snap = Snapshot::open(path, None).unwrap();
             let key = TileKey::new(0, 0, TileLoc::new(0, 1, 0));
             let e = snap.entry(&key).unwrap().unwrap();
-            (
-                e.seq,
-                std::fs::read(path.join(key.object_key(e.seq, snap.manifest().chunk_naming())))
-                    .unwrap(),
-            )
+            let at = snap.chunk_at(&key, &e);
+            let bytes = std::fs::read(path.join(at.object)).unwrap();
+            let start = at.offset as usize;
+            (e.seq, bytes[start..start + e.size as usize].to_vec())
         };
         let (streamed, at_once) = (chunk(&stores[0].1), chunk(&stores[1].1));
         assert_eq!(streamed.0, 3, "written by the patch");

@@ -6,7 +6,6 @@ use crate::dtype::DataType;
 use crate::error::{Error, Result};
 use crate::manifest::{
     BandSpec, EncodingSpec, GridSpec, IndexSpec, Manifest, PyramidSpec, SnapshotInfo, FORMAT_NAME,
-    FORMAT_VERSION,
 };
 use crate::options::CreateOptions;
 
@@ -37,7 +36,7 @@ pub fn new_store_manifest(source: &SourceInfo, opts: &CreateOptions) -> Result<M
     let pyramid = default_pyramid(&source.bands, opts)?;
     Ok(Manifest {
         format: FORMAT_NAME.into(),
-        format_version: FORMAT_VERSION,
+        format_version: opts.format_version,
         store_id: random_id(),
         snapshot: SnapshotInfo {
             id: 0,

@@ -6,6 +6,7 @@ use serde_json::{json, Value};
 
 use super::zarr::{codecs, Codecs};
 use super::Plan;
+use crate::chunk::Frame;
 use crate::error::{Error, Result};
 use crate::index::{Entry, TileKey, Tree, STEP_RECORDS};
 use crate::store::{ChunkRef, Snapshot};
@@ -126,15 +127,11 @@ fn tile_refs(
         };
         for (band, name) in plan.names.iter().enumerate() {
             let frame = head.frames()[band * head.blocks() + k];
-            let object = match (frame.in_base, &base_object) {
-                (true, Some(base)) => base.as_str(),
-                _ => c.object.as_str(),
-            };
             out.push(ChunkEntry {
                 slot,
                 mask: false,
                 key: chunk_key(plan, slot, name),
-                value: json!([format!("{{{{root}}}}/{object}"), frame.offset, frame.len]),
+                value: frame_ref(&c, frame, base_object.as_deref()),
             });
         }
     }
@@ -169,11 +166,7 @@ fn mask_ref(
     let value = match head.has_mask() {
         true => {
             let frame = head.frames()[plan.names.len() * head.blocks()];
-            let object = match (frame.in_base, base_object) {
-                (true, Some(base)) => base,
-                _ => c.object.as_str(),
-            };
-            json!([format!("{{{{root}}}}/{object}"), frame.offset, frame.len])
+            frame_ref(c, frame, base_object)
         }
         false => Value::String(plan.all_valid_mask.clone()),
     };
@@ -183,6 +176,16 @@ fn mask_ref(
         key: chunk_key(plan, slot, "mask"),
         value,
     })
+}
+
+/// The reference of one frame of chunk `c`: where it lies in the chunk's object (after
+/// the chunk's own start, in a pack) or in its base's.
+fn frame_ref(c: &ChunkRef, frame: Frame, base_object: Option<&str>) -> Value {
+    let (object, offset) = match (frame.in_base, base_object) {
+        (true, Some(base)) => (base, frame.offset as u64),
+        _ => (c.object.as_str(), c.offset + frame.offset as u64),
+    };
+    json!([format!("{{{{root}}}}/{object}"), offset, frame.len])
 }
 
 /// Refuses a chunk numcodecs cannot decode as the arrays say, with the reason and what to

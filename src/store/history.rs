@@ -333,7 +333,15 @@ impl Reach {
         }
         // Whether an object named `rest` below the prefix for snapshot `seq` is kept; `None`
         // when no writer names one so. The objects of writes in flight are not looked at.
-        let (removed, left) = sweep(storage, CHUNK_PREFIX, naming.depth(), young, |seq, rest| {
+        let chunks = Layout {
+            prefix: CHUNK_PREFIX,
+            depth: naming.depth(),
+            is_pack: &|name| naming.has_packs() && crate::keys::pack_of(name).is_some(),
+        };
+        let (removed, left) = sweep(storage, &chunks, young, |seq, rest| {
+            if chunks.is_pack(rest) {
+                return crate::keys::pack_of(rest).map(|p| marked.packs.contains(&(seq, p)));
+            }
             let key = TileKey::from_object_key(rest, naming)?;
             // Only a name a writer would give that tile: another spelling of the same
             // numbers is no chunk of the store.
@@ -342,19 +350,19 @@ impl Reach {
         })?;
         report.chunks_removed = removed;
         unknown.extend(left);
-        let (removed, left) = sweep(storage, NODE_PREFIX, 1, young, |seq, rest| {
+        let (removed, left) = sweep(storage, &Layout::flat(NODE_PREFIX), young, |seq, rest| {
             let id = canonical_number(rest)?;
             Some(marked.nodes.contains_key(&NodeRef { seq, id }))
         })?;
         report.nodes_removed = removed;
         unknown.extend(left);
-        let (removed, left) = sweep(storage, STEP_PREFIX, 1, young, |seq, rest| {
+        let (removed, left) = sweep(storage, &Layout::flat(STEP_PREFIX), young, |seq, rest| {
             let t = canonical_number(rest)?;
             Some(marked.chunks.contains(&(seq, TileKey::step_record(t))))
         })?;
         report.chunks_removed += removed;
         unknown.extend(left);
-        let (removed, left) = sweep(storage, SOURCE_PREFIX, 1, young, |seq, rest| {
+        let (removed, left) = sweep(storage, &Layout::flat(SOURCE_PREFIX), young, |seq, rest| {
             source_list_part(rest).map(|part| listed.contains(&(seq, part)))
         })?;
         report.source_lists_removed = removed;
@@ -466,6 +474,9 @@ struct Marked {
     /// Every chunk, as (the snapshot that wrote it, its tile): the chunks the indexes name
     /// and the ones those keep frames in.
     chunks: HashSet<(u64, TileKey)>,
+    /// Every pack holding a chunk the indexes name, as (the snapshot that wrote it, its
+    /// number).
+    packs: HashSet<(u64, u32)>,
 }
 
 /// Walks the index of every snapshot in `kept` completely. Snapshots share most of their
@@ -474,13 +485,17 @@ fn mark(storage: &dyn Storage, index: &IndexReader, kept: &[Manifest]) -> Result
     let mut marked = Marked {
         nodes: HashMap::new(),
         chunks: HashSet::new(),
+        packs: HashSet::new(),
     };
     for m in kept {
-        let chunks = &mut marked.chunks;
+        let (chunks, packs) = (&mut marked.chunks, &mut marked.packs);
         let found = index.visit_new_nodes(Tree::of(m), &mut marked.nodes, &mut |_, node| {
             if let Node::Leaf(entries) = node {
                 for (k, e) in entries.iter() {
-                    chunks.insert((e.seq, k));
+                    match e.pack() {
+                        Some(pack) => packs.insert((e.seq, pack)),
+                        None => chunks.insert((e.seq, k)),
+                    };
                     // A chunk that keeps frames in an older chunk of its tile needs that
                     // one too.
                     if let Some(base) = e.base() {
@@ -502,11 +517,11 @@ fn mark(storage: &dyn Storage, index: &IndexReader, kept: &[Manifest]) -> Result
 /// many objects were removed, and the names left.
 fn sweep(
     storage: &dyn Storage,
-    prefix: &str,
-    depth: usize,
+    layout: &Layout<'_>,
     in_flight: &HashSet<u64>,
     used: impl Fn(u64, &str) -> Option<bool>,
 ) -> Result<(usize, Vec<String>)> {
+    let prefix = layout.prefix;
     let (mut removed, mut unknown) = (0, Vec::new());
     for name in storage.list(prefix)? {
         let Some(seq) = canonical_number::<u64>(&name) else {
@@ -517,7 +532,7 @@ fn sweep(
             continue; // a write in flight: all of it is kept
         }
         let dir = crate::keys::write_dir(prefix, seq);
-        let (objects, odd) = list_deep(storage, &dir, depth);
+        let (objects, odd) = list_deep(storage, &dir, layout);
         let mut kept_any = !odd.is_empty();
         unknown.extend(odd);
         for rest in objects {
@@ -540,25 +555,59 @@ fn sweep(
     Ok((removed, unknown))
 }
 
-/// Keys `depth` levels below `prefix`, relative to it; and the keys (with the prefix)
-/// that could not be listed on the way down (a file where a directory belongs, say),
-/// which are then no object of the store's.
-fn list_deep(storage: &dyn Storage, prefix: &str, depth: usize) -> (Vec<String>, Vec<String>) {
+/// How the objects a write makes lie below `<prefix><seq>/`: `depth` levels below it, or,
+/// for the names `is_pack` accepts, one level below it.
+struct Layout<'a> {
+    prefix: &'a str,
+    depth: usize,
+    is_pack: &'a dyn Fn(&str) -> bool,
+}
+
+impl Layout<'_> {
+    /// Objects named right below `<prefix><seq>/`.
+    fn flat(prefix: &str) -> Layout<'_> {
+        Layout {
+            prefix,
+            depth: 1,
+            is_pack: &|_| false,
+        }
+    }
+
+    fn is_pack(&self, rest: &str) -> bool {
+        (self.is_pack)(rest)
+    }
+}
+
+/// Keys below `prefix` as `layout` lays them out, relative to it; and the keys (with the
+/// prefix) that could not be listed on the way down (a file where a directory belongs,
+/// say), which are then no object of the store's.
+fn list_deep(
+    storage: &dyn Storage,
+    prefix: &str,
+    layout: &Layout<'_>,
+) -> (Vec<String>, Vec<String>) {
     let mut level = vec![String::new()];
-    let mut odd = Vec::new();
-    for _ in 0..depth {
+    let (mut objects, mut odd) = (Vec::new(), Vec::new());
+    for depth in 0..layout.depth {
         let mut next = Vec::new();
         for rel in &level {
-            match storage.list(&format!("{prefix}{rel}")) {
-                Ok(names) => next.extend(names.into_iter().map(|n| format!("{rel}{n}/"))),
-                Err(_) => odd.push(format!("{prefix}{}", rel.trim_end_matches('/'))),
+            let Ok(names) = storage.list(&format!("{prefix}{rel}")) else {
+                odd.push(format!("{prefix}{}", rel.trim_end_matches('/')));
+                continue;
+            };
+            for n in names {
+                match depth == 0 && layout.is_pack(&n) {
+                    true => objects.push(n),
+                    false => next.push(format!("{rel}{n}/")),
+                }
             }
         }
         level = next;
     }
-    let objects = level
-        .into_iter()
-        .map(|k| k.trim_end_matches('/').to_string())
-        .collect();
+    objects.extend(
+        level
+            .into_iter()
+            .map(|k| k.trim_end_matches('/').to_string()),
+    );
     (objects, odd)
 }

@@ -82,7 +82,7 @@ pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
             Err(e) => {
                 frames.push(Vec::new());
                 report.problems.push(Problem {
-                    object: key.object_key(entry.seq, snapshot.manifest().chunk_naming()),
+                    object: chunk_name(snapshot, key, entry),
                     detail: e.to_string(),
                 });
             }
@@ -109,6 +109,15 @@ pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
         });
     }
     Ok(report)
+}
+
+/// The object of a chunk, for a report; in a pack, with the tile whose chunk it is.
+fn chunk_name(snapshot: &Snapshot, key: &TileKey, entry: &Entry) -> String {
+    let at = snapshot.chunk_at(key, entry);
+    match entry.pack() {
+        Some(_) => format!("{}, the chunk of tile {}", at.object, key.describe()),
+        None => at.object,
+    }
 }
 
 /// (length, CRC-32C) of each frame of a chunk.

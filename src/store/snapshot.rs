@@ -9,11 +9,13 @@ use rayon::prelude::*;
 use crate::chunk::{self, Chunk, Head, Location};
 use crate::error::{Error, Result};
 use crate::grid::{Layout, PixelRect, TileLoc};
-use crate::index::{Entry, IndexReader, TileKey, Tree};
+use crate::index::{ChunkAt, Entry, IndexReader, TileKey, Tree};
 use crate::manifest::{snapshot_key, Manifest, MANIFEST_KEY, MAX_MANIFEST_LEN};
 use crate::storage::{self, LocalStorage, Storage};
 use crate::tile::{fill_value, BandValidity, Tile};
 use crate::with_sample_type;
+
+use super::prefetch::{self, Fetched};
 
 /// Decoded tiles kept per open snapshot, for reads that straddle tile edges.
 pub const DEFAULT_TILE_CACHE_BYTES: usize = 64 << 20;
@@ -27,6 +29,8 @@ pub struct Snapshot {
     validity: Vec<BandValidity>,
     index: Arc<IndexReader>,
     tiles: Mutex<TileCache>,
+    /// Chunks fetched ahead by [`Snapshot::with_prefetched`].
+    fetched: Fetched,
 }
 
 impl Snapshot {
@@ -74,6 +78,7 @@ impl Snapshot {
             manifest,
             index,
             tiles: Mutex::new(TileCache::new(cached)),
+            fetched: Fetched::default(),
         }
     }
 
@@ -153,10 +158,60 @@ impl Snapshot {
         }
     }
 
+    /// Where the chunk of `key` that `e` points to lies.
+    pub fn chunk_at(&self, key: &TileKey, e: &Entry) -> ChunkAt {
+        key.chunk_at(e, self.manifest.chunk_naming())
+    }
+
     fn object_path(&self, key: &TileKey, e: &Entry) -> PathBuf {
-        self.storage
-            .location()
-            .join(key.object_key(e.seq, self.manifest.chunk_naming()))
+        self.storage.location().join(self.chunk_at(key, e).object)
+    }
+
+    /// Reads the whole chunk `e` points to into `buf`; false when its object is missing.
+    /// Only as much as the index records is read: a chunk of its own object that is longer
+    /// is damaged, one in a pack ends where the entry says.
+    fn read_chunk(&self, key: &TileKey, e: &Entry, buf: &mut Vec<u8>) -> Result<bool> {
+        let at = self.chunk_at(key, e);
+        if let Some(bytes) = self.fetched.take(&at, e.size as usize) {
+            buf.clear();
+            buf.extend_from_slice(&bytes);
+            return Ok(true);
+        }
+        match e.pack() {
+            Some(_) => self
+                .storage
+                .read_range(&at.object, at.offset, e.size as usize, buf),
+            None => self.storage.read_into(&at.object, e.size as usize, buf),
+        }
+    }
+
+    /// Runs `read`, a read of the chunks of `tiles` (each with its index entry), after
+    /// fetching those that lie close together in packs, neighbours in one request each and
+    /// the requests in parallel; what `read` does not take is let go of after. A request
+    /// that fails leaves its chunks to be fetched one by one, which reports the failure.
+    pub fn with_prefetched<T>(
+        &self,
+        tiles: &[(TileKey, Entry)],
+        read: impl FnOnce() -> Result<T>,
+    ) -> Result<T> {
+        use rayon::prelude::*;
+        let at: Vec<_> = tiles
+            .iter()
+            .map(|(k, e)| (self.chunk_at(k, e), *e))
+            .collect();
+        let spans = prefetch::spans(&at);
+        spans.par_iter().for_each(|s| {
+            let mut bytes = Vec::new();
+            let read = self
+                .storage
+                .read_range(&s.object, s.start, s.len as usize, &mut bytes);
+            if let Ok(true) = read {
+                self.fetched.keep(s, &bytes);
+            }
+        });
+        let result = read();
+        self.fetched.forget(&spans);
+        result
     }
 
     /// Fetches and decodes the chunk an entry points to, checking it against the entry.
@@ -201,7 +256,7 @@ impl Snapshot {
     /// or whole when it is at most `whole_up_to` bytes long.
     fn chunk_ref(&self, key: &TileKey, e: &Entry, whole_up_to: usize) -> Result<ChunkRef> {
         let e = *e;
-        let object = key.object_key(e.seq, self.manifest.chunk_naming());
+        let ChunkAt { object, offset } = self.chunk_at(key, &e);
         let path = self.object_path(key, &e);
         let expected = self.manifest.chunk_shape();
         check_entry_size(&e, &expected, &path)?;
@@ -211,7 +266,10 @@ impl Snapshot {
             true => size,
             false => chunk::HEAD_PROBE_LEN.min(size),
         };
-        if !self.storage.read_range(&object, 0, probe, &mut bytes)? {
+        if !self
+            .storage
+            .read_range(&object, offset, probe, &mut bytes)?
+        {
             return Err(Error::corrupt(path, "chunk object is missing"));
         }
         if let Some(len) = Head::len_from(&bytes).filter(|len| *len > bytes.len()) {
@@ -226,7 +284,7 @@ impl Snapshot {
                     ),
                 ));
             }
-            self.storage.read_range(&object, 0, len, &mut bytes)?;
+            self.storage.read_range(&object, offset, len, &mut bytes)?;
         }
         let head = Head::parse(&bytes, &expected, &path)?;
         if head.object_len() != e.size as usize {
@@ -245,6 +303,8 @@ impl Snapshot {
             key: *key,
             seq: e.seq,
             object,
+            offset,
+            packed: e.pack().is_some(),
             path,
             head,
             whole,
@@ -260,12 +320,13 @@ impl Snapshot {
         offset: usize,
         len: usize,
     ) -> Result<Vec<u8>> {
-        let (object, whose) = match (at, c.head.base()) {
+        let (object, start, whose) = match (at, c.head.base()) {
             (Location::Base, Some(base)) => (
                 c.key.object_key(base, self.manifest.chunk_naming()),
+                0,
                 format!(", which {} keeps frames in,", c.path.display()),
             ),
-            _ => (c.object.clone(), String::new()),
+            _ => (c.object.clone(), c.offset, String::new()),
         };
         let mut bytes = Vec::new();
         let found = match (&c.whole, object == c.object) {
@@ -276,7 +337,7 @@ impl Snapshot {
             }
             _ => self
                 .storage
-                .read_range(&object, offset as u64, len, &mut bytes)?,
+                .read_range(&object, start + offset as u64, len, &mut bytes)?,
         };
         if !found || bytes.len() != len {
             return Err(Error::corrupt(
@@ -305,11 +366,7 @@ impl Snapshot {
             let expected = self.manifest.chunk_shape();
             check_entry_size(e, &expected, &path)?;
             // Read only as much as the index records: a longer object is damaged.
-            if !self.storage.read_into(
-                &key.object_key(e.seq, self.manifest.chunk_naming()),
-                e.size as usize,
-                &mut bytes,
-            )? {
+            if !self.read_chunk(key, e, &mut bytes)? {
                 return Err(Error::corrupt(path, "chunk object is missing"));
             }
             check_against_entry(&bytes, e, &path)?;
@@ -553,8 +610,11 @@ pub struct ChunkRef {
     pub key: TileKey,
     /// The snapshot that wrote it.
     pub seq: u64,
-    /// Its object key.
+    /// Its object key, and where in that object it starts.
     pub object: String,
+    pub offset: u64,
+    /// Whether it is in a pack (so no base of another chunk).
+    pub packed: bool,
     /// Where it is, for messages.
     pub path: PathBuf,
     pub head: Head,

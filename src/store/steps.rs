@@ -170,6 +170,7 @@ mod tests {
             size: bytes.len() as u32,
             crc: crc32c::crc32c(bytes),
             base: 0,
+            ..Entry::default()
         }
     }
 
@@ -216,7 +217,7 @@ mod tests {
             seq: 1,
             size: (MAX_RECORD_BYTES + 1) as u32,
             crc: 0,
-            base: 0,
+            ..Entry::default()
         };
         let err = StepRecord::read(&storage, &TileKey::step_record(3), &e).unwrap_err();
         assert!(err.to_string().contains("at most"), "{err}");

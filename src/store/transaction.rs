@@ -36,6 +36,7 @@ use crate::tile::Tile;
 
 use super::claims;
 use super::optimistic::{self, MAX_REBASES};
+use super::packs::{self, Held, Packer, HELD};
 
 use super::lock::{check_next_id_is_free, read_lock, snapshot_after, LockWait, WriterLock};
 use super::snapshot::{ChunkRef, Snapshot};
@@ -80,6 +81,8 @@ pub struct Transaction {
     created_dir: Option<PathBuf>,
     /// Set on a storage without a lock (object storage): how this write commits.
     optimistic: Option<Optimistic>,
+    /// The chunks held back to be stored in packs (a store of format 4 on).
+    packer: Packer,
     finished: bool,
 }
 
@@ -181,6 +184,7 @@ impl Transaction {
             sources: Vec::new(),
             created_dir: None,
             optimistic: None,
+            packer: Packer::default(),
             finished: false,
         }
     }
@@ -332,6 +336,9 @@ impl Transaction {
         let Some(entry) = self.current_entry(key)? else {
             return Ok(None);
         };
+        if entry.pack == HELD {
+            return self.read_held(key).map(Some);
+        }
         let tile = match &self.base {
             Some(base) => base.fetch(key, &entry)?,
             // A store being created has no committed state: its chunks are read through a
@@ -345,6 +352,17 @@ impl Transaction {
             .fetch(key, &entry)?,
         };
         Ok(Some(tile))
+    }
+
+    /// Decodes the chunk held back for `key`, to be stored in a pack.
+    fn read_held(&self, key: &TileKey) -> Result<Tile> {
+        let path = self
+            .location()
+            .join(key.object_key(self.seq, self.manifest.chunk_naming()));
+        let bytes = self.packer.held(key).ok_or_else(|| {
+            Error::corrupt(&path, "a chunk held for a pack was let go of while read")
+        })?;
+        chunk::decode(&bytes, &self.manifest.chunk_shape(), &path)
     }
 
     /// Stores a tile, or records that it holds no data any more. Returns whether it holds
@@ -385,6 +403,7 @@ impl Transaction {
             old: &committed.head,
             old_seq: committed.seq,
             changed,
+            referable: !committed.packed,
         };
         let parts = chunk::encode_parts(tile, &enc, Some(reuse))?;
         self.store_parts(key, &parts, Some(committed))
@@ -399,22 +418,27 @@ impl Transaction {
         committed: Option<&ChunkRef>,
     ) -> Result<()> {
         let naming = self.manifest.chunk_naming();
+        if naming.has_packs() && committed.is_none() && parts.base == 0 && parts.copies_nothing() {
+            return self.hold(key, parts);
+        }
         let trailer = parts.crc.to_le_bytes();
         let old_base = committed
             .and_then(|c| c.head.base())
             .map(|b| key.object_key(b, naming));
-        fn copy<'p>(object: Option<&'p str>, r: &Range<usize>) -> Part<'p> {
+        fn copy<'p>(object: Option<(&'p str, u64)>, r: &Range<usize>) -> Part<'p> {
+            let (key, start) =
+                object.expect("only an update copies ranges, of its chunk or its base");
             Part::Copy {
-                key: object.expect("only an update copies ranges, of its chunk or its base"),
-                offset: r.start as u64,
+                key,
+                offset: start + r.start as u64,
                 len: r.len(),
             }
         }
         let mut list = Vec::with_capacity(parts.pieces.len() + 1);
         for piece in &parts.pieces {
             list.push(match piece {
-                Piece::Old(r) => copy(committed.map(|c| c.object.as_str()), r),
-                Piece::OldBase(r) => copy(old_base.as_deref(), r),
+                Piece::Old(r) => copy(committed.map(|c| (c.object.as_str(), c.offset)), r),
+                Piece::OldBase(r) => copy(old_base.as_deref().map(|b| (b, 0)), r),
                 fresh => Part::Bytes(parts.bytes(fresh).expect("not a copy")),
             });
         }
@@ -426,13 +450,83 @@ impl Transaction {
         Ok(())
     }
 
+    /// Holds a chunk back to store it in a pack, and writes its block's pack once the
+    /// block's held chunks are large enough.
+    fn hold(&self, key: TileKey, parts: &chunk::Parts) -> Result<()> {
+        self.drop_own_chunk(key)?;
+        let held = Held {
+            key,
+            bytes: parts.object(&[], &[]),
+            crc: parts.crc,
+        };
+        let entry = Entry {
+            seq: self.seq,
+            size: parts.len as u32,
+            crc: parts.crc,
+            pack: HELD,
+            ..Entry::default()
+        };
+        self.changes
+            .lock()
+            .expect("poisoned")
+            .insert(key, Some(entry));
+        match self.packer.hold(held) {
+            Some(full) => self.write_pack(self.packer.next_number()?, full),
+            None => Ok(()),
+        }
+    }
+
+    /// Writes `chunks` as one pack and records where each lies in it. A tile stored again
+    /// meanwhile keeps its newer entry.
+    fn write_pack(&self, pack: u32, chunks: Vec<Held>) -> Result<()> {
+        let list: Vec<Part<'_>> = chunks.iter().map(|c| Part::Bytes(&c.bytes)).collect();
+        self.storage
+            .write_parts(&crate::keys::pack(self.seq, pack), &list)?;
+        let mut changes = self.changes.lock().expect("poisoned");
+        for (key, entry) in packs::entries(self.seq, pack, &chunks) {
+            let still_held = changes
+                .get(&key)
+                .copied()
+                .flatten()
+                .is_some_and(|e| e.pack == HELD && (e.size, e.crc) == (entry.size, entry.crc));
+            if still_held {
+                changes.insert(key, Some(entry));
+            }
+        }
+        Ok(())
+    }
+
+    /// Writes every chunk still held as packs, a block's to a pack, numbered in index
+    /// order; at once on object storage.
+    fn write_held(&self) -> Result<()> {
+        let packs = self
+            .packer
+            .take_all()
+            .into_iter()
+            .map(|g| Ok((self.packer.next_number()?, g)))
+            .collect::<Result<Vec<_>>>()?;
+        match self.optimistic.is_some() {
+            true => {
+                use rayon::prelude::*;
+                packs
+                    .into_par_iter()
+                    .try_for_each(|(n, g)| self.write_pack(n, g))
+            }
+            false => packs
+                .into_iter()
+                .try_for_each(|(n, g)| self.write_pack(n, g)),
+        }
+    }
+
     /// Deletes the chunk this write stored for `key` earlier, if any, before it stores
     /// another or none: an edit parks a tile as a chunk, then may change it again. No
     /// reader can reach that chunk, and objects are never written over.
     fn drop_own_chunk(&self, key: TileKey) -> Result<()> {
+        self.packer.forget(&key);
         let earlier = self.changes.lock().expect("poisoned").get(&key).copied();
         match earlier {
-            Some(Some(e)) if self.is_own(e.seq) => self
+            // A chunk in a pack stays there, unreachable once replaced.
+            Some(Some(e)) if self.is_own(e.seq) && e.pack().is_none() => self
                 .storage
                 .delete(&key.object_key(e.seq, self.manifest.chunk_naming())),
             _ => Ok(()),
@@ -538,6 +632,7 @@ impl Transaction {
             size: size as u32,
             crc,
             base,
+            ..Entry::default()
         };
         self.changes
             .lock()
@@ -712,6 +807,7 @@ impl Transaction {
 
     /// Writes the index of every change and tries to commit it.
     fn publish_changes(&mut self) -> Result<Published> {
+        self.write_held()?;
         let changes: Vec<(TileKey, Option<Entry>)> = self
             .changes
             .lock()
@@ -719,6 +815,18 @@ impl Transaction {
             .iter()
             .map(|(k, e)| (*k, *e))
             .collect();
+        if let Some((key, _)) = changes
+            .iter()
+            .find(|(_, e)| e.is_some_and(|e| e.pack == HELD))
+        {
+            return Err(Error::corrupt(
+                self.location(),
+                format!(
+                    "the chunk of tile {} was never written to a pack",
+                    key.describe()
+                ),
+            ));
+        }
         let tree = match &self.base {
             Some(b) => Tree::of(b.manifest()),
             None => Tree {

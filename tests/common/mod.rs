@@ -217,7 +217,21 @@ pub fn small_store(dir: &Path) -> PathBuf {
     store
 }
 
-/// The first chunk object of a store, in name order.
+/// Where the chunk of tile `key` of a store's current snapshot lies: its object, and the
+/// bytes of that object it takes (all of them, or its part of a pack).
+pub fn tile_chunk(
+    store: &Path,
+    key: gridstore::index::TileKey,
+) -> (PathBuf, std::ops::Range<usize>) {
+    let snap = gridstore::store::Snapshot::open(store, None).unwrap();
+    let e = snap.entry(&key).unwrap().expect("the tile holds data");
+    let at = snap.chunk_at(&key, &e);
+    let start = at.offset as usize;
+    (store.join(at.object), start..start + e.size as usize)
+}
+
+/// The first chunk object of a store, in name order (in a store of packs, the first pack
+/// holds the first level-0 tiles).
 pub fn first_chunk(store: &Path) -> PathBuf {
     let mut dir = store.join("chunks");
     loop {

@@ -360,6 +360,7 @@ fn seeds() -> Vec<Vec<u8>> {
             old: parsed.head(),
             old_seq: 1,
             changed: Area::new(0..100, 0..100),
+            referable: true,
         };
         let mut update = tile.clone();
         // Only the changed area differs from the old tile.

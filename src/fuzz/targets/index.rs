@@ -140,7 +140,8 @@ fn in_key_order<V>(mut records: Vec<(TileKey, V)>) -> Vec<(TileKey, V)> {
 }
 
 /// A leaf of `n` entries, written by snapshot `WRITER.seq`: chunks of that snapshot or
-/// earlier ones, each with bytes, some keeping frames in an older chunk (their base).
+/// earlier ones, each with bytes, some keeping frames in an older chunk (their base), some
+/// in a pack.
 fn leaf(n: usize) -> Node {
     Node::leaf(in_key_order(
         (0..n)
@@ -150,6 +151,8 @@ fn leaf(n: usize) -> Node {
                     size: 1000 + i as u32,
                     crc: (i as u32).wrapping_mul(0x9e37_79b9),
                     base: if i % 3 == 0 { 0 } else { i as u64 },
+                    pack: if i % 6 == 0 { 1 + i as u32 % 4 } else { 0 },
+                    offset: if i % 6 == 0 { 4096 * i as u64 } else { 0 },
                 };
                 (key(i), entry)
             })

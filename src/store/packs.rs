@@ -1,0 +1,192 @@
+//! Packs: a write holds back the chunks it makes whole and stores several in one object
+//! (docs/FORMAT.md §5), so that an ingest writes far fewer objects, and a read of
+//! neighbouring tiles asks for one range of one object where it asked for one object each.
+//!
+//! Chunks are held by the 16 x 16 block of tiles of a level that the index orders them by,
+//! and a block's held chunks are written as one pack, in index order, once they reach
+//! [`PACK_BYTES`] or when the write publishes. A chunk that keeps frames in another, or
+//! copies ranges of one (a level update above a small write), is written as an object of
+//! its own, as before packs.
+
+use std::collections::BTreeMap;
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::Mutex;
+
+use crate::error::{Error, Result};
+use crate::index::{Entry, TileKey};
+
+/// A block's held chunks are written as a pack once they reach this many bytes: large
+/// enough that a full read of a large store is a few requests, small enough that a write
+/// holds little (a few packs in memory at once) and a pack is one request to write.
+pub const PACK_BYTES: usize = 32 << 20;
+
+/// The pack number of a chunk held back, in the entry a write records for it until its
+/// pack is written: never one of a stored entry (writing a pack numbered so is refused).
+pub const HELD: u32 = u32::MAX;
+
+/// The tiles whose chunks share packs: a level's 16 x 16 block of tiles in the order of
+/// the index (time, pyramid, level, row >> 4, col >> 4).
+type Group = (u32, u8, u8, i32, i32);
+
+fn group_of(key: &TileKey) -> Group {
+    (key.time, key.pyramid, key.level, key.row >> 4, key.col >> 4)
+}
+
+/// A chunk to store in a pack: its tile, its whole object, and the object's checksum.
+pub struct Held {
+    pub key: TileKey,
+    pub bytes: Vec<u8>,
+    pub crc: u32,
+}
+
+/// The chunks of one group held back, in index order, and their bytes.
+#[derive(Default)]
+struct Waiting {
+    chunks: BTreeMap<TileKey, (Vec<u8>, u32)>,
+    bytes: usize,
+}
+
+/// The chunks a write holds back, and the numbers of the packs it has written.
+#[derive(Default)]
+pub struct Packer {
+    held: Mutex<BTreeMap<Group, Waiting>>,
+    /// The last pack number handed out (packs are numbered from 1).
+    last: AtomicU32,
+}
+
+impl Packer {
+    /// Holds a chunk back (replacing one held for the same tile). Returns its group's
+    /// chunks when they now reach [`PACK_BYTES`]: the caller writes them as a pack.
+    pub fn hold(&self, chunk: Held) -> Option<Vec<Held>> {
+        let mut held = self.held.lock().expect("poisoned");
+        let group = held.entry(group_of(&chunk.key)).or_default();
+        let len = chunk.bytes.len();
+        if let Some((old, _)) = group.chunks.insert(chunk.key, (chunk.bytes, chunk.crc)) {
+            group.bytes -= old.len();
+        }
+        group.bytes += len;
+        if group.bytes < PACK_BYTES {
+            return None;
+        }
+        let full = held.remove(&group_of(&chunk.key)).unwrap_or_default();
+        Some(in_order(full))
+    }
+
+    /// Lets go of the chunk held for `key`, if any.
+    pub fn forget(&self, key: &TileKey) {
+        let mut held = self.held.lock().expect("poisoned");
+        if let Some(group) = held.get_mut(&group_of(key)) {
+            if let Some((old, _)) = group.chunks.remove(key) {
+                group.bytes -= old.len();
+            }
+        }
+    }
+
+    /// A copy of the chunk held for `key`, if any.
+    pub fn held(&self, key: &TileKey) -> Option<Vec<u8>> {
+        let held = self.held.lock().expect("poisoned");
+        let (bytes, _) = held.get(&group_of(key))?.chunks.get(key)?;
+        Some(bytes.clone())
+    }
+
+    /// Every chunk still held, group by group, all in index order; none is held after.
+    pub fn take_all(&self) -> Vec<Vec<Held>> {
+        let held = std::mem::take(&mut *self.held.lock().expect("poisoned"));
+        held.into_values()
+            .filter(|g| !g.chunks.is_empty())
+            .map(in_order)
+            .collect()
+    }
+
+    /// The number of the next pack.
+    pub fn next_number(&self) -> Result<u32> {
+        let n = self.last.fetch_add(1, Ordering::Relaxed).wrapping_add(1);
+        if n == 0 || n == HELD {
+            return Err(Error::InvalidInput(
+                "a write made more packs than their numbers allow; write in smaller parts".into(),
+            ));
+        }
+        Ok(n)
+    }
+}
+
+fn in_order(group: Waiting) -> Vec<Held> {
+    group
+        .chunks
+        .into_iter()
+        .map(|(key, (bytes, crc))| Held { key, bytes, crc })
+        .collect()
+}
+
+/// The entries of `chunks` once written one after the other as pack `pack` of snapshot
+/// `seq`.
+pub fn entries(seq: u64, pack: u32, chunks: &[Held]) -> Vec<(TileKey, Entry)> {
+    let mut offset = 0u64;
+    chunks
+        .iter()
+        .map(|c| {
+            let entry = Entry {
+                seq,
+                size: c.bytes.len() as u32,
+                crc: c.crc,
+                base: 0,
+                pack,
+                offset,
+            };
+            offset += c.bytes.len() as u64;
+            (c.key, entry)
+        })
+        .collect()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::grid::TileLoc;
+
+    fn chunk(col: i32, len: usize) -> Held {
+        Held {
+            key: TileKey::new(0, 0, TileLoc::new(0, col, 0)),
+            bytes: vec![col as u8; len],
+            crc: col as u32,
+        }
+    }
+
+    #[test]
+    fn a_block_is_handed_back_in_index_order_once_it_is_full() {
+        let p = Packer::default();
+        assert!(p.hold(chunk(3, PACK_BYTES / 2)).is_none());
+        // Another block is held apart.
+        assert!(p.hold(chunk(16, PACK_BYTES - 1)).is_none());
+        // A replacement counts once.
+        assert!(p.hold(chunk(3, PACK_BYTES / 2)).is_none());
+        let full = p.hold(chunk(1, PACK_BYTES / 2)).expect("the block is full");
+        let cols: Vec<i32> = full.iter().map(|c| c.key.col).collect();
+        assert_eq!(cols, [1, 3]);
+        assert_eq!(
+            p.held(&chunk(1, 0).key),
+            None,
+            "handed back, no longer held"
+        );
+        p.forget(&chunk(16, 0).key);
+        assert!(p.take_all().is_empty());
+    }
+
+    #[test]
+    fn entries_lie_one_after_the_other() {
+        let chunks = [chunk(0, 10), chunk(1, 5), chunk(2, 7)];
+        let e = entries(9, 2, &chunks);
+        let at: Vec<(u64, u32)> = e.iter().map(|(_, e)| (e.offset, e.size)).collect();
+        assert_eq!(at, [(0, 10), (10, 5), (15, 7)]);
+        assert!(e
+            .iter()
+            .all(|(_, e)| e.seq == 9 && e.pack == 2 && e.crc < 3));
+    }
+
+    #[test]
+    fn pack_numbers_start_at_one() {
+        let p = Packer::default();
+        assert_eq!(p.next_number().unwrap(), 1);
+        assert_eq!(p.next_number().unwrap(), 2);
+    }
+}
