@@ -42,7 +42,7 @@ ROOT = os.path.dirname(HERE)
 PY = "/usr/bin/python3"
 BUCKET = "bench"
 # The format version this build writes (src/manifest.rs).
-FORMAT_VERSION = 3
+FORMAT_VERSION = 4
 
 READER = r"""
 import sys, time, random

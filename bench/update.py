@@ -173,18 +173,18 @@ def stored_tiles(path):
 
 
 def current_format(path):
-    """Whether the store is written the way this build writes stores: manifest format 3,
-    version 4 index nodes and version 3 chunks. A store kept from an older build would
+    """Whether the store is written the way this build writes stores: manifest format 4,
+    version 4 or 5 index nodes and version 3 chunks (the first in a pack). A store kept from an older build would
     measure the older format (one of a newer build does not even open)."""
     with open(os.path.join(path, "gridstore.json")) as f:
         manifest = json.load(f)
-    if manifest["format_version"] != 3:
+    if manifest["format_version"] != 4:
         return False
     root = manifest["index"]["root"]
     if root is None:
         return True
     with open(os.path.join(path, "index", str(root["seq"]), str(root["id"])), "rb") as f:
-        if f.read(5)[4] != 4:
+        if f.read(5)[4] not in (4, 5):
             return False
     # The first chunk found, walking down the chunk directories.
     at = os.path.join(path, "chunks")

@@ -20,6 +20,11 @@ use crate::index::{Entry, TileKey};
 /// holds little (a few packs in memory at once) and a pack is one request to write.
 pub const PACK_BYTES: usize = 32 << 20;
 
+/// The most a write holds back in all: past it, the largest block's chunks are written as
+/// a pack, however few, so that a write across many blocks at once (a wide raster copied
+/// row by row of tiles) holds a bounded amount of memory.
+pub const MAX_HELD_BYTES: usize = 256 << 20;
+
 /// The pack number of a chunk held back, in the entry a write records for it until its
 /// pack is written: never one of a stored entry (writing a pack numbered so is refused).
 pub const HELD: u32 = u32::MAX;
@@ -39,6 +44,13 @@ pub struct Held {
     pub crc: u32,
 }
 
+/// The chunks held back, by group, and their bytes in all.
+#[derive(Default)]
+struct HeldBack {
+    groups: BTreeMap<Group, Waiting>,
+    bytes: usize,
+}
+
 /// The chunks of one group held back, in index order, and their bytes.
 #[derive(Default)]
 struct Waiting {
@@ -49,50 +61,57 @@ struct Waiting {
 /// The chunks a write holds back, and the numbers of the packs it has written.
 #[derive(Default)]
 pub struct Packer {
-    held: Mutex<BTreeMap<Group, Waiting>>,
+    held: Mutex<HeldBack>,
     /// The last pack number handed out (packs are numbered from 1).
     last: AtomicU32,
 }
 
 impl Packer {
-    /// Holds a chunk back (replacing one held for the same tile). Returns its group's
-    /// chunks when they now reach [`PACK_BYTES`]: the caller writes them as a pack.
+    /// Holds a chunk back (replacing one held for the same tile). Returns chunks to write
+    /// as a pack now: its group's, when they reach [`PACK_BYTES`], or the largest group's,
+    /// when all held reach [`MAX_HELD_BYTES`].
     pub fn hold(&self, chunk: Held) -> Option<Vec<Held>> {
         let mut held = self.held.lock().expect("poisoned");
-        let group = held.entry(group_of(&chunk.key)).or_default();
+        let group = group_of(&chunk.key);
+        let waiting = held.groups.entry(group).or_default();
         let len = chunk.bytes.len();
-        if let Some((old, _)) = group.chunks.insert(chunk.key, (chunk.bytes, chunk.crc)) {
-            group.bytes -= old.len();
-        }
-        group.bytes += len;
-        if group.bytes < PACK_BYTES {
-            return None;
-        }
-        let full = held.remove(&group_of(&chunk.key)).unwrap_or_default();
-        Some(in_order(full))
+        let old = waiting.chunks.insert(chunk.key, (chunk.bytes, chunk.crc));
+        let old = old.map_or(0, |(b, _)| b.len());
+        waiting.bytes = waiting.bytes + len - old;
+        let full = waiting.bytes >= PACK_BYTES;
+        held.bytes = held.bytes + len - old;
+        let take = match full {
+            true => group,
+            false if held.bytes >= MAX_HELD_BYTES => held.largest()?,
+            false => return None,
+        };
+        held.take(&take)
     }
 
     /// Lets go of the chunk held for `key`, if any.
     pub fn forget(&self, key: &TileKey) {
         let mut held = self.held.lock().expect("poisoned");
-        if let Some(group) = held.get_mut(&group_of(key)) {
-            if let Some((old, _)) = group.chunks.remove(key) {
-                group.bytes -= old.len();
-            }
+        let Some(waiting) = held.groups.get_mut(&group_of(key)) else {
+            return;
+        };
+        if let Some((old, _)) = waiting.chunks.remove(key) {
+            waiting.bytes -= old.len();
+            held.bytes -= old.len();
         }
     }
 
     /// A copy of the chunk held for `key`, if any.
     pub fn held(&self, key: &TileKey) -> Option<Vec<u8>> {
         let held = self.held.lock().expect("poisoned");
-        let (bytes, _) = held.get(&group_of(key))?.chunks.get(key)?;
+        let (bytes, _) = held.groups.get(&group_of(key))?.chunks.get(key)?;
         Some(bytes.clone())
     }
 
     /// Every chunk still held, group by group, all in index order; none is held after.
     pub fn take_all(&self) -> Vec<Vec<Held>> {
         let held = std::mem::take(&mut *self.held.lock().expect("poisoned"));
-        held.into_values()
+        held.groups
+            .into_values()
             .filter(|g| !g.chunks.is_empty())
             .map(in_order)
             .collect()
@@ -107,6 +126,23 @@ impl Packer {
             ));
         }
         Ok(n)
+    }
+}
+
+impl HeldBack {
+    /// The group holding the most bytes.
+    fn largest(&self) -> Option<Group> {
+        self.groups
+            .iter()
+            .max_by_key(|(_, w)| w.bytes)
+            .map(|(g, _)| *g)
+    }
+
+    /// The chunks of `group`, in index order, no longer held.
+    fn take(&mut self, group: &Group) -> Option<Vec<Held>> {
+        let waiting = self.groups.remove(group)?;
+        self.bytes -= waiting.bytes;
+        Some(in_order(waiting))
     }
 }
 
@@ -170,6 +206,25 @@ mod tests {
         );
         p.forget(&chunk(16, 0).key);
         assert!(p.take_all().is_empty());
+    }
+
+    #[test]
+    fn the_largest_block_is_handed_back_once_all_held_reach_the_bound() {
+        let p = Packer::default();
+        let blocks = MAX_HELD_BYTES / (PACK_BYTES / 2);
+        // Half a pack in each of `blocks` blocks, the third one larger.
+        for b in 0..blocks - 1 {
+            let extra = if b == 2 { 1 } else { 0 };
+            assert!(p
+                .hold(chunk(16 * b as i32, PACK_BYTES / 2 + extra))
+                .is_none());
+        }
+        let out = p
+            .hold(chunk(16 * 99, PACK_BYTES / 2))
+            .expect("over the bound");
+        assert_eq!(out.len(), 1);
+        assert_eq!(out[0].key.col, 32, "the largest block");
+        assert_eq!(p.take_all().len(), blocks - 1);
     }
 
     #[test]
