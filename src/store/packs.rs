@@ -15,15 +15,17 @@ use std::sync::Mutex;
 use crate::error::{Error, Result};
 use crate::index::{Entry, TileKey};
 
-/// A block's held chunks are written as a pack once they reach this many bytes: large
-/// enough that a full read of a large store is a few requests, small enough that a write
-/// holds little (a few packs in memory at once) and a pack is one request to write.
-pub const PACK_BYTES: usize = 32 << 20;
+/// A block's held chunks are written as a pack once they reach this many bytes: half a
+/// row of a block's tiles of 512 x 512 Float32 samples, which a read of a wide window or
+/// a level then fetches in one request, while a write holds little in memory (a larger
+/// pack raised the peak memory of an ingest by a third) and a pack is one request to
+/// write.
+pub const PACK_BYTES: usize = 4 << 20;
 
 /// The most a write holds back in all: past it, the largest block's chunks are written as
 /// a pack, however few, so that a write across many blocks at once (a wide raster copied
 /// row by row of tiles) holds a bounded amount of memory.
-pub const MAX_HELD_BYTES: usize = 256 << 20;
+pub const MAX_HELD_BYTES: usize = 16 << 20;
 
 /// The pack number of a chunk held back, in the entry a write records for it until its
 /// pack is written: never one of a stored entry (writing a pack numbered so is refused).
