@@ -189,10 +189,16 @@ def clear(log):
 
 
 def this_builds_format(store):
-    """Whether a store kept from an earlier run has the format this build writes (an older
-    one would measure the older format: its chunk names, for one, cost more requests)."""
-    with open(os.path.join(store, "gridstore.json")) as f:
-        return json.load(f)["format_version"] == FORMAT_VERSION
+    """Whether a store kept from an earlier run was written by this build: of the format it
+    writes (an older one would measure the older format: its chunk names, for one, cost
+    more requests), and no older than the build (another build of the same format may lay
+    its chunks out otherwise, in packs of another size)."""
+    manifest = os.path.join(store, "gridstore.json")
+    with open(manifest) as f:
+        if json.load(f)["format_version"] != FORMAT_VERSION:
+            return False
+    build = os.path.join(ROOT, "target/release/libgridstore.so")
+    return os.path.getmtime(manifest) > os.path.getmtime(build)
 
 
 def main():

@@ -497,7 +497,7 @@ impl Transaction {
     }
 
     /// Writes every chunk still held as packs, a block's to a pack, numbered in index
-    /// order; at once on object storage.
+    /// order; at once on object storage. After it, no entry of this write is held.
     fn write_held(&self) -> Result<()> {
         let packs = self
             .packer
@@ -510,11 +510,25 @@ impl Transaction {
                 use rayon::prelude::*;
                 packs
                     .into_par_iter()
-                    .try_for_each(|(n, g)| self.write_pack(n, g))
+                    .try_for_each(|(n, g)| self.write_pack(n, g))?
             }
             false => packs
                 .into_iter()
-                .try_for_each(|(n, g)| self.write_pack(n, g)),
+                .try_for_each(|(n, g)| self.write_pack(n, g))?,
+        }
+        let changes = self.changes.lock().expect("poisoned");
+        match changes
+            .iter()
+            .find(|(_, e)| e.is_some_and(|e| e.pack == HELD))
+        {
+            Some((key, _)) => Err(Error::corrupt(
+                self.location(),
+                format!(
+                    "the chunk of tile {} was never written to a pack",
+                    key.describe()
+                ),
+            )),
+            None => Ok(()),
         }
     }
 
@@ -815,18 +829,6 @@ impl Transaction {
             .iter()
             .map(|(k, e)| (*k, *e))
             .collect();
-        if let Some((key, _)) = changes
-            .iter()
-            .find(|(_, e)| e.is_some_and(|e| e.pack == HELD))
-        {
-            return Err(Error::corrupt(
-                self.location(),
-                format!(
-                    "the chunk of tile {} was never written to a pack",
-                    key.describe()
-                ),
-            ));
-        }
         let tree = match &self.base {
             Some(b) => Tree::of(b.manifest()),
             None => Tree {
