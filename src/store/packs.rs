@@ -17,9 +17,9 @@ use crate::index::{Entry, TileKey};
 
 /// A block's held chunks are written as a pack once they reach this many bytes: half a
 /// row of a block's tiles of 512 x 512 Float32 samples, which a read of a wide window or
-/// a level then fetches in one request, while a write holds little in memory (a larger
-/// pack raised the peak memory of an ingest by a third) and a pack is one request to
-/// write.
+/// a level then fetches in one request, while a write holds little in memory (8 MiB packs
+/// raised the peak memory of an ingest of docs/PERFORMANCE.md from 68 to 95 MB) and a
+/// pack is one request to write.
 pub const PACK_BYTES: usize = 4 << 20;
 
 /// The most a write holds back in all: past it, the largest block's chunks are written as
