@@ -44,8 +44,8 @@ fn assert_no_listing(requests: &[String]) {
     }
 }
 
-/// A read of every tile of `store` (of its 21) must have fetched chunks, and the chunks
-/// that lie together in a pack in one request: far fewer requests than tiles.
+/// A read of every tile of `store` must have fetched chunks, and the chunks that lie
+/// together in a pack in one request: far fewer requests than tiles.
 fn assert_chunks_fetched_together<V: std::fmt::Debug>(
     store: &Path,
     per_object: &BTreeMap<String, V>,
@@ -174,6 +174,27 @@ fn over_http_each_object_is_one_get_and_a_packs_chunks_come_together() {
         said.contains(gone.as_str()) && said.contains("missing"),
         "{said}"
     );
+}
+
+#[test]
+fn over_http_verify_fetches_a_packs_chunks_together() {
+    let dir = tmp();
+    // Chunks of tens of kilobytes: more than GDAL fetches of an object at a time.
+    let store = dir.path().join("l7.gridstore");
+    ingest(s(&sample("L7_ETMs.tif")), &store, &["BLOCKSIZE=128"]);
+    let server = nginx(dir.path());
+    let remote = format!("/vsicurl/http://127.0.0.1:{}/l7.gridstore", server.port);
+    assert_eq!(
+        ok(&gridstore(), &["verify", &remote]).replace(&remote, "STORE"),
+        ok(&gridstore(), &["verify", s(&store)]).replace(s(&store), "STORE")
+    );
+    let mut per_object = BTreeMap::new();
+    for r in server.requests() {
+        let path = r.split_whitespace().nth(1).unwrap().to_string();
+        let key = path.strip_prefix("/l7.gridstore/").unwrap().to_string();
+        *per_object.entry(key).or_insert(0) += 1;
+    }
+    assert_chunks_fetched_together(&store, &per_object, |n| *n);
 }
 
 #[test]

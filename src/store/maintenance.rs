@@ -44,6 +44,10 @@ pub struct VerifyReport {
     pub content_digest: String,
 }
 
+/// How many tiles `verify` reads at once over the network: their chunks fetched together
+/// are held in memory until checked.
+const VERIFY_BATCH: usize = 64;
+
 /// Checks every object the snapshot refers to: index nodes (checksums), every chunk
 /// (present, size and checksum as the index says, decodes), and its source list. Changes
 /// nothing.
@@ -66,13 +70,26 @@ pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
             detail: e.to_string(),
         });
     }
-    let results: Vec<(u64, Result<FrameSums>)> = tiles
-        .par_iter()
-        .map(|(key, entry)| match check_object(snapshot, key, entry) {
-            Ok(sums) => (entry.size as u64, Ok(sums)),
-            Err(e) => (0, Err(e)),
-        })
-        .collect();
+    let check = |(key, entry): &(TileKey, Entry)| match check_object(snapshot, key, entry) {
+        Ok(sums) => (entry.size as u64, Ok(sums)),
+        Err(e) => (0, Err(e)),
+    };
+    // Over the network, a batch of tiles (in key order) at a time: the chunks of a batch
+    // that lie together in a pack come in one request.
+    let remote = crate::storage::is_vsi_path(snapshot.storage().location());
+    let results: Vec<(u64, Result<FrameSums>)> = match remote {
+        true => {
+            let mut results = Vec::with_capacity(tiles.len());
+            for batch in tiles.chunks(VERIFY_BATCH) {
+                let checked = snapshot.with_prefetched(batch, || {
+                    Ok(batch.par_iter().map(check).collect::<Vec<_>>())
+                })?;
+                results.extend(checked);
+            }
+            results
+        }
+        false => tiles.par_iter().map(check).collect(),
+    };
     let mut frames = Vec::with_capacity(tiles.len());
     for ((key, entry), (bytes, checked)) in tiles.iter().zip(results) {
         report.tiles_checked += 1;
