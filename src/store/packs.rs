@@ -8,9 +8,9 @@
 //! copies ranges of one (a level update above a small write), is written as an object of
 //! its own, as before packs.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
-use std::sync::Mutex;
+use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::index::{Entry, TileKey};
@@ -42,7 +42,7 @@ fn group_of(key: &TileKey) -> Group {
 /// A chunk to store in a pack: its tile, its whole object, and the object's checksum.
 pub struct Held {
     pub key: TileKey,
-    pub bytes: Vec<u8>,
+    pub bytes: Arc<[u8]>,
     pub crc: u32,
 }
 
@@ -51,12 +51,15 @@ pub struct Held {
 struct HeldBack {
     groups: BTreeMap<Group, Waiting>,
     bytes: usize,
+    /// The chunks handed back to be written as a pack, until their entries say where
+    /// they are: a read of such a tile meanwhile takes them from here.
+    writing: HashMap<TileKey, Arc<[u8]>>,
 }
 
 /// The chunks of one group held back, in index order, and their bytes.
 #[derive(Default)]
 struct Waiting {
-    chunks: BTreeMap<TileKey, (Vec<u8>, u32)>,
+    chunks: BTreeMap<TileKey, (Arc<[u8]>, u32)>,
     bytes: usize,
 }
 
@@ -102,21 +105,38 @@ impl Packer {
         }
     }
 
-    /// A copy of the chunk held for `key`, if any.
-    pub fn held(&self, key: &TileKey) -> Option<Vec<u8>> {
+    /// The chunk held for `key`, or being written as part of a pack, if any.
+    pub fn held(&self, key: &TileKey) -> Option<Arc<[u8]>> {
         let held = self.held.lock().expect("poisoned");
-        let (bytes, _) = held.groups.get(&group_of(key))?.chunks.get(key)?;
-        Some(bytes.clone())
+        let waiting = held
+            .groups
+            .get(&group_of(key))
+            .and_then(|g| g.chunks.get(key));
+        match waiting {
+            Some((bytes, _)) => Some(bytes.clone()),
+            None => held.writing.get(key).cloned(),
+        }
+    }
+
+    /// Lets go of `chunks`, written as a pack and their entries recorded.
+    pub fn written(&self, chunks: &[Held]) {
+        let mut held = self.held.lock().expect("poisoned");
+        for c in chunks {
+            if held
+                .writing
+                .get(&c.key)
+                .is_some_and(|b| Arc::ptr_eq(b, &c.bytes))
+            {
+                held.writing.remove(&c.key);
+            }
+        }
     }
 
     /// Every chunk still held, group by group, all in index order; none is held after.
     pub fn take_all(&self) -> Vec<Vec<Held>> {
-        let held = std::mem::take(&mut *self.held.lock().expect("poisoned"));
-        held.groups
-            .into_values()
-            .filter(|g| !g.chunks.is_empty())
-            .map(in_order)
-            .collect()
+        let mut held = self.held.lock().expect("poisoned");
+        let groups: Vec<Group> = held.groups.keys().copied().collect();
+        groups.iter().filter_map(|g| held.take(g)).collect()
     }
 
     /// The number of the next pack.
@@ -140,11 +160,15 @@ impl HeldBack {
             .map(|(g, _)| *g)
     }
 
-    /// The chunks of `group`, in index order, no longer held.
+    /// The chunks of `group`, in index order, no longer held but being written.
     fn take(&mut self, group: &Group) -> Option<Vec<Held>> {
         let waiting = self.groups.remove(group)?;
         self.bytes -= waiting.bytes;
-        Some(in_order(waiting))
+        let chunks = in_order(waiting);
+        for c in &chunks {
+            self.writing.insert(c.key, c.bytes.clone());
+        }
+        (!chunks.is_empty()).then_some(chunks)
     }
 }
 
@@ -185,7 +209,7 @@ mod tests {
     fn chunk(col: i32, len: usize) -> Held {
         Held {
             key: TileKey::new(0, 0, TileLoc::new(0, col, 0)),
-            bytes: vec![col as u8; len],
+            bytes: vec![col as u8; len].into(),
             crc: col as u32,
         }
     }

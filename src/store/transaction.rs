@@ -333,11 +333,20 @@ impl Transaction {
     /// Reads back a tile as this write has it so far: the chunk it stored, or else the
     /// base state's; `None` when neither holds the tile.
     pub fn read_current(&self, key: &TileKey) -> Result<Option<Tile>> {
-        let Some(entry) = self.current_entry(key)? else {
+        let Some(mut entry) = self.current_entry(key)? else {
             return Ok(None);
         };
         if entry.pack == HELD {
-            return self.read_held(key).map(Some);
+            if let Some(tile) = self.read_held(key)? {
+                return Ok(Some(tile));
+            }
+            // Its pack was written meanwhile, and its entry says where it is now.
+            entry = self
+                .current_entry(key)?
+                .filter(|e| e.pack != HELD)
+                .ok_or_else(|| {
+                    Error::corrupt(self.location(), "a chunk held for a pack was lost")
+                })?;
         }
         let tile = match &self.base {
             Some(base) => base.fetch(key, &entry)?,
@@ -354,17 +363,17 @@ impl Transaction {
         Ok(Some(tile))
     }
 
-    /// Decodes the chunk held back for `key`, to be stored in a pack.
-    fn read_held(&self, key: &TileKey) -> Result<Tile> {
+    /// Decodes the chunk held back for `key` (or being written in a pack); `None` once its
+    /// pack is written.
+    fn read_held(&self, key: &TileKey) -> Result<Option<Tile>> {
         let path = self
             .location()
             .join(key.object_key(self.seq, self.manifest.chunk_naming()));
-        let bytes = self.packer.held(key).ok_or_else(|| {
-            Error::corrupt(&path, "a chunk held for a pack was let go of while read")
-        })?;
-        chunk::decode(&bytes, &self.manifest.chunk_shape(), &path)
+        match self.packer.held(key) {
+            Some(bytes) => chunk::decode(&bytes, &self.manifest.chunk_shape(), &path).map(Some),
+            None => Ok(None),
+        }
     }
-
     /// Stores a tile, or records that it holds no data any more. Returns whether it holds
     /// data. Safe to call from many threads for different tiles.
     pub fn put_tile(&self, key: TileKey, tile: &Tile) -> Result<bool> {
@@ -456,7 +465,7 @@ impl Transaction {
         self.drop_own_chunk(key)?;
         let held = Held {
             key,
-            bytes: parts.object(&[], &[]),
+            bytes: parts.object(&[], &[]).into(),
             crc: parts.crc,
         };
         let entry = Entry {
@@ -493,6 +502,8 @@ impl Transaction {
                 changes.insert(key, Some(entry));
             }
         }
+        drop(changes);
+        self.packer.written(&chunks);
         Ok(())
     }
 
