@@ -8,7 +8,7 @@
 //! tests/object_storage.rs).
 
 mod common;
-use common::servers::{checks_s3, gridstore, moto, nginx};
+use common::servers::{checks_s3, gridstore, moto, nginx, ok_on};
 use common::*;
 
 use std::collections::BTreeMap;
@@ -282,6 +282,49 @@ fn over_s3_each_object_is_one_get_and_nothing_is_listed() {
             "{key} was fetched {n} times in two opens: {per_object:?}"
         );
     }
+}
+
+#[test]
+fn over_s3_a_chunk_far_into_a_pack_is_one_request() {
+    let dir = tmp();
+    // Noise in 256-pixel tiles: chunks of some 200 KB, all 16 tiles in one pack.
+    let src = dir.path().join("noise.tif");
+    python_ok("make_raster.py", &[s(&src), "Float32", "1024", "1024", "1"]);
+    let store = dir.path().join("noise.gridstore");
+    ingest(s(&src), &store, &["BLOCKSIZE=256"]);
+    let last = gridstore::index::TileKey::base(3, 3);
+    let (pack, range) = tile_chunk(&store, last);
+    assert!(range.start > 1 << 20, "the chunk starts at {}", range.start);
+    let mut server = moto("stores");
+    checks_s3(
+        &server,
+        &["upload", s(&store), "/vsis3/stores/noise.gridstore"],
+    );
+    // As many users of COGs configure GDAL: the store's own opens must not heed it.
+    server
+        .env
+        .push(("GDAL_DISABLE_READDIR_ON_OPEN", "EMPTY_DIR".into()));
+    server.clear_log();
+    let (remote, local) = (dir.path().join("remote.tif"), dir.path().join("local.tif"));
+    let window = ["-q", "-srcwin", "768", "768", "256", "256"];
+    let vsi = "GRIDSTORE:/vsis3/stores/noise.gridstore";
+    ok_on(
+        &server,
+        "gdal_translate",
+        &[&window[..], &[vsi, s(&remote)]].concat(),
+    );
+    ok(
+        "gdal_translate",
+        &[&window[..], &[s(&store), s(&local)]].concat(),
+    );
+    assert_eq!(checksums(s(&remote)), checksums(s(&local)));
+    // The manifest, the index node, and the chunk's range of its pack: no request at the
+    // pack's open, none for its size.
+    let requests = server.requests();
+    let key = pack.strip_prefix(&store).unwrap().to_str().unwrap();
+    let of_pack = requests.iter().filter(|r| r.contains(key)).count();
+    assert_eq!(of_pack, 1, "{requests:#?}");
+    assert_eq!(requests.len(), 3, "{requests:#?}");
 }
 
 #[test]

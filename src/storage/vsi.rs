@@ -11,10 +11,11 @@
 //!
 //! Every read is one open of the object: never a listing (objects whose names have a dot
 //! are opened with `DISABLE_READDIR_ON_OPEN`), and the object's bytes are asked for in one
-//! request where the caller knows a bound for them. Over HTTP, GDAL asks for the size of
-//! an object it opens (a HEAD) unless its name has no dot and listings are left enabled:
-//! chunks, index nodes and step records are opened so, and their first read brings their
-//! bytes and size in one GET ([`opens_lazily`]). GDAL caches what it fetched
+//! request where the caller knows a bound for them. GDAL makes a request when it opens an
+//! object (a HEAD over HTTP, a GET of the first bytes on the object stores) unless its
+//! name has no dot and listings are left enabled: chunks, packs, index nodes and step
+//! records are opened so, and their first read brings their bytes and size in one GET
+//! ([`opens_lazily`]). GDAL caches what it fetched
 //! across opens; that is right for every object but the few that are replaced in place
 //! (the manifest and the writer lock, the only objects at the top of a store), whose
 //! cached bytes are dropped before each read, one thread at a time
@@ -74,18 +75,15 @@ pub fn is_vsi_path(path: &Path) -> bool {
     })
 }
 
-/// True when GDAL opens the object at `key` below `root` without a request, leaving its
-/// first read to fetch its bytes and size in one GET. That is so on `/vsicurl/` for a name
-/// with no dot opened without `DISABLE_READDIR_ON_OPEN`: GDAL lists a directory only for a
-/// name with a dot, and asks for the size (a HEAD) only when it did not list. On the
-/// object stores, the open's own request is a GET of the first bytes anyway. Objects
-/// replaced in place are always opened so that their existence is checked at once.
-fn opens_lazily(root: &Path, key: &str) -> bool {
+/// True when GDAL opens the object at `key` without a request, leaving its first read to
+/// fetch its bytes and size in one GET: so for a name with no dot opened with listings
+/// enabled (GDAL lists a directory only for a name with a dot, and asks for the object's
+/// size or first bytes at the open only when it did not list), on HTTP and on the object
+/// stores alike. Objects replaced in place are always opened so that their existence is
+/// checked at once.
+fn opens_lazily(key: &str) -> bool {
     let name = key.rsplit('/').next().unwrap_or(key);
-    let s = root.to_string_lossy();
-    (s.starts_with("/vsicurl/") || s.starts_with("/vsicurl?"))
-        && !name.contains('.')
-        && !is_replaced_in_place(key)
+    !name.contains('.') && !is_replaced_in_place(key)
 }
 
 /// `VSI_STAT_EXISTS_FLAG`, cpl_vsi.h: a stat that only asks whether the object exists.
@@ -127,7 +125,7 @@ impl VsiStorage {
     /// request: then the handle's `lazy` is set, and whether the object exists is known
     /// only after its first read ([`Self::open_and_start`]).
     fn open_to_read(&self, key: &str, first: usize) -> Result<Option<Handle>> {
-        self.open_as(key, first, opens_lazily(&self.root, key))
+        self.open_as(key, first, opens_lazily(key))
     }
 
     /// Opens the object at `key` to read up to `piece` bytes from `offset`, a read made
@@ -178,11 +176,13 @@ impl VsiStorage {
             .clamp(DEFAULT_FIRST_REQUEST, MAX_FIRST_REQUEST)
             .to_string();
         let first = CString::new(first).expect("digits");
-        let readdir = CString::new("DISABLE_READDIR_ON_OPEN=YES").expect("no NUL");
+        // Set either way, whatever `GDAL_DISABLE_READDIR_ON_OPEN` the user configured: a
+        // lazy open needs listings enabled, any other must not list.
+        let readdir = match lazy {
+            true => c"DISABLE_READDIR_ON_OPEN=NO",
+            false => c"DISABLE_READDIR_ON_OPEN=YES",
+        };
         let mut options = [readdir.as_ptr() as *mut c_char, ptr::null_mut()];
-        if lazy {
-            options[0] = ptr::null_mut();
-        }
         const INGESTED: &CStr = c"GDAL_INGESTED_BYTES_AT_OPEN";
         // SAFETY: NUL-terminated strings that outlive the calls; the option list is
         // null-terminated. The thread-local option is reset before returning.
