@@ -3,8 +3,9 @@
 run against one local S3 server (moto), with and without added latency.
 
 The 8192 x 8192 Float32 surface of generate.py is written locally as a COG (ZSTD, AVERAGE
-overviews, as bench/run.py makes it) and as a store (default options), and both are put on
-moto's S3 server. Every command then talks to S3 through a small threaded proxy of this
+overviews, as bench/run.py makes it), which is uploaded to moto's S3 server, and as a store
+(default options) straight to S3 (`gdal_translate -of GRIDSTORE`, so with the packs a store
+written there has). Every command then talks to S3 through a small threaded proxy of this
 script's own, which forwards each request to moto (after --latency ms, or at once) and
 counts the requests by method. Each part measures both formats, each command in a fresh
 process, the formats taking turns run by run; figures are medians of --runs runs of the
@@ -34,7 +35,8 @@ processor time of the commands (user + system, from their rusage), of moto (from
 three add up to the machine's cores times the wall time, the cores, not the network or the
 format, are what the command waits on.
 
-Set-up work (uploads, emptying a key prefix, creating the store of the shards) goes straight
+Set-up work (uploads, writing the stores read, emptying a key prefix, creating the store of
+the shards) goes straight
 to moto and is neither timed nor counted. A command that fails is reported with its own
 error message, the other parts still run, and the script exits with status 1.
 
@@ -411,6 +413,15 @@ class Bench:
                 self.upload(local, key)
         return setup
 
+    def ingest_there(self, key):
+        """A setup: empties the key prefix, then ingests the surface into a store there
+        (straight to S3, as a user would: its packs are those of object storage)."""
+        def setup():
+            objects_under(self.direct, self.s3(key), "delete")
+            run_at_once([["gdal_translate", "-q", "-of", "GRIDSTORE", self.surface,
+                          self.s3(key)]], self.direct)
+        return setup
+
     def gridstore_create(self, key):
         """A setup: an empty store on S3 on the surface's grid, made by `gridstore create`."""
         def setup():
@@ -466,7 +477,7 @@ class Bench:
                                    self.patch_at, overview_count(self.cog, self.env))),
             Case("patch", "GRIDSTORE",
                  [[[GRIDSTORE, "ingest", "-q", store, self.patch]]], env,
-                 setup=self.reset("patch.gridstore", self.store), prefix=store,
+                 setup=self.ingest_there("patch.gridstore"), prefix=store,
                  check=patch_check("GRIDSTORE:" + store, self.patch, self.direct,
                                    self.patch_at, overview_count("GRIDSTORE:" + self.store, self.env))),
         ]
@@ -488,7 +499,7 @@ class Bench:
     def run(self):
         """Measures every selected part at every endpoint; returns [(endpoint, [Case])]."""
         self.upload(self.cog, "surface-cog.tif")
-        self.upload(self.store, "surface.gridstore")
+        self.ingest_there("surface.gridstore")()
         done = []
         for proxy, endpoint in self.proxies:
             env = s3_env(self.env, proxy.port)

@@ -6,7 +6,8 @@
 //! write on disk; writers running at once on disjoint tiles give the same store as one
 //! after another; racing writers on the same tiles each land whole, never mixed; a writer
 //! killed at any moment leaves a committed state (also the crash harness, on S3); gc leaves
-//! writes in flight alone; QGIS renders and saves stores there.
+//! writes in flight alone; QGIS renders and saves stores there. An ingest there writes
+//! larger packs than on disk (S3).
 
 mod common;
 use common::servers::{azurite, checks_on, gridstore, moto, ok_on, run_on, Server};
@@ -193,6 +194,38 @@ fn gdal_and_the_cli_write_there_what_they_write_on_disk(b: Backend) {
     assert!(keys(server, vsi).is_empty());
     let out = run_on(server, "gdalinfo", &[vsi]);
     assert!(!out.status.success());
+}
+
+#[test]
+fn an_ingest_there_writes_larger_packs_than_on_disk() {
+    let b = s3();
+    let server = &b.server;
+    let dir = tmp();
+    // Noise in 256-pixel tiles: about 6 MB of level-0 chunks, all in one block of tiles.
+    let src = dir.path().join("noise.tif");
+    python_ok("make_raster.py", &[s(&src), "Float32", "2048", "1024", "1"]);
+    let local = dir.path().join("noise.gridstore");
+    let vsi = &b.store("noise.gridstore");
+    for to in [s(&local), vsi.as_str()] {
+        let args = [
+            "-q",
+            "-of",
+            "GRIDSTORE",
+            "-co",
+            "BLOCKSIZE=256",
+            s(&src),
+            to,
+        ];
+        ok_on(server, "gdal_translate", &args);
+    }
+    assert_eq!(digest(server, vsi, None), digest(server, s(&local), None));
+    // On disk, packs of 4 MiB: the level-0 chunks take two. There, one of up to 8 MiB.
+    let packs_on_disk = std::fs::read_dir(local.join("chunks/1")).unwrap().count();
+    let packs_there = keys(server, vsi)
+        .iter()
+        .filter(|k| k.starts_with("chunks/1/"))
+        .count();
+    assert_eq!(packs_there + 1, packs_on_disk);
 }
 
 #[test]

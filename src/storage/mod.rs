@@ -203,6 +203,12 @@ pub trait Storage: Send + Sync {
     /// Makes every object written so far durable. Called before a commit publishes them.
     fn sync(&self) -> Result<()>;
 
+    /// Whether every read is a request over the network, whose count matters more than
+    /// the bytes it brings (object storage, HTTP): there packs are larger.
+    fn reads_by_request(&self) -> bool {
+        false
+    }
+
     /// How writers commit on this storage.
     fn commits(&self) -> Commits {
         Commits::Locked

@@ -701,6 +701,10 @@ impl Storage for VsiStorage {
         self.check_writes("commit")
     }
 
+    fn reads_by_request(&self) -> bool {
+        true
+    }
+
     fn commits(&self) -> Commits {
         Commits::Optimistic
     }

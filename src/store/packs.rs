@@ -4,7 +4,7 @@
 //!
 //! Chunks are held by the 16 x 16 block of tiles of a level that the index orders them by,
 //! and a block's held chunks are written as one pack, in index order, once they reach
-//! [`PACK_BYTES`] or when the write publishes. A chunk that keeps frames in another, or
+//! [`PACK_BYTES`] ([`REMOTE_PACK_BYTES`] on object storage) or when the write publishes. A chunk that keeps frames in another, or
 //! copies ranges of one (a level update above a small write), is written as an object of
 //! its own, as before packs.
 
@@ -14,13 +14,21 @@ use std::sync::{Arc, Mutex};
 
 use crate::error::{Error, Result};
 use crate::index::{Entry, TileKey};
+use crate::storage::Storage;
 
-/// A block's held chunks are written as a pack once they reach this many bytes: half a
-/// row of a block's tiles of 512 x 512 Float32 samples, which a read of a wide window or
-/// a level then fetches in one request, while a write holds little in memory (8 MiB packs
-/// raised the peak memory of an ingest of docs/PERFORMANCE.md from 68 to 95 MB) and a
-/// pack is one request to write.
+/// A block's held chunks are written as a pack once they reach this many bytes, on
+/// storage read without requests (a local disk): there a pack's size only matters to the
+/// write, which holds little in memory (8 MiB packs raised the peak memory of an ingest of
+/// docs/PERFORMANCE.md from 68 to 95 MB, hand runs of `/usr/bin/time`).
 pub const PACK_BYTES: usize = 4 << 20;
+
+/// The size of a pack on storage where every read is a request (object storage, HTTP): a
+/// row of a block's tiles of 512 x 512 Float32 samples, which a read of a wide window, a
+/// level or the whole raster fetches in one request. Larger packs would need fewer
+/// requests still (16 MiB: 18 for a full read of docs/PERFORMANCE.md's 8192 x 8192
+/// surface on S3, against 24 at 8 MiB and 41 at 4 MiB) but raised the peak memory of the
+/// ingest there by some 170 MB (hand runs of `/usr/bin/time`).
+pub const REMOTE_PACK_BYTES: usize = 8 << 20;
 
 /// The most a write holds back in all: past it, the largest block's chunks are written as
 /// a pack, however few, so that a write across many blocks at once (a wide raster copied
@@ -64,16 +72,36 @@ struct Waiting {
 }
 
 /// The chunks a write holds back, and the numbers of the packs it has written.
-#[derive(Default)]
 pub struct Packer {
     held: Mutex<HeldBack>,
     /// The last pack number handed out (packs are numbered from 1).
     last: AtomicU32,
+    /// How many bytes of a block's chunks make a pack.
+    pack_bytes: usize,
 }
 
 impl Packer {
+    /// A packer for a write to `storage`, whose packs are [`REMOTE_PACK_BYTES`] where
+    /// each read is a request, [`PACK_BYTES`] elsewhere.
+    pub fn for_storage(storage: &dyn Storage) -> Self {
+        let pack_bytes = match storage.reads_by_request() {
+            true => REMOTE_PACK_BYTES,
+            false => PACK_BYTES,
+        };
+        Packer::with_pack_bytes(pack_bytes)
+    }
+
+    /// A packer whose packs are `pack_bytes` bytes (or fewer, past [`MAX_HELD_BYTES`]).
+    pub fn with_pack_bytes(pack_bytes: usize) -> Self {
+        Packer {
+            held: Mutex::default(),
+            last: AtomicU32::new(0),
+            pack_bytes,
+        }
+    }
+
     /// Holds a chunk back (replacing one held for the same tile). Returns chunks to write
-    /// as a pack now: its group's, when they reach [`PACK_BYTES`], or the largest group's,
+    /// as a pack now: its group's, when they reach its pack size, or the largest group's,
     /// when all held reach [`MAX_HELD_BYTES`].
     pub fn hold(&self, chunk: Held) -> Option<Vec<Held>> {
         let mut held = self.held.lock().expect("poisoned");
@@ -83,7 +111,7 @@ impl Packer {
         let old = waiting.chunks.insert(chunk.key, (chunk.bytes, chunk.crc));
         let old = old.map_or(0, |(b, _)| b.len());
         waiting.bytes = waiting.bytes + len - old;
-        let full = waiting.bytes >= PACK_BYTES;
+        let full = waiting.bytes >= self.pack_bytes;
         held.bytes = held.bytes + len - old;
         let take = match full {
             true => group,
@@ -216,7 +244,7 @@ mod tests {
 
     #[test]
     fn a_block_is_handed_back_in_index_order_once_it_is_full() {
-        let p = Packer::default();
+        let p = Packer::with_pack_bytes(PACK_BYTES);
         assert!(p.hold(chunk(3, PACK_BYTES / 2)).is_none());
         // Another block is held apart.
         assert!(p.hold(chunk(16, PACK_BYTES - 1)).is_none());
@@ -236,7 +264,7 @@ mod tests {
 
     #[test]
     fn the_largest_block_is_handed_back_once_all_held_reach_the_bound() {
-        let p = Packer::default();
+        let p = Packer::with_pack_bytes(PACK_BYTES);
         let blocks = MAX_HELD_BYTES / (PACK_BYTES / 2);
         // Half a pack in each of `blocks` blocks, the third one larger.
         for b in 0..blocks - 1 {
@@ -266,7 +294,7 @@ mod tests {
 
     #[test]
     fn pack_numbers_start_at_one() {
-        let p = Packer::default();
+        let p = Packer::with_pack_bytes(PACK_BYTES);
         assert_eq!(p.next_number().unwrap(), 1);
         assert_eq!(p.next_number().unwrap(), 2);
     }

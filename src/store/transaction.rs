@@ -167,6 +167,7 @@ impl Transaction {
             Some(b) => b.index().clone(),
             None => Arc::new(IndexReader::new(storage.clone(), 256)),
         };
+        let packer = Packer::for_storage(&*storage);
         Transaction {
             index,
             storage,
@@ -184,7 +185,7 @@ impl Transaction {
             sources: Vec::new(),
             created_dir: None,
             optimistic: None,
-            packer: Packer::default(),
+            packer,
             finished: false,
         }
     }
