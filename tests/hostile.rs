@@ -827,6 +827,82 @@ fn index_leaf_with_keys_out_of_order() {
 /// (one leaf), and deeper than any store can need (64 levels, docs/FORMAT.md §4).
 const CHAIN_DEPTH: u32 = 200;
 
+/// Sets the copy of the root node that the current manifest (and its snapshot's own copy)
+/// carries: what a write on object storage puts there, crafted here on disk.
+fn set_root_copy(store: &Path, copy: &str) {
+    let (seq, _) = root_node(store);
+    for key in [
+        "gridstore.json".to_string(),
+        format!("snapshots/{seq}.json"),
+    ] {
+        let path = store.join(key);
+        let mut m = read_json(&path);
+        m["index"]["root_copy"] = Value::String(copy.to_string());
+        write_json(&path, &m);
+    }
+}
+
+#[test]
+fn root_copy_in_the_manifest_that_differs_from_the_root_node() {
+    // A valid node of snapshot 2, the root's entries with another checksum for the last
+    // chunk: readers take it, so gc must not mark from the object what they do not see
+    // (nor the other way round), and verify reports it.
+    let base = base();
+    assert_no_problems(run_case(
+        &base,
+        &Case {
+            craft: &|site| {
+                let (seq, id) = root_node(&site.store);
+                let (kind, records) = read_node(&node_path(&site.store, seq, id));
+                assert_eq!(kind, LEAF, "the base store's root is a leaf");
+                let mut records = records;
+                let last = records.last_mut().unwrap();
+                let crc = u32::from_le_bytes(last.value[12..16].try_into().unwrap());
+                last.set_u32(12, crc ^ 1);
+                let crafted = site.store.join("crafted-node");
+                write_node(&crafted, LEAF, &records);
+                let bytes = std::fs::read(&crafted).unwrap();
+                std::fs::remove_file(&crafted).unwrap();
+                set_root_copy(&site.store, &gridstore::index::encode_root_copy(&bytes));
+                Vec::new()
+            },
+            names: &["copy of the index root", "checksum"],
+            plan: &[
+                (Cmd::GdalChecksum, Expect::Either),
+                (Cmd::Verify, Expect::Fails),
+                (Cmd::Gc(1), Expect::Fails),
+                (Cmd::Rollback(1), Expect::Either),
+                (Cmd::Ingest, Expect::Either),
+            ],
+        },
+    ));
+}
+
+#[test]
+fn root_copy_in_the_manifest_that_is_no_node() {
+    let base = base();
+    for copy in ["not base64 at all!", "R1NJWA=="] {
+        assert_no_problems(run_case(
+            &base,
+            &Case {
+                craft: &|site| {
+                    set_root_copy(&site.store, copy);
+                    Vec::new()
+                },
+                names: &["copy of the index root", "copy of index/"],
+                plan: &[
+                    (Cmd::GdalChecksum, Expect::Fails),
+                    (Cmd::Python, Expect::Fails),
+                    (Cmd::Verify, Expect::Fails),
+                    (Cmd::Gc(1), Expect::Fails),
+                    (Cmd::Ingest, Expect::Fails),
+                    (Cmd::Rollback(1), Expect::Either),
+                ],
+            },
+        ));
+    }
+}
+
 #[test]
 fn index_chain_deeper_than_any_store_needs() {
     index_case(&|site| {

@@ -7,7 +7,8 @@
 //! after another; racing writers on the same tiles each land whole, never mixed; a writer
 //! killed at any moment leaves a committed state (also the crash harness, on S3); gc leaves
 //! writes in flight alone; QGIS renders and saves stores there. An ingest there writes
-//! larger packs than on disk (S3).
+//! larger packs than on disk, and a manifest that carries a copy of the index root, read
+//! with it (S3).
 
 mod common;
 use common::servers::{azurite, checks_on, gridstore, moto, ok_on, run_on, Server};
@@ -226,6 +227,29 @@ fn an_ingest_there_writes_larger_packs_than_on_disk() {
         .filter(|k| k.starts_with("chunks/1/"))
         .count();
     assert_eq!(packs_there + 1, packs_on_disk);
+}
+
+#[test]
+fn a_store_written_there_opens_its_index_with_its_manifest() {
+    let b = s3();
+    let server = &b.server;
+    let dir = tmp();
+    let vsi = &b.store("dem.gridstore");
+    dem_store(vsi, Some(server));
+    server.clear_log();
+    let out = dir.path().join("window.tif");
+    let name = format!("GRIDSTORE:{vsi}");
+    let window = ["-q", "-srcwin", "40", "40", "20", "20", &name, s(&out)];
+    ok_on(server, "gdal_translate", &window);
+    // The manifest, which carries a copy of the index root, then the window's chunk.
+    let requests = server.requests();
+    assert!(
+        !requests.iter().any(|r| r.contains("/index/")),
+        "{requests:#?}"
+    );
+    assert_eq!(requests.len(), 2, "{requests:#?}");
+    // verify compares the copy with the root node's object.
+    digest(server, vsi, None);
 }
 
 #[test]

@@ -13,7 +13,10 @@ use std::cmp::Ordering;
 use serde::{Deserialize, Serialize};
 
 pub use node::{Node, RecordValue, Records, NODE_PREFIX};
-pub use tree::{apply_changes, IndexReader, NodeWriter, Tree, INTERNAL_MAX, LEAF_MAX, MAX_DEPTH};
+pub use tree::{
+    apply_changes, decode_root_copy, encode_root_copy, IndexReader, NodeWriter, Tree, INTERNAL_MAX,
+    LEAF_MAX, MAX_DEPTH, MAX_ROOT_COPY,
+};
 
 use crate::grid::TileLoc;
 

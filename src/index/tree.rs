@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::num::NonZeroUsize;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 
 use lru::LruCache;
@@ -10,7 +10,7 @@ use lru::LruCache;
 use super::node::{damaged, Records};
 use super::{Entry, Node, NodeRef, TileKey};
 use crate::error::{Error, Result};
-use crate::manifest::Manifest;
+use crate::manifest::{IndexSpec, Manifest};
 use crate::storage::Storage;
 
 /// Most entries a leaf holds (30 KiB as version 3 records).
@@ -104,6 +104,26 @@ impl Place {
 /// entries it may claim could take (nodes written now are at most about 52 KiB).
 const MAX_NODE_LEN: usize = 4 << 20;
 
+/// The largest root node a manifest carries a copy of: a root of up to some 600 leaf
+/// entries (or 2,500 children), whose copy adds a third more to the manifest in base64.
+pub const MAX_ROOT_COPY: usize = 32 << 10;
+
+/// A root node's bytes as a manifest carries them.
+pub fn encode_root_copy(bytes: &[u8]) -> String {
+    use base64::Engine;
+    base64::engine::general_purpose::STANDARD.encode(bytes)
+}
+
+/// The bytes of a root node's copy; `None` when it is not base64 or longer than
+/// [`MAX_ROOT_COPY`].
+pub fn decode_root_copy(copy: &str) -> Option<Vec<u8>> {
+    use base64::Engine;
+    if copy.len() > MAX_ROOT_COPY.div_ceil(3) * 4 {
+        return None;
+    }
+    base64::engine::general_purpose::STANDARD.decode(copy).ok()
+}
+
 /// Reads index nodes, keeping recently used ones decoded in memory. Nodes are immutable, so
 /// a cached node never goes stale.
 ///
@@ -162,6 +182,57 @@ impl IndexReader {
         let node = Arc::new(node);
         self.cache.lock().expect("poisoned").put(r, node.clone());
         Ok(node)
+    }
+
+    /// The bytes of node `r` (from the cache, where a write left the nodes it wrote).
+    pub fn node_bytes(&self, r: NodeRef) -> Result<Vec<u8>> {
+        Ok(self.node(r)?.bytes().to_vec())
+    }
+
+    /// Takes the copy of the root node a manifest carries (`index.root_copy`) as node
+    /// `index.root`, checked as a node read from its object is, so that a walk does not
+    /// fetch it. `manifest` names the manifest, for messages.
+    pub fn take_root_copy(&self, index: &IndexSpec, manifest: &Path) -> Result<()> {
+        let Some(copy) = &index.root_copy else {
+            return Ok(());
+        };
+        let damaged = |why: String| {
+            Error::corrupt(
+                manifest,
+                format!("the copy of the index root it holds {why}"),
+            )
+        };
+        let Some(root) = index.root else {
+            return Err(damaged("belongs to no root: the index is empty".into()));
+        };
+        let bytes = decode_root_copy(copy).ok_or_else(|| damaged("is not base64".into()))?;
+        let name = format!("{} (copy of {})", manifest.display(), root.object_key());
+        let node = Node::decode(bytes, &name)?;
+        node.check_written_by(root, &name)?;
+        self.remember(root, node);
+        Ok(())
+    }
+
+    /// Checks that the copy of the root node a manifest carries, if any, holds the bytes of
+    /// the root node's object: readers take the copy, so gc must not mark from the object
+    /// what they do not see, nor the other way round.
+    pub fn check_root_copy(&self, index: &IndexSpec, manifest: &Path) -> Result<()> {
+        let (Some(copy), Some(root)) = (&index.root_copy, index.root) else {
+            return Ok(());
+        };
+        let key = root.object_key();
+        let object = self.storage.read_at_most(&key, MAX_NODE_LEN)?;
+        if object.is_some() && object == decode_root_copy(copy) {
+            return Ok(());
+        }
+        Err(Error::corrupt(
+            manifest,
+            format!(
+                "the copy of the index root it holds is not what {key} holds, so readers and \
+                 gc would see different indexes; restore the manifest from a backup or \
+                 `gridstore rollback` to an earlier snapshot"
+            ),
+        ))
     }
 
     fn remember(&self, r: NodeRef, node: Node) {
@@ -621,6 +692,17 @@ mod tests {
     use crate::storage::LocalStorage;
     use proptest::prelude::*;
     use std::collections::BTreeMap;
+
+    #[test]
+    fn a_root_copy_round_trips_and_a_long_one_is_refused() {
+        let bytes: Vec<u8> = (0..=255).collect();
+        assert_eq!(decode_root_copy(&encode_root_copy(&bytes)), Some(bytes));
+        let largest = vec![7u8; MAX_ROOT_COPY];
+        assert!(decode_root_copy(&encode_root_copy(&largest)).is_some());
+        let longer = vec![7u8; MAX_ROOT_COPY + 3];
+        assert_eq!(decode_root_copy(&encode_root_copy(&longer)), None);
+        assert_eq!(decode_root_copy("not base64!"), None);
+    }
 
     /// An entry of a chunk written by snapshot `seq` (at least 1), told apart by `n`.
     fn entry(seq: u64, n: u32) -> Entry {

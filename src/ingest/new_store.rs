@@ -73,6 +73,7 @@ pub fn new_store_manifest(source: &SourceInfo, opts: &CreateOptions) -> Result<M
             root: None,
             tiles: 0,
             bytes: 0,
+            root_copy: None,
         },
         sources: None,
     })

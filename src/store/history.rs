@@ -488,6 +488,8 @@ fn mark(storage: &dyn Storage, index: &IndexReader, kept: &[Manifest]) -> Result
         packs: HashSet::new(),
     };
     for m in kept {
+        let name = storage.location().join(snapshot_key(m.snapshot.id));
+        index.check_root_copy(&m.index, &name)?;
         let (chunks, packs) = (&mut marked.chunks, &mut marked.packs);
         let found = index.visit_new_nodes(Tree::of(m), &mut marked.nodes, &mut |_, node| {
             if let Node::Leaf(entries) = node {

@@ -64,7 +64,17 @@ pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
         }
         Ok(())
     });
-    if let Err(e) = visited {
+    let root_copy = || {
+        let id = snapshot.manifest().snapshot.id;
+        let manifest = snapshot.location().join(crate::manifest::snapshot_key(id));
+        snapshot
+            .index()
+            .check_root_copy(&snapshot.manifest().index, &manifest)
+    };
+    for e in [visited.map(|_| ()), root_copy()]
+        .into_iter()
+        .filter_map(|r| r.err())
+    {
         report.problems.push(Problem {
             object: "index".into(),
             detail: e.to_string(),

@@ -61,6 +61,7 @@ impl Snapshot {
         })?;
         let manifest = Manifest::parse(&bytes, &path)?;
         let index = Arc::new(IndexReader::new(storage.clone(), CACHED_NODES));
+        index.take_root_copy(&manifest.index, &path)?;
         Ok(Snapshot::from_parts(storage, manifest, index))
     }
 

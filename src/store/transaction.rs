@@ -25,7 +25,9 @@ use crate::area::Area;
 use crate::chunk::{self, Piece};
 use crate::error::{Error, Result};
 use crate::index::NODE_PREFIX;
-use crate::index::{apply_changes, Entry, IndexReader, NodeWriter, TileKey, Tree, WRITE_PREFIXES};
+use crate::index::{
+    apply_changes, Entry, IndexReader, NodeWriter, TileKey, Tree, MAX_ROOT_COPY, WRITE_PREFIXES,
+};
 use crate::keys::SOURCE_PREFIX;
 use crate::manifest::{
     snapshot_key, Checkpoint, IndexSpec, Manifest, SnapshotInfo, SourceListRef, MANIFEST_KEY,
@@ -893,8 +895,19 @@ impl Transaction {
             root: new_root,
             tiles: tiles.max(0) as u64,
             bytes: bytes.max(0) as u64,
+            root_copy: self.root_copy(new_root)?,
         };
         self.publish_manifest(written, removed, None)
+    }
+
+    /// The copy of the new root node the manifest carries on storage where every read is
+    /// a request, when the root is small enough ([`MAX_ROOT_COPY`]).
+    fn root_copy(&self, root: Option<crate::index::NodeRef>) -> Result<Option<String>> {
+        let Some(root) = root.filter(|_| self.storage.reads_by_request()) else {
+            return Ok(None);
+        };
+        let bytes = self.index.node_bytes(root)?;
+        Ok((bytes.len() <= MAX_ROOT_COPY).then(|| crate::index::encode_root_copy(&bytes)))
     }
 
     /// Brings the time axis's step counts up to date with the step records `changes` adds
@@ -1130,6 +1143,7 @@ fn without_data(mut manifest: Manifest) -> Manifest {
         root: None,
         tiles: 0,
         bytes: 0,
+        root_copy: None,
     };
     manifest
 }

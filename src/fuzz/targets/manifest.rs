@@ -192,6 +192,7 @@ fn manifests(history: bool) -> Vec<Manifest> {
                 root: None,
                 tiles: 0,
                 bytes: 0,
+                root_copy: None,
             };
         }
         if i == 2 {
@@ -290,6 +291,7 @@ fn plain_manifest(dtype: DataType, bands: usize) -> Manifest {
             root: Some(NodeRef { seq: 1, id: 3 }),
             tiles: 12,
             bytes: 123_456,
+            root_copy: None,
         },
         sources: None,
     }
