@@ -223,7 +223,7 @@ pub struct IndexSpec {
     pub bytes: u64,
     /// The root node's bytes, base64, when a write on object storage copied them here so
     /// that an open reads the root with the manifest: one request fewer (docs/FORMAT.md
-    /// §2). Checked as the node object is; gc and verify check that the two are the same.
+    /// §3). Checked as the node object is; gc and verify check that the two are the same.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub root_copy: Option<String>,
 }

@@ -204,7 +204,8 @@ pub trait Storage: Send + Sync {
     fn sync(&self) -> Result<()>;
 
     /// Whether every read is a request over the network, whose count matters more than
-    /// the bytes it brings (object storage, HTTP): there packs are larger.
+    /// the bytes it brings (object storage, HTTP): writes there make larger packs and put
+    /// a copy of the index root in the manifest.
     fn reads_by_request(&self) -> bool {
         false
     }

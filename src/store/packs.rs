@@ -4,9 +4,9 @@
 //!
 //! Chunks are held by the 16 x 16 block of tiles of a level that the index orders them by,
 //! and a block's held chunks are written as one pack, in index order, once they reach
-//! [`PACK_BYTES`] ([`REMOTE_PACK_BYTES`] on object storage) or when the write publishes. A chunk that keeps frames in another, or
-//! copies ranges of one (a level update above a small write), is written as an object of
-//! its own, as before packs.
+//! [`PACK_BYTES`] ([`REMOTE_PACK_BYTES`] on object storage) or when the write publishes. A
+//! chunk that keeps frames in another, or copies ranges of one (a level update above a
+//! small write), is written as an object of its own, as before packs.
 
 use std::collections::{BTreeMap, HashMap};
 use std::sync::atomic::{AtomicU32, Ordering};
@@ -22,7 +22,7 @@ use crate::storage::Storage;
 /// docs/PERFORMANCE.md from 68 to 95 MB, hand runs of `/usr/bin/time`).
 pub const PACK_BYTES: usize = 4 << 20;
 
-/// The size of a pack on storage where every read is a request (object storage, HTTP): a
+/// The size of a pack on storage where every read is a request (object storage): a
 /// row of a block's tiles of 512 x 512 Float32 samples, which a read of a wide window, a
 /// level or the whole raster fetches in one request. Larger packs would need fewer
 /// requests still (16 MiB: 18 for a full read of docs/PERFORMANCE.md's 8192 x 8192
