@@ -30,6 +30,12 @@ $sudo sh -c 'service postgresql stop' >/dev/null 2>&1 || true
   /usr/bin/python3 -m venv target/moto-venv
   target/moto-venv/bin/pip install -q 'moto[server]==5.2.1'
 }
+# A Google Cloud Storage emulator, for the tests that read stores on /vsigs/ (it honours no
+# write preconditions, so stores there stay read-only and only reads are tested).
+[ -x target/gcs-venv/bin/gcp-storage-emulator ] || {
+  /usr/bin/python3 -m venv target/gcs-venv
+  target/gcs-venv/bin/pip install -q 'gcp-storage-emulator==2026.7.19'
+}
 # Azurite, Azure Blob Storage's emulator, for the tests of stores on /vsiaz/ (started on
 # 127.0.0.1 by the tests, like moto), from npm into target/azurite. 3.35.0 is the last
 # release that runs on Debian 12's nodejs (18); later ones need node 21 or 22.

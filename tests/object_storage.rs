@@ -230,6 +230,32 @@ fn an_ingest_there_writes_larger_packs_than_on_disk() {
 }
 
 #[test]
+fn an_ingest_on_azure_keeps_each_pack_within_what_one_request_writes() {
+    // Azure takes a conditional write in one request of at most 4 MiB: the level-0 chunks
+    // of this noise (about 6 MB, one block of tiles) must go in two packs there.
+    let b = azure();
+    let server = &b.server;
+    let dir = tmp();
+    let src = dir.path().join("noise.tif");
+    python_ok("make_raster.py", &[s(&src), "Float32", "2048", "1024", "1"]);
+    let local = dir.path().join("noise.gridstore");
+    let vsi = &b.store("noise.gridstore");
+    for to in [s(&local), vsi.as_str()] {
+        let args = [
+            "-q",
+            "-of",
+            "GRIDSTORE",
+            "-co",
+            "BLOCKSIZE=256",
+            s(&src),
+            to,
+        ];
+        ok_on(server, "gdal_translate", &args);
+    }
+    assert_eq!(digest(server, vsi, None), digest(server, s(&local), None));
+}
+
+#[test]
 fn a_store_written_there_opens_its_index_with_its_manifest() {
     let b = s3();
     let server = &b.server;

@@ -5,10 +5,11 @@
 //! manifest) and the chunks that lie together in a pack in one request, a window's chunks
 //! at once; a server's error is no missing chunk; a new open
 //! sees a commit made since; writes over HTTP are refused, changing nothing (writes on S3:
-//! tests/object_storage.rs).
+//! tests/object_storage.rs). A store on a Google Cloud Storage emulator (`/vsigs/`) reads
+//! the same, and refuses writes.
 
 mod common;
-use common::servers::{checks_s3, gridstore, moto, nginx, ok_on};
+use common::servers::{checks_on, checks_s3, gcs, gridstore, moto, nginx, ok_on, run_on};
 use common::*;
 
 use std::collections::BTreeMap;
@@ -363,6 +364,31 @@ fn over_s3_a_new_open_sees_a_commit_made_since() {
         &["reopen", &format!("GRIDSTORE:{vsi}"), s(&later), vsi],
     );
     assert!(out.contains("sees the new state"), "{out}");
+}
+
+#[test]
+fn over_gcs_gdal_rasterio_and_the_cli_read_what_is_on_disk_and_writes_are_refused() {
+    let dir = tmp();
+    let dem = dem_store(dir.path());
+    let server = gcs("stores");
+    let vsi = "/vsigs/stores/dem.gridstore";
+    checks_on(&server, &["upload", s(&dem), vsi]);
+    // Every band, mask and level, through GDAL and rasterio; the CLI's verify.
+    checks_on(&server, &["same", s(&dem), &format!("GRIDSTORE:{vsi}")]);
+    let verify = |store: &str| ok_on(&server, &gridstore(), &["verify", store]);
+    assert_eq!(
+        verify(vsi).replace(vsi, "STORE"),
+        verify(s(&dem)).replace(s(&dem), "STORE")
+    );
+    // No write there: the emulator, like the stores gridstore writes, would need
+    // preconditions honoured.
+    let out = run_on(
+        &server,
+        &gridstore(),
+        &["ingest", "-q", vsi, s(&sample("olinda_dem_utm25s.tif"))],
+    );
+    assert!(!out.status.success());
+    assert!(said(&out).contains("read-only"), "{}", said(&out));
 }
 
 #[test]

@@ -210,6 +210,11 @@ pub trait Storage: Send + Sync {
         false
     }
 
+    /// The most bytes one object may be written with here, if there is such a bound.
+    fn max_object_bytes(&self) -> Option<usize> {
+        None
+    }
+
     /// How writers commit on this storage.
     fn commits(&self) -> Commits {
         Commits::Locked

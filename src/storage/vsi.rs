@@ -705,6 +705,10 @@ impl Storage for VsiStorage {
         true
     }
 
+    fn max_object_bytes(&self) -> Option<usize> {
+        vsi_azure::is_azure(&self.root).then_some(vsi_azure::SINGLE_PUT_MIB << 20)
+    }
+
     fn commits(&self) -> Commits {
         Commits::Optimistic
     }

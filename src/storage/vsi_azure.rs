@@ -12,7 +12,7 @@
 //! - A blob larger than GDAL's `VSIAZ_CHUNK_SIZE` is written as an append blob in several
 //!   requests, each carrying the condition, so it can neither be created nor replaced
 //!   conditionally. The chunk size is held at its largest (4 MiB) and larger objects are
-//!   refused.
+//!   refused; packs stay within it (`Storage::max_object_bytes`).
 //! - GDAL opens a blob with a `HEAD` for its size, then a `GET` for its bytes: a blob
 //!   replaced in between reads torn (the old size, the new bytes). The objects replaced in
 //!   place (the manifest, claims) are read between two reads of their ETag there, and read
@@ -27,7 +27,7 @@ use gdal_sys::{CPLGetConfigOption, CPLGetThreadLocalConfigOption, CPLSetThreadLo
 use crate::error::{Error, Result};
 
 /// GDAL's largest `VSIAZ_CHUNK_SIZE` in MiB, the size of a blob written in one PUT.
-const SINGLE_PUT_MIB: usize = 4;
+pub(super) const SINGLE_PUT_MIB: usize = 4;
 
 /// The header that keeps GDAL's delete-and-retry on a 409 from deleting the blob.
 const KEEP_BLOB_ON_RETRY: &str = "x-ms-delete-snapshots: only";

@@ -78,42 +78,53 @@ pub struct Packer {
     last: AtomicU32,
     /// How many bytes of a block's chunks make a pack.
     pack_bytes: usize,
+    /// The most bytes a pack may have: the most one object may be written with there.
+    max_pack: Option<usize>,
 }
 
 impl Packer {
     /// A packer for a write to `storage`, whose packs are [`REMOTE_PACK_BYTES`] where
-    /// each read is a request, [`PACK_BYTES`] elsewhere.
+    /// each read is a request, [`PACK_BYTES`] elsewhere, and never more than an object may
+    /// be there.
     pub fn for_storage(storage: &dyn Storage) -> Self {
         let pack_bytes = match storage.reads_by_request() {
             true => REMOTE_PACK_BYTES,
             false => PACK_BYTES,
         };
-        Packer::with_pack_bytes(pack_bytes)
+        Packer::with_pack_bytes(pack_bytes, storage.max_object_bytes())
     }
 
-    /// A packer whose packs are `pack_bytes` bytes (or fewer, past [`MAX_HELD_BYTES`]).
-    pub fn with_pack_bytes(pack_bytes: usize) -> Self {
+    /// A packer whose packs are `pack_bytes` bytes (or fewer, past [`MAX_HELD_BYTES`]),
+    /// and at most `max_pack`.
+    pub fn with_pack_bytes(pack_bytes: usize, max_pack: Option<usize>) -> Self {
         Packer {
             held: Mutex::default(),
             last: AtomicU32::new(0),
             pack_bytes,
+            max_pack,
         }
     }
 
     /// Holds a chunk back (replacing one held for the same tile). Returns chunks to write
     /// as a pack now: its group's, when they reach its pack size, or the largest group's,
-    /// when all held reach [`MAX_HELD_BYTES`].
+    /// when all held reach [`MAX_HELD_BYTES`]. Where a pack has a largest size, a group
+    /// that this chunk would take past it is written first, without it.
     pub fn hold(&self, chunk: Held) -> Option<Vec<Held>> {
         let mut held = self.held.lock().expect("poisoned");
         let group = group_of(&chunk.key);
-        let waiting = held.groups.entry(group).or_default();
+        held.remove(&chunk.key);
         let len = chunk.bytes.len();
-        let old = waiting.chunks.insert(chunk.key, (chunk.bytes, chunk.crc));
-        let old = old.map_or(0, |(b, _)| b.len());
-        waiting.bytes = waiting.bytes + len - old;
-        let full = waiting.bytes >= self.pack_bytes;
-        held.bytes = held.bytes + len - old;
-        let take = match full {
+        let before = held.groups.get(&group).map_or(0, |w| w.bytes);
+        if self
+            .max_pack
+            .is_some_and(|max| before > 0 && before + len > max)
+        {
+            let full = held.take(&group);
+            held.insert(chunk);
+            return full;
+        }
+        held.insert(chunk);
+        let take = match before + len >= self.pack_bytes {
             true => group,
             false if held.bytes >= MAX_HELD_BYTES => held.largest()?,
             false => return None,
@@ -123,14 +134,7 @@ impl Packer {
 
     /// Lets go of the chunk held for `key`, if any.
     pub fn forget(&self, key: &TileKey) {
-        let mut held = self.held.lock().expect("poisoned");
-        let Some(waiting) = held.groups.get_mut(&group_of(key)) else {
-            return;
-        };
-        if let Some((old, _)) = waiting.chunks.remove(key) {
-            waiting.bytes -= old.len();
-            held.bytes -= old.len();
-        }
+        self.held.lock().expect("poisoned").remove(key);
     }
 
     /// The chunk held for `key`, or being written as part of a pack, if any.
@@ -180,6 +184,25 @@ impl Packer {
 }
 
 impl HeldBack {
+    /// Holds `chunk` in its group.
+    fn insert(&mut self, chunk: Held) {
+        let waiting = self.groups.entry(group_of(&chunk.key)).or_default();
+        waiting.bytes += chunk.bytes.len();
+        self.bytes += chunk.bytes.len();
+        waiting.chunks.insert(chunk.key, (chunk.bytes, chunk.crc));
+    }
+
+    /// Lets go of the chunk held for `key`, if any.
+    fn remove(&mut self, key: &TileKey) {
+        let Some(waiting) = self.groups.get_mut(&group_of(key)) else {
+            return;
+        };
+        if let Some((old, _)) = waiting.chunks.remove(key) {
+            waiting.bytes -= old.len();
+            self.bytes -= old.len();
+        }
+    }
+
     /// The group holding the most bytes.
     fn largest(&self) -> Option<Group> {
         self.groups
@@ -244,7 +267,7 @@ mod tests {
 
     #[test]
     fn a_block_is_handed_back_in_index_order_once_it_is_full() {
-        let p = Packer::with_pack_bytes(PACK_BYTES);
+        let p = Packer::with_pack_bytes(PACK_BYTES, None);
         assert!(p.hold(chunk(3, PACK_BYTES / 2)).is_none());
         // Another block is held apart.
         assert!(p.hold(chunk(16, PACK_BYTES - 1)).is_none());
@@ -264,7 +287,7 @@ mod tests {
 
     #[test]
     fn the_largest_block_is_handed_back_once_all_held_reach_the_bound() {
-        let p = Packer::with_pack_bytes(PACK_BYTES);
+        let p = Packer::with_pack_bytes(PACK_BYTES, None);
         let blocks = MAX_HELD_BYTES / (PACK_BYTES / 2);
         // Half a pack in each of `blocks` blocks, the third one larger.
         for b in 0..blocks - 1 {
@@ -282,6 +305,25 @@ mod tests {
     }
 
     #[test]
+    fn a_pack_never_outgrows_the_largest_object() {
+        // Packs of 1,000 bytes at most (an object's bound), 800 wanted.
+        let p = Packer::with_pack_bytes(800, Some(1000));
+        let mut packs = Vec::new();
+        for col in 0..10 {
+            packs.extend(p.hold(chunk(col, 300)));
+        }
+        packs.extend(p.take_all());
+        let sizes: Vec<usize> = packs
+            .iter()
+            .map(|c| c.iter().map(|h| h.bytes.len()).sum())
+            .collect();
+        // 900 then 900: the fourth chunk would have made 1,200.
+        assert_eq!(sizes, [900, 900, 900, 300]);
+        let cols: Vec<i32> = packs.iter().flatten().map(|c| c.key.col).collect();
+        assert_eq!(cols, (0..10).collect::<Vec<_>>());
+    }
+
+    #[test]
     fn entries_lie_one_after_the_other() {
         let chunks = [chunk(0, 10), chunk(1, 5), chunk(2, 7)];
         let e = entries(9, 2, &chunks);
@@ -294,7 +336,7 @@ mod tests {
 
     #[test]
     fn pack_numbers_start_at_one() {
-        let p = Packer::with_pack_bytes(PACK_BYTES);
+        let p = Packer::with_pack_bytes(PACK_BYTES, None);
         assert_eq!(p.next_number().unwrap(), 1);
         assert_eq!(p.next_number().unwrap(), 2);
     }

@@ -300,6 +300,43 @@ pub fn azurite(container: &str) -> Server {
     server
 }
 
+/// A Google Cloud Storage emulator (gcp-storage-emulator) on a free port, in memory, with a
+/// bucket `bucket` made. It honours no write preconditions: stores on it are only read.
+pub fn gcs(bucket: &str) -> Server {
+    let tmp = super::tmp();
+    let port = free_port();
+    let log = tmp.path().join("requests.log");
+    let bin = program(
+        "gcp-storage-emulator",
+        &[root().join("target/gcs-venv/bin/gcp-storage-emulator")],
+    );
+    let mut child = Command::new(&bin)
+        .args(["start", "--host", "127.0.0.1", "--port", &port.to_string()])
+        .args(["--in-memory", "--default-bucket", bucket])
+        .stdout(Stdio::null())
+        .stderr(std::fs::File::create(&log).unwrap())
+        .spawn()
+        .unwrap_or_else(|e| {
+            panic!(
+                "cannot start {} ({e}): make it with `python3 -m venv target/gcs-venv && \
+                 target/gcs-venv/bin/pip install gcp-storage-emulator==2026.7.19` (.ci/run does)",
+                bin.display()
+            )
+        });
+    wait_for(port, &mut child, "gcp-storage-emulator");
+    wait_for_http(port, "gcp-storage-emulator");
+    Server {
+        child,
+        port,
+        log,
+        env: vec![
+            ("CPL_GS_ENDPOINT", format!("http://127.0.0.1:{port}/")),
+            ("GS_NO_SIGN_REQUEST", "YES".into()),
+        ],
+        _dir: tmp,
+    }
+}
+
 /// Waits until the server at `port` answers an HTTP request (some accept connections
 /// before they answer).
 fn wait_for_http(port: u16, what: &str) {

@@ -45,7 +45,10 @@ def upload(src, dst):
             key = dst.rstrip("/") + "/" + os.path.relpath(path, src)
             with open(path, "rb") as fh:
                 data = fh.read()
-            fp = gdal.VSIFOpenL(key, "wb")
+            # The GCS emulator parses a body sent as JSON (GDAL's type for a .json name)
+            # and then fails to store it.
+            options = ["Content-Type=application/octet-stream"] if key.startswith("/vsigs/") else []
+            fp = gdal.VSIFOpenExL(key, "wb", False, options)
             assert fp is not None, key
             assert gdal.VSIFWriteL(data, 1, len(data), fp) == len(data), key
             assert gdal.VSIFCloseL(fp) == 0, key
