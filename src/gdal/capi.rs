@@ -981,7 +981,7 @@ impl StoreHandle {
             }
         };
         // Over the network, the chunks that lie together in a pack come in one request.
-        if !crate::storage::is_vsi_path(&self.root) {
+        if !snap.storage().reads_by_request() {
             return read_all();
         }
         let tiles = self.tiles_of_targets(&snap, level, targets)?;

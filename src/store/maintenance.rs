@@ -86,7 +86,7 @@ pub fn verify(snapshot: &Snapshot) -> Result<VerifyReport> {
     };
     // Over the network, a batch of tiles (in key order) at a time: the chunks of a batch
     // that lie together in a pack come in one request.
-    let remote = crate::storage::is_vsi_path(snapshot.storage().location());
+    let remote = snapshot.storage().reads_by_request();
     let results: Vec<(u64, Result<FrameSums>)> = match remote {
         true => {
             let mut results = Vec::with_capacity(tiles.len());

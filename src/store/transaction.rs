@@ -377,6 +377,7 @@ impl Transaction {
             None => Ok(None),
         }
     }
+
     /// Stores a tile, or records that it holds no data any more. Returns whether it holds
     /// data. Safe to call from many threads for different tiles.
     pub fn put_tile(&self, key: TileKey, tile: &Tile) -> Result<bool> {
