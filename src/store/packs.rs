@@ -18,16 +18,14 @@ use crate::storage::Storage;
 
 /// A block's held chunks are written as a pack once they reach this many bytes, on
 /// storage read without requests (a local disk): there a pack's size only matters to the
-/// write, which holds little in memory (8 MiB packs raised the peak memory of an ingest of
-/// docs/PERFORMANCE.md from 68 to 95 MB, hand runs of `/usr/bin/time`).
+/// write, which holds the chunks back until then (docs/PERFORMANCE.md measures its peak
+/// memory with these packs).
 pub const PACK_BYTES: usize = 4 << 20;
 
 /// The size of a pack on storage where every read is a request (object storage): a
 /// row of a block's tiles of 512 x 512 Float32 samples, which a read of a wide window, a
 /// level or the whole raster fetches in one request. Larger packs would need fewer
-/// requests still (16 MiB: 18 for a full read of docs/PERFORMANCE.md's 8192 x 8192
-/// surface on S3, against 24 at 8 MiB and 41 at 4 MiB) but raised the peak memory of the
-/// ingest there by some 170 MB (hand runs of `/usr/bin/time`).
+/// requests still, but a write holds a pack's chunks in memory until it is written.
 pub const REMOTE_PACK_BYTES: usize = 8 << 20;
 
 /// The most a write holds back in all: past it, the largest block's chunks are written as
